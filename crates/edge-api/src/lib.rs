@@ -1,1 +1,174 @@
-//! edge-api
+//! REST API (`/v1/...`) for phone numbers, agents and integrations.
+//!
+//! Every route except `GET /v1/openapi.json` needs `Authorization: Bearer <api_key>`; every
+//! resource belongs to one account and other accounts' ids answer 404. Writes go through
+//! [`edge_store::Store`], which updates the routing index before the response is sent.
+
+mod agents;
+mod error;
+mod extract;
+mod integrations;
+mod numbers;
+mod openapi;
+mod validate;
+mod wire;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use edge_providers::{NumberProvider, ProviderKind};
+use edge_store::{RoutingIndex, Store};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+pub use error::{ApiError, ErrorBody, ErrorDetail};
+pub use openapi::ApiDoc;
+pub use validate::SUPPORTED_COUNTRIES;
+
+/// Tunables for the API.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// Largest accepted request body; larger bodies get 413.
+    pub max_body_bytes: usize,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 64 * 1024,
+        }
+    }
+}
+
+/// The number providers available to the API, one per kind. `default` is used for search
+/// and purchase unless the request names another configured provider.
+#[derive(Clone)]
+pub struct ProviderSet {
+    default: ProviderKind,
+    by_kind: HashMap<ProviderKind, Arc<dyn NumberProvider>>,
+}
+
+impl ProviderSet {
+    /// `default` (usually `LocalInventory`) serves searches and purchases by default.
+    pub fn new(default: Arc<dyn NumberProvider>) -> Self {
+        let kind = default.kind();
+        let mut by_kind = HashMap::new();
+        by_kind.insert(kind, default);
+        Self {
+            default: kind,
+            by_kind,
+        }
+    }
+
+    /// Adds (or replaces) the provider for its kind; the default stays unless replaced.
+    pub fn with(mut self, provider: Arc<dyn NumberProvider>) -> Self {
+        self.by_kind.insert(provider.kind(), provider);
+        self
+    }
+
+    pub fn get(&self, kind: ProviderKind) -> Option<Arc<dyn NumberProvider>> {
+        self.by_kind.get(&kind).cloned()
+    }
+
+    pub fn default_provider(&self) -> Arc<dyn NumberProvider> {
+        // `default` is inserted in `new` and `with` only replaces, so the lookup cannot miss;
+        // the fallback keeps this panic-free anyway.
+        match self.by_kind.get(&self.default) {
+            Some(p) => Arc::clone(p),
+            None => Arc::new(edge_providers::LocalInventory::new(Vec::new())),
+        }
+    }
+}
+
+impl std::fmt::Debug for ProviderSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProviderSet")
+            .field("default", &self.default)
+            .field("kinds", &self.by_kind.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// Shared state of all handlers. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct ApiState {
+    pub store: Arc<Store>,
+    pub index: Arc<RoutingIndex>,
+    pub providers: ProviderSet,
+    pub config: ApiConfig,
+}
+
+impl ApiState {
+    /// `index` is taken from the store, which keeps it current.
+    pub fn new(store: Arc<Store>, providers: ProviderSet, config: ApiConfig) -> Self {
+        let index = store.index();
+        Self {
+            store,
+            index,
+            providers,
+            config,
+        }
+    }
+}
+
+/// The `/v1` router. Serve it with `axum::serve(listener, router(state))`.
+pub fn router(state: ApiState) -> Router {
+    let spec: Arc<str> = openapi::render().into();
+    let body_limit = state.config.max_body_bytes;
+    Router::new()
+        .route(
+            "/v1/openapi.json",
+            get(move || {
+                let spec = Arc::clone(&spec);
+                async move {
+                    (
+                        [(header::CONTENT_TYPE, "application/json")],
+                        spec.to_string(),
+                    )
+                }
+            }),
+        )
+        .route("/v1/phone-numbers/search", get(numbers::search))
+        .route(
+            "/v1/phone-numbers/purchase",
+            axum::routing::post(numbers::purchase),
+        )
+        .route(
+            "/v1/phone-numbers",
+            get(numbers::list).post(numbers::register),
+        )
+        .route(
+            "/v1/phone-numbers/{id}",
+            get(numbers::get)
+                .patch(numbers::update)
+                .delete(numbers::delete),
+        )
+        .route(
+            "/v1/integrations",
+            get(integrations::list).post(integrations::create),
+        )
+        .route(
+            "/v1/integrations/{id}",
+            get(integrations::get).delete(integrations::delete),
+        )
+        .route("/v1/agents", get(agents::list).post(agents::create))
+        .route(
+            "/v1/agents/{id}",
+            get(agents::get)
+                .patch(agents::update)
+                .delete(agents::delete),
+        )
+        .fallback(|| async { ApiError::not_found().into_response() })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "method not allowed on this path",
+            )
+            .into_response()
+        })
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(state)
+}

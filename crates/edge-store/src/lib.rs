@@ -1,1 +1,50 @@
-//! edge-store
+//! Persistent store for accounts, API keys, agents, phone numbers and integrations, on SQLite
+//! or PostgreSQL, plus the in-memory [`RoutingIndex`] the SIP side reads per call.
+
+// Column lists as macros so queries stay `&'static str` (sqlx 0.9 only accepts static SQL
+// without an explicit `AssertSqlSafe`).
+macro_rules! agent_cols {
+    () => {
+        "id, account_id, name, sip_uri, max_concurrent_calls, voicemail_message, status, \
+         created_at, updated_at"
+    };
+}
+macro_rules! number_cols {
+    () => {
+        "id, account_id, phone_number, friendly_name, agent_id, status, provider, source, \
+         provider_ref, inbound_enabled, inbound_agent_id, inbound_fallback_agent_id, \
+         inbound_voicemail_message, trunk_address, auth_username, auth_password_sealed, \
+         created_at, updated_at"
+    };
+}
+macro_rules! integration_cols {
+    () => {
+        "id, account_id, name, provider, metadata, created_at, updated_at"
+    };
+}
+
+mod agents;
+mod config;
+mod cursor;
+mod error;
+mod ids;
+mod index;
+mod integrations;
+mod model;
+mod numbers;
+mod secret;
+mod store;
+pub mod time;
+
+pub use config::{Database, StoreConfig, SQLITE_FILE_NAME};
+pub use cursor::Cursor;
+pub use error::{Result, StoreError};
+pub use ids::IdKind;
+pub use index::{InboundRoute, NumberRoute, OutboundTrunk, RoutingIndex};
+pub use model::{
+    AgentPatch, AgentRecord, AgentStatus, InboundRouting, InboundRoutingPatch, IntegrationRecord,
+    NewAgent, NewIntegration, NewNumber, NewProviderConfig, NumberPatch, NumberRecord,
+    NumberSource, NumberStatus, Page, Provider, ProviderConfigView,
+};
+pub use secret::{Secret, SecretBox, SecretError, SecretKeyError};
+pub use store::{Backend, Store};

@@ -1,0 +1,704 @@
+//! `/v1/phone-numbers`: search, purchase (paths A and B), bring-your-own (path C), and
+//! get/list/update/delete.
+
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::extract::{query_error, Account, ApiJson};
+use crate::validate::{self, MAX_MESSAGE_LEN, MAX_NAME_LEN};
+use crate::wire::{
+    double_option, provider_kind, store_provider, ByoProvider, ListParams, NumberSourceName,
+    NumberStatusName, ProviderName,
+};
+use crate::ApiState;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use edge_providers::{AvailableNumber, NumberProvider, PurchasedNumber, SearchQuery};
+use edge_store::{
+    IdKind, InboundRouting, InboundRoutingPatch, NewNumber, NewProviderConfig, NumberPatch,
+    NumberRecord, NumberSource, Secret,
+};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use utoipa::{IntoParams, ToSchema};
+
+/// How many candidates path B asks the provider for before giving up.
+const AUTO_ASSIGN_CANDIDATES: usize = 5;
+
+// ---------- wire types ----------
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PhoneNumber {
+    /// `phn_…`
+    pub id: String,
+    /// E.164.
+    pub phone_number: String,
+    pub friendly_name: Option<String>,
+    /// Primary agent (outbound calls; inbound too unless `inbound_routing.agent_id` is set).
+    pub agent_id: String,
+    pub status: NumberStatusName,
+    pub provider: ProviderName,
+    pub source: NumberSourceName,
+    /// `null`: outbound-only, inbound calls are not routed.
+    pub inbound_routing: Option<InboundRoutingOut>,
+    /// BYO trunk settings; the password is never returned.
+    pub provider_config: Option<ProviderConfigOut>,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339.
+    pub updated_at: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InboundRoutingOut {
+    /// Agent for inbound calls; `null` means the number's `agent_id`.
+    pub agent_id: Option<String>,
+    pub fallback: Option<FallbackOut>,
+    /// Overrides the agent's default voicemail message.
+    pub voicemail_message: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FallbackOut {
+    pub agent_id: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProviderConfigOut {
+    pub trunk_address: String,
+    pub auth_username: Option<String>,
+    pub auth_password_set: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PhoneNumberList {
+    pub data: Vec<PhoneNumber>,
+    /// Pass as `cursor` to get the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InboundRoutingIn {
+    /// Agent for inbound calls; omitted means the number's `agent_id`.
+    #[schema(pattern = r"^agt_[A-Za-z0-9]{1,64}$")]
+    pub agent_id: Option<String>,
+    pub fallback: Option<FallbackIn>,
+    #[schema(min_length = 1, max_length = 1000)]
+    pub voicemail_message: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FallbackIn {
+    #[schema(pattern = r"^agt_[A-Za-z0-9]{1,64}$")]
+    pub agent_id: String,
+}
+
+/// Partial inbound routing: absent fields unchanged, `null` clears.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InboundRoutingPatchIn {
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub agent_id: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<FallbackIn>)]
+    pub fallback: Option<Option<FallbackIn>>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub voicemail_message: Option<Option<String>>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PurchaseRequest {
+    /// Path A: the number to buy (from search). Omit for path B (auto-assign).
+    #[schema(pattern = r"^\+[1-9][0-9]{7,14}$", example = "+14155551234")]
+    pub phone_number: Option<String>,
+    /// Path B: ISO 3166 alpha-2 (required when `phone_number` is omitted).
+    #[schema(pattern = r"^[A-Za-z]{2}$", example = "US")]
+    pub country: Option<String>,
+    /// Path B: preferred area code.
+    #[schema(pattern = r"^[0-9]{1,5}$", example = "415")]
+    pub area_code: Option<String>,
+    #[schema(min_length = 1, max_length = 200)]
+    pub friendly_name: Option<String>,
+    #[schema(pattern = r"^agt_[A-Za-z0-9]{1,64}$")]
+    pub agent_id: String,
+    /// Omit for an outbound-only number.
+    pub inbound_routing: Option<InboundRoutingIn>,
+    /// Provider to buy from; defaults to the server's default provider.
+    pub provider: Option<ProviderName>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfigIn {
+    /// Termination host, `host[:port]`; a leading `sip:`/`sips:` is stripped.
+    #[schema(pattern = r"^(sips?:)?[A-Za-z0-9.-]+(:[0-9]{1,5})?$", example = "yourtrunk.pstn.twilio.com")]
+    pub trunk_address: String,
+    pub auth_username: Option<String>,
+    /// Write-only; stored encrypted, never returned.
+    #[schema(min_length = 1, max_length = 512, write_only)]
+    pub auth_password: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterNumberRequest {
+    #[schema(pattern = r"^\+[1-9][0-9]{7,14}$", example = "+14155551234")]
+    pub phone_number: String,
+    #[schema(min_length = 1, max_length = 200)]
+    pub friendly_name: Option<String>,
+    pub provider: ByoProvider,
+    #[schema(pattern = r"^agt_[A-Za-z0-9]{1,64}$")]
+    pub agent_id: String,
+    pub provider_config: ProviderConfigIn,
+    pub inbound_routing: Option<InboundRoutingIn>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateNumberRequest {
+    /// New primary agent (cannot be null).
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub agent_id: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub friendly_name: Option<Option<String>>,
+    /// `null` makes the number outbound-only; an object merges into the current routing.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<InboundRoutingPatchIn>)]
+    pub inbound_routing: Option<Option<InboundRoutingPatchIn>>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SearchParams {
+    /// ISO 3166 alpha-2, e.g. `US` (required).
+    #[param(required = true, pattern = r"^[A-Za-z]{2}$", example = "US")]
+    pub country: Option<String>,
+    /// e.g. `415`.
+    #[param(pattern = r"^[0-9]{1,5}$", example = "415")]
+    pub area_code: Option<String>,
+    /// Digits the number must contain.
+    #[param(pattern = r"^[0-9]{1,15}$")]
+    pub contains: Option<String>,
+    /// 1 to 100 (default 10).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
+    pub limit: Option<String>,
+    /// Provider to search; defaults to the server's default provider.
+    #[param(value_type = Option<ProviderName>)]
+    pub provider: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AvailableNumberOut {
+    #[schema(pattern = r"^\+[1-9][0-9]{7,14}$", example = "+14155551234")]
+    pub phone_number: String,
+    #[schema(min_length = 1, max_length = 200)]
+    pub friendly_name: Option<String>,
+    pub country: String,
+    pub region: Option<String>,
+    pub locality: Option<String>,
+    pub area_code: Option<String>,
+    pub capabilities: Vec<String>,
+    pub monthly_cost: Option<String>,
+    pub provider: ProviderName,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SearchResponse {
+    pub data: Vec<AvailableNumberOut>,
+}
+
+// ---------- conversions ----------
+
+impl From<NumberRecord> for PhoneNumber {
+    fn from(r: NumberRecord) -> Self {
+        PhoneNumber {
+            id: r.id,
+            phone_number: r.phone_number,
+            friendly_name: r.friendly_name,
+            agent_id: r.agent_id,
+            status: r.status.into(),
+            provider: r.provider.into(),
+            source: r.source.into(),
+            inbound_routing: r.inbound_routing.map(|ib| InboundRoutingOut {
+                agent_id: ib.agent_id,
+                fallback: ib
+                    .fallback_agent_id
+                    .map(|agent_id| FallbackOut { agent_id }),
+                voicemail_message: ib.voicemail_message,
+            }),
+            provider_config: r.provider_config.map(|p| ProviderConfigOut {
+                trunk_address: p.trunk_address,
+                auth_username: p.auth_username,
+                auth_password_set: p.auth_password_set,
+            }),
+            created_at: edge_store::time::rfc3339(r.created_at),
+            updated_at: edge_store::time::rfc3339(r.updated_at),
+        }
+    }
+}
+
+fn inbound_routing(r: Option<InboundRoutingIn>) -> ApiResult<Option<InboundRouting>> {
+    let Some(r) = r else { return Ok(None) };
+    Ok(Some(InboundRouting {
+        agent_id: r
+            .agent_id
+            .map(|a| validate::agent_id("inbound_routing.agent_id", &a))
+            .transpose()?,
+        fallback_agent_id: r
+            .fallback
+            .map(|f| validate::agent_id("inbound_routing.fallback.agent_id", &f.agent_id))
+            .transpose()?,
+        voicemail_message: validate::opt_text(
+            "inbound_routing.voicemail_message",
+            r.voicemail_message.as_deref(),
+            MAX_MESSAGE_LEN,
+        )?,
+    }))
+}
+
+/// Fails before any provider call when a referenced agent is not in the account, so we
+/// never buy a number we then cannot store.
+async fn check_agents(
+    state: &ApiState,
+    account: &str,
+    agent_id: &str,
+    ib: Option<&InboundRouting>,
+) -> ApiResult<()> {
+    let mut refs = vec![("agent_id", agent_id)];
+    if let Some(r) = ib {
+        if let Some(a) = &r.agent_id {
+            refs.push(("inbound_routing.agent_id", a));
+        }
+        if let Some(a) = &r.fallback_agent_id {
+            refs.push(("inbound_routing.fallback.agent_id", a));
+        }
+    }
+    for (field, id) in refs {
+        if state.store.get_agent(account, id).await?.is_none() {
+            return Err(ApiError {
+                status: StatusCode::BAD_REQUEST,
+                code: "invalid_reference",
+                message: format!("no agent {id:?} in this account"),
+                field: Some(field.to_owned()),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn pick_provider(
+    state: &ApiState,
+    requested: Option<ProviderName>,
+) -> ApiResult<Arc<dyn NumberProvider>> {
+    match requested {
+        None => Ok(state.providers.default_provider()),
+        Some(p) => state.providers.get(p.into()).ok_or_else(|| {
+            ApiError::field("provider", "this provider is not configured on the server")
+        }),
+    }
+}
+
+// ---------- handlers ----------
+
+/// Search purchasable numbers (numbers already registered by anyone are excluded).
+#[utoipa::path(get, path = "/v1/phone-numbers/search", tag = "phone-numbers", operation_id = "search_phone_numbers",
+    params(SearchParams),
+    responses(
+        (status = 200, body = SearchResponse),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 502, body = ErrorBody)))]
+pub async fn search(
+    State(state): State<ApiState>,
+    _account: Account,
+    q: Result<Query<SearchParams>, QueryRejection>,
+) -> ApiResult<Json<SearchResponse>> {
+    let Query(q) = q.map_err(query_error)?;
+    let country = validate::country(
+        "country",
+        q.country
+            .as_deref()
+            .ok_or_else(|| ApiError::field("country", "required"))?,
+    )?;
+    let area_code = q
+        .area_code
+        .as_deref()
+        .map(|a| validate::area_code("area_code", &country, a))
+        .transpose()?;
+    let contains = match q.contains.as_deref() {
+        None => None,
+        Some(c) if !c.is_empty() && c.len() <= 15 && c.bytes().all(|b| b.is_ascii_digit()) => {
+            Some(c.to_owned())
+        }
+        Some(_) => return Err(ApiError::field("contains", "must be 1 to 15 digits")),
+    };
+    let limit = validate::limit(q.limit.as_deref(), 10)?;
+    let requested = match q.provider.as_deref() {
+        None => None,
+        Some(p) => Some(
+            serde_json::from_value::<ProviderName>(serde_json::Value::String(p.to_owned()))
+                .map_err(|_| ApiError::field("provider", "must be local, twilio or telnyx"))?,
+        ),
+    };
+    let provider = pick_provider(&state, requested)?;
+    let query = SearchQuery {
+        country,
+        area_code,
+        contains,
+        limit: limit as usize,
+        exclude: state.index.owned_numbers(),
+    };
+    let found = provider.search(&query).await?;
+    let kind = store_provider(provider.kind()).into();
+    let data = found
+        .into_iter()
+        .filter(|n| !query.exclude.contains(&n.phone_number))
+        .take(limit as usize)
+        .map(|n: AvailableNumber| AvailableNumberOut {
+            phone_number: n.phone_number,
+            friendly_name: n.friendly_name,
+            country: n.country,
+            region: n.region,
+            locality: n.locality,
+            area_code: n.area_code,
+            capabilities: n.capabilities,
+            monthly_cost: n.monthly_cost,
+            provider: kind,
+        })
+        .collect();
+    Ok(Json(SearchResponse { data }))
+}
+
+/// Buy a number and wire it to an agent: a specific `phone_number` (path A) or, without it,
+/// the first available one for `country`/`area_code` (path B).
+#[utoipa::path(post, path = "/v1/phone-numbers/purchase", tag = "phone-numbers", operation_id = "purchase_phone_number",
+    request_body = PurchaseRequest,
+    responses(
+        (status = 201, body = PhoneNumber),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 413, body = ErrorBody),
+        (status = 502, body = ErrorBody)))]
+pub async fn purchase(
+    State(state): State<ApiState>,
+    Account(account): Account,
+    ApiJson(req): ApiJson<PurchaseRequest>,
+) -> ApiResult<(StatusCode, Json<PhoneNumber>)> {
+    let agent_id = validate::agent_id("agent_id", &req.agent_id)?;
+    let friendly_name =
+        validate::opt_text("friendly_name", req.friendly_name.as_deref(), MAX_NAME_LEN)?;
+    let ib = inbound_routing(req.inbound_routing)?;
+    let provider = pick_provider(&state, req.provider)?;
+    let explicit = req
+        .phone_number
+        .as_deref()
+        .map(|p| validate::e164("phone_number", p))
+        .transpose()?;
+    let target = match explicit {
+        Some(number) => Target::Number(number),
+        None => {
+            let country = validate::country(
+                "country",
+                req.country.as_deref().ok_or_else(|| {
+                    ApiError::field("country", "required when phone_number is omitted")
+                })?,
+            )?;
+            let area_code = req
+                .area_code
+                .as_deref()
+                .map(|a| validate::area_code("area_code", &country, a))
+                .transpose()?;
+            Target::Auto(SearchQuery {
+                country,
+                area_code,
+                contains: None,
+                limit: AUTO_ASSIGN_CANDIDATES,
+                exclude: state.index.owned_numbers(),
+            })
+        }
+    };
+    check_agents(&state, &account, &agent_id, ib.as_ref()).await?;
+
+    let purchased = match target {
+        Target::Number(number) => {
+            if state.store.phone_number_taken(&number).await? {
+                return Err(ApiError {
+                    status: StatusCode::CONFLICT,
+                    code: "conflict",
+                    message: "this phone number is already registered".into(),
+                    field: Some("phone_number".into()),
+                });
+            }
+            provider.purchase(&number).await?
+        }
+        Target::Auto(q) => auto_assign(&state, provider.as_ref(), &q).await?,
+    };
+
+    let new = NewNumber {
+        phone_number: purchased.phone_number.clone(),
+        friendly_name,
+        agent_id,
+        provider: store_provider(purchased.provider),
+        source: NumberSource::Purchased,
+        provider_ref: Some(purchased.provider_ref.clone()),
+        inbound_routing: ib,
+        provider_config: None,
+    };
+    match state.store.create_number(&account, new).await {
+        Ok(rec) => Ok((StatusCode::CREATED, Json(rec.into()))),
+        Err(e) => {
+            // Do not keep paying for a number we could not register.
+            if let Err(re) = provider.release(&purchased).await {
+                tracing::error!(number = %purchased.phone_number, error = %re,
+                    "release after failed registration also failed");
+            }
+            Err(e.into())
+        }
+    }
+}
+
+/// What a purchase request asks for: one number (path A) or any match (path B).
+enum Target {
+    Number(String),
+    Auto(SearchQuery),
+}
+
+async fn auto_assign(
+    state: &ApiState,
+    provider: &dyn NumberProvider,
+    q: &SearchQuery,
+) -> ApiResult<PurchasedNumber> {
+    let candidates = provider.search(q).await?;
+    for c in candidates.iter().take(AUTO_ASSIGN_CANDIDATES) {
+        if q.exclude.contains(&c.phone_number)
+            || state.store.phone_number_taken(&c.phone_number).await?
+        {
+            continue;
+        }
+        match provider.purchase(&c.phone_number).await {
+            Ok(p) => return Ok(p),
+            Err(edge_providers::ProviderError::NotAvailable(_)) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(ApiError {
+        status: StatusCode::CONFLICT,
+        code: "no_numbers_available",
+        message: "no available number matches this country/area code".into(),
+        field: Some(
+            if q.area_code.is_some() {
+                "area_code"
+            } else {
+                "country"
+            }
+            .into(),
+        ),
+    })
+}
+
+/// Register a number you already own at Twilio or Telnyx (path C).
+#[utoipa::path(post, path = "/v1/phone-numbers", tag = "phone-numbers", operation_id = "register_phone_number",
+    request_body = RegisterNumberRequest,
+    responses(
+        (status = 201, body = PhoneNumber),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 413, body = ErrorBody)))]
+pub async fn register(
+    State(state): State<ApiState>,
+    Account(account): Account,
+    ApiJson(req): ApiJson<RegisterNumberRequest>,
+) -> ApiResult<(StatusCode, Json<PhoneNumber>)> {
+    let phone_number = validate::e164("phone_number", &req.phone_number)?;
+    let agent_id = validate::agent_id("agent_id", &req.agent_id)?;
+    let friendly_name =
+        validate::opt_text("friendly_name", req.friendly_name.as_deref(), MAX_NAME_LEN)?;
+    let pc = req.provider_config;
+    let trunk_address =
+        validate::trunk_address("provider_config.trunk_address", &pc.trunk_address)?;
+    let auth_username = validate::opt_text(
+        "provider_config.auth_username",
+        pc.auth_username.as_deref(),
+        MAX_NAME_LEN,
+    )?;
+    let auth_password = pc
+        .auth_password
+        .as_deref()
+        .map(|p| validate::secret("provider_config.auth_password", p))
+        .transpose()?;
+    if auth_password.is_some() && auth_username.is_none() {
+        return Err(ApiError::field(
+            "provider_config.auth_username",
+            "required when auth_password is set",
+        ));
+    }
+    let ib = inbound_routing(req.inbound_routing)?;
+    let new = NewNumber {
+        phone_number,
+        friendly_name,
+        agent_id,
+        provider: req.provider.into(),
+        source: NumberSource::Byo,
+        provider_ref: None,
+        inbound_routing: ib,
+        provider_config: Some(NewProviderConfig {
+            trunk_address,
+            auth_username,
+            auth_password: auth_password.map(Secret::new),
+        }),
+    };
+    let rec = state.store.create_number(&account, new).await?;
+    Ok((StatusCode::CREATED, Json(rec.into())))
+}
+
+/// List the account's numbers, oldest first.
+#[utoipa::path(get, path = "/v1/phone-numbers", tag = "phone-numbers", operation_id = "list_phone_numbers",
+    params(ListParams),
+    responses((status = 200, body = PhoneNumberList),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+pub async fn list(
+    State(state): State<ApiState>,
+    Account(account): Account,
+    q: Result<Query<ListParams>, QueryRejection>,
+) -> ApiResult<Json<PhoneNumberList>> {
+    let Query(q) = q.map_err(query_error)?;
+    let (limit, cursor) = q.parse()?;
+    let page = state
+        .store
+        .list_numbers(&account, limit, cursor.as_ref())
+        .await?;
+    Ok(Json(PhoneNumberList {
+        data: page.items.into_iter().map(Into::into).collect(),
+        next_cursor: page.next_cursor,
+    }))
+}
+
+#[utoipa::path(get, path = "/v1/phone-numbers/{id}", tag = "phone-numbers", operation_id = "get_phone_number",
+    params(("id" = String, Path, description = "phn_…")),
+    responses((status = 200, body = PhoneNumber),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn get(
+    State(state): State<ApiState>,
+    Account(account): Account,
+    Path(id): Path<String>,
+) -> ApiResult<Json<PhoneNumber>> {
+    if !IdKind::PhoneNumber.is_valid(&id) {
+        return Err(ApiError::not_found());
+    }
+    let rec = state
+        .store
+        .get_number(&account, &id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    Ok(Json(rec.into()))
+}
+
+/// Partial update; takes effect for the very next inbound call.
+#[utoipa::path(patch, path = "/v1/phone-numbers/{id}", tag = "phone-numbers", operation_id = "update_phone_number",
+    params(("id" = String, Path, description = "phn_…")),
+    request_body = UpdateNumberRequest,
+    responses((status = 200, body = PhoneNumber),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 413, body = ErrorBody)))]
+pub async fn update(
+    State(state): State<ApiState>,
+    Account(account): Account,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<UpdateNumberRequest>,
+) -> ApiResult<Json<PhoneNumber>> {
+    if !IdKind::PhoneNumber.is_valid(&id) {
+        return Err(ApiError::not_found());
+    }
+    let agent_id = match req.agent_id {
+        None => None,
+        Some(None) => return Err(ApiError::field("agent_id", "cannot be null")),
+        Some(Some(a)) => Some(validate::agent_id("agent_id", &a)?),
+    };
+    let friendly_name = match req.friendly_name {
+        None => None,
+        Some(None) => Some(None),
+        Some(Some(f)) => Some(Some(validate::text("friendly_name", &f, MAX_NAME_LEN)?)),
+    };
+    let inbound_routing = match req.inbound_routing {
+        None => None,
+        Some(None) => Some(None),
+        Some(Some(p)) => Some(Some(InboundRoutingPatch {
+            agent_id: match p.agent_id {
+                None => None,
+                Some(None) => Some(None),
+                Some(Some(a)) => Some(Some(validate::agent_id("inbound_routing.agent_id", &a)?)),
+            },
+            fallback_agent_id: match p.fallback {
+                None => None,
+                Some(None) => Some(None),
+                Some(Some(f)) => Some(Some(validate::agent_id(
+                    "inbound_routing.fallback.agent_id",
+                    &f.agent_id,
+                )?)),
+            },
+            voicemail_message: match p.voicemail_message {
+                None => None,
+                Some(None) => Some(None),
+                Some(Some(m)) => Some(Some(validate::text(
+                    "inbound_routing.voicemail_message",
+                    &m,
+                    MAX_MESSAGE_LEN,
+                )?)),
+            },
+        })),
+    };
+    let patch = NumberPatch {
+        agent_id,
+        friendly_name,
+        inbound_routing,
+    };
+    let rec = state.store.update_number(&account, &id, patch).await?;
+    Ok(Json(rec.into()))
+}
+
+/// Remove a number. Purchased numbers are released at their provider first (if that fails,
+/// nothing changes); BYO numbers are only unregistered.
+#[utoipa::path(delete, path = "/v1/phone-numbers/{id}", tag = "phone-numbers", operation_id = "delete_phone_number",
+    params(("id" = String, Path, description = "phn_…")),
+    responses((status = 204, description = "deleted"),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 502, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub async fn delete(
+    State(state): State<ApiState>,
+    Account(account): Account,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    if !IdKind::PhoneNumber.is_valid(&id) {
+        return Err(ApiError::not_found());
+    }
+    let rec = state
+        .store
+        .get_number(&account, &id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    match rec.source {
+        NumberSource::Byo => {}
+        NumberSource::Purchased => {
+            let kind = provider_kind(rec.provider);
+            let provider = state.providers.get(kind).ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "provider_not_configured",
+                    format!("provider {kind} is not configured; cannot release the number"),
+                )
+            })?;
+            let purchased = PurchasedNumber {
+                phone_number: rec.phone_number.clone(),
+                provider: kind,
+                provider_ref: rec.provider_ref.clone().unwrap_or_default(),
+            };
+            provider.release(&purchased).await?;
+        }
+    }
+    state.store.delete_number(&account, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,202 @@
+//! A real server on 127.0.0.1:0 over a SQLite or PostgreSQL store, and a tiny JSON client.
+#![allow(dead_code)]
+
+use edge_api::{router, ApiConfig, ApiState, ProviderSet};
+use edge_providers::{InventoryRange, LocalInventory};
+use edge_store::{SecretBox, Store, StoreConfig};
+use serde_json::Value;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+pub const DEFAULT_PG_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+pub struct Server {
+    pub base: String,
+    pub store: Arc<Store>,
+    pub client: reqwest::Client,
+    pg_schema: Option<String>,
+    _dir: Option<tempfile::TempDir>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+pub struct Resp {
+    pub status: u16,
+    pub text: String,
+    pub json: Value,
+}
+
+fn providers() -> ProviderSet {
+    // The seed's example number +14155551234 is in this range; 415 searches use it.
+    let local = LocalInventory::new(vec![InventoryRange {
+        country: "US".into(),
+        area_code: "415".into(),
+        first: "+14155551200".into(),
+        last: "+14155551299".into(),
+    }]);
+    ProviderSet::new(Arc::new(local))
+}
+
+async fn serve(store: Store, dir: Option<tempfile::TempDir>, pg_schema: Option<String>) -> Server {
+    let store = Arc::new(store);
+    let state = ApiState::new(Arc::clone(&store), providers(), ApiConfig::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = router(state);
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Server {
+        base: format!("http://{addr}"),
+        store,
+        client: {
+            // reqwest is compiled with `rustls-no-provider`; a client needs one installed.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            reqwest::Client::new()
+        },
+        pg_schema,
+        _dir: dir,
+        task,
+    }
+}
+
+pub async fn sqlite() -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = StoreConfig::new(None, &dir.path().join("data"), SecretBox::new([9u8; 32])).unwrap();
+    let store = Store::connect(cfg).await.unwrap();
+    serve(store, Some(dir), None).await
+}
+
+pub async fn postgres() -> Option<Server> {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let url = std::env::var("EDGE_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_PG_URL.into());
+    let mut cfg = StoreConfig::new(
+        Some(&url),
+        std::path::Path::new("/nonexistent"),
+        SecretBox::new([9u8; 32]),
+    )
+    .unwrap();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let schema = format!(
+        "edge_api_test_{}_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed),
+        nanos
+    );
+    cfg.pg_schema = Some(schema.clone());
+    cfg.max_connections = 3;
+    match Store::connect(cfg).await {
+        Ok(store) => Some(serve(store, None, Some(schema)).await),
+        Err(e) if std::env::var_os("CI").is_some() => {
+            panic!("PostgreSQL at {url} unreachable under CI: {e}")
+        }
+        Err(e) => {
+            eprintln!(
+                "\n!!!!!!!! SKIPPING PostgreSQL API test: {url} unreachable ({e}) !!!!!!!!\n"
+            );
+            None
+        }
+    }
+}
+
+impl Server {
+    pub async fn key(&self) -> (String, String) {
+        self.store.create_api_key(None, "test").await.unwrap()
+    }
+
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        key: Option<&str>,
+        body: Option<Value>,
+    ) -> Resp {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut req = self
+            .client
+            .request(method, format!("{}{}", self.base, path));
+        if let Some(k) = key {
+            req = req.header("Authorization", format!("Bearer {k}"));
+        }
+        if let Some(b) = body {
+            req = req
+                .header("Content-Type", "application/json")
+                .body(b.to_string());
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        let json = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Resp { status, text, json }
+    }
+
+    pub async fn raw(&self, method: &str, path: &str, key: &str, body: &str) -> Resp {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let resp = self
+            .client
+            .request(method, format!("{}{}", self.base, path))
+            .header("Authorization", format!("Bearer {key}"))
+            .header("Content-Type", "application/json")
+            .body(body.to_owned())
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        let json = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Resp { status, text, json }
+    }
+
+    pub async fn shutdown(self) {
+        self.task.abort();
+        if let Some(schema) = &self.pg_schema {
+            let sql = format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE");
+            let _ = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .execute(self.store.pool())
+                .await;
+        }
+        self.store.close().await;
+    }
+}
+
+impl Resp {
+    /// Asserts the error shape and returns (code, field).
+    pub fn error(&self) -> (String, Option<String>) {
+        let e = &self.json["error"];
+        assert!(e["code"].is_string(), "no error.code in {}", self.text);
+        assert!(
+            e["message"].is_string(),
+            "no error.message in {}",
+            self.text
+        );
+        assert!(e.get("field").is_some(), "no error.field in {}", self.text);
+        (
+            e["code"].as_str().unwrap_or_default().to_owned(),
+            e["field"].as_str().map(str::to_owned),
+        )
+    }
+}
+
+#[macro_export]
+macro_rules! on_both_backends {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let s = $crate::common::sqlite().await;
+                super::$name(&s).await;
+                s.shutdown().await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if let Some(s) = $crate::common::postgres().await {
+                    super::$name(&s).await;
+                    s.shutdown().await;
+                }
+            }
+        }
+    };
+}

@@ -1,0 +1,60 @@
+//! Media engine configuration.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::latch::RelatchRule;
+use crate::MediaError;
+
+/// Settings of a [`crate::MediaEngine`].
+#[derive(Debug, Clone)]
+pub struct MediaConfig {
+    /// Address written into SDP (what carriers and agents send media to).
+    pub public_ip: IpAddr,
+    /// Local address the media sockets bind to (often 0.0.0.0 behind 1:1 NAT).
+    pub bind_ip: IpAddr,
+    /// Inclusive port range; RTP uses even ports, RTCP the next odd one.
+    pub port_range: (u16, u16),
+    /// Time a released port pair waits before reuse (stale-media protection).
+    pub quarantine: Duration,
+    /// Idle time (no packet from either side) before [`crate::MediaEvent::Timeout`].
+    pub media_timeout: Duration,
+    /// Re-latching rule for NAT rebinding, see [`crate::latch`].
+    pub relatch: RelatchRule,
+    /// espeak-ng executable used for voicemail greetings.
+    pub espeak_binary: PathBuf,
+    /// Directory of cached synthesized greetings (8 kHz WAV, keyed by text hash).
+    pub tts_cache_dir: PathBuf,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        MediaConfig {
+            public_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            bind_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            port_range: (20000, 29999),
+            quarantine: Duration::from_secs(5),
+            media_timeout: Duration::from_secs(30),
+            relatch: RelatchRule::default(),
+            espeak_binary: PathBuf::from("espeak-ng"),
+            tts_cache_dir: std::env::temp_dir().join("oneinbox-edge-tts"),
+        }
+    }
+}
+
+impl MediaConfig {
+    pub(crate) fn validate(&self) -> Result<(), MediaError> {
+        let (lo, hi) = self.port_range;
+        if lo == 0 || hi <= lo {
+            return Err(MediaError::Config("port_range must be non-empty and exclude 0"));
+        }
+        if self.media_timeout.is_zero() {
+            return Err(MediaError::Config("media_timeout must be > 0"));
+        }
+        if self.public_ip.is_unspecified() {
+            return Err(MediaError::Config("public_ip must be a concrete address"));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,200 @@
+//! The media engine: port pool, relay allocation, voicemail sessions and
+//! graceful shutdown.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, watch};
+
+use crate::ports::{PortLease, PortPool};
+use crate::event::MediaEvent;
+use crate::relay::{RelayHandle, RelayIo, RelayParams};
+use crate::tts::Tts;
+use crate::{MediaConfig, MediaError};
+
+/// Receiver of [`MediaEvent`]s. Unbounded but bounded in practice: at most one
+/// event per relay or voicemail session, and those are bounded by the port pool.
+pub type MediaEvents = mpsc::UnboundedReceiver<MediaEvent>;
+
+/// Bind attempts on "address in use" (ports taken by other processes) before giving up.
+const BIND_ATTEMPTS: usize = 8;
+
+/// Media plane of the edge. Cheap to clone; all clones share one port pool.
+#[derive(Clone, Debug)]
+pub struct MediaEngine {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: MediaConfig,
+    pool: Arc<PortPool>,
+    events: mpsc::UnboundedSender<MediaEvent>,
+    tts: Arc<Tts>,
+    shutdown: watch::Sender<bool>,
+    /// Each live voicemail task holds a clone; `None` once shutting down.
+    live: Mutex<Option<mpsc::Sender<()>>>,
+    all_done: tokio::sync::Mutex<mpsc::Receiver<()>>,
+}
+
+/// One bound RTP/RTCP port pair (used by voicemail). Dropping it returns the ports.
+#[derive(Debug)]
+pub struct MediaEndpoint {
+    pub(crate) rtp: UdpSocket,
+    /// Held so the RTCP port is ours; inbound RTCP is not needed for voicemail.
+    pub(crate) _rtcp: UdpSocket,
+    pub(crate) port: u16,
+    pub(crate) _lease: PortLease,
+}
+
+impl MediaEndpoint {
+    /// Local RTP port (RTCP = +1).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+}
+
+fn bind(ip: IpAddr, port: u16) -> std::io::Result<UdpSocket> {
+    let socket = std::net::UdpSocket::bind(SocketAddr::new(ip, port))?;
+    socket.set_nonblocking(true)?;
+    UdpSocket::from_std(socket)
+}
+
+impl MediaEngine {
+    /// Creates the engine and the channel on which it reports [`MediaEvent`]s.
+    pub fn new(config: MediaConfig) -> Result<(MediaEngine, MediaEvents), MediaError> {
+        config.validate()?;
+        let (events, rx) = mpsc::unbounded_channel();
+        let (live_tx, live_rx) = mpsc::channel(1);
+        let pool = PortPool::new(config.port_range.0, config.port_range.1, config.quarantine);
+        let tts = Tts::new(&config.espeak_binary, &config.tts_cache_dir);
+        let engine = MediaEngine {
+            inner: Arc::new(Inner {
+                pool: Arc::new(pool),
+                events,
+                tts: Arc::new(tts),
+                shutdown: watch::channel(false).0,
+                live: Mutex::new(Some(live_tx)),
+                all_done: tokio::sync::Mutex::new(live_rx),
+                config,
+            }),
+        };
+        Ok((engine, rx))
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &MediaConfig {
+        &self.inner.config
+    }
+
+    /// The shared speech synthesizer (e.g. to pre-warm greetings at startup).
+    pub fn tts(&self) -> &Arc<Tts> {
+        &self.inner.tts
+    }
+
+    /// Port pairs free now and pairs waiting in quarantine.
+    pub fn port_pairs(&self) -> (usize, usize) {
+        self.inner.pool.counts()
+    }
+
+    /// Takes `n` port pairs and binds RTP+RTCP sockets on each, all or nothing.
+    fn bind_pairs(&self, n: usize) -> Result<(Vec<[UdpSocket; 2]>, Vec<u16>, PortLease), MediaError> {
+        let ip = self.inner.config.bind_ip;
+        for _ in 0..BIND_ATTEMPTS {
+            let ports = self.inner.pool.take(n).ok_or(MediaError::PortsExhausted)?;
+            let lease = PortLease::new(self.inner.pool.clone(), ports.clone());
+            let bound: std::io::Result<Vec<[UdpSocket; 2]>> = ports
+                .iter()
+                .map(|&p| Ok([bind(ip, p)?, bind(ip, p + 1)?]))
+                .collect();
+            match bound {
+                Ok(sockets) => return Ok((sockets, ports, lease)),
+                // Someone else owns a port: the lease puts these pairs in quarantine; retry.
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                    tracing::warn!(?ports, "media port in use by another process");
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(MediaError::PortsExhausted)
+    }
+
+    /// Allocates a relay for a bridged call: one port pair facing each leg.
+    /// Must be called inside a Tokio runtime. [`MediaError::PortsExhausted`]
+    /// means nothing was allocated (answer 503 with Retry-After).
+    pub fn allocate_relay(&self, call_id: &str) -> Result<RelayHandle, MediaError> {
+        tokio::runtime::Handle::try_current().map_err(|_| MediaError::NoRuntime)?;
+        let (pairs, ports, lease) = self.bind_pairs(2)?;
+        let mut sockets = pairs.into_iter().flatten();
+        let (Some(a0), Some(a1), Some(b0), Some(b1)) =
+            (sockets.next(), sockets.next(), sockets.next(), sockets.next())
+        else {
+            // bind_pairs(2) returns exactly two pairs.
+            return Err(MediaError::PortsExhausted);
+        };
+        let io = RelayIo {
+            sockets: [a0, a1, b0, b1],
+            _lease: lease,
+        };
+        let params = RelayParams {
+            call_id: Arc::from(call_id),
+            relatch: self.inner.config.relatch,
+            media_timeout: self.inner.config.media_timeout,
+            events: self.inner.events.clone(),
+        };
+        Ok(RelayHandle::spawn(
+            io,
+            [ports[0], ports[1]],
+            self.inner.config.public_ip,
+            params,
+        ))
+    }
+
+    /// Allocates a single RTP/RTCP port pair for media the edge terminates itself.
+    pub fn allocate_endpoint(&self) -> Result<MediaEndpoint, MediaError> {
+        tokio::runtime::Handle::try_current().map_err(|_| MediaError::NoRuntime)?;
+        let (pairs, ports, lease) = self.bind_pairs(1)?;
+        let Some([rtp, rtcp]) = pairs.into_iter().next() else {
+            return Err(MediaError::PortsExhausted);
+        };
+        Ok(MediaEndpoint {
+            rtp,
+            _rtcp: rtcp,
+            port: ports[0],
+            _lease: lease,
+        })
+    }
+
+    pub(crate) fn events(&self) -> mpsc::UnboundedSender<MediaEvent> {
+        self.inner.events.clone()
+    }
+
+    pub(crate) fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.inner.shutdown.subscribe()
+    }
+
+    /// A liveness token for a new session, or `ShuttingDown`.
+    pub(crate) fn session_token(&self) -> Result<mpsc::Sender<()>, MediaError> {
+        let live = self.inner.live.lock().unwrap_or_else(|e| e.into_inner());
+        live.clone().ok_or(MediaError::ShuttingDown)
+    }
+
+    /// Graceful shutdown: every voicemail session stops with
+    /// [`crate::EndedBy::Shutdown`] and writes its WAV. Returns true when all
+    /// finished within `grace`. New voicemail sessions are refused afterwards.
+    /// Relays are owned by their handles and stop when those are dropped.
+    pub async fn shutdown(&self, grace: Duration) -> bool {
+        self.inner.shutdown.send_replace(true);
+        drop(
+            self.inner
+                .live
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take(),
+        );
+        let mut done = self.inner.all_done.lock().await;
+        matches!(tokio::time::timeout(grace, done.recv()).await, Ok(None))
+    }
+}

@@ -1,0 +1,21 @@
+//! Errors of the media engine.
+
+/// Why a relay or media endpoint could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum MediaError {
+    /// No free port pairs (all busy or in quarantine). SIP: 503 + Retry-After.
+    #[error("media ports exhausted")]
+    PortsExhausted,
+    /// Invalid [`crate::MediaConfig`].
+    #[error("invalid media config: {0}")]
+    Config(&'static str),
+    /// The engine is shutting down and takes no new sessions.
+    #[error("media engine is shutting down")]
+    ShuttingDown,
+    /// Called outside a Tokio runtime.
+    #[error("media engine used outside a tokio runtime")]
+    NoRuntime,
+    /// Socket error other than "address in use".
+    #[error("media socket error: {0}")]
+    Io(#[from] std::io::Error),
+}

@@ -1,0 +1,46 @@
+//! Media plane of oneinbox-edge.
+//!
+//! * [`MediaEngine`]: port pool + per-call RTP/RTCP relays with symmetric
+//!   latching ([`latch`]) and media-timeout events ([`MediaEvent`]).
+//! * [`rewrite_sdp`] / [`build_voicemail_answer_sdp`]: SDP anchoring and the
+//!   edge's own voicemail answer.
+//! * [`g711`]: µ-law / A-law.
+//! * [`VoicemailSession`]: greeting (espeak-ng via [`Tts`]), beep, recording to WAV.
+//!
+//! Typical bridged call (SIP side):
+//! 1. `let relay = engine.allocate_relay(call_id)?` (503 on `PortsExhausted`);
+//! 2. offer from leg A: `rewrite_sdp(offer, relay.public_ip(), relay.local_port(Side::B), codecs)`
+//!    → send to leg B, `relay.set_remote(Side::A, &remote)`;
+//! 3. answer from leg B: `rewrite_sdp(answer, relay.public_ip(), relay.local_port(Side::A), None)`
+//!    → send to leg A, `relay.set_remote(Side::B, &remote)`;
+//! 4. on BYE: `relay.release().await` (or drop it); on `MediaEvent::Timeout` BYE both legs.
+
+mod config;
+pub mod dtmf;
+mod engine;
+mod error;
+mod event;
+pub mod g711;
+pub mod latch;
+mod ports;
+mod recorder;
+mod relay;
+pub mod resample;
+mod sdp;
+mod tts;
+mod voicemail;
+pub mod wav;
+
+pub use config::MediaConfig;
+pub use engine::{MediaEndpoint, MediaEngine, MediaEvents};
+pub use error::MediaError;
+pub use event::MediaEvent;
+pub use g711::G711Law;
+pub use latch::RelatchRule;
+pub use relay::{RelayHandle, RelayStats, Side};
+pub use sdp::{build_voicemail_answer_sdp, rewrite_sdp, Codec, RemoteMedia, SdpError, VoicemailMedia};
+pub use tts::{Tts, TtsError};
+pub use voicemail::{
+    EndedBy, VoicemailConfig, VoicemailError, VoicemailOutcome, VoicemailSession,
+    VoicemailStartError,
+};

@@ -1,0 +1,321 @@
+//! Per-call RTP/RTCP relay: two port pairs (one facing each leg), one task,
+//! one 2 KiB receive buffer, no allocation per packet.
+
+use std::future::{poll_fn, Future};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use tokio::io::ReadBuf;
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::event::MediaEvent;
+use crate::latch::{Latch, LatchVerdict, RelatchRule};
+use crate::ports::PortLease;
+use crate::sdp::RemoteMedia;
+
+/// Largest datagram relayed; bigger ones are truncated by the kernel and dropped.
+const RECV_BUF: usize = 2048;
+
+/// Which leg a relay port pair faces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Side {
+    /// Leg A (conventionally the caller / carrier leg).
+    A,
+    /// Leg B (conventionally the callee / agent leg).
+    B,
+}
+
+impl Side {
+    fn index(self) -> usize {
+        match self {
+            Side::A => 0,
+            Side::B => 1,
+        }
+    }
+}
+
+/// Counters of one relay (monotonic, readable at any time).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RelayStats {
+    /// Packets received on side A and forwarded to B's peer.
+    pub relayed_a_to_b: u64,
+    /// Packets received on side B and forwarded to A's peer.
+    pub relayed_b_to_a: u64,
+    /// Packets from a non-latched source (spoofing, stale calls).
+    pub dropped_foreign: u64,
+    /// Datagrams that are not RTP/RTCP version 2.
+    pub dropped_malformed: u64,
+    /// Packets with no known destination yet (other leg's SDP not set, nothing latched).
+    pub dropped_no_destination: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    relayed: [AtomicU64; 2],
+    foreign: AtomicU64,
+    malformed: AtomicU64,
+    no_destination: AtomicU64,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Remotes {
+    /// SDP-declared (rtp, rtcp) per side.
+    declared: [Option<(SocketAddr, SocketAddr)>; 2],
+    /// When both sides became known: starts the media-timeout clock.
+    armed_at: Option<Instant>,
+}
+
+/// State shared between the handle and the relay task.
+#[derive(Debug, Default)]
+pub(crate) struct Shared {
+    remotes: Mutex<Remotes>,
+    /// Bumped on every `set_remote`, so the hot path only does one atomic load.
+    generation: AtomicU64,
+    counters: Counters,
+}
+
+impl Shared {
+    fn remotes(&self) -> MutexGuard<'_, Remotes> {
+        // Plain data, no invariants across fields: poisoning is harmless.
+        self.remotes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn stats(&self) -> RelayStats {
+        let c = &self.counters;
+        RelayStats {
+            relayed_a_to_b: c.relayed[0].load(Ordering::Relaxed),
+            relayed_b_to_a: c.relayed[1].load(Ordering::Relaxed),
+            dropped_foreign: c.foreign.load(Ordering::Relaxed),
+            dropped_malformed: c.malformed.load(Ordering::Relaxed),
+            dropped_no_destination: c.no_destination.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// The sockets and ports of a relay. Field order matters: sockets are closed
+/// before the lease hands the ports back to the pool.
+pub(crate) struct RelayIo {
+    /// Indexed `side * 2 + kind` (kind 0 = RTP, 1 = RTCP).
+    pub(crate) sockets: [UdpSocket; 4],
+    pub(crate) _lease: PortLease,
+}
+
+pub(crate) struct RelayParams {
+    pub(crate) call_id: Arc<str>,
+    pub(crate) relatch: RelatchRule,
+    pub(crate) media_timeout: Duration,
+    pub(crate) events: mpsc::UnboundedSender<MediaEvent>,
+}
+
+/// A running relay for one bridged call. Dropping it stops the relay and
+/// returns its ports (to quarantine).
+#[derive(Debug)]
+pub struct RelayHandle {
+    call_id: Arc<str>,
+    public_ip: std::net::IpAddr,
+    rtp_ports: [u16; 2],
+    shared: Arc<Shared>,
+    task: JoinHandle<()>,
+}
+
+impl RelayHandle {
+    pub(crate) fn spawn(
+        io: RelayIo,
+        rtp_ports: [u16; 2],
+        public_ip: std::net::IpAddr,
+        params: RelayParams,
+    ) -> Self {
+        let shared = Arc::new(Shared::default());
+        let call_id = params.call_id.clone();
+        let task = tokio::spawn(run(io, shared.clone(), params));
+        RelayHandle {
+            call_id,
+            public_ip,
+            rtp_ports,
+            shared,
+            task,
+        }
+    }
+
+    /// Call-ID this relay was allocated for.
+    pub fn call_id(&self) -> &str {
+        &self.call_id
+    }
+
+    /// Address to put in the SDP sent to `side`'s peer (the engine's public IP).
+    pub fn public_ip(&self) -> std::net::IpAddr {
+        self.public_ip
+    }
+
+    /// RTP port facing `side` (RTCP is this + 1). Put it in the SDP sent to that leg.
+    pub fn local_port(&self, side: Side) -> u16 {
+        self.rtp_ports[side.index()]
+    }
+
+    /// Declares where `side`'s peer wants media (from its SDP). Used until that
+    /// peer's own packets latch a source. Call again after a re-INVITE.
+    /// Unspecified addresses (0.0.0.0, hold) or port 0 clear the destination.
+    pub fn set_remote(&self, side: Side, remote: &RemoteMedia) {
+        let declared = if remote.addr.is_unspecified() || remote.rtp_port == 0 {
+            None
+        } else {
+            Some((
+                SocketAddr::new(remote.addr, remote.rtp_port),
+                SocketAddr::new(remote.addr, remote.rtcp_port),
+            ))
+        };
+        let mut r = self.shared.remotes();
+        r.declared[side.index()] = declared;
+        if r.armed_at.is_none() && r.declared.iter().all(Option::is_some) {
+            r.armed_at = Some(Instant::now());
+        }
+        drop(r);
+        self.shared.generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// Current counters.
+    pub fn stats(&self) -> RelayStats {
+        self.shared.stats()
+    }
+
+    /// True once the relay stopped on its own (media timeout).
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+
+    /// Stops the relay; when this returns its ports are in quarantine.
+    pub async fn release(mut self) -> RelayStats {
+        self.task.abort();
+        // Cancelled (or already finished): either way the task state is dropped now.
+        let _ = (&mut self.task).await;
+        self.shared.stats()
+    }
+}
+
+impl Drop for RelayHandle {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+enum Wake {
+    Packet { index: usize, from: SocketAddr, len: usize },
+    RecvError,
+    Timer,
+}
+
+fn is_valid(index: usize, packet: &[u8]) -> bool {
+    if index % 2 == 0 {
+        rtp_rs::RtpReader::new(packet).is_ok()
+    } else {
+        packet.len() >= 8 && packet[0] >> 6 == 2
+    }
+}
+
+async fn run(io: RelayIo, shared: Arc<Shared>, params: RelayParams) {
+    let mut buf = [0u8; RECV_BUF];
+    let mut latches: [Latch; 4] = Default::default();
+    let mut declared: [Option<(SocketAddr, SocketAddr)>; 2] = [None, None];
+    let mut seen_generation = u64::MAX;
+    let mut last_rx: Option<Instant> = None;
+    let timeout = params.media_timeout;
+    let sleep = tokio::time::sleep(timeout);
+    tokio::pin!(sleep);
+    let mut start = 0usize;
+
+    loop {
+        let wake = poll_fn(|cx| {
+            for i in 0..4 {
+                let index = (start + i) % 4;
+                let mut rb = ReadBuf::new(&mut buf);
+                match io.sockets[index].poll_recv_from(cx, &mut rb) {
+                    Poll::Ready(Ok(from)) => {
+                        let len = rb.filled().len();
+                        return Poll::Ready(Wake::Packet { index, from, len });
+                    }
+                    Poll::Ready(Err(e)) => {
+                        tracing::debug!(error = %e, "relay recv error");
+                        return Poll::Ready(Wake::RecvError);
+                    }
+                    Poll::Pending => {}
+                }
+            }
+            if sleep.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Wake::Timer);
+            }
+            Poll::Pending
+        })
+        .await;
+
+        let (index, from, len) = match wake {
+            Wake::Packet { index, from, len } => (index, from, len),
+            Wake::RecvError => continue,
+            Wake::Timer => {
+                let now = Instant::now();
+                let armed_at = shared.remotes().armed_at;
+                let Some(armed_at) = armed_at else {
+                    sleep.as_mut().reset((now + timeout).into());
+                    continue;
+                };
+                let idle_since = last_rx.map_or(armed_at, |rx| rx.max(armed_at));
+                if now.saturating_duration_since(idle_since) >= timeout {
+                    tracing::info!(call_id = %params.call_id, "media timeout");
+                    let _ = params.events.send(MediaEvent::Timeout {
+                        call_id: params.call_id.clone(),
+                    });
+                    return;
+                }
+                sleep.as_mut().reset((idle_since + timeout).into());
+                continue;
+            }
+        };
+        start = (index + 1) % 4;
+        let packet = &buf[..len];
+        let counters = &shared.counters;
+        if !is_valid(index, packet) {
+            counters.malformed.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        let now = Instant::now();
+        if latches[index].offer(from, now, params.relatch) == LatchVerdict::Drop {
+            counters.foreign.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        last_rx = Some(now);
+
+        let generation = shared.generation.load(Ordering::Acquire);
+        if generation != seen_generation {
+            seen_generation = generation;
+            declared = shared.remotes().declared;
+        }
+        let side = index / 2;
+        let other = 1 - side;
+        let out = other * 2 + index % 2;
+        let dest = if index % 2 == 0 {
+            latches[out].latched().or(declared[other].map(|d| d.0))
+        } else {
+            latches[out]
+                .latched()
+                .or(declared[other].map(|d| d.1))
+                .or_else(|| {
+                    let rtp = latches[other * 2].latched()?;
+                    Some(SocketAddr::new(rtp.ip(), rtp.port().checked_add(1)?))
+                })
+        };
+        let Some(dest) = dest else {
+            counters.no_destination.fetch_add(1, Ordering::Relaxed);
+            continue;
+        };
+        match io.sockets[out].send_to(packet, dest).await {
+            Ok(_) => {
+                counters.relayed[side].fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => tracing::debug!(error = %e, %dest, "relay send failed"),
+        }
+    }
+}

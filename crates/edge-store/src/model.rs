@@ -1,0 +1,170 @@
+//! Stored records and the inputs that create or change them. All records are account-scoped.
+
+use crate::secret::Secret;
+
+macro_rules! str_enum {
+    ($(#[$m:meta])* $name:ident { $($variant:ident => $s:literal),+ $(,)? }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            /// The stored and wire spelling.
+            pub const fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $s),+ }
+            }
+
+            /// Inverse of [`Self::as_str`].
+            pub fn parse(s: &str) -> Option<Self> {
+                match s { $($s => Some($name::$variant),)+ _ => None }
+            }
+        }
+    };
+}
+
+str_enum!(
+    /// Who carries a number: a provider OneInbox buys from, or the customer's own trunk.
+    Provider { Local => "local", Twilio => "twilio", Telnyx => "telnyx" }
+);
+str_enum!(
+    /// How the number came to the account: bought through us (released on delete) or brought.
+    NumberSource { Purchased => "purchased", Byo => "byo" }
+);
+str_enum!(
+    /// Lifecycle of a registered number; deleted numbers are removed, not kept as a status.
+    NumberStatus { Active => "active" }
+);
+str_enum!(
+    /// A disabled agent stays referenced but the SIP side should not send it calls.
+    AgentStatus { Active => "active", Disabled => "disabled" }
+);
+
+/// An AI voice agent reachable at a SIP URI.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentRecord {
+    pub id: String,
+    pub account_id: String,
+    pub name: String,
+    pub sip_uri: String,
+    pub max_concurrent_calls: u32,
+    pub voicemail_message: Option<String>,
+    pub status: AgentStatus,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewAgent {
+    pub name: String,
+    pub sip_uri: String,
+    pub max_concurrent_calls: u32,
+    pub voicemail_message: Option<String>,
+    pub status: AgentStatus,
+}
+
+/// Partial update: `None` = unchanged; `Some(None)` = cleared (nullable fields only).
+#[derive(Debug, Clone, Default)]
+pub struct AgentPatch {
+    pub name: Option<String>,
+    pub sip_uri: Option<String>,
+    pub max_concurrent_calls: Option<u32>,
+    pub voicemail_message: Option<Option<String>>,
+    pub status: Option<AgentStatus>,
+}
+
+/// Inbound routing as stored. `agent_id: None` means "the number's own agent_id".
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct InboundRouting {
+    pub agent_id: Option<String>,
+    pub fallback_agent_id: Option<String>,
+    pub voicemail_message: Option<String>,
+}
+
+/// Partial update of [`InboundRouting`]; same `Option<Option<_>>` convention as [`AgentPatch`].
+#[derive(Debug, Clone, Default)]
+pub struct InboundRoutingPatch {
+    pub agent_id: Option<Option<String>>,
+    pub fallback_agent_id: Option<Option<String>>,
+    pub voicemail_message: Option<Option<String>>,
+}
+
+/// Outbound trunk settings as shown to API clients: the password is only reported as set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderConfigView {
+    pub trunk_address: String,
+    pub auth_username: Option<String>,
+    pub auth_password_set: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewProviderConfig {
+    pub trunk_address: String,
+    pub auth_username: Option<String>,
+    pub auth_password: Option<Secret>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NumberRecord {
+    pub id: String,
+    pub account_id: String,
+    pub phone_number: String,
+    pub friendly_name: Option<String>,
+    pub agent_id: String,
+    pub status: NumberStatus,
+    pub provider: Provider,
+    pub source: NumberSource,
+    /// The provider's handle for a purchased number (needed to release it).
+    pub provider_ref: Option<String>,
+    pub inbound_routing: Option<InboundRouting>,
+    pub provider_config: Option<ProviderConfigView>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewNumber {
+    pub phone_number: String,
+    pub friendly_name: Option<String>,
+    pub agent_id: String,
+    pub provider: Provider,
+    pub source: NumberSource,
+    pub provider_ref: Option<String>,
+    pub inbound_routing: Option<InboundRouting>,
+    pub provider_config: Option<NewProviderConfig>,
+}
+
+/// Partial update of a number. `inbound_routing: Some(None)` makes it outbound-only;
+/// `Some(Some(patch))` merges `patch` into the current routing (creating it if absent).
+#[derive(Debug, Clone, Default)]
+pub struct NumberPatch {
+    pub agent_id: Option<String>,
+    pub friendly_name: Option<Option<String>>,
+    pub inbound_routing: Option<Option<InboundRoutingPatch>>,
+}
+
+/// Stored provider credentials. The API key itself is sealed and never part of this record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IntegrationRecord {
+    pub id: String,
+    pub account_id: String,
+    pub name: String,
+    pub provider: Provider,
+    pub metadata: serde_json::Value,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewIntegration {
+    pub name: String,
+    pub provider: Provider,
+    pub api_key: Secret,
+    pub metadata: serde_json::Value,
+}
+
+/// One page of a listing; `next_cursor` is opaque and `None` on the last page.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}

@@ -1,0 +1,377 @@
+//! Phone numbers: account-scoped CRUD that keeps the routing index current.
+
+use crate::cursor::Cursor;
+use crate::error::{Result, StoreError};
+use crate::ids::{new_id, IdKind};
+use crate::index::{InboundRoute, NumberRoute, OutboundTrunk};
+use crate::model::{
+    InboundRouting, NewNumber, NumberPatch, NumberRecord, NumberSource, NumberStatus, Page,
+    Provider, ProviderConfigView,
+};
+use crate::store::{fetch_limit, into_page, on_write, page_bounds, parse_col, Store};
+use crate::time::now_millis;
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
+
+/// AEAD context binding a sealed SIP password to its number row.
+fn password_context(number_id: &str) -> String {
+    format!("phone_numbers.auth_password:{number_id}")
+}
+
+/// A record plus its sealed password column (needed to rebuild the route).
+pub(crate) fn number_from_row(row: &AnyRow) -> Result<(NumberRecord, Option<String>)> {
+    let inbound_enabled: i64 = row.try_get("inbound_enabled")?;
+    let inbound_routing = (inbound_enabled != 0)
+        .then(|| -> Result<InboundRouting> {
+            Ok(InboundRouting {
+                agent_id: row.try_get("inbound_agent_id")?,
+                fallback_agent_id: row.try_get("inbound_fallback_agent_id")?,
+                voicemail_message: row.try_get("inbound_voicemail_message")?,
+            })
+        })
+        .transpose()?;
+    let sealed: Option<String> = row.try_get("auth_password_sealed")?;
+    let trunk: Option<String> = row.try_get("trunk_address")?;
+    let provider_config = trunk.map(|trunk_address| -> Result<ProviderConfigView> {
+        Ok(ProviderConfigView {
+            trunk_address,
+            auth_username: row.try_get("auth_username")?,
+            auth_password_set: sealed.is_some(),
+        })
+    });
+    let rec = NumberRecord {
+        id: row.try_get("id")?,
+        account_id: row.try_get("account_id")?,
+        phone_number: row.try_get("phone_number")?,
+        friendly_name: row.try_get("friendly_name")?,
+        agent_id: row.try_get("agent_id")?,
+        status: parse_col(row, "status", NumberStatus::parse)?,
+        provider: parse_col(row, "provider", Provider::parse)?,
+        source: parse_col(row, "source", NumberSource::parse)?,
+        provider_ref: row.try_get("provider_ref")?,
+        inbound_routing,
+        provider_config: provider_config.transpose()?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    };
+    Ok((rec, sealed))
+}
+
+/// Fails with `InvalidReference { field }` unless `agent_id` is an agent of `account_id`.
+async fn check_agent(
+    tx: &mut Transaction<'static, Any>,
+    account_id: &str,
+    agent_id: &str,
+    field: &'static str,
+) -> Result<()> {
+    let found = if IdKind::Agent.is_valid(agent_id) {
+        sqlx::query("SELECT id FROM agents WHERE account_id = $1 AND id = $2")
+            .bind(account_id)
+            .bind(agent_id)
+            .fetch_optional(&mut **tx)
+            .await?
+            .is_some()
+    } else {
+        false
+    };
+    if found {
+        Ok(())
+    } else {
+        Err(StoreError::InvalidReference {
+            field,
+            message: format!("no agent {agent_id:?} in this account"),
+        })
+    }
+}
+
+async fn check_agents(
+    tx: &mut Transaction<'static, Any>,
+    account_id: &str,
+    agent_id: &str,
+    inbound: Option<&InboundRouting>,
+) -> Result<()> {
+    check_agent(tx, account_id, agent_id, "agent_id").await?;
+    if let Some(r) = inbound {
+        if let Some(a) = &r.agent_id {
+            check_agent(tx, account_id, a, "inbound_routing.agent_id").await?;
+        }
+        if let Some(a) = &r.fallback_agent_id {
+            check_agent(tx, account_id, a, "inbound_routing.fallback.agent_id").await?;
+        }
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Builds the index entry for a record, decrypting the trunk password.
+    pub(crate) fn route_for(
+        &self,
+        rec: &NumberRecord,
+        sealed: Option<&str>,
+    ) -> Result<NumberRoute> {
+        let auth_password = sealed
+            .map(|s| self.secrets.open(&password_context(&rec.id), s))
+            .transpose()?;
+        Ok(NumberRoute {
+            number_id: rec.id.clone(),
+            account_id: rec.account_id.clone(),
+            phone_number: rec.phone_number.clone(),
+            agent_id: rec.agent_id.clone(),
+            inbound_routing: rec.inbound_routing.as_ref().map(|r| InboundRoute {
+                agent_id: r.agent_id.clone().unwrap_or_else(|| rec.agent_id.clone()),
+                fallback_agent_id: r.fallback_agent_id.clone(),
+                voicemail_message: r.voicemail_message.clone(),
+            }),
+            provider: rec.provider,
+            provider_config: rec.provider_config.as_ref().map(|p| OutboundTrunk {
+                trunk_address: p.trunk_address.clone(),
+                auth_username: p.auth_username.clone(),
+                auth_password,
+            }),
+        })
+    }
+
+    /// True when any account has registered `phone_number`.
+    pub async fn phone_number_taken(&self, phone_number: &str) -> Result<bool> {
+        Ok(
+            sqlx::query("SELECT id FROM phone_numbers WHERE phone_number = $1")
+                .bind(phone_number)
+                .fetch_optional(&self.pool)
+                .await?
+                .is_some(),
+        )
+    }
+
+    /// Registers a number. Checks that every referenced agent belongs to the account and that
+    /// the number is not registered anywhere (`Conflict` on `phone_number`), all in one
+    /// transaction; then updates the index.
+    pub async fn create_number(&self, account_id: &str, new: NewNumber) -> Result<NumberRecord> {
+        let now = now_millis();
+        let id = new_id(IdKind::PhoneNumber)?;
+        let pc = new.provider_config.as_ref();
+        let sealed = pc
+            .and_then(|p| p.auth_password.as_ref())
+            .map(|pw| self.secrets.seal(&password_context(&id), pw))
+            .transpose()?;
+        let rec = NumberRecord {
+            id,
+            account_id: account_id.to_owned(),
+            phone_number: new.phone_number,
+            friendly_name: new.friendly_name,
+            agent_id: new.agent_id,
+            status: NumberStatus::Active,
+            provider: new.provider,
+            source: new.source,
+            provider_ref: new.provider_ref,
+            inbound_routing: new.inbound_routing,
+            provider_config: pc.map(|p| ProviderConfigView {
+                trunk_address: p.trunk_address.clone(),
+                auth_username: p.auth_username.clone(),
+                auth_password_set: sealed.is_some(),
+            }),
+            created_at: now,
+            updated_at: now,
+        };
+        let route = self.route_for(&rec, sealed.as_deref())?;
+
+        let _w = self.write_lock.lock().await;
+        let mut tx = self.pool.begin().await?;
+        check_agents(
+            &mut tx,
+            account_id,
+            &rec.agent_id,
+            rec.inbound_routing.as_ref(),
+        )
+        .await?;
+        let dup = sqlx::query("SELECT id FROM phone_numbers WHERE phone_number = $1")
+            .bind(&rec.phone_number)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if dup.is_some() {
+            return Err(StoreError::Conflict {
+                field: Some("phone_number"),
+                message: "this phone number is already registered".into(),
+            });
+        }
+        let ib = rec.inbound_routing.as_ref();
+        let pcv = rec.provider_config.as_ref();
+        sqlx::query(
+            "INSERT INTO phone_numbers (id, account_id, phone_number, friendly_name, agent_id, \
+             status, provider, source, provider_ref, inbound_enabled, inbound_agent_id, \
+             inbound_fallback_agent_id, inbound_voicemail_message, trunk_address, auth_username, \
+             auth_password_sealed, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
+        )
+        .bind(&rec.id)
+        .bind(&rec.account_id)
+        .bind(&rec.phone_number)
+        .bind(&rec.friendly_name)
+        .bind(&rec.agent_id)
+        .bind(rec.status.as_str())
+        .bind(rec.provider.as_str())
+        .bind(rec.source.as_str())
+        .bind(&rec.provider_ref)
+        .bind(i64::from(ib.is_some()))
+        .bind(ib.and_then(|r| r.agent_id.clone()))
+        .bind(ib.and_then(|r| r.fallback_agent_id.clone()))
+        .bind(ib.and_then(|r| r.voicemail_message.clone()))
+        .bind(pcv.map(|p| p.trunk_address.clone()))
+        .bind(pcv.and_then(|p| p.auth_username.clone()))
+        .bind(&sealed)
+        .bind(rec.created_at)
+        .bind(rec.updated_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(on_write(Some("phone_number")))?;
+        tx.commit().await?;
+        self.index.put_number(route);
+        Ok(rec)
+    }
+
+    pub async fn get_number(&self, account_id: &str, id: &str) -> Result<Option<NumberRecord>> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            number_cols!(),
+            " FROM phone_numbers WHERE account_id = $1 AND id = $2"
+        ))
+        .bind(account_id)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row
+            .as_ref()
+            .map(number_from_row)
+            .transpose()?
+            .map(|(r, _)| r))
+    }
+
+    pub async fn list_numbers(
+        &self,
+        account_id: &str,
+        limit: u32,
+        cursor: Option<&Cursor>,
+    ) -> Result<Page<NumberRecord>> {
+        let (limit, fetch) = fetch_limit(limit);
+        let (ts, after_id) = page_bounds(cursor);
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            number_cols!(),
+            " FROM phone_numbers WHERE account_id = $1 \
+             AND (created_at > $2 OR (created_at = $2 AND id > $3)) \
+             ORDER BY created_at, id LIMIT $4"
+        ))
+        .bind(account_id)
+        .bind(ts)
+        .bind(after_id)
+        .bind(fetch)
+        .fetch_all(&self.pool)
+        .await?;
+        let items = rows
+            .iter()
+            .map(|r| number_from_row(r).map(|(rec, _)| rec))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(into_page(items, limit, |n| (n.created_at, n.id.as_str())))
+    }
+
+    /// Applies a partial update; the index reflects it before this returns.
+    pub async fn update_number(
+        &self,
+        account_id: &str,
+        id: &str,
+        patch: NumberPatch,
+    ) -> Result<NumberRecord> {
+        let _w = self.write_lock.lock().await;
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            number_cols!(),
+            " FROM phone_numbers WHERE account_id = $1 AND id = $2"
+        ))
+        .bind(account_id)
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+        let (mut rec, sealed) = number_from_row(&row)?;
+        if let Some(a) = patch.agent_id {
+            rec.agent_id = a;
+        }
+        if let Some(f) = patch.friendly_name {
+            rec.friendly_name = f;
+        }
+        match patch.inbound_routing {
+            None => {}
+            Some(None) => rec.inbound_routing = None,
+            Some(Some(p)) => {
+                let mut r = rec.inbound_routing.take().unwrap_or_default();
+                if let Some(v) = p.agent_id {
+                    r.agent_id = v;
+                }
+                if let Some(v) = p.fallback_agent_id {
+                    r.fallback_agent_id = v;
+                }
+                if let Some(v) = p.voicemail_message {
+                    r.voicemail_message = v;
+                }
+                rec.inbound_routing = Some(r);
+            }
+        }
+        check_agents(
+            &mut tx,
+            account_id,
+            &rec.agent_id,
+            rec.inbound_routing.as_ref(),
+        )
+        .await?;
+        rec.updated_at = now_millis().max(rec.updated_at);
+        let ib = rec.inbound_routing.as_ref();
+        sqlx::query(
+            "UPDATE phone_numbers SET friendly_name = $1, agent_id = $2, inbound_enabled = $3, \
+             inbound_agent_id = $4, inbound_fallback_agent_id = $5, \
+             inbound_voicemail_message = $6, updated_at = $7 WHERE account_id = $8 AND id = $9",
+        )
+        .bind(&rec.friendly_name)
+        .bind(&rec.agent_id)
+        .bind(i64::from(ib.is_some()))
+        .bind(ib.and_then(|r| r.agent_id.clone()))
+        .bind(ib.and_then(|r| r.fallback_agent_id.clone()))
+        .bind(ib.and_then(|r| r.voicemail_message.clone()))
+        .bind(rec.updated_at)
+        .bind(account_id)
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(on_write(None))?;
+        let route = self.route_for(&rec, sealed.as_deref())?;
+        tx.commit().await?;
+        self.index.put_number(route);
+        Ok(rec)
+    }
+
+    /// Removes a number from the account and the index, returning what was removed.
+    /// Releasing a purchased number at its provider is the caller's job (done first, so a
+    /// provider failure leaves everything as it was).
+    pub async fn delete_number(&self, account_id: &str, id: &str) -> Result<NumberRecord> {
+        let _w = self.write_lock.lock().await;
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            number_cols!(),
+            " FROM phone_numbers WHERE account_id = $1 AND id = $2"
+        ))
+        .bind(account_id)
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+        let (rec, _) = number_from_row(&row)?;
+        sqlx::query("DELETE FROM phone_numbers WHERE account_id = $1 AND id = $2")
+            .bind(account_id)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        self.index.remove_number(&rec.phone_number);
+        Ok(rec)
+    }
+}

@@ -1,0 +1,192 @@
+//! Secrets at rest: AEAD (ChaCha20-Poly1305) under an operator-supplied 32-byte key.
+//!
+//! Sealed values are bound to their row and column through the associated data, so a
+//! ciphertext copied into another row fails to open instead of leaking there.
+
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine as _;
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
+use std::fmt;
+
+const SEALED_PREFIX: &str = "v1.";
+const NONCE_LEN: usize = 12;
+
+/// A plaintext secret held in memory. `Debug`/`Display` never print it; it has no `Serialize`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The plaintext, for the one place that must use it (e.g. SIP digest auth).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// Why a secret key given by configuration was refused. Never contains key material.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SecretKeyError {
+    #[error("secret key must be 32 bytes given as 64 hex characters or base64")]
+    BadEncoding,
+}
+
+/// Why a sealed value could not be opened. Never contains plaintext or ciphertext.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SecretError {
+    #[error("sealed secret is malformed")]
+    Malformed,
+    #[error("sealed secret failed authentication (wrong key or tampered row)")]
+    Authentication,
+    #[error("system random source failed")]
+    Random,
+}
+
+/// Encrypts and decrypts secret columns. Cheap to clone; the key never appears in `Debug`.
+#[derive(Clone)]
+pub struct SecretBox {
+    cipher: ChaCha20Poly1305,
+}
+
+impl fmt::Debug for SecretBox {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretBox(<redacted>)")
+    }
+}
+
+impl SecretBox {
+    pub fn new(key: [u8; 32]) -> Self {
+        Self {
+            cipher: ChaCha20Poly1305::new(Key::from_slice(&key)),
+        }
+    }
+
+    /// Parses the configured key (`[secrets] key` or `ONEINBOX_SECRET_KEY`):
+    /// 64 hex characters, or standard/URL-safe base64 of exactly 32 bytes.
+    pub fn from_encoded(encoded: &str) -> Result<Self, SecretKeyError> {
+        let s = encoded.trim();
+        let bytes = if s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
+            decode_hex(s).ok_or(SecretKeyError::BadEncoding)?
+        } else {
+            STANDARD
+                .decode(s)
+                .or_else(|_| URL_SAFE_NO_PAD.decode(s.trim_end_matches('=')))
+                .map_err(|_| SecretKeyError::BadEncoding)?
+        };
+        let key: [u8; 32] = bytes.try_into().map_err(|_| SecretKeyError::BadEncoding)?;
+        Ok(Self::new(key))
+    }
+
+    /// Seals `plaintext`, binding it to `context` (e.g. `phone_numbers.auth_password:phn_x`).
+    pub fn seal(&self, context: &str, plaintext: &Secret) -> Result<String, SecretError> {
+        let mut nonce = [0u8; NONCE_LEN];
+        getrandom::fill(&mut nonce).map_err(|_| SecretError::Random)?;
+        let ct = self
+            .cipher
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: plaintext.expose().as_bytes(),
+                    aad: context.as_bytes(),
+                },
+            )
+            // Encryption only fails for messages beyond ~256 GiB, far above any body limit.
+            .map_err(|_| SecretError::Malformed)?;
+        let mut out = Vec::with_capacity(NONCE_LEN + ct.len());
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&ct);
+        Ok(format!("{SEALED_PREFIX}{}", STANDARD.encode(out)))
+    }
+
+    /// Opens a value produced by [`SecretBox::seal`] with the same `context`.
+    pub fn open(&self, context: &str, sealed: &str) -> Result<Secret, SecretError> {
+        let b64 = sealed
+            .strip_prefix(SEALED_PREFIX)
+            .ok_or(SecretError::Malformed)?;
+        let raw = STANDARD.decode(b64).map_err(|_| SecretError::Malformed)?;
+        if raw.len() < NONCE_LEN {
+            return Err(SecretError::Malformed);
+        }
+        let (nonce, ct) = raw.split_at(NONCE_LEN);
+        let pt = self
+            .cipher
+            .decrypt(
+                Nonce::from_slice(nonce),
+                Payload {
+                    msg: ct,
+                    aad: context.as_bytes(),
+                },
+            )
+            .map_err(|_| SecretError::Authentication)?;
+        String::from_utf8(pt)
+            .map(Secret)
+            .map_err(|_| SecretError::Malformed)
+    }
+}
+
+fn decode_hex(s: &str) -> Option<Vec<u8>> {
+    let digits: Option<Vec<u8>> = s
+        .bytes()
+        .map(|b| (b as char).to_digit(16).map(|d| d as u8))
+        .collect();
+    let digits = digits?;
+    if digits.len() % 2 != 0 {
+        return None;
+    }
+    Some(digits.chunks(2).map(|p| (p[0] << 4) | p[1]).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn boxed() -> SecretBox {
+        SecretBox::new([7u8; 32])
+    }
+
+    #[test]
+    fn round_trip_and_context_binding() {
+        let b = boxed();
+        let sealed = b.seal("t.c:1", &Secret::new("hunter2")).unwrap();
+        assert!(!sealed.contains("hunter2"));
+        assert_eq!(b.open("t.c:1", &sealed).unwrap().expose(), "hunter2");
+        assert_eq!(b.open("t.c:2", &sealed), Err(SecretError::Authentication));
+        let other = SecretBox::new([8u8; 32]);
+        assert_eq!(
+            other.open("t.c:1", &sealed),
+            Err(SecretError::Authentication)
+        );
+        assert_eq!(b.open("t.c:1", "v1.!!"), Err(SecretError::Malformed));
+    }
+
+    #[test]
+    fn key_parsing() {
+        let hex = "00".repeat(32);
+        assert!(SecretBox::from_encoded(&hex).is_ok());
+        let b64 = STANDARD.encode([1u8; 32]);
+        assert!(SecretBox::from_encoded(&b64).is_ok());
+        assert_eq!(
+            SecretBox::from_encoded("abcd").err(),
+            Some(SecretKeyError::BadEncoding)
+        );
+        assert_eq!(
+            SecretBox::from_encoded(&"zz".repeat(32)).err(),
+            Some(SecretKeyError::BadEncoding)
+        );
+    }
+
+    #[test]
+    fn debug_is_redacted() {
+        assert_eq!(format!("{:?}", Secret::new("pw")), "Secret(<redacted>)");
+        assert!(!format!("{:?}", boxed()).contains('7'));
+    }
+}

@@ -1,0 +1,271 @@
+//! The store: one `sqlx::AnyPool` over SQLite or PostgreSQL, plus the routing index it keeps
+//! current.
+//!
+//! Why `sqlx::Any` rather than an enum over `SqlitePool`/`PgPool`: the schema is restricted
+//! to portable SQL (TEXT, BIGINT, `$N` placeholders) and we only bind/decode `String`/`i64`,
+//! which is exactly what `Any` supports, so one code path serves both backends and every
+//! query is exercised by both test suites.
+
+use crate::config::{sqlite_url, valid_schema_name, Database, StoreConfig};
+use crate::error::{classify, Result, StoreError};
+use crate::ids::{hash_api_key, new_api_key, new_id, IdKind};
+use crate::index::RoutingIndex;
+use crate::secret::SecretBox;
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::{AnyPool, AssertSqlSafe, Row, SqlSafeStr};
+use std::sync::Arc;
+use std::time::Duration;
+
+const MIGRATION_0001: &str = include_str!("../migrations/0001_init.sql");
+
+/// Which backend the pool talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub struct Store {
+    pub(crate) pool: AnyPool,
+    pub(crate) secrets: SecretBox,
+    pub(crate) index: Arc<RoutingIndex>,
+    /// Serialises "commit, then update the index" so the index never applies two writes in
+    /// an order different from the database's.
+    pub(crate) write_lock: tokio::sync::Mutex<()>,
+    backend: Backend,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.backend)
+            .finish_non_exhaustive()
+    }
+}
+
+fn migrator() -> Migrator {
+    Migrator::with_migrations(vec![Migration::new(
+        1,
+        "init".into(),
+        MigrationType::Simple,
+        MIGRATION_0001.into_sql_str(),
+        false,
+    )])
+}
+
+impl Store {
+    /// Connects (creating the SQLite directory/file or the PostgreSQL schema as needed),
+    /// applies the embedded migrations and loads the routing index.
+    pub async fn connect(cfg: StoreConfig) -> Result<Store> {
+        sqlx::any::install_default_drivers();
+        let (url, backend) = match &cfg.database {
+            Database::Sqlite { data_dir } => {
+                tokio::fs::create_dir_all(data_dir).await.map_err(|e| {
+                    StoreError::Config(format!(
+                        "cannot create data_dir {}: {e}",
+                        data_dir.display()
+                    ))
+                })?;
+                let path = data_dir.join(crate::config::SQLITE_FILE_NAME);
+                (sqlite_url(&path)?, Backend::Sqlite)
+            }
+            Database::Postgres { url } => (url.clone(), Backend::Postgres),
+        };
+        let schema = match (&cfg.pg_schema, backend) {
+            (Some(s), Backend::Postgres) if valid_schema_name(s) => Some(s.clone()),
+            (Some(_), Backend::Postgres) => {
+                return Err(StoreError::Config("invalid pg_schema name".into()))
+            }
+            (Some(_), Backend::Sqlite) => {
+                return Err(StoreError::Config("pg_schema requires PostgreSQL".into()))
+            }
+            (None, _) => None,
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(cfg.max_connections.max(1))
+            .acquire_timeout(Duration::from_secs(10))
+            .after_connect(move |conn, _meta| {
+                let schema = schema.clone();
+                Box::pin(async move {
+                    match backend {
+                        Backend::Sqlite => {
+                            // WAL: readers (API GETs) never block on the writer.
+                            sqlx::query("PRAGMA journal_mode = WAL")
+                                .execute(&mut *conn)
+                                .await?;
+                            sqlx::query("PRAGMA synchronous = NORMAL")
+                                .execute(&mut *conn)
+                                .await?;
+                        }
+                        Backend::Postgres => {
+                            if let Some(s) = schema {
+                                // `s` matched [a-z_][a-z0-9_]* above, so quoting is safe.
+                                sqlx::query(AssertSqlSafe(format!(
+                                    "CREATE SCHEMA IF NOT EXISTS \"{s}\""
+                                )))
+                                .execute(&mut *conn)
+                                .await?;
+                                sqlx::query(AssertSqlSafe(format!("SET search_path TO \"{s}\"")))
+                                    .execute(&mut *conn)
+                                    .await?;
+                            }
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .connect(&url)
+            .await?;
+        migrator().run(&pool).await?;
+        let store = Store {
+            pool,
+            secrets: cfg.secrets,
+            index: Arc::new(RoutingIndex::new()),
+            write_lock: tokio::sync::Mutex::new(()),
+            backend,
+        };
+        store.load_index().await?;
+        Ok(store)
+    }
+
+    /// The routing index this store keeps current; hand it to the SIP side.
+    pub fn index(&self) -> Arc<RoutingIndex> {
+        Arc::clone(&self.index)
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Raw pool, for diagnostics and tests that inspect stored rows.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Creates an API key for `account_id` (creating that account when absent) or for a new
+    /// account. Returns `(account_id, plaintext_key)`; only the key's SHA-256 is stored.
+    pub async fn create_api_key(
+        &self,
+        account_id: Option<&str>,
+        name: &str,
+    ) -> Result<(String, String)> {
+        let account_id = match account_id {
+            Some(a) if IdKind::Account.is_valid(a) => a.to_owned(),
+            Some(_) => {
+                return Err(StoreError::InvalidReference {
+                    field: "account_id",
+                    message: "must look like acc_<alphanumerics>".into(),
+                })
+            }
+            None => new_id(IdKind::Account)?,
+        };
+        let key = new_api_key()?;
+        let now = crate::time::now_millis();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO accounts (id, created_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&account_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO api_keys (id, account_id, name, key_hash, created_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(new_id(IdKind::ApiKey)?)
+        .bind(&account_id)
+        .bind(name)
+        .bind(hash_api_key(&key))
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok((account_id, key))
+    }
+
+    /// The account owning `key`, or `None` for an unknown or malformed key.
+    pub async fn authenticate(&self, key: &str) -> Result<Option<String>> {
+        let well_formed = key.len() == 68
+            && key.starts_with("oik_")
+            && key[4..].bytes().all(|b| b.is_ascii_hexdigit());
+        if !well_formed {
+            return Ok(None);
+        }
+        let row = sqlx::query("SELECT account_id FROM api_keys WHERE key_hash = $1")
+            .bind(hash_api_key(key))
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row
+            .map(|r| r.try_get::<String, _>("account_id"))
+            .transpose()?)
+    }
+
+    async fn load_index(&self) -> Result<()> {
+        let agents = sqlx::query(concat!("SELECT ", agent_cols!(), " FROM agents"))
+            .fetch_all(&self.pool)
+            .await?;
+        for row in &agents {
+            self.index.put_agent(crate::agents::agent_from_row(row)?);
+        }
+        let numbers = sqlx::query(concat!("SELECT ", number_cols!(), " FROM phone_numbers"))
+            .fetch_all(&self.pool)
+            .await?;
+        for row in &numbers {
+            let (rec, sealed) = crate::numbers::number_from_row(row)?;
+            self.index
+                .put_number(self.route_for(&rec, sealed.as_deref())?);
+        }
+        tracing::info!(
+            agents = self.index.agent_count(),
+            numbers = self.index.number_count(),
+            "routing index loaded"
+        );
+        Ok(())
+    }
+}
+
+/// Decodes a stored enum column.
+pub(crate) fn parse_col<T>(row: &AnyRow, col: &str, parse: fn(&str) -> Option<T>) -> Result<T> {
+    let s: String = row.try_get(col)?;
+    parse(&s).ok_or_else(|| StoreError::Corrupt(format!("bad {col}")))
+}
+
+/// Maps a uniqueness/FK race to a conflict on `field`.
+pub(crate) fn on_write(field: Option<&'static str>) -> impl Fn(sqlx::Error) -> StoreError {
+    move |e| classify(e, field)
+}
+
+/// Keyset pagination bounds: `(created_at, id)` strictly after the cursor.
+pub(crate) fn page_bounds(cursor: Option<&crate::cursor::Cursor>) -> (i64, String) {
+    cursor.map_or((i64::MIN, String::new()), |c| (c.created_at, c.id.clone()))
+}
+
+/// Clamps a page size to 1..=100 and returns the number of rows to fetch (one extra to
+/// learn whether another page exists).
+pub(crate) fn fetch_limit(limit: u32) -> (usize, i64) {
+    let l = limit.clamp(1, 100) as usize;
+    (l, l as i64 + 1)
+}
+
+pub(crate) fn into_page<T>(
+    mut items: Vec<T>,
+    limit: usize,
+    key: impl Fn(&T) -> (i64, &str),
+) -> crate::model::Page<T> {
+    let next_cursor = if items.len() > limit {
+        items.truncate(limit);
+        items.last().map(|t| {
+            let (ts, id) = key(t);
+            crate::cursor::Cursor::encode(ts, id)
+        })
+    } else {
+        None
+    };
+    crate::model::Page { items, next_cursor }
+}

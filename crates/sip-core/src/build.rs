@@ -1,0 +1,362 @@
+//! Serializing new messages straight into `BytesMut` (no `format!` on the hot path).
+//!
+//! Caller-supplied text (reasons, header values, URIs) has CR and LF replaced by spaces so
+//! nothing handed to a builder can inject an extra header line.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::headers::id;
+use crate::headers::lex::ListIter;
+use crate::headers::{HeaderName, Via};
+use crate::message::{Message, Method};
+
+/// Writes `s` with CR/LF neutralised.
+fn put_clean(out: &mut BytesMut, s: &str) {
+    let b = s.as_bytes();
+    if memchr::memchr2(b'\r', b'\n', b).is_none() {
+        out.put_slice(b);
+    } else {
+        out.extend(b.iter().map(|&c| if c == b'\r' || c == b'\n' { b' ' } else { c }));
+    }
+}
+
+fn put_header(out: &mut BytesMut, name: &str, value: &str) {
+    put_clean(out, name);
+    out.put_slice(b": ");
+    put_clean(out, value);
+    out.put_slice(b"\r\n");
+}
+
+fn put_u64(out: &mut BytesMut, mut n: u64) {
+    let mut tmp = [0u8; 20];
+    let mut i = tmp.len();
+    loop {
+        i -= 1;
+        tmp[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.put_slice(&tmp[i..]);
+}
+
+fn put_ip(out: &mut BytesMut, ip: IpAddr) {
+    use std::fmt::Write;
+    // Writing into BytesMut cannot fail.
+    let _ = write!(out, "{ip}");
+}
+
+fn put_body_and_length(out: &mut BytesMut, body: &Option<(&str, Bytes)>) {
+    if let Some((ct, _)) = body {
+        put_header(out, "Content-Type", ct);
+    }
+    out.put_slice(b"Content-Length: ");
+    put_u64(out, body.as_ref().map_or(0, |(_, b)| b.len() as u64));
+    out.put_slice(b"\r\n\r\n");
+    if let Some((_, b)) = body {
+        out.put_slice(b);
+    }
+}
+
+/// Builds a response to a request (RFC 3261 8.2.6): copies Via (all, in order), From, To,
+/// Call-ID and CSeq from the request.
+#[derive(Debug, Clone)]
+pub struct ResponseBuilder<'a> {
+    req: &'a Message,
+    code: u16,
+    reason: &'a str,
+    source: Option<SocketAddr>,
+    to_tag: Option<&'a str>,
+    record_route: bool,
+    headers: Vec<(&'a str, &'a str)>,
+    body: Option<(&'a str, Bytes)>,
+}
+
+impl<'a> ResponseBuilder<'a> {
+    /// `code` should be 100-699 (the caller's choice is written as given).
+    pub fn for_request(req: &'a Message, code: u16, reason: &'a str) -> Self {
+        ResponseBuilder {
+            req,
+            code,
+            reason,
+            source: None,
+            to_tag: None,
+            record_route: false,
+            headers: Vec::new(),
+            body: None,
+        }
+    }
+
+    /// Packet source: adds `received` (RFC 3261 18.2.1) and fills `rport` (RFC 3581).
+    pub fn received_from(mut self, addr: SocketAddr) -> Self {
+        self.source = Some(addr);
+        self
+    }
+
+    /// Tag added to To when the request's To has none and `code > 100`.
+    pub fn to_tag(mut self, tag: &'a str) -> Self {
+        self.to_tag = Some(tag);
+        self
+    }
+
+    /// Copies the request's Record-Route headers (dialog-creating responses, RFC 3261 12.1.1).
+    pub fn copy_record_route(mut self) -> Self {
+        self.record_route = true;
+        self
+    }
+
+    pub fn header(mut self, name: &'a str, value: &'a str) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+
+    pub fn body(mut self, content_type: &'a str, body: impl Into<Bytes>) -> Self {
+        self.body = Some((content_type, body.into()));
+        self
+    }
+
+    /// Serializes; Content-Length is always set.
+    pub fn build(self) -> Bytes {
+        let req = self.req;
+        let extra: usize = self.headers.iter().map(|(n, v)| n.len() + v.len() + 4).sum();
+        let mut out = BytesMut::with_capacity(
+            256 + req.bytes().len().min(2048)
+                + extra
+                + self.body.as_ref().map_or(0, |(_, b)| b.len()),
+        );
+        out.put_slice(b"SIP/2.0 ");
+        put_u64(&mut out, u64::from(self.code));
+        out.put_u8(b' ');
+        put_clean(&mut out, self.reason);
+        out.put_slice(b"\r\n");
+
+        let mut first = true;
+        for v in req.values(id::VIA) {
+            for item in ListIter::new(v) {
+                if item.is_empty() {
+                    continue;
+                }
+                out.put_slice(b"Via: ");
+                match (first, self.source) {
+                    (true, Some(src)) => put_top_via(&mut out, item, src),
+                    _ => put_clean(&mut out, item),
+                }
+                out.put_slice(b"\r\n");
+                first = false;
+            }
+        }
+        if self.record_route {
+            for v in req.values(id::RECORD_ROUTE) {
+                put_header(&mut out, "Record-Route", v);
+            }
+        }
+        for v in req.values(id::FROM) {
+            put_header(&mut out, "From", v);
+        }
+        for v in req.values(id::TO) {
+            put_header(&mut out, "To", v);
+            if let Some(tag) = self.to_tag {
+                let has_tag = req.to().map(|t| t.tag().is_some()).unwrap_or(true);
+                if self.code > 100 && !has_tag {
+                    out.truncate(out.len() - 2);
+                    out.put_slice(b";tag=");
+                    put_clean(&mut out, tag);
+                    out.put_slice(b"\r\n");
+                }
+            }
+        }
+        for v in req.values(id::CALL_ID) {
+            put_header(&mut out, "Call-ID", v);
+        }
+        for v in req.values(id::CSEQ) {
+            put_header(&mut out, "CSeq", v);
+        }
+        for (n, v) in &self.headers {
+            put_header(&mut out, n, v);
+        }
+        put_body_and_length(&mut out, &self.body);
+        out.freeze()
+    }
+}
+
+/// Rewrites the top Via with `received`/`rport` from the packet source.
+fn put_top_via(out: &mut BytesMut, raw: &str, src: SocketAddr) {
+    let Ok(via) = Via::parse(raw) else {
+        put_clean(out, raw);
+        return;
+    };
+    let ip = src.ip();
+    let rport_requested = via.rport().is_some();
+    let host = via.host.trim_start_matches('[').trim_end_matches(']');
+    let same_ip = host.parse::<IpAddr>().is_ok_and(|h| h == ip);
+    // RFC 3581 4: with rport, received is always added.
+    let add_received = !same_ip || rport_requested;
+    let params = via.params.raw();
+    let prefix = raw.strip_suffix(params).unwrap_or(raw);
+    put_clean(out, prefix.trim_end());
+    for (n, v) in via.params.iter() {
+        let replaced = (add_received && n.eq_ignore_ascii_case("received"))
+            || (rport_requested && n.eq_ignore_ascii_case("rport"));
+        if replaced {
+            continue;
+        }
+        out.put_u8(b';');
+        put_clean(out, n);
+        if let Some(v) = v {
+            out.put_u8(b'=');
+            put_clean(out, v);
+        }
+    }
+    if add_received {
+        out.put_slice(b";received=");
+        put_ip(out, ip);
+    }
+    if rport_requested {
+        out.put_slice(b";rport=");
+        put_u64(out, u64::from(src.port()));
+    }
+}
+
+/// Builds a new request.
+#[derive(Debug, Clone)]
+pub struct RequestBuilder<'a> {
+    method: Method,
+    uri: &'a str,
+    headers: Vec<(&'a str, &'a str)>,
+    body: Option<(&'a str, Bytes)>,
+}
+
+impl<'a> RequestBuilder<'a> {
+    pub fn new(method: Method, uri: &'a str) -> Self {
+        RequestBuilder {
+            method,
+            uri,
+            headers: Vec::new(),
+            body: None,
+        }
+    }
+
+    pub fn header(mut self, name: &'a str, value: &'a str) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+
+    pub fn body(mut self, content_type: &'a str, body: impl Into<Bytes>) -> Self {
+        self.body = Some((content_type, body.into()));
+        self
+    }
+
+    /// Serializes; adds `Max-Forwards: 70` unless given, and always Content-Length.
+    pub fn build(self) -> Bytes {
+        let extra: usize = self.headers.iter().map(|(n, v)| n.len() + v.len() + 4).sum();
+        let mut out = BytesMut::with_capacity(
+            128 + self.uri.len() + extra + self.body.as_ref().map_or(0, |(_, b)| b.len()),
+        );
+        put_clean(&mut out, self.method.as_str());
+        out.put_u8(b' ');
+        put_clean(&mut out, self.uri);
+        out.put_slice(b" SIP/2.0\r\n");
+        let mut has_mf = false;
+        for (n, v) in &self.headers {
+            has_mf |= HeaderName::parse(n.as_bytes()) == HeaderName::MaxForwards;
+            put_header(&mut out, n, v);
+        }
+        if !has_mf {
+            out.put_slice(b"Max-Forwards: 70\r\n");
+        }
+        put_body_and_length(&mut out, &self.body);
+        out.freeze()
+    }
+}
+
+/// Request line, top Via, Route set, From and Call-ID of `invite`; shared by ACK and CANCEL.
+fn put_in_transaction_request(out: &mut BytesMut, invite: &Message, method: &str) {
+    out.put_slice(method.as_bytes());
+    out.put_u8(b' ');
+    put_clean(out, invite.request_uri_raw().unwrap_or(""));
+    out.put_slice(b" SIP/2.0\r\n");
+    if let Ok(v) = invite.top_via_raw() {
+        put_header(out, "Via", v);
+    }
+    for r in invite.values(id::ROUTE) {
+        put_header(out, "Route", r);
+    }
+    if let Some(f) = invite.values(id::FROM).next() {
+        put_header(out, "From", f);
+    }
+}
+
+fn put_tail(out: &mut BytesMut, invite: &Message, method: &str) {
+    if let Some(c) = invite.values(id::CALL_ID).next() {
+        put_header(out, "Call-ID", c);
+    }
+    out.put_slice(b"CSeq: ");
+    put_u64(out, invite.cseq().map_or(0, |c| u64::from(c.seq)));
+    out.put_u8(b' ');
+    out.put_slice(method.as_bytes());
+    out.put_slice(b"\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n");
+}
+
+/// ACK for a non-2xx final response (RFC 3261 17.1.1.3): same Request-URI, top Via, Route,
+/// From, Call-ID and CSeq number as the INVITE; To from the response (with its tag).
+pub fn ack_for_non2xx(invite: &Message, response: &Message) -> Bytes {
+    let mut out = BytesMut::with_capacity(512);
+    put_in_transaction_request(&mut out, invite, "ACK");
+    if let Some(t) = response
+        .values(id::TO)
+        .next()
+        .or_else(|| invite.values(id::TO).next())
+    {
+        put_header(&mut out, "To", t);
+    }
+    put_tail(&mut out, invite, "ACK");
+    out.freeze()
+}
+
+/// CANCEL for a pending INVITE (RFC 3261 9.1): same Request-URI, top Via, Route, From, To,
+/// Call-ID and CSeq number.
+pub fn cancel_for(invite: &Message) -> Bytes {
+    let mut out = BytesMut::with_capacity(512);
+    put_in_transaction_request(&mut out, invite, "CANCEL");
+    if let Some(t) = invite.values(id::TO).next() {
+        put_header(&mut out, "To", t);
+    }
+    put_tail(&mut out, invite, "CANCEL");
+    out.freeze()
+}
+
+/// A new RFC 3261 branch: magic cookie + 16 hex digits. Unique within the process (a
+/// counter through a bijective mixer) and unlikely to collide across processes (seeded
+/// from time and pid once).
+pub fn new_branch() -> String {
+    static SEED: OnceLock<u64> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let seed = *SEED.get_or_init(|| {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        splitmix(t ^ (u64::from(std::process::id()) << 32))
+    });
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let v = splitmix(seed.wrapping_add(n));
+    let mut s = String::with_capacity(23);
+    s.push_str(crate::headers::via::MAGIC_COOKIE);
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for i in (0..16).rev() {
+        s.push(HEX[((v >> (i * 4)) & 0xf) as usize] as char);
+    }
+    s
+}
+
+/// splitmix64 finaliser: a bijection, so distinct inputs give distinct outputs.
+fn splitmix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}

@@ -1,0 +1,174 @@
+//! TCP/TLS stream framing (RFC 3261 18.3): cut messages by the blank line and Content-Length,
+//! and recognise RFC 5626 keep-alives. Memory is bounded: the buffer never holds more than
+//! `max_message_size` bytes, so a peer streaming bytes without a blank line gets an error
+//! instead of growing memory.
+
+use bytes::{Buf, Bytes, BytesMut};
+
+use crate::headers::{id, known_id};
+use crate::headers::lex::{parse_u64, trim_lws};
+
+/// One unit cut from the stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    /// A complete message (headers + Content-Length body), ready for `Message::parse_stream`.
+    Message(Bytes),
+    /// CRLFCRLF ping: answer with a single CRLF.
+    KeepAlivePing,
+    /// A single CRLF (pong, or a stray CRLF between messages).
+    KeepAlivePong,
+}
+
+/// Unrecoverable framing errors: the connection should be closed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    #[error("message larger than {max} bytes")]
+    TooLarge { max: usize },
+    #[error("stream message without Content-Length")]
+    MissingContentLength,
+    #[error("invalid Content-Length")]
+    InvalidContentLength,
+    #[error("conflicting Content-Length values")]
+    ConflictingContentLength,
+}
+
+/// Incremental framer over a byte stream.
+#[derive(Debug)]
+pub struct StreamFramer {
+    buf: BytesMut,
+    max: usize,
+    /// Bytes were refused because the buffer was full.
+    overflow: bool,
+    /// Bytes already scanned for the end of headers without finding it.
+    scanned: usize,
+}
+
+impl StreamFramer {
+    pub fn new(max_message_size: usize) -> Self {
+        StreamFramer {
+            buf: BytesMut::new(),
+            max: max_message_size,
+            overflow: false,
+            scanned: 0,
+        }
+    }
+
+    /// How many bytes `push` will still accept; read at most this much from the socket.
+    pub fn remaining_capacity(&self) -> usize {
+        self.max.saturating_sub(self.buf.len())
+    }
+
+    /// Bytes currently buffered.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Appends received bytes. Bytes beyond `max_message_size` of buffer are dropped and
+    /// make `next` fail once the complete frames before them are drained.
+    pub fn push(&mut self, data: &[u8]) {
+        let room = self.remaining_capacity();
+        if data.len() > room {
+            self.overflow = true;
+        }
+        self.buf.extend_from_slice(&data[..data.len().min(room)]);
+    }
+
+    /// Next complete frame, `Ok(None)` when more bytes are needed.
+    #[allow(clippy::should_implement_trait)]
+    pub fn next(&mut self) -> Result<Option<Frame>, FrameError> {
+        match self.next_inner()? {
+            Some(f) => Ok(Some(f)),
+            None if self.overflow => Err(FrameError::TooLarge { max: self.max }),
+            None => Ok(None),
+        }
+    }
+
+    fn next_inner(&mut self) -> Result<Option<Frame>, FrameError> {
+        let b = &self.buf[..];
+        if b.starts_with(b"\r\n") {
+            if b.starts_with(b"\r\n\r\n") {
+                self.consume(4);
+                return Ok(Some(Frame::KeepAlivePing));
+            }
+            if b.len() == 3 && b[2] == b'\r' {
+                return Ok(None);
+            }
+            // "\r\n" alone, or followed by a start line: a pong / stray CRLF.
+            self.consume(2);
+            return Ok(Some(Frame::KeepAlivePong));
+        }
+        let Some(head_end) = self.find_head_end() else {
+            if self.buf.len() >= self.max {
+                return Err(FrameError::TooLarge { max: self.max });
+            }
+            return Ok(None);
+        };
+        let cl = content_length(&self.buf[..head_end])?;
+        let total = head_end
+            .checked_add(cl)
+            .filter(|&t| t <= self.max)
+            .ok_or(FrameError::TooLarge { max: self.max })?;
+        if self.buf.len() < total {
+            return Ok(None);
+        }
+        self.scanned = 0;
+        Ok(Some(Frame::Message(self.buf.split_to(total).freeze())))
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.buf.advance(n);
+        self.scanned = 0;
+    }
+
+    /// Index just past the blank line ending the headers (CRLFCRLF, or bare LFs).
+    fn find_head_end(&mut self) -> Option<usize> {
+        let b = &self.buf[..];
+        // Resume a little before where the last scan stopped (a terminator may straddle).
+        let mut i = self.scanned.saturating_sub(3);
+        while let Some(off) = memchr::memchr(b'\n', &b[i..]) {
+            let lf = i + off;
+            match (b.get(lf + 1), b.get(lf + 2)) {
+                (Some(b'\n'), _) => return Some(lf + 2),
+                (Some(b'\r'), Some(b'\n')) => return Some(lf + 3),
+                _ => i = lf + 1,
+            }
+        }
+        self.scanned = b.len();
+        None
+    }
+}
+
+/// Content-Length from a header block; required on streams, duplicates must agree.
+fn content_length(head: &[u8]) -> Result<usize, FrameError> {
+    let mut found: Option<usize> = None;
+    // Skip the start line, then look at each header line (folded lines never start a name).
+    let mut lines = head.split(|&c| c == b'\n').skip(1);
+    for line in &mut lines {
+        let Some(colon) = memchr::memchr(b':', line) else {
+            continue;
+        };
+        if line.first().is_some_and(|&c| c == b' ' || c == b'\t') {
+            continue;
+        }
+        let name = trim_ascii(&line[..colon]);
+        if known_id(name) != id::CONTENT_LENGTH {
+            continue;
+        }
+        let v = std::str::from_utf8(&line[colon + 1..])
+            .map_err(|_| FrameError::InvalidContentLength)?;
+        let n = parse_u64(trim_lws(v))
+            .and_then(|n| usize::try_from(n).ok())
+            .ok_or(FrameError::InvalidContentLength)?;
+        match found {
+            Some(p) if p != n => return Err(FrameError::ConflictingContentLength),
+            _ => found = Some(n),
+        }
+    }
+    found.ok_or(FrameError::MissingContentLength)
+}
+
+fn trim_ascii(b: &[u8]) -> &[u8] {
+    let s = b.iter().position(|c| !c.is_ascii_whitespace()).unwrap_or(b.len());
+    let e = b.iter().rposition(|c| !c.is_ascii_whitespace()).map_or(s, |e| e + 1);
+    &b[s..e.max(s)]
+}

@@ -1,0 +1,379 @@
+//! Header names and the typed header views (each borrowed from the message buffer).
+
+pub mod auth;
+pub mod cseq;
+pub(crate) mod date;
+pub(crate) mod lex;
+pub mod name_addr;
+pub mod params;
+pub mod via;
+
+pub use auth::{Challenge, Credentials};
+pub use cseq::CSeq;
+pub use name_addr::NameAddr;
+pub use params::Params;
+pub use via::{Transport, Via};
+
+use std::hash::{Hash, Hasher};
+
+/// A header field name. Known names are variants; anything else is `Other`, compared
+/// case-insensitively. Compact forms map to their long form when parsed.
+#[derive(Debug, Clone)]
+pub enum HeaderName {
+    Via,
+    From,
+    To,
+    CallId,
+    CSeq,
+    Contact,
+    MaxForwards,
+    ContentLength,
+    ContentType,
+    ContentEncoding,
+    Route,
+    RecordRoute,
+    Require,
+    ProxyRequire,
+    Supported,
+    Unsupported,
+    Allow,
+    Accept,
+    WwwAuthenticate,
+    ProxyAuthenticate,
+    Authorization,
+    ProxyAuthorization,
+    Expires,
+    Event,
+    Subject,
+    Warning,
+    RetryAfter,
+    UserAgent,
+    Server,
+    Date,
+    Reason,
+    SessionExpires,
+    MinSE,
+    Other(Box<str>),
+}
+
+/// Internal compact id of a known header (0 = not a known header).
+pub(crate) type HeaderId = u8;
+
+pub(crate) mod id {
+    use super::HeaderId;
+    pub const OTHER: HeaderId = 0;
+    pub const VIA: HeaderId = 1;
+    pub const FROM: HeaderId = 2;
+    pub const TO: HeaderId = 3;
+    pub const CALL_ID: HeaderId = 4;
+    pub const CSEQ: HeaderId = 5;
+    pub const CONTACT: HeaderId = 6;
+    pub const MAX_FORWARDS: HeaderId = 7;
+    pub const CONTENT_LENGTH: HeaderId = 8;
+    pub const CONTENT_TYPE: HeaderId = 9;
+    pub const CONTENT_ENCODING: HeaderId = 10;
+    pub const ROUTE: HeaderId = 11;
+    pub const RECORD_ROUTE: HeaderId = 12;
+    pub const REQUIRE: HeaderId = 13;
+    pub const PROXY_REQUIRE: HeaderId = 14;
+    pub const SUPPORTED: HeaderId = 15;
+    pub const UNSUPPORTED: HeaderId = 16;
+    pub const ALLOW: HeaderId = 17;
+    pub const ACCEPT: HeaderId = 18;
+    pub const WWW_AUTHENTICATE: HeaderId = 19;
+    pub const PROXY_AUTHENTICATE: HeaderId = 20;
+    pub const AUTHORIZATION: HeaderId = 21;
+    pub const PROXY_AUTHORIZATION: HeaderId = 22;
+    pub const EXPIRES: HeaderId = 23;
+    pub const EVENT: HeaderId = 24;
+    pub const SUBJECT: HeaderId = 25;
+    pub const WARNING: HeaderId = 26;
+    pub const RETRY_AFTER: HeaderId = 27;
+    pub const USER_AGENT: HeaderId = 28;
+    pub const SERVER: HeaderId = 29;
+    pub const DATE: HeaderId = 30;
+    pub const REASON: HeaderId = 31;
+    pub const SESSION_EXPIRES: HeaderId = 32;
+    pub const MIN_SE: HeaderId = 33;
+}
+
+/// Canonical long names, indexed by id.
+pub(crate) const NAMES: [&str; 34] = [
+    "",
+    "Via",
+    "From",
+    "To",
+    "Call-ID",
+    "CSeq",
+    "Contact",
+    "Max-Forwards",
+    "Content-Length",
+    "Content-Type",
+    "Content-Encoding",
+    "Route",
+    "Record-Route",
+    "Require",
+    "Proxy-Require",
+    "Supported",
+    "Unsupported",
+    "Allow",
+    "Accept",
+    "WWW-Authenticate",
+    "Proxy-Authenticate",
+    "Authorization",
+    "Proxy-Authorization",
+    "Expires",
+    "Event",
+    "Subject",
+    "Warning",
+    "Retry-After",
+    "User-Agent",
+    "Server",
+    "Date",
+    "Reason",
+    "Session-Expires",
+    "Min-SE",
+];
+
+/// Known header id from raw name bytes: length switch, then a case-folding compare.
+#[inline]
+pub(crate) fn known_id(name: &[u8]) -> HeaderId {
+    use id::*;
+    let candidates: &[HeaderId] = match name.len() {
+        1 => {
+            return match name[0] | 0x20 {
+                b'i' => CALL_ID,
+                b'm' => CONTACT,
+                b'e' => CONTENT_ENCODING,
+                b'l' => CONTENT_LENGTH,
+                b'f' => FROM,
+                b't' => TO,
+                b'v' => VIA,
+                b'k' => SUPPORTED,
+                b'c' => CONTENT_TYPE,
+                b's' => SUBJECT,
+                b'o' => EVENT,
+                b'x' => SESSION_EXPIRES,
+                _ => OTHER,
+            }
+        }
+        2 => &[TO],
+        3 => &[VIA],
+        4 => &[FROM, CSEQ, DATE],
+        5 => &[ROUTE, ALLOW, EVENT],
+        6 => &[ACCEPT, SERVER, REASON, MIN_SE],
+        7 => &[CALL_ID, CONTACT, REQUIRE, EXPIRES, SUBJECT, WARNING],
+        9 => &[SUPPORTED],
+        10 => &[USER_AGENT],
+        11 => &[UNSUPPORTED, RETRY_AFTER],
+        12 => &[MAX_FORWARDS, CONTENT_TYPE, RECORD_ROUTE],
+        13 => &[PROXY_REQUIRE, AUTHORIZATION],
+        14 => &[CONTENT_LENGTH],
+        15 => &[SESSION_EXPIRES],
+        16 => &[CONTENT_ENCODING, WWW_AUTHENTICATE],
+        18 => &[PROXY_AUTHENTICATE],
+        19 => &[PROXY_AUTHORIZATION],
+        _ => return OTHER,
+    };
+    // Canonical names hold only letters and '-'. For a letter, `x | 0x20` matches exactly
+    // its two cases; '-' is compared exactly (CR would otherwise fold onto it).
+    for &c in candidates {
+        let canon = NAMES[c as usize].as_bytes();
+        if canon
+            .iter()
+            .zip(name)
+            .all(|(&a, &b)| a | 0x20 == b | 0x20 && (a != b'-' || b == b'-'))
+        {
+            return c;
+        }
+    }
+    OTHER
+}
+
+/// Long form of the compact names that have no variant of their own (RFC 3265, RFC 3515).
+fn expand_other_compact(name: &str) -> &str {
+    if name.len() == 1 {
+        match name.as_bytes()[0] | 0x20 {
+            b'u' => return "Allow-Events",
+            b'r' => return "Refer-To",
+            _ => {}
+        }
+    }
+    name
+}
+
+/// Does the raw name of an `Other` header match `want`?
+pub(crate) fn other_matches(want: &str, raw: &str) -> bool {
+    expand_other_compact(raw).eq_ignore_ascii_case(expand_other_compact(want))
+}
+
+impl HeaderName {
+    /// Parses a header name, resolving compact forms case-insensitively.
+    pub fn parse(name: &[u8]) -> HeaderName {
+        let id = known_id(name);
+        if id != id::OTHER {
+            return Self::from_id(id);
+        }
+        let s = String::from_utf8_lossy(name);
+        HeaderName::Other(expand_other_compact(&s).into())
+    }
+
+    pub(crate) fn from_id(i: HeaderId) -> HeaderName {
+        use id::*;
+        match i {
+            VIA => HeaderName::Via,
+            FROM => HeaderName::From,
+            TO => HeaderName::To,
+            CALL_ID => HeaderName::CallId,
+            CSEQ => HeaderName::CSeq,
+            CONTACT => HeaderName::Contact,
+            MAX_FORWARDS => HeaderName::MaxForwards,
+            CONTENT_LENGTH => HeaderName::ContentLength,
+            CONTENT_TYPE => HeaderName::ContentType,
+            CONTENT_ENCODING => HeaderName::ContentEncoding,
+            ROUTE => HeaderName::Route,
+            RECORD_ROUTE => HeaderName::RecordRoute,
+            REQUIRE => HeaderName::Require,
+            PROXY_REQUIRE => HeaderName::ProxyRequire,
+            SUPPORTED => HeaderName::Supported,
+            UNSUPPORTED => HeaderName::Unsupported,
+            ALLOW => HeaderName::Allow,
+            ACCEPT => HeaderName::Accept,
+            WWW_AUTHENTICATE => HeaderName::WwwAuthenticate,
+            PROXY_AUTHENTICATE => HeaderName::ProxyAuthenticate,
+            AUTHORIZATION => HeaderName::Authorization,
+            PROXY_AUTHORIZATION => HeaderName::ProxyAuthorization,
+            EXPIRES => HeaderName::Expires,
+            EVENT => HeaderName::Event,
+            SUBJECT => HeaderName::Subject,
+            WARNING => HeaderName::Warning,
+            RETRY_AFTER => HeaderName::RetryAfter,
+            USER_AGENT => HeaderName::UserAgent,
+            SERVER => HeaderName::Server,
+            DATE => HeaderName::Date,
+            REASON => HeaderName::Reason,
+            SESSION_EXPIRES => HeaderName::SessionExpires,
+            MIN_SE => HeaderName::MinSE,
+            _ => HeaderName::Other("".into()),
+        }
+    }
+
+    /// Internal id (0 for `Other`; an `Other` spelling a known name maps to that name).
+    pub(crate) fn id(&self) -> HeaderId {
+        use id::*;
+        match self {
+            HeaderName::Via => VIA,
+            HeaderName::From => FROM,
+            HeaderName::To => TO,
+            HeaderName::CallId => CALL_ID,
+            HeaderName::CSeq => CSEQ,
+            HeaderName::Contact => CONTACT,
+            HeaderName::MaxForwards => MAX_FORWARDS,
+            HeaderName::ContentLength => CONTENT_LENGTH,
+            HeaderName::ContentType => CONTENT_TYPE,
+            HeaderName::ContentEncoding => CONTENT_ENCODING,
+            HeaderName::Route => ROUTE,
+            HeaderName::RecordRoute => RECORD_ROUTE,
+            HeaderName::Require => REQUIRE,
+            HeaderName::ProxyRequire => PROXY_REQUIRE,
+            HeaderName::Supported => SUPPORTED,
+            HeaderName::Unsupported => UNSUPPORTED,
+            HeaderName::Allow => ALLOW,
+            HeaderName::Accept => ACCEPT,
+            HeaderName::WwwAuthenticate => WWW_AUTHENTICATE,
+            HeaderName::ProxyAuthenticate => PROXY_AUTHENTICATE,
+            HeaderName::Authorization => AUTHORIZATION,
+            HeaderName::ProxyAuthorization => PROXY_AUTHORIZATION,
+            HeaderName::Expires => EXPIRES,
+            HeaderName::Event => EVENT,
+            HeaderName::Subject => SUBJECT,
+            HeaderName::Warning => WARNING,
+            HeaderName::RetryAfter => RETRY_AFTER,
+            HeaderName::UserAgent => USER_AGENT,
+            HeaderName::Server => SERVER,
+            HeaderName::Date => DATE,
+            HeaderName::Reason => REASON,
+            HeaderName::SessionExpires => SESSION_EXPIRES,
+            HeaderName::MinSE => MIN_SE,
+            HeaderName::Other(n) => known_id(n.as_bytes()),
+        }
+    }
+
+    /// Canonical long form (`Call-ID`, `WWW-Authenticate`, ...).
+    pub fn as_str(&self) -> &str {
+        match self {
+            HeaderName::Other(n) => n,
+            known => NAMES[known.id() as usize],
+        }
+    }
+}
+
+impl From<&str> for HeaderName {
+    fn from(s: &str) -> Self {
+        HeaderName::parse(s.as_bytes())
+    }
+}
+
+impl PartialEq for HeaderName {
+    fn eq(&self, other: &Self) -> bool {
+        let (a, b) = (self.id(), other.id());
+        if a != id::OTHER || b != id::OTHER {
+            return a == b;
+        }
+        other_matches(self.as_str(), other.as_str())
+    }
+}
+
+impl Eq for HeaderName {}
+
+impl Hash for HeaderName {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        let i = self.id();
+        i.hash(state);
+        if i == id::OTHER {
+            for b in expand_other_compact(self.as_str()).bytes() {
+                state.write_u8(b.to_ascii_lowercase());
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for HeaderName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compact_and_case_insensitive_names() {
+        for (raw, want) in [
+            ("i", HeaderName::CallId),
+            ("M", HeaderName::Contact),
+            ("e", HeaderName::ContentEncoding),
+            ("L", HeaderName::ContentLength),
+            ("f", HeaderName::From),
+            ("t", HeaderName::To),
+            ("V", HeaderName::Via),
+            ("k", HeaderName::Supported),
+            ("c", HeaderName::ContentType),
+            ("s", HeaderName::Subject),
+            ("o", HeaderName::Event),
+            ("x", HeaderName::SessionExpires),
+            ("cAlL-iD", HeaderName::CallId),
+            ("www-authenticate", HeaderName::WwwAuthenticate),
+            ("MIN-se", HeaderName::MinSE),
+        ] {
+            assert_eq!(HeaderName::parse(raw.as_bytes()), want, "{raw}");
+        }
+        assert_eq!(HeaderName::parse(b"u").as_str(), "Allow-Events");
+        assert_eq!(HeaderName::parse(b"r"), HeaderName::from("refer-to"));
+        assert_eq!(HeaderName::from("X-Foo"), HeaderName::from("x-foo"));
+        assert_ne!(HeaderName::from("X-Foo"), HeaderName::from("x-bar"));
+        assert_eq!(HeaderName::Other("Via".into()), HeaderName::Via);
+        assert_eq!(HeaderName::CallId.as_str(), "Call-ID");
+    }
+}

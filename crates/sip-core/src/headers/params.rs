@@ -1,0 +1,207 @@
+//! `;name[=value]` parameter lists, kept as one raw slice and searched on demand so a
+//! typed view costs no allocation.
+
+use super::lex::{char_table, is_escape, is_token_char, quoted_end, skip_ws, trim_lws};
+
+/// Which grammar the parameters follow: header params allow quoted strings, URI params
+/// allow `escaped` and a few URI-only characters but never quotes or whitespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ParamKind {
+    Header,
+    Uri,
+}
+
+/// A parameter list such as `;branch=z9hG4bK1;rport`. Names compare case-insensitively.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Params<'a> {
+    raw: &'a str,
+    kind_uri: bool,
+}
+
+impl<'a> Params<'a> {
+    /// Validates `raw` (empty, or starting with `;` after optional LWS) in one pass.
+    pub(crate) fn parse(raw: &'a str, kind: ParamKind) -> Result<Params<'a>, &'static str> {
+        Self::parse_with(raw, kind, |_, _| {})
+    }
+
+    /// Like `parse`, calling `f` for every parameter so callers can pick out the ones they
+    /// index (Via branch, tag) without a second scan.
+    pub(crate) fn parse_with(
+        raw: &'a str,
+        kind: ParamKind,
+        mut f: impl FnMut(&'a str, Option<&'a str>),
+    ) -> Result<Params<'a>, &'static str> {
+        let raw = trim_lws(raw);
+        let uri = kind == ParamKind::Uri;
+        let mut i = 0;
+        while let Some((n, v, next)) = step(raw, uri, i)? {
+            f(n, v);
+            i = next;
+        }
+        Ok(Params { raw, kind_uri: uri })
+    }
+
+    /// The raw text, starting with `;` (or empty).
+    pub fn raw(&self) -> &'a str {
+        self.raw
+    }
+
+    /// Iterates `(name, value)`; `value` is `None` for a flag parameter such as `;lr`.
+    /// Values are returned raw (quotes kept, escapes not decoded).
+    pub fn iter(&self) -> ParamIter<'a> {
+        ParamIter {
+            raw: self.raw,
+            uri: self.kind_uri,
+            pos: 0,
+        }
+    }
+
+    /// Value of parameter `name`: `Some("")` for a flag parameter, `None` when absent.
+    pub fn get(&self, name: &str) -> Option<&'a str> {
+        self.iter()
+            .find(|(n, _)| n.len() == name.len() && n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.unwrap_or(""))
+    }
+
+    /// True when parameter `name` is present (with or without value).
+    pub fn has(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+
+    /// True when there is no parameter.
+    pub fn is_empty(&self) -> bool {
+        self.raw.is_empty()
+    }
+}
+
+/// Iterator over validated parameters.
+#[derive(Debug, Clone)]
+pub struct ParamIter<'a> {
+    raw: &'a str,
+    uri: bool,
+    pos: usize,
+}
+
+impl<'a> Iterator for ParamIter<'a> {
+    type Item = (&'a str, Option<&'a str>);
+    fn next(&mut self) -> Option<Self::Item> {
+        match step(self.raw, self.uri, self.pos) {
+            Ok(Some((n, v, next))) => {
+                self.pos = next;
+                Some((n, v))
+            }
+            _ => {
+                self.pos = self.raw.len();
+                None
+            }
+        }
+    }
+}
+
+static HVALUE: [bool; 256] = char_table(b"-.!%*_+`'~:[]");
+static PARAMCHAR: [bool; 256] = char_table(b"[]/:&+$-_.!~*'()");
+
+/// Parses the parameter starting at `i` (at a `;`, possibly after LWS for header params).
+/// Returns `(name, value, index after it)`, `None` at the end.
+#[allow(clippy::type_complexity)]
+fn step(
+    raw: &str,
+    uri: bool,
+    i: usize,
+) -> Result<Option<(&str, Option<&str>, usize)>, &'static str> {
+    let b = raw.as_bytes();
+    let mut i = if uri { i } else { skip_ws(b, i) };
+    if i >= b.len() {
+        return Ok(None);
+    }
+    if b[i] != b';' {
+        return Err("unexpected characters in parameters");
+    }
+    i += 1;
+    if uri {
+        let ns = i;
+        i = paramchars(b, i)?;
+        if i == ns {
+            return Err("empty parameter");
+        }
+        let name = &raw[ns..i];
+        if b.get(i) == Some(&b'=') {
+            let vs = i + 1;
+            i = paramchars(b, vs)?;
+            if i == vs {
+                return Err("empty URI parameter value");
+            }
+            return Ok(Some((name, Some(&raw[vs..i]), i)));
+        }
+        return Ok(Some((name, None, i)));
+    }
+    i = skip_ws(b, i);
+    let ns = i;
+    while i < b.len() && is_token_char(b[i]) {
+        i += 1;
+    }
+    if i == ns {
+        return Err("empty parameter");
+    }
+    let name = &raw[ns..i];
+    let j = skip_ws(b, i);
+    if b.get(j) != Some(&b'=') {
+        return Ok(Some((name, None, j)));
+    }
+    i = skip_ws(b, j + 1);
+    let vs = i;
+    if b.get(i) == Some(&b'"') {
+        i += quoted_end(&b[i..])?;
+    } else {
+        while i < b.len() && HVALUE[b[i] as usize] {
+            i += 1;
+        }
+    }
+    if i == vs {
+        return Err("empty parameter value");
+    }
+    Ok(Some((name, Some(&raw[vs..i]), i)))
+}
+
+/// `paramchar = param-unreserved / unreserved / escaped` (RFC 3261 19.1.1); returns the
+/// index of the first byte that is not one.
+fn paramchars(b: &[u8], mut i: usize) -> Result<usize, &'static str> {
+    while i < b.len() {
+        let c = b[i];
+        if c == b'%' {
+            if !is_escape(&b[i..]) {
+                return Err("invalid escape in URI parameter");
+            }
+            i += 3;
+        } else if PARAMCHAR[c as usize] {
+            i += 1;
+        } else {
+            break;
+        }
+    }
+    Ok(i)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn get_is_case_insensitive_and_flags_are_empty() {
+        let p = Params::parse(";Branch=z9hG4bK1 ; rport ;x=\"a;b\"", ParamKind::Header).unwrap();
+        assert_eq!(p.get("branch"), Some("z9hG4bK1"));
+        assert_eq!(p.get("rport"), Some(""));
+        assert_eq!(p.get("x"), Some("\"a;b\""));
+        assert_eq!(p.get("nope"), None);
+    }
+
+    #[test]
+    fn empty_params_are_errors() {
+        assert!(Params::parse(";;", ParamKind::Header).is_err());
+        assert!(Params::parse(";a=1;", ParamKind::Header).is_err());
+        assert!(Params::parse(";a=", ParamKind::Header).is_err());
+        assert!(Params::parse("x;a", ParamKind::Header).is_err());
+        assert!(Params::parse(";a=%4", ParamKind::Uri).is_err());
+        assert!(Params::parse(";a=%41", ParamKind::Uri).is_ok());
+    }
+}

@@ -1,0 +1,645 @@
+//! The SIP message: one `Bytes` buffer plus byte ranges for the start line, each header and
+//! the body. Nothing is copied at parse time; typed views are parsed on demand and borrow
+//! from the buffer, so a proxy that only looks at Via/CSeq pays only for those.
+
+mod error;
+mod method;
+pub mod validate;
+
+use std::ops::Range;
+
+use bytes::Bytes;
+
+pub use crate::headers::{
+    CSeq, Challenge, Credentials, HeaderName, NameAddr, Params, Transport, Via,
+};
+pub use crate::uri::{SipUri, TelUri, Uri};
+pub use error::ParseError;
+pub use method::Method;
+pub use validate::{validate, validate_request, validate_response};
+
+use crate::headers::lex::{is_token_char, is_ws, parse_u64, trim_lws, ListIter};
+use crate::headers::{id, known_id, other_matches, HeaderId, NAMES};
+
+/// `word` characters of Call-ID (RFC 3261 25.1) plus the one `@`.
+static CALL_ID_CHARS: [bool; 256] =
+    crate::headers::lex::char_table(b"-.!%*_+`'~()<>:\\\"/[]?{}@");
+
+/// Largest message accepted (datagram or stream frame).
+pub const MAX_MESSAGE_SIZE: usize = 64 * 1024;
+/// Most header fields accepted in one message.
+pub const MAX_HEADERS: usize = 256;
+/// Longest physical line accepted.
+pub const MAX_LINE_LEN: usize = 8 * 1024;
+
+/// A byte range into the message buffer (u32 is plenty below `MAX_MESSAGE_SIZE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Span {
+    start: u32,
+    end: u32,
+}
+
+impl Span {
+    // Offsets are bounded by MAX_MESSAGE_SIZE (64 KiB), so the u32 casts cannot truncate.
+    #[inline]
+    fn new(start: usize, end: usize) -> Span {
+        Span {
+            start: start as u32,
+            end: end as u32,
+        }
+    }
+    #[inline]
+    fn range(self) -> Range<usize> {
+        self.start as usize..self.end as usize
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    id: HeaderId,
+    name: Span,
+    value: Span,
+}
+
+#[derive(Debug, Clone)]
+enum StartLine {
+    Request { method: Method, uri: Span },
+    Response { status: u16, reason: Span },
+}
+
+/// A parsed SIP request or response.
+#[derive(Debug, Clone)]
+pub struct Message {
+    buf: Bytes,
+    start: StartLine,
+    headers: Vec<Entry>,
+    body: Span,
+}
+
+impl Message {
+    /// Datagram rules (RFC 3261 18.3): body longer than Content-Length is cut; shorter is
+    /// `Err(ParseError::BodyTooShort)`. Missing Content-Length: body = rest of datagram.
+    /// Conflicting Content-Length values are tolerated here (the datagram bounds the
+    /// message) so a 400 can still be built; `content_length()`/`validate_request` report them.
+    pub fn parse(buf: Bytes) -> Result<Message, ParseError> {
+        parse_impl(buf, false)
+    }
+
+    /// Stream rules: the framer already cut the message; Content-Length is required and
+    /// conflicting values are an error.
+    pub fn parse_stream(buf: Bytes) -> Result<Message, ParseError> {
+        parse_impl(buf, true)
+    }
+
+    /// The raw message (cut to Content-Length).
+    pub fn bytes(&self) -> &Bytes {
+        &self.buf
+    }
+
+    pub fn is_request(&self) -> bool {
+        matches!(self.start, StartLine::Request { .. })
+    }
+
+    /// Request method.
+    pub fn method(&self) -> Option<&Method> {
+        match &self.start {
+            StartLine::Request { method, .. } => Some(method),
+            StartLine::Response { .. } => None,
+        }
+    }
+
+    /// Request-URI text as received.
+    pub fn request_uri_raw(&self) -> Option<&str> {
+        match self.start {
+            StartLine::Request { uri, .. } => Some(self.text(uri)),
+            StartLine::Response { .. } => None,
+        }
+    }
+
+    /// Parsed Request-URI; unknown schemes are `Uri::Other`, not errors.
+    pub fn request_uri(&self) -> Result<Uri<'_>, ParseError> {
+        let raw = self.request_uri_raw().ok_or(ParseError::NotARequest)?;
+        Uri::parse(raw).map_err(|e| match e {
+            ParseError::InvalidUri(r) => ParseError::InvalidRequestUri(r),
+            other => other,
+        })
+    }
+
+    /// Response status code.
+    pub fn status(&self) -> Option<u16> {
+        match self.start {
+            StartLine::Response { status, .. } => Some(status),
+            StartLine::Request { .. } => None,
+        }
+    }
+
+    /// Response reason phrase (may be empty).
+    pub fn reason(&self) -> Option<&str> {
+        match self.start {
+            StartLine::Response { reason, .. } => Some(self.text(reason)),
+            StartLine::Request { .. } => None,
+        }
+    }
+
+    /// First value of `name` (raw; may contain folded CRLF WS).
+    pub fn header(&self, name: &HeaderName) -> Option<&str> {
+        let want = name.id();
+        self.headers
+            .iter()
+            .find(|h| {
+                if want != id::OTHER {
+                    h.id == want
+                } else {
+                    h.id == id::OTHER && other_matches(name.as_str(), self.text(h.name))
+                }
+            })
+            .map(|h| self.text(h.value))
+    }
+
+    /// All values of `name`, in order; comma lists are NOT split.
+    pub fn headers<'a>(&'a self, name: &'a HeaderName) -> impl Iterator<Item = &'a str> + 'a {
+        let want = name.id();
+        self.headers
+            .iter()
+            .filter(move |h| {
+                if want != id::OTHER {
+                    h.id == want
+                } else {
+                    h.id == id::OTHER && other_matches(name.as_str(), self.text(h.name))
+                }
+            })
+            .map(move |h| self.text(h.value))
+    }
+
+    /// Every header as `(name, name as sent, value)`, in order.
+    pub fn header_entries(&self) -> impl Iterator<Item = (HeaderName, &str, &str)> {
+        self.headers.iter().map(move |h| {
+            let raw = self.text(h.name);
+            let name = if h.id == id::OTHER {
+                HeaderName::parse(raw.as_bytes())
+            } else {
+                HeaderName::from_id(h.id)
+            };
+            (name, raw, self.text(h.value))
+        })
+    }
+
+    /// Number of header fields.
+    pub fn header_count(&self) -> usize {
+        self.headers.len()
+    }
+
+    /// The body (cut to Content-Length).
+    pub fn body(&self) -> &[u8] {
+        &self.buf[self.body.range()]
+    }
+
+    /// The body as a zero-copy `Bytes` slice.
+    pub fn body_bytes(&self) -> Bytes {
+        self.buf.slice(self.body.range())
+    }
+
+    // ---- typed views ----
+
+    /// All Via values, comma lists split, in order.
+    pub fn vias(&self) -> Result<Vec<Via<'_>>, ParseError> {
+        let mut out = Vec::with_capacity(4);
+        for v in self.values(id::VIA) {
+            for item in ListIter::new(v) {
+                out.push(Via::parse(item).map_err(|r| ParseError::header("Via", r))?);
+            }
+        }
+        if out.is_empty() {
+            return Err(ParseError::MissingHeader("Via"));
+        }
+        Ok(out)
+    }
+
+    /// The topmost Via value.
+    pub fn top_via(&self) -> Result<Via<'_>, ParseError> {
+        Via::parse(self.top_via_raw()?).map_err(|r| ParseError::header("Via", r))
+    }
+
+    /// Raw text of the topmost Via value (first element of the first Via header).
+    pub fn top_via_raw(&self) -> Result<&str, ParseError> {
+        let v = self
+            .values(id::VIA)
+            .next()
+            .ok_or(ParseError::MissingHeader("Via"))?;
+        ListIter::new(v)
+            .next()
+            .filter(|s| !s.is_empty())
+            .ok_or(ParseError::header("Via", "empty value"))
+    }
+
+    pub fn from(&self) -> Result<NameAddr<'_>, ParseError> {
+        self.name_addr(id::FROM)
+    }
+
+    pub fn to(&self) -> Result<NameAddr<'_>, ParseError> {
+        self.name_addr(id::TO)
+    }
+
+    /// Call-ID (`word ["@" word]`, RFC 3261 25.1).
+    pub fn call_id(&self) -> Result<&str, ParseError> {
+        let v = self.first(id::CALL_ID)?;
+        let ok = !v.is_empty()
+            && v.bytes().all(|c| CALL_ID_CHARS[c as usize])
+            && memchr::memchr_iter(b'@', v.as_bytes()).count() <= 1;
+        if !ok {
+            return Err(ParseError::header("Call-ID", "invalid characters"));
+        }
+        Ok(v)
+    }
+
+    pub fn cseq(&self) -> Result<CSeq, ParseError> {
+        CSeq::parse(self.first(id::CSEQ)?).map_err(|r| ParseError::header("CSeq", r))
+    }
+
+    /// Max-Forwards (0-255), `None` when absent.
+    pub fn max_forwards(&self) -> Result<Option<u32>, ParseError> {
+        let Some(v) = self.values(id::MAX_FORWARDS).next() else {
+            return Ok(None);
+        };
+        match parse_u64(v) {
+            Some(n) if n <= 255 => Ok(Some(n as u32)),
+            Some(_) => Err(ParseError::header("Max-Forwards", "greater than 255")),
+            None => Err(ParseError::header("Max-Forwards", "not a number")),
+        }
+    }
+
+    /// Content-Length, `None` when absent; conflicting values are an error.
+    pub fn content_length(&self) -> Result<Option<usize>, ParseError> {
+        let mut cl = None;
+        for v in self.values(id::CONTENT_LENGTH) {
+            let n = parse_content_length(v.as_bytes())?;
+            match cl {
+                Some(p) if p != n => return Err(ParseError::ConflictingContentLength),
+                _ => cl = Some(n),
+            }
+        }
+        Ok(cl)
+    }
+
+    /// Content-Type value (raw).
+    pub fn content_type(&self) -> Option<&str> {
+        self.values(id::CONTENT_TYPE).next()
+    }
+
+    /// Contact values; a `*` Contact yields an empty list (see `contact_is_star`).
+    pub fn contacts(&self) -> Result<Vec<NameAddr<'_>>, ParseError> {
+        if self.contact_is_star() {
+            return Ok(Vec::new());
+        }
+        self.name_addr_list(id::CONTACT, "Contact")
+    }
+
+    /// True when the (only) Contact is `*` (REGISTER remove-all, RFC 3261 10.2.2).
+    pub fn contact_is_star(&self) -> bool {
+        let mut it = self.values(id::CONTACT);
+        matches!((it.next(), it.next()), (Some("*"), None))
+    }
+
+    pub fn routes(&self) -> Result<Vec<NameAddr<'_>>, ParseError> {
+        self.name_addr_list(id::ROUTE, "Route")
+    }
+
+    pub fn record_routes(&self) -> Result<Vec<NameAddr<'_>>, ParseError> {
+        self.name_addr_list(id::RECORD_ROUTE, "Record-Route")
+    }
+
+    /// Option tags of Require.
+    pub fn require(&self) -> Vec<&str> {
+        self.tokens(id::REQUIRE)
+    }
+
+    pub fn proxy_require(&self) -> Vec<&str> {
+        self.tokens(id::PROXY_REQUIRE)
+    }
+
+    pub fn supported(&self) -> Vec<&str> {
+        self.tokens(id::SUPPORTED)
+    }
+
+    pub fn unsupported(&self) -> Vec<&str> {
+        self.tokens(id::UNSUPPORTED)
+    }
+
+    /// Methods listed in Allow.
+    pub fn allow(&self) -> Vec<&str> {
+        self.tokens(id::ALLOW)
+    }
+
+    /// Expires header (delta-seconds, 32-bit), `None` when absent.
+    pub fn expires(&self) -> Result<Option<u32>, ParseError> {
+        self.values(id::EXPIRES)
+            .next()
+            .map(|v| {
+                parse_u64(v)
+                    .and_then(|n| u32::try_from(n).ok())
+                    .ok_or(ParseError::header("Expires", "not a 32-bit number"))
+            })
+            .transpose()
+    }
+
+    pub fn www_authenticate(&self) -> Result<Option<Challenge<'_>>, ParseError> {
+        self.values(id::WWW_AUTHENTICATE)
+            .next()
+            .map(|v| Challenge::parse(v).map_err(|r| ParseError::header("WWW-Authenticate", r)))
+            .transpose()
+    }
+
+    pub fn proxy_authenticate(&self) -> Result<Option<Challenge<'_>>, ParseError> {
+        self.values(id::PROXY_AUTHENTICATE)
+            .next()
+            .map(|v| {
+                Challenge::parse(v).map_err(|r| ParseError::header("Proxy-Authenticate", r))
+            })
+            .transpose()
+    }
+
+    pub fn authorization(&self) -> Result<Option<Credentials<'_>>, ParseError> {
+        self.values(id::AUTHORIZATION)
+            .next()
+            .map(|v| Credentials::parse(v).map_err(|r| ParseError::header("Authorization", r)))
+            .transpose()
+    }
+
+    pub fn proxy_authorization(&self) -> Result<Option<Credentials<'_>>, ParseError> {
+        self.values(id::PROXY_AUTHORIZATION)
+            .next()
+            .map(|v| {
+                Credentials::parse(v).map_err(|r| ParseError::header("Proxy-Authorization", r))
+            })
+            .transpose()
+    }
+
+    // ---- internals ----
+
+    /// Text of a span. The header section was UTF-8-validated at parse and every span
+    /// boundary sits on an ASCII delimiter, so this never falls back to "".
+    #[inline]
+    fn text(&self, s: Span) -> &str {
+        std::str::from_utf8(&self.buf[s.range()]).unwrap_or("")
+    }
+
+    #[inline]
+    pub(crate) fn values(&self, want: HeaderId) -> impl Iterator<Item = &str> {
+        self.headers
+            .iter()
+            .filter(move |h| h.id == want)
+            .map(move |h| self.text(h.value))
+    }
+
+    pub(crate) fn count(&self, want: HeaderId) -> usize {
+        self.headers.iter().filter(|h| h.id == want).count()
+    }
+
+    fn first(&self, want: HeaderId) -> Result<&str, ParseError> {
+        self.values(want)
+            .next()
+            .ok_or(ParseError::MissingHeader(NAMES[want as usize]))
+    }
+
+    fn name_addr(&self, want: HeaderId) -> Result<NameAddr<'_>, ParseError> {
+        let name = NAMES[want as usize];
+        NameAddr::parse(self.first(want)?).map_err(|r| ParseError::header(name, r))
+    }
+
+    fn name_addr_list(
+        &self,
+        want: HeaderId,
+        name: &'static str,
+    ) -> Result<Vec<NameAddr<'_>>, ParseError> {
+        let mut out = Vec::new();
+        for v in self.values(want) {
+            for item in ListIter::new(v) {
+                out.push(NameAddr::parse(item).map_err(|r| ParseError::header(name, r))?);
+            }
+        }
+        Ok(out)
+    }
+
+    fn tokens(&self, want: HeaderId) -> Vec<&str> {
+        self.values(want)
+            .flat_map(ListIter::new)
+            .filter(|s| !s.is_empty())
+            .collect()
+    }
+}
+
+/// `1*DIGIT`, no sign; anything above the message limit is still a number (the body check
+/// reports it), but overflow is an error.
+fn parse_content_length(v: &[u8]) -> Result<usize, ParseError> {
+    let s = std::str::from_utf8(v).map_err(|_| ParseError::InvalidContentLength)?;
+    parse_u64(trim_lws(s))
+        .and_then(|n| usize::try_from(n).ok())
+        .ok_or(ParseError::InvalidContentLength)
+}
+
+/// Returns (end of line content excluding CR, index after LF).
+#[inline]
+fn line_at(b: &[u8], start: usize) -> Result<(usize, usize), ParseError> {
+    let lf = memchr::memchr(b'\n', &b[start..]).ok_or(ParseError::MissingHeaderTerminator)? + start;
+    let end = if lf > start && b[lf - 1] == b'\r' {
+        lf - 1
+    } else {
+        lf
+    };
+    if end - start > MAX_LINE_LEN {
+        return Err(ParseError::LineTooLong { max: MAX_LINE_LEN });
+    }
+    Ok((end, lf + 1))
+}
+
+fn check_version(v: &[u8]) -> Result<(), ParseError> {
+    if v.eq_ignore_ascii_case(b"SIP/2.0") {
+        return Ok(());
+    }
+    let looks_like_version = v.len() > 4
+        && v[..4].eq_ignore_ascii_case(b"SIP/")
+        && v[4..].iter().all(|&c| c.is_ascii_digit() || c == b'.')
+        && v[4..].iter().filter(|&&c| c == b'.').count() == 1;
+    if looks_like_version {
+        Err(ParseError::UnsupportedVersion)
+    } else {
+        Err(ParseError::InvalidStartLine("malformed SIP-Version"))
+    }
+}
+
+fn parse_start_line(b: &[u8], s: usize, e: usize) -> Result<StartLine, ParseError> {
+    let line = &b[s..e];
+    if line.len() >= 4 && line[..4].eq_ignore_ascii_case(b"SIP/") {
+        let sp = memchr::memchr(b' ', line)
+            .ok_or(ParseError::InvalidStartLine("missing status code"))?;
+        check_version(&line[..sp])?;
+        let rest = &line[sp + 1..];
+        let code_end = memchr::memchr(b' ', rest).unwrap_or(rest.len());
+        let code = &rest[..code_end];
+        if code.len() != 3 || !code.iter().all(u8::is_ascii_digit) {
+            return Err(ParseError::InvalidStatus);
+        }
+        let status = code
+            .iter()
+            .fold(0u16, |a, &c| a * 10 + u16::from(c - b'0'));
+        if !(100..=699).contains(&status) {
+            return Err(ParseError::InvalidStatus);
+        }
+        let rs = (s + sp + 1 + code_end + 1).min(e);
+        Ok(StartLine::Response {
+            status,
+            reason: Span::new(rs, e),
+        })
+    } else {
+        let sp1 = memchr::memchr(b' ', line)
+            .ok_or(ParseError::InvalidStartLine("missing Request-URI"))?;
+        let method = Method::parse(&line[..sp1])?;
+        let rest = &line[sp1 + 1..];
+        let sp2 = memchr::memchr(b' ', rest)
+            .ok_or(ParseError::InvalidStartLine("missing SIP-Version"))?;
+        if sp2 == 0 {
+            return Err(ParseError::InvalidStartLine(
+                "extra whitespace before Request-URI",
+            ));
+        }
+        let uri = &rest[..sp2];
+        if uri.iter().any(|&c| c <= b' ' || c == 0x7f) {
+            return Err(ParseError::InvalidStartLine("whitespace in Request-URI"));
+        }
+        check_version(&rest[sp2 + 1..])?;
+        let us = s + sp1 + 1;
+        Ok(StartLine::Request {
+            method,
+            uri: Span::new(us, us + sp2),
+        })
+    }
+}
+
+fn parse_impl(mut buf: Bytes, stream: bool) -> Result<Message, ParseError> {
+    if buf.len() > MAX_MESSAGE_SIZE {
+        return Err(ParseError::TooLarge {
+            size: buf.len(),
+            max: MAX_MESSAGE_SIZE,
+        });
+    }
+    let b: &[u8] = &buf;
+    // RFC 3261 7.5: CRLFs before the start line are ignored.
+    let mut pos = 0;
+    while pos < b.len() && (b[pos] == b'\r' || b[pos] == b'\n') {
+        pos += 1;
+    }
+    if pos >= b.len() {
+        return Err(ParseError::Empty);
+    }
+    let (le, mut next) = line_at(b, pos)?;
+    let start = parse_start_line(b, pos, le)?;
+    let mut headers: Vec<Entry> = Vec::with_capacity(24);
+    let body_start;
+    loop {
+        let Some(&c) = b.get(next) else {
+            return Err(ParseError::MissingHeaderTerminator);
+        };
+        if c == b'\n' {
+            body_start = next + 1;
+            break;
+        }
+        if c == b'\r' {
+            if b.get(next + 1) == Some(&b'\n') {
+                body_start = next + 2;
+                break;
+            }
+            return Err(ParseError::InvalidHeaderLine("bare CR"));
+        }
+        let (le, nx) = line_at(b, next)?;
+        if c == b' ' || c == b'\t' {
+            // Folded continuation (LWS): extends the previous value.
+            let last = headers.last_mut().ok_or(ParseError::InvalidHeaderLine(
+                "continuation line before first header",
+            ))?;
+            last.value.end = le as u32;
+        } else {
+            // Name: token characters, optional SP/HT, then ':' (one pass, no memchr).
+            let mut i = next;
+            while i < le && is_token_char(b[i]) {
+                i += 1;
+            }
+            let ne = i;
+            while i < le && (b[i] == b' ' || b[i] == b'\t') {
+                i += 1;
+            }
+            if i >= le || b[i] != b':' {
+                return Err(ParseError::InvalidHeaderLine(if ne == next {
+                    "invalid header name"
+                } else {
+                    "missing ':'"
+                }));
+            }
+            if ne == next {
+                return Err(ParseError::InvalidHeaderLine("invalid header name"));
+            }
+            if headers.len() >= MAX_HEADERS {
+                return Err(ParseError::TooManyHeaders { max: MAX_HEADERS });
+            }
+            i += 1;
+            while i < le && (b[i] == b' ' || b[i] == b'\t') {
+                i += 1;
+            }
+            headers.push(Entry {
+                id: known_id(&b[next..ne]),
+                name: Span::new(next, ne),
+                value: Span::new(i, le),
+            });
+        }
+        next = nx;
+    }
+    let mut cl: Option<usize> = None;
+    let mut conflict = false;
+    for h in &mut headers {
+        let (mut s, mut e) = (h.value.start as usize, h.value.end as usize);
+        if s < e && (is_ws(b[s]) || is_ws(b[e - 1])) {
+            // Only folded or oddly spaced values need the slow trim.
+            while s < e && is_ws(b[s]) {
+                s += 1;
+            }
+            while e > s && is_ws(b[e - 1]) {
+                e -= 1;
+            }
+            h.value = Span::new(s, e);
+        }
+        if h.id == id::CONTENT_LENGTH {
+            let n = parse_content_length(&b[s..e])?;
+            match cl {
+                Some(p) if p != n => conflict = true,
+                _ => cl = Some(n),
+            }
+        }
+    }
+    std::str::from_utf8(&b[pos..body_start]).map_err(|_| ParseError::NotUtf8)?;
+
+    let avail = b.len() - body_start;
+    let body_end = if conflict {
+        if stream {
+            return Err(ParseError::ConflictingContentLength);
+        }
+        b.len()
+    } else {
+        match cl {
+            Some(n) if n > avail => {
+                return Err(ParseError::BodyTooShort {
+                    declared: n,
+                    actual: avail,
+                })
+            }
+            Some(n) => body_start + n,
+            None if stream => return Err(ParseError::MissingContentLength),
+            None => b.len(),
+        }
+    };
+    buf.truncate(body_end);
+    Ok(Message {
+        buf,
+        start,
+        headers,
+        body: Span::new(body_start, body_end),
+    })
+}

@@ -1,0 +1,27 @@
+//! Sans-IO SIP transaction layer: RFC 3261 section 17 with RFC 6026 (Accepted states).
+//!
+//! Modelled on quinn-proto/str0m: no sockets, threads or clock reads. The caller passes
+//! `now`, feeds parsed messages and timer expiries in, and drains transmits and events out.
+//! All transactions share one map and one lazily-pruned deadline heap, so cost per message is
+//! O(log n) and memory is bounded by the live-transaction cap.
+
+mod client;
+mod config;
+mod error;
+mod io;
+mod key;
+mod layer;
+mod server;
+mod state;
+mod timer;
+mod tx;
+
+pub use config::{AutoTrying, TimerConfig, TxConfig};
+pub use error::TxError;
+pub use io::{Incoming, Peer, Transmit, TxEvent};
+pub use key::{Rfc2543Key, TxKey, TxKeyKind};
+pub use layer::TransactionLayer;
+pub use state::{
+    InviteClientState, InviteServerState, NonInviteClientState, NonInviteServerState, TxState,
+};
+pub use timer::TimerKind;

@@ -1,0 +1,134 @@
+//! Builder output must re-parse and carry the RFC 3261 copied fields.
+
+use bytes::Bytes;
+use sip_core::build::{ack_for_non2xx, cancel_for, new_branch, RequestBuilder, ResponseBuilder};
+use sip_core::message::{validate, validate_request, HeaderName, Message, Method};
+
+const INVITE: &[u8] = include_bytes!("data/bench_invite.sip");
+
+fn invite() -> Message {
+    Message::parse(Bytes::from_static(INVITE)).unwrap()
+}
+
+#[test]
+fn response_copies_dialog_fields_and_adds_received_rport() {
+    let req = invite();
+    let src = "198.51.100.99:40000".parse().unwrap();
+    let out = ResponseBuilder::for_request(&req, 180, "Ringing")
+        .received_from(src)
+        .to_tag("as8d7f")
+        .copy_record_route()
+        .header("Contact", "<sip:edge@203.0.113.1>")
+        .build();
+    let resp = Message::parse(out).unwrap();
+    validate(&resp).unwrap();
+    assert_eq!((resp.status(), resp.reason()), (Some(180), Some("Ringing")));
+    let vias = resp.vias().unwrap();
+    assert_eq!(vias.len(), 2);
+    assert_eq!(vias[0].received(), Some("198.51.100.99"));
+    assert_eq!(vias[0].rport(), Some(Some(40000)));
+    assert_eq!(vias[0].branch(), Some("z9hG4bK776asdhds"));
+    assert_eq!(vias[1].received(), Some("203.0.113.9"));
+    assert_eq!(resp.to().unwrap().tag(), Some("as8d7f"));
+    assert_eq!(resp.from().unwrap().tag(), Some("1928301774"));
+    assert_eq!(resp.call_id().unwrap(), req.call_id().unwrap());
+    assert_eq!(resp.cseq().unwrap(), req.cseq().unwrap());
+    assert_eq!(resp.record_routes().unwrap().len(), 1);
+    assert_eq!(resp.content_length().unwrap(), Some(0));
+
+    // 100 Trying never gets a To tag; same-IP sent-by without rport gets no received.
+    let plain = Message::parse(Bytes::from_static(
+        b"OPTIONS sip:x@y SIP/2.0\r\nVia: SIP/2.0/UDP [2001:db8::1]:5060;branch=z9hG4bKq\r\nTo: <sip:x@y>\r\n\
+          From: <sip:a@b>;tag=1\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\n\r\n",
+    ))
+    .unwrap();
+    let out = ResponseBuilder::for_request(&plain, 100, "Trying")
+        .received_from("[2001:db8::1]:5060".parse().unwrap())
+        .to_tag("t")
+        .build();
+    let r = Message::parse(out).unwrap();
+    assert_eq!(r.to().unwrap().tag(), None);
+    assert_eq!(r.top_via().unwrap().received(), None);
+    let out = ResponseBuilder::for_request(&plain, 200, "OK")
+        .received_from("[2001:db8::2]:5060".parse().unwrap())
+        .body("application/sdp", Bytes::from_static(b"v=0\r\n"))
+        .build();
+    let r = Message::parse(out).unwrap();
+    assert_eq!(r.top_via().unwrap().received(), Some("2001:db8::2"));
+    assert_eq!(r.body(), b"v=0\r\n");
+    assert_eq!(r.content_type(), Some("application/sdp"));
+}
+
+#[test]
+fn builder_neutralises_header_injection() {
+    let req = invite();
+    let out = ResponseBuilder::for_request(&req, 486, "Busy\r\nX-Evil: 1")
+        .header("X-Note", "a\r\nVia: SIP/2.0/UDP evil")
+        .build();
+    let r = Message::parse(out).unwrap();
+    assert_eq!(r.header(&HeaderName::from("X-Evil")), None);
+    assert_eq!(r.vias().unwrap().len(), 2);
+}
+
+#[test]
+fn request_builder_round_trip() {
+    let branch = new_branch();
+    let via = format!("SIP/2.0/UDP 203.0.113.1:5060;branch={branch}");
+    let out = RequestBuilder::new(Method::Options, "sip:carrier.example")
+        .header("Via", &via)
+        .header("From", "<sip:edge@oneinbox.example>;tag=9")
+        .header("To", "<sip:carrier.example>")
+        .header("Call-ID", "opt-1")
+        .header("CSeq", "1 OPTIONS")
+        .body("text/plain", Bytes::from_static(b"hi"))
+        .build();
+    let m = Message::parse(out).unwrap();
+    validate_request(&m).unwrap();
+    assert_eq!(m.max_forwards().unwrap(), Some(70));
+    assert_eq!(m.top_via().unwrap().branch(), Some(branch.as_str()));
+    assert_eq!(m.body(), b"hi");
+    let custom = RequestBuilder::new(Method::Extension("FOO".into()), "sip:x@y")
+        .header("max-forwards", "5")
+        .build();
+    let m = Message::parse(custom).unwrap();
+    assert_eq!(m.max_forwards().unwrap(), Some(5));
+    assert_eq!(m.headers(&HeaderName::MaxForwards).count(), 1);
+}
+
+#[test]
+fn ack_and_cancel() {
+    let inv = invite();
+    let resp = Message::parse(
+        ResponseBuilder::for_request(&inv, 486, "Busy Here")
+            .to_tag("callee1")
+            .build(),
+    )
+    .unwrap();
+    let ack = Message::parse(ack_for_non2xx(&inv, &resp)).unwrap();
+    validate_request(&ack).unwrap();
+    assert_eq!(ack.method(), Some(&Method::Ack));
+    assert_eq!(ack.request_uri_raw(), inv.request_uri_raw());
+    assert_eq!(ack.vias().unwrap().len(), 1);
+    assert_eq!(ack.top_via().unwrap().branch(), inv.top_via().unwrap().branch());
+    assert_eq!(ack.to().unwrap().tag(), Some("callee1"));
+    assert_eq!(ack.cseq().unwrap().seq, 314159);
+    assert_eq!(ack.from().unwrap().tag(), Some("1928301774"));
+
+    let cancel = Message::parse(cancel_for(&inv)).unwrap();
+    validate_request(&cancel).unwrap();
+    assert_eq!(cancel.method(), Some(&Method::Cancel));
+    assert_eq!(cancel.cseq().unwrap().method, Method::Cancel);
+    assert_eq!(cancel.to().unwrap().tag(), None);
+    assert_eq!(cancel.top_via().unwrap().branch(), Some("z9hG4bK776asdhds"));
+    assert_eq!(cancel.call_id().unwrap(), inv.call_id().unwrap());
+}
+
+#[test]
+fn branches_are_unique_and_cookied() {
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..10_000 {
+        let b = new_branch();
+        assert!(b.starts_with("z9hG4bK") && b.len() == 23);
+        assert!(seen.insert(b));
+    }
+}

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Every test of oneinbox-edge, with its set-up, on a fresh Debian machine or CI:
+#   scripts/test.sh
+# 1. installs what the tests use (SIPp) when missing; 2. makes sure PostgreSQL is up (the store suite runs
+# against it for real); 3. cargo test for the whole workspace; 4. SIPp scenarios against the built binary.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+missing=()
+command -v sipp >/dev/null || missing+=(sip-tester)
+command -v pg_isready >/dev/null || missing+=(postgresql)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "== installing ${missing[*]}"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
+fi
+
+export EDGE_TEST_POSTGRES_URL=${EDGE_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}
+if ! pg_isready -h 127.0.0.1 -p 5432 -q; then
+  echo "== starting PostgreSQL"
+  as_root pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -1)" main start || true
+  for _ in $(seq 1 50); do pg_isready -h 127.0.0.1 -p 5432 -q && break; sleep 0.2; done
+  pg_isready -h 127.0.0.1 -p 5432 || { echo "PostgreSQL is not reachable on 127.0.0.1:5432"; exit 1; }
+fi
+
+echo "== cargo test (workspace)"
+cargo test --workspace --all-targets
+
+echo "== SIPp scenarios"
+cargo build --bin oneinbox-edge
+tests/sipp/run.sh target/debug/oneinbox-edge

@@ -1,0 +1,621 @@
+//! Operator configuration: one TOML file, validated up front so that a bad value is reported with its key
+//! and line instead of surfacing later as a runtime failure.
+//!
+//! The key names under `[sip]`, `[api]`, `[database]`, `[storage]` and `[[carriers]]` are a contract with
+//! tools outside this repository; keep them.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde::Deserialize;
+use toml::Spanned;
+
+/// A configuration problem, always naming the key and (where the file has it) the line.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error("{path}:{line}: key `{key}`: {message}")]
+    Invalid {
+        path: PathBuf,
+        key: String,
+        line: usize,
+        message: String,
+    },
+}
+
+/// Raw file shape. `deny_unknown_fields` turns a misspelt key into an error with its line.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawConfig {
+    sip: RawSip,
+    api: RawApi,
+    database: RawDatabase,
+    storage: RawStorage,
+    secrets: RawSecrets,
+    log: RawLog,
+    carriers: Vec<RawCarrier>,
+    routing: RawRouting,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawSip {
+    udp: Option<Spanned<String>>,
+    tcp: Option<Spanned<String>>,
+    advertised_host: Option<Spanned<String>>,
+    max_message_size: Spanned<u64>,
+    tcp_idle_timeout_s: Spanned<u64>,
+    tcp_max_connections: Spanned<u64>,
+    tcp_max_connections_per_ip: Spanned<u64>,
+    t1_ms: Spanned<u64>,
+    t2_ms: Spanned<u64>,
+    t4_ms: Spanned<u64>,
+    max_transactions: Spanned<u64>,
+    server_name: String,
+}
+
+impl Default for RawSip {
+    fn default() -> Self {
+        let s = |v| Spanned::new(0..0, v);
+        RawSip {
+            udp: Some(Spanned::new(0..0, "0.0.0.0:5060".into())),
+            tcp: Some(Spanned::new(0..0, "0.0.0.0:5060".into())),
+            advertised_host: None,
+            max_message_size: s(65_535),
+            tcp_idle_timeout_s: s(600),
+            tcp_max_connections: s(10_000),
+            tcp_max_connections_per_ip: s(256),
+            t1_ms: s(500),
+            t2_ms: s(4_000),
+            t4_ms: s(5_000),
+            max_transactions: s(200_000),
+            server_name: "oneinbox-edge".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawApi {
+    listen: Option<Spanned<String>>,
+}
+
+impl Default for RawApi {
+    fn default() -> Self {
+        RawApi {
+            listen: Some(Spanned::new(0..0, "127.0.0.1:8080".into())),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawDatabase {
+    url: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawStorage {
+    data_dir: String,
+}
+
+impl Default for RawStorage {
+    fn default() -> Self {
+        RawStorage {
+            data_dir: "data".into(),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawSecrets {
+    key: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawLog {
+    format: Spanned<String>,
+    level: String,
+}
+
+impl Default for RawLog {
+    fn default() -> Self {
+        RawLog {
+            format: Spanned::new(0..0, "auto".into()),
+            level: "info".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCarrier {
+    name: Spanned<String>,
+    allow: Vec<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawRouting {
+    unknown_source: Spanned<String>,
+    default_country_code: Option<Spanned<String>>,
+}
+
+impl Default for RawRouting {
+    fn default() -> Self {
+        RawRouting {
+            unknown_source: Spanned::new(0..0, "reject".into()),
+            default_country_code: None,
+        }
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human format on a terminal, JSON otherwise.
+    Auto,
+    Human,
+    Json,
+}
+
+/// What the edge does with a request from an address outside every carrier's allow list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnknownSource {
+    /// Answer 403 Forbidden.
+    Reject,
+    /// Say nothing: scanners learn nothing about us.
+    Drop,
+}
+
+/// A carrier (Twilio, Telnyx, a test peer) allowed to send us calls.
+#[derive(Debug, Clone)]
+pub struct Carrier {
+    pub name: String,
+    pub allow: Vec<IpNet>,
+}
+
+/// SIP listener and protocol settings.
+#[derive(Debug, Clone)]
+pub struct SipConfig {
+    pub udp: Option<SocketAddr>,
+    pub tcp: Option<SocketAddr>,
+    /// Host written into our Via/Contact; defaults to the listener's IP.
+    pub advertised_host: Option<String>,
+    pub max_message_size: usize,
+    pub tcp_idle_timeout: Duration,
+    pub tcp_max_connections: usize,
+    pub tcp_max_connections_per_ip: usize,
+    pub t1: Duration,
+    pub t2: Duration,
+    pub t4: Duration,
+    pub max_transactions: usize,
+    pub server_name: String,
+}
+
+/// The validated configuration the edge runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub path: PathBuf,
+    pub sip: SipConfig,
+    pub api_listen: Option<SocketAddr>,
+    /// `None`: the embedded SQLite store under `data_dir`.
+    pub database_url: Option<String>,
+    pub data_dir: PathBuf,
+    /// 32-byte key for secrets at rest, hex; `None` means take it from the environment or generate one.
+    pub secret_key: Option<[u8; 32]>,
+    pub log_format: LogFormat,
+    pub log_level: String,
+    pub carriers: Vec<Carrier>,
+    pub unknown_source: UnknownSource,
+    pub default_country_code: Option<String>,
+}
+
+impl Config {
+    /// Reads and validates `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::parse(path, &text)
+    }
+
+    /// Validates config text; `path` only labels errors.
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            path: path.to_owned(),
+            message: e.to_string().trim_end().to_owned(),
+        })?;
+        Validator { path, text }.finish(raw)
+    }
+
+    /// Loopback-only defaults for tests and local trials: every listener on 127.0.0.1 port 0.
+    pub fn for_tests(data_dir: &Path) -> Config {
+        let text = format!(
+            "[sip]\nudp = \"127.0.0.1:0\"\ntcp = \"127.0.0.1:0\"\n[api]\nlisten = \"127.0.0.1:0\"\n\
+             [storage]\ndata_dir = {:?}\n[[carriers]]\nname = \"loopback\"\nallow = [\"127.0.0.0/8\", \"::1/128\"]\n",
+            data_dir.display().to_string()
+        );
+        // The text above is fixed and valid; a failure here is a bug in this function, caught by its test.
+        Config::parse(Path::new("<tests>"), &text).unwrap_or_else(|e| panic!("test config: {e}"))
+    }
+}
+
+struct Validator<'a> {
+    path: &'a Path,
+    text: &'a str,
+}
+
+impl Validator<'_> {
+    fn line_of(&self, span: std::ops::Range<usize>) -> usize {
+        let end = span.start.min(self.text.len());
+        self.text.as_bytes()[..end]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1
+    }
+
+    fn err<T>(
+        &self,
+        key: &str,
+        span: std::ops::Range<usize>,
+        message: impl Into<String>,
+    ) -> Result<T, ConfigError> {
+        Err(ConfigError::Invalid {
+            path: self.path.to_owned(),
+            key: key.to_owned(),
+            line: self.line_of(span),
+            message: message.into(),
+        })
+    }
+
+    fn socket(
+        &self,
+        key: &str,
+        v: &Option<Spanned<String>>,
+    ) -> Result<Option<SocketAddr>, ConfigError> {
+        let Some(v) = v else { return Ok(None) };
+        let s = v.get_ref().trim();
+        if s.is_empty() || s == "off" {
+            return Ok(None);
+        }
+        match s.parse::<SocketAddr>() {
+            Ok(a) => Ok(Some(a)),
+            Err(_) => self.err(
+                key,
+                v.span(),
+                format!("`{s}` is not IP:PORT (e.g. \"0.0.0.0:5060\" or \"[::]:5060\"); use \"off\" to disable"),
+            ),
+        }
+    }
+
+    fn range(&self, key: &str, v: &Spanned<u64>, min: u64, max: u64) -> Result<u64, ConfigError> {
+        let n = *v.get_ref();
+        if n < min || n > max {
+            return self.err(key, v.span(), format!("{n} is out of range {min}..={max}"));
+        }
+        Ok(n)
+    }
+
+    fn finish(&self, raw: RawConfig) -> Result<Config, ConfigError> {
+        let s = &raw.sip;
+        let udp = self.socket("sip.udp", &s.udp)?;
+        let tcp = self.socket("sip.tcp", &s.tcp)?;
+        if udp.is_none() && tcp.is_none() {
+            let span = s.udp.as_ref().map(|v| v.span()).unwrap_or(0..0);
+            return self.err(
+                "sip.udp",
+                span,
+                "both sip.udp and sip.tcp are off: the edge would hear nothing",
+            );
+        }
+        let advertised_host = match &s.advertised_host {
+            Some(h) => {
+                let v = h.get_ref().trim();
+                if v.is_empty()
+                    || !v
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+                {
+                    return self.err(
+                        "sip.advertised_host",
+                        h.span(),
+                        format!("`{v}` is not a host name or IP"),
+                    );
+                }
+                Some(v.to_owned())
+            }
+            None => None,
+        };
+        let t1 = self.range("sip.t1_ms", &s.t1_ms, 50, 10_000)?;
+        let t2 = self.range("sip.t2_ms", &s.t2_ms, t1, 60_000)?;
+        let t4 = self.range("sip.t4_ms", &s.t4_ms, t1, 60_000)?;
+        let sip = SipConfig {
+            udp,
+            tcp,
+            advertised_host,
+            max_message_size: self.range(
+                "sip.max_message_size",
+                &s.max_message_size,
+                1_500,
+                65_535,
+            )? as usize,
+            tcp_idle_timeout: Duration::from_secs(self.range(
+                "sip.tcp_idle_timeout_s",
+                &s.tcp_idle_timeout_s,
+                5,
+                86_400,
+            )?),
+            tcp_max_connections: self.range(
+                "sip.tcp_max_connections",
+                &s.tcp_max_connections,
+                1,
+                1_000_000,
+            )? as usize,
+            tcp_max_connections_per_ip: self.range(
+                "sip.tcp_max_connections_per_ip",
+                &s.tcp_max_connections_per_ip,
+                1,
+                1_000_000,
+            )? as usize,
+            t1: Duration::from_millis(t1),
+            t2: Duration::from_millis(t2),
+            t4: Duration::from_millis(t4),
+            max_transactions: self.range(
+                "sip.max_transactions",
+                &s.max_transactions,
+                100,
+                10_000_000,
+            )? as usize,
+            server_name: s.server_name.clone(),
+        };
+
+        let api_listen = self.socket("api.listen", &raw.api.listen)?;
+        let database_url = match &raw.database.url {
+            Some(u) if !u.get_ref().trim().is_empty() => {
+                let v = u.get_ref().trim();
+                if !(v.starts_with("postgres://")
+                    || v.starts_with("postgresql://")
+                    || v.starts_with("sqlite:"))
+                {
+                    return self.err("database.url", u.span(), "expected postgres://… or sqlite:…; leave it out for the embedded SQLite store");
+                }
+                Some(v.to_owned())
+            }
+            _ => None,
+        };
+        let secret_key = match &raw.secrets.key {
+            Some(k) if !k.get_ref().trim().is_empty() => match parse_hex_key(k.get_ref().trim()) {
+                Some(key) => Some(key),
+                None => {
+                    return self.err(
+                        "secrets.key",
+                        k.span(),
+                        "expected 64 hex characters (32 bytes)",
+                    )
+                }
+            },
+            _ => None,
+        };
+        let log_format = match raw.log.format.get_ref().as_str() {
+            "auto" => LogFormat::Auto,
+            "human" => LogFormat::Human,
+            "json" => LogFormat::Json,
+            other => {
+                return self.err(
+                    "log.format",
+                    raw.log.format.span(),
+                    format!("`{other}`: expected auto, human or json"),
+                )
+            }
+        };
+        let mut carriers = Vec::with_capacity(raw.carriers.len());
+        for (i, c) in raw.carriers.iter().enumerate() {
+            let name = c.name.get_ref().trim();
+            if name.is_empty() || name.len() > 64 {
+                return self.err(
+                    &format!("carriers[{i}].name"),
+                    c.name.span(),
+                    "must be 1-64 characters",
+                );
+            }
+            if carriers.iter().any(|k: &Carrier| k.name == name) {
+                return self.err(
+                    &format!("carriers[{i}].name"),
+                    c.name.span(),
+                    format!("carrier `{name}` is declared twice"),
+                );
+            }
+            let mut allow = Vec::with_capacity(c.allow.len());
+            for a in &c.allow {
+                let v = a.get_ref().trim();
+                let net = v
+                    .parse::<IpNet>()
+                    .or_else(|_| v.parse::<IpAddr>().map(IpNet::from));
+                match net {
+                    Ok(n) => allow.push(n.trunc()),
+                    Err(_) => {
+                        return self.err(
+                            &format!("carriers[{i}].allow"),
+                            a.span(),
+                            format!(
+                                "`{v}` is not a CIDR (e.g. \"54.172.60.0/30\") or an IP address"
+                            ),
+                        )
+                    }
+                }
+            }
+            carriers.push(Carrier {
+                name: name.to_owned(),
+                allow,
+            });
+        }
+        let unknown_source = match raw.routing.unknown_source.get_ref().as_str() {
+            "reject" => UnknownSource::Reject,
+            "drop" => UnknownSource::Drop,
+            other => {
+                return self.err(
+                    "routing.unknown_source",
+                    raw.routing.unknown_source.span(),
+                    format!("`{other}`: expected \"reject\" (answer 403) or \"drop\" (silence)"),
+                )
+            }
+        };
+        let default_country_code = match &raw.routing.default_country_code {
+            Some(c) => {
+                let v = c.get_ref().trim().trim_start_matches('+');
+                if v.is_empty()
+                    || v.len() > 3
+                    || !v.bytes().all(|b| b.is_ascii_digit())
+                    || v.starts_with('0')
+                {
+                    return self.err(
+                        "routing.default_country_code",
+                        c.span(),
+                        "expected an E.164 country code such as \"1\" or \"44\"",
+                    );
+                }
+                Some(v.to_owned())
+            }
+            None => None,
+        };
+        Ok(Config {
+            path: self.path.to_owned(),
+            sip,
+            api_listen,
+            database_url,
+            data_dir: PathBuf::from(&raw.storage.data_dir),
+            secret_key,
+            log_format,
+            log_level: raw.log.level.clone(),
+            carriers,
+            unknown_source,
+            default_country_code,
+        })
+    }
+}
+
+/// Parses 64 hex characters into a key.
+pub fn parse_hex_key(s: &str) -> Option<[u8; 32]> {
+    let b = s.as_bytes();
+    if b.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, pair) in b.chunks_exact(2).enumerate() {
+        let hi = (pair[0] as char).to_digit(16)?;
+        let lo = (pair[1] as char).to_digit(16)?;
+        out[i] = (hi * 16 + lo) as u8;
+    }
+    Some(out)
+}
+
+impl Config {
+    /// The carrier whose allow list holds `ip`, if any.
+    pub fn carrier_for(&self, ip: IpAddr) -> Option<&Carrier> {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        self.carriers
+            .iter()
+            .find(|c| c.allow.iter().any(|n| n.contains(&ip)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(Path::new("edge.toml"), text)
+    }
+
+    #[test]
+    fn shipped_configs_are_valid() {
+        for f in ["config/edge.toml", "config/production.example.toml"] {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(f);
+            Config::load(&path).unwrap_or_else(|e| panic!("{f}: {e}"));
+        }
+    }
+
+    #[test]
+    fn defaults_listen_on_5060() {
+        let c = parse("").unwrap();
+        assert_eq!(c.sip.udp, Some("0.0.0.0:5060".parse().unwrap()));
+        assert_eq!(c.sip.tcp, Some("0.0.0.0:5060".parse().unwrap()));
+        assert_eq!(c.api_listen, Some("127.0.0.1:8080".parse().unwrap()));
+        assert_eq!(c.sip.t1, Duration::from_millis(500));
+    }
+
+    #[test]
+    fn bad_cidr_names_key_and_line() {
+        let e = parse("[sip]\nudp = \"127.0.0.1:5060\"\n\n[[carriers]]\nname = \"twilio\"\nallow = [\"10.0.0.0/8\", \"54.172.60.0/33\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("carriers[0].allow"), "{e}");
+        assert!(e.contains("edge.toml:6"), "{e}");
+        assert!(e.contains("54.172.60.0/33"), "{e}");
+    }
+
+    #[test]
+    fn bad_socket_names_key_and_line() {
+        let e = parse("[api]\n\nlisten = \"localhost\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("api.listen") && e.contains(":3:"), "{e}");
+    }
+
+    #[test]
+    fn unknown_key_is_an_error_with_line() {
+        let e = parse("[sip]\nupd = \"0.0.0.0:5060\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("upd") && e.contains("line 2"), "{e}");
+    }
+
+    #[test]
+    fn out_of_range_timer() {
+        let e = parse("[sip]\nt1_ms = 5\n").unwrap_err().to_string();
+        assert!(e.contains("sip.t1_ms") && e.contains(":2:"), "{e}");
+    }
+
+    #[test]
+    fn carrier_lookup_by_source() {
+        let c = parse("[[carriers]]\nname = \"a\"\nallow = [\"192.0.2.0/24\"]\n[[carriers]]\nname = \"b\"\nallow = [\"198.51.100.7\"]\n").unwrap();
+        assert_eq!(
+            c.carrier_for("192.0.2.9".parse().unwrap()).unwrap().name,
+            "a"
+        );
+        assert_eq!(
+            c.carrier_for("198.51.100.7".parse().unwrap()).unwrap().name,
+            "b"
+        );
+        assert_eq!(
+            c.carrier_for("::ffff:198.51.100.7".parse().unwrap())
+                .unwrap()
+                .name,
+            "b"
+        );
+        assert!(c.carrier_for("198.51.100.8".parse().unwrap()).is_none());
+    }
+
+    #[test]
+    fn for_tests_is_valid() {
+        let c = Config::for_tests(Path::new("/tmp/x"));
+        assert_eq!(c.sip.udp.unwrap().port(), 0);
+    }
+}

@@ -1,0 +1,10 @@
+//! oneinbox-edge: the SIP edge between carriers (Twilio, Telnyx) and AI voice agents.
+//!
+//! One call's path reads top to bottom: `transport` (sockets) -> `sip::endpoint` (parse, validate, core
+//! answers, transactions from `sip_core`) -> call routing. `server` wires the pieces and owns the clock.
+
+pub mod config;
+pub mod logging;
+pub mod server;
+pub mod sip;
+pub mod transport;

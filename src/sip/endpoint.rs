@@ -1,0 +1,445 @@
+//! The edge's SIP endpoint, sans-IO: bytes and the time go in, transmits and the next deadline come out.
+//!
+//! It reads one message top to bottom: parse -> validate (400 with a Warning naming the fault) -> carrier
+//! check (403 or silence) -> transaction layer (retransmissions absorbed) -> the core answers of RFC 3261
+//! section 8.2 (483, 405/501, 416, 420, 415) -> the method: OPTIONS answered here, INVITE handed to the
+//! call router. The tokio driver in `server` owns the sockets and the clock.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use sip_core::build::ResponseBuilder;
+use sip_core::message::{
+    validate_request, HeaderName, Message, Method, ParseError, Transport, Uri,
+};
+use sip_core::transaction::{Incoming, Peer, TransactionLayer, TxConfig, TxError, TxKey};
+
+use super::salvage;
+use crate::transport::Link;
+
+/// Methods this edge implements; the Allow header of every 405 and OPTIONS answer.
+pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE, PRACK";
+/// Option tags we support (RFC 4028 session timers are relayed end to end by the B2BUA).
+pub const SUPPORTED: &[&str] = &["timer"];
+/// Bodies we accept in an INVITE.
+pub const ACCEPT: &str = "application/sdp";
+
+/// Who may send us requests, and what to do with everyone else.
+pub trait SourcePolicy: Send {
+    /// The carrier's name when `source` is allowed.
+    fn carrier_for(&self, source: SocketAddr) -> Option<Arc<str>>;
+    /// True: answer strangers 403; false: drop silently.
+    fn reject_unknown(&self) -> bool;
+}
+
+/// What the endpoint decided for an INVITE that passed the core checks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub code: u16,
+    pub reason: &'static str,
+    /// Extra headers (name, value), e.g. a Warning for an outbound-only number.
+    pub headers: Vec<(&'static str, String)>,
+}
+
+/// The call router: decides what happens to an INVITE. The inbound call issue plugs the B2BUA in here.
+pub trait InviteHandler: Send {
+    fn on_invite(&mut self, now: Instant, carrier: &str, invite: &Message) -> Decision;
+}
+
+/// Counters exported on /metrics; atomics so the API task reads them without locking the engine.
+#[derive(Debug, Default)]
+pub struct EndpointStats {
+    pub requests: AtomicU64,
+    pub responses_in: AtomicU64,
+    pub malformed_answered: AtomicU64,
+    pub malformed_dropped: AtomicU64,
+    pub unknown_source: AtomicU64,
+    pub retransmissions_absorbed: AtomicU64,
+    pub stray_dropped: AtomicU64,
+    pub overload_rejected: AtomicU64,
+}
+
+/// Bytes to put on the wire.
+#[derive(Debug)]
+pub struct Transmit {
+    pub link: Link,
+    pub to: SocketAddr,
+    pub bytes: Bytes,
+}
+
+/// Static settings of the endpoint.
+#[derive(Debug, Clone)]
+pub struct EndpointConfig {
+    pub server_name: String,
+    /// Host named in our Warning headers.
+    pub warn_agent: String,
+    pub tx: TxConfig,
+}
+
+pub struct Endpoint {
+    cfg: EndpointConfig,
+    tx: TransactionLayer,
+    policy: Box<dyn SourcePolicy>,
+    invites: Box<dyn InviteHandler>,
+    /// Stateless answers (400s, 403s) that bypass the transaction layer.
+    out: VecDeque<Transmit>,
+    pub stats: Arc<EndpointStats>,
+    to_tag_seq: u64,
+}
+
+fn link_of(peer: &Peer) -> Link {
+    match peer.conn {
+        Some(id) => Link::Tcp(id),
+        None => Link::Udp,
+    }
+}
+
+impl Endpoint {
+    pub fn new(
+        cfg: EndpointConfig,
+        policy: Box<dyn SourcePolicy>,
+        invites: Box<dyn InviteHandler>,
+    ) -> Self {
+        Endpoint {
+            tx: TransactionLayer::new(cfg.tx),
+            cfg,
+            policy,
+            invites,
+            out: VecDeque::new(),
+            stats: Arc::new(EndpointStats::default()),
+            to_tag_seq: 0,
+        }
+    }
+
+    /// One message from the network.
+    pub fn handle(&mut self, now: Instant, source: SocketAddr, link: Link, data: Bytes) {
+        let parsed = match link {
+            Link::Udp => Message::parse(data.clone()),
+            Link::Tcp(_) => Message::parse_stream(data.clone()),
+        };
+        let msg = match parsed {
+            Ok(m) => m,
+            Err(e) => {
+                let status = match e {
+                    ParseError::UnsupportedVersion => "505 Version Not Supported",
+                    _ => "400 Bad Request",
+                };
+                return self.malformed(source, link, &data, status, &e.to_string());
+            }
+        };
+        if !msg.is_request() {
+            self.stats.responses_in.fetch_add(1, Ordering::Relaxed);
+            let peer = peer(source, link);
+            match self.tx.handle_incoming(now, peer, msg) {
+                Incoming::Response { .. } => {}
+                _ => {
+                    self.stats.stray_dropped.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            return;
+        }
+        self.stats.requests.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = validate_request(&msg) {
+            return self.malformed(source, link, &data, "400 Bad Request", &e.to_string());
+        }
+        let is_ack = matches!(msg.method(), Some(Method::Ack));
+        let Some(carrier) = self.policy.carrier_for(source) else {
+            self.stats.unknown_source.fetch_add(1, Ordering::Relaxed);
+            if self.policy.reject_unknown() && !is_ack {
+                let tag = self.next_tag();
+                let b = self.response(&msg, source, 403, "Forbidden", &tag).build();
+                self.out.push_back(Transmit {
+                    link,
+                    to: source,
+                    bytes: b,
+                });
+            }
+            return;
+        };
+        match self.tx.handle_incoming(now, peer(source, link), msg) {
+            Incoming::NewRequest { key, msg } => {
+                self.on_new_request(now, source, &carrier, key, msg)
+            }
+            Incoming::Cancel {
+                cancel_key,
+                invite_key,
+                msg,
+            } => self.on_cancel(now, source, cancel_key, invite_key, msg),
+            Incoming::Absorbed { .. } => {
+                self.stats
+                    .retransmissions_absorbed
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            Incoming::Rejected { msg, error } => self.rejected(source, link, &msg, &error),
+            // No dialogs are kept in this layer yet: an ACK for a 2xx or a stray ACK has nothing to do.
+            _ => {}
+        }
+    }
+
+    /// RFC 3261 8.2 in its order, then the method.
+    fn on_new_request(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        carrier: &str,
+        key: TxKey,
+        msg: Message,
+    ) {
+        let method = msg.method().cloned().unwrap_or(Method::Options);
+        if method == Method::Ack {
+            return;
+        }
+        // INVITEs already got 100 Trying from the transaction layer (AutoTrying::Immediate), which stops
+        // the carrier's retransmissions (Timer A) while we decide.
+        let (code, reason, extra) = self.core_answer(&method, &msg, carrier, now);
+        let tag = self.next_tag();
+        let mut b = self.response(&msg, source, code, reason, &tag);
+        for (n, v) in &extra {
+            b = b.header(n, v);
+        }
+        self.respond(now, &key, b.build());
+    }
+
+    fn core_answer(
+        &mut self,
+        method: &Method,
+        msg: &Message,
+        carrier: &str,
+        now: Instant,
+    ) -> (u16, &'static str, Vec<(&'static str, String)>) {
+        // 16.3 step 3: a request that ran out of hops is not ours to handle.
+        if let Ok(Some(0)) = msg.max_forwards() {
+            return (483, "Too Many Hops", vec![]);
+        }
+        // 8.2.1: methods we know but do not serve get 405 with Allow; ones we do not know, 501.
+        match method {
+            Method::Invite
+            | Method::Options
+            | Method::Bye
+            | Method::Cancel
+            | Method::Info
+            | Method::Update
+            | Method::Prack => {}
+            Method::Extension(_) => return (501, "Not Implemented", vec![("Allow", ALLOW.into())]),
+            _ => return (405, "Method Not Allowed", vec![("Allow", ALLOW.into())]),
+        }
+        // 8.2.2.1: a Request-URI scheme we cannot route.
+        match msg.request_uri() {
+            Ok(Uri::Sip(_)) | Ok(Uri::Tel(_)) => {}
+            Ok(_) => return (416, "Unsupported URI Scheme", vec![]),
+            Err(_) => {
+                return (
+                    400,
+                    "Bad Request",
+                    vec![("Warning", self.warning("unparseable Request-URI"))],
+                )
+            }
+        }
+        // 8.2.2.3: every Require tag must be one we support.
+        let unsupported: Vec<&str> = msg
+            .require()
+            .into_iter()
+            .filter(|t| !SUPPORTED.iter().any(|s| s.eq_ignore_ascii_case(t)))
+            .collect();
+        if !unsupported.is_empty() {
+            return (
+                420,
+                "Bad Extension",
+                vec![("Unsupported", unsupported.join(", "))],
+            );
+        }
+        // 8.2.3: a body we cannot read.
+        if *method == Method::Invite && !msg.body().is_empty() {
+            let ct = msg.content_type().unwrap_or("");
+            let mime = ct.split(';').next().unwrap_or("").trim();
+            if !mime.eq_ignore_ascii_case(ACCEPT) && !mime.eq_ignore_ascii_case("multipart/mixed") {
+                return (
+                    415,
+                    "Unsupported Media Type",
+                    vec![("Accept", ACCEPT.into())],
+                );
+            }
+            if let Some(enc) = msg.header(&HeaderName::ContentEncoding) {
+                if !enc.trim().eq_ignore_ascii_case("identity") {
+                    return (
+                        415,
+                        "Unsupported Media Type",
+                        vec![("Accept-Encoding", "identity".into())],
+                    );
+                }
+            }
+        }
+        match method {
+            Method::Options => (
+                200,
+                "OK",
+                vec![
+                    ("Allow", ALLOW.into()),
+                    ("Accept", ACCEPT.into()),
+                    ("Accept-Encoding", "identity".into()),
+                    ("Accept-Language", "en".into()),
+                    ("Supported", SUPPORTED.join(", ")),
+                ],
+            ),
+            Method::Invite => {
+                let d = self.invites.on_invite(now, carrier, msg);
+                (d.code, d.reason, d.headers)
+            }
+            // Mid-dialog requests outside any dialog we hold (RFC 3261 12.2.2).
+            _ => (481, "Call/Transaction Does Not Exist", vec![]),
+        }
+    }
+
+    /// RFC 3261 9.2: 200 to the CANCEL, then 487 to the INVITE if it is still pending.
+    fn on_cancel(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        cancel_key: TxKey,
+        invite_key: Option<TxKey>,
+        msg: Message,
+    ) {
+        let tag = self.next_tag();
+        let Some(_invite_key) = invite_key else {
+            let b = self
+                .response(&msg, source, 481, "Call/Transaction Does Not Exist", &tag)
+                .build();
+            self.respond(now, &cancel_key, b);
+            return;
+        };
+        // INVITEs are answered at once in this layer, so the INVITE is already final: the CANCEL has no
+        // effect but is still answered 200 (9.2).
+        let b = self.response(&msg, source, 200, "OK", &tag).build();
+        self.respond(now, &cancel_key, b);
+    }
+
+    /// The transaction layer refused a request: 503 when it is full (carriers then try another edge), 400
+    /// when a header it keys on is broken.
+    fn rejected(&mut self, source: SocketAddr, link: Link, msg: &Message, error: &TxError) {
+        if !msg.is_request() || matches!(msg.method(), Some(Method::Ack)) {
+            return;
+        }
+        let tag = self.next_tag();
+        let bytes = match error {
+            TxError::Overloaded => {
+                self.stats.overload_rejected.fetch_add(1, Ordering::Relaxed);
+                self.response(msg, source, 503, "Service Unavailable", &tag)
+                    .header("Retry-After", "5")
+                    .build()
+            }
+            other => {
+                let w = self.warning(&other.to_string());
+                self.response(msg, source, 400, "Bad Request", &tag)
+                    .header("Warning", &w)
+                    .build()
+            }
+        };
+        self.out.push_back(Transmit {
+            link,
+            to: source,
+            bytes,
+        });
+    }
+
+    fn next_tag(&mut self) -> String {
+        self.to_tag_seq = self.to_tag_seq.wrapping_add(1);
+        format!("e{:x}", self.to_tag_seq)
+    }
+
+    fn respond(&mut self, now: Instant, key: &TxKey, bytes: Bytes) {
+        if let Err(e) = self.tx.respond(now, key, bytes) {
+            tracing::debug!(error = %e, "response on a transaction that is gone");
+        }
+    }
+
+    /// A response skeleton with our To tag and the RFC 3581 received/rport fill-in.
+    fn response<'m>(
+        &'m self,
+        req: &'m Message,
+        source: SocketAddr,
+        code: u16,
+        reason: &'m str,
+        tag: &'m str,
+    ) -> ResponseBuilder<'m> {
+        ResponseBuilder::for_request(req, code, reason)
+            .received_from(source)
+            .to_tag(tag)
+            .header("Server", &self.cfg.server_name)
+    }
+
+    fn warning(&self, text: &str) -> String {
+        // RFC 3261 20.43: 399 is the miscellaneous warning; the text must be a quoted-string.
+        let clean: String = text
+            .chars()
+            .filter(|c| *c != '"' && *c != '\\' && !c.is_control())
+            .take(200)
+            .collect();
+        format!("399 {} \"{}\"", self.cfg.warn_agent, clean)
+    }
+
+    /// A request we cannot accept: 400 (505 for a foreign SIP version) with a Warning naming the fault if it
+    /// carries a Via to answer along, else dropped.
+    fn malformed(&mut self, source: SocketAddr, link: Link, raw: &[u8], status: &str, fault: &str) {
+        let warning = self.warning(fault);
+        match salvage::reject(raw, source, status, &warning, &self.cfg.server_name) {
+            Some(bytes) => {
+                self.stats
+                    .malformed_answered
+                    .fetch_add(1, Ordering::Relaxed);
+                self.out.push_back(Transmit {
+                    link,
+                    to: source,
+                    bytes,
+                });
+            }
+            None => {
+                self.stats.malformed_dropped.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(%source, fault, "malformed message dropped: no usable Via");
+            }
+        }
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.tx.handle_timeout(now);
+        while self.tx.poll_event().is_some() {}
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.tx.poll_timeout()
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        if let Some(t) = self.out.pop_front() {
+            return Some(t);
+        }
+        self.tx.poll_transmit().map(|t| Transmit {
+            link: link_of(&t.to),
+            to: t.to.addr,
+            bytes: t.bytes,
+        })
+    }
+
+    /// Live transactions, for /metrics and tests.
+    pub fn transactions(&self) -> usize {
+        self.tx.len()
+    }
+}
+
+fn peer(source: SocketAddr, link: Link) -> Peer {
+    match link {
+        Link::Udp => Peer {
+            addr: source,
+            transport: Transport::Udp,
+            conn: None,
+        },
+        Link::Tcp(id) => Peer {
+            addr: source,
+            transport: Transport::Tcp,
+            conn: Some(id),
+        },
+    }
+}

@@ -1,0 +1,167 @@
+//! TCP: accept with caps (total and per source address), frame by Content-Length with a size cap, answer
+//! RFC 5626 double-CRLF keep-alives, close idle connections. Responses return on the same connection.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use sip_core::framing::{Frame, StreamFramer};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+use super::{Inbound, Link, Outbound};
+
+/// Limits that keep one peer from exhausting the edge.
+#[derive(Debug, Clone)]
+pub struct TcpLimits {
+    pub max_message_size: usize,
+    pub idle_timeout: Duration,
+    pub max_connections: usize,
+    pub max_per_ip: usize,
+}
+
+/// Outstanding writes per connection before the peer counts as not reading.
+const WRITE_QUEUE: usize = 256;
+
+static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Connection counts, total and per source IP; a plain mutex since it is touched once per connect/close.
+#[derive(Default)]
+struct Counts {
+    total: usize,
+    per_ip: HashMap<IpAddr, usize>,
+}
+
+/// Accepts connections until the engine goes away.
+pub async fn run(
+    listener: TcpListener,
+    engine: mpsc::Sender<Inbound>,
+    out: Outbound,
+    limits: TcpLimits,
+) {
+    let counts = Arc::new(Mutex::new(Counts::default()));
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                // EMFILE and friends: back off briefly instead of spinning.
+                tracing::warn!(error = %e, "tcp accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        if engine.is_closed() {
+            return;
+        }
+        let admitted = {
+            let mut c = counts.lock().unwrap_or_else(|p| p.into_inner());
+            let n = c.per_ip.get(&peer.ip()).copied().unwrap_or(0);
+            if c.total >= limits.max_connections || n >= limits.max_per_ip {
+                false
+            } else {
+                c.total += 1;
+                *c.per_ip.entry(peer.ip()).or_insert(0) += 1;
+                true
+            }
+        };
+        if !admitted {
+            out.stats
+                .tcp_connections_refused
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%peer, "tcp connection refused: connection cap");
+            drop(stream);
+            continue;
+        }
+        out.stats
+            .tcp_connections_accepted
+            .fetch_add(1, Ordering::Relaxed);
+        let (engine, out, limits, counts) =
+            (engine.clone(), out.clone(), limits.clone(), counts.clone());
+        tokio::spawn(async move {
+            serve_connection(stream, peer, engine, &out, &limits).await;
+            let mut c = counts.lock().unwrap_or_else(|p| p.into_inner());
+            c.total = c.total.saturating_sub(1);
+            if let Some(n) = c.per_ip.get_mut(&peer.ip()) {
+                *n -= 1;
+                if *n == 0 {
+                    c.per_ip.remove(&peer.ip());
+                }
+            }
+        });
+    }
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    engine: mpsc::Sender<Inbound>,
+    out: &Outbound,
+    limits: &TcpLimits,
+) {
+    let _ = stream.set_nodelay(true);
+    let id = NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed);
+    let (mut rd, mut wr) = stream.into_split();
+    let (wtx, mut wrx) = mpsc::channel::<Bytes>(WRITE_QUEUE);
+    out.tcp_conns().insert(id, wtx.clone());
+    let writer = tokio::spawn(async move {
+        while let Some(b) = wrx.recv().await {
+            if wr.write_all(&b).await.is_err() {
+                break;
+            }
+        }
+        let _ = wr.shutdown().await;
+    });
+
+    let mut framer = StreamFramer::new(limits.max_message_size);
+    let mut buf = vec![0u8; 16 * 1024];
+    'conn: loop {
+        let n = match tokio::time::timeout(limits.idle_timeout, rd.read(&mut buf)).await {
+            Err(_) => {
+                out.stats.tcp_idle_closed.fetch_add(1, Ordering::Relaxed);
+                break;
+            }
+            Ok(Err(_)) | Ok(Ok(0)) => break,
+            Ok(Ok(n)) => n,
+        };
+        framer.push(&buf[..n]);
+        loop {
+            match framer.next() {
+                Ok(None) => break,
+                Ok(Some(Frame::Message(data))) => {
+                    out.stats.tcp_frames_in.fetch_add(1, Ordering::Relaxed);
+                    // A stream is flow-controlled: waiting here pushes back on the peer instead of dropping.
+                    if engine
+                        .send(Inbound {
+                            source: peer,
+                            link: Link::Tcp(id),
+                            data,
+                        })
+                        .await
+                        .is_err()
+                    {
+                        break 'conn;
+                    }
+                }
+                Ok(Some(Frame::KeepAlivePing)) => {
+                    // RFC 5626 3.5.1: a double CRLF ping is answered with a single CRLF pong.
+                    let _ = wtx.try_send(Bytes::from_static(b"\r\n"));
+                }
+                Ok(Some(Frame::KeepAlivePong)) => {}
+                Err(e) => {
+                    // No way to resynchronise a byte stream after a framing error: close it.
+                    out.stats.tcp_framing_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(%peer, error = %e, "tcp framing error; closing");
+                    break 'conn;
+                }
+            }
+        }
+    }
+    out.tcp_conns().remove(&id);
+    drop(wtx);
+    // Let queued answers drain, bounded so a dead peer cannot pin the task.
+    let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
+}
