@@ -13,18 +13,12 @@ const INVITE: &[u8] = include_bytes!("../crates/sip-core/tests/data/bench_invite
 fn ours(buf: Bytes) -> usize {
     let m = sip_core::Message::parse(buf).expect("bench INVITE parses");
     let mut n = 0;
-    n += m
-        .request_uri()
-        .map(|u| u.host().map_or(0, str::len))
-        .unwrap_or(0);
+    n += m.request_uri().map(|u| u.host().map_or(0, str::len)).unwrap_or(0);
     for v in m.vias().expect("vias") {
         n += v.host.len() + usize::from(v.port.unwrap_or(0)) + v.branch().map_or(0, str::len);
         n += usize::from(v.rport().is_some()) + v.received().map_or(0, str::len);
     }
-    n += m
-        .top_via()
-        .map(|v| usize::from(v.has_magic_cookie()))
-        .unwrap_or(0);
+    n += m.top_via().map(|v| usize::from(v.has_magic_cookie())).unwrap_or(0);
     let from = m.from().expect("from");
     n += from.tag().map_or(0, str::len) + from.display_name.map_or(0, |d| d.len());
     n += m.to().expect("to").uri.user().map_or(0, |u| u.len());
@@ -63,31 +57,13 @@ fn theirs(buf: &[u8]) -> usize {
             _ => {}
         }
     }
-    let from = msg
-        .from_header()
-        .expect("from")
-        .typed()
-        .expect("from typed");
+    let from = msg.from_header().expect("from").typed().expect("from typed");
     n += from.tag().map_or(0, |t| t.value().len());
     n += msg.to_header().expect("to").typed().map(|_| 1).unwrap_or(0);
     n += msg.call_id_header().expect("cid").value().len();
-    n += msg
-        .cseq_header()
-        .expect("cseq")
-        .typed()
-        .expect("cseq typed")
-        .seq as usize;
-    n += msg
-        .max_forwards_header()
-        .expect("mf")
-        .num()
-        .expect("mf num") as usize;
-    n += msg
-        .contact_header()
-        .expect("contact")
-        .typed()
-        .map(|_| 1)
-        .unwrap_or(0);
+    n += msg.cseq_header().expect("cseq").typed().expect("cseq typed").seq as usize;
+    n += msg.max_forwards_header().expect("mf").num().expect("mf num") as usize;
+    n += msg.contact_header().expect("contact").typed().map(|_| 1).unwrap_or(0);
     n + msg.body().len()
 }
 

@@ -114,15 +114,11 @@ fn bench(c: &mut Criterion) {
             i += 1;
             now += STEP;
             // non-INVITE server
-            if let Incoming::NewRequest { key, .. } =
-                layer.handle_incoming(now, peer, f.options_in[n].clone())
-            {
+            if let Incoming::NewRequest { key, .. } = layer.handle_incoming(now, peer, f.options_in[n].clone()) {
                 let _ = layer.respond(now, &key, f.ok_options.clone());
             }
             // INVITE server (100 Trying sent automatically)
-            if let Incoming::NewRequest { key, .. } =
-                layer.handle_incoming(now, peer, f.invite_in[n].clone())
-            {
+            if let Incoming::NewRequest { key, .. } = layer.handle_incoming(now, peer, f.invite_in[n].clone()) {
                 let _ = layer.respond(now, &key, f.ok_invite.clone());
             }
             black_box(layer.handle_incoming(now, peer, f.ack_in[n].clone()));

@@ -16,10 +16,7 @@ use toml::Spanned;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("{path}: {message}")]
     Syntax { path: PathBuf, message: String },
     #[error("{path}:{line}: key `{key}`: {message}")]
@@ -150,6 +147,9 @@ struct RawCarrier {
 struct RawRouting {
     unknown_source: Spanned<String>,
     default_country_code: Option<Spanned<String>>,
+    agent_setup_timeout_ms: Spanned<u64>,
+    agent_ring_timeout_s: Spanned<u64>,
+    default_voicemail_message: String,
 }
 
 impl Default for RawRouting {
@@ -157,6 +157,10 @@ impl Default for RawRouting {
         RawRouting {
             unknown_source: Spanned::new(0..0, "reject".into()),
             default_country_code: None,
+            agent_setup_timeout_ms: Spanned::new(0..0, 2_000),
+            agent_ring_timeout_s: Spanned::new(0..0, 20),
+            default_voicemail_message:
+                "Sorry, nobody can take your call right now. Please leave a message after the tone.".into(),
         }
     }
 }
@@ -213,13 +217,19 @@ pub struct Config {
     /// `None`: the embedded SQLite store under `data_dir`.
     pub database_url: Option<String>,
     pub data_dir: PathBuf,
-    /// 32-byte key for secrets at rest, hex; `None` means take it from the environment or generate one.
-    pub secret_key: Option<[u8; 32]>,
+    /// Key for secrets at rest (64 hex characters); `None` means take it from the environment
+    /// (`ONEINBOX_SECRET_KEY`) or generate one under `data_dir`.
+    pub secret_key: Option<String>,
     pub log_format: LogFormat,
     pub log_level: String,
     pub carriers: Vec<Carrier>,
     pub unknown_source: UnknownSource,
     pub default_country_code: Option<String>,
+    /// An agent that sends no provisional answer within this is unavailable.
+    pub agent_setup_timeout: Duration,
+    /// An agent that sends no final answer within this is unavailable.
+    pub agent_ring_timeout: Duration,
+    pub default_voicemail_message: String,
 }
 
 impl Config {
@@ -261,19 +271,10 @@ struct Validator<'a> {
 impl Validator<'_> {
     fn line_of(&self, span: std::ops::Range<usize>) -> usize {
         let end = span.start.min(self.text.len());
-        self.text.as_bytes()[..end]
-            .iter()
-            .filter(|&&b| b == b'\n')
-            .count()
-            + 1
+        self.text.as_bytes()[..end].iter().filter(|&&b| b == b'\n').count() + 1
     }
 
-    fn err<T>(
-        &self,
-        key: &str,
-        span: std::ops::Range<usize>,
-        message: impl Into<String>,
-    ) -> Result<T, ConfigError> {
+    fn err<T>(&self, key: &str, span: std::ops::Range<usize>, message: impl Into<String>) -> Result<T, ConfigError> {
         Err(ConfigError::Invalid {
             path: self.path.to_owned(),
             key: key.to_owned(),
@@ -282,11 +283,7 @@ impl Validator<'_> {
         })
     }
 
-    fn socket(
-        &self,
-        key: &str,
-        v: &Option<Spanned<String>>,
-    ) -> Result<Option<SocketAddr>, ConfigError> {
+    fn socket(&self, key: &str, v: &Option<Spanned<String>>) -> Result<Option<SocketAddr>, ConfigError> {
         let Some(v) = v else { return Ok(None) };
         let s = v.get_ref().trim();
         if s.is_empty() || s == "off" {
@@ -325,11 +322,7 @@ impl Validator<'_> {
         let advertised_host = match &s.advertised_host {
             Some(h) => {
                 let v = h.get_ref().trim();
-                if v.is_empty()
-                    || !v
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
-                {
+                if v.is_empty() || !v.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b)) {
                     return self.err(
                         "sip.advertised_host",
                         h.span(),
@@ -347,24 +340,14 @@ impl Validator<'_> {
             udp,
             tcp,
             advertised_host,
-            max_message_size: self.range(
-                "sip.max_message_size",
-                &s.max_message_size,
-                1_500,
-                65_535,
-            )? as usize,
+            max_message_size: self.range("sip.max_message_size", &s.max_message_size, 1_500, 65_535)? as usize,
             tcp_idle_timeout: Duration::from_secs(self.range(
                 "sip.tcp_idle_timeout_s",
                 &s.tcp_idle_timeout_s,
                 5,
                 86_400,
             )?),
-            tcp_max_connections: self.range(
-                "sip.tcp_max_connections",
-                &s.tcp_max_connections,
-                1,
-                1_000_000,
-            )? as usize,
+            tcp_max_connections: self.range("sip.tcp_max_connections", &s.tcp_max_connections, 1, 1_000_000)? as usize,
             tcp_max_connections_per_ip: self.range(
                 "sip.tcp_max_connections_per_ip",
                 &s.tcp_max_connections_per_ip,
@@ -374,12 +357,7 @@ impl Validator<'_> {
             t1: Duration::from_millis(t1),
             t2: Duration::from_millis(t2),
             t4: Duration::from_millis(t4),
-            max_transactions: self.range(
-                "sip.max_transactions",
-                &s.max_transactions,
-                100,
-                10_000_000,
-            )? as usize,
+            max_transactions: self.range("sip.max_transactions", &s.max_transactions, 100, 10_000_000)? as usize,
             server_name: s.server_name.clone(),
         };
 
@@ -387,11 +365,12 @@ impl Validator<'_> {
         let database_url = match &raw.database.url {
             Some(u) if !u.get_ref().trim().is_empty() => {
                 let v = u.get_ref().trim();
-                if !(v.starts_with("postgres://")
-                    || v.starts_with("postgresql://")
-                    || v.starts_with("sqlite:"))
-                {
-                    return self.err("database.url", u.span(), "expected postgres://… or sqlite:…; leave it out for the embedded SQLite store");
+                if !(v.starts_with("postgres://") || v.starts_with("postgresql://") || v.starts_with("sqlite:")) {
+                    return self.err(
+                        "database.url",
+                        u.span(),
+                        "expected postgres://… or sqlite:…; leave it out for the embedded SQLite store",
+                    );
                 }
                 Some(v.to_owned())
             }
@@ -399,14 +378,8 @@ impl Validator<'_> {
         };
         let secret_key = match &raw.secrets.key {
             Some(k) if !k.get_ref().trim().is_empty() => match parse_hex_key(k.get_ref().trim()) {
-                Some(key) => Some(key),
-                None => {
-                    return self.err(
-                        "secrets.key",
-                        k.span(),
-                        "expected 64 hex characters (32 bytes)",
-                    )
-                }
+                Some(_) => Some(k.get_ref().trim().to_owned()),
+                None => return self.err("secrets.key", k.span(), "expected 64 hex characters (32 bytes)"),
             },
             _ => None,
         };
@@ -426,11 +399,7 @@ impl Validator<'_> {
         for (i, c) in raw.carriers.iter().enumerate() {
             let name = c.name.get_ref().trim();
             if name.is_empty() || name.len() > 64 {
-                return self.err(
-                    &format!("carriers[{i}].name"),
-                    c.name.span(),
-                    "must be 1-64 characters",
-                );
+                return self.err(&format!("carriers[{i}].name"), c.name.span(), "must be 1-64 characters");
             }
             if carriers.iter().any(|k: &Carrier| k.name == name) {
                 return self.err(
@@ -442,18 +411,14 @@ impl Validator<'_> {
             let mut allow = Vec::with_capacity(c.allow.len());
             for a in &c.allow {
                 let v = a.get_ref().trim();
-                let net = v
-                    .parse::<IpNet>()
-                    .or_else(|_| v.parse::<IpAddr>().map(IpNet::from));
+                let net = v.parse::<IpNet>().or_else(|_| v.parse::<IpAddr>().map(IpNet::from));
                 match net {
                     Ok(n) => allow.push(n.trunc()),
                     Err(_) => {
                         return self.err(
                             &format!("carriers[{i}].allow"),
                             a.span(),
-                            format!(
-                                "`{v}` is not a CIDR (e.g. \"54.172.60.0/30\") or an IP address"
-                            ),
+                            format!("`{v}` is not a CIDR (e.g. \"54.172.60.0/30\") or an IP address"),
                         )
                     }
                 }
@@ -477,11 +442,7 @@ impl Validator<'_> {
         let default_country_code = match &raw.routing.default_country_code {
             Some(c) => {
                 let v = c.get_ref().trim().trim_start_matches('+');
-                if v.is_empty()
-                    || v.len() > 3
-                    || !v.bytes().all(|b| b.is_ascii_digit())
-                    || v.starts_with('0')
-                {
+                if v.is_empty() || v.len() > 3 || !v.bytes().all(|b| b.is_ascii_digit()) || v.starts_with('0') {
                     return self.err(
                         "routing.default_country_code",
                         c.span(),
@@ -504,6 +465,19 @@ impl Validator<'_> {
             carriers,
             unknown_source,
             default_country_code,
+            agent_setup_timeout: Duration::from_millis(self.range(
+                "routing.agent_setup_timeout_ms",
+                &raw.routing.agent_setup_timeout_ms,
+                50,
+                60_000,
+            )?),
+            agent_ring_timeout: Duration::from_secs(self.range(
+                "routing.agent_ring_timeout_s",
+                &raw.routing.agent_ring_timeout_s,
+                1,
+                600,
+            )?),
+            default_voicemail_message: raw.routing.default_voicemail_message.clone(),
         })
     }
 }
@@ -530,9 +504,7 @@ impl Config {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
             v4 => v4,
         };
-        self.carriers
-            .iter()
-            .find(|c| c.allow.iter().any(|n| n.contains(&ip)))
+        self.carriers.iter().find(|c| c.allow.iter().any(|n| n.contains(&ip)))
     }
 }
 
@@ -573,17 +545,13 @@ mod tests {
 
     #[test]
     fn bad_socket_names_key_and_line() {
-        let e = parse("[api]\n\nlisten = \"localhost\"\n")
-            .unwrap_err()
-            .to_string();
+        let e = parse("[api]\n\nlisten = \"localhost\"\n").unwrap_err().to_string();
         assert!(e.contains("api.listen") && e.contains(":3:"), "{e}");
     }
 
     #[test]
     fn unknown_key_is_an_error_with_line() {
-        let e = parse("[sip]\nupd = \"0.0.0.0:5060\"\n")
-            .unwrap_err()
-            .to_string();
+        let e = parse("[sip]\nupd = \"0.0.0.0:5060\"\n").unwrap_err().to_string();
         assert!(e.contains("upd") && e.contains("line 2"), "{e}");
     }
 
@@ -596,20 +564,9 @@ mod tests {
     #[test]
     fn carrier_lookup_by_source() {
         let c = parse("[[carriers]]\nname = \"a\"\nallow = [\"192.0.2.0/24\"]\n[[carriers]]\nname = \"b\"\nallow = [\"198.51.100.7\"]\n").unwrap();
-        assert_eq!(
-            c.carrier_for("192.0.2.9".parse().unwrap()).unwrap().name,
-            "a"
-        );
-        assert_eq!(
-            c.carrier_for("198.51.100.7".parse().unwrap()).unwrap().name,
-            "b"
-        );
-        assert_eq!(
-            c.carrier_for("::ffff:198.51.100.7".parse().unwrap())
-                .unwrap()
-                .name,
-            "b"
-        );
+        assert_eq!(c.carrier_for("192.0.2.9".parse().unwrap()).unwrap().name, "a");
+        assert_eq!(c.carrier_for("198.51.100.7".parse().unwrap()).unwrap().name, "b");
+        assert_eq!(c.carrier_for("::ffff:198.51.100.7".parse().unwrap()).unwrap().name, "b");
         assert!(c.carrier_for("198.51.100.8".parse().unwrap()).is_none());
     }
 

@@ -3,6 +3,7 @@
 //! One call's path reads top to bottom: `transport` (sockets) -> `sip::endpoint` (parse, validate, core
 //! answers, transactions from `sip_core`) -> call routing. `server` wires the pieces and owns the clock.
 
+pub mod call;
 pub mod config;
 pub mod logging;
 pub mod server;

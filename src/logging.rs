@@ -22,11 +22,7 @@ pub fn init(format: LogFormat, level: &str) {
         .with_writer(std::io::stderr);
     // try_init: a second call (tests) keeps the first subscriber instead of panicking.
     let _ = if json {
-        builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .try_init()
+        builder.json().flatten_event(true).with_current_span(true).try_init()
     } else {
         builder.try_init()
     };

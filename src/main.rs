@@ -109,12 +109,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Keys {
-            command:
-                KeysCommand::Create {
-                    config,
-                    name,
-                    account,
-                },
+            command: KeysCommand::Create { config, name, account },
         } => {
             let cfg = Config::load(&config)?;
             logging::init(cfg.log_format, "warn");
@@ -122,8 +117,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 .enable_all()
                 .build()
                 .context("starting the tokio runtime")?;
-            let (account_id, key) =
-                rt.block_on(server::create_api_key(&cfg, account.as_deref(), &name))?;
+            let (account_id, key) = rt.block_on(server::create_api_key(&cfg, account.as_deref(), &name))?;
             println!("account: {account_id}");
             println!("name: {name}");
             println!("{key}");

@@ -9,12 +9,12 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+use crate::call::leg::Local;
+use crate::call::{CallConfig, CallController, CallStats};
 use crate::config::{Config, UnknownSource};
-use crate::sip::endpoint::{
-    Decision, Endpoint, EndpointConfig, EndpointStats, InviteHandler, SourcePolicy,
-};
+use crate::sip::endpoint::{Endpoint, EndpointConfig, EndpointStats, SourcePolicy};
 use crate::transport::{self, Inbound, Outbound, TransportStats};
-use sip_core::message::Message;
+use edge_store::{RoutingIndex, SecretBox, Store, StoreConfig};
 use sip_core::transaction::{AutoTrying, TimerConfig, TxConfig};
 
 /// Messages queued between the transports and the engine; past this, UDP datagrams are dropped (and
@@ -28,7 +28,11 @@ pub struct Edge {
     pub api: Option<SocketAddr>,
     pub endpoint_stats: Arc<EndpointStats>,
     pub transport_stats: Arc<TransportStats>,
+    pub call_stats: Arc<CallStats>,
+    pub store: Arc<Store>,
+    pub index: Arc<RoutingIndex>,
     shutdown: watch::Sender<bool>,
+    engine: Option<JoinHandle<()>>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -57,9 +61,12 @@ impl Edge {
         tracing::info!("shutting down");
     }
 
-    /// Stops every task.
-    pub async fn shutdown(self) {
+    /// Stops every task: the engine first ends its calls (BYE, 503) and flushes, then the sockets close.
+    pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
+        if let Some(engine) = self.engine.take() {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), engine).await;
+        }
         for t in self.tasks {
             t.abort();
             let _ = t.await;
@@ -74,41 +81,37 @@ struct CarrierPolicy {
 
 impl SourcePolicy for CarrierPolicy {
     fn carrier_for(&self, source: SocketAddr) -> Option<Arc<str>> {
-        self.cfg
-            .carrier_for(source.ip())
-            .map(|c| Arc::from(c.name.as_str()))
+        self.cfg.carrier_for(source.ip()).map(|c| Arc::from(c.name.as_str()))
     }
     fn reject_unknown(&self) -> bool {
         self.cfg.unknown_source == UnknownSource::Reject
     }
 }
 
-/// Until numbers are wired to agents, every dialed number is unknown here.
-struct NoRoutes;
-
-impl InviteHandler for NoRoutes {
-    fn on_invite(&mut self, _now: Instant, _carrier: &str, _invite: &Message) -> Decision {
-        Decision {
-            code: 404,
-            reason: "Not Found",
-            headers: vec![],
-        }
-    }
+/// Opens the store named by the config (embedded SQLite under `data_dir`, or PostgreSQL) with the secrets key.
+pub async fn open_store(cfg: &Config) -> anyhow::Result<Store> {
+    let secrets = SecretBox::load_or_create(cfg.secret_key.as_deref(), &cfg.data_dir)
+        .context("loading the secrets key ([secrets] key, ONEINBOX_SECRET_KEY or data_dir/secret.key)")?;
+    let store_cfg =
+        StoreConfig::new(cfg.database_url.as_deref(), &cfg.data_dir, secrets).context("store configuration")?;
+    Store::connect(store_cfg).await.context("opening the store")
 }
 
 /// Binds everything in `cfg` and starts serving.
 pub async fn start(cfg: Config) -> anyhow::Result<Edge> {
     let cfg = Arc::new(cfg);
+    let store = Arc::new(open_store(&cfg).await?);
+    let index = store.index();
     let (shutdown, shutdown_rx) = watch::channel(false);
     let transport_stats = Arc::new(TransportStats::default());
     let mut tasks = Vec::new();
 
     let udp = match cfg.sip.udp {
-        Some(addr) => {
-            Some(Arc::new(UdpSocket::bind(addr).await.with_context(
-                || format!("binding SIP UDP on {addr} (sip.udp)"),
-            )?))
-        }
+        Some(addr) => Some(Arc::new(
+            UdpSocket::bind(addr)
+                .await
+                .with_context(|| format!("binding SIP UDP on {addr} (sip.udp)"))?,
+        )),
         None => None,
     };
     let tcp = match cfg.sip.tcp {
@@ -124,12 +127,41 @@ pub async fn start(cfg: Config) -> anyhow::Result<Edge> {
     let out = Outbound::new(udp.clone(), transport_stats.clone());
     let (engine_tx, engine_rx) = mpsc::channel::<Inbound>(ENGINE_QUEUE);
 
-    let warn_agent = cfg
-        .sip
-        .advertised_host
-        .clone()
-        .or_else(|| sip_udp.or(sip_tcp).map(|a| a.ip().to_string()))
-        .unwrap_or_else(|| "oneinbox-edge".into());
+    let sip_addr = sip_udp.or(sip_tcp).context("no SIP listener")?;
+    // Where agents and carriers reach us: the advertised host, else the listener's address (loopback when
+    // bound to every interface, which suits local trials; production sets advertised_host).
+    let host = match &cfg.sip.advertised_host {
+        Some(h) => h.clone(),
+        None if sip_addr.ip().is_unspecified() => {
+            tracing::warn!("sip.advertised_host is not set: Via/Contact toward agents say 127.0.0.1");
+            "127.0.0.1".into()
+        }
+        None => sip_addr.ip().to_string(),
+    };
+    let sent_by = if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{}", sip_addr.port())
+    } else {
+        format!("{host}:{}", sip_addr.port())
+    };
+    let warn_agent = host.clone();
+    let calls = CallController::new(
+        CallConfig {
+            agent_setup_timeout: cfg.agent_setup_timeout,
+            agent_ring_timeout: cfg.agent_ring_timeout,
+            default_country_code: cfg.default_country_code.clone(),
+            local: Local {
+                contact: format!("<sip:edge@{sent_by}>"),
+                sent_by,
+                server_name: cfg.sip.server_name.clone(),
+            },
+            t1: cfg.sip.t1,
+            t2: cfg.sip.t2,
+            warn_agent: warn_agent.clone(),
+        },
+        index.clone(),
+        None,
+    );
+    let call_stats = calls.stats.clone();
     let endpoint = Endpoint::new(
         EndpointConfig {
             server_name: cfg.sip.server_name.clone(),
@@ -146,15 +178,10 @@ pub async fn start(cfg: Config) -> anyhow::Result<Edge> {
             },
         },
         Box::new(CarrierPolicy { cfg: cfg.clone() }),
-        Box::new(NoRoutes),
+        calls,
     );
     let endpoint_stats = endpoint.stats.clone();
-    tasks.push(tokio::spawn(run_engine(
-        endpoint,
-        engine_rx,
-        out.clone(),
-        shutdown_rx.clone(),
-    )));
+    let engine = tokio::spawn(run_engine(endpoint, engine_rx, out.clone(), shutdown_rx.clone()));
 
     if let Some(sock) = udp {
         tasks.push(tokio::spawn(transport::udp::run(
@@ -179,13 +206,41 @@ pub async fn start(cfg: Config) -> anyhow::Result<Edge> {
     }
     tracing::info!(?sip_udp, ?sip_tcp, "SIP listening");
 
+    let api = match cfg.api_listen {
+        Some(addr) => {
+            let listener = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding the API on {addr} (api.listen)"))?;
+            let local = listener.local_addr()?;
+            let providers = edge_api::ProviderSet::new(Arc::new(edge_providers::LocalInventory::new(Vec::new())));
+            let state = edge_api::ApiState::new(store.clone(), providers, edge_api::ApiConfig::default());
+            let app = edge_api::router(state);
+            let mut stop = shutdown_rx.clone();
+            tasks.push(tokio::spawn(async move {
+                let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+                    let _ = stop.changed().await;
+                });
+                if let Err(e) = serve.await {
+                    tracing::error!(error = %e, "API server stopped");
+                }
+            }));
+            tracing::info!(api = %local, "REST API listening");
+            Some(local)
+        }
+        None => None,
+    };
+
     Ok(Edge {
         sip_udp,
         sip_tcp,
-        api: None,
+        api,
         endpoint_stats,
         transport_stats,
+        call_stats,
+        store,
+        index,
         shutdown,
+        engine: Some(engine),
         tasks,
     })
 }
@@ -202,7 +257,13 @@ async fn run_engine(
         let deadline = ep.poll_timeout();
         tokio::select! {
             biased;
-            _ = shutdown.changed() => return,
+            _ = shutdown.changed() => {
+                ep.shutdown(Instant::now());
+                while let Some(t) = ep.poll_transmit() {
+                    out.send(t.link, t.to, t.bytes);
+                }
+                return;
+            }
             m = rx.recv() => {
                 let Some(m) = m else { return };
                 let now = Instant::now();
@@ -232,10 +293,6 @@ async fn sleep_until(deadline: Option<Instant>) {
 }
 
 /// `oneinbox-edge keys create`: a new API key (and account when none is named).
-pub async fn create_api_key(
-    _cfg: &Config,
-    _account: Option<&str>,
-    _name: &str,
-) -> anyhow::Result<(String, String)> {
+pub async fn create_api_key(_cfg: &Config, _account: Option<&str>, _name: &str) -> anyhow::Result<(String, String)> {
     anyhow::bail!("the key store is not wired in yet")
 }

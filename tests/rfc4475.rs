@@ -32,11 +32,7 @@ const CASES: &[(&str, Want, &str)] = &[
         Code(501),
         "3.1.1.2 wide range of valid characters: unknown extension method",
     ),
-    (
-        "valid/esc01",
-        Code(404),
-        "3.1.1.3 escapes in Request-URI user",
-    ),
+    ("valid/esc01", Code(404), "3.1.1.3 escapes in Request-URI user"),
     (
         "valid/escnull",
         Code(405),
@@ -47,16 +43,8 @@ const CASES: &[(&str, Want, &str)] = &[
         Code(501),
         "3.1.1.5 escaped method name is an extension method",
     ),
-    (
-        "valid/lwsdisp",
-        Code(200),
-        "3.1.1.6 no LWS between display name and <",
-    ),
-    (
-        "valid/longreq",
-        Code(404),
-        "3.1.1.7 long values in header fields",
-    ),
+    ("valid/lwsdisp", Code(200), "3.1.1.6 no LWS between display name and <"),
+    ("valid/longreq", Code(404), "3.1.1.7 long values in header fields"),
     (
         "valid/dblreq",
         Code(405),
@@ -92,11 +80,7 @@ const CASES: &[(&str, Want, &str)] = &[
         Code(400),
         "3.1.2.1 extraneous header field separators",
     ),
-    (
-        "invalid/clerr",
-        Code(400),
-        "3.1.2.2 Content-Length larger than message",
-    ),
+    ("invalid/clerr", Code(400), "3.1.2.2 Content-Length larger than message"),
     ("invalid/ncl", Code(400), "3.1.2.3 negative Content-Length"),
     (
         "invalid/scalar02",
@@ -113,11 +97,7 @@ const CASES: &[(&str, Want, &str)] = &[
         Code(400),
         "3.1.2.6 unterminated quoted string in display name",
     ),
-    (
-        "invalid/ltgtruri",
-        Code(400),
-        "3.1.2.7 <> enclosing Request-URI",
-    ),
+    ("invalid/ltgtruri", Code(400), "3.1.2.7 <> enclosing Request-URI"),
     (
         "invalid/lwsruri",
         Code(400),
@@ -148,11 +128,7 @@ const CASES: &[(&str, Want, &str)] = &[
         Code(400),
         "3.1.2.13 failure to enclose name-addr URI in <>",
     ),
-    (
-        "invalid/badaspec",
-        Code(400),
-        "3.1.2.14 spaces within addr-spec",
-    ),
+    ("invalid/badaspec", Code(400), "3.1.2.14 spaces within addr-spec"),
     (
         "invalid/baddn",
         Code(400),
@@ -183,16 +159,8 @@ const CASES: &[(&str, Want, &str)] = &[
         Code(200),
         "3.3.1 missing transaction identifier cookie: 2543 matching",
     ),
-    (
-        "semantic/insuf",
-        Code(400),
-        "3.3.2 missing required header fields",
-    ),
-    (
-        "semantic/unkscm",
-        Code(416),
-        "3.3.3 Request-URI with unknown scheme",
-    ),
+    ("semantic/insuf", Code(400), "3.3.2 missing required header fields"),
+    ("semantic/unkscm", Code(416), "3.3.3 Request-URI with unknown scheme"),
     (
         "semantic/novelsc",
         Code(416),
@@ -219,11 +187,7 @@ const CASES: &[(&str, Want, &str)] = &[
         Code(400),
         "3.3.9 multiple values in single value required fields",
     ),
-    (
-        "semantic/mcl01",
-        Code(400),
-        "3.3.10 multiple Content-Length values",
-    ),
+    ("semantic/mcl01", Code(400), "3.3.10 multiple Content-Length values"),
     (
         "semantic/bcast",
         Silence,
@@ -340,13 +304,9 @@ async fn rfc4475_over_udp_and_tcp() {
         };
         let (got, text) = udp_answer(&sock, wait).await;
         if !want_matches(*want, got) {
-            failures.push(format!(
-                "{name} over UDP: want {want:?}, got {got:?}\n{text}"
-            ));
+            failures.push(format!("{name} over UDP: want {want:?}, got {got:?}\n{text}"));
         }
-        if matches!(want, Code(400) | Code(505))
-            && got == Some(want_code(*want))
-            && !text.contains("\r\nWarning: 399 ")
+        if matches!(want, Code(400) | Code(505)) && got == Some(want_code(*want)) && !text.contains("\r\nWarning: 399 ")
         {
             failures.push(format!(
                 "{name}: a rejection must carry a Warning naming the fault\n{text}"
@@ -379,12 +339,7 @@ async fn rfc4475_over_udp_and_tcp() {
         .iter()
         .filter(|(n, _, _)| n.starts_with("valid/"))
         .filter(|(n, _, _)| {
-            rsip::SipMessage::try_from(
-                std::fs::read(dir.join(format!("{n}.dat")))
-                    .unwrap()
-                    .as_slice(),
-            )
-            .is_ok()
+            rsip::SipMessage::try_from(std::fs::read(dir.join(format!("{n}.dat"))).unwrap().as_slice()).is_ok()
         })
         .count();
     println!("rsip 0.4 parses {rsip_valid} of 13 valid messages");

@@ -13,12 +13,11 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use sip_core::build::ResponseBuilder;
-use sip_core::message::{
-    validate_request, HeaderName, Message, Method, ParseError, Transport, Uri,
-};
-use sip_core::transaction::{Incoming, Peer, TransactionLayer, TxConfig, TxError, TxKey};
+use sip_core::message::{validate_request, HeaderName, Message, Method, ParseError, Transport, Uri};
+use sip_core::transaction::{Incoming, Peer, TransactionLayer, TxConfig, TxError, TxEvent, TxKey};
 
 use super::salvage;
+use crate::call::{link_of, CallController, Ctx};
 use crate::transport::Link;
 
 /// Methods this edge implements; the Allow header of every 405 and OPTIONS answer.
@@ -34,20 +33,6 @@ pub trait SourcePolicy: Send {
     fn carrier_for(&self, source: SocketAddr) -> Option<Arc<str>>;
     /// True: answer strangers 403; false: drop silently.
     fn reject_unknown(&self) -> bool;
-}
-
-/// What the endpoint decided for an INVITE that passed the core checks.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Decision {
-    pub code: u16,
-    pub reason: &'static str,
-    /// Extra headers (name, value), e.g. a Warning for an outbound-only number.
-    pub headers: Vec<(&'static str, String)>,
-}
-
-/// The call router: decides what happens to an INVITE. The inbound call issue plugs the B2BUA in here.
-pub trait InviteHandler: Send {
-    fn on_invite(&mut self, now: Instant, carrier: &str, invite: &Message) -> Decision;
 }
 
 /// Counters exported on /metrics; atomics so the API task reads them without locking the engine.
@@ -84,31 +69,20 @@ pub struct Endpoint {
     cfg: EndpointConfig,
     tx: TransactionLayer,
     policy: Box<dyn SourcePolicy>,
-    invites: Box<dyn InviteHandler>,
+    pub calls: CallController,
     /// Stateless answers (400s, 403s) that bypass the transaction layer.
     out: VecDeque<Transmit>,
     pub stats: Arc<EndpointStats>,
     to_tag_seq: u64,
 }
 
-fn link_of(peer: &Peer) -> Link {
-    match peer.conn {
-        Some(id) => Link::Tcp(id),
-        None => Link::Udp,
-    }
-}
-
 impl Endpoint {
-    pub fn new(
-        cfg: EndpointConfig,
-        policy: Box<dyn SourcePolicy>,
-        invites: Box<dyn InviteHandler>,
-    ) -> Self {
+    pub fn new(cfg: EndpointConfig, policy: Box<dyn SourcePolicy>, calls: CallController) -> Self {
         Endpoint {
             tx: TransactionLayer::new(cfg.tx),
             cfg,
             policy,
-            invites,
+            calls,
             out: VecDeque::new(),
             stats: Arc::new(EndpointStats::default()),
             to_tag_seq: 0,
@@ -135,7 +109,15 @@ impl Endpoint {
             self.stats.responses_in.fetch_add(1, Ordering::Relaxed);
             let peer = peer(source, link);
             match self.tx.handle_incoming(now, peer, msg) {
-                Incoming::Response { .. } => {}
+                Incoming::Response { key, msg } => {
+                    let mut ctx = Ctx {
+                        now,
+                        tx: &mut self.tx,
+                        out: &mut self.out,
+                    };
+                    self.calls.on_response(&mut ctx, &key, msg);
+                }
+                Incoming::Absorbed { .. } => {}
                 _ => {
                     self.stats.stray_dropped.fetch_add(1, Ordering::Relaxed);
                 }
@@ -161,22 +143,18 @@ impl Endpoint {
             return;
         };
         match self.tx.handle_incoming(now, peer(source, link), msg) {
-            Incoming::NewRequest { key, msg } => {
-                self.on_new_request(now, source, &carrier, key, msg)
-            }
+            Incoming::NewRequest { key, msg } => self.on_new_request(now, source, link, &carrier, key, msg),
+            Incoming::Ack { msg, .. } => self.calls.on_ack(&msg),
             Incoming::Cancel {
                 cancel_key,
                 invite_key,
                 msg,
             } => self.on_cancel(now, source, cancel_key, invite_key, msg),
             Incoming::Absorbed { .. } => {
-                self.stats
-                    .retransmissions_absorbed
-                    .fetch_add(1, Ordering::Relaxed);
+                self.stats.retransmissions_absorbed.fetch_add(1, Ordering::Relaxed);
             }
             Incoming::Rejected { msg, error } => self.rejected(source, link, &msg, &error),
-            // No dialogs are kept in this layer yet: an ACK for a 2xx or a stray ACK has nothing to do.
-            _ => {}
+            Incoming::Response { .. } | Incoming::StrayResponse { .. } => {}
         }
     }
 
@@ -185,6 +163,7 @@ impl Endpoint {
         &mut self,
         now: Instant,
         source: SocketAddr,
+        link: Link,
         carrier: &str,
         key: TxKey,
         msg: Message,
@@ -195,7 +174,34 @@ impl Endpoint {
         }
         // INVITEs already got 100 Trying from the transaction layer (AutoTrying::Immediate), which stops
         // the carrier's retransmissions (Timer A) while we decide.
-        let (code, reason, extra) = self.core_answer(&method, &msg, carrier, now);
+        let (code, reason, extra) = match self.core_answer(&method, &msg) {
+            Some(answer) => answer,
+            None => {
+                let in_dialog = msg.to().ok().is_some_and(|t| t.tag().is_some());
+                let mut ctx = Ctx {
+                    now,
+                    tx: &mut self.tx,
+                    out: &mut self.out,
+                };
+                if in_dialog {
+                    if self.calls.on_in_dialog(&mut ctx, key.clone(), msg.clone()) {
+                        return;
+                    }
+                    // RFC 3261 12.2.2: a request in a dialog we do not hold.
+                    (481, "Call/Transaction Does Not Exist", vec![])
+                } else if method == Method::Invite {
+                    match self
+                        .calls
+                        .on_invite(&mut ctx, key.clone(), msg.clone(), peer(source, link), carrier)
+                    {
+                        Ok(()) => return,
+                        Err(r) => (r.code, r.reason, r.headers),
+                    }
+                } else {
+                    (481, "Call/Transaction Does Not Exist", vec![])
+                }
+            }
+        };
         let tag = self.next_tag();
         let mut b = self.response(&msg, source, code, reason, &tag);
         for (n, v) in &extra {
@@ -204,16 +210,11 @@ impl Endpoint {
         self.respond(now, &key, b.build());
     }
 
-    fn core_answer(
-        &mut self,
-        method: &Method,
-        msg: &Message,
-        carrier: &str,
-        now: Instant,
-    ) -> (u16, &'static str, Vec<(&'static str, String)>) {
+    /// The answer the edge itself gives, or `None` when the request goes on to call control.
+    fn core_answer(&self, method: &Method, msg: &Message) -> Option<(u16, &'static str, Vec<(&'static str, String)>)> {
         // 16.3 step 3: a request that ran out of hops is not ours to handle.
         if let Ok(Some(0)) = msg.max_forwards() {
-            return (483, "Too Many Hops", vec![]);
+            return Some((483, "Too Many Hops", vec![]));
         }
         // 8.2.1: methods we know but do not serve get 405 with Allow; ones we do not know, 501.
         match method {
@@ -224,19 +225,15 @@ impl Endpoint {
             | Method::Info
             | Method::Update
             | Method::Prack => {}
-            Method::Extension(_) => return (501, "Not Implemented", vec![("Allow", ALLOW.into())]),
-            _ => return (405, "Method Not Allowed", vec![("Allow", ALLOW.into())]),
+            Method::Extension(_) => return Some((501, "Not Implemented", vec![("Allow", ALLOW.into())])),
+            _ => return Some((405, "Method Not Allowed", vec![("Allow", ALLOW.into())])),
         }
         // 8.2.2.1: a Request-URI scheme we cannot route.
         match msg.request_uri() {
             Ok(Uri::Sip(_)) | Ok(Uri::Tel(_)) => {}
-            Ok(_) => return (416, "Unsupported URI Scheme", vec![]),
+            Ok(_) => return Some((416, "Unsupported URI Scheme", vec![])),
             Err(_) => {
-                return (
-                    400,
-                    "Bad Request",
-                    vec![("Warning", self.warning("unparseable Request-URI"))],
-                )
+                return Some((400, "Bad Request", vec![("Warning", self.warning("unparseable Request-URI"))]))
             }
         }
         // 8.2.2.3: every Require tag must be one we support.
@@ -246,35 +243,23 @@ impl Endpoint {
             .filter(|t| !SUPPORTED.iter().any(|s| s.eq_ignore_ascii_case(t)))
             .collect();
         if !unsupported.is_empty() {
-            return (
-                420,
-                "Bad Extension",
-                vec![("Unsupported", unsupported.join(", "))],
-            );
+            return Some((420, "Bad Extension", vec![("Unsupported", unsupported.join(", "))]));
         }
         // 8.2.3: a body we cannot read.
         if *method == Method::Invite && !msg.body().is_empty() {
             let ct = msg.content_type().unwrap_or("");
             let mime = ct.split(';').next().unwrap_or("").trim();
             if !mime.eq_ignore_ascii_case(ACCEPT) && !mime.eq_ignore_ascii_case("multipart/mixed") {
-                return (
-                    415,
-                    "Unsupported Media Type",
-                    vec![("Accept", ACCEPT.into())],
-                );
+                return Some((415, "Unsupported Media Type", vec![("Accept", ACCEPT.into())]));
             }
             if let Some(enc) = msg.header(&HeaderName::ContentEncoding) {
                 if !enc.trim().eq_ignore_ascii_case("identity") {
-                    return (
-                        415,
-                        "Unsupported Media Type",
-                        vec![("Accept-Encoding", "identity".into())],
-                    );
+                    return Some((415, "Unsupported Media Type", vec![("Accept-Encoding", "identity".into())]));
                 }
             }
         }
         match method {
-            Method::Options => (
+            Method::Options if msg.to().ok().is_none_or(|t| t.tag().is_none()) => Some((
                 200,
                 "OK",
                 vec![
@@ -284,13 +269,8 @@ impl Endpoint {
                     ("Accept-Language", "en".into()),
                     ("Supported", SUPPORTED.join(", ")),
                 ],
-            ),
-            Method::Invite => {
-                let d = self.invites.on_invite(now, carrier, msg);
-                (d.code, d.reason, d.headers)
-            }
-            // Mid-dialog requests outside any dialog we hold (RFC 3261 12.2.2).
-            _ => (481, "Call/Transaction Does Not Exist", vec![]),
+            )),
+            _ => None,
         }
     }
 
@@ -304,17 +284,23 @@ impl Endpoint {
         msg: Message,
     ) {
         let tag = self.next_tag();
-        let Some(_invite_key) = invite_key else {
+        let Some(invite_key) = invite_key else {
             let b = self
                 .response(&msg, source, 481, "Call/Transaction Does Not Exist", &tag)
                 .build();
             self.respond(now, &cancel_key, b);
             return;
         };
-        // INVITEs are answered at once in this layer, so the INVITE is already final: the CANCEL has no
-        // effect but is still answered 200 (9.2).
         let b = self.response(&msg, source, 200, "OK", &tag).build();
         self.respond(now, &cancel_key, b);
+        // The call controller answers 487 and cancels the agent leg if the INVITE is still pending; once it
+        // is final the CANCEL has no effect (9.2).
+        let mut ctx = Ctx {
+            now,
+            tx: &mut self.tx,
+            out: &mut self.out,
+        };
+        self.calls.on_cancel(&mut ctx, &invite_key);
     }
 
     /// The transaction layer refused a request: 503 when it is full (carriers then try another edge), 400
@@ -387,9 +373,7 @@ impl Endpoint {
         let warning = self.warning(fault);
         match salvage::reject(raw, source, status, &warning, &self.cfg.server_name) {
             Some(bytes) => {
-                self.stats
-                    .malformed_answered
-                    .fetch_add(1, Ordering::Relaxed);
+                self.stats.malformed_answered.fetch_add(1, Ordering::Relaxed);
                 self.out.push_back(Transmit {
                     link,
                     to: source,
@@ -405,14 +389,50 @@ impl Endpoint {
 
     pub fn handle_timeout(&mut self, now: Instant) {
         self.tx.handle_timeout(now);
-        while self.tx.poll_event().is_some() {}
+        self.drain_tx_events(now);
+        let mut ctx = Ctx {
+            now,
+            tx: &mut self.tx,
+            out: &mut self.out,
+        };
+        self.calls.handle_timeout(&mut ctx);
+    }
+
+    fn drain_tx_events(&mut self, now: Instant) {
+        while let Some(ev) = self.tx.poll_event() {
+            let mut ctx = Ctx {
+                now,
+                tx: &mut self.tx,
+                out: &mut self.out,
+            };
+            match ev {
+                TxEvent::Timeout { key, .. } | TxEvent::TransportError { key } => {
+                    self.calls.on_tx_timeout(&mut ctx, &key)
+                }
+                TxEvent::Terminated { key } => self.calls.on_tx_terminated(&key),
+            }
+        }
+    }
+
+    /// Edge shutdown: calls are ended cleanly before the sockets close.
+    pub fn shutdown(&mut self, now: Instant) {
+        let mut ctx = Ctx {
+            now,
+            tx: &mut self.tx,
+            out: &mut self.out,
+        };
+        self.calls.shutdown_all(&mut ctx);
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.tx.poll_timeout()
+        match (self.tx.poll_timeout(), self.calls.poll_timeout()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        // Events raised while handling a message (e.g. a transport error) are dispatched before sending.
         if let Some(t) = self.out.pop_front() {
             return Some(t);
         }

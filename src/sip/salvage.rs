@@ -47,11 +47,7 @@ fn usable_via(v: &[u8]) -> bool {
     let Some(slash) = v[4..].iter().position(|b| *b == b'/') else {
         return false;
     };
-    if slash == 0
-        || !v[4..4 + slash]
-            .iter()
-            .all(|b| b.is_ascii_digit() || *b == b'.')
-    {
+    if slash == 0 || !v[4..4 + slash].iter().all(|b| b.is_ascii_digit() || *b == b'.') {
         return false;
     }
     let after = &v[4 + slash + 1..];
@@ -62,20 +58,12 @@ fn usable_via(v: &[u8]) -> bool {
     let host = after[sp..].trim_ascii();
     !transport.is_empty()
         && transport.iter().all(|b| b.is_ascii_alphanumeric())
-        && host
-            .first()
-            .is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'[')
+        && host.first().is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'[')
 }
 
 /// Builds a rejection (`400 Bad Request`, or `505 Version Not Supported`) for `raw`, or `None` when it is a
 /// response, has no request line or no usable Via.
-pub fn reject(
-    raw: &[u8],
-    source: SocketAddr,
-    status: &str,
-    warning: &str,
-    server: &str,
-) -> Option<Bytes> {
+pub fn reject(raw: &[u8], source: SocketAddr, status: &str, warning: &str, server: &str) -> Option<Bytes> {
     let raw = &raw[..raw.len().min(MAX_SCAN)];
     let head_end = find(raw, b"\r\n\r\n")
         .or_else(|| find(raw, b"\n\n"))
@@ -141,9 +129,7 @@ pub fn reject(
                 // RFC 3581: the top Via records where the request really came from.
                 let cut = v.iter().position(|b| *b == b',').unwrap_or(v.len());
                 out.put_slice(v[..cut].trim_ascii_end());
-                out.put_slice(
-                    format!(";received={};rport={}", source.ip(), source.port()).as_bytes(),
-                );
+                out.put_slice(format!(";received={};rport={}", source.ip(), source.port()).as_bytes());
                 out.put_slice(&v[cut..]);
             } else {
                 out.put_slice(v);
@@ -171,14 +157,12 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 fn contains_ci(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len())
-        .any(|w| w.eq_ignore_ascii_case(needle))
+    hay.windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle))
 }
 
 /// Lines split on LF with an optional CR stripped.
 fn split_lines(head: &[u8]) -> impl Iterator<Item = &[u8]> {
-    head.split(|b| *b == b'\n')
-        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+    head.split(|b| *b == b'\n').map(|l| l.strip_suffix(b"\r").unwrap_or(l))
 }
 
 #[cfg(test)]
@@ -189,7 +173,8 @@ mod tests {
 
     #[test]
     fn answers_along_the_via_with_received_and_rport() {
-        let raw = b"INVITE sip:+14155550100@edge SIP/7.0\r\nVia: SIP/2.0/UDP client.example.com:5060;branch=z9hG4bKx\r\n\
+        let raw =
+            b"INVITE sip:+14155550100@edge SIP/7.0\r\nVia: SIP/2.0/UDP client.example.com:5060;branch=z9hG4bKx\r\n\
 f: <sip:a@b>;tag=1\r\nt: <sip:c@d>\r\ni: abc\r\nCSeq: 1 INVITE\r\n\r\n";
         let b = reject(
             raw,

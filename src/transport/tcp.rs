@@ -37,12 +37,7 @@ struct Counts {
 }
 
 /// Accepts connections until the engine goes away.
-pub async fn run(
-    listener: TcpListener,
-    engine: mpsc::Sender<Inbound>,
-    out: Outbound,
-    limits: TcpLimits,
-) {
+pub async fn run(listener: TcpListener, engine: mpsc::Sender<Inbound>, out: Outbound, limits: TcpLimits) {
     let counts = Arc::new(Mutex::new(Counts::default()));
     loop {
         let (stream, peer) = match listener.accept().await {
@@ -69,18 +64,13 @@ pub async fn run(
             }
         };
         if !admitted {
-            out.stats
-                .tcp_connections_refused
-                .fetch_add(1, Ordering::Relaxed);
+            out.stats.tcp_connections_refused.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(%peer, "tcp connection refused: connection cap");
             drop(stream);
             continue;
         }
-        out.stats
-            .tcp_connections_accepted
-            .fetch_add(1, Ordering::Relaxed);
-        let (engine, out, limits, counts) =
-            (engine.clone(), out.clone(), limits.clone(), counts.clone());
+        out.stats.tcp_connections_accepted.fetch_add(1, Ordering::Relaxed);
+        let (engine, out, limits, counts) = (engine.clone(), out.clone(), limits.clone(), counts.clone());
         tokio::spawn(async move {
             serve_connection(stream, peer, engine, &out, &limits).await;
             let mut c = counts.lock().unwrap_or_else(|p| p.into_inner());

@@ -16,11 +16,7 @@ const MAX_DATAGRAM: usize = 65_535;
 
 /// Reads datagrams until the engine goes away. A full engine queue drops the datagram (counted): UDP
 /// senders retransmit, and queueing without bound would turn overload into memory growth.
-pub async fn run(
-    socket: Arc<UdpSocket>,
-    engine: mpsc::Sender<Inbound>,
-    stats: Arc<TransportStats>,
-) {
+pub async fn run(socket: Arc<UdpSocket>, engine: mpsc::Sender<Inbound>, stats: Arc<TransportStats>) {
     let mut buf = BytesMut::with_capacity(RECV_CHUNK);
     loop {
         if buf.capacity() - buf.len() < MAX_DATAGRAM {

@@ -8,9 +8,7 @@ use std::sync::Arc;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let addr = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "127.0.0.1:8089".into());
+    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:8089".into());
     let dir = tempfile::tempdir()?;
     let mut key = [0u8; 32];
     key[0] = 1;

@@ -42,7 +42,10 @@ pub struct AgentList {
 pub struct CreateAgentRequest {
     #[schema(min_length = 1, max_length = 200)]
     pub name: String,
-    #[schema(pattern = r"^sips?:([A-Za-z0-9._-]+@)?[A-Za-z0-9.-]+(:[0-9]{1,5})?$", example = "sip:agent@10.0.0.5:5060")]
+    #[schema(
+        pattern = r"^sips?:([A-Za-z0-9._-]+@)?[A-Za-z0-9.-]+(:[0-9]{1,5})?$",
+        example = "sip:agent@10.0.0.5:5060"
+    )]
     pub sip_uri: String,
     /// 1 to 10000, default 10.
     #[schema(minimum = 1, maximum = 10000)]
@@ -108,15 +111,8 @@ pub async fn create(
     let new = NewAgent {
         name: validate::text("name", &req.name, MAX_NAME_LEN)?,
         sip_uri: validate::sip_uri("sip_uri", &req.sip_uri)?,
-        max_concurrent_calls: max_calls(
-            req.max_concurrent_calls
-                .unwrap_or(DEFAULT_MAX_CONCURRENT_CALLS),
-        )?,
-        voicemail_message: validate::opt_text(
-            "voicemail_message",
-            req.voicemail_message.as_deref(),
-            MAX_MESSAGE_LEN,
-        )?,
+        max_concurrent_calls: max_calls(req.max_concurrent_calls.unwrap_or(DEFAULT_MAX_CONCURRENT_CALLS))?,
+        voicemail_message: validate::opt_text("voicemail_message", req.voicemail_message.as_deref(), MAX_MESSAGE_LEN)?,
         status: req.status.map_or(AgentStatus::Active, Into::into),
     };
     let rec = state.store.create_agent(&account, new).await?;
@@ -134,10 +130,7 @@ pub async fn list(
 ) -> ApiResult<Json<AgentList>> {
     let Query(q) = q.map_err(query_error)?;
     let (limit, cursor) = q.parse()?;
-    let page = state
-        .store
-        .list_agents(&account, limit, cursor.as_ref())
-        .await?;
+    let page = state.store.list_agents(&account, limit, cursor.as_ref()).await?;
     Ok(Json(AgentList {
         data: page.items.into_iter().map(Into::into).collect(),
         next_cursor: page.next_cursor,
@@ -180,23 +173,13 @@ pub async fn update(
         return Err(ApiError::not_found());
     }
     let patch = AgentPatch {
-        name: req
-            .name
-            .map(|n| validate::text("name", &n, MAX_NAME_LEN))
-            .transpose()?,
-        sip_uri: req
-            .sip_uri
-            .map(|s| validate::sip_uri("sip_uri", &s))
-            .transpose()?,
+        name: req.name.map(|n| validate::text("name", &n, MAX_NAME_LEN)).transpose()?,
+        sip_uri: req.sip_uri.map(|s| validate::sip_uri("sip_uri", &s)).transpose()?,
         max_concurrent_calls: req.max_concurrent_calls.map(max_calls).transpose()?,
         voicemail_message: match req.voicemail_message {
             None => None,
             Some(None) => Some(None),
-            Some(Some(m)) => Some(Some(validate::text(
-                "voicemail_message",
-                &m,
-                MAX_MESSAGE_LEN,
-            )?)),
+            Some(Some(m)) => Some(Some(validate::text("voicemail_message", &m, MAX_MESSAGE_LEN)?)),
         },
         status: req.status.map(Into::into),
     };

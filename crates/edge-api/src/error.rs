@@ -65,11 +65,7 @@ impl ApiError {
     }
 
     pub fn internal() -> Self {
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "internal error",
-        )
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
     }
 
     pub fn with_field(mut self, field: impl Into<String>) -> Self {
@@ -101,6 +97,7 @@ impl From<StoreError> for ApiError {
                 message,
                 field: Some(field.to_owned()),
             },
+            StoreError::InvalidField { field, message } => ApiError::field(field, message),
             StoreError::Conflict { field, message } => ApiError {
                 status: StatusCode::CONFLICT,
                 code: "conflict",

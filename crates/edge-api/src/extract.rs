@@ -25,10 +25,7 @@ impl FromRequestParts<ApiState> for Account {
             .get(AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .ok_or_else(ApiError::unauthorized)?;
-        let (scheme, key) = header
-            .trim()
-            .split_once(' ')
-            .ok_or_else(ApiError::unauthorized)?;
+        let (scheme, key) = header.trim().split_once(' ').ok_or_else(ApiError::unauthorized)?;
         let key = key.trim();
         if !scheme.eq_ignore_ascii_case("bearer") || key.is_empty() || key.len() > MAX_KEY_LEN {
             return Err(ApiError::unauthorized());
@@ -68,11 +65,7 @@ impl<T: DeserializeOwned> FromRequest<ApiState> for ApiJson<T> {
                     format!("request body exceeds {} bytes", state.config.max_body_bytes),
                 )
             } else {
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_body",
-                    "could not read request body",
-                )
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", "could not read request body")
             }
         })?;
         parse_json(&bytes).map(ApiJson)
@@ -107,13 +100,8 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         }
         err
     })?;
-    de.end().map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_json",
-            format!("malformed JSON: {e}"),
-        )
-    })?;
+    de.end()
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", format!("malformed JSON: {e}")))?;
     Ok(value)
 }
 

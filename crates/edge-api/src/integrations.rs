@@ -108,10 +108,7 @@ pub async fn list(
 ) -> ApiResult<Json<IntegrationList>> {
     let Query(q) = q.map_err(query_error)?;
     let (limit, cursor) = q.parse()?;
-    let page = state
-        .store
-        .list_integrations(&account, limit, cursor.as_ref())
-        .await?;
+    let page = state.store.list_integrations(&account, limit, cursor.as_ref()).await?;
     Ok(Json(IntegrationList {
         data: page.items.into_iter().map(Into::into).collect(),
         next_cursor: page.next_cursor,

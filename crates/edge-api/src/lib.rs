@@ -7,6 +7,7 @@
 mod agents;
 mod error;
 mod extract;
+mod inflight;
 mod integrations;
 mod numbers;
 mod openapi;
@@ -56,10 +57,7 @@ impl ProviderSet {
         let kind = default.kind();
         let mut by_kind = HashMap::new();
         by_kind.insert(kind, default);
-        Self {
-            default: kind,
-            by_kind,
-        }
+        Self { default: kind, by_kind }
     }
 
     /// Adds (or replaces) the provider for its kind; the default stays unless replaced.
@@ -98,6 +96,7 @@ pub struct ApiState {
     pub index: Arc<RoutingIndex>,
     pub providers: ProviderSet,
     pub config: ApiConfig,
+    purchases: inflight::PurchaseLocks,
 }
 
 impl ApiState {
@@ -109,57 +108,15 @@ impl ApiState {
             index,
             providers,
             config,
+            purchases: inflight::PurchaseLocks::default(),
         }
     }
 }
 
-/// The `/v1` router. Serve it with `axum::serve(listener, router(state))`.
+/// The `/v1` router with JSON 404/405 fallbacks. Serve it with
+/// `axum::serve(listener, router(state))`.
 pub fn router(state: ApiState) -> Router {
-    let spec: Arc<str> = openapi::render().into();
-    let body_limit = state.config.max_body_bytes;
-    Router::new()
-        .route(
-            "/v1/openapi.json",
-            get(move || {
-                let spec = Arc::clone(&spec);
-                async move {
-                    (
-                        [(header::CONTENT_TYPE, "application/json")],
-                        spec.to_string(),
-                    )
-                }
-            }),
-        )
-        .route("/v1/phone-numbers/search", get(numbers::search))
-        .route(
-            "/v1/phone-numbers/purchase",
-            axum::routing::post(numbers::purchase),
-        )
-        .route(
-            "/v1/phone-numbers",
-            get(numbers::list).post(numbers::register),
-        )
-        .route(
-            "/v1/phone-numbers/{id}",
-            get(numbers::get)
-                .patch(numbers::update)
-                .delete(numbers::delete),
-        )
-        .route(
-            "/v1/integrations",
-            get(integrations::list).post(integrations::create),
-        )
-        .route(
-            "/v1/integrations/{id}",
-            get(integrations::get).delete(integrations::delete),
-        )
-        .route("/v1/agents", get(agents::list).post(agents::create))
-        .route(
-            "/v1/agents/{id}",
-            get(agents::get)
-                .patch(agents::update)
-                .delete(agents::delete),
-        )
+    routes(state)
         .fallback(|| async { ApiError::not_found().into_response() })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -169,6 +126,38 @@ pub fn router(state: ApiState) -> Router {
             )
             .into_response()
         })
+}
+
+/// The `/v1` routes without fallbacks, for `Router::merge` into a router that has its own
+/// (axum refuses to merge two routers that both have a fallback).
+pub fn routes(state: ApiState) -> Router {
+    let spec: Arc<str> = openapi::render().into();
+    let body_limit = state.config.max_body_bytes;
+    Router::new()
+        .route(
+            "/v1/openapi.json",
+            get(move || {
+                let spec = Arc::clone(&spec);
+                async move { ([(header::CONTENT_TYPE, "application/json")], spec.to_string()) }
+            }),
+        )
+        .route("/v1/phone-numbers/search", get(numbers::search))
+        .route("/v1/phone-numbers/purchase", axum::routing::post(numbers::purchase))
+        .route("/v1/phone-numbers", get(numbers::list).post(numbers::register))
+        .route(
+            "/v1/phone-numbers/{id}",
+            get(numbers::get).patch(numbers::update).delete(numbers::delete),
+        )
+        .route("/v1/integrations", get(integrations::list).post(integrations::create))
+        .route(
+            "/v1/integrations/{id}",
+            get(integrations::get).delete(integrations::delete),
+        )
+        .route("/v1/agents", get(agents::list).post(agents::create))
+        .route(
+            "/v1/agents/{id}",
+            get(agents::get).patch(agents::update).delete(agents::delete),
+        )
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
 }

@@ -3,10 +3,11 @@
 
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{query_error, Account, ApiJson};
+use crate::inflight::Reservation;
 use crate::validate::{self, MAX_MESSAGE_LEN, MAX_NAME_LEN};
 use crate::wire::{
-    double_option, provider_kind, store_provider, ByoProvider, ListParams, NumberSourceName,
-    NumberStatusName, ProviderName,
+    double_option, provider_kind, store_provider, ByoProvider, ListParams, NumberSourceName, NumberStatusName,
+    ProviderName,
 };
 use crate::ApiState;
 use axum::extract::rejection::QueryRejection;
@@ -15,8 +16,8 @@ use axum::http::StatusCode;
 use axum::Json;
 use edge_providers::{AvailableNumber, NumberProvider, PurchasedNumber, SearchQuery};
 use edge_store::{
-    IdKind, InboundRouting, InboundRoutingPatch, NewNumber, NewProviderConfig, NumberPatch,
-    NumberRecord, NumberSource, Secret,
+    IdKind, InboundRouting, InboundRoutingPatch, NewNumber, NewProviderConfig, NumberPatch, NumberRecord, NumberSource,
+    ProviderConfigPatch, Secret,
 };
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -136,7 +137,10 @@ pub struct PurchaseRequest {
 #[serde(deny_unknown_fields)]
 pub struct ProviderConfigIn {
     /// Termination host, `host[:port]`; a leading `sip:`/`sips:` is stripped.
-    #[schema(pattern = r"^(sips?:)?[A-Za-z0-9.-]+(:[0-9]{1,5})?$", example = "yourtrunk.pstn.twilio.com")]
+    #[schema(
+        pattern = r"^(sips?:)?[A-Za-z0-9.-]+(:[0-9]{1,5})?$",
+        example = "yourtrunk.pstn.twilio.com"
+    )]
     pub trunk_address: String,
     pub auth_username: Option<String>,
     /// Write-only; stored encrypted, never returned.
@@ -172,6 +176,23 @@ pub struct UpdateNumberRequest {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<InboundRoutingPatchIn>)]
     pub inbound_routing: Option<Option<InboundRoutingPatchIn>>,
+    /// BYO numbers only: rotate trunk address or credentials.
+    pub provider_config: Option<ProviderConfigPatchIn>,
+}
+
+/// Partial trunk settings: absent fields unchanged, `null` clears a credential.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfigPatchIn {
+    #[schema(pattern = r"^(sips?:)?[A-Za-z0-9.-]+(:[0-9]{1,5})?$")]
+    pub trunk_address: Option<String>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 200)]
+    pub auth_username: Option<Option<String>>,
+    /// Write-only; stored encrypted, never returned.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 512, write_only)]
+    pub auth_password: Option<Option<String>>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -228,9 +249,7 @@ impl From<NumberRecord> for PhoneNumber {
             source: r.source.into(),
             inbound_routing: r.inbound_routing.map(|ib| InboundRoutingOut {
                 agent_id: ib.agent_id,
-                fallback: ib
-                    .fallback_agent_id
-                    .map(|agent_id| FallbackOut { agent_id }),
+                fallback: ib.fallback_agent_id.map(|agent_id| FallbackOut { agent_id }),
                 voicemail_message: ib.voicemail_message,
             }),
             provider_config: r.provider_config.map(|p| ProviderConfigOut {
@@ -265,12 +284,7 @@ fn inbound_routing(r: Option<InboundRoutingIn>) -> ApiResult<Option<InboundRouti
 
 /// Fails before any provider call when a referenced agent is not in the account, so we
 /// never buy a number we then cannot store.
-async fn check_agents(
-    state: &ApiState,
-    account: &str,
-    agent_id: &str,
-    ib: Option<&InboundRouting>,
-) -> ApiResult<()> {
+async fn check_agents(state: &ApiState, account: &str, agent_id: &str, ib: Option<&InboundRouting>) -> ApiResult<()> {
     let mut refs = vec![("agent_id", agent_id)];
     if let Some(r) = ib {
         if let Some(a) = &r.agent_id {
@@ -293,15 +307,13 @@ async fn check_agents(
     Ok(())
 }
 
-fn pick_provider(
-    state: &ApiState,
-    requested: Option<ProviderName>,
-) -> ApiResult<Arc<dyn NumberProvider>> {
+fn pick_provider(state: &ApiState, requested: Option<ProviderName>) -> ApiResult<Arc<dyn NumberProvider>> {
     match requested {
         None => Ok(state.providers.default_provider()),
-        Some(p) => state.providers.get(p.into()).ok_or_else(|| {
-            ApiError::field("provider", "this provider is not configured on the server")
-        }),
+        Some(p) => state
+            .providers
+            .get(p.into())
+            .ok_or_else(|| ApiError::field("provider", "this provider is not configured on the server")),
     }
 }
 
@@ -333,9 +345,7 @@ pub async fn search(
         .transpose()?;
     let contains = match q.contains.as_deref() {
         None => None,
-        Some(c) if !c.is_empty() && c.len() <= 15 && c.bytes().all(|b| b.is_ascii_digit()) => {
-            Some(c.to_owned())
-        }
+        Some(c) if !c.is_empty() && c.len() <= 15 && c.bytes().all(|b| b.is_ascii_digit()) => Some(c.to_owned()),
         Some(_) => return Err(ApiError::field("contains", "must be 1 to 15 digits")),
     };
     let limit = validate::limit(q.limit.as_deref(), 10)?;
@@ -390,8 +400,7 @@ pub async fn purchase(
     ApiJson(req): ApiJson<PurchaseRequest>,
 ) -> ApiResult<(StatusCode, Json<PhoneNumber>)> {
     let agent_id = validate::agent_id("agent_id", &req.agent_id)?;
-    let friendly_name =
-        validate::opt_text("friendly_name", req.friendly_name.as_deref(), MAX_NAME_LEN)?;
+    let friendly_name = validate::opt_text("friendly_name", req.friendly_name.as_deref(), MAX_NAME_LEN)?;
     let ib = inbound_routing(req.inbound_routing)?;
     let provider = pick_provider(&state, req.provider)?;
     let explicit = req
@@ -404,9 +413,9 @@ pub async fn purchase(
         None => {
             let country = validate::country(
                 "country",
-                req.country.as_deref().ok_or_else(|| {
-                    ApiError::field("country", "required when phone_number is omitted")
-                })?,
+                req.country
+                    .as_deref()
+                    .ok_or_else(|| ApiError::field("country", "required when phone_number is omitted"))?,
             )?;
             let area_code = req
                 .area_code
@@ -424,8 +433,14 @@ pub async fn purchase(
     };
     check_agents(&state, &account, &agent_id, ib.as_ref()).await?;
 
-    let purchased = match target {
+    let (purchased, _reservation) = match target {
         Target::Number(number) => {
+            let reservation = state.purchases.reserve(&number).ok_or_else(|| ApiError {
+                status: StatusCode::CONFLICT,
+                code: "conflict",
+                message: "a purchase of this number is already in progress".into(),
+                field: Some("phone_number".into()),
+            })?;
             if state.store.phone_number_taken(&number).await? {
                 return Err(ApiError {
                     status: StatusCode::CONFLICT,
@@ -434,7 +449,7 @@ pub async fn purchase(
                     field: Some("phone_number".into()),
                 });
             }
-            provider.purchase(&number).await?
+            (provider.purchase(&number).await?, reservation)
         }
         Target::Auto(q) => auto_assign(&state, provider.as_ref(), &q).await?,
     };
@@ -472,16 +487,20 @@ async fn auto_assign(
     state: &ApiState,
     provider: &dyn NumberProvider,
     q: &SearchQuery,
-) -> ApiResult<PurchasedNumber> {
+) -> ApiResult<(PurchasedNumber, Reservation)> {
     let candidates = provider.search(q).await?;
     for c in candidates.iter().take(AUTO_ASSIGN_CANDIDATES) {
-        if q.exclude.contains(&c.phone_number)
-            || state.store.phone_number_taken(&c.phone_number).await?
-        {
+        if q.exclude.contains(&c.phone_number) {
+            continue;
+        }
+        let Some(reservation) = state.purchases.reserve(&c.phone_number) else {
+            continue;
+        };
+        if state.store.phone_number_taken(&c.phone_number).await? {
             continue;
         }
         match provider.purchase(&c.phone_number).await {
-            Ok(p) => return Ok(p),
+            Ok(p) => return Ok((p, reservation)),
             Err(edge_providers::ProviderError::NotAvailable(_)) => continue,
             Err(e) => return Err(e.into()),
         }
@@ -490,14 +509,7 @@ async fn auto_assign(
         status: StatusCode::CONFLICT,
         code: "no_numbers_available",
         message: "no available number matches this country/area code".into(),
-        field: Some(
-            if q.area_code.is_some() {
-                "area_code"
-            } else {
-                "country"
-            }
-            .into(),
-        ),
+        field: Some(if q.area_code.is_some() { "area_code" } else { "country" }.into()),
     })
 }
 
@@ -515,11 +527,9 @@ pub async fn register(
 ) -> ApiResult<(StatusCode, Json<PhoneNumber>)> {
     let phone_number = validate::e164("phone_number", &req.phone_number)?;
     let agent_id = validate::agent_id("agent_id", &req.agent_id)?;
-    let friendly_name =
-        validate::opt_text("friendly_name", req.friendly_name.as_deref(), MAX_NAME_LEN)?;
+    let friendly_name = validate::opt_text("friendly_name", req.friendly_name.as_deref(), MAX_NAME_LEN)?;
     let pc = req.provider_config;
-    let trunk_address =
-        validate::trunk_address("provider_config.trunk_address", &pc.trunk_address)?;
+    let trunk_address = validate::trunk_address("provider_config.trunk_address", &pc.trunk_address)?;
     let auth_username = validate::opt_text(
         "provider_config.auth_username",
         pc.auth_username.as_deref(),
@@ -567,10 +577,7 @@ pub async fn list(
 ) -> ApiResult<Json<PhoneNumberList>> {
     let Query(q) = q.map_err(query_error)?;
     let (limit, cursor) = q.parse()?;
-    let page = state
-        .store
-        .list_numbers(&account, limit, cursor.as_ref())
-        .await?;
+    let page = state.store.list_numbers(&account, limit, cursor.as_ref()).await?;
     Ok(Json(PhoneNumberList {
         data: page.items.into_iter().map(Into::into).collect(),
         next_cursor: page.next_cursor,
@@ -651,10 +658,36 @@ pub async fn update(
             },
         })),
     };
+    let provider_config = req
+        .provider_config
+        .map(|p| -> ApiResult<ProviderConfigPatch> {
+            Ok(ProviderConfigPatch {
+                trunk_address: p
+                    .trunk_address
+                    .map(|t| validate::trunk_address("provider_config.trunk_address", &t))
+                    .transpose()?,
+                auth_username: p
+                    .auth_username
+                    .map(|u| {
+                        u.map(|u| validate::text("provider_config.auth_username", &u, MAX_NAME_LEN))
+                            .transpose()
+                    })
+                    .transpose()?,
+                auth_password: p
+                    .auth_password
+                    .map(|pw| {
+                        pw.map(|pw| validate::secret("provider_config.auth_password", &pw).map(Secret::new))
+                            .transpose()
+                    })
+                    .transpose()?,
+            })
+        })
+        .transpose()?;
     let patch = NumberPatch {
         agent_id,
         friendly_name,
         inbound_routing,
+        provider_config,
     };
     let rec = state.store.update_number(&account, &id, patch).await?;
     Ok(Json(rec.into()))

@@ -12,8 +12,8 @@ pub const MAX_METADATA_BYTES: usize = 8 * 1024;
 
 /// ISO 3166 alpha-2 countries the API accepts. NANP members get NANP area-code rules.
 pub const SUPPORTED_COUNTRIES: &[&str] = &[
-    "US", "CA", "GB", "IE", "AU", "NZ", "DE", "FR", "ES", "IT", "NL", "BE", "CH", "AT", "SE", "NO",
-    "DK", "FI", "PL", "PT", "MX", "BR", "IN", "JP", "SG", "AE", "ZA", "IL", "PR",
+    "US", "CA", "GB", "IE", "AU", "NZ", "DE", "FR", "ES", "IT", "NL", "BE", "CH", "AT", "SE", "NO", "DK", "FI", "PL",
+    "PT", "MX", "BR", "IN", "JP", "SG", "AE", "ZA", "IL", "PR",
 ];
 
 const NANP: &[&str] = &["US", "CA", "PR"];
@@ -21,9 +21,7 @@ const NANP: &[&str] = &["US", "CA", "PR"];
 /// E.164: `+`, then 8..=15 digits, the first not 0.
 pub fn e164(field: &str, v: &str) -> Result<String, ApiError> {
     let digits = v.strip_prefix('+').unwrap_or("");
-    let ok = (8..=15).contains(&digits.len())
-        && digits.bytes().all(|b| b.is_ascii_digit())
-        && !digits.starts_with('0');
+    let ok = (8..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) && !digits.starts_with('0');
     if ok {
         Ok(v.to_owned())
     } else {
@@ -84,16 +82,10 @@ pub fn text(field: &str, v: &str, max: usize) -> Result<String, ApiError> {
         return Err(ApiError::field(field, "must not be empty"));
     }
     if t.chars().count() > max {
-        return Err(ApiError::field(
-            field,
-            format!("must be at most {max} characters"),
-        ));
+        return Err(ApiError::field(field, format!("must be at most {max} characters")));
     }
     if t.chars().any(|c| c.is_control() && c != '\n') {
-        return Err(ApiError::field(
-            field,
-            "must not contain control characters",
-        ));
+        return Err(ApiError::field(field, "must not contain control characters"));
     }
     Ok(t.to_owned())
 }
@@ -105,16 +97,10 @@ pub fn opt_text(field: &str, v: Option<&str>, max: usize) -> Result<Option<Strin
 /// A secret: non-empty, bounded, not trimmed (whitespace may be significant).
 pub fn secret(field: &str, v: &str) -> Result<String, ApiError> {
     if v.is_empty() || v.len() > MAX_SECRET_LEN {
-        return Err(ApiError::field(
-            field,
-            format!("must be 1 to {MAX_SECRET_LEN} bytes"),
-        ));
+        return Err(ApiError::field(field, format!("must be 1 to {MAX_SECRET_LEN} bytes")));
     }
     if v.chars().any(char::is_control) {
-        return Err(ApiError::field(
-            field,
-            "must not contain control characters",
-        ));
+        return Err(ApiError::field(field, "must not contain control characters"));
     }
     Ok(v.to_owned())
 }
@@ -195,12 +181,7 @@ fn valid_host(h: &str) -> bool {
 /// `sip:` / `sips:` URI with optional `user@`, a valid host, optional `:port` and
 /// `;params`. Scheme compared case-insensitively; returned as given (trimmed).
 pub fn sip_uri(field: &str, v: &str) -> Result<String, ApiError> {
-    let bad = || {
-        ApiError::field(
-            field,
-            "must be a sip: or sips: URI, e.g. sip:agent@host:5060",
-        )
-    };
+    let bad = || ApiError::field(field, "must be a sip: or sips: URI, e.g. sip:agent@host:5060");
     let s = v.trim();
     if s.is_empty() || s.len() > MAX_SIP_URI_LEN || s.chars().any(|c| c.is_control() || c == ' ') {
         return Err(bad());
@@ -264,11 +245,7 @@ mod tests {
             "+1415a551234",
             "",
         ] {
-            assert_eq!(
-                e164("f", bad).unwrap_err().field.as_deref(),
-                Some("f"),
-                "{bad}"
-            );
+            assert_eq!(e164("f", bad).unwrap_err().field.as_deref(), Some("f"), "{bad}");
         }
     }
 

@@ -149,9 +149,10 @@ impl ListParams {
         let limit = crate::validate::limit(self.limit.as_deref(), 20)?;
         let cursor = match self.cursor.as_deref() {
             None => None,
-            Some(c) => Some(edge_store::Cursor::decode(c).ok_or_else(|| {
-                crate::error::ApiError::field("cursor", "not a cursor returned by this API")
-            })?),
+            Some(c) => Some(
+                edge_store::Cursor::decode(c)
+                    .ok_or_else(|| crate::error::ApiError::field("cursor", "not a cursor returned by this API"))?,
+            ),
         };
         Ok((limit, cursor))
     }

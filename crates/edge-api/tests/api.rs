@@ -88,10 +88,7 @@ async fn seed_replay(s: &Server) {
     assert_eq!(r.json["phone_number"], "+14155551234");
     assert_eq!(r.json["source"], "purchased");
     assert_eq!(r.json["provider"], "local");
-    assert_eq!(
-        r.json["inbound_routing"]["fallback"]["agent_id"],
-        fallback.as_str()
-    );
+    assert_eq!(r.json["inbound_routing"]["fallback"]["agent_id"], fallback.as_str());
     let path_a_id = r.json["id"].as_str().unwrap().to_owned();
     let route = s.store.index().lookup_number("+14155551234").unwrap();
     assert_eq!(route.inbound_routing.as_ref().unwrap().agent_id, routing);
@@ -224,10 +221,7 @@ async fn seed_replay(s: &Server) {
         .await;
     assert_eq!(r.status, 201, "{}", r.text);
     assert_eq!(r.json["inbound_routing"], Value::Null);
-    assert_eq!(
-        r.json["provider_config"]["trunk_address"],
-        "sip.telnyx.com:5060"
-    );
+    assert_eq!(r.json["provider_config"]["trunk_address"], "sip.telnyx.com:5060");
     assert!(s
         .store
         .index()
@@ -248,30 +242,26 @@ async fn seed_replay(s: &Server) {
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.json["agent_id"], new_agent.as_str());
+    assert_eq!(r.json["friendly_name"], "Sales Line", "absent fields unchanged");
     assert_eq!(
-        r.json["friendly_name"], "Sales Line",
-        "absent fields unchanged"
-    );
-    assert_eq!(
-        s.store
-            .index()
-            .lookup_number("+15739693824")
-            .unwrap()
-            .agent_id,
+        s.store.index().lookup_number("+15739693824").unwrap().agent_id,
         new_agent
     );
 
     // PATCH inbound_routing parts: fallback kept, others replaced.
     let r = s
-        .call("PATCH", &format!("/v1/phone-numbers/{phone_id}"), k, Some(json!({
-            "inbound_routing": {"agent_id": agent, "voicemail_message": "Updated voicemail message."}
-        }))).await;
+        .call(
+            "PATCH",
+            &format!("/v1/phone-numbers/{phone_id}"),
+            k,
+            Some(json!({
+                "inbound_routing": {"agent_id": agent, "voicemail_message": "Updated voicemail message."}
+            })),
+        )
+        .await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.json["inbound_routing"]["agent_id"], agent.as_str());
-    assert_eq!(
-        r.json["inbound_routing"]["fallback"]["agent_id"],
-        fallback.as_str()
-    );
+    assert_eq!(r.json["inbound_routing"]["fallback"]["agent_id"], fallback.as_str());
     assert_eq!(
         r.json["inbound_routing"]["voicemail_message"],
         "Updated voicemail message."
@@ -279,10 +269,7 @@ async fn seed_replay(s: &Server) {
     let route = s.store.index().lookup_number("+15739693824").unwrap();
     let ib = route.inbound_routing.as_ref().unwrap();
     assert_eq!(ib.agent_id, agent);
-    assert_eq!(
-        ib.voicemail_message.as_deref(),
-        Some("Updated voicemail message.")
-    );
+    assert_eq!(ib.voicemail_message.as_deref(), Some("Updated voicemail message."));
 
     // PATCH inbound_routing: null -> outbound-only; friendly_name: null clears.
     let r = s
@@ -305,15 +292,10 @@ async fn seed_replay(s: &Server) {
         .is_none());
 
     // GET one.
-    let r = s
-        .call("GET", &format!("/v1/phone-numbers/{phone_id}"), k, None)
-        .await;
+    let r = s.call("GET", &format!("/v1/phone-numbers/{phone_id}"), k, None).await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_number_shape(&r.json);
-    assert_eq!(
-        r.json["provider_config"]["trunk_address"],
-        "yourtrunk.pstn.twilio.com"
-    );
+    assert_eq!(r.json["provider_config"]["trunk_address"], "yourtrunk.pstn.twilio.com");
     assert!(r.json["provider_config"].get("auth_password").is_none());
 
     // List.
@@ -329,9 +311,7 @@ async fn seed_replay(s: &Server) {
         .await;
     assert_eq!(r.status, 204, "{}", r.text);
     assert!(s.store.index().lookup_number("+15739693824").is_none());
-    let r = s
-        .call("GET", &format!("/v1/phone-numbers/{phone_id}"), k, None)
-        .await;
+    let r = s.call("GET", &format!("/v1/phone-numbers/{phone_id}"), k, None).await;
     assert_eq!(r.status, 404);
     let r = s
         .call("DELETE", &format!("/v1/phone-numbers/{path_a_id}"), k, None)
@@ -379,6 +359,17 @@ async fn auth_and_openapi(s: &Server) {
     ] {
         assert!(r.json["paths"].get(p).is_some(), "{p} missing from OpenAPI");
     }
+    let mut op_ids: Vec<&str> = r.json["paths"]
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|item| item.as_object().unwrap().values())
+        .filter_map(|op| op["operationId"].as_str())
+        .collect();
+    assert_eq!(op_ids.len(), 16);
+    op_ids.sort();
+    op_ids.dedup();
+    assert_eq!(op_ids.len(), 16, "operationIds must be unique");
     let r = s.call("GET", "/v1/nope", Some(&key), None).await;
     assert_eq!(r.status, 404);
     assert_eq!(r.error().0, "not_found");
@@ -464,10 +455,7 @@ async fn tenancy(s: &Server) {
         )
         .await;
     assert_eq!(r.status, 400, "{}", r.text);
-    assert_eq!(
-        r.error().1.as_deref(),
-        Some("inbound_routing.fallback.agent_id")
-    );
+    assert_eq!(r.error().1.as_deref(), Some("inbound_routing.fallback.agent_id"));
     assert!(
         s.store.index().lookup_number("+14155551250").is_none(),
         "nothing bought"
@@ -479,22 +467,14 @@ async fn tenancy(s: &Server) {
     }
     let r = s.call("GET", "/v1/agents", Some(&b), None).await;
     assert_eq!(r.json["data"].as_array().unwrap().len(), 1);
-    let r = s
-        .call("GET", &format!("/v1/phone-numbers/{num}"), Some(&a), None)
-        .await;
+    let r = s.call("GET", &format!("/v1/phone-numbers/{num}"), Some(&a), None).await;
     assert_eq!(r.json["agent_id"], agent_a.as_str());
-    let r = s
-        .call("GET", &format!("/v1/agents/{agent_a}"), Some(&a), None)
-        .await;
+    let r = s.call("GET", &format!("/v1/agents/{agent_a}"), Some(&a), None).await;
     assert_eq!(r.json["name"], "A");
     // Agent in use: 409; unused: 204.
-    let r = s
-        .call("DELETE", &format!("/v1/agents/{agent_a}"), Some(&a), None)
-        .await;
+    let r = s.call("DELETE", &format!("/v1/agents/{agent_a}"), Some(&a), None).await;
     assert_eq!(r.status, 409, "{}", r.text);
-    let r = s
-        .call("DELETE", &format!("/v1/agents/{agent_b}"), Some(&b), None)
-        .await;
+    let r = s.call("DELETE", &format!("/v1/agents/{agent_b}"), Some(&b), None).await;
     assert_eq!(r.status, 204);
 }
 on_both_backends!(tenancy);
@@ -519,19 +499,13 @@ async fn validation_names_fields_and_changes_nothing(s: &Server) {
     };
     let cases: Vec<(Value, &str)> = vec![
         (with(&["phone_number"], json!("5739693824")), "phone_number"),
-        (
-            with(&["phone_number"], json!("+0573969382")),
-            "phone_number",
-        ),
+        (with(&["phone_number"], json!("+0573969382")), "phone_number"),
         (with(&["phone_number"], json!(12)), "phone_number"),
         (with(&["provider"], json!("vonage")), "provider"),
         (with(&["agent_id"], json!("nope")), "agent_id"),
         (with(&["agent_id"], json!("agt_doesnotexist")), "agent_id"),
         (
-            with(
-                &["provider_config", "trunk_address"],
-                json!("https://x.com"),
-            ),
+            with(&["provider_config", "trunk_address"], json!("https://x.com")),
             "provider_config.trunk_address",
         ),
         (
@@ -539,25 +513,17 @@ async fn validation_names_fields_and_changes_nothing(s: &Server) {
             "provider_config.trunk_address",
         ),
         (
-            with(
-                &["inbound_routing", "fallback", "agent_id"],
-                json!("agt_x!"),
-            ),
+            with(&["inbound_routing", "fallback", "agent_id"], json!("agt_x!")),
             "inbound_routing.fallback.agent_id",
         ),
         (
             with(&["inbound_routing", "agent_id"], json!("agt_missing")),
             "inbound_routing.agent_id",
         ),
-        (
-            with(&["friendly_name"], json!("x".repeat(201))),
-            "friendly_name",
-        ),
+        (with(&["friendly_name"], json!("x".repeat(201))), "friendly_name"),
     ];
     for (body, field) in cases {
-        let r = s
-            .call("POST", "/v1/phone-numbers", k, Some(body.clone()))
-            .await;
+        let r = s.call("POST", "/v1/phone-numbers", k, Some(body.clone())).await;
         assert_eq!(r.status, 400, "{body}: {}", r.text);
         assert_eq!(r.error().1.as_deref(), Some(field), "{body}: {}", r.text);
     }
@@ -572,9 +538,7 @@ async fn validation_names_fields_and_changes_nothing(s: &Server) {
     );
 
     // Malformed JSON, wrong content type, oversized body.
-    let r = s
-        .raw("POST", "/v1/phone-numbers", &key, "{\"phone_number\": ")
-        .await;
+    let r = s.raw("POST", "/v1/phone-numbers", &key, "{\"phone_number\": ").await;
     assert_eq!((r.status, r.error().0.as_str()), (400, "invalid_json"));
     let big = json!({"name": "x".repeat(70 * 1024), "sip_uri": "sip:a@b.c"}).to_string();
     let r = s.raw("POST", "/v1/agents", &key, &big).await;
@@ -590,15 +554,11 @@ async fn validation_names_fields_and_changes_nothing(s: &Server) {
         ("country=US&limit=101", "limit"),
         ("country=US&contains=12a", "contains"),
     ] {
-        let r = s
-            .call("GET", &format!("/v1/phone-numbers/search?{q}"), k, None)
-            .await;
+        let r = s.call("GET", &format!("/v1/phone-numbers/search?{q}"), k, None).await;
         assert_eq!(r.status, 400, "{q}: {}", r.text);
         assert_eq!(r.error().1.as_deref(), Some(field), "{q}");
     }
-    let r = s
-        .call("GET", "/v1/phone-numbers?cursor=garbage", k, None)
-        .await;
+    let r = s.call("GET", "/v1/phone-numbers?cursor=garbage", k, None).await;
     assert_eq!((r.status, r.error().1.as_deref()), (400, Some("cursor")));
     let r = s
         .call(
@@ -650,9 +610,7 @@ async fn validation_names_fields_and_changes_nothing(s: &Server) {
     assert_eq!(s.store.index().number_count(), 0);
 
     // PATCH validation leaves the number unchanged.
-    let r = s
-        .call("POST", "/v1/phone-numbers", k, Some(good.clone()))
-        .await;
+    let r = s.call("POST", "/v1/phone-numbers", k, Some(good.clone())).await;
     assert_eq!(r.status, 201, "{}", r.text);
     let id = r.json["id"].as_str().unwrap().to_owned();
     let before = r.json.clone();
@@ -672,26 +630,16 @@ async fn validation_names_fields_and_changes_nothing(s: &Server) {
         ),
     ] {
         let r = s
-            .call(
-                "PATCH",
-                &format!("/v1/phone-numbers/{id}"),
-                k,
-                Some(body.clone()),
-            )
+            .call("PATCH", &format!("/v1/phone-numbers/{id}"), k, Some(body.clone()))
             .await;
         assert_eq!(r.status, 400, "{body}: {}", r.text);
         assert_eq!(r.error().1.as_deref(), Some(field), "{body}");
     }
-    let r = s
-        .call("GET", &format!("/v1/phone-numbers/{id}"), k, None)
-        .await;
+    let r = s.call("GET", &format!("/v1/phone-numbers/{id}"), k, None).await;
     assert_eq!(r.json, before);
     // Duplicate registration: 409 naming phone_number.
     let r = s.call("POST", "/v1/phone-numbers", k, Some(good)).await;
-    assert_eq!(
-        (r.status, r.error().1.as_deref()),
-        (409, Some("phone_number"))
-    );
+    assert_eq!((r.status, r.error().1.as_deref()), (409, Some("phone_number")));
 }
 on_both_backends!(validation_names_fields_and_changes_nothing);
 
@@ -779,12 +727,7 @@ async fn pagination(s: &Server) {
     assert_eq!(r.json["data"].as_array().unwrap().len(), 2);
     let cursor = r.json["next_cursor"].as_str().unwrap().to_owned();
     let r2 = s
-        .call(
-            "GET",
-            &format!("/v1/agents?limit=2&cursor={cursor}"),
-            Some(&key),
-            None,
-        )
+        .call("GET", &format!("/v1/agents?limit=2&cursor={cursor}"), Some(&key), None)
         .await;
     assert_eq!(r2.status, 200, "{}", r2.text);
     assert_eq!(r2.json["data"].as_array().unwrap().len(), 1);
@@ -801,3 +744,97 @@ async fn pagination(s: &Server) {
     assert_eq!(seen, made);
 }
 on_both_backends!(pagination);
+
+async fn provider_config_rotation(s: &Server) {
+    let (_, key) = s.key().await;
+    let k = Some(key.as_str());
+    let agent = make_agent(s, &key, "A").await;
+    let r = s
+        .call("POST", "/v1/phone-numbers", k, Some(json!({
+            "phone_number": "+15005550124", "provider": "twilio", "agent_id": agent,
+            "provider_config": {"trunk_address": "old.pstn.twilio.com", "auth_username": "u", "auth_password": "OLD-PW"}})))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let id = r.json["id"].as_str().unwrap().to_owned();
+    let path = format!("/v1/phone-numbers/{id}");
+
+    let r = s
+        .call(
+            "PATCH",
+            &path,
+            k,
+            Some(json!({"provider_config": {
+            "trunk_address": "sip:new.pstn.twilio.com:5070", "auth_password": "NEW-PW-789"}})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(!r.text.contains("NEW-PW-789"));
+    assert_eq!(r.json["provider_config"]["trunk_address"], "new.pstn.twilio.com:5070");
+    assert_eq!(r.json["provider_config"]["auth_username"], "u");
+    assert_eq!(r.json["provider_config"]["auth_password_set"], true);
+    let route = s.store.index().lookup_number("+15005550124").unwrap();
+    let trunk = route.provider_config.as_ref().unwrap();
+    assert_eq!(trunk.trunk_address, "new.pstn.twilio.com:5070");
+    assert_eq!(trunk.auth_password.as_ref().unwrap().expose(), "NEW-PW-789");
+
+    // Username cannot be removed while a password is set; nothing changes.
+    let r = s
+        .call(
+            "PATCH",
+            &path,
+            k,
+            Some(json!({"provider_config": {"auth_username": null}, "friendly_name": "x"})),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert_eq!(r.error().1.as_deref(), Some("provider_config.auth_username"));
+    let r = s.call("GET", &path, k, None).await;
+    assert_eq!(r.json["provider_config"]["auth_username"], "u");
+    assert_eq!(r.json["friendly_name"], Value::Null);
+
+    // Clearing both credentials (IP-authenticated trunk).
+    let r = s
+        .call(
+            "PATCH",
+            &path,
+            k,
+            Some(json!({"provider_config": {"auth_username": null, "auth_password": null}})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json["provider_config"]["auth_password_set"], false);
+    let route = s.store.index().lookup_number("+15005550124").unwrap();
+    assert!(route.provider_config.as_ref().unwrap().auth_password.is_none());
+
+    // Purchased numbers have no trunk to rotate.
+    let r = s
+        .call(
+            "POST",
+            "/v1/phone-numbers/purchase",
+            k,
+            Some(json!({"phone_number": "+14155551201", "agent_id": agent})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let bought = r.json["id"].as_str().unwrap().to_owned();
+    let r = s
+        .call(
+            "PATCH",
+            &format!("/v1/phone-numbers/{bought}"),
+            k,
+            Some(json!({"provider_config": {"trunk_address": "x.example.com"}})),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert_eq!(r.error().1.as_deref(), Some("provider_config"));
+    let r = s
+        .call(
+            "PATCH",
+            &path,
+            k,
+            Some(json!({"provider_config": {"trunk_address": "https://x"}})),
+        )
+        .await;
+    assert_eq!(r.error().1.as_deref(), Some("provider_config.trunk_address"));
+}
+on_both_backends!(provider_config_rotation);

@@ -8,8 +8,8 @@ use std::time::Duration;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 
-use crate::ports::{PortLease, PortPool};
 use crate::event::MediaEvent;
+use crate::ports::{PortLease, PortPool};
 use crate::relay::{RelayHandle, RelayIo, RelayParams};
 use crate::tts::Tts;
 use crate::{MediaConfig, MediaError};
@@ -56,6 +56,13 @@ impl MediaEndpoint {
     }
 }
 
+/// Freshly bound `[rtp, rtcp]` sockets with their lease.
+struct BoundPairs {
+    sockets: Vec<[UdpSocket; 2]>,
+    ports: Vec<u16>,
+    lease: PortLease,
+}
+
 fn bind(ip: IpAddr, port: u16) -> std::io::Result<UdpSocket> {
     let socket = std::net::UdpSocket::bind(SocketAddr::new(ip, port))?;
     socket.set_nonblocking(true)?;
@@ -100,7 +107,7 @@ impl MediaEngine {
     }
 
     /// Takes `n` port pairs and binds RTP+RTCP sockets on each, all or nothing.
-    fn bind_pairs(&self, n: usize) -> Result<(Vec<[UdpSocket; 2]>, Vec<u16>, PortLease), MediaError> {
+    fn bind_pairs(&self, n: usize) -> Result<BoundPairs, MediaError> {
         let ip = self.inner.config.bind_ip;
         for _ in 0..BIND_ATTEMPTS {
             let ports = self.inner.pool.take(n).ok_or(MediaError::PortsExhausted)?;
@@ -110,7 +117,13 @@ impl MediaEngine {
                 .map(|&p| Ok([bind(ip, p)?, bind(ip, p + 1)?]))
                 .collect();
             match bound {
-                Ok(sockets) => return Ok((sockets, ports, lease)),
+                Ok(sockets) => {
+                    return Ok(BoundPairs {
+                        sockets,
+                        ports,
+                        lease,
+                    })
+                }
                 // Someone else owns a port: the lease puts these pairs in quarantine; retry.
                 Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
                     tracing::warn!(?ports, "media port in use by another process");
@@ -126,11 +139,18 @@ impl MediaEngine {
     /// means nothing was allocated (answer 503 with Retry-After).
     pub fn allocate_relay(&self, call_id: &str) -> Result<RelayHandle, MediaError> {
         tokio::runtime::Handle::try_current().map_err(|_| MediaError::NoRuntime)?;
-        let (pairs, ports, lease) = self.bind_pairs(2)?;
+        let BoundPairs {
+            sockets: pairs,
+            ports,
+            lease,
+        } = self.bind_pairs(2)?;
         let mut sockets = pairs.into_iter().flatten();
-        let (Some(a0), Some(a1), Some(b0), Some(b1)) =
-            (sockets.next(), sockets.next(), sockets.next(), sockets.next())
-        else {
+        let (Some(a0), Some(a1), Some(b0), Some(b1)) = (
+            sockets.next(),
+            sockets.next(),
+            sockets.next(),
+            sockets.next(),
+        ) else {
             // bind_pairs(2) returns exactly two pairs.
             return Err(MediaError::PortsExhausted);
         };
@@ -155,7 +175,11 @@ impl MediaEngine {
     /// Allocates a single RTP/RTCP port pair for media the edge terminates itself.
     pub fn allocate_endpoint(&self) -> Result<MediaEndpoint, MediaError> {
         tokio::runtime::Handle::try_current().map_err(|_| MediaError::NoRuntime)?;
-        let (pairs, ports, lease) = self.bind_pairs(1)?;
+        let BoundPairs {
+            sockets: pairs,
+            ports,
+            lease,
+        } = self.bind_pairs(1)?;
         let Some([rtp, rtcp]) = pairs.into_iter().next() else {
             return Err(MediaError::PortsExhausted);
         };

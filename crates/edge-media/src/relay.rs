@@ -158,8 +158,10 @@ impl RelayHandle {
     }
 
     /// Declares where `side`'s peer wants media (from its SDP). Used until that
-    /// peer's own packets latch a source. Call again after a re-INVITE.
-    /// Unspecified addresses (0.0.0.0, hold) or port 0 clear the destination.
+    /// peer's own packets latch a source. Call again after a re-INVITE: a
+    /// changed address also drops that side's latch, so the next packet from
+    /// the peer latches afresh. Unspecified addresses (0.0.0.0, old-style hold)
+    /// or port 0 clear the declared destination and keep the latch.
     pub fn set_remote(&self, side: Side, remote: &RemoteMedia) {
         let declared = if remote.addr.is_unspecified() || remote.rtp_port == 0 {
             None
@@ -204,16 +206,28 @@ impl Drop for RelayHandle {
 }
 
 enum Wake {
-    Packet { index: usize, from: SocketAddr, len: usize },
+    Packet {
+        index: usize,
+        from: SocketAddr,
+        len: usize,
+    },
     RecvError,
     Timer,
 }
 
+/// Even socket indexes are RTP, odd ones RTCP.
+fn is_rtp_socket(index: usize) -> bool {
+    index & 1 == 0
+}
+
+/// RTP (v2 header parses) on RTP sockets, plus RTCP there too for rtcp-mux
+/// peers (RFC 5761: packet types 192-223); RTCP v2 on RTCP sockets.
 fn is_valid(index: usize, packet: &[u8]) -> bool {
-    if index % 2 == 0 {
-        rtp_rs::RtpReader::new(packet).is_ok()
+    let rtcp = packet.len() >= 8 && packet[0] >> 6 == 2;
+    if is_rtp_socket(index) {
+        rtp_rs::RtpReader::new(packet).is_ok() || (rtcp && (192..=223).contains(&packet[1]))
     } else {
-        packet.len() >= 8 && packet[0] >> 6 == 2
+        rtcp
     }
 }
 
@@ -281,22 +295,30 @@ async fn run(io: RelayIo, shared: Arc<Shared>, params: RelayParams) {
             counters.malformed.fetch_add(1, Ordering::Relaxed);
             continue;
         }
+        let generation = shared.generation.load(Ordering::Acquire);
+        if generation != seen_generation {
+            seen_generation = generation;
+            let updated = shared.remotes().declared;
+            for side in 0..2 {
+                // New SDP address (answer, re-INVITE moving media): forget the old
+                // source so the peer latches again on its next packet.
+                if updated[side].is_some() && declared[side] != updated[side] {
+                    latches[side * 2] = Latch::default();
+                    latches[side * 2 + 1] = Latch::default();
+                }
+            }
+            declared = updated;
+        }
         let now = Instant::now();
         if latches[index].offer(from, now, params.relatch) == LatchVerdict::Drop {
             counters.foreign.fetch_add(1, Ordering::Relaxed);
             continue;
         }
         last_rx = Some(now);
-
-        let generation = shared.generation.load(Ordering::Acquire);
-        if generation != seen_generation {
-            seen_generation = generation;
-            declared = shared.remotes().declared;
-        }
         let side = index / 2;
         let other = 1 - side;
-        let out = other * 2 + index % 2;
-        let dest = if index % 2 == 0 {
+        let out = other * 2 + (index & 1);
+        let dest = if is_rtp_socket(index) {
             latches[out].latched().or(declared[other].map(|d| d.0))
         } else {
             latches[out]

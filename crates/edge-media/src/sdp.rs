@@ -116,7 +116,12 @@ fn attribute_pt(attr: &Attribute) -> Option<u8> {
     if !matches!(name.as_str(), "rtpmap" | "fmtp" | "rtcp-fb") {
         return None;
     }
-    attr.value.as_deref()?.split_ascii_whitespace().next()?.parse().ok()
+    attr.value
+        .as_deref()?
+        .split_ascii_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 fn parse(sdp: &[u8]) -> Result<Session, SdpError> {
@@ -230,11 +235,7 @@ pub fn rewrite_sdp(
         }
         let kept: Vec<u8> = keep.iter().map(|c| c.payload_type).collect();
         let media = &mut session.medias[index];
-        media.fmt = kept
-            .iter()
-            .map(u8::to_string)
-            .collect::<Vec<_>>()
-            .join(" ");
+        media.fmt = kept.iter().map(u8::to_string).collect::<Vec<_>>().join(" ");
         media
             .attributes
             .retain(|a| attribute_pt(a).is_none_or(|pt| kept.contains(&pt)));

@@ -328,12 +328,21 @@ fn recording_path(dir: &std::path::Path, call_id: &str) -> PathBuf {
 }
 
 enum Phase {
-    Prompt { pos: usize },
-    Recording { started: Instant, last_speech: Instant },
+    Prompt {
+        pos: usize,
+    },
+    Recording {
+        started: Instant,
+        last_speech: Instant,
+    },
 }
 
-async fn run(endpoint: MediaEndpoint, mut ctx: Context) -> Result<VoicemailOutcome, VoicemailError> {
-    let max_samples = (ctx.config.max_length.as_millis() as usize).saturating_mul(RATE as usize / 1000);
+async fn run(
+    endpoint: MediaEndpoint,
+    mut ctx: Context,
+) -> Result<VoicemailOutcome, VoicemailError> {
+    let max_samples =
+        (ctx.config.max_length.as_millis() as usize).saturating_mul(RATE as usize / 1000);
     let mut recorder = Recorder::new(max_samples);
     let ended_by = session(&endpoint, &mut ctx, &mut recorder).await;
     drop(endpoint); // ports back to the pool before the (slow) disk write
@@ -369,7 +378,9 @@ async fn greeting(ctx: &Context) -> Vec<i16> {
             Err(e) => tracing::warn!(error = %e, "greeting unavailable, beep only"),
         }
     }
-    let beep_ms = u32::try_from(ctx.config.beep.as_millis()).unwrap_or(400).min(5000);
+    let beep_ms = u32::try_from(ctx.config.beep.as_millis())
+        .unwrap_or(400)
+        .min(5000);
     prompt.extend(tone(ctx.config.beep_hz, beep_ms, RATE, 0.3));
     prompt
 }

@@ -14,7 +14,11 @@ use tokio::time::timeout;
 const LO: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
 /// Each test gets its own port range so parallel tests never share ports.
-fn engine(first_port: u16, pairs: u16, tweak: impl FnOnce(&mut MediaConfig)) -> (MediaEngine, MediaEvents) {
+fn engine(
+    first_port: u16,
+    pairs: u16,
+    tweak: impl FnOnce(&mut MediaConfig),
+) -> (MediaEngine, MediaEvents) {
     let mut config = MediaConfig {
         public_ip: LO,
         bind_ip: LO,
@@ -72,14 +76,22 @@ async fn recv(sock: &UdpSocket, within: Duration) -> Option<(Vec<u8>, SocketAddr
 }
 
 async fn expect_nothing(sock: &UdpSocket) {
-    assert!(recv(sock, Duration::from_millis(150)).await.is_none(), "unexpected packet");
+    assert!(
+        recv(sock, Duration::from_millis(150)).await.is_none(),
+        "unexpected packet"
+    );
 }
 
 #[tokio::test]
 async fn relays_200_packets_each_way_intact() {
     let (engine, _events) = engine(40000, 4, |_| {});
     let relay = engine.allocate_relay("call-intact").unwrap();
-    let (a, a_rtcp, b, b_rtcp) = (socket().await, socket().await, socket().await, socket().await);
+    let (a, a_rtcp, b, b_rtcp) = (
+        socket().await,
+        socket().await,
+        socket().await,
+        socket().await,
+    );
     relay.set_remote(Side::A, &remote_of(&a, Some(&a_rtcp)));
     relay.set_remote(Side::B, &remote_of(&b, Some(&b_rtcp)));
     let (to_a, to_b) = (relay_addr(&relay, Side::A), relay_addr(&relay, Side::B));
@@ -89,12 +101,17 @@ async fn relays_200_packets_each_way_intact() {
         tokio::spawn(async move {
             let mut got = Vec::new();
             while got.len() < 200 {
-                let Some((p, _)) = recv(&sock, Duration::from_secs(2)).await else { break };
+                let Some((p, _)) = recv(&sock, Duration::from_secs(2)).await else {
+                    break;
+                };
                 got.push(p);
             }
             for (i, p) in got.iter().enumerate() {
                 let want = rtp(1000 + i as u16, 160 * i as u32, expect_ssrc, i as u8);
-                assert_eq!(p, &want, "packet {i}: payload, sequence and timestamp intact");
+                assert_eq!(
+                    p, &want,
+                    "packet {i}: payload, sequence and timestamp intact"
+                );
             }
             got.len()
         })
@@ -102,8 +119,12 @@ async fn relays_200_packets_each_way_intact() {
     let at_b = receive(b.clone(), 0xA);
     let at_a = receive(a.clone(), 0xB);
     for i in 0..200u16 {
-        a.send_to(&rtp(1000 + i, 160 * u32::from(i), 0xA, i as u8), to_a).await.unwrap();
-        b.send_to(&rtp(1000 + i, 160 * u32::from(i), 0xB, i as u8), to_b).await.unwrap();
+        a.send_to(&rtp(1000 + i, 160 * u32::from(i), 0xA, i as u8), to_a)
+            .await
+            .unwrap();
+        b.send_to(&rtp(1000 + i, 160 * u32::from(i), 0xB, i as u8), to_b)
+            .await
+            .unwrap();
         if i % 20 == 19 {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
@@ -121,9 +142,15 @@ async fn relays_200_packets_each_way_intact() {
         .send_to(&rtcp, SocketAddr::new(LO, relay.local_port(Side::A) + 1))
         .await
         .unwrap();
-    let (got, from) = recv(&b_rtcp, Duration::from_secs(1)).await.expect("RTCP relayed");
+    let (got, from) = recv(&b_rtcp, Duration::from_secs(1))
+        .await
+        .expect("RTCP relayed");
     assert_eq!(got, rtcp);
-    assert_eq!(from.port(), relay.local_port(Side::B) + 1, "RTCP leaves from the B-side RTCP port");
+    assert_eq!(
+        from.port(),
+        relay.local_port(Side::B) + 1,
+        "RTCP leaves from the B-side RTCP port"
+    );
 }
 
 #[tokio::test]
@@ -143,7 +170,10 @@ async fn latching_foreign_sources_and_rebinding_rule() {
     nat_a.send_to(&rtp(1, 0, 1, 1), to_a).await.unwrap();
     assert!(recv(&b, Duration::from_secs(1)).await.is_some());
     b.send_to(&rtp(2, 160, 2, 2), to_b).await.unwrap();
-    assert_eq!(recv(&nat_a, Duration::from_secs(1)).await.unwrap().0, rtp(2, 160, 2, 2));
+    assert_eq!(
+        recv(&nat_a, Duration::from_secs(1)).await.unwrap().0,
+        rtp(2, 160, 2, 2)
+    );
     expect_nothing(&declared_a).await;
 
     // A foreign source on side A is dropped while A is alive, even if persistent.
@@ -172,11 +202,44 @@ async fn latching_foreign_sources_and_rebinding_rule() {
         rebound.send_to(&rtp(100 + i, 0, 1, 7), to_a).await.unwrap();
     }
     let (p, _) = recv(&b, Duration::from_secs(1)).await.unwrap();
-    assert_eq!(p[2..4], 104u16.to_be_bytes(), "the 5th packet is the first relayed");
+    assert_eq!(
+        p[2..4],
+        104u16.to_be_bytes(),
+        "the 5th packet is the first relayed"
+    );
     expect_nothing(&b).await;
     b.send_to(&rtp(3, 320, 2, 3), to_b).await.unwrap();
     assert!(recv(&rebound, Duration::from_secs(1)).await.is_some());
     expect_nothing(&nat_a).await;
+}
+
+#[tokio::test]
+async fn reinvite_with_new_address_relatches() {
+    let (engine, _events) = engine(40700, 2, |_| {});
+    let relay = engine.allocate_relay("call-reinvite").unwrap();
+    let (a1, a2, b) = (socket().await, socket().await, socket().await);
+    relay.set_remote(Side::A, &remote_of(&a1, None));
+    relay.set_remote(Side::B, &remote_of(&b, None));
+    let (to_a, to_b) = (relay_addr(&relay, Side::A), relay_addr(&relay, Side::B));
+    a1.send_to(&rtp(1, 0, 1, 1), to_a).await.unwrap();
+    assert!(recv(&b, Duration::from_secs(1)).await.is_some());
+
+    // Same address again (e.g. session refresh): latch kept, a2 stays foreign.
+    relay.set_remote(Side::A, &remote_of(&a1, None));
+    a2.send_to(&rtp(2, 0, 1, 2), to_a).await.unwrap();
+    expect_nothing(&b).await;
+
+    // re-INVITE moves A's media to a2: B's media goes there at once, and a2 latches.
+    relay.set_remote(Side::A, &remote_of(&a2, None));
+    b.send_to(&rtp(1, 0, 2, 1), to_b).await.unwrap();
+    assert!(recv(&a2, Duration::from_secs(1)).await.is_some());
+    a2.send_to(&rtp(3, 0, 1, 3), to_a).await.unwrap();
+    assert_eq!(
+        recv(&b, Duration::from_secs(1)).await.unwrap().0,
+        rtp(3, 0, 1, 3)
+    );
+    a1.send_to(&rtp(4, 0, 1, 4), to_a).await.unwrap();
+    expect_nothing(&b).await;
 }
 
 async fn wait_free(engine: &MediaEngine, pairs: usize) {
@@ -194,11 +257,18 @@ async fn ports_return_on_release_drop_and_timeout() {
     let (engine, mut events) = engine(40200, 2, |c| c.media_timeout = Duration::from_millis(300));
     let relay = engine.allocate_relay("c1").unwrap();
     assert_eq!(engine.port_pairs(), (0, 0));
-    assert!(matches!(engine.allocate_relay("c2"), Err(MediaError::PortsExhausted)));
+    assert!(matches!(
+        engine.allocate_relay("c2"),
+        Err(MediaError::PortsExhausted)
+    ));
 
     let stats = relay.release().await;
     assert_eq!(stats.relayed_a_to_b, 0);
-    assert_eq!(engine.port_pairs(), (2, 0), "release() returns both pairs at once");
+    assert_eq!(
+        engine.port_pairs(),
+        (2, 0),
+        "release() returns both pairs at once"
+    );
 
     let relay = engine.allocate_relay("c3").unwrap();
     drop(relay);
@@ -210,7 +280,10 @@ async fn ports_return_on_release_drop_and_timeout() {
     relay.set_remote(Side::A, &remote_of(&a, None));
     relay.set_remote(Side::B, &remote_of(&b, None));
     let started = tokio::time::Instant::now();
-    let event = timeout(Duration::from_secs(3), events.recv()).await.unwrap().unwrap();
+    let event = timeout(Duration::from_secs(3), events.recv())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(matches!(event, MediaEvent::Timeout { ref call_id } if &**call_id == "c4"));
     assert!(started.elapsed() >= Duration::from_millis(280));
     wait_free(&engine, 2).await;
@@ -224,7 +297,10 @@ async fn quarantine_delays_reuse() {
     let port = relay.local_port(Side::A);
     relay.release().await;
     assert_eq!(engine.port_pairs(), (0, 2));
-    assert!(matches!(engine.allocate_relay("q2"), Err(MediaError::PortsExhausted)));
+    assert!(matches!(
+        engine.allocate_relay("q2"),
+        Err(MediaError::PortsExhausted)
+    ));
     tokio::time::sleep(Duration::from_millis(450)).await;
     let relay = engine.allocate_relay("q3").unwrap();
     assert!([40300, 40302].contains(&relay.local_port(Side::A)));
@@ -246,10 +322,16 @@ async fn media_timeout_only_when_both_sides_idle() {
     }
     assert!(events.try_recv().is_err(), "no timeout while A sends");
     let quiet = tokio::time::Instant::now();
-    let event = timeout(Duration::from_secs(3), events.recv()).await.unwrap().unwrap();
+    let event = timeout(Duration::from_secs(3), events.recv())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(matches!(event, MediaEvent::Timeout { .. }));
     let waited = quiet.elapsed();
-    assert!(waited >= Duration::from_millis(250) && waited < Duration::from_millis(900), "{waited:?}");
+    assert!(
+        waited >= Duration::from_millis(250) && waited < Duration::from_millis(900),
+        "{waited:?}"
+    );
 }
 
 #[tokio::test]

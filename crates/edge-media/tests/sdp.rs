@@ -56,8 +56,16 @@ fn twilio_offer_anchored_on_edge() {
     assert!(!s.contains("54.172.60.1"), "no carrier address leaks:\n{s}");
     assert!(s.contains("c=IN IP4 203.0.113.7\r\n"));
     assert!(s.contains("m=audio 30000 RTP/AVP 0 8 101\r\n"));
-    assert!(s.contains("o=root 1819914217 1819914217 IN IP4 203.0.113.7\r\n"), "o= id/version kept");
-    for kept in ["a=fmtp:101 0-16", "a=ptime:20", "a=maxptime:150", "a=sendrecv"] {
+    assert!(
+        s.contains("o=root 1819914217 1819914217 IN IP4 203.0.113.7\r\n"),
+        "o= id/version kept"
+    );
+    for kept in [
+        "a=fmtp:101 0-16",
+        "a=ptime:20",
+        "a=maxptime:150",
+        "a=sendrecv",
+    ] {
         assert!(s.contains(kept), "{kept} passed through");
     }
     let reparsed = Session::parse(&out).unwrap();
@@ -81,12 +89,18 @@ fn telnyx_offer_media_level_connection_and_rtcp() {
 
 #[test]
 fn second_active_stream_disabled_and_first_audio_used() {
-    let offer = TWILIO.replace("a=sendrecv\r\n", "a=sendrecv\r\nm=video 5004 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n");
+    let offer = TWILIO.replace(
+        "a=sendrecv\r\n",
+        "a=sendrecv\r\nm=video 5004 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n",
+    );
     let (out, remote) = rewrite_sdp(offer.as_bytes(), EDGE, 30000, None).unwrap();
     assert_eq!(remote.rtp_port, 18642);
     let parsed = Session::parse(&out).unwrap();
     assert_eq!(parsed.medias[0].port, 30000);
-    assert_eq!(parsed.medias[1].port, 0, "video is not relayed, so it is disabled");
+    assert_eq!(
+        parsed.medias[1].port, 0,
+        "video is not relayed, so it is disabled"
+    );
 }
 
 #[test]
@@ -107,15 +121,30 @@ fn codec_filter_keeps_telephone_event_and_drops_related_lines() {
 
 #[test]
 fn unusable_offers_rejected() {
-    assert!(matches!(rewrite_sdp(b"hello", EDGE, 1, None), Err(SdpError::Parse(_))));
+    assert!(matches!(
+        rewrite_sdp(b"hello", EDGE, 1, None),
+        Err(SdpError::Parse(_))
+    ));
     let no_audio = "v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\ns=-\r\nc=IN IP4 1.2.3.4\r\nt=0 0\r\nm=video 5000 RTP/AVP 96\r\n";
-    assert_eq!(rewrite_sdp(no_audio.as_bytes(), EDGE, 1, None).unwrap_err(), SdpError::NoAudio);
+    assert_eq!(
+        rewrite_sdp(no_audio.as_bytes(), EDGE, 1, None).unwrap_err(),
+        SdpError::NoAudio
+    );
     let no_c = TWILIO.replace("c=IN IP4 54.172.60.1\r\n", "");
-    assert_eq!(rewrite_sdp(no_c.as_bytes(), EDGE, 1, None).unwrap_err(), SdpError::NoConnectionAddress);
+    assert_eq!(
+        rewrite_sdp(no_c.as_bytes(), EDGE, 1, None).unwrap_err(),
+        SdpError::NoConnectionAddress
+    );
     let dtls = TWILIO.replace("RTP/AVP", "UDP/TLS/RTP/SAVPF");
-    assert!(matches!(rewrite_sdp(dtls.as_bytes(), EDGE, 1, None), Err(SdpError::UnsupportedTransport(_))));
+    assert!(matches!(
+        rewrite_sdp(dtls.as_bytes(), EDGE, 1, None),
+        Err(SdpError::UnsupportedTransport(_))
+    ));
     let only_dtmf = TWILIO.replace("RTP/AVP 0 8 101", "RTP/AVP 101");
-    assert_eq!(rewrite_sdp(only_dtmf.as_bytes(), EDGE, 1, None).unwrap_err(), SdpError::NoCommonCodec);
+    assert_eq!(
+        rewrite_sdp(only_dtmf.as_bytes(), EDGE, 1, None).unwrap_err(),
+        SdpError::NoCommonCodec
+    );
 }
 
 #[test]
@@ -128,9 +157,16 @@ fn ipv6_edge_address() {
 #[test]
 fn voicemail_answer_follows_offer() {
     let (answer, media) = build_voicemail_answer_sdp(EDGE, 30010, TELNYX.as_bytes()).unwrap();
-    assert_eq!((media.law, media.payload_type, media.telephone_event_pt), (G711Law::Ulaw, 0, Some(101)));
+    assert_eq!(
+        (media.law, media.payload_type, media.telephone_event_pt),
+        (G711Law::Ulaw, 0, Some(101))
+    );
     let parsed = Session::parse(&answer).unwrap();
-    assert_eq!(parsed.medias.len(), 2, "one answer line per offered m= line");
+    assert_eq!(
+        parsed.medias.len(),
+        2,
+        "one answer line per offered m= line"
+    );
     assert_eq!(parsed.medias[0].port, 30010);
     assert_eq!(parsed.medias[0].fmt, "0 101");
     assert_eq!(parsed.medias[1].port, 0);

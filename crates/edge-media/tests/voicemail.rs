@@ -91,7 +91,10 @@ async fn listen_to_prompt(sock: &UdpSocket) -> Heard {
     let mut last: Option<(u16, u32, u32)> = None;
     let mut first = true;
     loop {
-        let (n, _) = timeout(Duration::from_secs(10), sock.recv_from(&mut buf)).await.unwrap().unwrap();
+        let (n, _) = timeout(Duration::from_secs(10), sock.recv_from(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
         let p = &buf[..n];
         assert_eq!(n, 12 + 160, "20 ms G.711 packets");
         let marker = p[1] & 0x80 != 0;
@@ -149,7 +152,10 @@ fn loud_segment(samples: &[i16]) -> (usize, f64) {
 async fn greeting_beep_then_tone_recorded_until_hash() {
     let dir = tempfile::tempdir().unwrap();
     let (engine, mut events) = engine(40600, &dir.path().join("tts"), "espeak-ng");
-    assert!(engine.tts().detect().await, "espeak-ng must be installed for this test");
+    assert!(
+        engine.tts().detect().await,
+        "espeak-ng must be installed for this test"
+    );
     let sock = UdpSocket::bind((LO, 0)).await.unwrap();
     let offer = offer(sock.local_addr().unwrap().port(), "0 8 101");
     let config = Arc::new(VoicemailConfig {
@@ -157,7 +163,9 @@ async fn greeting_beep_then_tone_recorded_until_hash() {
         recordings_dir: dir.path().join("vm"),
         ..VoicemailConfig::default()
     });
-    let (answer, session) = engine.start_voicemail("vm-call-1@host", offer.as_bytes(), config).unwrap();
+    let (answer, session) = engine
+        .start_voicemail("vm-call-1@host", offer.as_bytes(), config)
+        .unwrap();
     let answer = String::from_utf8(answer.to_vec()).unwrap();
     assert!(answer.contains("m=audio"));
     assert!(answer.contains("a=rtpmap:0 PCMU/8000"));
@@ -166,8 +174,15 @@ async fn greeting_beep_then_tone_recorded_until_hash() {
     let heard = listen_to_prompt(&sock).await;
     let secs = heard.greeting_packets as f64 * 0.02;
     eprintln!("greeting {secs:.2} s, beep {} packets", heard.beep_packets);
-    assert!((2.0..6.0).contains(&secs), "10-word greeting lasted {secs} s");
-    assert!((18..=21).contains(&heard.beep_packets), "beep of 400 ms, got {} packets", heard.beep_packets);
+    assert!(
+        (2.0..6.0).contains(&secs),
+        "10-word greeting lasted {secs} s"
+    );
+    assert!(
+        (18..=21).contains(&heard.beep_packets),
+        "beep of 400 ms, got {} packets",
+        heard.beep_packets
+    );
 
     let mut caller = Caller {
         sock,
@@ -183,11 +198,19 @@ async fn greeting_beep_then_tone_recorded_until_hash() {
     assert_eq!(out.duration_ms, samples.len() as u64 / 8);
     let (len, hz) = loud_segment(&samples);
     let ms = len as f64 / 8.0;
-    eprintln!("recorded {} ms, tone {ms} ms at {hz:.1} Hz", out.duration_ms);
+    eprintln!(
+        "recorded {} ms, tone {ms} ms at {hz:.1} Hz",
+        out.duration_ms
+    );
     assert!((ms - 3000.0).abs() <= 60.0, "tone length {ms} ms");
     assert!((hz - 1000.0).abs() < 20.0, "tone frequency {hz} Hz");
     assert!(out.path.starts_with(dir.path().join("vm")));
-    assert!(!out.path.file_name().unwrap().to_string_lossy().contains('@'));
+    assert!(!out
+        .path
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .contains('@'));
     drop(session);
 }
 
@@ -203,12 +226,23 @@ async fn silence_limit_ends_recording() {
         ..VoicemailConfig::default()
     });
     let offer = offer(sock.local_addr().unwrap().port(), "8 0");
-    let (_answer, session) = engine.start_voicemail("silent", offer.as_bytes(), config).unwrap();
-    assert_eq!(session.media().law, edge_media::G711Law::Alaw, "first offered G.711 wins");
+    let (_answer, session) = engine
+        .start_voicemail("silent", offer.as_bytes(), config)
+        .unwrap();
+    assert_eq!(
+        session.media().law,
+        edge_media::G711Law::Alaw,
+        "first offered G.711 wins"
+    );
     let heard = listen_to_prompt_alaw(&sock).await;
     assert!(heard < 25, "beep only, got {heard} packets");
     let started = Instant::now();
-    let mut caller = Caller { sock, edge: SocketAddr::new(LO, session.local_port()), seq: 1, ts: 0 };
+    let mut caller = Caller {
+        sock,
+        edge: SocketAddr::new(LO, session.local_port()),
+        seq: 1,
+        ts: 0,
+    };
     // Speech for 0.5 s, then the caller keeps sending near-silence.
     let mut audio = tone(440.0, 500, 8000, 0.4);
     audio.extend(std::iter::repeat_n(3i16, 8000 * 3));
@@ -218,7 +252,11 @@ async fn silence_limit_ends_recording() {
     assert_eq!(out.ended_by, EndedBy::Silence);
     let took = started.elapsed().as_millis();
     assert!((1200..2200).contains(&took), "ended after {took} ms");
-    assert!((1100..2200).contains(&out.duration_ms), "recorded {} ms", out.duration_ms);
+    assert!(
+        (1100..2200).contains(&out.duration_ms),
+        "recorded {} ms",
+        out.duration_ms
+    );
 }
 
 impl Caller {
@@ -239,9 +277,15 @@ async fn listen_to_prompt_alaw(sock: &UdpSocket) -> usize {
     let mut packets = 0;
     let mut beeped = false;
     loop {
-        let (n, _) = timeout(Duration::from_secs(5), sock.recv_from(&mut buf)).await.unwrap().unwrap();
+        let (n, _) = timeout(Duration::from_secs(5), sock.recv_from(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(buf[1] & 0x7f, 8, "PCMA payload type");
-        let pcm: Vec<i16> = buf[12..n].iter().map(|&b| g711::alaw_to_linear(b)).collect();
+        let pcm: Vec<i16> = buf[12..n]
+            .iter()
+            .map(|&b| g711::alaw_to_linear(b))
+            .collect();
         let loud = rms(&pcm) > 1000.0;
         if beeped && !loud {
             return packets;
@@ -263,27 +307,52 @@ async fn hangup_and_shutdown_keep_the_recording() {
     for (i, hangup) in [true, false].into_iter().enumerate() {
         let sock = UdpSocket::bind((LO, 0)).await.unwrap();
         let offer = offer(sock.local_addr().unwrap().port(), "0 101");
-        let (_a, mut session) = engine.start_voicemail(&format!("c{i}"), offer.as_bytes(), config.clone()).unwrap();
+        let (_a, mut session) = engine
+            .start_voicemail(&format!("c{i}"), offer.as_bytes(), config.clone())
+            .unwrap();
         listen_to_prompt(&sock).await;
-        let mut caller = Caller { sock, edge: SocketAddr::new(LO, session.local_port()), seq: 1, ts: 0 };
+        let mut caller = Caller {
+            sock,
+            edge: SocketAddr::new(LO, session.local_port()),
+            seq: 1,
+            ts: 0,
+        };
         caller.talk(&tone(1000.0, 600, 8000, 0.5)).await;
         tokio::time::sleep(Duration::from_millis(50)).await;
         let out = if hangup {
             session.stop();
             session.wait().await.unwrap()
         } else {
-            assert!(engine.shutdown(Duration::from_secs(5)).await, "all sessions finished");
+            assert!(
+                engine.shutdown(Duration::from_secs(5)).await,
+                "all sessions finished"
+            );
             session.wait().await.unwrap()
         };
-        assert_eq!(out.ended_by, if hangup { EndedBy::Hangup } else { EndedBy::Shutdown });
+        assert_eq!(
+            out.ended_by,
+            if hangup {
+                EndedBy::Hangup
+            } else {
+                EndedBy::Shutdown
+            }
+        );
         let (len, _) = loud_segment(&read_wav(&out.path));
-        assert!((len as i64 - 4800).abs() <= 480, "600 ms of tone kept, got {len} samples");
+        assert!(
+            (len as i64 - 4800).abs() <= 480,
+            "600 ms of tone kept, got {len} samples"
+        );
         let event = outcome(&mut events, Duration::from_secs(1)).await;
         assert_eq!(event, out);
     }
     let sock = UdpSocket::bind((LO, 0)).await.unwrap();
     let offer = offer(sock.local_addr().unwrap().port(), "0");
-    assert!(engine.start_voicemail("late", offer.as_bytes(), config).is_err(), "refused after shutdown");
+    assert!(
+        engine
+            .start_voicemail("late", offer.as_bytes(), config)
+            .is_err(),
+        "refused after shutdown"
+    );
 }
 
 #[tokio::test]
@@ -298,7 +367,9 @@ async fn missing_espeak_means_beep_only() {
         max_length: Duration::from_millis(300),
         ..VoicemailConfig::default()
     });
-    let (_a, _session) = engine.start_voicemail("no-tts", offer.as_bytes(), config).unwrap();
+    let (_a, _session) = engine
+        .start_voicemail("no-tts", offer.as_bytes(), config)
+        .unwrap();
     let heard = listen_to_prompt(&sock).await;
     assert_eq!(heard.greeting_packets, 0);
     assert!((18..=21).contains(&heard.beep_packets));

@@ -9,7 +9,7 @@ use edge_resolver::{
     DeadTargets, ResolveError, Resolver, ResolverConfig, Target, TargetList, Transport,
 };
 use hickory_resolver::proto::op::{Message, OpCode, ResponseCode};
-use hickory_resolver::proto::rr::rdata::{A, NAPTR, SRV};
+use hickory_resolver::proto::rr::rdata::{A, AAAA, NAPTR, SRV};
 use hickory_resolver::proto::rr::{Name, RData, Record, RecordType};
 use tokio::net::UdpSocket;
 
@@ -80,6 +80,13 @@ fn zone() -> Zone {
         srv("_sip._udp.partial.test.", 15, 0, 5060, "."),
         srv("_sip._udp.partial.test.", 20, 0, 5070, "ok.partial.test."),
         a("ok.partial.test.", [10, 3, 0, 1]),
+        // Dual stack: IPv4 is tried first.
+        Record::from_rdata(
+            name("dual.test."),
+            60,
+            RData::AAAA(AAAA("fd00::1".parse().unwrap())),
+        ),
+        a("dual.test.", [10, 4, 0, 1]),
     ];
     let mut z: Zone = HashMap::new();
     for r in recs {
@@ -326,6 +333,40 @@ async fn srv_target_without_address_is_skipped() {
     let (r, _) = setup().await;
     let got = r.resolve("partial.test", None, None, false).await.unwrap();
     assert_eq!(got, vec![t([10, 3, 0, 1], 5070, Transport::Udp)]);
+}
+
+/// The edge shares one resolver across call tasks: it must be `Send + Sync` and its futures
+/// spawnable.
+#[tokio::test]
+async fn shared_across_tasks() {
+    let (r, _) = setup().await;
+    let r = Arc::new(r);
+    let tasks: Vec<_> = (0..4)
+        .map(|_| {
+            let r = r.clone();
+            tokio::spawn(async move { r.resolve("plain.test", None, None, false).await })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(
+            task.await.unwrap().unwrap(),
+            vec![t([10, 2, 0, 1], 5060, Transport::Udp)]
+        );
+    }
+}
+
+#[tokio::test]
+async fn dual_stack_lists_ipv4_then_ipv6() {
+    let (r, _) = setup().await;
+    let got = r.resolve("dual.test", None, None, false).await.unwrap();
+    let want = vec![
+        t([10, 4, 0, 1], 5060, Transport::Udp),
+        Target {
+            addr: "[fd00::1]:5060".parse().unwrap(),
+            transport: Transport::Udp,
+        },
+    ];
+    assert_eq!(got, want);
 }
 
 #[test]

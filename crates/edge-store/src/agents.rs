@@ -16,8 +16,7 @@ pub(crate) fn agent_from_row(row: &AnyRow) -> Result<AgentRecord> {
         account_id: row.try_get("account_id")?,
         name: row.try_get("name")?,
         sip_uri: row.try_get("sip_uri")?,
-        max_concurrent_calls: u32::try_from(max)
-            .map_err(|_| StoreError::Corrupt("bad max_concurrent_calls".into()))?,
+        max_concurrent_calls: u32::try_from(max).map_err(|_| StoreError::Corrupt("bad max_concurrent_calls".into()))?,
         voicemail_message: row.try_get("voicemail_message")?,
         status: parse_col(row, "status", AgentStatus::parse)?,
         created_at: row.try_get("created_at")?,
@@ -94,24 +93,13 @@ impl Store {
         .bind(fetch)
         .fetch_all(&self.pool)
         .await?;
-        let items = rows
-            .iter()
-            .map(agent_from_row)
-            .collect::<Result<Vec<_>>>()?;
+        let items = rows.iter().map(agent_from_row).collect::<Result<Vec<_>>>()?;
         Ok(into_page(items, limit, |a| (a.created_at, a.id.as_str())))
     }
 
-    pub async fn update_agent(
-        &self,
-        account_id: &str,
-        id: &str,
-        patch: AgentPatch,
-    ) -> Result<AgentRecord> {
+    pub async fn update_agent(&self, account_id: &str, id: &str, patch: AgentPatch) -> Result<AgentRecord> {
         let _w = self.write_lock.lock().await;
-        let mut rec = self
-            .get_agent(account_id, id)
-            .await?
-            .ok_or(StoreError::NotFound)?;
+        let mut rec = self.get_agent(account_id, id).await?.ok_or(StoreError::NotFound)?;
         if let Some(v) = patch.name {
             rec.name = v;
         }

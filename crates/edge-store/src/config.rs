@@ -32,9 +32,7 @@ impl StoreConfig {
     pub fn new(database_url: Option<&str>, data_dir: &Path, secrets: SecretBox) -> Result<Self> {
         let database = match database_url.map(str::trim).filter(|u| !u.is_empty()) {
             Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-                Database::Postgres {
-                    url: url.to_owned(),
-                }
+                Database::Postgres { url: url.to_owned() }
             }
             Some(_) => {
                 return Err(StoreError::Config(
@@ -67,9 +65,7 @@ pub(crate) fn sqlite_url(path: &Path) -> Result<String> {
     let s = path
         .to_str()
         .ok_or_else(|| StoreError::Config("data_dir must be valid UTF-8".into()))?;
-    if s.chars()
-        .any(|c| c.is_control() || matches!(c, '%' | '?' | '#'))
-    {
+    if s.chars().any(|c| c.is_control() || matches!(c, '%' | '?' | '#')) {
         return Err(StoreError::Config(
             "data_dir must not contain '%', '?', '#' or control characters".into(),
         ));

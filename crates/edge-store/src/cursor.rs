@@ -25,9 +25,7 @@ impl Cursor {
         let raw = URL_SAFE_NO_PAD.decode(s).ok()?;
         let text = String::from_utf8(raw).ok()?;
         let (ts, id) = text.split_once(':')?;
-        let ok_id = !id.is_empty()
-            && id.len() <= 80
-            && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        let ok_id = !id.is_empty() && id.len() <= 80 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
         if !ok_id {
             return None;
         }

@@ -10,10 +10,10 @@ pub enum StoreError {
     NotFound,
     /// A referenced resource (e.g. an agent) does not exist in this account.
     #[error("{field}: {message}")]
-    InvalidReference {
-        field: &'static str,
-        message: String,
-    },
+    InvalidReference { field: &'static str, message: String },
+    /// The change is not valid for this resource's current state.
+    #[error("{field}: {message}")]
+    InvalidField { field: &'static str, message: String },
     /// Uniqueness or in-use conflict (duplicate number, agent still referenced, ...).
     #[error("conflict: {message}")]
     Conflict {

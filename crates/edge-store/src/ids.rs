@@ -31,18 +31,13 @@ impl IdKind {
     /// True when `id` has this kind's prefix followed by 1..=64 ASCII alphanumerics.
     /// Lets callers reject junk before touching the database.
     pub fn is_valid(self, id: &str) -> bool {
-        id.strip_prefix(self.prefix()).is_some_and(|rest| {
-            !rest.is_empty() && rest.len() <= 64 && rest.bytes().all(|b| b.is_ascii_alphanumeric())
-        })
+        id.strip_prefix(self.prefix())
+            .is_some_and(|rest| !rest.is_empty() && rest.len() <= 64 && rest.bytes().all(|b| b.is_ascii_alphanumeric()))
     }
 }
 
 pub(crate) fn new_id(kind: IdKind) -> Result<String, getrandom::Error> {
-    Ok(format!(
-        "{}{}",
-        kind.prefix(),
-        random_base62(ID_RANDOM_LEN)?
-    ))
+    Ok(format!("{}{}", kind.prefix(), random_base62(ID_RANDOM_LEN)?))
 }
 
 /// Uniform base62 string via rejection sampling (bytes >= 248 are discarded to avoid bias).

@@ -61,10 +61,7 @@ impl RoutingIndex {
             return Some(Arc::clone(r.value()));
         }
         if !number.starts_with('+') && number.len() <= 16 {
-            return self
-                .numbers
-                .get(&format!("+{number}"))
-                .map(|r| Arc::clone(r.value()));
+            return self.numbers.get(&format!("+{number}")).map(|r| Arc::clone(r.value()));
         }
         None
     }
@@ -86,9 +83,23 @@ impl RoutingIndex {
         self.numbers.iter().map(|e| e.key().clone()).collect()
     }
 
+    /// Makes the index equal to the given snapshot without a moment where an entry present
+    /// in both old and new is missing: upsert everything, then drop what is gone.
+    pub(crate) fn replace_all(&self, agents: Vec<AgentRecord>, routes: Vec<NumberRoute>) {
+        let agent_ids: HashSet<String> = agents.iter().map(|a| a.id.clone()).collect();
+        let numbers: HashSet<String> = routes.iter().map(|r| r.phone_number.clone()).collect();
+        for a in agents {
+            self.put_agent(a);
+        }
+        for r in routes {
+            self.put_number(r);
+        }
+        self.agents.retain(|k, _| agent_ids.contains(k));
+        self.numbers.retain(|k, _| numbers.contains(k));
+    }
+
     pub(crate) fn put_number(&self, route: NumberRoute) {
-        self.numbers
-            .insert(route.phone_number.clone(), Arc::new(route));
+        self.numbers.insert(route.phone_number.clone(), Arc::new(route));
     }
 
     pub(crate) fn remove_number(&self, phone_number: &str) {

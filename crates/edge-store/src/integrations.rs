@@ -22,19 +22,14 @@ fn integration_from_row(row: &AnyRow) -> Result<IntegrationRecord> {
         account_id: row.try_get("account_id")?,
         name: row.try_get("name")?,
         provider: parse_col(row, "provider", Provider::parse)?,
-        metadata: serde_json::from_str(&metadata)
-            .map_err(|_| StoreError::Corrupt("bad metadata".into()))?,
+        metadata: serde_json::from_str(&metadata).map_err(|_| StoreError::Corrupt("bad metadata".into()))?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
     })
 }
 
 impl Store {
-    pub async fn create_integration(
-        &self,
-        account_id: &str,
-        new: NewIntegration,
-    ) -> Result<IntegrationRecord> {
+    pub async fn create_integration(&self, account_id: &str, new: NewIntegration) -> Result<IntegrationRecord> {
         let now = now_millis();
         let id = new_id(IdKind::Integration)?;
         let sealed = self.secrets.seal(&api_key_context(&id), &new.api_key)?;
@@ -66,11 +61,7 @@ impl Store {
         })
     }
 
-    pub async fn get_integration(
-        &self,
-        account_id: &str,
-        id: &str,
-    ) -> Result<Option<IntegrationRecord>> {
+    pub async fn get_integration(&self, account_id: &str, id: &str) -> Result<Option<IntegrationRecord>> {
         let row = sqlx::query(concat!(
             "SELECT ",
             integration_cols!(),
@@ -104,10 +95,7 @@ impl Store {
         .bind(fetch)
         .fetch_all(&self.pool)
         .await?;
-        let items = rows
-            .iter()
-            .map(integration_from_row)
-            .collect::<Result<Vec<_>>>()?;
+        let items = rows.iter().map(integration_from_row).collect::<Result<Vec<_>>>()?;
         Ok(into_page(items, limit, |i| (i.created_at, i.id.as_str())))
     }
 
@@ -125,13 +113,11 @@ impl Store {
 
     /// Decrypted provider API key, for code that calls the provider on the customer's behalf.
     pub async fn integration_api_key(&self, account_id: &str, id: &str) -> Result<Option<Secret>> {
-        let row = sqlx::query(
-            "SELECT api_key_sealed FROM integrations WHERE account_id = $1 AND id = $2",
-        )
-        .bind(account_id)
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
+        let row = sqlx::query("SELECT api_key_sealed FROM integrations WHERE account_id = $1 AND id = $2")
+            .bind(account_id)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
         match row {
             None => Ok(None),
             Some(r) => {

@@ -42,9 +42,9 @@ pub use error::{Result, StoreError};
 pub use ids::IdKind;
 pub use index::{InboundRoute, NumberRoute, OutboundTrunk, RoutingIndex};
 pub use model::{
-    AgentPatch, AgentRecord, AgentStatus, InboundRouting, InboundRoutingPatch, IntegrationRecord,
-    NewAgent, NewIntegration, NewNumber, NewProviderConfig, NumberPatch, NumberRecord,
-    NumberSource, NumberStatus, Page, Provider, ProviderConfigView,
+    AgentPatch, AgentRecord, AgentStatus, InboundRouting, InboundRoutingPatch, IntegrationRecord, NewAgent,
+    NewIntegration, NewNumber, NewProviderConfig, NumberPatch, NumberRecord, NumberSource, NumberStatus, Page,
+    Provider, ProviderConfigPatch, ProviderConfigView,
 };
-pub use secret::{Secret, SecretBox, SecretError, SecretKeyError};
+pub use secret::{Secret, SecretBox, SecretError, SecretKeyError, SECRET_KEY_ENV, SECRET_KEY_FILE};
 pub use store::{Backend, Store};

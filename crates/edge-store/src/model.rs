@@ -140,6 +140,16 @@ pub struct NumberPatch {
     pub agent_id: Option<String>,
     pub friendly_name: Option<Option<String>>,
     pub inbound_routing: Option<Option<InboundRoutingPatch>>,
+    /// Only for numbers that have a provider config (BYO); rotates trunk credentials.
+    pub provider_config: Option<ProviderConfigPatch>,
+}
+
+/// Partial update of a BYO number's trunk settings (`Some(None)` clears a credential).
+#[derive(Debug, Clone, Default)]
+pub struct ProviderConfigPatch {
+    pub trunk_address: Option<String>,
+    pub auth_username: Option<Option<String>>,
+    pub auth_password: Option<Option<Secret>>,
 }
 
 /// Stored provider credentials. The API key itself is sealed and never part of this record.

@@ -5,8 +5,8 @@ use crate::error::{Result, StoreError};
 use crate::ids::{new_id, IdKind};
 use crate::index::{InboundRoute, NumberRoute, OutboundTrunk};
 use crate::model::{
-    InboundRouting, NewNumber, NumberPatch, NumberRecord, NumberSource, NumberStatus, Page,
-    Provider, ProviderConfigView,
+    InboundRouting, NewNumber, NumberPatch, NumberRecord, NumberSource, NumberStatus, Page, Provider,
+    ProviderConfigPatch, ProviderConfigView,
 };
 use crate::store::{fetch_limit, into_page, on_write, page_bounds, parse_col, Store};
 use crate::time::now_millis;
@@ -104,11 +104,7 @@ async fn check_agents(
 
 impl Store {
     /// Builds the index entry for a record, decrypting the trunk password.
-    pub(crate) fn route_for(
-        &self,
-        rec: &NumberRecord,
-        sealed: Option<&str>,
-    ) -> Result<NumberRoute> {
+    pub(crate) fn route_for(&self, rec: &NumberRecord, sealed: Option<&str>) -> Result<NumberRoute> {
         let auth_password = sealed
             .map(|s| self.secrets.open(&password_context(&rec.id), s))
             .transpose()?;
@@ -133,13 +129,11 @@ impl Store {
 
     /// True when any account has registered `phone_number`.
     pub async fn phone_number_taken(&self, phone_number: &str) -> Result<bool> {
-        Ok(
-            sqlx::query("SELECT id FROM phone_numbers WHERE phone_number = $1")
-                .bind(phone_number)
-                .fetch_optional(&self.pool)
-                .await?
-                .is_some(),
-        )
+        Ok(sqlx::query("SELECT id FROM phone_numbers WHERE phone_number = $1")
+            .bind(phone_number)
+            .fetch_optional(&self.pool)
+            .await?
+            .is_some())
     }
 
     /// Registers a number. Checks that every referenced agent belongs to the account and that
@@ -176,13 +170,7 @@ impl Store {
 
         let _w = self.write_lock.lock().await;
         let mut tx = self.pool.begin().await?;
-        check_agents(
-            &mut tx,
-            account_id,
-            &rec.agent_id,
-            rec.inbound_routing.as_ref(),
-        )
-        .await?;
+        check_agents(&mut tx, account_id, &rec.agent_id, rec.inbound_routing.as_ref()).await?;
         let dup = sqlx::query("SELECT id FROM phone_numbers WHERE phone_number = $1")
             .bind(&rec.phone_number)
             .fetch_optional(&mut *tx)
@@ -238,11 +226,7 @@ impl Store {
         .bind(id)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row
-            .as_ref()
-            .map(number_from_row)
-            .transpose()?
-            .map(|(r, _)| r))
+        Ok(row.as_ref().map(number_from_row).transpose()?.map(|(r, _)| r))
     }
 
     pub async fn list_numbers(
@@ -274,12 +258,7 @@ impl Store {
     }
 
     /// Applies a partial update; the index reflects it before this returns.
-    pub async fn update_number(
-        &self,
-        account_id: &str,
-        id: &str,
-        patch: NumberPatch,
-    ) -> Result<NumberRecord> {
+    pub async fn update_number(&self, account_id: &str, id: &str, patch: NumberPatch) -> Result<NumberRecord> {
         let _w = self.write_lock.lock().await;
         let mut tx = self.pool.begin().await?;
         let row = sqlx::query(concat!(
@@ -316,19 +295,19 @@ impl Store {
                 rec.inbound_routing = Some(r);
             }
         }
-        check_agents(
-            &mut tx,
-            account_id,
-            &rec.agent_id,
-            rec.inbound_routing.as_ref(),
-        )
-        .await?;
+        let sealed = match patch.provider_config {
+            None => sealed,
+            Some(p) => self.apply_provider_config(&mut rec, sealed, p)?,
+        };
+        check_agents(&mut tx, account_id, &rec.agent_id, rec.inbound_routing.as_ref()).await?;
         rec.updated_at = now_millis().max(rec.updated_at);
         let ib = rec.inbound_routing.as_ref();
+        let pcv = rec.provider_config.as_ref();
         sqlx::query(
             "UPDATE phone_numbers SET friendly_name = $1, agent_id = $2, inbound_enabled = $3, \
              inbound_agent_id = $4, inbound_fallback_agent_id = $5, \
-             inbound_voicemail_message = $6, updated_at = $7 WHERE account_id = $8 AND id = $9",
+             inbound_voicemail_message = $6, updated_at = $7, trunk_address = $8, \
+             auth_username = $9, auth_password_sealed = $10 WHERE account_id = $11 AND id = $12",
         )
         .bind(&rec.friendly_name)
         .bind(&rec.agent_id)
@@ -337,6 +316,9 @@ impl Store {
         .bind(ib.and_then(|r| r.fallback_agent_id.clone()))
         .bind(ib.and_then(|r| r.voicemail_message.clone()))
         .bind(rec.updated_at)
+        .bind(pcv.map(|p| p.trunk_address.clone()))
+        .bind(pcv.and_then(|p| p.auth_username.clone()))
+        .bind(&sealed)
         .bind(account_id)
         .bind(id)
         .execute(&mut *tx)
@@ -346,6 +328,38 @@ impl Store {
         tx.commit().await?;
         self.index.put_number(route);
         Ok(rec)
+    }
+
+    /// Merges a trunk-settings patch into `rec`, returning the new sealed password column.
+    fn apply_provider_config(
+        &self,
+        rec: &mut NumberRecord,
+        sealed: Option<String>,
+        patch: ProviderConfigPatch,
+    ) -> Result<Option<String>> {
+        let pc = rec.provider_config.as_mut().ok_or_else(|| StoreError::InvalidField {
+            field: "provider_config",
+            message: "only bring-your-own numbers have a provider_config".into(),
+        })?;
+        if let Some(t) = patch.trunk_address {
+            pc.trunk_address = t;
+        }
+        if let Some(u) = patch.auth_username {
+            pc.auth_username = u;
+        }
+        let sealed = match patch.auth_password {
+            None => sealed,
+            Some(None) => None,
+            Some(Some(pw)) => Some(self.secrets.seal(&password_context(&rec.id), &pw)?),
+        };
+        if sealed.is_some() && pc.auth_username.is_none() {
+            return Err(StoreError::InvalidField {
+                field: "provider_config.auth_username",
+                message: "required while auth_password is set".into(),
+            });
+        }
+        pc.auth_password_set = sealed.is_some();
+        Ok(sealed)
     }
 
     /// Removes a number from the account and the index, returning what was removed.

@@ -13,7 +13,7 @@ use crate::index::RoutingIndex;
 use crate::secret::SecretBox;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::{AnyPool, AssertSqlSafe, Row, SqlSafeStr};
+use sqlx::{AnyConnection, AnyPool, AssertSqlSafe, Connection, Row, SqlSafeStr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -61,12 +61,9 @@ impl Store {
         sqlx::any::install_default_drivers();
         let (url, backend) = match &cfg.database {
             Database::Sqlite { data_dir } => {
-                tokio::fs::create_dir_all(data_dir).await.map_err(|e| {
-                    StoreError::Config(format!(
-                        "cannot create data_dir {}: {e}",
-                        data_dir.display()
-                    ))
-                })?;
+                tokio::fs::create_dir_all(data_dir)
+                    .await
+                    .map_err(|e| StoreError::Config(format!("cannot create data_dir {}: {e}", data_dir.display())))?;
                 let path = data_dir.join(crate::config::SQLITE_FILE_NAME);
                 (sqlite_url(&path)?, Backend::Sqlite)
             }
@@ -74,14 +71,19 @@ impl Store {
         };
         let schema = match (&cfg.pg_schema, backend) {
             (Some(s), Backend::Postgres) if valid_schema_name(s) => Some(s.clone()),
-            (Some(_), Backend::Postgres) => {
-                return Err(StoreError::Config("invalid pg_schema name".into()))
-            }
-            (Some(_), Backend::Sqlite) => {
-                return Err(StoreError::Config("pg_schema requires PostgreSQL".into()))
-            }
+            (Some(_), Backend::Postgres) => return Err(StoreError::Config("invalid pg_schema name".into())),
+            (Some(_), Backend::Sqlite) => return Err(StoreError::Config("pg_schema requires PostgreSQL".into())),
             (None, _) => None,
         };
+        if let Some(s) = &schema {
+            // Once, on a dedicated connection: concurrent `CREATE SCHEMA IF NOT EXISTS` from
+            // several pool connections can race on PostgreSQL's catalog.
+            let mut conn = AnyConnection::connect(&url).await?;
+            sqlx::query(AssertSqlSafe(format!("CREATE SCHEMA IF NOT EXISTS \"{s}\"")))
+                .execute(&mut conn)
+                .await?;
+            conn.close().await?;
+        }
         let pool = AnyPoolOptions::new()
             .max_connections(cfg.max_connections.max(1))
             .acquire_timeout(Duration::from_secs(10))
@@ -91,21 +93,12 @@ impl Store {
                     match backend {
                         Backend::Sqlite => {
                             // WAL: readers (API GETs) never block on the writer.
-                            sqlx::query("PRAGMA journal_mode = WAL")
-                                .execute(&mut *conn)
-                                .await?;
-                            sqlx::query("PRAGMA synchronous = NORMAL")
-                                .execute(&mut *conn)
-                                .await?;
+                            sqlx::query("PRAGMA journal_mode = WAL").execute(&mut *conn).await?;
+                            sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut *conn).await?;
                         }
                         Backend::Postgres => {
                             if let Some(s) = schema {
                                 // `s` matched [a-z_][a-z0-9_]* above, so quoting is safe.
-                                sqlx::query(AssertSqlSafe(format!(
-                                    "CREATE SCHEMA IF NOT EXISTS \"{s}\""
-                                )))
-                                .execute(&mut *conn)
-                                .await?;
                                 sqlx::query(AssertSqlSafe(format!("SET search_path TO \"{s}\"")))
                                     .execute(&mut *conn)
                                     .await?;
@@ -149,11 +142,7 @@ impl Store {
 
     /// Creates an API key for `account_id` (creating that account when absent) or for a new
     /// account. Returns `(account_id, plaintext_key)`; only the key's SHA-256 is stored.
-    pub async fn create_api_key(
-        &self,
-        account_id: Option<&str>,
-        name: &str,
-    ) -> Result<(String, String)> {
+    pub async fn create_api_key(&self, account_id: Option<&str>, name: &str) -> Result<(String, String)> {
         let account_id = match account_id {
             Some(a) if IdKind::Account.is_valid(a) => a.to_owned(),
             Some(_) => {
@@ -167,13 +156,11 @@ impl Store {
         let key = new_api_key()?;
         let now = crate::time::now_millis();
         let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "INSERT INTO accounts (id, created_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(&account_id)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
+        sqlx::query("INSERT INTO accounts (id, created_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING")
+            .bind(&account_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
         sqlx::query(
             "INSERT INTO api_keys (id, account_id, name, key_hash, created_at) \
              VALUES ($1, $2, $3, $4, $5)",
@@ -191,9 +178,9 @@ impl Store {
 
     /// The account owning `key`, or `None` for an unknown or malformed key.
     pub async fn authenticate(&self, key: &str) -> Result<Option<String>> {
-        let well_formed = key.len() == 68
-            && key.starts_with("oik_")
-            && key[4..].bytes().all(|b| b.is_ascii_hexdigit());
+        let well_formed = key
+            .strip_prefix("oik_")
+            .is_some_and(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()));
         if !well_formed {
             return Ok(None);
         }
@@ -201,32 +188,58 @@ impl Store {
             .bind(hash_api_key(key))
             .fetch_optional(&self.pool)
             .await?;
-        Ok(row
-            .map(|r| r.try_get::<String, _>("account_id"))
-            .transpose()?)
+        Ok(row.map(|r| r.try_get::<String, _>("account_id")).transpose()?)
     }
 
     async fn load_index(&self) -> Result<()> {
-        let agents = sqlx::query(concat!("SELECT ", agent_cols!(), " FROM agents"))
-            .fetch_all(&self.pool)
-            .await?;
-        for row in &agents {
-            self.index.put_agent(crate::agents::agent_from_row(row)?);
-        }
-        let numbers = sqlx::query(concat!("SELECT ", number_cols!(), " FROM phone_numbers"))
-            .fetch_all(&self.pool)
-            .await?;
-        for row in &numbers {
-            let (rec, sealed) = crate::numbers::number_from_row(row)?;
-            self.index
-                .put_number(self.route_for(&rec, sealed.as_deref())?);
-        }
+        self.reload_index().await?;
         tracing::info!(
             agents = self.index.agent_count(),
             numbers = self.index.number_count(),
             "routing index loaded"
         );
         Ok(())
+    }
+
+    /// Re-reads every agent and number and brings the index in line with the database
+    /// (entries replaced in place, vanished ones removed; lookups never see a gap). Needed
+    /// when several edge nodes share one PostgreSQL database: each node's API only updates
+    /// its own index. If a row cannot be decoded the index is left untouched.
+    pub async fn reload_index(&self) -> Result<()> {
+        let _w = self.write_lock.lock().await;
+        let agents = sqlx::query(concat!("SELECT ", agent_cols!(), " FROM agents"))
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(crate::agents::agent_from_row)
+            .collect::<Result<Vec<_>>>()?;
+        let rows = sqlx::query(concat!("SELECT ", number_cols!(), " FROM phone_numbers"))
+            .fetch_all(&self.pool)
+            .await?;
+        let mut routes = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let (rec, sealed) = crate::numbers::number_from_row(row)?;
+            routes.push(self.route_for(&rec, sealed.as_deref())?);
+        }
+        self.index.replace_all(agents, routes);
+        Ok(())
+    }
+
+    /// Spawns a task calling [`Store::reload_index`] every `every` (multi-node PostgreSQL
+    /// deployments). Failures are logged and retried at the next tick.
+    pub fn spawn_index_refresh(self: &Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
+        let store = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every.max(Duration::from_millis(100)));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                if let Err(e) = store.reload_index().await {
+                    tracing::warn!(error = %e, "routing index refresh failed");
+                }
+            }
+        })
     }
 }
 
@@ -253,11 +266,7 @@ pub(crate) fn fetch_limit(limit: u32) -> (usize, i64) {
     (l, l as i64 + 1)
 }
 
-pub(crate) fn into_page<T>(
-    mut items: Vec<T>,
-    limit: usize,
-    key: impl Fn(&T) -> (i64, &str),
-) -> crate::model::Page<T> {
+pub(crate) fn into_page<T>(mut items: Vec<T>, limit: usize, key: impl Fn(&T) -> (i64, &str)) -> crate::model::Page<T> {
     let next_cursor = if items.len() > limit {
         items.truncate(limit);
         items.last().map(|t| {

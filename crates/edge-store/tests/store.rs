@@ -5,9 +5,8 @@ mod common;
 
 use common::Fixture;
 use edge_store::{
-    AgentPatch, AgentStatus, InboundRouting, InboundRoutingPatch, NewAgent, NewIntegration,
-    NewNumber, NewProviderConfig, NumberPatch, NumberSource, Provider, Secret, SecretBox, Store,
-    StoreError,
+    AgentPatch, AgentStatus, InboundRouting, InboundRoutingPatch, NewAgent, NewIntegration, NewNumber,
+    NewProviderConfig, NumberPatch, NumberSource, Provider, Secret, SecretBox, Store, StoreError,
 };
 use sqlx::Row;
 
@@ -62,10 +61,7 @@ async fn api_keys(fx: &Fixture) {
     let (acc, key) = fx.store.create_api_key(None, "cli").await.unwrap();
     assert!(acc.starts_with("acc_"));
     assert!(key.starts_with("oik_"));
-    assert_eq!(
-        fx.store.authenticate(&key).await.unwrap(),
-        Some(acc.clone())
-    );
+    assert_eq!(fx.store.authenticate(&key).await.unwrap(), Some(acc.clone()));
     let mut wrong = key.clone();
     wrong.replace_range(10..11, if &key[10..11] == "0" { "1" } else { "0" });
     assert_eq!(fx.store.authenticate(&wrong).await.unwrap(), None);
@@ -73,15 +69,8 @@ async fn api_keys(fx: &Fixture) {
     // A second key for the same account; an explicit new account id is created on demand.
     let (acc2, key2) = fx.store.create_api_key(Some(&acc), "second").await.unwrap();
     assert_eq!(acc2, acc);
-    assert_eq!(
-        fx.store.authenticate(&key2).await.unwrap(),
-        Some(acc.clone())
-    );
-    let (acc3, _) = fx
-        .store
-        .create_api_key(Some("acc_cli42"), "x")
-        .await
-        .unwrap();
+    assert_eq!(fx.store.authenticate(&key2).await.unwrap(), Some(acc.clone()));
+    let (acc3, _) = fx.store.create_api_key(Some("acc_cli42"), "x").await.unwrap();
     assert_eq!(acc3, "acc_cli42");
     assert!(fx.store.create_api_key(Some("bad id"), "x").await.is_err());
     // Only hashes are stored.
@@ -204,15 +193,9 @@ async fn numbers_index_and_secrets(fx: &Fixture) {
     // Index: decrypted for the SIP side, redacted in Debug; with or without '+'.
     let index = fx.store.index();
     let route = index.lookup_number("+15739693824").unwrap();
-    assert_eq!(
-        index.lookup_number("15739693824").unwrap().number_id,
-        rec.id
-    );
+    assert_eq!(index.lookup_number("15739693824").unwrap().number_id, rec.id);
     let trunk = route.provider_config.as_ref().unwrap();
-    assert_eq!(
-        trunk.auth_password.as_ref().unwrap().expose(),
-        "s3cret-sip-pw"
-    );
+    assert_eq!(trunk.auth_password.as_ref().unwrap().expose(), "s3cret-sip-pw");
     assert!(!format!("{route:?}").contains("s3cret-sip-pw"));
     let ib = route.inbound_routing.as_ref().unwrap();
     assert_eq!(ib.agent_id, routing);
@@ -238,10 +221,7 @@ async fn numbers_index_and_secrets(fx: &Fixture) {
     let ib = route.inbound_routing.as_ref().unwrap();
     assert_eq!(ib.agent_id, primary, "no override -> number's own agent");
     assert_eq!(ib.fallback_agent_id.as_deref(), Some(fallback.as_str()));
-    assert_eq!(
-        ib.voicemail_message.as_deref(),
-        Some("Updated voicemail message.")
-    );
+    assert_eq!(ib.voicemail_message.as_deref(), Some("Updated voicemail message."));
     // Password survives an update.
     assert_eq!(
         route
@@ -292,11 +272,7 @@ async fn numbers_index_and_secrets(fx: &Fixture) {
         )
         .await
         .unwrap();
-    assert!(index
-        .lookup_number("+15739693824")
-        .unwrap()
-        .inbound_routing
-        .is_none());
+    assert!(index.lookup_number("+15739693824").unwrap().inbound_routing.is_none());
     assert!(fx
         .store
         .get_number(&a, &rec.id)
@@ -325,20 +301,12 @@ async fn failed_writes_change_nothing(fx: &Fixture) {
         .unwrap();
 
     // Duplicate number, even from another account.
-    match fx
-        .store
-        .create_number(&b, byo("+15005550100", &agent_b, None))
-        .await
-    {
+    match fx.store.create_number(&b, byo("+15005550100", &agent_b, None)).await {
         Err(StoreError::Conflict { field, .. }) => assert_eq!(field, Some("phone_number")),
         other => panic!("expected conflict, got {other:?}"),
     }
     // Another account's agent as primary / fallback.
-    match fx
-        .store
-        .create_number(&a, byo("+15005550101", &agent_b, None))
-        .await
-    {
+    match fx.store.create_number(&a, byo("+15005550101", &agent_b, None)).await {
         Err(StoreError::InvalidReference { field, .. }) => assert_eq!(field, "agent_id"),
         other => panic!("expected invalid reference, got {other:?}"),
     }
@@ -356,10 +324,7 @@ async fn failed_writes_change_nothing(fx: &Fixture) {
         }
         other => panic!("expected invalid reference, got {other:?}"),
     }
-    assert_eq!(
-        count(fx, "SELECT COUNT(*) AS n FROM phone_numbers").await,
-        1
-    );
+    assert_eq!(count(fx, "SELECT COUNT(*) AS n FROM phone_numbers").await, 1);
     assert_eq!(fx.store.index().number_count(), 1);
 
     // PATCH to another account's agent: rejected, row and index unchanged.
@@ -377,27 +342,18 @@ async fn failed_writes_change_nothing(fx: &Fixture) {
         .await;
     assert!(matches!(
         err,
-        Err(StoreError::InvalidReference {
-            field: "agent_id",
-            ..
-        })
+        Err(StoreError::InvalidReference { field: "agent_id", .. })
     ));
     let now = fx.store.get_number(&a, &rec.id).await.unwrap().unwrap();
     assert_eq!(now, rec);
     assert_eq!(
-        fx.store
-            .index()
-            .lookup_number("+15005550100")
-            .unwrap()
-            .agent_id,
+        fx.store.index().lookup_number("+15005550100").unwrap().agent_id,
         agent_a
     );
     // Account B cannot see, change or delete A's number.
     assert!(fx.store.get_number(&b, &rec.id).await.unwrap().is_none());
     assert!(matches!(
-        fx.store
-            .update_number(&b, &rec.id, NumberPatch::default())
-            .await,
+        fx.store.update_number(&b, &rec.id, NumberPatch::default()).await,
         Err(StoreError::NotFound)
     ));
     assert!(matches!(
@@ -471,53 +427,17 @@ async fn integrations(fx: &Fixture) {
             .expose(),
         "twilio-auth-token-xyz"
     );
-    assert!(fx
-        .store
-        .integration_api_key(&b, &rec.id)
-        .await
-        .unwrap()
-        .is_none());
-    assert_eq!(
-        fx.store
-            .get_integration(&a, &rec.id)
-            .await
-            .unwrap()
-            .unwrap(),
-        rec
-    );
-    assert!(fx
-        .store
-        .get_integration(&b, &rec.id)
-        .await
-        .unwrap()
-        .is_none());
-    assert_eq!(
-        fx.store
-            .list_integrations(&a, 10, None)
-            .await
-            .unwrap()
-            .items
-            .len(),
-        1
-    );
-    assert!(fx
-        .store
-        .list_integrations(&b, 10, None)
-        .await
-        .unwrap()
-        .items
-        .is_empty());
+    assert!(fx.store.integration_api_key(&b, &rec.id).await.unwrap().is_none());
+    assert_eq!(fx.store.get_integration(&a, &rec.id).await.unwrap().unwrap(), rec);
+    assert!(fx.store.get_integration(&b, &rec.id).await.unwrap().is_none());
+    assert_eq!(fx.store.list_integrations(&a, 10, None).await.unwrap().items.len(), 1);
+    assert!(fx.store.list_integrations(&b, 10, None).await.unwrap().items.is_empty());
     assert!(matches!(
         fx.store.delete_integration(&b, &rec.id).await,
         Err(StoreError::NotFound)
     ));
     fx.store.delete_integration(&a, &rec.id).await.unwrap();
-    assert!(fx
-        .store
-        .get_integration(&a, &rec.id)
-        .await
-        .unwrap()
-        .is_none());
+    assert!(fx.store.get_integration(&a, &rec.id).await.unwrap().is_none());
 }
 on_both_backends!(integrations);
 
@@ -525,10 +445,7 @@ async fn reload_rebuilds_index(fx: &Fixture) {
     let a = account(fx).await;
     let ag = agent(fx, &a, "a").await;
     fx.store
-        .create_number(
-            &a,
-            byo("+15005550199", &ag, Some(InboundRouting::default())),
-        )
+        .create_number(&a, byo("+15005550199", &ag, Some(InboundRouting::default())))
         .await
         .unwrap();
     // A second store on the same database loads the same routes (decrypting passwords).
@@ -574,3 +491,60 @@ async fn sqlite_uses_wal_and_creates_data_dir() {
     }
     fx.cleanup().await;
 }
+
+async fn second_node_catches_up_on_reload(fx: &Fixture) {
+    // Two stores on one database stand for two edge nodes.
+    let other = std::sync::Arc::new(Store::connect(fx.config.clone()).await.unwrap());
+    let a = account(fx).await;
+    let ag = agent(fx, &a, "a").await;
+    let rec = fx
+        .store
+        .create_number(&a, byo("+15005550177", &ag, Some(InboundRouting::default())))
+        .await
+        .unwrap();
+    assert!(other.index().lookup_number("+15005550177").is_none());
+    other.reload_index().await.unwrap();
+    assert_eq!(other.index().lookup_number("+15005550177").unwrap().agent_id, ag);
+    assert!(other.index().agent(&ag).is_some());
+
+    // Periodic refresh picks up a PATCH and then a delete.
+    let task = other.spawn_index_refresh(std::time::Duration::from_millis(100));
+    fx.store
+        .update_number(
+            &a,
+            &rec.id,
+            NumberPatch {
+                inbound_routing: Some(None),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let mut ok = false;
+    for _ in 0..50 {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        if other
+            .index()
+            .lookup_number("+15005550177")
+            .is_some_and(|r| r.inbound_routing.is_none())
+        {
+            ok = true;
+            break;
+        }
+    }
+    assert!(ok, "refresh did not pick up the PATCH");
+    fx.store.delete_number(&a, &rec.id).await.unwrap();
+    fx.store.delete_agent(&a, &ag).await.unwrap();
+    let mut gone = false;
+    for _ in 0..50 {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        if other.index().lookup_number("+15005550177").is_none() && other.index().agent(&ag).is_none() {
+            gone = true;
+            break;
+        }
+    }
+    assert!(gone, "refresh did not drop deleted entries");
+    task.abort();
+    other.close().await;
+}
+on_both_backends!(second_node_catches_up_on_reload);

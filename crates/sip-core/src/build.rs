@@ -125,9 +125,7 @@ impl<'a> ResponseBuilder<'a> {
         let req = self.req;
         let extra: usize = self.headers.iter().map(|(n, v)| n.len() + v.len() + 4).sum();
         let mut out = BytesMut::with_capacity(
-            256 + req.bytes().len().min(2048)
-                + extra
-                + self.body.as_ref().map_or(0, |(_, b)| b.len()),
+            256 + req.bytes().len().min(2048) + extra + self.body.as_ref().map_or(0, |(_, b)| b.len()),
         );
         out.put_slice(b"SIP/2.0 ");
         put_u64(&mut out, u64::from(self.code));
@@ -254,9 +252,8 @@ impl<'a> RequestBuilder<'a> {
     /// Serializes; adds `Max-Forwards: 70` unless given, and always Content-Length.
     pub fn build(self) -> Bytes {
         let extra: usize = self.headers.iter().map(|(n, v)| n.len() + v.len() + 4).sum();
-        let mut out = BytesMut::with_capacity(
-            128 + self.uri.len() + extra + self.body.as_ref().map_or(0, |(_, b)| b.len()),
-        );
+        let mut out =
+            BytesMut::with_capacity(128 + self.uri.len() + extra + self.body.as_ref().map_or(0, |(_, b)| b.len()));
         put_clean(&mut out, self.method.as_str());
         out.put_u8(b' ');
         put_clean(&mut out, self.uri);
@@ -307,11 +304,7 @@ fn put_tail(out: &mut BytesMut, invite: &Message, method: &str) {
 pub fn ack_for_non2xx(invite: &Message, response: &Message) -> Bytes {
     let mut out = BytesMut::with_capacity(512);
     put_in_transaction_request(&mut out, invite, "ACK");
-    if let Some(t) = response
-        .values(id::TO)
-        .next()
-        .or_else(|| invite.values(id::TO).next())
-    {
+    if let Some(t) = response.values(id::TO).next().or_else(|| invite.values(id::TO).next()) {
         put_header(&mut out, "To", t);
     }
     put_tail(&mut out, invite, "ACK");

@@ -227,8 +227,7 @@ impl DigestChallenge {
             Ok(ch) => DigestChallenge::from_view(&ch),
             Err(e) => {
                 let cleaned = drop_empty_elements(value).ok_or(DigestError::Malformed(e.into()))?;
-                let ch = Challenge::parse(&cleaned)
-                    .map_err(|e| DigestError::Malformed(e.to_string()))?;
+                let ch = Challenge::parse(&cleaned).map_err(|e| DigestError::Malformed(e.to_string()))?;
                 DigestChallenge::from_view(&ch)
             }
         }
@@ -241,15 +240,10 @@ impl DigestChallenge {
         }
         let algorithm = match ch.param("algorithm") {
             None => Algorithm::Md5,
-            Some(a) => Algorithm::parse(&a)
-                .ok_or_else(|| DigestError::UnsupportedAlgorithm(a.into_owned()))?,
+            Some(a) => Algorithm::parse(&a).ok_or_else(|| DigestError::UnsupportedAlgorithm(a.into_owned()))?,
         };
-        let realm = ch
-            .param("realm")
-            .ok_or(DigestError::MissingParam("realm"))?;
-        let nonce = ch
-            .param("nonce")
-            .ok_or(DigestError::MissingParam("nonce"))?;
+        let realm = ch.param("realm").ok_or(DigestError::MissingParam("realm"))?;
+        let nonce = ch.param("nonce").ok_or(DigestError::MissingParam("nonce"))?;
         let qop_options = match ch.param("qop") {
             None => Vec::new(),
             Some(list) => {
@@ -266,10 +260,7 @@ impl DigestChallenge {
                 v
             }
         };
-        let flag = |name| {
-            ch.param(name)
-                .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
-        };
+        let flag = |name| ch.param(name).is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
         Ok(DigestChallenge {
             realm: realm.into_owned(),
             nonce: nonce.into_owned(),
@@ -284,9 +275,7 @@ impl DigestChallenge {
     /// The challenge to answer in a 401/407 response: `Ok(None)` for any other status.
     /// With several challenge headers the strongest supported algorithm wins (first on ties);
     /// if none is usable the first error is returned.
-    pub fn from_message(
-        resp: &Message,
-    ) -> Result<Option<(DigestChallenge, AuthHeader)>, DigestError> {
+    pub fn from_message(resp: &Message) -> Result<Option<(DigestChallenge, AuthHeader)>, DigestError> {
         let (status, hdr, answer) = match resp.status() {
             Some(401) => (401, "WWW-Authenticate", AuthHeader::Authorization),
             Some(407) => (407, "Proxy-Authenticate", AuthHeader::ProxyAuthorization),
@@ -441,36 +430,18 @@ struct ResponseInput<'a> {
 fn compute_response(i: &ResponseInput<'_>) -> String {
     let h = |parts: &[&[u8]]| i.algorithm.hex(parts);
     let base_ha1 = match i.ha1_or_password {
-        Secret::Password(p) => h(&[
-            i.username.as_bytes(),
-            b":",
-            i.realm.as_bytes(),
-            b":",
-            p.as_bytes(),
-        ]),
+        Secret::Password(p) => h(&[i.username.as_bytes(), b":", i.realm.as_bytes(), b":", p.as_bytes()]),
         Secret::Ha1(ha1) => ha1.to_ascii_lowercase(),
     };
     let ha1 = if i.algorithm.is_sess() {
-        h(&[
-            base_ha1.as_bytes(),
-            b":",
-            i.nonce.as_bytes(),
-            b":",
-            i.cnonce.as_bytes(),
-        ])
+        h(&[base_ha1.as_bytes(), b":", i.nonce.as_bytes(), b":", i.cnonce.as_bytes()])
     } else {
         base_ha1
     };
     let ha2 = match i.qop {
         Some(Qop::AuthInt) => {
             let hb = h(&[i.body]);
-            h(&[
-                i.method.as_bytes(),
-                b":",
-                i.uri.as_bytes(),
-                b":",
-                hb.as_bytes(),
-            ])
+            h(&[i.method.as_bytes(), b":", i.uri.as_bytes(), b":", hb.as_bytes()])
         }
         _ => h(&[i.method.as_bytes(), b":", i.uri.as_bytes()]),
     };
@@ -488,13 +459,7 @@ fn compute_response(i: &ResponseInput<'_>) -> String {
             b":",
             ha2.as_bytes(),
         ]),
-        None => h(&[
-            ha1.as_bytes(),
-            b":",
-            i.nonce.as_bytes(),
-            b":",
-            ha2.as_bytes(),
-        ]),
+        None => h(&[ha1.as_bytes(), b":", i.nonce.as_bytes(), b":", ha2.as_bytes()]),
     }
 }
 
@@ -552,13 +517,7 @@ impl AuthSession {
 
     /// Handles a final response to the request. `method`/`uri`/`body` are those of the request
     /// that will be resent.
-    pub fn on_challenge(
-        &mut self,
-        resp: &Message,
-        method: &str,
-        uri: &str,
-        body: &[u8],
-    ) -> AuthStep {
+    pub fn on_challenge(&mut self, resp: &Message, method: &str, uri: &str, body: &[u8]) -> AuthStep {
         let (ch, which) = match DigestChallenge::from_message(resp) {
             Ok(Some(x)) => x,
             Ok(None) => {
@@ -623,15 +582,7 @@ impl AuthSession {
         for a in &mut self.answered {
             // 2^32 requests on one nonce is not reachable in a dialog; saturate rather than wrap.
             a.nc = a.nc.saturating_add(1);
-            let v = authorize(
-                &a.challenge,
-                &self.creds,
-                method,
-                uri,
-                a.nc,
-                &new_cnonce(),
-                body,
-            )?;
+            let v = authorize(&a.challenge, &self.creds, method, uri, a.nc, &new_cnonce(), body)?;
             out.push((a.which.name(), v));
         }
         Ok(out)
@@ -672,13 +623,7 @@ pub fn new_cnonce() -> String {
 // ---------------------------------------------------------------------------------------------
 
 /// Builds a `WWW-Authenticate`/`Proxy-Authenticate` value.
-pub fn make_challenge(
-    realm: &str,
-    nonce: &str,
-    algorithm: Algorithm,
-    qop: Option<Qop>,
-    stale: bool,
-) -> String {
+pub fn make_challenge(realm: &str, nonce: &str, algorithm: Algorithm, qop: Option<Qop>, stale: bool) -> String {
     let mut s = format!(
         "Digest realm={}, nonce={}, algorithm={algorithm}",
         quote(realm),
@@ -698,24 +643,14 @@ pub fn make_challenge(
 /// Checks a request's credentials against the expected realm and secret (RFC 7616 3.4.1).
 /// Only the response value is compared, in constant time; nonce freshness is a separate
 /// question for [`NonceMinter::check`].
-pub fn verify(
-    cred: &Credentials<'_>,
-    method: &str,
-    realm: &str,
-    secret: Secret<'_>,
-    body: &[u8],
-) -> bool {
+pub fn verify(cred: &Credentials<'_>, method: &str, realm: &str, secret: Secret<'_>, body: &[u8]) -> bool {
     if !cred.scheme.eq_ignore_ascii_case("Digest") {
         return false;
     }
     let p = |n: &str| cred.param(n);
-    let (Some(username), Some(c_realm), Some(nonce), Some(uri), Some(response)) = (
-        p("username"),
-        p("realm"),
-        p("nonce"),
-        p("uri"),
-        p("response"),
-    ) else {
+    let (Some(username), Some(c_realm), Some(nonce), Some(uri), Some(response)) =
+        (p("username"), p("realm"), p("nonce"), p("uri"), p("response"))
+    else {
         return false;
     };
     if c_realm != realm || p("userhash").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
@@ -756,10 +691,7 @@ pub fn verify(
         uri: &uri,
         body,
     });
-    ct_eq(
-        expected.as_bytes(),
-        response.to_ascii_lowercase().as_bytes(),
-    )
+    ct_eq(expected.as_bytes(), response.to_ascii_lowercase().as_bytes())
 }
 
 /// What to do with a request after [`DigestVerifier::check`].
@@ -822,12 +754,7 @@ impl DigestVerifier {
     }
 
     /// Checks `req` at `now`. `lookup(username)` returns that user's secret, `None` if unknown.
-    pub fn check<'s>(
-        &self,
-        req: &Message,
-        now: u64,
-        lookup: impl FnOnce(&str) -> Option<Secret<'s>>,
-    ) -> Verdict {
+    pub fn check<'s>(&self, req: &Message, now: u64, lookup: impl FnOnce(&str) -> Option<Secret<'s>>) -> Verdict {
         let (Some(method), Some(req_uri)) = (req.method(), req.request_uri_raw()) else {
             return self.challenge(now, false);
         };

@@ -33,9 +33,7 @@ pub fn normalize(input: &str, default_country_code: Option<&str>) -> Result<Stri
     let (number, params) = s.split_once(';').unwrap_or((s, ""));
     let phone_context = params.split(';').find_map(|p| {
         let (n, v) = p.split_once('=')?;
-        n.trim()
-            .eq_ignore_ascii_case("phone-context")
-            .then_some(v.trim())
+        n.trim().eq_ignore_ascii_case("phone-context").then_some(v.trim())
     });
     let number = number.trim();
     if number.is_empty() {
@@ -51,9 +49,7 @@ pub fn normalize(input: &str, default_country_code: Option<&str>) -> Result<Stri
     }
     if !global {
         if let Some(ctx) = phone_context {
-            let prefix = ctx
-                .strip_prefix('+')
-                .ok_or(E164Error::UnsupportedPhoneContext)?;
+            let prefix = ctx.strip_prefix('+').ok_or(E164Error::UnsupportedPhoneContext)?;
             let prefix = collect_digits(prefix).map_err(|_| E164Error::UnsupportedPhoneContext)?;
             if prefix.is_empty() {
                 return Err(E164Error::UnsupportedPhoneContext);

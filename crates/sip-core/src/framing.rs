@@ -5,8 +5,8 @@
 
 use bytes::{Buf, Bytes, BytesMut};
 
-use crate::headers::{id, known_id};
 use crate::headers::lex::{parse_u64, trim_lws};
+use crate::headers::{id, known_id};
 
 /// One unit cut from the stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -154,8 +154,7 @@ fn content_length(head: &[u8]) -> Result<usize, FrameError> {
         if known_id(name) != id::CONTENT_LENGTH {
             continue;
         }
-        let v = std::str::from_utf8(&line[colon + 1..])
-            .map_err(|_| FrameError::InvalidContentLength)?;
+        let v = std::str::from_utf8(&line[colon + 1..]).map_err(|_| FrameError::InvalidContentLength)?;
         let n = parse_u64(trim_lws(v))
             .and_then(|n| usize::try_from(n).ok())
             .ok_or(FrameError::InvalidContentLength)?;

@@ -76,7 +76,6 @@ impl<'a> Uri<'a> {
             _ => None,
         }
     }
-
 }
 
 impl std::fmt::Display for Uri<'_> {
@@ -260,11 +259,7 @@ fn parse_tel<'a>(raw: &'a str, s: &'a str) -> Result<TelUri<'a>, &'static str> {
         return Err("empty telephone number");
     }
     let params = Params::parse(&s[semi..], ParamKind::Uri)?;
-    Ok(TelUri {
-        number,
-        params,
-        raw,
-    })
+    Ok(TelUri { number, params, raw })
 }
 
 #[cfg(test)]
@@ -312,7 +307,13 @@ mod tests {
         }
         let u = Uri::parse("nobodyKnowsThisScheme:totallyopaquecontent").unwrap();
         assert_eq!(u.scheme(), "nobodyKnowsThisScheme");
-        assert!(matches!(u, Uri::Other { rest: "totallyopaquecontent", .. }));
+        assert!(matches!(
+            u,
+            Uri::Other {
+                rest: "totallyopaquecontent",
+                ..
+            }
+        ));
     }
 
     #[test]

@@ -235,6 +235,14 @@ fn twilio_and_telnyx_like_challenges() {
     assert_eq!(ch.opaque.as_deref(), Some("abcdef"));
     assert_eq!(ch.algorithm, Algorithm::Md5);
 
+    // Empty list elements (trailing/double commas) are tolerated; broken quoting is not.
+    let ch = DigestChallenge::parse("Digest realm=\"x\",, nonce=\"y\",").unwrap();
+    assert_eq!((ch.realm.as_str(), ch.nonce.as_str()), ("x", "y"));
+    assert!(matches!(
+        DigestChallenge::parse("Digest realm=\"x, nonce=\"y\""),
+        Err(DigestError::Malformed(_))
+    ));
+
     // Not a challenge.
     assert_eq!(
         DigestChallenge::from_message(&response(486, &[])).unwrap(),
@@ -736,4 +744,59 @@ fn auth_session_against_verifier_end_to_end() {
             username: "agent7".into()
         }
     );
+}
+
+/// Hostile header values never panic the parser, the verifier or the nonce check.
+#[test]
+fn garbage_never_panics() {
+    const ALPHABET: &[&str] = &[
+        "Digest ",
+        "realm",
+        "nonce",
+        "qop",
+        "=",
+        "\"",
+        "\\",
+        ",",
+        " ",
+        "auth",
+        "auth-int",
+        "algorithm",
+        "MD5-sess",
+        "SHA-256",
+        "stale",
+        "true",
+        "é",
+        "\t",
+        "userhash",
+        "opaque",
+        "a",
+    ];
+    let minter = NonceMinter::new(b"k", 10);
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    for _ in 0..5000 {
+        let mut s = String::new();
+        for _ in 0..(x % 24) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            s.push_str(ALPHABET[(x % ALPHABET.len() as u64) as usize]);
+        }
+        if let Ok(ch) = DigestChallenge::parse(&s) {
+            let _ = authorize(&ch, &mufasa(), "INVITE", "sip:a@b", 1, "c", b"");
+        }
+        let _ = minter.check(&s, "r", 0);
+        if !s.contains(['\r', '\n']) {
+            let req = invite(Some(&s));
+            let _ = DigestVerifier::new(
+                "r",
+                b"k",
+                10,
+                Algorithm::Md5,
+                None,
+                AuthHeader::ProxyAuthorization,
+            )
+            .check(&req, 0, |_| Some(Secret::Password("p")));
+        }
+    }
 }

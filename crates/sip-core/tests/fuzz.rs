@@ -22,9 +22,30 @@ impl XorShift {
 }
 
 const INTERESTING: &[&[u8]] = &[
-    b"\r\n", b"\r\n ", b" ", b":", b";", b",", b"\"", b"\\", b"<", b">", b"@", b"%", b"%4",
-    b"[", b"]", b"=", b"/", b"\0", b"\xff", b"SIP/2.0", b"Content-Length: 99999999999999999999\r\n",
-    b"l: 5\r\n", b"v: SIP/2.0/UDP [::1]:5060;branch=z9hG4bK\r\n", b"\xc3",
+    b"\r\n",
+    b"\r\n ",
+    b" ",
+    b":",
+    b";",
+    b",",
+    b"\"",
+    b"\\",
+    b"<",
+    b">",
+    b"@",
+    b"%",
+    b"%4",
+    b"[",
+    b"]",
+    b"=",
+    b"/",
+    b"\0",
+    b"\xff",
+    b"SIP/2.0",
+    b"Content-Length: 99999999999999999999\r\n",
+    b"l: 5\r\n",
+    b"v: SIP/2.0/UDP [::1]:5060;branch=z9hG4bK\r\n",
+    b"\xc3",
 ];
 
 fn corpus() -> Vec<Vec<u8>> {
@@ -83,17 +104,27 @@ fn exercise(m: &Message) {
     let _ = validate(m);
     let _ = m.request_uri();
     let _ = (m.method(), m.status(), m.reason(), m.request_uri_raw());
-    let _ = m.vias().map(|v| {
-        v.iter()
-            .map(|x| (x.branch(), x.rport(), x.received(), x.has_magic_cookie()))
-            .count()
-    });
+    if let Ok(vias) = m.vias() {
+        for x in &vias {
+            std::hint::black_box((x.branch(), x.rport(), x.received(), x.has_magic_cookie()));
+        }
+    }
     let _ = m.top_via();
     for na in [m.from(), m.to()].into_iter().flatten() {
         let _ = (na.tag(), na.uri.user(), na.uri.scheme(), na.display_name.clone());
     }
-    let _ = (m.call_id(), m.cseq(), m.max_forwards(), m.content_length(), m.content_type());
-    let _ = m.contacts().map(|c| c.iter().map(|n| n.uri.user()).count());
+    let _ = (
+        m.call_id(),
+        m.cseq(),
+        m.max_forwards(),
+        m.content_length(),
+        m.content_type(),
+    );
+    if let Ok(c) = m.contacts() {
+        for n in &c {
+            std::hint::black_box(n.uri.user());
+        }
+    }
     let _ = (m.routes(), m.record_routes(), m.expires());
     let _ = (m.require(), m.proxy_require(), m.supported(), m.allow());
     if let Ok(Some(c)) = m.www_authenticate() {

@@ -23,9 +23,11 @@ fn p(s: &str) -> Result<Message, ParseError> {
 
 #[test]
 fn compact_forms_map_to_long_names() {
-    let m = p("OPTIONS sip:x@y SIP/2.0\r\nv: SIP/2.0/TCP h;branch=z9hG4bKa\r\nt: <sip:x@y>\r\n\
+    let m = p(
+        "OPTIONS sip:x@y SIP/2.0\r\nv: SIP/2.0/TCP h;branch=z9hG4bKa\r\nt: <sip:x@y>\r\n\
                f: <sip:a@b>;tag=9\r\ni: cid\r\nCSeq: 2 OPTIONS\r\nm: <sip:a@c>\r\nk: timer\r\n\
-               c: text/plain\r\ns: hi\r\no: presence\r\nx: 1800\r\ne: gzip\r\nl: 2\r\n\r\nok")
+               c: text/plain\r\ns: hi\r\no: presence\r\nx: 1800\r\ne: gzip\r\nl: 2\r\n\r\nok",
+    )
     .unwrap();
     validate_request(&m).unwrap();
     assert_eq!(m.top_via().unwrap().transport, Transport::Tcp);
@@ -75,7 +77,10 @@ fn multiple_headers_and_lists() {
     let vias = m.vias().unwrap();
     assert_eq!(vias.len(), 3);
     assert_eq!((vias[1].host, vias[1].port), ("[2001:db8::9]", Some(5070)));
-    assert_eq!((vias[2].host, vias[2].port, vias[2].transport), ("[::1]", None, Transport::Tls));
+    assert_eq!(
+        (vias[2].host, vias[2].port, vias[2].transport),
+        ("[::1]", None, Transport::Tls)
+    );
     assert_eq!(m.require(), ["100rel", "timer"]);
     assert_eq!(m.allow(), ["INVITE", "ACK", "BYE"]);
 }
@@ -86,7 +91,11 @@ fn uris_in_request_line() {
         ("sip:[::1]:5060;transport=udp", "[::1]"),
         ("sips:alice@[2001:db8::1]", "[2001:db8::1]"),
     ] {
-        let m = p(&format!("OPTIONS {uri} SIP/2.0\r\n{}\r\n", BASE.replace("INVITE", "OPTIONS"))).unwrap();
+        let m = p(&format!(
+            "OPTIONS {uri} SIP/2.0\r\n{}\r\n",
+            BASE.replace("INVITE", "OPTIONS")
+        ))
+        .unwrap();
         assert_eq!(m.request_uri().unwrap().host(), Some(check));
     }
     let m = p(&format!(
@@ -94,7 +103,9 @@ fn uris_in_request_line() {
         BASE.replace("INVITE", "OPTIONS")
     ))
     .unwrap();
-    let Uri::Tel(t) = m.request_uri().unwrap() else { panic!() };
+    let Uri::Tel(t) = m.request_uri().unwrap() else {
+        panic!()
+    };
     assert_eq!(t.number, "+1-415-555-0100");
     assert_eq!(t.phone_context(), Some("+1"));
     validate_request(&m).unwrap();
@@ -105,15 +116,30 @@ fn start_line_rules() {
     let ok = |s: &str| p(&format!("{s}\r\n{BASE}\r\n"));
     assert!(ok("INVITE sip:x@y SIP/2.0").is_ok());
     assert!(ok("INVITE sip:x@y sip/2.0").is_ok());
-    assert_eq!(ok("INVITE sip:x@y SIP/3.0").unwrap_err(), ParseError::UnsupportedVersion);
-    assert!(matches!(ok("INVITE sip:x@y HTTP/1.1"), Err(ParseError::InvalidStartLine(_))));
+    assert_eq!(
+        ok("INVITE sip:x@y SIP/3.0").unwrap_err(),
+        ParseError::UnsupportedVersion
+    );
+    assert!(matches!(
+        ok("INVITE sip:x@y HTTP/1.1"),
+        Err(ParseError::InvalidStartLine(_))
+    ));
     assert!(matches!(ok("INVITE sip:x@y"), Err(ParseError::InvalidStartLine(_))));
     assert!(matches!(ok("INV<ITE sip:x@y SIP/2.0"), Err(ParseError::InvalidMethod)));
-    assert_eq!(ok("FOO sip:x@y SIP/2.0").unwrap().method(), Some(&Method::Extension("FOO".into())));
+    assert_eq!(
+        ok("FOO sip:x@y SIP/2.0").unwrap().method(),
+        Some(&Method::Extension("FOO".into()))
+    );
     for (line, status) in [("SIP/2.0 180 Ringing", Some(180)), ("SIP/2.0 699 X", Some(699))] {
         assert_eq!(ok(line).unwrap().status(), status);
     }
-    for bad in ["SIP/2.0 099 Low", "SIP/2.0 700 High", "SIP/2.0 20 Short", "SIP/2.0 2000 Long", "SIP/2.0 abc x"] {
+    for bad in [
+        "SIP/2.0 099 Low",
+        "SIP/2.0 700 High",
+        "SIP/2.0 20 Short",
+        "SIP/2.0 2000 Long",
+        "SIP/2.0 abc x",
+    ] {
         assert_eq!(ok(bad).unwrap_err(), ParseError::InvalidStatus, "{bad}");
     }
 }
@@ -125,7 +151,10 @@ fn content_length_rules_datagram() {
     assert!(m.bytes().ends_with(b"\r\n\r\nabc"));
     assert_eq!(
         p(&req(&format!("{BASE}Content-Length: 10\r\n"), "abc")).unwrap_err(),
-        ParseError::BodyTooShort { declared: 10, actual: 3 }
+        ParseError::BodyTooShort {
+            declared: 10,
+            actual: 3
+        }
     );
     for bad in ["-1", "abc", "99999999999999999999999", "1 2", ""] {
         assert_eq!(
@@ -138,7 +167,10 @@ fn content_length_rules_datagram() {
     assert_eq!(m.body(), b"rest of datagram");
     // Agreeing duplicates are fine; conflicting ones are tolerated by datagram parse but
     // reported by the typed view and validation.
-    assert!(p(&req(&format!("{BASE}l: 3\r\nContent-Length: 3\r\n"), "abc")).unwrap().content_length().is_ok());
+    assert!(p(&req(&format!("{BASE}l: 3\r\nContent-Length: 3\r\n"), "abc"))
+        .unwrap()
+        .content_length()
+        .is_ok());
     let m = p(&req(&format!("{BASE}l: 3\r\nContent-Length: 4\r\n"), "abcd")).unwrap();
     assert_eq!(m.content_length(), Err(ParseError::ConflictingContentLength));
     assert_eq!(validate_request(&m), Err(ParseError::ConflictingContentLength));
@@ -165,7 +197,10 @@ fn limits() {
     assert!(matches!(p(&req(&long, "")), Err(ParseError::LineTooLong { .. })));
     assert_eq!(p("").unwrap_err(), ParseError::Empty);
     assert_eq!(p("\r\n\r\n").unwrap_err(), ParseError::Empty);
-    assert_eq!(p(&format!("INVITE sip:x@y SIP/2.0\r\n{BASE}")).unwrap_err(), ParseError::MissingHeaderTerminator);
+    assert_eq!(
+        p(&format!("INVITE sip:x@y SIP/2.0\r\n{BASE}")).unwrap_err(),
+        ParseError::MissingHeaderTerminator
+    );
     let mut non_utf8 = req(BASE, "").into_bytes();
     non_utf8.splice(0..0, []);
     let pos = non_utf8.len() - 2;
@@ -202,11 +237,17 @@ fn validation_names_the_fault() {
     let mf = p(&req(&BASE.replace("Max-Forwards: 70", "Max-Forwards: 256"), "")).unwrap();
     assert!(matches!(
         validate_request(&mf),
-        Err(ParseError::InvalidHeader { header: "Max-Forwards", .. })
+        Err(ParseError::InvalidHeader {
+            header: "Max-Forwards",
+            ..
+        })
     ));
     assert!(matches!(
         with("Content-Type: nonsense\r\n"),
-        Err(ParseError::InvalidHeader { header: "Content-Type", .. })
+        Err(ParseError::InvalidHeader {
+            header: "Content-Type",
+            ..
+        })
     ));
     assert!(matches!(
         with("Expires: -1\r\n"),
@@ -216,10 +257,7 @@ fn validation_names_the_fault() {
     let bye = p(&req(&BASE.replace("1 INVITE", "1 BYE"), "")).unwrap();
     let err = validate_request(&bye).unwrap_err();
     assert_eq!(err, ParseError::CSeqMethodMismatch);
-    assert_eq!(
-        err.warning_text(),
-        "invalid CSeq: method does not match request method"
-    );
+    assert_eq!(err.warning_text(), "invalid CSeq: method does not match request method");
     // Unknown Request-URI scheme is a 416 decision, not a validation failure.
     let m = p(&req(BASE, "").replace("sip:bob@example.com SIP", "urn:service:sos SIP")).unwrap();
     assert_eq!(validate_request(&m), Ok(()));

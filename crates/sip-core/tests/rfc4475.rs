@@ -39,8 +39,19 @@ fn files(dir: &str) -> Vec<String> {
 }
 
 const VALID: [&str; 13] = [
-    "dblreq", "esc01", "esc02", "escnull", "intmeth", "longreq", "lwsdisp", "mpart01",
-    "noreason", "semiuri", "transports", "unreason", "wsinv",
+    "dblreq",
+    "esc01",
+    "esc02",
+    "escnull",
+    "intmeth",
+    "longreq",
+    "lwsdisp",
+    "mpart01",
+    "noreason",
+    "semiuri",
+    "transports",
+    "unreason",
+    "wsinv",
 ];
 
 #[test]
@@ -136,13 +147,13 @@ fn escapes_and_odd_tokens() {
     assert_eq!(m.contacts().unwrap().len(), 2);
 
     let m = parse("valid", "escnull");
-    assert_eq!(
-        m.to().unwrap().uri.user().as_deref(),
-        Some("null-\0-null")
-    );
+    assert_eq!(m.to().unwrap().uri.user().as_deref(), Some("null-\0-null"));
 
     let m = parse("valid", "intmeth");
-    assert_eq!(m.method().unwrap().as_str(), "!interesting-Method0123456789_*+`.%indeed'~");
+    assert_eq!(
+        m.method().unwrap().as_str(),
+        "!interesting-Method0123456789_*+`.%indeed'~"
+    );
     assert_eq!(m.cseq().unwrap().method, *m.method().unwrap());
     assert_eq!(m.call_id().unwrap(), "intmeth.word%ZK-!.*_+'@word`~)(><:\\/\"][?}{");
     assert_eq!(
@@ -153,11 +164,15 @@ fn escapes_and_odd_tokens() {
         m.from().unwrap().display_name.as_deref(),
         Some("token1~` token2'+_ token3*%!.-")
     );
-    let Uri::Sip(ru) = m.request_uri().unwrap() else { panic!() };
+    let Uri::Sip(ru) = m.request_uri().unwrap() else {
+        panic!()
+    };
     assert_eq!(ru.password, Some("&it+has=1,weird!*pas$wo~d_too.(doesn't-it)"));
 
     let m = parse("valid", "semiuri");
-    let Uri::Sip(ru) = m.request_uri().unwrap() else { panic!() };
+    let Uri::Sip(ru) = m.request_uri().unwrap() else {
+        panic!()
+    };
     assert_eq!(ru.user_decoded().as_deref(), Some("user;par=u@example.net"));
     assert_eq!(ru.host, "example.com");
     assert!(m.header(&HeaderName::Accept).unwrap().contains("message/sipfrag"));
@@ -197,7 +212,13 @@ fn other_valid_details() {
         .collect();
     assert_eq!(
         t,
-        [Transport::Udp, Transport::Sctp, Transport::Tls, Transport::Other, Transport::Tcp]
+        [
+            Transport::Udp,
+            Transport::Sctp,
+            Transport::Tls,
+            Transport::Other,
+            Transport::Tcp
+        ]
     );
 }
 
@@ -211,25 +232,57 @@ enum Caught {
 type Check = fn(&ParseError) -> bool;
 
 const INVALID: [(&str, Caught, Check); 19] = [
-    ("badaspec", Caught::Validate, |e| matches!(e, ParseError::InvalidHeader { header: "To", .. })),
-    ("baddate", Caught::Validate, |e| matches!(e, ParseError::InvalidHeader { header: "Date", .. })),
+    ("badaspec", Caught::Validate, |e| {
+        matches!(e, ParseError::InvalidHeader { header: "To", .. })
+    }),
+    ("baddate", Caught::Validate, |e| {
+        matches!(e, ParseError::InvalidHeader { header: "Date", .. })
+    }),
     // The file has no blank line after the headers; see baddn_display_name for the name check.
-    ("baddn", Caught::Parse, |e| matches!(e, ParseError::MissingHeaderTerminator)),
-    ("badinv01", Caught::Validate, |e| matches!(e, ParseError::InvalidHeader { header: "Via", .. })),
-    ("badvers", Caught::Parse, |e| matches!(e, ParseError::UnsupportedVersion)),
+    ("baddn", Caught::Parse, |e| {
+        matches!(e, ParseError::MissingHeaderTerminator)
+    }),
+    ("badinv01", Caught::Validate, |e| {
+        matches!(e, ParseError::InvalidHeader { header: "Via", .. })
+    }),
+    ("badvers", Caught::Parse, |e| {
+        matches!(e, ParseError::UnsupportedVersion)
+    }),
     ("bigcode", Caught::Parse, |e| matches!(e, ParseError::InvalidStatus)),
-    ("clerr", Caught::Parse, |e| matches!(e, ParseError::BodyTooShort { declared: 9999, .. })),
-    ("escruri", Caught::Validate, |e| matches!(e, ParseError::InvalidRequestUri(_))),
-    ("ltgtruri", Caught::Validate, |e| matches!(e, ParseError::InvalidRequestUri(_))),
-    ("lwsruri", Caught::Parse, |e| matches!(e, ParseError::InvalidStartLine(_))),
-    ("lwsstart", Caught::Parse, |e| matches!(e, ParseError::InvalidStartLine(_))),
-    ("mismatch01", Caught::Validate, |e| matches!(e, ParseError::CSeqMethodMismatch)),
-    ("mismatch02", Caught::Validate, |e| matches!(e, ParseError::CSeqMethodMismatch)),
+    ("clerr", Caught::Parse, |e| {
+        matches!(e, ParseError::BodyTooShort { declared: 9999, .. })
+    }),
+    ("escruri", Caught::Validate, |e| {
+        matches!(e, ParseError::InvalidRequestUri(_))
+    }),
+    ("ltgtruri", Caught::Validate, |e| {
+        matches!(e, ParseError::InvalidRequestUri(_))
+    }),
+    ("lwsruri", Caught::Parse, |e| {
+        matches!(e, ParseError::InvalidStartLine(_))
+    }),
+    ("lwsstart", Caught::Parse, |e| {
+        matches!(e, ParseError::InvalidStartLine(_))
+    }),
+    ("mismatch01", Caught::Validate, |e| {
+        matches!(e, ParseError::CSeqMethodMismatch)
+    }),
+    ("mismatch02", Caught::Validate, |e| {
+        matches!(e, ParseError::CSeqMethodMismatch)
+    }),
     ("ncl", Caught::Parse, |e| matches!(e, ParseError::InvalidContentLength)),
-    ("quotbal", Caught::Validate, |e| matches!(e, ParseError::InvalidHeader { header: "To", .. })),
-    ("regbadct", Caught::Validate, |e| matches!(e, ParseError::InvalidHeader { header: "Contact", .. })),
-    ("scalar02", Caught::Validate, |e| matches!(e, ParseError::InvalidHeader { header: "CSeq", .. })),
-    ("scalarlg", Caught::Validate, |e| matches!(e, ParseError::InvalidHeader { header: "CSeq", .. })),
+    ("quotbal", Caught::Validate, |e| {
+        matches!(e, ParseError::InvalidHeader { header: "To", .. })
+    }),
+    ("regbadct", Caught::Validate, |e| {
+        matches!(e, ParseError::InvalidHeader { header: "Contact", .. })
+    }),
+    ("scalar02", Caught::Validate, |e| {
+        matches!(e, ParseError::InvalidHeader { header: "CSeq", .. })
+    }),
+    ("scalarlg", Caught::Validate, |e| {
+        matches!(e, ParseError::InvalidHeader { header: "CSeq", .. })
+    }),
     ("trws", Caught::Parse, |e| matches!(e, ParseError::InvalidStartLine(_))),
 ];
 
@@ -313,7 +366,11 @@ fn semantic_messages_parse() {
 
 #[test]
 fn semantic_details() {
-    let v = parse("semantic", "badbranch").top_via().unwrap().branch().map(str::to_owned);
+    let v = parse("semantic", "badbranch")
+        .top_via()
+        .unwrap()
+        .branch()
+        .map(str::to_owned);
     assert_eq!(v.as_deref(), Some("z9hG4bK"));
     let m = parse("semantic", "bcast");
     assert_eq!(m.vias().unwrap()[1].host, "255.255.255.255");
@@ -342,16 +399,27 @@ fn semantic_details() {
         ParseError::ConflictingContentLength
     );
     let m = parse("semantic", "novelsc");
-    assert!(matches!(m.request_uri().unwrap(), Uri::Other { scheme: "soap.beep", .. }));
+    assert!(matches!(
+        m.request_uri().unwrap(),
+        Uri::Other {
+            scheme: "soap.beep",
+            ..
+        }
+    ));
     let m = parse("semantic", "regaut01");
     assert_eq!(m.authorization().unwrap().unwrap().scheme, "NoOneKnowsThisScheme");
     let m = parse("semantic", "regescrt");
-    let Uri::Sip(u) = &m.contacts().unwrap()[0].uri else { panic!() };
+    let Uri::Sip(u) = &m.contacts().unwrap()[0].uri else {
+        panic!()
+    };
     assert_eq!(u.headers, Some("Route=%3Csip:sip.example.com%3E"));
     let m = parse("semantic", "unkscm");
     assert!(matches!(
         m.request_uri().unwrap(),
-        Uri::Other { scheme: "nobodyKnowsThisScheme", rest: "totallyopaquecontent" }
+        Uri::Other {
+            scheme: "nobodyKnowsThisScheme",
+            rest: "totallyopaquecontent"
+        }
     ));
     let m = parse("semantic", "unksm2");
     assert_eq!(m.to().unwrap().uri.scheme(), "isbn");

@@ -423,3 +423,33 @@ fn many_short_transactions_leave_no_state_behind() {
     l.handle_timeout(t0 + std::time::Duration::from_secs(33));
     assert_eq!(l.poll_timeout(), None);
 }
+
+#[test]
+fn rfc2543_cancel_matches_invite_by_fields() {
+    let t0 = Instant::now();
+    let mut l = layer();
+    let invite_key = new_key(l.handle_incoming(t0, udp(), request("INVITE", "", 9)));
+    match l.handle_incoming(t0, udp(), request("CANCEL", "", 9)) {
+        Incoming::Cancel {
+            invite_key: Some(k),
+            cancel_key,
+            ..
+        } => {
+            assert_eq!(k, invite_key);
+            assert_ne!(cancel_key, invite_key);
+        }
+        other => panic!("{other:?}"),
+    }
+    // Different CSeq number: not the same INVITE.
+    let r = l.handle_incoming(t0, udp(), request("CANCEL", "", 10));
+    assert!(
+        matches!(
+            r,
+            Incoming::Cancel {
+                invite_key: None,
+                ..
+            }
+        ),
+        "{r:?}"
+    );
+}

@@ -739,3 +739,30 @@ fn unanswered_non_invite_server_transaction_is_reclaimed_after_64_t1() {
     );
     assert!(l.is_empty());
 }
+
+#[test]
+fn timer_c_restarts_on_each_provisional_above_100() {
+    let t0 = Instant::now();
+    let mut l = layer();
+    let key = l
+        .send_request(t0, tcp(), request("INVITE", "z9hG4bKc2", 1))
+        .unwrap();
+    drain(&mut l);
+    l.handle_incoming(t0, tcp(), response(100, "z9hG4bKc2", 1, "INVITE", None));
+    assert!(run_until(&mut l, t0, secs(100.0)).is_empty());
+    l.handle_incoming(
+        t0 + secs(100.0),
+        tcp(),
+        response(183, "z9hG4bKc2", 1, "INVITE", Some("t")),
+    );
+    let ticks = run_until(&mut l, t0, secs(281.0));
+    assert_eq!(ticks.len(), 1, "{ticks:?}");
+    assert_eq!(ticks[0].at, secs(280.0), "C restarted by the 183");
+    assert_eq!(
+        ticks[0].events,
+        vec![TxEvent::Timeout {
+            key,
+            timer: TimerKind::C
+        }]
+    );
+}

@@ -37,8 +37,17 @@ fn providers() -> ProviderSet {
 }
 
 async fn serve(store: Store, dir: Option<tempfile::TempDir>, pg_schema: Option<String>) -> Server {
+    serve_with(store, dir, pg_schema, providers()).await
+}
+
+async fn serve_with(
+    store: Store,
+    dir: Option<tempfile::TempDir>,
+    pg_schema: Option<String>,
+    providers: ProviderSet,
+) -> Server {
     let store = Arc::new(store);
-    let state = ApiState::new(Arc::clone(&store), providers(), ApiConfig::default());
+    let state = ApiState::new(Arc::clone(&store), providers, ApiConfig::default());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let app = router(state);
@@ -60,10 +69,15 @@ async fn serve(store: Store, dir: Option<tempfile::TempDir>, pg_schema: Option<S
 }
 
 pub async fn sqlite() -> Server {
+    sqlite_with(providers()).await
+}
+
+/// SQLite-backed server with the given providers (e.g. a scripted fake).
+pub async fn sqlite_with(providers: ProviderSet) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let cfg = StoreConfig::new(None, &dir.path().join("data"), SecretBox::new([9u8; 32])).unwrap();
     let store = Store::connect(cfg).await.unwrap();
-    serve(store, Some(dir), None).await
+    serve_with(store, Some(dir), None, providers).await
 }
 
 pub async fn postgres() -> Option<Server> {
@@ -93,9 +107,7 @@ pub async fn postgres() -> Option<Server> {
             panic!("PostgreSQL at {url} unreachable under CI: {e}")
         }
         Err(e) => {
-            eprintln!(
-                "\n!!!!!!!! SKIPPING PostgreSQL API test: {url} unreachable ({e}) !!!!!!!!\n"
-            );
+            eprintln!("\n!!!!!!!! SKIPPING PostgreSQL API test: {url} unreachable ({e}) !!!!!!!!\n");
             None
         }
     }
@@ -106,24 +118,14 @@ impl Server {
         self.store.create_api_key(None, "test").await.unwrap()
     }
 
-    pub async fn call(
-        &self,
-        method: &str,
-        path: &str,
-        key: Option<&str>,
-        body: Option<Value>,
-    ) -> Resp {
+    pub async fn call(&self, method: &str, path: &str, key: Option<&str>, body: Option<Value>) -> Resp {
         let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-        let mut req = self
-            .client
-            .request(method, format!("{}{}", self.base, path));
+        let mut req = self.client.request(method, format!("{}{}", self.base, path));
         if let Some(k) = key {
             req = req.header("Authorization", format!("Bearer {k}"));
         }
         if let Some(b) = body {
-            req = req
-                .header("Content-Type", "application/json")
-                .body(b.to_string());
+            req = req.header("Content-Type", "application/json").body(b.to_string());
         }
         let resp = req.send().await.unwrap();
         let status = resp.status().as_u16();
@@ -149,13 +151,11 @@ impl Server {
         Resp { status, text, json }
     }
 
-    pub async fn shutdown(self) {
+    pub async fn shutdown(&self) {
         self.task.abort();
         if let Some(schema) = &self.pg_schema {
             let sql = format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE");
-            let _ = sqlx::query(sqlx::AssertSqlSafe(sql))
-                .execute(self.store.pool())
-                .await;
+            let _ = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(self.store.pool()).await;
         }
         self.store.close().await;
     }
@@ -166,11 +166,7 @@ impl Resp {
     pub fn error(&self) -> (String, Option<String>) {
         let e = &self.json["error"];
         assert!(e["code"].is_string(), "no error.code in {}", self.text);
-        assert!(
-            e["message"].is_string(),
-            "no error.message in {}",
-            self.text
-        );
+        assert!(e["message"].is_string(), "no error.message in {}", self.text);
         assert!(e.get("field").is_some(), "no error.field in {}", self.text);
         (
             e["code"].as_str().unwrap_or_default().to_owned(),
@@ -179,22 +175,31 @@ impl Resp {
     }
 }
 
+/// Runs `$body(&Server)` on SQLite and on PostgreSQL; the body runs in its own task so the
+/// PostgreSQL schema is dropped even when an assertion fails.
 #[macro_export]
 macro_rules! on_both_backends {
     ($name:ident) => {
         mod $name {
+            async fn run(s: $crate::common::Server) {
+                let s = std::sync::Arc::new(s);
+                let inner = std::sync::Arc::clone(&s);
+                let res = tokio::spawn(async move { super::$name(&inner).await }).await;
+                s.shutdown().await;
+                if let Err(e) = res {
+                    std::panic::resume_unwind(e.into_panic());
+                }
+            }
+
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn sqlite() {
-                let s = $crate::common::sqlite().await;
-                super::$name(&s).await;
-                s.shutdown().await;
+                run($crate::common::sqlite().await).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
                 if let Some(s) = $crate::common::postgres().await {
-                    super::$name(&s).await;
-                    s.shutdown().await;
+                    run(s).await;
                 }
             }
         }

@@ -18,12 +18,10 @@ pub struct Fixture {
 
 impl Fixture {
     /// Drops the PostgreSQL schema (no-op on SQLite, whose temp dir goes with the fixture).
-    pub async fn cleanup(self) {
+    pub async fn cleanup(&self) {
         if let Some(schema) = &self.config.pg_schema {
             let sql = format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE");
-            let _ = sqlx::query(sqlx::AssertSqlSafe(sql))
-                .execute(self.store.pool())
-                .await;
+            let _ = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(self.store.pool()).await;
         }
         self.store.close().await;
     }
@@ -58,8 +56,7 @@ fn unique_schema() -> String {
 /// server is unreachable locally. Under `CI` an unreachable server fails the test.
 pub async fn postgres() -> Option<Fixture> {
     let url = std::env::var("EDGE_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_PG_URL.into());
-    let mut config = StoreConfig::new(Some(&url), std::path::Path::new("/nonexistent"), secrets())
-        .expect("pg config");
+    let mut config = StoreConfig::new(Some(&url), std::path::Path::new("/nonexistent"), secrets()).expect("pg config");
     config.max_connections = 3;
     config.pg_schema = Some(unique_schema());
     assert!(matches!(config.database, Database::Postgres { .. }));
@@ -82,23 +79,31 @@ pub async fn postgres() -> Option<Fixture> {
     }
 }
 
-/// Runs `$body(&Fixture)` as two tests: `sqlite` and `postgres`.
+/// Runs `$body(&Fixture)` as two tests: `sqlite` and `postgres`. The body runs in its own
+/// task so the PostgreSQL schema is dropped even when an assertion fails.
 #[macro_export]
 macro_rules! on_both_backends {
     ($name:ident) => {
         mod $name {
+            async fn run(fx: $crate::common::Fixture) {
+                let fx = std::sync::Arc::new(fx);
+                let inner = std::sync::Arc::clone(&fx);
+                let res = tokio::spawn(async move { super::$name(&inner).await }).await;
+                fx.cleanup().await;
+                if let Err(e) = res {
+                    std::panic::resume_unwind(e.into_panic());
+                }
+            }
+
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn sqlite() {
-                let fx = $crate::common::sqlite().await;
-                super::$name(&fx).await;
-                fx.cleanup().await;
+                run($crate::common::sqlite().await).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
                 if let Some(fx) = $crate::common::postgres().await {
-                    super::$name(&fx).await;
-                    fx.cleanup().await;
+                    run(fx).await;
                 }
             }
         }

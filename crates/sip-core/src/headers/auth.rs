@@ -47,11 +47,7 @@ impl<'a> AuthParams<'a> {
                 }
             } else if !is_token(v) {
                 // token68-like opaque values (base64 with '/' and '=') are tolerated.
-                if v.is_empty()
-                    || !vb
-                        .iter()
-                        .all(|&c| is_token_char(c) || c == b'/' || c == b'=')
-                {
+                if v.is_empty() || !vb.iter().all(|&c| is_token_char(c) || c == b'/' || c == b'=') {
                     return Err("invalid auth parameter value");
                 }
             }
@@ -62,9 +58,7 @@ impl<'a> AuthParams<'a> {
     fn param(&self, name: &str) -> Option<Cow<'a, str>> {
         ListIter::new(self.raw).find_map(|p| {
             let (n, v) = p.split_once('=')?;
-            trim_lws(n)
-                .eq_ignore_ascii_case(name)
-                .then(|| unquote(trim_lws(v)))
+            trim_lws(n).eq_ignore_ascii_case(name).then(|| unquote(trim_lws(v)))
         })
     }
 }

@@ -88,9 +88,7 @@ pub(crate) fn quoted_end(b: &[u8]) -> Result<usize, &'static str> {
                     _ => return Err("invalid escape in quoted string"),
                 }
             }
-            c if c < 0x20 && !is_ws(c) || c == 0x7f => {
-                return Err("control character in quoted string")
-            }
+            c if c < 0x20 && !is_ws(c) || c == 0x7f => return Err("control character in quoted string"),
             _ => i += 1,
         }
     }
@@ -145,11 +143,7 @@ pub(crate) struct ListIter<'a> {
 
 impl<'a> ListIter<'a> {
     pub(crate) fn new(s: &'a str) -> Self {
-        ListIter {
-            s,
-            pos: 0,
-            done: false,
-        }
+        ListIter { s, pos: 0, done: false }
     }
 }
 
@@ -161,6 +155,11 @@ impl<'a> Iterator for ListIter<'a> {
         }
         let b = self.s.as_bytes();
         let start = self.pos.min(b.len());
+        if start == 0 && memchr::memchr(b',', b).is_none() {
+            // Common case (one Via, one Contact): no comma at all, nothing to split.
+            self.done = true;
+            return Some(trim_lws(self.s));
+        }
         let mut i = start;
         while let Some(off) = b[i..].iter().position(|&c| LIST_SPECIAL[c as usize]) {
             let at = i + off;
@@ -250,19 +249,14 @@ pub(crate) fn host_len(b: &[u8]) -> Result<usize, &'static str> {
         let close = find(b, b']').ok_or("unterminated IPv6 reference")?;
         let inner = &b[1..close];
         if inner.is_empty()
-            || !inner
-                .iter()
-                .all(|&c| c.is_ascii_hexdigit() || c == b':' || c == b'.')
+            || !inner.iter().all(|&c| c.is_ascii_hexdigit() || c == b':' || c == b'.')
             || !inner.contains(&b':')
         {
             return Err("invalid IPv6 reference");
         }
         return Ok(close + 1);
     }
-    let n = b
-        .iter()
-        .position(|&c| !HOST[c as usize])
-        .unwrap_or(b.len());
+    let n = b.iter().position(|&c| !HOST[c as usize]).unwrap_or(b.len());
     if n == 0 {
         return Err("missing host");
     }
@@ -275,16 +269,8 @@ mod tests {
 
     #[test]
     fn list_split_respects_quotes_and_angles() {
-        let v: Vec<_> =
-            ListIter::new(r#""a, b" <sip:x@y;p=1,2>, <sip:z@w> , "q\"," <sip:k@l>"#).collect();
-        assert_eq!(
-            v,
-            vec![
-                r#""a, b" <sip:x@y;p=1,2>"#,
-                "<sip:z@w>",
-                r#""q\"," <sip:k@l>"#
-            ]
-        );
+        let v: Vec<_> = ListIter::new(r#""a, b" <sip:x@y;p=1,2>, <sip:z@w> , "q\"," <sip:k@l>"#).collect();
+        assert_eq!(v, vec![r#""a, b" <sip:x@y;p=1,2>"#, "<sip:z@w>", r#""q\"," <sip:k@l>"#]);
     }
 
     #[test]

@@ -135,6 +135,77 @@ pub(crate) const NAMES: [&str; 34] = [
     "Min-SE",
 ];
 
+/// `NAMES` in lower case, for the case-insensitive compare in `known_id`.
+const NAMES_LC: [&str; 34] = [
+    "",
+    "via",
+    "from",
+    "to",
+    "call-id",
+    "cseq",
+    "contact",
+    "max-forwards",
+    "content-length",
+    "content-type",
+    "content-encoding",
+    "route",
+    "record-route",
+    "require",
+    "proxy-require",
+    "supported",
+    "unsupported",
+    "allow",
+    "accept",
+    "www-authenticate",
+    "proxy-authenticate",
+    "authorization",
+    "proxy-authorization",
+    "expires",
+    "event",
+    "subject",
+    "warning",
+    "retry-after",
+    "user-agent",
+    "server",
+    "date",
+    "reason",
+    "session-expires",
+    "min-se",
+];
+
+#[inline]
+const fn words(b: &[u8; 24]) -> [u64; 3] {
+    let mut out = [0u64; 3];
+    let mut i = 0;
+    while i < 24 {
+        out[i / 8] |= (b[i] as u64) << ((i % 8) * 8);
+        i += 1;
+    }
+    out
+}
+
+/// Lower-case canonical names and their letter masks, as words (see `known_id`).
+static FOLDED: [([u64; 3], [u64; 3]); 34] = {
+    let mut t = [([0u64; 3], [0u64; 3]); 34];
+    let mut n = 0;
+    while n < 34 {
+        let name = NAMES_LC[n].as_bytes();
+        let mut c = [0u8; 24];
+        let mut m = [0u8; 24];
+        let mut i = 0;
+        while i < name.len() {
+            c[i] = name[i];
+            if name[i].is_ascii_lowercase() {
+                m[i] = 0x20;
+            }
+            i += 1;
+        }
+        t[n] = (words(&c), words(&m));
+        n += 1;
+    }
+    t
+};
+
 /// Known header id from raw name bytes: length switch, then a case-folding compare.
 #[inline]
 pub(crate) fn known_id(name: &[u8]) -> HeaderId {
@@ -175,15 +246,14 @@ pub(crate) fn known_id(name: &[u8]) -> HeaderId {
         19 => &[PROXY_AUTHORIZATION],
         _ => return OTHER,
     };
-    // Canonical names hold only letters and '-'. For a letter, `x | 0x20` matches exactly
-    // its two cases; '-' is compared exactly (CR would otherwise fold onto it).
+    // Compare three little-endian words: `(name | mask) == lower-case canonical`, where the
+    // mask has 0x20 on letter positions only, so letters fold case and '-' must match exactly.
+    let mut padded = [0u8; 24];
+    padded[..name.len()].copy_from_slice(name);
+    let w = words(&padded);
     for &c in candidates {
-        let canon = NAMES[c as usize].as_bytes();
-        if canon
-            .iter()
-            .zip(name)
-            .all(|(&a, &b)| a | 0x20 == b | 0x20 && (a != b'-' || b == b'-'))
-        {
+        let (canon, mask) = &FOLDED[c as usize];
+        if (w[0] | mask[0]) == canon[0] && (w[1] | mask[1]) == canon[1] && (w[2] | mask[2]) == canon[2] {
             return c;
         }
     }
@@ -375,5 +445,18 @@ mod tests {
         assert_ne!(HeaderName::from("X-Foo"), HeaderName::from("x-bar"));
         assert_eq!(HeaderName::Other("Via".into()), HeaderName::Via);
         assert_eq!(HeaderName::CallId.as_str(), "Call-ID");
+    }
+
+    #[test]
+    fn folded_compare_is_exact() {
+        for (i, n) in NAMES.iter().enumerate().skip(1) {
+            assert_eq!(NAMES_LC[i], n.to_ascii_lowercase());
+            assert_eq!(known_id(n.as_bytes()) as usize, i, "{n}");
+            assert_eq!(known_id(n.to_ascii_uppercase().as_bytes()) as usize, i, "{n}");
+        }
+        assert_eq!(known_id(b"Call\rID"), id::OTHER);
+        assert_eq!(known_id(b"Contact\0"), id::OTHER);
+        assert_eq!(known_id(b"Vi@"), id::OTHER);
+        assert_eq!(known_id(b"Content-Lengt"), id::OTHER);
     }
 }

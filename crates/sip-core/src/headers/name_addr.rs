@@ -43,11 +43,7 @@ impl<'a> NameAddr<'a> {
             if b.get(i) == Some(&b'<') {
                 let name = trim_lws(&s[..i]);
                 let (u, r) = bracketed(s, i)?;
-                (
-                    (!name.is_empty()).then_some(Cow::Borrowed(name)),
-                    u,
-                    r,
-                )
+                ((!name.is_empty()).then_some(Cow::Borrowed(name)), u, r)
             } else {
                 // RFC 3261 20.10: an addr-spec may not contain ',', '?' or ';' in its URI,
                 // so the first ';' starts the header parameters.
@@ -89,7 +85,7 @@ impl<'a> NameAddr<'a> {
 /// Given `s[lt] == '<'`, returns (uri inside, text after '>').
 fn bracketed(s: &str, lt: usize) -> Result<(&str, &str), &'static str> {
     let b = s.as_bytes();
-    let gt = find(&b[lt..], b'>').ok_or("missing '>'")? + lt;
+    let gt = memchr::memchr(b'>', &b[lt..]).ok_or("missing '>'")? + lt;
     Ok((&s[lt + 1..gt], &s[gt + 1..]))
 }
 
@@ -99,7 +95,8 @@ mod tests {
 
     #[test]
     fn forms() {
-        let n = NameAddr::parse("\"J Rosenberg \\\\\\\"\"       <sip:jdrosen@example.com>\r\n  ;\r\n  tag = 98asjd8").unwrap();
+        let n = NameAddr::parse("\"J Rosenberg \\\\\\\"\"       <sip:jdrosen@example.com>\r\n  ;\r\n  tag = 98asjd8")
+            .unwrap();
         assert_eq!(n.display_name.as_deref(), Some("J Rosenberg \\\""));
         assert_eq!(n.tag(), Some("98asjd8"));
         let n = NameAddr::parse("caller<sip:caller@example.com>;tag=323").unwrap();

@@ -104,11 +104,7 @@ static PARAMCHAR: [bool; 256] = char_table(b"[]/:&+$-_.!~*'()");
 /// Parses the parameter starting at `i` (at a `;`, possibly after LWS for header params).
 /// Returns `(name, value, index after it)`, `None` at the end.
 #[allow(clippy::type_complexity)]
-fn step(
-    raw: &str,
-    uri: bool,
-    i: usize,
-) -> Result<Option<(&str, Option<&str>, usize)>, &'static str> {
+fn step(raw: &str, uri: bool, i: usize) -> Result<Option<(&str, Option<&str>, usize)>, &'static str> {
     let b = raw.as_bytes();
     let mut i = if uri { i } else { skip_ws(b, i) };
     if i >= b.len() {

@@ -42,10 +42,7 @@ pub enum ParseError {
     #[error("multiple {0} headers")]
     DuplicateHeader(&'static str),
     #[error("invalid {header} header: {reason}")]
-    InvalidHeader {
-        header: &'static str,
-        reason: &'static str,
-    },
+    InvalidHeader { header: &'static str, reason: &'static str },
     #[error("invalid CSeq: method does not match request method")]
     CSeqMethodMismatch,
     #[error("not a request")]

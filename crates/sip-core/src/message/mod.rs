@@ -9,10 +9,9 @@ pub mod validate;
 use std::ops::Range;
 
 use bytes::Bytes;
+use bytestring::ByteString;
 
-pub use crate::headers::{
-    CSeq, Challenge, Credentials, HeaderName, NameAddr, Params, Transport, Via,
-};
+pub use crate::headers::{CSeq, Challenge, Credentials, HeaderName, NameAddr, Params, Transport, Via};
 pub use crate::uri::{SipUri, TelUri, Uri};
 pub use error::ParseError;
 pub use method::Method;
@@ -22,8 +21,7 @@ use crate::headers::lex::{is_token_char, is_ws, parse_u64, trim_lws, ListIter};
 use crate::headers::{id, known_id, other_matches, HeaderId, NAMES};
 
 /// `word` characters of Call-ID (RFC 3261 25.1) plus the one `@`.
-static CALL_ID_CHARS: [bool; 256] =
-    crate::headers::lex::char_table(b"-.!%*_+`'~()<>:\\\"/[]?{}@");
+static CALL_ID_CHARS: [bool; 256] = crate::headers::lex::char_table(b"-.!%*_+`'~()<>:\\\"/[]?{}@");
 
 /// Largest message accepted (datagram or stream frame).
 pub const MAX_MESSAGE_SIZE: usize = 64 * 1024;
@@ -71,6 +69,8 @@ enum StartLine {
 #[derive(Debug, Clone)]
 pub struct Message {
     buf: Bytes,
+    /// The start line and headers, UTF-8-validated once so views slice it for free.
+    head: ByteString,
     start: StartLine,
     headers: Vec<Entry>,
     body: Span,
@@ -222,10 +222,7 @@ impl Message {
 
     /// Raw text of the topmost Via value (first element of the first Via header).
     pub fn top_via_raw(&self) -> Result<&str, ParseError> {
-        let v = self
-            .values(id::VIA)
-            .next()
-            .ok_or(ParseError::MissingHeader("Via"))?;
+        let v = self.values(id::VIA).next().ok_or(ParseError::MissingHeader("Via"))?;
         ListIter::new(v)
             .next()
             .filter(|s| !s.is_empty())
@@ -352,9 +349,7 @@ impl Message {
     pub fn proxy_authenticate(&self) -> Result<Option<Challenge<'_>>, ParseError> {
         self.values(id::PROXY_AUTHENTICATE)
             .next()
-            .map(|v| {
-                Challenge::parse(v).map_err(|r| ParseError::header("Proxy-Authenticate", r))
-            })
+            .map(|v| Challenge::parse(v).map_err(|r| ParseError::header("Proxy-Authenticate", r)))
             .transpose()
     }
 
@@ -368,19 +363,17 @@ impl Message {
     pub fn proxy_authorization(&self) -> Result<Option<Credentials<'_>>, ParseError> {
         self.values(id::PROXY_AUTHORIZATION)
             .next()
-            .map(|v| {
-                Credentials::parse(v).map_err(|r| ParseError::header("Proxy-Authorization", r))
-            })
+            .map(|v| Credentials::parse(v).map_err(|r| ParseError::header("Proxy-Authorization", r)))
             .transpose()
     }
 
     // ---- internals ----
 
-    /// Text of a span. The header section was UTF-8-validated at parse and every span
-    /// boundary sits on an ASCII delimiter, so this never falls back to "".
+    /// Text of a span of the head. Every span boundary sits on an ASCII delimiter, so it is
+    /// a char boundary and this never falls back to "".
     #[inline]
     fn text(&self, s: Span) -> &str {
-        std::str::from_utf8(&self.buf[s.range()]).unwrap_or("")
+        self.head.get(s.range()).unwrap_or("")
     }
 
     #[inline]
@@ -406,11 +399,7 @@ impl Message {
         NameAddr::parse(self.first(want)?).map_err(|r| ParseError::header(name, r))
     }
 
-    fn name_addr_list(
-        &self,
-        want: HeaderId,
-        name: &'static str,
-    ) -> Result<Vec<NameAddr<'_>>, ParseError> {
+    fn name_addr_list(&self, want: HeaderId, name: &'static str) -> Result<Vec<NameAddr<'_>>, ParseError> {
         let mut out = Vec::new();
         for v in self.values(want) {
             for item in ListIter::new(v) {
@@ -441,11 +430,7 @@ fn parse_content_length(v: &[u8]) -> Result<usize, ParseError> {
 #[inline]
 fn line_at(b: &[u8], start: usize) -> Result<(usize, usize), ParseError> {
     let lf = memchr::memchr(b'\n', &b[start..]).ok_or(ParseError::MissingHeaderTerminator)? + start;
-    let end = if lf > start && b[lf - 1] == b'\r' {
-        lf - 1
-    } else {
-        lf
-    };
+    let end = if lf > start && b[lf - 1] == b'\r' { lf - 1 } else { lf };
     if end - start > MAX_LINE_LEN {
         return Err(ParseError::LineTooLong { max: MAX_LINE_LEN });
     }
@@ -470,8 +455,7 @@ fn check_version(v: &[u8]) -> Result<(), ParseError> {
 fn parse_start_line(b: &[u8], s: usize, e: usize) -> Result<StartLine, ParseError> {
     let line = &b[s..e];
     if line.len() >= 4 && line[..4].eq_ignore_ascii_case(b"SIP/") {
-        let sp = memchr::memchr(b' ', line)
-            .ok_or(ParseError::InvalidStartLine("missing status code"))?;
+        let sp = memchr::memchr(b' ', line).ok_or(ParseError::InvalidStartLine("missing status code"))?;
         check_version(&line[..sp])?;
         let rest = &line[sp + 1..];
         let code_end = memchr::memchr(b' ', rest).unwrap_or(rest.len());
@@ -479,9 +463,7 @@ fn parse_start_line(b: &[u8], s: usize, e: usize) -> Result<StartLine, ParseErro
         if code.len() != 3 || !code.iter().all(u8::is_ascii_digit) {
             return Err(ParseError::InvalidStatus);
         }
-        let status = code
-            .iter()
-            .fold(0u16, |a, &c| a * 10 + u16::from(c - b'0'));
+        let status = code.iter().fold(0u16, |a, &c| a * 10 + u16::from(c - b'0'));
         if !(100..=699).contains(&status) {
             return Err(ParseError::InvalidStatus);
         }
@@ -491,16 +473,12 @@ fn parse_start_line(b: &[u8], s: usize, e: usize) -> Result<StartLine, ParseErro
             reason: Span::new(rs, e),
         })
     } else {
-        let sp1 = memchr::memchr(b' ', line)
-            .ok_or(ParseError::InvalidStartLine("missing Request-URI"))?;
+        let sp1 = memchr::memchr(b' ', line).ok_or(ParseError::InvalidStartLine("missing Request-URI"))?;
         let method = Method::parse(&line[..sp1])?;
         let rest = &line[sp1 + 1..];
-        let sp2 = memchr::memchr(b' ', rest)
-            .ok_or(ParseError::InvalidStartLine("missing SIP-Version"))?;
+        let sp2 = memchr::memchr(b' ', rest).ok_or(ParseError::InvalidStartLine("missing SIP-Version"))?;
         if sp2 == 0 {
-            return Err(ParseError::InvalidStartLine(
-                "extra whitespace before Request-URI",
-            ));
+            return Err(ParseError::InvalidStartLine("extra whitespace before Request-URI"));
         }
         let uri = &rest[..sp2];
         if uri.iter().any(|&c| c <= b' ' || c == 0x7f) {
@@ -553,9 +531,9 @@ fn parse_impl(mut buf: Bytes, stream: bool) -> Result<Message, ParseError> {
         let (le, nx) = line_at(b, next)?;
         if c == b' ' || c == b'\t' {
             // Folded continuation (LWS): extends the previous value.
-            let last = headers.last_mut().ok_or(ParseError::InvalidHeaderLine(
-                "continuation line before first header",
-            ))?;
+            let last = headers
+                .last_mut()
+                .ok_or(ParseError::InvalidHeaderLine("continuation line before first header"))?;
             last.value.end = le as u32;
         } else {
             // Name: token characters, optional SP/HT, then ':' (one pass, no memchr).
@@ -614,7 +592,7 @@ fn parse_impl(mut buf: Bytes, stream: bool) -> Result<Message, ParseError> {
             }
         }
     }
-    std::str::from_utf8(&b[pos..body_start]).map_err(|_| ParseError::NotUtf8)?;
+    let head = ByteString::try_from(buf.slice(..body_start)).map_err(|_| ParseError::NotUtf8)?;
 
     let avail = b.len() - body_start;
     let body_end = if conflict {
@@ -638,6 +616,7 @@ fn parse_impl(mut buf: Bytes, stream: bool) -> Result<Message, ParseError> {
     buf.truncate(body_end);
     Ok(Message {
         buf,
+        head,
         start,
         headers,
         body: Span::new(body_start, body_end),

@@ -62,7 +62,10 @@ pub fn validate_response(msg: &Message) -> Result<(), ParseError> {
     msg.proxy_authenticate()?;
     if let Some(r) = msg.values(id::RETRY_AFTER).next() {
         let secs = r.split([';', '(', ' ', '\t']).next().unwrap_or("");
-        if crate::headers::lex::parse_u64(secs).and_then(|n| u32::try_from(n).ok()).is_none() {
+        if crate::headers::lex::parse_u64(secs)
+            .and_then(|n| u32::try_from(n).ok())
+            .is_none()
+        {
             return Err(ParseError::header("Retry-After", "not a 32-bit number"));
         }
     }

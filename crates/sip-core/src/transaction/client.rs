@@ -135,8 +135,7 @@ impl InviteClient {
                 t.arm(out, TimerKind::C, out.cfg.t1x64());
                 Next::Stay
             }
-            (TimerKind::D, InviteClientState::Completed)
-            | (TimerKind::M, InviteClientState::Accepted) => {
+            (TimerKind::D, InviteClientState::Completed) | (TimerKind::M, InviteClientState::Accepted) => {
                 self.state = InviteClientState::Terminated;
                 Next::Terminate
             }
@@ -169,12 +168,7 @@ impl NonInviteClient {
         }
     }
 
-    pub fn on_response(
-        &mut self,
-        status: u16,
-        t: &mut Timers<'_>,
-        out: &mut Out<'_>,
-    ) -> (Deliver, Next) {
+    pub fn on_response(&mut self, status: u16, t: &mut Timers<'_>, out: &mut Out<'_>) -> (Deliver, Next) {
         match self.state {
             NonInviteClientState::Trying | NonInviteClientState::Proceeding => {
                 if status < 200 {
@@ -188,9 +182,7 @@ impl NonInviteClient {
                 }
                 (Deliver::ToTu, next)
             }
-            NonInviteClientState::Completed | NonInviteClientState::Terminated => {
-                (Deliver::Absorb, Next::Stay)
-            }
+            NonInviteClientState::Completed | NonInviteClientState::Terminated => (Deliver::Absorb, Next::Stay),
         }
     }
 

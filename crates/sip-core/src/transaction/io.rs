@@ -25,9 +25,7 @@ impl Peer {
     /// Timers A/E/G are not started and D/I/J/K are zero (RFC 3261 17).
     pub fn is_reliable(&self) -> bool {
         match self.transport {
-            Transport::Tcp | Transport::Tls | Transport::Sctp | Transport::Ws | Transport::Wss => {
-                true
-            }
+            Transport::Tcp | Transport::Tls | Transport::Sctp | Transport::Ws | Transport::Wss => true,
             Transport::Udp | Transport::Other => false,
         }
     }

@@ -25,8 +25,7 @@ struct KeyInner {
 
 impl PartialEq for TxKey {
     fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.0, &other.0)
-            || (self.0.hash == other.0.hash && self.0.kind == other.0.kind)
+        Arc::ptr_eq(&self.0, &other.0) || (self.0.hash == other.0.hash && self.0.kind == other.0.kind)
     }
 }
 impl Eq for TxKey {}
@@ -142,9 +141,7 @@ impl TxKey {
                 branch: branch.clone(),
                 method: m,
             },
-            TxKeyKind::Server {
-                branch, host, port, ..
-            } => TxKeyKind::Server {
+            TxKeyKind::Server { branch, host, port, .. } => TxKeyKind::Server {
                 branch: branch.clone(),
                 host: host.clone(),
                 port: *port,
@@ -183,9 +180,7 @@ pub(crate) struct ServerMatch {
 fn transport_default_port(t: Transport) -> u16 {
     match t {
         Transport::Tls | Transport::Wss => 5061,
-        Transport::Udp | Transport::Tcp | Transport::Sctp | Transport::Ws | Transport::Other => {
-            5060
-        }
+        Transport::Udp | Transport::Tcp | Transport::Sctp | Transport::Ws | Transport::Other => 5060,
     }
 }
 
@@ -198,18 +193,14 @@ fn key_method(m: &Method) -> Method {
 
 /// Derives the server-transaction key of an incoming request (17.2.3).
 pub(crate) fn server_key(msg: &Message) -> Result<ServerMatch, TxError> {
-    let method = msg
-        .method()
-        .ok_or(TxError::NotATransactionRequest("not a request"))?;
+    let method = msg.method().ok_or(TxError::NotATransactionRequest("not a request"))?;
     let via = msg.top_via()?;
     let method = key_method(method);
     if let Some(branch) = via.branch().filter(|b| b.starts_with(MAGIC_COOKIE)) {
         let key = TxKey::new(TxKeyKind::Server {
             branch: Box::from(branch),
             host: via.host.to_ascii_lowercase().into_boxed_str(),
-            port: via
-                .port
-                .unwrap_or_else(|| transport_default_port(via.transport)),
+            port: via.port.unwrap_or_else(|| transport_default_port(via.transport)),
             method,
         });
         return Ok(ServerMatch {
@@ -239,9 +230,7 @@ pub(crate) fn server_key(msg: &Message) -> Result<ServerMatch, TxError> {
 
 /// Key of the client transaction a request creates; requires an RFC 3261 branch.
 pub(crate) fn client_key_for_request(msg: &Message) -> Result<TxKey, TxError> {
-    let method = msg
-        .method()
-        .ok_or(TxError::NotATransactionRequest("not a request"))?;
+    let method = msg.method().ok_or(TxError::NotATransactionRequest("not a request"))?;
     if *method == Method::Ack {
         return Err(TxError::NotATransactionRequest(
             "ACK does not create a client transaction",
@@ -282,9 +271,7 @@ pub(crate) fn status_of(bytes: &[u8]) -> Option<u16> {
     if rest.get(3).is_some_and(|b| *b != b' ' && *b != b'\r') {
         return None;
     }
-    let n = code
-        .iter()
-        .fold(0u16, |acc, d| acc * 10 + u16::from(d - b'0'));
+    let n = code.iter().fold(0u16, |acc, d| acc * 10 + u16::from(d - b'0'));
     (100..=699).contains(&n).then_some(n)
 }
 

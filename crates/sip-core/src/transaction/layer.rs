@@ -9,15 +9,11 @@ use crate::build::ResponseBuilder;
 use crate::message::{Message, Method};
 
 use super::client::{Deliver, InviteClient, NonInviteClient};
-use super::key::{
-    client_key_for_request, client_key_for_response, server_key, status_of, PreHashedState,
-};
+use super::key::{client_key_for_request, client_key_for_response, server_key, status_of, PreHashedState};
 use super::server::{AckOutcome, InviteServer, NonInviteServer};
 use super::timer::{TimerEntry, TimerKind, TimerQueue};
 use super::tx::{Next, Out, Timers, Tx, TxKind};
-use super::{
-    AutoTrying, Incoming, Peer, Transmit, TxConfig, TxError, TxEvent, TxKey, TxKeyKind, TxState,
-};
+use super::{AutoTrying, Incoming, Peer, Transmit, TxConfig, TxError, TxEvent, TxKey, TxKeyKind, TxState};
 
 /// Stale timer entries tolerated per live timer slot before the heap is swept.
 const STALE_FACTOR: usize = 4;
@@ -158,12 +154,7 @@ impl TransactionLayer {
 
     /// Starts a client transaction for `request` (top Via must carry a `z9hG4bK` branch) and
     /// queues its first transmission. INVITE runs Timers A/B, others E/F (A/E only unreliable).
-    pub fn send_request(
-        &mut self,
-        now: Instant,
-        to: Peer,
-        request: Message,
-    ) -> Result<TxKey, TxError> {
+    pub fn send_request(&mut self, now: Instant, to: Peer, request: Message) -> Result<TxKey, TxError> {
         let key = client_key_for_request(&request)?;
         if self.txs.contains_key(&key) {
             return Err(TxError::Duplicate);
@@ -183,11 +174,7 @@ impl TransactionLayer {
             let bytes = request.bytes().clone();
             TxKind::NonInviteClient(NonInviteClient::start(bytes, &mut t, &mut out))
         };
-        let tx = Tx {
-            peer: to,
-            armed,
-            kind,
-        };
+        let tx = Tx { peer: to, armed, kind };
         txs.insert(key.clone(), tx);
         self.maybe_sweep();
         Ok(key)
@@ -198,8 +185,7 @@ impl TransactionLayer {
     /// [`TxEvent::TransportError`] (RFC 3261 17.1.4, 17.2.4).
     pub fn transport_error(&mut self, key: &TxKey) {
         if self.txs.contains_key(key) {
-            self.events
-                .push_back(TxEvent::TransportError { key: key.clone() });
+            self.events.push_back(TxEvent::TransportError { key: key.clone() });
             self.terminate(key);
         }
     }
@@ -214,8 +200,7 @@ impl TransactionLayer {
 
     fn terminate(&mut self, key: &TxKey) {
         if self.txs.remove(key).is_some() {
-            self.events
-                .push_back(TxEvent::Terminated { key: key.clone() });
+            self.events.push_back(TxEvent::Terminated { key: key.clone() });
         }
     }
 
@@ -256,9 +241,7 @@ impl TransactionLayer {
         let (deliver, next) = match kind {
             TxKind::InviteClient(c) => c.on_response(&msg, status, &mut t, &mut out),
             TxKind::NonInviteClient(c) => c.on_response(status, &mut t, &mut out),
-            TxKind::InviteServer(_) | TxKind::NonInviteServer(_) => {
-                return Incoming::StrayResponse { msg }
-            }
+            TxKind::InviteServer(_) | TxKind::NonInviteServer(_) => return Incoming::StrayResponse { msg },
         };
         if next == Next::Terminate {
             self.terminate(&key);
@@ -358,8 +341,7 @@ impl TransactionLayer {
             m.key.with_to_tag(None).filter(|k| {
                 self.txs.get(k).is_some_and(|tx| match &tx.kind {
                     TxKind::InviteServer(s) => {
-                        s.response_to_tag.is_some()
-                            && s.response_to_tag.as_deref() == m.to_tag.as_deref()
+                        s.response_to_tag.is_some() && s.response_to_tag.as_deref() == m.to_tag.as_deref()
                     }
                     _ => false,
                 })
@@ -386,10 +368,7 @@ impl TransactionLayer {
         }
         match outcome {
             AckOutcome::Absorb => Incoming::Absorbed { key },
-            AckOutcome::ToTu => Incoming::Ack {
-                key: Some(key),
-                msg,
-            },
+            AckOutcome::ToTu => Incoming::Ack { key: Some(key), msg },
         }
     }
 
@@ -418,4 +397,50 @@ fn response_to_tag(response: &Bytes) -> Option<Box<str>> {
     let msg = Message::parse(response.clone()).ok()?;
     let to = msg.to().ok()?;
     to.tag().map(Box::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+    use std::time::{Duration, Instant};
+
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::message::Transport;
+
+    fn msg(text: String) -> Message {
+        Message::parse(Bytes::from(text)).expect("test message parses")
+    }
+
+    /// Client INVITEs over TCP answered at once leave a stale Timer B entry each; the heap
+    /// must be swept instead of growing with the number of completed transactions.
+    #[test]
+    fn stale_timer_entries_are_swept() {
+        let peer = Peer {
+            addr: SocketAddr::from(([192, 0, 2, 1], 5060)),
+            transport: Transport::Tcp,
+            conn: Some(1),
+        };
+        let mut l = TransactionLayer::new(TxConfig::default());
+        let now = Instant::now();
+        let mut max_heap = 0;
+        for i in 0..50_000 {
+            let via = format!("SIP/2.0/TCP h.example.com;branch=z9hG4bKsw{i}");
+            let common = format!(
+                "Via: {via}\r\nFrom: <sip:a@h>;tag=1\r\nTo: <sip:b@h>;tag=2\r\n\
+                 Call-ID: c{i}\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+            );
+            l.send_request(now, peer, msg(format!("INVITE sip:b@h SIP/2.0\r\n{common}")))
+                .unwrap();
+            l.handle_incoming(now, peer, msg(format!("SIP/2.0 486 Busy\r\n{common}")));
+            while l.poll_transmit().is_some() {}
+            while l.poll_event().is_some() {}
+            max_heap = max_heap.max(l.timers.len());
+        }
+        assert!(l.is_empty(), "D is zero on TCP");
+        assert!(max_heap <= SWEEP_FLOOR + 1, "heap grew to {max_heap}");
+        l.handle_timeout(now + Duration::from_secs(3600));
+        assert_eq!(l.timers.len(), 0);
+    }
 }

@@ -21,7 +21,5 @@ pub use error::TxError;
 pub use io::{Incoming, Peer, Transmit, TxEvent};
 pub use key::{Rfc2543Key, TxKey, TxKeyKind};
 pub use layer::TransactionLayer;
-pub use state::{
-    InviteClientState, InviteServerState, NonInviteClientState, NonInviteServerState, TxState,
-};
+pub use state::{InviteClientState, InviteServerState, NonInviteClientState, NonInviteServerState, TxState};
 pub use timer::TimerKind;

@@ -53,9 +53,7 @@ impl InviteServer {
                     out.send(t.peer, last.clone(), t.key);
                 }
             }
-            InviteServerState::Confirmed
-            | InviteServerState::Accepted
-            | InviteServerState::Terminated => {}
+            InviteServerState::Confirmed | InviteServerState::Accepted | InviteServerState::Terminated => {}
         }
     }
 
@@ -70,9 +68,9 @@ impl InviteServer {
                 (AckOutcome::Absorb, next)
             }
             InviteServerState::Accepted => (AckOutcome::ToTu, Next::Stay),
-            InviteServerState::Proceeding
-            | InviteServerState::Confirmed
-            | InviteServerState::Terminated => (AckOutcome::Absorb, Next::Stay),
+            InviteServerState::Proceeding | InviteServerState::Confirmed | InviteServerState::Terminated => {
+                (AckOutcome::Absorb, Next::Stay)
+            }
         }
     }
 
@@ -152,8 +150,7 @@ impl InviteServer {
                 }
                 Next::Stay
             }
-            (TimerKind::H, InviteServerState::Completed)
-            | (TimerKind::Guard, InviteServerState::Proceeding) => {
+            (TimerKind::H, InviteServerState::Completed) | (TimerKind::Guard, InviteServerState::Proceeding) => {
                 out.event(TxEvent::Timeout {
                     key: t.key.clone(),
                     timer: kind,
@@ -161,8 +158,7 @@ impl InviteServer {
                 self.state = InviteServerState::Terminated;
                 Next::Terminate
             }
-            (TimerKind::I, InviteServerState::Confirmed)
-            | (TimerKind::L, InviteServerState::Accepted) => {
+            (TimerKind::I, InviteServerState::Confirmed) | (TimerKind::L, InviteServerState::Accepted) => {
                 self.state = InviteServerState::Terminated;
                 Next::Terminate
             }
@@ -218,12 +214,10 @@ impl NonInviteServer {
                 }
                 Ok(next)
             }
-            NonInviteServerState::Completed | NonInviteServerState::Terminated => {
-                Err(TxError::InvalidState {
-                    status,
-                    state: super::TxState::NonInviteServer(self.state).name(),
-                })
-            }
+            NonInviteServerState::Completed | NonInviteServerState::Terminated => Err(TxError::InvalidState {
+                status,
+                state: super::TxState::NonInviteServer(self.state).name(),
+            }),
         }
     }
 

@@ -1,0 +1,197 @@
+//! Building the messages of the two legs of a bridged call. The carrier leg (A) and the agent leg (B) are
+//! separate dialogs (RFC 3261 12): new Call-ID, tags and CSeq space on B, the caller's identity kept.
+
+use bytes::Bytes;
+use sip_core::build::{new_branch, ResponseBuilder};
+use sip_core::message::{HeaderName, Message, Method};
+
+/// One side of a dialog as this edge holds it: enough to send it requests and recognise its own.
+#[derive(Debug, Clone)]
+pub struct DialogSide {
+    pub call_id: String,
+    /// Our From/To value toward this side (with our tag): From in requests we send.
+    pub local: String,
+    /// The peer's From/To value (with its tag): To in requests we send.
+    pub remote: String,
+    /// Where in-dialog requests go: the peer's Contact URI.
+    pub remote_target: String,
+    /// Route set in the order requests carry it.
+    pub route_set: Vec<String>,
+    pub local_cseq: u32,
+}
+
+/// Our address as written in Via and Contact.
+#[derive(Debug, Clone)]
+pub struct Local {
+    /// `host:port` for Via sent-by.
+    pub sent_by: String,
+    /// `<sip:edge@host:port>`
+    pub contact: String,
+    pub server_name: String,
+}
+
+/// A random-enough token for tags and Call-IDs (unique per process; not a secret).
+pub fn token() -> String {
+    new_branch().trim_start_matches("z9hG4bK").to_owned()
+}
+
+/// Headers carried from the carrier's INVITE to the agent: their own `X-` headers (Twilio's
+/// `X-Twilio-CallSid`, Telnyx's `X-call_leg_id`, ...), never ours, bounded in count and size.
+pub fn passthrough_headers(invite: &Message) -> Vec<(String, String)> {
+    invite
+        .header_entries()
+        .filter(|(_, name, _)| {
+            name.len() > 2
+                && name.as_bytes()[..2].eq_ignore_ascii_case(b"x-")
+                && !name.to_ascii_lowercase().starts_with("x-oneinbox-")
+        })
+        .filter(|(_, _, v)| v.len() <= 512)
+        .take(32)
+        .map(|(_, n, v)| (n.to_owned(), v.to_owned()))
+        .collect()
+}
+
+/// Headers worth relaying on in-dialog requests and their answers (session timers, content, reason).
+const RELAYED: &[HeaderName] = &[
+    HeaderName::ContentType,
+    HeaderName::SessionExpires,
+    HeaderName::MinSE,
+    HeaderName::Supported,
+    HeaderName::Require,
+    HeaderName::Reason,
+    HeaderName::Event,
+];
+
+fn relayed_headers(msg: &Message) -> Vec<(String, String)> {
+    msg.header_entries()
+        .filter(|(n, _, _)| RELAYED.contains(n) && *n != HeaderName::ContentType)
+        .map(|(_, raw, v)| (raw.to_owned(), v.to_owned()))
+        .collect()
+}
+
+/// An in-dialog request toward `side`, mirroring `orig` (method, body, session-timer headers).
+pub fn in_dialog_request(
+    side: &mut DialogSide,
+    local: &Local,
+    method: &Method,
+    orig: Option<&Message>,
+    extra: &[(&str, &str)],
+) -> Bytes {
+    side.local_cseq = side.local_cseq.wrapping_add(1).max(1);
+    let via = format!("SIP/2.0/UDP {};branch={};rport", local.sent_by, new_branch());
+    let cseq = format!("{} {}", side.local_cseq, method.as_str());
+    let mut b = sip_core::build::RequestBuilder::new(method.clone(), &side.remote_target)
+        .header("Via", &via)
+        .header("From", &side.local)
+        .header("To", &side.remote)
+        .header("Call-ID", &side.call_id)
+        .header("CSeq", &cseq)
+        .header("Contact", &local.contact)
+        .header("User-Agent", &local.server_name);
+    for r in &side.route_set {
+        b = b.header("Route", r);
+    }
+    let relayed = orig.map(relayed_headers).unwrap_or_default();
+    for (n, v) in &relayed {
+        b = b.header(n, v);
+    }
+    for (n, v) in extra {
+        b = b.header(n, v);
+    }
+    if let Some(m) = orig.filter(|m| !m.body().is_empty()) {
+        b = b.body(m.content_type().unwrap_or("application/sdp"), m.body_bytes());
+    }
+    b.build()
+}
+
+/// ACK for a 2xx on `side` (a new transaction of its own, RFC 3261 13.2.2.4), same CSeq number as the INVITE.
+pub fn ack_2xx(side: &DialogSide, local: &Local, invite_cseq: u32) -> Bytes {
+    let via = format!("SIP/2.0/UDP {};branch={};rport", local.sent_by, new_branch());
+    let cseq = format!("{invite_cseq} ACK");
+    let mut b = sip_core::build::RequestBuilder::new(Method::Ack, &side.remote_target)
+        .header("Via", &via)
+        .header("From", &side.local)
+        .header("To", &side.remote)
+        .header("Call-ID", &side.call_id)
+        .header("CSeq", &cseq);
+    for r in &side.route_set {
+        b = b.header("Route", r);
+    }
+    b.build()
+}
+
+/// A response to `req` relaying `from`'s status, reason and body; our tag and Contact on it.
+pub fn relay_response(req: &Message, from: &Message, tag: &str, local: &Local) -> Bytes {
+    let code = from.status().unwrap_or(500);
+    let reason = from.reason().unwrap_or("");
+    let relayed = relayed_headers(from);
+    let mut b = ResponseBuilder::for_request(req, code, reason)
+        .to_tag(tag)
+        .header("Server", &local.server_name);
+    if code < 300 {
+        b = b.header("Contact", &local.contact);
+    }
+    for (n, v) in &relayed {
+        b = b.header(n, v);
+    }
+    if !from.body().is_empty() {
+        b = b.body(from.content_type().unwrap_or("application/sdp"), from.body_bytes());
+    }
+    b.build()
+}
+
+/// Route set from a response's Record-Route, reversed for the UAC side (RFC 3261 12.1.2).
+pub fn uac_route_set(resp: &Message) -> Vec<String> {
+    let mut v: Vec<String> = resp.headers(&HeaderName::RecordRoute).flat_map(split_list).collect();
+    v.reverse();
+    v
+}
+
+/// Route set from a request's Record-Route, in order for the UAS side (RFC 3261 12.1.1).
+pub fn uas_route_set(req: &Message) -> Vec<String> {
+    req.headers(&HeaderName::RecordRoute).flat_map(split_list).collect()
+}
+
+/// The first Contact URI of a message, as `<uri>` text usable as a Request-URI.
+pub fn contact_uri(msg: &Message) -> Option<String> {
+    let c = msg.contacts().ok()?;
+    let first = c.first()?;
+    Some(first.uri_raw.to_owned())
+}
+
+/// Splits a comma list of name-addrs, not inside `<>` or quotes.
+fn split_list(v: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let (mut depth, mut quoted, mut start) = (0i32, false, 0usize);
+    let b = v.as_bytes();
+    for (i, c) in b.iter().enumerate() {
+        match c {
+            b'"' => quoted = !quoted,
+            b'<' if !quoted => depth += 1,
+            b'>' if !quoted => depth -= 1,
+            b',' if !quoted && depth == 0 => {
+                out.push(v[start..i].trim().to_owned());
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    let last = v[start..].trim();
+    if !last.is_empty() {
+        out.push(last.to_owned());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_keeps_commas_inside_brackets() {
+        assert_eq!(
+            split_list("<sip:a;lr>, \"x, y\" <sip:b>,<sip:c?h=1,2>"),
+            vec!["<sip:a;lr>", "\"x, y\" <sip:b>", "<sip:c?h=1,2>"]
+        );
+    }
+}
