@@ -33,6 +33,8 @@ fn ours(buf: Bytes) -> usize {
     n += m.require().len() + m.proxy_require().len() + m.supported().len() + m.allow().len();
     n += usize::from(m.www_authenticate().expect("www").is_some());
     n += usize::from(m.authorization().expect("auth").is_some());
+    n += usize::from(m.proxy_authenticate().expect("pa").is_some());
+    n += usize::from(m.proxy_authorization().expect("pz").is_some());
     n + m.body().len()
 }
 

@@ -29,6 +29,8 @@ pub struct Edge {
     pub endpoint_stats: Arc<EndpointStats>,
     pub transport_stats: Arc<TransportStats>,
     pub call_stats: Arc<CallStats>,
+    /// Calls in progress per agent, as the engine counts them.
+    pub agent_gauge: Arc<dashmap::DashMap<String, u32>>,
     pub store: Arc<Store>,
     pub index: Arc<RoutingIndex>,
     shutdown: watch::Sender<bool>,
@@ -37,6 +39,11 @@ pub struct Edge {
 }
 
 impl Edge {
+    /// Calls the agent is on now.
+    pub fn agent_load(&self, agent_id: &str) -> u32 {
+        self.agent_gauge.get(agent_id).map(|v| *v).unwrap_or(0)
+    }
+
     /// Waits for SIGINT or SIGTERM.
     pub async fn wait_for_shutdown_signal(&self) {
         #[cfg(unix)]
@@ -162,6 +169,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Edge> {
         None,
     );
     let call_stats = calls.stats.clone();
+    let agent_gauge = calls.agent_gauge.clone();
     let endpoint = Endpoint::new(
         EndpointConfig {
             server_name: cfg.sip.server_name.clone(),
@@ -237,6 +245,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Edge> {
         endpoint_stats,
         transport_stats,
         call_stats,
+        agent_gauge,
         store,
         index,
         shutdown,

@@ -24,8 +24,8 @@ use Want::*;
 const CASES: &[(&str, Want, &str)] = &[
     (
         "valid/wsinv",
-        Code(404),
-        "3.1.1.1 short tortuous INVITE: parsed, routed (unknown number)",
+        Code(481),
+        "3.1.1.1 short tortuous INVITE: parsed; its To tag names a dialog we do not hold",
     ),
     (
         "valid/intmeth",

@@ -422,8 +422,7 @@ impl CallController {
             .flatten()
             .unwrap_or(70)
             .saturating_sub(1)
-            .max(1)
-            .min(70)
+            .clamp(1, 70)
             .to_string();
         let x = [
             ("X-OneInbox-Call-Id", call.record.id.clone()),
@@ -651,12 +650,10 @@ impl CallController {
                     }
                 }
             }
-            Some(ClientRef::Fire) => {
-                if status >= 200 {
-                    self.by_client.remove(key);
-                }
+            Some(ClientRef::Fire) if status >= 200 => {
+                self.by_client.remove(key);
             }
-            None => {}
+            Some(ClientRef::Fire) | None => {}
         }
     }
 
@@ -889,11 +886,9 @@ impl CallController {
                 call,
                 server_key,
                 request,
-            }) => {
-                if self.calls.contains_key(&call) {
-                    let r = ResponseBuilder::for_request(&request, 408, "Request Timeout").build();
-                    let _ = ctx.tx.respond(ctx.now, &server_key, r);
-                }
+            }) if self.calls.contains_key(&call) => {
+                let r = ResponseBuilder::for_request(&request, 408, "Request Timeout").build();
+                let _ = ctx.tx.respond(ctx.now, &server_key, r);
             }
             _ => {}
         }

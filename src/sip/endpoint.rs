@@ -48,6 +48,9 @@ pub struct EndpointStats {
     pub overload_rejected: AtomicU64,
 }
 
+/// A final answer the endpoint gives itself: status, reason, extra headers.
+type Answer = (u16, &'static str, Vec<(&'static str, String)>);
+
 /// Bytes to put on the wire.
 #[derive(Debug)]
 pub struct Transmit {
@@ -211,7 +214,7 @@ impl Endpoint {
     }
 
     /// The answer the edge itself gives, or `None` when the request goes on to call control.
-    fn core_answer(&self, method: &Method, msg: &Message) -> Option<(u16, &'static str, Vec<(&'static str, String)>)> {
+    fn core_answer(&self, method: &Method, msg: &Message) -> Option<Answer> {
         // 16.3 step 3: a request that ran out of hops is not ours to handle.
         if let Ok(Some(0)) = msg.max_forwards() {
             return Some((483, "Too Many Hops", vec![]));
@@ -233,7 +236,11 @@ impl Endpoint {
             Ok(Uri::Sip(_)) | Ok(Uri::Tel(_)) => {}
             Ok(_) => return Some((416, "Unsupported URI Scheme", vec![])),
             Err(_) => {
-                return Some((400, "Bad Request", vec![("Warning", self.warning("unparseable Request-URI"))]))
+                return Some((
+                    400,
+                    "Bad Request",
+                    vec![("Warning", self.warning("unparseable Request-URI"))],
+                ))
             }
         }
         // 8.2.2.3: every Require tag must be one we support.
@@ -254,7 +261,11 @@ impl Endpoint {
             }
             if let Some(enc) = msg.header(&HeaderName::ContentEncoding) {
                 if !enc.trim().eq_ignore_ascii_case("identity") {
-                    return Some((415, "Unsupported Media Type", vec![("Accept-Encoding", "identity".into())]));
+                    return Some((
+                        415,
+                        "Unsupported Media Type",
+                        vec![("Accept-Encoding", "identity".into())],
+                    ));
                 }
             }
         }

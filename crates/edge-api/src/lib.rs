@@ -16,6 +16,7 @@ mod wire;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, StatusCode};
+use axum::middleware::Next;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
@@ -23,6 +24,7 @@ use edge_providers::{NumberProvider, ProviderKind};
 use edge_store::{RoutingIndex, Store};
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 pub use error::{ApiError, ErrorBody, ErrorDetail};
 pub use openapi::ApiDoc;
@@ -33,12 +35,15 @@ pub use validate::SUPPORTED_COUNTRIES;
 pub struct ApiConfig {
     /// Largest accepted request body; larger bodies get 413.
     pub max_body_bytes: usize,
+    /// Upper bound on handling one request (provider calls included); then 503.
+    pub request_timeout: Duration,
 }
 
 impl Default for ApiConfig {
     fn default() -> Self {
         Self {
             max_body_bytes: 64 * 1024,
+            request_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -133,6 +138,7 @@ pub fn router(state: ApiState) -> Router {
 pub fn routes(state: ApiState) -> Router {
     let spec: Arc<str> = openapi::render().into();
     let body_limit = state.config.max_body_bytes;
+    let request_timeout = state.config.request_timeout;
     Router::new()
         .route(
             "/v1/openapi.json",
@@ -159,5 +165,13 @@ pub fn routes(state: ApiState) -> Router {
             get(agents::get).patch(agents::update).delete(agents::delete),
         )
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn(move |req, next: Next| async move {
+            match tokio::time::timeout(request_timeout, next.run(req)).await {
+                Ok(resp) => resp,
+                Err(_) => {
+                    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "timeout", "request took too long").into_response()
+                }
+            }
+        }))
         .with_state(state)
 }

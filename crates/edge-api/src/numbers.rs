@@ -433,6 +433,36 @@ pub async fn purchase(
     };
     check_agents(&state, &account, &agent_id, ib.as_ref()).await?;
 
+    // Buy-then-register runs in its own task: if the client disconnects or the request times
+    // out mid-way, it still finishes (or releases the number) instead of leaking a purchase.
+    let order = Order {
+        account,
+        friendly_name,
+        agent_id,
+        inbound_routing: ib,
+    };
+    let task = tokio::spawn(buy_and_register(state, provider, target, order));
+    let rec = task.await.map_err(|e| {
+        tracing::error!(error = %e, "purchase task failed");
+        ApiError::internal()
+    })??;
+    Ok((StatusCode::CREATED, Json(rec.into())))
+}
+
+/// Everything a purchase stores besides the number itself.
+struct Order {
+    account: String,
+    friendly_name: Option<String>,
+    agent_id: String,
+    inbound_routing: Option<InboundRouting>,
+}
+
+async fn buy_and_register(
+    state: ApiState,
+    provider: Arc<dyn NumberProvider>,
+    target: Target,
+    order: Order,
+) -> ApiResult<NumberRecord> {
     let (purchased, _reservation) = match target {
         Target::Number(number) => {
             let reservation = state.purchases.reserve(&number).ok_or_else(|| ApiError {
@@ -456,16 +486,16 @@ pub async fn purchase(
 
     let new = NewNumber {
         phone_number: purchased.phone_number.clone(),
-        friendly_name,
-        agent_id,
+        friendly_name: order.friendly_name,
+        agent_id: order.agent_id,
         provider: store_provider(purchased.provider),
         source: NumberSource::Purchased,
         provider_ref: Some(purchased.provider_ref.clone()),
-        inbound_routing: ib,
+        inbound_routing: order.inbound_routing,
         provider_config: None,
     };
-    match state.store.create_number(&account, new).await {
-        Ok(rec) => Ok((StatusCode::CREATED, Json(rec.into()))),
+    match state.store.create_number(&order.account, new).await {
+        Ok(rec) => Ok(rec),
         Err(e) => {
             // Do not keep paying for a number we could not register.
             if let Err(re) = provider.release(&purchased).await {
@@ -713,25 +743,35 @@ pub async fn delete(
         .get_number(&account, &id)
         .await?
         .ok_or_else(ApiError::not_found)?;
-    match rec.source {
-        NumberSource::Byo => {}
+    let provider = match rec.source {
+        NumberSource::Byo => None,
         NumberSource::Purchased => {
             let kind = provider_kind(rec.provider);
-            let provider = state.providers.get(kind).ok_or_else(|| {
+            Some(state.providers.get(kind).ok_or_else(|| {
                 ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "provider_not_configured",
                     format!("provider {kind} is not configured; cannot release the number"),
                 )
-            })?;
+            })?)
+        }
+    };
+    // Release-then-unregister in its own task so a dropped request cannot stop in between.
+    let task = tokio::spawn(async move {
+        if let Some(provider) = provider {
             let purchased = PurchasedNumber {
                 phone_number: rec.phone_number.clone(),
-                provider: kind,
+                provider: provider.kind(),
                 provider_ref: rec.provider_ref.clone().unwrap_or_default(),
             };
             provider.release(&purchased).await?;
         }
-    }
-    state.store.delete_number(&account, &id).await?;
+        state.store.delete_number(&account, &id).await?;
+        Ok::<_, ApiError>(())
+    });
+    task.await.map_err(|e| {
+        tracing::error!(error = %e, "delete task failed");
+        ApiError::internal()
+    })??;
     Ok(StatusCode::NO_CONTENT)
 }

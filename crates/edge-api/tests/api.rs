@@ -601,6 +601,28 @@ async fn validation_names_fields_and_changes_nothing(s: &Server) {
         .await;
     assert_eq!((r.status, r.error().1.as_deref()), (400, Some("sip_uri")));
 
+    // Integrations.
+    for (body, field) in [
+        (json!({"name": "T", "provider": "vonage", "api_key": "k"}), "provider"),
+        (json!({"name": "T", "provider": "twilio"}), "api_key"),
+        (json!({"name": "T", "provider": "twilio", "api_key": ""}), "api_key"),
+        (json!({"provider": "twilio", "api_key": "k"}), "name"),
+        (
+            json!({"name": "T", "provider": "twilio", "api_key": "k", "metadata": [1]}),
+            "metadata",
+        ),
+        (
+            json!({"name": "T", "provider": "twilio", "api_key": "k", "metadata": {"x": "y".repeat(9000)}}),
+            "metadata",
+        ),
+    ] {
+        let r = s.call("POST", "/v1/integrations", k, Some(body.clone())).await;
+        assert_eq!(r.status, 400, "{body}: {}", r.text);
+        assert_eq!(r.error().1.as_deref(), Some(field), "{body}");
+    }
+    let r = s.call("GET", "/v1/integrations", k, None).await;
+    assert_eq!(r.json["data"].as_array().unwrap().len(), 0);
+
     // Nothing was stored by any of the above.
     let r = s.call("GET", "/v1/phone-numbers", k, None).await;
     assert_eq!(r.json["data"].as_array().unwrap().len(), 0);

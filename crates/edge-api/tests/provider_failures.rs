@@ -192,3 +192,48 @@ async fn failed_release_keeps_the_number() {
     assert!(s.store.index().lookup_number("+14155550160").is_none());
     s.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timed_out_purchase_still_completes() {
+    let fake = Arc::new(Fake {
+        purchase_delay: Duration::from_millis(400),
+        ..Default::default()
+    });
+    let config = edge_api::ApiConfig {
+        request_timeout: Duration::from_millis(100),
+        ..Default::default()
+    };
+    let s = common::sqlite_with_config(ProviderSet::new(Arc::clone(&fake) as Arc<dyn NumberProvider>), config).await;
+    let (_, key) = s.key().await;
+    let r = s
+        .call(
+            "POST",
+            "/v1/agents",
+            Some(&key),
+            Some(json!({"name": "a", "sip_uri": "sip:a@b.example"})),
+        )
+        .await;
+    let agent = r.json["id"].as_str().unwrap().to_owned();
+    let r = s
+        .call(
+            "POST",
+            "/v1/phone-numbers/purchase",
+            Some(&key),
+            Some(json!({"phone_number": "+14155550170", "agent_id": agent})),
+        )
+        .await;
+    assert_eq!(r.status, 503, "{}", r.text);
+    assert_eq!(r.error().0, "timeout");
+    // The purchase was made, so it must end up registered rather than leaked.
+    let mut registered = false;
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if s.store.index().lookup_number("+14155550170").is_some() {
+            registered = true;
+            break;
+        }
+    }
+    assert!(registered, "bought number was neither registered nor released");
+    assert_eq!(fake.purchases.load(Ordering::SeqCst), 1);
+    s.shutdown().await;
+}

@@ -37,7 +37,7 @@ fn providers() -> ProviderSet {
 }
 
 async fn serve(store: Store, dir: Option<tempfile::TempDir>, pg_schema: Option<String>) -> Server {
-    serve_with(store, dir, pg_schema, providers()).await
+    serve_with(store, dir, pg_schema, providers(), ApiConfig::default()).await
 }
 
 async fn serve_with(
@@ -45,9 +45,10 @@ async fn serve_with(
     dir: Option<tempfile::TempDir>,
     pg_schema: Option<String>,
     providers: ProviderSet,
+    config: ApiConfig,
 ) -> Server {
     let store = Arc::new(store);
-    let state = ApiState::new(Arc::clone(&store), providers, ApiConfig::default());
+    let state = ApiState::new(Arc::clone(&store), providers, config);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let app = router(state);
@@ -74,10 +75,14 @@ pub async fn sqlite() -> Server {
 
 /// SQLite-backed server with the given providers (e.g. a scripted fake).
 pub async fn sqlite_with(providers: ProviderSet) -> Server {
+    sqlite_with_config(providers, ApiConfig::default()).await
+}
+
+pub async fn sqlite_with_config(providers: ProviderSet, config: ApiConfig) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let cfg = StoreConfig::new(None, &dir.path().join("data"), SecretBox::new([9u8; 32])).unwrap();
     let store = Store::connect(cfg).await.unwrap();
-    serve_with(store, Some(dir), None, providers).await
+    serve_with(store, Some(dir), None, providers, config).await
 }
 
 pub async fn postgres() -> Option<Server> {

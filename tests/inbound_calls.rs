@@ -1,0 +1,315 @@
+//! Inbound calls end to end on loopback: a carrier UAC -> the edge -> scripted agent UASes, checking what a
+//! carrier and an agent would see, the agent counts and the routing chain.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{start_edge, Agent, Carrier, Mode};
+use edge_store::AgentStatus;
+use sip_core::message::{HeaderName, Method};
+
+const S: Duration = Duration::from_secs(3);
+const DID: &str = "+14155550100";
+
+/// Polls until the edge shows `n` active calls on the agent (counts move on the engine task).
+async fn wait_load(t: &common::TestEdge, agent_id: &str, n: u32) {
+    for _ in 0..100 {
+        if t.edge.agent_load(agent_id) == n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("agent {agent_id} load is {}, want {n}", t.edge.agent_load(agent_id));
+}
+
+#[tokio::test]
+async fn primary_answers_then_caller_hangs_up() {
+    let t = start_edge(|_| {}).await;
+    let primary = Agent::spawn(Mode::Answer).await;
+    let p = t.add_agent("primary", &primary, 5, AgentStatus::Active).await;
+    let number_id = t.add_number(DID, &p, None).await;
+
+    let mut c = Carrier::new(t.sip(), DID).await;
+    c.invite().await;
+    let (prov, ok) = c.final_response(S).await;
+    assert_eq!(ok.status(), Some(200));
+    assert!(prov.contains(&100) && prov.contains(&180), "provisionals {prov:?}");
+    assert!(ok.to().unwrap().tag().is_some());
+    assert!(ok.header(&HeaderName::Contact).is_some());
+    assert!(!ok.body().is_empty(), "the agent's SDP answer is relayed");
+
+    // What the agent saw: a new dialog with the caller's identity and our headers.
+    let inv = primary.expect(Method::Invite, S).await;
+    assert_ne!(inv.call_id().unwrap(), c.call_id);
+    let from = inv.from().unwrap();
+    assert_eq!(from.uri.user().unwrap(), "+12125550000");
+    assert_eq!(from.display_name.as_deref(), Some("Alice Caller"));
+    assert_eq!(inv.to().unwrap().uri.user().unwrap(), DID);
+    let h = |n: &str| inv.header(&HeaderName::Other(n.into())).map(str::to_owned);
+    assert!(h("X-OneInbox-Call-Id").unwrap().starts_with("call_"));
+    assert_eq!(h("X-OneInbox-Phone-Number").as_deref(), Some(DID));
+    assert_eq!(h("X-OneInbox-Phone-Number-Id"), Some(number_id));
+    assert_eq!(h("X-OneInbox-Agent-Id"), Some(p.clone()));
+    assert_eq!(h("X-OneInbox-Route").as_deref(), Some("primary"));
+    assert_eq!(h("X-OneInbox-Carrier").as_deref(), Some("loopback"));
+    assert_eq!(h("X-Twilio-CallSid").as_deref(), Some("CA0123456789abcdef"));
+    primary.expect(Method::Ack, S).await;
+    wait_load(&t, &p, 1).await;
+
+    c.ack(&ok).await;
+    c.in_dialog("BYE", false).await;
+    let bye_ok = c.recv(S).await.expect("200 to BYE");
+    assert_eq!(bye_ok.status(), Some(200));
+    primary.expect(Method::Bye, S).await;
+    wait_load(&t, &p, 0).await;
+}
+
+#[tokio::test]
+async fn busy_primary_fails_over_to_fallback() {
+    let t = start_edge(|_| {}).await;
+    let busy = Agent::spawn(Mode::Reject(486)).await;
+    let fb = Agent::spawn(Mode::Answer).await;
+    let p = t.add_agent("busy", &busy, 5, AgentStatus::Active).await;
+    let f = t.add_agent("fallback", &fb, 5, AgentStatus::Active).await;
+    t.add_number(DID, &p, Some(&f)).await;
+
+    let mut c = Carrier::new(t.sip(), DID).await;
+    c.invite().await;
+    let (_, ok) = c.final_response(S).await;
+    assert_eq!(ok.status(), Some(200));
+    // The edge's INVITE client transaction ACKed the 486.
+    assert!(busy.got(Method::Ack, S).await);
+    let inv = fb.expect(Method::Invite, S).await;
+    assert_eq!(
+        inv.header(&HeaderName::Other("X-OneInbox-Route".into())),
+        Some("fallback")
+    );
+    wait_load(&t, &p, 0).await;
+    wait_load(&t, &f, 1).await;
+}
+
+#[tokio::test]
+async fn unavailable_503_primary_fails_over() {
+    let t = start_edge(|_| {}).await;
+    let down = Agent::spawn(Mode::Reject(503)).await;
+    let fb = Agent::spawn(Mode::Answer).await;
+    let p = t.add_agent("down", &down, 5, AgentStatus::Active).await;
+    let f = t.add_agent("fallback", &fb, 5, AgentStatus::Active).await;
+    t.add_number(DID, &p, Some(&f)).await;
+    let mut c = Carrier::new(t.sip(), DID).await;
+    c.invite().await;
+    assert_eq!(c.final_response(S).await.1.status(), Some(200));
+    assert!(fb.got(Method::Invite, S).await);
+}
+
+#[tokio::test]
+async fn silent_primary_times_out_at_setup_and_fails_over() {
+    let t = start_edge(|_| {}).await;
+    let silent = Agent::spawn(Mode::Silent).await;
+    let fb = Agent::spawn(Mode::Answer).await;
+    let p = t.add_agent("silent", &silent, 5, AgentStatus::Active).await;
+    let f = t.add_agent("fallback", &fb, 5, AgentStatus::Active).await;
+    t.add_number(DID, &p, Some(&f)).await;
+    let mut c = Carrier::new(t.sip(), DID).await;
+    let started = std::time::Instant::now();
+    c.invite().await;
+    let (_, ok) = c.final_response(S).await;
+    assert_eq!(ok.status(), Some(200));
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(300),
+        "failover waited for the setup timeout, took {took:?}"
+    );
+    assert!(
+        took < Duration::from_millis(1500),
+        "failover at the setup timeout, not later: {took:?}"
+    );
+    wait_load(&t, &p, 0).await;
+}
+
+#[tokio::test]
+async fn slow_primary_rings_past_ring_timeout_is_cancelled() {
+    let t = start_edge(|_| {}).await;
+    let slow = Agent::spawn(Mode::RingForever).await;
+    let fb = Agent::spawn(Mode::Answer).await;
+    let p = t.add_agent("slow", &slow, 5, AgentStatus::Active).await;
+    let f = t.add_agent("fallback", &fb, 5, AgentStatus::Active).await;
+    t.add_number(DID, &p, Some(&f)).await;
+    let mut c = Carrier::new(t.sip(), DID).await;
+    c.invite().await;
+    let (prov, ok) = c.final_response(S).await;
+    assert_eq!(ok.status(), Some(200));
+    assert!(prov.contains(&180), "the primary's ringing was relayed");
+    assert!(slow.got(Method::Cancel, S).await, "the edge cancels the slow agent");
+    assert!(fb.got(Method::Invite, S).await);
+    wait_load(&t, &p, 0).await;
+}
+
+#[tokio::test]
+async fn disabled_primary_is_skipped() {
+    let t = start_edge(|_| {}).await;
+    let off = Agent::spawn(Mode::Answer).await;
+    let fb = Agent::spawn(Mode::Answer).await;
+    let p = t.add_agent("off", &off, 5, AgentStatus::Disabled).await;
+    let f = t.add_agent("fallback", &fb, 5, AgentStatus::Active).await;
+    t.add_number(DID, &p, Some(&f)).await;
+    let mut c = Carrier::new(t.sip(), DID).await;
+    c.invite().await;
+    assert_eq!(c.final_response(S).await.1.status(), Some(200));
+    assert!(
+        !off.got(Method::Invite, Duration::from_millis(200)).await,
+        "a disabled agent gets nothing"
+    );
+    assert!(fb.got(Method::Invite, S).await);
+}
+
+#[tokio::test]
+async fn agent_at_capacity_goes_to_fallback() {
+    let t = start_edge(|_| {}).await;
+    let one = Agent::spawn(Mode::Answer).await;
+    let fb = Agent::spawn(Mode::Answer).await;
+    let p = t.add_agent("one", &one, 1, AgentStatus::Active).await;
+    let f = t.add_agent("fallback", &fb, 5, AgentStatus::Active).await;
+    t.add_number(DID, &p, Some(&f)).await;
+    let mut c1 = Carrier::new(t.sip(), DID).await;
+    c1.invite().await;
+    assert_eq!(c1.final_response(S).await.1.status(), Some(200));
+    wait_load(&t, &p, 1).await;
+    let mut c2 = Carrier::new(t.sip(), DID).await;
+    c2.invite().await;
+    let (_, ok2) = c2.final_response(S).await;
+    assert_eq!(ok2.status(), Some(200));
+    assert!(fb.got(Method::Invite, S).await, "second call goes to the fallback");
+    wait_load(&t, &f, 1).await;
+    wait_load(&t, &p, 1).await;
+}
+
+#[tokio::test]
+async fn caller_cancels_while_ringing() {
+    let t = start_edge(|c| c.agent_ring_timeout = Duration::from_secs(10)).await;
+    let slow = Agent::spawn(Mode::RingForever).await;
+    let p = t.add_agent("slow", &slow, 5, AgentStatus::Active).await;
+    t.add_number(DID, &p, None).await;
+    let mut c = Carrier::new(t.sip(), DID).await;
+    c.invite().await;
+    slow.expect(Method::Invite, S).await;
+    wait_load(&t, &p, 1).await;
+    // Let the 180 arrive, then cancel.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    c.cancel().await;
+    let (_, fin) = c.final_response(S).await;
+    assert_eq!(fin.status(), Some(487));
+    assert!(slow.got(Method::Cancel, S).await);
+    wait_load(&t, &p, 0).await;
+}
+
+#[tokio::test]
+async fn agent_hangs_up() {
+    let t = start_edge(|_| {}).await;
+    let a = Agent::spawn(Mode::Answer).await;
+    let p = t.add_agent("a", &a, 5, AgentStatus::Active).await;
+    t.add_number(DID, &p, None).await;
+    let mut c = Carrier::new(t.sip(), DID).await;
+    c.invite().await;
+    let (_, ok) = c.final_response(S).await;
+    c.ack(&ok).await;
+    a.expect(Method::Ack, S).await;
+    a.send_in_dialog("BYE", false).await;
+    let bye = c.expect_request(Method::Bye, S).await;
+    assert_eq!(bye.call_id().unwrap(), c.call_id, "BYE on the carrier's dialog");
+    assert_eq!(bye.to().unwrap().tag(), Some(c.from_tag.as_str()));
+    c.ok(&bye, None).await;
+    wait_load(&t, &p, 0).await;
+}
+
+#[tokio::test]
+async fn reinvite_both_ways() {
+    let t = start_edge(|_| {}).await;
+    let a = Agent::spawn(Mode::Answer).await;
+    let p = t.add_agent("a", &a, 5, AgentStatus::Active).await;
+    t.add_number(DID, &p, None).await;
+    let mut c = Carrier::new(t.sip(), DID).await;
+    c.invite().await;
+    let (_, ok) = c.final_response(S).await;
+    c.ack(&ok).await;
+    a.expect(Method::Ack, S).await;
+
+    // Caller -> agent (e.g. a session refresh).
+    c.in_dialog("INVITE", true).await;
+    let reinv = a.expect(Method::Invite, S).await;
+    assert!(reinv.to().unwrap().tag().is_some(), "relayed inside the agent's dialog");
+    let resp = loop {
+        let r = c.recv(S).await.expect("answer to the re-INVITE");
+        if r.status().is_some_and(|s| s >= 200) {
+            break r;
+        }
+    };
+    assert_eq!(resp.status(), Some(200));
+    assert_eq!(resp.cseq().unwrap().method, Method::Invite);
+    assert!(a.got(Method::Ack, S).await, "the edge ACKs the agent's 2xx");
+
+    // Agent -> caller (e.g. hold).
+    a.send_in_dialog("INVITE", true).await;
+    let to_caller = c.expect_request(Method::Invite, S).await;
+    assert_eq!(to_caller.call_id().unwrap(), c.call_id);
+    c.ok(&to_caller, Some(common::SDP)).await;
+    assert!(c.expect_request(Method::Ack, S).await.is_request());
+}
+
+#[tokio::test]
+async fn no_agent_available_is_503_with_retry_after() {
+    let t = start_edge(|_| {}).await;
+    let busy = Agent::spawn(Mode::Reject(486)).await;
+    let p = t.add_agent("busy", &busy, 5, AgentStatus::Active).await;
+    t.add_number(DID, &p, None).await;
+    let mut c = Carrier::new(t.sip(), DID).await;
+    c.invite().await;
+    let (_, fin) = c.final_response(S).await;
+    assert_eq!(fin.status(), Some(503));
+    assert!(fin.header(&HeaderName::RetryAfter).is_some());
+    wait_load(&t, &p, 0).await;
+}
+
+#[tokio::test]
+async fn unknown_and_outbound_only_numbers_are_404() {
+    let t = start_edge(|_| {}).await;
+    let a = Agent::spawn(Mode::Answer).await;
+    let p = t.add_agent("a", &a, 5, AgentStatus::Active).await;
+    t.add_number_routing("+14155550111", &p, None).await;
+
+    let mut c = Carrier::new(t.sip(), "+14155550199").await;
+    c.invite().await;
+    assert_eq!(c.final_response(S).await.1.status(), Some(404));
+
+    let mut c = Carrier::new(t.sip(), "+14155550111").await;
+    c.invite().await;
+    let (_, fin) = c.final_response(S).await;
+    assert_eq!(fin.status(), Some(404));
+    let w = fin.header(&HeaderName::Warning).unwrap_or("");
+    assert!(w.contains("outbound-only"), "Warning says why: {w}");
+    assert!(!a.got(Method::Invite, Duration::from_millis(200)).await);
+}
+
+#[tokio::test]
+async fn api_patch_changes_where_the_next_invite_goes() {
+    let t = start_edge(|_| {}).await;
+    let one = Agent::spawn(Mode::Answer).await;
+    let two = Agent::spawn(Mode::Answer).await;
+    let a1 = t.add_agent("one", &one, 5, AgentStatus::Active).await;
+    let a2 = t.add_agent("two", &two, 5, AgentStatus::Active).await;
+    let id = t.add_number(DID, &a1, None).await;
+
+    let body = format!("{{\"inbound_routing\": {{\"agent_id\": \"{a2}\"}}}}");
+    let (status, resp) = t.http("PATCH", &format!("/v1/phone-numbers/{id}"), Some(&body)).await;
+    assert_eq!(status, 200, "{resp}");
+
+    let mut c = Carrier::new(t.sip(), DID).await;
+    c.invite().await;
+    assert_eq!(c.final_response(S).await.1.status(), Some(200));
+    assert!(
+        two.got(Method::Invite, S).await,
+        "the very next call goes to the new agent"
+    );
+    assert!(!one.got(Method::Invite, Duration::from_millis(100)).await);
+}
