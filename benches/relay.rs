@@ -15,6 +15,8 @@ use edge_media::{MediaConfig, MediaEngine, RemoteMedia, Side};
 
 const LO: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
+/// Port ranges in this bench stay below the ephemeral range (32768+) so
+/// sockets of concurrently running programs cannot occupy them.
 fn config(lo: u16, hi: u16) -> MediaConfig {
     MediaConfig {
         public_ip: LO,
@@ -107,7 +109,7 @@ fn spawn_relay(ports: (u16, u16), receiver: SocketAddr) -> RelayThread {
 fn throughput(secs: f64) {
     let receiver = UdpSocket::bind((LO, 0)).unwrap();
     receiver.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
-    let relay = spawn_relay((46000, 46003), receiver.local_addr().unwrap());
+    let relay = spawn_relay((14000, 14003), receiver.local_addr().unwrap());
     let running = Arc::new(AtomicBool::new(true));
     let received = Arc::new(AtomicU64::new(0));
     let rx = {
@@ -195,7 +197,7 @@ fn latency(count: usize) {
     let direct = latencies(direct_addr, direct_rx, count, 5000);
 
     let relay_rx = UdpSocket::bind((LO, 0)).unwrap();
-    let relay = spawn_relay((46010, 46013), relay_rx.local_addr().unwrap());
+    let relay = spawn_relay((14010, 14013), relay_rx.local_addr().unwrap());
     let relayed = latencies(relay.a_side, relay_rx, count, 5000);
     relay.stop.send(()).unwrap();
     let _ = relay.done.join();
@@ -221,7 +223,7 @@ fn memory(calls: u16) {
         .build()
         .unwrap();
     rt.block_on(async move {
-        let (engine, _events) = MediaEngine::new(config(50000, 50000 + calls * 4 - 1)).unwrap();
+        let (engine, _events) = MediaEngine::new(config(10000, 10000 + calls * 4 - 1)).unwrap();
         let peer = UdpSocket::bind((LO, 0)).unwrap();
         let peer_addr = peer.local_addr().unwrap();
         let before = rss_kib();

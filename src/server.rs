@@ -302,6 +302,9 @@ async fn sleep_until(deadline: Option<Instant>) {
 }
 
 /// `oneinbox-edge keys create`: a new API key (and account when none is named).
-pub async fn create_api_key(_cfg: &Config, _account: Option<&str>, _name: &str) -> anyhow::Result<(String, String)> {
-    anyhow::bail!("the key store is not wired in yet")
+pub async fn create_api_key(cfg: &Config, account: Option<&str>, name: &str) -> anyhow::Result<(String, String)> {
+    let store = open_store(cfg).await?;
+    let r = store.create_api_key(account, name).await.context("creating the key")?;
+    store.close().await;
+    Ok(r)
 }

@@ -60,6 +60,44 @@ run invite_404_udp_lost10   invite_reject_uac.xml  -m 200 -r 50  -lost 10 -trace
 run options_tcp             options_uac.xml        -m 300 -r 100 -t t1 -trace_screen
 run invite_404_tcp          invite_reject_uac.xml  -m 100 -r 50  -t t1 -trace_screen
 
+# Inbound calls through the B2BUA: agents are SIPp UASes; numbers and agents are set up through the API.
+pa=$((port + 10)); pb=$((port + 11)); ps=$((port + 12))
+key=$("$bin" keys create --config "$work/edge.toml" --name sipp | tail -n 1)
+api() { # method path [json] -> body
+  curl -sS --fail-with-body -X "$1" "http://127.0.0.1:$api$2" -H "Authorization: Bearer $key" \
+    -H 'Content-Type: application/json' ${3:+--data "$3"}
+}
+json_id() { python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])'; }
+answer_id=$(api POST /v1/agents "{\"name\":\"sipp-answer\",\"sip_uri\":\"sip:agent@127.0.0.1:$pa\",\"max_concurrent_calls\":10000}" | json_id)
+busy_id=$(api POST /v1/agents "{\"name\":\"sipp-503\",\"sip_uri\":\"sip:agent@127.0.0.1:$pb\",\"max_concurrent_calls\":10000}" | json_id)
+silent_id=$(api POST /v1/agents "{\"name\":\"sipp-silent\",\"sip_uri\":\"sip:agent@127.0.0.1:$ps\",\"max_concurrent_calls\":10000}" | json_id)
+{ echo SEQUENTIAL; for i in $(seq 100 119); do echo "+1415555$(printf %04d $i);"; done; } > "$work/dids_primary.csv"
+{ echo SEQUENTIAL; for i in $(seq 100 119); do echo "+1628555$(printf %04d $i);"; done; } > "$work/dids_failover.csv"
+{ echo SEQUENTIAL; for i in $(seq 100 109); do echo "+1650555$(printf %04d $i);"; done; } > "$work/dids_silent.csv"
+for n in $(tail -n +2 "$work/dids_primary.csv" | tr -d ';'); do
+  api POST /v1/phone-numbers/purchase "{\"phone_number\":\"$n\",\"agent_id\":\"$answer_id\",\"inbound_routing\":{\"agent_id\":\"$answer_id\"}}" >/dev/null
+done
+for n in $(tail -n +2 "$work/dids_failover.csv" | tr -d ';'); do
+  api POST /v1/phone-numbers/purchase "{\"phone_number\":\"$n\",\"agent_id\":\"$busy_id\",\"inbound_routing\":{\"agent_id\":\"$busy_id\",\"fallback\":{\"agent_id\":\"$answer_id\"}}}" >/dev/null
+done
+for n in $(tail -n +2 "$work/dids_silent.csv" | tr -d ';'); do
+  api POST /v1/phone-numbers/purchase "{\"phone_number\":\"$n\",\"agent_id\":\"$silent_id\",\"inbound_routing\":{\"agent_id\":\"$silent_id\",\"fallback\":{\"agent_id\":\"$answer_id\"}}}" >/dev/null
+done
+agent_pids=""
+for spec in "uas_agent.xml $pa" "uas_busy.xml $pb" "uas_silent.xml $ps"; do
+  set -- $spec
+  (cd "$work" && exec timeout 900 sipp -sf "$here/$1" -i 127.0.0.1 -p "$2" -nostdin -timeout 600s >/dev/null 2>&1) &
+  agent_pids="$agent_pids $!"
+done
+sleep 0.5
+cleanup_agents() { for p in $agent_pids; do pkill -P "$p" 2>/dev/null || true; kill "$p" 2>/dev/null || true; done; }
+trap 'cleanup_agents; cleanup' EXIT
+
+run inbound_primary_1000    uac_inbound.xml -inf "$work/dids_primary.csv"  -m 1000 -r 100 -d 0 -trace_screen
+run inbound_failover_1000   uac_inbound.xml -inf "$work/dids_failover.csv" -m 1000 -r 100 -d 0 -trace_screen
+# A silent primary: each call waits the 2 s setup timeout, then the fallback answers.
+run inbound_silent_failover uac_inbound.xml -inf "$work/dids_silent.csv"   -m 100  -r 20  -d 0 -trace_screen
+
 if ! kill -0 "$edge_pid" 2>/dev/null; then echo "FAIL  the edge exited during the runs"; cat "$work/edge.log"; failed=$((failed + 1)); fi
 echo "sipp: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -47,9 +47,7 @@ impl MediaConfig {
     pub(crate) fn validate(&self) -> Result<(), MediaError> {
         let (lo, hi) = self.port_range;
         if lo == 0 || hi <= lo {
-            return Err(MediaError::Config(
-                "port_range must be non-empty and exclude 0",
-            ));
+            return Err(MediaError::Config("port_range must be non-empty and exclude 0"));
         }
         if self.media_timeout.is_zero() {
             return Err(MediaError::Config("media_timeout must be > 0"));

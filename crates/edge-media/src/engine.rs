@@ -112,18 +112,10 @@ impl MediaEngine {
         for _ in 0..BIND_ATTEMPTS {
             let ports = self.inner.pool.take(n).ok_or(MediaError::PortsExhausted)?;
             let lease = PortLease::new(self.inner.pool.clone(), ports.clone());
-            let bound: std::io::Result<Vec<[UdpSocket; 2]>> = ports
-                .iter()
-                .map(|&p| Ok([bind(ip, p)?, bind(ip, p + 1)?]))
-                .collect();
+            let bound: std::io::Result<Vec<[UdpSocket; 2]>> =
+                ports.iter().map(|&p| Ok([bind(ip, p)?, bind(ip, p + 1)?])).collect();
             match bound {
-                Ok(sockets) => {
-                    return Ok(BoundPairs {
-                        sockets,
-                        ports,
-                        lease,
-                    })
-                }
+                Ok(sockets) => return Ok(BoundPairs { sockets, ports, lease }),
                 // Someone else owns a port: the lease puts these pairs in quarantine; retry.
                 Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
                     tracing::warn!(?ports, "media port in use by another process");
@@ -145,12 +137,8 @@ impl MediaEngine {
             lease,
         } = self.bind_pairs(2)?;
         let mut sockets = pairs.into_iter().flatten();
-        let (Some(a0), Some(a1), Some(b0), Some(b1)) = (
-            sockets.next(),
-            sockets.next(),
-            sockets.next(),
-            sockets.next(),
-        ) else {
+        let (Some(a0), Some(a1), Some(b0), Some(b1)) = (sockets.next(), sockets.next(), sockets.next(), sockets.next())
+        else {
             // bind_pairs(2) returns exactly two pairs.
             return Err(MediaError::PortsExhausted);
         };
@@ -211,13 +199,7 @@ impl MediaEngine {
     /// Relays are owned by their handles and stop when those are dropped.
     pub async fn shutdown(&self, grace: Duration) -> bool {
         self.inner.shutdown.send_replace(true);
-        drop(
-            self.inner
-                .live
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .take(),
-        );
+        drop(self.inner.live.lock().unwrap_or_else(|e| e.into_inner()).take());
         let mut done = self.inner.all_done.lock().await;
         matches!(tokio::time::timeout(grace, done.recv()).await, Ok(None))
     }

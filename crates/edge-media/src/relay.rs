@@ -124,12 +124,7 @@ pub struct RelayHandle {
 }
 
 impl RelayHandle {
-    pub(crate) fn spawn(
-        io: RelayIo,
-        rtp_ports: [u16; 2],
-        public_ip: std::net::IpAddr,
-        params: RelayParams,
-    ) -> Self {
+    pub(crate) fn spawn(io: RelayIo, rtp_ports: [u16; 2], public_ip: std::net::IpAddr, params: RelayParams) -> Self {
         let shared = Arc::new(Shared::default());
         let call_id = params.call_id.clone();
         let task = tokio::spawn(run(io, shared.clone(), params));
@@ -206,11 +201,7 @@ impl Drop for RelayHandle {
 }
 
 enum Wake {
-    Packet {
-        index: usize,
-        from: SocketAddr,
-        len: usize,
-    },
+    Packet { index: usize, from: SocketAddr, len: usize },
     RecvError,
     Timer,
 }
@@ -321,13 +312,10 @@ async fn run(io: RelayIo, shared: Arc<Shared>, params: RelayParams) {
         let dest = if is_rtp_socket(index) {
             latches[out].latched().or(declared[other].map(|d| d.0))
         } else {
-            latches[out]
-                .latched()
-                .or(declared[other].map(|d| d.1))
-                .or_else(|| {
-                    let rtp = latches[other * 2].latched()?;
-                    Some(SocketAddr::new(rtp.ip(), rtp.port().checked_add(1)?))
-                })
+            latches[out].latched().or(declared[other].map(|d| d.1)).or_else(|| {
+                let rtp = latches[other * 2].latched()?;
+                Some(SocketAddr::new(rtp.ip(), rtp.port().checked_add(1)?))
+            })
         };
         let Some(dest) = dest else {
             counters.no_destination.fetch_add(1, Ordering::Relaxed);

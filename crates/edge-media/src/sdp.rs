@@ -98,8 +98,7 @@ fn codecs_of(media: &Media) -> Vec<Codec> {
         .map(|pt| {
             let (name, clock_rate) = match maps.iter().find(|m| m.payload_type == pt) {
                 Some(m) => (m.encoding_name.clone(), m.clock_rate),
-                None => static_codec(pt)
-                    .map_or(("unknown".to_owned(), 8000), |(n, r)| (n.to_owned(), r)),
+                None => static_codec(pt).map_or(("unknown".to_owned(), 8000), |(n, r)| (n.to_owned(), r)),
             };
             Codec {
                 payload_type: pt,
@@ -116,12 +115,7 @@ fn attribute_pt(attr: &Attribute) -> Option<u8> {
     if !matches!(name.as_str(), "rtpmap" | "fmtp" | "rtcp-fb") {
         return None;
     }
-    attr.value
-        .as_deref()?
-        .split_ascii_whitespace()
-        .next()?
-        .parse()
-        .ok()
+    attr.value.as_deref()?.split_ascii_whitespace().next()?.parse().ok()
 }
 
 fn parse(sdp: &[u8]) -> Result<Session, SdpError> {
@@ -160,10 +154,7 @@ fn remote_of(session: &Session, media: &Media) -> Result<RemoteMedia, SdpError> 
         .first()
         .or(session.connection.as_ref())
         .ok_or(SdpError::NoConnectionAddress)?;
-    let addr = conn
-        .try_address()
-        .map_err(|_| SdpError::NoConnectionAddress)?
-        .ip;
+    let addr = conn.try_address().map_err(|_| SdpError::NoConnectionAddress)?.ip;
     let rtcp_port = media
         .get_first_attribute_typed::<sdp_types::Rtcp>()
         .and_then(Result::ok)
@@ -225,10 +216,7 @@ pub fn rewrite_sdp(
         let keep: Vec<&Codec> = remote
             .codecs
             .iter()
-            .filter(|c| {
-                is_telephone_event(&c.name)
-                    || allowed.iter().any(|a| a.eq_ignore_ascii_case(&c.name))
-            })
+            .filter(|c| is_telephone_event(&c.name) || allowed.iter().any(|a| a.eq_ignore_ascii_case(&c.name)))
             .collect();
         if keep.iter().all(|c| is_telephone_event(&c.name)) {
             return Err(SdpError::NoCommonCodec);
@@ -288,11 +276,7 @@ pub struct VoicemailMedia {
 /// Builds the edge's own SDP answer for voicemail: the caller's first offered
 /// G.711 codec (PCMU or PCMA) plus telephone-event if offered; every other
 /// `m=` line is rejected with port 0 as RFC 3264 requires.
-pub fn build_voicemail_answer_sdp(
-    local: IpAddr,
-    port: u16,
-    offer: &[u8],
-) -> Result<(Bytes, VoicemailMedia), SdpError> {
+pub fn build_voicemail_answer_sdp(local: IpAddr, port: u16, offer: &[u8]) -> Result<(Bytes, VoicemailMedia), SdpError> {
     let offer = parse(offer)?;
     let index = audio_index(&offer)?;
     let remote = remote_of(&offer, &offer.medias[index])?;
@@ -338,10 +322,7 @@ pub fn build_voicemail_answer_sdp(
         if i == index {
             media.port = port;
             media.fmt = payload_type.to_string();
-            media.add_attribute_with_value(
-                "rtpmap",
-                format!("{payload_type} {}/8000", law.encoding_name()),
-            );
+            media.add_attribute_with_value("rtpmap", format!("{payload_type} {}/8000", law.encoding_name()));
             if let Some(te) = telephone_event_pt {
                 media.fmt = format!("{payload_type} {te}");
                 media.add_attribute_with_value("rtpmap", format!("{te} telephone-event/8000"));

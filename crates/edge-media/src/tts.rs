@@ -157,9 +157,7 @@ impl Tts {
             format!("{:?}", std::time::SystemTime::now()).as_bytes(),
             &std::process::id().to_le_bytes(),
         ]);
-        let tmp = self
-            .cache_dir
-            .join(format!(".{key:016x}.{nonce:016x}.raw.wav"));
+        let tmp = self.cache_dir.join(format!(".{key:016x}.{nonce:016x}.raw.wav"));
         let result = self.run_espeak(text, &tmp).await;
         let _ = tokio::fs::remove_file(&tmp).await;
         let pcm = parse_wav(&result?)?;

@@ -159,10 +159,7 @@ impl VoicemailSession {
     /// Waits for the session to end (by itself or after [`Self::stop`]) and
     /// the WAV to be on disk.
     pub async fn wait(&mut self) -> SessionResult {
-        let task = self
-            .task
-            .take()
-            .ok_or(Arc::new(VoicemailError::AlreadyTaken))?;
+        let task = self.task.take().ok_or(Arc::new(VoicemailError::AlreadyTaken))?;
         task.await.map_err(|_| Arc::new(VoicemailError::Task))?
     }
 }
@@ -179,8 +176,7 @@ impl MediaEngine {
     ) -> Result<(Bytes, VoicemailSession), VoicemailStartError> {
         let token = self.session_token()?;
         let endpoint = self.allocate_endpoint()?;
-        let (answer, media) =
-            build_voicemail_answer_sdp(self.config().public_ip, endpoint.port(), offer)?;
+        let (answer, media) = build_voicemail_answer_sdp(self.config().public_ip, endpoint.port(), offer)?;
         let call_id: Arc<str> = Arc::from(call_id);
         let (stop, stop_rx) = watch::channel(None);
         let port = endpoint.port();
@@ -229,10 +225,7 @@ struct Context {
 }
 
 /// Resolves when the session is told to end (hang-up, drop or shutdown).
-async fn stopped(
-    stop: &mut watch::Receiver<Option<EndedBy>>,
-    shutdown: &mut watch::Receiver<bool>,
-) -> EndedBy {
+async fn stopped(stop: &mut watch::Receiver<Option<EndedBy>>, shutdown: &mut watch::Receiver<bool>) -> EndedBy {
     loop {
         if *shutdown.borrow_and_update() {
             return EndedBy::Shutdown;
@@ -306,11 +299,7 @@ impl Outbound {
 fn random(seed: &str) -> u64 {
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write(seed.as_bytes());
-    h.write_u128(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
+    h.write_u128(SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
     h.finish()
 }
 
@@ -328,21 +317,12 @@ fn recording_path(dir: &std::path::Path, call_id: &str) -> PathBuf {
 }
 
 enum Phase {
-    Prompt {
-        pos: usize,
-    },
-    Recording {
-        started: Instant,
-        last_speech: Instant,
-    },
+    Prompt { pos: usize },
+    Recording { started: Instant, last_speech: Instant },
 }
 
-async fn run(
-    endpoint: MediaEndpoint,
-    mut ctx: Context,
-) -> Result<VoicemailOutcome, VoicemailError> {
-    let max_samples =
-        (ctx.config.max_length.as_millis() as usize).saturating_mul(RATE as usize / 1000);
+async fn run(endpoint: MediaEndpoint, mut ctx: Context) -> Result<VoicemailOutcome, VoicemailError> {
+    let max_samples = (ctx.config.max_length.as_millis() as usize).saturating_mul(RATE as usize / 1000);
     let mut recorder = Recorder::new(max_samples);
     let ended_by = session(&endpoint, &mut ctx, &mut recorder).await;
     drop(endpoint); // ports back to the pool before the (slow) disk write
@@ -378,9 +358,7 @@ async fn greeting(ctx: &Context) -> Vec<i16> {
             Err(e) => tracing::warn!(error = %e, "greeting unavailable, beep only"),
         }
     }
-    let beep_ms = u32::try_from(ctx.config.beep.as_millis())
-        .unwrap_or(400)
-        .min(5000);
+    let beep_ms = u32::try_from(ctx.config.beep.as_millis()).unwrap_or(400).min(5000);
     prompt.extend(tone(ctx.config.beep_hz, beep_ms, RATE, 0.3));
     prompt
 }

@@ -5,20 +5,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use edge_media::{
-    MediaConfig, MediaEngine, MediaError, MediaEvent, MediaEvents, RelatchRule, RelayHandle,
-    RemoteMedia, Side,
+    MediaConfig, MediaEngine, MediaError, MediaEvent, MediaEvents, RelatchRule, RelayHandle, RemoteMedia, Side,
 };
 use tokio::net::UdpSocket;
 use tokio::time::timeout;
 
 const LO: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
-/// Each test gets its own port range so parallel tests never share ports.
-fn engine(
-    first_port: u16,
-    pairs: u16,
-    tweak: impl FnOnce(&mut MediaConfig),
-) -> (MediaEngine, MediaEvents) {
+/// Each test gets its own port range so parallel tests never share ports. Ranges sit
+/// below the kernel's ephemeral range (32768+) so other processes do not take them.
+fn engine(first_port: u16, pairs: u16, tweak: impl FnOnce(&mut MediaConfig)) -> (MediaEngine, MediaEvents) {
     let mut config = MediaConfig {
         public_ip: LO,
         bind_ip: LO,
@@ -84,14 +80,9 @@ async fn expect_nothing(sock: &UdpSocket) {
 
 #[tokio::test]
 async fn relays_200_packets_each_way_intact() {
-    let (engine, _events) = engine(40000, 4, |_| {});
+    let (engine, _events) = engine(31000, 4, |_| {});
     let relay = engine.allocate_relay("call-intact").unwrap();
-    let (a, a_rtcp, b, b_rtcp) = (
-        socket().await,
-        socket().await,
-        socket().await,
-        socket().await,
-    );
+    let (a, a_rtcp, b, b_rtcp) = (socket().await, socket().await, socket().await, socket().await);
     relay.set_remote(Side::A, &remote_of(&a, Some(&a_rtcp)));
     relay.set_remote(Side::B, &remote_of(&b, Some(&b_rtcp)));
     let (to_a, to_b) = (relay_addr(&relay, Side::A), relay_addr(&relay, Side::B));
@@ -108,10 +99,7 @@ async fn relays_200_packets_each_way_intact() {
             }
             for (i, p) in got.iter().enumerate() {
                 let want = rtp(1000 + i as u16, 160 * i as u32, expect_ssrc, i as u8);
-                assert_eq!(
-                    p, &want,
-                    "packet {i}: payload, sequence and timestamp intact"
-                );
+                assert_eq!(p, &want, "packet {i}: payload, sequence and timestamp intact");
             }
             got.len()
         })
@@ -142,9 +130,7 @@ async fn relays_200_packets_each_way_intact() {
         .send_to(&rtcp, SocketAddr::new(LO, relay.local_port(Side::A) + 1))
         .await
         .unwrap();
-    let (got, from) = recv(&b_rtcp, Duration::from_secs(1))
-        .await
-        .expect("RTCP relayed");
+    let (got, from) = recv(&b_rtcp, Duration::from_secs(1)).await.expect("RTCP relayed");
     assert_eq!(got, rtcp);
     assert_eq!(
         from.port(),
@@ -155,7 +141,7 @@ async fn relays_200_packets_each_way_intact() {
 
 #[tokio::test]
 async fn latching_foreign_sources_and_rebinding_rule() {
-    let (engine, _events) = engine(40100, 4, |_| {});
+    let (engine, _events) = engine(31010, 4, |_| {});
     let relay = engine.allocate_relay("call-latch").unwrap();
     let (declared_a, nat_a, b) = (socket().await, socket().await, socket().await);
     relay.set_remote(Side::A, &remote_of(&declared_a, None));
@@ -170,10 +156,7 @@ async fn latching_foreign_sources_and_rebinding_rule() {
     nat_a.send_to(&rtp(1, 0, 1, 1), to_a).await.unwrap();
     assert!(recv(&b, Duration::from_secs(1)).await.is_some());
     b.send_to(&rtp(2, 160, 2, 2), to_b).await.unwrap();
-    assert_eq!(
-        recv(&nat_a, Duration::from_secs(1)).await.unwrap().0,
-        rtp(2, 160, 2, 2)
-    );
+    assert_eq!(recv(&nat_a, Duration::from_secs(1)).await.unwrap().0, rtp(2, 160, 2, 2));
     expect_nothing(&declared_a).await;
 
     // A foreign source on side A is dropped while A is alive, even if persistent.
@@ -202,11 +185,7 @@ async fn latching_foreign_sources_and_rebinding_rule() {
         rebound.send_to(&rtp(100 + i, 0, 1, 7), to_a).await.unwrap();
     }
     let (p, _) = recv(&b, Duration::from_secs(1)).await.unwrap();
-    assert_eq!(
-        p[2..4],
-        104u16.to_be_bytes(),
-        "the 5th packet is the first relayed"
-    );
+    assert_eq!(p[2..4], 104u16.to_be_bytes(), "the 5th packet is the first relayed");
     expect_nothing(&b).await;
     b.send_to(&rtp(3, 320, 2, 3), to_b).await.unwrap();
     assert!(recv(&rebound, Duration::from_secs(1)).await.is_some());
@@ -215,7 +194,7 @@ async fn latching_foreign_sources_and_rebinding_rule() {
 
 #[tokio::test]
 async fn reinvite_with_new_address_relatches() {
-    let (engine, _events) = engine(40700, 2, |_| {});
+    let (engine, _events) = engine(31070, 2, |_| {});
     let relay = engine.allocate_relay("call-reinvite").unwrap();
     let (a1, a2, b) = (socket().await, socket().await, socket().await);
     relay.set_remote(Side::A, &remote_of(&a1, None));
@@ -234,10 +213,7 @@ async fn reinvite_with_new_address_relatches() {
     b.send_to(&rtp(1, 0, 2, 1), to_b).await.unwrap();
     assert!(recv(&a2, Duration::from_secs(1)).await.is_some());
     a2.send_to(&rtp(3, 0, 1, 3), to_a).await.unwrap();
-    assert_eq!(
-        recv(&b, Duration::from_secs(1)).await.unwrap().0,
-        rtp(3, 0, 1, 3)
-    );
+    assert_eq!(recv(&b, Duration::from_secs(1)).await.unwrap().0, rtp(3, 0, 1, 3));
     a1.send_to(&rtp(4, 0, 1, 4), to_a).await.unwrap();
     expect_nothing(&b).await;
 }
@@ -254,21 +230,14 @@ async fn wait_free(engine: &MediaEngine, pairs: usize) {
 
 #[tokio::test]
 async fn ports_return_on_release_drop_and_timeout() {
-    let (engine, mut events) = engine(40200, 2, |c| c.media_timeout = Duration::from_millis(300));
+    let (engine, mut events) = engine(31020, 2, |c| c.media_timeout = Duration::from_millis(300));
     let relay = engine.allocate_relay("c1").unwrap();
     assert_eq!(engine.port_pairs(), (0, 0));
-    assert!(matches!(
-        engine.allocate_relay("c2"),
-        Err(MediaError::PortsExhausted)
-    ));
+    assert!(matches!(engine.allocate_relay("c2"), Err(MediaError::PortsExhausted)));
 
     let stats = relay.release().await;
     assert_eq!(stats.relayed_a_to_b, 0);
-    assert_eq!(
-        engine.port_pairs(),
-        (2, 0),
-        "release() returns both pairs at once"
-    );
+    assert_eq!(engine.port_pairs(), (2, 0), "release() returns both pairs at once");
 
     let relay = engine.allocate_relay("c3").unwrap();
     drop(relay);
@@ -280,10 +249,7 @@ async fn ports_return_on_release_drop_and_timeout() {
     relay.set_remote(Side::A, &remote_of(&a, None));
     relay.set_remote(Side::B, &remote_of(&b, None));
     let started = tokio::time::Instant::now();
-    let event = timeout(Duration::from_secs(3), events.recv())
-        .await
-        .unwrap()
-        .unwrap();
+    let event = timeout(Duration::from_secs(3), events.recv()).await.unwrap().unwrap();
     assert!(matches!(event, MediaEvent::Timeout { ref call_id } if &**call_id == "c4"));
     assert!(started.elapsed() >= Duration::from_millis(280));
     wait_free(&engine, 2).await;
@@ -292,24 +258,21 @@ async fn ports_return_on_release_drop_and_timeout() {
 
 #[tokio::test]
 async fn quarantine_delays_reuse() {
-    let (engine, _events) = engine(40300, 2, |c| c.quarantine = Duration::from_millis(400));
+    let (engine, _events) = engine(31030, 2, |c| c.quarantine = Duration::from_millis(400));
     let relay = engine.allocate_relay("q1").unwrap();
     let port = relay.local_port(Side::A);
     relay.release().await;
     assert_eq!(engine.port_pairs(), (0, 2));
-    assert!(matches!(
-        engine.allocate_relay("q2"),
-        Err(MediaError::PortsExhausted)
-    ));
+    assert!(matches!(engine.allocate_relay("q2"), Err(MediaError::PortsExhausted)));
     tokio::time::sleep(Duration::from_millis(450)).await;
     let relay = engine.allocate_relay("q3").unwrap();
-    assert!([40300, 40302].contains(&relay.local_port(Side::A)));
-    assert!([40300, 40302].contains(&port));
+    assert!([31030, 31032].contains(&relay.local_port(Side::A)));
+    assert!([31030, 31032].contains(&port));
 }
 
 #[tokio::test]
 async fn media_timeout_only_when_both_sides_idle() {
-    let (engine, mut events) = engine(40400, 2, |c| c.media_timeout = Duration::from_millis(300));
+    let (engine, mut events) = engine(31040, 2, |c| c.media_timeout = Duration::from_millis(300));
     let relay = engine.allocate_relay("idle").unwrap();
     let (a, b) = (socket().await, socket().await);
     relay.set_remote(Side::A, &remote_of(&a, None));
@@ -322,10 +285,7 @@ async fn media_timeout_only_when_both_sides_idle() {
     }
     assert!(events.try_recv().is_err(), "no timeout while A sends");
     let quiet = tokio::time::Instant::now();
-    let event = timeout(Duration::from_secs(3), events.recv())
-        .await
-        .unwrap()
-        .unwrap();
+    let event = timeout(Duration::from_secs(3), events.recv()).await.unwrap().unwrap();
     assert!(matches!(event, MediaEvent::Timeout { .. }));
     let waited = quiet.elapsed();
     assert!(
@@ -337,7 +297,7 @@ async fn media_timeout_only_when_both_sides_idle() {
 #[tokio::test]
 async fn no_timeout_before_both_sides_known() {
     // Ringing (no answer SDP yet) must not count as dead media.
-    let (engine, mut events) = engine(40500, 2, |c| c.media_timeout = Duration::from_millis(150));
+    let (engine, mut events) = engine(31050, 2, |c| c.media_timeout = Duration::from_millis(150));
     let relay = engine.allocate_relay("ringing").unwrap();
     let a = socket().await;
     relay.set_remote(Side::A, &remote_of(&a, None));

@@ -60,12 +60,7 @@ fn twilio_offer_anchored_on_edge() {
         s.contains("o=root 1819914217 1819914217 IN IP4 203.0.113.7\r\n"),
         "o= id/version kept"
     );
-    for kept in [
-        "a=fmtp:101 0-16",
-        "a=ptime:20",
-        "a=maxptime:150",
-        "a=sendrecv",
-    ] {
+    for kept in ["a=fmtp:101 0-16", "a=ptime:20", "a=maxptime:150", "a=sendrecv"] {
         assert!(s.contains(kept), "{kept} passed through");
     }
     let reparsed = Session::parse(&out).unwrap();
@@ -97,10 +92,7 @@ fn second_active_stream_disabled_and_first_audio_used() {
     assert_eq!(remote.rtp_port, 18642);
     let parsed = Session::parse(&out).unwrap();
     assert_eq!(parsed.medias[0].port, 30000);
-    assert_eq!(
-        parsed.medias[1].port, 0,
-        "video is not relayed, so it is disabled"
-    );
+    assert_eq!(parsed.medias[1].port, 0, "video is not relayed, so it is disabled");
 }
 
 #[test]
@@ -121,10 +113,7 @@ fn codec_filter_keeps_telephone_event_and_drops_related_lines() {
 
 #[test]
 fn unusable_offers_rejected() {
-    assert!(matches!(
-        rewrite_sdp(b"hello", EDGE, 1, None),
-        Err(SdpError::Parse(_))
-    ));
+    assert!(matches!(rewrite_sdp(b"hello", EDGE, 1, None), Err(SdpError::Parse(_))));
     let no_audio = "v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\ns=-\r\nc=IN IP4 1.2.3.4\r\nt=0 0\r\nm=video 5000 RTP/AVP 96\r\n";
     assert_eq!(
         rewrite_sdp(no_audio.as_bytes(), EDGE, 1, None).unwrap_err(),
@@ -162,11 +151,7 @@ fn voicemail_answer_follows_offer() {
         (G711Law::Ulaw, 0, Some(101))
     );
     let parsed = Session::parse(&answer).unwrap();
-    assert_eq!(
-        parsed.medias.len(),
-        2,
-        "one answer line per offered m= line"
-    );
+    assert_eq!(parsed.medias.len(), 2, "one answer line per offered m= line");
     assert_eq!(parsed.medias[0].port, 30010);
     assert_eq!(parsed.medias[0].fmt, "0 101");
     assert_eq!(parsed.medias[1].port, 0);

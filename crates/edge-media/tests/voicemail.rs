@@ -7,8 +7,7 @@ use std::time::{Duration, Instant};
 
 use edge_media::resample::{rms, tone, tone_ratio};
 use edge_media::{
-    g711, wav, EndedBy, MediaConfig, MediaEngine, MediaEvent, MediaEvents, VoicemailConfig,
-    VoicemailOutcome,
+    g711, wav, EndedBy, MediaConfig, MediaEngine, MediaEvent, MediaEvents, VoicemailConfig, VoicemailOutcome,
 };
 use tokio::net::UdpSocket;
 use tokio::time::timeout;
@@ -151,11 +150,8 @@ fn loud_segment(samples: &[i16]) -> (usize, f64) {
 #[tokio::test]
 async fn greeting_beep_then_tone_recorded_until_hash() {
     let dir = tempfile::tempdir().unwrap();
-    let (engine, mut events) = engine(40600, &dir.path().join("tts"), "espeak-ng");
-    assert!(
-        engine.tts().detect().await,
-        "espeak-ng must be installed for this test"
-    );
+    let (engine, mut events) = engine(31200, &dir.path().join("tts"), "espeak-ng");
+    assert!(engine.tts().detect().await, "espeak-ng must be installed for this test");
     let sock = UdpSocket::bind((LO, 0)).await.unwrap();
     let offer = offer(sock.local_addr().unwrap().port(), "0 8 101");
     let config = Arc::new(VoicemailConfig {
@@ -174,10 +170,7 @@ async fn greeting_beep_then_tone_recorded_until_hash() {
     let heard = listen_to_prompt(&sock).await;
     let secs = heard.greeting_packets as f64 * 0.02;
     eprintln!("greeting {secs:.2} s, beep {} packets", heard.beep_packets);
-    assert!(
-        (2.0..6.0).contains(&secs),
-        "10-word greeting lasted {secs} s"
-    );
+    assert!((2.0..6.0).contains(&secs), "10-word greeting lasted {secs} s");
     assert!(
         (18..=21).contains(&heard.beep_packets),
         "beep of 400 ms, got {} packets",
@@ -198,26 +191,18 @@ async fn greeting_beep_then_tone_recorded_until_hash() {
     assert_eq!(out.duration_ms, samples.len() as u64 / 8);
     let (len, hz) = loud_segment(&samples);
     let ms = len as f64 / 8.0;
-    eprintln!(
-        "recorded {} ms, tone {ms} ms at {hz:.1} Hz",
-        out.duration_ms
-    );
+    eprintln!("recorded {} ms, tone {ms} ms at {hz:.1} Hz", out.duration_ms);
     assert!((ms - 3000.0).abs() <= 60.0, "tone length {ms} ms");
     assert!((hz - 1000.0).abs() < 20.0, "tone frequency {hz} Hz");
     assert!(out.path.starts_with(dir.path().join("vm")));
-    assert!(!out
-        .path
-        .file_name()
-        .unwrap()
-        .to_string_lossy()
-        .contains('@'));
+    assert!(!out.path.file_name().unwrap().to_string_lossy().contains('@'));
     drop(session);
 }
 
 #[tokio::test]
 async fn silence_limit_ends_recording() {
     let dir = tempfile::tempdir().unwrap();
-    let (engine, mut events) = engine(40610, &dir.path().join("tts"), "espeak-ng");
+    let (engine, mut events) = engine(31210, &dir.path().join("tts"), "espeak-ng");
     let sock = UdpSocket::bind((LO, 0)).await.unwrap();
     let config = Arc::new(VoicemailConfig {
         greeting_text: String::new(),
@@ -226,9 +211,7 @@ async fn silence_limit_ends_recording() {
         ..VoicemailConfig::default()
     });
     let offer = offer(sock.local_addr().unwrap().port(), "8 0");
-    let (_answer, session) = engine
-        .start_voicemail("silent", offer.as_bytes(), config)
-        .unwrap();
+    let (_answer, session) = engine.start_voicemail("silent", offer.as_bytes(), config).unwrap();
     assert_eq!(
         session.media().law,
         edge_media::G711Law::Alaw,
@@ -282,10 +265,7 @@ async fn listen_to_prompt_alaw(sock: &UdpSocket) -> usize {
             .unwrap()
             .unwrap();
         assert_eq!(buf[1] & 0x7f, 8, "PCMA payload type");
-        let pcm: Vec<i16> = buf[12..n]
-            .iter()
-            .map(|&b| g711::alaw_to_linear(b))
-            .collect();
+        let pcm: Vec<i16> = buf[12..n].iter().map(|&b| g711::alaw_to_linear(b)).collect();
         let loud = rms(&pcm) > 1000.0;
         if beeped && !loud {
             return packets;
@@ -298,7 +278,7 @@ async fn listen_to_prompt_alaw(sock: &UdpSocket) -> usize {
 #[tokio::test]
 async fn hangup_and_shutdown_keep_the_recording() {
     let dir = tempfile::tempdir().unwrap();
-    let (engine, mut events) = engine(40620, &dir.path().join("tts"), "espeak-ng");
+    let (engine, mut events) = engine(31220, &dir.path().join("tts"), "espeak-ng");
     let config = Arc::new(VoicemailConfig {
         greeting_text: String::new(),
         recordings_dir: dir.path().to_path_buf(),
@@ -323,20 +303,10 @@ async fn hangup_and_shutdown_keep_the_recording() {
             session.stop();
             session.wait().await.unwrap()
         } else {
-            assert!(
-                engine.shutdown(Duration::from_secs(5)).await,
-                "all sessions finished"
-            );
+            assert!(engine.shutdown(Duration::from_secs(5)).await, "all sessions finished");
             session.wait().await.unwrap()
         };
-        assert_eq!(
-            out.ended_by,
-            if hangup {
-                EndedBy::Hangup
-            } else {
-                EndedBy::Shutdown
-            }
-        );
+        assert_eq!(out.ended_by, if hangup { EndedBy::Hangup } else { EndedBy::Shutdown });
         let (len, _) = loud_segment(&read_wav(&out.path));
         assert!(
             (len as i64 - 4800).abs() <= 480,
@@ -348,9 +318,7 @@ async fn hangup_and_shutdown_keep_the_recording() {
     let sock = UdpSocket::bind((LO, 0)).await.unwrap();
     let offer = offer(sock.local_addr().unwrap().port(), "0");
     assert!(
-        engine
-            .start_voicemail("late", offer.as_bytes(), config)
-            .is_err(),
+        engine.start_voicemail("late", offer.as_bytes(), config).is_err(),
         "refused after shutdown"
     );
 }
@@ -358,7 +326,7 @@ async fn hangup_and_shutdown_keep_the_recording() {
 #[tokio::test]
 async fn missing_espeak_means_beep_only() {
     let dir = tempfile::tempdir().unwrap();
-    let (engine, mut events) = engine(40630, &dir.path().join("tts"), "/nonexistent/espeak-ng");
+    let (engine, mut events) = engine(31230, &dir.path().join("tts"), "/nonexistent/espeak-ng");
     assert!(!engine.tts().detect().await);
     let sock = UdpSocket::bind((LO, 0)).await.unwrap();
     let offer = offer(sock.local_addr().unwrap().port(), "0");
@@ -367,9 +335,7 @@ async fn missing_espeak_means_beep_only() {
         max_length: Duration::from_millis(300),
         ..VoicemailConfig::default()
     });
-    let (_a, _session) = engine
-        .start_voicemail("no-tts", offer.as_bytes(), config)
-        .unwrap();
+    let (_a, _session) = engine.start_voicemail("no-tts", offer.as_bytes(), config).unwrap();
     let heard = listen_to_prompt(&sock).await;
     assert_eq!(heard.greeting_packets, 0);
     assert!((18..=21).contains(&heard.beep_packets));

@@ -1,12 +1,13 @@
-//! One shared deadline queue for all transactions: a min-heap with lazy deletion.
+//! One shared deadline queue for all transactions (per-duration FIFOs plus a min-heap), with
+//! lazy deletion.
 //!
 //! Cancelling a timer only bumps the transaction's armed sequence number; stale heap entries
 //! are skipped when popped and swept when they outnumber live ones, so the heap stays
 //! proportional to the live transaction count.
 
 use std::cmp::Ordering;
-use std::collections::BinaryHeap;
-use std::time::Instant;
+use std::collections::{BinaryHeap, VecDeque};
+use std::time::{Duration, Instant};
 
 use super::TxKey;
 
@@ -107,47 +108,155 @@ impl Ord for TimerEntry {
     }
 }
 
-/// The deadline heap.
+/// Timers armed with one fixed duration, in deadline order (valid while `now` never goes
+/// backwards, which `push` checks).
+#[derive(Debug)]
+struct Fifo {
+    interval: Duration,
+    q: VecDeque<TimerEntry>,
+}
+
+/// Most FIFOs kept; durations beyond these go to the heap (only a handful exist: T1, T2,
+/// T4, 64*T1, Timer C, the doubled retransmission intervals).
+const MAX_FIFOS: usize = 16;
+
+/// The deadline queue. Most timers have one of a few fixed durations, so each duration gets
+/// a FIFO with O(1) push/pop (deadlines arrive in order); the rest, and anything pushed out
+/// of order, go to a binary heap. Pops take the earliest `(deadline, seq)` over all fronts.
 #[derive(Debug, Default)]
 pub(crate) struct TimerQueue {
     heap: BinaryHeap<TimerEntry>,
+    fifos: Vec<Fifo>,
     next_seq: u64,
 }
 
+/// Where the earliest entry lives.
+#[derive(Clone, Copy)]
+enum Src {
+    Heap,
+    Fifo(usize),
+}
+
 impl TimerQueue {
-    /// Schedules a timer and returns its sequence number (never 0; 0 means "not armed").
-    pub fn push(&mut self, deadline: Instant, key: TxKey, kind: TimerKind) -> u64 {
+    /// Schedules a timer `interval` after `now` and returns its sequence number (never 0;
+    /// 0 means "not armed"), or `None` if the deadline is not representable.
+    pub fn push(&mut self, now: Instant, interval: Duration, key: TxKey, kind: TimerKind) -> Option<u64> {
+        let deadline = now.checked_add(interval)?;
         self.next_seq += 1;
         let seq = self.next_seq;
-        self.heap.push(TimerEntry {
+        let entry = TimerEntry {
             deadline,
             seq,
             key,
             kind,
-        });
-        seq
+        };
+        match self.fifos.iter().position(|f| f.interval == interval) {
+            Some(i) => {
+                let q = &mut self.fifos[i].q;
+                if q.back().is_none_or(|b| b.deadline <= deadline) {
+                    q.push_back(entry);
+                } else {
+                    self.heap.push(entry);
+                }
+            }
+            None if self.fifos.len() < MAX_FIFOS => {
+                self.fifos.push(Fifo {
+                    interval,
+                    q: VecDeque::from([entry]),
+                });
+            }
+            None => self.heap.push(entry),
+        }
+        Some(seq)
+    }
+
+    fn earliest(&self) -> Option<(Instant, Src)> {
+        let mut best = self.heap.peek().map(|e| (e.deadline, e.seq, Src::Heap));
+        for (i, f) in self.fifos.iter().enumerate() {
+            if let Some(e) = f.q.front() {
+                if best.is_none_or(|(d, s, _)| (e.deadline, e.seq) < (d, s)) {
+                    best = Some((e.deadline, e.seq, Src::Fifo(i)));
+                }
+            }
+        }
+        best.map(|(d, _, src)| (d, src))
     }
 
     /// Earliest deadline (possibly of a stale entry: a harmless early wake-up).
     pub fn peek_deadline(&self) -> Option<Instant> {
-        self.heap.peek().map(|e| e.deadline)
+        self.earliest().map(|(d, _)| d)
     }
 
     /// Pops the earliest entry if it is due.
     pub fn pop_due(&mut self, now: Instant) -> Option<TimerEntry> {
-        if self.heap.peek()?.deadline <= now {
-            self.heap.pop()
-        } else {
-            None
+        let (deadline, src) = self.earliest()?;
+        if deadline > now {
+            return None;
+        }
+        match src {
+            Src::Heap => self.heap.pop(),
+            Src::Fifo(i) => self.fifos.get_mut(i).and_then(|f| f.q.pop_front()),
         }
     }
 
     pub fn len(&self) -> usize {
-        self.heap.len()
+        self.heap.len() + self.fifos.iter().map(|f| f.q.len()).sum::<usize>()
     }
 
     /// Drops entries for which `live` is false (O(n); called when stale entries dominate).
+    /// FIFO order is preserved, so FIFOs stay sorted.
     pub fn retain(&mut self, mut live: impl FnMut(&TimerEntry) -> bool) {
         self.heap.retain(|e| live(e));
+        for f in &mut self.fifos {
+            f.q.retain(|e| live(e));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::Method;
+    use crate::transaction::TxKeyKind;
+
+    fn key() -> TxKey {
+        TxKey::new(TxKeyKind::Client {
+            branch: "z9hG4bKq".into(),
+            method: Method::Options,
+        })
+    }
+
+    /// Entries from FIFOs, out-of-order pushes (heap fallback) and many distinct durations
+    /// (beyond MAX_FIFOS) all pop in (deadline, seq) order.
+    #[test]
+    fn pops_in_deadline_order_across_fifos_and_heap() {
+        let t0 = Instant::now();
+        let mut q = TimerQueue::default();
+        let mut expected = Vec::new();
+        for i in 0..40u64 {
+            // `now` goes backwards every 5th push to force the heap path.
+            let now = t0 + Duration::from_millis(if i % 5 == 0 { 0 } else { i * 10 });
+            let d = Duration::from_millis(100 * (i % 20 + 1));
+            let seq = q.push(now, d, key(), TimerKind::E).unwrap();
+            expected.push((now + d, seq));
+        }
+        expected.sort();
+        assert_eq!(q.len(), 40);
+        let far = t0 + Duration::from_secs(60);
+        let got: Vec<_> = std::iter::from_fn(|| q.pop_due(far))
+            .map(|e| (e.deadline, e.seq))
+            .collect();
+        assert_eq!(got, expected);
+        assert_eq!(q.peek_deadline(), None);
+    }
+
+    #[test]
+    fn nothing_pops_before_its_deadline() {
+        let t0 = Instant::now();
+        let mut q = TimerQueue::default();
+        q.push(t0, Duration::from_secs(1), key(), TimerKind::K);
+        assert!(q.pop_due(t0 + Duration::from_millis(999)).is_none());
+        assert_eq!(q.peek_deadline(), Some(t0 + Duration::from_secs(1)));
+        assert!(q.pop_due(t0 + Duration::from_secs(1)).is_some());
     }
 }

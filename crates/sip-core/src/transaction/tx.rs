@@ -67,10 +67,7 @@ impl Timers<'_> {
     /// representable range leaves the slot unarmed rather than panicking.
     pub fn arm(&mut self, out: &mut Out<'_>, kind: TimerKind, d: Duration) {
         let slot = kind.slot() as usize;
-        self.armed[slot] = match out.now.checked_add(d) {
-            Some(deadline) => out.timers.push(deadline, self.key.clone(), kind),
-            None => 0,
-        };
+        self.armed[slot] = out.timers.push(out.now, d, self.key.clone(), kind).unwrap_or(0);
     }
 
     pub fn disarm(&mut self, slot: Slot) {
