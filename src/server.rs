@@ -222,7 +222,14 @@ pub async fn start(cfg: Config) -> anyhow::Result<Edge> {
             let local = listener.local_addr()?;
             let providers = edge_api::ProviderSet::new(Arc::new(edge_providers::LocalInventory::new(Vec::new())));
             let state = edge_api::ApiState::new(store.clone(), providers, edge_api::ApiConfig::default());
-            let app = edge_api::router(state);
+            let ops = crate::ops::OpsState {
+                started: Instant::now(),
+                endpoint: endpoint_stats.clone(),
+                transport: transport_stats.clone(),
+                calls: call_stats.clone(),
+                agent_gauge: agent_gauge.clone(),
+            };
+            let app = edge_api::router(state).merge(crate::ops::router(ops));
             let mut stop = shutdown_rx.clone();
             tasks.push(tokio::spawn(async move {
                 let serve = axum::serve(listener, app).with_graceful_shutdown(async move {

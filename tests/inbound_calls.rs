@@ -313,3 +313,33 @@ async fn api_patch_changes_where_the_next_invite_goes() {
     );
     assert!(!one.got(Method::Invite, Duration::from_millis(100)).await);
 }
+
+#[tokio::test]
+async fn operator_sees_health_and_metrics() {
+    let t = start_edge(|_| {}).await;
+    let a = Agent::spawn(Mode::Answer).await;
+    let p = t.add_agent("a", &a, 5, AgentStatus::Active).await;
+    t.add_number(DID, &p, None).await;
+    let mut c = Carrier::new(t.sip(), DID).await;
+    c.invite().await;
+    assert_eq!(c.final_response(S).await.1.status(), Some(200));
+    let mut c404 = Carrier::new(t.sip(), "+14155550999").await;
+    c404.invite().await;
+    assert_eq!(c404.final_response(S).await.1.status(), Some(404));
+
+    let (status, body) = t.http("GET", "/healthz", None).await;
+    assert_eq!(status, 200);
+    assert!(body.contains("\"status\":\"ok\""), "{body}");
+    let (status, text) = t.http("GET", "/metrics", None).await;
+    assert_eq!(status, 200);
+    for needle in [
+        "edge_sip_invites_total{carrier=\"loopback\",code=\"200\"}",
+        "edge_sip_invites_total{carrier=\"loopback\",code=\"404\"}",
+        "edge_calls_total{outcome=\"primary\"}",
+        "edge_active_calls",
+        &format!("edge_agent_active_calls{{agent_id=\"{p}\"}} 1"),
+        "edge_call_setup_seconds_bucket",
+    ] {
+        assert!(text.contains(needle), "missing {needle} in\n{text}");
+    }
+}

@@ -176,6 +176,8 @@ struct Call {
     answered_at: Option<Instant>,
     /// The 2xx we sent the carrier, re-sent until its ACK (RFC 6026 leaves that to us).
     answer: Option<Bytes>,
+    /// When the carrier's INVITE was taken, for the setup-latency histogram.
+    created: Instant,
 }
 
 /// The inbound call controller.
@@ -340,6 +342,7 @@ impl CallController {
                 retransmit_interval: self.cfg.t1,
                 answered_at: None,
                 answer: None,
+                created: ctx.now,
             },
         );
         self.persist(id);
@@ -568,6 +571,7 @@ impl CallController {
         }
         let bytes = b.build();
         call.record.sip_status = Some(code);
+        count_invite_answer(&call.record.carrier, code);
         if let Err(e) = ctx.tx.respond(ctx.now, &call.a.key, bytes) {
             tracing::debug!(error = %e, "final answer to carrier not sent");
         }
@@ -713,6 +717,9 @@ impl CallController {
                 let bytes = leg::relay_response(&call.a.invite, &resp, &call.a.tag, &local);
                 let _ = ctx.tx.respond(ctx.now, &call.a.key, bytes.clone());
                 call.answer = Some(bytes);
+                count_invite_answer(&call.record.carrier, status);
+                metrics::histogram!("edge_call_setup_seconds")
+                    .record(ctx.now.duration_since(call.created).as_secs_f64());
                 if call.a.peer.transport == Transport::Udp {
                     let gen = call.generation;
                     self.timers
@@ -1103,6 +1110,12 @@ impl BLeg {
     fn invite_call_id(&self) -> Option<String> {
         self.invite.call_id().ok().map(str::to_owned)
     }
+}
+
+/// INVITEs by carrier and the final code the carrier got: what a carrier's engineer compares with their CDRs.
+pub fn count_invite_answer(carrier: &str, code: u16) {
+    metrics::counter!("edge_sip_invites_total", "carrier" => carrier.to_owned(), "code" => code.to_string())
+        .increment(1);
 }
 
 fn hop(route: Route, agent_id: &str, status: Option<u16>, outcome: String, started: i64) -> Hop {

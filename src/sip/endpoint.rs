@@ -205,6 +205,9 @@ impl Endpoint {
                 }
             }
         };
+        if method == Method::Invite {
+            crate::call::count_invite_answer(carrier, code);
+        }
         let tag = self.next_tag();
         let mut b = self.response(&msg, source, code, reason, &tag);
         for (n, v) in &extra {

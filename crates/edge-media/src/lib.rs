@@ -14,6 +14,13 @@
 //! 3. answer from leg B: `rewrite_sdp(answer, relay.public_ip(), relay.local_port(Side::A), None)`
 //!    → send to leg A, `relay.set_remote(Side::B, &remote)`;
 //! 4. on BYE: `relay.release().await` (or drop it); on `MediaEvent::Timeout` BYE both legs.
+//!
+//! Voicemail (the edge answers itself):
+//! 1. `let (answer, session) = engine.start_voicemail(call_id, offer, cfg)?` → 200 OK with `answer`
+//!    (`VoicemailStartError::Sdp(e)` → `e.sip_status()`, `Media(_)` → 503);
+//! 2. caller BYE → `session.stop()`; `MediaEvent::VoicemailEnded` reports every ending, and
+//!    one with `ended_by` Silence / MaxLength / DtmfHash means the edge should BYE the caller;
+//! 3. process shutdown → `engine.shutdown(grace).await` so every recording is written.
 
 mod config;
 pub mod dtmf;

@@ -20,6 +20,8 @@ use crate::sdp::RemoteMedia;
 
 /// Largest datagram relayed; bigger ones are truncated by the kernel and dropped.
 const RECV_BUF: usize = 2048;
+/// Packets taken from one ready socket before the others are polled again.
+const DRAIN_BATCH: usize = 16;
 
 /// Which leg a relay port pair faces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -224,10 +226,7 @@ fn is_valid(index: usize, packet: &[u8]) -> bool {
 
 async fn run(io: RelayIo, shared: Arc<Shared>, params: RelayParams) {
     let mut buf = [0u8; RECV_BUF];
-    let mut latches: [Latch; 4] = Default::default();
-    let mut declared: [Option<(SocketAddr, SocketAddr)>; 2] = [None, None];
-    let mut seen_generation = u64::MAX;
-    let mut last_rx: Option<Instant> = None;
+    let mut router = Router::default();
     let timeout = params.media_timeout;
     let sleep = tokio::time::sleep(timeout);
     tokio::pin!(sleep);
@@ -267,7 +266,7 @@ async fn run(io: RelayIo, shared: Arc<Shared>, params: RelayParams) {
                     sleep.as_mut().reset((now + timeout).into());
                     continue;
                 };
-                let idle_since = last_rx.map_or(armed_at, |rx| rx.max(armed_at));
+                let idle_since = router.last_rx.map_or(armed_at, |rx| rx.max(armed_at));
                 if now.saturating_duration_since(idle_since) >= timeout {
                     tracing::info!(call_id = %params.call_id, "media timeout");
                     let _ = params.events.send(MediaEvent::Timeout {
@@ -280,52 +279,92 @@ async fn run(io: RelayIo, shared: Arc<Shared>, params: RelayParams) {
             }
         };
         start = (index + 1) % 4;
-        let packet = &buf[..len];
+        // Drain the ready socket directly (one syscall per packet, no re-poll of
+        // the others), bounded so the other sockets and the timer get their turn.
+        let mut next = Some((from, len));
+        let mut handled = 0;
+        while let Some((from, len)) = next {
+            let packet = &buf[..len];
+            if let Some((out, dest)) = router.route(&shared, params.relatch, index, from, packet) {
+                match io.sockets[out].send_to(packet, dest).await {
+                    Ok(_) => {
+                        shared.counters.relayed[index / 2].fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) => tracing::debug!(error = %e, %dest, "relay send failed"),
+                }
+            }
+            handled += 1;
+            next = if handled < DRAIN_BATCH {
+                io.sockets[index]
+                    .try_recv_from(&mut buf)
+                    .ok()
+                    .map(|(len, from)| (from, len))
+            } else {
+                None
+            };
+        }
+    }
+}
+
+/// Per-relay routing state: latches and the SDP-declared destinations.
+#[derive(Default)]
+struct Router {
+    latches: [Latch; 4],
+    declared: [Option<(SocketAddr, SocketAddr)>; 2],
+    seen_generation: Option<u64>,
+    last_rx: Option<Instant>,
+}
+
+impl Router {
+    /// Validates and latches a packet received on socket `index`; returns the
+    /// socket to send it from and the destination, or `None` (counted) to drop.
+    fn route(
+        &mut self,
+        shared: &Shared,
+        relatch: RelatchRule,
+        index: usize,
+        from: SocketAddr,
+        packet: &[u8],
+    ) -> Option<(usize, SocketAddr)> {
         let counters = &shared.counters;
         if !is_valid(index, packet) {
             counters.malformed.fetch_add(1, Ordering::Relaxed);
-            continue;
+            return None;
         }
         let generation = shared.generation.load(Ordering::Acquire);
-        if generation != seen_generation {
-            seen_generation = generation;
+        if self.seen_generation != Some(generation) {
+            self.seen_generation = Some(generation);
             let updated = shared.remotes().declared;
             for side in 0..2 {
                 // New SDP address (answer, re-INVITE moving media): forget the old
                 // source so the peer latches again on its next packet.
-                if updated[side].is_some() && declared[side] != updated[side] {
-                    latches[side * 2] = Latch::default();
-                    latches[side * 2 + 1] = Latch::default();
+                if updated[side].is_some() && self.declared[side] != updated[side] {
+                    self.latches[side * 2] = Latch::default();
+                    self.latches[side * 2 + 1] = Latch::default();
                 }
             }
-            declared = updated;
+            self.declared = updated;
         }
         let now = Instant::now();
-        if latches[index].offer(from, now, params.relatch) == LatchVerdict::Drop {
+        if self.latches[index].offer(from, now, relatch) == LatchVerdict::Drop {
             counters.foreign.fetch_add(1, Ordering::Relaxed);
-            continue;
+            return None;
         }
-        last_rx = Some(now);
-        let side = index / 2;
-        let other = 1 - side;
+        self.last_rx = Some(now);
+        let other = 1 - index / 2;
         let out = other * 2 + (index & 1);
+        let latched = self.latches[out].latched();
         let dest = if is_rtp_socket(index) {
-            latches[out].latched().or(declared[other].map(|d| d.0))
+            latched.or(self.declared[other].map(|d| d.0))
         } else {
-            latches[out].latched().or(declared[other].map(|d| d.1)).or_else(|| {
-                let rtp = latches[other * 2].latched()?;
+            latched.or(self.declared[other].map(|d| d.1)).or_else(|| {
+                let rtp = self.latches[other * 2].latched()?;
                 Some(SocketAddr::new(rtp.ip(), rtp.port().checked_add(1)?))
             })
         };
-        let Some(dest) = dest else {
+        if dest.is_none() {
             counters.no_destination.fetch_add(1, Ordering::Relaxed);
-            continue;
-        };
-        match io.sockets[out].send_to(packet, dest).await {
-            Ok(_) => {
-                counters.relayed[side].fetch_add(1, Ordering::Relaxed);
-            }
-            Err(e) => tracing::debug!(error = %e, %dest, "relay send failed"),
         }
+        dest.map(|d| (out, d))
     }
 }

@@ -35,10 +35,10 @@ pub enum TtsError {
     /// espeak-ng is not installed / not runnable.
     #[error("espeak-ng is not available")]
     Unavailable,
-    /// Greeting text longer than [`MAX_TEXT_LEN`].
+    /// Greeting text longer than 2000 bytes.
     #[error("greeting text too long")]
     TextTooLong,
-    /// espeak-ng ran longer than [`SYNTH_TIMEOUT`].
+    /// espeak-ng ran longer than 20 s.
     #[error("espeak-ng timed out")]
     Timeout,
     /// espeak-ng exited unsuccessfully.

@@ -131,7 +131,10 @@ async fn outcome(events: &mut MediaEvents, within: Duration) -> VoicemailOutcome
 }
 
 fn read_wav(path: &Path) -> Vec<i16> {
-    let pcm = wav::parse_wav(&std::fs::read(path).unwrap()).unwrap();
+    let bytes = std::fs::read(path).unwrap();
+    assert_eq!(&bytes[20..24], &[1, 0, 1, 0], "PCM, mono");
+    assert_eq!(&bytes[34..36], &[16, 0], "16-bit");
+    let pcm = wav::parse_wav(&bytes).unwrap();
     assert_eq!(pcm.sample_rate, 8000);
     pcm.samples
 }

@@ -15,6 +15,7 @@ pub enum IdKind {
     Agent,
     PhoneNumber,
     Integration,
+    Call,
 }
 
 impl IdKind {
@@ -25,6 +26,7 @@ impl IdKind {
             IdKind::Agent => "agt_",
             IdKind::PhoneNumber => "phn_",
             IdKind::Integration => "crd_",
+            IdKind::Call => "call_",
         }
     }
 

@@ -1,4 +1,4 @@
-//! Persistent store for accounts, API keys, agents, phone numbers and integrations, on SQLite
+//! Persistent store for accounts, API keys, agents, phone numbers, integrations and calls, on SQLite
 //! or PostgreSQL, plus the in-memory [`RoutingIndex`] the SIP side reads per call.
 
 // Column lists as macros so queries stay `&'static str` (sqlx 0.9 only accepts static SQL
@@ -24,6 +24,8 @@ macro_rules! integration_cols {
 }
 
 mod agents;
+mod call_log;
+pub mod calls;
 mod config;
 mod cursor;
 mod error;
@@ -37,6 +39,7 @@ mod store;
 pub mod time;
 
 pub use config::{Database, StoreConfig, SQLITE_FILE_NAME};
+pub use calls::{now_ms, CallError, CallFilter, CallRecord, CallStatus, HangupBy, Hop, Route};
 pub use cursor::Cursor;
 pub use error::{Result, StoreError};
 pub use ids::IdKind;

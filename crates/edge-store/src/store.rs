@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 const MIGRATION_0001: &str = include_str!("../migrations/0001_init.sql");
+const MIGRATION_0002: &str = include_str!("../migrations/0002_calls.sql");
 
 /// Which backend the pool talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,13 +46,10 @@ impl std::fmt::Debug for Store {
 }
 
 fn migrator() -> Migrator {
-    Migrator::with_migrations(vec![Migration::new(
-        1,
-        "init".into(),
-        MigrationType::Simple,
-        MIGRATION_0001.into_sql_str(),
-        false,
-    )])
+    Migrator::with_migrations(vec![
+        Migration::new(1, "init".into(), MigrationType::Simple, MIGRATION_0001.into_sql_str(), false),
+        Migration::new(2, "calls".into(), MigrationType::Simple, MIGRATION_0002.into_sql_str(), false),
+    ])
 }
 
 impl Store {

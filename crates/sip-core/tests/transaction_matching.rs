@@ -7,8 +7,8 @@ use std::time::Instant;
 use bytes::Bytes;
 use sip_core::message::{HeaderName, Message, Method};
 use sip_core::transaction::{
-    AutoTrying, Incoming, InviteServerState, TimerConfig, TransactionLayer, TxConfig, TxError,
-    TxEvent, TxKeyKind, TxState,
+    AutoTrying, Incoming, InviteServerState, TimerConfig, TransactionLayer, TxConfig, TxError, TxEvent, TxKeyKind,
+    TxState,
 };
 use transaction_support::*;
 
@@ -57,17 +57,12 @@ fn ack_for_non_2xx_is_built_by_the_client_transaction() {
 fn responses_match_client_transactions_by_branch_and_cseq_method() {
     let t0 = Instant::now();
     let mut l = layer();
-    let key = l
-        .send_request(t0, udp(), request("INVITE", "z9hG4bKr1", 1))
-        .unwrap();
+    let key = l.send_request(t0, udp(), request("INVITE", "z9hG4bKr1", 1)).unwrap();
     drain(&mut l);
     let r = l.handle_incoming(t0, udp(), response(180, "z9hG4bKother", 1, "INVITE", None));
     assert!(matches!(r, Incoming::StrayResponse { .. }), "other branch");
     let r = l.handle_incoming(t0, udp(), response(200, "z9hG4bKr1", 1, "CANCEL", None));
-    assert!(
-        matches!(r, Incoming::StrayResponse { .. }),
-        "CANCEL is distinct"
-    );
+    assert!(matches!(r, Incoming::StrayResponse { .. }), "CANCEL is distinct");
     match l.handle_incoming(t0, udp(), response(180, "z9hG4bKr1", 1, "INVITE", None)) {
         Incoming::Response { key: k, msg } => {
             assert_eq!(k, key);
@@ -103,59 +98,24 @@ fn cancel_matches_its_invite_server_transaction() {
         l.handle_incoming(t0, udp(), request("CANCEL", "z9hG4bKc9", 5)),
         Incoming::Absorbed { key } if key == cancel_key
     ));
-    l.respond(
-        t0,
-        &cancel_key,
-        response_bytes(200, "z9hG4bKc9", "CANCEL", Some("s")),
-    )
-    .unwrap();
-    l.respond(
-        t0,
-        &invite_key,
-        response_bytes(487, "z9hG4bKc9", "INVITE", Some("s")),
-    )
-    .unwrap();
+    l.respond(t0, &cancel_key, response_bytes(200, "z9hG4bKc9", "CANCEL", Some("s")))
+        .unwrap();
+    l.respond(t0, &invite_key, response_bytes(487, "z9hG4bKc9", "INVITE", Some("s")))
+        .unwrap();
     let sent: Vec<String> = drain(&mut l).iter().map(status_line).collect();
     assert_eq!(sent, vec!["SIP/2.0 200 Reason", "SIP/2.0 487 Reason"]);
     // CANCEL for an unknown INVITE: TU answers 481.
     let r = l.handle_incoming(t0, udp(), request("CANCEL", "z9hG4bKnone", 5));
-    assert!(
-        matches!(
-            r,
-            Incoming::Cancel {
-                invite_key: None,
-                ..
-            }
-        ),
-        "{r:?}"
-    );
+    assert!(matches!(r, Incoming::Cancel { invite_key: None, .. }), "{r:?}");
 }
 
 #[test]
 fn sent_by_distinguishes_server_transactions_with_equal_branch() {
     let t0 = Instant::now();
     let mut l = layer();
-    let a = parse(request_text(
-        "OPTIONS",
-        "z9hG4bKsame",
-        1,
-        None,
-        "host-a.example.com",
-    ));
-    let b = parse(request_text(
-        "OPTIONS",
-        "z9hG4bKsame",
-        1,
-        None,
-        "HOST-B.example.com",
-    ));
-    let b2 = parse(request_text(
-        "OPTIONS",
-        "z9hG4bKsame",
-        1,
-        None,
-        "host-b.example.com",
-    ));
+    let a = parse(request_text("OPTIONS", "z9hG4bKsame", 1, None, "host-a.example.com"));
+    let b = parse(request_text("OPTIONS", "z9hG4bKsame", 1, None, "HOST-B.example.com"));
+    let b2 = parse(request_text("OPTIONS", "z9hG4bKsame", 1, None, "host-b.example.com"));
     new_key(l.handle_incoming(t0, udp(), a));
     let kb = new_key(l.handle_incoming(t0, udp(), b));
     assert!(
@@ -179,12 +139,8 @@ fn rfc2543_requests_match_without_magic_cookie() {
     let key = new_key(l.handle_incoming(t0, udp(), request("INVITE", "oldbranch1", 1)));
     assert!(matches!(key.kind(), TxKeyKind::Server2543(_)));
     // Retransmission (identical) absorbed and answered with the last response.
-    l.respond(
-        t0,
-        &key,
-        response_bytes(180, "oldbranch1", "INVITE", Some("srv")),
-    )
-    .unwrap();
+    l.respond(t0, &key, response_bytes(180, "oldbranch1", "INVITE", Some("srv")))
+        .unwrap();
     drain(&mut l);
     assert!(matches!(
         l.handle_incoming(t0, udp(), request("INVITE", "oldbranch1", 1)),
@@ -194,30 +150,16 @@ fn rfc2543_requests_match_without_magic_cookie() {
     // Same fields but another CSeq: a different transaction.
     new_key(l.handle_incoming(t0, udp(), request("INVITE", "oldbranch1", 2)));
     assert_eq!(l.len(), 2);
-    l.respond(
-        t0,
-        &key,
-        response_bytes(486, "oldbranch1", "INVITE", Some("srv")),
-    )
-    .unwrap();
+    l.respond(t0, &key, response_bytes(486, "oldbranch1", "INVITE", Some("srv")))
+        .unwrap();
     drain(&mut l);
     // ACK with a To tag other than our response's does not match the transaction.
-    let r = l.handle_incoming(
-        t0,
-        udp(),
-        request_with("ACK", "oldbranch1", 1, Some("nope")),
-    );
+    let r = l.handle_incoming(t0, udp(), request_with("ACK", "oldbranch1", 1, Some("nope")));
     assert!(matches!(r, Incoming::Ack { key: None, .. }), "{r:?}");
     // ACK carrying the response's To tag matches (2543: by To tag, not branch).
     let r = l.handle_incoming(t0, udp(), request_with("ACK", "oldbranch1", 1, Some("srv")));
-    assert!(
-        matches!(&r, Incoming::Absorbed { key: k } if *k == key),
-        "{r:?}"
-    );
-    assert_eq!(
-        l.state(&key),
-        Some(TxState::InviteServer(InviteServerState::Confirmed))
-    );
+    assert!(matches!(&r, Incoming::Absorbed { key: k } if *k == key), "{r:?}");
+    assert_eq!(l.state(&key), Some(TxState::InviteServer(InviteServerState::Confirmed)));
 }
 
 #[test]
@@ -228,10 +170,7 @@ fn rfc2543_ack_for_2xx_reaches_tu_with_its_transaction() {
     l.respond(t0, &key, response_bytes(200, "", "INVITE", Some("srv")))
         .unwrap();
     let r = l.handle_incoming(t0, udp(), request_with("ACK", "", 7, Some("srv")));
-    assert!(
-        matches!(&r, Incoming::Ack { key: Some(k), .. } if *k == key),
-        "{r:?}"
-    );
+    assert!(matches!(&r, Incoming::Ack { key: Some(k), .. } if *k == key), "{r:?}");
 }
 
 #[test]
@@ -265,17 +204,12 @@ fn cap_rejects_new_transactions_with_overloaded() {
         ..TxConfig::default()
     });
     new_key(l.handle_incoming(t0, udp(), request("OPTIONS", "z9hG4bKcap1", 1)));
-    l.send_request(t0, udp(), request("OPTIONS", "z9hG4bKcap2", 1))
-        .unwrap();
+    l.send_request(t0, udp(), request("OPTIONS", "z9hG4bKcap2", 1)).unwrap();
     match l.handle_incoming(t0, udp(), request("INVITE", "z9hG4bKcap3", 1)) {
         Incoming::Rejected {
             error: TxError::Overloaded,
             msg,
-        } => assert_eq!(
-            msg.method(),
-            Some(&Method::Invite),
-            "TU gets it to answer 503"
-        ),
+        } => assert_eq!(msg.method(), Some(&Method::Invite), "TU gets it to answer 503"),
         other => panic!("{other:?}"),
     }
     assert!(matches!(
@@ -299,29 +233,15 @@ fn respond_errors_are_typed() {
         l.respond(t0, &key, Bytes::from_static(b"garbage")),
         Err(TxError::NotAResponse)
     ));
-    l.respond(
-        t0,
-        &key,
-        response_bytes(200, "z9hG4bKe9", "OPTIONS", Some("s")),
-    )
-    .unwrap();
-    assert!(matches!(
-        l.respond(
-            t0,
-            &key,
-            response_bytes(500, "z9hG4bKe9", "OPTIONS", Some("s"))
-        ),
-        Err(TxError::InvalidState { status: 500, .. })
-    ));
-    let client = l
-        .send_request(t0, udp(), request("OPTIONS", "z9hG4bKe10", 1))
+    l.respond(t0, &key, response_bytes(200, "z9hG4bKe9", "OPTIONS", Some("s")))
         .unwrap();
     assert!(matches!(
-        l.respond(
-            t0,
-            &client,
-            response_bytes(200, "z9hG4bKe10", "OPTIONS", None)
-        ),
+        l.respond(t0, &key, response_bytes(500, "z9hG4bKe9", "OPTIONS", Some("s"))),
+        Err(TxError::InvalidState { status: 500, .. })
+    ));
+    let client = l.send_request(t0, udp(), request("OPTIONS", "z9hG4bKe10", 1)).unwrap();
+    assert!(matches!(
+        l.respond(t0, &client, response_bytes(200, "z9hG4bKe10", "OPTIONS", None)),
         Err(TxError::InvalidState { .. })
     ));
     assert!(matches!(
@@ -366,9 +286,7 @@ fn request_without_via_is_rejected_without_state() {
 fn transport_error_terminates_and_reports() {
     let t0 = Instant::now();
     let mut l = layer();
-    let key = l
-        .send_request(t0, tcp(), request("INVITE", "z9hG4bKte", 1))
-        .unwrap();
+    let key = l.send_request(t0, tcp(), request("INVITE", "z9hG4bKte", 1)).unwrap();
     let sent = drain(&mut l);
     assert_eq!(sent[0].key, key);
     assert_eq!(sent[0].to.conn, Some(7));
@@ -389,12 +307,8 @@ fn responses_go_back_to_the_source_peer() {
     let mut l = layer();
     let from = tcp();
     let key = new_key(l.handle_incoming(t0, from, request("OPTIONS", "z9hG4bKsrc", 1)));
-    l.respond(
-        t0,
-        &key,
-        response_bytes(200, "z9hG4bKsrc", "OPTIONS", Some("s")),
-    )
-    .unwrap();
+    l.respond(t0, &key, response_bytes(200, "z9hG4bKsrc", "OPTIONS", Some("s")))
+        .unwrap();
     let sent = drain(&mut l);
     assert_eq!(sent[0].to, from);
     let via = Message::parse(sent[0].bytes.clone())
@@ -410,9 +324,7 @@ fn many_short_transactions_leave_no_state_behind() {
     let mut l = TransactionLayer::new(TimerConfig::default());
     for i in 0..20_000u32 {
         let b = format!("z9hG4bKmany{i}");
-        let key = l
-            .send_request(t0, tcp(), request("OPTIONS", &b, 1))
-            .unwrap();
+        let key = l.send_request(t0, tcp(), request("OPTIONS", &b, 1)).unwrap();
         l.handle_incoming(t0, tcp(), response(200, &b, 1, "OPTIONS", Some("t")));
         assert_eq!(l.state(&key), None);
     }
@@ -442,14 +354,5 @@ fn rfc2543_cancel_matches_invite_by_fields() {
     }
     // Different CSeq number: not the same INVITE.
     let r = l.handle_incoming(t0, udp(), request("CANCEL", "", 10));
-    assert!(
-        matches!(
-            r,
-            Incoming::Cancel {
-                invite_key: None,
-                ..
-            }
-        ),
-        "{r:?}"
-    );
+    assert!(matches!(r, Incoming::Cancel { invite_key: None, .. }), "{r:?}");
 }

@@ -5,8 +5,8 @@ mod transaction_support;
 use std::time::{Duration, Instant};
 
 use sip_core::transaction::{
-    AutoTrying, Incoming, InviteClientState, InviteServerState, NonInviteClientState,
-    NonInviteServerState, TimerConfig, TimerKind, TransactionLayer, TxConfig, TxEvent, TxState,
+    AutoTrying, Incoming, InviteClientState, InviteServerState, NonInviteClientState, NonInviteServerState,
+    TimerConfig, TimerKind, TransactionLayer, TxConfig, TxEvent, TxState,
 };
 use transaction_support::*;
 
@@ -30,16 +30,11 @@ fn timer_a_doubles_from_t1_until_timer_b_at_64_t1() {
     let wall = Instant::now();
     let t0 = Instant::now();
     let mut l = layer();
-    let key = l
-        .send_request(t0, udp(), request("INVITE", "z9hG4bKa1", 1))
-        .unwrap();
+    let key = l.send_request(t0, udp(), request("INVITE", "z9hG4bKa1", 1)).unwrap();
     assert_eq!(drain(&mut l).len(), 1, "initial INVITE sent once");
     let ticks = run_until(&mut l, t0, secs(40.0));
     let times = transmit_times(&ticks);
-    let expected: Vec<Duration> = [0.5, 1.5, 3.5, 7.5, 15.5, 31.5]
-        .iter()
-        .map(|s| secs(*s))
-        .collect();
+    let expected: Vec<Duration> = [0.5, 1.5, 3.5, 7.5, 15.5, 31.5].iter().map(|s| secs(*s)).collect();
     assert_eq!(times, expected, "Timer A intervals 0.5,1,2,4,8,16 s");
     let last = ticks.last().unwrap();
     assert_eq!(last.at, secs(32.0), "Timer B at 64*T1");
@@ -65,9 +60,7 @@ fn timer_a_doubles_from_t1_until_timer_b_at_64_t1() {
 fn timer_b_over_tcp_without_retransmissions() {
     let t0 = Instant::now();
     let mut l = layer();
-    let key = l
-        .send_request(t0, tcp(), request("INVITE", "z9hG4bKb1", 1))
-        .unwrap();
+    let key = l.send_request(t0, tcp(), request("INVITE", "z9hG4bKb1", 1)).unwrap();
     assert_eq!(drain(&mut l).len(), 1);
     let ticks = run_until(&mut l, t0, secs(60.0));
     assert!(transmit_times(&ticks).is_empty(), "no Timer A on TCP");
@@ -86,9 +79,7 @@ fn timer_a_stops_on_provisional_and_timer_b_does_not_fire_in_proceeding() {
         timer_c: None,
         ..TimerConfig::default()
     });
-    let key = l
-        .send_request(t0, udp(), request("INVITE", "z9hG4bKb2", 1))
-        .unwrap();
+    let key = l.send_request(t0, udp(), request("INVITE", "z9hG4bKb2", 1)).unwrap();
     drain(&mut l);
     let ticks = run_until(&mut l, t0, secs(1.0));
     assert_eq!(transmit_times(&ticks), vec![secs(0.5)]);
@@ -110,9 +101,7 @@ fn timer_a_stops_on_provisional_and_timer_b_does_not_fire_in_proceeding() {
 fn timer_c_bounds_invite_in_proceeding() {
     let t0 = Instant::now();
     let mut l = layer();
-    let key = l
-        .send_request(t0, tcp(), request("INVITE", "z9hG4bKc1", 1))
-        .unwrap();
+    let key = l.send_request(t0, tcp(), request("INVITE", "z9hG4bKc1", 1)).unwrap();
     drain(&mut l);
     l.handle_incoming(
         t0 + secs(1.0),
@@ -137,9 +126,7 @@ fn timer_c_bounds_invite_in_proceeding() {
 fn timer_d_absorbs_final_retransmissions_and_resends_ack() {
     let t0 = Instant::now();
     let mut l = layer();
-    let key = l
-        .send_request(t0, udp(), request("INVITE", "z9hG4bKd1", 1))
-        .unwrap();
+    let key = l.send_request(t0, udp(), request("INVITE", "z9hG4bKd1", 1)).unwrap();
     drain(&mut l);
     let r = l.handle_incoming(
         t0 + secs(0.1),
@@ -155,17 +142,11 @@ fn timer_d_absorbs_final_retransmissions_and_resends_ack() {
         udp(),
         response(486, "z9hG4bKd1", 1, "INVITE", Some("busy")),
     );
-    assert!(
-        matches!(r, Incoming::Absorbed { .. }),
-        "retransmission absorbed"
-    );
+    assert!(matches!(r, Incoming::Absorbed { .. }), "retransmission absorbed");
     let again = drain(&mut l);
     assert_eq!(again.len(), 1, "ACK re-sent for the retransmitted final");
     assert_eq!(again[0].bytes, acks[0].bytes);
-    assert_eq!(
-        l.state(&key),
-        Some(TxState::InviteClient(InviteClientState::Completed))
-    );
+    assert_eq!(l.state(&key), Some(TxState::InviteClient(InviteClientState::Completed)));
     let ticks = run_until(&mut l, t0, secs(60.0));
     assert!(transmit_times(&ticks).is_empty(), "Timer A stopped");
     assert_eq!(ticks.len(), 1);
@@ -177,15 +158,9 @@ fn timer_d_absorbs_final_retransmissions_and_resends_ack() {
 fn timer_d_is_zero_over_tcp() {
     let t0 = Instant::now();
     let mut l = layer();
-    let key = l
-        .send_request(t0, tcp(), request("INVITE", "z9hG4bKd2", 1))
-        .unwrap();
+    let key = l.send_request(t0, tcp(), request("INVITE", "z9hG4bKd2", 1)).unwrap();
     drain(&mut l);
-    l.handle_incoming(
-        t0,
-        tcp(),
-        response(603, "z9hG4bKd2", 1, "INVITE", Some("x")),
-    );
+    l.handle_incoming(t0, tcp(), response(603, "z9hG4bKd2", 1, "INVITE", Some("x")));
     assert_eq!(drain(&mut l).len(), 1, "ACK sent");
     assert_eq!(events(&mut l), vec![TxEvent::Terminated { key }]);
     assert!(l.is_empty());
@@ -195,9 +170,7 @@ fn timer_d_is_zero_over_tcp() {
 fn timer_e_doubles_to_t2_until_timer_f() {
     let t0 = Instant::now();
     let mut l = layer();
-    let key = l
-        .send_request(t0, udp(), request("OPTIONS", "z9hG4bKe1", 1))
-        .unwrap();
+    let key = l.send_request(t0, udp(), request("OPTIONS", "z9hG4bKe1", 1)).unwrap();
     assert_eq!(drain(&mut l).len(), 1);
     let ticks = run_until(&mut l, t0, secs(40.0));
     let expected: Vec<Duration> = [0.5, 1.5, 3.5, 7.5, 11.5, 15.5, 19.5, 23.5, 27.5, 31.5]
@@ -223,15 +196,9 @@ fn timer_e_doubles_to_t2_until_timer_f() {
 fn timer_e_runs_at_t2_in_proceeding() {
     let t0 = Instant::now();
     let mut l = layer();
-    let key = l
-        .send_request(t0, udp(), request("REGISTER", "z9hG4bKe2", 1))
-        .unwrap();
+    let key = l.send_request(t0, udp(), request("REGISTER", "z9hG4bKe2", 1)).unwrap();
     drain(&mut l);
-    let r = l.handle_incoming(
-        t0 + secs(0.2),
-        udp(),
-        response(100, "z9hG4bKe2", 1, "REGISTER", None),
-    );
+    let r = l.handle_incoming(t0 + secs(0.2), udp(), response(100, "z9hG4bKe2", 1, "REGISTER", None));
     assert!(matches!(r, Incoming::Response { .. }));
     assert_eq!(
         l.state(&key),
@@ -249,9 +216,7 @@ fn timer_e_runs_at_t2_in_proceeding() {
 fn timer_f_over_tcp_fires_without_retransmissions() {
     let t0 = Instant::now();
     let mut l = layer();
-    let key = l
-        .send_request(t0, tcp(), request("BYE", "z9hG4bKf1", 2))
-        .unwrap();
+    let key = l.send_request(t0, tcp(), request("BYE", "z9hG4bKf1", 2)).unwrap();
     drain(&mut l);
     let ticks = run_until(&mut l, t0, secs(40.0));
     assert_eq!(ticks.len(), 1);
@@ -270,9 +235,7 @@ fn timer_f_over_tcp_fires_without_retransmissions() {
 fn timer_k_absorbs_response_retransmissions_for_t4() {
     let t0 = Instant::now();
     let mut l = layer();
-    let key = l
-        .send_request(t0, udp(), request("OPTIONS", "z9hG4bKk1", 1))
-        .unwrap();
+    let key = l.send_request(t0, udp(), request("OPTIONS", "z9hG4bKk1", 1)).unwrap();
     drain(&mut l);
     let r = l.handle_incoming(
         t0 + secs(1.0),
@@ -297,15 +260,9 @@ fn timer_k_absorbs_response_retransmissions_for_t4() {
 fn timer_k_is_zero_over_tcp() {
     let t0 = Instant::now();
     let mut l = layer();
-    let key = l
-        .send_request(t0, tcp(), request("OPTIONS", "z9hG4bKk2", 1))
-        .unwrap();
+    let key = l.send_request(t0, tcp(), request("OPTIONS", "z9hG4bKk2", 1)).unwrap();
     drain(&mut l);
-    l.handle_incoming(
-        t0,
-        tcp(),
-        response(200, "z9hG4bKk2", 1, "OPTIONS", Some("t")),
-    );
+    l.handle_incoming(t0, tcp(), response(200, "z9hG4bKk2", 1, "OPTIONS", Some("t")));
     assert_eq!(events(&mut l), vec![TxEvent::Terminated { key }]);
     assert!(l.is_empty());
 }
@@ -314,18 +271,12 @@ fn timer_k_is_zero_over_tcp() {
 fn timer_g_caps_at_t2_and_timer_h_times_out() {
     let t0 = Instant::now();
     let mut l = layer_no_trying();
-    let Incoming::NewRequest { key, .. } =
-        l.handle_incoming(t0, udp(), request("INVITE", "z9hG4bKg1", 1))
-    else {
+    let Incoming::NewRequest { key, .. } = l.handle_incoming(t0, udp(), request("INVITE", "z9hG4bKg1", 1)) else {
         panic!("new INVITE")
     };
     assert!(drain(&mut l).is_empty(), "auto 100 off");
-    l.respond(
-        t0,
-        &key,
-        response_bytes(486, "z9hG4bKg1", "INVITE", Some("s")),
-    )
-    .unwrap();
+    l.respond(t0, &key, response_bytes(486, "z9hG4bKg1", "INVITE", Some("s")))
+        .unwrap();
     let first = drain(&mut l);
     assert_eq!(first.len(), 1);
     assert_eq!(status_line(&first[0]), "SIP/2.0 486 Reason");
@@ -357,17 +308,11 @@ fn timer_g_caps_at_t2_and_timer_h_times_out() {
 fn timer_g_not_started_over_tcp() {
     let t0 = Instant::now();
     let mut l = layer_no_trying();
-    let Incoming::NewRequest { key, .. } =
-        l.handle_incoming(t0, tcp(), request("INVITE", "z9hG4bKg2", 1))
-    else {
+    let Incoming::NewRequest { key, .. } = l.handle_incoming(t0, tcp(), request("INVITE", "z9hG4bKg2", 1)) else {
         panic!("new INVITE")
     };
-    l.respond(
-        t0,
-        &key,
-        response_bytes(480, "z9hG4bKg2", "INVITE", Some("s")),
-    )
-    .unwrap();
+    l.respond(t0, &key, response_bytes(480, "z9hG4bKg2", "INVITE", Some("s")))
+        .unwrap();
     assert_eq!(drain(&mut l).len(), 1);
     let ticks = run_until(&mut l, t0, secs(40.0));
     assert_eq!(ticks.len(), 1, "only Timer H");
@@ -379,32 +324,19 @@ fn timer_g_not_started_over_tcp() {
 fn timer_i_after_ack_stops_g_and_absorbs_acks() {
     let t0 = Instant::now();
     let mut l = layer_no_trying();
-    let Incoming::NewRequest { key, .. } =
-        l.handle_incoming(t0, udp(), request("INVITE", "z9hG4bKi1", 1))
-    else {
+    let Incoming::NewRequest { key, .. } = l.handle_incoming(t0, udp(), request("INVITE", "z9hG4bKi1", 1)) else {
         panic!("new INVITE")
     };
-    l.respond(
-        t0,
-        &key,
-        response_bytes(404, "z9hG4bKi1", "INVITE", Some("s")),
-    )
-    .unwrap();
+    l.respond(t0, &key, response_bytes(404, "z9hG4bKi1", "INVITE", Some("s")))
+        .unwrap();
     drain(&mut l);
     let ticks = run_until(&mut l, t0, secs(1.0));
     assert_eq!(transmit_times(&ticks), vec![secs(0.5)]);
     let ack = request_with("ACK", "z9hG4bKi1", 1, Some("s"));
     let r = l.handle_incoming(t0 + secs(1.0), udp(), ack);
     assert!(matches!(r, Incoming::Absorbed { .. }), "{r:?}");
-    assert_eq!(
-        l.state(&key),
-        Some(TxState::InviteServer(InviteServerState::Confirmed))
-    );
-    let r = l.handle_incoming(
-        t0 + secs(2.0),
-        udp(),
-        request_with("ACK", "z9hG4bKi1", 1, Some("s")),
-    );
+    assert_eq!(l.state(&key), Some(TxState::InviteServer(InviteServerState::Confirmed)));
+    let r = l.handle_incoming(t0 + secs(2.0), udp(), request_with("ACK", "z9hG4bKi1", 1, Some("s")));
     assert!(matches!(r, Incoming::Absorbed { .. }), "ACK retransmission");
     let ticks = run_until(&mut l, t0, secs(60.0));
     assert!(transmit_times(&ticks).is_empty(), "G stopped by the ACK");
@@ -417,17 +349,11 @@ fn timer_i_after_ack_stops_g_and_absorbs_acks() {
 fn timer_i_is_zero_over_tcp() {
     let t0 = Instant::now();
     let mut l = layer_no_trying();
-    let Incoming::NewRequest { key, .. } =
-        l.handle_incoming(t0, tcp(), request("INVITE", "z9hG4bKi2", 1))
-    else {
+    let Incoming::NewRequest { key, .. } = l.handle_incoming(t0, tcp(), request("INVITE", "z9hG4bKi2", 1)) else {
         panic!("new INVITE")
     };
-    l.respond(
-        t0,
-        &key,
-        response_bytes(404, "z9hG4bKi2", "INVITE", Some("s")),
-    )
-    .unwrap();
+    l.respond(t0, &key, response_bytes(404, "z9hG4bKi2", "INVITE", Some("s")))
+        .unwrap();
     drain(&mut l);
     l.handle_incoming(t0, tcp(), request_with("ACK", "z9hG4bKi2", 1, Some("s")));
     assert_eq!(events(&mut l), vec![TxEvent::Terminated { key }]);
@@ -438,9 +364,7 @@ fn timer_i_is_zero_over_tcp() {
 fn timer_j_answers_request_retransmissions_then_terminates() {
     let t0 = Instant::now();
     let mut l = layer();
-    let Incoming::NewRequest { key, .. } =
-        l.handle_incoming(t0, udp(), request("OPTIONS", "z9hG4bKj1", 1))
-    else {
+    let Incoming::NewRequest { key, .. } = l.handle_incoming(t0, udp(), request("OPTIONS", "z9hG4bKj1", 1)) else {
         panic!("new OPTIONS")
     };
     assert!(drain(&mut l).is_empty(), "no automatic 100 for non-INVITE");
@@ -459,18 +383,11 @@ fn timer_j_answers_request_retransmissions_then_terminates() {
     let r = l.handle_incoming(t0 + secs(1.0), udp(), request("OPTIONS", "z9hG4bKj1", 1));
     assert!(matches!(r, Incoming::Absorbed { .. }));
     let again = drain(&mut l);
-    assert_eq!(
-        again.len(),
-        1,
-        "retransmitted request answered with last response"
-    );
+    assert_eq!(again.len(), 1, "retransmitted request answered with last response");
     assert_eq!(again[0].bytes, ok[0].bytes);
     let ticks = run_until(&mut l, t0, secs(60.0));
     assert_eq!(ticks.len(), 1);
-    assert!(
-        ticks[0].transmits.is_empty(),
-        "server never retransmits on its own"
-    );
+    assert!(ticks[0].transmits.is_empty(), "server never retransmits on its own");
     assert_eq!(ticks[0].at, secs(32.1), "Timer J = 64*T1");
     assert_eq!(ticks[0].events, vec![TxEvent::Terminated { key }]);
 }
@@ -479,17 +396,11 @@ fn timer_j_answers_request_retransmissions_then_terminates() {
 fn timer_j_is_zero_over_tcp() {
     let t0 = Instant::now();
     let mut l = layer();
-    let Incoming::NewRequest { key, .. } =
-        l.handle_incoming(t0, tcp(), request("OPTIONS", "z9hG4bKj2", 1))
-    else {
+    let Incoming::NewRequest { key, .. } = l.handle_incoming(t0, tcp(), request("OPTIONS", "z9hG4bKj2", 1)) else {
         panic!("new OPTIONS")
     };
-    l.respond(
-        t0,
-        &key,
-        response_bytes(200, "z9hG4bKj2", "OPTIONS", Some("s")),
-    )
-    .unwrap();
+    l.respond(t0, &key, response_bytes(200, "z9hG4bKj2", "OPTIONS", Some("s")))
+        .unwrap();
     assert_eq!(drain(&mut l).len(), 1);
     assert_eq!(events(&mut l), vec![TxEvent::Terminated { key }]);
     assert!(l.is_empty());
@@ -499,40 +410,24 @@ fn timer_j_is_zero_over_tcp() {
 fn timer_l_accepted_absorbs_invite_retransmissions_and_passes_2xx_acks() {
     let t0 = Instant::now();
     let mut l = layer();
-    let Incoming::NewRequest { key, .. } =
-        l.handle_incoming(t0, udp(), request("INVITE", "z9hG4bKl1", 1))
-    else {
+    let Incoming::NewRequest { key, .. } = l.handle_incoming(t0, udp(), request("INVITE", "z9hG4bKl1", 1)) else {
         panic!("new INVITE")
     };
     drain(&mut l);
-    l.respond(
-        t0,
-        &key,
-        response_bytes(200, "z9hG4bKl1", "INVITE", Some("s")),
-    )
-    .unwrap();
+    l.respond(t0, &key, response_bytes(200, "z9hG4bKl1", "INVITE", Some("s")))
+        .unwrap();
     assert_eq!(drain(&mut l).len(), 1);
-    assert_eq!(
-        l.state(&key),
-        Some(TxState::InviteServer(InviteServerState::Accepted))
-    );
+    assert_eq!(l.state(&key), Some(TxState::InviteServer(InviteServerState::Accepted)));
     let r = l.handle_incoming(t0 + secs(0.5), udp(), request("INVITE", "z9hG4bKl1", 1));
     assert!(matches!(r, Incoming::Absorbed { .. }));
-    assert!(
-        drain(&mut l).is_empty(),
-        "TU, not the transaction, retransmits 2xx"
-    );
+    assert!(drain(&mut l).is_empty(), "TU, not the transaction, retransmits 2xx");
     l.respond(
         t0 + secs(0.5),
         &key,
         response_bytes(200, "z9hG4bKl1", "INVITE", Some("s")),
     )
     .unwrap();
-    assert_eq!(
-        drain(&mut l).len(),
-        1,
-        "TU 2xx retransmission passes through"
-    );
+    assert_eq!(drain(&mut l).len(), 1, "TU 2xx retransmission passes through");
     let r = l.handle_incoming(
         t0 + secs(1.0),
         udp(),
@@ -552,9 +447,7 @@ fn timer_l_accepted_absorbs_invite_retransmissions_and_passes_2xx_acks() {
 fn timer_m_accepted_passes_2xx_retransmissions_to_tu() {
     let t0 = Instant::now();
     let mut l = layer();
-    let key = l
-        .send_request(t0, udp(), request("INVITE", "z9hG4bKm1", 1))
-        .unwrap();
+    let key = l.send_request(t0, udp(), request("INVITE", "z9hG4bKm1", 1)).unwrap();
     drain(&mut l);
     let r = l.handle_incoming(
         t0 + secs(0.2),
@@ -562,28 +455,16 @@ fn timer_m_accepted_passes_2xx_retransmissions_to_tu() {
         response(200, "z9hG4bKm1", 1, "INVITE", Some("s")),
     );
     assert!(matches!(r, Incoming::Response { .. }));
-    assert!(
-        drain(&mut l).is_empty(),
-        "no ACK for 2xx from the transaction"
-    );
-    assert_eq!(
-        l.state(&key),
-        Some(TxState::InviteClient(InviteClientState::Accepted))
-    );
+    assert!(drain(&mut l).is_empty(), "no ACK for 2xx from the transaction");
+    assert_eq!(l.state(&key), Some(TxState::InviteClient(InviteClientState::Accepted)));
     let r = l.handle_incoming(
         t0 + secs(1.0),
         udp(),
         response(200, "z9hG4bKm1", 1, "INVITE", Some("s")),
     );
-    assert!(
-        matches!(r, Incoming::Response { .. }),
-        "2xx retransmission to TU"
-    );
+    assert!(matches!(r, Incoming::Response { .. }), "2xx retransmission to TU");
     let ticks = run_until(&mut l, t0, secs(60.0));
-    assert!(
-        transmit_times(&ticks).is_empty(),
-        "Timer A stopped by the 2xx"
-    );
+    assert!(transmit_times(&ticks).is_empty(), "Timer A stopped by the 2xx");
     assert_eq!(ticks.len(), 1);
     assert_eq!(ticks[0].at, secs(32.2), "Timer M = 64*T1");
     assert_eq!(ticks[0].events, vec![TxEvent::Terminated { key }]);
@@ -597,8 +478,7 @@ fn custom_t1_scales_all_timers() {
         t2: ms(400),
         ..TimerConfig::default()
     });
-    l.send_request(t0, udp(), request("OPTIONS", "z9hG4bKt1", 1))
-        .unwrap();
+    l.send_request(t0, udp(), request("OPTIONS", "z9hG4bKt1", 1)).unwrap();
     drain(&mut l);
     let ticks = run_until(&mut l, t0, secs(10.0));
     let times = transmit_times(&ticks);
@@ -614,8 +494,7 @@ fn zero_t1_from_config_cannot_spin() {
         t2: Duration::ZERO,
         ..TimerConfig::default()
     });
-    l.send_request(t0, udp(), request("INVITE", "z9hG4bKz1", 1))
-        .unwrap();
+    l.send_request(t0, udp(), request("INVITE", "z9hG4bKz1", 1)).unwrap();
     drain(&mut l);
     l.handle_timeout(t0 + secs(10.0));
     assert!(l.is_empty(), "B fired after the clamped 64 ms");
@@ -626,9 +505,7 @@ fn zero_t1_from_config_cannot_spin() {
 fn immediate_100_trying_and_retransmitted_invite_gets_last_provisional() {
     let t0 = Instant::now();
     let mut l = layer();
-    let Incoming::NewRequest { key, .. } =
-        l.handle_incoming(t0, udp(), request("INVITE", "z9hG4bKp1", 1))
-    else {
+    let Incoming::NewRequest { key, .. } = l.handle_incoming(t0, udp(), request("INVITE", "z9hG4bKp1", 1)) else {
         panic!("new INVITE")
     };
     let trying = drain(&mut l);
@@ -649,17 +526,9 @@ fn immediate_100_trying_and_retransmitted_invite_gets_last_provisional() {
     l.handle_incoming(t0 + ms(1500), udp(), request("INVITE", "z9hG4bKp1", 1));
     let again = drain(&mut l);
     assert_eq!(again.len(), 1);
-    assert_eq!(
-        status_line(&again[0]),
-        "SIP/2.0 180 Reason",
-        "last provisional"
-    );
+    assert_eq!(status_line(&again[0]), "SIP/2.0 180 Reason", "last provisional");
     let ticks = run_until(&mut l, t0, secs(300.0));
-    assert_eq!(
-        ticks.len(),
-        1,
-        "no retransmissions in Proceeding: {ticks:?}"
-    );
+    assert_eq!(ticks.len(), 1, "no retransmissions in Proceeding: {ticks:?}");
     assert!(ticks[0].transmits.is_empty());
     assert_eq!(ticks[0].at, secs(212.0), "guard = Timer C + 64*T1");
     assert_eq!(
@@ -681,49 +550,33 @@ fn delayed_100_trying_is_skipped_when_tu_answers_first() {
         auto_trying: AutoTrying::After(ms(200)),
         ..TxConfig::default()
     });
-    let Incoming::NewRequest { key: k1, .. } =
-        l.handle_incoming(t0, udp(), request("INVITE", "z9hG4bKq1", 1))
-    else {
+    let Incoming::NewRequest { key: k1, .. } = l.handle_incoming(t0, udp(), request("INVITE", "z9hG4bKq1", 1)) else {
         panic!("new INVITE")
     };
-    let Incoming::NewRequest { .. } =
-        l.handle_incoming(t0, udp(), request("INVITE", "z9hG4bKq2", 1))
-    else {
+    let Incoming::NewRequest { .. } = l.handle_incoming(t0, udp(), request("INVITE", "z9hG4bKq2", 1)) else {
         panic!("new INVITE")
     };
     assert!(drain(&mut l).is_empty(), "nothing before 200 ms");
-    l.respond(
-        t0 + ms(100),
-        &k1,
-        response_bytes(180, "z9hG4bKq1", "INVITE", Some("s")),
-    )
-    .unwrap();
+    l.respond(t0 + ms(100), &k1, response_bytes(180, "z9hG4bKq1", "INVITE", Some("s")))
+        .unwrap();
     assert_eq!(drain(&mut l).len(), 1);
     let ticks = run_until(&mut l, t0, secs(1.0));
     let sent: Vec<_> = ticks.iter().flat_map(|t| &t.transmits).collect();
     assert_eq!(sent.len(), 1, "only the unanswered INVITE gets the 100");
     assert_eq!(ticks[0].at, ms(200));
     assert_eq!(status_line(sent[0]), "SIP/2.0 100 Trying");
-    assert!(std::str::from_utf8(&sent[0].bytes)
-        .unwrap()
-        .contains("z9hG4bKq2"));
+    assert!(std::str::from_utf8(&sent[0].bytes).unwrap().contains("z9hG4bKq2"));
 }
 
 #[test]
 fn unanswered_non_invite_server_transaction_is_reclaimed_after_64_t1() {
     let t0 = Instant::now();
     let mut l = layer();
-    let Incoming::NewRequest { key, .. } =
-        l.handle_incoming(t0, udp(), request("MESSAGE", "z9hG4bKgu1", 1))
-    else {
+    let Incoming::NewRequest { key, .. } = l.handle_incoming(t0, udp(), request("MESSAGE", "z9hG4bKgu1", 1)) else {
         panic!("new MESSAGE")
     };
-    l.respond(
-        t0 + secs(1.0),
-        &key,
-        response_bytes(100, "z9hG4bKgu1", "MESSAGE", None),
-    )
-    .unwrap();
+    l.respond(t0 + secs(1.0), &key, response_bytes(100, "z9hG4bKgu1", "MESSAGE", None))
+        .unwrap();
     let ticks = run_until(&mut l, t0, secs(100.0));
     assert_eq!(ticks.len(), 1);
     assert_eq!(ticks[0].at, secs(32.0));
@@ -744,9 +597,7 @@ fn unanswered_non_invite_server_transaction_is_reclaimed_after_64_t1() {
 fn timer_c_restarts_on_each_provisional_above_100() {
     let t0 = Instant::now();
     let mut l = layer();
-    let key = l
-        .send_request(t0, tcp(), request("INVITE", "z9hG4bKc2", 1))
-        .unwrap();
+    let key = l.send_request(t0, tcp(), request("INVITE", "z9hG4bKc2", 1)).unwrap();
     drain(&mut l);
     l.handle_incoming(t0, tcp(), response(100, "z9hG4bKc2", 1, "INVITE", None));
     assert!(run_until(&mut l, t0, secs(100.0)).is_empty());

@@ -2,8 +2,9 @@
 //!
 //! Modelled on quinn-proto/str0m: no sockets, threads or clock reads. The caller passes
 //! `now`, feeds parsed messages and timer expiries in, and drains transmits and events out.
-//! All transactions share one map and one lazily-pruned deadline heap, so cost per message is
-//! O(log n) and memory is bounded by the live-transaction cap.
+//! All transactions share one map (keys hashed once, with a random key) and one lazily-pruned
+//! deadline queue (per-duration FIFOs, O(1), plus a heap fallback), so there is no task or
+//! allocation per timer and memory is bounded by the live-transaction cap.
 
 mod client;
 mod config;

@@ -40,13 +40,7 @@ fn branch_param(branch: &str) -> String {
 }
 
 /// Raw request text. `cseq_method` defaults to `method`.
-pub fn request_text(
-    method: &str,
-    branch: &str,
-    cseq: u32,
-    to_tag: Option<&str>,
-    host: &str,
-) -> String {
+pub fn request_text(method: &str, branch: &str, cseq: u32, to_tag: Option<&str>, host: &str) -> String {
     let to_tag = to_tag.map(|t| format!(";tag={t}")).unwrap_or_default();
     let branch = branch_param(branch);
     format!(
@@ -67,24 +61,11 @@ pub fn request(method: &str, branch: &str, cseq: u32) -> Message {
 }
 
 pub fn request_with(method: &str, branch: &str, cseq: u32, to_tag: Option<&str>) -> Message {
-    parse(request_text(
-        method,
-        branch,
-        cseq,
-        to_tag,
-        "pc33.example.com",
-    ))
+    parse(request_text(method, branch, cseq, to_tag, "pc33.example.com"))
 }
 
 /// Raw response text for a request with the given branch/CSeq.
-pub fn response_text(
-    code: u16,
-    reason: &str,
-    branch: &str,
-    cseq: u32,
-    method: &str,
-    to_tag: Option<&str>,
-) -> String {
+pub fn response_text(code: u16, reason: &str, branch: &str, cseq: u32, method: &str, to_tag: Option<&str>) -> String {
     let to_tag = to_tag.map(|t| format!(";tag={t}")).unwrap_or_default();
     let branch = branch_param(branch);
     format!(

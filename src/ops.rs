@@ -1,0 +1,118 @@
+//! The operator's view on the API listener: `GET /healthz` and Prometheus `GET /metrics`.
+//!
+//! Call control records through the `metrics` facade (counters by carrier and answer code, outcomes, a
+//! setup-latency histogram); the transport and endpoint counters, kept as atomics on their hot paths, are
+//! copied in at scrape time so a packet never pays for a label lookup.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+use crate::call::CallStats;
+use crate::sip::endpoint::EndpointStats;
+use crate::transport::TransportStats;
+
+/// Buckets for call setup (carrier INVITE to the answer relayed), seconds.
+const SETUP_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// The process-wide Prometheus recorder (the `metrics` facade allows one per process).
+pub fn prometheus() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let builder = PrometheusBuilder::new()
+            .set_buckets_for_metric(
+                metrics_exporter_prometheus::Matcher::Full("edge_call_setup_seconds".into()),
+                SETUP_BUCKETS,
+            )
+            .unwrap_or_else(|_| PrometheusBuilder::new());
+        let recorder = builder.build_recorder();
+        let handle = recorder.handle();
+        // Fails only if another recorder was installed first; the handle still renders ours.
+        let _ = metrics::set_global_recorder(recorder);
+        handle
+    })
+}
+
+/// What /healthz and /metrics read.
+#[derive(Clone)]
+pub struct OpsState {
+    pub started: Instant,
+    pub endpoint: Arc<EndpointStats>,
+    pub transport: Arc<TransportStats>,
+    pub calls: Arc<CallStats>,
+    pub agent_gauge: Arc<dashmap::DashMap<String, u32>>,
+}
+
+pub fn router(state: OpsState) -> Router {
+    prometheus();
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics_text))
+        .with_state(state)
+}
+
+async fn healthz(State(s): State<OpsState>) -> impl IntoResponse {
+    let body = serde_json::json!({
+        "status": "ok",
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_s": s.started.elapsed().as_secs(),
+        "active_calls": s.calls.active_calls.load(Ordering::Relaxed),
+    });
+    (StatusCode::OK, axum::Json(body))
+}
+
+async fn metrics_text(State(s): State<OpsState>) -> impl IntoResponse {
+    let c = |name: &'static str, v: &std::sync::atomic::AtomicU64| {
+        metrics::counter!(name).absolute(v.load(Ordering::Relaxed))
+    };
+    c("edge_sip_requests_total", &s.endpoint.requests);
+    c("edge_sip_responses_received_total", &s.endpoint.responses_in);
+    c("edge_sip_malformed_answered_total", &s.endpoint.malformed_answered);
+    c("edge_sip_malformed_dropped_total", &s.endpoint.malformed_dropped);
+    c("edge_sip_unknown_source_total", &s.endpoint.unknown_source);
+    c(
+        "edge_sip_retransmissions_absorbed_total",
+        &s.endpoint.retransmissions_absorbed,
+    );
+    c("edge_sip_stray_dropped_total", &s.endpoint.stray_dropped);
+    c("edge_sip_overload_rejected_total", &s.endpoint.overload_rejected);
+    c("edge_udp_datagrams_total", &s.transport.udp_datagrams_in);
+    c("edge_udp_dropped_overload_total", &s.transport.udp_dropped_overload);
+    c(
+        "edge_tcp_connections_accepted_total",
+        &s.transport.tcp_connections_accepted,
+    );
+    c(
+        "edge_tcp_connections_refused_total",
+        &s.transport.tcp_connections_refused,
+    );
+    c("edge_tcp_framing_errors_total", &s.transport.tcp_framing_errors);
+    c("edge_send_errors_total", &s.transport.send_errors);
+    c("edge_failovers_total", &s.calls.failovers);
+    c("edge_call_records_dropped_total", &s.calls.records_dropped);
+    for (outcome, v) in [
+        ("primary", &s.calls.answered_primary),
+        ("fallback", &s.calls.answered_fallback),
+        ("voicemail", &s.calls.voicemail),
+        ("rejected", &s.calls.rejected),
+    ] {
+        metrics::counter!("edge_calls_total", "outcome" => outcome).absolute(v.load(Ordering::Relaxed));
+    }
+    metrics::gauge!("edge_active_calls").set(s.calls.active_calls.load(Ordering::Relaxed) as f64);
+    for e in s.agent_gauge.iter() {
+        metrics::gauge!("edge_agent_active_calls", "agent_id" => e.key().clone()).set(*e.value() as f64);
+    }
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        prometheus().render(),
+    )
+}
