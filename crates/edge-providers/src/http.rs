@@ -82,10 +82,7 @@ pub(crate) async fn send(req: RequestBuilder) -> Result<Response, ProviderError>
         .await
         .map_err(transport)?;
     let status = resp.status().as_u16();
-    if resp
-        .content_length()
-        .is_some_and(|len| len > MAX_BODY_BYTES as u64)
-    {
+    if resp.content_length().is_some_and(|len| len > MAX_BODY_BYTES as u64) {
         return Err(too_large());
     }
     let mut body = Vec::new();
@@ -116,10 +113,6 @@ fn transport(e: reqwest::Error) -> ProviderError {
 }
 
 /// Parses a JSON success body into `T`, naming the operation on failure.
-pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(
-    what: &str,
-    resp: &Response,
-) -> Result<T, ProviderError> {
-    serde_json::from_slice(&resp.body)
-        .map_err(|e| ProviderError::Transport(format!("unexpected {what} response: {e}")))
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(what: &str, resp: &Response) -> Result<T, ProviderError> {
+    serde_json::from_slice(&resp.body).map_err(|e| ProviderError::Transport(format!("unexpected {what} response: {e}")))
 }

@@ -35,21 +35,12 @@ pub trait NumberProvider: Send + Sync {
     fn kind(&self) -> ProviderKind;
 
     /// Numbers available for purchase, at most `q.limit`, never one listed in `q.exclude`.
-    fn search<'a>(
-        &'a self,
-        q: &'a SearchQuery,
-    ) -> BoxFuture<'a, Result<Vec<AvailableNumber>, ProviderError>>;
+    fn search<'a>(&'a self, q: &'a SearchQuery) -> BoxFuture<'a, Result<Vec<AvailableNumber>, ProviderError>>;
 
     /// Buys `phone_number` (E.164). The returned `provider_ref` is what `release` needs.
-    fn purchase<'a>(
-        &'a self,
-        phone_number: &'a str,
-    ) -> BoxFuture<'a, Result<PurchasedNumber, ProviderError>>;
+    fn purchase<'a>(&'a self, phone_number: &'a str) -> BoxFuture<'a, Result<PurchasedNumber, ProviderError>>;
 
     /// Gives a purchased number back to the provider. Releasing a number the provider no
     /// longer has is `Ok` so API retries are idempotent.
-    fn release<'a>(
-        &'a self,
-        purchased: &'a PurchasedNumber,
-    ) -> BoxFuture<'a, Result<(), ProviderError>>;
+    fn release<'a>(&'a self, purchased: &'a PurchasedNumber) -> BoxFuture<'a, Result<(), ProviderError>>;
 }

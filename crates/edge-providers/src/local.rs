@@ -4,13 +4,10 @@
 use serde::{Deserialize, Serialize};
 
 use crate::validate::{
-    is_e164, is_nanp_country, nanp_area_code, nanp_friendly_name, validate_area_code,
-    validate_country, validate_e164, validate_query, wanted,
+    is_e164, is_nanp_country, nanp_area_code, nanp_friendly_name, validate_area_code, validate_country, validate_e164,
+    validate_query, wanted,
 };
-use crate::{
-    AvailableNumber, BoxFuture, NumberProvider, ProviderError, ProviderKind, PurchasedNumber,
-    SearchQuery,
-};
+use crate::{AvailableNumber, BoxFuture, NumberProvider, ProviderError, ProviderKind, PurchasedNumber, SearchQuery};
 
 /// Upper bound on candidate numbers one search looks at, so a `contains` pattern that matches
 /// nothing in a 10^9-number range costs milliseconds, not minutes.
@@ -102,11 +99,7 @@ impl LocalInventory {
                     break;
                 }
             }
-        } else if let Some(ac) = q
-            .area_code
-            .as_deref()
-            .filter(|_| is_nanp_country(&q.country))
-        {
+        } else if let Some(ac) = q.area_code.as_deref().filter(|_| is_nanp_country(&q.country)) {
             if let Some((first, last)) = fictional_block(ac) {
                 scan.run(first, last, ac);
             }
@@ -143,12 +136,9 @@ impl LocalInventory {
             return false;
         };
         (first..=last).contains(&n)
-            && ["US", "CA"].iter().any(|c| {
-                !self
-                    .ranges
-                    .iter()
-                    .any(|r| r.country == *c && r.area_code == ac)
-            })
+            && ["US", "CA"]
+                .iter()
+                .any(|c| !self.ranges.iter().any(|r| r.country == *c && r.area_code == ac))
     }
 }
 
@@ -196,9 +186,7 @@ fn fictional_block(area_code: &str) -> Option<(u64, u64)> {
 fn parse_range(i: usize, r: &InventoryRange) -> Result<Range, ProviderError> {
     let field = |name: &str| format!("ranges[{i}].{name}");
     let relabel = |name: &str, e: ProviderError| match e {
-        ProviderError::InvalidRequest { message, .. } => {
-            ProviderError::invalid(field(name), message)
-        }
+        ProviderError::InvalidRequest { message, .. } => ProviderError::invalid(field(name), message),
         other => other,
     };
     validate_country(&r.country).map_err(|e| relabel("country", e))?;
@@ -238,24 +226,15 @@ impl NumberProvider for LocalInventory {
         ProviderKind::Local
     }
 
-    fn search<'a>(
-        &'a self,
-        q: &'a SearchQuery,
-    ) -> BoxFuture<'a, Result<Vec<AvailableNumber>, ProviderError>> {
+    fn search<'a>(&'a self, q: &'a SearchQuery) -> BoxFuture<'a, Result<Vec<AvailableNumber>, ProviderError>> {
         Box::pin(async move { self.search_sync(q) })
     }
 
-    fn purchase<'a>(
-        &'a self,
-        phone_number: &'a str,
-    ) -> BoxFuture<'a, Result<PurchasedNumber, ProviderError>> {
+    fn purchase<'a>(&'a self, phone_number: &'a str) -> BoxFuture<'a, Result<PurchasedNumber, ProviderError>> {
         Box::pin(async move { self.purchase_sync(phone_number) })
     }
 
-    fn release<'a>(
-        &'a self,
-        purchased: &'a PurchasedNumber,
-    ) -> BoxFuture<'a, Result<(), ProviderError>> {
+    fn release<'a>(&'a self, purchased: &'a PurchasedNumber) -> BoxFuture<'a, Result<(), ProviderError>> {
         Box::pin(async move {
             if purchased.provider != ProviderKind::Local {
                 return Err(ProviderError::invalid(

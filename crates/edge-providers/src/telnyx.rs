@@ -6,12 +6,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::http::{self, Response};
 use crate::validate::{
-    bounded_text, is_e164, nanp_area_code, nanp_friendly_name, validate_e164, validate_query,
-    wanted,
+    bounded_text, is_e164, nanp_area_code, nanp_friendly_name, validate_e164, validate_query, wanted,
 };
 use crate::{
-    AvailableNumber, BoxFuture, NumberProvider, ProviderError, ProviderKind, PurchasedNumber,
-    SearchQuery, SecretString, MAX_SEARCH_LIMIT,
+    AvailableNumber, BoxFuture, NumberProvider, ProviderError, ProviderKind, PurchasedNumber, SearchQuery,
+    SecretString, MAX_SEARCH_LIMIT,
 };
 
 pub const TELNYX_DEFAULT_BASE_URL: &str = "https://api.telnyx.com";
@@ -45,10 +44,7 @@ impl TelnyxProvider {
         let key = config.api_key.expose();
         // The key goes into a header: reject what a header cannot carry.
         if key.is_empty() || !key.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(ProviderError::invalid(
-                "api_key",
-                "must be non-empty printable ASCII",
-            ));
+            return Err(ProviderError::invalid("api_key", "must be non-empty printable ASCII"));
         }
         if let Some(id) = &config.connection_id {
             if !is_id(id) {
@@ -58,10 +54,7 @@ impl TelnyxProvider {
                 ));
             }
         }
-        let base = config
-            .base_url
-            .as_deref()
-            .unwrap_or(TELNYX_DEFAULT_BASE_URL);
+        let base = config.base_url.as_deref().unwrap_or(TELNYX_DEFAULT_BASE_URL);
         Ok(Self {
             base_url: http::parse_base_url("base_url", base)?,
             api_key: config.api_key,
@@ -152,11 +145,7 @@ impl TelnyxProvider {
             .append_pair("filter[phone_number]", &purchased.phone_number);
         let resp = http::send(self.authed(self.client.get(url))).await?;
         let list: DataList<OwnedNumber> = ok_json("phone_numbers", &resp)?;
-        let Some(owned) = list
-            .data
-            .into_iter()
-            .find(|n| n.phone_number == purchased.phone_number)
-        else {
+        let Some(owned) = list.data.into_iter().find(|n| n.phone_number == purchased.phone_number) else {
             // Not on the account any more: already released.
             return Ok(());
         };
@@ -177,15 +166,10 @@ impl TelnyxProvider {
 
 /// Telnyx ids (numeric strings, UUIDs): safe as a single URL path segment.
 fn is_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= MAX_ID_LEN
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    !id.is_empty() && id.len() <= MAX_ID_LEN && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
 
-fn ok_json<T: serde::de::DeserializeOwned>(
-    what: &str,
-    resp: &Response,
-) -> Result<T, ProviderError> {
+fn ok_json<T: serde::de::DeserializeOwned>(what: &str, resp: &Response) -> Result<T, ProviderError> {
     if resp.is_success() {
         http::parse_json(what, resp)
     } else {
@@ -222,10 +206,7 @@ fn upstream(resp: &Response) -> ProviderError {
         })
         .collect();
     let message = if parts.is_empty() {
-        format!(
-            "Telnyx returned HTTP {} without an error message",
-            resp.status
-        )
+        format!("Telnyx returned HTTP {} without an error message", resp.status)
     } else {
         bounded_text(&parts.join("; "))
     };
@@ -294,9 +275,7 @@ impl TelnyxAvailable {
             friendly_name: nanp_friendly_name(&self.phone_number),
             country,
             region: self.region("state"),
-            locality: self
-                .region("location")
-                .or_else(|| self.region("rate_center")),
+            locality: self.region("location").or_else(|| self.region("rate_center")),
             area_code,
             capabilities: self
                 .features
@@ -350,24 +329,15 @@ impl NumberProvider for TelnyxProvider {
         ProviderKind::Telnyx
     }
 
-    fn search<'a>(
-        &'a self,
-        q: &'a SearchQuery,
-    ) -> BoxFuture<'a, Result<Vec<AvailableNumber>, ProviderError>> {
+    fn search<'a>(&'a self, q: &'a SearchQuery) -> BoxFuture<'a, Result<Vec<AvailableNumber>, ProviderError>> {
         Box::pin(self.search_impl(q))
     }
 
-    fn purchase<'a>(
-        &'a self,
-        phone_number: &'a str,
-    ) -> BoxFuture<'a, Result<PurchasedNumber, ProviderError>> {
+    fn purchase<'a>(&'a self, phone_number: &'a str) -> BoxFuture<'a, Result<PurchasedNumber, ProviderError>> {
         Box::pin(self.purchase_impl(phone_number))
     }
 
-    fn release<'a>(
-        &'a self,
-        purchased: &'a PurchasedNumber,
-    ) -> BoxFuture<'a, Result<(), ProviderError>> {
+    fn release<'a>(&'a self, purchased: &'a PurchasedNumber) -> BoxFuture<'a, Result<(), ProviderError>> {
         Box::pin(self.release_impl(purchased))
     }
 }

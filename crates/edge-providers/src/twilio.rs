@@ -5,12 +5,10 @@ use reqwest::Url;
 use serde::Deserialize;
 
 use crate::http::{self, Response};
-use crate::validate::{
-    bounded_text, is_e164, nanp_area_code, validate_e164, validate_query, wanted,
-};
+use crate::validate::{bounded_text, is_e164, nanp_area_code, validate_e164, validate_query, wanted};
 use crate::{
-    AvailableNumber, BoxFuture, NumberProvider, ProviderError, ProviderKind, PurchasedNumber,
-    SearchQuery, SecretString, MAX_SEARCH_LIMIT,
+    AvailableNumber, BoxFuture, NumberProvider, ProviderError, ProviderKind, PurchasedNumber, SearchQuery,
+    SecretString, MAX_SEARCH_LIMIT,
 };
 
 pub const TWILIO_DEFAULT_BASE_URL: &str = "https://api.twilio.com";
@@ -59,10 +57,7 @@ impl TwilioProvider {
                 ));
             }
         }
-        let base = config
-            .base_url
-            .as_deref()
-            .unwrap_or(TWILIO_DEFAULT_BASE_URL);
+        let base = config.base_url.as_deref().unwrap_or(TWILIO_DEFAULT_BASE_URL);
         Ok(Self {
             base_url: http::parse_base_url("base_url", base)?,
             account_sid: config.account_sid,
@@ -162,10 +157,7 @@ fn is_sid(prefix: &str, sid: &str) -> bool {
         .is_some_and(|hex| hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
-fn ok_json<T: serde::de::DeserializeOwned>(
-    what: &str,
-    resp: &Response,
-) -> Result<T, ProviderError> {
+fn ok_json<T: serde::de::DeserializeOwned>(what: &str, resp: &Response) -> Result<T, ProviderError> {
     if resp.is_success() {
         http::parse_json(what, resp)
     } else {
@@ -182,17 +174,11 @@ struct TwilioError {
 
 fn upstream(resp: &Response) -> ProviderError {
     let message = match serde_json::from_slice::<TwilioError>(&resp.body) {
-        Ok(TwilioError {
-            code,
-            message: Some(m),
-        }) => match code {
+        Ok(TwilioError { code, message: Some(m) }) => match code {
             Some(c) => format!("{} (Twilio error {c})", bounded_text(&m)),
             None => bounded_text(&m),
         },
-        _ => format!(
-            "Twilio returned HTTP {} without an error message",
-            resp.status
-        ),
+        _ => format!("Twilio returned HTTP {} without an error message", resp.status),
     };
     ProviderError::Upstream {
         status: resp.status,
@@ -233,16 +219,11 @@ struct Capabilities {
 impl TwilioAvailable {
     fn into_available(self, q: &SearchQuery) -> AvailableNumber {
         let c = &self.capabilities;
-        let capabilities = [
-            ("voice", c.voice),
-            ("sms", c.sms),
-            ("mms", c.mms),
-            ("fax", c.fax),
-        ]
-        .into_iter()
-        .filter(|(_, on)| *on == Some(true))
-        .map(|(name, _)| name.to_owned())
-        .collect();
+        let capabilities = [("voice", c.voice), ("sms", c.sms), ("mms", c.mms), ("fax", c.fax)]
+            .into_iter()
+            .filter(|(_, on)| *on == Some(true))
+            .map(|(name, _)| name.to_owned())
+            .collect();
         let area_code = nanp_area_code(&self.phone_number)
             .map(str::to_owned)
             .or_else(|| q.area_code.clone());
@@ -272,24 +253,15 @@ impl NumberProvider for TwilioProvider {
         ProviderKind::Twilio
     }
 
-    fn search<'a>(
-        &'a self,
-        q: &'a SearchQuery,
-    ) -> BoxFuture<'a, Result<Vec<AvailableNumber>, ProviderError>> {
+    fn search<'a>(&'a self, q: &'a SearchQuery) -> BoxFuture<'a, Result<Vec<AvailableNumber>, ProviderError>> {
         Box::pin(self.search_impl(q))
     }
 
-    fn purchase<'a>(
-        &'a self,
-        phone_number: &'a str,
-    ) -> BoxFuture<'a, Result<PurchasedNumber, ProviderError>> {
+    fn purchase<'a>(&'a self, phone_number: &'a str) -> BoxFuture<'a, Result<PurchasedNumber, ProviderError>> {
         Box::pin(self.purchase_impl(phone_number))
     }
 
-    fn release<'a>(
-        &'a self,
-        purchased: &'a PurchasedNumber,
-    ) -> BoxFuture<'a, Result<(), ProviderError>> {
+    fn release<'a>(&'a self, purchased: &'a PurchasedNumber) -> BoxFuture<'a, Result<(), ProviderError>> {
         Box::pin(self.release_impl(purchased))
     }
 }

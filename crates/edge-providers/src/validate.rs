@@ -31,12 +31,7 @@ pub(crate) fn nanp_area_code(e164: &str) -> Option<&str> {
 pub(crate) fn nanp_friendly_name(e164: &str) -> Option<String> {
     nanp_area_code(e164)?;
     let d = e164.get(2..)?;
-    Some(format!(
-        "({}) {}-{}",
-        d.get(..3)?,
-        d.get(3..6)?,
-        d.get(6..)?
-    ))
+    Some(format!("({}) {}-{}", d.get(..3)?, d.get(3..6)?, d.get(6..)?))
 }
 
 /// Checks every field of a query; bad input is rejected (never silently rewritten) and
@@ -68,20 +63,14 @@ pub(crate) fn validate_country(country: &str) -> Result<(), ProviderError> {
 pub(crate) fn validate_area_code(country: &str, area_code: &str) -> Result<(), ProviderError> {
     let b = area_code.as_bytes();
     if !b.iter().all(u8::is_ascii_digit) || b.is_empty() {
-        return Err(ProviderError::invalid(
-            "area_code",
-            "must contain digits only",
-        ));
+        return Err(ProviderError::invalid("area_code", "must contain digits only"));
     }
     if is_nanp_country(country) {
         if b.len() != 3 {
             return Err(ProviderError::invalid("area_code", "must be 3 digits"));
         }
         if b[0] < b'2' {
-            return Err(ProviderError::invalid(
-                "area_code",
-                "must not start with 0 or 1 (NANP)",
-            ));
+            return Err(ProviderError::invalid("area_code", "must not start with 0 or 1 (NANP)"));
         }
         if b[1] == b'1' && b[2] == b'1' {
             return Err(ProviderError::invalid(
@@ -90,10 +79,7 @@ pub(crate) fn validate_area_code(country: &str, area_code: &str) -> Result<(), P
             ));
         }
         if b[1] == b'9' {
-            return Err(ProviderError::invalid(
-                "area_code",
-                "N9X codes are reserved (NANP)",
-            ));
+            return Err(ProviderError::invalid("area_code", "N9X codes are reserved (NANP)"));
         }
     } else if b.len() > 6 {
         return Err(ProviderError::invalid("area_code", "must be 1 to 6 digits"));
@@ -102,9 +88,8 @@ pub(crate) fn validate_area_code(country: &str, area_code: &str) -> Result<(), P
 }
 
 pub(crate) fn validate_contains(contains: &str) -> Result<(), ProviderError> {
-    let ok = !contains.is_empty()
-        && contains.len() <= MAX_CONTAINS_DIGITS
-        && contains.bytes().all(|b| b.is_ascii_digit());
+    let ok =
+        !contains.is_empty() && contains.len() <= MAX_CONTAINS_DIGITS && contains.bytes().all(|b| b.is_ascii_digit());
     if ok {
         Ok(())
     } else {
@@ -129,11 +114,7 @@ pub(crate) fn validate_limit(limit: usize) -> Result<(), ProviderError> {
 /// `+` then 2..=15 digits, the first not 0.
 pub(crate) fn is_e164(number: &str) -> bool {
     match number.strip_prefix('+') {
-        Some(d) => {
-            (2..=15).contains(&d.len())
-                && d.bytes().all(|b| b.is_ascii_digit())
-                && !d.starts_with('0')
-        }
+        Some(d) => (2..=15).contains(&d.len()) && d.bytes().all(|b| b.is_ascii_digit()) && !d.starts_with('0'),
         None => false,
     }
 }
@@ -164,8 +145,5 @@ pub(crate) fn wanted(q: &SearchQuery, e164: &str) -> bool {
 /// Cuts provider-supplied text to a size safe to store and echo back to API clients.
 pub(crate) fn bounded_text(text: &str) -> String {
     const MAX_CHARS: usize = 512;
-    text.chars()
-        .filter(|c| !c.is_control())
-        .take(MAX_CHARS)
-        .collect()
+    text.chars().filter(|c| !c.is_control()).take(MAX_CHARS).collect()
 }

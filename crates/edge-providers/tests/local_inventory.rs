@@ -3,8 +3,8 @@
 use std::collections::HashSet;
 
 use edge_providers::{
-    InventoryRange, LocalInventory, NumberProvider, ProviderError, ProviderKind, PurchasedNumber,
-    SearchQuery, MAX_SEARCH_LIMIT,
+    InventoryRange, LocalInventory, NumberProvider, ProviderError, ProviderKind, PurchasedNumber, SearchQuery,
+    MAX_SEARCH_LIMIT,
 };
 
 fn query(country: &str, area_code: Option<&str>, limit: usize) -> SearchQuery {
@@ -58,11 +58,7 @@ async fn fictional_block_for_any_nanp_area_code() {
 #[tokio::test]
 async fn other_countries_without_ranges_are_empty() {
     let inv = LocalInventory::new(vec![]);
-    assert!(inv
-        .search(&query("GB", Some("20"), 10))
-        .await
-        .unwrap()
-        .is_empty());
+    assert!(inv.search(&query("GB", Some("20"), 10)).await.unwrap().is_empty());
     assert!(inv.search(&query("FR", None, 10)).await.unwrap().is_empty());
     // No area code and nothing declared: nothing to offer, even in the US.
     assert!(inv.search(&query("US", None, 10)).await.unwrap().is_empty());
@@ -76,10 +72,7 @@ async fn declared_range_replaces_fictional_block() {
     ])
     .unwrap();
     let found = inv.search(&query("US", Some("415"), 10)).await.unwrap();
-    assert_eq!(
-        numbers(&found),
-        ["+14155559000", "+14155559001", "+14155559002"]
-    );
+    assert_eq!(numbers(&found), ["+14155559000", "+14155559001", "+14155559002"]);
     let gb = inv.search(&query("GB", Some("20"), 10)).await.unwrap();
     assert_eq!(numbers(&gb), ["+442079460000", "+442079460001"]);
     assert_eq!(gb[0].friendly_name, None);
@@ -100,10 +93,7 @@ async fn exclude_never_offers_owned_numbers() {
         .map(str::to_owned)
         .collect();
     let found = inv.search(&q).await.unwrap();
-    assert_eq!(
-        numbers(&found),
-        ["+14155550101", "+14155550103", "+14155550104"]
-    );
+    assert_eq!(numbers(&found), ["+14155550101", "+14155550103", "+14155550104"]);
 
     // Whole block owned: nothing left.
     q.exclude = (100..200).map(|n| format!("+1415555{n:04}")).collect();
@@ -126,18 +116,9 @@ async fn contains_filters_digits() {
 #[tokio::test]
 async fn limit_is_honoured_and_bounded() {
     let inv = LocalInventory::new(vec![]);
-    assert_eq!(
-        inv.search(&query("US", Some("415"), 7))
-            .await
-            .unwrap()
-            .len(),
-        7
-    );
+    assert_eq!(inv.search(&query("US", Some("415"), 7)).await.unwrap().len(), 7);
     for bad in [0, MAX_SEARCH_LIMIT + 1, usize::MAX] {
-        let err = inv
-            .search(&query("US", Some("415"), bad))
-            .await
-            .unwrap_err();
+        let err = inv.search(&query("US", Some("415"), bad)).await.unwrap_err();
         assert_eq!(field_of(err), "limit");
     }
 }
@@ -145,8 +126,7 @@ async fn limit_is_honoured_and_bounded() {
 #[tokio::test]
 async fn huge_declared_range_is_iterated_lazily() {
     // 10^9 numbers: must answer quickly and only materialise what is returned.
-    let inv =
-        LocalInventory::try_new(vec![range("US", "415", "+14150000000", "+14159999999")]).unwrap();
+    let inv = LocalInventory::try_new(vec![range("US", "415", "+14150000000", "+14159999999")]).unwrap();
     let started = std::time::Instant::now();
     let found = inv.search(&query("US", Some("415"), 5)).await.unwrap();
     assert_eq!(found.len(), 5);
@@ -187,8 +167,7 @@ async fn validation_names_the_field() {
 
 #[tokio::test]
 async fn purchase_only_inventory_numbers() {
-    let inv =
-        LocalInventory::try_new(vec![range("US", "212", "+12125551000", "+12125551009")]).unwrap();
+    let inv = LocalInventory::try_new(vec![range("US", "212", "+12125551000", "+12125551009")]).unwrap();
     let bought = inv.purchase("+14155550100").await.unwrap();
     assert_eq!(
         bought,
@@ -199,12 +178,7 @@ async fn purchase_only_inventory_numbers() {
         }
     );
     assert!(inv.purchase("+12125551009").await.is_ok());
-    for outside in [
-        "+14155550200",
-        "+14155550099",
-        "+12125551010",
-        "+442079460000",
-    ] {
+    for outside in ["+14155550200", "+14155550099", "+12125551010", "+442079460000"] {
         assert_eq!(
             inv.purchase(outside).await.unwrap_err(),
             ProviderError::NotAvailable(outside.to_owned())
@@ -212,17 +186,8 @@ async fn purchase_only_inventory_numbers() {
     }
     // 212 has a declared range in the US but not in CA, where its fictional block is offered.
     assert!(inv.purchase("+12125550100").await.is_ok());
-    for bad in [
-        "14155550100",
-        "+",
-        "+0123",
-        "+1415555010012345",
-        "+1415 5550100",
-    ] {
-        assert_eq!(
-            field_of(inv.purchase(bad).await.unwrap_err()),
-            "phone_number"
-        );
+    for bad in ["14155550100", "+", "+0123", "+1415555010012345", "+1415 5550100"] {
+        assert_eq!(field_of(inv.purchase(bad).await.unwrap_err()), "phone_number");
     }
 }
 
@@ -235,36 +200,18 @@ async fn release_accepts_local_numbers_only() {
         provider: ProviderKind::Twilio,
         ..bought
     };
-    assert_eq!(
-        field_of(inv.release(&foreign).await.unwrap_err()),
-        "provider"
-    );
+    assert_eq!(field_of(inv.release(&foreign).await.unwrap_err()), "provider");
     assert_eq!(inv.kind(), ProviderKind::Local);
 }
 
 #[test]
 fn invalid_config_ranges_are_rejected_or_dropped() {
     let cases = [
-        (
-            range("US", "415", "+14155550100", "+14155550099"),
-            "ranges[0].last",
-        ),
-        (
-            range("US", "415", "+12125550100", "+12125550199"),
-            "ranges[0].first",
-        ),
-        (
-            range("US", "415", "+14155550100", "+141555501999"),
-            "ranges[0].last",
-        ),
-        (
-            range("US", "415", "4155550100", "+14155550199"),
-            "ranges[0].first",
-        ),
-        (
-            range("usa", "415", "+14155550100", "+14155550199"),
-            "ranges[0].country",
-        ),
+        (range("US", "415", "+14155550100", "+14155550099"), "ranges[0].last"),
+        (range("US", "415", "+12125550100", "+12125550199"), "ranges[0].first"),
+        (range("US", "415", "+14155550100", "+141555501999"), "ranges[0].last"),
+        (range("US", "415", "4155550100", "+14155550199"), "ranges[0].first"),
+        (range("usa", "415", "+14155550100", "+14155550199"), "ranges[0].country"),
         (
             range("US", "011", "+10115550100", "+10115550199"),
             "ranges[0].area_code",
@@ -288,23 +235,18 @@ async fn lenient_constructor_drops_bad_ranges() {
 
 #[test]
 fn serde_shapes() {
-    assert_eq!(
-        serde_json::to_string(&ProviderKind::Telnyx).unwrap(),
-        "\"telnyx\""
-    );
+    assert_eq!(serde_json::to_string(&ProviderKind::Telnyx).unwrap(), "\"telnyx\"");
     let k: ProviderKind = serde_json::from_str("\"local\"").unwrap();
     assert_eq!(k, ProviderKind::Local);
-    let r: InventoryRange = serde_json::from_str(
-        r#"{"country":"US","area_code":"415","first":"+14155550100","last":"+14155550101"}"#,
-    )
-    .unwrap();
+    let r: InventoryRange =
+        serde_json::from_str(r#"{"country":"US","area_code":"415","first":"+14155550100","last":"+14155550101"}"#)
+            .unwrap();
     assert_eq!(r.area_code, "415");
 }
 
 #[tokio::test]
 async fn usable_as_shared_trait_object() {
-    let provider: std::sync::Arc<dyn NumberProvider> =
-        std::sync::Arc::new(LocalInventory::new(vec![]));
+    let provider: std::sync::Arc<dyn NumberProvider> = std::sync::Arc::new(LocalInventory::new(vec![]));
     let task = tokio::spawn({
         let provider = provider.clone();
         async move { provider.search(&query("US", Some("303"), 2)).await }

@@ -6,8 +6,8 @@ use std::collections::HashSet;
 
 use common::{serve, Canned};
 use edge_providers::{
-    NumberProvider, ProviderError, ProviderKind, PurchasedNumber, SearchQuery, SecretString,
-    TelnyxConfig, TelnyxProvider,
+    NumberProvider, ProviderError, ProviderKind, PurchasedNumber, SearchQuery, SecretString, TelnyxConfig,
+    TelnyxProvider,
 };
 
 const KEY: &str = "KEY0123456789ABCDEF_secret";
@@ -146,10 +146,7 @@ fn query(limit: usize) -> SearchQuery {
 }
 
 fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
-    items
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect()
+    items.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
 }
 
 fn purchased() -> PurchasedNumber {
@@ -215,9 +212,7 @@ async fn search_applies_exclude_contains_and_limit() {
         .query()
         .contains(&("filter[phone_number][contains]".to_owned(), "50".to_owned())));
     // One extra row requested per owned number, to fill the page after dropping them.
-    assert!(req
-        .query()
-        .contains(&("filter[limit]".to_owned(), "2".to_owned())));
+    assert!(req.query().contains(&("filter[limit]".to_owned(), "2".to_owned())));
 }
 
 #[tokio::test]
@@ -231,10 +226,7 @@ async fn purchase_creates_number_order() {
     let req = &server.requests()[0];
     assert_eq!(req.method, "POST");
     assert_eq!(req.path(), "/v2/number_orders");
-    assert_eq!(
-        req.header("content-type").as_deref(),
-        Some("application/json")
-    );
+    assert_eq!(req.header("content-type").as_deref(), Some("application/json"));
     assert_eq!(
         req.json(),
         serde_json::json!({
@@ -248,10 +240,7 @@ async fn purchase_creates_number_order() {
 #[tokio::test]
 async fn purchase_without_connection_omits_it() {
     let server = serve(vec![Canned::json(200, ORDER_BODY)]).await;
-    provider(&server.base_url, None)
-        .purchase("+19705555098")
-        .await
-        .unwrap();
+    provider(&server.base_url, None).purchase("+19705555098").await.unwrap();
     assert_eq!(
         server.requests()[0].json(),
         serde_json::json!({"phone_numbers": [{"phone_number": "+19705555098"}]})
@@ -271,11 +260,7 @@ async fn failed_order_is_not_available() {
 
 #[tokio::test]
 async fn release_looks_up_number_id_then_deletes() {
-    let server = serve(vec![
-        Canned::json(200, NUMBERS_BODY),
-        Canned::json(200, DELETE_BODY),
-    ])
-    .await;
+    let server = serve(vec![Canned::json(200, NUMBERS_BODY), Canned::json(200, DELETE_BODY)]).await;
     let telnyx = provider(&server.base_url, None);
 
     telnyx.release(&purchased()).await.unwrap();
@@ -284,16 +269,9 @@ async fn release_looks_up_number_id_then_deletes() {
     assert_eq!(reqs.len(), 2);
     assert_eq!(reqs[0].method, "GET");
     assert_eq!(reqs[0].path(), "/v2/phone_numbers");
-    assert_eq!(
-        reqs[0].query(),
-        pairs(&[("filter[phone_number]", "+19705555098")])
-    );
+    assert_eq!(reqs[0].query(), pairs(&[("filter[phone_number]", "+19705555098")]));
     // `+` must be percent-encoded on the wire or it would read as a space.
-    assert!(
-        reqs[0].target.contains("%2B19705555098"),
-        "{}",
-        reqs[0].target
-    );
+    assert!(reqs[0].target.contains("%2B19705555098"), "{}", reqs[0].target);
     assert_eq!(reqs[1].method, "DELETE");
     assert_eq!(reqs[1].path(), format!("/v2/phone_numbers/{NUMBER_ID}"));
     for r in &reqs {
@@ -308,10 +286,7 @@ async fn release_of_number_no_longer_on_account_is_ok() {
         r#"{"data": [], "meta": {"total_pages": 0, "total_results": 0, "page_number": 1, "page_size": 20}}"#,
     )])
     .await;
-    provider(&server.base_url, None)
-        .release(&purchased())
-        .await
-        .unwrap();
+    provider(&server.base_url, None).release(&purchased()).await.unwrap();
     assert_eq!(server.requests().len(), 1);
 }
 
@@ -341,10 +316,7 @@ async fn error_bodies_map_to_upstream_with_detail() {
     );
     assert!(!err.to_string().contains(KEY));
     let err = telnyx.release(&purchased()).await.unwrap_err();
-    assert!(
-        matches!(&err, ProviderError::Upstream { status: 503, .. }),
-        "{err:?}"
-    );
+    assert!(matches!(&err, ProviderError::Upstream { status: 503, .. }), "{err:?}");
 }
 
 #[tokio::test]

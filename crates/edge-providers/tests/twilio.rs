@@ -6,8 +6,8 @@ use std::collections::HashSet;
 
 use common::{base64, serve, Canned};
 use edge_providers::{
-    NumberProvider, ProviderError, ProviderKind, PurchasedNumber, SearchQuery, SecretString,
-    TwilioConfig, TwilioProvider,
+    NumberProvider, ProviderError, ProviderKind, PurchasedNumber, SearchQuery, SecretString, TwilioConfig,
+    TwilioProvider,
 };
 
 const SID: &str = "ACaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
@@ -118,10 +118,7 @@ fn query(limit: usize) -> SearchQuery {
 }
 
 fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
-    items
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect()
+    items.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
 }
 
 #[tokio::test]
@@ -170,10 +167,7 @@ async fn search_sends_documented_request_and_maps_numbers() {
 #[tokio::test]
 async fn lower_case_capabilities_are_understood() {
     let server = serve(vec![Canned::json(200, SEARCH_BODY)]).await;
-    let found = provider(&server.base_url, None)
-        .search(&query(1))
-        .await
-        .unwrap();
+    let found = provider(&server.base_url, None).search(&query(1)).await.unwrap();
     assert_eq!(found[0].phone_number, "+14155555501");
     assert_eq!(found[0].capabilities, ["voice", "mms"]);
 }
@@ -232,11 +226,7 @@ async fn release_deletes_incoming_number() {
 #[tokio::test]
 async fn release_of_missing_number_is_ok_but_other_errors_are_not() {
     let not_found = r#"{"code": 20404, "message": "The requested resource /2010-04-01/Accounts/ACaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa/IncomingPhoneNumbers/PNcccccccccccccccccccccccccccccccc.json was not found", "more_info": "https://www.twilio.com/docs/errors/20404", "status": 404}"#;
-    let server = serve(vec![
-        Canned::json(404, not_found),
-        Canned::json(500, "oops"),
-    ])
-    .await;
+    let server = serve(vec![Canned::json(404, not_found), Canned::json(500, "oops")]).await;
     let twilio = provider(&server.base_url, None);
     let bought = PurchasedNumber {
         phone_number: "+14155555502".to_owned(),
@@ -266,10 +256,7 @@ async fn error_bodies_map_to_upstream_with_message() {
     match &err {
         ProviderError::Upstream { status, message } => {
             assert_eq!(*status, 400);
-            assert!(
-                message.contains("No phone numbers found in area code 415"),
-                "{message}"
-            );
+            assert!(message.contains("No phone numbers found in area code 415"), "{message}");
             assert!(message.contains("21452"), "{message}");
         }
         other => panic!("unexpected {other:?}"),
@@ -281,10 +268,7 @@ async fn error_bodies_map_to_upstream_with_message() {
     );
     assert!(!err.to_string().contains(TOKEN));
     let err = twilio.search(&query(5)).await.unwrap_err();
-    assert!(
-        matches!(&err, ProviderError::Upstream { status: 502, .. }),
-        "{err:?}"
-    );
+    assert!(matches!(&err, ProviderError::Upstream { status: 502, .. }), "{err:?}");
 }
 
 #[tokio::test]
@@ -329,10 +313,7 @@ async fn oversized_body_is_rejected() {
         "x".repeat(1024 * 1024 + 1)
     );
     let server = serve(vec![Canned::json(200, &huge)]).await;
-    let err = provider(&server.base_url, None)
-        .search(&query(5))
-        .await
-        .unwrap_err();
+    let err = provider(&server.base_url, None).search(&query(5)).await.unwrap_err();
     assert!(
         matches!(err, ProviderError::Transport(ref m) if m.contains("larger")),
         "{err:?}"
@@ -346,10 +327,7 @@ async fn oversized_chunked_body_is_rejected_while_streaming() {
         "x".repeat(2 * 1024 * 1024)
     );
     let server = serve(vec![Canned::chunked(200, &huge)]).await;
-    let err = provider(&server.base_url, None)
-        .search(&query(5))
-        .await
-        .unwrap_err();
+    let err = provider(&server.base_url, None).search(&query(5)).await.unwrap_err();
     assert!(
         matches!(err, ProviderError::Transport(ref m) if m.contains("larger")),
         "{err:?}"
@@ -359,10 +337,7 @@ async fn oversized_chunked_body_is_rejected_while_streaming() {
 #[tokio::test]
 async fn small_chunked_body_is_read() {
     let server = serve(vec![Canned::chunked(200, SEARCH_BODY)]).await;
-    let found = provider(&server.base_url, None)
-        .search(&query(3))
-        .await
-        .unwrap();
+    let found = provider(&server.base_url, None).search(&query(3)).await.unwrap();
     assert_eq!(found.len(), 3);
 }
 
@@ -374,10 +349,7 @@ async fn https_uses_rustls_and_fails_cleanly_against_plain_http() {
     let https = server.base_url.replacen("http://", "https://", 1);
     let err = provider(&https, None).search(&query(5)).await.unwrap_err();
     assert!(matches!(err, ProviderError::Transport(_)), "{err:?}");
-    assert!(
-        server.requests().is_empty(),
-        "no plaintext request was sent"
-    );
+    assert!(server.requests().is_empty(), "no plaintext request was sent");
 }
 
 #[tokio::test]
@@ -418,10 +390,7 @@ fn config_is_validated_and_secret_redacted() {
     bad(&|c| c.account_sid = format!("{SID}/x"), "account_sid");
     bad(&|c| c.auth_token = SecretString::new(""), "auth_token");
     bad(&|c| c.trunk_sid = Some("nope".to_owned()), "trunk_sid");
-    bad(
-        &|c| c.base_url = Some("ftp://api.twilio.com".to_owned()),
-        "base_url",
-    );
+    bad(&|c| c.base_url = Some("ftp://api.twilio.com".to_owned()), "base_url");
     bad(
         &|c| c.base_url = Some("https://u:p@api.twilio.com".to_owned()),
         "base_url",

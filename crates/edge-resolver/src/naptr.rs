@@ -21,11 +21,7 @@ pub const MAX_NAPTR: usize = 8;
 
 /// Usable rules as `(transport, srv name)`, ordered by order then preference (stable for
 /// ties). `secure` (sips: URI) keeps only SIPS+D2T; `want` restricts to one transport.
-pub fn select_naptr(
-    rules: &[NaptrRule],
-    secure: bool,
-    want: Option<Transport>,
-) -> Vec<(Transport, String)> {
+pub fn select_naptr(rules: &[NaptrRule], secure: bool, want: Option<Transport>) -> Vec<(Transport, String)> {
     let mut usable: Vec<(u16, u16, Transport, &str)> = rules
         .iter()
         .filter(|r| r.flags.eq_ignore_ascii_case("s"))
@@ -33,12 +29,7 @@ pub fn select_naptr(
         .filter_map(|r| {
             let t = service_transport(&r.services)?;
             let ok = if secure { t == Transport::Tls } else { true };
-            (ok && want.is_none_or(|w| w == t)).then_some((
-                r.order,
-                r.preference,
-                t,
-                r.replacement.as_str(),
-            ))
+            (ok && want.is_none_or(|w| w == t)).then_some((r.order, r.preference, t, r.replacement.as_str()))
         })
         .collect();
     usable.sort_by_key(|&(o, p, _, _)| (o, p));

@@ -5,9 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use hickory_resolver::config::{
-    LookupIpStrategy, NameServerConfig, ResolverConfig as HickoryConfig, ResolverOpts,
-};
+use hickory_resolver::config::{LookupIpStrategy, NameServerConfig, ResolverConfig as HickoryConfig, ResolverOpts};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::net::NetError;
 use hickory_resolver::proto::rr::{Name, RData, RecordType};
@@ -75,9 +73,7 @@ impl Resolver {
         opts.ip_strategy = LookupIpStrategy::Ipv4AndIpv6;
         opts.ndots = 0;
         let builder = match &config.nameservers {
-            Some(list) if list.is_empty() => {
-                return Err(ResolveError::Config("empty nameserver list".into()))
-            }
+            Some(list) if list.is_empty() => return Err(ResolveError::Config("empty nameserver list".into())),
             Some(list) => {
                 let servers = list
                     .iter()
@@ -326,10 +322,7 @@ fn push_unique(out: &mut Vec<Target>, addrs: Vec<Target>) {
 /// Strips IPv6 brackets and a trailing dot; refuses empty or overlong hosts.
 fn normalize_host(h: &str) -> Result<String, ResolveError> {
     let h = h.trim();
-    let h = h
-        .strip_prefix('[')
-        .and_then(|x| x.strip_suffix(']'))
-        .unwrap_or(h);
+    let h = h.strip_prefix('[').and_then(|x| x.strip_suffix(']')).unwrap_or(h);
     if h.is_empty() || h.len() > MAX_HOST_LEN + 1 {
         return Err(ResolveError::InvalidHost(h.chars().take(64).collect()));
     }

@@ -26,10 +26,7 @@ pub fn order_srv(mut records: Vec<SrvRecord>, rand: &mut impl FnMut(u32) -> u32)
     let mut out = Vec::with_capacity(records.len());
     let mut rest = records.as_slice();
     while let Some(first) = rest.first() {
-        let n = rest
-            .iter()
-            .take_while(|r| r.priority == first.priority)
-            .count();
+        let n = rest.iter().take_while(|r| r.priority == first.priority).count();
         let (group, tail) = rest.split_at(n);
         rest = tail;
         // Zero-weight records first, so they are picked only when the draw is 0 (RFC 2782).
@@ -99,12 +96,7 @@ mod tests {
         let mut rng = Rng::seeded(7);
         for _ in 0..50 {
             let out = order_srv(
-                vec![
-                    srv(20, 100, "c."),
-                    srv(10, 1, "a."),
-                    srv(10, 0, "."),
-                    srv(15, 5, "b."),
-                ],
+                vec![srv(20, 100, "c."), srv(10, 1, "a."), srv(10, 0, "."), srv(15, 5, "b.")],
                 &mut |n| rng.upto(n),
             );
             let names: Vec<_> = out.iter().map(|r| r.target.as_str()).collect();
@@ -118,10 +110,7 @@ mod tests {
         let mut first_heavy = 0;
         let runs = 4000;
         for _ in 0..runs {
-            let out = order_srv(
-                vec![srv(10, 10, "light."), srv(10, 90, "heavy.")],
-                &mut |n| rng.upto(n),
-            );
+            let out = order_srv(vec![srv(10, 10, "light."), srv(10, 90, "heavy.")], &mut |n| rng.upto(n));
             assert_eq!(out.len(), 2);
             if out[0].target == "heavy." {
                 first_heavy += 1;

@@ -5,9 +5,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use edge_resolver::{
-    DeadTargets, ResolveError, Resolver, ResolverConfig, Target, TargetList, Transport,
-};
+use edge_resolver::{DeadTargets, ResolveError, Resolver, ResolverConfig, Target, TargetList, Transport};
 use hickory_resolver::proto::op::{Message, OpCode, ResponseCode};
 use hickory_resolver::proto::rr::rdata::{A, AAAA, NAPTR, SRV};
 use hickory_resolver::proto::rr::{Name, RData, Record, RecordType};
@@ -81,18 +79,12 @@ fn zone() -> Zone {
         srv("_sip._udp.partial.test.", 20, 0, 5070, "ok.partial.test."),
         a("ok.partial.test.", [10, 3, 0, 1]),
         // Dual stack: IPv4 is tried first.
-        Record::from_rdata(
-            name("dual.test."),
-            60,
-            RData::AAAA(AAAA("fd00::1".parse().unwrap())),
-        ),
+        Record::from_rdata(name("dual.test."), 60, RData::AAAA(AAAA("fd00::1".parse().unwrap()))),
         a("dual.test.", [10, 4, 0, 1]),
     ];
     let mut z: Zone = HashMap::new();
     for r in recs {
-        z.entry(r.name.to_ascii().to_ascii_lowercase())
-            .or_default()
-            .push(r);
+        z.entry(r.name.to_ascii().to_ascii_lowercase()).or_default().push(r);
     }
     z
 }
@@ -196,10 +188,7 @@ async fn srv_priority_is_strict_and_weights_bias_order() {
     }
     // Weight 90 vs 10: expect ~90 % heavy first; bounds wide enough never to flake.
     let share = f64::from(heavy_first) / f64::from(runs);
-    assert!(
-        (0.8..0.97).contains(&share),
-        "heavy first in {share} of runs"
-    );
+    assert!((0.8..0.97).contains(&share), "heavy first in {share} of runs");
 }
 
 #[tokio::test]
@@ -221,10 +210,7 @@ async fn explicit_port_skips_naptr_and_srv() {
         .await
         .unwrap();
     assert_eq!(got, vec![t([10, 1, 0, 9], 5090, Transport::Tcp)]);
-    let got = r
-        .resolve("srv.test", Some(5091), None, false)
-        .await
-        .unwrap();
+    let got = r.resolve("srv.test", Some(5091), None, false).await.unwrap();
     assert_eq!(got, vec![t([10, 1, 0, 9], 5091, Transport::Udp)]);
     let asked = log.lock().unwrap().clone();
     assert!(
@@ -293,11 +279,7 @@ async fn unreachable_dns_times_out_within_bound() {
     let start = Instant::now();
     let res = r.resolve("plain.test", None, None, false).await;
     assert!(res.is_err(), "{res:?}");
-    assert!(
-        start.elapsed() < Duration::from_secs(3),
-        "{:?}",
-        start.elapsed()
-    );
+    assert!(start.elapsed() < Duration::from_secs(3), "{:?}", start.elapsed());
 }
 
 #[tokio::test]

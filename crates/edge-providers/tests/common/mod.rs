@@ -116,9 +116,7 @@ pub async fn serve(responses: Vec<Canned>) -> MockServer {
             let _ = sock.write_all(head.as_bytes()).await;
             if canned.chunked {
                 for piece in canned.body.chunks(64 * 1024) {
-                    let _ = sock
-                        .write_all(format!("{:x}\r\n", piece.len()).as_bytes())
-                        .await;
+                    let _ = sock.write_all(format!("{:x}\r\n", piece.len()).as_bytes()).await;
                     let _ = sock.write_all(piece).await;
                     let _ = sock.write_all(b"\r\n").await;
                 }
@@ -187,11 +185,7 @@ pub fn base64(input: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
     for chunk in input.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {

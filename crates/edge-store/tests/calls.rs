@@ -1,0 +1,258 @@
+//! Call records on SQLite and PostgreSQL: idempotent upserts in the SIP writer's order,
+//! tenancy, filters and newest-first pagination.
+
+mod common;
+
+use common::Fixture;
+use edge_store::{CallError, CallFilter, CallRecord, CallStatus, Cursor, HangupBy, Hop, Route, StoreError};
+
+async fn account(fx: &Fixture) -> String {
+    fx.store.create_api_key(None, "test").await.unwrap().0
+}
+
+fn started(id: &str, account: &str, to: &str, number_id: &str, created: i64) -> CallRecord {
+    CallRecord {
+        id: id.into(),
+        account_id: account.into(),
+        direction: "inbound".into(),
+        carrier: "twilio".into(),
+        from: "+15005550006".into(),
+        caller_name: Some("Alice".into()),
+        to: to.into(),
+        phone_number_id: Some(number_id.into()),
+        status: CallStatus::Queued,
+        answered_by: None,
+        agent_id: None,
+        hops: Vec::new(),
+        end_reason: None,
+        hangup_by: None,
+        sip_status: None,
+        sip_call_id: format!("{id}@carrier"),
+        error: None,
+        created_at_ms: created,
+        answered_at_ms: None,
+        ended_at_ms: None,
+    }
+}
+
+fn answered(mut r: CallRecord) -> CallRecord {
+    r.status = CallStatus::InProgress;
+    r.answered_by = Some(Route::Fallback);
+    r.agent_id = Some("agt_fallback".into());
+    r.hops = vec![
+        Hop {
+            route: Route::Primary,
+            agent_id: Some("agt_primary".into()),
+            sip_status: Some(503),
+            outcome: "rejected".into(),
+            started_at_ms: r.created_at_ms + 10,
+            ended_at_ms: Some(r.created_at_ms + 20),
+        },
+        Hop {
+            route: Route::Fallback,
+            agent_id: Some("agt_fallback".into()),
+            sip_status: Some(200),
+            outcome: "answered".into(),
+            started_at_ms: r.created_at_ms + 20,
+            ended_at_ms: None,
+        },
+    ];
+    r.answered_at_ms = Some(r.created_at_ms + 30);
+    r
+}
+
+fn ended(mut r: CallRecord) -> CallRecord {
+    r.status = CallStatus::Completed;
+    r.end_reason = Some("caller hung up".into());
+    r.hangup_by = Some(HangupBy::Caller);
+    r.ended_at_ms = Some(r.created_at_ms + 5_000);
+    if let Some(h) = r.hops.last_mut() {
+        h.ended_at_ms = r.ended_at_ms;
+    }
+    r
+}
+
+async fn upsert_is_idempotent_and_updates(fx: &Fixture) {
+    let acc = account(fx).await;
+    let start = started("call_1a2b", &acc, "+14155551234", "phn_a", 1_000);
+    fx.store.upsert_call(&start).await.unwrap();
+    fx.store.upsert_call(&start).await.unwrap();
+    assert_eq!(fx.store.get_call(&acc, "call_1a2b").await.unwrap(), Some(start.clone()));
+
+    let ans = answered(start.clone());
+    fx.store.upsert_call(&ans).await.unwrap();
+    assert_eq!(fx.store.get_call(&acc, "call_1a2b").await.unwrap(), Some(ans.clone()));
+
+    let mut end = ended(ans.clone());
+    end.sip_status = Some(487);
+    end.error = Some(CallError {
+        code: "x".into(),
+        message: "y".into(),
+    });
+    fx.store.upsert_call(&end).await.unwrap();
+    fx.store.upsert_call(&end).await.unwrap();
+    let got = fx.store.get_call(&acc, "call_1a2b").await.unwrap().unwrap();
+    assert_eq!(got, end);
+    assert_eq!(got.hops.len(), 2);
+    assert_eq!(got.hops[0].sip_status, Some(503));
+
+    // A stale "answered" copy arriving after the end does not resurrect the call.
+    fx.store.upsert_call(&ans).await.unwrap();
+    assert_eq!(fx.store.get_call(&acc, "call_1a2b").await.unwrap(), Some(end.clone()));
+
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM calls")
+        .fetch_one(fx.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+
+    // Junk ids never reach the table.
+    let bad = started("call_a-b", &acc, "+14155551234", "phn_a", 1);
+    assert!(matches!(
+        fx.store.upsert_call(&bad).await,
+        Err(StoreError::InvalidField { field: "id", .. })
+    ));
+}
+on_both_backends!(upsert_is_idempotent_and_updates);
+
+async fn tenancy(fx: &Fixture) {
+    let a = account(fx).await;
+    let b = account(fx).await;
+    let rec = started("call_aaa", &a, "+14155551234", "phn_a", 1_000);
+    fx.store.upsert_call(&rec).await.unwrap();
+    assert!(fx.store.get_call(&b, "call_aaa").await.unwrap().is_none());
+    let page = fx
+        .store
+        .list_calls(&b, CallFilter::default(), 100, None)
+        .await
+        .unwrap();
+    assert!(page.items.is_empty());
+    // Account B cannot take over A's call id.
+    let hijack = started("call_aaa", &b, "+14155550000", "phn_b", 2_000);
+    assert!(matches!(
+        fx.store.upsert_call(&hijack).await,
+        Err(StoreError::Conflict { field: Some("id"), .. })
+    ));
+    assert_eq!(fx.store.get_call(&a, "call_aaa").await.unwrap(), Some(rec));
+}
+on_both_backends!(tenancy);
+
+async fn filters_and_pagination(fx: &Fixture) {
+    let acc = account(fx).await;
+    let other = account(fx).await;
+    // 7 calls: alternate numbers, two share a created_at (tie broken by id).
+    let specs: [(&str, &str, &str, i64, bool); 7] = [
+        ("call_a1", "+14155551234", "phn_one", 1_000, true),
+        ("call_a2", "+14155559999", "phn_two", 2_000, false),
+        ("call_a3", "+14155551234", "phn_one", 3_000, true),
+        ("call_a4", "+14155551234", "phn_one", 3_000, false),
+        ("call_a5", "+14155559999", "phn_two", 4_000, true),
+        ("call_a6", "+14155551234", "phn_one", 5_000, false),
+        ("call_a7", "+14155559999", "phn_two", 6_000, true),
+    ];
+    for (id, to, num, at, done) in specs {
+        let r = started(id, &acc, to, num, at);
+        fx.store
+            .upsert_call(&if done { ended(answered(r)) } else { r })
+            .await
+            .unwrap();
+    }
+    fx.store
+        .upsert_call(&started("call_zz", &other, "+14155551234", "phn_one", 3_500))
+        .await
+        .unwrap();
+
+    let ids = |items: &[CallRecord]| items.iter().map(|c| c.id.clone()).collect::<Vec<_>>();
+
+    // Newest first, ties by id descending, pages of 3 without gaps or repeats.
+    let mut seen = Vec::new();
+    let mut cursor: Option<Cursor> = None;
+    loop {
+        let page = fx
+            .store
+            .list_calls(&acc, CallFilter::default(), 3, cursor.as_ref())
+            .await
+            .unwrap();
+        assert!(page.items.len() <= 3);
+        seen.extend(ids(&page.items));
+        match page.next_cursor {
+            Some(c) => cursor = Some(Cursor::decode(&c).unwrap()),
+            None => break,
+        }
+    }
+    assert_eq!(
+        seen,
+        ["call_a7", "call_a6", "call_a5", "call_a4", "call_a3", "call_a2", "call_a1"]
+    );
+
+    let list = |f: CallFilter| {
+        let store = &fx.store;
+        let acc = acc.clone();
+        async move { ids(&store.list_calls(&acc, f, 100, None).await.unwrap().items) }
+    };
+    assert_eq!(
+        list(CallFilter {
+            phone_number_id: Some("phn_two".into()),
+            ..Default::default()
+        })
+        .await,
+        ["call_a7", "call_a5", "call_a2"]
+    );
+    assert_eq!(
+        list(CallFilter {
+            phone_number: Some("+14155551234".into()),
+            ..Default::default()
+        })
+        .await,
+        ["call_a6", "call_a4", "call_a3", "call_a1"]
+    );
+    // `phone_number` also matches the caller side.
+    assert_eq!(
+        list(CallFilter {
+            phone_number: Some("+15005550006".into()),
+            ..Default::default()
+        })
+        .await
+        .len(),
+        7
+    );
+    assert_eq!(
+        list(CallFilter {
+            status: Some(CallStatus::Completed),
+            ..Default::default()
+        })
+        .await,
+        ["call_a7", "call_a5", "call_a3", "call_a1"]
+    );
+    assert_eq!(
+        list(CallFilter {
+            status: Some(CallStatus::Queued),
+            phone_number_id: Some("phn_one".into()),
+            ..Default::default()
+        })
+        .await,
+        ["call_a6", "call_a4"]
+    );
+    // created_after inclusive, created_before exclusive.
+    assert_eq!(
+        list(CallFilter {
+            created_after_ms: Some(3_000),
+            created_before_ms: Some(5_000),
+            ..Default::default()
+        })
+        .await,
+        ["call_a5", "call_a4", "call_a3"]
+    );
+    // Filters combine with pagination.
+    let f = CallFilter {
+        phone_number_id: Some("phn_one".into()),
+        ..Default::default()
+    };
+    let p1 = fx.store.list_calls(&acc, f.clone(), 2, None).await.unwrap();
+    assert_eq!(ids(&p1.items), ["call_a6", "call_a4"]);
+    let c = Cursor::decode(p1.next_cursor.as_deref().unwrap()).unwrap();
+    let p2 = fx.store.list_calls(&acc, f, 2, Some(&c)).await.unwrap();
+    assert_eq!(ids(&p2.items), ["call_a3", "call_a1"]);
+    assert_eq!(p2.next_cursor, None);
+}
+on_both_backends!(filters_and_pagination);
