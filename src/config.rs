@@ -344,7 +344,7 @@ impl Validator<'_> {
             tcp_idle_timeout: Duration::from_secs(self.range(
                 "sip.tcp_idle_timeout_s",
                 &s.tcp_idle_timeout_s,
-                5,
+                1,
                 86_400,
             )?),
             tcp_max_connections: self.range("sip.tcp_max_connections", &s.tcp_max_connections, 1, 1_000_000)? as usize,

@@ -1,10 +1,11 @@
-//! REST API (`/v1/...`) for phone numbers, agents and integrations.
+//! REST API (`/v1/...`) for phone numbers, agents, integrations and call records.
 //!
 //! Every route except `GET /v1/openapi.json` needs `Authorization: Bearer <api_key>`; every
 //! resource belongs to one account and other accounts' ids answer 404. Writes go through
 //! [`edge_store::Store`], which updates the routing index before the response is sent.
 
 mod agents;
+mod calls;
 mod error;
 mod extract;
 mod inflight;
@@ -159,6 +160,8 @@ pub fn routes(state: ApiState) -> Router {
             "/v1/integrations/{id}",
             get(integrations::get).delete(integrations::delete),
         )
+        .route("/v1/calls", get(calls::list))
+        .route("/v1/calls/{id}", get(calls::get))
         .route("/v1/agents", get(agents::list).post(agents::create))
         .route(
             "/v1/agents/{id}",

@@ -5,7 +5,7 @@ use utoipa::{Modify, OpenApi};
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "oneinbox-edge API", description = "Phone numbers, agents and integrations."),
+    info(title = "oneinbox-edge API", description = "Phone numbers, agents, integrations and call records."),
     paths(
         crate::numbers::search,
         crate::numbers::purchase,
@@ -23,6 +23,8 @@ use utoipa::{Modify, OpenApi};
         crate::agents::get,
         crate::agents::update,
         crate::agents::delete,
+        crate::calls::list,
+        crate::calls::get,
     ),
     modifiers(&BearerAuth),
     security(("bearer" = [])),

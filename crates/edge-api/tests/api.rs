@@ -356,6 +356,8 @@ async fn auth_and_openapi(s: &Server) {
         "/v1/phone-numbers/{id}",
         "/v1/integrations",
         "/v1/agents/{id}",
+        "/v1/calls",
+        "/v1/calls/{id}",
     ] {
         assert!(r.json["paths"].get(p).is_some(), "{p} missing from OpenAPI");
     }
@@ -366,10 +368,10 @@ async fn auth_and_openapi(s: &Server) {
         .flat_map(|item| item.as_object().unwrap().values())
         .filter_map(|op| op["operationId"].as_str())
         .collect();
-    assert_eq!(op_ids.len(), 16);
+    assert_eq!(op_ids.len(), 18);
     op_ids.sort();
     op_ids.dedup();
-    assert_eq!(op_ids.len(), 16, "operationIds must be unique");
+    assert_eq!(op_ids.len(), 18, "operationIds must be unique");
     let r = s.call("GET", "/v1/nope", Some(&key), None).await;
     assert_eq!(r.status, 404);
     assert_eq!(r.error().0, "not_found");

@@ -335,10 +335,10 @@ impl Router {
         if self.seen_generation != Some(generation) {
             self.seen_generation = Some(generation);
             let updated = shared.remotes().declared;
-            for side in 0..2 {
+            for (side, (old, new)) in self.declared.iter().zip(&updated).enumerate() {
                 // New SDP address (answer, re-INVITE moving media): forget the old
                 // source so the peer latches again on its next packet.
-                if updated[side].is_some() && self.declared[side] != updated[side] {
+                if new.is_some() && old != new {
                     self.latches[side * 2] = Latch::default();
                     self.latches[side * 2 + 1] = Latch::default();
                 }

@@ -1,0 +1,299 @@
+//! `/v1/calls`: read-only call records written by the SIP side (Twilio Call vocabulary).
+
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::extract::{query_error, Account};
+use crate::validate;
+use crate::wire::ListParams;
+use crate::ApiState;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::Json;
+use edge_store::time::{parse_rfc3339, rfc3339};
+use edge_store::{CallFilter, CallRecord, CallStatus, HangupBy, Hop, IdKind, Route};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// Call status (Twilio's Call resource statuses).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum CallStatusName {
+    Queued,
+    Ringing,
+    InProgress,
+    Completed,
+    Busy,
+    Failed,
+    NoAnswer,
+    Canceled,
+}
+
+/// Which hop of the inbound chain: the routing agent, its fallback, or voicemail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RouteName {
+    Primary,
+    Fallback,
+    Voicemail,
+}
+
+/// Who ended an answered call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum HangupByName {
+    Caller,
+    Agent,
+    Edge,
+}
+
+/// One attempt to hand the call to an agent (or to voicemail).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CallHop {
+    pub route: RouteName,
+    pub agent_id: Option<String>,
+    /// The agent's final SIP status, when it gave one.
+    pub sip_status: Option<u16>,
+    /// Why the hop ended (`answered`, `rejected`, `unavailable: disabled`, ...).
+    pub outcome: String,
+    pub started_at: String,
+    pub ended_at: Option<String>,
+}
+
+/// Why a call failed, when there is a code for it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CallErrorBody {
+    pub code: String,
+    pub message: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Call {
+    /// `call_…`
+    pub id: String,
+    /// `inbound` or `outbound`.
+    #[schema(example = "inbound")]
+    pub direction: String,
+    pub status: CallStatusName,
+    /// Caller number as the carrier sent it.
+    pub from: String,
+    pub caller_name: Option<String>,
+    /// The dialled number, E.164.
+    pub to: String,
+    pub phone_number_id: Option<String>,
+    pub carrier: String,
+    /// Which hop took the call, when one did.
+    pub answered_by: Option<RouteName>,
+    /// The agent that answered.
+    pub agent_id: Option<String>,
+    pub hops: Vec<CallHop>,
+    /// Why the call ended, in words (`caller hung up`, `no agent available`, ...).
+    pub end_reason: Option<String>,
+    pub hangup_by: Option<HangupByName>,
+    /// SIP status sent to the carrier, for calls that were not answered.
+    pub sip_status: Option<u16>,
+    pub error: Option<CallErrorBody>,
+    pub created_at: String,
+    pub answered_at: Option<String>,
+    pub ended_at: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CallList {
+    /// Newest first.
+    pub data: Vec<Call>,
+    /// Pass as `cursor` to get the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// Query string of `GET /v1/calls`. Timestamps are RFC 3339 (`2026-11-27T16:00:00Z`;
+/// URL-encode a `+` offset as `%2B`).
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct CallListParams {
+    /// Only calls to this number (`phn_…`).
+    pub phone_number_id: Option<String>,
+    /// Only calls to or from this E.164 number (encode `+` as `%2B`).
+    pub phone_number: Option<String>,
+    /// Only calls in this status.
+    #[param(value_type = Option<CallStatusName>)]
+    pub status: Option<String>,
+    /// RFC 3339; calls created at or after this instant.
+    pub created_after: Option<String>,
+    /// RFC 3339; calls created strictly before this instant.
+    pub created_before: Option<String>,
+    /// Page size, 1 to 100 (default 20).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
+    pub limit: Option<String>,
+    /// Opaque `next_cursor` from the previous page.
+    pub cursor: Option<String>,
+}
+
+impl From<CallStatus> for CallStatusName {
+    fn from(s: CallStatus) -> Self {
+        match s {
+            CallStatus::Queued => CallStatusName::Queued,
+            CallStatus::Ringing => CallStatusName::Ringing,
+            CallStatus::InProgress => CallStatusName::InProgress,
+            CallStatus::Completed => CallStatusName::Completed,
+            CallStatus::Busy => CallStatusName::Busy,
+            CallStatus::Failed => CallStatusName::Failed,
+            CallStatus::NoAnswer => CallStatusName::NoAnswer,
+            CallStatus::Canceled => CallStatusName::Canceled,
+        }
+    }
+}
+
+impl From<Route> for RouteName {
+    fn from(r: Route) -> Self {
+        match r {
+            Route::Primary => RouteName::Primary,
+            Route::Fallback => RouteName::Fallback,
+            Route::Voicemail => RouteName::Voicemail,
+        }
+    }
+}
+
+impl From<HangupBy> for HangupByName {
+    fn from(h: HangupBy) -> Self {
+        match h {
+            HangupBy::Caller => HangupByName::Caller,
+            HangupBy::Agent => HangupByName::Agent,
+            HangupBy::Edge => HangupByName::Edge,
+        }
+    }
+}
+
+impl From<Hop> for CallHop {
+    fn from(h: Hop) -> Self {
+        CallHop {
+            route: h.route.into(),
+            agent_id: h.agent_id,
+            sip_status: h.sip_status,
+            outcome: h.outcome,
+            started_at: rfc3339(h.started_at_ms),
+            ended_at: h.ended_at_ms.map(rfc3339),
+        }
+    }
+}
+
+impl From<CallRecord> for Call {
+    fn from(c: CallRecord) -> Self {
+        Call {
+            id: c.id,
+            direction: c.direction,
+            status: c.status.into(),
+            from: c.from,
+            caller_name: c.caller_name,
+            to: c.to,
+            phone_number_id: c.phone_number_id,
+            carrier: c.carrier,
+            answered_by: c.answered_by.map(Into::into),
+            agent_id: c.agent_id,
+            hops: c.hops.into_iter().map(Into::into).collect(),
+            end_reason: c.end_reason,
+            hangup_by: c.hangup_by.map(Into::into),
+            sip_status: c.sip_status,
+            error: c.error.map(|e| CallErrorBody {
+                code: e.code,
+                message: e.message,
+            }),
+            created_at: rfc3339(c.created_at_ms),
+            answered_at: c.answered_at_ms.map(rfc3339),
+            ended_at: c.ended_at_ms.map(rfc3339),
+        }
+    }
+}
+
+fn instant(field: &str, v: Option<&str>) -> ApiResult<Option<i64>> {
+    v.map(|s| {
+        parse_rfc3339(s.trim())
+            .ok_or_else(|| ApiError::field(field, "must be an RFC 3339 timestamp, e.g. 2026-11-27T16:00:00Z"))
+    })
+    .transpose()
+}
+
+impl CallListParams {
+    fn filter(&self) -> ApiResult<CallFilter> {
+        let phone_number_id = match self.phone_number_id.as_deref() {
+            None => None,
+            Some(v) if IdKind::PhoneNumber.is_valid(v) => Some(v.to_owned()),
+            Some(_) => return Err(ApiError::field("phone_number_id", "must be a phone number id (phn_…)")),
+        };
+        // An unencoded `+` arrives as a space; take it back rather than fail confusingly.
+        let phone_number = self
+            .phone_number
+            .as_deref()
+            .map(|v| match v.strip_prefix(' ') {
+                Some(rest) => validate::e164("phone_number", &format!("+{rest}")),
+                None => validate::e164("phone_number", v),
+            })
+            .transpose()?;
+        let status = self
+            .status
+            .as_deref()
+            .map(|v| {
+                CallStatus::parse(v).ok_or_else(|| {
+                    let all: Vec<&str> = CallStatus::ALL.iter().map(|s| s.as_str()).collect();
+                    ApiError::field("status", format!("must be one of {}", all.join(", ")))
+                })
+            })
+            .transpose()?;
+        let created_after_ms = instant("created_after", self.created_after.as_deref())?;
+        let created_before_ms = instant("created_before", self.created_before.as_deref())?;
+        if let (Some(a), Some(b)) = (created_after_ms, created_before_ms) {
+            if b <= a {
+                return Err(ApiError::field("created_before", "must be later than created_after"));
+            }
+        }
+        Ok(CallFilter {
+            phone_number_id,
+            phone_number,
+            status,
+            created_after_ms,
+            created_before_ms,
+        })
+    }
+}
+
+/// List calls, newest first.
+#[utoipa::path(get, path = "/v1/calls", tag = "calls", operation_id = "list_calls",
+    params(CallListParams),
+    responses((status = 200, body = CallList),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+pub async fn list(
+    State(state): State<ApiState>,
+    Account(account): Account,
+    q: Result<Query<CallListParams>, QueryRejection>,
+) -> ApiResult<Json<CallList>> {
+    let Query(q) = q.map_err(query_error)?;
+    let filter = q.filter()?;
+    let (limit, cursor) = ListParams {
+        limit: q.limit,
+        cursor: q.cursor,
+    }
+    .parse()?;
+    let page = state.store.list_calls(&account, filter, limit, cursor.as_ref()).await?;
+    Ok(Json(CallList {
+        data: page.items.into_iter().map(Into::into).collect(),
+        next_cursor: page.next_cursor,
+    }))
+}
+
+#[utoipa::path(get, path = "/v1/calls/{id}", tag = "calls", operation_id = "get_call",
+    params(("id" = String, Path, description = "call_…")),
+    responses((status = 200, body = Call),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn get(
+    State(state): State<ApiState>,
+    Account(account): Account,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Call>> {
+    if !IdKind::Call.is_valid(&id) {
+        return Err(ApiError::not_found());
+    }
+    let rec = state
+        .store
+        .get_call(&account, &id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    Ok(Json(rec.into()))
+}
