@@ -343,3 +343,38 @@ async fn operator_sees_health_and_metrics() {
         assert!(text.contains(needle), "missing {needle} in\n{text}");
     }
 }
+
+#[tokio::test]
+async fn edge_shutdown_hangs_up_and_releases_agents() {
+    let t = start_edge(|_| {}).await;
+    let a = Agent::spawn(Mode::Answer).await;
+    let ringing = Agent::spawn(Mode::RingForever).await;
+    let p = t.add_agent("a", &a, 5, AgentStatus::Active).await;
+    let r = t.add_agent("r", &ringing, 5, AgentStatus::Active).await;
+    t.add_number(DID, &p, None).await;
+    t.add_number("+14155550101", &r, None).await;
+    let mut c = Carrier::new(t.sip(), DID).await;
+    c.invite().await;
+    let (_, ok) = c.final_response(S).await;
+    c.ack(&ok).await;
+    let mut c2 = Carrier::new(t.sip(), "+14155550101").await;
+    c2.invite().await;
+    ringing.expect(Method::Invite, S).await;
+    wait_load(&t, &p, 1).await;
+    wait_load(&t, &r, 1).await;
+
+    let gauge = t.edge.agent_gauge.clone();
+    let common::TestEdge { edge, .. } = t;
+    edge.shutdown().await;
+    assert!(a.got(Method::Bye, S).await, "the answered agent is hung up");
+    c.expect_request(Method::Bye, S).await;
+    let (_, fin) = c2.final_response(S).await;
+    assert_eq!(
+        fin.status(),
+        Some(503),
+        "a ringing call is refused so the carrier retries elsewhere"
+    );
+    assert!(fin.header(&HeaderName::RetryAfter).is_some());
+    assert_eq!(gauge.get(&p).map(|v| *v), Some(0));
+    assert_eq!(gauge.get(&r).map(|v| *v), Some(0));
+}
