@@ -8,7 +8,7 @@ use edge_store::{CallError, CallRecord, CallStatus, HangupBy, Hop, Route};
 use serde_json::{json, Value};
 
 /// 2026-11-27T16:00:00.000Z
-const T0: i64 = 1_796_400_000_000;
+const T0: i64 = 1_795_795_200_000;
 
 fn record(id: &str, account: &str, to: &str, number_id: &str, created: i64) -> CallRecord {
     CallRecord {
