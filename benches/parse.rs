@@ -10,6 +10,7 @@ use rsip::prelude::*;
 const INVITE: &[u8] = include_bytes!("../crates/sip-core/tests/data/bench_invite.sip");
 
 /// Our parser plus every typed view of the contract.
+#[inline(never)]
 fn ours(buf: Bytes) -> usize {
     let m = sip_core::Message::parse(buf).expect("bench INVITE parses");
     let mut n = 0;

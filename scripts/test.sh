@@ -2,7 +2,8 @@
 # Every test of oneinbox-edge, with its set-up, on a fresh Debian machine or CI:
 #   scripts/test.sh
 # 1. installs what the tests use (SIPp) when missing; 2. makes sure PostgreSQL is up (the store suite runs
-# against it for real); 3. cargo test for the whole workspace; 4. SIPp scenarios against the built binary.
+# against it for real); 3. cargo test for the whole workspace; 4. schemathesis against the running edge's
+# OpenAPI; 5. SIPp scenarios against the built binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,6 +29,10 @@ fi
 echo "== cargo test (workspace)"
 cargo test --workspace --all-targets
 
-echo "== SIPp scenarios"
 cargo build --bin oneinbox-edge
+
+echo "== schemathesis against /v1/openapi.json"
+tests/api/run.sh target/debug/oneinbox-edge
+
+echo "== SIPp scenarios"
 tests/sipp/run.sh target/debug/oneinbox-edge

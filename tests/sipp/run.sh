@@ -9,33 +9,7 @@ bin=${1:-$root/target/debug/oneinbox-edge}
 [ -x "$bin" ] || { echo "edge binary not found at $bin (cargo build first)"; exit 1; }
 command -v sipp >/dev/null || { echo "sipp not installed (apt-get install -y sip-tester)"; exit 1; }
 
-work=$(mktemp -d /tmp/edge-sipp.XXXXXX)
-port=$((20000 + RANDOM % 20000))
-api=$((port + 1))
-cat > "$work/edge.toml" <<TOML
-[sip]
-udp = "127.0.0.1:$port"
-tcp = "127.0.0.1:$port"
-[api]
-listen = "127.0.0.1:$api"
-[storage]
-data_dir = "$work/data"
-[log]
-format = "human"
-level = "warn"
-[[carriers]]
-name = "sipp"
-allow = ["127.0.0.0/8"]
-TOML
-
-"$bin" serve --config "$work/edge.toml" > "$work/edge.log" 2>&1 &
-edge_pid=$!
-cleanup() { kill "$edge_pid" 2>/dev/null || true; wait "$edge_pid" 2>/dev/null || true; }
-trap cleanup EXIT
-for _ in $(seq 1 100); do
-  if (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; then break; fi
-  sleep 0.1
-done
+. "$root/tests/lib/edge.sh"
 
 passed=0; failed=0
 run() { # name, scenario, extra sipp args...
@@ -62,7 +36,6 @@ run invite_404_tcp          invite_reject_uac.xml  -m 100 -r 50  -t t1 -trace_sc
 
 # Inbound calls through the B2BUA: agents are SIPp UASes; numbers and agents are set up through the API.
 pa=$((port + 10)); pb=$((port + 11)); ps=$((port + 12))
-key=$("$bin" keys create --config "$work/edge.toml" --name sipp | tail -n 1)
 api() { # method path [json] -> body
   curl -sS --fail-with-body -X "$1" "http://127.0.0.1:$api$2" -H "Authorization: Bearer $key" \
     -H 'Content-Type: application/json' ${3:+--data "$3"}
@@ -91,7 +64,7 @@ for spec in "uas_agent.xml $pa" "uas_busy.xml $pb" "uas_silent.xml $ps"; do
 done
 sleep 0.5
 cleanup_agents() { for p in $agent_pids; do pkill -P "$p" 2>/dev/null || true; kill "$p" 2>/dev/null || true; done; }
-trap 'cleanup_agents; cleanup' EXIT
+trap 'cleanup_agents; stop_edge' EXIT
 
 run inbound_primary_1000    uac_inbound.xml -inf "$work/dids_primary.csv"  -m 1000 -r 100 -d 0 -trace_screen
 run inbound_failover_1000   uac_inbound.xml -inf "$work/dids_failover.csv" -m 1000 -r 100 -d 0 -trace_screen

@@ -68,7 +68,10 @@ async fn shape_and_tenancy(s: &Server) {
     let (acc, key) = s.key().await;
     let (_, other_key) = s.key().await;
     let rec = completed(record("call_9f8e", &acc, "+14155551234", "phn_abc", T0));
-    s.store.upsert_call(&record("call_9f8e", &acc, "+14155551234", "phn_abc", T0)).await.unwrap();
+    s.store
+        .upsert_call(&record("call_9f8e", &acc, "+14155551234", "phn_abc", T0))
+        .await
+        .unwrap();
     s.store.upsert_call(&rec).await.unwrap();
 
     let r = s.call("GET", "/v1/calls/call_9f8e", Some(&key), None).await;
@@ -169,7 +172,9 @@ async fn filters_and_pagination(s: &Server) {
     let r = s.call("GET", "/v1/calls?limit=4", k, None).await;
     assert_eq!(ids(&r), ["call_c5", "call_c4", "call_c3", "call_c2"]);
     let cursor = r.json["next_cursor"].as_str().unwrap().to_owned();
-    let r = s.call("GET", &format!("/v1/calls?limit=4&cursor={cursor}"), k, None).await;
+    let r = s
+        .call("GET", &format!("/v1/calls?limit=4&cursor={cursor}"), k, None)
+        .await;
     assert_eq!(ids(&r), ["call_c1", "call_c0"]);
     assert_eq!(r.json["next_cursor"], Value::Null);
 
@@ -197,7 +202,12 @@ async fn filters_and_pagination(s: &Server) {
     assert_eq!(ids(&r), ["call_c4", "call_c2"]);
     let cursor = r.json["next_cursor"].as_str().unwrap().to_owned();
     let r = s
-        .call("GET", &format!("/v1/calls?status=completed&limit=2&cursor={cursor}"), k, None)
+        .call(
+            "GET",
+            &format!("/v1/calls?status=completed&limit=2&cursor={cursor}"),
+            k,
+            None,
+        )
         .await;
     assert_eq!(ids(&r), ["call_c0"]);
 }
@@ -226,7 +236,64 @@ async fn validation_names_fields(s: &Server) {
         assert_eq!(r.status, 400, "{q}: {}", r.text);
         assert_eq!(r.error(), ("invalid_field".to_owned(), Some(field.to_owned())), "{q}");
     }
-    let r = s.call("GET", "/v1/calls?status=in-progress&limit=100", Some(&key), None).await;
+    let r = s
+        .call("GET", "/v1/calls?status=in-progress&limit=100", Some(&key), None)
+        .await;
     assert_eq!(r.status, 200, "{}", r.text);
 }
 on_both_backends!(validation_names_fields);
+
+async fn openapi_documents_calls(s: &Server) {
+    let r = s.call("GET", "/v1/openapi.json", None, None).await;
+    assert_eq!(r.status, 200);
+    let doc = &r.json;
+    let list = &doc["paths"]["/v1/calls"]["get"];
+    assert_eq!(list["operationId"], "list_calls", "{}", r.text);
+    let params: Vec<&str> = list["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    for p in [
+        "phone_number_id",
+        "phone_number",
+        "status",
+        "created_after",
+        "created_before",
+        "limit",
+        "cursor",
+    ] {
+        assert!(params.contains(&p), "{p} missing in {params:?}");
+    }
+    assert!(doc["paths"]["/v1/calls"].get("post").is_none());
+    assert_eq!(doc["paths"]["/v1/calls/{id}"]["get"]["operationId"], "get_call");
+    assert!(doc["paths"]["/v1/calls/{id}"].get("delete").is_none());
+    let schemas = &doc["components"]["schemas"];
+    let call = &schemas["Call"]["properties"];
+    for f in [
+        "id",
+        "direction",
+        "status",
+        "from",
+        "caller_name",
+        "to",
+        "phone_number_id",
+        "carrier",
+        "answered_by",
+        "agent_id",
+        "hops",
+        "end_reason",
+        "hangup_by",
+        "sip_status",
+        "error",
+        "created_at",
+        "answered_at",
+        "ended_at",
+    ] {
+        assert!(call.get(f).is_some(), "Call.{f} missing from OpenAPI");
+    }
+    let statuses = schemas["CallStatusName"]["enum"].as_array().unwrap();
+    assert!(statuses.contains(&json!("in-progress")) && statuses.contains(&json!("no-answer")));
+}
+on_both_backends!(openapi_documents_calls);

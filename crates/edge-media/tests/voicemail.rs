@@ -237,9 +237,9 @@ async fn silence_limit_ends_recording() {
     talk.abort();
     assert_eq!(out.ended_by, EndedBy::Silence);
     let took = started.elapsed().as_millis();
-    assert!((1200..2200).contains(&took), "ended after {took} ms");
+    assert!((1200..3000).contains(&took), "ended after {took} ms");
     assert!(
-        (1100..2200).contains(&out.duration_ms),
+        (1100..3000).contains(&out.duration_ms),
         "recorded {} ms",
         out.duration_ms
     );

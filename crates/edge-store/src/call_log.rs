@@ -32,8 +32,7 @@ fn opt_enum<T>(row: &AnyRow, col: &str, parse: fn(&str) -> Option<T>) -> Result<
 
 fn call_from_row(row: &AnyRow) -> Result<CallRecord> {
     let hops_json: String = row.try_get("hops_json")?;
-    let hops: Vec<Hop> =
-        serde_json::from_str(&hops_json).map_err(|_| StoreError::Corrupt("bad hops_json".into()))?;
+    let hops: Vec<Hop> = serde_json::from_str(&hops_json).map_err(|_| StoreError::Corrupt("bad hops_json".into()))?;
     let error_code: Option<String> = row.try_get("error_code")?;
     let error_message: Option<String> = row.try_get("error_message")?;
     Ok(CallRecord {
@@ -191,7 +190,9 @@ impl Store {
         }
         if cursor.is_some() {
             let (t, i) = (next(), next());
-            sql.push_str(&format!(" AND (created_at < ${t} OR (created_at = ${t} AND id < ${i}))"));
+            sql.push_str(&format!(
+                " AND (created_at < ${t} OR (created_at = ${t} AND id < ${i}))"
+            ));
         }
         sql.push_str(&format!(" ORDER BY created_at DESC, id DESC LIMIT ${}", next()));
 

@@ -205,4 +205,49 @@ mod tests {
             assert_eq!(serde_json::to_value(h).unwrap(), h.as_str());
         }
     }
+
+    #[test]
+    fn record_serde_shape_round_trips() {
+        let rec = CallRecord {
+            id: "call_1".into(),
+            account_id: "acc_1".into(),
+            direction: "inbound".into(),
+            carrier: "twilio".into(),
+            from: "+15005550006".into(),
+            caller_name: None,
+            to: "+14155551234".into(),
+            phone_number_id: Some("phn_1".into()),
+            status: CallStatus::NoAnswer,
+            answered_by: Some(Route::Voicemail),
+            agent_id: None,
+            hops: vec![Hop {
+                route: Route::Primary,
+                agent_id: Some("agt_1".into()),
+                sip_status: Some(486),
+                outcome: "rejected".into(),
+                started_at_ms: 5,
+                ended_at_ms: Some(6),
+            }],
+            end_reason: Some("no agent available".into()),
+            hangup_by: Some(HangupBy::Edge),
+            sip_status: Some(480),
+            sip_call_id: "x@y".into(),
+            error: None,
+            created_at_ms: 1,
+            answered_at_ms: None,
+            ended_at_ms: Some(7),
+        };
+        let v = serde_json::to_value(&rec).unwrap();
+        assert_eq!(v["status"], "no-answer");
+        assert_eq!(v["answered_by"], "voicemail");
+        assert_eq!(v["hangup_by"], "edge");
+        assert_eq!(v["hops"][0]["route"], "primary");
+        assert_eq!(v["hops"][0]["started_at_ms"], 5);
+        assert_eq!(v["error"], serde_json::Value::Null);
+        assert_eq!(serde_json::from_value::<CallRecord>(v.clone()).unwrap(), rec);
+        // Records serialised before `error` existed still read back.
+        let mut old = v;
+        old.as_object_mut().unwrap().remove("error");
+        assert_eq!(serde_json::from_value::<CallRecord>(old).unwrap(), rec);
+    }
 }

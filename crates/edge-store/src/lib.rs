@@ -38,8 +38,8 @@ mod secret;
 mod store;
 pub mod time;
 
-pub use config::{Database, StoreConfig, SQLITE_FILE_NAME};
 pub use calls::{now_ms, CallError, CallFilter, CallRecord, CallStatus, HangupBy, Hop, Route};
+pub use config::{Database, StoreConfig, SQLITE_FILE_NAME};
 pub use cursor::Cursor;
 pub use error::{Result, StoreError};
 pub use ids::IdKind;

@@ -47,8 +47,20 @@ impl std::fmt::Debug for Store {
 
 fn migrator() -> Migrator {
     Migrator::with_migrations(vec![
-        Migration::new(1, "init".into(), MigrationType::Simple, MIGRATION_0001.into_sql_str(), false),
-        Migration::new(2, "calls".into(), MigrationType::Simple, MIGRATION_0002.into_sql_str(), false),
+        Migration::new(
+            1,
+            "init".into(),
+            MigrationType::Simple,
+            MIGRATION_0001.into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            2,
+            "calls".into(),
+            MigrationType::Simple,
+            MIGRATION_0002.into_sql_str(),
+            false,
+        ),
     ])
 }
 

@@ -121,11 +121,7 @@ async fn tenancy(fx: &Fixture) {
     let rec = started("call_aaa", &a, "+14155551234", "phn_a", 1_000);
     fx.store.upsert_call(&rec).await.unwrap();
     assert!(fx.store.get_call(&b, "call_aaa").await.unwrap().is_none());
-    let page = fx
-        .store
-        .list_calls(&b, CallFilter::default(), 100, None)
-        .await
-        .unwrap();
+    let page = fx.store.list_calls(&b, CallFilter::default(), 100, None).await.unwrap();
     assert!(page.items.is_empty());
     // Account B cannot take over A's call id.
     let hijack = started("call_aaa", &b, "+14155550000", "phn_b", 2_000);

@@ -1,0 +1,30 @@
+# Sourced by the shell test runners: starts the built edge on loopback with a fresh data dir.
+# Sets: work (temp dir), port (SIP UDP+TCP), api (API port), edge_pid, key (an API key); stops the edge on exit.
+# Needs: bin (path to oneinbox-edge).
+work=$(mktemp -d /tmp/edge-test.XXXXXX)
+port=$((20000 + RANDOM % 20000))
+api=$((port + 1))
+cat > "$work/edge.toml" <<TOML
+[sip]
+udp = "127.0.0.1:$port"
+tcp = "127.0.0.1:$port"
+[api]
+listen = "127.0.0.1:$api"
+[storage]
+data_dir = "$work/data"
+[log]
+format = "human"
+level = "warn"
+[[carriers]]
+name = "sipp"
+allow = ["127.0.0.0/8"]
+TOML
+"$bin" serve --config "$work/edge.toml" > "$work/edge.log" 2>&1 &
+edge_pid=$!
+stop_edge() { kill "$edge_pid" 2>/dev/null || true; wait "$edge_pid" 2>/dev/null || true; }
+trap stop_edge EXIT
+for _ in $(seq 1 100); do
+  if (exec 3<>/dev/tcp/127.0.0.1/$api) 2>/dev/null; then break; fi
+  sleep 0.1
+done
+key=$("$bin" keys create --config "$work/edge.toml" --name tests | tail -n 1)
