@@ -20,6 +20,8 @@ use sip_core::transaction::{AutoTrying, TimerConfig, TxConfig};
 /// Messages queued between the transports and the engine; past this, UDP datagrams are dropped (and
 /// counted) and TCP readers wait.
 const ENGINE_QUEUE: usize = 16_384;
+/// Call records waiting for the store; past this the engine counts them as dropped rather than block.
+const RECORD_QUEUE: usize = 65_536;
 
 /// A running edge.
 pub struct Edge {
@@ -35,6 +37,7 @@ pub struct Edge {
     pub index: Arc<RoutingIndex>,
     shutdown: watch::Sender<bool>,
     engine: Option<JoinHandle<()>>,
+    records: Option<JoinHandle<()>>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -73,6 +76,10 @@ impl Edge {
         let _ = self.shutdown.send(true);
         if let Some(engine) = self.engine.take() {
             let _ = tokio::time::timeout(std::time::Duration::from_secs(5), engine).await;
+        }
+        // The engine is gone, so the record queue is closed: wait for the writer to store what is left.
+        if let Some(records) = self.records.take() {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(10), records).await;
         }
         for t in self.tasks {
             t.abort();
@@ -151,6 +158,9 @@ pub async fn start(cfg: Config) -> anyhow::Result<Edge> {
         format!("{host}:{}", sip_addr.port())
     };
     let warn_agent = host.clone();
+    // Call records leave the engine over a bounded queue; one writer persists them in order.
+    let (records_tx, records_rx) = mpsc::channel(RECORD_QUEUE);
+    let records = tokio::spawn(write_call_records(store.clone(), records_rx));
     let calls = CallController::new(
         CallConfig {
             agent_setup_timeout: cfg.agent_setup_timeout,
@@ -166,7 +176,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Edge> {
             warn_agent: warn_agent.clone(),
         },
         index.clone(),
-        None,
+        Some(records_tx),
     );
     let call_stats = calls.stats.clone();
     let agent_gauge = calls.agent_gauge.clone();
@@ -257,6 +267,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Edge> {
         index,
         shutdown,
         engine: Some(engine),
+        records: Some(records),
         tasks,
     })
 }
@@ -298,6 +309,15 @@ async fn run_engine(
         }
         while let Some(t) = ep.poll_transmit() {
             out.send(t.link, t.to, t.bytes);
+        }
+    }
+}
+
+/// Persists call records in the order the engine produced them (start, answer, end).
+async fn write_call_records(store: Arc<Store>, mut rx: mpsc::Receiver<crate::call::CallRecord>) {
+    while let Some(rec) = rx.recv().await {
+        if let Err(e) = store.upsert_call(&rec).await {
+            tracing::error!(call = %rec.id, error = %e, "call record not stored");
         }
     }
 }

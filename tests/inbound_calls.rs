@@ -378,3 +378,91 @@ async fn edge_shutdown_hangs_up_and_releases_agents() {
     assert_eq!(gauge.get(&p).map(|v| *v), Some(0));
     assert_eq!(gauge.get(&r).map(|v| *v), Some(0));
 }
+
+/// Polls `GET /v1/calls?phone_number_id=` until the newest record has a final status.
+async fn final_record(t: &common::TestEdge, number_id: &str) -> serde_json::Value {
+    for _ in 0..100 {
+        let (status, body) = t
+            .http("GET", &format!("/v1/calls?phone_number_id={number_id}"), None)
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        if let Some(c) = v["data"].as_array().and_then(|d| d.first()) {
+            if c["ended_at"].is_string() {
+                return c.clone();
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    panic!("no final call record for {number_id}");
+}
+
+#[tokio::test]
+async fn call_records_tell_what_happened() {
+    let t = start_edge(|_| {}).await;
+    let busy = Agent::spawn(Mode::Reject(486)).await;
+    let fb = Agent::spawn(Mode::Answer).await;
+    let p = t.add_agent("busy", &busy, 5, AgentStatus::Active).await;
+    let f = t.add_agent("fallback", &fb, 5, AgentStatus::Active).await;
+    let number_id = t.add_number(DID, &p, Some(&f)).await;
+    let mut c = Carrier::new(t.sip(), DID).await;
+    c.invite().await;
+    let (_, ok) = c.final_response(S).await;
+    c.ack(&ok).await;
+    c.in_dialog("BYE", false).await;
+    let rec = final_record(&t, &number_id).await;
+    assert!(rec["id"].as_str().unwrap().starts_with("call_"));
+    assert_eq!(rec["direction"], "inbound");
+    assert_eq!(rec["status"], "completed");
+    assert_eq!(rec["carrier"], "loopback");
+    assert_eq!(rec["from"], "+12125550000");
+    assert_eq!(rec["caller_name"], "Alice Caller");
+    assert_eq!(rec["to"], DID);
+    assert_eq!(rec["answered_by"], "fallback");
+    assert_eq!(rec["agent_id"], f.as_str());
+    assert_eq!(rec["hangup_by"], "caller");
+    let hops = rec["hops"].as_array().unwrap();
+    assert_eq!(hops.len(), 2, "{rec}");
+    assert_eq!(hops[0]["route"], "primary");
+    assert_eq!(hops[0]["sip_status"], 486);
+    assert_eq!(hops[1]["route"], "fallback");
+    assert_eq!(hops[1]["sip_status"], 200);
+    assert!(rec["answered_at"].is_string());
+    let (status, one) = t
+        .http("GET", &format!("/v1/calls/{}", rec["id"].as_str().unwrap()), None)
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&one).unwrap()["status"],
+        "completed"
+    );
+}
+
+#[tokio::test]
+async fn cancelled_and_failed_calls_are_recorded() {
+    let t = start_edge(|c| c.agent_ring_timeout = Duration::from_secs(10)).await;
+    let slow = Agent::spawn(Mode::RingForever).await;
+    let busy = Agent::spawn(Mode::Reject(486)).await;
+    let s = t.add_agent("slow", &slow, 5, AgentStatus::Active).await;
+    let b = t.add_agent("busy", &busy, 5, AgentStatus::Active).await;
+    let n1 = t.add_number(DID, &s, None).await;
+    let n2 = t.add_number("+14155550102", &b, None).await;
+
+    let mut c = Carrier::new(t.sip(), DID).await;
+    c.invite().await;
+    slow.expect(Method::Invite, S).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    c.cancel().await;
+    assert_eq!(c.final_response(S).await.1.status(), Some(487));
+    let rec = final_record(&t, &n1).await;
+    assert_eq!(rec["status"], "canceled");
+    assert_eq!(rec["hangup_by"], "caller");
+
+    let mut c = Carrier::new(t.sip(), "+14155550102").await;
+    c.invite().await;
+    assert_eq!(c.final_response(S).await.1.status(), Some(503));
+    let rec = final_record(&t, &n2).await;
+    assert_eq!(rec["status"], "busy", "the only agent said busy");
+    assert_eq!(rec["sip_status"], 503);
+    assert_eq!(rec["hops"][0]["sip_status"], 486);
+}

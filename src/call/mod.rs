@@ -11,7 +11,6 @@
 
 pub mod dialed;
 pub mod leg;
-pub mod record;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -28,8 +27,8 @@ use sip_core::transaction::{Peer, TransactionLayer, TxKey};
 
 use crate::sip::endpoint::Transmit;
 use crate::transport::Link;
+pub use edge_store::{now_ms, CallRecord, CallStatus, HangupBy, Hop, Route};
 use leg::{DialogSide, Local};
-use record::{now_ms, CallRecord, CallStatus, HangupBy, Hop, Route};
 
 /// Call-control settings (`[routing]` in the config).
 #[derive(Debug, Clone)]
@@ -300,7 +299,7 @@ impl CallController {
         let record = CallRecord {
             id: format!("call_{}", leg::token()),
             account_id: number.account_id.clone(),
-            direction: "inbound",
+            direction: "inbound".into(),
             carrier: carrier.to_owned(),
             from: caller,
             caller_name,
@@ -317,6 +316,7 @@ impl CallController {
             created_at_ms: now_ms(),
             answered_at_ms: None,
             ended_at_ms: None,
+            error: None,
         };
         tracing::info!(call = %record.id, sip_call_id = %a_call_id, carrier, to = %record.to, "inbound call");
         self.stats.calls_started.fetch_add(1, Ordering::Relaxed);
@@ -549,6 +549,21 @@ impl CallController {
             started_at_ms: started,
             ended_at_ms: Some(started),
         });
+        // In the Call resource's words: busy when the agents said busy, no-answer when they never answered.
+        let agent_hops: Vec<&Hop> = call
+            .record
+            .hops
+            .iter()
+            .filter(|h| h.route != Route::Voicemail)
+            .collect();
+        let all = |f: &dyn Fn(&Hop) -> bool| !agent_hops.is_empty() && agent_hops.iter().all(|h| f(h));
+        let status = if all(&|h| matches!(h.sip_status, Some(486 | 600 | 603))) {
+            CallStatus::Busy
+        } else if all(&|h| h.outcome.starts_with("timeout")) {
+            CallStatus::NoAnswer
+        } else {
+            CallStatus::Failed
+        };
         let warning = self.warning("no agent available and voicemail unavailable");
         self.fail_a(
             ctx,
@@ -557,7 +572,7 @@ impl CallController {
             "Service Unavailable",
             &[("Retry-After", "30"), ("Warning", &warning)],
         );
-        self.finish(id, CallStatus::Failed, "no agent available", None);
+        self.finish(id, status, "no agent available", None);
     }
 
     /// A final non-2xx answer to the carrier's INVITE.

@@ -9,10 +9,10 @@
 //!
 //! Typical bridged call (SIP side):
 //! 1. `let relay = engine.allocate_relay(call_id)?` (503 on `PortsExhausted`);
-//! 2. offer from leg A: `rewrite_sdp(offer, relay.public_ip(), relay.local_port(Side::B), codecs)`
-//!    → send to leg B, `relay.set_remote(Side::A, &remote)`;
-//! 3. answer from leg B: `rewrite_sdp(answer, relay.public_ip(), relay.local_port(Side::A), None)`
-//!    → send to leg A, `relay.set_remote(Side::B, &remote)`;
+//! 2. offer from leg A: `let (body, _) = relay.anchor_sdp(Side::A, offer, codecs)?` → send `body`
+//!    to leg B (= `rewrite_sdp(offer, relay.public_ip(), relay.local_port(Side::B), codecs)` +
+//!    `relay.set_remote(Side::A, &remote)`); on `Err(e)` answer `e.sip_status()`;
+//! 3. answer from leg B: `relay.anchor_sdp(Side::B, answer, None)?` → send to leg A;
 //! 4. on BYE: `relay.release().await` (or drop it); on `MediaEvent::Timeout` BYE both legs.
 //!
 //! Voicemail (the edge answers itself):

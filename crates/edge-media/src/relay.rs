@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use tokio::io::ReadBuf;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
@@ -16,9 +17,10 @@ use tokio::task::JoinHandle;
 use crate::event::MediaEvent;
 use crate::latch::{Latch, LatchVerdict, RelatchRule};
 use crate::ports::PortLease;
-use crate::sdp::RemoteMedia;
+use crate::sdp::{rewrite_sdp, RemoteMedia, SdpError};
 
-/// Largest datagram relayed; bigger ones are truncated by the kernel and dropped.
+/// Receive buffer; a datagram that fills it may have been truncated by the
+/// kernel and is dropped (audio RTP is far below the 1500-byte MTU).
 const RECV_BUF: usize = 2048;
 /// Packets taken from one ready socket before the others are polled again.
 const DRAIN_BATCH: usize = 16;
@@ -33,6 +35,14 @@ pub enum Side {
 }
 
 impl Side {
+    /// The opposite leg.
+    pub fn other(self) -> Side {
+        match self {
+            Side::A => Side::B,
+            Side::B => Side::A,
+        }
+    }
+
     fn index(self) -> usize {
         match self {
             Side::A => 0,
@@ -177,6 +187,21 @@ impl RelayHandle {
         self.shared.generation.fetch_add(1, Ordering::Release);
     }
 
+    /// One-stop SDP handling for the B2BUA: rewrites an offer/answer received
+    /// from leg `from` so the other leg sends its media to our port facing it,
+    /// and records `from`'s declared media via [`Self::set_remote`]. Nothing is
+    /// changed on error (answer the offer with `err.sip_status()`).
+    pub fn anchor_sdp(
+        &self,
+        from: Side,
+        sdp: &[u8],
+        allowed_codecs: Option<&[String]>,
+    ) -> Result<(Bytes, RemoteMedia), SdpError> {
+        let (body, remote) = rewrite_sdp(sdp, self.public_ip, self.local_port(from.other()), allowed_codecs)?;
+        self.set_remote(from, &remote);
+        Ok((body, remote))
+    }
+
     /// Current counters.
     pub fn stats(&self) -> RelayStats {
         self.shared.stats()
@@ -216,6 +241,9 @@ fn is_rtp_socket(index: usize) -> bool {
 /// RTP (v2 header parses) on RTP sockets, plus RTCP there too for rtcp-mux
 /// peers (RFC 5761: packet types 192-223); RTCP v2 on RTCP sockets.
 fn is_valid(index: usize, packet: &[u8]) -> bool {
+    if packet.len() >= RECV_BUF {
+        return false;
+    }
     let rtcp = packet.len() >= 8 && packet[0] >> 6 == 2;
     if is_rtp_socket(index) {
         rtp_rs::RtpReader::new(packet).is_ok() || (rtcp && (192..=223).contains(&packet[1]))

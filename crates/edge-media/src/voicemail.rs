@@ -158,7 +158,7 @@ impl VoicemailSession {
 
     /// Waits for the session to end (by itself or after [`Self::stop`]) and
     /// the WAV to be on disk.
-    pub async fn wait(&mut self) -> SessionResult {
+    pub async fn wait(&mut self) -> Result<VoicemailOutcome, Arc<VoicemailError>> {
         let task = self.task.take().ok_or(Arc::new(VoicemailError::AlreadyTaken))?;
         task.await.map_err(|_| Arc::new(VoicemailError::Task))?
     }

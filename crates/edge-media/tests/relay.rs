@@ -176,6 +176,12 @@ async fn latching_foreign_sources_and_rebinding_rule() {
     foreign.send_to(b"hello", to_a).await.unwrap();
     expect_nothing(&b).await;
     assert_eq!(relay.stats().dropped_malformed, 1);
+    // Oversized datagrams (would be truncated) are dropped, not forwarded cut.
+    let mut jumbo = rtp(50, 0, 1, 1);
+    jumbo.resize(3000, 0);
+    nat_a.send_to(&jumbo, to_a).await.unwrap();
+    expect_nothing(&b).await;
+    assert_eq!(relay.stats().dropped_malformed, 2);
 
     // Rebinding: latched source silent > 200 ms, new source sends 5 in a row:
     // first 4 dropped, 5th relayed, and B's media follows the new source.
@@ -216,6 +222,33 @@ async fn reinvite_with_new_address_relatches() {
     assert_eq!(recv(&b, Duration::from_secs(1)).await.unwrap().0, rtp(3, 0, 1, 3));
     a1.send_to(&rtp(4, 0, 1, 4), to_a).await.unwrap();
     expect_nothing(&b).await;
+}
+
+#[tokio::test]
+async fn anchor_sdp_wires_both_legs() {
+    let (engine, _events) = engine(31080, 2, |_| {});
+    let relay = engine.allocate_relay("call-sdp").unwrap();
+    let (a, b) = (socket().await, socket().await);
+    let sdp = |port: u16| {
+        format!("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {port} RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n")
+    };
+    let (to_b, remote_a) = relay
+        .anchor_sdp(Side::A, sdp(a.local_addr().unwrap().port()).as_bytes(), None)
+        .unwrap();
+    assert_eq!(remote_a.rtp_port, a.local_addr().unwrap().port());
+    let offer_for_b = String::from_utf8(to_b.to_vec()).unwrap();
+    assert!(offer_for_b.contains(&format!("m=audio {} RTP/AVP 0 101", relay.local_port(Side::B))));
+    let (to_a, _) = relay
+        .anchor_sdp(Side::B, sdp(b.local_addr().unwrap().port()).as_bytes(), None)
+        .unwrap();
+    assert!(String::from_utf8(to_a.to_vec())
+        .unwrap()
+        .contains(&format!("m=audio {} ", relay.local_port(Side::A))));
+    // Media now flows both ways to the SDP-declared peers before any latching.
+    b.send_to(&rtp(1, 0, 2, 1), relay_addr(&relay, Side::B)).await.unwrap();
+    assert_eq!(recv(&a, Duration::from_secs(1)).await.unwrap().0, rtp(1, 0, 2, 1));
+    let bad = relay.anchor_sdp(Side::A, b"v=0\r\n", None).unwrap_err();
+    assert_eq!(bad.sip_status(), 488);
 }
 
 async fn wait_free(engine: &MediaEngine, pairs: usize) {
