@@ -71,6 +71,33 @@ run inbound_failover_1000   uac_inbound.xml -inf "$work/dids_failover.csv" -m 10
 # A silent primary: each call waits the 2 s setup timeout, then the fallback answers.
 run inbound_silent_failover uac_inbound.xml -inf "$work/dids_silent.csv"   -m 100  -r 20  -d 0 -trace_screen
 
+# Every call of the inbound runs has a complete record: ended, completed, answered by the expected hop.
+sleep 1
+if python3 - "$api" "$key" <<'PY'
+import json, sys, urllib.request
+api, key = sys.argv[1], sys.argv[2]
+calls, cursor = [], None
+while True:
+    url = f"http://127.0.0.1:{api}/v1/calls?limit=100" + (f"&cursor={cursor}" if cursor else "")
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {key}"})
+    page = json.load(urllib.request.urlopen(req, timeout=10))
+    calls += page["data"]
+    cursor = page.get("next_cursor")
+    if not cursor:
+        break
+want = {"+1415": ("primary", 1000), "+1628": ("fallback", 1000), "+1650": ("fallback", 100)}
+bad = [c for c in calls if c["status"] != "completed" or not c["ended_at"] or not c["hops"] or c["hangup_by"] != "caller"]
+for prefix, (route, n) in want.items():
+    mine = [c for c in calls if c["to"].startswith(prefix)]
+    if len(mine) != n or any(c["answered_by"] != route for c in mine):
+        bad.append({"prefix": prefix, "records": len(mine), "want": n})
+print(f"call records: {len(calls)} stored, {len(bad)} incomplete or wrong")
+for b in bad[:5]:
+    print(json.dumps(b)[:400])
+sys.exit(1 if bad else 0)
+PY
+then echo "ok    call_records_complete"; passed=$((passed + 1)); else echo "FAIL  call_records_complete"; failed=$((failed + 1)); fi
+
 if ! kill -0 "$edge_pid" 2>/dev/null; then echo "FAIL  the edge exited during the runs"; cat "$work/edge.log"; failed=$((failed + 1)); fi
 echo "sipp: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
