@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every test of oneinbox-edge, with its set-up, on a fresh Debian machine or CI:
 #   scripts/test.sh
-# 1. installs what the tests use (SIPp) when missing; 2. makes sure PostgreSQL is up (the store suite runs
+# 1. installs what the tests use (SIPp, espeak-ng for voicemail greetings, curl) when missing; 2. makes sure PostgreSQL is up (the store suite runs
 # against it for real); 3. cargo test for the whole workspace; 4. schemathesis against the running edge's
 # OpenAPI; 5. SIPp scenarios against the built binary.
 set -euo pipefail
@@ -12,6 +12,8 @@ as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 missing=()
 command -v sipp >/dev/null || missing+=(sip-tester)
 command -v pg_isready >/dev/null || missing+=(postgresql)
+command -v espeak-ng >/dev/null || missing+=(espeak-ng)
+command -v curl >/dev/null || missing+=(curl)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "== installing ${missing[*]}"
   as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q

@@ -40,6 +40,58 @@ struct RawConfig {
     log: RawLog,
     carriers: Vec<RawCarrier>,
     routing: RawRouting,
+    media: RawMedia,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawMedia {
+    enabled: bool,
+    public_ip: Option<Spanned<String>>,
+    bind_ip: Spanned<String>,
+    rtp_ports: Spanned<String>,
+    media_timeout_s: Spanned<u64>,
+    port_quarantine_ms: Spanned<u64>,
+    codecs: Option<Vec<String>>,
+    voicemail_max_length_s: Spanned<u64>,
+    voicemail_silence_limit_s: Spanned<u64>,
+    espeak: String,
+}
+
+impl Default for RawMedia {
+    fn default() -> Self {
+        let s = |v: u64| Spanned::new(0..0, v);
+        let t = |v: &str| Spanned::new(0..0, v.to_owned());
+        RawMedia {
+            enabled: true,
+            public_ip: None,
+            bind_ip: t("0.0.0.0"),
+            rtp_ports: t("10000-20000"),
+            media_timeout_s: s(30),
+            port_quarantine_ms: s(5_000),
+            codecs: None,
+            voicemail_max_length_s: s(120),
+            voicemail_silence_limit_s: s(10),
+            espeak: "espeak-ng".into(),
+        }
+    }
+}
+
+/// RTP anchoring and voicemail (`[media]`).
+#[derive(Debug, Clone)]
+pub struct MediaSettings {
+    pub enabled: bool,
+    /// Address written in our SDP; default: the SIP advertised host if it is an IP, else loopback.
+    pub public_ip: Option<IpAddr>,
+    pub bind_ip: IpAddr,
+    pub rtp_ports: (u16, u16),
+    pub media_timeout: Duration,
+    pub port_quarantine: Duration,
+    /// Codec names allowed through (e.g. PCMU, PCMA); `None` passes every offered codec.
+    pub codecs: Option<Vec<String>>,
+    pub voicemail_max_length: Duration,
+    pub voicemail_silence_limit: Duration,
+    pub espeak: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -230,6 +282,7 @@ pub struct Config {
     /// An agent that sends no final answer within this is unavailable.
     pub agent_ring_timeout: Duration,
     pub default_voicemail_message: String,
+    pub media: MediaSettings,
 }
 
 impl Config {
@@ -255,6 +308,7 @@ impl Config {
     pub fn for_tests(data_dir: &Path) -> Config {
         let text = format!(
             "[sip]\nudp = \"127.0.0.1:0\"\ntcp = \"127.0.0.1:0\"\n[api]\nlisten = \"127.0.0.1:0\"\n\
+             [media]\nbind_ip = \"127.0.0.1\"\npublic_ip = \"127.0.0.1\"\n\
              [storage]\ndata_dir = {:?}\n[[carriers]]\nname = \"loopback\"\nallow = [\"127.0.0.0/8\", \"::1/128\"]\n",
             data_dir.display().to_string()
         );
@@ -478,6 +532,71 @@ impl Validator<'_> {
                 600,
             )?),
             default_voicemail_message: raw.routing.default_voicemail_message.clone(),
+            media: self.media(&raw.media)?,
+        })
+    }
+}
+
+impl Validator<'_> {
+    fn media(&self, m: &RawMedia) -> Result<MediaSettings, ConfigError> {
+        let ip = |key: &str, v: &Spanned<String>| -> Result<IpAddr, ConfigError> {
+            v.get_ref()
+                .trim()
+                .parse()
+                .or_else(|_| self.err(key, v.span(), format!("`{}` is not an IP address", v.get_ref().trim())))
+        };
+        let public_ip = match &m.public_ip {
+            Some(v) => Some(ip("media.public_ip", v)?),
+            None => None,
+        };
+        let bind_ip = ip("media.bind_ip", &m.bind_ip)?;
+        let ports = m.rtp_ports.get_ref().trim();
+        let range = ports
+            .split_once('-')
+            .and_then(|(a, b)| Some((a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()?)));
+        let rtp_ports = match range {
+            Some((a, b)) if a >= 1024 && b > a && b - a >= 3 => (a, b),
+            _ => {
+                return self.err(
+                    "media.rtp_ports",
+                    m.rtp_ports.span(),
+                    format!("`{ports}`: expected LOW-HIGH within 1024-65535 with room for two port pairs"),
+                )
+            }
+        };
+        if m.codecs.as_ref().is_some_and(|c| c.is_empty()) {
+            return self.err(
+                "media.codecs",
+                0..0,
+                "an empty list refuses every call; leave it out to allow all",
+            );
+        }
+        Ok(MediaSettings {
+            enabled: m.enabled,
+            public_ip,
+            bind_ip,
+            rtp_ports,
+            media_timeout: Duration::from_secs(self.range("media.media_timeout_s", &m.media_timeout_s, 1, 86_400)?),
+            port_quarantine: Duration::from_millis(self.range(
+                "media.port_quarantine_ms",
+                &m.port_quarantine_ms,
+                0,
+                600_000,
+            )?),
+            codecs: m.codecs.clone(),
+            voicemail_max_length: Duration::from_secs(self.range(
+                "media.voicemail_max_length_s",
+                &m.voicemail_max_length_s,
+                1,
+                3_600,
+            )?),
+            voicemail_silence_limit: Duration::from_secs(self.range(
+                "media.voicemail_silence_limit_s",
+                &m.voicemail_silence_limit_s,
+                1,
+                600,
+            )?),
+            espeak: m.espeak.clone(),
         })
     }
 }

@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::call::leg::Local;
-use crate::call::{CallConfig, CallController, CallStats};
+use crate::call::{CallConfig, CallController, CallStats, MediaCtl, Persist};
 use crate::config::{Config, UnknownSource};
 use crate::sip::endpoint::{Endpoint, EndpointConfig, EndpointStats, SourcePolicy};
 use crate::transport::{self, Inbound, Outbound, TransportStats};
@@ -160,7 +160,8 @@ pub async fn start(cfg: Config) -> anyhow::Result<Edge> {
     let warn_agent = host.clone();
     // Call records leave the engine over a bounded queue; one writer persists them in order.
     let (records_tx, records_rx) = mpsc::channel(RECORD_QUEUE);
-    let records = tokio::spawn(write_call_records(store.clone(), records_rx));
+    let records = tokio::spawn(write_records(store.clone(), records_rx));
+    let (media, media_events) = start_media(&cfg, &host)?;
     let calls = CallController::new(
         CallConfig {
             agent_setup_timeout: cfg.agent_setup_timeout,
@@ -177,6 +178,19 @@ pub async fn start(cfg: Config) -> anyhow::Result<Edge> {
         },
         index.clone(),
         Some(records_tx),
+        media.clone().map(|engine| MediaCtl {
+            engine,
+            codecs: cfg.media.codecs.clone(),
+            voicemail: edge_media::VoicemailConfig {
+                greeting_text: String::new(),
+                recordings_dir: cfg.data_dir.join("voicemail"),
+                max_length: cfg.media.voicemail_max_length,
+                silence_limit: cfg.media.voicemail_silence_limit,
+                ..edge_media::VoicemailConfig::default()
+            },
+            default_greeting: cfg.default_voicemail_message.clone(),
+            data_dir: cfg.data_dir.clone(),
+        }),
     );
     let call_stats = calls.stats.clone();
     let agent_gauge = calls.agent_gauge.clone();
@@ -199,7 +213,14 @@ pub async fn start(cfg: Config) -> anyhow::Result<Edge> {
         calls,
     );
     let endpoint_stats = endpoint.stats.clone();
-    let engine = tokio::spawn(run_engine(endpoint, engine_rx, out.clone(), shutdown_rx.clone()));
+    let engine = tokio::spawn(run_engine(
+        endpoint,
+        engine_rx,
+        media_events,
+        media,
+        out.clone(),
+        shutdown_rx.clone(),
+    ));
 
     if let Some(sock) = udp {
         tasks.push(tokio::spawn(transport::udp::run(
@@ -231,7 +252,11 @@ pub async fn start(cfg: Config) -> anyhow::Result<Edge> {
                 .with_context(|| format!("binding the API on {addr} (api.listen)"))?;
             let local = listener.local_addr()?;
             let providers = edge_api::ProviderSet::new(Arc::new(edge_providers::LocalInventory::new(Vec::new())));
-            let state = edge_api::ApiState::new(store.clone(), providers, edge_api::ApiConfig::default());
+            let api_cfg = edge_api::ApiConfig {
+                data_dir: cfg.data_dir.clone(),
+                ..edge_api::ApiConfig::default()
+            };
+            let state = edge_api::ApiState::new(store.clone(), providers, api_cfg);
             let ops = crate::ops::OpsState {
                 started: Instant::now(),
                 endpoint: endpoint_stats.clone(),
@@ -277,6 +302,8 @@ pub async fn start(cfg: Config) -> anyhow::Result<Edge> {
 async fn run_engine(
     mut ep: Endpoint,
     mut rx: mpsc::Receiver<Inbound>,
+    mut media_events: Option<edge_media::MediaEvents>,
+    media: Option<edge_media::MediaEngine>,
     out: Outbound,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -289,7 +316,24 @@ async fn run_engine(
                 while let Some(t) = ep.poll_transmit() {
                     out.send(t.link, t.to, t.bytes);
                 }
+                // Recordings in progress are finished and their rows written before the engine goes.
+                if let (Some(media), Some(events)) = (&media, media_events.as_mut()) {
+                    media.shutdown(std::time::Duration::from_secs(5)).await;
+                    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+                    while ep.calls.pending_voicemails() > 0 {
+                        match tokio::time::timeout_at(deadline, events.recv()).await {
+                            Ok(Some(ev)) => ep.on_media_event(Instant::now(), ev),
+                            _ => break,
+                        }
+                    }
+                }
                 return;
+            }
+            ev = recv_media(&mut media_events) => {
+                match ev {
+                    Some(ev) => ep.on_media_event(Instant::now(), ev),
+                    None => media_events = None,
+                }
             }
             m = rx.recv() => {
                 let Some(m) = m else { return };
@@ -313,13 +357,57 @@ async fn run_engine(
     }
 }
 
-/// Persists call records in the order the engine produced them (start, answer, end).
-async fn write_call_records(store: Arc<Store>, mut rx: mpsc::Receiver<crate::call::CallRecord>) {
-    while let Some(rec) = rx.recv().await {
-        if let Err(e) = store.upsert_call(&rec).await {
-            tracing::error!(call = %rec.id, error = %e, "call record not stored");
+/// Persists call records (start, answer, end) and voicemail rows in the order the engine produced them.
+async fn write_records(store: Arc<Store>, mut rx: mpsc::Receiver<Persist>) {
+    while let Some(p) = rx.recv().await {
+        match p {
+            Persist::Call(rec) => {
+                if let Err(e) = store.upsert_call(&rec).await {
+                    tracing::error!(call = %rec.id, error = %e, "call record not stored");
+                }
+            }
+            Persist::Voicemail(vm) => {
+                if let Err(e) = store.insert_voicemail(&vm).await {
+                    tracing::error!(voicemail = %vm.id, error = %e, "voicemail row not stored");
+                }
+            }
         }
     }
+}
+
+async fn recv_media(events: &mut Option<edge_media::MediaEvents>) -> Option<edge_media::MediaEvent> {
+    match events {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The media engine from `[media]`; `None` when disabled (SDP then passes through and there is no voicemail).
+fn start_media(
+    cfg: &Config,
+    sip_host: &str,
+) -> anyhow::Result<(Option<edge_media::MediaEngine>, Option<edge_media::MediaEvents>)> {
+    let m = &cfg.media;
+    if !m.enabled {
+        return Ok((None, None));
+    }
+    let public_ip = m
+        .public_ip
+        .or_else(|| sip_host.trim_matches(['[', ']']).parse().ok())
+        .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
+    let media_cfg = edge_media::MediaConfig {
+        public_ip,
+        bind_ip: m.bind_ip,
+        port_range: m.rtp_ports,
+        quarantine: m.port_quarantine,
+        media_timeout: m.media_timeout,
+        espeak_binary: m.espeak.clone().into(),
+        tts_cache_dir: cfg.data_dir.join("tts-cache"),
+        ..edge_media::MediaConfig::default()
+    };
+    let (engine, events) = edge_media::MediaEngine::new(media_cfg).context("starting the media engine ([media])")?;
+    tracing::info!(%public_ip, ports = ?m.rtp_ports, "media anchoring on");
+    Ok((Some(engine), Some(events)))
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

@@ -258,8 +258,9 @@ async fn reinvite_both_ways() {
 }
 
 #[tokio::test]
-async fn no_agent_available_is_503_with_retry_after() {
-    let t = start_edge(|_| {}).await;
+async fn voicemail_impossible_is_503_with_retry_after() {
+    // Without the media engine the edge cannot take the call itself: the carrier must try elsewhere.
+    let t = start_edge(|c| c.media.enabled = false).await;
     let busy = Agent::spawn(Mode::Reject(486)).await;
     let p = t.add_agent("busy", &busy, 5, AgentStatus::Active).await;
     t.add_number(DID, &p, None).await;
@@ -440,7 +441,11 @@ async fn call_records_tell_what_happened() {
 
 #[tokio::test]
 async fn cancelled_and_failed_calls_are_recorded() {
-    let t = start_edge(|c| c.agent_ring_timeout = Duration::from_secs(10)).await;
+    let t = start_edge(|c| {
+        c.agent_ring_timeout = Duration::from_secs(10);
+        c.media.enabled = false;
+    })
+    .await;
     let slow = Agent::spawn(Mode::RingForever).await;
     let busy = Agent::spawn(Mode::Reject(486)).await;
     let s = t.add_agent("slow", &slow, 5, AgentStatus::Active).await;
@@ -465,4 +470,72 @@ async fn cancelled_and_failed_calls_are_recorded() {
     assert_eq!(rec["status"], "busy", "the only agent said busy");
     assert_eq!(rec["sip_status"], 503);
     assert_eq!(rec["hops"][0]["sip_status"], 486);
+}
+
+#[tokio::test]
+async fn no_agent_available_goes_to_voicemail() {
+    let t = start_edge(|_| {}).await;
+    let busy = Agent::spawn(Mode::Reject(486)).await;
+    let p = t.add_agent("busy", &busy, 5, AgentStatus::Active).await;
+    let number_id = t
+        .add_number_routing(
+            DID,
+            &p,
+            Some(edge_store::InboundRouting {
+                agent_id: Some(p.clone()),
+                fallback_agent_id: None,
+                voicemail_message: Some("Leave a message.".into()),
+            }),
+        )
+        .await;
+    // The caller's media socket: the voicemail greeting must arrive here.
+    let rtp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let sdp = common::SDP.replace("40000", &rtp.local_addr().unwrap().port().to_string());
+    let mut c = Carrier::new(t.sip(), DID).await;
+    c.send(&c.invite_bytes().replace(common::SDP, &sdp)).await;
+    let (_, ok) = c.final_response(S).await;
+    assert_eq!(ok.status(), Some(200), "the edge answers for voicemail");
+    let answer = String::from_utf8_lossy(ok.body()).into_owned();
+    assert!(
+        answer.contains("c=IN IP4 127.0.0.1") && answer.contains("PCMU"),
+        "{answer}"
+    );
+    c.ack(&ok).await;
+    let mut buf = [0u8; 2048];
+    let mut packets = 0;
+    while packets < 25 {
+        let n = tokio::time::timeout(S, rtp.recv(&mut buf))
+            .await
+            .expect("greeting RTP")
+            .unwrap();
+        assert!(n >= 12 + 160, "20 ms G.711 packets");
+        assert_eq!(buf[0] >> 6, 2, "RTP version 2");
+        packets += 1;
+    }
+    c.in_dialog("BYE", false).await;
+    assert_eq!(c.recv(S).await.unwrap().status(), Some(200));
+
+    // The recording is stored and served.
+    let mut vm = None;
+    for _ in 0..100 {
+        let (_, body) = t
+            .http("GET", &format!("/v1/voicemails?phone_number_id={number_id}"), None)
+            .await;
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        if let Some(first) = v["data"].as_array().and_then(|d| d.first()) {
+            vm = Some(first.clone());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let vm = vm.expect("a voicemail row");
+    assert!(vm["id"].as_str().unwrap().starts_with("vm_"));
+    assert_eq!(vm["caller"], "+12125550000");
+    assert_eq!(vm["ended_by"], "hangup");
+    let rec = final_record(&t, &number_id).await;
+    assert_eq!(rec["answered_by"], "voicemail");
+    assert_eq!(rec["status"], "completed");
+    let (status, wav) = t.http("GET", vm["recording_url"].as_str().unwrap(), None).await;
+    assert_eq!(status, 200);
+    assert!(wav.starts_with("RIFF"), "a WAV file");
 }

@@ -76,6 +76,7 @@ pub fn in_dialog_request(
     method: &Method,
     orig: Option<&Message>,
     extra: &[(&str, &str)],
+    body: Option<Bytes>,
 ) -> Bytes {
     side.local_cseq = side.local_cseq.wrapping_add(1).max(1);
     let via = format!("SIP/2.0/UDP {};branch={};rport", local.sent_by, new_branch());
@@ -98,8 +99,14 @@ pub fn in_dialog_request(
     for (n, v) in extra {
         b = b.header(n, v);
     }
-    if let Some(m) = orig.filter(|m| !m.body().is_empty()) {
-        b = b.body(m.content_type().unwrap_or("application/sdp"), m.body_bytes());
+    match body {
+        Some(sdp) if !sdp.is_empty() => b = b.body("application/sdp", sdp),
+        Some(_) => {}
+        None => {
+            if let Some(m) = orig.filter(|m| !m.body().is_empty()) {
+                b = b.body(m.content_type().unwrap_or("application/sdp"), m.body_bytes());
+            }
+        }
     }
     b.build()
 }
@@ -121,7 +128,8 @@ pub fn ack_2xx(side: &DialogSide, local: &Local, invite_cseq: u32) -> Bytes {
 }
 
 /// A response to `req` relaying `from`'s status, reason and body; our tag and Contact on it.
-pub fn relay_response(req: &Message, from: &Message, tag: &str, local: &Local) -> Bytes {
+/// `body` replaces `from`'s body (the media anchor's rewritten SDP); an empty one drops it.
+pub fn relay_response(req: &Message, from: &Message, tag: &str, local: &Local, body: Option<Bytes>) -> Bytes {
     let code = from.status().unwrap_or(500);
     let reason = from.reason().unwrap_or("");
     let relayed = relayed_headers(from);
@@ -134,8 +142,13 @@ pub fn relay_response(req: &Message, from: &Message, tag: &str, local: &Local) -
     for (n, v) in &relayed {
         b = b.header(n, v);
     }
-    if !from.body().is_empty() {
-        b = b.body(from.content_type().unwrap_or("application/sdp"), from.body_bytes());
+    match body {
+        Some(sdp) if !sdp.is_empty() => b = b.body("application/sdp", sdp),
+        Some(_) => {}
+        None if !from.body().is_empty() => {
+            b = b.body(from.content_type().unwrap_or("application/sdp"), from.body_bytes());
+        }
+        None => {}
     }
     b.build()
 }

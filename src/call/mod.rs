@@ -27,6 +27,8 @@ use sip_core::transaction::{Peer, TransactionLayer, TxKey};
 
 use crate::sip::endpoint::Transmit;
 use crate::transport::Link;
+use edge_media::{MediaEngine, MediaEvent, RelayHandle, Side as MediaSide, VoicemailConfig, VoicemailSession};
+use edge_store::VoicemailRecord;
 pub use edge_store::{now_ms, CallRecord, CallStatus, HangupBy, Hop, Route};
 use leg::{DialogSide, Local};
 
@@ -63,6 +65,35 @@ pub struct CallStats {
     pub rejected: AtomicU64,
     pub failovers: AtomicU64,
     pub records_dropped: AtomicU64,
+}
+
+/// Media anchoring and voicemail for calls (None: signalling only, SDP passed through untouched).
+pub struct MediaCtl {
+    pub engine: MediaEngine,
+    /// Codec names allowed through; `None` passes every offered codec.
+    pub codecs: Option<Vec<String>>,
+    /// Voicemail settings; the greeting is filled in per call.
+    pub voicemail: VoicemailConfig,
+    pub default_greeting: String,
+    /// Recording paths are stored relative to this.
+    pub data_dir: std::path::PathBuf,
+}
+
+/// What the store must keep, in the order produced.
+#[derive(Debug)]
+pub enum Persist {
+    Call(CallRecord),
+    Voicemail(VoicemailRecord),
+}
+
+/// What a voicemail row needs once the recording ends (the call may be gone by then).
+#[derive(Debug)]
+struct VoicemailMeta {
+    account_id: String,
+    call_id: String,
+    phone_number_id: String,
+    caller: String,
+    to: String,
 }
 
 /// The IO-free things the controller may touch while handling one event.
@@ -119,6 +150,8 @@ enum ClientRef {
         call: CallId,
         server_key: TxKey,
         request: Message,
+        /// The side the request went to (and its answer comes from), for SDP anchoring.
+        to_side: Side,
     },
     /// BYE or CANCEL we originated: nothing waits on the answer.
     Fire,
@@ -177,6 +210,12 @@ struct Call {
     answer: Option<Bytes>,
     /// When the carrier's INVITE was taken, for the setup-latency histogram.
     created: Instant,
+    /// The RTP relay anchoring this call's media (carrier side A, agent side B).
+    relay: Option<RelayHandle>,
+    /// The carrier's SDP offer rewritten to the relay's agent-side address.
+    b_offer: Option<Bytes>,
+    /// The voicemail session answering this call, when it went to voicemail.
+    voicemail: Option<VoicemailSession>,
 }
 
 /// The inbound call controller.
@@ -190,7 +229,10 @@ pub struct CallController {
     timers: BinaryHeap<Reverse<(Instant, CallId, TimerKind, u32)>>,
     agent_load: HashMap<String, u32>,
     next_id: CallId,
-    records: Option<tokio::sync::mpsc::Sender<CallRecord>>,
+    records: Option<tokio::sync::mpsc::Sender<Persist>>,
+    media: Option<MediaCtl>,
+    by_public: HashMap<String, CallId>,
+    voicemail_meta: HashMap<String, VoicemailMeta>,
     pub stats: Arc<CallStats>,
     /// Live load per agent, shared with /metrics.
     pub agent_gauge: Arc<dashmap::DashMap<String, u32>>,
@@ -200,7 +242,8 @@ impl CallController {
     pub fn new(
         cfg: CallConfig,
         index: Arc<RoutingIndex>,
-        records: Option<tokio::sync::mpsc::Sender<CallRecord>>,
+        records: Option<tokio::sync::mpsc::Sender<Persist>>,
+        media: Option<MediaCtl>,
     ) -> Self {
         CallController {
             cfg,
@@ -213,6 +256,9 @@ impl CallController {
             agent_load: HashMap::new(),
             next_id: 1,
             records,
+            media,
+            by_public: HashMap::new(),
+            voicemail_meta: HashMap::new(),
             stats: Arc::new(CallStats::default()),
             agent_gauge: Arc::new(dashmap::DashMap::new()),
         }
@@ -318,7 +364,45 @@ impl CallController {
             ended_at_ms: None,
             error: None,
         };
+        // Media: anchor the carrier's offer on a relay; no ports is a clean 503, never a half-set-up call.
+        let (relay, b_offer) = match (&self.media, invite.body().is_empty()) {
+            (Some(m), false) => {
+                let relay = match m.engine.allocate_relay(&record.id) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        self.stats.rejected.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(error = %e, "no media ports for a new call");
+                        return Err(Reject {
+                            code: 503,
+                            reason: "Service Unavailable",
+                            headers: vec![
+                                ("Retry-After", "5".into()),
+                                ("Warning", self.warning("media ports exhausted")),
+                            ],
+                        });
+                    }
+                };
+                match relay.anchor_sdp(MediaSide::A, invite.body(), m.codecs.as_deref()) {
+                    Ok((sdp, _)) => (Some(relay), Some(sdp)),
+                    Err(e) => {
+                        self.stats.rejected.fetch_add(1, Ordering::Relaxed);
+                        let code = e.sip_status();
+                        return Err(Reject {
+                            code,
+                            reason: if code == 488 {
+                                "Not Acceptable Here"
+                            } else {
+                                "Bad Request"
+                            },
+                            headers: vec![("Warning", self.warning(&format!("SDP offer: {e}")))],
+                        });
+                    }
+                }
+            }
+            _ => (None, None),
+        };
         tracing::info!(call = %record.id, sip_call_id = %a_call_id, carrier, to = %record.to, "inbound call");
+        self.by_public.insert(record.id.clone(), id);
         self.stats.calls_started.fetch_add(1, Ordering::Relaxed);
         self.stats.active_calls.fetch_add(1, Ordering::Relaxed);
         self.by_server_invite.insert(key.clone(), id);
@@ -343,6 +427,9 @@ impl CallController {
                 answered_at: None,
                 answer: None,
                 created: ctx.now,
+                relay,
+                b_offer,
+                voicemail: None,
             },
         );
         self.persist(id);
@@ -465,7 +552,9 @@ impl CallController {
         for (n, v) in &passthrough {
             b = b.header(n, v);
         }
-        if !a.body().is_empty() {
+        if let Some(sdp) = &call.b_offer {
+            b = b.body("application/sdp", sdp.clone());
+        } else if !a.body().is_empty() {
             b = b.body(a.content_type().unwrap_or("application/sdp"), a.body_bytes());
         }
         let bytes = b.build();
@@ -539,6 +628,9 @@ impl CallController {
     /// Every agent was unavailable. Voicemail needs the media engine; without it the edge cannot take the
     /// call, so the carrier gets 503 + Retry-After and fails over to its next origination URI.
     fn chain_exhausted(&mut self, ctx: &mut Ctx<'_>, id: CallId) {
+        if self.start_voicemail(ctx, id) {
+            return;
+        }
         let Some(call) = self.calls.get_mut(&id) else { return };
         let started = now_ms();
         call.record.hops.push(Hop {
@@ -640,13 +732,15 @@ impl CallController {
                     call,
                     server_key,
                     request,
+                    to_side,
                 }) = self.by_client.remove(key)
                 else {
                     return;
                 };
                 let Some(c) = self.calls.get_mut(&call) else { return };
                 let tag = c.a.tag.clone();
-                let bytes = leg::relay_response(&request, &resp, &tag, &self.cfg.local);
+                let sdp = anchor(c.relay.as_ref(), to_side, &resp, self.media.as_ref());
+                let bytes = leg::relay_response(&request, &resp, &tag, &self.cfg.local, sdp);
                 let _ = ctx.tx.respond(ctx.now, &server_key, bytes);
                 // A 2xx to a relayed re-INVITE needs our ACK on the side that answered.
                 if (200..300).contains(&status) && resp.cseq().map(|c| c.method == Method::Invite).unwrap_or(false) {
@@ -686,7 +780,8 @@ impl CallController {
             100..=199 => {
                 b.provisional = true;
                 if status > 100 && call.state == State::Routing {
-                    let bytes = leg::relay_response(&call.a.invite, &resp, &call.a.tag, &local);
+                    let sdp = anchor(call.relay.as_ref(), Side::B, &resp, self.media.as_ref());
+                    let bytes = leg::relay_response(&call.a.invite, &resp, &call.a.tag, &local, sdp);
                     let _ = ctx.tx.respond(ctx.now, &call.a.key, bytes);
                     if call.record.status == CallStatus::Queued {
                         call.record.status = CallStatus::Ringing;
@@ -729,7 +824,8 @@ impl CallController {
                     Route::Primary => self.stats.answered_primary.fetch_add(1, Ordering::Relaxed),
                     _ => self.stats.answered_fallback.fetch_add(1, Ordering::Relaxed),
                 };
-                let bytes = leg::relay_response(&call.a.invite, &resp, &call.a.tag, &local);
+                let sdp = anchor(call.relay.as_ref(), Side::B, &resp, self.media.as_ref());
+                let bytes = leg::relay_response(&call.a.invite, &resp, &call.a.tag, &local, sdp);
                 let _ = ctx.tx.respond(ctx.now, &call.a.key, bytes.clone());
                 call.answer = Some(bytes);
                 count_invite_answer(&call.record.carrier, status);
@@ -804,6 +900,9 @@ impl CallController {
         let Some(call) = self.calls.get_mut(&id) else {
             return false;
         };
+        if side == Side::A && call.voicemail.is_some() {
+            return self.in_voicemail(ctx, id, key, &req, &method);
+        }
         // The other side's dialog must exist: on B only once the agent answered.
         let b_ready = call.b.as_ref().is_some_and(|b| b.dialog.is_some());
         if !b_ready {
@@ -830,7 +929,8 @@ impl CallController {
             }
             Side::B => (&mut call.a.dialog, call.a.peer),
         };
-        let bytes = leg::in_dialog_request(dialog, &local, &method, Some(&req), &[]);
+        let sdp = anchor(call.relay.as_ref(), side, &req, self.media.as_ref());
+        let bytes = leg::in_dialog_request(dialog, &local, &method, Some(&req), &[], sdp);
         let Ok(msg) = Message::parse(bytes) else { return false };
         match ctx.tx.send_request(ctx.now, peer, msg) {
             Ok(k) => {
@@ -840,6 +940,10 @@ impl CallController {
                         call: id,
                         server_key: key,
                         request: req,
+                        to_side: match side {
+                            Side::A => Side::B,
+                            Side::B => Side::A,
+                        },
                     },
                 );
             }
@@ -874,7 +978,7 @@ impl CallController {
 
     fn send_bye(&mut self, ctx: &mut Ctx<'_>, d: &mut DialogSide, peer: Peer, reason: Option<&str>) {
         let extra: Vec<(&str, &str)> = reason.map(|r| vec![("Reason", r)]).unwrap_or_default();
-        let bytes = leg::in_dialog_request(d, &self.cfg.local, &Method::Bye, None, &extra);
+        let bytes = leg::in_dialog_request(d, &self.cfg.local, &Method::Bye, None, &extra, None);
         if let Ok(m) = Message::parse(bytes) {
             if let Ok(k) = ctx.tx.send_request(ctx.now, peer, m) {
                 self.by_client.insert(k, ClientRef::Fire);
@@ -908,6 +1012,7 @@ impl CallController {
                 call,
                 server_key,
                 request,
+                ..
             }) if self.calls.contains_key(&call) => {
                 let r = ResponseBuilder::for_request(&request, 408, "Request Timeout").build();
                 let _ = ctx.tx.respond(ctx.now, &server_key, r);
@@ -1068,6 +1173,13 @@ impl CallController {
         }
         self.by_dialog.remove(&call.a.dialog.call_id);
         self.by_server_invite.remove(&call.a.key);
+        self.by_public.remove(&call.record.id);
+        // Dropping the relay returns its ports (after the quarantine); a voicemail session keeps recording
+        // until told to stop, and reports its file by event.
+        call.relay = None;
+        if let Some(vm) = call.voicemail.take() {
+            vm.stop();
+        }
         let now = now_ms();
         for h in call.record.hops.iter_mut().filter(|h| h.ended_at_ms.is_none()) {
             h.ended_at_ms = Some(now);
@@ -1091,8 +1203,12 @@ impl CallController {
     }
 
     fn write_record(&self, r: CallRecord) {
+        self.write(Persist::Call(r));
+    }
+
+    fn write(&self, p: Persist) {
         if let Some(tx) = &self.records {
-            if tx.try_send(r).is_err() {
+            if tx.try_send(p).is_err() {
                 self.stats.records_dropped.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -1117,6 +1233,199 @@ impl CallController {
                 }
                 None => {}
             }
+        }
+    }
+
+    /// Voicemail sessions whose recording has not been reported yet (the engine waits for them on shutdown).
+    pub fn pending_voicemails(&self) -> usize {
+        self.voicemail_meta.len()
+    }
+
+    /// The end of the chain: the edge answers and records. False when voicemail is impossible (no media
+    /// engine, no offer, no ports), so the caller gets 503.
+    fn start_voicemail(&mut self, ctx: &mut Ctx<'_>, id: CallId) -> bool {
+        let Some(m) = &self.media else { return false };
+        let Some(call) = self.calls.get_mut(&id) else {
+            return false;
+        };
+        if call.a.invite.body().is_empty() {
+            return false;
+        }
+        // The number's message, else its agent's default, else the operator's.
+        let agent_default = self
+            .index
+            .agent(&call.number.agent_id)
+            .and_then(|a| a.voicemail_message.clone());
+        let greeting = call
+            .number
+            .inbound_routing
+            .as_ref()
+            .and_then(|r| r.voicemail_message.clone())
+            .or(agent_default)
+            .unwrap_or_else(|| m.default_greeting.clone());
+        let cfg = Arc::new(VoicemailConfig {
+            greeting_text: greeting,
+            ..m.voicemail.clone()
+        });
+        let started = now_ms();
+        let (answer, session) = match m.engine.start_voicemail(&call.record.id, call.a.invite.body(), cfg) {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(call = %call.record.id, error = %e, "voicemail could not start");
+                return false;
+            }
+        };
+        // The relay is not needed: the edge itself is the media peer now.
+        call.relay = None;
+        call.b_offer = None;
+        let bytes = ResponseBuilder::for_request(&call.a.invite, 200, "OK")
+            .to_tag(&call.a.tag)
+            .header("Contact", &self.cfg.local.contact)
+            .header("Server", &self.cfg.local.server_name)
+            .body("application/sdp", answer)
+            .build();
+        let _ = ctx.tx.respond(ctx.now, &call.a.key, bytes.clone());
+        count_invite_answer(&call.record.carrier, 200);
+        metrics::histogram!("edge_call_setup_seconds").record(ctx.now.duration_since(call.created).as_secs_f64());
+        call.answer = Some(bytes);
+        call.voicemail = Some(session);
+        call.generation += 1;
+        call.state = State::Answered;
+        call.answered_at = Some(ctx.now);
+        call.record.hops.push(Hop {
+            route: Route::Voicemail,
+            agent_id: None,
+            sip_status: Some(200),
+            outcome: "answered".into(),
+            started_at_ms: started,
+            ended_at_ms: None,
+        });
+        call.record.status = CallStatus::InProgress;
+        call.record.answered_by = Some(Route::Voicemail);
+        call.record.answered_at_ms = Some(now_ms());
+        self.voicemail_meta.insert(
+            call.record.id.clone(),
+            VoicemailMeta {
+                account_id: call.record.account_id.clone(),
+                call_id: call.record.id.clone(),
+                phone_number_id: call.number.number_id.clone(),
+                caller: call.record.from.clone(),
+                to: call.record.to.clone(),
+            },
+        );
+        if call.a.peer.transport == Transport::Udp {
+            let gen = call.generation;
+            self.timers
+                .push(Reverse((ctx.now + self.cfg.t1, id, TimerKind::Retransmit2xx, gen)));
+        }
+        self.stats.voicemail.fetch_add(1, Ordering::Relaxed);
+        self.persist(id);
+        true
+    }
+
+    /// A request from the caller while voicemail answers: BYE ends the recording; anything else is
+    /// accepted (a session refresh gets the same SDP answer).
+    fn in_voicemail(&mut self, ctx: &mut Ctx<'_>, id: CallId, key: TxKey, req: &Message, method: &Method) -> bool {
+        let Some(call) = self.calls.get(&id) else { return false };
+        let mut b = ResponseBuilder::for_request(req, 200, "OK").header("Server", &self.cfg.local.server_name);
+        let sdp = call
+            .answer
+            .as_ref()
+            .and_then(|a| Message::parse(a.clone()).ok())
+            .map(|m| m.body_bytes());
+        if *method == Method::Invite {
+            b = b.header("Contact", &self.cfg.local.contact);
+            if let Some(sdp) = sdp {
+                b = b.body("application/sdp", sdp);
+            }
+        }
+        let _ = ctx.tx.respond(ctx.now, &key, b.build());
+        if *method == Method::Bye {
+            self.finish(id, CallStatus::Completed, "caller hung up", Some(HangupBy::Caller));
+        }
+        true
+    }
+
+    /// An event from the media engine: a dead media path, or a finished voicemail recording.
+    pub fn on_media_event(&mut self, ctx: &mut Ctx<'_>, ev: MediaEvent) {
+        match ev {
+            MediaEvent::Timeout { call_id } => {
+                let Some(id) = self.by_public.get(&*call_id).copied() else {
+                    return;
+                };
+                tracing::info!(call = %call_id, "media timeout: hanging up both legs");
+                let reason = "SIP;cause=408;text=\"media timeout\"";
+                self.hang_up_other(ctx, id, Side::A, Some(reason));
+                self.send_bye_a(ctx, id);
+                self.finish(
+                    id,
+                    CallStatus::Completed,
+                    "media timeout: no RTP or RTCP from either side",
+                    Some(HangupBy::Edge),
+                );
+            }
+            MediaEvent::VoicemailEnded { call_id, outcome } => {
+                let meta = self.voicemail_meta.remove(&*call_id);
+                match (&outcome, meta) {
+                    (Ok(o), Some(meta)) => {
+                        let path = o
+                            .path
+                            .strip_prefix(self.media.as_ref().map(|m| m.data_dir.clone()).unwrap_or_default())
+                            .unwrap_or(&o.path)
+                            .to_string_lossy()
+                            .into_owned();
+                        self.write(Persist::Voicemail(VoicemailRecord {
+                            id: format!("vm_{}", leg::token()),
+                            account_id: meta.account_id,
+                            call_id: meta.call_id,
+                            phone_number_id: Some(meta.phone_number_id),
+                            caller: meta.caller,
+                            to: meta.to,
+                            duration_ms: o.duration_ms as i64,
+                            ended_by: ended_by_word(o.ended_by).into(),
+                            recording_path: path,
+                            created_at_ms: now_ms(),
+                        }));
+                    }
+                    (Err(e), _) => tracing::error!(call = %call_id, error = %e, "voicemail recording failed"),
+                    (Ok(_), None) => {}
+                }
+                // Ended by itself (silence, length, `#`): the edge hangs up.
+                if let Some(id) = self.by_public.get(&*call_id).copied() {
+                    self.send_bye_a(ctx, id);
+                    self.finish(id, CallStatus::Completed, "voicemail recorded", Some(HangupBy::Edge));
+                }
+            }
+        }
+    }
+}
+
+fn ended_by_word(e: edge_media::EndedBy) -> &'static str {
+    match e {
+        edge_media::EndedBy::Hangup => "hangup",
+        edge_media::EndedBy::MaxLength => "max-length",
+        edge_media::EndedBy::Silence => "silence",
+        edge_media::EndedBy::DtmfHash => "dtmf-hash",
+        edge_media::EndedBy::Shutdown => "shutdown",
+    }
+}
+
+/// The SDP of `msg` (sent by `from`) rewritten by the call's relay; `None` passes the body through.
+fn anchor(relay: Option<&RelayHandle>, from: Side, msg: &Message, media: Option<&MediaCtl>) -> Option<Bytes> {
+    let relay = relay?;
+    if msg.body().is_empty() {
+        return None;
+    }
+    let side = match from {
+        Side::A => MediaSide::A,
+        Side::B => MediaSide::B,
+    };
+    match relay.anchor_sdp(side, msg.body(), media.and_then(|m| m.codecs.as_deref())) {
+        Ok((sdp, _)) => Some(sdp),
+        Err(e) => {
+            // Never leak the other leg's addresses: drop the body rather than pass it through.
+            tracing::warn!(error = %e, "SDP not anchored; body dropped");
+            Some(Bytes::new())
         }
     }
 }

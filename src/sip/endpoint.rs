@@ -428,6 +428,16 @@ impl Endpoint {
         }
     }
 
+    /// An event from the media engine (media timeout, voicemail finished).
+    pub fn on_media_event(&mut self, now: Instant, ev: edge_media::MediaEvent) {
+        let mut ctx = Ctx {
+            now,
+            tx: &mut self.tx,
+            out: &mut self.out,
+        };
+        self.calls.on_media_event(&mut ctx, ev);
+    }
+
     /// Edge shutdown: calls are ended cleanly before the sockets close.
     pub fn shutdown(&mut self, now: Instant) {
         let mut ctx = Ctx {

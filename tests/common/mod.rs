@@ -30,6 +30,11 @@ pub async fn start_edge(tweak: impl FnOnce(&mut Config)) -> TestEdge {
     let mut cfg = Config::for_tests(dir.path());
     cfg.agent_setup_timeout = Duration::from_millis(300);
     cfg.agent_ring_timeout = Duration::from_secs(1);
+    // Each edge of a test binary gets its own RTP ports, below the kernel's ephemeral range.
+    static EDGE_N: AtomicU32 = AtomicU32::new(0);
+    let base = 20_000 + (EDGE_N.fetch_add(1, Ordering::Relaxed) % 60) as u16 * 200;
+    cfg.media.rtp_ports = (base, base + 199);
+    cfg.media.port_quarantine = Duration::from_millis(200);
     tweak(&mut cfg);
     let edge = server::start(cfg).await.unwrap();
     let (account, api_key) = edge.store.create_api_key(None, "tests").await.unwrap();

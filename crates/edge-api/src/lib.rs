@@ -1,4 +1,4 @@
-//! REST API (`/v1/...`) for phone numbers, agents, integrations and call records.
+//! REST API (`/v1/...`) for phone numbers, agents, integrations, call records and voicemails.
 //!
 //! Every route except `GET /v1/openapi.json` needs `Authorization: Bearer <api_key>`; every
 //! resource belongs to one account and other accounts' ids answer 404. Writes go through
@@ -13,6 +13,7 @@ mod integrations;
 mod numbers;
 mod openapi;
 mod validate;
+mod voicemails;
 mod wire;
 
 use axum::extract::DefaultBodyLimit;
@@ -24,6 +25,7 @@ use axum::Router;
 use edge_providers::{NumberProvider, ProviderKind};
 use edge_store::{RoutingIndex, Store};
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,6 +40,10 @@ pub struct ApiConfig {
     pub max_body_bytes: usize,
     /// Upper bound on handling one request (provider calls included); then 503.
     pub request_timeout: Duration,
+    /// The edge's data dir; voicemail `recording_path`s are relative to it.
+    pub data_dir: PathBuf,
+    /// Largest recording `GET /v1/voicemails/{id}/recording` serves (larger: 500, logged).
+    pub max_recording_bytes: u64,
 }
 
 impl Default for ApiConfig {
@@ -45,6 +51,8 @@ impl Default for ApiConfig {
         Self {
             max_body_bytes: 64 * 1024,
             request_timeout: Duration::from_secs(30),
+            data_dir: PathBuf::from("data"),
+            max_recording_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -162,6 +170,9 @@ pub fn routes(state: ApiState) -> Router {
         )
         .route("/v1/calls", get(calls::list))
         .route("/v1/calls/{id}", get(calls::get))
+        .route("/v1/voicemails", get(voicemails::list))
+        .route("/v1/voicemails/{id}", get(voicemails::get).delete(voicemails::delete))
+        .route("/v1/voicemails/{id}/recording", get(voicemails::recording))
         .route("/v1/agents", get(agents::list).post(agents::create))
         .route(
             "/v1/agents/{id}",

@@ -5,7 +5,7 @@ use utoipa::{Modify, OpenApi};
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "oneinbox-edge API", description = "Phone numbers, agents, integrations and call records."),
+    info(title = "oneinbox-edge API", description = "Phone numbers, agents, integrations, call records and voicemails."),
     paths(
         crate::numbers::search,
         crate::numbers::purchase,
@@ -25,6 +25,10 @@ use utoipa::{Modify, OpenApi};
         crate::agents::delete,
         crate::calls::list,
         crate::calls::get,
+        crate::voicemails::list,
+        crate::voicemails::get,
+        crate::voicemails::recording,
+        crate::voicemails::delete,
     ),
     modifiers(&BearerAuth),
     security(("bearer" = [])),

@@ -16,6 +16,7 @@ pub enum IdKind {
     PhoneNumber,
     Integration,
     Call,
+    Voicemail,
 }
 
 impl IdKind {
@@ -27,6 +28,7 @@ impl IdKind {
             IdKind::PhoneNumber => "phn_",
             IdKind::Integration => "crd_",
             IdKind::Call => "call_",
+            IdKind::Voicemail => "vm_",
         }
     }
 

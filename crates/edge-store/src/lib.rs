@@ -1,4 +1,4 @@
-//! Persistent store for accounts, API keys, agents, phone numbers, integrations and calls, on SQLite
+//! Persistent store for accounts, API keys, agents, phone numbers, integrations, calls and voicemails, on SQLite
 //! or PostgreSQL, plus the in-memory [`RoutingIndex`] the SIP side reads per call.
 
 // Column lists as macros so queries stay `&'static str` (sqlx 0.9 only accepts static SQL
@@ -37,6 +37,7 @@ mod numbers;
 mod secret;
 mod store;
 pub mod time;
+pub mod voicemails;
 
 pub use calls::{now_ms, CallError, CallFilter, CallRecord, CallStatus, HangupBy, Hop, Route};
 pub use config::{Database, StoreConfig, SQLITE_FILE_NAME};
@@ -51,3 +52,4 @@ pub use model::{
 };
 pub use secret::{Secret, SecretBox, SecretError, SecretKeyError, SECRET_KEY_ENV, SECRET_KEY_FILE};
 pub use store::{Backend, Store};
+pub use voicemails::{is_safe_recording_path, new_voicemail_id, VoicemailFilter, VoicemailRecord, VOICEMAIL_ENDED_BY};

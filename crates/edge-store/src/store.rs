@@ -19,6 +19,7 @@ use std::time::Duration;
 
 const MIGRATION_0001: &str = include_str!("../migrations/0001_init.sql");
 const MIGRATION_0002: &str = include_str!("../migrations/0002_calls.sql");
+const MIGRATION_0003: &str = include_str!("../migrations/0003_voicemails.sql");
 
 /// Which backend the pool talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +60,13 @@ fn migrator() -> Migrator {
             "calls".into(),
             MigrationType::Simple,
             MIGRATION_0002.into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            3,
+            "voicemails".into(),
+            MigrationType::Simple,
+            MIGRATION_0003.into_sql_str(),
             false,
         ),
     ])

@@ -119,6 +119,15 @@ impl<'a> TelUri<'a> {
 }
 
 fn parse_uri(s: &str) -> Result<Uri<'_>, &'static str> {
+    // Fast dispatch for the schemes nearly every message carries; same result as the
+    // general scheme scan below, which would find the colon at the same place.
+    let b = s.as_bytes();
+    if b.len() >= 4 && b[..4].eq_ignore_ascii_case(b"sip:") {
+        return parse_sip(s, &s[4..], false).map(Uri::Sip);
+    }
+    if b.len() >= 5 && b[..5].eq_ignore_ascii_case(b"sips:") {
+        return parse_sip(s, &s[5..], true).map(Uri::Sip);
+    }
     if s.is_empty() {
         return Err("empty URI");
     }
@@ -175,7 +184,77 @@ fn check_chars(s: &str, allowed: &[bool; 256]) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// Parses a SIP URI: the fast path handles the common shape, anything it does not
+/// recognise (or any error) is decided by the complete grammar in `parse_sip_full`, so
+/// results, including error reasons, are those of the full parser.
 fn parse_sip<'a>(raw: &'a str, s: &'a str, secure: bool) -> Result<SipUri<'a>, &'static str> {
+    match parse_sip_fast(raw, s, secure) {
+        Some(u) => Ok(u),
+        None => parse_sip_full(raw, s, secure),
+    }
+}
+
+/// `[user "@"] host [":" port] *(";" param)` with an unescaped user part, no password and
+/// no `?headers`, in one left-to-right scan. `None` means "not this shape or invalid".
+#[inline]
+fn parse_sip_fast<'a>(raw: &'a str, s: &'a str, secure: bool) -> Option<SipUri<'a>> {
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() && USER[b[i] as usize] {
+        i += 1;
+    }
+    let (user, hs) = if b.get(i) == Some(&b'@') {
+        if i == 0 {
+            return None;
+        }
+        (Some(&s[..i]), i + 1)
+    } else {
+        // The full grammar takes any '@' as the userinfo separator: leave those to it.
+        if b[i..].contains(&b'@') {
+            return None;
+        }
+        (None, 0)
+    };
+    let hb = &b[hs..];
+    let hl = host_len(hb).ok()?;
+    let mut i = hl;
+    let mut port = None;
+    if hb.get(i) == Some(&b':') {
+        i += 1;
+        let start = i;
+        let mut v: u32 = 0;
+        while i < hb.len() && hb[i].is_ascii_digit() {
+            v = v * 10 + u32::from(hb[i] - b'0');
+            if v > u32::from(u16::MAX) {
+                return None;
+            }
+            i += 1;
+        }
+        if i == start {
+            return None;
+        }
+        // v <= u16::MAX was checked at every digit.
+        port = Some(v as u16);
+    }
+    let after = &s[hs + i..];
+    if !after.is_empty() && !after.starts_with(';') {
+        return None;
+    }
+    // A '?' cannot pass the URI parameter grammar, so success here means "no headers".
+    let params = Params::parse(after, ParamKind::Uri).ok()?;
+    Some(SipUri {
+        secure,
+        user,
+        password: None,
+        host: &s[hs..hs + hl],
+        port,
+        params,
+        headers: None,
+        raw,
+    })
+}
+
+fn parse_sip_full<'a>(raw: &'a str, s: &'a str, secure: bool) -> Result<SipUri<'a>, &'static str> {
     let b = s.as_bytes();
     // '@' may not appear unescaped anywhere but as the userinfo separator.
     let (user, password, hp) = match find(b, b'@') {

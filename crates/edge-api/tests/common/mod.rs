@@ -25,7 +25,7 @@ pub struct Resp {
     pub json: Value,
 }
 
-fn providers() -> ProviderSet {
+pub fn providers() -> ProviderSet {
     // The seed's example number +14155551234 is in this range; 415 searches use it.
     let local = LocalInventory::new(vec![InventoryRange {
         country: "US".into(),
@@ -34,10 +34,6 @@ fn providers() -> ProviderSet {
         last: "+14155551299".into(),
     }]);
     ProviderSet::new(Arc::new(local))
-}
-
-async fn serve(store: Store, dir: Option<tempfile::TempDir>, pg_schema: Option<String>) -> Server {
-    serve_with(store, dir, pg_schema, providers(), ApiConfig::default()).await
 }
 
 async fn serve_with(
@@ -86,6 +82,11 @@ pub async fn sqlite_with_config(providers: ProviderSet, config: ApiConfig) -> Se
 }
 
 pub async fn postgres() -> Option<Server> {
+    postgres_with_config(ApiConfig::default()).await
+}
+
+/// PostgreSQL-backed server with the given API config (e.g. a temp `data_dir`).
+pub async fn postgres_with_config(config: ApiConfig) -> Option<Server> {
     static N: AtomicU32 = AtomicU32::new(0);
     let url = std::env::var("EDGE_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_PG_URL.into());
     let mut cfg = StoreConfig::new(
@@ -107,7 +108,7 @@ pub async fn postgres() -> Option<Server> {
     cfg.pg_schema = Some(schema.clone());
     cfg.max_connections = 3;
     match Store::connect(cfg).await {
-        Ok(store) => Some(serve(store, None, Some(schema)).await),
+        Ok(store) => Some(serve_with(store, None, Some(schema), providers(), config).await),
         Err(e) if std::env::var_os("CI").is_some() => {
             panic!("PostgreSQL at {url} unreachable under CI: {e}")
         }

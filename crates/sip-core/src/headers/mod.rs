@@ -248,9 +248,13 @@ pub(crate) fn known_id(name: &[u8]) -> HeaderId {
     };
     // Compare three little-endian words: `(name | mask) == lower-case canonical`, where the
     // mask has 0x20 on letter positions only, so letters fold case and '-' must match exactly.
-    let mut padded = [0u8; 24];
-    padded[..name.len()].copy_from_slice(name);
-    let w = words(&padded);
+    // name.len() <= 19 here (longest candidate list above), so the zip copies all of it.
+    let mut p = [0u8; 24];
+    for (d, &c) in p.iter_mut().zip(name) {
+        *d = c;
+    }
+    let le = |o: usize| u64::from_le_bytes([p[o], p[o + 1], p[o + 2], p[o + 3], p[o + 4], p[o + 5], p[o + 6], p[o + 7]]);
+    let w = [le(0), le(8), le(16)];
     for &c in candidates {
         let (canon, mask) = &FOLDED[c as usize];
         if (w[0] | mask[0]) == canon[0] && (w[1] | mask[1]) == canon[1] && (w[2] | mask[2]) == canon[2] {

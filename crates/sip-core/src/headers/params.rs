@@ -33,7 +33,11 @@ impl<'a> Params<'a> {
     ) -> Result<Params<'a>, &'static str> {
         let raw = trim_lws(raw);
         let uri = kind == ParamKind::Uri;
-        let mut i = 0;
+        // The fast scan consumes the plain `;name[=value]` prefix; `step` (the full grammar)
+        // takes over at the first parameter the fast scan does not handle, or errors.
+        let mut i = fast_prefix(raw.as_bytes(), uri, |ns, ne, vs, ve| {
+            f(&raw[ns..ne], (vs != ve).then(|| &raw[vs..ve]))
+        });
         while let Some((n, v, next)) = step(raw, uri, i)? {
             f(n, v);
             i = next;
@@ -100,6 +104,51 @@ impl<'a> Iterator for ParamIter<'a> {
 
 static HVALUE: [bool; 256] = char_table(b"-.!%*_+`'~:[]");
 static PARAMCHAR: [bool; 256] = char_table(b"[]/:&+$-_.!~*'()");
+
+/// Scans parameters of the common shape: `;` then a name (token, or plain paramchars for
+/// URI params) then optionally `=` and a non-empty plain value. No LWS, quotes or escapes:
+/// those stop the scan. Calls `f(name_start, name_end, value_start, value_end)` (equal value
+/// bounds for a flag) for each, and returns the index of the first parameter not consumed,
+/// where `step` would parse exactly the same `(name, value)` for every consumed one.
+#[inline]
+fn fast_prefix(b: &[u8], uri: bool, mut f: impl FnMut(usize, usize, usize, usize)) -> usize {
+    let (name_t, value_t) = if uri { (&PARAMCHAR, &PARAMCHAR) } else { (&TOKEN_T, &HVALUE) };
+    let mut i = 0;
+    while i < b.len() && b[i] == b';' {
+        let ns = i + 1;
+        let mut j = ns;
+        while j < b.len() && name_t[b[j] as usize] {
+            j += 1;
+        }
+        if j == ns {
+            return i;
+        }
+        match b.get(j) {
+            None | Some(&b';') => {
+                f(ns, j, j, j);
+                i = j;
+            }
+            Some(&b'=') => {
+                let vs = j + 1;
+                let mut k = vs;
+                while k < b.len() && value_t[b[k] as usize] {
+                    k += 1;
+                }
+                // A value ending anywhere but at `;` or the end (an escape, LWS) is left to
+                // `step`, which may read further.
+                if k == vs || (k < b.len() && b[k] != b';') {
+                    return i;
+                }
+                f(ns, j, vs, k);
+                i = k;
+            }
+            Some(_) => return i,
+        }
+    }
+    i
+}
+
+static TOKEN_T: [bool; 256] = char_table(b"-.!%*_+`'~");
 
 /// Parses the parameter starting at `i` (at a `;`, possibly after LWS for header params).
 /// Returns `(name, value, index after it)`, `None` at the end.

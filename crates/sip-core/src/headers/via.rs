@@ -26,7 +26,15 @@ impl Transport {
             ("WS", Transport::Ws),
             ("WSS", Transport::Wss),
         ];
-        T.iter()
+        // Length first, so most tokens need a single compare.
+        let candidates: &[(&str, Transport)] = match t.len() {
+            2 => &T[4..5],
+            3 => &[T[0], T[1], T[2], T[5]],
+            4 => &T[3..4],
+            _ => return Transport::Other,
+        };
+        candidates
+            .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(t))
             .map_or(Transport::Other, |(_, v)| *v)
     }
@@ -68,26 +76,32 @@ impl<'a> Via<'a> {
     /// Parses one Via value (already split from a comma list).
     pub(crate) fn parse(s: &'a str) -> Result<Via<'a>, &'static str> {
         let b = s.as_bytes();
-        let mut i = skip_ws(b, 0);
-        let (name, n) = token_at(s, i);
-        if !name.eq_ignore_ascii_case("SIP") {
-            return Err("unsupported protocol name");
-        }
-        i = expect_slash(b, n)?;
-        // protocol-version = token
-        let (version, n) = token_at(s, i);
-        if version != "2.0" {
-            return Err("unsupported protocol version");
-        }
-        i = expect_slash(b, n)?;
-        let (transport_token, n) = token_at(s, i);
+        let (transport_token, n) = if b.len() > 8 && b[..3].eq_ignore_ascii_case(b"SIP") && &b[3..8] == b"/2.0/" && is_token_char(b[8]) {
+            // Compact sent-protocol (no LWS around the slashes): what the general path below
+            // would find, without its token and slash scans.
+            token_at(s, 8)
+        } else {
+            let mut i = skip_ws(b, 0);
+            let (name, n) = token_at(s, i);
+            if !name.eq_ignore_ascii_case("SIP") {
+                return Err("unsupported protocol name");
+            }
+            i = expect_slash(b, n)?;
+            // protocol-version = token
+            let (version, n) = token_at(s, i);
+            if version != "2.0" {
+                return Err("unsupported protocol version");
+            }
+            i = expect_slash(b, n)?;
+            token_at(s, i)
+        };
         if transport_token.is_empty() {
             return Err("missing transport");
         }
         if n >= b.len() || !is_ws(b[n]) {
             return Err("missing sent-by");
         }
-        i = skip_ws(b, n);
+        let mut i = skip_ws(b, n);
         let hl = host_len(&b[i..]).map_err(|_| "missing sent-by")?;
         let host = &s[i..i + hl];
         i = skip_ws(b, i + hl);
@@ -98,7 +112,7 @@ impl<'a> Via<'a> {
             while i < b.len() && b[i].is_ascii_digit() {
                 i += 1;
             }
-            port = Some(s[start..i].parse::<u16>().map_err(|_| "invalid port")?);
+            port = Some(parse_port(&b[start..i]).ok_or("invalid port")?);
         }
         let (mut branch, mut received, mut rport) = (None, None, None);
         let params = Params::parse_with(&s[i..], ParamKind::Header, |n, v| {
@@ -153,6 +167,22 @@ impl<'a> Via<'a> {
     pub fn has_magic_cookie(&self) -> bool {
         self.branch().is_some_and(|b| b.starts_with(MAGIC_COOKIE))
     }
+}
+
+/// ASCII digits (already scanned) as a u16: what `str::parse::<u16>` gives for a digit-only
+/// string, without its sign handling.
+fn parse_port(d: &[u8]) -> Option<u16> {
+    if d.is_empty() {
+        return None;
+    }
+    let mut v: u32 = 0;
+    for &c in d {
+        v = v * 10 + u32::from(c - b'0');
+        if v > u32::from(u16::MAX) {
+            return None;
+        }
+    }
+    u16::try_from(v).ok()
 }
 
 fn token_at(s: &str, i: usize) -> (&str, usize) {

@@ -410,10 +410,40 @@ impl Message {
     }
 
     fn tokens(&self, want: HeaderId) -> Vec<&str> {
-        self.values(want)
-            .flat_map(ListIter::new)
-            .filter(|s| !s.is_empty())
-            .collect()
+        let mut out = Vec::new();
+        for v in self.values(want) {
+            let b = v.as_bytes();
+            let (mut commas, mut special) = (0usize, false);
+            for &c in b {
+                commas += usize::from(c == b',');
+                special |= c == b'"' || c == b'<';
+            }
+            // At most one element more than there are commas: one allocation, no regrowth.
+            out.reserve(commas + 1);
+            if special {
+                out.extend(ListIter::new(v).filter(|s| !s.is_empty()));
+                continue;
+            }
+            // No quoted string or `<...>`: every comma separates, exactly as `ListIter` would.
+            let mut st = 0;
+            for (i, &c) in b.iter().enumerate() {
+                if c == b',' {
+                    push_trimmed(&mut out, v.get(st..i).unwrap_or(""));
+                    st = i + 1;
+                }
+            }
+            push_trimmed(&mut out, v.get(st..).unwrap_or(""));
+        }
+        out
+    }
+}
+
+/// Pushes `s` LWS-trimmed unless that leaves it empty.
+#[inline]
+fn push_trimmed<'a>(out: &mut Vec<&'a str>, s: &'a str) {
+    let t = trim_lws(s);
+    if !t.is_empty() {
+        out.push(t);
     }
 }
 
