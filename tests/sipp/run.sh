@@ -35,7 +35,7 @@ run options_tcp             options_uac.xml        -m 300 -r 100 -t t1 -trace_sc
 run invite_404_tcp          invite_reject_uac.xml  -m 100 -r 50  -t t1 -trace_screen
 
 # Inbound calls through the B2BUA: agents are SIPp UASes; numbers and agents are set up through the API.
-pa=$((port + 10)); pb=$((port + 11)); ps=$((port + 12))
+pa=$((port + 10)); pb=$((port + 11)); ps=$((port + 12)); pr=$((port + 13))
 api() { # method path [json] -> body
   curl -sS --fail-with-body -X "$1" "http://127.0.0.1:$api$2" -H "Authorization: Bearer $key" \
     -H 'Content-Type: application/json' ${3:+--data "$3"}
@@ -43,10 +43,20 @@ api() { # method path [json] -> body
 json_id() { python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])'; }
 answer_id=$(api POST /v1/agents "{\"name\":\"sipp-answer\",\"sip_uri\":\"sip:agent@127.0.0.1:$pa\",\"max_concurrent_calls\":10000}" | json_id)
 busy_id=$(api POST /v1/agents "{\"name\":\"sipp-503\",\"sip_uri\":\"sip:agent@127.0.0.1:$pb\",\"max_concurrent_calls\":10000}" | json_id)
+rtp_id=$(api POST /v1/agents "{\"name\":\"sipp-rtp\",\"sip_uri\":\"sip:agent@127.0.0.1:$pr\",\"max_concurrent_calls\":10000}" | json_id)
 silent_id=$(api POST /v1/agents "{\"name\":\"sipp-silent\",\"sip_uri\":\"sip:agent@127.0.0.1:$ps\",\"max_concurrent_calls\":10000}" | json_id)
 { echo SEQUENTIAL; for i in $(seq 100 119); do echo "+1415555$(printf %04d $i);"; done; } > "$work/dids_primary.csv"
 { echo SEQUENTIAL; for i in $(seq 100 119); do echo "+1628555$(printf %04d $i);"; done; } > "$work/dids_failover.csv"
 { echo SEQUENTIAL; for i in $(seq 100 109); do echo "+1650555$(printf %04d $i);"; done; } > "$work/dids_silent.csv"
+{ echo SEQUENTIAL; for i in $(seq 100 109); do echo "+1707555$(printf %04d $i);"; done; } > "$work/dids_voicemail.csv"
+{ echo SEQUENTIAL; for i in $(seq 100 104); do echo "+1408555$(printf %04d $i);agent;"; done; } > "$work/dids_rtp_agent.csv"
+{ echo SEQUENTIAL; for i in $(tail -n +2 "$work/dids_voicemail.csv" | tr -d ';' | head -5); do echo "$i;voicemail;"; done; } > "$work/dids_rtp_voicemail.csv"
+for n in $(tail -n +2 "$work/dids_voicemail.csv" | tr -d ';'); do
+  api POST /v1/phone-numbers/purchase "{\"phone_number\":\"$n\",\"agent_id\":\"$busy_id\",\"inbound_routing\":{\"agent_id\":\"$busy_id\",\"voicemail_message\":\"Please leave a message.\"}}" >/dev/null
+done
+for n in $(tail -n +2 "$work/dids_rtp_agent.csv" | cut -d';' -f1); do
+  api POST /v1/phone-numbers/purchase "{\"phone_number\":\"$n\",\"agent_id\":\"$rtp_id\",\"inbound_routing\":{\"agent_id\":\"$rtp_id\"}}" >/dev/null
+done
 for n in $(tail -n +2 "$work/dids_primary.csv" | tr -d ';'); do
   api POST /v1/phone-numbers/purchase "{\"phone_number\":\"$n\",\"agent_id\":\"$answer_id\",\"inbound_routing\":{\"agent_id\":\"$answer_id\"}}" >/dev/null
 done
@@ -57,9 +67,9 @@ for n in $(tail -n +2 "$work/dids_silent.csv" | tr -d ';'); do
   api POST /v1/phone-numbers/purchase "{\"phone_number\":\"$n\",\"agent_id\":\"$silent_id\",\"inbound_routing\":{\"agent_id\":\"$silent_id\",\"fallback\":{\"agent_id\":\"$answer_id\"}}}" >/dev/null
 done
 agent_pids=""
-for spec in "uas_agent.xml $pa" "uas_busy.xml $pb" "uas_silent.xml $ps"; do
+for spec in "uas_agent.xml $pa" "uas_busy.xml $pb" "uas_silent.xml $ps" "uas_agent_rtp.xml $pr"; do
   set -- $spec
-  (cd "$work" && exec timeout 900 sipp -sf "$here/$1" -i 127.0.0.1 -p "$2" -nostdin -timeout 600s >/dev/null 2>&1) &
+  (cd "$work" && exec timeout 900 sipp -sf "$here/$1" -i 127.0.0.1 -p "$2" -mp $(($2 + 1000)) -nostdin -timeout 600s >/dev/null 2>&1) &
   agent_pids="$agent_pids $!"
 done
 sleep 0.5
@@ -70,6 +80,12 @@ run inbound_primary_1000    uac_inbound.xml -inf "$work/dids_primary.csv"  -m 10
 run inbound_failover_1000   uac_inbound.xml -inf "$work/dids_failover.csv" -m 1000 -r 100 -d 0 -trace_screen
 # A silent primary: each call waits the 2 s setup timeout, then the fallback answers.
 run inbound_silent_failover uac_inbound.xml -inf "$work/dids_silent.csv"   -m 100  -r 20  -d 0 -trace_screen
+# No agent can take these: the edge answers with voicemail; the caller hangs up at once.
+run inbound_voicemail_200   uac_inbound.xml -inf "$work/dids_voicemail.csv" -m 200 -r 20 -d 0 -trace_screen
+# Real audio (A-law speech, then # as RFC 4733): through the relay to an agent, and into voicemail, where
+# the # ends the recording and the edge hangs up.
+run rtp_agent               uac_rtp.xml -inf "$work/dids_rtp_agent.csv"     -m 5 -r 1 -mp $((port + 3000)) -trace_screen
+run rtp_voicemail           uac_rtp.xml -inf "$work/dids_rtp_voicemail.csv" -m 5 -r 1 -mp $((port + 4000)) -trace_screen
 
 # Every call of the inbound runs has a complete record: ended, completed, answered by the expected hop.
 sleep 1
@@ -85,13 +101,28 @@ while True:
     cursor = page.get("next_cursor")
     if not cursor:
         break
-want = {"+1415": ("primary", 1000), "+1628": ("fallback", 1000), "+1650": ("fallback", 100)}
-bad = [c for c in calls if c["status"] != "completed" or not c["ended_at"] or not c["hops"] or c["hangup_by"] != "caller"]
+want = {"+1415": ("primary", 1000), "+1628": ("fallback", 1000), "+1650": ("fallback", 100),
+        "+1707": ("voicemail", 205), "+1408": ("primary", 5)}
+bad = [c for c in calls if c["status"] != "completed" or not c["ended_at"] or not c["hops"] or c["hangup_by"] not in ("caller", "edge")]
 for prefix, (route, n) in want.items():
     mine = [c for c in calls if c["to"].startswith(prefix)]
     if len(mine) != n or any(c["answered_by"] != route for c in mine):
         bad.append({"prefix": prefix, "records": len(mine), "want": n})
-print(f"call records: {len(calls)} stored, {len(bad)} incomplete or wrong")
+vm, cursor = [], None
+while True:
+    url = f"http://127.0.0.1:{api}/v1/voicemails?limit=100" + (f"&cursor={cursor}" if cursor else "")
+    page = json.load(urllib.request.urlopen(urllib.request.Request(url, headers={"Authorization": f"Bearer {key}"}), timeout=10))
+    vm += page["data"]
+    cursor = page.get("next_cursor")
+    if not cursor:
+        break
+if len(vm) != 205:
+    bad.append({"voicemails": len(vm), "want": 205})
+if sum(1 for v in vm if v["ended_by"] == "dtmf-hash") != 5:
+    bad.append({"voicemails ended by #": sum(1 for v in vm if v["ended_by"] == "dtmf-hash"), "want": 5})
+from collections import Counter
+print("answered_by:", Counter((c["to"][:5], c["answered_by"]) for c in calls))
+print(f"call records: {len(calls)} stored, {len(vm)} voicemails, {len(bad)} incomplete or wrong")
 for b in bad[:5]:
     print(json.dumps(b)[:400])
 sys.exit(1 if bad else 0)

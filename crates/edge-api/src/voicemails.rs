@@ -78,7 +78,7 @@ pub struct Voicemail {
     pub call_id: String,
     /// The number that was called (`phn_…`), when known.
     pub phone_number_id: Option<String>,
-    /// Caller's E.164 number, or SIP user when the carrier sent no number.
+    /// Caller's E.164 number, or SIP user when the carrier sent no number; empty if anonymous.
     pub caller: String,
     /// The dialled number, E.164.
     pub to: String,
@@ -227,7 +227,7 @@ pub async fn recording(
     let rec = find(&state, &account, &id).await?;
     // Checked on insert too; checked again because the row may have been written by an
     // older version or by hand, and this path is joined to the data dir.
-    if false {
+    if !is_safe_recording_path(&rec.recording_path) {
         return Err(unavailable(
             &rec.id,
             "stored recording_path is not a safe relative path",

@@ -270,7 +270,6 @@ async fn unsafe_stored_paths_are_refused(s: &Server, data_dir: &Path) {
             .await
             .unwrap();
         let (status, _, body) = fetch(s, &format!("/v1/voicemails/{id}/recording"), &key).await;
-        eprintln!("DEBUG {bad} {status} {}", String::from_utf8_lossy(&body));
         assert_eq!(status, 500, "{bad}");
         let err: Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(err["error"]["code"], "recording_unavailable", "{bad}");

@@ -32,7 +32,7 @@ pub struct VoicemailRecord {
     /// The call that left the message (`call_…`).
     pub call_id: String,
     pub phone_number_id: Option<String>,
-    /// E.164 number or SIP user of the caller, as the carrier sent it.
+    /// E.164 number or SIP user of the caller, as the carrier sent it; empty when anonymous.
     pub caller: String,
     /// The dialled number, E.164.
     pub to: String,
@@ -78,10 +78,15 @@ fn validate(rec: &VoicemailRecord) -> Result<()> {
     if !IdKind::Voicemail.is_valid(&rec.id) {
         return Err(invalid("id", "must look like vm_<alphanumerics>"));
     }
-    for (field, v) in [("call_id", &rec.call_id), ("caller", &rec.caller), ("to", &rec.to)] {
+    for (field, v) in [("call_id", &rec.call_id), ("to", &rec.to)] {
         if v.is_empty() || v.len() > MAX_TEXT_LEN {
             return Err(invalid(field, format!("must be 1 to {MAX_TEXT_LEN} bytes")));
         }
+    }
+    // An anonymous caller may have no user part at all; losing the message over that
+    // would be worse than storing an empty caller.
+    if rec.caller.len() > MAX_TEXT_LEN {
+        return Err(invalid("caller", format!("must be at most {MAX_TEXT_LEN} bytes")));
     }
     if rec
         .phone_number_id

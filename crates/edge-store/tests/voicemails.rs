@@ -51,18 +51,26 @@ async fn insert_get_delete(fx: &Fixture) {
     sip.ended_by = "hangup".into();
     fx.store.insert_voicemail(&sip).await.unwrap();
     assert_eq!(fx.store.get_voicemail(&acc, "vm_sipuser").await.unwrap(), Some(sip));
+    // So is an anonymous caller with no user part.
+    let mut anon = vm("vm_anon", &acc, None, 2_500);
+    anon.caller = String::new();
+    fx.store.insert_voicemail(&anon).await.unwrap();
+    assert_eq!(fx.store.get_voicemail(&acc, "vm_anon").await.unwrap(), Some(anon));
 
     assert_eq!(fx.store.delete_voicemail(&acc, &id).await.unwrap(), Some(rec));
     assert_eq!(fx.store.get_voicemail(&acc, &id).await.unwrap(), None);
     assert_eq!(fx.store.delete_voicemail(&acc, &id).await.unwrap(), None);
-    assert_eq!(count(fx).await, 1);
+    assert_eq!(count(fx).await, 2);
 }
 on_both_backends!(insert_get_delete);
+
+/// An edit that makes a record invalid.
+type Change = fn(&mut VoicemailRecord);
 
 async fn invalid_records_are_refused(fx: &Fixture) {
     let acc = account(fx).await;
     let base = vm("vm_ok", &acc, Some("phn_one"), 1);
-    let cases: [(&str, fn(&mut VoicemailRecord)); 11] = [
+    let cases: [(&str, Change); 11] = [
         ("id", |r| r.id = "call_x".into()),
         ("id", |r| r.id = "vm_a-b".into()),
         ("ended_by", |r| r.ended_by = "timeout".into()),
@@ -72,7 +80,7 @@ async fn invalid_records_are_refused(fx: &Fixture) {
         ("recording_path", |r| r.recording_path = String::new()),
         ("duration_ms", |r| r.duration_ms = -1),
         ("caller", |r| r.caller = "x".repeat(257)),
-        ("caller", |r| r.caller = String::new()),
+        ("to", |r| r.to = String::new()),
         ("phone_number_id", |r| r.phone_number_id = Some("agt_x".into())),
     ];
     for (field, change) in cases {

@@ -209,7 +209,18 @@ static FOLDED: [([u64; 3], [u64; 3]); 34] = {
 /// Known header id from raw name bytes: length switch, then a case-folding compare.
 #[inline]
 pub(crate) fn known_id(name: &[u8]) -> HeaderId {
+    known_id_in(name, 0, name.len())
+}
+
+/// `known_id(&b[start..start + len])`. When `b` has 24 bytes from `start` on (the parser's
+/// case: more header text follows a name), the words are loaded straight from `b` and the
+/// bytes past the name masked off, instead of copying the name into a padded buffer.
+#[inline]
+pub(crate) fn known_id_in(b: &[u8], start: usize, len: usize) -> HeaderId {
     use id::*;
+    let Some(name) = b.get(start..start.saturating_add(len)) else {
+        return OTHER;
+    };
     let candidates: &[HeaderId] = match name.len() {
         1 => {
             return match name[0] | 0x20 {
@@ -248,13 +259,24 @@ pub(crate) fn known_id(name: &[u8]) -> HeaderId {
     };
     // Compare three little-endian words: `(name | mask) == lower-case canonical`, where the
     // mask has 0x20 on letter positions only, so letters fold case and '-' must match exactly.
-    // name.len() <= 19 here (longest candidate list above), so the zip copies all of it.
-    let mut p = [0u8; 24];
-    for (d, &c) in p.iter_mut().zip(name) {
-        *d = c;
-    }
-    let le = |o: usize| u64::from_le_bytes([p[o], p[o + 1], p[o + 2], p[o + 3], p[o + 4], p[o + 5], p[o + 6], p[o + 7]]);
-    let w = [le(0), le(8), le(16)];
+    // name.len() <= 19 here (longest candidate list above), so 24 bytes cover it.
+    let w = match b.get(start..start + 24).and_then(|c| <&[u8; 24]>::try_from(c).ok()) {
+        Some(c) => {
+            let keep = &KEEP[name.len()];
+            [
+                le_word(c, 0) & keep[0],
+                le_word(c, 8) & keep[1],
+                le_word(c, 16) & keep[2],
+            ]
+        }
+        None => {
+            let mut p = [0u8; 24];
+            for (d, &c) in p.iter_mut().zip(name) {
+                *d = c;
+            }
+            [le_word(&p, 0), le_word(&p, 8), le_word(&p, 16)]
+        }
+    };
     for &c in candidates {
         let (canon, mask) = &FOLDED[c as usize];
         if (w[0] | mask[0]) == canon[0] && (w[1] | mask[1]) == canon[1] && (w[2] | mask[2]) == canon[2] {
@@ -262,6 +284,40 @@ pub(crate) fn known_id(name: &[u8]) -> HeaderId {
         }
     }
     OTHER
+}
+
+/// `KEEP[n]`: word masks keeping the first `n` bytes of a 24-byte little-endian window.
+static KEEP: [[u64; 3]; 25] = {
+    let mut t = [[0u64; 3]; 25];
+    let mut n: usize = 0;
+    while n <= 24 {
+        let mut k: usize = 0;
+        while k < 3 {
+            let bytes = n.saturating_sub(8 * k);
+            t[n][k] = if bytes >= 8 {
+                u64::MAX
+            } else {
+                (1u64 << (bytes * 8)) - 1
+            };
+            k += 1;
+        }
+        n += 1;
+    }
+    t
+};
+
+#[inline(always)]
+fn le_word(p: &[u8; 24], o: usize) -> u64 {
+    u64::from_le_bytes([
+        p[o],
+        p[o + 1],
+        p[o + 2],
+        p[o + 3],
+        p[o + 4],
+        p[o + 5],
+        p[o + 6],
+        p[o + 7],
+    ])
 }
 
 /// Long form of the compact names that have no variant of their own (RFC 3265, RFC 3515).
@@ -462,5 +518,16 @@ mod tests {
         assert_eq!(known_id(b"Contact\0"), id::OTHER);
         assert_eq!(known_id(b"Vi@"), id::OTHER);
         assert_eq!(known_id(b"Content-Lengt"), id::OTHER);
+        // In-buffer lookup: bytes after the name must not take part in the compare.
+        for (i, n) in NAMES.iter().enumerate().skip(1) {
+            let line = format!("{n}: value that is long enough");
+            assert_eq!(known_id_in(line.as_bytes(), 0, n.len()) as usize, i, "{n}");
+            assert_eq!(
+                known_id_in(line.as_bytes(), 0, n.len() - 1),
+                known_id(&n.as_bytes()[..n.len() - 1])
+            );
+        }
+        assert_eq!(known_id_in(b"Viax: 1234567890123456789012345", 0, 3), id::VIA);
+        assert_eq!(known_id_in(b"Via", 0, 4), id::OTHER);
     }
 }

@@ -112,7 +112,11 @@ static PARAMCHAR: [bool; 256] = char_table(b"[]/:&+$-_.!~*'()");
 /// where `step` would parse exactly the same `(name, value)` for every consumed one.
 #[inline]
 fn fast_prefix(b: &[u8], uri: bool, mut f: impl FnMut(usize, usize, usize, usize)) -> usize {
-    let (name_t, value_t) = if uri { (&PARAMCHAR, &PARAMCHAR) } else { (&TOKEN_T, &HVALUE) };
+    let (name_t, value_t) = if uri {
+        (&PARAMCHAR, &PARAMCHAR)
+    } else {
+        (&TOKEN_T, &HVALUE)
+    };
     let mut i = 0;
     while i < b.len() && b[i] == b';' {
         let ns = i + 1;

@@ -76,25 +76,26 @@ impl<'a> Via<'a> {
     /// Parses one Via value (already split from a comma list).
     pub(crate) fn parse(s: &'a str) -> Result<Via<'a>, &'static str> {
         let b = s.as_bytes();
-        let (transport_token, n) = if b.len() > 8 && b[..3].eq_ignore_ascii_case(b"SIP") && &b[3..8] == b"/2.0/" && is_token_char(b[8]) {
-            // Compact sent-protocol (no LWS around the slashes): what the general path below
-            // would find, without its token and slash scans.
-            token_at(s, 8)
-        } else {
-            let mut i = skip_ws(b, 0);
-            let (name, n) = token_at(s, i);
-            if !name.eq_ignore_ascii_case("SIP") {
-                return Err("unsupported protocol name");
-            }
-            i = expect_slash(b, n)?;
-            // protocol-version = token
-            let (version, n) = token_at(s, i);
-            if version != "2.0" {
-                return Err("unsupported protocol version");
-            }
-            i = expect_slash(b, n)?;
-            token_at(s, i)
-        };
+        let (transport_token, n) =
+            if b.len() > 8 && b[..3].eq_ignore_ascii_case(b"SIP") && &b[3..8] == b"/2.0/" && is_token_char(b[8]) {
+                // Compact sent-protocol (no LWS around the slashes): what the general path below
+                // would find, without its token and slash scans.
+                token_at(s, 8)
+            } else {
+                let mut i = skip_ws(b, 0);
+                let (name, n) = token_at(s, i);
+                if !name.eq_ignore_ascii_case("SIP") {
+                    return Err("unsupported protocol name");
+                }
+                i = expect_slash(b, n)?;
+                // protocol-version = token
+                let (version, n) = token_at(s, i);
+                if version != "2.0" {
+                    return Err("unsupported protocol version");
+                }
+                i = expect_slash(b, n)?;
+                token_at(s, i)
+            };
         if transport_token.is_empty() {
             return Err("missing transport");
         }

@@ -18,7 +18,7 @@ pub use method::Method;
 pub use validate::{validate, validate_request, validate_response};
 
 use crate::headers::lex::{is_token_char, is_ws, parse_u64, trim_lws, ListIter};
-use crate::headers::{id, known_id, other_matches, HeaderId, NAMES};
+use crate::headers::{id, known_id_in, other_matches, HeaderId, NAMES};
 
 /// `word` characters of Call-ID (RFC 3261 25.1) plus the one `@`.
 static CALL_ID_CHARS: [bool; 256] = crate::headers::lex::char_table(b"-.!%*_+`'~()<>:\\\"/[]?{}@");
@@ -413,26 +413,29 @@ impl Message {
         let mut out = Vec::new();
         for v in self.values(want) {
             let b = v.as_bytes();
-            let (mut commas, mut special) = (0usize, false);
-            for &c in b {
-                commas += usize::from(c == b',');
-                special |= c == b'"' || c == b'<';
-            }
-            // At most one element more than there are commas: one allocation, no regrowth.
-            out.reserve(commas + 1);
-            if special {
-                out.extend(ListIter::new(v).filter(|s| !s.is_empty()));
-                continue;
-            }
-            // No quoted string or `<...>`: every comma separates, exactly as `ListIter` would.
+            let first = out.len();
             let mut st = 0;
+            let mut plain = true;
             for (i, &c) in b.iter().enumerate() {
-                if c == b',' {
-                    push_trimmed(&mut out, v.get(st..i).unwrap_or(""));
-                    st = i + 1;
+                match c {
+                    b',' => {
+                        push_trimmed(&mut out, v.get(st..i).unwrap_or(""));
+                        st = i + 1;
+                    }
+                    b'"' | b'<' => {
+                        plain = false;
+                        break;
+                    }
+                    _ => {}
                 }
             }
-            push_trimmed(&mut out, v.get(st..).unwrap_or(""));
+            if plain {
+                // No quoted string or `<...>`: every comma separates, exactly as `ListIter`.
+                push_trimmed(&mut out, v.get(st..).unwrap_or(""));
+            } else {
+                out.truncate(first);
+                out.extend(ListIter::new(v).filter(|s| !s.is_empty()));
+            }
         }
         out
     }
@@ -567,11 +570,8 @@ fn parse_impl(mut buf: Bytes, stream: bool) -> Result<Message, ParseError> {
             last.value.end = le as u32;
         } else {
             // Name: token characters, optional SP/HT, then ':' (one pass, no memchr).
-            let mut i = next;
-            while i < le && is_token_char(b[i]) {
-                i += 1;
-            }
-            let ne = i;
+            let ne = next + b[next..le].iter().position(|&c| !is_token_char(c)).unwrap_or(le - next);
+            let mut i = ne;
             while i < le && (b[i] == b' ' || b[i] == b'\t') {
                 i += 1;
             }
@@ -589,11 +589,9 @@ fn parse_impl(mut buf: Bytes, stream: bool) -> Result<Message, ParseError> {
                 return Err(ParseError::TooManyHeaders { max: MAX_HEADERS });
             }
             i += 1;
-            while i < le && (b[i] == b' ' || b[i] == b'\t') {
-                i += 1;
-            }
+            i += b[i..le].iter().position(|&c| c != b' ' && c != b'\t').unwrap_or(le - i);
             headers.push(Entry {
-                id: known_id(&b[next..ne]),
+                id: known_id_in(b, next, ne - next),
                 name: Span::new(next, ne),
                 value: Span::new(i, le),
             });
