@@ -3,9 +3,8 @@
 
 use bytes::Bytes;
 use sip_core::digest::{
-    authorize, make_challenge, new_cnonce, verify, Algorithm, AuthHeader, AuthSession, AuthStep,
-    DigestChallenge, DigestCredentials, DigestError, DigestVerifier, NonceMinter, NonceStatus, Qop,
-    Secret, Verdict,
+    authorize, make_challenge, new_cnonce, verify, Algorithm, AuthHeader, AuthSession, AuthStep, DigestChallenge,
+    DigestCredentials, DigestError, DigestVerifier, NonceMinter, NonceStatus, Qop, Secret, Verdict,
 };
 use sip_core::Message;
 
@@ -26,8 +25,7 @@ fn rfc7616_challenge(alg: &str) -> String {
 
 /// Value of `name=` inside a credentials header value (quoted or not).
 fn param(header: &str, name: &str) -> Option<String> {
-    let msg =
-        format!("REGISTER sip:x SIP/2.0\r\nAuthorization: {header}\r\nContent-Length: 0\r\n\r\n");
+    let msg = format!("REGISTER sip:x SIP/2.0\r\nAuthorization: {header}\r\nContent-Length: 0\r\n\r\n");
     let m = Message::parse(Bytes::from(msg)).unwrap();
     let c = m.authorization().unwrap().unwrap();
     c.param(name).map(|v| v.into_owned())
@@ -57,16 +55,7 @@ fn rfc7616_sha256_and_md5_examples() {
     ] {
         let ch = DigestChallenge::parse(&rfc7616_challenge(alg)).unwrap();
         assert_eq!(ch.qop_options, vec![Qop::Auth, Qop::AuthInt]);
-        let h = authorize(
-            &ch,
-            &mufasa(),
-            "GET",
-            "/dir/index.html",
-            1,
-            RFC7616_CNONCE,
-            b"",
-        )
-        .unwrap();
+        let h = authorize(&ch, &mufasa(), "GET", "/dir/index.html", 1, RFC7616_CNONCE, b"").unwrap();
         assert!(h.starts_with("Digest "), "{h}");
         assert_eq!(param(&h, "response").as_deref(), Some(want), "{alg}: {h}");
         assert_eq!(param(&h, "username").as_deref(), Some("Mufasa"));
@@ -95,10 +84,7 @@ fn rfc2617_md5_qop_auth_example() {
         param(&h, "response").as_deref(),
         Some("6629fae49393a05397450978507c4ef1")
     );
-    assert_eq!(
-        param(&h, "opaque").as_deref(),
-        Some("5ccc069c403ebaf9f0171e9517f40e41")
-    );
+    assert_eq!(param(&h, "opaque").as_deref(), Some("5ccc069c403ebaf9f0171e9517f40e41"));
 }
 
 /// RFC 7616 3.9.2 (SHA-512-256, userhash). The RFC's printed values are wrong (errata 4897);
@@ -138,10 +124,8 @@ fn sha512_256_with_userhash() {
 #[test]
 fn md5_sess_folds_nonces_into_ha1() {
     use md5_oracle::md5_hex;
-    let ch = DigestChallenge::parse(
-        "Digest realm=\"sip.example\", nonce=\"abc\", algorithm=MD5-sess, qop=\"auth\"",
-    )
-    .unwrap();
+    let ch = DigestChallenge::parse("Digest realm=\"sip.example\", nonce=\"abc\", algorithm=MD5-sess, qop=\"auth\"")
+        .unwrap();
     assert_eq!(ch.algorithm, Algorithm::Md5Sess);
     let creds = DigestCredentials::new("alice", "pw");
     let h = authorize(&ch, &creds, "INVITE", "sip:bob@sip.example", 3, "cn", b"").unwrap();
@@ -154,16 +138,7 @@ fn md5_sess_folds_nonces_into_ha1() {
     // Plain MD5 gives a different answer for the same inputs.
     let mut plain = ch.clone();
     plain.algorithm = Algorithm::Md5;
-    let h2 = authorize(
-        &plain,
-        &creds,
-        "INVITE",
-        "sip:bob@sip.example",
-        3,
-        "cn",
-        b"",
-    )
-    .unwrap();
+    let h2 = authorize(&plain, &creds, "INVITE", "sip:bob@sip.example", 3, "cn", b"").unwrap();
     assert_ne!(param(&h2, "response"), param(&h, "response"));
 }
 
@@ -244,10 +219,7 @@ fn twilio_and_telnyx_like_challenges() {
     ));
 
     // Not a challenge.
-    assert_eq!(
-        DigestChallenge::from_message(&response(486, &[])).unwrap(),
-        None
-    );
+    assert_eq!(DigestChallenge::from_message(&response(486, &[])).unwrap(), None);
     // 401 without a header is an error, not silence.
     assert_eq!(
         DigestChallenge::from_message(&response(401, &[])),
@@ -260,14 +232,8 @@ fn strongest_supported_challenge_wins() {
     let r = response(
         401,
         &[
-            (
-                "WWW-Authenticate",
-                "Digest realm=\"a\", nonce=\"1\", algorithm=MD5",
-            ),
-            (
-                "WWW-Authenticate",
-                "Digest realm=\"a\", nonce=\"2\", algorithm=SHA-256",
-            ),
+            ("WWW-Authenticate", "Digest realm=\"a\", nonce=\"1\", algorithm=MD5"),
+            ("WWW-Authenticate", "Digest realm=\"a\", nonce=\"2\", algorithm=SHA-256"),
             (
                 "WWW-Authenticate",
                 "Digest realm=\"a\", nonce=\"3\", algorithm=AKAv1-MD5",
@@ -349,10 +315,7 @@ fn stale_challenge_retries_with_new_nonce() {
     let mut s = AuthSession::new(DigestCredentials::new("u", "p"));
     let first = response(
         401,
-        &[(
-            "WWW-Authenticate",
-            "Digest realm=\"r\", nonce=\"old\", qop=\"auth\"",
-        )],
+        &[("WWW-Authenticate", "Digest realm=\"r\", nonce=\"old\", qop=\"auth\"")],
     );
     assert!(matches!(
         s.on_challenge(&first, "INVITE", "sip:a@b", b""),
@@ -373,10 +336,7 @@ fn stale_challenge_retries_with_new_nonce() {
         other => panic!("stale must retry, got {other:?}"),
     }
     // stale=true but repeating the nonce we just used is a broken peer: stop.
-    assert_eq!(
-        s.on_challenge(&stale, "INVITE", "sip:a@b", b""),
-        AuthStep::Rejected
-    );
+    assert_eq!(s.on_challenge(&stale, "INVITE", "sip:a@b", b""), AuthStep::Rejected);
 }
 
 #[test]
@@ -389,10 +349,7 @@ fn proxy_then_uas_challenge_both_answered_and_bounded() {
             "Digest realm=\"proxy\", nonce=\"a\", qop=\"auth\"",
         )],
     );
-    let u = response(
-        401,
-        &[("WWW-Authenticate", "Digest realm=\"uas\", nonce=\"b\"")],
-    );
+    let u = response(401, &[("WWW-Authenticate", "Digest realm=\"uas\", nonce=\"b\"")]);
     assert!(matches!(
         s.on_challenge(&p, "INVITE", "sip:a@b", b""),
         AuthStep::Retry {
@@ -440,10 +397,7 @@ fn preemptive_reuse_increments_nonce_count() {
     assert_eq!(s.authorize_next("BYE", "sip:a@b", b""), Ok(vec![]));
     let r = response(
         401,
-        &[(
-            "WWW-Authenticate",
-            "Digest realm=\"r\", nonce=\"n\", qop=\"auth\"",
-        )],
+        &[("WWW-Authenticate", "Digest realm=\"r\", nonce=\"n\", qop=\"auth\"")],
     );
     assert!(matches!(
         s.on_challenge(&r, "INVITE", "sip:a@b", b""),
@@ -530,13 +484,7 @@ fn server_challenge_verify_round_trip() {
             b"v=0"
         ));
         let ha1 = alg.hex(&[b"agent7:edge.example:s3cret"]);
-        assert!(verify(
-            &cred,
-            "INVITE",
-            "edge.example",
-            Secret::Ha1(&ha1),
-            b"v=0"
-        ));
+        assert!(verify(&cred, "INVITE", "edge.example", Secret::Ha1(&ha1), b"v=0"));
         assert!(!verify(
             &cred,
             "INVITE",
@@ -572,13 +520,7 @@ fn server_challenge_verify_round_trip() {
             NonceStatus::Valid
         );
     }
-    let stale = make_challenge(
-        "edge.example",
-        &nonce,
-        Algorithm::Md5,
-        Some(Qop::Auth),
-        true,
-    );
+    let stale = make_challenge("edge.example", &nonce, Algorithm::Md5, Some(Qop::Auth), true);
     assert!(DigestChallenge::parse(&stale).unwrap().stale);
 }
 
@@ -589,18 +531,12 @@ fn nonce_expiry_and_forgery() {
     assert_eq!(minter.check(&n, "r", 1059), NonceStatus::Valid);
     assert_eq!(minter.check(&n, "r", 1061), NonceStatus::Stale);
     assert_eq!(minter.check(&n, "other", 1000), NonceStatus::Invalid);
-    assert_eq!(
-        NonceMinter::new(b"k2", 60).check(&n, "r", 1000),
-        NonceStatus::Invalid
-    );
+    assert_eq!(NonceMinter::new(b"k2", 60).check(&n, "r", 1000), NonceStatus::Invalid);
     // Moving the timestamp forward without the key breaks the MAC.
     let forged = format!("{:016x}{}", 5000u64, &n[16..]);
     assert_eq!(minter.check(&forged, "r", 5000), NonceStatus::Invalid);
     assert_eq!(minter.check("short", "r", 1000), NonceStatus::Invalid);
-    assert_eq!(
-        minter.check(&"é".repeat(24), "r", 1000),
-        NonceStatus::Invalid
-    );
+    assert_eq!(minter.check(&"é".repeat(24), "r", 1000), NonceStatus::Invalid);
     assert_ne!(minter.mint("r", 1000), minter.mint("r", 1001));
 }
 
@@ -663,33 +599,21 @@ fn verifier_challenges_authorizes_and_rejects() {
     );
     let rejected = |u: &str| Verdict::Rejected { username: u.into() };
     let wrong = answer(&DigestCredentials::new("agent7", "guess"), &ch, EDGE_URI);
-    assert_eq!(
-        v.check(&invite(Some(&wrong)), now, users),
-        rejected("agent7")
-    );
+    assert_eq!(v.check(&invite(Some(&wrong)), now, users), rejected("agent7"));
     let unknown = answer(&DigestCredentials::new("mallory", "s3cret"), &ch, EDGE_URI);
-    assert_eq!(
-        v.check(&invite(Some(&unknown)), now, users),
-        rejected("mallory")
-    );
+    assert_eq!(v.check(&invite(Some(&unknown)), now, users), rejected("mallory"));
     // Credentials computed for another Request-URI are not replayable here.
     let other_uri = answer(
         &DigestCredentials::new("agent7", "s3cret"),
         &ch,
         "sip:+15550000000@edge.example",
     );
-    assert_eq!(
-        v.check(&invite(Some(&other_uri)), now, users),
-        rejected("agent7")
-    );
+    assert_eq!(v.check(&invite(Some(&other_uri)), now, users), rejected("agent7"));
     // Downgrade to MD5 (correct MD5 answer) is refused.
     let mut md5 = ch.clone();
     md5.algorithm = Algorithm::Md5;
     let downgraded = answer(&DigestCredentials::new("agent7", "s3cret"), &md5, EDGE_URI);
-    assert_eq!(
-        v.check(&invite(Some(&downgraded)), now, users),
-        rejected("agent7")
-    );
+    assert_eq!(v.check(&invite(Some(&downgraded)), now, users), rejected("agent7"));
     // Right password on an expired nonce: challenge again with stale=true.
     let expired = v.check(&invite(Some(&good)), now + 301, users);
     let (value, stale) = challenge_value(&expired);
@@ -697,11 +621,7 @@ fn verifier_challenges_authorizes_and_rejects() {
     // A nonce we never minted: plain challenge, no verdict on the password.
     let mut forged = ch.clone();
     forged.nonce = format!("{:016x}{}", now, "0".repeat(32));
-    let f = answer(
-        &DigestCredentials::new("agent7", "s3cret"),
-        &forged,
-        EDGE_URI,
-    );
+    let f = answer(&DigestCredentials::new("agent7", "s3cret"), &forged, EDGE_URI);
     assert!(!challenge_value(&v.check(&invite(Some(&f)), now, users)).1);
 }
 
@@ -788,15 +708,11 @@ fn garbage_never_panics() {
         let _ = minter.check(&s, "r", 0);
         if !s.contains(['\r', '\n']) {
             let req = invite(Some(&s));
-            let _ = DigestVerifier::new(
-                "r",
-                b"k",
-                10,
-                Algorithm::Md5,
-                None,
-                AuthHeader::ProxyAuthorization,
-            )
-            .check(&req, 0, |_| Some(Secret::Password("p")));
+            let _ = DigestVerifier::new("r", b"k", 10, Algorithm::Md5, None, AuthHeader::ProxyAuthorization).check(
+                &req,
+                0,
+                |_| Some(Secret::Password("p")),
+            );
         }
     }
 }
