@@ -41,6 +41,27 @@ struct RawConfig {
     carriers: Vec<RawCarrier>,
     routing: RawRouting,
     media: RawMedia,
+    inventory: RawInventory,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawInventory {
+    provider: Option<Spanned<String>>,
+    ranges: Vec<Spanned<edge_providers::InventoryRange>>,
+    twilio: Option<Spanned<edge_providers::TwilioConfig>>,
+    telnyx: Option<Spanned<edge_providers::TelnyxConfig>>,
+}
+
+/// Where `/v1/phone-numbers/search` and `purchase` get numbers (`[inventory]`).
+#[derive(Debug, Clone)]
+pub struct InventorySettings {
+    /// The provider that serves search and purchase by default.
+    pub default: edge_providers::ProviderKind,
+    /// Number blocks of the local inventory; empty: the fictional 555-0100..0199 block of any US/CA area code.
+    pub ranges: Vec<edge_providers::InventoryRange>,
+    pub twilio: Option<edge_providers::TwilioConfig>,
+    pub telnyx: Option<edge_providers::TelnyxConfig>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -283,6 +304,7 @@ pub struct Config {
     pub agent_ring_timeout: Duration,
     pub default_voicemail_message: String,
     pub media: MediaSettings,
+    pub inventory: InventorySettings,
 }
 
 impl Config {
@@ -533,11 +555,71 @@ impl Validator<'_> {
             )?),
             default_voicemail_message: raw.routing.default_voicemail_message.clone(),
             media: self.media(&raw.media)?,
+            inventory: self.inventory(&raw.inventory)?,
         })
     }
 }
 
 impl Validator<'_> {
+    fn inventory(&self, inv: &RawInventory) -> Result<InventorySettings, ConfigError> {
+        use edge_providers::ProviderKind;
+        let ranges: Vec<_> = inv.ranges.iter().map(|r| r.get_ref().clone()).collect();
+        // The local inventory checks every range and names the bad one (`ranges[2].last`).
+        if let Err(e) = edge_providers::LocalInventory::try_new(ranges.clone()) {
+            let msg = e.to_string();
+            let idx = msg
+                .split("ranges[")
+                .nth(1)
+                .and_then(|r| r.split(']').next())
+                .and_then(|i| i.parse::<usize>().ok())
+                .unwrap_or(0);
+            let span = inv.ranges.get(idx).map(|r| r.span()).unwrap_or(0..0);
+            return self.err(&format!("inventory.ranges[{idx}]"), span, msg);
+        }
+        if let Some(t) = &inv.twilio {
+            if let Err(e) = edge_providers::TwilioProvider::new(t.get_ref().clone()) {
+                return self.err("inventory.twilio", t.span(), e.to_string());
+            }
+        }
+        if let Some(t) = &inv.telnyx {
+            if let Err(e) = edge_providers::TelnyxProvider::new(t.get_ref().clone()) {
+                return self.err("inventory.telnyx", t.span(), e.to_string());
+            }
+        }
+        let default = match &inv.provider {
+            None => ProviderKind::Local,
+            Some(p) => match p.get_ref().as_str() {
+                "local" => ProviderKind::Local,
+                "twilio" if inv.twilio.is_some() => ProviderKind::Twilio,
+                "telnyx" if inv.telnyx.is_some() => ProviderKind::Telnyx,
+                "twilio" | "telnyx" => {
+                    return self.err(
+                        "inventory.provider",
+                        p.span(),
+                        format!(
+                            "`{}` needs an [inventory.{}] table with its credentials",
+                            p.get_ref(),
+                            p.get_ref()
+                        ),
+                    )
+                }
+                other => {
+                    return self.err(
+                        "inventory.provider",
+                        p.span(),
+                        format!("`{other}`: expected local, twilio or telnyx"),
+                    )
+                }
+            },
+        };
+        Ok(InventorySettings {
+            default,
+            ranges,
+            twilio: inv.twilio.as_ref().map(|t| t.get_ref().clone()),
+            telnyx: inv.telnyx.as_ref().map(|t| t.get_ref().clone()),
+        })
+    }
+
     fn media(&self, m: &RawMedia) -> Result<MediaSettings, ConfigError> {
         let ip = |key: &str, v: &Spanned<String>| -> Result<IpAddr, ConfigError> {
             v.get_ref()
@@ -687,6 +769,27 @@ mod tests {
         assert_eq!(c.carrier_for("198.51.100.7".parse().unwrap()).unwrap().name, "b");
         assert_eq!(c.carrier_for("::ffff:198.51.100.7".parse().unwrap()).unwrap().name, "b");
         assert!(c.carrier_for("198.51.100.8".parse().unwrap()).is_none());
+    }
+
+    #[test]
+    fn inventory_ranges_and_providers() {
+        let c = parse(
+            "[inventory]\nprovider = \"local\"\n[[inventory.ranges]]\ncountry = \"US\"\narea_code = \"212\"\n\
+             first = \"+12125550000\"\nlast = \"+12125550099\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.inventory.ranges.len(), 1);
+        let e = parse(
+            "[inventory]\n[[inventory.ranges]]\ncountry = \"US\"\narea_code = \"212\"\nfirst = \"+12125550099\"\nlast = \"+1\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("inventory.ranges[0]") && e.contains(":2:"), "{e}");
+        let e = parse("[inventory]\nprovider = \"twilio\"\n").unwrap_err().to_string();
+        assert!(
+            e.contains("inventory.provider") && e.contains("[inventory.twilio]"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -102,6 +102,33 @@ impl SourcePolicy for CarrierPolicy {
     }
 }
 
+/// The number providers of `[inventory]`: the default one serves search and purchase; the others release
+/// the numbers they sold.
+fn providers(cfg: &Config) -> anyhow::Result<edge_api::ProviderSet> {
+    use edge_providers::{LocalInventory, NumberProvider, ProviderKind, TelnyxProvider, TwilioProvider};
+    let inv = &cfg.inventory;
+    let local: Arc<dyn NumberProvider> = Arc::new(LocalInventory::new(inv.ranges.clone()));
+    let twilio: Option<Arc<dyn NumberProvider>> = match &inv.twilio {
+        Some(t) => Some(Arc::new(TwilioProvider::new(t.clone()).context("[inventory.twilio]")?)),
+        None => None,
+    };
+    let telnyx: Option<Arc<dyn NumberProvider>> = match &inv.telnyx {
+        Some(t) => Some(Arc::new(TelnyxProvider::new(t.clone()).context("[inventory.telnyx]")?)),
+        None => None,
+    };
+    let default = match inv.default {
+        ProviderKind::Twilio => twilio.clone(),
+        ProviderKind::Telnyx => telnyx.clone(),
+        ProviderKind::Local => None,
+    }
+    .unwrap_or_else(|| local.clone());
+    let mut set = edge_api::ProviderSet::new(default).with(local);
+    for p in [twilio, telnyx].into_iter().flatten() {
+        set = set.with(p);
+    }
+    Ok(set)
+}
+
 /// Opens the store named by the config (embedded SQLite under `data_dir`, or PostgreSQL) with the secrets key.
 pub async fn open_store(cfg: &Config) -> anyhow::Result<Store> {
     let secrets = SecretBox::load_or_create(cfg.secret_key.as_deref(), &cfg.data_dir)
@@ -251,7 +278,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Edge> {
                 .await
                 .with_context(|| format!("binding the API on {addr} (api.listen)"))?;
             let local = listener.local_addr()?;
-            let providers = edge_api::ProviderSet::new(Arc::new(edge_providers::LocalInventory::new(Vec::new())));
+            let providers = providers(&cfg)?;
             let api_cfg = edge_api::ApiConfig {
                 data_dir: cfg.data_dir.clone(),
                 ..edge_api::ApiConfig::default()
