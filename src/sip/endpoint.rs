@@ -108,6 +108,9 @@ impl Endpoint {
                 return self.malformed(source, link, &data, status, &e.to_string());
             }
         };
+        // Every log line about this message (transaction, call) carries its Call-ID.
+        let span = tracing::info_span!("sip", call_id = msg.call_id().unwrap_or("-"));
+        let _entered = span.enter();
         if !msg.is_request() {
             self.stats.responses_in.fetch_add(1, Ordering::Relaxed);
             let peer = peer(source, link);
