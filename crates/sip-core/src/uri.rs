@@ -118,6 +118,7 @@ impl<'a> TelUri<'a> {
     }
 }
 
+#[inline]
 fn parse_uri(s: &str) -> Result<Uri<'_>, &'static str> {
     // Fast dispatch for the schemes nearly every message carries; same result as the
     // general scheme scan below, which would find the colon at the same place.
@@ -187,6 +188,7 @@ fn check_chars(s: &str, allowed: &[bool; 256]) -> Result<(), &'static str> {
 /// Parses a SIP URI: the fast path handles the common shape, anything it does not
 /// recognise (or any error) is decided by the complete grammar in `parse_sip_full`, so
 /// results, including error reasons, are those of the full parser.
+#[inline]
 fn parse_sip<'a>(raw: &'a str, s: &'a str, secure: bool) -> Result<SipUri<'a>, &'static str> {
     match parse_sip_fast(raw, s, secure) {
         Some(u) => Ok(u),
@@ -393,6 +395,22 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn shapes_outside_the_fast_path() {
+        let u = sip("sip:alice:pw@host;lr?h=v");
+        assert_eq!((u.user, u.password, u.host), (Some("alice"), Some("pw"), "host"));
+        assert_eq!(u.param("lr"), Some(""));
+        assert_eq!(u.headers, Some("h=v"));
+        // Any '@' separates the userinfo, even one after characters legal in a parameter.
+        let u = sip("sip:host;maddr=a@b");
+        assert_eq!((u.user, u.host), (Some("host;maddr=a"), "b"));
+        assert_eq!(sip("sip:h:0005060").port, Some(5060));
+        assert_eq!(sip("SIPS:h").host, "h");
+        assert!(Uri::parse("sip:host:5060x").is_err());
+        assert!(Uri::parse("sip:host:65536").is_err());
+        assert!(Uri::parse("sip:host;lr?").is_err());
     }
 
     #[test]

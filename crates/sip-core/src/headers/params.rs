@@ -38,9 +38,11 @@ impl<'a> Params<'a> {
         let mut i = fast_prefix(raw.as_bytes(), uri, |ns, ne, vs, ve| {
             f(&raw[ns..ne], (vs != ve).then(|| &raw[vs..ve]))
         });
-        while let Some((n, v, next)) = step(raw, uri, i)? {
-            f(n, v);
-            i = next;
+        if i < raw.len() {
+            while let Some((n, v, next)) = step(raw, uri, i)? {
+                f(n, v);
+                i = next;
+            }
         }
         Ok(Params { raw, kind_uri: uri })
     }
@@ -242,6 +244,20 @@ mod tests {
         assert_eq!(p.get("rport"), Some(""));
         assert_eq!(p.get("x"), Some("\"a;b\""));
         assert_eq!(p.get("nope"), None);
+    }
+
+    #[test]
+    fn fast_scan_hands_over_to_the_full_grammar() {
+        // A plain prefix followed by forms only `step` reads (escapes, LWS, quotes).
+        let p = Params::parse(";lr;a=%41b;x=1", ParamKind::Uri).unwrap();
+        assert_eq!(p.get("a"), Some("%41b"));
+        assert_eq!(p.get("x"), Some("1"));
+        let p = Params::parse(";tag=1 ; q = \"x;y\";z", ParamKind::Header).unwrap();
+        assert_eq!(p.get("q"), Some("\"x;y\""));
+        assert_eq!(p.get("z"), Some(""));
+        assert!(Params::parse(";a=1;b=%4", ParamKind::Uri).is_err());
+        assert!(Params::parse(";a=1;;", ParamKind::Header).is_err());
+        assert!(Params::parse(";a=1;b=\"x", ParamKind::Header).is_err());
     }
 
     #[test]

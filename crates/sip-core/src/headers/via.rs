@@ -18,25 +18,22 @@ pub enum Transport {
 impl Transport {
     /// Case-insensitive transport token to enum.
     pub fn from_token(t: &str) -> Transport {
-        const T: [(&str, Transport); 6] = [
-            ("UDP", Transport::Udp),
-            ("TCP", Transport::Tcp),
-            ("TLS", Transport::Tls),
-            ("SCTP", Transport::Sctp),
-            ("WS", Transport::Ws),
-            ("WSS", Transport::Wss),
-        ];
-        // Length first, so most tokens need a single compare.
-        let candidates: &[(&str, Transport)] = match t.len() {
-            2 => &T[4..5],
-            3 => &[T[0], T[1], T[2], T[5]],
-            4 => &T[3..4],
-            _ => return Transport::Other,
-        };
-        candidates
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(t))
-            .map_or(Transport::Other, |(_, v)| *v)
+        // Every name is letters only, and for a letter target `c & !0x20 == target` holds
+        // exactly for its two cases, so this is a case-insensitive compare.
+        let b = t.as_bytes();
+        let up = |i: usize| b[i] & !0x20;
+        match b.len() {
+            2 if [up(0), up(1)] == *b"WS" => Transport::Ws,
+            3 => match [up(0), up(1), up(2)] {
+                [b'U', b'D', b'P'] => Transport::Udp,
+                [b'T', b'C', b'P'] => Transport::Tcp,
+                [b'T', b'L', b'S'] => Transport::Tls,
+                [b'W', b'S', b'S'] => Transport::Wss,
+                _ => Transport::Other,
+            },
+            4 if [up(0), up(1), up(2), up(3)] == *b"SCTP" => Transport::Sctp,
+            _ => Transport::Other,
+        }
     }
 
     /// Upper-case token for serializing; `Other` has none.
@@ -227,6 +224,26 @@ mod tests {
         assert!(v.has_magic_cookie());
         let v = Via::parse("SIP/2.0/UDP h;rport=5062").unwrap();
         assert_eq!(v.rport(), Some(Some(5062)));
+    }
+
+    #[test]
+    fn transport_tokens_fold_case_only() {
+        for (t, want) in [
+            ("udp", Transport::Udp),
+            ("Tcp", Transport::Tcp),
+            ("TLS", Transport::Tls),
+            ("sctp", Transport::Sctp),
+            ("ws", Transport::Ws),
+            ("wSs", Transport::Wss),
+            ("UD", Transport::Other),
+            ("UDPX", Transport::Other),
+            ("u\u{4}p", Transport::Other),
+            ("", Transport::Other),
+        ] {
+            assert_eq!(Transport::from_token(t), want, "{t:?}");
+        }
+        // Bytes that differ from a letter only in bit 0x20 but are not its other case.
+        assert_eq!(Transport::from_token("\u{15}DP"), Transport::Other);
     }
 
     #[test]

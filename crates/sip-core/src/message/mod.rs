@@ -23,6 +23,9 @@ use crate::headers::{id, known_id_in, other_matches, HeaderId, NAMES};
 /// `word` characters of Call-ID (RFC 3261 25.1) plus the one `@`.
 static CALL_ID_CHARS: [bool; 256] = crate::headers::lex::char_table(b"-.!%*_+`'~()<>:\\\"/[]?{}@");
 
+/// `Message::first` marker for "no header with this id".
+const NO_HEADER: u16 = u16::MAX;
+
 /// Largest message accepted (datagram or stream frame).
 pub const MAX_MESSAGE_SIZE: usize = 64 * 1024;
 /// Most header fields accepted in one message.
@@ -73,6 +76,13 @@ pub struct Message {
     head: ByteString,
     start: StartLine,
     headers: Vec<Entry>,
+    /// Index of the first header of each id (`NO_HEADER` when absent), so a view of an
+    /// absent header costs nothing and a present one starts scanning at its first entry.
+    first: [u16; NAMES.len()],
+    /// Content-Length as parse found it (every value was already checked there): the first
+    /// value, and whether any later one disagrees.
+    content_length: Option<usize>,
+    content_length_conflict: bool,
     body: Span,
 }
 
@@ -240,9 +250,12 @@ impl Message {
     /// Call-ID (`word ["@" word]`, RFC 3261 25.1).
     pub fn call_id(&self) -> Result<&str, ParseError> {
         let v = self.first(id::CALL_ID)?;
-        let ok = !v.is_empty()
-            && v.bytes().all(|c| CALL_ID_CHARS[c as usize])
-            && memchr::memchr_iter(b'@', v.as_bytes()).count() <= 1;
+        let (mut chars_ok, mut ats) = (true, 0usize);
+        for c in v.bytes() {
+            chars_ok &= CALL_ID_CHARS[c as usize];
+            ats += usize::from(c == b'@');
+        }
+        let ok = !v.is_empty() && chars_ok && ats <= 1;
         if !ok {
             return Err(ParseError::header("Call-ID", "invalid characters"));
         }
@@ -267,15 +280,10 @@ impl Message {
 
     /// Content-Length, `None` when absent; conflicting values are an error.
     pub fn content_length(&self) -> Result<Option<usize>, ParseError> {
-        let mut cl = None;
-        for v in self.values(id::CONTENT_LENGTH) {
-            let n = parse_content_length(v.as_bytes())?;
-            match cl {
-                Some(p) if p != n => return Err(ParseError::ConflictingContentLength),
-                _ => cl = Some(n),
-            }
+        if self.content_length_conflict {
+            return Err(ParseError::ConflictingContentLength);
         }
-        Ok(cl)
+        Ok(self.content_length)
     }
 
     /// Content-Type value (raw).
@@ -378,7 +386,13 @@ impl Message {
 
     #[inline]
     pub(crate) fn values(&self, want: HeaderId) -> impl Iterator<Item = &str> {
+        let start = match self.first.get(want as usize) {
+            Some(&f) if f != NO_HEADER => usize::from(f),
+            _ => self.headers.len(),
+        };
         self.headers
+            .get(start..)
+            .unwrap_or(&[])
             .iter()
             .filter(move |h| h.id == want)
             .map(move |h| self.text(h.value))
@@ -413,6 +427,10 @@ impl Message {
         let mut out = Vec::new();
         for v in self.values(want) {
             let b = v.as_bytes();
+            if out.capacity() == 0 {
+                // Typical option-tag and Allow lists fit: one allocation, no regrowth.
+                out.reserve(8);
+            }
             let first = out.len();
             let mut st = 0;
             let mut plain = true;
@@ -545,6 +563,7 @@ fn parse_impl(mut buf: Bytes, stream: bool) -> Result<Message, ParseError> {
     let (le, mut next) = line_at(b, pos)?;
     let start = parse_start_line(b, pos, le)?;
     let mut headers: Vec<Entry> = Vec::with_capacity(24);
+    let mut first = [NO_HEADER; NAMES.len()];
     let body_start;
     loop {
         let Some(&c) = b.get(next) else {
@@ -590,8 +609,15 @@ fn parse_impl(mut buf: Bytes, stream: bool) -> Result<Message, ParseError> {
             }
             i += 1;
             i += b[i..le].iter().position(|&c| c != b' ' && c != b'\t').unwrap_or(le - i);
+            let hid = known_id_in(b, next, ne - next);
+            if let Some(f) = first.get_mut(hid as usize) {
+                if *f == NO_HEADER {
+                    // headers.len() < MAX_HEADERS (256), checked above: fits in u16.
+                    *f = headers.len() as u16;
+                }
+            }
             headers.push(Entry {
-                id: known_id_in(b, next, ne - next),
+                id: hid,
                 name: Span::new(next, ne),
                 value: Span::new(i, le),
             });
@@ -647,6 +673,9 @@ fn parse_impl(mut buf: Bytes, stream: bool) -> Result<Message, ParseError> {
         head,
         start,
         headers,
+        first,
+        content_length: cl,
+        content_length_conflict: conflict,
         body: Span::new(body_start, body_end),
     })
 }
