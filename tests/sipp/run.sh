@@ -67,12 +67,22 @@ for n in $(tail -n +2 "$work/dids_silent.csv" | tr -d ';'); do
   api POST /v1/phone-numbers/purchase "{\"phone_number\":\"$n\",\"agent_id\":\"$silent_id\",\"inbound_routing\":{\"agent_id\":\"$silent_id\",\"fallback\":{\"agent_id\":\"$answer_id\"}}}" >/dev/null
 done
 agent_pids=""
+i=0
 for spec in "uas_agent.xml $pa" "uas_busy.xml $pb" "uas_silent.xml $ps" "uas_agent_rtp.xml $pr"; do
   set -- $spec
-  (cd "$work" && exec timeout 900 sipp -sf "$here/$1" -i 127.0.0.1 -p "$2" -mp $(($2 + 1000)) -nostdin -timeout 600s >/dev/null 2>&1) &
+  # Media ports well apart: SIPp takes the -mp port and the ones next to it (RTCP, video).
+  mp=$((port + 1000 + 20 * i)); i=$((i + 1))
+  mkdir -p "$work/agent-$1"
+  (cd "$work/agent-$1" && exec timeout 900 sipp -sf "$here/$1" -i 127.0.0.1 -p "$2" -mp "$mp" -nostdin \
+     -timeout 600s -trace_err >sipp.out 2>&1) &
   agent_pids="$agent_pids $!"
 done
-sleep 0.5
+sleep 1
+for p in $agent_pids; do
+  if ! kill -0 "$p" 2>/dev/null; then
+    echo "FAIL  an agent UAS did not start:"; tail -n 5 "$work"/agent-*/sipp.out; exit 1
+  fi
+done
 cleanup_agents() { for p in $agent_pids; do pkill -P "$p" 2>/dev/null || true; kill "$p" 2>/dev/null || true; done; }
 trap 'cleanup_agents; stop_edge' EXIT
 
