@@ -143,9 +143,14 @@ pub async fn start(cfg: Config) -> anyhow::Result<Edge> {
     let cfg = Arc::new(cfg);
     let store = Arc::new(open_store(&cfg).await?);
     let index = store.index();
+    let mut tasks = Vec::new();
+    // Several edges share one PostgreSQL: each reloads the routing index so that a write through another
+    // node's API reaches this node's INVITEs within a few seconds (a node's own writes apply at once).
+    if cfg.database_url.as_deref().is_some_and(|u| u.starts_with("postgres")) {
+        tasks.push(store.spawn_index_refresh(std::time::Duration::from_secs(2)));
+    }
     let (shutdown, shutdown_rx) = watch::channel(false);
     let transport_stats = Arc::new(TransportStats::default());
-    let mut tasks = Vec::new();
 
     let udp = match cfg.sip.udp {
         Some(addr) => Some(Arc::new(

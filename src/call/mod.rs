@@ -149,7 +149,7 @@ enum ClientRef {
     Relay {
         call: CallId,
         server_key: TxKey,
-        request: Message,
+        request: Box<Message>,
         /// The side the request went to (and its answer comes from), for SDP anchoring.
         to_side: Side,
     },
@@ -939,7 +939,7 @@ impl CallController {
                     ClientRef::Relay {
                         call: id,
                         server_key: key,
-                        request: req,
+                        request: Box::new(req),
                         to_side: match side {
                             Side::A => Side::B,
                             Side::B => Side::A,
