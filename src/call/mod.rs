@@ -461,7 +461,7 @@ impl CallController {
             let agent = match agent.and_then(|a| agent_peer(&a.sip_uri).map(|p| (a, p))) {
                 Ok(x) => x,
                 Err(outcome) => {
-                    let call = self.calls.get_mut(&id).expect("checked above");
+                    let Some(call) = self.calls.get_mut(&id) else { return };
                     call.record.hops.push(Hop {
                         route,
                         agent_id: Some(agent_id),
@@ -923,10 +923,12 @@ impl CallController {
         }
         // Relay re-INVITE, UPDATE, INFO, ... to the other side.
         let (dialog, peer) = match side {
-            Side::A => {
-                let b = call.b.as_mut().expect("b_ready");
-                (b.dialog.as_mut().expect("b_ready"), b.peer)
-            }
+            Side::A => match call.b.as_mut() {
+                Some(BLeg {
+                    dialog: Some(d), peer, ..
+                }) => (d, *peer),
+                _ => return false,
+            },
             Side::B => (&mut call.a.dialog, call.a.peer),
         };
         let sdp = anchor(call.relay.as_ref(), side, &req, self.media.as_ref());
