@@ -1056,6 +1056,12 @@ impl CallController {
                 }
             }
         }
+        self.orphan(b);
+    }
+
+    /// Keeps an agent leg we gave up on reachable by its client transaction: a late 1xx gets a CANCEL,
+    /// a late 2xx an ACK and a BYE.
+    fn orphan(&mut self, b: BLeg) {
         let local = b.invite.header(&HeaderName::From).unwrap_or("").to_owned();
         self.by_client.insert(
             b.key.clone(),
@@ -1156,21 +1162,10 @@ impl CallController {
             if let Some(c) = b.invite_call_id() {
                 self.by_dialog.remove(&c);
             }
-            if b.dialog.is_some() {
-                self.release_agent(&b.agent.id);
-            } else {
+            self.release_agent(&b.agent.id);
+            if b.dialog.is_none() {
                 // Still ringing: its client transaction may yet answer; treat it as abandoned.
-                self.release_agent(&b.agent.id);
-                let local = b.invite.header(&HeaderName::From).unwrap_or("").to_owned();
-                self.by_client.insert(
-                    b.key.clone(),
-                    ClientRef::Orphan(Box::new(Orphan {
-                        invite: b.invite,
-                        peer: b.peer,
-                        provisional: b.provisional,
-                        local,
-                    })),
-                );
+                self.orphan(b);
             }
         }
         self.by_dialog.remove(&call.a.dialog.call_id);
@@ -1190,9 +1185,6 @@ impl CallController {
         call.record.end_reason = Some(reason.to_owned());
         call.record.hangup_by = hangup;
         call.record.ended_at_ms = Some(now);
-        if call.record.answered_by.is_none() && status != CallStatus::Canceled && status != CallStatus::Completed {
-            self.stats.rejected.fetch_add(0, Ordering::Relaxed);
-        }
         self.stats.active_calls.fetch_sub(1, Ordering::Relaxed);
         tracing::info!(call = %call.record.id, status = status.as_str(), reason, "call ended");
         self.write_record(call.record);
