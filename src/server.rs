@@ -97,6 +97,11 @@ impl SourcePolicy for CarrierPolicy {
     fn carrier_for(&self, source: SocketAddr) -> Option<Arc<str>> {
         self.cfg.carrier_for(source.ip()).map(|c| Arc::from(c.name.as_str()))
     }
+    fn agent_network_for(&self, source: SocketAddr) -> Option<Arc<str>> {
+        self.cfg
+            .agent_network_for(source.ip())
+            .map(|c| Arc::from(c.name.as_str()))
+    }
     fn reject_unknown(&self) -> bool {
         self.cfg.unknown_source == UnknownSource::Reject
     }
@@ -207,6 +212,8 @@ pub async fn start(cfg: Config) -> anyhow::Result<Edge> {
             t1: cfg.sip.t1,
             t2: cfg.sip.t2,
             warn_agent: warn_agent.clone(),
+            outbound: cfg.outbound.clone(),
+            agent_auth: agent_verifier(&cfg, &host),
         },
         index.clone(),
         Some(records_tx),
@@ -245,10 +252,22 @@ pub async fn start(cfg: Config) -> anyhow::Result<Edge> {
         calls,
     );
     let endpoint_stats = endpoint.stats.clone();
+    let resolver = Arc::new(
+        edge_resolver::Resolver::new(edge_resolver::ResolverConfig {
+            nameservers: cfg.outbound.nameservers.clone(),
+            timeout: cfg.outbound.dns_timeout,
+        })
+        .context("DNS resolver for trunk hosts ([outbound] nameservers)")?,
+    );
+    let (commands_tx, commands_rx) = mpsc::channel::<edge_api::CallCommand>(1024);
     let engine = tokio::spawn(run_engine(
         endpoint,
-        engine_rx,
-        media_events,
+        EngineInputs {
+            rx: engine_rx,
+            media_events,
+            commands: commands_rx,
+            resolver,
+        },
         media,
         out.clone(),
         shutdown_rx.clone(),
@@ -288,7 +307,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Edge> {
                 data_dir: cfg.data_dir.clone(),
                 ..edge_api::ApiConfig::default()
             };
-            let state = edge_api::ApiState::new(store.clone(), providers, api_cfg);
+            let state = edge_api::ApiState::new(store.clone(), providers, api_cfg).with_call_control(commands_tx);
             let ops = crate::ops::OpsState {
                 started: Instant::now(),
                 endpoint: endpoint_stats.clone(),
@@ -329,16 +348,34 @@ pub async fn start(cfg: Config) -> anyhow::Result<Edge> {
     })
 }
 
+/// What the engine task listens to besides its timers.
+struct EngineInputs {
+    rx: mpsc::Receiver<Inbound>,
+    media_events: Option<edge_media::MediaEvents>,
+    /// `POST`/`DELETE /v1/calls` from the API.
+    commands: mpsc::Receiver<edge_api::CallCommand>,
+    resolver: Arc<edge_resolver::Resolver>,
+}
+
+/// Resolved trunk hosts coming back to the engine.
+type Resolved = (crate::call::ResolveJob, Result<Vec<SocketAddr>, String>);
+
 /// The engine task: the only owner of the endpoint, so SIP state needs no locks. It sleeps until the next
-/// message or the next transaction timer, whichever is first.
+/// message, API command, resolved trunk host or transaction timer, whichever is first.
 async fn run_engine(
     mut ep: Endpoint,
-    mut rx: mpsc::Receiver<Inbound>,
-    mut media_events: Option<edge_media::MediaEvents>,
+    inputs: EngineInputs,
     media: Option<edge_media::MediaEngine>,
     out: Outbound,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let EngineInputs {
+        mut rx,
+        mut media_events,
+        mut commands,
+        resolver,
+    } = inputs;
+    let (resolved_tx, mut resolved_rx) = mpsc::channel::<Resolved>(1024);
     loop {
         let deadline = ep.poll_timeout();
         tokio::select! {
@@ -367,6 +404,8 @@ async fn run_engine(
                     None => media_events = None,
                 }
             }
+            Some(cmd) = commands.recv() => on_command(&mut ep, cmd),
+            Some((job, result)) = resolved_rx.recv() => ep.on_resolved(Instant::now(), &job, result),
             m = rx.recv() => {
                 let Some(m) = m else { return };
                 let now = Instant::now();
@@ -383,28 +422,152 @@ async fn run_engine(
                 ep.handle_timeout(Instant::now());
             }
         }
+        // DNS is IO: each trunk host is resolved on its own task, bounded by the resolver's deadline.
+        while let Some(job) = ep.calls.poll_resolve() {
+            let resolver = resolver.clone();
+            let tx = resolved_tx.clone();
+            tokio::spawn(async move {
+                let result = resolver
+                    .resolve(&job.host, job.port, Some(edge_resolver::Transport::Udp), job.secure)
+                    .await
+                    .map(|targets| {
+                        targets
+                            .into_iter()
+                            .filter(|t| t.transport == edge_resolver::Transport::Udp)
+                            .map(|t| t.addr)
+                            .collect()
+                    })
+                    .map_err(|e| e.to_string());
+                let _ = tx.send((job, result)).await;
+            });
+        }
         while let Some(t) = ep.poll_transmit() {
             out.send(t.link, t.to, t.bytes);
         }
     }
 }
 
+/// One API command, answered on its oneshot (a caller that gave up is simply not answered).
+fn on_command(ep: &mut Endpoint, cmd: edge_api::CallCommand) {
+    match cmd {
+        edge_api::CallCommand::Originate { req, reply } => {
+            // The API already told its client it timed out: placing the call now would surprise everyone.
+            if reply.is_closed() {
+                return;
+            }
+            let _ = reply.send(ep.originate(Instant::now(), req));
+        }
+        edge_api::CallCommand::HangUp {
+            account_id,
+            call_id,
+            reply,
+        } => {
+            let _ = reply.send(ep.hang_up(Instant::now(), &account_id, &call_id));
+        }
+    }
+}
+
+/// The digest verifier for agents' INVITEs, or `None` when `[outbound] agent_digest = false`. Nonces are
+/// keyed by the secrets key when the operator set one, so every node of a cluster accepts the others'.
+fn agent_verifier(cfg: &Config, host: &str) -> Option<sip_core::digest::DigestVerifier> {
+    use sip_core::digest::{Algorithm, AuthHeader, DigestVerifier, Qop};
+    if !cfg.outbound.agent_digest {
+        return None;
+    }
+    let realm = cfg.outbound.auth_realm.clone().unwrap_or_else(|| host.to_owned());
+    let secret: Vec<u8> = match &cfg.secret_key {
+        Some(k) => format!("oneinbox-edge digest nonces:{k}").into_bytes(),
+        None => {
+            let mut k = [0u8; 32];
+            getrandom::fill(&mut k).ok()?;
+            k.to_vec()
+        }
+    };
+    Some(DigestVerifier::new(
+        realm,
+        &secret,
+        300,
+        Algorithm::Md5,
+        Some(Qop::Auth),
+        AuthHeader::ProxyAuthorization,
+    ))
+}
+
+/// Call records stored per transaction by the writer, at most.
+const RECORD_BATCH: usize = 256;
+/// How long the writer gathers records after the first one before it writes them: a call's start, answer
+/// and end (and the calls around it) then share one transaction; a record is stored this much later.
+const RECORD_LINGER: std::time::Duration = std::time::Duration::from_millis(10);
+
 /// Persists call records (start, answer, end) and voicemail rows in the order the engine produced them.
+/// Records are gathered for up to [`RECORD_LINGER`] (or [`RECORD_BATCH`] of them) and written in one
+/// transaction, successive versions of a call folded into one row write: one commit per batch instead of
+/// one per record. When the engine goes (the queue closes), what is gathered is written before returning.
 async fn write_records(store: Arc<Store>, mut rx: mpsc::Receiver<Persist>) {
-    while let Some(p) = rx.recv().await {
-        match p {
-            Persist::Call(rec) => {
-                if let Err(e) = store.upsert_call(&rec).await {
-                    tracing::error!(call = %rec.id, error = %e, "call record not stored");
+    use tokio::sync::mpsc::error::TryRecvError;
+    let mut calls: Vec<edge_store::CallRecord> = Vec::with_capacity(RECORD_BATCH);
+    let mut open = true;
+    while open {
+        let Some(first) = rx.recv().await else { break };
+        let deadline = tokio::time::Instant::now() + RECORD_LINGER;
+        let mut next = Some(first);
+        while let Some(p) = next.take() {
+            match p {
+                Persist::Call(rec) => calls.push(rec),
+                Persist::Voicemail(vm) => {
+                    // Keep the order: the calls gathered before this row go first.
+                    store_calls(&store, &mut calls).await;
+                    if let Err(e) = store.insert_voicemail(&vm).await {
+                        tracing::error!(voicemail = %vm.id, error = %e, "voicemail row not stored");
+                    }
                 }
             }
-            Persist::Voicemail(vm) => {
-                if let Err(e) = store.insert_voicemail(&vm).await {
-                    tracing::error!(voicemail = %vm.id, error = %e, "voicemail row not stored");
+            if calls.len() >= RECORD_BATCH {
+                break;
+            }
+            next = match rx.try_recv() {
+                Ok(p) => Some(p),
+                Err(TryRecvError::Disconnected) => {
+                    open = false;
+                    None
+                }
+                Err(TryRecvError::Empty) => match tokio::time::timeout_at(deadline, rx.recv()).await {
+                    Ok(Some(p)) => Some(p),
+                    Ok(None) => {
+                        open = false;
+                        None
+                    }
+                    Err(_) => None,
+                },
+            };
+        }
+        store_calls(&store, &mut calls).await;
+    }
+}
+
+/// Stores and empties `calls`: one transaction; if that fails as a whole, record by record so one bad
+/// record cannot cost the others.
+async fn store_calls(store: &Store, calls: &mut Vec<edge_store::CallRecord>) {
+    if calls.is_empty() {
+        return;
+    }
+    match store.upsert_calls(calls).await {
+        Ok(refused) => {
+            for (i, e) in refused {
+                let id = calls.get(i).map_or("?", |c| c.id.as_str());
+                tracing::error!(call = %id, error = %e, "call record not stored");
+            }
+        }
+        Err(e) => {
+            tracing::warn!(records = calls.len(), error = %e, "batch of call records failed; storing one by one");
+            for rec in calls.iter() {
+                if let Err(e) = store.upsert_call(rec).await {
+                    tracing::error!(call = %rec.id, error = %e, "call record not stored");
                 }
             }
         }
     }
+    calls.clear();
 }
 
 async fn recv_media(events: &mut Option<edge_media::MediaEvents>) -> Option<edge_media::MediaEvent> {

@@ -11,6 +11,11 @@
 
 pub mod dialed;
 pub mod leg;
+mod outbound;
+pub mod pacing;
+pub mod trunk;
+
+pub use outbound::{AgentOrigin, ResolveJob};
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -44,6 +49,10 @@ pub struct CallConfig {
     pub t2: Duration,
     /// Host named in Warning headers.
     pub warn_agent: String,
+    /// Outbound calls: trunks, pacing, timeouts.
+    pub outbound: crate::config::OutboundSettings,
+    /// Digest challenge for agents outside `[[agent_networks]]`; `None`: such INVITEs are refused.
+    pub agent_auth: Option<sip_core::digest::DigestVerifier>,
 }
 
 /// What the endpoint must answer for a new INVITE the controller did not take.
@@ -136,6 +145,8 @@ enum TimerKind {
     Ring,
     /// Retransmit our 2xx to the carrier until its ACK.
     Retransmit2xx,
+    /// An outbound call's pacing slot on its trunk has come.
+    Pace,
 }
 
 /// Why a client transaction exists.
@@ -174,16 +185,36 @@ enum State {
     Confirmed,
 }
 
+/// Who the call came from and so what its legs are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CallKind {
+    /// A carrier's INVITE: A = carrier (server leg), B = agents in turn.
+    Inbound,
+    /// An agent's INVITE: A = agent (server leg), B = the trunk.
+    AgentOutbound,
+    /// `POST /v1/calls`: B = the trunk first; once it answers it becomes A and B = the agent.
+    ApiOutbound,
+}
+
+/// Where a client leg goes.
+enum LegTarget {
+    Agent(Arc<AgentRecord>),
+    /// One attempt at one resolved trunk target.
+    Trunk,
+}
+
 struct ALeg {
+    /// The INVITE that made this leg: the carrier's or agent's (server leg), or ours to the trunk (API calls).
     invite: Message,
-    key: TxKey,
+    /// Our server transaction for that INVITE; `None` when the edge placed the leg (API calls).
+    key: Option<TxKey>,
     peer: Peer,
     tag: String,
     dialog: DialogSide,
 }
 
 struct BLeg {
-    agent: Arc<AgentRecord>,
+    target: LegTarget,
     route: Route,
     invite: Message,
     key: TxKey,
@@ -195,7 +226,14 @@ struct BLeg {
 }
 
 struct Call {
+    kind: CallKind,
+    /// API calls: the dialled party answered, so A is a confirmed dialog of ours (BYE ends it).
+    a_up: bool,
     number: Arc<NumberRoute>,
+    /// Outbound calls: the trunk, its targets and the authentication state.
+    out: Option<Box<outbound::OutboundPlan>>,
+    /// The agent an outbound call counts against (its `max_concurrent_calls`) for as long as it lasts.
+    held_agent: Option<String>,
     a: ALeg,
     b: Option<BLeg>,
     /// Remaining hops: agent ids with their route.
@@ -218,7 +256,40 @@ struct Call {
     voicemail: Option<VoicemailSession>,
 }
 
-/// The inbound call controller.
+impl Call {
+    /// A call just taken, hunting for its B leg.
+    fn new(
+        kind: CallKind,
+        number: Arc<NumberRoute>,
+        a: ALeg,
+        record: CallRecord,
+        now: std::time::Instant,
+        t1: std::time::Duration,
+    ) -> Call {
+        Call {
+            kind,
+            a_up: false,
+            number,
+            out: None,
+            held_agent: None,
+            a,
+            b: None,
+            plan: VecDeque::new(),
+            state: State::Routing,
+            generation: 0,
+            record,
+            retransmit_interval: t1,
+            answered_at: None,
+            answer: None,
+            created: now,
+            relay: None,
+            b_offer: None,
+            voicemail: None,
+        }
+    }
+}
+
+/// The call controller: every call's state, keyed by id, and the indexes into it.
 pub struct CallController {
     cfg: CallConfig,
     index: Arc<RoutingIndex>,
@@ -236,6 +307,9 @@ pub struct CallController {
     pub stats: Arc<CallStats>,
     /// Live load per agent, shared with /metrics.
     pub agent_gauge: Arc<dashmap::DashMap<String, u32>>,
+    pacer: pacing::Pacer,
+    /// Trunk hosts waiting to be resolved by the driver (DNS is IO).
+    resolve_jobs: VecDeque<ResolveJob>,
 }
 
 impl CallController {
@@ -245,6 +319,7 @@ impl CallController {
         records: Option<tokio::sync::mpsc::Sender<Persist>>,
         media: Option<MediaCtl>,
     ) -> Self {
+        let cfg_pacing_wait = cfg.outbound.max_pacing_wait;
         CallController {
             cfg,
             index,
@@ -261,12 +336,24 @@ impl CallController {
             voicemail_meta: HashMap::new(),
             stats: Arc::new(CallStats::default()),
             agent_gauge: Arc::new(dashmap::DashMap::new()),
+            pacer: pacing::Pacer::new(cfg_pacing_wait),
+            resolve_jobs: VecDeque::new(),
         }
     }
 
     /// Calls in progress.
     pub fn active(&self) -> usize {
         self.calls.len()
+    }
+
+    /// True when agents outside `[[agent_networks]]` may place calls by answering a digest challenge.
+    pub fn agent_auth_enabled(&self) -> bool {
+        self.cfg.agent_auth.is_some()
+    }
+
+    /// True when `call_id` names one of our calls' dialogs (either leg).
+    pub fn has_dialog(&self, call_id: &str) -> bool {
+        self.by_dialog.contains_key(call_id)
     }
 
     /// Calls the agent is on now.
@@ -317,8 +404,6 @@ impl CallController {
                 )],
             });
         };
-        let id = self.next_id;
-        self.next_id += 1;
         let tag = leg::token();
         let from = invite.from().ok();
         let caller = from
@@ -364,77 +449,78 @@ impl CallController {
             ended_at_ms: None,
             error: None,
         };
-        // Media: anchor the carrier's offer on a relay; no ports is a clean 503, never a half-set-up call.
-        let (relay, b_offer) = match (&self.media, invite.body().is_empty()) {
-            (Some(m), false) => {
-                let relay = match m.engine.allocate_relay(&record.id) {
-                    Ok(r) => r,
-                    Err(e) => {
-                        self.stats.rejected.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(error = %e, "no media ports for a new call");
-                        return Err(Reject {
-                            code: 503,
-                            reason: "Service Unavailable",
-                            headers: vec![
-                                ("Retry-After", "5".into()),
-                                ("Warning", self.warning("media ports exhausted")),
-                            ],
-                        });
-                    }
-                };
-                match relay.anchor_sdp(MediaSide::A, invite.body(), m.codecs.as_deref()) {
-                    Ok((sdp, _)) => (Some(relay), Some(sdp)),
-                    Err(e) => {
-                        self.stats.rejected.fetch_add(1, Ordering::Relaxed);
-                        let code = e.sip_status();
-                        return Err(Reject {
-                            code,
-                            reason: if code == 488 {
-                                "Not Acceptable Here"
-                            } else {
-                                "Bad Request"
-                            },
-                            headers: vec![("Warning", self.warning(&format!("SDP offer: {e}")))],
-                        });
-                    }
-                }
-            }
-            _ => (None, None),
-        };
+        let (relay, b_offer) = self.anchor_offer(&record.id, &invite)?;
         tracing::info!(call = %record.id, sip_call_id = %a_call_id, carrier, to = %record.to, "inbound call");
-        self.by_public.insert(record.id.clone(), id);
-        self.stats.calls_started.fetch_add(1, Ordering::Relaxed);
-        self.stats.active_calls.fetch_add(1, Ordering::Relaxed);
-        self.by_server_invite.insert(key.clone(), id);
-        self.by_dialog.insert(a_call_id, (id, Side::A));
-        self.calls.insert(
-            id,
-            Call {
-                number,
-                a: ALeg {
-                    invite,
-                    key,
-                    peer,
-                    tag,
-                    dialog: a_dialog,
-                },
-                b: None,
-                plan,
-                state: State::Routing,
-                generation: 0,
-                record,
-                retransmit_interval: self.cfg.t1,
-                answered_at: None,
-                answer: None,
-                created: ctx.now,
-                relay,
-                b_offer,
-                voicemail: None,
+        let mut call = Call::new(
+            CallKind::Inbound,
+            number,
+            ALeg {
+                invite,
+                key: Some(key.clone()),
+                peer,
+                tag,
+                dialog: a_dialog,
             },
+            record,
+            ctx.now,
+            self.cfg.t1,
         );
+        call.plan = plan;
+        call.relay = relay;
+        call.b_offer = b_offer;
+        let id = self.new_call(call);
+        self.by_server_invite.insert(key, id);
+        self.by_dialog.insert(a_call_id, (id, Side::A));
         self.persist(id);
         self.next_hop(ctx, id);
         Ok(())
+    }
+
+    /// Registers a new call under a fresh id.
+    fn new_call(&mut self, call: Call) -> CallId {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.by_public.insert(call.record.id.clone(), id);
+        self.stats.calls_started.fetch_add(1, Ordering::Relaxed);
+        self.stats.active_calls.fetch_add(1, Ordering::Relaxed);
+        self.calls.insert(id, call);
+        id
+    }
+
+    /// Anchors a caller's SDP offer on a new relay: the relay and the offer rewritten for the other leg.
+    /// No ports is a clean 503 and an unusable offer a 488, never a half-set-up call.
+    fn anchor_offer(&self, record_id: &str, invite: &Message) -> Result<(Option<RelayHandle>, Option<Bytes>), Reject> {
+        let Some(m) = self.media.as_ref().filter(|_| !invite.body().is_empty()) else {
+            return Ok((None, None));
+        };
+        let relay = m.engine.allocate_relay(record_id).map_err(|e| {
+            self.stats.rejected.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(error = %e, "no media ports for a new call");
+            Reject {
+                code: 503,
+                reason: "Service Unavailable",
+                headers: vec![
+                    ("Retry-After", "5".into()),
+                    ("Warning", self.warning("media ports exhausted")),
+                ],
+            }
+        })?;
+        match relay.anchor_sdp(MediaSide::A, invite.body(), m.codecs.as_deref()) {
+            Ok((sdp, _)) => Ok((Some(relay), Some(sdp))),
+            Err(e) => {
+                self.stats.rejected.fetch_add(1, Ordering::Relaxed);
+                let code = e.sip_status();
+                Err(Reject {
+                    code,
+                    reason: if code == 488 {
+                        "Not Acceptable Here"
+                    } else {
+                        "Bad Request"
+                    },
+                    headers: vec![("Warning", self.warning(&format!("SDP offer: {e}")))],
+                })
+            }
+        }
     }
 
     /// Tries the next agent of the chain; with none left, the end of the chain.
@@ -503,8 +589,18 @@ impl CallController {
             .map(|d| format!("\"{}\" ", d.replace(['"', '\\'], "")))
             .unwrap_or_default();
         let host = local.sent_by.clone();
+        // An API call's agent sees the party the edge dialled as the caller, and our number as the callee.
+        let (from_user, display, to_user) = match call.kind {
+            CallKind::ApiOutbound => (call.record.to.clone(), String::new(), call.record.from.clone()),
+            _ => (from_user, display, call.record.to.clone()),
+        };
         let from = format!("{display}<sip:{from_user}@{host}>;tag={from_tag}");
-        let to = format!("<sip:{}@{}>", call.record.to, uri_hostport(&agent.sip_uri));
+        let to = format!("<sip:{to_user}@{}>", uri_hostport(&agent.sip_uri));
+        let direction = if call.kind == CallKind::Inbound {
+            "inbound"
+        } else {
+            "outbound"
+        };
         let via = format!("SIP/2.0/UDP {};branch={};rport", local.sent_by, new_branch());
         let mf = a
             .max_forwards()
@@ -514,9 +610,15 @@ impl CallController {
             .saturating_sub(1)
             .clamp(1, 70)
             .to_string();
+        let did = if call.kind == CallKind::Inbound {
+            call.record.to.clone()
+        } else {
+            call.record.from.clone()
+        };
         let x = [
             ("X-OneInbox-Call-Id", call.record.id.clone()),
-            ("X-OneInbox-Phone-Number", call.record.to.clone()),
+            ("X-OneInbox-Direction", direction.to_owned()),
+            ("X-OneInbox-Phone-Number", did),
             ("X-OneInbox-Phone-Number-Id", call.number.number_id.clone()),
             ("X-OneInbox-Agent-Id", agent.id.clone()),
             ("X-OneInbox-Route", route.as_str().to_owned()),
@@ -601,7 +703,7 @@ impl CallController {
         self.by_client.insert(key.clone(), ClientRef::Invite(id));
         self.by_dialog.insert(b_call_id, (id, Side::B));
         call.b = Some(BLeg {
-            agent,
+            target: LegTarget::Agent(agent),
             route,
             invite: msg,
             key,
@@ -628,6 +730,9 @@ impl CallController {
     /// Every agent was unavailable. Voicemail needs the media engine; without it the edge cannot take the
     /// call, so the carrier gets 503 + Retry-After and fails over to its next origination URI.
     fn chain_exhausted(&mut self, ctx: &mut Ctx<'_>, id: CallId) {
+        if self.calls.get(&id).is_some_and(|c| c.kind == CallKind::ApiOutbound) {
+            return self.api_agent_unavailable(ctx, id);
+        }
         if self.start_voicemail(ctx, id) {
             return;
         }
@@ -679,7 +784,8 @@ impl CallController {
         let bytes = b.build();
         call.record.sip_status = Some(code);
         count_invite_answer(&call.record.carrier, code);
-        if let Err(e) = ctx.tx.respond(ctx.now, &call.a.key, bytes) {
+        let Some(a_key) = &call.a.key else { return };
+        if let Err(e) = ctx.tx.respond(ctx.now, a_key, bytes) {
             tracing::debug!(error = %e, "final answer to carrier not sent");
         }
     }
@@ -770,21 +876,30 @@ impl CallController {
         }
     }
 
+    /// A response on the current B leg's INVITE (an agent, or a trunk for outbound calls).
     fn on_agent_response(&mut self, ctx: &mut Ctx<'_>, id: CallId, key: &TxKey, resp: Message, status: u16) {
         let local = self.cfg.local.clone();
         let Some(call) = self.calls.get_mut(&id) else { return };
         let Some(b) = call.b.as_mut().filter(|b| &b.key == key) else {
             return;
         };
+        let to_trunk = matches!(b.target, LegTarget::Trunk);
         match status {
             100..=199 => {
                 b.provisional = true;
                 if status > 100 && call.state == State::Routing {
-                    let sdp = anchor(call.relay.as_ref(), Side::B, &resp, self.media.as_ref());
-                    let bytes = leg::relay_response(&call.a.invite, &resp, &call.a.tag, &local, sdp);
-                    let _ = ctx.tx.respond(ctx.now, &call.a.key, bytes);
-                    if call.record.status == CallStatus::Queued {
+                    if let Some(a_key) = &call.a.key {
+                        let sdp = anchor(call.relay.as_ref(), Side::B, &resp, self.media.as_ref());
+                        let bytes = leg::relay_response(&call.a.invite, &resp, &call.a.tag, &local, sdp);
+                        let _ = ctx.tx.respond(ctx.now, a_key, bytes);
+                    }
+                    // Ringing is the called party's state: the carrier's caller hears the agent ring, an
+                    // outbound call rings at the trunk (an API call's agent leg changes nothing).
+                    if call.record.status == CallStatus::Queued && (to_trunk || call.kind == CallKind::Inbound) {
                         call.record.status = CallStatus::Ringing;
+                        if call.kind != CallKind::Inbound {
+                            self.persist(id);
+                        }
                     }
                 }
             }
@@ -806,7 +921,7 @@ impl CallController {
                 ctx.send_raw(&b.peer, leg::ack_2xx(&d, &local, d.local_cseq));
                 b.dialog = Some(d);
                 let route = b.route;
-                let agent_id = b.agent.id.clone();
+                let agent_id = b.agent_id().map(str::to_owned);
                 let hop = b.hop;
                 if let Some(h) = call.record.hops.get_mut(hop) {
                     h.sip_status = Some(status);
@@ -814,19 +929,35 @@ impl CallController {
                     h.ended_at_ms = Some(now_ms());
                 }
                 call.generation += 1; // cancels the setup and ring timers
+                match (call.kind, to_trunk) {
+                    (CallKind::ApiOutbound, true) => return self.api_trunk_answered(ctx, id, &resp),
+                    (CallKind::ApiOutbound, false) => {
+                        // The agent took the dialled party: media flows both ways through the relay.
+                        let _ = anchor(call.relay.as_ref(), Side::B, &resp, self.media.as_ref());
+                        call.state = State::Confirmed;
+                        self.persist(id);
+                        return;
+                    }
+                    _ => {}
+                }
                 call.state = State::Answered;
                 call.answered_at = Some(ctx.now);
                 call.record.status = CallStatus::InProgress;
                 call.record.answered_by = Some(route);
-                call.record.agent_id = Some(agent_id);
+                if let Some(agent_id) = agent_id {
+                    call.record.agent_id = Some(agent_id);
+                }
                 call.record.answered_at_ms = Some(now_ms());
                 match route {
                     Route::Primary => self.stats.answered_primary.fetch_add(1, Ordering::Relaxed),
-                    _ => self.stats.answered_fallback.fetch_add(1, Ordering::Relaxed),
+                    Route::Fallback => self.stats.answered_fallback.fetch_add(1, Ordering::Relaxed),
+                    _ => 0,
                 };
                 let sdp = anchor(call.relay.as_ref(), Side::B, &resp, self.media.as_ref());
                 let bytes = leg::relay_response(&call.a.invite, &resp, &call.a.tag, &local, sdp);
-                let _ = ctx.tx.respond(ctx.now, &call.a.key, bytes.clone());
+                if let Some(a_key) = &call.a.key {
+                    let _ = ctx.tx.respond(ctx.now, a_key, bytes.clone());
+                }
                 call.answer = Some(bytes);
                 count_invite_answer(&call.record.carrier, status);
                 metrics::histogram!("edge_call_setup_seconds")
@@ -839,8 +970,11 @@ impl CallController {
                 self.persist(id);
             }
             _ => {
+                if to_trunk {
+                    return self.on_trunk_failure(ctx, id, status, Some(&resp));
+                }
                 // The transaction layer has ACKed it; this hop is over.
-                let agent_id = b.agent.id.clone();
+                let agent_id = b.agent_id().map(str::to_owned);
                 let hop = b.hop;
                 let reason = resp.reason().unwrap_or("").to_owned();
                 if let Some(h) = call.record.hops.get_mut(hop) {
@@ -849,7 +983,9 @@ impl CallController {
                     h.ended_at_ms = Some(now_ms());
                 }
                 call.b = None;
-                self.release_agent(&agent_id);
+                if let Some(agent_id) = agent_id {
+                    self.release_agent(&agent_id);
+                }
                 self.next_hop(ctx, id);
             }
         }
@@ -906,6 +1042,21 @@ impl CallController {
         // The other side's dialog must exist: on B only once the agent answered.
         let b_ready = call.b.as_ref().is_some_and(|b| b.dialog.is_some());
         if !b_ready {
+            // An API call's dialled party may hang up while its agent still rings.
+            if side == Side::A && call.a_up && method == Method::Bye {
+                let ok = ResponseBuilder::for_request(&req, 200, "OK")
+                    .header("Server", &local.server_name)
+                    .build();
+                let _ = ctx.tx.respond(ctx.now, &key, ok);
+                self.abandon_agent_leg(ctx, id, "called party hung up first");
+                self.finish(
+                    id,
+                    CallStatus::Completed,
+                    "called party hung up before the agent answered",
+                    Some(HangupBy::Caller),
+                );
+                return true;
+            }
             return false;
         }
         if method == Method::Bye {
@@ -996,10 +1147,13 @@ impl CallController {
                 let Some(b) = call.b.as_ref().filter(|b| &b.key == key) else {
                     return;
                 };
-                if call.state != State::Routing {
+                if call.state != State::Routing && call.kind != CallKind::ApiOutbound {
                     return;
                 }
-                let agent_id = b.agent.id.clone();
+                if matches!(b.target, LegTarget::Trunk) {
+                    return self.on_trunk_failure(ctx, id, 408, None);
+                }
+                let agent_id = b.agent_id().map(str::to_owned);
                 let hop = b.hop;
                 if let Some(h) = call.record.hops.get_mut(hop) {
                     h.sip_status = Some(408);
@@ -1007,7 +1161,9 @@ impl CallController {
                     h.ended_at_ms = Some(now_ms());
                 }
                 call.b = None;
-                self.release_agent(&agent_id);
+                if let Some(agent_id) = agent_id {
+                    self.release_agent(&agent_id);
+                }
                 self.next_hop(ctx, id);
             }
             Some(ClientRef::Relay {
@@ -1047,7 +1203,10 @@ impl CallController {
             h.outcome = why.to_owned();
             h.ended_at_ms = Some(now_ms());
         }
-        self.release_agent(&b.agent.id);
+        if let Some(agent_id) = b.agent_id() {
+            let agent_id = agent_id.to_owned();
+            self.release_agent(&agent_id);
+        }
         if b.provisional {
             // RFC 3261 9.1: CANCEL only once a provisional answer came.
             if let Ok(m) = Message::parse(cancel_for(&b.invite)) {
@@ -1088,7 +1247,15 @@ impl CallController {
             if call.generation != gen {
                 continue;
             }
+            let trunk_leg = call.b.as_ref().is_some_and(|b| matches!(b.target, LegTarget::Trunk));
             match kind {
+                TimerKind::Pace => self.pacing_slot(ctx, id),
+                TimerKind::Setup if trunk_leg => {
+                    if call.b.as_ref().is_some_and(|b| !b.provisional) {
+                        self.trunk_target_dead(ctx, id, "no answer at all");
+                    }
+                }
+                TimerKind::Ring if trunk_leg => self.trunk_no_answer(ctx, id),
                 TimerKind::Setup => {
                     if call.state == State::Routing && call.b.as_ref().is_some_and(|b| !b.provisional) {
                         let ms = self.cfg.agent_setup_timeout.as_millis();
@@ -1139,8 +1306,8 @@ impl CallController {
 
     fn retransmit_2xx(&mut self, ctx: &mut Ctx<'_>, id: CallId) {
         let Some(call) = self.calls.get(&id) else { return };
-        if let Some(bytes) = &call.answer {
-            let _ = ctx.tx.respond(ctx.now, &call.a.key, bytes.clone());
+        if let (Some(bytes), Some(a_key)) = (&call.answer, &call.a.key) {
+            let _ = ctx.tx.respond(ctx.now, a_key, bytes.clone());
         }
     }
 
@@ -1157,19 +1324,42 @@ impl CallController {
 
     /// Ends a call: final status, agent released, indexes cleared, record written.
     fn finish(&mut self, id: CallId, status: CallStatus, reason: &str, hangup: Option<HangupBy>) {
-        let Some(mut call) = self.calls.remove(&id) else { return };
+        self.finish_keeping(id, status, reason, hangup, false);
+    }
+
+    /// [`Self::finish`], also returning the final record when `keep` (an API caller waits for it).
+    fn finish_keeping(
+        &mut self,
+        id: CallId,
+        status: CallStatus,
+        reason: &str,
+        hangup: Option<HangupBy>,
+        keep: bool,
+    ) -> Option<CallRecord> {
+        let mut call = self.calls.remove(&id)?;
         if let Some(b) = call.b.take() {
             if let Some(c) = b.invite_call_id() {
                 self.by_dialog.remove(&c);
             }
-            self.release_agent(&b.agent.id);
+            if let Some(agent_id) = b.agent_id() {
+                let agent_id = agent_id.to_owned();
+                self.release_agent(&agent_id);
+            }
             if b.dialog.is_none() {
                 // Still ringing: its client transaction may yet answer; treat it as abandoned.
                 self.orphan(b);
             }
         }
+        if let Some(agent_id) = call.held_agent.take() {
+            self.release_agent(&agent_id);
+        }
         self.by_dialog.remove(&call.a.dialog.call_id);
-        self.by_server_invite.remove(&call.a.key);
+        if let Some(plan) = &call.out {
+            self.by_dialog.remove(&plan.call_id);
+        }
+        if let Some(a_key) = &call.a.key {
+            self.by_server_invite.remove(a_key);
+        }
         self.by_public.remove(&call.record.id);
         // Dropping the relay returns its ports (after the quarantine); a voicemail session keeps recording
         // until told to stop, and reports its file by event.
@@ -1187,7 +1377,9 @@ impl CallController {
         call.record.ended_at_ms = Some(now);
         self.stats.active_calls.fetch_sub(1, Ordering::Relaxed);
         tracing::info!(call = %call.record.id, status = status.as_str(), reason, "call ended");
+        let kept = keep.then(|| call.record.clone());
         self.write_record(call.record);
+        kept
     }
 
     fn persist(&mut self, id: CallId) {
@@ -1213,11 +1405,15 @@ impl CallController {
     pub fn shutdown_all(&mut self, ctx: &mut Ctx<'_>) {
         let ids: Vec<CallId> = self.calls.keys().copied().collect();
         for id in ids {
-            let state = self.calls.get(&id).map(|c| c.state);
+            let state = self.calls.get(&id).map(|c| (c.state, c.a_up));
             match state {
-                Some(State::Routing) => {
+                Some((State::Routing, a_up)) => {
                     self.abandon_agent_leg(ctx, id, "edge shutting down");
-                    self.fail_a(ctx, id, 503, "Service Unavailable", &[("Retry-After", "5")]);
+                    if a_up {
+                        self.send_bye_a(ctx, id);
+                    } else {
+                        self.fail_a(ctx, id, 503, "Service Unavailable", &[("Retry-After", "5")]);
+                    }
                     self.finish(id, CallStatus::Failed, "edge shutting down", Some(HangupBy::Edge));
                 }
                 Some(_) => {
@@ -1278,7 +1474,9 @@ impl CallController {
             .header("Server", &self.cfg.local.server_name)
             .body("application/sdp", answer)
             .build();
-        let _ = ctx.tx.respond(ctx.now, &call.a.key, bytes.clone());
+        if let Some(a_key) = &call.a.key {
+            let _ = ctx.tx.respond(ctx.now, a_key, bytes.clone());
+        }
         count_invite_answer(&call.record.carrier, 200);
         metrics::histogram!("edge_call_setup_seconds").record(ctx.now.duration_since(call.created).as_secs_f64());
         call.answer = Some(bytes);
@@ -1427,6 +1625,14 @@ fn anchor(relay: Option<&RelayHandle>, from: Side, msg: &Message, media: Option<
 impl BLeg {
     fn invite_call_id(&self) -> Option<String> {
         self.invite.call_id().ok().map(str::to_owned)
+    }
+
+    /// The agent this leg rings, if it goes to an agent.
+    fn agent_id(&self) -> Option<&str> {
+        match &self.target {
+            LegTarget::Agent(a) => Some(&a.id),
+            LegTarget::Trunk => None,
+        }
     }
 }
 

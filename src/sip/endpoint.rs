@@ -17,7 +17,7 @@ use sip_core::message::{validate_request, HeaderName, Message, Method, ParseErro
 use sip_core::transaction::{Incoming, Peer, TransactionLayer, TxConfig, TxError, TxEvent, TxKey};
 
 use super::salvage;
-use crate::call::{link_of, CallController, Ctx};
+use crate::call::{link_of, AgentOrigin, CallController, Ctx};
 use crate::transport::Link;
 
 /// Methods this edge implements; the Allow header of every 405 and OPTIONS answer.
@@ -31,6 +31,8 @@ pub const ACCEPT: &str = "application/sdp";
 pub trait SourcePolicy: Send {
     /// The carrier's name when `source` is allowed.
     fn carrier_for(&self, source: SocketAddr) -> Option<Arc<str>>;
+    /// The `[[agent_networks]]` entry holding `source`, if any.
+    fn agent_network_for(&self, source: SocketAddr) -> Option<Arc<str>>;
     /// True: answer strangers 403; false: drop silently.
     fn reject_unknown(&self) -> bool;
 }
@@ -46,6 +48,28 @@ pub struct EndpointStats {
     pub retransmissions_absorbed: AtomicU64,
     pub stray_dropped: AtomicU64,
     pub overload_rejected: AtomicU64,
+}
+
+/// Who sent a request, which decides what an out-of-dialog INVITE means.
+#[derive(Debug, Clone)]
+enum Origin {
+    /// A carrier's address: its INVITEs are inbound calls.
+    Carrier(Arc<str>),
+    /// An agent placing an outbound call (trusted network, or to be authenticated by digest).
+    Agent(AgentOrigin),
+    /// Anyone else, allowed only inside a dialog we hold.
+    DialogPeer,
+}
+
+impl Origin {
+    /// The label on INVITE counters.
+    fn label(&self) -> &str {
+        match self {
+            Origin::Carrier(c) => c,
+            Origin::Agent(_) => "agent",
+            Origin::DialogPeer => "peer",
+        }
+    }
 }
 
 /// A final answer the endpoint gives itself: status, reason, extra headers.
@@ -135,7 +159,7 @@ impl Endpoint {
             return self.malformed(source, link, &data, "400 Bad Request", &e.to_string());
         }
         let is_ack = matches!(msg.method(), Some(Method::Ack));
-        let Some(carrier) = self.policy.carrier_for(source) else {
+        let Some(origin) = self.origin(source, &msg) else {
             self.stats.unknown_source.fetch_add(1, Ordering::Relaxed);
             if self.policy.reject_unknown() && !is_ack {
                 let tag = self.next_tag();
@@ -149,7 +173,7 @@ impl Endpoint {
             return;
         };
         match self.tx.handle_incoming(now, peer(source, link), msg) {
-            Incoming::NewRequest { key, msg } => self.on_new_request(now, source, link, &carrier, key, msg),
+            Incoming::NewRequest { key, msg } => self.on_new_request(now, source, link, &origin, key, msg),
             Incoming::Ack { msg, .. } => self.calls.on_ack(&msg),
             Incoming::Cancel {
                 cancel_key,
@@ -170,7 +194,7 @@ impl Endpoint {
         now: Instant,
         source: SocketAddr,
         link: Link,
-        carrier: &str,
+        origin: &Origin,
         key: TxKey,
         msg: Message,
     ) {
@@ -196,10 +220,25 @@ impl Endpoint {
                     // RFC 3261 12.2.2: a request in a dialog we do not hold.
                     (481, "Call/Transaction Does Not Exist", vec![])
                 } else if method == Method::Invite {
-                    match self
-                        .calls
-                        .on_invite(&mut ctx, key.clone(), msg.clone(), peer(source, link), carrier)
-                    {
+                    let taken = match origin {
+                        Origin::Carrier(carrier) => {
+                            self.calls
+                                .on_invite(&mut ctx, key.clone(), msg.clone(), peer(source, link), carrier)
+                        }
+                        Origin::Agent(how) => self.calls.on_agent_invite(
+                            &mut ctx,
+                            key.clone(),
+                            msg.clone(),
+                            peer(source, link),
+                            how.clone(),
+                        ),
+                        Origin::DialogPeer => Err(crate::call::Reject {
+                            code: 403,
+                            reason: "Forbidden",
+                            headers: vec![],
+                        }),
+                    };
+                    match taken {
                         Ok(()) => return,
                         Err(r) => (r.code, r.reason, r.headers),
                     }
@@ -209,7 +248,7 @@ impl Endpoint {
             }
         };
         if method == Method::Invite {
-            crate::call::count_invite_answer(carrier, code);
+            crate::call::count_invite_answer(origin.label(), code);
         }
         let tag = self.next_tag();
         let mut b = self.response(&msg, source, code, reason, &tag);
@@ -348,6 +387,34 @@ impl Endpoint {
         });
     }
 
+    /// Who sent `msg`, or `None` for a stranger the policy keeps out.
+    ///
+    /// An INVITE carrying Proxy-Authorization is an agent proving who it is, whatever its address (carriers
+    /// never send one to us); then carriers, then agent networks by address. Anyone else may reach us only
+    /// inside a dialog we hold (an agent's BYE, say) or, when agents may authenticate, with a new INVITE that
+    /// gets a digest challenge.
+    fn origin(&self, source: SocketAddr, msg: &Message) -> Option<Origin> {
+        let method = msg.method();
+        let in_dialog = msg.to().ok().is_some_and(|t| t.tag().is_some());
+        let new_invite = matches!(method, Some(Method::Invite)) && !in_dialog;
+        let auth = self.calls.agent_auth_enabled();
+        if new_invite && auth && msg.header(&HeaderName::ProxyAuthorization).is_some() {
+            return Some(Origin::Agent(AgentOrigin::Authenticate));
+        }
+        if let Some(c) = self.policy.carrier_for(source) {
+            return Some(Origin::Carrier(c));
+        }
+        if let Some(n) = self.policy.agent_network_for(source) {
+            return Some(Origin::Agent(AgentOrigin::Network(n.to_string())));
+        }
+        if new_invite && auth {
+            return Some(Origin::Agent(AgentOrigin::Authenticate));
+        }
+        let ours = msg.call_id().ok().is_some_and(|c| self.calls.has_dialog(c));
+        let dialog_bound = in_dialog || matches!(method, Some(Method::Ack | Method::Cancel));
+        (ours && dialog_bound).then_some(Origin::DialogPeer)
+    }
+
     fn next_tag(&mut self) -> String {
         self.to_tag_seq = self.to_tag_seq.wrapping_add(1);
         format!("e{:x}", self.to_tag_seq)
@@ -439,6 +506,45 @@ impl Endpoint {
             out: &mut self.out,
         };
         self.calls.on_media_event(&mut ctx, ev);
+    }
+
+    /// `POST /v1/calls`: starts an outbound call through the trunk.
+    pub fn originate(
+        &mut self,
+        now: Instant,
+        req: edge_api::OriginateRequest,
+    ) -> Result<edge_store::CallRecord, edge_api::OriginateError> {
+        let mut ctx = Ctx {
+            now,
+            tx: &mut self.tx,
+            out: &mut self.out,
+        };
+        self.calls.originate(&mut ctx, req)
+    }
+
+    /// `DELETE /v1/calls/{id}`: ends a live call.
+    pub fn hang_up(&mut self, now: Instant, account_id: &str, call_id: &str) -> Option<edge_store::CallRecord> {
+        let mut ctx = Ctx {
+            now,
+            tx: &mut self.tx,
+            out: &mut self.out,
+        };
+        self.calls.hang_up(&mut ctx, account_id, call_id)
+    }
+
+    /// A trunk host resolved by the driver.
+    pub fn on_resolved(
+        &mut self,
+        now: Instant,
+        job: &crate::call::ResolveJob,
+        result: Result<Vec<SocketAddr>, String>,
+    ) {
+        let mut ctx = Ctx {
+            now,
+            tx: &mut self.tx,
+            out: &mut self.out,
+        };
+        self.calls.on_resolved(&mut ctx, job, result);
     }
 
     /// Edge shutdown: calls are ended cleanly before the sockets close.

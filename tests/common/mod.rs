@@ -2,6 +2,9 @@
 //! UDP sockets on loopback, plus a running edge with a fresh store.
 #![allow(dead_code)]
 
+pub mod dns;
+pub mod trunk;
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -63,6 +66,8 @@ impl TestEdge {
                     max_concurrent_calls: max,
                     voicemail_message: None,
                     status,
+                    sip_username: None,
+                    sip_password: None,
                 },
             )
             .await
@@ -104,6 +109,79 @@ impl TestEdge {
             .await
             .unwrap();
         n.id
+    }
+
+    /// A bring-your-own number on `provider` whose calls go out through `trunk_address` with these credentials.
+    pub async fn add_byo_number(
+        &self,
+        did: &str,
+        agent: &str,
+        provider: Provider,
+        trunk_address: &str,
+        creds: Option<(&str, &str)>,
+    ) -> String {
+        let n = self
+            .edge
+            .store
+            .create_number(
+                &self.account,
+                NewNumber {
+                    phone_number: did.into(),
+                    friendly_name: None,
+                    agent_id: agent.into(),
+                    provider,
+                    source: NumberSource::Byo,
+                    provider_ref: None,
+                    inbound_routing: None,
+                    provider_config: Some(edge_store::NewProviderConfig {
+                        trunk_address: trunk_address.into(),
+                        auth_username: creds.map(|c| c.0.to_owned()),
+                        auth_password: creds.map(|c| edge_store::Secret::new(c.1)),
+                    }),
+                },
+            )
+            .await
+            .unwrap();
+        n.id
+    }
+
+    /// Polls `GET /v1/calls/{id}` until its status is final; returns the JSON.
+    pub async fn final_call(&self, id: &str, wait: Duration) -> serde_json::Value {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let (code, body) = self.http("GET", &format!("/v1/calls/{id}"), None).await;
+            if code == 200 {
+                let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+                let s = v["status"].as_str().unwrap_or("").to_owned();
+                if ["completed", "busy", "failed", "no-answer", "canceled"].contains(&s.as_str()) {
+                    return v;
+                }
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "call {id} not final in time: {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Polls `GET /v1/calls/{id}` until it shows `status`.
+    pub async fn wait_status(&self, id: &str, status: &str, wait: Duration) -> serde_json::Value {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let (code, body) = self.http("GET", &format!("/v1/calls/{id}"), None).await;
+            if code == 200 {
+                let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+                if v["status"] == status {
+                    return v;
+                }
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "call {id} never {status}: {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// A raw HTTP/1.1 request to the API; returns (status, body).

@@ -15,9 +15,17 @@ data_dir = "$work/data"
 [log]
 format = "human"
 level = "warn"
+[outbound]
+telnyx_cps = 500
+twilio_cps = 500
+default_cps = 500
 [[carriers]]
 name = "sipp"
-allow = ["127.0.0.0/8"]
+allow = ["127.0.0.1/32"]
+# Agents placing outbound calls (SIPp UACs bound to 127.0.0.2).
+[[agent_networks]]
+name = "sipp-agents"
+allow = ["127.0.0.2/32"]
 TOML
 "$bin" serve --config "$work/edge.toml" > "$work/edge.log" 2>&1 &
 edge_pid=$!

@@ -97,6 +97,46 @@ run inbound_voicemail_200   uac_inbound.xml -inf "$work/dids_voicemail.csv" -m 2
 run rtp_agent               uac_rtp.xml -inf "$work/dids_rtp_agent.csv"     -m 5 -r 1 -mp $((port + 3000)) -trace_screen
 run rtp_voicemail           uac_rtp.xml -inf "$work/dids_rtp_voicemail.csv" -m 5 -r 1 -mp $((port + 4000)) -trace_screen
 
+# Outbound through a SIPp trunk that challenges with 401 and checks our Authorization with its own
+# verifyauth: 20 calls placed by agents from the agent network (127.0.0.2), then 20 through POST /v1/calls,
+# bridged to the answering SIPp agent once the trunk answers and hung up with DELETE /v1/calls/{id}.
+pt=$((port + 14))
+mkdir -p "$work/trunk"
+(cd "$work/trunk" && exec timeout 300 sipp -sf "$here/uas_trunk_401.xml" -i 127.0.0.1 -p "$pt" -mp $((port + 1200)) \
+   -m 40 -nostdin -timeout 240s -timeout_error -trace_err -trace_screen >sipp.out 2>&1) &
+trunk_pid=$!
+out_agent=$(api POST /v1/agents "{\"name\":\"sipp-outbound\",\"sip_uri\":\"sip:agent@127.0.0.1:$pa\",\"max_concurrent_calls\":10000}" | json_id)
+api POST /v1/phone-numbers "{\"phone_number\":\"+13105550100\",\"provider\":\"telnyx\",\"agent_id\":\"$out_agent\",\"provider_config\":{\"trunk_address\":\"127.0.0.1:$pt\",\"auth_username\":\"oneinbox\",\"auth_password\":\"sipp-trunk-secret\"}}" >/dev/null
+{ echo SEQUENTIAL; for i in $(seq 100 119); do echo "+13105550100;+44207946$(printf %04d $i);"; done; } > "$work/agent_calls.csv"
+sleep 0.5
+out=$work/agent_outbound_20; mkdir -p "$out"
+if (cd "$out" && timeout 120 sipp -sf "$here/uac_agent_outbound.xml" 127.0.0.1:$port -i 127.0.0.2 -mp $((port + 1300)) -inf "$work/agent_calls.csv" \
+      -m 20 -r 5 -d 300 -timeout 100s -timeout_error -trace_err -trace_screen -nostdin >sipp.out 2>&1); then
+  echo "ok    agent_outbound_20: $(grep -h 'Successful call' "$out"/*_screen.log | tail -1 | tr -s ' ')"; passed=$((passed + 1))
+else
+  echo "FAIL  agent_outbound_20"; tail -n 20 "$out"/sipp.out "$out"/*errors.log 2>/dev/null || true; failed=$((failed + 1))
+fi
+api_calls=()
+for i in $(seq 100 119); do
+  id=$(api POST /v1/calls "{\"from\":\"+13105550100\",\"to\":\"+33142685$(printf %03d $i)\",\"agent_id\":\"$out_agent\"}" | json_id) || true
+  api_calls+=("$id")
+  sleep 0.1
+done
+sleep 2
+live=0
+for id in "${api_calls[@]}"; do
+  [ -n "$id" ] || continue
+  if api GET "/v1/calls/$id" | grep -q '"status":"in-progress"'; then live=$((live + 1)); fi
+  api DELETE "/v1/calls/$id" >/dev/null || true
+done
+if wait "$trunk_pid" && [ "$live" -eq 20 ]; then
+  echo "ok    api_outbound_20: 20 calls in progress, hung up through the API; trunk: $(grep -h 'Successful call' "$work"/trunk/*_screen.log | tail -1 | tr -s ' ')"
+  passed=$((passed + 1))
+else
+  echo "FAIL  api_outbound_20 ($live of 20 in progress)"; tail -n 20 "$work"/trunk/sipp.out "$work"/trunk/*errors.log 2>/dev/null || true
+  failed=$((failed + 1))
+fi
+
 # Every call of the inbound runs has a complete record: ended, completed, answered by the expected hop.
 sleep 1
 if python3 - "$api" "$key" <<'PY'
@@ -112,7 +152,7 @@ while True:
     if not cursor:
         break
 want = {"+1415": ("primary", 1000), "+1628": ("fallback", 1000), "+1650": ("fallback", 100),
-        "+1707": ("voicemail", 205), "+1408": ("primary", 5)}
+        "+1707": ("voicemail", 205), "+1408": ("primary", 5), "+4420": ("trunk", 20), "+3314": ("trunk", 20)}
 bad = [c for c in calls if c["status"] != "completed" or not c["ended_at"] or not c["hops"] or c["hangup_by"] not in ("caller", "edge")]
 for prefix, (route, n) in want.items():
     mine = [c for c in calls if c["to"].startswith(prefix)]

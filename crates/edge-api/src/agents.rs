@@ -9,7 +9,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
-use edge_store::{AgentPatch, AgentRecord, AgentStatus, IdKind, NewAgent};
+use edge_store::{AgentPatch, AgentRecord, AgentStatus, IdKind, NewAgent, Secret};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -27,6 +27,10 @@ pub struct Agent {
     /// Default voicemail message; a number's `inbound_routing.voicemail_message` overrides it.
     pub voicemail_message: Option<String>,
     pub status: AgentStatusName,
+    /// Digest username the agent authenticates its outbound INVITEs with.
+    pub sip_username: Option<String>,
+    /// Whether a SIP password is stored (it is never returned).
+    pub sip_password_set: bool,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -54,6 +58,12 @@ pub struct CreateAgentRequest {
     pub voicemail_message: Option<String>,
     /// Default `active`.
     pub status: Option<AgentStatusName>,
+    /// For agent-originated calls (digest auth); unique across the edge. Requires `sip_password`.
+    #[schema(pattern = r"^[A-Za-z0-9._-]{1,64}$", example = "sales-bot")]
+    pub sip_username: Option<String>,
+    /// Write-only; stored encrypted, never returned. Requires `sip_username`.
+    #[schema(min_length = 8, max_length = 128, write_only)]
+    pub sip_password: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -70,6 +80,14 @@ pub struct UpdateAgentRequest {
     #[schema(value_type = Option<String>)]
     pub voicemail_message: Option<Option<String>>,
     pub status: Option<AgentStatusName>,
+    /// `null` removes the credentials (password included).
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>, pattern = r"^[A-Za-z0-9._-]{1,64}$")]
+    pub sip_username: Option<Option<String>>,
+    /// Write-only; stored encrypted, never returned.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>, min_length = 8, max_length = 128, write_only)]
+    pub sip_password: Option<Option<String>>,
 }
 
 impl From<AgentRecord> for Agent {
@@ -81,6 +99,8 @@ impl From<AgentRecord> for Agent {
             max_concurrent_calls: a.max_concurrent_calls,
             voicemail_message: a.voicemail_message,
             status: a.status.into(),
+            sip_password_set: a.sip_password.is_some(),
+            sip_username: a.sip_username,
             created_at: edge_store::time::rfc3339(a.created_at),
             updated_at: edge_store::time::rfc3339(a.updated_at),
         }
@@ -102,6 +122,7 @@ fn max_calls(v: u32) -> ApiResult<u32> {
     request_body = CreateAgentRequest,
     responses((status = 201, body = Agent),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "`sip_username` is taken"),
         (status = 413, body = ErrorBody)))]
 pub async fn create(
     State(state): State<ApiState>,
@@ -114,6 +135,14 @@ pub async fn create(
         max_concurrent_calls: max_calls(req.max_concurrent_calls.unwrap_or(DEFAULT_MAX_CONCURRENT_CALLS))?,
         voicemail_message: validate::opt_text("voicemail_message", req.voicemail_message.as_deref(), MAX_MESSAGE_LEN)?,
         status: req.status.map_or(AgentStatus::Active, Into::into),
+        sip_username: req
+            .sip_username
+            .map(|u| validate::sip_username("sip_username", &u))
+            .transpose()?,
+        sip_password: req
+            .sip_password
+            .map(|p| validate::sip_password("sip_password", &p).map(Secret::new))
+            .transpose()?,
     };
     let rec = state.store.create_agent(&account, new).await?;
     Ok((StatusCode::CREATED, Json(rec.into())))
@@ -162,7 +191,9 @@ pub async fn get(
     request_body = UpdateAgentRequest,
     responses((status = 200, body = Agent),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 413, body = ErrorBody)))]
+        (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "`sip_username` is taken"),
+        (status = 413, body = ErrorBody)))]
 pub async fn update(
     State(state): State<ApiState>,
     Account(account): Account,
@@ -182,6 +213,17 @@ pub async fn update(
             Some(Some(m)) => Some(Some(validate::text("voicemail_message", &m, MAX_MESSAGE_LEN)?)),
         },
         status: req.status.map(Into::into),
+        sip_username: req
+            .sip_username
+            .map(|u| u.map(|u| validate::sip_username("sip_username", &u)).transpose())
+            .transpose()?,
+        sip_password: req
+            .sip_password
+            .map(|p| {
+                p.map(|p| validate::sip_password("sip_password", &p).map(Secret::new))
+                    .transpose()
+            })
+            .transpose()?,
     };
     let rec = state.store.update_agent(&account, &id, patch).await?;
     Ok(Json(rec.into()))

@@ -1,16 +1,21 @@
-//! `/v1/calls`: read-only call records written by the SIP side (Twilio Call vocabulary).
+//! `/v1/calls`: call records written by the SIP side (Twilio Call vocabulary), plus placing
+//! and hanging up calls through the call engine ([`crate::control`]).
 
-use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::extract::{query_error, Account};
+use crate::control::{CallCommand, OriginateError, OriginateRequest};
+use crate::error::{ApiError, ApiResult, ErrorBody, ErrorDetail};
+use crate::extract::{query_error, Account, ApiJson};
 use crate::validate;
 use crate::wire::ListParams;
 use crate::ApiState;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use edge_store::time::{parse_rfc3339, rfc3339};
 use edge_store::{CallFilter, CallRecord, CallStatus, HangupBy, Hop, IdKind, Route};
 use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
 use utoipa::ToSchema;
 
 /// Call status (Twilio's Call resource statuses).
@@ -27,13 +32,14 @@ pub enum CallStatusName {
     Canceled,
 }
 
-/// Which hop of the inbound chain: the routing agent, its fallback, or voicemail.
+/// Which hop: the routing agent, its fallback, voicemail, or an outbound call's trunk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum RouteName {
     Primary,
     Fallback,
     Voicemail,
+    Trunk,
 }
 
 /// Who ended an answered call.
@@ -96,6 +102,21 @@ pub struct Call {
     pub ended_at: Option<String>,
 }
 
+/// Body of `POST /v1/calls`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateCallRequest {
+    /// Caller id: a number of this account assigned to `agent_id`.
+    #[schema(pattern = r"^\+[1-9][0-9]{7,14}$", example = "+14155551234")]
+    pub from: String,
+    /// Number to call, E.164.
+    #[schema(pattern = r"^\+[1-9][0-9]{7,14}$", example = "+15005550006")]
+    pub to: String,
+    /// The agent that talks on the call.
+    #[schema(pattern = r"^agt_[A-Za-z0-9]{1,64}$")]
+    pub agent_id: String,
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CallList {
     /// Newest first.
@@ -148,6 +169,7 @@ impl From<Route> for RouteName {
             Route::Primary => RouteName::Primary,
             Route::Fallback => RouteName::Fallback,
             Route::Voicemail => RouteName::Voicemail,
+            Route::Trunk => RouteName::Trunk,
         }
     }
 }
@@ -296,4 +318,165 @@ pub async fn get(
         .await?
         .ok_or_else(ApiError::not_found)?;
     Ok(Json(rec.into()))
+}
+
+fn outbound_disabled() -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "outbound_disabled",
+        "outbound calls are not enabled on this edge",
+    )
+}
+
+fn engine_unavailable() -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "call_control_unavailable",
+        "the call engine is not available; try again later",
+    )
+}
+
+/// Sends `cmd` and waits for its reply, both within the configured bound; a full queue, a
+/// stopped engine or a dropped reply is "unavailable" alike.
+async fn ask<T>(state: &ApiState, cmd: CallCommand, rx: oneshot::Receiver<T>) -> ApiResult<T> {
+    let tx = state.call_control.as_ref().ok_or_else(outbound_disabled)?;
+    let exchange = async {
+        tx.send(cmd).await.ok()?;
+        rx.await.ok()
+    };
+    match tokio::time::timeout(state.config.call_control_timeout, exchange).await {
+        Ok(Some(v)) => Ok(v),
+        Ok(None) => {
+            tracing::warn!("call engine dropped a command");
+            Err(engine_unavailable())
+        }
+        Err(_) => {
+            tracing::warn!("call engine did not answer in time");
+            Err(engine_unavailable())
+        }
+    }
+}
+
+/// The engine's refusal in the API's error shape, with the status it chose.
+fn refusal(e: OriginateError) -> Response {
+    let status = StatusCode::from_u16(e.http_status)
+        .ok()
+        .filter(|s| s.is_client_error() || s.is_server_error())
+        .unwrap_or_else(|| {
+            tracing::error!(status = e.http_status, code = %e.code, "call engine gave a non-error status");
+            StatusCode::INTERNAL_SERVER_ERROR
+        });
+    let body = ErrorBody {
+        error: ErrorDetail {
+            code: e.code,
+            message: e.message,
+            field: e.field,
+        },
+    };
+    (status, Json(body)).into_response()
+}
+
+/// Checks what the API can know before asking the engine: formats, and that `from` is this
+/// account's number assigned to `agent_id` (read from the routing index the engine uses).
+fn originate_request(state: &ApiState, account: &str, req: CreateCallRequest) -> ApiResult<OriginateRequest> {
+    let to = validate::e164("to", &req.to)?;
+    let from = validate::e164("from", &req.from)?;
+    let agent_id = validate::agent_id("agent_id", &req.agent_id)?;
+    if state.index.agent(&agent_id).is_none_or(|a| a.account_id != account) {
+        return Err(ApiError {
+            status: StatusCode::BAD_REQUEST,
+            code: "invalid_reference",
+            message: format!("no agent {agent_id:?} in this account"),
+            field: Some("agent_id".into()),
+        });
+    }
+    let number = state
+        .index
+        .lookup_number(&from)
+        .filter(|n| n.account_id == account)
+        .ok_or_else(|| ApiError {
+            status: StatusCode::BAD_REQUEST,
+            code: "invalid_reference",
+            message: format!("{from} is not a phone number of this account"),
+            field: Some("from".into()),
+        })?;
+    if number.agent_id != agent_id {
+        return Err(ApiError::field(
+            "from",
+            format!("{from} is assigned to agent {}, not {agent_id}", number.agent_id),
+        ));
+    }
+    Ok(OriginateRequest {
+        account_id: account.to_owned(),
+        from,
+        to,
+        agent_id,
+    })
+}
+
+/// Place an outbound call from one of your numbers, bridged to its agent. Returns once the
+/// call is queued; follow it with `GET /v1/calls/{id}`.
+#[utoipa::path(post, path = "/v1/calls", tag = "calls", operation_id = "create_call",
+    request_body = CreateCallRequest,
+    responses((status = 201, body = Call, description = "queued"),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "the call cannot be placed now (e.g. agent busy)"),
+        (status = 413, body = ErrorBody),
+        (status = 503, body = ErrorBody, description = "outbound calls disabled or the call engine is unavailable")))]
+pub async fn create(
+    State(state): State<ApiState>,
+    Account(account): Account,
+    ApiJson(req): ApiJson<CreateCallRequest>,
+) -> Result<(StatusCode, Json<Call>), Response> {
+    let req = originate_request(&state, &account, req).map_err(IntoResponse::into_response)?;
+    let (reply, rx) = oneshot::channel();
+    let outcome = ask(&state, CallCommand::Originate { req, reply }, rx)
+        .await
+        .map_err(IntoResponse::into_response)?;
+    match outcome {
+        Ok(rec) if rec.account_id == account => Ok((StatusCode::CREATED, Json(rec.into()))),
+        Ok(rec) => {
+            tracing::error!(call_id = %rec.id, "call engine returned another account's call");
+            Err(ApiError::internal().into_response())
+        }
+        Err(e) => Err(refusal(e)),
+    }
+}
+
+/// Hang up a call. Ending an already ended call changes nothing and returns it as stored.
+#[utoipa::path(delete, path = "/v1/calls/{id}", tag = "calls", operation_id = "hang_up_call",
+    params(("id" = String, Path, description = "call_…")),
+    responses((status = 200, body = Call),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 503, body = ErrorBody, description = "the call is live but the call engine is unavailable")))]
+pub async fn hang_up(
+    State(state): State<ApiState>,
+    Account(account): Account,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Call>> {
+    if !IdKind::Call.is_valid(&id) {
+        return Err(ApiError::not_found());
+    }
+    let (reply, rx) = oneshot::channel();
+    let cmd = CallCommand::HangUp {
+        account_id: account.clone(),
+        call_id: id.clone(),
+        reply,
+    };
+    let live = ask(&state, cmd, rx).await;
+    if let Ok(Some(rec)) = live {
+        return Ok(Json(rec.into()));
+    }
+    let rec = state
+        .store
+        .get_call(&account, &id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    match live {
+        // Not live on this edge: the stored record is the answer.
+        Ok(_) => Ok(Json(rec.into())),
+        // Without the engine only an ended call can be answered truthfully.
+        Err(_) if rec.status.is_final() => Ok(Json(rec.into())),
+        Err(e) => Err(e),
+    }
 }

@@ -42,7 +42,8 @@ pub struct CreateIntegrationRequest {
     /// Provider auth token; write-only, stored encrypted, never returned.
     #[schema(min_length = 1, max_length = 512, write_only)]
     pub api_key: String,
-    /// Free-form object, at most 8 KiB as JSON.
+    /// Free-form object, at most 8 KiB as JSON. `sip_trunk` (`host[:port]`, a leading `sip:`
+    /// is stripped) is where outbound calls from this provider's numbers are sent.
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<Map<String, Value>>,
 }
@@ -75,7 +76,15 @@ pub async fn create(
 ) -> ApiResult<(StatusCode, Json<Integration>)> {
     let name = validate::text("name", &req.name, MAX_NAME_LEN)?;
     let api_key = validate::secret("api_key", &req.api_key)?;
-    let metadata = Value::Object(req.metadata.unwrap_or_default());
+    let mut metadata = req.metadata.unwrap_or_default();
+    // The call engine dials this for outbound calls; keep only what it can use.
+    if let Some(trunk) = metadata.get_mut("sip_trunk") {
+        let addr = trunk
+            .as_str()
+            .ok_or_else(|| ApiError::field("metadata.sip_trunk", "must be a string host[:port]"))?;
+        *trunk = Value::String(validate::trunk_address("metadata.sip_trunk", addr)?);
+    }
+    let metadata = Value::Object(metadata);
     if serde_json::to_vec(&metadata).map_or(true, |b| b.len() > MAX_METADATA_BYTES) {
         return Err(ApiError::field(
             "metadata",

@@ -1,4 +1,4 @@
-//! REST API (`/v1/...`) for phone numbers, agents, integrations, call records and voicemails.
+//! REST API (`/v1/...`) for phone numbers, agents, integrations, calls and voicemails.
 //!
 //! Every route except `GET /v1/openapi.json` needs `Authorization: Bearer <api_key>`; every
 //! resource belongs to one account and other accounts' ids answer 404. Writes go through
@@ -6,6 +6,7 @@
 
 mod agents;
 mod calls;
+mod control;
 mod error;
 mod extract;
 mod inflight;
@@ -29,6 +30,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use control::{CallCommand, OriginateError, OriginateRequest};
 pub use error::{ApiError, ErrorBody, ErrorDetail};
 pub use openapi::ApiDoc;
 pub use validate::SUPPORTED_COUNTRIES;
@@ -44,6 +46,8 @@ pub struct ApiConfig {
     pub data_dir: PathBuf,
     /// Largest recording `GET /v1/voicemails/{id}/recording` serves (larger: 500, logged).
     pub max_recording_bytes: u64,
+    /// How long `POST`/`DELETE /v1/calls` wait for the call engine to answer; then 503.
+    pub call_control_timeout: Duration,
 }
 
 impl Default for ApiConfig {
@@ -53,6 +57,7 @@ impl Default for ApiConfig {
             request_timeout: Duration::from_secs(30),
             data_dir: PathBuf::from("data"),
             max_recording_bytes: 64 * 1024 * 1024,
+            call_control_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -111,6 +116,8 @@ pub struct ApiState {
     pub providers: ProviderSet,
     pub config: ApiConfig,
     purchases: inflight::PurchaseLocks,
+    /// The call engine; `None` answers call placement with 503.
+    call_control: Option<tokio::sync::mpsc::Sender<CallCommand>>,
 }
 
 impl ApiState {
@@ -123,7 +130,14 @@ impl ApiState {
             providers,
             config,
             purchases: inflight::PurchaseLocks::default(),
+            call_control: None,
         }
+    }
+
+    /// Enables `POST /v1/calls` and live hang-up through `DELETE /v1/calls/{id}`.
+    pub fn with_call_control(mut self, tx: tokio::sync::mpsc::Sender<CallCommand>) -> Self {
+        self.call_control = Some(tx);
+        self
     }
 }
 
@@ -168,8 +182,8 @@ pub fn routes(state: ApiState) -> Router {
             "/v1/integrations/{id}",
             get(integrations::get).delete(integrations::delete),
         )
-        .route("/v1/calls", get(calls::list))
-        .route("/v1/calls/{id}", get(calls::get))
+        .route("/v1/calls", get(calls::list).post(calls::create))
+        .route("/v1/calls/{id}", get(calls::get).delete(calls::hang_up))
         .route("/v1/voicemails", get(voicemails::list))
         .route("/v1/voicemails/{id}", get(voicemails::get).delete(voicemails::delete))
         .route("/v1/voicemails/{id}/recording", get(voicemails::recording))

@@ -5,7 +5,7 @@ use utoipa::{Modify, OpenApi};
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "oneinbox-edge API", description = "Phone numbers, agents, integrations, call records and voicemails."),
+    info(title = "oneinbox-edge API", description = "Phone numbers, agents, integrations, calls and voicemails."),
     paths(
         crate::numbers::search,
         crate::numbers::purchase,
@@ -25,6 +25,8 @@ use utoipa::{Modify, OpenApi};
         crate::agents::delete,
         crate::calls::list,
         crate::calls::get,
+        crate::calls::create,
+        crate::calls::hang_up,
         crate::voicemails::list,
         crate::voicemails::get,
         crate::voicemails::recording,

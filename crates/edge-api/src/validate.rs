@@ -9,6 +9,9 @@ pub const MAX_MESSAGE_LEN: usize = 1000;
 pub const MAX_SECRET_LEN: usize = 512;
 pub const MAX_SIP_URI_LEN: usize = 512;
 pub const MAX_METADATA_BYTES: usize = 8 * 1024;
+pub const MAX_SIP_USERNAME_LEN: usize = 64;
+pub const MIN_SIP_PASSWORD_LEN: usize = 8;
+pub const MAX_SIP_PASSWORD_LEN: usize = 128;
 
 /// ISO 3166 alpha-2 countries the API accepts. NANP members get NANP area-code rules.
 pub const SUPPORTED_COUNTRIES: &[&str] = &[
@@ -98,6 +101,34 @@ pub fn opt_text(field: &str, v: Option<&str>, max: usize) -> Result<Option<Strin
 pub fn secret(field: &str, v: &str) -> Result<String, ApiError> {
     if v.is_empty() || v.len() > MAX_SECRET_LEN {
         return Err(ApiError::field(field, format!("must be 1 to {MAX_SECRET_LEN} bytes")));
+    }
+    if v.chars().any(char::is_control) {
+        return Err(ApiError::field(field, "must not contain control characters"));
+    }
+    Ok(v.to_owned())
+}
+
+/// Agent digest username: 1 to 64 of `[A-Za-z0-9._-]`, safe unquoted in SIP headers.
+pub fn sip_username(field: &str, v: &str) -> Result<String, ApiError> {
+    let ok = (1..=MAX_SIP_USERNAME_LEN).contains(&v.len())
+        && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    if ok {
+        Ok(v.to_owned())
+    } else {
+        Err(ApiError::field(
+            field,
+            format!("must be 1 to {MAX_SIP_USERNAME_LEN} characters of A-Z, a-z, 0-9, '.', '_', '-'"),
+        ))
+    }
+}
+
+/// Agent digest password: 8 to 128 characters, no control characters, not trimmed.
+pub fn sip_password(field: &str, v: &str) -> Result<String, ApiError> {
+    if !(MIN_SIP_PASSWORD_LEN..=MAX_SIP_PASSWORD_LEN).contains(&v.chars().count()) {
+        return Err(ApiError::field(
+            field,
+            format!("must be {MIN_SIP_PASSWORD_LEN} to {MAX_SIP_PASSWORD_LEN} characters"),
+        ));
     }
     if v.chars().any(char::is_control) {
         return Err(ApiError::field(field, "must not contain control characters"));
@@ -308,6 +339,21 @@ mod tests {
             "agent@host",
         ] {
             assert!(sip_uri("s", bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn sip_credentials() {
+        assert!(sip_username("u", "agent-1.sales_bot").is_ok());
+        assert!(sip_username("u", &"a".repeat(64)).is_ok());
+        for bad in ["", "a b", "a@b", "ä", "a:b", &"a".repeat(65)] {
+            assert_eq!(sip_username("u", bad).unwrap_err().field.as_deref(), Some("u"), "{bad}");
+        }
+        assert!(sip_password("p", "12345678").is_ok());
+        assert!(sip_password("p", " spaces and ünïcode ").is_ok());
+        assert!(sip_password("p", &"x".repeat(128)).is_ok());
+        for bad in ["1234567", "1234567\n", &"x".repeat(129)] {
+            assert_eq!(sip_password("p", bad).unwrap_err().field.as_deref(), Some("p"), "{bad}");
         }
     }
 

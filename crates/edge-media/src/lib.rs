@@ -45,7 +45,7 @@ pub use event::MediaEvent;
 pub use g711::G711Law;
 pub use latch::RelatchRule;
 pub use relay::{RelayHandle, RelayStats, Side};
-pub use sdp::{build_voicemail_answer_sdp, rewrite_sdp, Codec, RemoteMedia, SdpError, VoicemailMedia};
+pub use sdp::{build_offer_sdp, build_voicemail_answer_sdp, rewrite_sdp, Codec, RemoteMedia, SdpError, VoicemailMedia};
 pub use tts::{Tts, TtsError};
 pub use voicemail::{
     EndedBy, VoicemailConfig, VoicemailError, VoicemailOutcome, VoicemailSession, VoicemailStartError,

@@ -202,6 +202,11 @@ impl RelayHandle {
         Ok((body, remote))
     }
 
+    /// The edge's own offer toward `to` (calls the edge originates): our port facing that leg.
+    pub fn offer_sdp(&self, to: Side, allowed_codecs: Option<&[String]>) -> Bytes {
+        crate::sdp::build_offer_sdp(self.public_ip, self.local_port(to), allowed_codecs)
+    }
+
     /// Current counters.
     pub fn stats(&self) -> RelayStats {
         self.shared.stats()

@@ -273,6 +273,50 @@ pub struct VoicemailMedia {
     pub remote: RemoteMedia,
 }
 
+/// The edge's own SDP offer, for calls it originates (an API call's trunk leg): G.711 (PCMU, PCMA,
+/// narrowed by `allowed_codecs`) plus RFC 4733 telephone-event, 20 ms packets. The answer is then read with
+/// [`rewrite_sdp`], whose result is the offer for the other leg, so both legs end up on the codec the
+/// answerer chose and the relay never transcodes.
+pub fn build_offer_sdp(local: IpAddr, port: u16, allowed_codecs: Option<&[String]>) -> Bytes {
+    let allowed = |name: &str| allowed_codecs.is_none_or(|list| list.iter().any(|c| c.eq_ignore_ascii_case(name)));
+    let mut pts: Vec<(u8, &str)> = [(0u8, "PCMU"), (8, "PCMA")]
+        .into_iter()
+        .filter(|(_, n)| allowed(n))
+        .collect();
+    if pts.is_empty() {
+        // An allow-list without G.711 still needs something to offer: PCMU is what every trunk speaks.
+        pts.push((0, "PCMU"));
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut offer = Session::new(Origin::with_ip_addr(now, now, local), "-");
+    offer.set_connection(Connection::from_ip_addr(local));
+    offer.add_time(sdp_types::Time::new(0, 0));
+    let fmt: Vec<String> = pts.iter().map(|(pt, _)| pt.to_string()).chain(["101".into()]).collect();
+    let mut media = Media {
+        media: "audio".into(),
+        port,
+        num_ports: None,
+        proto: "RTP/AVP".into(),
+        fmt: fmt.join(" "),
+        media_title: None,
+        connections: Vec::new(),
+        bandwidths: Vec::new(),
+        key: None,
+        attributes: Vec::new(),
+    };
+    for (pt, name) in &pts {
+        media.add_attribute_with_value("rtpmap", format!("{pt} {name}/8000"));
+    }
+    media.add_attribute_with_value("rtpmap", "101 telephone-event/8000");
+    media.add_attribute_with_value("fmtp", "101 0-16");
+    media.add_attribute_with_value("ptime", "20");
+    media.add_attribute_from_str("sendrecv");
+    offer.add_media(media);
+    serialize(&offer)
+}
+
 /// Builds the edge's own SDP answer for voicemail: the caller's first offered
 /// G.711 codec (PCMU or PCMA) plus telephone-event if offered; every other
 /// `m=` line is rejected with port 0 as RFC 3264 requires.
@@ -342,4 +386,20 @@ pub fn build_voicemail_answer_sdp(local: IpAddr, port: u16, offer: &[u8]) -> Res
             remote,
         },
     ))
+}
+
+#[cfg(test)]
+mod offer_tests {
+    use super::*;
+
+    #[test]
+    fn own_offer_is_readable_and_narrowed() {
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let offer = build_offer_sdp(ip, 30000, Some(&["PCMA".to_string()]));
+        let text = std::str::from_utf8(&offer).unwrap();
+        assert!(text.contains("m=audio 30000 RTP/AVP 8 101\r\n"), "{text}");
+        let (_, remote) = rewrite_sdp(&offer, ip, 40000, None).unwrap();
+        assert_eq!(remote.rtp_port, 30000);
+        assert_eq!(remote.telephone_event_pt, Some(101));
+    }
 }

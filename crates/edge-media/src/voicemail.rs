@@ -355,7 +355,15 @@ async fn greeting(ctx: &Context) -> Vec<i16> {
                 // Short pause so the beep is distinct from the last word.
                 prompt.resize(prompt.len() + RATE as usize / 5, 0);
             }
-            Err(e) => tracing::warn!(error = %e, "greeting unavailable, beep only"),
+            Err(e) => {
+                // Once per process at WARN (the cause is the host, not the call), then per call at DEBUG.
+                static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+                if WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                    tracing::debug!(error = %e, "greeting unavailable, beep only");
+                } else {
+                    tracing::warn!(error = %e, "greeting unavailable, beep only (logged once)");
+                }
+            }
         }
     }
     let beep_ms = u32::try_from(ctx.config.beep.as_millis()).unwrap_or(400).min(5000);

@@ -4,45 +4,86 @@ use crate::cursor::Cursor;
 use crate::error::{Result, StoreError};
 use crate::ids::{new_id, IdKind};
 use crate::model::{AgentPatch, AgentRecord, AgentStatus, NewAgent, Page};
+use crate::secret::{Secret, SecretBox};
 use crate::store::{fetch_limit, into_page, on_write, page_bounds, parse_col, Store};
 use crate::time::now_millis;
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-pub(crate) fn agent_from_row(row: &AnyRow) -> Result<AgentRecord> {
+/// AEAD context binding a sealed agent SIP password to its agent row.
+fn password_context(agent_id: &str) -> String {
+    format!("agents.sip_password:{agent_id}")
+}
+
+/// Decodes an agent row, decrypting its SIP password.
+pub(crate) fn agent_from_row(row: &AnyRow, secrets: &SecretBox) -> Result<AgentRecord> {
+    let id: String = row.try_get("id")?;
     let max: i64 = row.try_get("max_concurrent_calls")?;
+    let sealed: Option<String> = row.try_get("sip_password_sealed")?;
+    let sip_password = sealed.map(|s| secrets.open(&password_context(&id), &s)).transpose()?;
     Ok(AgentRecord {
-        id: row.try_get("id")?,
         account_id: row.try_get("account_id")?,
         name: row.try_get("name")?,
         sip_uri: row.try_get("sip_uri")?,
         max_concurrent_calls: u32::try_from(max).map_err(|_| StoreError::Corrupt("bad max_concurrent_calls".into()))?,
         voicemail_message: row.try_get("voicemail_message")?,
         status: parse_col(row, "status", AgentStatus::parse)?,
+        sip_username: row.try_get("sip_username")?,
+        sip_password,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
+        id,
     })
 }
 
+/// Digest needs both halves: a username without a password (or the reverse) is refused,
+/// naming the missing one.
+fn check_credentials(username: Option<&str>, password: Option<&Secret>) -> Result<()> {
+    match (username, password) {
+        (Some(_), None) => Err(StoreError::InvalidField {
+            field: "sip_password",
+            message: "required while sip_username is set".into(),
+        }),
+        (None, Some(_)) => Err(StoreError::InvalidField {
+            field: "sip_username",
+            message: "required while sip_password is set".into(),
+        }),
+        _ => Ok(()),
+    }
+}
+
 impl Store {
+    /// Creates an agent; `Conflict` on `sip_username` when any account already uses it.
     pub async fn create_agent(&self, account_id: &str, new: NewAgent) -> Result<AgentRecord> {
+        check_credentials(new.sip_username.as_deref(), new.sip_password.as_ref())?;
         let now = now_millis();
+        let id = new_id(IdKind::Agent)?;
+        let sealed = new
+            .sip_password
+            .as_ref()
+            .map(|pw| self.secrets.seal(&password_context(&id), pw))
+            .transpose()?;
         let rec = AgentRecord {
-            id: new_id(IdKind::Agent)?,
+            id,
             account_id: account_id.to_owned(),
             name: new.name,
             sip_uri: new.sip_uri,
             max_concurrent_calls: new.max_concurrent_calls,
             voicemail_message: new.voicemail_message,
             status: new.status,
+            sip_username: new.sip_username,
+            sip_password: new.sip_password,
             created_at: now,
             updated_at: now,
         };
         let _w = self.write_lock.lock().await;
+        if let Some(u) = &rec.sip_username {
+            self.check_sip_username_free(u, &rec.id).await?;
+        }
         sqlx::query(
             "INSERT INTO agents (id, account_id, name, sip_uri, max_concurrent_calls, \
-             voicemail_message, status, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+             voicemail_message, status, sip_username, sip_password_sealed, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(&rec.id)
         .bind(&rec.account_id)
@@ -51,13 +92,34 @@ impl Store {
         .bind(i64::from(rec.max_concurrent_calls))
         .bind(&rec.voicemail_message)
         .bind(rec.status.as_str())
+        .bind(&rec.sip_username)
+        .bind(&sealed)
         .bind(rec.created_at)
         .bind(rec.updated_at)
         .execute(&self.pool)
         .await
-        .map_err(on_write(None))?;
+        // The id is fresh, so the only unique constraint a race can hit is the username.
+        .map_err(on_write(Some("sip_username")))?;
         self.index.put_agent(rec.clone());
         Ok(rec)
+    }
+
+    /// `Conflict` unless `username` is unused by every agent other than `agent_id`. The unique
+    /// index is the real guard (other nodes); this gives the clear message.
+    async fn check_sip_username_free(&self, username: &str, agent_id: &str) -> Result<()> {
+        let taken = sqlx::query("SELECT id FROM agents WHERE sip_username = $1 AND id <> $2")
+            .bind(username)
+            .bind(agent_id)
+            .fetch_optional(&self.pool)
+            .await?
+            .is_some();
+        if taken {
+            return Err(StoreError::Conflict {
+                field: Some("sip_username"),
+                message: "this SIP username is already taken".into(),
+            });
+        }
+        Ok(())
     }
 
     pub async fn get_agent(&self, account_id: &str, id: &str) -> Result<Option<AgentRecord>> {
@@ -70,7 +132,7 @@ impl Store {
         .bind(id)
         .fetch_optional(&self.pool)
         .await?;
-        row.as_ref().map(agent_from_row).transpose()
+        row.as_ref().map(|r| agent_from_row(r, &self.secrets)).transpose()
     }
 
     pub async fn list_agents(
@@ -93,13 +155,28 @@ impl Store {
         .bind(fetch)
         .fetch_all(&self.pool)
         .await?;
-        let items = rows.iter().map(agent_from_row).collect::<Result<Vec<_>>>()?;
+        let items = rows
+            .iter()
+            .map(|r| agent_from_row(r, &self.secrets))
+            .collect::<Result<Vec<_>>>()?;
         Ok(into_page(items, limit, |a| (a.created_at, a.id.as_str())))
     }
 
+    /// Applies a partial update; `Conflict` on `sip_username` when another agent uses it.
     pub async fn update_agent(&self, account_id: &str, id: &str, patch: AgentPatch) -> Result<AgentRecord> {
         let _w = self.write_lock.lock().await;
-        let mut rec = self.get_agent(account_id, id).await?.ok_or(StoreError::NotFound)?;
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            agent_cols!(),
+            " FROM agents WHERE account_id = $1 AND id = $2"
+        ))
+        .bind(account_id)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+        let mut sealed: Option<String> = row.try_get("sip_password_sealed")?;
+        let mut rec = agent_from_row(&row, &self.secrets)?;
         if let Some(v) = patch.name {
             rec.name = v;
         }
@@ -115,23 +192,48 @@ impl Store {
         if let Some(v) = patch.status {
             rec.status = v;
         }
+        let password = match (&patch.sip_username, patch.sip_password) {
+            (Some(None), None) => Some(None),
+            (_, p) => p,
+        };
+        let username_changed = patch.sip_username.as_ref().is_some_and(|u| *u != rec.sip_username);
+        if let Some(v) = patch.sip_username {
+            rec.sip_username = v;
+        }
+        match password {
+            None => {}
+            Some(None) => {
+                sealed = None;
+                rec.sip_password = None;
+            }
+            Some(Some(pw)) => {
+                sealed = Some(self.secrets.seal(&password_context(&rec.id), &pw)?);
+                rec.sip_password = Some(pw);
+            }
+        }
+        check_credentials(rec.sip_username.as_deref(), rec.sip_password.as_ref())?;
+        if let (true, Some(u)) = (username_changed, &rec.sip_username) {
+            self.check_sip_username_free(u, &rec.id).await?;
+        }
         rec.updated_at = now_millis().max(rec.updated_at);
         let res = sqlx::query(
             "UPDATE agents SET name = $1, sip_uri = $2, max_concurrent_calls = $3, \
-             voicemail_message = $4, status = $5, updated_at = $6 \
-             WHERE account_id = $7 AND id = $8",
+             voicemail_message = $4, status = $5, sip_username = $6, sip_password_sealed = $7, \
+             updated_at = $8 WHERE account_id = $9 AND id = $10",
         )
         .bind(&rec.name)
         .bind(&rec.sip_uri)
         .bind(i64::from(rec.max_concurrent_calls))
         .bind(&rec.voicemail_message)
         .bind(rec.status.as_str())
+        .bind(&rec.sip_username)
+        .bind(&sealed)
         .bind(rec.updated_at)
         .bind(account_id)
         .bind(id)
         .execute(&self.pool)
         .await
-        .map_err(on_write(None))?;
+        .map_err(on_write(Some("sip_username")))?;
         if res.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }

@@ -61,13 +61,15 @@ impl CallStatus {
     }
 }
 
-/// Which hop of the inbound chain a leg was.
+/// Which hop a leg was: the inbound chain (primary, fallback, voicemail) or an outbound call's trunk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Route {
     Primary,
     Fallback,
     Voicemail,
+    /// An outbound call's leg toward the customer's (or the operator's) trunk.
+    Trunk,
 }
 
 impl Route {
@@ -76,12 +78,13 @@ impl Route {
             Route::Primary => "primary",
             Route::Fallback => "fallback",
             Route::Voicemail => "voicemail",
+            Route::Trunk => "trunk",
         }
     }
 
     /// Inverse of [`Self::as_str`].
     pub fn parse(s: &str) -> Option<Self> {
-        [Route::Primary, Route::Fallback, Route::Voicemail]
+        [Route::Primary, Route::Fallback, Route::Voicemail, Route::Trunk]
             .into_iter()
             .find(|v| v.as_str() == s)
     }
@@ -196,7 +199,7 @@ mod tests {
             assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
         }
         assert_eq!(CallStatus::parse("in_progress"), None);
-        for r in [Route::Primary, Route::Fallback, Route::Voicemail] {
+        for r in [Route::Primary, Route::Fallback, Route::Voicemail, Route::Trunk] {
             assert_eq!(Route::parse(r.as_str()), Some(r));
             assert_eq!(serde_json::to_value(r).unwrap(), r.as_str());
         }

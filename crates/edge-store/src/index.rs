@@ -4,10 +4,10 @@
 //! replaces the affected entries here (under the store's write lock), so the very next
 //! lookup after an API response sees the change.
 
-use crate::model::{AgentRecord, Provider};
+use crate::model::{AgentRecord, NumberSource, Provider};
 use crate::secret::Secret;
 use dashmap::DashMap;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 /// Where inbound calls to a number go, already resolved: `agent_id` is the routing
@@ -40,6 +40,9 @@ pub struct NumberRoute {
     /// `None`: outbound-only, inbound calls are not routed.
     pub inbound_routing: Option<InboundRoute>,
     pub provider: Provider,
+    /// Purchased numbers go out through the edge's own carrier, BYO ones through the
+    /// customer's trunk.
+    pub source: NumberSource,
     pub provider_config: Option<OutboundTrunk>,
 }
 
@@ -47,6 +50,10 @@ pub struct NumberRoute {
 pub struct RoutingIndex {
     numbers: DashMap<String, Arc<NumberRoute>>,
     agents: DashMap<String, Arc<AgentRecord>>,
+    /// `sip_username` -> the same record as in `agents`.
+    agents_by_sip_username: DashMap<String, Arc<AgentRecord>>,
+    /// `(account_id, provider)` -> `metadata.sip_trunk` of the newest integration that has one.
+    integration_trunks: DashMap<(String, Provider), String>,
 }
 
 impl RoutingIndex {
@@ -70,6 +77,20 @@ impl RoutingIndex {
         self.agents.get(agent_id).map(|r| Arc::clone(r.value()))
     }
 
+    /// The agent whose SIP credentials carry this digest username (exact, case-sensitive
+    /// match), any account. Disabled agents are returned too; callers check `status`.
+    pub fn agent_by_sip_username(&self, username: &str) -> Option<Arc<AgentRecord>> {
+        self.agents_by_sip_username.get(username).map(|r| Arc::clone(r.value()))
+    }
+
+    /// The customer's SIP trunk at `provider` (`metadata.sip_trunk` of that account's
+    /// integration; the newest integration that sets one wins).
+    pub fn integration_trunk(&self, account_id: &str, provider: Provider) -> Option<String> {
+        self.integration_trunks
+            .get(&(account_id.to_owned(), provider))
+            .map(|r| r.value().clone())
+    }
+
     pub fn number_count(&self) -> usize {
         self.numbers.len()
     }
@@ -85,8 +106,17 @@ impl RoutingIndex {
 
     /// Makes the index equal to the given snapshot without a moment where an entry present
     /// in both old and new is missing: upsert everything, then drop what is gone.
-    pub(crate) fn replace_all(&self, agents: Vec<AgentRecord>, routes: Vec<NumberRoute>) {
+    pub(crate) fn replace_all(
+        &self,
+        agents: Vec<AgentRecord>,
+        routes: Vec<NumberRoute>,
+        trunks: HashMap<(String, Provider), String>,
+    ) {
         let agent_ids: HashSet<String> = agents.iter().map(|a| a.id.clone()).collect();
+        let usernames: HashMap<String, String> = agents
+            .iter()
+            .filter_map(|a| a.sip_username.clone().map(|u| (u, a.id.clone())))
+            .collect();
         let numbers: HashSet<String> = routes.iter().map(|r| r.phone_number.clone()).collect();
         for a in agents {
             self.put_agent(a);
@@ -94,8 +124,14 @@ impl RoutingIndex {
         for r in routes {
             self.put_number(r);
         }
+        for (k, v) in &trunks {
+            self.integration_trunks.insert(k.clone(), v.clone());
+        }
         self.agents.retain(|k, _| agent_ids.contains(k));
+        self.agents_by_sip_username
+            .retain(|u, a| usernames.get(u).is_some_and(|id| *id == a.id));
         self.numbers.retain(|k, _| numbers.contains(k));
+        self.integration_trunks.retain(|k, _| trunks.contains_key(k));
     }
 
     pub(crate) fn put_number(&self, route: NumberRoute) {
@@ -107,10 +143,40 @@ impl RoutingIndex {
     }
 
     pub(crate) fn put_agent(&self, agent: AgentRecord) {
-        self.agents.insert(agent.id.clone(), Arc::new(agent));
+        let agent = Arc::new(agent);
+        if let Some(old) = self.agents.insert(agent.id.clone(), Arc::clone(&agent)) {
+            if let Some(u) = old
+                .sip_username
+                .as_deref()
+                .filter(|u| Some(*u) != agent.sip_username.as_deref())
+            {
+                // Only if still ours: another agent may have taken the name since.
+                self.agents_by_sip_username.remove_if(u, |_, a| a.id == agent.id);
+            }
+        }
+        if let Some(u) = &agent.sip_username {
+            self.agents_by_sip_username.insert(u.clone(), agent);
+        }
     }
 
     pub(crate) fn remove_agent(&self, agent_id: &str) {
-        self.agents.remove(agent_id);
+        if let Some((_, old)) = self.agents.remove(agent_id) {
+            if let Some(u) = &old.sip_username {
+                self.agents_by_sip_username.remove_if(u, |_, a| a.id == agent_id);
+            }
+        }
+    }
+
+    /// Sets or (with `None`) clears the trunk of one `(account, provider)`.
+    pub(crate) fn set_integration_trunk(&self, account_id: &str, provider: Provider, trunk: Option<String>) {
+        let key = (account_id.to_owned(), provider);
+        match trunk {
+            Some(t) => {
+                self.integration_trunks.insert(key, t);
+            }
+            None => {
+                self.integration_trunks.remove(&key);
+            }
+        }
     }
 }

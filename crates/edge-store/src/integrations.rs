@@ -10,12 +10,35 @@ use crate::store::{fetch_limit, into_page, on_write, page_bounds, parse_col, Sto
 use crate::time::now_millis;
 use sqlx::any::AnyRow;
 use sqlx::Row;
+use std::collections::HashMap;
 
 fn api_key_context(id: &str) -> String {
     format!("integrations.api_key:{id}")
 }
 
-fn integration_from_row(row: &AnyRow) -> Result<IntegrationRecord> {
+/// `metadata.sip_trunk` when it is a non-empty string: where outbound calls from the
+/// customer's numbers at that provider go.
+fn sip_trunk(metadata: &serde_json::Value) -> Option<String> {
+    metadata
+        .get("sip_trunk")
+        .and_then(serde_json::Value::as_str)
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned)
+}
+
+/// `(account, provider) -> trunk` for the routing index; `rows` oldest first so newer wins.
+pub(crate) fn trunks_from_rows(rows: &[AnyRow]) -> Result<HashMap<(String, Provider), String>> {
+    let mut out = HashMap::new();
+    for row in rows {
+        let rec = integration_from_row(row)?;
+        if let Some(t) = sip_trunk(&rec.metadata) {
+            out.insert((rec.account_id, rec.provider), t);
+        }
+    }
+    Ok(out)
+}
+
+pub(crate) fn integration_from_row(row: &AnyRow) -> Result<IntegrationRecord> {
     let metadata: String = row.try_get("metadata")?;
     Ok(IntegrationRecord {
         id: row.try_get("id")?,
@@ -35,6 +58,7 @@ impl Store {
         let sealed = self.secrets.seal(&api_key_context(&id), &new.api_key)?;
         let metadata = serde_json::to_string(&new.metadata)
             .map_err(|_| StoreError::Corrupt("metadata not serialisable".into()))?;
+        let _w = self.write_lock.lock().await;
         sqlx::query(
             "INSERT INTO integrations (id, account_id, name, provider, api_key_sealed, metadata, \
              created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -50,6 +74,7 @@ impl Store {
         .execute(&self.pool)
         .await
         .map_err(on_write(None))?;
+        self.refresh_integration_trunk(account_id, new.provider).await?;
         Ok(IntegrationRecord {
             id,
             account_id: account_id.to_owned(),
@@ -100,14 +125,31 @@ impl Store {
     }
 
     pub async fn delete_integration(&self, account_id: &str, id: &str) -> Result<()> {
-        let res = sqlx::query("DELETE FROM integrations WHERE account_id = $1 AND id = $2")
+        let _w = self.write_lock.lock().await;
+        let row = sqlx::query("DELETE FROM integrations WHERE account_id = $1 AND id = $2 RETURNING provider")
             .bind(account_id)
             .bind(id)
-            .execute(&self.pool)
-            .await?;
-        if res.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        let provider = parse_col(&row, "provider", Provider::parse)?;
+        self.refresh_integration_trunk(account_id, provider).await
+    }
+
+    /// Recomputes the index's trunk for `(account_id, provider)` from the database, so that
+    /// deleting the newest integration falls back to the next one. Caller holds the write lock.
+    async fn refresh_integration_trunk(&self, account_id: &str, provider: Provider) -> Result<()> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            integration_cols!(),
+            " FROM integrations WHERE account_id = $1 AND provider = $2 ORDER BY created_at, id"
+        ))
+        .bind(account_id)
+        .bind(provider.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        let trunk = trunks_from_rows(&rows)?.remove(&(account_id.to_owned(), provider));
+        self.index.set_integration_trunk(account_id, provider, trunk);
         Ok(())
     }
 

@@ -6,7 +6,7 @@
 macro_rules! agent_cols {
     () => {
         "id, account_id, name, sip_uri, max_concurrent_calls, voicemail_message, status, \
-         created_at, updated_at"
+         sip_username, sip_password_sealed, created_at, updated_at"
     };
 }
 macro_rules! number_cols {

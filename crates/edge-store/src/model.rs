@@ -49,6 +49,11 @@ pub struct AgentRecord {
     pub max_concurrent_calls: u32,
     pub voicemail_message: Option<String>,
     pub status: AgentStatus,
+    /// Digest username the agent authenticates its own INVITEs with; unique across accounts.
+    /// Set together with `sip_password` or not at all.
+    pub sip_username: Option<String>,
+    /// Decrypted (the SIP side verifies digests with it); redacted in `Debug`.
+    pub sip_password: Option<Secret>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -60,6 +65,9 @@ pub struct NewAgent {
     pub max_concurrent_calls: u32,
     pub voicemail_message: Option<String>,
     pub status: AgentStatus,
+    /// Both or neither (`InvalidField` naming the missing one otherwise).
+    pub sip_username: Option<String>,
+    pub sip_password: Option<Secret>,
 }
 
 /// Partial update: `None` = unchanged; `Some(None)` = cleared (nullable fields only).
@@ -70,6 +78,10 @@ pub struct AgentPatch {
     pub max_concurrent_calls: Option<u32>,
     pub voicemail_message: Option<Option<String>>,
     pub status: Option<AgentStatus>,
+    /// `sip_username: Some(None)` also clears the password when the patch leaves it out; the
+    /// result must still be both or neither.
+    pub sip_username: Option<Option<String>>,
+    pub sip_password: Option<Option<Secret>>,
 }
 
 /// Inbound routing as stored. `agent_id: None` means "the number's own agent_id".

@@ -119,6 +119,7 @@ impl Store {
                 voicemail_message: r.voicemail_message.clone(),
             }),
             provider: rec.provider,
+            source: rec.source,
             provider_config: rec.provider_config.as_ref().map(|p| OutboundTrunk {
                 trunk_address: p.trunk_address.clone(),
                 auth_username: p.auth_username.clone(),

@@ -20,6 +20,7 @@ use std::time::Duration;
 const MIGRATION_0001: &str = include_str!("../migrations/0001_init.sql");
 const MIGRATION_0002: &str = include_str!("../migrations/0002_calls.sql");
 const MIGRATION_0003: &str = include_str!("../migrations/0003_voicemails.sql");
+const MIGRATION_0004: &str = include_str!("../migrations/0004_agent_sip_credentials.sql");
 
 /// Which backend the pool talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +68,13 @@ fn migrator() -> Migrator {
             "voicemails".into(),
             MigrationType::Simple,
             MIGRATION_0003.into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            4,
+            "agent_sip_credentials".into(),
+            MigrationType::Simple,
+            MIGRATION_0004.into_sql_str(),
             false,
         ),
     ])
@@ -219,7 +227,7 @@ impl Store {
         Ok(())
     }
 
-    /// Re-reads every agent and number and brings the index in line with the database
+    /// Re-reads every agent, number and integration trunk and brings the index in line with the database
     /// (entries replaced in place, vanished ones removed; lookups never see a gap). Needed
     /// when several edge nodes share one PostgreSQL database: each node's API only updates
     /// its own index. If a row cannot be decoded the index is left untouched.
@@ -229,7 +237,7 @@ impl Store {
             .fetch_all(&self.pool)
             .await?
             .iter()
-            .map(crate::agents::agent_from_row)
+            .map(|r| crate::agents::agent_from_row(r, &self.secrets))
             .collect::<Result<Vec<_>>>()?;
         let rows = sqlx::query(concat!("SELECT ", number_cols!(), " FROM phone_numbers"))
             .fetch_all(&self.pool)
@@ -239,7 +247,15 @@ impl Store {
             let (rec, sealed) = crate::numbers::number_from_row(row)?;
             routes.push(self.route_for(&rec, sealed.as_deref())?);
         }
-        self.index.replace_all(agents, routes);
+        let integrations = sqlx::query(concat!(
+            "SELECT ",
+            integration_cols!(),
+            " FROM integrations ORDER BY created_at, id"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        let trunks = crate::integrations::trunks_from_rows(&integrations)?;
+        self.index.replace_all(agents, routes, trunks);
         Ok(())
     }
 

@@ -24,6 +24,8 @@ async fn agent(fx: &Fixture, account: &str, name: &str) -> String {
                 max_concurrent_calls: 10,
                 voicemail_message: Some("agent default".into()),
                 status: AgentStatus::Active,
+                sip_username: None,
+                sip_password: None,
             },
         )
         .await
@@ -194,6 +196,7 @@ async fn numbers_index_and_secrets(fx: &Fixture) {
     let index = fx.store.index();
     let route = index.lookup_number("+15739693824").unwrap();
     assert_eq!(index.lookup_number("15739693824").unwrap().number_id, rec.id);
+    assert_eq!(route.source, NumberSource::Byo);
     let trunk = route.provider_config.as_ref().unwrap();
     assert_eq!(trunk.auth_password.as_ref().unwrap().expose(), "s3cret-sip-pw");
     assert!(!format!("{route:?}").contains("s3cret-sip-pw"));
@@ -548,3 +551,259 @@ async fn second_node_catches_up_on_reload(fx: &Fixture) {
     other.close().await;
 }
 on_both_backends!(second_node_catches_up_on_reload);
+
+async fn agent_with_credentials(
+    fx: &Fixture,
+    account: &str,
+    username: &str,
+    password: &str,
+) -> Result<String, StoreError> {
+    fx.store
+        .create_agent(
+            account,
+            NewAgent {
+                name: "dialer".into(),
+                sip_uri: "sip:bot@10.0.0.5:5060".into(),
+                max_concurrent_calls: 2,
+                voicemail_message: None,
+                status: AgentStatus::Active,
+                sip_username: Some(username.into()),
+                sip_password: Some(Secret::new(password)),
+            },
+        )
+        .await
+        .map(|a| a.id)
+}
+
+fn creds(username: Option<Option<&str>>, password: Option<Option<&str>>) -> AgentPatch {
+    AgentPatch {
+        sip_username: username.map(|u| u.map(str::to_owned)),
+        sip_password: password.map(|p| p.map(Secret::new)),
+        ..Default::default()
+    }
+}
+
+async fn agent_sip_credentials(fx: &Fixture) {
+    let a = account(fx).await;
+    let b = account(fx).await;
+    let id = agent_with_credentials(fx, &a, "dialer.one", "agent-pw-123")
+        .await
+        .unwrap();
+
+    // Sealed at rest, bound to the row; decrypted in the record and index, redacted in Debug.
+    let sealed: String = sqlx::query("SELECT sip_password_sealed FROM agents WHERE id = $1")
+        .bind(&id)
+        .fetch_one(fx.store.pool())
+        .await
+        .unwrap()
+        .try_get("sip_password_sealed")
+        .unwrap();
+    assert!(sealed.starts_with("v1.") && !sealed.contains("agent-pw-123"));
+    let rec = fx.store.get_agent(&a, &id).await.unwrap().unwrap();
+    assert_eq!(rec.sip_username.as_deref(), Some("dialer.one"));
+    assert_eq!(rec.sip_password.as_ref().unwrap().expose(), "agent-pw-123");
+    assert!(!format!("{rec:?}").contains("agent-pw-123"));
+    let idx = fx.store.index().agent_by_sip_username("dialer.one").unwrap();
+    assert_eq!(idx.id, id);
+    assert_eq!(idx.sip_password.as_ref().unwrap().expose(), "agent-pw-123");
+    assert!(fx.store.index().agent_by_sip_username("Dialer.one").is_none());
+
+    // Unique across accounts; a failed create leaves no row.
+    match agent_with_credentials(fx, &b, "dialer.one", "other-pw-456").await {
+        Err(StoreError::Conflict { field, .. }) => assert_eq!(field, Some("sip_username")),
+        other => panic!("expected conflict, got {other:?}"),
+    }
+    assert_eq!(count(fx, "SELECT COUNT(*) AS n FROM agents").await, 1);
+    // Both or neither.
+    for (u, p, missing) in [
+        (Some("x"), None, "sip_password"),
+        (None, Some("password1"), "sip_username"),
+    ] {
+        let err = fx
+            .store
+            .create_agent(
+                &a,
+                NewAgent {
+                    name: "half".into(),
+                    sip_uri: "sip:bot@10.0.0.5".into(),
+                    max_concurrent_calls: 1,
+                    voicemail_message: None,
+                    status: AgentStatus::Active,
+                    sip_username: u.map(Into::into),
+                    sip_password: p.map(Secret::new),
+                },
+            )
+            .await;
+        match err {
+            Err(StoreError::InvalidField { field, .. }) => assert_eq!(field, missing),
+            other => panic!("expected invalid field, got {other:?}"),
+        }
+    }
+
+    // Another agent cannot take the name by PATCH; re-sending its own name is fine.
+    let other = agent(fx, &b, "other").await;
+    assert!(matches!(
+        fx.store
+            .update_agent(&b, &other, creds(Some(Some("dialer.one")), Some(Some("pw-other-1"))))
+            .await,
+        Err(StoreError::Conflict {
+            field: Some("sip_username"),
+            ..
+        })
+    ));
+    assert!(fx
+        .store
+        .get_agent(&b, &other)
+        .await
+        .unwrap()
+        .unwrap()
+        .sip_username
+        .is_none());
+    fx.store
+        .update_agent(&a, &id, creds(Some(Some("dialer.one")), None))
+        .await
+        .unwrap();
+    // Username alone on an agent without a password: refused.
+    assert!(matches!(
+        fx.store
+            .update_agent(&b, &other, creds(Some(Some("fresh")), None))
+            .await,
+        Err(StoreError::InvalidField {
+            field: "sip_password",
+            ..
+        })
+    ));
+
+    // Rename: the old name is free at once and another agent can take it.
+    let up = fx
+        .store
+        .update_agent(&a, &id, creds(Some(Some("dialer.two")), Some(Some("rotated-pw-1"))))
+        .await
+        .unwrap();
+    assert_eq!(up.sip_password.as_ref().unwrap().expose(), "rotated-pw-1");
+    let index = fx.store.index();
+    assert!(index.agent_by_sip_username("dialer.one").is_none());
+    assert_eq!(index.agent_by_sip_username("dialer.two").unwrap().id, id);
+    fx.store
+        .update_agent(&b, &other, creds(Some(Some("dialer.one")), Some(Some("pw-other-1"))))
+        .await
+        .unwrap();
+    assert_eq!(index.agent_by_sip_username("dialer.one").unwrap().id, other);
+    // Other fields keep the credentials; the index record follows the change.
+    fx.store
+        .update_agent(
+            &a,
+            &id,
+            AgentPatch {
+                status: Some(AgentStatus::Disabled),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let idx = index.agent_by_sip_username("dialer.two").unwrap();
+    assert_eq!(idx.status, AgentStatus::Disabled);
+    assert_eq!(idx.sip_password.as_ref().unwrap().expose(), "rotated-pw-1");
+
+    // A second node loads the same mapping (decrypting the passwords).
+    let again = Store::connect(fx.config.clone()).await.unwrap();
+    let loaded = again.index().agent_by_sip_username("dialer.two").unwrap();
+    assert_eq!(loaded.sip_password.as_ref().unwrap().expose(), "rotated-pw-1");
+    assert_eq!(again.index().agent_by_sip_username("dialer.one").unwrap().id, other);
+
+    // Clearing the username clears the password too; password alone cannot be cleared.
+    assert!(matches!(
+        fx.store.update_agent(&a, &id, creds(None, Some(None))).await,
+        Err(StoreError::InvalidField {
+            field: "sip_password",
+            ..
+        })
+    ));
+    let cleared = fx.store.update_agent(&a, &id, creds(Some(None), None)).await.unwrap();
+    assert!(cleared.sip_username.is_none() && cleared.sip_password.is_none());
+    assert!(index.agent_by_sip_username("dialer.two").is_none());
+    let raw: Option<String> = sqlx::query("SELECT sip_password_sealed FROM agents WHERE id = $1")
+        .bind(&id)
+        .fetch_one(fx.store.pool())
+        .await
+        .unwrap()
+        .try_get("sip_password_sealed")
+        .unwrap();
+    assert!(raw.is_none());
+
+    // Delete drops the mapping here; reload drops it on the other node.
+    fx.store.delete_agent(&b, &other).await.unwrap();
+    assert!(index.agent_by_sip_username("dialer.one").is_none());
+    assert!(again.index().agent_by_sip_username("dialer.two").is_some());
+    again.reload_index().await.unwrap();
+    assert!(again.index().agent_by_sip_username("dialer.one").is_none());
+    assert!(again.index().agent_by_sip_username("dialer.two").is_none());
+    again.close().await;
+}
+on_both_backends!(agent_sip_credentials);
+
+async fn integration_trunks(fx: &Fixture) {
+    let a = account(fx).await;
+    let b = account(fx).await;
+    let create = |account: String, metadata: serde_json::Value| async move {
+        // Distinct created_at so "newest" is well defined.
+        tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+        fx.store
+            .create_integration(
+                &account,
+                NewIntegration {
+                    name: "trunk".into(),
+                    provider: Provider::Twilio,
+                    api_key: Secret::new("tok"),
+                    metadata,
+                },
+            )
+            .await
+            .unwrap()
+            .id
+    };
+    let index = fx.store.index();
+    assert_eq!(index.integration_trunk(&a, Provider::Twilio), None);
+    let first = create(a.clone(), serde_json::json!({"sip_trunk": "old.pstn.twilio.com"})).await;
+    assert_eq!(
+        index.integration_trunk(&a, Provider::Twilio).as_deref(),
+        Some("old.pstn.twilio.com")
+    );
+    let newer = create(a.clone(), serde_json::json!({"sip_trunk": "new.pstn.twilio.com"})).await;
+    // Newer without a trunk does not hide the one that has it.
+    let no_trunk = create(a.clone(), serde_json::json!({"account_sid": "AC1"})).await;
+    assert_eq!(
+        index.integration_trunk(&a, Provider::Twilio).as_deref(),
+        Some("new.pstn.twilio.com")
+    );
+    assert_eq!(index.integration_trunk(&a, Provider::Telnyx), None);
+    assert_eq!(index.integration_trunk(&b, Provider::Twilio), None);
+    create(b.clone(), serde_json::json!({"sip_trunk": "b.pstn.twilio.com"})).await;
+    assert_eq!(
+        index.integration_trunk(&b, Provider::Twilio).as_deref(),
+        Some("b.pstn.twilio.com")
+    );
+
+    // Deleting the newest falls back to the next one; a second node agrees after reload.
+    fx.store.delete_integration(&a, &newer).await.unwrap();
+    assert_eq!(
+        index.integration_trunk(&a, Provider::Twilio).as_deref(),
+        Some("old.pstn.twilio.com")
+    );
+    let again = Store::connect(fx.config.clone()).await.unwrap();
+    assert_eq!(
+        again.index().integration_trunk(&a, Provider::Twilio).as_deref(),
+        Some("old.pstn.twilio.com")
+    );
+    fx.store.delete_integration(&a, &first).await.unwrap();
+    fx.store.delete_integration(&a, &no_trunk).await.unwrap();
+    assert_eq!(index.integration_trunk(&a, Provider::Twilio), None);
+    again.reload_index().await.unwrap();
+    assert_eq!(again.index().integration_trunk(&a, Provider::Twilio), None);
+    assert_eq!(
+        again.index().integration_trunk(&b, Provider::Twilio).as_deref(),
+        Some("b.pstn.twilio.com")
+    );
+    again.close().await;
+}
+on_both_backends!(integration_trunks);

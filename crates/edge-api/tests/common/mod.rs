@@ -1,7 +1,7 @@
 //! A real server on 127.0.0.1:0 over a SQLite or PostgreSQL store, and a tiny JSON client.
 #![allow(dead_code)]
 
-use edge_api::{router, ApiConfig, ApiState, ProviderSet};
+use edge_api::{router, ApiConfig, ApiState, CallCommand, ProviderSet};
 use edge_providers::{InventoryRange, LocalInventory};
 use edge_store::{SecretBox, Store, StoreConfig};
 use serde_json::Value;
@@ -9,6 +9,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 pub const DEFAULT_PG_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+/// Starts a (fake) call engine over the server's store and returns its command channel.
+pub type Engine = fn(Arc<Store>) -> tokio::sync::mpsc::Sender<CallCommand>;
 
 pub struct Server {
     pub base: String,
@@ -42,9 +45,13 @@ async fn serve_with(
     pg_schema: Option<String>,
     providers: ProviderSet,
     config: ApiConfig,
+    engine: Option<Engine>,
 ) -> Server {
     let store = Arc::new(store);
-    let state = ApiState::new(Arc::clone(&store), providers, config);
+    let mut state = ApiState::new(Arc::clone(&store), providers, config);
+    if let Some(start) = engine {
+        state = state.with_call_control(start(Arc::clone(&store)));
+    }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let app = router(state);
@@ -75,10 +82,14 @@ pub async fn sqlite_with(providers: ProviderSet) -> Server {
 }
 
 pub async fn sqlite_with_config(providers: ProviderSet, config: ApiConfig) -> Server {
+    sqlite_full(providers, config, None).await
+}
+
+pub async fn sqlite_full(providers: ProviderSet, config: ApiConfig, engine: Option<Engine>) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let cfg = StoreConfig::new(None, &dir.path().join("data"), SecretBox::new([9u8; 32])).unwrap();
     let store = Store::connect(cfg).await.unwrap();
-    serve_with(store, Some(dir), None, providers, config).await
+    serve_with(store, Some(dir), None, providers, config, engine).await
 }
 
 pub async fn postgres() -> Option<Server> {
@@ -87,6 +98,10 @@ pub async fn postgres() -> Option<Server> {
 
 /// PostgreSQL-backed server with the given API config (e.g. a temp `data_dir`).
 pub async fn postgres_with_config(config: ApiConfig) -> Option<Server> {
+    postgres_full(config, None).await
+}
+
+pub async fn postgres_full(config: ApiConfig, engine: Option<Engine>) -> Option<Server> {
     static N: AtomicU32 = AtomicU32::new(0);
     let url = std::env::var("EDGE_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_PG_URL.into());
     let mut cfg = StoreConfig::new(
@@ -108,7 +123,7 @@ pub async fn postgres_with_config(config: ApiConfig) -> Option<Server> {
     cfg.pg_schema = Some(schema.clone());
     cfg.max_connections = 3;
     match Store::connect(cfg).await {
-        Ok(store) => Some(serve_with(store, None, Some(schema), providers(), config).await),
+        Ok(store) => Some(serve_with(store, None, Some(schema), providers(), config, engine).await),
         Err(e) if std::env::var_os("CI").is_some() => {
             panic!("PostgreSQL at {url} unreachable under CI: {e}")
         }
@@ -182,9 +197,42 @@ impl Resp {
 }
 
 /// Runs `$body(&Server)` on SQLite and on PostgreSQL; the body runs in its own task so the
-/// PostgreSQL schema is dropped even when an assertion fails.
+/// PostgreSQL schema is dropped even when an assertion fails. With `engine = f`, the server
+/// has call control from `f` (a [`Engine`]) and a short call-control timeout.
 #[macro_export]
 macro_rules! on_both_backends {
+    ($name:ident, engine = $engine:path) => {
+        mod $name {
+            fn config() -> edge_api::ApiConfig {
+                edge_api::ApiConfig {
+                    call_control_timeout: std::time::Duration::from_millis(300),
+                    ..Default::default()
+                }
+            }
+
+            async fn run(s: $crate::common::Server) {
+                let s = std::sync::Arc::new(s);
+                let inner = std::sync::Arc::clone(&s);
+                let res = tokio::spawn(async move { super::$name(&inner).await }).await;
+                s.shutdown().await;
+                if let Err(e) = res {
+                    std::panic::resume_unwind(e.into_panic());
+                }
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                run($crate::common::sqlite_full($crate::common::providers(), config(), Some($engine)).await).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if let Some(s) = $crate::common::postgres_full(config(), Some($engine)).await {
+                    run(s).await;
+                }
+            }
+        }
+    };
     ($name:ident) => {
         mod $name {
             async fn run(s: $crate::common::Server) {

@@ -12,6 +12,9 @@ use ipnet::IpNet;
 use serde::Deserialize;
 use toml::Spanned;
 
+pub mod outbound;
+pub use outbound::{AgentNetwork, OperatorTrunk, OutboundSettings};
+
 /// A configuration problem, always naming the key and (where the file has it) the line.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -39,6 +42,8 @@ struct RawConfig {
     secrets: RawSecrets,
     log: RawLog,
     carriers: Vec<RawCarrier>,
+    agent_networks: Vec<outbound::RawAgentNetwork>,
+    outbound: outbound::RawOutbound,
     routing: RawRouting,
     media: RawMedia,
     inventory: RawInventory,
@@ -305,6 +310,9 @@ pub struct Config {
     pub default_voicemail_message: String,
     pub media: MediaSettings,
     pub inventory: InventorySettings,
+    /// Sources trusted as agents placing outbound calls (`[[agent_networks]]`).
+    pub agent_networks: Vec<AgentNetwork>,
+    pub outbound: OutboundSettings,
 }
 
 impl Config {
@@ -484,21 +492,7 @@ impl Validator<'_> {
                     format!("carrier `{name}` is declared twice"),
                 );
             }
-            let mut allow = Vec::with_capacity(c.allow.len());
-            for a in &c.allow {
-                let v = a.get_ref().trim();
-                let net = v.parse::<IpNet>().or_else(|_| v.parse::<IpAddr>().map(IpNet::from));
-                match net {
-                    Ok(n) => allow.push(n.trunc()),
-                    Err(_) => {
-                        return self.err(
-                            &format!("carriers[{i}].allow"),
-                            a.span(),
-                            format!("`{v}` is not a CIDR (e.g. \"54.172.60.0/30\") or an IP address"),
-                        )
-                    }
-                }
-            }
+            let allow = self.cidrs(&format!("carriers[{i}].allow"), &c.allow)?;
             carriers.push(Carrier {
                 name: name.to_owned(),
                 allow,
@@ -556,6 +550,8 @@ impl Validator<'_> {
             default_voicemail_message: raw.routing.default_voicemail_message.clone(),
             media: self.media(&raw.media)?,
             inventory: self.inventory(&raw.inventory)?,
+            agent_networks: self.agent_networks(&raw.agent_networks)?,
+            outbound: self.outbound(&raw.outbound)?,
         })
     }
 }
@@ -706,6 +702,17 @@ impl Config {
             v4 => v4,
         };
         self.carriers.iter().find(|c| c.allow.iter().any(|n| n.contains(&ip)))
+    }
+
+    /// The agent network whose allow list holds `ip`, if any.
+    pub fn agent_network_for(&self, ip: IpAddr) -> Option<&AgentNetwork> {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        self.agent_networks
+            .iter()
+            .find(|c| c.allow.iter().any(|n| n.contains(&ip)))
     }
 }
 

@@ -1,0 +1,296 @@
+//! `[outbound]`, `[[outbound.trunks]]` and `[[agent_networks]]`: how agents' calls leave through trunks.
+//!
+//! Read top to bottom, an operator sees the policy: which sources are trusted agents, how others prove who
+//! they are (digest), how fast each trunk may be fed (calls per second, and how long a call may wait for its
+//! slot), and which trunk carries a purchased number's calls.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use edge_store::Provider;
+use ipnet::IpNet;
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::{ConfigError, Validator};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAgentNetwork {
+    name: Spanned<String>,
+    allow: Vec<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawOutbound {
+    agent_digest: bool,
+    auth_realm: Option<Spanned<String>>,
+    trunk_setup_timeout_ms: Spanned<u64>,
+    twilio_cps: Spanned<f64>,
+    telnyx_cps: Spanned<f64>,
+    default_cps: Spanned<f64>,
+    max_pacing_wait_ms: Spanned<u64>,
+    trunk_ring_timeout_s: Spanned<u64>,
+    nameservers: Option<Vec<Spanned<String>>>,
+    dns_timeout_ms: Spanned<u64>,
+    trunks: Vec<RawTrunk>,
+}
+
+impl Default for RawOutbound {
+    fn default() -> Self {
+        RawOutbound {
+            agent_digest: true,
+            auth_realm: None,
+            trunk_setup_timeout_ms: Spanned::new(0..0, 2_000),
+            twilio_cps: Spanned::new(0..0, 1.0),
+            telnyx_cps: Spanned::new(0..0, 20.0),
+            default_cps: Spanned::new(0..0, 10.0),
+            max_pacing_wait_ms: Spanned::new(0..0, 10_000),
+            trunk_ring_timeout_s: Spanned::new(0..0, 60),
+            nameservers: None,
+            dns_timeout_ms: Spanned::new(0..0, 2_000),
+            trunks: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTrunk {
+    provider: Spanned<String>,
+    address: Spanned<String>,
+    username: Option<String>,
+    password: Option<String>,
+    cps: Option<Spanned<f64>>,
+}
+
+/// Sources whose INVITEs are agents placing outbound calls, trusted without a digest challenge.
+#[derive(Debug, Clone)]
+pub struct AgentNetwork {
+    pub name: String,
+    pub allow: Vec<IpNet>,
+}
+
+/// The operator's own trunk for one provider: carries purchased numbers' outbound calls.
+#[derive(Clone)]
+pub struct OperatorTrunk {
+    pub provider: Provider,
+    /// `host[:port][;transport=udp]`, as in a number's `provider_config.trunk_address`.
+    pub address: String,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// Overrides the provider's default calls per second.
+    pub cps: Option<f64>,
+}
+
+impl std::fmt::Debug for OperatorTrunk {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OperatorTrunk")
+            .field("provider", &self.provider)
+            .field("address", &self.address)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("cps", &self.cps)
+            .finish()
+    }
+}
+
+/// Validated `[outbound]`.
+#[derive(Debug, Clone)]
+pub struct OutboundSettings {
+    /// Agents outside `[[agent_networks]]` may place calls by answering a digest challenge (407) with the
+    /// `sip_username`/`sip_password` set on them through /v1/agents.
+    pub agent_digest: bool,
+    /// Realm of the digest challenge to agents; `None`: the advertised SIP host.
+    pub auth_realm: Option<String>,
+    pub twilio_cps: f64,
+    pub telnyx_cps: f64,
+    pub default_cps: f64,
+    /// Longest a call waits for its trunk's next slot before it fails with a pacing error.
+    pub max_pacing_wait: Duration,
+    /// A trunk target that sends nothing (not even 100 Trying) within this is dead: the next one is tried.
+    pub trunk_setup_timeout: Duration,
+    /// An answer from the trunk must come within this.
+    pub trunk_ring_timeout: Duration,
+    /// DNS servers for trunk hosts; `None`: the system's resolv.conf.
+    pub nameservers: Option<Vec<SocketAddr>>,
+    pub dns_timeout: Duration,
+    pub trunks: Vec<OperatorTrunk>,
+}
+
+impl OutboundSettings {
+    /// Calls per second allowed on a trunk of `provider` without its own figure (Twilio: 1 CPS per
+    /// trunk and region by default; Telnyx: 20 per source).
+    pub fn default_cps_for(&self, provider: Provider) -> f64 {
+        match provider {
+            Provider::Twilio => self.twilio_cps,
+            Provider::Telnyx => self.telnyx_cps,
+            Provider::Local => self.default_cps,
+        }
+    }
+
+    /// The operator's trunk for `provider`.
+    pub fn operator_trunk(&self, provider: Provider) -> Option<&OperatorTrunk> {
+        self.trunks.iter().find(|t| t.provider == provider)
+    }
+}
+
+impl Validator<'_> {
+    /// A list of CIDRs or bare IPs under `key`.
+    pub(super) fn cidrs(&self, key: &str, list: &[Spanned<String>]) -> Result<Vec<IpNet>, ConfigError> {
+        let mut out = Vec::with_capacity(list.len());
+        for a in list {
+            let v = a.get_ref().trim();
+            let net = v
+                .parse::<IpNet>()
+                .or_else(|_| v.parse::<std::net::IpAddr>().map(IpNet::from));
+            match net {
+                Ok(n) => out.push(n.trunc()),
+                Err(_) => {
+                    return self.err(
+                        key,
+                        a.span(),
+                        format!("`{v}` is not a CIDR (e.g. \"54.172.60.0/30\") or an IP address"),
+                    )
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    pub(super) fn agent_networks(&self, raw: &[RawAgentNetwork]) -> Result<Vec<AgentNetwork>, ConfigError> {
+        let mut out: Vec<AgentNetwork> = Vec::with_capacity(raw.len());
+        for (i, n) in raw.iter().enumerate() {
+            let name = n.name.get_ref().trim();
+            if name.is_empty() || name.len() > 64 {
+                return self.err(
+                    &format!("agent_networks[{i}].name"),
+                    n.name.span(),
+                    "must be 1-64 characters",
+                );
+            }
+            let allow = self.cidrs(&format!("agent_networks[{i}].allow"), &n.allow)?;
+            out.push(AgentNetwork {
+                name: name.to_owned(),
+                allow,
+            });
+        }
+        Ok(out)
+    }
+
+    fn cps(&self, key: &str, v: &Spanned<f64>) -> Result<f64, ConfigError> {
+        let n = *v.get_ref();
+        if !(0.01..=10_000.0).contains(&n) {
+            return self.err(
+                key,
+                v.span(),
+                format!("{n} is out of range 0.01..=10000 calls per second"),
+            );
+        }
+        Ok(n)
+    }
+
+    pub(super) fn outbound(&self, o: &RawOutbound) -> Result<OutboundSettings, ConfigError> {
+        let nameservers = match &o.nameservers {
+            None => None,
+            Some(list) if list.is_empty() => {
+                return self.err(
+                    "outbound.nameservers",
+                    0..0,
+                    "an empty list resolves nothing; leave it out to use the system's resolver",
+                )
+            }
+            Some(list) => {
+                let mut v = Vec::with_capacity(list.len());
+                for s in list {
+                    let t = s.get_ref().trim();
+                    let addr = t
+                        .parse::<SocketAddr>()
+                        .or_else(|_| t.parse::<std::net::IpAddr>().map(|ip| SocketAddr::new(ip, 53)));
+                    match addr {
+                        Ok(a) => v.push(a),
+                        Err(_) => {
+                            return self.err(
+                                "outbound.nameservers",
+                                s.span(),
+                                format!("`{t}` is not an IP address or IP:port"),
+                            )
+                        }
+                    }
+                }
+                Some(v)
+            }
+        };
+        let mut trunks: Vec<OperatorTrunk> = Vec::with_capacity(o.trunks.len());
+        for (i, t) in o.trunks.iter().enumerate() {
+            let provider = match Provider::parse(t.provider.get_ref().trim()) {
+                Some(p) => p,
+                None => {
+                    return self.err(
+                        &format!("outbound.trunks[{i}].provider"),
+                        t.provider.span(),
+                        format!("`{}`: expected twilio, telnyx or local", t.provider.get_ref()),
+                    )
+                }
+            };
+            if trunks.iter().any(|k| k.provider == provider) {
+                return self.err(
+                    &format!("outbound.trunks[{i}].provider"),
+                    t.provider.span(),
+                    format!("a trunk for `{}` is declared twice", provider.as_str()),
+                );
+            }
+            let address = t.address.get_ref().trim();
+            if let Err(e) = crate::call::trunk::TrunkAddress::parse(address) {
+                return self.err(&format!("outbound.trunks[{i}].address"), t.address.span(), e);
+            }
+            if t.username.is_some() != t.password.is_some() {
+                return self.err(
+                    &format!("outbound.trunks[{i}].password"),
+                    t.address.span(),
+                    "username and password go together (digest credentials of the trunk)",
+                );
+            }
+            let cps = match &t.cps {
+                Some(c) => Some(self.cps(&format!("outbound.trunks[{i}].cps"), c)?),
+                None => None,
+            };
+            trunks.push(OperatorTrunk {
+                provider,
+                address: address.to_owned(),
+                username: t.username.clone(),
+                password: t.password.clone(),
+                cps,
+            });
+        }
+        Ok(OutboundSettings {
+            agent_digest: o.agent_digest,
+            trunk_setup_timeout: Duration::from_millis(self.range(
+                "outbound.trunk_setup_timeout_ms",
+                &o.trunk_setup_timeout_ms,
+                50,
+                60_000,
+            )?),
+            auth_realm: o.auth_realm.as_ref().map(|r| r.get_ref().trim().to_owned()),
+            twilio_cps: self.cps("outbound.twilio_cps", &o.twilio_cps)?,
+            telnyx_cps: self.cps("outbound.telnyx_cps", &o.telnyx_cps)?,
+            default_cps: self.cps("outbound.default_cps", &o.default_cps)?,
+            max_pacing_wait: Duration::from_millis(self.range(
+                "outbound.max_pacing_wait_ms",
+                &o.max_pacing_wait_ms,
+                0,
+                600_000,
+            )?),
+            trunk_ring_timeout: Duration::from_secs(self.range(
+                "outbound.trunk_ring_timeout_s",
+                &o.trunk_ring_timeout_s,
+                1,
+                600,
+            )?),
+            nameservers,
+            dns_timeout: Duration::from_millis(self.range("outbound.dns_timeout_ms", &o.dns_timeout_ms, 10, 30_000)?),
+            trunks,
+        })
+    }
+}

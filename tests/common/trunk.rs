@@ -1,0 +1,193 @@
+//! A customer's trunk as the edge sees it (Twilio/Telnyx termination), on a loopback UDP socket: optionally
+//! challenges with digest (401 or 407) and checks the answer with the project's own verifier, then answers,
+//! refuses with a chosen status (and Twilio's `X-Twilio-Error`), rings forever, or stays silent.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use sip_core::build::ResponseBuilder;
+use sip_core::digest::{Algorithm, AuthHeader, DigestVerifier, Qop, Secret, Verdict};
+use sip_core::message::{Message, Method};
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, Mutex};
+
+/// What the trunk does with an (authorised) INVITE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrunkMode {
+    /// 100, 180, 200 with SDP.
+    Answer,
+    /// 100, then this status and reason, with an `X-Twilio-Error` when given.
+    Reject(u16, &'static str, Option<&'static str>),
+    /// 100 and 180, never a final answer.
+    Ring,
+    /// Nothing at all.
+    Silent,
+}
+
+/// Digest the trunk demands.
+#[derive(Debug, Clone)]
+pub struct TrunkAuth {
+    pub username: String,
+    pub password: String,
+    /// `Authorization` (401) or `ProxyAuthorization` (407).
+    pub header: AuthHeader,
+    pub algorithm: Algorithm,
+}
+
+pub const TRUNK_SDP: &str = "v=0\r\no=trunk 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 41000 RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n";
+
+pub struct TestTrunk {
+    pub addr: SocketAddr,
+    /// Every message received, in order.
+    pub rx: Mutex<mpsc::UnboundedReceiver<Message>>,
+}
+
+impl TestTrunk {
+    pub async fn spawn(mode: TrunkMode, auth: Option<TrunkAuth>) -> TestTrunk {
+        Self::spawn_on("127.0.0.1:0", mode, auth).await
+    }
+
+    pub async fn spawn_on(bind: &str, mode: TrunkMode, auth: Option<TrunkAuth>) -> TestTrunk {
+        let sock = Arc::new(UdpSocket::bind(bind).await.unwrap());
+        let addr = sock.local_addr().unwrap();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let verifier = auth.as_ref().map(|a| {
+            DigestVerifier::new(
+                "trunk.test",
+                b"trunk-secret",
+                60,
+                a.algorithm,
+                Some(Qop::Auth),
+                a.header,
+            )
+        });
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 65536];
+            let mut n_tag = 0u32;
+            loop {
+                let Ok((n, from)) = sock.recv_from(&mut buf).await else {
+                    return;
+                };
+                let Ok(m) = Message::parse(Bytes::copy_from_slice(&buf[..n])) else {
+                    continue;
+                };
+                let _ = tx.send(m.clone());
+                if !m.is_request() {
+                    continue;
+                }
+                n_tag += 1;
+                let tag = format!("tr{n_tag}");
+                let send = |bytes: Bytes| {
+                    let s = sock.clone();
+                    async move {
+                        let _ = s.send_to(&bytes, from).await;
+                    }
+                };
+                let reply = |code: u16, reason: &'static str| {
+                    let b = ResponseBuilder::for_request(&m, code, reason);
+                    if code > 100 {
+                        b.to_tag(&tag)
+                    } else {
+                        b
+                    }
+                };
+                match m.method() {
+                    Some(Method::Invite) if m.to().unwrap().tag().is_none() => {
+                        if let (Some(v), Some(a)) = (&verifier, &auth) {
+                            let now = std::time::SystemTime::now()
+                                .duration_since(std::time::UNIX_EPOCH)
+                                .unwrap()
+                                .as_secs();
+                            let pw = a.password.clone();
+                            let user = a.username.clone();
+                            match v.check(&m, now, |u| (u == user).then_some(Secret::Password(&pw))) {
+                                Verdict::Authorized { .. } => {}
+                                Verdict::Challenge {
+                                    status,
+                                    header_name,
+                                    header_value,
+                                    ..
+                                } => {
+                                    let r = reply(status, "Unauthorized").header(header_name, &header_value).build();
+                                    send(r).await;
+                                    continue;
+                                }
+                                Verdict::Rejected { .. } => {
+                                    // Twilio answers a wrong password with a fresh challenge, not 403.
+                                    let Verdict::Challenge {
+                                        status,
+                                        header_name,
+                                        header_value,
+                                        ..
+                                    } = v.challenge(now, false)
+                                    else {
+                                        continue;
+                                    };
+                                    let r = reply(status, "Unauthorized").header(header_name, &header_value).build();
+                                    send(r).await;
+                                    continue;
+                                }
+                            }
+                        }
+                        match mode {
+                            TrunkMode::Silent => {}
+                            TrunkMode::Answer => {
+                                send(reply(100, "Trying").build()).await;
+                                send(reply(180, "Ringing").build()).await;
+                                let contact = format!("<sip:trunk@{addr}>");
+                                let ok = reply(200, "OK")
+                                    .header("Contact", &contact)
+                                    .body("application/sdp", Bytes::from_static(TRUNK_SDP.as_bytes()))
+                                    .build();
+                                send(ok).await;
+                            }
+                            TrunkMode::Reject(code, reason, twilio) => {
+                                send(reply(100, "Trying").build()).await;
+                                let mut b = reply(code, reason);
+                                if let Some(t) = twilio {
+                                    b = b.header("X-Twilio-Error", t);
+                                }
+                                send(b.build()).await;
+                            }
+                            TrunkMode::Ring => {
+                                send(reply(100, "Trying").build()).await;
+                                send(reply(180, "Ringing").build()).await;
+                            }
+                        }
+                    }
+                    Some(Method::Ack) | None => {}
+                    Some(Method::Cancel) => {
+                        send(reply(200, "OK").build()).await;
+                    }
+                    Some(_) => send(reply(200, "OK").build()).await,
+                }
+            }
+        });
+        TestTrunk {
+            addr,
+            rx: Mutex::new(rx),
+        }
+    }
+
+    /// The next request of `method` received within `wait`.
+    pub async fn expect(&self, method: Method, wait: Duration) -> Message {
+        self.try_expect(method.clone(), wait)
+            .await
+            .unwrap_or_else(|| panic!("trunk {} got no {method:?}", self.addr))
+    }
+
+    pub async fn try_expect(&self, method: Method, wait: Duration) -> Option<Message> {
+        let mut rx = self.rx.lock().await;
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match tokio::time::timeout(left, rx.recv()).await {
+                Ok(Some(m)) if m.method() == Some(&method) => return Some(m),
+                Ok(Some(_)) => continue,
+                _ => return None,
+            }
+        }
+    }
+}
