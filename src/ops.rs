@@ -95,6 +95,7 @@ async fn metrics_text(State(s): State<OpsState>) -> impl IntoResponse {
         "edge_tcp_connections_refused_total",
         &s.transport.tcp_connections_refused,
     );
+    c("edge_tcp_connections_opened_total", &s.transport.tcp_connections_opened);
     c("edge_tcp_framing_errors_total", &s.transport.tcp_framing_errors);
     c("edge_send_errors_total", &s.transport.send_errors);
     c("edge_failovers_total", &s.calls.failovers);

@@ -280,13 +280,15 @@ pub async fn start(cfg: Config) -> anyhow::Result<Edge> {
             transport_stats.clone(),
         )));
     }
+    let limits = transport::tcp::TcpLimits {
+        max_message_size: cfg.sip.max_message_size,
+        idle_timeout: cfg.sip.tcp_idle_timeout,
+        max_connections: cfg.sip.tcp_max_connections,
+        max_per_ip: cfg.sip.tcp_max_connections_per_ip,
+    };
+    // Trunks reached over TCP get connections the edge opens itself, read like accepted ones.
+    out.enable_connect(engine_tx.clone(), limits.clone());
     if let Some(listener) = tcp {
-        let limits = transport::tcp::TcpLimits {
-            max_message_size: cfg.sip.max_message_size,
-            idle_timeout: cfg.sip.tcp_idle_timeout,
-            max_connections: cfg.sip.tcp_max_connections,
-            max_per_ip: cfg.sip.tcp_max_connections_per_ip,
-        };
         tasks.push(tokio::spawn(transport::tcp::run(
             listener,
             engine_tx.clone(),
@@ -358,7 +360,7 @@ struct EngineInputs {
 }
 
 /// Resolved trunk hosts coming back to the engine.
-type Resolved = (crate::call::ResolveJob, Result<Vec<SocketAddr>, String>);
+type Resolved = (crate::call::ResolveJob, Result<Vec<crate::call::TrunkTarget>, String>);
 
 /// The engine task: the only owner of the endpoint, so SIP state needs no locks. It sleeps until the next
 /// message, API command, resolved trunk host or transaction timer, whichever is first.
@@ -427,14 +429,21 @@ async fn run_engine(
             let resolver = resolver.clone();
             let tx = resolved_tx.clone();
             tokio::spawn(async move {
+                use edge_resolver::Transport as T;
+                use sip_core::message::Transport as S;
+                let want = job.transport.map(|t| if t == S::Tcp { T::Tcp } else { T::Udp });
                 let result = resolver
-                    .resolve(&job.host, job.port, Some(edge_resolver::Transport::Udp), job.secure)
+                    .resolve(&job.host, job.port, want, job.secure)
                     .await
                     .map(|targets| {
+                        // TLS toward trunks is not built yet: such targets are skipped, not misused.
                         targets
                             .into_iter()
-                            .filter(|t| t.transport == edge_resolver::Transport::Udp)
-                            .map(|t| t.addr)
+                            .filter_map(|t| match t.transport {
+                                T::Udp => Some((t.addr, S::Udp)),
+                                T::Tcp => Some((t.addr, S::Tcp)),
+                                _ => None,
+                            })
                             .collect()
                     })
                     .map_err(|e| e.to_string());

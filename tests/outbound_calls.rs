@@ -160,6 +160,18 @@ fn media_of(body: &[u8]) -> (String, u16) {
     (c, port)
 }
 
+/// The id of the newest call record, once the store has one.
+async fn newest_call(t: &TestEdge) -> String {
+    for _ in 0..100 {
+        let (_, list) = json(t, "GET", "/v1/calls", None).await;
+        if let Some(id) = list["data"][0]["id"].as_str() {
+            return id.to_owned();
+        }
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    panic!("no call record stored");
+}
+
 async fn json(t: &TestEdge, method: &str, path: &str, body: Option<&str>) -> (u16, serde_json::Value) {
     let (code, text) = t.http(method, path, body).await;
     (code, serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
@@ -221,8 +233,7 @@ async fn agent_network_call_through_a_407_trunk_with_media_anchored() {
     // The agent hangs up: the trunk gets BYE; the record says who.
     uac.bye(&ok).await;
     trunk.expect(Method::Bye, S).await;
-    let (_, list) = json(&t, "GET", "/v1/calls", None).await;
-    let id = list["data"][0]["id"].as_str().unwrap().to_owned();
+    let id = newest_call(&t).await;
     let call = t.final_call(&id, S).await;
     assert_eq!(call["direction"], "outbound");
     assert_eq!(call["status"], "completed");
@@ -572,6 +583,8 @@ async fn srv_failover_from_a_dead_target_to_the_next() {
         dns::srv("_sip._udp.trunk.test.", 20, 0, busy.addr.port(), "a.trunk.test."),
         dns::srv("_sip._udp.trunk.test.", 30, 0, live.addr.port(), "a.trunk.test."),
         dns::a("a.trunk.test.", [127, 0, 0, 1]),
+        // The apex exists (no NAPTR there): RFC 3263 then takes the SRV records.
+        dns::a("trunk.test.", [192, 0, 2, 1]),
     ])
     .await;
     let t = start_edge(|c| {
@@ -668,4 +681,50 @@ async fn api_refusals_name_the_field() {
     assert_eq!(c, 400, "{e}");
     assert!(e.to_string().contains("[[outbound.trunks]]"), "{e}");
     let _ = Bytes::new();
+}
+
+#[tokio::test]
+async fn trunk_over_tcp_gets_one_connection_for_the_whole_call() {
+    let t = edge().await;
+    let trunk = TestTrunk::spawn_tcp(
+        TrunkMode::Answer,
+        Some(TrunkAuth {
+            username: "tcp-user".into(),
+            password: "tcp-pass".into(),
+            header: AuthHeader::ProxyAuthorization,
+            algorithm: Algorithm::Md5,
+        }),
+    )
+    .await;
+    let agent = Agent::spawn(Mode::Answer).await;
+    let agent_id = t.add_agent("tcp", &agent, 5, AgentStatus::Active).await;
+    t.add_byo_number(
+        DID,
+        &agent_id,
+        Provider::Telnyx,
+        &format!("{};transport=tcp", trunk.addr),
+        Some(("tcp-user", "tcp-pass")),
+    )
+    .await;
+    let uac = AgentUac::new("127.0.0.2", t.sip()).await;
+    uac.send(&uac.invite(DID, DEST, "")).await;
+    let (_, ok) = uac.final_response(S).await;
+    assert_eq!(ok.status(), Some(200), "{ok:?}");
+    uac.ack(&ok).await;
+    let first = trunk.expect(Method::Invite, S).await;
+    let second = trunk.expect(Method::Invite, S).await;
+    for inv in [&first, &second] {
+        assert!(header(inv, "Via").unwrap().starts_with("SIP/2.0/TCP "), "{inv:?}");
+        assert!(inv.request_uri_raw().unwrap().ends_with(";transport=tcp"));
+    }
+    assert!(header(&second, "Proxy-Authorization").is_some());
+    let ack = trunk.expect(Method::Ack, S).await;
+    assert!(header(&ack, "Via").unwrap().starts_with("SIP/2.0/TCP "));
+    uac.bye(&ok).await;
+    trunk.expect(Method::Bye, S).await;
+    let call = t.final_call(&newest_call(&t).await, S).await;
+    assert_eq!(call["status"], "completed");
+    // One connection carried every request of the call.
+    let (_, metrics) = t.http("GET", "/metrics", None).await;
+    assert!(metrics.contains("edge_tcp_connections_opened_total 1"), "{metrics}");
 }

@@ -8,6 +8,8 @@ use sip_core::message::{HeaderName, Message, Method};
 /// One side of a dialog as this edge holds it: enough to send it requests and recognise its own.
 #[derive(Debug, Clone)]
 pub struct DialogSide {
+    /// Transport word of our Via toward this side (`UDP`, `TCP`).
+    pub transport: &'static str,
     pub call_id: String,
     /// Our From/To value toward this side (with our tag): From in requests we send.
     pub local: String,
@@ -28,6 +30,14 @@ pub struct Local {
     /// `<sip:edge@host:port>`
     pub contact: String,
     pub server_name: String,
+}
+
+/// The Via transport word for requests sent over `t`.
+pub fn via_transport(t: sip_core::message::Transport) -> &'static str {
+    match t {
+        sip_core::message::Transport::Tcp => "TCP",
+        _ => "UDP",
+    }
 }
 
 /// A random-enough token for tags and Call-IDs (unique per process; not a secret).
@@ -79,7 +89,12 @@ pub fn in_dialog_request(
     body: Option<Bytes>,
 ) -> Bytes {
     side.local_cseq = side.local_cseq.wrapping_add(1).max(1);
-    let via = format!("SIP/2.0/UDP {};branch={};rport", local.sent_by, new_branch());
+    let via = format!(
+        "SIP/2.0/{} {};branch={};rport",
+        side.transport,
+        local.sent_by,
+        new_branch()
+    );
     let cseq = format!("{} {}", side.local_cseq, method.as_str());
     let mut b = sip_core::build::RequestBuilder::new(method.clone(), &side.remote_target)
         .header("Via", &via)
@@ -113,7 +128,12 @@ pub fn in_dialog_request(
 
 /// ACK for a 2xx on `side` (a new transaction of its own, RFC 3261 13.2.2.4), same CSeq number as the INVITE.
 pub fn ack_2xx(side: &DialogSide, local: &Local, invite_cseq: u32) -> Bytes {
-    let via = format!("SIP/2.0/UDP {};branch={};rport", local.sent_by, new_branch());
+    let via = format!(
+        "SIP/2.0/{} {};branch={};rport",
+        side.transport,
+        local.sent_by,
+        new_branch()
+    );
     let cseq = format!("{invite_cseq} ACK");
     let mut b = sip_core::build::RequestBuilder::new(Method::Ack, &side.remote_target)
         .header("Via", &via)

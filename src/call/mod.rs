@@ -15,7 +15,7 @@ mod outbound;
 pub mod pacing;
 pub mod trunk;
 
-pub use outbound::{AgentOrigin, ResolveJob};
+pub use outbound::{AgentOrigin, ResolveJob, TrunkTarget};
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -123,9 +123,10 @@ impl Ctx<'_> {
 }
 
 pub(crate) fn link_of(peer: &Peer) -> Link {
-    match peer.conn {
-        Some(id) => Link::Tcp(id),
-        None => Link::Udp,
+    match (peer.conn, peer.transport) {
+        (Some(id), _) => Link::Tcp(id),
+        (None, Transport::Tcp) => Link::Connect,
+        (None, _) => Link::Udp,
     }
 }
 
@@ -415,6 +416,7 @@ impl CallController {
             .and_then(|f| f.display_name.as_ref().map(|d| d.to_string()));
         let a_call_id = invite.call_id().unwrap_or("").to_owned();
         let a_dialog = DialogSide {
+            transport: leg::via_transport(peer.transport),
             call_id: a_call_id.clone(),
             local: format!("{};tag={tag}", invite.header(&HeaderName::To).unwrap_or("").trim()),
             remote: invite.header(&HeaderName::From).unwrap_or("").trim().to_owned(),
@@ -1656,6 +1658,7 @@ fn hop(route: Route, agent_id: &str, status: Option<u16>, outcome: String, start
 /// Our side of the agent's dialog from its 2xx: its To (with tag), Contact and Record-Route.
 fn dialog_from_answer(local_from: &str, call_id: &str, resp: &Message, peer: Peer) -> DialogSide {
     DialogSide {
+        transport: leg::via_transport(peer.transport),
         call_id: call_id.to_owned(),
         local: local_from.trim().to_owned(),
         remote: resp.header(&HeaderName::To).unwrap_or("").trim().to_owned(),

@@ -46,8 +46,13 @@ pub struct ResolveJob {
     pub generation: u32,
     pub host: String,
     pub port: Option<u16>,
+    /// The address's `transport=`, if it names one; else NAPTR/SRV decide.
+    pub transport: Option<Transport>,
     pub secure: bool,
 }
+
+/// One place to send the trunk INVITE.
+pub type TrunkTarget = (SocketAddr, Transport);
 
 /// An outbound call's trunk side: where it goes, what was tried, and the digest state.
 pub(super) struct OutboundPlan {
@@ -57,7 +62,7 @@ pub(super) struct OutboundPlan {
     /// The agent placing the call (an API call rings it once the trunk answers).
     agent: Arc<AgentRecord>,
     /// Resolved targets in RFC 3263 order; `next_target` indexes the one being tried.
-    targets: Vec<SocketAddr>,
+    targets: Vec<TrunkTarget>,
     next_target: usize,
     /// Call-ID of every INVITE toward the trunk (resends and failover keep it).
     pub(super) call_id: String,
@@ -203,6 +208,7 @@ impl CallController {
         let tag = leg::token();
         let a_call_id = invite.call_id().unwrap_or("").to_owned();
         let a_dialog = DialogSide {
+            transport: leg::via_transport(peer.transport),
             call_id: a_call_id.clone(),
             local: format!("{};tag={tag}", invite.header(&HeaderName::To).unwrap_or("").trim()),
             remote: invite.header(&HeaderName::From).unwrap_or("").trim().to_owned(),
@@ -299,9 +305,17 @@ impl CallController {
         let offer = relay.offer_sdp(MediaSide::A, media.codecs.as_deref());
         let plan = plan(trunk, dest, agent.clone());
         record.sip_call_id = plan.call_id.clone();
-        let invite = build_trunk_invite(&self.cfg.local, &record, &plan, Some(&offer), &self.cfg.warn_agent);
+        let invite = build_trunk_invite(
+            &self.cfg.local,
+            &record,
+            &plan,
+            Some(&offer),
+            &self.cfg.warn_agent,
+            Transport::Udp,
+        );
         let invite = Message::parse(invite).map_err(|e| unavailable(format!("could not build the INVITE: {e}")))?;
         let a_dialog = DialogSide {
+            transport: "UDP",
             call_id: plan.call_id.clone(),
             local: invite.header(&HeaderName::From).unwrap_or("").to_owned(),
             remote: invite.header(&HeaderName::To).unwrap_or("").to_owned(),
@@ -379,7 +393,7 @@ impl CallController {
     }
 
     /// The driver resolved a trunk host: dial the first target, or fail the call.
-    pub fn on_resolved(&mut self, ctx: &mut Ctx<'_>, job: &ResolveJob, result: Result<Vec<SocketAddr>, String>) {
+    pub fn on_resolved(&mut self, ctx: &mut Ctx<'_>, job: &ResolveJob, result: Result<Vec<TrunkTarget>, String>) {
         let Some(call) = self.calls.get_mut(&job.call) else {
             return;
         };
@@ -512,17 +526,20 @@ impl CallController {
         let Some(call) = self.calls.get(&id) else { return };
         let Some(plan) = &call.out else { return };
         let addr = plan.trunk.address.clone();
-        if addr.transport == Some(TrunkTransport::Tcp) || addr.secure {
+        if addr.secure {
             let e = error(
                 "trunk_transport",
                 format!(
-                    "trunk {} asks for {}: this edge reaches trunks over UDP only so far",
-                    addr.host,
-                    if addr.secure { "TLS" } else { "TCP" }
+                    "trunk {} asks for TLS (sips:): this edge reaches trunks over UDP and TCP only so far",
+                    addr.host
                 ),
             );
             return self.fail_outbound(ctx, id, CallStatus::Failed, e, 503);
         }
+        let transport = addr.transport.map(|t| match t {
+            TrunkTransport::Udp => Transport::Udp,
+            TrunkTransport::Tcp => Transport::Tcp,
+        });
         let host = addr.host.trim_start_matches('[').trim_end_matches(']');
         if let Ok(ip) = host.parse::<IpAddr>() {
             let job = ResolveJob {
@@ -530,15 +547,21 @@ impl CallController {
                 generation: call.generation,
                 host: addr.host.clone(),
                 port: addr.port,
+                transport,
                 secure: false,
             };
-            return self.on_resolved(ctx, &job, Ok(vec![SocketAddr::new(ip, addr.port.unwrap_or(5060))]));
+            let target = (
+                SocketAddr::new(ip, addr.port.unwrap_or(5060)),
+                transport.unwrap_or(Transport::Udp),
+            );
+            return self.on_resolved(ctx, &job, Ok(vec![target]));
         }
         self.resolve_jobs.push_back(ResolveJob {
             call: id,
             generation: call.generation,
             host: addr.host.clone(),
             port: addr.port,
+            transport,
             secure: false,
         });
     }
@@ -551,14 +574,14 @@ impl CallController {
         call.generation += 1;
         let gen = call.generation;
         let Some(plan) = call.out.as_mut() else { return };
-        let Some(target) = plan.targets.get(plan.next_target).copied() else {
+        let Some((target, transport)) = plan.targets.get(plan.next_target).copied() else {
             return self.all_targets_failed(ctx, id);
         };
         let offer = call.b_offer.clone();
-        let bytes = build_trunk_invite(&local, &call.record, plan, offer.as_ref(), &warn_agent);
+        let bytes = build_trunk_invite(&local, &call.record, plan, offer.as_ref(), &warn_agent, transport);
         let peer = Peer {
             addr: target,
-            transport: Transport::Udp,
+            transport,
             conn: None,
         };
         let started = now_ms();
@@ -581,7 +604,7 @@ impl CallController {
             route: Route::Trunk,
             agent_id: None,
             sip_status: None,
-            outcome: format!("trying udp {target}"),
+            outcome: format!("trying {} {target}", leg::via_transport(transport).to_ascii_lowercase()),
             started_at_ms: started,
             ended_at_ms: None,
         });
@@ -836,10 +859,27 @@ fn build_trunk_invite(
     plan: &OutboundPlan,
     sdp: Option<&Bytes>,
     our_host: &str,
+    transport: Transport,
 ) -> Bytes {
     let hostport = plan.trunk.address.hostport();
-    let ruri = format!("sip:{}@{hostport}", plan.dest);
-    let via = format!("SIP/2.0/UDP {};branch={};rport", local.sent_by, new_branch());
+    let tcp = transport == Transport::Tcp;
+    // Over TCP the Request-URI says so, for the proxies in front of the trunk (RFC 3263 4.1).
+    let ruri = if tcp && plan.trunk.address.transport.is_some() {
+        format!("sip:{}@{hostport};transport=tcp", plan.dest)
+    } else {
+        format!("sip:{}@{hostport}", plan.dest)
+    };
+    let via = format!(
+        "SIP/2.0/{} {};branch={};rport",
+        leg::via_transport(transport),
+        local.sent_by,
+        new_branch()
+    );
+    let contact = if tcp {
+        local.contact.replace('>', ";transport=tcp>")
+    } else {
+        local.contact.clone()
+    };
     let from = format!("<sip:{}@{our_host}>;tag={}", record.from, plan.from_tag);
     let to = format!("<sip:{}@{hostport}>", plan.dest);
     let cseq = format!("{} INVITE", plan.cseq);
@@ -850,7 +890,7 @@ fn build_trunk_invite(
         .header("To", &to)
         .header("Call-ID", &plan.call_id)
         .header("CSeq", &cseq)
-        .header("Contact", &local.contact)
+        .header("Contact", &contact)
         .header("Allow", crate::sip::endpoint::ALLOW)
         .header("User-Agent", &local.server_name)
         .header("X-OneInbox-Call-Id", &record.id);

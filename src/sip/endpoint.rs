@@ -120,7 +120,7 @@ impl Endpoint {
     pub fn handle(&mut self, now: Instant, source: SocketAddr, link: Link, data: Bytes) {
         let parsed = match link {
             Link::Udp => Message::parse(data.clone()),
-            Link::Tcp(_) => Message::parse_stream(data.clone()),
+            Link::Tcp(_) | Link::Connect => Message::parse_stream(data.clone()),
         };
         let msg = match parsed {
             Ok(m) => m,
@@ -537,7 +537,7 @@ impl Endpoint {
         &mut self,
         now: Instant,
         job: &crate::call::ResolveJob,
-        result: Result<Vec<SocketAddr>, String>,
+        result: Result<Vec<crate::call::TrunkTarget>, String>,
     ) {
         let mut ctx = Ctx {
             now,
@@ -593,6 +593,12 @@ fn peer(source: SocketAddr, link: Link) -> Peer {
             addr: source,
             transport: Transport::Tcp,
             conn: Some(id),
+        },
+        // Inbound messages always name their connection; this is the same peer before it has one.
+        Link::Connect => Peer {
+            addr: source,
+            transport: Transport::Tcp,
+            conn: None,
         },
     }
 }

@@ -22,6 +22,8 @@ pub enum Link {
     Udp,
     /// A TCP connection, by the id the TCP driver gave it.
     Tcp(u64),
+    /// TCP to the destination address: the open connection to it, else a new one (trunks over TCP).
+    Connect,
 }
 
 /// One message (or keep-alive-stripped frame) from the network.
@@ -39,6 +41,8 @@ pub struct TransportStats {
     pub udp_dropped_overload: AtomicU64,
     pub tcp_connections_accepted: AtomicU64,
     pub tcp_connections_refused: AtomicU64,
+    /// Connections the edge opened itself (trunks over TCP).
+    pub tcp_connections_opened: AtomicU64,
     pub tcp_frames_in: AtomicU64,
     pub tcp_framing_errors: AtomicU64,
     pub tcp_idle_closed: AtomicU64,
@@ -50,6 +54,8 @@ pub struct TransportStats {
 pub struct Outbound {
     udp: Option<Arc<UdpSocket>>,
     tcp_conns: Arc<DashMap<u64, mpsc::Sender<Bytes>>>,
+    /// Opens TCP connections on demand ([`Link::Connect`]); unset until the engine's queue exists.
+    connector: Arc<std::sync::OnceLock<tcp::Connector>>,
     pub stats: Arc<TransportStats>,
 }
 
@@ -58,8 +64,14 @@ impl Outbound {
         Outbound {
             udp,
             tcp_conns: Arc::new(DashMap::new()),
+            connector: Arc::new(std::sync::OnceLock::new()),
             stats,
         }
+    }
+
+    /// Lets [`Link::Connect`] open connections whose messages go to `engine`.
+    pub fn enable_connect(&self, engine: mpsc::Sender<Inbound>, limits: tcp::TcpLimits) {
+        let _ = self.connector.set(tcp::Connector::new(engine, limits));
     }
 
     /// Registry of TCP connection writers, filled by the TCP driver.
@@ -77,6 +89,10 @@ impl Outbound {
             },
             Link::Tcp(id) => match self.tcp_conns.get(&id) {
                 Some(w) => w.try_send(bytes).is_ok(),
+                None => false,
+            },
+            Link::Connect => match self.connector.get() {
+                Some(c) => c.send(self, to, bytes),
                 None => false,
             },
         };

@@ -92,11 +92,80 @@ async fn serve_connection(
     out: &Outbound,
     limits: &TcpLimits,
 ) {
-    let _ = stream.set_nodelay(true);
     let id = NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed);
-    let (mut rd, mut wr) = stream.into_split();
-    let (wtx, mut wrx) = mpsc::channel::<Bytes>(WRITE_QUEUE);
+    let (wtx, wrx) = mpsc::channel::<Bytes>(WRITE_QUEUE);
     out.tcp_conns().insert(id, wtx.clone());
+    run_stream(stream, peer, id, (wtx, wrx), engine, out, limits).await;
+}
+
+/// Connections the edge opens itself (to trunks over TCP), one per destination, reused while open.
+pub struct Connector {
+    engine: mpsc::Sender<Inbound>,
+    limits: TcpLimits,
+    by_addr: Arc<dashmap::DashMap<SocketAddr, u64>>,
+}
+
+/// A connection attempt gives up after this (the transaction's own timers then fail the target over).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+impl Connector {
+    pub fn new(engine: mpsc::Sender<Inbound>, limits: TcpLimits) -> Self {
+        Connector {
+            engine,
+            limits,
+            by_addr: Arc::new(dashmap::DashMap::new()),
+        }
+    }
+
+    /// Queues `bytes` on the connection to `to`, opening one first if there is none. Never waits: the
+    /// bytes wait in the new connection's queue while it connects.
+    pub fn send(&self, out: &Outbound, to: SocketAddr, bytes: Bytes) -> bool {
+        if let Some(id) = self.by_addr.get(&to).map(|e| *e) {
+            if let Some(w) = out.tcp_conns().get(&id) {
+                return w.try_send(bytes).is_ok();
+            }
+        }
+        let id = NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed);
+        let (wtx, wrx) = mpsc::channel::<Bytes>(WRITE_QUEUE);
+        if wtx.try_send(bytes).is_err() {
+            return false;
+        }
+        out.tcp_conns().insert(id, wtx.clone());
+        self.by_addr.insert(to, id);
+        let (engine, limits, by_addr, out) = (
+            self.engine.clone(),
+            self.limits.clone(),
+            self.by_addr.clone(),
+            out.clone(),
+        );
+        tokio::spawn(async move {
+            match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(to)).await {
+                Ok(Ok(stream)) => {
+                    out.stats.tcp_connections_opened.fetch_add(1, Ordering::Relaxed);
+                    run_stream(stream, to, id, (wtx, wrx), engine, &out, &limits).await;
+                }
+                Ok(Err(e)) => tracing::info!(%to, error = %e, "tcp connect failed"),
+                Err(_) => tracing::info!(%to, "tcp connect timed out"),
+            }
+            out.tcp_conns().remove(&id);
+            by_addr.remove_if(&to, |_, v| *v == id);
+        });
+        true
+    }
+}
+
+/// Reads frames into the engine and writes queued bytes until either side ends; `id` is already registered.
+async fn run_stream(
+    stream: TcpStream,
+    peer: SocketAddr,
+    id: u64,
+    (wtx, mut wrx): (mpsc::Sender<Bytes>, mpsc::Receiver<Bytes>),
+    engine: mpsc::Sender<Inbound>,
+    out: &Outbound,
+    limits: &TcpLimits,
+) {
+    let _ = stream.set_nodelay(true);
+    let (mut rd, mut wr) = stream.into_split();
     let writer = tokio::spawn(async move {
         while let Some(b) = wrx.recv().await {
             if wr.write_all(&b).await.is_err() {

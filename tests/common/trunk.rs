@@ -44,6 +44,84 @@ pub struct TestTrunk {
     pub rx: Mutex<mpsc::UnboundedReceiver<Message>>,
 }
 
+/// The trunk's answers to one request.
+fn answers(
+    m: &Message,
+    mode: TrunkMode,
+    verifier: Option<&DigestVerifier>,
+    auth: Option<&TrunkAuth>,
+    tag: &str,
+    contact: &str,
+) -> Vec<Bytes> {
+    let reply = |code: u16, reason: &'static str| {
+        let b = ResponseBuilder::for_request(m, code, reason);
+        if code > 100 {
+            b.to_tag(tag)
+        } else {
+            b
+        }
+    };
+    match m.method() {
+        Some(Method::Invite) if m.to().unwrap().tag().is_none() => {
+            if let (Some(v), Some(a)) = (verifier, auth) {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_secs();
+                let verdict = match v.check(m, now, |u| (u == a.username).then_some(Secret::Password(&a.password))) {
+                    Verdict::Authorized { .. } => None,
+                    // Twilio answers a wrong password with a fresh challenge, not 403.
+                    Verdict::Rejected { .. } => Some(v.challenge(now, false)),
+                    challenge => Some(challenge),
+                };
+                if let Some(Verdict::Challenge {
+                    status,
+                    header_name,
+                    header_value,
+                    ..
+                }) = verdict
+                {
+                    return vec![reply(status, "Unauthorized").header(header_name, &header_value).build()];
+                }
+            }
+            match mode {
+                TrunkMode::Silent => vec![],
+                TrunkMode::Answer => vec![
+                    reply(100, "Trying").build(),
+                    reply(180, "Ringing").build(),
+                    reply(200, "OK")
+                        .header("Contact", contact)
+                        .body("application/sdp", Bytes::from_static(TRUNK_SDP.as_bytes()))
+                        .build(),
+                ],
+                TrunkMode::Reject(code, reason, twilio) => {
+                    let mut b = reply(code, reason);
+                    if let Some(t) = twilio {
+                        b = b.header("X-Twilio-Error", t);
+                    }
+                    vec![reply(100, "Trying").build(), b.build()]
+                }
+                TrunkMode::Ring => vec![reply(100, "Trying").build(), reply(180, "Ringing").build()],
+            }
+        }
+        Some(Method::Ack) | None => vec![],
+        Some(_) => vec![reply(200, "OK").build()],
+    }
+}
+
+fn verifier_for(auth: &Option<TrunkAuth>) -> Option<DigestVerifier> {
+    auth.as_ref().map(|a| {
+        DigestVerifier::new(
+            "trunk.test",
+            b"trunk-secret",
+            60,
+            a.algorithm,
+            Some(Qop::Auth),
+            a.header,
+        )
+    })
+}
+
 impl TestTrunk {
     pub async fn spawn(mode: TrunkMode, auth: Option<TrunkAuth>) -> TestTrunk {
         Self::spawn_on("127.0.0.1:0", mode, auth).await
@@ -53,20 +131,11 @@ impl TestTrunk {
         let sock = Arc::new(UdpSocket::bind(bind).await.unwrap());
         let addr = sock.local_addr().unwrap();
         let (tx, rx) = mpsc::unbounded_channel();
-        let verifier = auth.as_ref().map(|a| {
-            DigestVerifier::new(
-                "trunk.test",
-                b"trunk-secret",
-                60,
-                a.algorithm,
-                Some(Qop::Auth),
-                a.header,
-            )
-        });
+        let verifier = verifier_for(&auth);
         tokio::spawn(async move {
             let mut buf = vec![0u8; 65536];
-            let mut n_tag = 0u32;
-            loop {
+            let contact = format!("<sip:trunk@{addr}>");
+            for n_tag in 0u32.. {
                 let Ok((n, from)) = sock.recv_from(&mut buf).await else {
                     return;
                 };
@@ -77,92 +146,53 @@ impl TestTrunk {
                 if !m.is_request() {
                     continue;
                 }
-                n_tag += 1;
                 let tag = format!("tr{n_tag}");
-                let send = |bytes: Bytes| {
-                    let s = sock.clone();
-                    async move {
-                        let _ = s.send_to(&bytes, from).await;
-                    }
-                };
-                let reply = |code: u16, reason: &'static str| {
-                    let b = ResponseBuilder::for_request(&m, code, reason);
-                    if code > 100 {
-                        b.to_tag(&tag)
-                    } else {
-                        b
-                    }
-                };
-                match m.method() {
-                    Some(Method::Invite) if m.to().unwrap().tag().is_none() => {
-                        if let (Some(v), Some(a)) = (&verifier, &auth) {
-                            let now = std::time::SystemTime::now()
-                                .duration_since(std::time::UNIX_EPOCH)
-                                .unwrap()
-                                .as_secs();
-                            let pw = a.password.clone();
-                            let user = a.username.clone();
-                            match v.check(&m, now, |u| (u == user).then_some(Secret::Password(&pw))) {
-                                Verdict::Authorized { .. } => {}
-                                Verdict::Challenge {
-                                    status,
-                                    header_name,
-                                    header_value,
-                                    ..
-                                } => {
-                                    let r = reply(status, "Unauthorized").header(header_name, &header_value).build();
-                                    send(r).await;
-                                    continue;
-                                }
-                                Verdict::Rejected { .. } => {
-                                    // Twilio answers a wrong password with a fresh challenge, not 403.
-                                    let Verdict::Challenge {
-                                        status,
-                                        header_name,
-                                        header_value,
-                                        ..
-                                    } = v.challenge(now, false)
-                                    else {
-                                        continue;
-                                    };
-                                    let r = reply(status, "Unauthorized").header(header_name, &header_value).build();
-                                    send(r).await;
-                                    continue;
-                                }
-                            }
-                        }
-                        match mode {
-                            TrunkMode::Silent => {}
-                            TrunkMode::Answer => {
-                                send(reply(100, "Trying").build()).await;
-                                send(reply(180, "Ringing").build()).await;
-                                let contact = format!("<sip:trunk@{addr}>");
-                                let ok = reply(200, "OK")
-                                    .header("Contact", &contact)
-                                    .body("application/sdp", Bytes::from_static(TRUNK_SDP.as_bytes()))
-                                    .build();
-                                send(ok).await;
-                            }
-                            TrunkMode::Reject(code, reason, twilio) => {
-                                send(reply(100, "Trying").build()).await;
-                                let mut b = reply(code, reason);
-                                if let Some(t) = twilio {
-                                    b = b.header("X-Twilio-Error", t);
-                                }
-                                send(b.build()).await;
-                            }
-                            TrunkMode::Ring => {
-                                send(reply(100, "Trying").build()).await;
-                                send(reply(180, "Ringing").build()).await;
-                            }
-                        }
-                    }
-                    Some(Method::Ack) | None => {}
-                    Some(Method::Cancel) => {
-                        send(reply(200, "OK").build()).await;
-                    }
-                    Some(_) => send(reply(200, "OK").build()).await,
+                for r in answers(&m, mode, verifier.as_ref(), auth.as_ref(), &tag, &contact) {
+                    let _ = sock.send_to(&r, from).await;
                 }
+            }
+        });
+        TestTrunk {
+            addr,
+            rx: Mutex::new(rx),
+        }
+    }
+
+    /// The same trunk on TCP: answers on the connection each request came in on.
+    pub async fn spawn_tcp(mode: TrunkMode, auth: Option<TrunkAuth>) -> TestTrunk {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let verifier = verifier_for(&auth);
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let (tx, verifier, auth) = (tx.clone(), verifier.clone(), auth.clone());
+                tokio::spawn(async move {
+                    let contact = format!("<sip:trunk@{addr};transport=tcp>");
+                    let mut framer = sip_core::framing::StreamFramer::new(65536);
+                    let mut buf = vec![0u8; 65536];
+                    let mut n_tag = 0u32;
+                    loop {
+                        let n = match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => n,
+                        };
+                        framer.push(&buf[..n]);
+                        while let Ok(Some(sip_core::framing::Frame::Message(data))) = framer.next() {
+                            let Ok(m) = Message::parse_stream(data) else { continue };
+                            let _ = tx.send(m.clone());
+                            if !m.is_request() {
+                                continue;
+                            }
+                            n_tag += 1;
+                            let tag = format!("tt{n_tag}");
+                            for r in answers(&m, mode, verifier.as_ref(), auth.as_ref(), &tag, &contact) {
+                                let _ = stream.write_all(&r).await;
+                            }
+                        }
+                    }
+                });
             }
         });
         TestTrunk {
