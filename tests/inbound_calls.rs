@@ -539,3 +539,60 @@ async fn no_agent_available_goes_to_voicemail() {
     assert_eq!(status, 200);
     assert!(wav.starts_with("RIFF"), "a WAV file");
 }
+
+#[tokio::test]
+async fn agent_host_names_are_resolved_and_a_dead_name_fails_over() {
+    let ns = common::dns::serve(vec![common::dns::a("agent.test.", [127, 0, 0, 1])]).await;
+    let t = start_edge(|c| {
+        c.outbound.nameservers = Some(vec![ns]);
+        c.outbound.dns_timeout = Duration::from_millis(500);
+    })
+    .await;
+    let agent = Agent::spawn(Mode::Answer).await;
+    let new = |name: &str, uri: String| edge_store::NewAgent {
+        name: name.into(),
+        sip_uri: uri,
+        max_concurrent_calls: 5,
+        voicemail_message: None,
+        status: AgentStatus::Active,
+        sip_username: None,
+        sip_password: None,
+    };
+    let store = &t.edge.store;
+    let gone = store
+        .create_agent(&t.account, new("gone", "sip:bot@nowhere.test:5060".into()))
+        .await
+        .unwrap();
+    let named = store
+        .create_agent(
+            &t.account,
+            new("named", format!("sip:bot@agent.test:{}", agent.addr.port())),
+        )
+        .await
+        .unwrap();
+    t.add_number(DID, &gone.id, Some(&named.id)).await;
+
+    let mut c = Carrier::new(t.sip(), DID).await;
+    c.invite().await;
+    let (_, ok) = c.final_response(S).await;
+    assert_eq!(ok.status(), Some(200));
+    let inv = agent.expect(Method::Invite, S).await;
+    assert_eq!(
+        inv.request_uri_raw().unwrap(),
+        format!("sip:bot@agent.test:{}", agent.addr.port())
+    );
+    c.ack(&ok).await;
+    c.in_dialog("BYE", false).await;
+    agent.expect(Method::Bye, S).await;
+    // The record (written by the engine's writer task) shows the unresolvable hop, then the fallback.
+    let mut body = String::new();
+    for _ in 0..100 {
+        body = t.http("GET", "/v1/calls", None).await.1;
+        if body.contains("\"status\":\"completed\"") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    assert!(body.contains("unavailable: sip_uri host does not resolve"), "{body}");
+    assert!(body.contains("\"answered_by\":\"fallback\""), "{body}");
+}

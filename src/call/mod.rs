@@ -561,10 +561,67 @@ impl CallController {
                     continue;
                 }
             };
-            if self.start_agent_leg(ctx, id, agent.0, agent.1, route) {
+            let peer = match agent.1 {
+                AgentTarget::Ready(peer) => peer,
+                AgentTarget::Resolve { host, port, transport } => {
+                    // A host name: the driver resolves it (RFC 3263) and `on_resolved` goes on from here.
+                    let gen = self.calls.get(&id).map(|c| c.generation).unwrap_or(0);
+                    self.resolve_jobs.push_back(ResolveJob {
+                        call: id,
+                        generation: gen,
+                        host,
+                        port,
+                        transport: Some(transport),
+                        secure: false,
+                        agent: Some((agent.0, route)),
+                    });
+                    return;
+                }
+            };
+            if self.start_agent_leg(ctx, id, agent.0, peer, route) {
                 return;
             }
         }
+    }
+
+    /// An agent's host name resolved: ring it at the first address, or move on to the next hop.
+    fn agent_resolved(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        id: CallId,
+        agent: Arc<AgentRecord>,
+        route: Route,
+        result: Result<Vec<TrunkTarget>, String>,
+    ) {
+        match result.as_ref().map(|t| t.first()) {
+            Ok(Some((addr, transport))) => {
+                let peer = Peer {
+                    addr: *addr,
+                    transport: *transport,
+                    conn: None,
+                };
+                if self.start_agent_leg(ctx, id, agent, peer, route) {
+                    return;
+                }
+            }
+            other => {
+                let why = match other {
+                    Err(e) => e.clone(),
+                    _ => "no address".into(),
+                };
+                let Some(call) = self.calls.get_mut(&id) else { return };
+                let now = now_ms();
+                call.record.hops.push(Hop {
+                    route,
+                    agent_id: Some(agent.id.clone()),
+                    sip_status: None,
+                    outcome: format!("unavailable: sip_uri host does not resolve: {why}"),
+                    started_at_ms: now,
+                    ended_at_ms: Some(now),
+                });
+            }
+        }
+        self.next_hop(ctx, id);
     }
 
     /// Sends the agent leg's INVITE; false when it could not even be sent (then the next hop is tried).
@@ -603,7 +660,12 @@ impl CallController {
         } else {
             "outbound"
         };
-        let via = format!("SIP/2.0/UDP {};branch={};rport", local.sent_by, new_branch());
+        let via = format!(
+            "SIP/2.0/{} {};branch={};rport",
+            leg::via_transport(peer.transport),
+            local.sent_by,
+            new_branch()
+        );
         let mf = a
             .max_forwards()
             .ok()
@@ -1668,29 +1730,56 @@ fn dialog_from_answer(local_from: &str, call_id: &str, resp: &Message, peer: Pee
     }
 }
 
-/// Where an agent's `sip_uri` points: an IP literal host (names need the resolver, not wired here yet).
-fn agent_peer(sip_uri: &str) -> Result<Peer, String> {
+/// Where an agent's `sip_uri` points: an address now, or a host name to resolve first.
+enum AgentTarget {
+    Ready(Peer),
+    Resolve {
+        host: String,
+        port: Option<u16>,
+        transport: Transport,
+    },
+}
+
+/// Reads an agent's `sip_uri`: host (IP or name), port, `transport=udp|tcp`.
+fn agent_peer(sip_uri: &str) -> Result<AgentTarget, String> {
     let uri = Uri::parse(sip_uri).map_err(|_| format!("unavailable: sip_uri {sip_uri} does not parse"))?;
     let Uri::Sip(u) = uri else {
         return Err(format!("unavailable: sip_uri {sip_uri} is not a sip: URI"));
     };
-    let host = u.host.trim_start_matches('[').trim_end_matches(']');
-    let ip: IpAddr = match host {
-        "localhost" => IpAddr::from([127, 0, 0, 1]),
-        h => h
-            .parse()
-            .map_err(|_| format!("unavailable: sip_uri host {h} is a name; only IP addresses are supported so far"))?,
-    };
     let transport = match u.param("transport") {
         None => Transport::Udp,
         Some(t) if t.eq_ignore_ascii_case("udp") => Transport::Udp,
-        Some(t) => return Err(format!("unavailable: transport={t} toward agents is not supported yet")),
+        Some(t) if t.eq_ignore_ascii_case("tcp") => Transport::Tcp,
+        Some(t) => {
+            return Err(format!(
+                "unavailable: transport={t} toward agents is not supported (udp, tcp)"
+            ))
+        }
     };
-    Ok(Peer {
+    if u.secure {
+        return Err(format!(
+            "unavailable: sip_uri {sip_uri} asks for TLS, not supported yet"
+        ));
+    }
+    let host = u.host.trim_start_matches('[').trim_end_matches(']');
+    let ip: IpAddr = match host {
+        "localhost" => IpAddr::from([127, 0, 0, 1]),
+        h => match h.parse() {
+            Ok(ip) => ip,
+            Err(_) => {
+                return Ok(AgentTarget::Resolve {
+                    host: h.to_owned(),
+                    port: u.port,
+                    transport,
+                })
+            }
+        },
+    };
+    Ok(AgentTarget::Ready(Peer {
         addr: SocketAddr::new(ip, u.port.unwrap_or(5060)),
         transport,
         conn: None,
-    })
+    }))
 }
 
 /// `host[:port]` of a SIP URI, for the To header toward the agent.

@@ -40,7 +40,7 @@ pub enum AgentOrigin {
 
 /// A trunk host the driver must resolve (RFC 3263) for a call; the answer goes to
 /// [`CallController::on_resolved`] with the same `call` and `generation`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct ResolveJob {
     pub call: u64,
     pub generation: u32,
@@ -49,6 +49,8 @@ pub struct ResolveJob {
     /// The address's `transport=`, if it names one; else NAPTR/SRV decide.
     pub transport: Option<Transport>,
     pub secure: bool,
+    /// Set when the host is an agent's `sip_uri` host (inbound and API calls) rather than a trunk's.
+    pub agent: Option<(Arc<AgentRecord>, Route)>,
 }
 
 /// One place to send the trunk INVITE.
@@ -400,6 +402,9 @@ impl CallController {
         if call.generation != job.generation {
             return;
         }
+        if let Some((agent, route)) = &job.agent {
+            return self.agent_resolved(ctx, job.call, agent.clone(), *route, result);
+        }
         let Some(plan) = call.out.as_mut() else { return };
         match result {
             Ok(targets) if !targets.is_empty() => {
@@ -549,6 +554,7 @@ impl CallController {
                 port: addr.port,
                 transport,
                 secure: false,
+                agent: None,
             };
             let target = (
                 SocketAddr::new(ip, addr.port.unwrap_or(5060)),
@@ -563,6 +569,7 @@ impl CallController {
             port: addr.port,
             transport,
             secure: false,
+            agent: None,
         });
     }
 
