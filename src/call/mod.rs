@@ -405,7 +405,6 @@ impl CallController {
                 )],
             });
         };
-        let tag = leg::token();
         let from = invite.from().ok();
         let caller = from
             .as_ref()
@@ -415,15 +414,6 @@ impl CallController {
             .as_ref()
             .and_then(|f| f.display_name.as_ref().map(|d| d.to_string()));
         let a_call_id = invite.call_id().unwrap_or("").to_owned();
-        let a_dialog = DialogSide {
-            transport: leg::via_transport(peer.transport),
-            call_id: a_call_id.clone(),
-            local: format!("{};tag={tag}", invite.header(&HeaderName::To).unwrap_or("").trim()),
-            remote: invite.header(&HeaderName::From).unwrap_or("").trim().to_owned(),
-            remote_target: leg::contact_uri(&invite).unwrap_or_else(|| format!("sip:{}", peer.addr)),
-            route_set: leg::uas_route_set(&invite),
-            local_cseq: 0,
-        };
         let mut plan = VecDeque::new();
         plan.push_back((inbound.agent_id.clone(), Route::Primary));
         if let Some(f) = &inbound.fallback_agent_id {
@@ -456,13 +446,7 @@ impl CallController {
         let mut call = Call::new(
             CallKind::Inbound,
             number,
-            ALeg {
-                invite,
-                key: Some(key.clone()),
-                peer,
-                tag,
-                dialog: a_dialog,
-            },
+            ALeg::server(invite, key.clone(), peer),
             record,
             ctx.now,
             self.cfg.t1,
@@ -1682,6 +1666,29 @@ fn anchor(relay: Option<&RelayHandle>, from: Side, msg: &Message, media: Option<
             // Never leak the other leg's addresses: drop the body rather than pass it through.
             tracing::warn!(error = %e, "SDP not anchored; body dropped");
             Some(Bytes::new())
+        }
+    }
+}
+
+impl ALeg {
+    /// The leg of a caller whose INVITE we answer (a carrier's, an agent's): our tag, its dialog as UAS.
+    fn server(invite: Message, key: TxKey, peer: Peer) -> ALeg {
+        let tag = leg::token();
+        let dialog = DialogSide {
+            transport: leg::via_transport(peer.transport),
+            call_id: invite.call_id().unwrap_or("").to_owned(),
+            local: format!("{};tag={tag}", invite.header(&HeaderName::To).unwrap_or("").trim()),
+            remote: invite.header(&HeaderName::From).unwrap_or("").trim().to_owned(),
+            remote_target: leg::contact_uri(&invite).unwrap_or_else(|| format!("sip:{}", peer.addr)),
+            route_set: leg::uas_route_set(&invite),
+            local_cseq: 0,
+        };
+        ALeg {
+            invite,
+            key: Some(key),
+            peer,
+            tag,
+            dialog,
         }
     }
 }

@@ -207,27 +207,11 @@ impl CallController {
         let record = outbound_record(&number, &agent, &trunk, &dest, invite.call_id().unwrap_or(""));
         let (relay, b_offer) = self.anchor_offer(&record.id, &invite)?;
         tracing::info!(call = %record.id, agent = %agent.id, to = %dest, trunk = %trunk.address.host, "outbound call from an agent");
-        let tag = leg::token();
         let a_call_id = invite.call_id().unwrap_or("").to_owned();
-        let a_dialog = DialogSide {
-            transport: leg::via_transport(peer.transport),
-            call_id: a_call_id.clone(),
-            local: format!("{};tag={tag}", invite.header(&HeaderName::To).unwrap_or("").trim()),
-            remote: invite.header(&HeaderName::From).unwrap_or("").trim().to_owned(),
-            remote_target: leg::contact_uri(&invite).unwrap_or_else(|| format!("sip:{}", peer.addr)),
-            route_set: leg::uas_route_set(&invite),
-            local_cseq: 0,
-        };
         let id = self.new_call(Call::new(
             CallKind::AgentOutbound,
             number,
-            ALeg {
-                invite,
-                key: Some(key.clone()),
-                peer,
-                tag,
-                dialog: a_dialog,
-            },
+            ALeg::server(invite, key.clone(), peer),
             record,
             ctx.now,
             self.cfg.t1,
@@ -545,24 +529,7 @@ impl CallController {
             TrunkTransport::Udp => Transport::Udp,
             TrunkTransport::Tcp => Transport::Tcp,
         });
-        let host = addr.host.trim_start_matches('[').trim_end_matches(']');
-        if let Ok(ip) = host.parse::<IpAddr>() {
-            let job = ResolveJob {
-                call: id,
-                generation: call.generation,
-                host: addr.host.clone(),
-                port: addr.port,
-                transport,
-                secure: false,
-                agent: None,
-            };
-            let target = (
-                SocketAddr::new(ip, addr.port.unwrap_or(5060)),
-                transport.unwrap_or(Transport::Udp),
-            );
-            return self.on_resolved(ctx, &job, Ok(vec![target]));
-        }
-        self.resolve_jobs.push_back(ResolveJob {
+        let job = ResolveJob {
             call: id,
             generation: call.generation,
             host: addr.host.clone(),
@@ -570,7 +537,22 @@ impl CallController {
             transport,
             secure: false,
             agent: None,
-        });
+        };
+        match addr
+            .host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+        {
+            Ok(ip) => {
+                let target = (
+                    SocketAddr::new(ip, addr.port.unwrap_or(5060)),
+                    transport.unwrap_or(Transport::Udp),
+                );
+                self.on_resolved(ctx, &job, Ok(vec![target]));
+            }
+            Err(_) => self.resolve_jobs.push_back(job),
+        }
     }
 
     /// Sends the INVITE to the current target (first try, digest resend, or failover).
