@@ -278,6 +278,13 @@ impl CallController {
             field: None,
             message,
         };
+        // A line too long is refused now, not after a 201: the client can retry later.
+        let slot = self.take_slot(ctx.now, &trunk).map_err(|e| OriginateError {
+            http_status: 503,
+            code: e.code,
+            field: None,
+            message: e.message,
+        })?;
         let Some(media) = &self.media else {
             return Err(unavailable(
                 "calls placed through the API need the media engine ([media] enabled = true)".into(),
@@ -337,10 +344,11 @@ impl CallController {
         call.b_offer = Some(offer);
         call.out = Some(Box::new(plan));
         let record = call.record.clone();
+        // The agent is kept for this call from now: a call that the dialled party answers must find it free.
+        self.hold_agent(id, &agent.id);
         self.persist(id);
-        self.start_pacing(ctx, id);
-        // Pacing may have refused it at once: the record then says so.
-        Ok(self.calls.get(&id).map(|c| c.record.clone()).unwrap_or(record))
+        self.schedule(ctx, id, slot);
+        Ok(record)
     }
 
     /// `DELETE /v1/calls/{id}`: ends a live call of `account_id` wherever it is (ringing legs cancelled,
@@ -484,29 +492,49 @@ impl CallController {
 
     /// Takes a slot on the trunk's pacing line, or fails the call when the line is too long.
     fn start_pacing(&mut self, ctx: &mut Ctx<'_>, id: CallId) {
-        let Some(call) = self.calls.get(&id) else { return };
-        let Some(plan) = &call.out else { return };
-        let key = plan.trunk.pacing_key();
-        let cps = plan.trunk.cps;
-        match self.pacer.admit(ctx.now, &key, cps) {
-            Slot::Now => self.pacing_slot(ctx, id),
-            Slot::At(at) => {
-                let gen = call.generation;
-                self.timers.push(std::cmp::Reverse((at, id, TimerKind::Pace, gen)));
-            }
+        let Some(trunk) = self
+            .calls
+            .get(&id)
+            .and_then(|c| c.out.as_ref())
+            .map(|p| p.trunk.clone())
+        else {
+            return;
+        };
+        match self.take_slot(ctx.now, &trunk) {
+            Ok(slot) => self.schedule(ctx, id, slot),
+            Err(e) => self.fail_outbound(ctx, id, CallStatus::Failed, e, 503),
+        }
+    }
+
+    /// A slot on the trunk's pacing line (now or later), or the error that refuses the call.
+    fn take_slot(&mut self, now: std::time::Instant, trunk: &TrunkChoice) -> Result<Slot, CallError> {
+        let key = trunk.pacing_key();
+        let cps = trunk.cps;
+        match self.pacer.admit(now, &key, cps) {
             Slot::Refused { wait } => {
                 let max = self.cfg.outbound.max_pacing_wait.as_millis();
-                let e = error(
+                metrics::counter!("edge_outbound_paced_out_total").increment(1);
+                Err(error(
                     "trunk_pacing",
                     format!(
                         "trunk {key} takes {cps} calls per second and its line is {} ms long (outbound.max_pacing_wait_ms \
                          is {max}): try again later",
                         wait.as_millis()
                     ),
-                );
-                metrics::counter!("edge_outbound_paced_out_total").increment(1);
-                self.fail_outbound(ctx, id, CallStatus::Failed, e, 503);
+                ))
             }
+            slot => Ok(slot),
+        }
+    }
+
+    /// Dials at once, or arms the timer of the call's slot.
+    fn schedule(&mut self, ctx: &mut Ctx<'_>, id: CallId, slot: Slot) {
+        match slot {
+            Slot::At(at) => {
+                let gen = self.calls.get(&id).map(|c| c.generation).unwrap_or(0);
+                self.timers.push(std::cmp::Reverse((at, id, TimerKind::Pace, gen)));
+            }
+            _ => self.pacing_slot(ctx, id),
         }
     }
 
@@ -767,6 +795,10 @@ impl CallController {
             call.plan.push_back((plan.agent.id.clone(), Route::Primary));
         }
         metrics::histogram!("edge_outbound_answer_seconds").record(ctx.now.duration_since(call.created).as_secs_f64());
+        // The agent leg counts the agent from here on (and checks its limit without this call's hold).
+        if let Some(held) = call.held_agent.take() {
+            self.release_agent(&held);
+        }
         self.persist(id);
         self.next_hop(ctx, id);
     }
