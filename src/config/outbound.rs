@@ -294,3 +294,51 @@ impl Validator<'_> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+    use std::path::Path;
+
+    fn parse(text: &str) -> Result<Config, String> {
+        Config::parse(Path::new("edge.toml"), text).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn outbound_policy_reads_as_written() {
+        let c = parse(
+            "[outbound]\ntwilio_cps = 2.5\nnameservers = [\"127.0.0.1:5353\", \"10.0.0.2\"]\n\
+             [[outbound.trunks]]\nprovider = \"telnyx\"\naddress = \"sip.telnyx.com;transport=tcp\"\n\
+             username = \"u\"\npassword = \"p\"\n[[agent_networks]]\nname = \"vpc\"\nallow = [\"10.20.0.0/16\"]\n",
+        )
+        .unwrap();
+        assert_eq!(c.outbound.twilio_cps, 2.5);
+        assert_eq!(c.outbound.telnyx_cps, 20.0, "Telnyx's default");
+        assert_eq!(
+            c.outbound.nameservers,
+            Some(vec!["127.0.0.1:5353".parse().unwrap(), "10.0.0.2:53".parse().unwrap()])
+        );
+        let t = c.outbound.operator_trunk(edge_store::Provider::Telnyx).unwrap();
+        assert_eq!(t.address, "sip.telnyx.com;transport=tcp");
+        assert!(!format!("{t:?}").contains("\"p\""), "password redacted in Debug");
+        assert!(c.agent_network_for("10.20.3.4".parse().unwrap()).is_some());
+        assert!(c.agent_network_for("10.21.0.1".parse().unwrap()).is_none());
+    }
+
+    #[test]
+    fn outbound_errors_name_key_and_line() {
+        let e = parse("[outbound]\n\ndefault_cps = 0\n").unwrap_err();
+        assert!(e.contains("edge.toml:3: key `outbound.default_cps`"), "{e}");
+        let e = parse("[[outbound.trunks]]\nprovider = \"bandwidth\"\naddress = \"h\"\n").unwrap_err();
+        assert!(e.contains(":2: key `outbound.trunks[0].provider`"), "{e}");
+        let e = parse("[[outbound.trunks]]\nprovider = \"twilio\"\naddress = \"h\"\nusername = \"u\"\n").unwrap_err();
+        assert!(
+            e.contains("outbound.trunks[0].password") && e.contains("go together"),
+            "{e}"
+        );
+        let e = parse("[[agent_networks]]\nname = \"a\"\nallow = [\"10.0.0.0/33\"]\n").unwrap_err();
+        assert!(e.contains(":3: key `agent_networks[0].allow`"), "{e}");
+        let e = parse("[outbound]\nnameservers = [\"dns.example\"]\n").unwrap_err();
+        assert!(e.contains("outbound.nameservers"), "{e}");
+    }
+}
