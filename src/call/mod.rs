@@ -442,7 +442,7 @@ impl CallController {
             error: None,
         };
         let (relay, b_offer) = self.anchor_offer(&record.id, &invite)?;
-        tracing::info!(call = %record.id, sip_call_id = %a_call_id, carrier, to = %record.to, "inbound call");
+        tracing::debug!(call = %record.id, sip_call_id = %a_call_id, carrier, to = %record.to, "inbound call");
         let mut call = Call::new(
             CallKind::Inbound,
             number,
@@ -1424,7 +1424,7 @@ impl CallController {
         call.record.hangup_by = hangup;
         call.record.ended_at_ms = Some(now);
         self.stats.active_calls.fetch_sub(1, Ordering::Relaxed);
-        tracing::info!(call = %call.record.id, status = status.as_str(), reason, "call ended");
+        tracing::debug!(call = %call.record.id, status = status.as_str(), reason, "call ended");
         let kept = keep.then(|| call.record.clone());
         self.write_record(call.record);
         kept

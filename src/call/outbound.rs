@@ -206,7 +206,7 @@ impl CallController {
             .map_err(|e| refuse(self, 503, "Service Unavailable", &e.message))?;
         let record = outbound_record(&number, &agent, &trunk, &dest, invite.call_id().unwrap_or(""));
         let (relay, b_offer) = self.anchor_offer(&record.id, &invite)?;
-        tracing::info!(call = %record.id, agent = %agent.id, to = %dest, trunk = %trunk.address.host, "outbound call from an agent");
+        tracing::debug!(call = %record.id, agent = %agent.id, to = %dest, trunk = %trunk.address.host, "outbound call from an agent");
         let a_call_id = invite.call_id().unwrap_or("").to_owned();
         let id = self.new_call(Call::new(
             CallKind::AgentOutbound,
@@ -316,7 +316,7 @@ impl CallController {
             route_set: Vec::new(),
             local_cseq: 1,
         };
-        tracing::info!(call = %record.id, agent = %agent.id, to = %plan.dest, "outbound call through the API");
+        tracing::debug!(call = %record.id, agent = %agent.id, to = %plan.dest, "outbound call through the API");
         let placeholder = Peer {
             addr: SocketAddr::new(IpAddr::from([0, 0, 0, 0]), 0),
             transport: Transport::Udp,
