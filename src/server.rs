@@ -204,11 +204,11 @@ pub async fn start(cfg: Config) -> anyhow::Result<Edge> {
             agent_setup_timeout: cfg.agent_setup_timeout,
             agent_ring_timeout: cfg.agent_ring_timeout,
             default_country_code: cfg.default_country_code.clone(),
-            local: Local {
+            local: Arc::new(Local {
                 contact: format!("<sip:edge@{sent_by}>"),
                 sent_by,
                 server_name: cfg.sip.server_name.clone(),
-            },
+            }),
             t1: cfg.sip.t1,
             t2: cfg.sip.t2,
             warn_agent: warn_agent.clone(),

@@ -43,7 +43,8 @@ pub struct CallConfig {
     pub agent_setup_timeout: Duration,
     pub agent_ring_timeout: Duration,
     pub default_country_code: Option<String>,
-    pub local: Local,
+    /// Shared: every leg message writes it, and cloning three strings per message showed in profiles.
+    pub local: Arc<Local>,
     /// The T1 used for our own 2xx retransmissions toward the carrier (RFC 3261 13.3.1.4).
     pub t1: Duration,
     pub t2: Duration,
