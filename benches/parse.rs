@@ -1,10 +1,10 @@
 //! Parse a ~1 KB carrier INVITE with SDP and touch every typed view: sip-core vs rsip.
-//! Run: cargo bench --bench parse -- --warm-up-time 1 --measurement-time 3
+//! Run: cargo bench --bench parse -- --warm-up-time 1 --measurement-time 5
 
 use std::hint::black_box;
 
 use bytes::Bytes;
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{criterion_group, Criterion, Throughput};
 use rsip::prelude::*;
 
 const INVITE: &[u8] = include_bytes!("../crates/sip-core/tests/data/bench_invite.sip");
@@ -84,4 +84,26 @@ fn bench(c: &mut Criterion) {
 }
 
 criterion_group!(benches, bench);
-criterion_main!(benches);
+
+/// `PARSE_LOOP=N` runs parse + every view N times and exits, for instruction counts that do not
+/// depend on the load of the box: `PARSE_LOOP=1000 valgrind --tool=callgrind <bench binary>` and
+/// the same with 2000; the difference over 1000 is instructions per message (`PARSE_ONLY=1`:
+/// parse alone). Otherwise the criterion benchmarks run as usual.
+fn main() {
+    if let Some(n) = std::env::var("PARSE_LOOP").ok().and_then(|v| v.parse::<usize>().ok()) {
+        let bytes = Bytes::from_static(INVITE);
+        let parse_only = std::env::var_os("PARSE_ONLY").is_some();
+        let mut acc = 0;
+        for _ in 0..n {
+            acc += if parse_only {
+                sip_core::Message::parse(black_box(bytes.clone())).map_or(0, |m| m.header_count())
+            } else {
+                ours(black_box(bytes.clone()))
+            };
+        }
+        println!("{acc}");
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

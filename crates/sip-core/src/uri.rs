@@ -46,6 +46,7 @@ pub struct TelUri<'a> {
 
 impl<'a> Uri<'a> {
     /// Parses a URI; whitespace or control characters anywhere are errors.
+    #[inline]
     pub fn parse(s: &'a str) -> Result<Uri<'a>, ParseError> {
         parse_uri(s).map_err(ParseError::InvalidUri)
     }
@@ -118,8 +119,8 @@ impl<'a> TelUri<'a> {
     }
 }
 
-#[inline]
-fn parse_uri(s: &str) -> Result<Uri<'_>, &'static str> {
+#[inline(always)]
+pub(crate) fn parse_uri(s: &str) -> Result<Uri<'_>, &'static str> {
     // Fast dispatch for the schemes nearly every message carries; same result as the
     // general scheme scan below, which would find the colon at the same place.
     let b = s.as_bytes();
@@ -188,7 +189,7 @@ fn check_chars(s: &str, allowed: &[bool; 256]) -> Result<(), &'static str> {
 /// Parses a SIP URI: the fast path handles the common shape, anything it does not
 /// recognise (or any error) is decided by the complete grammar in `parse_sip_full`, so
 /// results, including error reasons, are those of the full parser.
-#[inline]
+#[inline(always)]
 fn parse_sip<'a>(raw: &'a str, s: &'a str, secure: bool) -> Result<SipUri<'a>, &'static str> {
     match parse_sip_fast(raw, s, secure) {
         Some(u) => Ok(u),
@@ -198,7 +199,7 @@ fn parse_sip<'a>(raw: &'a str, s: &'a str, secure: bool) -> Result<SipUri<'a>, &
 
 /// `[user "@"] host [":" port] *(";" param)` with an unescaped user part, no password and
 /// no `?headers`, in one left-to-right scan. `None` means "not this shape or invalid".
-#[inline]
+#[inline(always)]
 fn parse_sip_fast<'a>(raw: &'a str, s: &'a str, secure: bool) -> Option<SipUri<'a>> {
     let b = s.as_bytes();
     let mut i = 0;

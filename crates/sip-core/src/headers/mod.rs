@@ -221,54 +221,35 @@ pub(crate) fn known_id_in(b: &[u8], start: usize, len: usize) -> HeaderId {
     let Some(name) = b.get(start..start.saturating_add(len)) else {
         return OTHER;
     };
-    let candidates: &[HeaderId] = match name.len() {
-        1 => {
-            return match name[0] | 0x20 {
-                b'i' => CALL_ID,
-                b'm' => CONTACT,
-                b'e' => CONTENT_ENCODING,
-                b'l' => CONTENT_LENGTH,
-                b'f' => FROM,
-                b't' => TO,
-                b'v' => VIA,
-                b'k' => SUPPORTED,
-                b'c' => CONTENT_TYPE,
-                b's' => SUBJECT,
-                b'o' => EVENT,
-                b'x' => SESSION_EXPIRES,
-                _ => OTHER,
-            }
-        }
-        2 => &[TO],
-        3 => &[VIA],
-        4 => &[FROM, CSEQ, DATE],
-        5 => &[ROUTE, ALLOW, EVENT],
-        6 => &[ACCEPT, SERVER, REASON, MIN_SE],
-        7 => &[CALL_ID, CONTACT, REQUIRE, EXPIRES, SUBJECT, WARNING],
-        9 => &[SUPPORTED],
-        10 => &[USER_AGENT],
-        11 => &[UNSUPPORTED, RETRY_AFTER],
-        12 => &[MAX_FORWARDS, CONTENT_TYPE, RECORD_ROUTE],
-        13 => &[PROXY_REQUIRE, AUTHORIZATION],
-        14 => &[CONTENT_LENGTH],
-        15 => &[SESSION_EXPIRES],
-        16 => &[CONTENT_ENCODING, WWW_AUTHENTICATE],
-        18 => &[PROXY_AUTHENTICATE],
-        19 => &[PROXY_AUTHORIZATION],
-        _ => return OTHER,
-    };
-    // Compare three little-endian words: `(name | mask) == lower-case canonical`, where the
-    // mask has 0x20 on letter positions only, so letters fold case and '-' must match exactly.
-    // name.len() <= 19 here (longest candidate list above), so 24 bytes cover it.
+    if name.len() == 1 {
+        return match name[0] | 0x20 {
+            b'i' => CALL_ID,
+            b'm' => CONTACT,
+            b'e' => CONTENT_ENCODING,
+            b'l' => CONTENT_LENGTH,
+            b'f' => FROM,
+            b't' => TO,
+            b'v' => VIA,
+            b'k' => SUPPORTED,
+            b'c' => CONTENT_TYPE,
+            b's' => SUBJECT,
+            b'o' => EVENT,
+            b'x' => SESSION_EXPIRES,
+            _ => OTHER,
+        };
+    }
+    // Longest known name: Proxy-Authorization (19), so 24 bytes cover every candidate.
+    if name.is_empty() || name.len() > 19 {
+        return OTHER;
+    }
+    // Three little-endian words of the name, zero past its end.
+    let keep = &KEEP[name.len()];
     let w = match b.get(start..start + 24).and_then(|c| <&[u8; 24]>::try_from(c).ok()) {
-        Some(c) => {
-            let keep = &KEEP[name.len()];
-            [
-                le_word(c, 0) & keep[0],
-                le_word(c, 8) & keep[1],
-                le_word(c, 16) & keep[2],
-            ]
-        }
+        Some(c) => [
+            le_word(c, 0) & keep[0],
+            le_word(c, 8) & keep[1],
+            le_word(c, 16) & keep[2],
+        ],
         None => {
             let mut p = [0u8; 24];
             for (d, &c) in p.iter_mut().zip(name) {
@@ -277,14 +258,48 @@ pub(crate) fn known_id_in(b: &[u8], start: usize, len: usize) -> HeaderId {
             [le_word(&p, 0), le_word(&p, 8), le_word(&p, 16)]
         }
     };
-    for &c in candidates {
-        let (canon, mask) = &FOLDED[c as usize];
-        if (w[0] | mask[0]) == canon[0] && (w[1] | mask[1]) == canon[1] && (w[2] | mask[2]) == canon[2] {
-            return c;
-        }
+    // One candidate by a perfect hash of the case-folded first word and the length, then an
+    // exact compare: `(name | mask) == lower-case canonical`, where the mask has 0x20 on
+    // letter positions only, so letters fold case and '-' must match exactly.
+    let c = BY_HASH[name_hash(w[0] | (FOLD & keep[0]), name.len())];
+    let (canon, mask) = &FOLDED[c as usize];
+    if (w[0] | mask[0]) == canon[0] && (w[1] | mask[1]) == canon[1] && (w[2] | mask[2]) == canon[2] {
+        c
+    } else {
+        OTHER
     }
-    OTHER
 }
+
+/// 0x20 in every byte: folds ASCII upper-case letters to lower case for `name_hash`.
+const FOLD: u64 = 0x2020_2020_2020_2020;
+
+/// Multiplicative hash of a name's folded first word and length into 64 slots; the constant
+/// was searched so that the 33 known names of two or more bytes land in distinct slots.
+#[inline(always)]
+const fn name_hash(folded_w0: u64, len: usize) -> usize {
+    (folded_w0.wrapping_add(len as u64).wrapping_mul(0x759a_aeee_4311_62a5) >> 58) as usize
+}
+
+/// Known id per hash slot (`OTHER` for an empty slot). Built at compile time; a collision
+/// between two known names fails the build.
+static BY_HASH: [HeaderId; 64] = {
+    let mut t = [id::OTHER; 64];
+    let mut n = 1;
+    while n < NAMES_LC.len() {
+        let name = NAMES_LC[n].as_bytes();
+        let mut w0 = 0u64;
+        let mut i = 0;
+        while i < name.len() && i < 8 {
+            w0 |= ((name[i] | 0x20) as u64) << (i * 8);
+            i += 1;
+        }
+        let h = name_hash(w0, name.len());
+        assert!(t[h] == id::OTHER, "known header names collide in BY_HASH");
+        t[h] = n as HeaderId;
+        n += 1;
+    }
+    t
+};
 
 /// `KEEP[n]`: word masks keeping the first `n` bytes of a 24-byte little-endian window.
 static KEEP: [[u64; 3]; 25] = {

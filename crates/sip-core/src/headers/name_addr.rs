@@ -2,9 +2,9 @@
 
 use std::borrow::Cow;
 
-use super::lex::{find, is_token_char, is_ws, quoted_end, skip_ws, trim_lws, unquote};
+use super::lex::{eq_letters, find, is_token_char, is_ws, quoted_end, skip_ws, trim_lws, unquote};
 use super::params::{ParamKind, Params};
-use crate::uri::Uri;
+use crate::uri::{parse_uri, Uri};
 
 /// `[display-name] <uri>;params` or `uri;params`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,6 +20,7 @@ pub struct NameAddr<'a> {
 
 impl<'a> NameAddr<'a> {
     /// Parses one value (already split from a comma list where the header allows lists).
+    #[inline]
     pub(crate) fn parse(s: &'a str) -> Result<NameAddr<'a>, &'static str> {
         let s = trim_lws(s);
         let b = s.as_bytes();
@@ -55,11 +56,11 @@ impl<'a> NameAddr<'a> {
                 (None, u, &s[end..])
             }
         };
-        let uri = Uri::parse(uri_raw).map_err(|_| "invalid URI")?;
+        let uri = parse_uri(uri_raw).map_err(|_| "invalid URI")?;
         let mut tag = None;
-        let params = Params::parse_with(rest, ParamKind::Header, |n, v| {
-            if tag.is_none() && n.len() == 3 && n.eq_ignore_ascii_case("tag") {
-                tag = Some(v.unwrap_or(""));
+        let params = Params::parse_with(rest, ParamKind::Header, |p| {
+            if tag.is_none() && eq_letters(p.name(), b"tag") {
+                tag = Some(p.value().unwrap_or(""));
             }
         })?;
         Ok(NameAddr {

@@ -11,6 +11,34 @@ pub(crate) enum ParamKind {
     Uri,
 }
 
+/// One parameter found while validating, as positions in the list's text: the name is read as
+/// bytes and the value sliced only when a caller keeps it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Param<'a> {
+    raw: &'a str,
+    name: (usize, usize),
+    value: Option<(usize, usize)>,
+}
+
+impl<'a> Param<'a> {
+    /// The name's bytes (token or paramchar characters: ASCII, except in escapes).
+    #[inline]
+    pub(crate) fn name(&self) -> &'a [u8] {
+        self.raw.as_bytes().get(self.name.0..self.name.1).unwrap_or(&[])
+    }
+
+    /// The value as written (`None` for a flag).
+    #[inline]
+    pub(crate) fn value(&self) -> Option<&'a str> {
+        // Both ends sit next to ASCII delimiters (or the ends), so they are char boundaries.
+        self.value.map(|(s, e)| self.raw.get(s..e).unwrap_or(""))
+    }
+
+    fn name_str(&self) -> &'a str {
+        self.raw.get(self.name.0..self.name.1).unwrap_or("")
+    }
+}
+
 /// A parameter list such as `;branch=z9hG4bK1;rport`. Names compare case-insensitively.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Params<'a> {
@@ -20,27 +48,42 @@ pub struct Params<'a> {
 
 impl<'a> Params<'a> {
     /// Validates `raw` (empty, or starting with `;` after optional LWS) in one pass.
+    #[inline(always)]
     pub(crate) fn parse(raw: &'a str, kind: ParamKind) -> Result<Params<'a>, &'static str> {
-        Self::parse_with(raw, kind, |_, _| {})
+        // `parse_with` with nothing to collect, minus the slicing of names and values.
+        let raw = trim_lws(raw);
+        let uri = kind == ParamKind::Uri;
+        let mut i = fast_prefix(raw.as_bytes(), uri, |_, _, _, _| {});
+        if i < raw.len() {
+            while let Some((_, next)) = step(raw, uri, i)? {
+                i = next;
+            }
+        }
+        Ok(Params { raw, kind_uri: uri })
     }
 
     /// Like `parse`, calling `f` for every parameter so callers can pick out the ones they
     /// index (Via branch, tag) without a second scan.
+    #[inline(always)]
     pub(crate) fn parse_with(
         raw: &'a str,
         kind: ParamKind,
-        mut f: impl FnMut(&'a str, Option<&'a str>),
+        mut f: impl FnMut(Param<'a>),
     ) -> Result<Params<'a>, &'static str> {
         let raw = trim_lws(raw);
         let uri = kind == ParamKind::Uri;
         // The fast scan consumes the plain `;name[=value]` prefix; `step` (the full grammar)
         // takes over at the first parameter the fast scan does not handle, or errors.
         let mut i = fast_prefix(raw.as_bytes(), uri, |ns, ne, vs, ve| {
-            f(&raw[ns..ne], (vs != ve).then(|| &raw[vs..ve]))
+            f(Param {
+                raw,
+                name: (ns, ne),
+                value: (vs != ve).then_some((vs, ve)),
+            })
         });
         if i < raw.len() {
-            while let Some((n, v, next)) = step(raw, uri, i)? {
-                f(n, v);
+            while let Some((p, next)) = step(raw, uri, i)? {
+                f(p);
                 i = next;
             }
         }
@@ -92,9 +135,9 @@ impl<'a> Iterator for ParamIter<'a> {
     type Item = (&'a str, Option<&'a str>);
     fn next(&mut self) -> Option<Self::Item> {
         match step(self.raw, self.uri, self.pos) {
-            Ok(Some((n, v, next))) => {
+            Ok(Some((p, next))) => {
                 self.pos = next;
-                Some((n, v))
+                Some((p.name_str(), p.value()))
             }
             _ => {
                 self.pos = self.raw.len();
@@ -112,7 +155,7 @@ static PARAMCHAR: [bool; 256] = char_table(b"[]/:&+$-_.!~*'()");
 /// those stop the scan. Calls `f(name_start, name_end, value_start, value_end)` (equal value
 /// bounds for a flag) for each, and returns the index of the first parameter not consumed,
 /// where `step` would parse exactly the same `(name, value)` for every consumed one.
-#[inline]
+#[inline(always)]
 fn fast_prefix(b: &[u8], uri: bool, mut f: impl FnMut(usize, usize, usize, usize)) -> usize {
     let (name_t, value_t) = if uri {
         (&PARAMCHAR, &PARAMCHAR)
@@ -157,9 +200,8 @@ fn fast_prefix(b: &[u8], uri: bool, mut f: impl FnMut(usize, usize, usize, usize
 static TOKEN_T: [bool; 256] = char_table(b"-.!%*_+`'~");
 
 /// Parses the parameter starting at `i` (at a `;`, possibly after LWS for header params).
-/// Returns `(name, value, index after it)`, `None` at the end.
-#[allow(clippy::type_complexity)]
-fn step(raw: &str, uri: bool, i: usize) -> Result<Option<(&str, Option<&str>, usize)>, &'static str> {
+/// Returns `(parameter, index after it)`, `None` at the end.
+fn step(raw: &str, uri: bool, i: usize) -> Result<Option<(Param<'_>, usize)>, &'static str> {
     let b = raw.as_bytes();
     let mut i = if uri { i } else { skip_ws(b, i) };
     if i >= b.len() {
@@ -175,16 +217,17 @@ fn step(raw: &str, uri: bool, i: usize) -> Result<Option<(&str, Option<&str>, us
         if i == ns {
             return Err("empty parameter");
         }
-        let name = &raw[ns..i];
+        let name = (ns, i);
         if b.get(i) == Some(&b'=') {
             let vs = i + 1;
             i = paramchars(b, vs)?;
             if i == vs {
                 return Err("empty URI parameter value");
             }
-            return Ok(Some((name, Some(&raw[vs..i]), i)));
+            let value = Some((vs, i));
+            return Ok(Some((Param { raw, name, value }, i)));
         }
-        return Ok(Some((name, None, i)));
+        return Ok(Some((Param { raw, name, value: None }, i)));
     }
     i = skip_ws(b, i);
     let ns = i;
@@ -194,10 +237,10 @@ fn step(raw: &str, uri: bool, i: usize) -> Result<Option<(&str, Option<&str>, us
     if i == ns {
         return Err("empty parameter");
     }
-    let name = &raw[ns..i];
+    let name = (ns, i);
     let j = skip_ws(b, i);
     if b.get(j) != Some(&b'=') {
-        return Ok(Some((name, None, j)));
+        return Ok(Some((Param { raw, name, value: None }, j)));
     }
     i = skip_ws(b, j + 1);
     let vs = i;
@@ -211,7 +254,8 @@ fn step(raw: &str, uri: bool, i: usize) -> Result<Option<(&str, Option<&str>, us
     if i == vs {
         return Err("empty parameter value");
     }
-    Ok(Some((name, Some(&raw[vs..i]), i)))
+    let value = Some((vs, i));
+    Ok(Some((Param { raw, name, value }, i)))
 }
 
 /// `paramchar = param-unreserved / unreserved / escaped` (RFC 3261 19.1.1); returns the

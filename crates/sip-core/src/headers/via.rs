@@ -1,6 +1,6 @@
 //! One Via value (RFC 3261 20.42): `SIP/2.0/UDP host:port;params`.
 
-use super::lex::{host_len, is_token_char, is_ws, skip_ws};
+use super::lex::{eq_letters, host_len, is_token_char, is_ws, skip_ws};
 use super::params::{ParamKind, Params};
 
 /// Transport named in a Via's sent-protocol.
@@ -106,22 +106,29 @@ impl<'a> Via<'a> {
         let mut port = None;
         if b.get(i) == Some(&b':') {
             i = skip_ws(b, i + 1);
+            // Digits, valued as they are scanned: no digit or a value above 65535 is invalid.
             let start = i;
-            while i < b.len() && b[i].is_ascii_digit() {
+            let mut v: u32 = 0;
+            while let Some(d) = b.get(i).filter(|c| c.is_ascii_digit()) {
+                v = v * 10 + u32::from(d - b'0');
+                if v > u32::from(u16::MAX) {
+                    return Err("invalid port");
+                }
                 i += 1;
             }
-            port = Some(parse_port(&b[start..i]).ok_or("invalid port")?);
+            port = Some(u16::try_from(v).ok().filter(|_| i > start).ok_or("invalid port")?);
         }
         let (mut branch, mut received, mut rport) = (None, None, None);
-        let params = Params::parse_with(&s[i..], ParamKind::Header, |n, v| {
+        let params = Params::parse_with(&s[i..], ParamKind::Header, |p| {
+            let n = p.name();
             let slot = match n.len() {
-                6 if n.eq_ignore_ascii_case("branch") => &mut branch,
-                8 if n.eq_ignore_ascii_case("received") => &mut received,
-                5 if n.eq_ignore_ascii_case("rport") => &mut rport,
+                6 if eq_letters(n, b"branch") => &mut branch,
+                8 if eq_letters(n, b"received") => &mut received,
+                5 if eq_letters(n, b"rport") => &mut rport,
                 _ => return,
             };
             if slot.is_none() {
-                *slot = Some(v.unwrap_or(""));
+                *slot = Some(p.value().unwrap_or(""));
             }
         })?;
         if let Some(r) = rport {
@@ -165,22 +172,6 @@ impl<'a> Via<'a> {
     pub fn has_magic_cookie(&self) -> bool {
         self.branch().is_some_and(|b| b.starts_with(MAGIC_COOKIE))
     }
-}
-
-/// ASCII digits (already scanned) as a u16: what `str::parse::<u16>` gives for a digit-only
-/// string, without its sign handling.
-fn parse_port(d: &[u8]) -> Option<u16> {
-    if d.is_empty() {
-        return None;
-    }
-    let mut v: u32 = 0;
-    for &c in d {
-        v = v * 10 + u32::from(c - b'0');
-        if v > u32::from(u16::MAX) {
-            return None;
-        }
-    }
-    u16::try_from(v).ok()
 }
 
 fn token_at(s: &str, i: usize) -> (&str, usize) {

@@ -17,14 +17,16 @@ pub use error::ParseError;
 pub use method::Method;
 pub use validate::{validate, validate_request, validate_response};
 
-use crate::headers::lex::{is_token_char, is_ws, parse_u64, trim_lws, ListIter};
+use crate::headers::lex::{find_any, is_token_char, is_ws, parse_u64, trim_lws, ListIter};
 use crate::headers::{id, known_id_in, other_matches, HeaderId, NAMES};
 
 /// `word` characters of Call-ID (RFC 3261 25.1) plus the one `@`.
 static CALL_ID_CHARS: [bool; 256] = crate::headers::lex::char_table(b"-.!%*_+`'~()<>:\\\"/[]?{}@");
 
 /// `Message::first` marker for "no header with this id".
-const NO_HEADER: u16 = u16::MAX;
+const NO_HEADER: u8 = u8::MAX;
+/// `Message::end` marker for "scan to the last header" (an end index past 254).
+const TO_LAST: u8 = u8::MAX;
 
 /// Largest message accepted (datagram or stream frame).
 pub const MAX_MESSAGE_SIZE: usize = 64 * 1024;
@@ -76,12 +78,17 @@ pub struct Message {
     head: ByteString,
     start: StartLine,
     headers: Vec<Entry>,
-    /// Index of the first header of each id (`NO_HEADER` when absent), so a view of an
-    /// absent header costs nothing and a present one starts scanning at its first entry.
-    first: [u16; NAMES.len()],
+    /// Where the headers of each id lie, so a view of an absent header costs nothing and a
+    /// present one scans only from its first entry to its last: `first` is the index of the
+    /// first (`NO_HEADER` when absent), `end` one past the last (`TO_LAST` when above 254).
+    /// One byte each keeps `Message` small; an index that does not fit (more than 254
+    /// headers before it) is clamped to 254, which only makes the scan start earlier.
+    first: [u8; NAMES.len()],
+    end: [u8; NAMES.len()],
     /// Content-Length as parse found it (every value was already checked there): the first
-    /// value, and whether any later one disagrees.
-    content_length: Option<usize>,
+    /// value, and whether any later one disagrees. Without a conflict the value is at most the
+    /// message size, so u32 holds it; with one it is never read (a value past u32 is `None`).
+    content_length: Option<u32>,
     content_length_conflict: bool,
     body: Span,
 }
@@ -215,6 +222,13 @@ impl Message {
     pub fn vias(&self) -> Result<Vec<Via<'_>>, ParseError> {
         let mut out = Vec::with_capacity(4);
         for v in self.values(id::VIA) {
+            // Most values hold one Via: parse the whole value first. When that succeeds the value
+            // has no top-level comma (no part of the Via grammar outside a quoted string takes
+            // one), so it is exactly the one element `ListIter` would yield; otherwise split.
+            if let Ok(via) = Via::parse(v) {
+                out.push(via);
+                continue;
+            }
             for item in ListIter::new(v) {
                 out.push(Via::parse(item).map_err(|r| ParseError::header("Via", r))?);
             }
@@ -227,6 +241,10 @@ impl Message {
 
     /// The topmost Via value.
     pub fn top_via(&self) -> Result<Via<'_>, ParseError> {
+        // A first value that parses whole is its own first element (see `vias`).
+        if let Some(Ok(via)) = self.values(id::VIA).next().map(Via::parse) {
+            return Ok(via);
+        }
         Via::parse(self.top_via_raw()?).map_err(|r| ParseError::header("Via", r))
     }
 
@@ -283,7 +301,7 @@ impl Message {
         if self.content_length_conflict {
             return Err(ParseError::ConflictingContentLength);
         }
-        Ok(self.content_length)
+        Ok(self.content_length.map(|n| n as usize))
     }
 
     /// Content-Type value (raw).
@@ -386,12 +404,13 @@ impl Message {
 
     #[inline]
     pub(crate) fn values(&self, want: HeaderId) -> impl Iterator<Item = &str> {
-        let start = match self.first.get(want as usize) {
-            Some(&f) if f != NO_HEADER => usize::from(f),
-            _ => self.headers.len(),
+        let range = match (self.first.get(want as usize), self.end.get(want as usize)) {
+            (Some(&f), Some(&TO_LAST)) if f != NO_HEADER => usize::from(f)..self.headers.len(),
+            (Some(&f), Some(&e)) if f != NO_HEADER => usize::from(f)..usize::from(e),
+            _ => 0..0,
         };
         self.headers
-            .get(start..)
+            .get(range)
             .unwrap_or(&[])
             .iter()
             .filter(move |h| h.id == want)
@@ -414,8 +433,18 @@ impl Message {
     }
 
     fn name_addr_list(&self, want: HeaderId, name: &'static str) -> Result<Vec<NameAddr<'_>>, ParseError> {
-        let mut out = Vec::new();
-        for v in self.values(want) {
+        let mut values = self.values(want).peekable();
+        if values.peek().is_none() {
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::with_capacity(2);
+        for v in values {
+            // Whole value first, as in `vias`: a name-addr that parses whole has no comma outside
+            // a quoted string or `<...>`, so it is the one element `ListIter` would yield.
+            if let Ok(na) = NameAddr::parse(v) {
+                out.push(na);
+                continue;
+            }
             for item in ListIter::new(v) {
                 out.push(NameAddr::parse(item).map_err(|r| ParseError::header(name, r))?);
             }
@@ -424,29 +453,29 @@ impl Message {
     }
 
     fn tokens(&self, want: HeaderId) -> Vec<&str> {
-        let mut out = Vec::new();
-        for v in self.values(want) {
+        let mut values = self.values(want).peekable();
+        if values.peek().is_none() {
+            return Vec::new();
+        }
+        // Typical option-tag and Allow lists fit: one allocation, no regrowth.
+        let mut out = Vec::with_capacity(8);
+        for v in values {
             let b = v.as_bytes();
-            if out.capacity() == 0 {
-                // Typical option-tag and Allow lists fit: one allocation, no regrowth.
-                out.reserve(8);
-            }
             let first = out.len();
             let mut st = 0;
-            let mut plain = true;
-            for (i, &c) in b.iter().enumerate() {
-                match c {
-                    b',' => {
+            let plain = loop {
+                // Eight bytes per step to the next separator or quoting character.
+                match find_any(b.get(st..).unwrap_or(&[]), [b',', b'"', b'<']).map(|o| st + o) {
+                    Some(i) if b[i] == b',' => {
                         push_trimmed(&mut out, v.get(st..i).unwrap_or(""));
-                        st = i + 1;
+                        // The usual single space after a comma: skipped here, the next item
+                        // takes `trim_lws`'s no-op path.
+                        st = i + 1 + usize::from(b.get(i + 1) == Some(&b' '));
                     }
-                    b'"' | b'<' => {
-                        plain = false;
-                        break;
-                    }
-                    _ => {}
+                    Some(_) => break false,
+                    None => break true,
                 }
-            }
+            };
             if plain {
                 // No quoted string or `<...>`: every comma separates, exactly as `ListIter`.
                 push_trimmed(&mut out, v.get(st..).unwrap_or(""));
@@ -564,6 +593,7 @@ fn parse_impl(mut buf: Bytes, stream: bool) -> Result<Message, ParseError> {
     let start = parse_start_line(b, pos, le)?;
     let mut headers: Vec<Entry> = Vec::with_capacity(24);
     let mut first = [NO_HEADER; NAMES.len()];
+    let mut end = [0u8; NAMES.len()];
     let body_start;
     loop {
         let Some(&c) = b.get(next) else {
@@ -610,11 +640,12 @@ fn parse_impl(mut buf: Bytes, stream: bool) -> Result<Message, ParseError> {
             i += 1;
             i += b[i..le].iter().position(|&c| c != b' ' && c != b'\t').unwrap_or(le - i);
             let hid = known_id_in(b, next, ne - next);
-            if let Some(f) = first.get_mut(hid as usize) {
+            if let (Some(f), Some(e)) = (first.get_mut(hid as usize), end.get_mut(hid as usize)) {
+                let n = headers.len();
                 if *f == NO_HEADER {
-                    // headers.len() < MAX_HEADERS (256), checked above: fits in u16.
-                    *f = headers.len() as u16;
+                    *f = u8::try_from(n).unwrap_or(254).min(254);
                 }
+                *e = u8::try_from(n + 1).unwrap_or(TO_LAST);
             }
             headers.push(Entry {
                 id: hid,
@@ -674,8 +705,49 @@ fn parse_impl(mut buf: Bytes, stream: bool) -> Result<Message, ParseError> {
         start,
         headers,
         first,
-        content_length: cl,
+        end,
+        content_length: cl.and_then(|n| u32::try_from(n).ok()),
         content_length_conflict: conflict,
         body: Span::new(body_start, body_end),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn top_via_is_the_first_element() {
+        let raw = "INVITE sip:a@b SIP/2.0\r\n\
+                   Via: SIP/2.0/UDP h:5060;rport;branch=z9hG4bK1;received=192.0.2.4, SIP/2.0/TCP x\r\n\
+                   v: SIP/2.0/UDP y;branch=z9hG4bK2\r\nl: 0\r\n\r\n";
+        let m = Message::parse(Bytes::from_static(raw.as_bytes())).unwrap();
+        let top = m.top_via().unwrap();
+        assert_eq!(
+            (top.host, top.port, top.rport(), top.received()),
+            ("h", Some(5060), Some(None), Some("192.0.2.4"))
+        );
+        let vias = m.vias().unwrap();
+        assert_eq!(vias.len(), 3);
+        assert_eq!(vias[0], top);
+        assert_eq!(
+            m.top_via_raw().unwrap(),
+            "SIP/2.0/UDP h:5060;rport;branch=z9hG4bK1;received=192.0.2.4"
+        );
+    }
+
+    #[test]
+    fn header_index_past_254_still_found() {
+        let mut raw = String::from("OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h\r\n");
+        for _ in 0..250 {
+            raw.push_str("X-A: 1\r\n");
+        }
+        // Indices 251..=255: the last ones do not fit the one-byte index and are clamped.
+        raw.push_str("Contact: <sip:x@y>\r\nSupported: a\r\nContact: <sip:z@w>\r\nk: b, c\r\nl: 0\r\n\r\n");
+        let m = Message::parse(Bytes::from(raw)).unwrap();
+        assert_eq!(m.header_count(), 256);
+        assert_eq!(m.contacts().unwrap().len(), 2);
+        assert_eq!(m.supported(), ["a", "b", "c"]);
+        assert_eq!(m.content_length().unwrap(), Some(0));
+    }
 }
