@@ -509,9 +509,10 @@ const RECORD_BATCH: usize = 256;
 const RECORD_LINGER: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// Persists call records (start, answer, end) and voicemail rows in the order the engine produced them.
-/// Records are gathered for up to [`RECORD_LINGER`] (or [`RECORD_BATCH`] of them) and written in one
-/// transaction, successive versions of a call folded into one row write: one commit per batch instead of
-/// one per record. When the engine goes (the queue closes), what is gathered is written before returning.
+/// Records are gathered for up to [`RECORD_LINGER`] (or [`RECORD_BATCH`] of them) and written together
+/// ([`Store::upsert_calls`]: successive versions of a call folded into one row, multi-row statements, one
+/// transaction): a handful of statements and one commit per batch instead of an autocommitted upsert per
+/// record. When the engine goes (the queue closes), what is gathered is written before returning.
 async fn write_records(store: Arc<Store>, mut rx: mpsc::Receiver<Persist>) {
     use tokio::sync::mpsc::error::TryRecvError;
     let mut calls: Vec<edge_store::CallRecord> = Vec::with_capacity(RECORD_BATCH);

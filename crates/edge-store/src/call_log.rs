@@ -62,45 +62,83 @@ fn call_from_row(row: &AnyRow) -> Result<CallRecord> {
     })
 }
 
-impl Store {
-    /// Inserts the call or replaces the stored version with `rec`. Writing the same record
-    /// again changes nothing visible. A write that would turn an ended call back into a
-    /// live one is ignored (a stale copy arriving late must not resurrect it); an id that
-    /// belongs to another account is a `Conflict`.
-    pub async fn upsert_call(&self, rec: &CallRecord) -> Result<()> {
-        if !IdKind::Call.is_valid(&rec.id) {
-            return Err(StoreError::InvalidField {
-                field: "id",
-                message: "must look like call_<alphanumerics>".into(),
-            });
-        }
-        if rec.hops.len() > MAX_HOPS {
-            return Err(StoreError::InvalidField {
-                field: "hops",
-                message: format!("at most {MAX_HOPS} hops"),
-            });
-        }
-        let hops_json = serde_json::to_string(&rec.hops).map_err(|e| StoreError::Corrupt(format!("hops: {e}")))?;
-        let res = sqlx::query(
-            "INSERT INTO calls (id, account_id, direction, carrier, from_number, caller_name, to_number, \
-             phone_number_id, status, answered_by, agent_id, hops_json, end_reason, hangup_by, sip_status, \
-             sip_call_id, error_code, error_message, created_at, answered_at, ended_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
-             $19, $20, $21, $22) \
-             ON CONFLICT (id) DO UPDATE SET direction = excluded.direction, carrier = excluded.carrier, \
-             from_number = excluded.from_number, caller_name = excluded.caller_name, \
-             to_number = excluded.to_number, phone_number_id = excluded.phone_number_id, \
-             status = excluded.status, answered_by = excluded.answered_by, agent_id = excluded.agent_id, \
-             hops_json = excluded.hops_json, end_reason = excluded.end_reason, \
-             hangup_by = excluded.hangup_by, sip_status = excluded.sip_status, \
-             sip_call_id = excluded.sip_call_id, error_code = excluded.error_code, \
-             error_message = excluded.error_message, created_at = excluded.created_at, \
-             answered_at = excluded.answered_at, ended_at = excluded.ended_at, \
-             updated_at = excluded.updated_at \
-             WHERE calls.account_id = excluded.account_id \
-             AND (calls.ended_at IS NULL OR excluded.ended_at IS NOT NULL)",
-        )
-        .bind(&rec.id)
+const UPSERT_HEAD: &str = "INSERT INTO calls (id, account_id, direction, carrier, from_number, caller_name, \
+     to_number, phone_number_id, status, answered_by, agent_id, hops_json, end_reason, hangup_by, sip_status, \
+     sip_call_id, error_code, error_message, created_at, answered_at, ended_at, updated_at) VALUES ";
+const UPSERT_TAIL: &str =
+    " ON CONFLICT (id) DO UPDATE SET direction = excluded.direction, carrier = excluded.carrier, \
+     from_number = excluded.from_number, caller_name = excluded.caller_name, \
+     to_number = excluded.to_number, phone_number_id = excluded.phone_number_id, \
+     status = excluded.status, answered_by = excluded.answered_by, agent_id = excluded.agent_id, \
+     hops_json = excluded.hops_json, end_reason = excluded.end_reason, \
+     hangup_by = excluded.hangup_by, sip_status = excluded.sip_status, \
+     sip_call_id = excluded.sip_call_id, error_code = excluded.error_code, \
+     error_message = excluded.error_message, created_at = excluded.created_at, \
+     answered_at = excluded.answered_at, ended_at = excluded.ended_at, \
+     updated_at = excluded.updated_at \
+     WHERE calls.account_id = excluded.account_id \
+     AND (calls.ended_at IS NULL OR excluded.ended_at IS NOT NULL)";
+/// Values bound per row of the upsert.
+const UPSERT_COLS: usize = 22;
+/// Rows per upsert statement: a batch is cut into statements of these sizes, largest first, so a
+/// connection prepares and caches four statements at most (64 rows = 1,408 parameters, far below the
+/// SQLite and PostgreSQL limits).
+const ROWS_PER_STATEMENT: [usize; 4] = [64, 16, 4, 1];
+
+/// The upsert of `rows` records in one statement (`$1..$22` the first row, `$23..` the next, ...).
+fn upsert_sql(rows: usize) -> &'static str {
+    static SQL: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    let all = SQL.get_or_init(|| {
+        ROWS_PER_STATEMENT
+            .iter()
+            .map(|&n| {
+                let mut sql = String::from(UPSERT_HEAD);
+                for r in 0..n {
+                    sql.push_str(if r == 0 { "(" } else { ", (" });
+                    for c in 0..UPSERT_COLS {
+                        if c > 0 {
+                            sql.push_str(", ");
+                        }
+                        sql.push('$');
+                        sql.push_str(&(r * UPSERT_COLS + c + 1).to_string());
+                    }
+                    sql.push(')');
+                }
+                sql.push_str(UPSERT_TAIL);
+                sql
+            })
+            .collect()
+    });
+    // `rows` is one of ROWS_PER_STATEMENT (upsert_rows picks it), so the position is always found.
+    let i = ROWS_PER_STATEMENT
+        .iter()
+        .position(|&n| n == rows)
+        .unwrap_or(ROWS_PER_STATEMENT.len() - 1);
+    all.get(i).map_or("", String::as_str)
+}
+
+/// The checks `upsert_call` makes before writing; the hop list as stored.
+fn checked_hops(rec: &CallRecord) -> Result<String> {
+    if !IdKind::Call.is_valid(&rec.id) {
+        return Err(StoreError::InvalidField {
+            field: "id",
+            message: "must look like call_<alphanumerics>".into(),
+        });
+    }
+    if rec.hops.len() > MAX_HOPS {
+        return Err(StoreError::InvalidField {
+            field: "hops",
+            message: format!("at most {MAX_HOPS} hops"),
+        });
+    }
+    serde_json::to_string(&rec.hops).map_err(|e| StoreError::Corrupt(format!("hops: {e}")))
+}
+
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
+
+/// Binds one row of the upsert.
+fn bind_call<'q>(q: AnyQuery<'q>, rec: &'q CallRecord, hops_json: String, now: i64) -> AnyQuery<'q> {
+    q.bind(&rec.id)
         .bind(&rec.account_id)
         .bind(&rec.direction)
         .bind(&rec.carrier)
@@ -121,26 +159,143 @@ impl Store {
         .bind(rec.created_at_ms)
         .bind(rec.answered_at_ms)
         .bind(rec.ended_at_ms)
-        .bind(now_millis())
-        .execute(&self.pool)
-        .await
-        .map_err(on_write(Some("id")))?;
-        if res.rows_affected() == 0 {
-            // Either the stale-write guard or another account's id; only the latter is an error.
-            let owner: Option<String> = sqlx::query("SELECT account_id FROM calls WHERE id = $1")
-                .bind(&rec.id)
-                .fetch_optional(&self.pool)
-                .await?
-                .map(|r| r.try_get("account_id"))
-                .transpose()?;
-            if owner.is_some_and(|o| o != rec.account_id) {
-                return Err(StoreError::Conflict {
-                    field: Some("id"),
-                    message: "call id belongs to another account".into(),
-                });
+        .bind(now)
+}
+
+/// `Conflict` for the records of `rows` whose id is stored under another account (an upsert that
+/// changed nothing was either that or the stale-write guard; only the former is an error).
+async fn foreign_ids(conn: &mut sqlx::AnyConnection, rows: &[(usize, &CallRecord, String)]) -> Result<Vec<usize>> {
+    let mut foreign = Vec::new();
+    for (i, rec, _) in rows {
+        let owner: Option<String> = sqlx::query("SELECT account_id FROM calls WHERE id = $1")
+            .bind(&rec.id)
+            .fetch_optional(&mut *conn)
+            .await?
+            .map(|r| r.try_get("account_id"))
+            .transpose()?;
+        if owner.is_some_and(|o| o != rec.account_id) {
+            foreign.push(*i);
+        }
+    }
+    Ok(foreign)
+}
+
+fn foreign_conflict() -> StoreError {
+    StoreError::Conflict {
+        field: Some("id"),
+        message: "call id belongs to another account".into(),
+    }
+}
+
+/// Upserts `rows` (distinct ids) in statements of [`ROWS_PER_STATEMENT`] rows; the indexes of the
+/// records refused because their id belongs to another account.
+async fn upsert_rows(conn: &mut sqlx::AnyConnection, rows: &mut [(usize, &CallRecord, String)]) -> Result<Vec<usize>> {
+    let now = now_millis();
+    let mut refused = Vec::new();
+    let mut rest = rows;
+    while !rest.is_empty() {
+        let n = ROWS_PER_STATEMENT
+            .iter()
+            .copied()
+            .find(|&n| n <= rest.len())
+            .unwrap_or(1);
+        let (chunk, tail) = rest.split_at_mut(n);
+        let mut q = sqlx::query(upsert_sql(n));
+        for (_, rec, hops) in chunk.iter_mut() {
+            q = bind_call(q, rec, std::mem::take(hops), now);
+        }
+        let res = q.execute(&mut *conn).await.map_err(on_write(Some("id")))?;
+        if res.rows_affected() < n as u64 {
+            refused.extend(foreign_ids(conn, chunk).await?);
+        }
+        rest = tail;
+    }
+    Ok(refused)
+}
+
+/// Folds successive versions of one call into the last one that `upsert_call` in turn would have left
+/// stored: a later version replaces an earlier one of the same account unless it would turn an ended
+/// call back into a live one (the stale-write guard drops it). A version of another account's id starts
+/// a new group, written after the first (so the conflict is still reported).
+fn coalesce(recs: Vec<(usize, &CallRecord, String)>) -> Vec<Vec<(usize, &CallRecord, String)>> {
+    let mut groups: Vec<Vec<(usize, &CallRecord, String)>> = Vec::new();
+    // id -> (group, position in it)
+    let mut pos: std::collections::HashMap<String, (usize, usize)> =
+        std::collections::HashMap::with_capacity(recs.len());
+    for item in recs {
+        let id = item.1.id.as_str();
+        match pos.get(id).copied() {
+            Some((g, k)) if groups[g][k].1.account_id == item.1.account_id => {
+                let held = groups[g][k].1;
+                if held.ended_at_ms.is_none() || item.1.ended_at_ms.is_some() {
+                    groups[g][k] = item;
+                }
+            }
+            found => {
+                // A later group for an id already written with another account, else the first one.
+                let g = found.map_or(0, |(g, _)| g + 1);
+                if groups.len() <= g {
+                    groups.resize_with(g + 1, Vec::new);
+                }
+                pos.insert(id.to_owned(), (g, groups[g].len()));
+                groups[g].push(item);
             }
         }
-        Ok(())
+    }
+    groups
+}
+
+impl Store {
+    /// Inserts the call or replaces the stored version with `rec`. Writing the same record
+    /// again changes nothing visible. A write that would turn an ended call back into a
+    /// live one is ignored (a stale copy arriving late must not resurrect it); an id that
+    /// belongs to another account is a `Conflict`.
+    pub async fn upsert_call(&self, rec: &CallRecord) -> Result<()> {
+        let hops_json = checked_hops(rec)?;
+        let mut conn = self.pool.acquire().await?;
+        let refused = upsert_rows(&mut conn, &mut [(0, rec, hops_json)]).await?;
+        if refused.is_empty() {
+            Ok(())
+        } else {
+            Err(foreign_conflict())
+        }
+    }
+
+    /// Stores `recs` (a few hundred at a time keeps transactions short) with the stored outcome of
+    /// [`upsert_call`](Self::upsert_call) on each in turn, in one transaction and few statements:
+    /// successive versions of a call are folded into the last one first and the rest is written as
+    /// multi-row upserts, so a call's start, answer and end queued together cost one row and a batch a
+    /// handful of statements and one commit. Records `upsert_call` would refuse (invalid, another
+    /// account's id) are left out and returned with their index in `recs`; the others are stored. A
+    /// database error rolls the whole batch back and is returned: then nothing of it was stored.
+    pub async fn upsert_calls(&self, recs: &[CallRecord]) -> Result<Vec<(usize, StoreError)>> {
+        let mut refused = Vec::new();
+        let mut valid = Vec::with_capacity(recs.len());
+        for (i, rec) in recs.iter().enumerate() {
+            match checked_hops(rec) {
+                Ok(hops) => valid.push((i, rec, hops)),
+                Err(e) => refused.push((i, e)),
+            }
+        }
+        let groups = coalesce(valid);
+        // One statement is atomic on its own: then no BEGIN/COMMIT round trips.
+        let single = matches!(groups.as_slice(), [one] if ROWS_PER_STATEMENT.contains(&one.len()));
+        if single {
+            let mut conn = self.pool.acquire().await?;
+            for mut rows in groups {
+                let foreign = upsert_rows(&mut conn, &mut rows).await?;
+                refused.extend(foreign.into_iter().map(|i| (i, foreign_conflict())));
+            }
+        } else if !groups.is_empty() {
+            let mut tx = self.pool.begin().await?;
+            for mut rows in groups {
+                let foreign = upsert_rows(&mut tx, &mut rows).await?;
+                refused.extend(foreign.into_iter().map(|i| (i, foreign_conflict())));
+            }
+            tx.commit().await?;
+        }
+        refused.sort_by_key(|(i, _)| *i);
+        Ok(refused)
     }
 
     pub async fn get_call(&self, account_id: &str, id: &str) -> Result<Option<CallRecord>> {

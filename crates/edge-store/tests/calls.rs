@@ -133,6 +133,59 @@ async fn tenancy(fx: &Fixture) {
 }
 on_both_backends!(tenancy);
 
+/// The record writer's batches: the same stored outcome as `upsert_call` on each record in turn, with
+/// successive versions of a call folded, multi-row statements of every size, refusals reported by index.
+async fn batch_matches_one_by_one(fx: &Fixture) {
+    let a = account(fx).await;
+    let b = account(fx).await;
+    // A's call already stored: B's copy of the id must be refused, not written.
+    let owned = started("call_own", &a, "+14155551234", "phn_a", 500);
+    fx.store.upsert_call(&owned).await.unwrap();
+
+    let mut batch = Vec::new();
+    let mut want = Vec::new();
+    // 89 calls = statements of 64, 16, 4, 4 and 1 rows; each call's start, answer and end in order.
+    for i in 0..89 {
+        let s = started(&format!("call_b{i}"), &a, "+14155551234", "phn_a", 1_000 + i);
+        let ans = answered(s.clone());
+        let end = ended(ans.clone());
+        batch.extend([s, ans.clone(), end.clone()]);
+        want.push(end);
+    }
+    // A stale copy after the end is ignored, as one by one.
+    let stale = answered(started("call_b0", &a, "+14155551234", "phn_a", 1_000));
+    batch.push(stale);
+    // Refused: a junk id (index 268) and another account's id (269); the rest is still stored.
+    batch.push(started("call_a-b", &a, "+14155551234", "phn_a", 1));
+    batch.push(started("call_own", &b, "+14155550000", "phn_b", 2_000));
+    let refused = fx.store.upsert_calls(&batch).await.unwrap();
+    let idx: Vec<usize> = refused.iter().map(|(i, _)| *i).collect();
+    assert_eq!(idx, vec![268, 269], "{refused:?}");
+    assert!(matches!(refused[0].1, StoreError::InvalidField { field: "id", .. }));
+    assert!(matches!(refused[1].1, StoreError::Conflict { field: Some("id"), .. }));
+    for w in &want {
+        assert_eq!(fx.store.get_call(&a, &w.id).await.unwrap().as_ref(), Some(w));
+    }
+    assert_eq!(fx.store.get_call(&a, "call_own").await.unwrap(), Some(owned));
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM calls")
+        .fetch_one(fx.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(n, 90);
+
+    // A small batch (one statement, no transaction) and an empty one.
+    let one = started("call_solo", &a, "+14155551234", "phn_a", 9_000);
+    assert!(fx
+        .store
+        .upsert_calls(std::slice::from_ref(&one))
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(fx.store.get_call(&a, "call_solo").await.unwrap(), Some(one));
+    assert!(fx.store.upsert_calls(&[]).await.unwrap().is_empty());
+}
+on_both_backends!(batch_matches_one_by_one);
+
 async fn filters_and_pagination(fx: &Fixture) {
     let acc = account(fx).await;
     let other = account(fx).await;
