@@ -772,7 +772,7 @@ impl CallController {
         if let Some(call) = self.calls.get_mut(&id) {
             call.record.sip_status = Some(sip);
         }
-        self.finish(id, status, &e.message.clone(), None);
+        self.finish(id, status, &e.message, None);
     }
 
     /// An API call's dialled party answered: its dialog becomes leg A and the agent is rung with its SDP.

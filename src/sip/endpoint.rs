@@ -395,10 +395,12 @@ impl Endpoint {
     /// gets a digest challenge.
     fn origin(&self, source: SocketAddr, msg: &Message) -> Option<Origin> {
         let method = msg.method();
-        let in_dialog = msg.to().ok().is_some_and(|t| t.tag().is_some());
-        let new_invite = matches!(method, Some(Method::Invite)) && !in_dialog;
+        // The To tag is read only where it decides something (INVITEs, strangers): carriers' BYEs, ACKs and
+        // OPTIONS pass without the extra header parse on this per-message path.
+        let in_dialog = || msg.to().ok().is_some_and(|t| t.tag().is_some());
         let auth = self.calls.agent_auth_enabled();
-        if new_invite && auth && msg.header(&HeaderName::ProxyAuthorization).is_some() {
+        let new_invite = auth && matches!(method, Some(Method::Invite)) && !in_dialog();
+        if new_invite && msg.header(&HeaderName::ProxyAuthorization).is_some() {
             return Some(Origin::Agent(AgentOrigin::Authenticate));
         }
         if let Some(c) = self.policy.carrier_for(source) {
@@ -407,12 +409,12 @@ impl Endpoint {
         if let Some(n) = self.policy.agent_network_for(source) {
             return Some(Origin::Agent(AgentOrigin::Network(n.to_string())));
         }
-        if new_invite && auth {
+        if new_invite {
             return Some(Origin::Agent(AgentOrigin::Authenticate));
         }
         let ours = msg.call_id().ok().is_some_and(|c| self.calls.has_dialog(c));
-        let dialog_bound = in_dialog || matches!(method, Some(Method::Ack | Method::Cancel));
-        (ours && dialog_bound).then_some(Origin::DialogPeer)
+        let dialog_bound = || matches!(method, Some(Method::Ack | Method::Cancel)) || in_dialog();
+        (ours && dialog_bound()).then_some(Origin::DialogPeer)
     }
 
     fn next_tag(&mut self) -> String {
