@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
@@ -159,9 +159,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Edge> {
 
     let udp = match cfg.sip.udp {
         Some(addr) => Some(Arc::new(
-            UdpSocket::bind(addr)
-                .await
-                .with_context(|| format!("binding SIP UDP on {addr} (sip.udp)"))?,
+            transport::udp::SipUdp::bind(addr).with_context(|| format!("binding SIP UDP on {addr} (sip.udp)"))?,
         )),
         None => None,
     };
@@ -174,6 +172,11 @@ pub async fn start(cfg: Config) -> anyhow::Result<Edge> {
         None => None,
     };
     let sip_udp = udp.as_ref().map(|s| s.local_addr()).transpose()?;
+    if let Some(inode) = udp.as_ref().and_then(|s| s.inode()) {
+        transport_stats
+            .udp_socket_inode
+            .store(inode, std::sync::atomic::Ordering::Relaxed);
+    }
     let sip_tcp = tcp.as_ref().map(|s| s.local_addr()).transpose()?;
     let out = Outbound::new(udp.clone(), transport_stats.clone());
     let (engine_tx, engine_rx) = mpsc::channel::<Inbound>(ENGINE_QUEUE);
@@ -267,19 +270,14 @@ pub async fn start(cfg: Config) -> anyhow::Result<Edge> {
             media_events,
             commands: commands_rx,
             resolver,
+            udp: udp.clone(),
+            transport_stats: transport_stats.clone(),
         },
         media,
         out.clone(),
         shutdown_rx.clone(),
     ));
 
-    if let Some(sock) = udp {
-        tasks.push(tokio::spawn(transport::udp::run(
-            sock,
-            engine_tx.clone(),
-            transport_stats.clone(),
-        )));
-    }
     let limits = transport::tcp::TcpLimits {
         max_message_size: cfg.sip.max_message_size,
         idle_timeout: cfg.sip.tcp_idle_timeout,
@@ -357,6 +355,9 @@ struct EngineInputs {
     /// `POST`/`DELETE /v1/calls` from the API.
     commands: mpsc::Receiver<edge_api::CallCommand>,
     resolver: Arc<edge_resolver::Resolver>,
+    /// The SIP UDP socket, read by the engine itself.
+    udp: Option<Arc<transport::udp::SipUdp>>,
+    transport_stats: Arc<TransportStats>,
 }
 
 /// Resolved trunk hosts coming back to the engine.
@@ -376,7 +377,10 @@ async fn run_engine(
         mut media_events,
         mut commands,
         resolver,
+        udp,
+        transport_stats,
     } = inputs;
+    let mut udp_buf = transport::udp::recv_buffer();
     let (resolved_tx, mut resolved_rx) = mpsc::channel::<Resolved>(1024);
     loop {
         let deadline = ep.poll_timeout();
@@ -408,6 +412,20 @@ async fn run_engine(
             }
             Some(cmd) = commands.recv() => on_command(&mut ep, cmd),
             Some((job, result)) = resolved_rx.recv() => ep.on_resolved(Instant::now(), &job, result),
+            ready = udp_readable(udp.as_deref()) => {
+                match ready {
+                    Ok(mut ready) => {
+                        let now = Instant::now();
+                        transport::udp::drain(&mut ready, &mut udp_buf, UDP_BURST, &transport_stats, |m| {
+                            ep.handle(now, m.source, m.link, m.data)
+                        });
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "SIP UDP socket failed");
+                        return;
+                    }
+                }
+            }
             m = rx.recv() => {
                 let Some(m) = m else { return };
                 let now = Instant::now();
@@ -580,6 +598,16 @@ async fn store_calls(store: &Store, calls: &mut Vec<edge_store::CallRecord>) {
     calls.clear();
 }
 
+/// Datagrams the engine reads in one go before it looks at timers and its other inputs.
+const UDP_BURST: usize = 64;
+
+async fn udp_readable(udp: Option<&transport::udp::SipUdp>) -> std::io::Result<transport::udp::Ready<'_>> {
+    match udp {
+        Some(u) => u.readable().await,
+        None => std::future::pending().await,
+    }
+}
+
 async fn recv_media(events: &mut Option<edge_media::MediaEvents>) -> Option<edge_media::MediaEvent> {
     match events {
         Some(rx) => rx.recv().await,
@@ -605,6 +633,7 @@ fn start_media(
         bind_ip: m.bind_ip,
         port_range: m.rtp_ports,
         quarantine: m.port_quarantine,
+        socket_cache_pairs: m.socket_cache_pairs,
         media_timeout: m.media_timeout,
         espeak_binary: m.espeak.clone().into(),
         tts_cache_dir: cfg.data_dir.join("tts-cache"),

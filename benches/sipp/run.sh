@@ -25,6 +25,7 @@
 #   DUR=10 (seconds of call generation per step)  REFINE=2  PASS_FAIL_PCT=0.1  STOP_FAIL_PCT=5
 #   EDGE_BIN=target/release/oneinbox-edge  EDGE_MEDIA=1 (0: [media] enabled=false, SDP passes through)
 #   EDGE_RTP_PORTS=10000-65000  EDGE_QUARANTINE_MS=1000 (port reuse quarantine; see README)
+#   EDGE_SOCKET_CACHE (media.socket_cache, port pairs kept bound for reuse; unset: the edge's default)
 #   KAM_NCHILD=2 (Kamailio UDP workers)  SHM_MB=4096 PKG_MB=16
 #   HOPLAT=1 HOPLAT_RATE=2000 HOPLAT_SECS=5
 #   HOLD=1 HOLD_RATE=350 HOLD_MS=30000 HOLD_RUN_S=45 HOLD_SERVERS="$SERVERS edge-sig"
@@ -110,6 +111,7 @@ public_ip = "127.0.0.1"
 rtp_ports = "$EDGE_RTP_PORTS"
 port_quarantine_ms = $3
 media_timeout_s = 300
+${EDGE_SOCKET_CACHE:+socket_cache = $EDGE_SOCKET_CACHE}
 [inventory]
 provider = "local"
 [[inventory.ranges]]
@@ -368,7 +370,8 @@ if [[ "${PROFILE:-}" == perf ]]; then
       pd="$OUT/perf.${s}_${path}"
       fresh "$s" "$path"
       pids="$SERVER_PID"; for c in $(pgrep -P "$SERVER_PID"); do pids+=",$c"; done
-      perf record -F 1999 -g -o "$pd.data" -p "$pids" \
+      # PERF_ARGS="-e sched:sched_wakeup -g" shows who wakes whom (thread hand-offs) instead of CPU samples.
+      perf record ${PERF_ARGS:--F 1999 -g} -o "$pd.data" -p "$pids" \
         > "$pd.log" 2>&1 &
       PERF_PID=$!
       SERVER_PID="$SERVER_PID" EXTRA="server=$s path=$path phase=perf" \

@@ -78,6 +78,7 @@ struct RawMedia {
     rtp_ports: Spanned<String>,
     media_timeout_s: Spanned<u64>,
     port_quarantine_ms: Spanned<u64>,
+    socket_cache: Spanned<u64>,
     codecs: Option<Vec<String>>,
     voicemail_max_length_s: Spanned<u64>,
     voicemail_silence_limit_s: Spanned<u64>,
@@ -95,6 +96,7 @@ impl Default for RawMedia {
             rtp_ports: t("10000-20000"),
             media_timeout_s: s(30),
             port_quarantine_ms: s(5_000),
+            socket_cache: s(2_048),
             codecs: None,
             voicemail_max_length_s: s(120),
             voicemail_silence_limit_s: s(10),
@@ -113,6 +115,8 @@ pub struct MediaSettings {
     pub rtp_ports: (u16, u16),
     pub media_timeout: Duration,
     pub port_quarantine: Duration,
+    /// Released port pairs kept bound for reuse (`media.socket_cache`).
+    pub socket_cache_pairs: usize,
     /// Codec names allowed through (e.g. PCMU, PCMA); `None` passes every offered codec.
     pub codecs: Option<Vec<String>>,
     pub voicemail_max_length: Duration,
@@ -661,6 +665,8 @@ impl Validator<'_> {
                 0,
                 600_000,
             )?),
+            socket_cache_pairs: usize::try_from(self.range("media.socket_cache", &m.socket_cache, 0, 32_768)?)
+                .unwrap_or(0),
             codecs: m.codecs.clone(),
             voicemail_max_length: Duration::from_secs(self.range(
                 "media.voicemail_max_length_s",

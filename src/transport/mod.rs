@@ -1,8 +1,9 @@
 //! Sockets. The SIP core is sans-IO; these drivers move bytes between the network and the engine task and
 //! back, and know nothing of SIP beyond TCP framing.
 //!
-//! Inbound messages flow as [`Inbound`] over a bounded channel; outbound bytes go through [`Outbound`],
-//! which sends on the UDP socket or on the TCP connection a request arrived on (RFC 3261 18.2.2).
+//! The engine reads the UDP socket itself ([`udp`]); TCP frames reach it as [`Inbound`] over a bounded
+//! channel. Outbound bytes go through [`Outbound`], which sends on the UDP socket or on the TCP
+//! connection a request arrived on (RFC 3261 18.2.2).
 
 pub mod tcp;
 pub mod udp;
@@ -13,7 +14,6 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use dashmap::DashMap;
-use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
 /// Which socket a message came in on (and so which one its answer leaves by).
@@ -38,7 +38,10 @@ pub struct Inbound {
 #[derive(Debug, Default)]
 pub struct TransportStats {
     pub udp_datagrams_in: AtomicU64,
+    /// Datagrams the kernel dropped on the SIP socket (receive queue full), refreshed on each scrape.
     pub udp_dropped_overload: AtomicU64,
+    /// The SIP UDP socket's inode (0: none), to find its kernel counters.
+    pub udp_socket_inode: AtomicU64,
     pub tcp_connections_accepted: AtomicU64,
     pub tcp_connections_refused: AtomicU64,
     /// Connections the edge opened itself (trunks over TCP).
@@ -52,7 +55,7 @@ pub struct TransportStats {
 /// The sending side shared by every task: the UDP socket and the writers of open TCP connections.
 #[derive(Clone)]
 pub struct Outbound {
-    udp: Option<Arc<UdpSocket>>,
+    udp: Option<Arc<udp::SipUdp>>,
     tcp_conns: Arc<DashMap<u64, mpsc::Sender<Bytes>>>,
     /// Opens TCP connections on demand ([`Link::Connect`]); unset until the engine's queue exists.
     connector: Arc<std::sync::OnceLock<tcp::Connector>>,
@@ -60,7 +63,7 @@ pub struct Outbound {
 }
 
 impl Outbound {
-    pub fn new(udp: Option<Arc<UdpSocket>>, stats: Arc<TransportStats>) -> Self {
+    pub fn new(udp: Option<Arc<udp::SipUdp>>, stats: Arc<TransportStats>) -> Self {
         Outbound {
             udp,
             tcp_conns: Arc::new(DashMap::new()),
@@ -84,7 +87,7 @@ impl Outbound {
     pub fn send(&self, link: Link, to: SocketAddr, bytes: Bytes) {
         let ok = match link {
             Link::Udp => match &self.udp {
-                Some(sock) => sock.try_send_to(&bytes, to).is_ok(),
+                Some(sock) => sock.send_to(&bytes, to),
                 None => false,
             },
             Link::Tcp(id) => match self.tcp_conns.get(&id) {

@@ -18,6 +18,10 @@ pub struct MediaConfig {
     pub port_range: (u16, u16),
     /// Time a released port pair waits before reuse (stale-media protection).
     pub quarantine: Duration,
+    /// Released port pairs kept bound for the next calls (two file descriptors each); 0 closes every
+    /// socket when its call ends. Parked sockets wait out `quarantine` like closed ports, absorbing the
+    /// old call's late packets, and are emptied before reuse.
+    pub socket_cache_pairs: usize,
     /// Idle time (no packet from either side) before [`crate::MediaEvent::Timeout`].
     pub media_timeout: Duration,
     /// Re-latching rule for NAT rebinding, see [`crate::latch`].
@@ -35,6 +39,7 @@ impl Default for MediaConfig {
             bind_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             port_range: (20000, 29999),
             quarantine: Duration::from_secs(5),
+            socket_cache_pairs: 2048,
             media_timeout: Duration::from_secs(30),
             relatch: RelatchRule::default(),
             espeak_binary: PathBuf::from("espeak-ng"),

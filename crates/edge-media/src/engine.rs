@@ -9,8 +9,9 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 
 use crate::event::MediaEvent;
-use crate::ports::{PortLease, PortPool};
+use crate::ports::{BoundPair, PortLease, PortPool};
 use crate::relay::{RelayHandle, RelayIo, RelayParams};
+use crate::socket::ReadableUdp;
 use crate::tts::Tts;
 use crate::{MediaConfig, MediaError};
 
@@ -20,6 +21,10 @@ pub type MediaEvents = mpsc::UnboundedReceiver<MediaEvent>;
 
 /// Bind attempts on "address in use" (ports taken by other processes) before giving up.
 const BIND_ATTEMPTS: usize = 8;
+/// `EMFILE`: the process is out of file descriptors.
+const EMFILE: i32 = 24;
+/// Cached pairs closed when binding hits the open-files limit (four descriptors).
+const EVICT_ON_EMFILE: usize = 2;
 
 /// Media plane of the edge. Cheap to clone; all clones share one port pool.
 #[derive(Clone, Debug)]
@@ -43,8 +48,8 @@ struct Inner {
 #[derive(Debug)]
 pub struct MediaEndpoint {
     pub(crate) rtp: UdpSocket,
-    /// Held so the RTCP port is ours; inbound RTCP is not needed for voicemail.
-    pub(crate) _rtcp: UdpSocket,
+    /// Held so the RTCP port is ours; inbound RTCP is not needed for voicemail (so it is not registered).
+    pub(crate) _rtcp: std::net::UdpSocket,
     pub(crate) port: u16,
     pub(crate) _lease: PortLease,
 }
@@ -58,15 +63,16 @@ impl MediaEndpoint {
 
 /// Freshly bound `[rtp, rtcp]` sockets with their lease.
 struct BoundPairs {
-    sockets: Vec<[UdpSocket; 2]>,
+    sockets: Vec<[std::net::UdpSocket; 2]>,
     ports: Vec<u16>,
     lease: PortLease,
 }
 
-fn bind(ip: IpAddr, port: u16) -> std::io::Result<UdpSocket> {
+/// Binds a non-blocking socket; the caller registers it with the reactor (or not: a held RTCP port).
+fn bind(ip: IpAddr, port: u16) -> std::io::Result<std::net::UdpSocket> {
     let socket = std::net::UdpSocket::bind(SocketAddr::new(ip, port))?;
     socket.set_nonblocking(true)?;
-    UdpSocket::from_std(socket)
+    Ok(socket)
 }
 
 impl MediaEngine {
@@ -75,7 +81,12 @@ impl MediaEngine {
         config.validate()?;
         let (events, rx) = mpsc::unbounded_channel();
         let (live_tx, live_rx) = mpsc::channel(1);
-        let pool = PortPool::new(config.port_range.0, config.port_range.1, config.quarantine);
+        let pool = PortPool::new(
+            config.port_range.0,
+            config.port_range.1,
+            config.quarantine,
+            config.socket_cache_pairs,
+        );
         let tts = Tts::new(&config.espeak_binary, &config.tts_cache_dir);
         let engine = MediaEngine {
             inner: Arc::new(Inner {
@@ -112,7 +123,7 @@ impl MediaEngine {
         for _ in 0..BIND_ATTEMPTS {
             let ports = self.inner.pool.take(n).ok_or(MediaError::PortsExhausted)?;
             let lease = PortLease::new(self.inner.pool.clone(), ports.clone());
-            let bound: std::io::Result<Vec<[UdpSocket; 2]>> =
+            let bound: std::io::Result<Vec<[std::net::UdpSocket; 2]>> =
                 ports.iter().map(|&p| Ok([bind(ip, p)?, bind(ip, p + 1)?])).collect();
             match bound {
                 Ok(sockets) => return Ok(BoundPairs { sockets, ports, lease }),
@@ -126,38 +137,68 @@ impl MediaEngine {
         Err(MediaError::PortsExhausted)
     }
 
+    /// One bound pair for a relay: a parked one when the cache has one, else freshly bound. Running out
+    /// of file descriptors closes cached pairs and tries again.
+    fn relay_pair(&self, reuse: &mut Vec<BoundPair>) -> Result<BoundPair, MediaError> {
+        if let Some(pair) = reuse.pop() {
+            return Ok(pair);
+        }
+        let mut evicted = false;
+        loop {
+            match self.bind_pairs(1) {
+                Ok(BoundPairs { sockets, ports, lease }) => {
+                    let (Some([rtp, rtcp]), Some(&port)) = (sockets.into_iter().next(), ports.first()) else {
+                        return Err(MediaError::PortsExhausted);
+                    };
+                    let pair = BoundPair {
+                        port,
+                        sockets: [ReadableUdp::new(rtp)?, ReadableUdp::new(rtcp)?],
+                    };
+                    // The pair now owns the port: it goes back through `park`, not the lease.
+                    lease.forget();
+                    return Ok(pair);
+                }
+                Err(MediaError::Io(e)) if !evicted && e.raw_os_error() == Some(EMFILE) => {
+                    evicted = true;
+                    if self.inner.pool.evict(EVICT_ON_EMFILE) == 0 {
+                        return Err(MediaError::Io(e));
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     /// Allocates a relay for a bridged call: one port pair facing each leg.
     /// Must be called inside a Tokio runtime. [`MediaError::PortsExhausted`]
     /// means nothing was allocated (answer 503 with Retry-After).
     pub fn allocate_relay(&self, call_id: &str) -> Result<RelayHandle, MediaError> {
         tokio::runtime::Handle::try_current().map_err(|_| MediaError::NoRuntime)?;
-        let BoundPairs {
-            sockets: pairs,
-            ports,
-            lease,
-        } = self.bind_pairs(2)?;
-        let mut sockets = pairs.into_iter().flatten();
-        let (Some(a0), Some(a1), Some(b0), Some(b1)) = (sockets.next(), sockets.next(), sockets.next(), sockets.next())
-        else {
-            // bind_pairs(2) returns exactly two pairs.
-            return Err(MediaError::PortsExhausted);
+        let mut reuse = self.inner.pool.take_bound(2);
+        let a = match self.relay_pair(&mut reuse) {
+            Ok(a) => a,
+            Err(e) => {
+                self.inner.pool.unpark(reuse);
+                return Err(e);
+            }
         };
-        let io = RelayIo {
-            sockets: [a0, a1, b0, b1],
-            _lease: lease,
+        let b = match self.relay_pair(&mut reuse) {
+            Ok(b) => b,
+            Err(e) => {
+                reuse.push(a);
+                self.inner.pool.unpark(reuse);
+                return Err(e);
+            }
         };
+        let ports = [a.port, b.port];
+        let io = RelayIo::new([a, b], self.inner.pool.clone());
         let params = RelayParams {
             call_id: Arc::from(call_id),
             relatch: self.inner.config.relatch,
             media_timeout: self.inner.config.media_timeout,
             events: self.inner.events.clone(),
         };
-        Ok(RelayHandle::spawn(
-            io,
-            [ports[0], ports[1]],
-            self.inner.config.public_ip,
-            params,
-        ))
+        Ok(RelayHandle::spawn(io, ports, self.inner.config.public_ip, params))
     }
 
     /// Allocates a single RTP/RTCP port pair for media the edge terminates itself.
@@ -172,7 +213,7 @@ impl MediaEngine {
             return Err(MediaError::PortsExhausted);
         };
         Ok(MediaEndpoint {
-            rtp,
+            rtp: UdpSocket::from_std(rtp)?,
             _rtcp: rtcp,
             port: ports[0],
             _lease: lease,

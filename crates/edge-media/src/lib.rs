@@ -22,6 +22,8 @@
 //!    one with `ended_by` Silence / MaxLength / DtmfHash means the edge should BYE the caller;
 //! 3. process shutdown → `engine.shutdown(grace).await` so every recording is written.
 
+#![deny(unsafe_code)]
+
 mod config;
 pub mod dtmf;
 mod engine;
@@ -34,6 +36,7 @@ mod recorder;
 mod relay;
 pub mod resample;
 mod sdp;
+pub mod socket;
 mod tts;
 mod voicemail;
 pub mod wav;

@@ -9,15 +9,14 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tokio::io::ReadBuf;
-use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::event::MediaEvent;
 use crate::latch::{Latch, LatchVerdict, RelatchRule};
-use crate::ports::PortLease;
+use crate::ports::{BoundPair, PortPool};
 use crate::sdp::{rewrite_sdp, RemoteMedia, SdpError};
+use crate::socket::ReadableUdp;
 
 /// Receive buffer; a datagram that fills it may have been truncated by the
 /// kernel and is dropped (audio RTP is far below the 1500-byte MTU).
@@ -109,12 +108,33 @@ impl Shared {
     }
 }
 
-/// The sockets and ports of a relay. Field order matters: sockets are closed
-/// before the lease hands the ports back to the pool.
+/// The sockets and ports of a relay: side A's pair, then side B's. They go back to the pool (still bound,
+/// see [`crate::ports`]) when the relay's task ends or is aborted.
 pub(crate) struct RelayIo {
-    /// Indexed `side * 2 + kind` (kind 0 = RTP, 1 = RTCP).
-    pub(crate) sockets: [UdpSocket; 4],
-    pub(crate) _lease: PortLease,
+    pairs: Option<[BoundPair; 2]>,
+    pool: Arc<PortPool>,
+}
+
+impl RelayIo {
+    pub(crate) fn new(pairs: [BoundPair; 2], pool: Arc<PortPool>) -> Self {
+        RelayIo {
+            pairs: Some(pairs),
+            pool,
+        }
+    }
+
+    /// Socket `index` = `side * 2 + kind` (kind 0 = RTP, 1 = RTCP).
+    fn socket(&self, index: usize) -> Option<&ReadableUdp> {
+        self.pairs.as_ref()?.get(index / 2)?.sockets.get(index % 2)
+    }
+}
+
+impl Drop for RelayIo {
+    fn drop(&mut self) {
+        if let Some(pairs) = self.pairs.take() {
+            self.pool.park(pairs);
+        }
+    }
 }
 
 pub(crate) struct RelayParams {
@@ -269,10 +289,9 @@ async fn run(io: RelayIo, shared: Arc<Shared>, params: RelayParams) {
         let wake = poll_fn(|cx| {
             for i in 0..4 {
                 let index = (start + i) % 4;
-                let mut rb = ReadBuf::new(&mut buf);
-                match io.sockets[index].poll_recv_from(cx, &mut rb) {
-                    Poll::Ready(Ok(from)) => {
-                        let len = rb.filled().len();
+                let Some(socket) = io.socket(index) else { continue };
+                match socket.poll_recv_from(cx, &mut buf) {
+                    Poll::Ready(Ok((len, from))) => {
                         return Poll::Ready(Wake::Packet { index, from, len });
                     }
                     Poll::Ready(Err(e)) => {
@@ -319,18 +338,20 @@ async fn run(io: RelayIo, shared: Arc<Shared>, params: RelayParams) {
         while let Some((from, len)) = next {
             let packet = &buf[..len];
             if let Some((out, dest)) = router.route(&shared, params.relatch, index, from, packet) {
-                match io.sockets[out].send_to(packet, dest).await {
-                    Ok(_) => {
+                // Never waits: a full send buffer drops the packet (real-time media has no use for
+                // a late one, and waiting would stall the other direction).
+                match io.socket(out).map(|s| s.send_to(packet, dest)) {
+                    Some(Ok(_)) => {
                         shared.counters.relayed[index / 2].fetch_add(1, Ordering::Relaxed);
                     }
-                    Err(e) => tracing::debug!(error = %e, %dest, "relay send failed"),
+                    Some(Err(e)) => tracing::debug!(error = %e, %dest, "relay send failed"),
+                    None => {}
                 }
             }
             handled += 1;
             next = if handled < DRAIN_BATCH {
-                io.sockets[index]
-                    .try_recv_from(&mut buf)
-                    .ok()
+                io.socket(index)
+                    .and_then(|s| s.try_recv_from(&mut buf).ok())
                     .map(|(len, from)| (from, len))
             } else {
                 None

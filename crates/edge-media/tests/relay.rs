@@ -338,3 +338,42 @@ async fn no_timeout_before_both_sides_known() {
     assert!(events.try_recv().is_err());
     assert!(!relay.is_finished());
 }
+
+/// Ended calls' sockets stay bound (`socket_cache_pairs`) and serve the next relay after the quarantine;
+/// what reached them in between is thrown away, not relayed into the new call.
+#[tokio::test]
+async fn cached_sockets_are_reused_and_emptied_of_stale_packets() {
+    let (engine, _events) = engine(31200, 2, |c| {
+        c.quarantine = Duration::from_millis(200);
+        c.socket_cache_pairs = 2;
+    });
+    let first = engine.allocate_relay("old").unwrap();
+    let ports = [first.local_port(Side::A), first.local_port(Side::B)];
+    first.release().await;
+    assert_eq!(engine.port_pairs(), (0, 2), "parked pairs wait out the quarantine");
+    assert!(matches!(
+        engine.allocate_relay("early"),
+        Err(MediaError::PortsExhausted)
+    ));
+    // The old call's peer keeps sending to the parked port.
+    let old_peer = socket().await;
+    for i in 0..5 {
+        old_peer.send_to(&rtp(i, 0, 9, 9), (LO, ports[0])).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert_eq!(engine.port_pairs(), (2, 0));
+
+    let relay = engine.allocate_relay("new").unwrap();
+    let mut reused = [relay.local_port(Side::A), relay.local_port(Side::B)];
+    reused.sort_unstable();
+    let mut before = ports;
+    before.sort_unstable();
+    assert_eq!(reused, before, "the same (still bound) ports serve the new call");
+    let (a, b) = (socket().await, socket().await);
+    relay.set_remote(Side::A, &remote_of(&a, None));
+    relay.set_remote(Side::B, &remote_of(&b, None));
+    expect_nothing(&b).await;
+    a.send_to(&rtp(1, 0, 1, 1), relay_addr(&relay, Side::A)).await.unwrap();
+    assert_eq!(recv(&b, Duration::from_secs(1)).await.unwrap().0, rtp(1, 0, 1, 1));
+    assert_eq!(relay.stats().relayed_a_to_b, 1, "none of the stale packets was relayed");
+}
