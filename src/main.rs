@@ -96,7 +96,9 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 cfg.log_format = LogFormat::Json;
             }
             logging::init(cfg.log_format, &cfg.log_level);
+            raise_open_files_limit();
             let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(cfg.runtime_workers())
                 .enable_all()
                 .build()
                 .context("starting the tokio runtime")?;
@@ -124,4 +126,28 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Raises the soft open-files limit to the hard one. Every anchored call holds four sockets (two RTP/RTCP
+/// pairs) and the media socket cache more; the usual soft default of 1,024 would cap the edge at a couple
+/// of hundred calls while the hard limit (often 524,288 under systemd) allows far more.
+fn raise_open_files_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    // `None` is unlimited.
+    let show = |n: Option<u64>| n.map_or_else(|| "unlimited".to_owned(), |n| n.to_string());
+    let mut limit = getrlimit(Resource::Nofile);
+    let (soft, hard) = (limit.current, limit.maximum);
+    if soft.is_some() && soft != hard {
+        limit.current = hard;
+        match setrlimit(Resource::Nofile, limit) {
+            Ok(()) => tracing::info!(from = %show(soft), to = %show(hard), "open-files limit raised"),
+            Err(e) => tracing::warn!(error = %e, soft = %show(soft), "open-files limit could not be raised"),
+        }
+    }
+    let files = getrlimit(Resource::Nofile).current;
+    tracing::info!(
+        open_files = %show(files),
+        anchored_calls_at_most = %show(files.map(|n| n / 4)),
+        "each anchored call holds four sockets"
+    );
 }

@@ -47,6 +47,21 @@ struct RawConfig {
     routing: RawRouting,
     media: RawMedia,
     inventory: RawInventory,
+    runtime: RawRuntime,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawRuntime {
+    worker_threads: Spanned<u64>,
+}
+
+impl Default for RawRuntime {
+    fn default() -> Self {
+        RawRuntime {
+            worker_threads: Spanned::new(0..0, 0),
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -304,6 +319,8 @@ pub struct Config {
     pub secret_key: Option<String>,
     pub log_format: LogFormat,
     pub log_level: String,
+    /// Tokio worker threads (`[runtime] worker_threads`); 0 picks one per core but one.
+    pub worker_threads: usize,
     pub carriers: Vec<Carrier>,
     pub unknown_source: UnknownSource,
     pub default_country_code: Option<String>,
@@ -536,6 +553,13 @@ impl Validator<'_> {
             secret_key,
             log_format,
             log_level: raw.log.level.clone(),
+            worker_threads: usize::try_from(self.range(
+                "runtime.worker_threads",
+                &raw.runtime.worker_threads,
+                0,
+                1024,
+            )?)
+            .unwrap_or(0),
             carriers,
             unknown_source,
             default_country_code,
@@ -701,6 +725,21 @@ pub fn parse_hex_key(s: &str) -> Option<[u8; 32]> {
 }
 
 impl Config {
+    /// Worker threads to start: as configured, else one per core but one (at least one).
+    ///
+    /// The SIP engine is one task (it owns every call, no locks); more workers only serve media relays,
+    /// the API and DNS, and each costs cross-thread wake-ups and task stealing on every hand-off. Under
+    /// SIPp on two cores (`benches/README.md`), one worker used 10-20% less CPU per call than two and held
+    /// 7,000 calls/s where two collapsed at 6,000; a dedicated engine thread beside one worker did worse
+    /// than both on one (more wake-ups between them). The core left over runs the store's SQLite thread
+    /// and the kernel's network work.
+    pub fn runtime_workers(&self) -> usize {
+        if self.worker_threads > 0 {
+            return self.worker_threads;
+        }
+        std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1))
+    }
+
     /// The carrier whose allow list holds `ip`, if any.
     pub fn carrier_for(&self, ip: IpAddr) -> Option<&Carrier> {
         let ip = match ip {
@@ -773,6 +812,21 @@ mod tests {
     fn out_of_range_timer() {
         let e = parse("[sip]\nt1_ms = 5\n").unwrap_err().to_string();
         assert!(e.contains("sip.t1_ms") && e.contains(":2:"), "{e}");
+    }
+
+    #[test]
+    fn runtime_workers_and_socket_cache() {
+        let c = parse("[runtime]\nworker_threads = 3\n[media]\nsocket_cache = 0\n").unwrap();
+        assert_eq!(c.runtime_workers(), 3);
+        assert_eq!(c.media.socket_cache_pairs, 0);
+        let auto = parse("").unwrap();
+        assert_eq!(auto.media.socket_cache_pairs, 2048);
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(auto.runtime_workers(), cores.saturating_sub(1).max(1));
+        let e = parse("[runtime]\n\nworker_threads = 5000\n").unwrap_err().to_string();
+        assert!(e.contains("runtime.worker_threads") && e.contains(":3:"), "{e}");
+        let e = parse("[media]\nsocket_cache = 99999\n").unwrap_err().to_string();
+        assert!(e.contains("media.socket_cache") && e.contains(":2:"), "{e}");
     }
 
     #[test]

@@ -23,8 +23,8 @@ pub type MediaEvents = mpsc::UnboundedReceiver<MediaEvent>;
 const BIND_ATTEMPTS: usize = 8;
 /// `EMFILE`: the process is out of file descriptors.
 const EMFILE: i32 = 24;
-/// Cached pairs closed when binding hits the open-files limit (four descriptors).
-const EVICT_ON_EMFILE: usize = 2;
+/// Cached pairs closed when binding hits the open-files limit: the cache gives way to live calls.
+const EVICT_ON_EMFILE: usize = 64;
 
 /// Media plane of the edge. Cheap to clone; all clones share one port pool.
 #[derive(Clone, Debug)]
