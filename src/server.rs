@@ -416,8 +416,11 @@ async fn run_engine(
                 match ready {
                     Ok(mut ready) => {
                         let now = Instant::now();
+                        // Each message's answers leave before the next message is read: flushing once per
+                        // burst held the first message's forwarded INVITE behind the other 63.
                         transport::udp::drain(&mut ready, &mut udp_buf, UDP_BURST, &transport_stats, |m| {
-                            ep.handle(now, m.source, m.link, m.data)
+                            ep.handle(now, m.source, m.link, m.data);
+                            flush(&mut ep, &out);
                         });
                     }
                     Err(e) => {
@@ -430,10 +433,14 @@ async fn run_engine(
                 let Some(m) = m else { return };
                 let now = Instant::now();
                 ep.handle(now, m.source, m.link, m.data);
-                // Drain what is already queued before flushing: amortises the wake-up under load.
+                flush(&mut ep, &out);
+                // Drain what is already queued: amortises the wake-up under load.
                 for _ in 0..64 {
                     match rx.try_recv() {
-                        Ok(m) => ep.handle(now, m.source, m.link, m.data),
+                        Ok(m) => {
+                            ep.handle(now, m.source, m.link, m.data);
+                            flush(&mut ep, &out);
+                        }
                         Err(_) => break,
                     }
                 }
@@ -468,9 +475,14 @@ async fn run_engine(
                 let _ = tx.send((job, result)).await;
             });
         }
-        while let Some(t) = ep.poll_transmit() {
-            out.send(t.link, t.to, t.bytes);
-        }
+        flush(&mut ep, &out);
+    }
+}
+
+/// Puts the endpoint's pending transmits on the wire.
+fn flush(ep: &mut Endpoint, out: &Outbound) {
+    while let Some(t) = ep.poll_transmit() {
+        out.send(t.link, t.to, t.bytes);
     }
 }
 
