@@ -86,14 +86,12 @@ async fn metrics_text(State(s): State<OpsState>) -> impl IntoResponse {
     c("edge_sip_stray_dropped_total", &s.endpoint.stray_dropped);
     c("edge_sip_overload_rejected_total", &s.endpoint.overload_rejected);
     c("edge_udp_datagrams_total", &s.transport.udp_datagrams_in);
+    // Datagrams the kernel dropped on the SIP socket (receive queue full: the engine fell behind).
     let inode = s.transport.udp_socket_inode.load(Ordering::Relaxed);
-    if let Some(drops) = (inode != 0)
+    let drops = (inode != 0)
         .then(|| crate::transport::udp::kernel_drops(inode))
-        .flatten()
-    {
-        s.transport.udp_dropped_overload.store(drops, Ordering::Relaxed);
-    }
-    c("edge_udp_dropped_overload_total", &s.transport.udp_dropped_overload);
+        .flatten();
+    metrics::counter!("edge_udp_dropped_overload_total").absolute(drops.unwrap_or(0));
     c(
         "edge_tcp_connections_accepted_total",
         &s.transport.tcp_connections_accepted,

@@ -38,8 +38,6 @@ pub struct Inbound {
 #[derive(Debug, Default)]
 pub struct TransportStats {
     pub udp_datagrams_in: AtomicU64,
-    /// Datagrams the kernel dropped on the SIP socket (receive queue full), refreshed on each scrape.
-    pub udp_dropped_overload: AtomicU64,
     /// The SIP UDP socket's inode (0: none), to find its kernel counters.
     pub udp_socket_inode: AtomicU64,
     pub tcp_connections_accepted: AtomicU64,

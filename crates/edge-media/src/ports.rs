@@ -98,24 +98,26 @@ impl PortPool {
         }
     }
 
-    /// Up to `n` bound pairs past quarantine, emptied of stale packets (flooded ones are closed).
+    /// Up to `n` bound pairs past quarantine, emptied of stale packets; a flooded one is closed (the
+    /// caller binds a fresh pair in its place).
     pub(crate) fn take_bound(&self, n: usize) -> Vec<BoundPair> {
-        let mut got = Vec::with_capacity(n);
-        while got.len() < n {
-            let pair = {
-                let mut state = self.lock();
-                Self::promote(&mut state, Instant::now());
-                state.ready.pop()
-            };
-            let Some(pair) = pair else { break };
-            if pair.drain_stale() {
-                got.push(pair);
-            } else {
+        let taken: Vec<BoundPair> = {
+            let mut state = self.lock();
+            Self::promote(&mut state, Instant::now());
+            let keep = state.ready.len().saturating_sub(n);
+            state.ready.split_off(keep)
+        };
+        taken
+            .into_iter()
+            .filter_map(|pair| {
+                if pair.drain_stale() {
+                    return Some(pair);
+                }
                 tracing::warn!(port = pair.port, "parked media port flooded: closed, not reused");
                 self.release(&[pair.port]);
-            }
-        }
-        got
+                None
+            })
+            .collect()
     }
 
     /// Takes back the bound pairs of a finished relay: kept bound (in quarantine) while the cache has

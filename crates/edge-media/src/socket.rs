@@ -34,11 +34,6 @@ impl ReadableUdp {
         })
     }
 
-    /// Binds `addr` and registers the socket.
-    pub fn bind(addr: SocketAddr) -> io::Result<Self> {
-        Self::new(std::net::UdpSocket::bind(addr)?)
-    }
-
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.fd.get_ref().local_addr()
     }
@@ -95,8 +90,8 @@ mod tests {
 
     #[tokio::test]
     async fn receives_what_is_sent_and_reports_would_block_when_empty() {
-        let a = ReadableUdp::bind("127.0.0.1:0".parse().unwrap()).unwrap();
-        let b = ReadableUdp::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let bind = || ReadableUdp::new(std::net::UdpSocket::bind("127.0.0.1:0").unwrap()).unwrap();
+        let (a, b) = (bind(), bind());
         let mut buf = [0u8; 64];
         assert_eq!(a.try_recv_from(&mut buf).unwrap_err().kind(), io::ErrorKind::WouldBlock);
         b.send_to(b"hello", a.local_addr().unwrap()).unwrap();

@@ -5,21 +5,9 @@ use std::net::{IpAddr, Ipv4Addr};
 use edge_media::{build_voicemail_answer_sdp, rewrite_sdp, G711Law, SdpError};
 use sdp_types::Session;
 
-const EDGE: IpAddr = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 7));
-
-const TWILIO: &str = "v=0\r\n\
-o=root 1819914217 1819914217 IN IP4 54.172.60.1\r\n\
-s=Twilio Media Gateway\r\n\
-c=IN IP4 54.172.60.1\r\n\
-t=0 0\r\n\
-m=audio 18642 RTP/AVP 0 8 101\r\n\
-a=rtpmap:0 PCMU/8000\r\n\
-a=rtpmap:8 PCMA/8000\r\n\
-a=rtpmap:101 telephone-event/8000\r\n\
-a=fmtp:101 0-16\r\n\
-a=ptime:20\r\n\
-a=maxptime:150\r\n\
-a=sendrecv\r\n";
+#[path = "support/carrier_sdp.rs"]
+mod carrier_sdp;
+use carrier_sdp::{EDGE, TWILIO};
 
 // Media-level c=, a=rtcp with address, G.729 with fmtp, a disabled video line; LF endings.
 const TELNYX: &str = "v=0

@@ -2,29 +2,19 @@
 //! replaced (tests/support/sdp_oracle.rs): same result or error, and outputs that parse to the same
 //! session (byte-identical for the real-world corpus), on a corpus and on mutations of it.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use bytes::Bytes;
 use edge_media::{build_voicemail_answer_sdp, rewrite_sdp, SdpError};
 use sdp_types::Session;
 
+#[path = "support/carrier_sdp.rs"]
+mod carrier_sdp;
+use carrier_sdp::{EDGE, TWILIO};
+
 #[path = "support/sdp_oracle.rs"]
 mod oracle;
-
-const TWILIO: &str = "v=0\r\n\
-o=root 1819914217 1819914217 IN IP4 54.172.60.1\r\n\
-s=Twilio Media Gateway\r\n\
-c=IN IP4 54.172.60.1\r\n\
-t=0 0\r\n\
-m=audio 18642 RTP/AVP 0 8 101\r\n\
-a=rtpmap:0 PCMU/8000\r\n\
-a=rtpmap:8 PCMA/8000\r\n\
-a=rtpmap:101 telephone-event/8000\r\n\
-a=fmtp:101 0-16\r\n\
-a=ptime:20\r\n\
-a=maxptime:150\r\n\
-a=sendrecv\r\n";
 
 const TELNYX: &str = "v=0\r\n\
 o=- 1700000000 1700000002 IN IP4 192.76.120.10\r\n\
@@ -171,8 +161,6 @@ a=fmtp:200 x\r\n\
 a=fmtp:x y\r\n\
 a=rtcp\r\n\
 y=also unknown\r\n";
-
-const EDGE: IpAddr = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 7));
 
 fn edge_addrs() -> [IpAddr; 2] {
     [EDGE, "2001:db8::7".parse().unwrap()]
