@@ -17,8 +17,8 @@ use crate::transport::{self, Inbound, Outbound, TransportStats};
 use edge_store::{RoutingIndex, SecretBox, Store, StoreConfig};
 use sip_core::transaction::{AutoTrying, TimerConfig, TxConfig};
 
-/// Messages queued between the transports and the engine; past this, UDP datagrams are dropped (and
-/// counted) and TCP readers wait.
+/// TCP frames queued between the TCP readers and the engine; past this, the readers wait. (UDP needs no
+/// queue of ours: the engine reads the socket itself and the kernel's receive queue is the buffer.)
 const ENGINE_QUEUE: usize = 16_384;
 /// Call records waiting for the store; past this the engine counts them as dropped rather than block.
 const RECORD_QUEUE: usize = 65_536;
