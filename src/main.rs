@@ -97,6 +97,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             }
             logging::init(cfg.log_format, &cfg.log_level);
             raise_open_files_limit();
+            pregrow_fd_table();
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(cfg.runtime_workers())
                 .enable_all()
@@ -150,4 +151,55 @@ fn raise_open_files_limit() {
         anchored_calls_at_most = %show(files.map(|n| n / 4)),
         "each anchored call holds four sockets"
     );
+}
+
+/// File descriptors the kernel's table is grown to hold at start, at most (the open-files limit caps it).
+const FD_TABLE_PREGROW: u64 = 65_536;
+
+/// Grows the process's file-descriptor table once, before any call. The kernel doubles the table as
+/// descriptors are opened and, in a multi-threaded process, waits for an RCU grace period each time: under
+/// load every anchored call opens four sockets, and each doubling (256, 512, ... 8,192 descriptors) froze
+/// the engine thread for 7-11 ms at 2,000 calls/s (seen on the wire as the p99.9 of INVITE forwarding).
+/// Duplicating a descriptor to a high number and closing it leaves the table at that size (the kernel never
+/// shrinks it): about 8 bytes per slot, 512 KiB for 65,536.
+fn pregrow_fd_table() {
+    use std::os::fd::AsFd;
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
+    let Some(top) = limit.unwrap_or(FD_TABLE_PREGROW).min(FD_TABLE_PREGROW).checked_sub(1) else {
+        return;
+    };
+    let Ok(top) = i32::try_from(top) else { return };
+    match rustix::io::fcntl_dupfd_cloexec(std::io::stderr().as_fd(), top) {
+        Ok(fd) => drop(fd),
+        Err(e) => tracing::debug!(error = %e, descriptors = top + 1, "file-descriptor table not grown in advance"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Slots in this process's file-descriptor table (`FDSize` in /proc/self/status).
+    fn fd_table_size() -> u64 {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("FDSize:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// After start the table already holds as many descriptors as the edge may open (up to 65,536), so no
+    /// socket opened under load makes the kernel grow it (and wait for an RCU grace period).
+    #[test]
+    fn fd_table_is_grown_before_calls() {
+        let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
+        let want = limit.unwrap_or(super::FD_TABLE_PREGROW).min(super::FD_TABLE_PREGROW);
+        let before = fd_table_size();
+        assert!(before > 0, "FDSize not readable");
+        super::pregrow_fd_table();
+        let after = fd_table_size();
+        assert!(
+            after >= want,
+            "FDSize {after} after growing (was {before}), want at least {want}"
+        );
+    }
 }

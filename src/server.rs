@@ -539,49 +539,38 @@ const RECORD_BATCH: usize = 256;
 const RECORD_LINGER: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// Persists call records (start, answer, end) and voicemail rows in the order the engine produced them.
-/// Records are gathered for up to [`RECORD_LINGER`] (or [`RECORD_BATCH`] of them) and written together
-/// ([`Store::upsert_calls`]: successive versions of a call folded into one row, multi-row statements, one
-/// transaction): a handful of statements and one commit per batch instead of an autocommitted upsert per
-/// record. When the engine goes (the queue closes), what is gathered is written before returning.
+/// After the first record the writer sleeps [`RECORD_LINGER`] and then takes what has queued (up to
+/// [`RECORD_BATCH`] per transaction, [`Store::upsert_calls`]: successive versions of a call folded into one
+/// row, multi-row statements, one commit): one wake-up per batch on the worker the engine also runs on,
+/// not one per record. A writer that is behind keeps writing without lingering again. When the engine goes
+/// (the queue closes), what is queued is written before returning.
 async fn write_records(store: Arc<Store>, mut rx: mpsc::Receiver<Persist>) {
-    use tokio::sync::mpsc::error::TryRecvError;
     let mut calls: Vec<edge_store::CallRecord> = Vec::with_capacity(RECORD_BATCH);
-    let mut open = true;
-    while open {
-        let Some(first) = rx.recv().await else { break };
-        let deadline = tokio::time::Instant::now() + RECORD_LINGER;
+    while let Some(first) = rx.recv().await {
+        tokio::time::sleep(RECORD_LINGER).await;
         let mut next = Some(first);
-        while let Some(p) = next.take() {
-            match p {
-                Persist::Call(rec) => calls.push(rec),
-                Persist::Voicemail(vm) => {
-                    // Keep the order: the calls gathered before this row go first.
-                    store_calls(&store, &mut calls).await;
-                    if let Err(e) = store.insert_voicemail(&vm).await {
-                        tracing::error!(voicemail = %vm.id, error = %e, "voicemail row not stored");
+        loop {
+            while let Some(p) = next.take() {
+                match p {
+                    Persist::Call(rec) => calls.push(rec),
+                    Persist::Voicemail(vm) => {
+                        // Keep the order: the calls gathered before this row go first.
+                        store_calls(&store, &mut calls).await;
+                        if let Err(e) = store.insert_voicemail(&vm).await {
+                            tracing::error!(voicemail = %vm.id, error = %e, "voicemail row not stored");
+                        }
                     }
                 }
-            }
-            if calls.len() >= RECORD_BATCH {
-                break;
-            }
-            next = match rx.try_recv() {
-                Ok(p) => Some(p),
-                Err(TryRecvError::Disconnected) => {
-                    open = false;
-                    None
+                if calls.len() < RECORD_BATCH {
+                    next = rx.try_recv().ok();
                 }
-                Err(TryRecvError::Empty) => match tokio::time::timeout_at(deadline, rx.recv()).await {
-                    Ok(Some(p)) => Some(p),
-                    Ok(None) => {
-                        open = false;
-                        None
-                    }
-                    Err(_) => None,
-                },
-            };
+            }
+            store_calls(&store, &mut calls).await;
+            match rx.try_recv() {
+                Ok(p) => next = Some(p),
+                Err(_) => break,
+            }
         }
-        store_calls(&store, &mut calls).await;
     }
 }
 

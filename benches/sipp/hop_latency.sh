@@ -5,6 +5,7 @@
 #
 #   hop_latency.sh RATE SECONDS OUTDIR [LABEL]
 #   env: TARGET=127.0.0.1:5060 UAC_PORT=5061 DIDS=... (+ load_step.sh env)
+#   KEEP_PCAP=1 keeps OUTDIR/LABEL.pcap (e.g. to look for output gaps: stalls of the server)
 # Capturing costs CPU: use a moderate rate (e.g. 1000-2000 calls/s). Bounded: RATE x SECONDS calls.
 set -u
 HERE="$(cd "$(dirname "$0")" && pwd)"
@@ -19,4 +20,4 @@ sleep 1.5
 sleep 1
 kill "$DC"; wait "$DC" 2>/dev/null
 python3 "$HERE/lib/hop_latency.py" "$PCAP" "$SPORT" "$UAC_PORT" | tee "$OUTDIR/$LABEL.txt"
-rm -f "$PCAP"
+[[ "${KEEP_PCAP:-0}" == 1 ]] || rm -f "$PCAP"

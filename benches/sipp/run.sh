@@ -34,6 +34,7 @@
 #   QUIET_BUSY=20 (a step starts once the box, with nothing of ours running, is under this % busy, and
 #   LOAD_MAX=1.0 load1 ... or after QUIET_WAIT_S=90 s; load1 and foreign CPU are recorded per step)
 #   OUT=/tmp/edge-bench/run_<date>   SIPP_CPUS / SERVER_CPUS (taskset -c pinning, optional)
+#   SERVER_NICE (optional, e.g. -5: every server runs at that nice value, above the SIPp processes)
 # Everything started here is stopped by PID (trap on exit).
 set -u
 HERE="$(cd "$(dirname "$0")" && pwd)"
@@ -68,6 +69,9 @@ LOAD_MAX="${LOAD_MAX:-1.0}"
 QUIET_WAIT_S="${QUIET_WAIT_S:-90}"
 EDGE_WRAP=()
 SERVER_PIN=(); [[ -n "${SERVER_CPUS:-}" ]] && SERVER_PIN=(taskset -c "$SERVER_CPUS")
+# SERVER_NICE: run every server (edge and Kamailio alike) at this nice value, e.g. -5, so the load
+# generators sharing the two cores do not preempt it (a production edge has no SIPp beside it).
+[[ -n "${SERVER_NICE:-}" ]] && SERVER_PIN=(nice -n "$SERVER_NICE" "${SERVER_PIN[@]}")
 SIPP_PIN=(); [[ -n "${SIPP_CPUS:-}" ]] && SIPP_PIN=(taskset -c "$SIPP_CPUS")
 export SIPP_CPUS="${SIPP_CPUS:-}"
 OUT="${OUT:-/tmp/edge-bench/run_$(date +%Y%m%d_%H%M%S)}"

@@ -295,7 +295,8 @@ impl Call {
 pub struct CallController {
     cfg: CallConfig,
     index: Arc<RoutingIndex>,
-    calls: HashMap<CallId, Call>,
+    /// Boxed: growing the map then moves pointers, not whole calls (a stall at 10,000 live calls).
+    calls: HashMap<CallId, Box<Call>>,
     by_server_invite: HashMap<TxKey, CallId>,
     by_client: HashMap<TxKey, ClientRef>,
     by_dialog: HashMap<String, (CallId, Side)>,
@@ -470,7 +471,7 @@ impl CallController {
         self.by_public.insert(call.record.id.clone(), id);
         self.stats.calls_started.fetch_add(1, Ordering::Relaxed);
         self.stats.active_calls.fetch_add(1, Ordering::Relaxed);
-        self.calls.insert(id, call);
+        self.calls.insert(id, Box::new(call));
         id
     }
 

@@ -115,6 +115,11 @@ impl TxKey {
         Self(Arc::new(KeyInner { hash, kind }))
     }
 
+    /// The key's cached hash (keyed per process), for tables that shard on it.
+    pub(crate) fn prehash(&self) -> u64 {
+        self.0.hash
+    }
+
     /// The matching rule and its fields.
     pub fn kind(&self) -> &TxKeyKind {
         &self.0.kind

@@ -1,6 +1,6 @@
 //! The transaction table: routes messages and timers to the per-transaction state machines.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -9,8 +9,9 @@ use crate::build::ResponseBuilder;
 use crate::message::{Message, Method};
 
 use super::client::{Deliver, InviteClient, NonInviteClient};
-use super::key::{client_key_for_request, client_key_for_response, server_key, status_of, PreHashedState};
+use super::key::{client_key_for_request, client_key_for_response, server_key, status_of};
 use super::server::{AckOutcome, InviteServer, NonInviteServer};
+use super::table::TxTable;
 use super::timer::{TimerEntry, TimerKind, TimerQueue};
 use super::tx::{Next, Out, Timers, Tx, TxKind};
 use super::{AutoTrying, Incoming, Peer, Transmit, TxConfig, TxError, TxEvent, TxKey, TxKeyKind, TxState};
@@ -27,7 +28,7 @@ const SWEEP_FLOOR: usize = 4096;
 /// [`poll_event`](Self::poll_event) after each call. It never reads a clock or touches a socket.
 pub struct TransactionLayer {
     cfg: TxConfig,
-    txs: HashMap<TxKey, Tx, PreHashedState>,
+    txs: TxTable,
     timers: TimerQueue,
     transmits: VecDeque<Transmit>,
     events: VecDeque<TxEvent>,
@@ -59,7 +60,7 @@ impl TransactionLayer {
         }
         Self {
             cfg,
-            txs: HashMap::default(),
+            txs: TxTable::default(),
             timers: TimerQueue::default(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
@@ -199,7 +200,7 @@ impl TransactionLayer {
     }
 
     fn terminate(&mut self, key: &TxKey) {
-        if self.txs.remove(key).is_some() {
+        if self.txs.remove(key) {
             self.events.push_back(TxEvent::Terminated { key: key.clone() });
         }
     }

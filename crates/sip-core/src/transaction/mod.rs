@@ -14,6 +14,7 @@ mod key;
 mod layer;
 mod server;
 mod state;
+mod table;
 mod timer;
 mod tx;
 
