@@ -37,7 +37,8 @@ pub struct Edge {
     pub index: Arc<RoutingIndex>,
     shutdown: watch::Sender<bool>,
     engine: Option<JoinHandle<()>>,
-    records: Option<JoinHandle<()>>,
+    /// Fires when the record writer's thread has stored what was queued and ended.
+    records: Option<tokio::sync::oneshot::Receiver<()>>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -200,7 +201,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Edge> {
     let warn_agent = host.clone();
     // Call records leave the engine over a bounded queue; one writer persists them in order.
     let (records_tx, records_rx) = mpsc::channel(RECORD_QUEUE);
-    let records = tokio::spawn(write_records(store.clone(), records_rx));
+    let records = spawn_record_writer(store.clone(), records_rx)?;
     let (media, media_events) = start_media(&cfg, &host)?;
     let calls = CallController::new(
         CallConfig {
@@ -538,12 +539,48 @@ const RECORD_BATCH: usize = 256;
 /// and end (and the calls around it) then share one transaction; a record is stored this much later.
 const RECORD_LINGER: std::time::Duration = std::time::Duration::from_millis(10);
 
+/// Starts [`write_records`] on a thread of its own with a single-threaded runtime and a one-connection
+/// pool of its own (opened there, so its PostgreSQL socket is served by that runtime). On the engine's
+/// worker the writer competed with the engine: building a batch of records held the SIP messages behind
+/// it, and near the edge's top rate the writer fell behind and the record queue overflowed.
+fn spawn_record_writer(
+    store: Arc<Store>,
+    rx: mpsc::Receiver<Persist>,
+) -> anyhow::Result<tokio::sync::oneshot::Receiver<()>> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .thread_name("record-writer")
+        .build()
+        .context("starting the call-record writer's runtime")?;
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("record-writer".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                match store.with_own_pool(1).await {
+                    Ok(own) => {
+                        let own = Arc::new(own);
+                        write_records(own.clone(), rx).await;
+                        own.close().await;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "call-record writer: no pool of its own, sharing the API's");
+                        write_records(store, rx).await;
+                    }
+                }
+            });
+            let _ = done_tx.send(());
+        })
+        .context("starting the call-record writer's thread")?;
+    Ok(done_rx)
+}
+
 /// Persists call records (start, answer, end) and voicemail rows in the order the engine produced them.
 /// After the first record the writer sleeps [`RECORD_LINGER`] and then takes what has queued (up to
 /// [`RECORD_BATCH`] per transaction, [`Store::upsert_calls`]: successive versions of a call folded into one
-/// row, multi-row statements, one commit): one wake-up per batch on the worker the engine also runs on,
-/// not one per record. A writer that is behind keeps writing without lingering again. When the engine goes
-/// (the queue closes), what is queued is written before returning.
+/// row, multi-row statements, one commit): one wake-up per batch, not one per record. A writer that is
+/// behind keeps writing without lingering again. When the engine goes (the queue closes), what is queued
+/// is written before returning.
 async fn write_records(store: Arc<Store>, mut rx: mpsc::Receiver<Persist>) {
     let mut calls: Vec<edge_store::CallRecord> = Vec::with_capacity(RECORD_BATCH);
     while let Some(first) = rx.recv().await {

@@ -439,6 +439,47 @@ async fn call_records_tell_what_happened() {
     );
 }
 
+/// Polls `GET /v1/calls?phone_number_id=` until the newest record has `status`; returns it.
+async fn record_with_status(t: &common::TestEdge, number_id: &str, status: &str) -> serde_json::Value {
+    let mut last = String::new();
+    for _ in 0..100 {
+        let (code, body) = t
+            .http("GET", &format!("/v1/calls?phone_number_id={number_id}"), None)
+            .await;
+        assert_eq!(code, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        if let Some(c) = v["data"].as_array().and_then(|d| d.first()) {
+            if c["status"] == status {
+                return c.clone();
+            }
+        }
+        last = body;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("no {status} record for {number_id}: {last}");
+}
+
+/// The engine queues a live call's record a moment after it changes (so a call's first steps make one
+/// row): the API still shows a ringing call as ringing, and the same row then as answered and ended.
+#[tokio::test]
+async fn live_calls_show_their_progress_in_the_api() {
+    let t = start_edge(|c| c.agent_ring_timeout = Duration::from_secs(10)).await;
+    let slow = Agent::spawn(Mode::RingForever).await;
+    let p = t.add_agent("slow", &slow, 5, AgentStatus::Active).await;
+    let number_id = t.add_number(DID, &p, None).await;
+    let mut c = Carrier::new(t.sip(), DID).await;
+    c.invite().await;
+    slow.expect(Method::Invite, S).await;
+    let ringing = record_with_status(&t, &number_id, "ringing").await;
+    assert!(ringing["ended_at"].is_null(), "{ringing}");
+    assert!(ringing["answered_at"].is_null(), "{ringing}");
+    c.cancel().await;
+    assert_eq!(c.final_response(S).await.1.status(), Some(487));
+    let ended = final_record(&t, &number_id).await;
+    assert_eq!(ended["id"], ringing["id"], "one row per call");
+    assert_eq!(ended["status"], "canceled");
+}
+
 #[tokio::test]
 async fn cancelled_and_failed_calls_are_recorded() {
     let t = start_edge(|c| {

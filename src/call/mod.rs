@@ -37,6 +37,11 @@ use edge_store::VoicemailRecord;
 pub use edge_store::{now_ms, CallRecord, CallStatus, HangupBy, Hop, Route};
 use leg::{DialogSide, Local};
 
+/// How long a live call's changed record waits before it is queued for the store (see
+/// `CallController::persist`). `GET /v1/calls/{id}` sees a live call's progress this much (plus the
+/// writer's own gathering) later; an ended call's record is queued at once.
+const RECORD_FLUSH: Duration = Duration::from_millis(20);
+
 /// Call-control settings (`[routing]` in the config).
 #[derive(Debug, Clone)]
 pub struct CallConfig {
@@ -256,6 +261,8 @@ struct Call {
     b_offer: Option<Bytes>,
     /// The voicemail session answering this call, when it went to voicemail.
     voicemail: Option<VoicemailSession>,
+    /// The record changed since it was last queued for the store (the id is in `CallController::dirty`).
+    dirty: bool,
 }
 
 impl Call {
@@ -287,6 +294,7 @@ impl Call {
             relay: None,
             b_offer: None,
             voicemail: None,
+            dirty: false,
         }
     }
 }
@@ -313,6 +321,9 @@ pub struct CallController {
     pacer: pacing::Pacer,
     /// Trunk hosts waiting to be resolved by the driver (DNS is IO).
     resolve_jobs: VecDeque<ResolveJob>,
+    /// Live calls whose record changed and is not queued yet; queued at `flush_at`.
+    dirty: Vec<CallId>,
+    flush_at: Option<Instant>,
 }
 
 impl CallController {
@@ -341,6 +352,8 @@ impl CallController {
             agent_gauge: Arc::new(dashmap::DashMap::new()),
             pacer: pacing::Pacer::new(cfg_pacing_wait),
             resolve_jobs: VecDeque::new(),
+            dirty: Vec::new(),
+            flush_at: None,
         }
     }
 
@@ -422,7 +435,7 @@ impl CallController {
             plan.push_back((f.clone(), Route::Fallback));
         }
         let record = CallRecord {
-            id: format!("call_{}", leg::token()),
+            id: leg::call_record_id(now_ms()),
             account_id: number.account_id.clone(),
             direction: "inbound".into(),
             carrier: carrier.to_owned(),
@@ -459,7 +472,7 @@ impl CallController {
         let id = self.new_call(call);
         self.by_server_invite.insert(key, id);
         self.by_dialog.insert(a_call_id, (id, Side::A));
-        self.persist(id);
+        self.persist(ctx.now, id);
         self.next_hop(ctx, id);
         Ok(())
     }
@@ -948,7 +961,7 @@ impl CallController {
                     if call.record.status == CallStatus::Queued && (to_trunk || call.kind == CallKind::Inbound) {
                         call.record.status = CallStatus::Ringing;
                         if call.kind != CallKind::Inbound {
-                            self.persist(id);
+                            self.persist(ctx.now, id);
                         }
                     }
                 }
@@ -985,7 +998,7 @@ impl CallController {
                         // The agent took the dialled party: media flows both ways through the relay.
                         let _ = anchor(call.relay.as_ref(), Side::B, &resp, self.media.as_ref());
                         call.state = State::Confirmed;
-                        self.persist(id);
+                        self.persist(ctx.now, id);
                         return;
                     }
                     _ => {}
@@ -1017,7 +1030,7 @@ impl CallController {
                     self.timers
                         .push(Reverse((ctx.now + self.cfg.t1, id, TimerKind::Retransmit2xx, gen)));
                 }
-                self.persist(id);
+                self.persist(ctx.now, id);
             }
             _ => {
                 if to_trunk {
@@ -1284,10 +1297,17 @@ impl CallController {
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.peek().map(|Reverse((t, ..))| *t)
+        let timer = self.timers.peek().map(|Reverse((t, ..))| *t);
+        match (timer, self.flush_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     pub fn handle_timeout(&mut self, ctx: &mut Ctx<'_>) {
+        if self.flush_at.is_some_and(|t| t <= ctx.now) {
+            self.flush_records();
+        }
         while let Some(Reverse((at, id, kind, gen))) = self.timers.peek().copied() {
             if at > ctx.now {
                 break;
@@ -1432,10 +1452,29 @@ impl CallController {
         kept
     }
 
-    fn persist(&mut self, id: CallId) {
-        if let Some(r) = self.calls.get(&id).map(|c| c.record.clone()) {
-            self.write_record(r);
+    /// Marks a live call's record as changed: it is queued for the store [`RECORD_FLUSH`] later, as it is
+    /// then. A call's first moments (taken, ringing, answered, often ended) thus make one record, not one
+    /// per step; an ended call's record is queued at once by [`Self::finish_keeping`].
+    fn persist(&mut self, now: Instant, id: CallId) {
+        let Some(call) = self.calls.get_mut(&id) else { return };
+        if !call.dirty {
+            call.dirty = true;
+            self.dirty.push(id);
         }
+        self.flush_at.get_or_insert(now + RECORD_FLUSH);
+    }
+
+    /// Queues the records of the live calls marked by [`Self::persist`].
+    fn flush_records(&mut self) {
+        self.flush_at = None;
+        let mut dirty = std::mem::take(&mut self.dirty);
+        for id in dirty.drain(..) {
+            if let Some(call) = self.calls.get_mut(&id) {
+                call.dirty = false;
+                send_record(&self.records, &self.stats, Persist::Call(call.record.clone()));
+            }
+        }
+        self.dirty = dirty;
     }
 
     fn write_record(&self, r: CallRecord) {
@@ -1443,11 +1482,7 @@ impl CallController {
     }
 
     fn write(&self, p: Persist) {
-        if let Some(tx) = &self.records {
-            if tx.try_send(p).is_err() {
-                self.stats.records_dropped.fetch_add(1, Ordering::Relaxed);
-            }
-        }
+        send_record(&self.records, &self.stats, p);
     }
 
     /// Edge shutdown: every call ended cleanly (BYE for answered ones, 503 for ringing ones) so that agent
@@ -1561,7 +1596,7 @@ impl CallController {
                 .push(Reverse((ctx.now + self.cfg.t1, id, TimerKind::Retransmit2xx, gen)));
         }
         self.stats.voicemail.fetch_add(1, Ordering::Relaxed);
-        self.persist(id);
+        self.persist(ctx.now, id);
         true
     }
 
@@ -1638,6 +1673,15 @@ impl CallController {
                     self.finish(id, CallStatus::Completed, "voicemail recorded", Some(HangupBy::Edge));
                 }
             }
+        }
+    }
+}
+
+/// Queues `p` for the record writer; a full queue counts it as dropped rather than block the engine.
+fn send_record(records: &Option<tokio::sync::mpsc::Sender<Persist>>, stats: &CallStats, p: Persist) {
+    if let Some(tx) = records {
+        if tx.try_send(p).is_err() {
+            stats.records_dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
 }

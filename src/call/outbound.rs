@@ -224,7 +224,7 @@ impl CallController {
             call.out = Some(Box::new(plan(trunk, dest, agent.clone())));
         }
         self.hold_agent(id, &agent.id);
-        self.persist(id);
+        self.persist(ctx.now, id);
         self.start_pacing(ctx, id);
         Ok(())
     }
@@ -346,7 +346,7 @@ impl CallController {
         let record = call.record.clone();
         // The agent is kept for this call from now: a call that the dialled party answers must find it free.
         self.hold_agent(id, &agent.id);
-        self.persist(id);
+        self.persist(ctx.now, id);
         self.schedule(ctx, id, slot);
         Ok(record)
     }
@@ -799,7 +799,7 @@ impl CallController {
         if let Some(held) = call.held_agent.take() {
             self.release_agent(&held);
         }
-        self.persist(id);
+        self.persist(ctx.now, id);
         self.next_hop(ctx, id);
     }
 
@@ -848,7 +848,7 @@ fn outbound_record(
     sip_call_id: &str,
 ) -> CallRecord {
     CallRecord {
-        id: format!("call_{}", leg::token()),
+        id: leg::call_record_id(now_ms()),
         account_id: number.account_id.clone(),
         direction: "outbound".into(),
         // The provider, not the host: a bounded label for metrics; the host is in each hop's outcome.

@@ -37,6 +37,9 @@ pub struct Store {
     /// an order different from the database's.
     pub(crate) write_lock: tokio::sync::Mutex<()>,
     backend: Backend,
+    /// Where the pool connects, for [`Store::with_own_pool`].
+    url: String,
+    schema: Option<String>,
 }
 
 impl std::fmt::Debug for Store {
@@ -45,6 +48,41 @@ impl std::fmt::Debug for Store {
             .field("backend", &self.backend)
             .finish_non_exhaustive()
     }
+}
+
+/// Pool settings of both backends: the per-connection pragmas or search path every connection gets.
+fn pool_options(backend: Backend, schema: Option<String>, max_connections: u32) -> AnyPoolOptions {
+    AnyPoolOptions::new()
+        .max_connections(max_connections.max(1))
+        .acquire_timeout(Duration::from_secs(10))
+        .after_connect(move |conn, _meta| {
+            let schema = schema.clone();
+            Box::pin(async move {
+                match backend {
+                    Backend::Sqlite => {
+                        // WAL: readers (API GETs) never block on the writer.
+                        sqlx::query("PRAGMA journal_mode = WAL").execute(&mut *conn).await?;
+                        sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut *conn).await?;
+                        // Statement journals (every multi-row upsert inside a transaction needs one)
+                        // in memory: as temp files they cost an open, write and unlink per statement,
+                        // 4% of the edge's CPU under SIPp load in `perf`.
+                        sqlx::query("PRAGMA temp_store = MEMORY").execute(&mut *conn).await?;
+                        // 16 MiB of page cache (default 2 MiB): call ids are random, so the upserts of
+                        // a busy minute touch index pages all over the table; misses are preads.
+                        sqlx::query("PRAGMA cache_size = -16384").execute(&mut *conn).await?;
+                    }
+                    Backend::Postgres => {
+                        if let Some(s) = schema {
+                            // `s` matched [a-z_][a-z0-9_]* by `Store::connect`, so quoting is safe.
+                            sqlx::query(AssertSqlSafe(format!("SET search_path TO \"{s}\"")))
+                                .execute(&mut *conn)
+                                .await?;
+                        }
+                    }
+                }
+                Ok(())
+            })
+        })
 }
 
 fn migrator() -> Migrator {
@@ -110,37 +148,7 @@ impl Store {
                 .await?;
             conn.close().await?;
         }
-        let pool = AnyPoolOptions::new()
-            .max_connections(cfg.max_connections.max(1))
-            .acquire_timeout(Duration::from_secs(10))
-            .after_connect(move |conn, _meta| {
-                let schema = schema.clone();
-                Box::pin(async move {
-                    match backend {
-                        Backend::Sqlite => {
-                            // WAL: readers (API GETs) never block on the writer.
-                            sqlx::query("PRAGMA journal_mode = WAL").execute(&mut *conn).await?;
-                            sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut *conn).await?;
-                            // Statement journals (every multi-row upsert inside a transaction needs one)
-                            // in memory: as temp files they cost an open, write and unlink per statement,
-                            // 4% of the edge's CPU under SIPp load in `perf`.
-                            sqlx::query("PRAGMA temp_store = MEMORY").execute(&mut *conn).await?;
-                            // 16 MiB of page cache (default 2 MiB): call ids are random, so the upserts of
-                            // a busy minute touch index pages all over the table; misses are preads.
-                            sqlx::query("PRAGMA cache_size = -16384").execute(&mut *conn).await?;
-                        }
-                        Backend::Postgres => {
-                            if let Some(s) = schema {
-                                // `s` matched [a-z_][a-z0-9_]* above, so quoting is safe.
-                                sqlx::query(AssertSqlSafe(format!("SET search_path TO \"{s}\"")))
-                                    .execute(&mut *conn)
-                                    .await?;
-                            }
-                        }
-                    }
-                    Ok(())
-                })
-            })
+        let pool = pool_options(backend, schema.clone(), cfg.max_connections)
             .connect(&url)
             .await?;
         migrator().run(&pool).await?;
@@ -150,9 +158,30 @@ impl Store {
             index: Arc::new(RoutingIndex::new()),
             write_lock: tokio::sync::Mutex::new(()),
             backend,
+            url,
+            schema,
         };
         store.load_index().await?;
         Ok(store)
+    }
+
+    /// The same database and routing index over a pool of its own with at most `max_connections`,
+    /// opened on the calling runtime: for a task that runs on another runtime than the one that opened
+    /// this store (the call-record writer's thread), whose PostgreSQL sockets must then be served by its
+    /// own runtime's driver. Migrations have run already; nothing is reloaded.
+    pub async fn with_own_pool(&self, max_connections: u32) -> Result<Store> {
+        let pool = pool_options(self.backend, self.schema.clone(), max_connections)
+            .connect(&self.url)
+            .await?;
+        Ok(Store {
+            pool,
+            secrets: self.secrets.clone(),
+            index: Arc::clone(&self.index),
+            write_lock: tokio::sync::Mutex::new(()),
+            backend: self.backend,
+            url: self.url.clone(),
+            schema: self.schema.clone(),
+        })
     }
 
     /// The routing index this store keeps current; hand it to the SIP side.
