@@ -146,6 +146,8 @@ pub async fn open_store(cfg: &Config) -> anyhow::Result<Store> {
 
 /// Binds everything in `cfg` and starts serving.
 pub async fn start(cfg: Config) -> anyhow::Result<Edge> {
+    // The metrics recorder first: the engine keeps counter handles, which must be the recorder's.
+    crate::ops::prometheus();
     let cfg = Arc::new(cfg);
     let store = Arc::new(open_store(&cfg).await?);
     let index = store.index();

@@ -42,7 +42,7 @@ pub fn via_transport(t: sip_core::message::Transport) -> &'static str {
 
 /// A random-enough token for tags and Call-IDs (unique per process; not a secret).
 pub fn token() -> String {
-    new_branch().trim_start_matches("z9hG4bK").to_owned()
+    sip_core::build::new_token()
 }
 
 /// A new call record id: `call_` + the time in milliseconds (11 hex digits) + a [`token`]. Ids of calls
@@ -56,18 +56,19 @@ pub fn call_record_id(now_ms: i64) -> String {
 
 /// Headers carried from the carrier's INVITE to the agent: their own `X-` headers (Twilio's
 /// `X-Twilio-CallSid`, Telnyx's `X-call_leg_id`, ...), never ours, bounded in count and size.
-pub fn passthrough_headers(invite: &Message) -> Vec<(String, String)> {
+pub fn passthrough_headers(invite: &Message) -> impl Iterator<Item = (&str, &str)> {
+    const OURS: &[u8] = b"x-oneinbox-";
     invite
-        .header_entries()
+        .fields()
         .filter(|(_, name, _)| {
-            name.len() > 2
-                && name.as_bytes()[..2].eq_ignore_ascii_case(b"x-")
-                && !name.to_ascii_lowercase().starts_with("x-oneinbox-")
+            let n = name.as_bytes();
+            n.len() > 2
+                && n[..2].eq_ignore_ascii_case(b"x-")
+                && !(n.len() >= OURS.len() && n[..OURS.len()].eq_ignore_ascii_case(OURS))
         })
         .filter(|(_, _, v)| v.len() <= 512)
         .take(32)
-        .map(|(_, n, v)| (n.to_owned(), v.to_owned()))
-        .collect()
+        .map(|(_, n, v)| (n, v))
 }
 
 /// Headers worth relaying on in-dialog requests and their answers (session timers, content, reason).
@@ -82,8 +83,11 @@ const RELAYED: &[HeaderName] = &[
 ];
 
 fn relayed_headers(msg: &Message) -> Vec<(String, String)> {
-    msg.header_entries()
-        .filter(|(n, _, _)| RELAYED.contains(n) && *n != HeaderName::ContentType)
+    msg.fields()
+        .filter(|(n, _, _)| {
+            n.as_ref()
+                .is_some_and(|n| RELAYED.contains(n) && *n != HeaderName::ContentType)
+        })
         .map(|(_, raw, v)| (raw.to_owned(), v.to_owned()))
         .collect()
 }

@@ -19,6 +19,7 @@ pub use outbound::{AgentOrigin, ResolveJob, TrunkTarget};
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -639,20 +640,30 @@ impl CallController {
         let a = &call.a.invite;
         let b_call_id = format!("{}@oneinbox-edge", leg::token());
         let from_tag = leg::token();
-        let from_user = call.record.from.clone();
-        let display = call
-            .record
-            .caller_name
-            .as_ref()
-            .map(|d| format!("\"{}\" ", d.replace(['"', '\\'], "")))
-            .unwrap_or_default();
-        let host = local.sent_by.clone();
+        let host = &local.sent_by;
         // An API call's agent sees the party the edge dialled as the caller, and our number as the callee.
-        let (from_user, display, to_user) = match call.kind {
-            CallKind::ApiOutbound => (call.record.to.clone(), String::new(), call.record.from.clone()),
-            _ => (from_user, display, call.record.to.clone()),
+        let (from_user, display, to_user, did) = match call.kind {
+            CallKind::ApiOutbound => (&call.record.to, None, &call.record.from, &call.record.from),
+            CallKind::AgentOutbound => (
+                &call.record.from,
+                call.record.caller_name.as_deref(),
+                &call.record.to,
+                &call.record.from,
+            ),
+            CallKind::Inbound => (
+                &call.record.from,
+                call.record.caller_name.as_deref(),
+                &call.record.to,
+                &call.record.to,
+            ),
         };
-        let from = format!("{display}<sip:{from_user}@{host}>;tag={from_tag}");
+        let mut from = String::with_capacity(96);
+        if let Some(d) = display {
+            from.push('"');
+            from.extend(d.chars().filter(|c| !matches!(c, '"' | '\\')));
+            from.push_str("\" ");
+        }
+        let _ = write!(from, "<sip:{from_user}@{host}>;tag={from_tag}");
         let to = format!("<sip:{to_user}@{}>", uri_hostport(&agent.sip_uri));
         let direction = if call.kind == CallKind::Inbound {
             "inbound"
@@ -673,31 +684,15 @@ impl CallController {
             .saturating_sub(1)
             .clamp(1, 70)
             .to_string();
-        let did = if call.kind == CallKind::Inbound {
-            call.record.to.clone()
-        } else {
-            call.record.from.clone()
-        };
         let x = [
-            ("X-OneInbox-Call-Id", call.record.id.clone()),
-            ("X-OneInbox-Direction", direction.to_owned()),
-            ("X-OneInbox-Phone-Number", did),
-            ("X-OneInbox-Phone-Number-Id", call.number.number_id.clone()),
-            ("X-OneInbox-Agent-Id", agent.id.clone()),
-            ("X-OneInbox-Route", route.as_str().to_owned()),
-            ("X-OneInbox-Carrier", call.record.carrier.clone()),
+            ("X-OneInbox-Call-Id", call.record.id.as_str()),
+            ("X-OneInbox-Direction", direction),
+            ("X-OneInbox-Phone-Number", did.as_str()),
+            ("X-OneInbox-Phone-Number-Id", call.number.number_id.as_str()),
+            ("X-OneInbox-Agent-Id", agent.id.as_str()),
+            ("X-OneInbox-Route", route.as_str()),
+            ("X-OneInbox-Carrier", call.record.carrier.as_str()),
         ];
-        let passthrough = leg::passthrough_headers(a);
-        let relayed: Vec<(String, String)> = a
-            .header_entries()
-            .filter(|(n, _, _)| {
-                matches!(
-                    n,
-                    HeaderName::SessionExpires | HeaderName::MinSE | HeaderName::Supported
-                )
-            })
-            .map(|(_, r, v)| (r.to_owned(), v.to_owned()))
-            .collect();
         let mut b = sip_core::build::RequestBuilder::new(Method::Invite, &agent.sip_uri)
             .header("Via", &via)
             .header("Max-Forwards", &mf)
@@ -708,13 +703,18 @@ impl CallController {
             .header("Contact", &local.contact)
             .header("Allow", crate::sip::endpoint::ALLOW)
             .header("User-Agent", &local.server_name);
-        for (n, v) in &relayed {
+        for (_, n, v) in a.fields().filter(|(n, _, _)| {
+            matches!(
+                n,
+                Some(HeaderName::SessionExpires | HeaderName::MinSE | HeaderName::Supported)
+            )
+        }) {
             b = b.header(n, v);
         }
-        for (n, v) in &x {
+        for (n, v) in x {
             b = b.header(n, v);
         }
-        for (n, v) in &passthrough {
+        for (n, v) in leg::passthrough_headers(a) {
             b = b.header(n, v);
         }
         if let Some(sdp) = &call.b_offer {
@@ -761,8 +761,7 @@ impl CallController {
             ended_at_ms: None,
         });
         let gen = call.generation;
-        *self.agent_load.entry(agent.id.clone()).or_insert(0) += 1;
-        self.agent_gauge.insert(agent.id.clone(), self.agent_load[&agent.id]);
+        add_load(&mut self.agent_load, &self.agent_gauge, &agent.id);
         self.by_client.insert(key.clone(), ClientRef::Invite(id));
         self.by_dialog.insert(b_call_id, (id, Side::B));
         call.b = Some(BLeg {
@@ -1381,14 +1380,16 @@ impl CallController {
         }
     }
 
+    /// One more call on the agent.
+    fn add_agent_load(&mut self, agent_id: &str) {
+        add_load(&mut self.agent_load, &self.agent_gauge, agent_id);
+    }
+
     /// One fewer call on the agent.
     fn release_agent(&mut self, agent_id: &str) {
         if let Some(n) = self.agent_load.get_mut(agent_id) {
             *n = n.saturating_sub(1);
-            self.agent_gauge.insert(agent_id.to_owned(), *n);
-            if *n == 0 {
-                self.agent_load.remove(agent_id);
-            }
+            set_gauge(&self.agent_gauge, agent_id, *n);
         }
     }
 
@@ -1677,6 +1678,31 @@ impl CallController {
     }
 }
 
+/// One more call on the agent. Agents keep their entry (at 0 when idle) in both maps, so a call costs no
+/// key allocation and `/metrics` keeps a steady series per agent.
+fn add_load(load: &mut HashMap<String, u32>, gauge: &dashmap::DashMap<String, u32>, agent_id: &str) {
+    let n = match load.get_mut(agent_id) {
+        Some(n) => {
+            *n += 1;
+            *n
+        }
+        None => {
+            load.insert(agent_id.to_owned(), 1);
+            1
+        }
+    };
+    set_gauge(gauge, agent_id, n);
+}
+
+fn set_gauge(gauge: &dashmap::DashMap<String, u32>, agent_id: &str, n: u32) {
+    match gauge.get_mut(agent_id) {
+        Some(mut v) => *v = n,
+        None => {
+            gauge.insert(agent_id.to_owned(), n);
+        }
+    }
+}
+
 /// Queues `p` for the record writer; a full queue counts it as dropped rather than block the engine.
 fn send_record(records: &Option<tokio::sync::mpsc::Sender<Persist>>, stats: &CallStats, p: Persist) {
     if let Some(tx) = records {
@@ -1755,8 +1781,23 @@ impl BLeg {
 
 /// INVITEs by carrier and the final code the carrier got: what a carrier's engineer compares with their CDRs.
 pub fn count_invite_answer(carrier: &str, code: u16) {
-    metrics::counter!("edge_sip_invites_total", "carrier" => carrier.to_owned(), "code" => code.to_string())
-        .increment(1);
+    // Counter handles by (code, carrier), kept per thread (the engine's): looking one up in the recorder
+    // builds and hashes its label set, two strings and a vector per INVITE answered.
+    thread_local! {
+        static COUNTERS: std::cell::RefCell<HashMap<u16, HashMap<String, metrics::Counter>>> =
+            std::cell::RefCell::new(HashMap::new());
+    }
+    COUNTERS.with_borrow_mut(|by_code| {
+        let by_carrier = by_code.entry(code).or_default();
+        if let Some(c) = by_carrier.get(carrier) {
+            return c.increment(1);
+        }
+        let c =
+            metrics::counter!("edge_sip_invites_total", "carrier" => carrier.to_owned(), "code" => code.to_string());
+        c.increment(1);
+        // Carriers are the configured ones and codes are bounded, so the cache stays small.
+        by_carrier.insert(carrier.to_owned(), c);
+    });
 }
 
 fn hop(route: Route, agent_id: &str, status: Option<u16>, outcome: String, started: i64) -> Hop {

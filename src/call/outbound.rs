@@ -420,9 +420,7 @@ impl CallController {
 
     /// The agent counts this call against its `max_concurrent_calls` until the call ends.
     fn hold_agent(&mut self, id: CallId, agent_id: &str) {
-        let n = self.agent_load.entry(agent_id.to_owned()).or_insert(0);
-        *n += 1;
-        self.agent_gauge.insert(agent_id.to_owned(), *n);
+        self.add_agent_load(agent_id);
         if let Some(call) = self.calls.get_mut(&id) {
             call.held_agent = Some(agent_id.to_owned());
         }

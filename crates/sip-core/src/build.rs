@@ -11,7 +11,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::headers::id;
 use crate::headers::lex::ListIter;
-use crate::headers::{HeaderName, Via};
+use crate::headers::Via;
 use crate::message::{Message, Method};
 
 /// Writes `s` with CR/LF neutralised.
@@ -260,7 +260,7 @@ impl<'a> RequestBuilder<'a> {
         out.put_slice(b" SIP/2.0\r\n");
         let mut has_mf = false;
         for (n, v) in &self.headers {
-            has_mf |= HeaderName::parse(n.as_bytes()) == HeaderName::MaxForwards;
+            has_mf |= n.eq_ignore_ascii_case("Max-Forwards");
             put_header(&mut out, n, v);
         }
         if !has_mf {
@@ -327,6 +327,20 @@ pub fn cancel_for(invite: &Message) -> Bytes {
 /// counter through a bijective mixer) and unlikely to collide across processes (seeded
 /// from time and pid once).
 pub fn new_branch() -> String {
+    let mut s = String::with_capacity(23);
+    s.push_str(crate::headers::via::MAGIC_COOKIE);
+    push_hex(&mut s, next_unique());
+    s
+}
+
+/// 16 hex digits from the same sequence as [`new_branch`]: for tags and Call-IDs.
+pub fn new_token() -> String {
+    let mut s = String::with_capacity(16);
+    push_hex(&mut s, next_unique());
+    s
+}
+
+fn next_unique() -> u64 {
     static SEED: OnceLock<u64> = OnceLock::new();
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let seed = *SEED.get_or_init(|| {
@@ -336,14 +350,14 @@ pub fn new_branch() -> String {
         splitmix(t ^ (u64::from(std::process::id()) << 32))
     });
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let v = splitmix(seed.wrapping_add(n));
-    let mut s = String::with_capacity(23);
-    s.push_str(crate::headers::via::MAGIC_COOKIE);
+    splitmix(seed.wrapping_add(n))
+}
+
+fn push_hex(s: &mut String, v: u64) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     for i in (0..16).rev() {
         s.push(HEX[((v >> (i * 4)) & 0xf) as usize] as char);
     }
-    s
 }
 
 /// splitmix64 finaliser: a bijection, so distinct inputs give distinct outputs.

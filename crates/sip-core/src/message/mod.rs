@@ -201,6 +201,16 @@ impl Message {
         })
     }
 
+    /// Every header field in order as (its name when it is one this crate knows, `None` for extension
+    /// headers such as `X-...`; the name as written; the value). Unlike [`Self::header_entries`] it never
+    /// allocates, which matters on paths that look at every header of every INVITE.
+    pub fn fields(&self) -> impl Iterator<Item = (Option<HeaderName>, &str, &str)> {
+        self.headers.iter().map(move |h| {
+            let name = (h.id != id::OTHER).then(|| HeaderName::from_id(h.id));
+            (name, self.text(h.name), self.text(h.value))
+        })
+    }
+
     /// Number of header fields.
     pub fn header_count(&self) -> usize {
         self.headers.len()
