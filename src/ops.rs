@@ -105,6 +105,7 @@ async fn metrics_text(State(s): State<OpsState>) -> impl IntoResponse {
     c("edge_send_errors_total", &s.transport.send_errors);
     c("edge_failovers_total", &s.calls.failovers);
     c("edge_call_records_dropped_total", &s.calls.records_dropped);
+    c("edge_media_unavailable_total", &s.calls.media_unavailable);
     for (outcome, v) in [
         ("primary", &s.calls.answered_primary),
         ("fallback", &s.calls.answered_fallback),

@@ -272,6 +272,43 @@ async fn voicemail_impossible_is_503_with_retry_after() {
     wait_load(&t, &p, 0).await;
 }
 
+/// With every media port pair in use, a new call is refused at once with 503 + Retry-After (the carrier
+/// tries its next origination URI) and counted for the operator; the call in progress is untouched.
+#[tokio::test]
+async fn no_media_ports_is_503_and_counted() {
+    let t = start_edge(|c| {
+        // Two port pairs: exactly one anchored call (a pair facing each leg).
+        c.media.rtp_ports = (c.media.rtp_ports.0, c.media.rtp_ports.0 + 3);
+        c.agent_ring_timeout = Duration::from_secs(10);
+    })
+    .await;
+    let slow = Agent::spawn(Mode::RingForever).await;
+    let p = t.add_agent("slow", &slow, 5, AgentStatus::Active).await;
+    t.add_number(DID, &p, None).await;
+    let mut first = Carrier::new(t.sip(), DID).await;
+    first.invite().await;
+    slow.expect(Method::Invite, S).await;
+
+    let mut second = Carrier::new(t.sip(), DID).await;
+    second.invite().await;
+    let (_, fin) = second.final_response(S).await;
+    assert_eq!(fin.status(), Some(503));
+    assert!(fin.header(&HeaderName::RetryAfter).is_some());
+    let warning = fin.header(&HeaderName::Warning).unwrap_or_default().to_owned();
+    assert!(warning.contains("media ports exhausted"), "{warning}");
+    let refused = t
+        .edge
+        .call_stats
+        .media_unavailable
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(refused, 1);
+    wait_load(&t, &p, 1).await;
+
+    first.cancel().await;
+    assert_eq!(first.final_response(S).await.1.status(), Some(487));
+    wait_load(&t, &p, 0).await;
+}
+
 #[tokio::test]
 async fn unknown_and_outbound_only_numbers_are_404() {
     let t = start_edge(|_| {}).await;
@@ -365,8 +402,27 @@ async fn edge_shutdown_hangs_up_and_releases_agents() {
     wait_load(&t, &r, 1).await;
 
     let gauge = t.edge.agent_gauge.clone();
-    let common::TestEdge { edge, .. } = t;
+    let store = t.edge.store.clone();
+    let common::TestEdge { edge, account, .. } = t;
     edge.shutdown().await;
+    // Both calls' final records were stored before shutdown returned (the writer drains its queue).
+    let page = store
+        .list_calls(&account, edge_store::CallFilter::default(), 10, None)
+        .await
+        .unwrap();
+    let mut ended: Vec<_> = page
+        .items
+        .iter()
+        .map(|c| (c.status.as_str(), c.hangup_by, c.ended_at_ms.is_some()))
+        .collect();
+    ended.sort_by_key(|e| e.0);
+    assert_eq!(
+        ended,
+        [
+            ("completed", Some(edge_store::HangupBy::Edge), true),
+            ("failed", Some(edge_store::HangupBy::Edge), true)
+        ]
+    );
     assert!(a.got(Method::Bye, S).await, "the answered agent is hung up");
     c.expect_request(Method::Bye, S).await;
     let (_, fin) = c2.final_response(S).await;

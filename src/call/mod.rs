@@ -81,7 +81,13 @@ pub struct CallStats {
     pub rejected: AtomicU64,
     pub failovers: AtomicU64,
     pub records_dropped: AtomicU64,
+    /// New calls refused with 503 because no media port pair could be bound (range or open files used up).
+    pub media_unavailable: AtomicU64,
 }
+
+/// A refusal for want of media ports is logged on the first one and then once per this many: under
+/// overload every INVITE would log, and the log would compete with the calls (the count is on /metrics).
+const MEDIA_UNAVAILABLE_LOG_EVERY: u64 = 1000;
 
 /// Media anchoring and voicemail for calls (None: signalling only, SDP passed through untouched).
 pub struct MediaCtl {
@@ -497,7 +503,10 @@ impl CallController {
         };
         let relay = m.engine.allocate_relay(record_id).map_err(|e| {
             self.stats.rejected.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(error = %e, "no media ports for a new call");
+            let n = self.stats.media_unavailable.fetch_add(1, Ordering::Relaxed) + 1;
+            if n % MEDIA_UNAVAILABLE_LOG_EVERY == 1 {
+                tracing::warn!(error = %e, refused_so_far = n, "no media ports for a new call: 503 (logged every {MEDIA_UNAVAILABLE_LOG_EVERY})");
+            }
             Reject {
                 code: 503,
                 reason: "Service Unavailable",
