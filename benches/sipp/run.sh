@@ -26,6 +26,7 @@
 #   EDGE_BIN=target/release/oneinbox-edge  EDGE_MEDIA=1 (0: [media] enabled=false, SDP passes through)
 #   EDGE_RTP_PORTS=10000-65000  EDGE_QUARANTINE_MS=1000 (port reuse quarantine; see README)
 #   EDGE_MAX_TX=1000000 (sip.max_transactions; Kamailio gets SHM_MB of shared memory likewise)
+#   EDGE_LOG_LEVEL=info (log.level, as shipped; runs 1-5 used warn)
 #   EDGE_SOCKET_CACHE (media.socket_cache, port pairs kept bound for reuse; unset: the edge's default)
 #   KAM_NCHILD=2 (Kamailio UDP workers)  SHM_MB=4096 PKG_MB=16
 #   HOPLAT=1 HOPLAT_RATE=2000 HOPLAT_SECS=5
@@ -112,7 +113,7 @@ data_dir = "$1"
 key = "0000000000000000000000000000000000000000000000000000000000000001"
 [log]
 format = "human"
-level = "warn"
+level = "${EDGE_LOG_LEVEL:-info}"
 [media]
 enabled = $media
 bind_ip = "127.0.0.1"

@@ -505,7 +505,7 @@ impl CallController {
             self.stats.rejected.fetch_add(1, Ordering::Relaxed);
             let n = self.stats.media_unavailable.fetch_add(1, Ordering::Relaxed) + 1;
             if n % MEDIA_UNAVAILABLE_LOG_EVERY == 1 {
-                tracing::warn!(error = %e, refused_so_far = n, "no media ports for a new call: 503 (logged every {MEDIA_UNAVAILABLE_LOG_EVERY})");
+                tracing::warn!(call = %record_id, error = %e, refused_so_far = n, "no media ports for a new call: 503 (logged every {MEDIA_UNAVAILABLE_LOG_EVERY})");
             }
             Reject {
                 code: 503,
@@ -1745,7 +1745,7 @@ fn anchor(relay: Option<&RelayHandle>, from: Side, msg: &Message, media: Option<
         Ok((sdp, _)) => Some(sdp),
         Err(e) => {
             // Never leak the other leg's addresses: drop the body rather than pass it through.
-            tracing::warn!(error = %e, "SDP not anchored; body dropped");
+            tracing::warn!(call_id = msg.call_id().unwrap_or("-"), error = %e, "SDP not anchored; body dropped");
             Some(Bytes::new())
         }
     }

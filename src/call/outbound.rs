@@ -482,7 +482,7 @@ impl CallController {
                 headers: vec![(header_name, header_value)],
             }),
             Verdict::Rejected { username } => {
-                tracing::info!(%username, "agent digest credentials rejected");
+                tracing::info!(%username, call_id = invite.call_id().unwrap_or("-"), "agent digest credentials rejected");
                 Err(refuse(self, 403, "Forbidden", "SIP credentials rejected"))
             }
         }
