@@ -674,13 +674,14 @@ fn start_media(
         port_range: m.rtp_ports,
         quarantine: m.port_quarantine,
         socket_cache_pairs: m.socket_cache_pairs,
+        max_sockets: m.socket_ceiling(rustix::process::getrlimit(rustix::process::Resource::Nofile).current),
         media_timeout: m.media_timeout,
         espeak_binary: m.espeak.clone().into(),
         tts_cache_dir: cfg.data_dir.join("tts-cache"),
         ..edge_media::MediaConfig::default()
     };
     let (engine, events) = edge_media::MediaEngine::new(media_cfg).context("starting the media engine ([media])")?;
-    tracing::info!(%public_ip, ports = ?m.rtp_ports, "media anchoring on");
+    tracing::info!(%public_ip, ports = ?m.rtp_ports, max_sockets = engine.sockets().1, "media anchoring on");
     Ok((Some(engine), Some(events)))
 }
 

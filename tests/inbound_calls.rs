@@ -309,6 +309,42 @@ async fn no_media_ports_is_503_and_counted() {
     wait_load(&t, &p, 0).await;
 }
 
+/// `media.max_sockets` = 4: one anchored call (an RTP and an RTCP socket facing each leg) and no more;
+/// the next INVITE gets 503 with a Warning naming the key, and once the first call ends its (cached)
+/// sockets give way to the next call.
+#[tokio::test]
+async fn media_socket_ceiling_is_503_and_frees_with_the_call() {
+    let t = start_edge(|c| {
+        c.media.max_sockets = 4;
+        c.agent_ring_timeout = Duration::from_secs(10);
+    })
+    .await;
+    let slow = Agent::spawn(Mode::RingForever).await;
+    let p = t.add_agent("slow", &slow, 5, AgentStatus::Active).await;
+    t.add_number(DID, &p, None).await;
+    let mut first = Carrier::new(t.sip(), DID).await;
+    first.invite().await;
+    slow.expect(Method::Invite, S).await;
+
+    let mut second = Carrier::new(t.sip(), DID).await;
+    second.invite().await;
+    let (_, fin) = second.final_response(S).await;
+    assert_eq!(fin.status(), Some(503));
+    assert!(fin.header(&HeaderName::RetryAfter).is_some());
+    let warning = fin.header(&HeaderName::Warning).unwrap_or_default().to_owned();
+    assert!(warning.contains("media.max_sockets"), "{warning}");
+
+    first.cancel().await;
+    assert_eq!(first.final_response(S).await.1.status(), Some(487));
+    wait_load(&t, &p, 0).await;
+    let mut third = Carrier::new(t.sip(), DID).await;
+    third.invite().await;
+    slow.expect(Method::Invite, S).await;
+    wait_load(&t, &p, 1).await;
+    third.cancel().await;
+    assert_eq!(third.final_response(S).await.1.status(), Some(487));
+}
+
 #[tokio::test]
 async fn unknown_and_outbound_only_numbers_are_404() {
     let t = start_edge(|_| {}).await;

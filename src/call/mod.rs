@@ -512,7 +512,10 @@ impl CallController {
                 reason: "Service Unavailable",
                 headers: vec![
                     ("Retry-After", "5".into()),
-                    ("Warning", self.warning("media ports exhausted")),
+                    ("Warning", self.warning(match e {
+                        edge_media::MediaError::SocketLimit(_) => "media sockets at their ceiling (media.max_sockets)",
+                        _ => "media ports exhausted",
+                    })),
                 ],
             }
         })?;

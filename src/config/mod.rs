@@ -94,6 +94,7 @@ struct RawMedia {
     media_timeout_s: Spanned<u64>,
     port_quarantine_ms: Spanned<u64>,
     socket_cache: Spanned<u64>,
+    max_sockets: Spanned<u64>,
     codecs: Option<Vec<String>>,
     voicemail_max_length_s: Spanned<u64>,
     voicemail_silence_limit_s: Spanned<u64>,
@@ -112,6 +113,7 @@ impl Default for RawMedia {
             media_timeout_s: s(30),
             port_quarantine_ms: s(5_000),
             socket_cache: s(2_048),
+            max_sockets: s(0),
             codecs: None,
             voicemail_max_length_s: s(120),
             voicemail_silence_limit_s: s(10),
@@ -132,11 +134,33 @@ pub struct MediaSettings {
     pub port_quarantine: Duration,
     /// Released port pairs kept bound for reuse (`media.socket_cache`).
     pub socket_cache_pairs: usize,
+    /// Media sockets open at most (`media.max_sockets`); 0: the open-files limit less what the rest of
+    /// the edge needs ([`MediaSettings::socket_ceiling`]).
+    pub max_sockets: usize,
     /// Codec names allowed through (e.g. PCMU, PCMA); `None` passes every offered codec.
     pub codecs: Option<Vec<String>>,
     pub voicemail_max_length: Duration,
     pub voicemail_silence_limit: Duration,
     pub espeak: String,
+}
+
+/// Open files kept for everything but media (SIP TCP, API connections, the store, logs) when
+/// `media.max_sockets` is 0; at most half the limit.
+pub const NON_MEDIA_FILES: u64 = 1_024;
+
+impl MediaSettings {
+    /// The media socket ceiling for a process allowed `open_files` descriptors (`None`: unlimited):
+    /// `media.max_sockets` when set, else the limit less [`NON_MEDIA_FILES`] (less half of it when it
+    /// is small).
+    pub fn socket_ceiling(&self, open_files: Option<u64>) -> usize {
+        if self.max_sockets > 0 {
+            return self.max_sockets;
+        }
+        match open_files {
+            Some(n) => usize::try_from(n - NON_MEDIA_FILES.min(n / 2)).unwrap_or(usize::MAX),
+            None => usize::MAX,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -691,6 +715,7 @@ impl Validator<'_> {
             )?),
             socket_cache_pairs: usize::try_from(self.range("media.socket_cache", &m.socket_cache, 0, 32_768)?)
                 .unwrap_or(0),
+            max_sockets: usize::try_from(self.range("media.max_sockets", &m.max_sockets, 0, 4_000_000)?).unwrap_or(0),
             codecs: m.codecs.clone(),
             voicemail_max_length: Duration::from_secs(self.range(
                 "media.voicemail_max_length_s",
@@ -812,6 +837,36 @@ mod tests {
     fn out_of_range_timer() {
         let e = parse("[sip]\nt1_ms = 5\n").unwrap_err().to_string();
         assert!(e.contains("sip.t1_ms") && e.contains(":2:"), "{e}");
+    }
+
+    #[test]
+    fn media_socket_ceiling_follows_the_open_files_limit_unless_set() {
+        let auto = parse("").unwrap().media;
+        assert_eq!(auto.max_sockets, 0);
+        assert_eq!(auto.socket_ceiling(Some(20_000)), 18_976);
+        assert_eq!(
+            auto.socket_ceiling(Some(1_024)),
+            512,
+            "half kept when the limit is small"
+        );
+        assert_eq!(auto.socket_ceiling(None), usize::MAX);
+        let set = parse(
+            "[media]
+max_sockets = 4000
+",
+        )
+        .unwrap()
+        .media;
+        assert_eq!(set.socket_ceiling(Some(20_000)), 4_000);
+        let e = parse(
+            "[media]
+
+max_sockets = -1
+",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("max_sockets") && e.contains("line 3"), "{e}");
     }
 
     #[test]

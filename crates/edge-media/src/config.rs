@@ -22,6 +22,10 @@ pub struct MediaConfig {
     /// socket when its call ends. Parked sockets wait out `quarantine` like closed ports, absorbing the
     /// old call's late packets, and are emptied before reuse.
     pub socket_cache_pairs: usize,
+    /// Media sockets open at once at most (relays, voicemail and the cache together; four per anchored
+    /// call), so that media cannot take the file descriptors the rest of the process needs. A call that
+    /// would pass it gets a 503, as when ports run out. `usize::MAX`: the kernel's limit only.
+    pub max_sockets: usize,
     /// Idle time (no packet from either side) before [`crate::MediaEvent::Timeout`].
     pub media_timeout: Duration,
     /// Re-latching rule for NAT rebinding, see [`crate::latch`].
@@ -40,6 +44,7 @@ impl Default for MediaConfig {
             port_range: (20000, 29999),
             quarantine: Duration::from_secs(5),
             socket_cache_pairs: 2048,
+            max_sockets: usize::MAX,
             media_timeout: Duration::from_secs(30),
             relatch: RelatchRule::default(),
             espeak_binary: PathBuf::from("espeak-ng"),

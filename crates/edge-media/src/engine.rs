@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 
+use crate::budget::{SocketBudget, SocketTicket};
 use crate::event::MediaEvent;
 use crate::ports::{BoundPair, PortLease, PortPool};
 use crate::relay::{RelayHandle, RelayIo, RelayParams};
@@ -23,7 +24,7 @@ pub type MediaEvents = mpsc::UnboundedReceiver<MediaEvent>;
 const BIND_ATTEMPTS: usize = 8;
 /// `EMFILE`: the process is out of file descriptors.
 const EMFILE: i32 = 24;
-/// Cached pairs closed when binding hits the open-files limit: the cache gives way to live calls.
+/// Cached pairs closed when binding hits the open-files limit or `max_sockets`: the cache gives way to live calls.
 const EVICT_ON_EMFILE: usize = 64;
 
 /// Media plane of the edge. Cheap to clone; all clones share one port pool.
@@ -36,6 +37,8 @@ pub struct MediaEngine {
 struct Inner {
     config: MediaConfig,
     pool: Arc<PortPool>,
+    /// Every socket bound here holds a place (`MediaConfig::max_sockets`).
+    budget: Arc<SocketBudget>,
     events: mpsc::UnboundedSender<MediaEvent>,
     tts: Arc<Tts>,
     shutdown: watch::Sender<bool>,
@@ -52,6 +55,7 @@ pub struct MediaEndpoint {
     pub(crate) _rtcp: std::net::UdpSocket,
     pub(crate) port: u16,
     pub(crate) _lease: PortLease,
+    pub(crate) _ticket: SocketTicket,
 }
 
 impl MediaEndpoint {
@@ -66,6 +70,16 @@ struct BoundPairs {
     sockets: Vec<[std::net::UdpSocket; 2]>,
     ports: Vec<u16>,
     lease: PortLease,
+    ticket: SocketTicket,
+}
+
+/// The process or the media budget has no socket left for a new pair.
+fn out_of_sockets(e: &MediaError) -> bool {
+    match e {
+        MediaError::SocketLimit(_) => true,
+        MediaError::Io(e) => e.raw_os_error() == Some(EMFILE),
+        _ => false,
+    }
 }
 
 /// Binds a non-blocking socket; the caller registers it with the reactor (or not: a held RTCP port).
@@ -91,6 +105,7 @@ impl MediaEngine {
         let engine = MediaEngine {
             inner: Arc::new(Inner {
                 pool: Arc::new(pool),
+                budget: SocketBudget::new(config.max_sockets),
                 events,
                 tts: Arc::new(tts),
                 shutdown: watch::channel(false).0,
@@ -117,16 +132,30 @@ impl MediaEngine {
         self.inner.pool.counts()
     }
 
+    /// Media sockets open now (relays, voicemail, cache) and the ceiling (`MediaConfig::max_sockets`).
+    pub fn sockets(&self) -> (usize, usize) {
+        (self.inner.budget.open(), self.inner.budget.max())
+    }
+
     /// Takes `n` port pairs and binds RTP+RTCP sockets on each, all or nothing.
     fn bind_pairs(&self, n: usize) -> Result<BoundPairs, MediaError> {
         let ip = self.inner.config.bind_ip;
+        let budget = &self.inner.budget;
+        let ticket = budget.reserve(2 * n).ok_or(MediaError::SocketLimit(budget.open()))?;
         for _ in 0..BIND_ATTEMPTS {
             let ports = self.inner.pool.take(n).ok_or(MediaError::PortsExhausted)?;
             let lease = PortLease::new(self.inner.pool.clone(), ports.clone());
             let bound: std::io::Result<Vec<[std::net::UdpSocket; 2]>> =
                 ports.iter().map(|&p| Ok([bind(ip, p)?, bind(ip, p + 1)?])).collect();
             match bound {
-                Ok(sockets) => return Ok(BoundPairs { sockets, ports, lease }),
+                Ok(sockets) => {
+                    return Ok(BoundPairs {
+                        sockets,
+                        ports,
+                        lease,
+                        ticket,
+                    })
+                }
                 // Someone else owns a port: the lease puts these pairs in quarantine; retry.
                 Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
                     tracing::warn!(?ports, "media port in use by another process");
@@ -146,22 +175,29 @@ impl MediaEngine {
         let mut evicted = false;
         loop {
             match self.bind_pairs(1) {
-                Ok(BoundPairs { sockets, ports, lease }) => {
+                Ok(BoundPairs {
+                    sockets,
+                    ports,
+                    lease,
+                    ticket,
+                }) => {
                     let (Some([rtp, rtcp]), Some(&port)) = (sockets.into_iter().next(), ports.first()) else {
                         return Err(MediaError::PortsExhausted);
                     };
                     let pair = BoundPair {
                         port,
                         sockets: [ReadableUdp::new(rtp)?, ReadableUdp::new(rtcp)?],
+                        _ticket: ticket,
                     };
                     // The pair now owns the port: it goes back through `park`, not the lease.
                     lease.forget();
                     return Ok(pair);
                 }
-                Err(MediaError::Io(e)) if !evicted && e.raw_os_error() == Some(EMFILE) => {
+                // Out of descriptors or at the ceiling: the cache gives way to live calls.
+                Err(e) if !evicted && out_of_sockets(&e) => {
                     evicted = true;
                     if self.inner.pool.evict(EVICT_ON_EMFILE) == 0 {
-                        return Err(MediaError::Io(e));
+                        return Err(e);
                     }
                 }
                 Err(e) => return Err(e),
@@ -208,6 +244,7 @@ impl MediaEngine {
             sockets: pairs,
             ports,
             lease,
+            ticket,
         } = self.bind_pairs(1)?;
         let Some([rtp, rtcp]) = pairs.into_iter().next() else {
             return Err(MediaError::PortsExhausted);
@@ -217,6 +254,7 @@ impl MediaEngine {
             _rtcp: rtcp,
             port: ports[0],
             _lease: lease,
+            _ticket: ticket,
         })
     }
 

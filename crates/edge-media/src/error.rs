@@ -15,6 +15,9 @@ pub enum MediaError {
     /// Called outside a Tokio runtime.
     #[error("media engine used outside a tokio runtime")]
     NoRuntime,
+    /// The media sockets open reached `MediaConfig::max_sockets`. SIP: 503 + Retry-After.
+    #[error("media sockets at their ceiling ({0} open; media.max_sockets)")]
+    SocketLimit(usize),
     /// Socket error other than "address in use".
     #[error("media socket error: {0}")]
     Io(#[from] std::io::Error),

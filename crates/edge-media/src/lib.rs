@@ -24,6 +24,7 @@
 
 #![deny(unsafe_code)]
 
+mod budget;
 mod config;
 pub mod dtmf;
 mod engine;

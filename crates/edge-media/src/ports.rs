@@ -20,6 +20,8 @@ use crate::socket::ReadableUdp;
 pub(crate) struct BoundPair {
     pub(crate) port: u16,
     pub(crate) sockets: [ReadableUdp; 2],
+    /// Its two places in the socket budget, given back when the sockets close.
+    pub(crate) _ticket: crate::budget::SocketTicket,
 }
 
 /// Stale datagrams read (and dropped) from a parked socket before it is reused; past that the socket is

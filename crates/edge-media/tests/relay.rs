@@ -377,3 +377,35 @@ async fn cached_sockets_are_reused_and_emptied_of_stale_packets() {
     assert_eq!(recv(&b, Duration::from_secs(1)).await.unwrap().0, rtp(1, 0, 1, 1));
     assert_eq!(relay.stats().relayed_a_to_b, 1, "none of the stale packets was relayed");
 }
+
+/// `max_sockets` caps the media sockets open at once (four per relay): the call past it gets
+/// `SocketLimit` (a 503 upstream) while the live ones go on, and a freed relay's places serve the next.
+/// Cached sockets hold places too, and give way to a live call rather than refuse it.
+#[tokio::test]
+async fn media_sockets_stop_at_their_ceiling_and_cached_ones_give_way() {
+    let (capped, _events) = engine(31300, 6, |c| {
+        c.max_sockets = 8;
+        c.socket_cache_pairs = 0;
+    });
+    let first = capped.allocate_relay("s1").unwrap();
+    let second = capped.allocate_relay("s2").unwrap();
+    assert_eq!(capped.sockets(), (8, 8));
+    assert!(matches!(capped.allocate_relay("s3"), Err(MediaError::SocketLimit(8))));
+    assert_eq!(capped.port_pairs().0, 2, "the refused call took no port");
+    first.release().await;
+    assert_eq!(capped.sockets().0, 4);
+    let third = capped.allocate_relay("s3").unwrap();
+    drop((second, third));
+
+    let (cached, _events) = engine(31320, 6, |c| {
+        c.max_sockets = 4;
+        c.socket_cache_pairs = 2;
+        c.quarantine = Duration::from_secs(60);
+    });
+    let first = cached.allocate_relay("c1").unwrap();
+    first.release().await;
+    assert_eq!(cached.sockets(), (4, 4), "parked in the cache, still bound");
+    let live = cached.allocate_relay("c2").expect("the cache gives way");
+    assert_eq!(cached.sockets(), (4, 4));
+    assert_ne!(live.local_port(Side::A), 0);
+}
