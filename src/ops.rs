@@ -50,6 +50,8 @@ pub struct OpsState {
     pub transport: Arc<TransportStats>,
     pub calls: Arc<CallStats>,
     pub agent_gauge: Arc<dashmap::DashMap<String, u32>>,
+    /// Read at scrape time for the port and socket gauges (`None`: media off).
+    pub media: Option<edge_media::MediaEngine>,
 }
 
 pub fn router(state: OpsState) -> Router {
@@ -115,6 +117,17 @@ async fn metrics_text(State(s): State<OpsState>) -> impl IntoResponse {
         metrics::counter!("edge_calls_total", "outcome" => outcome).absolute(v.load(Ordering::Relaxed));
     }
     metrics::gauge!("edge_active_calls").set(s.calls.active_calls.load(Ordering::Relaxed) as f64);
+    if let Some(m) = &s.media {
+        // How close media is to its limits: free and quarantined port pairs, sockets open and the ceiling.
+        let (free, quarantined) = m.port_pairs();
+        metrics::gauge!("edge_media_port_pairs", "state" => "free").set(free as f64);
+        metrics::gauge!("edge_media_port_pairs", "state" => "quarantined").set(quarantined as f64);
+        let (open, max) = m.sockets();
+        metrics::gauge!("edge_media_sockets_open").set(open as f64);
+        if max != usize::MAX {
+            metrics::gauge!("edge_media_sockets_max").set(max as f64);
+        }
+    }
     for e in s.agent_gauge.iter() {
         metrics::gauge!("edge_agent_active_calls", "agent_id" => e.key().clone()).set(*e.value() as f64);
     }

@@ -205,6 +205,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Edge> {
     let (records_tx, records_rx) = mpsc::channel(RECORD_QUEUE);
     let records = spawn_record_writer(store.clone(), records_rx)?;
     let (media, media_events) = start_media(&cfg, &host)?;
+    let ops_media = media.clone();
     let calls = CallController::new(
         CallConfig {
             agent_setup_timeout: cfg.agent_setup_timeout,
@@ -317,6 +318,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Edge> {
                 transport: transport_stats.clone(),
                 calls: call_stats.clone(),
                 agent_gauge: agent_gauge.clone(),
+                media: ops_media.clone(),
             };
             let app = edge_api::router(state).merge(crate::ops::router(ops));
             let mut stop = shutdown_rx.clone();

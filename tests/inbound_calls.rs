@@ -333,6 +333,14 @@ async fn media_socket_ceiling_is_503_and_frees_with_the_call() {
     assert!(fin.header(&HeaderName::RetryAfter).is_some());
     let warning = fin.header(&HeaderName::Warning).unwrap_or_default().to_owned();
     assert!(warning.contains("media.max_sockets"), "{warning}");
+    let (_, text) = t.http("GET", "/metrics", None).await;
+    for needle in [
+        "edge_media_sockets_open 4",
+        "edge_media_sockets_max 4",
+        "edge_media_unavailable_total 1",
+    ] {
+        assert!(text.contains(needle), "missing {needle} in\n{text}");
+    }
 
     first.cancel().await;
     assert_eq!(first.final_response(S).await.1.status(), Some(487));
