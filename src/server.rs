@@ -318,7 +318,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Edge> {
                 transport: transport_stats.clone(),
                 calls: call_stats.clone(),
                 agent_gauge: agent_gauge.clone(),
-                media: ops_media.clone(),
+                media: ops_media,
             };
             let app = edge_api::router(state).merge(crate::ops::router(ops));
             let mut stop = shutdown_rx.clone();

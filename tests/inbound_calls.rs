@@ -272,20 +272,30 @@ async fn voicemail_impossible_is_503_with_retry_after() {
     wait_load(&t, &p, 0).await;
 }
 
-/// With every media port pair in use, a new call is refused at once with 503 + Retry-After (the carrier
-/// tries its next origination URI) and counted for the operator; the call in progress is untouched.
-#[tokio::test]
-async fn no_media_ports_is_503_and_counted() {
+/// What [`second_call_refused_for_media`] leaves: the edge, the ringing agent and its id, and the first
+/// carrier's call (still ringing, its media anchored).
+struct MediaRefused {
+    t: common::TestEdge,
+    slow: Agent,
+    p: String,
+    first: Carrier,
+}
+
+/// With `limit` leaving media for exactly one anchored call, a first call rings at an agent that never
+/// answers and a second INVITE is refused: 503 with Retry-After and a Warning containing `warning`.
+async fn second_call_refused_for_media(
+    limit: impl FnOnce(&mut oneinbox_edge::config::Config),
+    warning: &str,
+) -> MediaRefused {
     let t = start_edge(|c| {
-        // Two port pairs: exactly one anchored call (a pair facing each leg).
-        c.media.rtp_ports = (c.media.rtp_ports.0, c.media.rtp_ports.0 + 3);
+        limit(c);
         c.agent_ring_timeout = Duration::from_secs(10);
     })
     .await;
     let slow = Agent::spawn(Mode::RingForever).await;
     let p = t.add_agent("slow", &slow, 5, AgentStatus::Active).await;
     t.add_number(DID, &p, None).await;
-    let mut first = Carrier::new(t.sip(), DID).await;
+    let first = Carrier::new(t.sip(), DID).await;
     first.invite().await;
     slow.expect(Method::Invite, S).await;
 
@@ -294,8 +304,23 @@ async fn no_media_ports_is_503_and_counted() {
     let (_, fin) = second.final_response(S).await;
     assert_eq!(fin.status(), Some(503));
     assert!(fin.header(&HeaderName::RetryAfter).is_some());
-    let warning = fin.header(&HeaderName::Warning).unwrap_or_default().to_owned();
-    assert!(warning.contains("media ports exhausted"), "{warning}");
+    let got = fin.header(&HeaderName::Warning).unwrap_or_default();
+    assert!(got.contains(warning), "{got}");
+    MediaRefused { t, slow, p, first }
+}
+
+/// With every media port pair in use, a new call is refused at once with 503 + Retry-After (the carrier
+/// tries its next origination URI) and counted for the operator; the call in progress is untouched.
+#[tokio::test]
+async fn no_media_ports_is_503_and_counted() {
+    let MediaRefused { t, p, mut first, .. } = second_call_refused_for_media(
+        |c| {
+            // Two port pairs: exactly one anchored call (a pair facing each leg).
+            c.media.rtp_ports = (c.media.rtp_ports.0, c.media.rtp_ports.0 + 3);
+        },
+        "media ports exhausted",
+    )
+    .await;
     let refused = t
         .edge
         .call_stats
@@ -314,25 +339,8 @@ async fn no_media_ports_is_503_and_counted() {
 /// sockets give way to the next call.
 #[tokio::test]
 async fn media_socket_ceiling_is_503_and_frees_with_the_call() {
-    let t = start_edge(|c| {
-        c.media.max_sockets = 4;
-        c.agent_ring_timeout = Duration::from_secs(10);
-    })
-    .await;
-    let slow = Agent::spawn(Mode::RingForever).await;
-    let p = t.add_agent("slow", &slow, 5, AgentStatus::Active).await;
-    t.add_number(DID, &p, None).await;
-    let mut first = Carrier::new(t.sip(), DID).await;
-    first.invite().await;
-    slow.expect(Method::Invite, S).await;
-
-    let mut second = Carrier::new(t.sip(), DID).await;
-    second.invite().await;
-    let (_, fin) = second.final_response(S).await;
-    assert_eq!(fin.status(), Some(503));
-    assert!(fin.header(&HeaderName::RetryAfter).is_some());
-    let warning = fin.header(&HeaderName::Warning).unwrap_or_default().to_owned();
-    assert!(warning.contains("media.max_sockets"), "{warning}");
+    let MediaRefused { t, p, mut first, slow } =
+        second_call_refused_for_media(|c| c.media.max_sockets = 4, "media.max_sockets").await;
     let (_, text) = t.http("GET", "/metrics", None).await;
     for needle in [
         "edge_media_sockets_open 4",

@@ -512,10 +512,7 @@ impl CallController {
                 reason: "Service Unavailable",
                 headers: vec![
                     ("Retry-After", "5".into()),
-                    ("Warning", self.warning(match e {
-                        edge_media::MediaError::SocketLimit(_) => "media sockets at their ceiling (media.max_sockets)",
-                        _ => "media ports exhausted",
-                    })),
+                    ("Warning", self.warning(e.sip_warning())),
                 ],
             }
         })?;

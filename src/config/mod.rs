@@ -850,22 +850,9 @@ mod tests {
             "half kept when the limit is small"
         );
         assert_eq!(auto.socket_ceiling(None), usize::MAX);
-        let set = parse(
-            "[media]
-max_sockets = 4000
-",
-        )
-        .unwrap()
-        .media;
+        let set = parse("[media]\nmax_sockets = 4000\n").unwrap().media;
         assert_eq!(set.socket_ceiling(Some(20_000)), 4_000);
-        let e = parse(
-            "[media]
-
-max_sockets = -1
-",
-        )
-        .unwrap_err()
-        .to_string();
+        let e = parse("[media]\n\nmax_sockets = -1\n").unwrap_err().to_string();
         assert!(e.contains("max_sockets") && e.contains("line 3"), "{e}");
     }
 

@@ -25,7 +25,7 @@ const BIND_ATTEMPTS: usize = 8;
 /// `EMFILE`: the process is out of file descriptors.
 const EMFILE: i32 = 24;
 /// Cached pairs closed when binding hits the open-files limit or `max_sockets`: the cache gives way to live calls.
-const EVICT_ON_EMFILE: usize = 64;
+const EVICT_WHEN_OUT_OF_SOCKETS: usize = 64;
 
 /// Media plane of the edge. Cheap to clone; all clones share one port pool.
 #[derive(Clone, Debug)]
@@ -196,7 +196,7 @@ impl MediaEngine {
                 // Out of descriptors or at the ceiling: the cache gives way to live calls.
                 Err(e) if !evicted && out_of_sockets(&e) => {
                     evicted = true;
-                    if self.inner.pool.evict(EVICT_ON_EMFILE) == 0 {
+                    if self.inner.pool.evict(EVICT_WHEN_OUT_OF_SOCKETS) == 0 {
                         return Err(e);
                     }
                 }

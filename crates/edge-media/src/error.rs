@@ -22,3 +22,13 @@ pub enum MediaError {
     #[error("media socket error: {0}")]
     Io(#[from] std::io::Error),
 }
+
+impl MediaError {
+    /// What a SIP peer is told (Warning of the 503): the cause without local detail.
+    pub fn sip_warning(&self) -> &'static str {
+        match self {
+            MediaError::SocketLimit(_) => "media sockets at their ceiling (media.max_sockets)",
+            _ => "media ports exhausted",
+        }
+    }
+}
