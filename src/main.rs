@@ -34,6 +34,9 @@ enum Command {
         #[arg(long, default_value = "config/edge.toml")]
         config: PathBuf,
     },
+    /// A media worker process; the edge starts these itself (`media.workers`).
+    #[command(hide = true)]
+    MediaWorker,
     /// API keys.
     Keys {
         #[command(subcommand)]
@@ -109,6 +112,12 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 edge.shutdown().await;
                 anyhow::Ok(())
             })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::MediaWorker => {
+            // Warnings and errors only, on standard error, which the edge's own goes to as well.
+            logging::init(LogFormat::Auto, "warn");
+            edge_media::run_media_worker().context("media worker")?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Keys {

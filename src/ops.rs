@@ -127,6 +127,7 @@ async fn metrics_text(State(s): State<OpsState>) -> impl IntoResponse {
         if max != usize::MAX {
             metrics::gauge!("edge_media_sockets_max").set(max as f64);
         }
+        metrics::gauge!("edge_media_workers_up").set(m.workers_alive() as f64);
     }
     for e in s.agent_gauge.iter() {
         metrics::gauge!("edge_agent_active_calls", "agent_id" => e.key().clone()).set(*e.value() as f64);

@@ -670,20 +670,29 @@ fn start_media(
         .public_ip
         .or_else(|| sip_host.trim_matches(['[', ']']).parse().ok())
         .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
+    let limits = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    let worker_program = match &m.worker_program {
+        Some(p) => p.clone(),
+        None if m.workers > 0 => std::env::current_exe().context("media.workers: locating this executable")?,
+        None => Default::default(),
+    };
     let media_cfg = edge_media::MediaConfig {
         public_ip,
         bind_ip: m.bind_ip,
         port_range: m.rtp_ports,
         quarantine: m.port_quarantine,
         socket_cache_pairs: m.socket_cache_pairs,
-        max_sockets: m.socket_ceiling(rustix::process::getrlimit(rustix::process::Resource::Nofile).current),
+        max_sockets: m.socket_ceiling(limits.current),
+        workers: m.workers,
+        worker_command: vec![worker_program.into_os_string(), "media-worker".into()],
+        worker_max_sockets: crate::config::MediaSettings::worker_socket_ceiling(limits.maximum),
         media_timeout: m.media_timeout,
         espeak_binary: m.espeak.clone().into(),
         tts_cache_dir: cfg.data_dir.join("tts-cache"),
         ..edge_media::MediaConfig::default()
     };
     let (engine, events) = edge_media::MediaEngine::new(media_cfg).context("starting the media engine ([media])")?;
-    tracing::info!(%public_ip, ports = ?m.rtp_ports, max_sockets = engine.sockets().1, "media anchoring on");
+    tracing::info!(%public_ip, ports = ?m.rtp_ports, max_sockets = engine.sockets().1, workers = m.workers, "media anchoring on");
     Ok((Some(engine), Some(events)))
 }
 

@@ -745,3 +745,175 @@ async fn agent_host_names_are_resolved_and_a_dead_name_fails_over() {
     assert!(body.contains("unavailable: sip_uri host does not resolve"), "{body}");
     assert!(body.contains("\"answered_by\":\"fallback\""), "{body}");
 }
+
+/// Sends one RTP packet (PCMU, `seq`) from `from` to `to`.
+async fn send_rtp(from: &tokio::net::UdpSocket, to: std::net::SocketAddr, seq: u16) {
+    let mut p = vec![0x80, 0x00];
+    p.extend_from_slice(&seq.to_be_bytes());
+    p.extend_from_slice(&[0, 0, 0, 160, 0xde, 0xad, 0xbe, 0xef]);
+    p.extend_from_slice(&[0xff; 160]);
+    from.send_to(&p, to).await.unwrap();
+}
+
+/// RTP through the edge both ways: each side sends a packet every 20 ms, as a stream would, until each
+/// has heard the other (the first packets may go to the SDP's addresses before both sources latch).
+/// Carrier packets carry sequence numbers from 1,000, the agent's below.
+async fn rtp_flows_both_ways(
+    carrier: &tokio::net::UdpSocket,
+    edge_for_carrier: std::net::SocketAddr,
+    agent: &tokio::net::UdpSocket,
+    edge_for_agent: std::net::SocketAddr,
+) {
+    let heard = |sock: &tokio::net::UdpSocket, from_carrier: bool| {
+        let mut buf = [0u8; 2048];
+        let mut got = false;
+        while let Ok(n) = sock.try_recv(&mut buf) {
+            assert!(n >= 12 && buf[0] >> 6 == 2, "an RTP packet");
+            let seq = u16::from_be_bytes([buf[2], buf[3]]);
+            assert_eq!(seq >= 1000, from_carrier, "packet {seq} came from the other side");
+            got = true;
+        }
+        got
+    };
+    let (mut agent_heard, mut carrier_heard) = (false, false);
+    for seq in 0..100u16 {
+        send_rtp(carrier, edge_for_carrier, 1000 + seq).await;
+        send_rtp(agent, edge_for_agent, seq).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        agent_heard |= heard(agent, true);
+        carrier_heard |= heard(carrier, false);
+        if agent_heard && carrier_heard {
+            return;
+        }
+    }
+    panic!("relayed to the agent: {agent_heard}, to the carrier: {carrier_heard}");
+}
+
+/// SIGKILLs this process's `media-worker` children; how many.
+fn kill_media_workers() -> usize {
+    let me = std::process::id().to_string();
+    let mut killed = 0;
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|p| p.parse::<i32>().ok()) else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        // pid (comm) state ppid ...
+        let parent = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1));
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        if parent == Some(me.as_str()) && cmdline.split(|&b| b == 0).any(|arg| arg == b"media-worker") {
+            let pid = rustix::process::Pid::from_raw(pid).unwrap();
+            rustix::process::kill_process(pid, rustix::process::Signal::KILL).unwrap();
+            killed += 1;
+        }
+    }
+    killed
+}
+
+/// `media.workers` = 1 with `media.max_sockets` = 4: the first call's relay fills the edge's own
+/// ceiling and the second call, instead of a 503, is anchored in a media worker process: RTP flows
+/// both ways through ports of the same range, `/metrics` counts the worker's sockets, and when the call
+/// ends the worker closes them (the port can be bound again). If the worker dies, its calls are hung up
+/// (BYE to both legs) and a new worker takes the next call.
+#[tokio::test]
+async fn media_past_the_ceiling_runs_in_a_worker_process() {
+    let mut range = (0, 0);
+    let t = start_edge(|c| {
+        range = c.media.rtp_ports;
+        c.media.max_sockets = 4;
+        c.media.workers = 1;
+        c.media.worker_program = Some(env!("CARGO_BIN_EXE_oneinbox-edge").into());
+        c.agent_ring_timeout = Duration::from_secs(10);
+    })
+    .await;
+    let slow = Agent::spawn(Mode::RingForever).await;
+    let answers = Agent::spawn(Mode::Answer).await;
+    let ps = t.add_agent("slow", &slow, 5, AgentStatus::Active).await;
+    let pa = t.add_agent("answers", &answers, 5, AgentStatus::Active).await;
+    t.add_number(DID, &ps, None).await;
+    const DID2: &str = "+14155550101";
+    t.add_number(DID2, &pa, None).await;
+
+    let mut first = Carrier::new(t.sip(), DID).await;
+    first.invite().await;
+    slow.expect(Method::Invite, S).await;
+
+    let mut second = Carrier::new(t.sip(), DID2).await;
+    second.invite().await;
+    let (_, ok) = second.final_response(S).await;
+    assert_eq!(ok.status(), Some(200), "anchored in the worker, not refused");
+    second.ack(&ok).await;
+    let to_agent = answers.expect(Method::Invite, S).await;
+    let (_, carrier_port) = common::media_of(ok.body());
+    let (_, agent_port) = common::media_of(to_agent.body());
+    for port in [carrier_port, agent_port] {
+        assert!(
+            (range.0..=range.1).contains(&port),
+            "port {port} from the edge's range {range:?}"
+        );
+    }
+    let (_, text) = t.http("GET", "/metrics", None).await;
+    for needle in [
+        "edge_media_sockets_open 8",
+        "edge_media_workers_up 1",
+        "edge_media_unavailable_total 0",
+    ] {
+        assert!(text.contains(needle), "missing {needle} in\n{text}");
+    }
+
+    let carrier_rtp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let agent_rtp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let edge_ip = std::net::IpAddr::from([127, 0, 0, 1]);
+    rtp_flows_both_ways(
+        &carrier_rtp,
+        (edge_ip, carrier_port).into(),
+        &agent_rtp,
+        (edge_ip, agent_port).into(),
+    )
+    .await;
+
+    second.in_dialog("BYE", false).await;
+    assert_eq!(second.recv(S).await.and_then(|m| m.status()), Some(200));
+    answers.expect(Method::Bye, S).await;
+    let deadline = tokio::time::Instant::now() + S;
+    while std::net::UdpSocket::bind((edge_ip, carrier_port)).is_err() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the worker never closed port {carrier_port}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (_, text) = t.http("GET", "/metrics", None).await;
+    assert!(text.contains("edge_media_sockets_open 4"), "{text}");
+
+    // The worker dies under a call: both legs are hung up, as on a media timeout.
+    let mut third = Carrier::new(t.sip(), DID2).await;
+    third.invite().await;
+    let (_, ok) = third.final_response(S).await;
+    assert_eq!(ok.status(), Some(200));
+    third.ack(&ok).await;
+    answers.expect(Method::Invite, S).await;
+    assert_eq!(kill_media_workers(), 1, "one media worker runs");
+    let bye = third.expect_request(Method::Bye, S).await;
+    third.ok(&bye, None).await;
+    answers.expect(Method::Bye, S).await;
+    let (_, text) = t.http("GET", "/metrics", None).await;
+    assert!(text.contains("edge_media_workers_up 0"), "{text}");
+
+    // A second later the next call past the ceiling starts a new worker.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let mut fourth = Carrier::new(t.sip(), DID2).await;
+    fourth.invite().await;
+    let (_, ok) = fourth.final_response(S).await;
+    assert_eq!(ok.status(), Some(200), "a new worker took the call");
+    fourth.ack(&ok).await;
+    let (_, text) = t.http("GET", "/metrics", None).await;
+    assert!(text.contains("edge_media_workers_up 1"), "{text}");
+    fourth.in_dialog("BYE", false).await;
+    assert_eq!(fourth.recv(S).await.and_then(|m| m.status()), Some(200));
+
+    first.cancel().await;
+    assert_eq!(first.final_response(S).await.1.status(), Some(487));
+}

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::trunk::{TestTrunk, TrunkAuth, TrunkMode};
-use common::{start_edge, Agent, Mode, TestEdge, SDP};
+use common::{media_of, start_edge, Agent, Mode, TestEdge, SDP};
 use edge_store::{AgentStatus, Provider};
 use sip_core::digest::{Algorithm, AuthHeader, AuthSession, AuthStep, DigestCredentials};
 use sip_core::message::{HeaderName, Message, Method};
@@ -139,25 +139,6 @@ impl AgentUac {
 
 fn header(m: &Message, name: &str) -> Option<String> {
     m.header(&HeaderName::from(name)).map(str::to_owned)
-}
-
-/// The `m=audio` port and `c=` address of an SDP body.
-fn media_of(body: &[u8]) -> (String, u16) {
-    let text = std::str::from_utf8(body).unwrap();
-    let c = text
-        .lines()
-        .find_map(|l| l.strip_prefix("c=IN IP4 "))
-        .unwrap()
-        .trim()
-        .to_owned();
-    let port = text
-        .lines()
-        .find_map(|l| l.strip_prefix("m=audio "))
-        .and_then(|l| l.split(' ').next())
-        .unwrap()
-        .parse()
-        .unwrap();
-    (c, port)
 }
 
 /// The id of the newest call record, once the store has one.

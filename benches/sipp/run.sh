@@ -28,10 +28,12 @@
 #   EDGE_MAX_TX=1000000 (sip.max_transactions; Kamailio gets SHM_MB of shared memory likewise)
 #   EDGE_LOG_LEVEL=info (log.level, as shipped; runs 1-5 used warn)
 #   EDGE_SOCKET_CACHE (media.socket_cache, port pairs kept bound for reuse; unset: the edge's default)
+#   EDGE_MEDIA_WORKERS (media.workers, media worker processes past the edge's own open files; unset: 0)
 #   KAM_NCHILD=2 (Kamailio UDP workers)  SHM_MB=4096 PKG_MB=16
 #   HOPLAT=1 HOPLAT_RATE=2000 HOPLAT_SECS=5
 #   HOLD=1 HOLD_RATE=350 HOLD_MS=30000 HOLD_RUN_S=45 HOLD_SERVERS="$SERVERS edge-sig"
-#   EDGE_HOLD_RATE (edge with media: default the rate whose sockets fit the open-files limit)
+#   EDGE_HOLD_RATE (edge with media: default HOLD_RATE with HOLD_WORKERS, else the rate whose sockets
+#   fit the open-files limit)  HOLD_WORKERS=2 (media.workers of the anchored edge in the hold test)
 #   QUIET_BUSY=20 (a step starts once the box, with nothing of ours running, is under this % busy, and
 #   LOAD_MAX=1.0 load1 ... or after QUIET_WAIT_S=90 s; load1 and foreign CPU are recorded per step)
 #   OUT=/tmp/edge-bench/run_<date>   SIPP_CPUS / SERVER_CPUS (taskset -c pinning, optional)
@@ -42,7 +44,7 @@ HERE="$(cd "$(dirname "$0")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
 SERVERS="${SERVERS:-edge kamailio}"
 PATHS="${PATHS:-happy failover}"
-RATES="${RATES:-1000 2000 3000 4000 5000 6000 7000 8000}"
+RATES="${RATES-1000 2000 3000 4000 5000 6000 7000 8000}"  # RATES= (empty): no sweep
 DUR="${DUR:-10}"
 REFINE="${REFINE:-2}"
 PASS_FAIL_PCT="${PASS_FAIL_PCT:-0.1}"
@@ -122,6 +124,7 @@ rtp_ports = "$EDGE_RTP_PORTS"
 port_quarantine_ms = $3
 media_timeout_s = 300
 ${EDGE_SOCKET_CACHE:+socket_cache = $EDGE_SOCKET_CACHE}
+${EDGE_MEDIA_WORKERS:+workers = $EDGE_MEDIA_WORKERS}
 [inventory]
 provider = "local"
 [[inventory.ranges]]
@@ -444,28 +447,30 @@ if [[ "$HOPLAT" == 1 ]]; then
 fi
 
 # ---------------------------------------------------------------- hold test
-# The edge anchors media with two RTP+RTCP port pairs per call = 4 sockets: HOLD_RATE x hold of them
-# must fit the open-files limit (EDGE_HOLD_RATE, default: what fits). edge-sig holds the same calls
-# without media (signalling state only), as Kamailio's dialog module does.
+# The edge anchors media with two RTP+RTCP port pairs per call = 4 sockets: past its own open-files
+# limit they go to HOLD_WORKERS media worker processes (media.workers), each with a limit of its own;
+# with HOLD_WORKERS=0 the rate is cut to what one process's limit fits (EDGE_HOLD_RATE). edge-sig holds
+# the same calls without media (signalling state only), as Kamailio's dialog module does. The edge's
+# memory is summed over its processes (the workers are its children), Kamailio's PSS likewise.
+HOLD_WORKERS="${HOLD_WORKERS:-2}"
 if [[ "$HOLD" == 1 ]]; then
   nofile=$(ulimit -n)
   fit=$(( (nofile - 1000) / 4 / (HOLD_MS / 1000 + 2) ))
+  (( HOLD_WORKERS > 0 )) && fit=$HOLD_RATE
   EDGE_HOLD_RATE="${EDGE_HOLD_RATE:-$(( HOLD_RATE < fit ? HOLD_RATE : fit ))}"
   for s in $HOLD_SERVERS; do
     rate=$HOLD_RATE; [[ "$s" == edge ]] && rate=$EDGE_HOLD_RATE
     wait_quiet
-    fresh "$s" happy hold
+    if [[ "$s" == edge ]]; then EDGE_MEDIA_WORKERS=$HOLD_WORKERS fresh "$s" happy hold; else fresh "$s" happy hold; fi
     sleep 2
-    if [[ "$s" == kamailio ]]; then
-      idle=0; for p in $(pgrep -P "$SERVER_PID") "$SERVER_PID"; do
-        idle=$(( idle + $(awk '/^Pss:/{print $2}' "/proc/$p/smaps_rollup" 2>/dev/null || echo 0) )); done
-    else
-      idle=$(awk '/^Rss:/{print $2}' "/proc/$SERVER_PID/smaps_rollup" 2>/dev/null)
-    fi
+    mem=Rss; [[ "$s" == kamailio ]] && mem=Pss
+    idle=0; for p in $(pgrep -P "$SERVER_PID") "$SERVER_PID"; do
+      idle=$(( idle + $(awk "/^$mem:/{print \$2}" "/proc/$p/smaps_rollup" 2>/dev/null || echo 0) )); done
     log "hold test $s: $rate calls/s x ${HOLD_MS} ms hold, ${HOLD_RUN_S}s of call generation (idle $([[ $s == kamailio ]] && echo PSS || echo RSS) ${idle} kB, open files limit $nofile)"
     ( while kill -0 "$SERVER_PID" 2>/dev/null; do
         if [[ "$s" == edge* ]]; then
-          echo "$(date +%s) $(curl -sf "http://127.0.0.1:$EDGE_API_PORT/healthz") rss_kb=$(awk '/^Rss:/{print $2}' /proc/$SERVER_PID/smaps_rollup 2>/dev/null) fds=$(ls /proc/$SERVER_PID/fd 2>/dev/null | wc -l)"
+          kids=$(pgrep -P "$SERVER_PID" | tr '\n' ' ')
+          echo "$(date +%s) $(curl -sf "http://127.0.0.1:$EDGE_API_PORT/healthz") rss_kb=$(awk '/^Rss:/{print $2}' /proc/$SERVER_PID/smaps_rollup 2>/dev/null) fds=$(ls /proc/$SERVER_PID/fd 2>/dev/null | wc -l) workers:$(for k in $kids; do echo -n " pid $k rss_kb=$(awk '/^Rss:/{print $2}' /proc/$k/smaps_rollup 2>/dev/null) fds=$(ls /proc/$k/fd 2>/dev/null | wc -l)"; done)"
         else
           echo "$(date +%s) $(kamcmd -s "$CTL" stats.get_statistics active_dialogs 2>/dev/null | tr -d '\n ')"
         fi

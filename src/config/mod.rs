@@ -95,6 +95,7 @@ struct RawMedia {
     port_quarantine_ms: Spanned<u64>,
     socket_cache: Spanned<u64>,
     max_sockets: Spanned<u64>,
+    workers: Spanned<u64>,
     codecs: Option<Vec<String>>,
     voicemail_max_length_s: Spanned<u64>,
     voicemail_silence_limit_s: Spanned<u64>,
@@ -114,6 +115,7 @@ impl Default for RawMedia {
             port_quarantine_ms: s(5_000),
             socket_cache: s(2_048),
             max_sockets: s(0),
+            workers: s(0),
             codecs: None,
             voicemail_max_length_s: s(120),
             voicemail_silence_limit_s: s(10),
@@ -137,6 +139,12 @@ pub struct MediaSettings {
     /// Media sockets open at most (`media.max_sockets`); 0: the open-files limit less what the rest of
     /// the edge needs ([`MediaSettings::socket_ceiling`]).
     pub max_sockets: usize,
+    /// Media worker processes that take relays past `max_sockets` (`media.workers`), each with an
+    /// open-files limit of its own; 0: none (past the ceiling, 503).
+    pub workers: usize,
+    /// The program run as a media worker (with the argument `media-worker`); `None`: this executable.
+    /// Not a config key: tests point it at the built binary.
+    pub worker_program: Option<std::path::PathBuf>,
     /// Codec names allowed through (e.g. PCMU, PCMA); `None` passes every offered codec.
     pub codecs: Option<Vec<String>>,
     pub voicemail_max_length: Duration,
@@ -148,7 +156,18 @@ pub struct MediaSettings {
 /// `media.max_sockets` is 0; at most half the limit.
 pub const NON_MEDIA_FILES: u64 = 1_024;
 
+/// Open files a media worker keeps for itself (its standard streams, control socket, reactor).
+pub const WORKER_SPARE_FILES: u64 = 64;
+
 impl MediaSettings {
+    /// Media sockets one worker may hold when its (hard) open-files limit is `open_files`.
+    pub fn worker_socket_ceiling(open_files: Option<u64>) -> usize {
+        match open_files {
+            Some(n) => usize::try_from(n - WORKER_SPARE_FILES.min(n / 2)).unwrap_or(usize::MAX),
+            None => usize::MAX,
+        }
+    }
+
     /// The media socket ceiling for a process allowed `open_files` descriptors (`None`: unlimited):
     /// `media.max_sockets` when set, else the limit less [`NON_MEDIA_FILES`] (less half of it when it
     /// is small).
@@ -716,6 +735,8 @@ impl Validator<'_> {
             socket_cache_pairs: usize::try_from(self.range("media.socket_cache", &m.socket_cache, 0, 32_768)?)
                 .unwrap_or(0),
             max_sockets: usize::try_from(self.range("media.max_sockets", &m.max_sockets, 0, 4_000_000)?).unwrap_or(0),
+            workers: usize::try_from(self.range("media.workers", &m.workers, 0, 64)?).unwrap_or(0),
+            worker_program: None,
             codecs: m.codecs.clone(),
             voicemail_max_length: Duration::from_secs(self.range(
                 "media.voicemail_max_length_s",
@@ -854,6 +875,18 @@ mod tests {
         assert_eq!(set.socket_ceiling(Some(20_000)), 4_000);
         let e = parse("[media]\n\nmax_sockets = -1\n").unwrap_err().to_string();
         assert!(e.contains("max_sockets") && e.contains("line 3"), "{e}");
+    }
+
+    #[test]
+    fn media_workers_are_off_unless_asked_and_bounded() {
+        assert_eq!(parse("").unwrap().media.workers, 0);
+        assert_eq!(parse("[media]\nworkers = 3\n").unwrap().media.workers, 3);
+        let e = parse("[media]\nworkers = 65\n").unwrap_err().to_string();
+        assert!(e.contains("media.workers") && e.contains(":2:"), "{e}");
+        // A worker keeps 64 of its own open files, half when its limit is small.
+        assert_eq!(MediaSettings::worker_socket_ceiling(Some(20_000)), 19_936);
+        assert_eq!(MediaSettings::worker_socket_ceiling(Some(100)), 50);
+        assert_eq!(MediaSettings::worker_socket_ceiling(None), usize::MAX);
     }
 
     #[test]

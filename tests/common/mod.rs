@@ -208,6 +208,25 @@ impl TestEdge {
     }
 }
 
+/// The `m=audio` port and `c=` address of an SDP body.
+pub fn media_of(body: &[u8]) -> (String, u16) {
+    let text = std::str::from_utf8(body).unwrap();
+    let c = text
+        .lines()
+        .find_map(|l| l.strip_prefix("c=IN IP4 "))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let port = text
+        .lines()
+        .find_map(|l| l.strip_prefix("m=audio "))
+        .and_then(|l| l.split(' ').next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    (c, port)
+}
+
 pub fn parse(b: &[u8]) -> Message {
     Message::parse(Bytes::copy_from_slice(b)).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(b)))
 }

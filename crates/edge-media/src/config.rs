@@ -26,6 +26,13 @@ pub struct MediaConfig {
     /// call), so that media cannot take the file descriptors the rest of the process needs. A call that
     /// would pass it gets a 503, as when ports run out. `usize::MAX`: the kernel's limit only.
     pub max_sockets: usize,
+    /// Media worker processes that take relays once this process's `max_sockets` are in use (see
+    /// [`crate::worker`]); 0: none, calls past the ceiling get a 503.
+    pub workers: usize,
+    /// How to start a worker: program, then arguments (the edge: its own binary and `media-worker`).
+    pub worker_command: Vec<std::ffi::OsString>,
+    /// Media sockets one worker holds at most (its own open-files limit less a margin).
+    pub worker_max_sockets: usize,
     /// Idle time (no packet from either side) before [`crate::MediaEvent::Timeout`].
     pub media_timeout: Duration,
     /// Re-latching rule for NAT rebinding, see [`crate::latch`].
@@ -45,6 +52,9 @@ impl Default for MediaConfig {
             quarantine: Duration::from_secs(5),
             socket_cache_pairs: 2048,
             max_sockets: usize::MAX,
+            workers: 0,
+            worker_command: Vec::new(),
+            worker_max_sockets: usize::MAX,
             media_timeout: Duration::from_secs(30),
             relatch: RelatchRule::default(),
             espeak_binary: PathBuf::from("espeak-ng"),
@@ -64,6 +74,9 @@ impl MediaConfig {
         }
         if self.public_ip.is_unspecified() {
             return Err(MediaError::Config("public_ip must be a concrete address"));
+        }
+        if self.workers > 0 && self.worker_command.is_empty() {
+            return Err(MediaError::Config("workers need a worker_command"));
         }
         Ok(())
     }

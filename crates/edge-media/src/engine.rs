@@ -2,8 +2,9 @@
 //! graceful shutdown.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::os::fd::OwnedFd;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
@@ -14,6 +15,7 @@ use crate::ports::{BoundPair, PortLease, PortPool};
 use crate::relay::{RelayHandle, RelayIo, RelayParams};
 use crate::socket::ReadableUdp;
 use crate::tts::Tts;
+use crate::worker::WorkerLink;
 use crate::{MediaConfig, MediaError};
 
 /// Receiver of [`MediaEvent`]s. Unbounded but bounded in practice: at most one
@@ -24,6 +26,8 @@ pub type MediaEvents = mpsc::UnboundedReceiver<MediaEvent>;
 const BIND_ATTEMPTS: usize = 8;
 /// `EMFILE`: the process is out of file descriptors.
 const EMFILE: i32 = 24;
+/// A worker that died is started again at most this often.
+const WORKER_RESPAWN_AFTER: Duration = Duration::from_secs(1);
 /// Cached pairs closed when binding hits the open-files limit or `max_sockets`: the cache gives way to live calls.
 const EVICT_WHEN_OUT_OF_SOCKETS: usize = 64;
 
@@ -45,6 +49,20 @@ struct Inner {
     /// Each live voicemail task holds a clone; `None` once shutting down.
     live: Mutex<Option<mpsc::Sender<()>>>,
     all_done: tokio::sync::Mutex<mpsc::Receiver<()>>,
+    /// One slot per `MediaConfig::workers`.
+    workers: Vec<Mutex<WorkerSlot>>,
+}
+
+/// A media worker process, once started.
+#[derive(Debug, Default)]
+struct WorkerSlot {
+    link: Option<WorkerLink>,
+    started_at: Option<Instant>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Plain state without invariants across a panic.
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// One bound RTP/RTCP port pair (used by voicemail). Dropping it returns the ports.
@@ -111,9 +129,16 @@ impl MediaEngine {
                 shutdown: watch::channel(false).0,
                 live: Mutex::new(Some(live_tx)),
                 all_done: tokio::sync::Mutex::new(live_rx),
+                workers: (0..config.workers).map(|_| Mutex::default()).collect(),
                 config,
             }),
         };
+        // Start the workers now, inside a runtime, so a worker that cannot run fails at startup.
+        if tokio::runtime::Handle::try_current().is_ok() {
+            for index in 0..engine.inner.workers.len() {
+                engine.worker(index)?;
+            }
+        }
         Ok((engine, rx))
     }
 
@@ -132,15 +157,52 @@ impl MediaEngine {
         self.inner.pool.counts()
     }
 
-    /// Media sockets open now (relays, voicemail, cache) and the ceiling (`MediaConfig::max_sockets`).
+    /// Media sockets open now (relays, voicemail, cache) and the ceiling (`MediaConfig::max_sockets`),
+    /// media workers' included.
     pub fn sockets(&self) -> (usize, usize) {
-        (self.inner.budget.open(), self.inner.budget.max())
+        let (mut open, mut max) = (self.inner.budget.open(), self.inner.budget.max());
+        for slot in &self.inner.workers {
+            if let Some(link) = &lock(slot).link {
+                open += link.budget().open();
+                max = max.saturating_add(link.budget().max());
+            }
+        }
+        (open, max)
     }
 
-    /// Takes `n` port pairs and binds RTP+RTCP sockets on each, all or nothing.
-    fn bind_pairs(&self, n: usize) -> Result<BoundPairs, MediaError> {
+    /// Media worker processes running now.
+    pub fn workers_alive(&self) -> usize {
+        self.inner
+            .workers
+            .iter()
+            .filter(|slot| lock(slot).link.as_ref().is_some_and(WorkerLink::is_alive))
+            .count()
+    }
+
+    /// Worker `index`, started (again) if it is not running and was not started within
+    /// [`WORKER_RESPAWN_AFTER`].
+    fn worker(&self, index: usize) -> Result<WorkerLink, MediaError> {
+        let Some(slot) = self.inner.workers.get(index) else {
+            return Err(MediaError::Config("no such media worker"));
+        };
+        let mut slot = lock(slot);
+        if let Some(link) = slot.link.as_ref().filter(|l| l.is_alive()) {
+            return Ok(link.clone());
+        }
+        if slot.started_at.is_some_and(|t| t.elapsed() < WORKER_RESPAWN_AFTER) {
+            return Err(MediaError::WorkerDown(index));
+        }
+        slot.started_at = Some(Instant::now());
+        let c = &self.inner.config;
+        let link = WorkerLink::spawn(index, &c.worker_command, c.worker_max_sockets, self.events())?;
+        slot.link = Some(link.clone());
+        Ok(link)
+    }
+
+    /// Takes `n` port pairs and binds RTP+RTCP sockets on each, all or nothing; the sockets take their
+    /// places in `budget`.
+    fn bind_pairs(&self, n: usize, budget: &Arc<SocketBudget>) -> Result<BoundPairs, MediaError> {
         let ip = self.inner.config.bind_ip;
-        let budget = &self.inner.budget;
         let ticket = budget.reserve(2 * n).ok_or(MediaError::SocketLimit(budget.open()))?;
         for _ in 0..BIND_ATTEMPTS {
             let ports = self.inner.pool.take(n).ok_or(MediaError::PortsExhausted)?;
@@ -174,7 +236,7 @@ impl MediaEngine {
         }
         let mut evicted = false;
         loop {
-            match self.bind_pairs(1) {
+            match self.bind_pairs(1, &self.inner.budget) {
                 Ok(BoundPairs {
                     sockets,
                     ports,
@@ -205,11 +267,64 @@ impl MediaEngine {
         }
     }
 
-    /// Allocates a relay for a bridged call: one port pair facing each leg.
-    /// Must be called inside a Tokio runtime. [`MediaError::PortsExhausted`]
-    /// means nothing was allocated (answer 503 with Retry-After).
+    /// Allocates a relay for a bridged call: one port pair facing each leg, in this process or, once
+    /// its sockets are at their ceiling, in a media worker. Must be called inside a Tokio runtime.
+    /// [`MediaError::PortsExhausted`] or [`MediaError::SocketLimit`] means nothing was allocated
+    /// (answer 503 with Retry-After).
     pub fn allocate_relay(&self, call_id: &str) -> Result<RelayHandle, MediaError> {
         tokio::runtime::Handle::try_current().map_err(|_| MediaError::NoRuntime)?;
+        match self.allocate_in_process(call_id) {
+            Err(e) if out_of_sockets(&e) && !self.inner.workers.is_empty() => {
+                self.allocate_in_worker(call_id).map_err(|worker_error| {
+                    tracing::debug!(error = %worker_error, "no media worker took the relay");
+                    e
+                })
+            }
+            r => r,
+        }
+    }
+
+    /// A relay in the first worker with room: ports from this engine's pool, sockets bound here (so
+    /// a failure is known before the SDP goes out) and handed over.
+    fn allocate_in_worker(&self, call_id: &str) -> Result<RelayHandle, MediaError> {
+        let mut last = MediaError::SocketLimit(self.inner.budget.open());
+        for index in 0..self.inner.workers.len() {
+            let link = match self.worker(index) {
+                Ok(link) => link,
+                Err(e) => {
+                    last = e;
+                    continue;
+                }
+            };
+            let BoundPairs {
+                sockets,
+                ports,
+                lease,
+                ticket,
+            } = match self.bind_pairs(2, link.budget()) {
+                Ok(bound) => bound,
+                Err(e @ MediaError::SocketLimit(_)) => {
+                    last = e;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let (Some(&a), Some(&b)) = (ports.first(), ports.get(1)) else {
+                return Err(MediaError::PortsExhausted);
+            };
+            let fds: Vec<OwnedFd> = sockets
+                .into_iter()
+                .flat_map(|[rtp, rtcp]| [OwnedFd::from(rtp), OwnedFd::from(rtcp)])
+                .collect();
+            let call_id: Arc<str> = Arc::from(call_id);
+            let c = &self.inner.config;
+            let remote = link.start_relay(call_id.clone(), fds, c.relatch, c.media_timeout, lease, ticket);
+            return Ok(RelayHandle::in_worker(remote, [a, b], c.public_ip, call_id));
+        }
+        Err(last)
+    }
+
+    fn allocate_in_process(&self, call_id: &str) -> Result<RelayHandle, MediaError> {
         let mut reuse = self.inner.pool.take_bound(2);
         let a = match self.relay_pair(&mut reuse) {
             Ok(a) => a,
@@ -227,7 +342,7 @@ impl MediaEngine {
             }
         };
         let ports = [a.port, b.port];
-        let io = RelayIo::new([a, b], self.inner.pool.clone());
+        let io = RelayIo::new([a, b], Some(self.inner.pool.clone()));
         let params = RelayParams {
             call_id: Arc::from(call_id),
             relatch: self.inner.config.relatch,
@@ -245,7 +360,7 @@ impl MediaEngine {
             ports,
             lease,
             ticket,
-        } = self.bind_pairs(1)?;
+        } = self.bind_pairs(1, &self.inner.budget)?;
         let Some([rtp, rtcp]) = pairs.into_iter().next() else {
             return Err(MediaError::PortsExhausted);
         };

@@ -18,6 +18,9 @@ pub enum MediaError {
     /// The media sockets open reached `MediaConfig::max_sockets`. SIP: 503 + Retry-After.
     #[error("media sockets at their ceiling ({0} open; media.max_sockets)")]
     SocketLimit(usize),
+    /// A media worker process is not running and was started again too recently.
+    #[error("media worker {0} is down")]
+    WorkerDown(usize),
     /// Socket error other than "address in use".
     #[error("media socket error: {0}")]
     Io(#[from] std::io::Error),

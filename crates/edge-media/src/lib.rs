@@ -41,6 +41,7 @@ pub mod socket;
 mod tts;
 mod voicemail;
 pub mod wav;
+mod worker;
 
 pub use config::MediaConfig;
 pub use engine::{MediaEndpoint, MediaEngine, MediaEvents};
@@ -54,3 +55,4 @@ pub use tts::{Tts, TtsError};
 pub use voicemail::{
     EndedBy, VoicemailConfig, VoicemailError, VoicemailOutcome, VoicemailSession, VoicemailStartError,
 };
+pub use worker::run_media_worker;

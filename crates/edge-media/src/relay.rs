@@ -17,6 +17,7 @@ use crate::latch::{Latch, LatchVerdict, RelatchRule};
 use crate::ports::{BoundPair, PortPool};
 use crate::sdp::{rewrite_sdp, RemoteMedia, SdpError};
 use crate::socket::ReadableUdp;
+use crate::worker::RemoteRelay;
 
 /// Receive buffer; a datagram that fills it may have been truncated by the
 /// kernel and is dropped (audio RTP is far below the 1500-byte MTU).
@@ -112,11 +113,13 @@ impl Shared {
 /// see [`crate::ports`]) when the relay's task ends or is aborted.
 pub(crate) struct RelayIo {
     pairs: Option<[BoundPair; 2]>,
-    pool: Arc<PortPool>,
+    /// Where the pairs go back to; `None` in a media worker, whose sockets simply close (the edge
+    /// keeps the ports).
+    pool: Option<Arc<PortPool>>,
 }
 
 impl RelayIo {
-    pub(crate) fn new(pairs: [BoundPair; 2], pool: Arc<PortPool>) -> Self {
+    pub(crate) fn new(pairs: [BoundPair; 2], pool: Option<Arc<PortPool>>) -> Self {
         RelayIo {
             pairs: Some(pairs),
             pool,
@@ -131,8 +134,8 @@ impl RelayIo {
 
 impl Drop for RelayIo {
     fn drop(&mut self) {
-        if let Some(pairs) = self.pairs.take() {
-            self.pool.park(pairs);
+        if let (Some(pairs), Some(pool)) = (self.pairs.take(), &self.pool) {
+            pool.park(pairs);
         }
     }
 }
@@ -151,8 +154,27 @@ pub struct RelayHandle {
     call_id: Arc<str>,
     public_ip: std::net::IpAddr,
     rtp_ports: [u16; 2],
-    shared: Arc<Shared>,
-    task: JoinHandle<()>,
+    backend: Backend,
+}
+
+/// Where the relay's loop runs.
+#[derive(Debug)]
+enum Backend {
+    /// A task of this process.
+    InProcess { shared: Arc<Shared>, task: JoinHandle<()> },
+    /// A media worker process (the edge's own descriptors ran out, see [`crate::worker`]).
+    Worker(RemoteRelay),
+}
+
+/// SDP-declared (RTP, RTCP) destinations; unspecified addresses or port 0 declare none.
+fn declared(remote: &RemoteMedia) -> Option<(SocketAddr, SocketAddr)> {
+    if remote.addr.is_unspecified() || remote.rtp_port == 0 {
+        return None;
+    }
+    Some((
+        SocketAddr::new(remote.addr, remote.rtp_port),
+        SocketAddr::new(remote.addr, remote.rtcp_port),
+    ))
 }
 
 impl RelayHandle {
@@ -164,8 +186,21 @@ impl RelayHandle {
             call_id,
             public_ip,
             rtp_ports,
-            shared,
-            task,
+            backend: Backend::InProcess { shared, task },
+        }
+    }
+
+    pub(crate) fn in_worker(
+        remote: RemoteRelay,
+        rtp_ports: [u16; 2],
+        public_ip: std::net::IpAddr,
+        call_id: Arc<str>,
+    ) -> Self {
+        RelayHandle {
+            call_id,
+            public_ip,
+            rtp_ports,
+            backend: Backend::Worker(remote),
         }
     }
 
@@ -184,27 +219,32 @@ impl RelayHandle {
         self.rtp_ports[side.index()]
     }
 
+    /// True when the relay runs in a media worker process.
+    pub fn in_worker_process(&self) -> bool {
+        matches!(self.backend, Backend::Worker(_))
+    }
+
     /// Declares where `side`'s peer wants media (from its SDP). Used until that
     /// peer's own packets latch a source. Call again after a re-INVITE: a
     /// changed address also drops that side's latch, so the next packet from
     /// the peer latches afresh. Unspecified addresses (0.0.0.0, old-style hold)
     /// or port 0 clear the declared destination and keep the latch.
     pub fn set_remote(&self, side: Side, remote: &RemoteMedia) {
-        let declared = if remote.addr.is_unspecified() || remote.rtp_port == 0 {
-            None
-        } else {
-            Some((
-                SocketAddr::new(remote.addr, remote.rtp_port),
-                SocketAddr::new(remote.addr, remote.rtcp_port),
-            ))
+        self.set_declared(side, declared(remote));
+    }
+
+    pub(crate) fn set_declared(&self, side: Side, declared: Option<(SocketAddr, SocketAddr)>) {
+        let shared = match &self.backend {
+            Backend::InProcess { shared, .. } => shared,
+            Backend::Worker(remote) => return remote.set_declared(side, declared),
         };
-        let mut r = self.shared.remotes();
+        let mut r = shared.remotes();
         r.declared[side.index()] = declared;
         if r.armed_at.is_none() && r.declared.iter().all(Option::is_some) {
             r.armed_at = Some(Instant::now());
         }
         drop(r);
-        self.shared.generation.fetch_add(1, Ordering::Release);
+        shared.generation.fetch_add(1, Ordering::Release);
     }
 
     /// One-stop SDP handling for the B2BUA: rewrites an offer/answer received
@@ -227,28 +267,43 @@ impl RelayHandle {
         crate::sdp::build_offer_sdp(self.public_ip, self.local_port(to), allowed_codecs)
     }
 
-    /// Current counters.
+    /// Current counters. A relay in a worker process reports its counters when released; until then
+    /// they read zero.
     pub fn stats(&self) -> RelayStats {
-        self.shared.stats()
+        match &self.backend {
+            Backend::InProcess { shared, .. } => shared.stats(),
+            Backend::Worker(_) => RelayStats::default(),
+        }
     }
 
-    /// True once the relay stopped on its own (media timeout).
+    /// True once the relay stopped on its own (media timeout, or its worker process is gone).
     pub fn is_finished(&self) -> bool {
-        self.task.is_finished()
+        match &self.backend {
+            Backend::InProcess { task, .. } => task.is_finished(),
+            Backend::Worker(remote) => remote.is_finished(),
+        }
     }
 
     /// Stops the relay; when this returns its ports are in quarantine.
     pub async fn release(mut self) -> RelayStats {
-        self.task.abort();
-        // Cancelled (or already finished): either way the task state is dropped now.
-        let _ = (&mut self.task).await;
-        self.shared.stats()
+        match &mut self.backend {
+            Backend::InProcess { shared, task } => {
+                task.abort();
+                // Cancelled (or already finished): either way the task state is dropped now.
+                let _ = task.await;
+                shared.stats()
+            }
+            Backend::Worker(remote) => remote.release().await,
+        }
     }
 }
 
 impl Drop for RelayHandle {
     fn drop(&mut self) {
-        self.task.abort();
+        // A worker's relay is stopped by `RemoteRelay`'s own drop.
+        if let Backend::InProcess { task, .. } = &self.backend {
+            task.abort();
+        }
     }
 }
 
@@ -390,9 +445,12 @@ impl Router {
             self.seen_generation = Some(generation);
             let updated = shared.remotes().declared;
             for (side, (old, new)) in self.declared.iter().zip(&updated).enumerate() {
-                // New SDP address (answer, re-INVITE moving media): forget the old
-                // source so the peer latches again on its next packet.
-                if new.is_some() && old != new {
+                // A changed SDP address (re-INVITE moving media): forget the old source so the peer
+                // latches again on its next packet. A first declaration keeps what packets already
+                // latched: the peer's real source beats its SDP, and its first packets may well arrive
+                // before the answer that declares it (always so for a relay in a media worker, which
+                // hears of the SDP a moment after the peer does).
+                if old.is_some() && new.is_some() && old != new {
                     self.latches[side * 2] = Latch::default();
                     self.latches[side * 2 + 1] = Latch::default();
                 }

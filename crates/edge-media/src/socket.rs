@@ -75,13 +75,22 @@ impl ReadableUdp {
     }
 }
 
-/// The one place this crate reaches past Tokio's safe constructors, which all register for writability.
+/// Registers a descriptor-owning value for `interest`. The one place this crate reaches past Tokio's
+/// safe constructors (which all register for writability too, and are deprecated since 1.54).
 #[allow(unsafe_code)]
-fn register_readable(socket: std::net::UdpSocket) -> io::Result<AsyncFd<std::net::UdpSocket>> {
+pub(crate) fn register<T: std::os::fd::AsRawFd + Into<std::os::fd::OwnedFd>>(
+    owner: T,
+    interest: Interest,
+) -> io::Result<AsyncFd<T>> {
     // SAFETY: `register_with_interest` requires that the descriptor stays open and the same for the
-    // AsyncFd's whole life. The AsyncFd owns the `std::net::UdpSocket`, which owns its descriptor and
-    // closes it only when dropped (after the AsyncFd deregisters it); its `as_raw_fd` never changes.
-    unsafe { AsyncFd::register_with_interest(socket, Interest::READABLE) }.map_err(io::Error::from)
+    // AsyncFd's whole life. The AsyncFd owns `owner`, which owns its descriptor (it converts into an
+    // `OwnedFd`) and closes it only when dropped, after the AsyncFd deregisters it; `as_raw_fd` of an
+    // owner of one descriptor never changes.
+    unsafe { AsyncFd::register_with_interest(owner, interest) }.map_err(io::Error::from)
+}
+
+fn register_readable(socket: std::net::UdpSocket) -> io::Result<AsyncFd<std::net::UdpSocket>> {
+    register(socket, Interest::READABLE)
 }
 
 #[cfg(test)]

@@ -224,6 +224,26 @@ async fn reinvite_with_new_address_relatches() {
     expect_nothing(&b).await;
 }
 
+/// A peer's packets can arrive before the answer that declares its media (always so for a relay in a
+/// media worker, which hears of the SDP a moment later): that first declaration keeps the source those
+/// packets latched, so the other leg's media goes to where the peer really is.
+#[tokio::test]
+async fn first_sdp_declaration_keeps_an_early_latch() {
+    let (engine, _events) = engine(31090, 2, |_| {});
+    let relay = engine.allocate_relay("call-early").unwrap();
+    let (a, b_real, b_declared) = (socket().await, socket().await, socket().await);
+    relay.set_remote(Side::A, &remote_of(&a, None));
+    let (to_a, to_b) = (relay_addr(&relay, Side::A), relay_addr(&relay, Side::B));
+    // B speaks before its SDP is known: relayed to A, and B's real source latches.
+    b_real.send_to(&rtp(1, 0, 2, 1), to_b).await.unwrap();
+    assert!(recv(&a, Duration::from_secs(1)).await.is_some());
+    // Its answer then declares another address (NAT): A's media still goes to the latched source.
+    relay.set_remote(Side::B, &remote_of(&b_declared, None));
+    a.send_to(&rtp(1, 0, 1, 1), to_a).await.unwrap();
+    assert_eq!(recv(&b_real, Duration::from_secs(1)).await.unwrap().0, rtp(1, 0, 1, 1));
+    expect_nothing(&b_declared).await;
+}
+
 #[tokio::test]
 async fn anchor_sdp_wires_both_legs() {
     let (engine, _events) = engine(31080, 2, |_| {});

@@ -1,0 +1,327 @@
+//! The control messages between the edge and a media worker, one per `SOCK_SEQPACKET` packet.
+//!
+//! Fixed little-endian layouts, a tag byte first. The sockets of a relay travel beside a `Start` as
+//! `SCM_RIGHTS`. Both ends are the same binary, but a decoder still never panics: a short or unknown
+//! packet is an error, and the receiving end drops it.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
+
+use crate::latch::RelatchRule;
+use crate::relay::{RelayStats, Side};
+
+/// Longest message (a `Remote` is 49 bytes).
+pub(crate) const MAX_FRAME: usize = 64;
+
+/// Sockets sent with a `Start`: side A's RTP and RTCP, then side B's.
+pub(crate) const START_FDS: usize = 4;
+
+/// From the edge to a worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ToWorker {
+    /// Relay between the four sockets that come with this packet.
+    Start {
+        id: u64,
+        relatch: RelatchRule,
+        media_timeout: Duration,
+    },
+    /// Where `side`'s peer wants media (RTP, RTCP), from its SDP; `None` clears it (hold, port 0).
+    Remote {
+        id: u64,
+        side: Side,
+        declared: Option<(SocketAddr, SocketAddr)>,
+    },
+    /// Stop the relay and close its sockets; answered by `Stopped`.
+    Stop { id: u64 },
+}
+
+/// From a worker to the edge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum FromWorker {
+    /// The relay is gone and its sockets closed; its final counters.
+    Stopped { id: u64, stats: RelayStats },
+    /// No packet from either side for the media timeout (or the relay could not start): end the call.
+    Timeout { id: u64 },
+}
+
+/// A packet that is not one of ours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("malformed media worker message (tag {tag}, {len} bytes)")]
+pub(crate) struct Malformed {
+    tag: u8,
+    len: usize,
+}
+
+const START: u8 = 1;
+const REMOTE: u8 = 2;
+const STOP: u8 = 3;
+const STOPPED: u8 = 11;
+const TIMEOUT: u8 = 12;
+
+impl ToWorker {
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut b = Vec::with_capacity(MAX_FRAME);
+        match self {
+            ToWorker::Start {
+                id,
+                relatch,
+                media_timeout,
+            } => {
+                b.push(START);
+                b.extend_from_slice(&id.to_le_bytes());
+                b.extend_from_slice(&millis(relatch.silence).to_le_bytes());
+                b.extend_from_slice(&relatch.packets.to_le_bytes());
+                b.extend_from_slice(&millis(*media_timeout).to_le_bytes());
+            }
+            ToWorker::Remote { id, side, declared } => {
+                b.push(REMOTE);
+                b.extend_from_slice(&id.to_le_bytes());
+                b.push(match side {
+                    Side::A => 0,
+                    Side::B => 1,
+                });
+                match declared {
+                    None => b.push(0),
+                    Some((rtp, rtcp)) => {
+                        b.push(1);
+                        put_addr(&mut b, *rtp);
+                        put_addr(&mut b, *rtcp);
+                    }
+                }
+            }
+            ToWorker::Stop { id } => {
+                b.push(STOP);
+                b.extend_from_slice(&id.to_le_bytes());
+            }
+        }
+        b
+    }
+
+    pub(crate) fn decode(frame: &[u8]) -> Result<ToWorker, Malformed> {
+        let mut r = Reader::new(frame);
+        let msg = match r.u8()? {
+            START => ToWorker::Start {
+                id: r.u64()?,
+                relatch: RelatchRule {
+                    silence: Duration::from_millis(r.u64()?),
+                    packets: r.u32()?,
+                },
+                media_timeout: Duration::from_millis(r.u64()?),
+            },
+            REMOTE => ToWorker::Remote {
+                id: r.u64()?,
+                side: match r.u8()? {
+                    0 => Side::A,
+                    1 => Side::B,
+                    _ => return Err(r.malformed()),
+                },
+                declared: match r.u8()? {
+                    0 => None,
+                    1 => Some((r.addr()?, r.addr()?)),
+                    _ => return Err(r.malformed()),
+                },
+            },
+            STOP => ToWorker::Stop { id: r.u64()? },
+            _ => return Err(r.malformed()),
+        };
+        r.end()?;
+        Ok(msg)
+    }
+}
+
+impl FromWorker {
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut b = Vec::with_capacity(MAX_FRAME);
+        match self {
+            FromWorker::Stopped { id, stats } => {
+                b.push(STOPPED);
+                b.extend_from_slice(&id.to_le_bytes());
+                for v in [
+                    stats.relayed_a_to_b,
+                    stats.relayed_b_to_a,
+                    stats.dropped_foreign,
+                    stats.dropped_malformed,
+                    stats.dropped_no_destination,
+                ] {
+                    b.extend_from_slice(&v.to_le_bytes());
+                }
+            }
+            FromWorker::Timeout { id } => {
+                b.push(TIMEOUT);
+                b.extend_from_slice(&id.to_le_bytes());
+            }
+        }
+        b
+    }
+
+    pub(crate) fn decode(frame: &[u8]) -> Result<FromWorker, Malformed> {
+        let mut r = Reader::new(frame);
+        let msg = match r.u8()? {
+            STOPPED => FromWorker::Stopped {
+                id: r.u64()?,
+                stats: RelayStats {
+                    relayed_a_to_b: r.u64()?,
+                    relayed_b_to_a: r.u64()?,
+                    dropped_foreign: r.u64()?,
+                    dropped_malformed: r.u64()?,
+                    dropped_no_destination: r.u64()?,
+                },
+            },
+            TIMEOUT => FromWorker::Timeout { id: r.u64()? },
+            _ => return Err(r.malformed()),
+        };
+        r.end()?;
+        Ok(msg)
+    }
+}
+
+/// Durations travel as whole milliseconds (saturating: a timeout of centuries is still "never").
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Family (4 or 6), 16 address bytes (IPv4 in the first four), port.
+fn put_addr(b: &mut Vec<u8>, a: SocketAddr) {
+    let mut ip = [0u8; 16];
+    match a.ip() {
+        IpAddr::V4(v4) => {
+            b.push(4);
+            ip[..4].copy_from_slice(&v4.octets());
+        }
+        IpAddr::V6(v6) => {
+            b.push(6);
+            ip = v6.octets();
+        }
+    }
+    b.extend_from_slice(&ip);
+    b.extend_from_slice(&a.port().to_le_bytes());
+}
+
+struct Reader<'a> {
+    frame: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn new(frame: &'a [u8]) -> Self {
+        Reader { frame, at: 0 }
+    }
+
+    fn malformed(&self) -> Malformed {
+        Malformed {
+            tag: self.frame.first().copied().unwrap_or(0),
+            len: self.frame.len(),
+        }
+    }
+
+    fn take<const N: usize>(&mut self) -> Result<[u8; N], Malformed> {
+        let bytes = self
+            .frame
+            .get(self.at..self.at + N)
+            .and_then(|s| <[u8; N]>::try_from(s).ok())
+            .ok_or_else(|| self.malformed())?;
+        self.at += N;
+        Ok(bytes)
+    }
+
+    fn u8(&mut self) -> Result<u8, Malformed> {
+        Ok(self.take::<1>()?[0])
+    }
+
+    fn u32(&mut self) -> Result<u32, Malformed> {
+        Ok(u32::from_le_bytes(self.take()?))
+    }
+
+    fn u64(&mut self) -> Result<u64, Malformed> {
+        Ok(u64::from_le_bytes(self.take()?))
+    }
+
+    fn addr(&mut self) -> Result<SocketAddr, Malformed> {
+        let family = self.u8()?;
+        let ip: [u8; 16] = self.take()?;
+        let port = u16::from_le_bytes(self.take()?);
+        let ip = match family {
+            4 => IpAddr::V4(Ipv4Addr::new(ip[0], ip[1], ip[2], ip[3])),
+            6 => IpAddr::V6(Ipv6Addr::from(ip)),
+            _ => return Err(self.malformed()),
+        };
+        Ok(SocketAddr::new(ip, port))
+    }
+
+    /// Trailing bytes are an error too: both ends are the same build.
+    fn end(&self) -> Result<(), Malformed> {
+        if self.at == self.frame.len() {
+            Ok(())
+        } else {
+            Err(self.malformed())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_message_survives_the_trip() {
+        let v4: SocketAddr = "192.0.2.7:40000".parse().unwrap();
+        let v6: SocketAddr = "[2001:db8::1]:40001".parse().unwrap();
+        for m in [
+            ToWorker::Start {
+                id: u64::MAX,
+                relatch: RelatchRule {
+                    silence: Duration::from_millis(1500),
+                    packets: 7,
+                },
+                media_timeout: Duration::from_secs(30),
+            },
+            ToWorker::Remote {
+                id: 3,
+                side: Side::B,
+                declared: Some((v6, v4)),
+            },
+            ToWorker::Remote {
+                id: 4,
+                side: Side::A,
+                declared: None,
+            },
+            ToWorker::Stop { id: 9 },
+        ] {
+            let b = m.encode();
+            assert!(b.len() <= MAX_FRAME, "{m:?}: {} bytes", b.len());
+            assert_eq!(ToWorker::decode(&b), Ok(m));
+        }
+        let stats = RelayStats {
+            relayed_a_to_b: 1,
+            relayed_b_to_a: 2,
+            dropped_foreign: 3,
+            dropped_malformed: 4,
+            dropped_no_destination: 5,
+        };
+        for m in [FromWorker::Stopped { id: 1, stats }, FromWorker::Timeout { id: 2 }] {
+            assert_eq!(FromWorker::decode(&m.encode()), Ok(m));
+        }
+    }
+
+    #[test]
+    fn short_long_and_unknown_packets_are_errors() {
+        let good = ToWorker::Remote {
+            id: 3,
+            side: Side::B,
+            declared: Some(("192.0.2.7:1".parse().unwrap(), "192.0.2.7:2".parse().unwrap())),
+        }
+        .encode();
+        for n in 0..good.len() {
+            assert!(ToWorker::decode(&good[..n]).is_err(), "{n} bytes");
+        }
+        let mut long = good.clone();
+        long.push(0);
+        assert!(ToWorker::decode(&long).is_err());
+        let mut bad_family = good;
+        bad_family[11] = 5;
+        assert!(ToWorker::decode(&bad_family).is_err());
+        assert!(ToWorker::decode(&[99, 0, 0]).is_err());
+        assert!(FromWorker::decode(&[START]).is_err());
+        assert!(FromWorker::decode(&[]).is_err());
+    }
+}
