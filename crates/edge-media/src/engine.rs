@@ -275,10 +275,15 @@ impl MediaEngine {
         tokio::runtime::Handle::try_current().map_err(|_| MediaError::NoRuntime)?;
         match self.allocate_in_process(call_id) {
             Err(e) if out_of_sockets(&e) && !self.inner.workers.is_empty() => {
-                self.allocate_in_worker(call_id).map_err(|worker_error| {
-                    tracing::debug!(error = %worker_error, "no media worker took the relay");
-                    e
-                })
+                // Every worker full: the ceiling as without workers; else what stopped them.
+                self.allocate_in_worker(call_id)
+                    .map_err(|worker_error| match worker_error {
+                        MediaError::SocketLimit(_) => e,
+                        other => {
+                            tracing::warn!(error = %other, "no media worker took the relay");
+                            other
+                        }
+                    })
             }
             r => r,
         }
@@ -318,8 +323,10 @@ impl MediaEngine {
                 .collect();
             let call_id: Arc<str> = Arc::from(call_id);
             let c = &self.inner.config;
-            let remote = link.start_relay(call_id.clone(), fds, c.relatch, c.media_timeout, lease, ticket);
-            return Ok(RelayHandle::in_worker(remote, [a, b], c.public_ip, call_id));
+            match link.start_relay(call_id.clone(), fds, c.relatch, c.media_timeout, lease, ticket) {
+                Ok(remote) => return Ok(RelayHandle::in_worker(remote, [a, b], c.public_ip, call_id)),
+                Err(e) => last = e,
+            }
         }
         Err(last)
     }

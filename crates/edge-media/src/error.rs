@@ -31,6 +31,7 @@ impl MediaError {
     pub fn sip_warning(&self) -> &'static str {
         match self {
             MediaError::SocketLimit(_) => "media sockets at their ceiling (media.max_sockets)",
+            MediaError::WorkerDown(_) => "media worker unavailable (media.workers)",
             _ => "media ports exhausted",
         }
     }

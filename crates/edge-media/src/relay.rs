@@ -420,6 +420,9 @@ async fn run(io: RelayIo, shared: Arc<Shared>, params: RelayParams) {
 struct Router {
     latches: [Latch; 4],
     declared: [Option<(SocketAddr, SocketAddr)>; 2],
+    /// The last address each side's SDP declared; a hold (no address) leaves it, so a resume to
+    /// another address is still a move.
+    last_declared: [Option<(SocketAddr, SocketAddr)>; 2],
     seen_generation: Option<u64>,
     last_rx: Option<Instant>,
 }
@@ -444,16 +447,28 @@ impl Router {
         if self.seen_generation != Some(generation) {
             self.seen_generation = Some(generation);
             let updated = shared.remotes().declared;
-            for (side, (old, new)) in self.declared.iter().zip(&updated).enumerate() {
-                // A changed SDP address (re-INVITE moving media): forget the old source so the peer
-                // latches again on its next packet. A first declaration keeps what packets already
-                // latched: the peer's real source beats its SDP, and its first packets may well arrive
-                // before the answer that declares it (always so for a relay in a media worker, which
-                // hears of the SDP a moment after the peer does).
-                if old.is_some() && new.is_some() && old != new {
+            for (side, new) in updated.iter().enumerate() {
+                let Some(new) = *new else { continue };
+                let (rtp, rtcp) = (&self.latches[side * 2], &self.latches[side * 2 + 1]);
+                let reset = match self.last_declared[side] {
+                    // A changed SDP address (re-INVITE moving media, a hold in between or not): forget
+                    // the old source so the peer latches again on its next packet.
+                    Some(last) => last != new,
+                    // The first declaration. The peer's first packets may arrive before the answer
+                    // that declares it (always so for a relay in a media worker, which hears of the
+                    // SDP a moment after the peer does): keep a latch from the declared host, drop one
+                    // from any other (NAT, or a spoofer racing the answer; the next packet latches).
+                    None => {
+                        let from_elsewhere =
+                            |l: &Latch, ip: std::net::IpAddr| l.latched().is_some_and(|a| a.ip() != ip);
+                        from_elsewhere(rtp, new.0.ip()) || from_elsewhere(rtcp, new.1.ip())
+                    }
+                };
+                if reset {
                     self.latches[side * 2] = Latch::default();
                     self.latches[side * 2 + 1] = Latch::default();
                 }
+                self.last_declared[side] = Some(new);
             }
             self.declared = updated;
         }

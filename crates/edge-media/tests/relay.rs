@@ -225,11 +225,12 @@ async fn reinvite_with_new_address_relatches() {
 }
 
 /// A peer's packets can arrive before the answer that declares its media (always so for a relay in a
-/// media worker, which hears of the SDP a moment later): that first declaration keeps the source those
-/// packets latched, so the other leg's media goes to where the peer really is.
+/// media worker, which hears of the SDP a moment later): that first declaration keeps a source those
+/// packets latched from the declared host, so the other leg's media goes to where the peer really is;
+/// a source on another host (a spoofer racing the answer) is dropped.
 #[tokio::test]
-async fn first_sdp_declaration_keeps_an_early_latch() {
-    let (engine, _events) = engine(31090, 2, |_| {});
+async fn first_sdp_declaration_keeps_an_early_latch_from_the_declared_host() {
+    let (engine, _events) = engine(31090, 4, |_| {});
     let relay = engine.allocate_relay("call-early").unwrap();
     let (a, b_real, b_declared) = (socket().await, socket().await, socket().await);
     relay.set_remote(Side::A, &remote_of(&a, None));
@@ -237,11 +238,54 @@ async fn first_sdp_declaration_keeps_an_early_latch() {
     // B speaks before its SDP is known: relayed to A, and B's real source latches.
     b_real.send_to(&rtp(1, 0, 2, 1), to_b).await.unwrap();
     assert!(recv(&a, Duration::from_secs(1)).await.is_some());
-    // Its answer then declares another address (NAT): A's media still goes to the latched source.
+    // Its answer then declares another port on the same host: A's media still goes to the latched source.
     relay.set_remote(Side::B, &remote_of(&b_declared, None));
     a.send_to(&rtp(1, 0, 1, 1), to_a).await.unwrap();
     assert_eq!(recv(&b_real, Duration::from_secs(1)).await.unwrap().0, rtp(1, 0, 1, 1));
     expect_nothing(&b_declared).await;
+
+    // A spoofer on another host (127.0.0.2) latches B first: the answer drops it.
+    let relay = engine.allocate_relay("call-spoofed").unwrap();
+    let spoofer = UdpSocket::bind((IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)), 0))
+        .await
+        .unwrap();
+    relay.set_remote(Side::A, &remote_of(&a, None));
+    let (to_a, to_b) = (relay_addr(&relay, Side::A), relay_addr(&relay, Side::B));
+    spoofer.send_to(&rtp(1, 0, 9, 1), to_b).await.unwrap();
+    assert!(recv(&a, Duration::from_secs(1)).await.is_some());
+    relay.set_remote(Side::B, &remote_of(&b_declared, None));
+    a.send_to(&rtp(2, 0, 1, 2), to_a).await.unwrap();
+    assert_eq!(
+        recv(&b_declared, Duration::from_secs(1)).await.unwrap().0,
+        rtp(2, 0, 1, 2)
+    );
+    expect_nothing(&spoofer).await;
+}
+
+/// Hold (no address) and then a resume at another address is a move like any other: the old source's
+/// latch goes, whatever packets flowed during the hold.
+#[tokio::test]
+async fn resume_from_hold_at_a_new_address_relatches() {
+    let (engine, _events) = engine(31100, 2, |_| {});
+    let relay = engine.allocate_relay("call-hold").unwrap();
+    let (a1, a2, b) = (socket().await, socket().await, socket().await);
+    relay.set_remote(Side::A, &remote_of(&a1, None));
+    relay.set_remote(Side::B, &remote_of(&b, None));
+    let (to_a, to_b) = (relay_addr(&relay, Side::A), relay_addr(&relay, Side::B));
+    a1.send_to(&rtp(1, 0, 1, 1), to_a).await.unwrap();
+    assert!(recv(&b, Duration::from_secs(1)).await.is_some());
+    let mut held = remote_of(&a1, None);
+    held.addr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+    relay.set_remote(Side::A, &held);
+    a1.send_to(&rtp(2, 0, 1, 2), to_a).await.unwrap();
+    assert!(
+        recv(&b, Duration::from_secs(1)).await.is_some(),
+        "the latch still carries A during the hold"
+    );
+    relay.set_remote(Side::A, &remote_of(&a2, None));
+    b.send_to(&rtp(1, 0, 2, 1), to_b).await.unwrap();
+    assert_eq!(recv(&a2, Duration::from_secs(1)).await.unwrap().0, rtp(1, 0, 2, 1));
+    expect_nothing(&a1).await;
 }
 
 #[tokio::test]

@@ -4,11 +4,11 @@ use std::collections::HashMap;
 use std::ffi::OsString;
 use std::os::fd::{AsFd, OwnedFd};
 use std::process::Stdio;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Notify};
 
 use super::channel::{self, Control};
 use super::wire::{FromWorker, ToWorker};
@@ -21,6 +21,12 @@ use crate::MediaError;
 
 /// How long `release` waits for a worker's final counters before giving up on them.
 const STOP_WAIT: Duration = Duration::from_secs(1);
+/// A worker that takes no message for this long is stalled: killed, and its calls ended.
+const STALLED_AFTER: Duration = Duration::from_secs(2);
+/// Sockets waiting in the queue to a worker at most. They are the edge's own descriptors until sent,
+/// so a worker that reads slowly must not make the edge hoard them: past this the worker takes no
+/// new relay.
+const MAX_QUEUED_FDS: usize = 64;
 
 /// A running worker process. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -35,16 +41,26 @@ struct LinkInner {
     alive: AtomicBool,
     /// Sockets held by this worker's relays against its ceiling.
     budget: Arc<SocketBudget>,
+    /// Relays by id; `alive` changes under this lock too, so no relay is added to a dead worker.
     relays: Mutex<HashMap<u64, Entry>>,
     next_id: AtomicU64,
+    /// Descriptors in `out` not yet sent.
+    queued_fds: AtomicUsize,
     events: mpsc::UnboundedSender<MediaEvent>,
+    /// Tells the reaper to kill the process (stalled).
+    kill: Arc<Notify>,
 }
 
+/// A relay in the worker, until the worker says it closed the sockets (or is gone).
 #[derive(Debug)]
 struct Entry {
     call_id: Arc<str>,
     finished: Arc<AtomicBool>,
     stopped: Option<oneshot::Sender<RelayStats>>,
+    /// The ports go back to the pool, and the places to the worker's ceiling, only once the worker
+    /// has closed the sockets: a port is never bound again while the worker still holds it.
+    _lease: PortLease,
+    _ticket: SocketTicket,
 }
 
 /// A message waiting for the control socket (with the sockets of a `Start`, closed here once sent).
@@ -60,17 +76,29 @@ impl LinkInner {
         self.relays.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn send(&self, msg: &ToWorker, fds: Vec<OwnedFd>) {
-        let _ = self.out.send(Outgoing {
+    /// Queues a message; false if the writer is gone.
+    fn send(&self, msg: &ToWorker, fds: Vec<OwnedFd>) -> bool {
+        let n = fds.len();
+        self.queued_fds.fetch_add(n, Ordering::AcqRel);
+        let sent = self.out.send(Outgoing {
             frame: msg.encode(),
             fds,
         });
+        if sent.is_err() {
+            self.queued_fds.fetch_sub(n, Ordering::AcqRel);
+        }
+        sent.is_ok()
     }
 
-    /// The worker is gone: its calls have no media any more, so each ends as on a media timeout.
+    /// The worker is gone (or stalled, and killed): its calls have no media any more, so each ends as
+    /// on a media timeout.
     fn died(&self) {
-        self.alive.store(false, Ordering::Release);
-        let gone: Vec<Entry> = self.relays().drain().map(|(_, e)| e).collect();
+        self.kill.notify_one();
+        let gone: Vec<Entry> = {
+            let mut relays = self.relays();
+            self.alive.store(false, Ordering::Release);
+            relays.drain().map(|(_, e)| e).collect()
+        };
         if !gone.is_empty() {
             tracing::error!(
                 worker = self.index,
@@ -128,6 +156,7 @@ impl WorkerLink {
             .spawn()?;
         let control = Arc::new(Control::new(ours)?);
         let (out, mut queue) = mpsc::unbounded_channel::<Outgoing>();
+        let kill = Arc::new(Notify::new());
         let inner = Arc::new(LinkInner {
             index,
             out,
@@ -135,7 +164,9 @@ impl WorkerLink {
             budget: SocketBudget::new(max_sockets),
             relays: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
+            queued_fds: AtomicUsize::new(0),
             events,
+            kill: kill.clone(),
         });
         tracing::info!(worker = index, pid = ?child.id(), max_sockets, "media worker started");
 
@@ -145,9 +176,21 @@ impl WorkerLink {
         tokio::spawn(async move {
             while let Some(msg) = queue.recv().await {
                 let fds: Vec<_> = msg.fds.iter().map(|fd| fd.as_fd()).collect();
-                if let Err(e) = writer.send(&msg.frame, &fds).await {
-                    tracing::warn!(worker = index, error = %e, "media worker control socket");
-                    break;
+                let sent = tokio::time::timeout(STALLED_AFTER, writer.send(&msg.frame, &fds)).await;
+                drop(fds);
+                if let Some(inner) = weak.upgrade() {
+                    inner.queued_fds.fetch_sub(msg.fds.len(), Ordering::AcqRel);
+                }
+                match sent {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        tracing::warn!(worker = index, error = %e, "media worker control socket");
+                        break;
+                    }
+                    Err(_) => {
+                        tracing::error!(worker = index, after = ?STALLED_AFTER, "media worker stalled: killed");
+                        break;
+                    }
                 }
             }
             writer.shutdown_write();
@@ -173,9 +216,16 @@ impl WorkerLink {
                 }
             }
         });
-        // Reaper: the process's exit status, for the operator.
+        // Reaper: the process's exit status, for the operator; kills it when told (stalled).
         tokio::spawn(async move {
-            match child.wait().await {
+            let status = tokio::select! {
+                status = child.wait() => status,
+                () = kill.notified() => {
+                    let _ = child.start_kill();
+                    child.wait().await
+                }
+            };
+            match status {
                 Ok(status) if status.success() => tracing::info!(worker = index, "media worker exited"),
                 Ok(status) => tracing::error!(worker = index, %status, "media worker exited"),
                 Err(e) => tracing::error!(worker = index, error = %e, "media worker lost"),
@@ -193,8 +243,9 @@ impl WorkerLink {
     }
 
     /// Hands a relay's four sockets (A's RTP, RTCP, B's RTP, RTCP) to the worker; they are closed here
-    /// once sent. `lease` and `ticket` stay with the handle: its ports and its places in this worker's
-    /// ceiling come back when it is dropped.
+    /// once sent. `lease` and `ticket` are kept until the worker has closed them: its ports and its
+    /// places in this worker's ceiling come back then. [`MediaError::WorkerDown`] (nothing started,
+    /// the sockets closed) when the worker is gone or not keeping up.
     pub(crate) fn start_relay(
         &self,
         call_id: Arc<str>,
@@ -203,32 +254,45 @@ impl WorkerLink {
         media_timeout: Duration,
         lease: PortLease,
         ticket: SocketTicket,
-    ) -> RemoteRelay {
-        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+    ) -> Result<RemoteRelay, MediaError> {
+        let inner = &self.inner;
+        if inner.queued_fds.load(Ordering::Acquire) + sockets.len() > MAX_QUEUED_FDS {
+            return Err(MediaError::WorkerDown(inner.index));
+        }
+        let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
         let finished = Arc::new(AtomicBool::new(false));
         let (tx, rx) = oneshot::channel();
-        self.inner.relays().insert(
-            id,
-            Entry {
-                call_id,
-                finished: finished.clone(),
-                stopped: Some(tx),
-            },
-        );
+        {
+            let mut relays = inner.relays();
+            if !self.is_alive() {
+                return Err(MediaError::WorkerDown(inner.index));
+            }
+            relays.insert(
+                id,
+                Entry {
+                    call_id,
+                    finished: finished.clone(),
+                    stopped: Some(tx),
+                    _lease: lease,
+                    _ticket: ticket,
+                },
+            );
+        }
         let start = ToWorker::Start {
             id,
             relatch,
             media_timeout,
         };
-        self.inner.send(&start, sockets);
-        RemoteRelay {
+        if !inner.send(&start, sockets) {
+            inner.relays().remove(&id);
+            return Err(MediaError::WorkerDown(inner.index));
+        }
+        Ok(RemoteRelay {
             link: self.clone(),
             id,
             finished,
             stopped: Some(rx),
-            _lease: lease,
-            _ticket: ticket,
-        }
+        })
     }
 }
 
@@ -240,8 +304,6 @@ pub(crate) struct RemoteRelay {
     finished: Arc<AtomicBool>,
     /// `None` once `Stop` is sent.
     stopped: Option<oneshot::Receiver<RelayStats>>,
-    _lease: PortLease,
-    _ticket: SocketTicket,
 }
 
 impl RemoteRelay {
@@ -251,7 +313,7 @@ impl RemoteRelay {
             side,
             declared,
         };
-        self.link.inner.send(&msg, Vec::new());
+        let _ = self.link.inner.send(&msg, Vec::new());
     }
 
     pub(crate) fn is_finished(&self) -> bool {
@@ -272,7 +334,7 @@ impl RemoteRelay {
 
     fn stop(&mut self) -> Option<oneshot::Receiver<RelayStats>> {
         let rx = self.stopped.take()?;
-        self.link.inner.send(&ToWorker::Stop { id: self.id }, Vec::new());
+        let _ = self.link.inner.send(&ToWorker::Stop { id: self.id }, Vec::new());
         Some(rx)
     }
 }

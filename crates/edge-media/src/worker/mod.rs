@@ -12,9 +12,13 @@
 //! 3. the worker runs the same relay loop as in-process calls ([`crate::relay`]); SDP updates,
 //!    stop and media timeouts travel as small messages ([`wire`]).
 //!
-//! A worker is the edge's own binary (`oneinbox-edge media-worker`) and exits when the edge closes
-//! the control socket, so it never outlives the edge. If one dies, its calls end as on a media
-//! timeout (BYE both legs) and the next call that needs it starts a new one.
+//! A relay's ports go back to the pool only when the worker reports its sockets closed, so a port is
+//! never bound twice. A worker is the edge's own binary (`oneinbox-edge media-worker`); it ignores
+//! SIGINT/SIGTERM (a terminal's Ctrl-C or systemd reach every process of the group) and exits when the
+//! edge closes the control socket, so it neither dies before the edge's graceful shutdown nor
+//! outlives the edge. If one dies, or takes no message for 2 s (then it is killed), its calls end as
+//! on a media timeout (BYE both legs) and the next call that needs it starts a new one. Each worker
+//! runs a Tokio runtime with a thread per core, like the edge.
 
 mod channel;
 mod link;

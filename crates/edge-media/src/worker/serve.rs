@@ -22,7 +22,13 @@ use crate::MediaError;
 pub fn run_media_worker() -> Result<(), MediaError> {
     raise_open_files_limit();
     let control = std::io::stdin().as_fd().try_clone_to_owned()?;
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    // Relays spread over the cores like the edge's own; the control loop is one task among them.
+    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .thread_name("media-worker")
+        .enable_all()
+        .build()?;
     rt.block_on(serve(control))
 }
 
@@ -40,6 +46,11 @@ fn raise_open_files_limit() {
 
 async fn serve(control: OwnedFd) -> Result<(), MediaError> {
     let control = Control::new(control)?;
+    // Ctrl-C reaches the whole process group and systemd signals every process of the unit: the
+    // worker outlives those signals and exits when the edge, done with its graceful shutdown, closes
+    // the control socket (which also covers the edge being killed).
+    use tokio::signal::unix::{signal, SignalKind};
+    let (mut interrupt, mut terminate) = (signal(SignalKind::interrupt())?, signal(SignalKind::terminate())?);
     let (events, mut timeouts) = mpsc::unbounded_channel();
     // The edge keeps the count against this worker's ceiling; here every socket it sends is taken.
     let budget = SocketBudget::new(usize::MAX);
@@ -92,6 +103,8 @@ async fn serve(control: OwnedFd) -> Result<(), MediaError> {
                     control.send(&reply.encode(), &[]).await?;
                 }
             }
+            _ = interrupt.recv() => tracing::debug!("media worker: SIGINT ignored, the edge decides"),
+            _ = terminate.recv() => tracing::debug!("media worker: SIGTERM ignored, the edge decides"),
             Some(event) = timeouts.recv() => {
                 if let MediaEvent::Timeout { call_id } = event {
                     if let Ok(id) = call_id.parse() {
