@@ -23,10 +23,11 @@ use crate::MediaError;
 const STOP_WAIT: Duration = Duration::from_secs(1);
 /// A worker that takes no message for this long is stalled: killed, and its calls ended.
 const STALLED_AFTER: Duration = Duration::from_secs(2);
-/// Sockets waiting in the queue to a worker at most. They are the edge's own descriptors until sent,
-/// so a worker that reads slowly must not make the edge hoard them: past this the worker takes no
-/// new relay.
-const MAX_QUEUED_FDS: usize = 64;
+/// Sockets waiting in the queue to a worker at most (64 relays). They are the edge's own descriptors
+/// until sent, so a worker that reads slowly must not make the edge hoard them: past this the worker
+/// takes no new relay. A quarter of the 1,024 descriptors `media.max_sockets` leaves by default;
+/// enough for a burst of calls set up before the writer task runs.
+const MAX_QUEUED_FDS: usize = 256;
 
 /// A running worker process. Cheap to clone.
 #[derive(Debug, Clone)]
