@@ -219,11 +219,6 @@ impl RelayHandle {
         self.rtp_ports[side.index()]
     }
 
-    /// True when the relay runs in a media worker process.
-    pub fn in_worker_process(&self) -> bool {
-        matches!(self.backend, Backend::Worker(_))
-    }
-
     /// Declares where `side`'s peer wants media (from its SDP). Used until that
     /// peer's own packets latch a source. Call again after a re-INVITE: a
     /// changed address also drops that side's latch, so the next packet from

@@ -198,16 +198,46 @@ async fn latching_foreign_sources_and_rebinding_rule() {
     expect_nothing(&nat_a).await;
 }
 
-#[tokio::test]
-async fn reinvite_with_new_address_relatches() {
-    let (engine, _events) = engine(31070, 2, |_| {});
-    let relay = engine.allocate_relay("call-reinvite").unwrap();
+/// A relay with both sides declared and A's first socket (`a1`) latched by a packet B received; `a2`
+/// is a second socket of A's host, not yet used.
+struct Latched {
+    relay: RelayHandle,
+    a1: UdpSocket,
+    a2: UdpSocket,
+    b: UdpSocket,
+    to_a: SocketAddr,
+    to_b: SocketAddr,
+}
+
+async fn latched_on_a1(engine: &MediaEngine, call_id: &str) -> Latched {
+    let relay = engine.allocate_relay(call_id).unwrap();
     let (a1, a2, b) = (socket().await, socket().await, socket().await);
     relay.set_remote(Side::A, &remote_of(&a1, None));
     relay.set_remote(Side::B, &remote_of(&b, None));
     let (to_a, to_b) = (relay_addr(&relay, Side::A), relay_addr(&relay, Side::B));
     a1.send_to(&rtp(1, 0, 1, 1), to_a).await.unwrap();
     assert!(recv(&b, Duration::from_secs(1)).await.is_some());
+    Latched {
+        relay,
+        a1,
+        a2,
+        b,
+        to_a,
+        to_b,
+    }
+}
+
+#[tokio::test]
+async fn reinvite_with_new_address_relatches() {
+    let (engine, _events) = engine(31070, 2, |_| {});
+    let Latched {
+        relay,
+        a1,
+        a2,
+        b,
+        to_a,
+        to_b,
+    } = latched_on_a1(&engine, "call-reinvite").await;
 
     // Same address again (e.g. session refresh): latch kept, a2 stays foreign.
     relay.set_remote(Side::A, &remote_of(&a1, None));
@@ -267,13 +297,14 @@ async fn first_sdp_declaration_keeps_an_early_latch_from_the_declared_host() {
 #[tokio::test]
 async fn resume_from_hold_at_a_new_address_relatches() {
     let (engine, _events) = engine(31100, 2, |_| {});
-    let relay = engine.allocate_relay("call-hold").unwrap();
-    let (a1, a2, b) = (socket().await, socket().await, socket().await);
-    relay.set_remote(Side::A, &remote_of(&a1, None));
-    relay.set_remote(Side::B, &remote_of(&b, None));
-    let (to_a, to_b) = (relay_addr(&relay, Side::A), relay_addr(&relay, Side::B));
-    a1.send_to(&rtp(1, 0, 1, 1), to_a).await.unwrap();
-    assert!(recv(&b, Duration::from_secs(1)).await.is_some());
+    let Latched {
+        relay,
+        a1,
+        a2,
+        b,
+        to_a,
+        to_b,
+    } = latched_on_a1(&engine, "call-hold").await;
     let mut held = remote_of(&a1, None);
     held.addr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
     relay.set_remote(Side::A, &held);
