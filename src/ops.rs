@@ -52,6 +52,18 @@ pub struct OpsState {
     pub agent_gauge: Arc<dashmap::DashMap<String, u32>>,
     /// Read at scrape time for the port and socket gauges (`None`: media off).
     pub media: Option<edge_media::MediaEngine>,
+    pub security: SecurityStats,
+}
+
+/// What the edge did with outsiders and agents' digest: admission drops, digest checks and the guard.
+#[derive(Clone)]
+pub struct SecurityStats {
+    pub admission: Arc<crate::sip::admission::AdmissionStats>,
+    /// `None`: `outbound.agent_digest = false`.
+    pub digest: Option<(
+        Arc<crate::sip::agent_auth::AgentAuthStats>,
+        Arc<crate::sip::digest_guard::GuardStats>,
+    )>,
 }
 
 pub fn router(state: OpsState) -> Router {
@@ -72,6 +84,54 @@ async fn healthz(State(s): State<OpsState>) -> impl IntoResponse {
     (StatusCode::OK, axum::Json(body))
 }
 
+/// Admission, outsiders' answers, transactions by who opened them, and agent digest.
+fn security_metrics(s: &OpsState) {
+    let get = |v: &std::sync::atomic::AtomicU64| v.load(Ordering::Relaxed);
+    let e = &s.endpoint;
+    metrics::gauge!("edge_sip_transactions").set(get(&e.transactions_live) as f64);
+    for (class, v) in [("carrier", &e.transactions_carrier), ("other", &e.transactions_other)] {
+        metrics::counter!("edge_sip_transactions_created_total", "class" => class).absolute(get(v));
+    }
+    metrics::counter!("edge_sip_reserved_for_carriers_total").absolute(get(&e.reserved_for_carriers));
+    for (what, v) in [
+        ("answered", &e.outsider_answered),
+        ("silenced", &e.outsider_silenced),
+        ("too_large", &e.outsider_too_large),
+    ] {
+        metrics::counter!("edge_sip_outsider_requests_total", "outcome" => what).absolute(get(v));
+    }
+    metrics::counter!("edge_sip_outsider_bytes_total", "direction" => "in").absolute(get(&e.outsider_bytes_in));
+    metrics::counter!("edge_sip_outsider_bytes_total", "direction" => "out").absolute(get(&e.outsider_bytes_out));
+    let a = &s.security.admission;
+    for (limit, v) in [
+        ("stranger", &a.dropped_stranger),
+        ("strangers_total", &a.dropped_strangers_total),
+        ("agent", &a.dropped_agent),
+    ] {
+        metrics::counter!("edge_admission_dropped_total", "limit" => limit).absolute(get(v));
+    }
+    metrics::gauge!("edge_admission_tracked_sources").set(get(&a.tracked) as f64);
+    metrics::gauge!("edge_admission_vouched_sources").set(get(&a.vouched) as f64);
+    if let Some((d, g)) = &s.security.digest {
+        metrics::counter!("edge_digest_challenges_total").absolute(get(&d.challenges));
+        metrics::counter!("edge_digest_authorized_total").absolute(get(&d.authorized));
+        metrics::counter!("edge_digest_replays_total").absolute(get(&d.replays));
+        for (reason, v) in [
+            ("unknown_user", &d.failed_unknown_user),
+            ("wrong_password", &d.failed_wrong_password),
+            ("not_offered", &d.failed_not_offered),
+            ("uri_mismatch", &d.failed_uri_mismatch),
+            ("agent_disabled", &d.failed_disabled),
+        ] {
+            metrics::counter!("edge_digest_failures_total", "reason" => reason).absolute(get(v));
+        }
+        metrics::counter!("edge_digest_throttled_total").absolute(get(&g.throttled));
+        metrics::counter!("edge_digest_lockouts_total").absolute(get(&g.lockouts));
+        metrics::gauge!("edge_digest_locked", "what" => "source").set(get(&g.locked_sources) as f64);
+        metrics::gauge!("edge_digest_locked", "what" => "username").set(get(&g.locked_usernames) as f64);
+    }
+}
+
 async fn metrics_text(State(s): State<OpsState>) -> impl IntoResponse {
     let c = |name: &'static str, v: &std::sync::atomic::AtomicU64| {
         metrics::counter!(name).absolute(v.load(Ordering::Relaxed))
@@ -87,6 +147,7 @@ async fn metrics_text(State(s): State<OpsState>) -> impl IntoResponse {
     );
     c("edge_sip_stray_dropped_total", &s.endpoint.stray_dropped);
     c("edge_sip_overload_rejected_total", &s.endpoint.overload_rejected);
+    security_metrics(&s);
     c("edge_udp_datagrams_total", &s.transport.udp_datagrams_in);
     // Datagrams the kernel dropped on the SIP socket (receive queue full: the engine fell behind).
     let inode = s.transport.udp_socket_inode.load(Ordering::Relaxed);

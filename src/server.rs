@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 use crate::call::leg::Local;
 use crate::call::{CallConfig, CallController, CallStats, MediaCtl, Persist};
 use crate::config::{Config, UnknownSource};
+use crate::sip::agent_auth::AgentAuth;
 use crate::sip::endpoint::{Endpoint, EndpointConfig, EndpointStats, SourcePolicy};
 use crate::transport::{self, Inbound, Outbound, TransportStats};
 use edge_store::{RoutingIndex, SecretBox, Store, StoreConfig};
@@ -105,6 +106,12 @@ impl SourcePolicy for CarrierPolicy {
     }
     fn reject_unknown(&self) -> bool {
         self.cfg.unknown_source == UnknownSource::Reject
+    }
+    fn digest_offered_to(&self, source: SocketAddr) -> bool {
+        match &self.cfg.outbound.agent_digest_from {
+            Some(nets) => nets.iter().any(|n| n.contains(&source.ip())),
+            None => self.reject_unknown(),
+        }
     }
 }
 
@@ -220,7 +227,6 @@ pub async fn start(cfg: Config) -> anyhow::Result<Edge> {
             t2: cfg.sip.t2,
             warn_agent: warn_agent.clone(),
             outbound: cfg.outbound.clone(),
-            agent_auth: agent_verifier(&cfg, &host),
         },
         index.clone(),
         Some(records_tx),
@@ -240,9 +246,18 @@ pub async fn start(cfg: Config) -> anyhow::Result<Edge> {
     );
     let call_stats = calls.stats.clone();
     let agent_gauge = calls.agent_gauge.clone();
+    let agent_auth = agent_verifier(&cfg, &host)
+        .map(|v| AgentAuth::new(v, cfg.outbound.agent_digest_guard.clone(), index.clone()));
+    if cfg.outbound.agent_digest && cfg.outbound.agent_digest_from.is_none() && cfg.unknown_source == UnknownSource::Drop {
+        tracing::warn!(
+            "routing.unknown_source = \"drop\" and no outbound.agent_digest_from: agents outside [[agent_networks]] \
+             get no digest challenge and cannot place calls; list their addresses in outbound.agent_digest_from"
+        );
+    }
     let endpoint = Endpoint::new(
         EndpointConfig {
             server_name: cfg.sip.server_name.clone(),
+            admission: cfg.admission.clone(),
             warn_agent,
             tx: TxConfig {
                 timers: TimerConfig {
@@ -257,8 +272,14 @@ pub async fn start(cfg: Config) -> anyhow::Result<Edge> {
         },
         Box::new(CarrierPolicy { cfg: cfg.clone() }),
         calls,
+        agent_auth,
+        Instant::now(),
     );
     let endpoint_stats = endpoint.stats.clone();
+    let security = crate::ops::SecurityStats {
+        admission: endpoint.admission_stats(),
+        digest: endpoint.agent_auth_stats(),
+    };
     let resolver = Arc::new(
         edge_resolver::Resolver::new(edge_resolver::ResolverConfig {
             nameservers: cfg.outbound.nameservers.clone(),
@@ -319,6 +340,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Edge> {
                 calls: call_stats.clone(),
                 agent_gauge: agent_gauge.clone(),
                 media: ops_media,
+                security,
             };
             let app = edge_api::router(state).merge(crate::ops::router(ops));
             let mut stop = shutdown_rx.clone();
@@ -527,11 +549,12 @@ fn agent_verifier(cfg: &Config, host: &str) -> Option<sip_core::digest::DigestVe
             k.to_vec()
         }
     };
+    // SHA-256 first, MD5 for the clients that know nothing else (RFC 8760).
     Some(DigestVerifier::new(
         realm,
         &secret,
-        300,
-        Algorithm::Md5,
+        cfg.outbound.agent_digest_nonce_ttl.as_secs(),
+        &[Algorithm::Sha256, Algorithm::Md5],
         Some(Qop::Auth),
         AuthHeader::ProxyAuthorization,
     ))

@@ -10,6 +10,7 @@
 //! indexes into it.
 
 pub mod dialed;
+mod dialog_check;
 pub mod leg;
 mod outbound;
 pub mod pacing;
@@ -58,8 +59,6 @@ pub struct CallConfig {
     pub warn_agent: String,
     /// Outbound calls: trunks, pacing, timeouts.
     pub outbound: crate::config::OutboundSettings,
-    /// Digest challenge for agents outside `[[agent_networks]]`; `None`: such INVITEs are refused.
-    pub agent_auth: Option<sip_core::digest::DigestVerifier>,
 }
 
 /// What the endpoint must answer for a new INVITE the controller did not take.
@@ -367,16 +366,6 @@ impl CallController {
     /// Calls in progress.
     pub fn active(&self) -> usize {
         self.calls.len()
-    }
-
-    /// True when agents outside `[[agent_networks]]` may place calls by answering a digest challenge.
-    pub fn agent_auth_enabled(&self) -> bool {
-        self.cfg.agent_auth.is_some()
-    }
-
-    /// True when `call_id` names one of our calls' dialogs (either leg).
-    pub fn has_dialog(&self, call_id: &str) -> bool {
-        self.by_dialog.contains_key(call_id)
     }
 
     /// Calls the agent is on now.
@@ -1062,9 +1051,9 @@ impl CallController {
         }
     }
 
-    /// The carrier's ACK for our 2xx (or an ACK in an agent dialog).
-    pub fn on_ack(&mut self, msg: &Message) {
-        let Some((id, side)) = msg.call_id().ok().and_then(|c| self.by_dialog.get(c)).copied() else {
+    /// The carrier's ACK for our 2xx (or an ACK in an agent dialog): only from that dialog and its side.
+    pub fn on_ack(&mut self, msg: &Message, source: SocketAddr, policy: &dyn crate::sip::endpoint::SourcePolicy) {
+        let Some((id, side)) = self.dialog_of(msg, source, policy) else {
             return;
         };
         if side != Side::A {
@@ -1097,9 +1086,17 @@ impl CallController {
         );
     }
 
-    /// A request inside a dialog we hold; false when no dialog matches (the endpoint answers 481).
-    pub fn on_in_dialog(&mut self, ctx: &mut Ctx<'_>, key: TxKey, req: Message) -> bool {
-        let Some((id, side)) = req.call_id().ok().and_then(|c| self.by_dialog.get(c)).copied() else {
+    /// A request inside a dialog we hold; false when no dialog matches it, by id and by source (the
+    /// endpoint answers 481 and the other leg never sees it).
+    pub fn on_in_dialog(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        key: TxKey,
+        req: Message,
+        source: SocketAddr,
+        policy: &dyn crate::sip::endpoint::SourcePolicy,
+    ) -> bool {
+        let Some((id, side)) = self.dialog_of(&req, source, policy) else {
             return false;
         };
         let method = req.method().cloned().unwrap_or(Method::Options);

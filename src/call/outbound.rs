@@ -16,7 +16,7 @@ use bytes::Bytes;
 use edge_api::{OriginateError, OriginateRequest};
 use edge_store::{AgentRecord, AgentStatus, CallError, CallRecord, CallStatus, HangupBy, Hop, NumberRoute, Route};
 use sip_core::build::{new_branch, RequestBuilder};
-use sip_core::digest::{AuthSession, AuthStep, DigestCredentials, Secret, Verdict};
+use sip_core::digest::{AuthSession, AuthStep, DigestCredentials};
 use sip_core::message::{HeaderName, Message, Method, Transport};
 use sip_core::transaction::{Peer, TxKey};
 
@@ -34,8 +34,8 @@ use edge_media::Side as MediaSide;
 pub enum AgentOrigin {
     /// From an `[[agent_networks]]` address: trusted; the agent is the From number's agent.
     Network(String),
-    /// From anywhere else: it must prove who it is with digest credentials.
-    Authenticate,
+    /// Proved who it is with digest credentials (checked by the endpoint before any state existed).
+    Digest(Arc<AgentRecord>),
 }
 
 /// A trunk host the driver must resolve (RFC 3263) for a call; the answer goes to
@@ -77,23 +77,18 @@ pub(super) struct OutboundPlan {
     last_failure: Option<(u16, Option<Message>)>,
 }
 
+impl OutboundPlan {
+    /// Is `ip` one of the addresses the trunk host resolved to? (Its in-dialog requests come from there.)
+    pub(super) fn has_target(&self, ip: IpAddr) -> bool {
+        self.targets.iter().any(|(a, _)| a.ip() == ip)
+    }
+}
+
 fn error(code: &str, message: impl Into<String>) -> CallError {
     CallError {
         code: code.into(),
         message: message.into(),
     }
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
-/// The username of the first Proxy-Authorization of a request, if it has one.
-fn proxy_auth_username(req: &Message) -> Option<String> {
-    let cred = req.proxy_authorization().ok()??;
-    cred.param("username").map(|u| u.into_owned())
 }
 
 /// A refusal to an agent: `code` with a Warning saying why.
@@ -137,7 +132,7 @@ impl CallController {
         //    proves it with the digest credentials set on the agent through /v1/agents.
         let authenticated = match origin {
             AgentOrigin::Network(_) => None,
-            AgentOrigin::Authenticate => Some(self.authenticate_agent(&invite)?),
+            AgentOrigin::Digest(agent) => Some(agent),
         };
         // 2. The caller ID must be a number of ours assigned to that agent.
         let from_user = invite
@@ -443,49 +438,6 @@ impl CallController {
             ));
         }
         Ok(())
-    }
-
-    /// Digest check of an agent's INVITE (RFC 7616, Proxy-Authorization): the agent, or the answer to send.
-    fn authenticate_agent(&self, invite: &Message) -> Result<Arc<AgentRecord>, Reject> {
-        let Some(verifier) = &self.cfg.agent_auth else {
-            return Err(refuse(
-                self,
-                403,
-                "Forbidden",
-                "source is neither a carrier nor an agent network",
-            ));
-        };
-        let agent = proxy_auth_username(invite).and_then(|u| self.index.agent_by_sip_username(&u));
-        let password = agent
-            .as_ref()
-            .and_then(|a| a.sip_password.as_ref().map(|p| p.expose().to_owned()));
-        let username = agent.as_ref().and_then(|a| a.sip_username.clone());
-        let verdict = verifier.check(invite, unix_now(), |u| {
-            (Some(u) == username.as_deref())
-                .then_some(())
-                .and(password.as_deref().map(Secret::Password))
-        });
-        match verdict {
-            Verdict::Authorized { .. } => agent.ok_or_else(|| refuse(self, 403, "Forbidden", "unknown agent")),
-            Verdict::Challenge {
-                status,
-                header_name,
-                header_value,
-                ..
-            } => Err(Reject {
-                code: status,
-                reason: if status == 407 {
-                    "Proxy Authentication Required"
-                } else {
-                    "Unauthorized"
-                },
-                headers: vec![(header_name, header_value)],
-            }),
-            Verdict::Rejected { username } => {
-                tracing::info!(%username, call_id = invite.call_id().unwrap_or("-"), "agent digest credentials rejected");
-                Err(refuse(self, 403, "Forbidden", "SIP credentials rejected"))
-            }
-        }
     }
 
     /// Takes a slot on the trunk's pacing line, or fails the call when the line is too long.

@@ -12,6 +12,7 @@ use ipnet::IpNet;
 use serde::Deserialize;
 use toml::Spanned;
 
+mod admission;
 pub mod outbound;
 pub use outbound::{AgentNetwork, OperatorTrunk, OutboundSettings};
 
@@ -48,6 +49,7 @@ struct RawConfig {
     media: RawMedia,
     inventory: RawInventory,
     runtime: RawRuntime,
+    admission: admission::RawAdmission,
 }
 
 #[derive(Debug, Deserialize)]
@@ -377,6 +379,8 @@ pub struct Config {
     /// Sources trusted as agents placing outbound calls (`[[agent_networks]]`).
     pub agent_networks: Vec<AgentNetwork>,
     pub outbound: OutboundSettings,
+    /// Flood limits per source and class (`[admission]`).
+    pub admission: crate::sip::admission::AdmissionConfig,
 }
 
 impl Config {
@@ -623,6 +627,7 @@ impl Validator<'_> {
             inventory: self.inventory(&raw.inventory)?,
             agent_networks: self.agent_networks(&raw.agent_networks)?,
             outbound: self.outbound(&raw.outbound)?,
+            admission: self.admission(&raw.admission)?,
         })
     }
 }

@@ -25,6 +25,12 @@ pub(super) struct RawAgentNetwork {
 #[serde(deny_unknown_fields, default)]
 pub(super) struct RawOutbound {
     agent_digest: bool,
+    agent_digest_from: Option<Vec<Spanned<String>>>,
+    agent_digest_nonce_ttl_s: Spanned<u64>,
+    agent_digest_failures_before_backoff: Spanned<u64>,
+    agent_digest_max_backoff_s: Spanned<u64>,
+    agent_digest_lockout_after: Spanned<u64>,
+    agent_digest_lockout_s: Spanned<u64>,
     auth_realm: Option<Spanned<String>>,
     trunk_setup_timeout_ms: Spanned<u64>,
     twilio_cps: Spanned<f64>,
@@ -41,6 +47,12 @@ impl Default for RawOutbound {
     fn default() -> Self {
         RawOutbound {
             agent_digest: true,
+            agent_digest_from: None,
+            agent_digest_nonce_ttl_s: Spanned::new(0..0, 30),
+            agent_digest_failures_before_backoff: Spanned::new(0..0, 3),
+            agent_digest_max_backoff_s: Spanned::new(0..0, 60),
+            agent_digest_lockout_after: Spanned::new(0..0, 20),
+            agent_digest_lockout_s: Spanned::new(0..0, 900),
             auth_realm: None,
             trunk_setup_timeout_ms: Spanned::new(0..0, 2_000),
             twilio_cps: Spanned::new(0..0, 1.0),
@@ -102,6 +114,13 @@ pub struct OutboundSettings {
     /// Agents outside `[[agent_networks]]` may place calls by answering a digest challenge (407) with the
     /// `sip_username`/`sip_password` set on them through /v1/agents.
     pub agent_digest: bool,
+    /// Outsiders digest is offered to (`agent_digest_from`); `None`: anyone, when
+    /// `routing.unknown_source = "reject"`, and no outsider when it is `"drop"`.
+    pub agent_digest_from: Option<Vec<IpNet>>,
+    /// How long a challenge's nonce may be answered (`stale=true` after).
+    pub agent_digest_nonce_ttl: Duration,
+    /// Throttling of failed digest checks per source and per username.
+    pub agent_digest_guard: crate::sip::digest_guard::GuardConfig,
     /// Realm of the digest challenge to agents; `None`: the advertised SIP host.
     pub auth_realm: Option<String>,
     pub twilio_cps: f64,
@@ -264,8 +283,49 @@ impl Validator<'_> {
                 cps,
             });
         }
+        let agent_digest_from = match &o.agent_digest_from {
+            Some(list) => Some(self.cidrs("outbound.agent_digest_from", list)?),
+            None => None,
+        };
+        let before = self.range(
+            "outbound.agent_digest_failures_before_backoff",
+            &o.agent_digest_failures_before_backoff,
+            1,
+            1_000,
+        )? as u32;
+        let lockout_after = self.range("outbound.agent_digest_lockout_after", &o.agent_digest_lockout_after, 1, 100_000)?
+            as u32;
+        if lockout_after < before {
+            return self.err(
+                "outbound.agent_digest_lockout_after",
+                o.agent_digest_lockout_after.span(),
+                format!("{lockout_after} is less than outbound.agent_digest_failures_before_backoff ({before})"),
+            );
+        }
+        let lockout = Duration::from_secs(self.range("outbound.agent_digest_lockout_s", &o.agent_digest_lockout_s, 1, 86_400)?);
+        let agent_digest_guard = crate::sip::digest_guard::GuardConfig {
+            failures_before_backoff: before,
+            max_backoff: Duration::from_secs(self.range(
+                "outbound.agent_digest_max_backoff_s",
+                &o.agent_digest_max_backoff_s,
+                1,
+                3_600,
+            )?),
+            lockout_after,
+            lockout,
+            forget_after: lockout.max(Duration::from_secs(900)),
+            ..crate::sip::digest_guard::GuardConfig::default()
+        };
         Ok(OutboundSettings {
             agent_digest: o.agent_digest,
+            agent_digest_from,
+            agent_digest_nonce_ttl: Duration::from_secs(self.range(
+                "outbound.agent_digest_nonce_ttl_s",
+                &o.agent_digest_nonce_ttl_s,
+                5,
+                3_600,
+            )?),
+            agent_digest_guard,
             trunk_setup_timeout: Duration::from_millis(self.range(
                 "outbound.trunk_setup_timeout_ms",
                 &o.trunk_setup_timeout_ms,
@@ -340,5 +400,11 @@ mod tests {
         assert!(e.contains(":3: key `agent_networks[0].allow`"), "{e}");
         let e = parse("[outbound]\nnameservers = [\"dns.example\"]\n").unwrap_err();
         assert!(e.contains("outbound.nameservers"), "{e}");
+        let e = parse("[outbound]\nagent_digest_from = [\"203.0.113.0/33\"]\n").unwrap_err();
+        assert!(e.contains(":2: key `outbound.agent_digest_from`"), "{e}");
+        let e = parse("[outbound]\nagent_digest_nonce_ttl_s = 1\n").unwrap_err();
+        assert!(e.contains("key `outbound.agent_digest_nonce_ttl_s`"), "{e}");
+        let e = parse("[outbound]\nagent_digest_failures_before_backoff = 5\nagent_digest_lockout_after = 4\n").unwrap_err();
+        assert!(e.contains(":3: key `outbound.agent_digest_lockout_after`"), "{e}");
     }
 }

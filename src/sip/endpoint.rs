@@ -1,9 +1,12 @@
 //! The edge's SIP endpoint, sans-IO: bytes and the time go in, transmits and the next deadline come out.
 //!
-//! It reads one message top to bottom: parse -> validate (400 with a Warning naming the fault) -> carrier
-//! check (403 or silence) -> transaction layer (retransmissions absorbed) -> the core answers of RFC 3261
-//! section 8.2 (483, 405/501, 416, 420, 415) -> the method: OPTIONS answered here, INVITE handed to the
-//! call router. The tokio driver in `server` owns the sockets and the clock.
+//! It reads one message top to bottom: who sent it, by address (carrier, agent network or outsider) ->
+//! admission (per-source buckets; past them the bytes are dropped unread) -> parse -> validate (400 with a
+//! Warning naming the fault) -> for outsiders, what they may do without costing state (their requests in
+//! our dialogs, an agent's digest-checked INVITE; everything else one bounded stateless answer or nothing)
+//! -> transaction layer (retransmissions absorbed; a share of it kept for carriers) -> the core answers of
+//! RFC 3261 section 8.2 (483, 405/501, 416, 420, 415) -> the method: OPTIONS answered here, INVITE handed
+//! to the call router. The tokio driver in `server` owns the sockets and the clock.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -12,10 +15,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use sip_core::build::ResponseBuilder;
+use sip_core::build::{new_token, ResponseBuilder};
 use sip_core::message::{validate_request, HeaderName, Message, Method, ParseError, Transport, Uri};
 use sip_core::transaction::{Incoming, Peer, TransactionLayer, TxConfig, TxError, TxEvent, TxKey};
 
+use super::admission::{Admission, AdmissionConfig, SourceClass};
+use super::agent_auth::{AgentAuth, AuthOutcome};
 use super::salvage;
 use crate::call::{link_of, AgentOrigin, CallController, Ctx};
 use crate::transport::Link;
@@ -35,6 +40,8 @@ pub trait SourcePolicy: Send {
     fn agent_network_for(&self, source: SocketAddr) -> Option<Arc<str>>;
     /// True: answer strangers 403; false: drop silently.
     fn reject_unknown(&self) -> bool;
+    /// May an outsider at `source` be offered digest (`outbound.agent_digest_from`)?
+    fn digest_offered_to(&self, source: SocketAddr) -> bool;
 }
 
 /// Counters exported on /metrics; atomics so the API task reads them without locking the engine.
@@ -48,6 +55,21 @@ pub struct EndpointStats {
     pub retransmissions_absorbed: AtomicU64,
     pub stray_dropped: AtomicU64,
     pub overload_rejected: AtomicU64,
+    /// Server transactions opened, by who asked: carriers, and everyone else (agents, dialog peers).
+    pub transactions_carrier: AtomicU64,
+    pub transactions_other: AtomicU64,
+    /// Non-carrier requests refused because only the carriers' share of `sip.max_transactions` was left.
+    pub reserved_for_carriers: AtomicU64,
+    /// Stateless answers to outsiders (403, 481, 407, 400), and those not sent: silenced by
+    /// `routing.unknown_source = "drop"`, or larger than twice the request.
+    pub outsider_answered: AtomicU64,
+    pub outsider_silenced: AtomicU64,
+    pub outsider_too_large: AtomicU64,
+    /// Bytes of outsiders' requests read, and of the answers sent to them (amplification).
+    pub outsider_bytes_in: AtomicU64,
+    pub outsider_bytes_out: AtomicU64,
+    /// Live transactions, as of the engine's last turn.
+    pub transactions_live: AtomicU64,
 }
 
 /// Who sent a request, which decides what an out-of-dialog INVITE means.
@@ -55,9 +77,9 @@ pub struct EndpointStats {
 enum Origin {
     /// A carrier's address: its INVITEs are inbound calls.
     Carrier(Arc<str>),
-    /// An agent placing an outbound call (trusted network, or to be authenticated by digest).
+    /// An agent placing an outbound call (trusted network, or authenticated by digest).
     Agent(AgentOrigin),
-    /// Anyone else, allowed only inside a dialog we hold.
+    /// Anyone else, allowed only inside a dialog we hold (checked by the call controller).
     DialogPeer,
 }
 
@@ -86,38 +108,88 @@ pub struct Transmit {
 /// Static settings of the endpoint.
 #[derive(Debug, Clone)]
 pub struct EndpointConfig {
+    /// Server/User-Agent value; empty: none sent. Outsiders never get one.
     pub server_name: String,
     /// Host named in our Warning headers.
     pub warn_agent: String,
     pub tx: TxConfig,
+    pub admission: AdmissionConfig,
 }
 
 pub struct Endpoint {
     cfg: EndpointConfig,
     tx: TransactionLayer,
     policy: Box<dyn SourcePolicy>,
+    admission: Admission,
+    /// Digest for agents outside `[[agent_networks]]`; `None`: `outbound.agent_digest = false`.
+    agent_auth: Option<AgentAuth>,
     pub calls: CallController,
     /// Stateless answers (400s, 403s) that bypass the transaction layer.
     out: VecDeque<Transmit>,
     pub stats: Arc<EndpointStats>,
-    to_tag_seq: u64,
+    /// Live transactions past which only carriers may open new ones.
+    shared_limit: usize,
 }
 
 impl Endpoint {
-    pub fn new(cfg: EndpointConfig, policy: Box<dyn SourcePolicy>, calls: CallController) -> Self {
+    pub fn new(
+        cfg: EndpointConfig,
+        policy: Box<dyn SourcePolicy>,
+        calls: CallController,
+        agent_auth: Option<AgentAuth>,
+        now: Instant,
+    ) -> Self {
+        let admission = Admission::new(cfg.admission.clone(), now);
+        let shared_limit = admission.shared_transaction_limit(cfg.tx.max_transactions);
         Endpoint {
             tx: TransactionLayer::new(cfg.tx),
             cfg,
             policy,
+            admission,
+            agent_auth,
             calls,
             out: VecDeque::new(),
             stats: Arc::new(EndpointStats::default()),
-            to_tag_seq: 0,
+            shared_limit,
         }
+    }
+
+    /// Admission counters, for /metrics.
+    pub fn admission_stats(&self) -> Arc<super::admission::AdmissionStats> {
+        self.admission.stats.clone()
+    }
+
+    /// Digest counters (checks, and the guard against guessing), for /metrics.
+    pub fn agent_auth_stats(
+        &self,
+    ) -> Option<(Arc<super::agent_auth::AgentAuthStats>, Arc<super::digest_guard::GuardStats>)> {
+        self.agent_auth.as_ref().map(|a| (a.stats.clone(), a.guard_stats()))
+    }
+
+    /// Who `source` is by its address alone.
+    fn classify(&self, source: SocketAddr) -> SourceClass {
+        if let Some(c) = self.policy.carrier_for(source) {
+            return SourceClass::Carrier(c);
+        }
+        if let Some(n) = self.policy.agent_network_for(source) {
+            return SourceClass::AgentNetwork(n);
+        }
+        SourceClass::Outsider
     }
 
     /// One message from the network.
     pub fn handle(&mut self, now: Instant, source: SocketAddr, link: Link, data: Bytes) {
+        let class = self.classify(source);
+        // Before parsing: a flood past its bucket costs a table lookup, nothing more.
+        if self.admission.admit(now, source.ip(), &class).is_err() {
+            return;
+        }
+        let outsider = class == SourceClass::Outsider;
+        if outsider {
+            self.stats
+                .outsider_bytes_in
+                .fetch_add(data.len() as u64, Ordering::Relaxed);
+        }
         let parsed = match link {
             Link::Udp => Message::parse(data.clone()),
             Link::Tcp(_) | Link::Connect => Message::parse_stream(data.clone()),
@@ -129,7 +201,7 @@ impl Endpoint {
                     ParseError::UnsupportedVersion => "505 Version Not Supported",
                     _ => "400 Bad Request",
                 };
-                return self.malformed(source, link, &data, status, &e.to_string());
+                return self.malformed(source, link, &data, status, &e.to_string(), outsider);
             }
         };
         // At debug level every log line about this message carries its Call-ID. Not at info: the span's
@@ -158,25 +230,62 @@ impl Endpoint {
         }
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
         if let Err(e) = validate_request(&msg) {
-            return self.malformed(source, link, &data, "400 Bad Request", &e.to_string());
+            return self.malformed(source, link, &data, "400 Bad Request", &e.to_string(), outsider);
         }
-        let is_ack = matches!(msg.method(), Some(Method::Ack));
-        let Some(origin) = self.origin(source, &msg) else {
-            self.stats.unknown_source.fetch_add(1, Ordering::Relaxed);
-            if self.policy.reject_unknown() && !is_ack {
-                let tag = self.next_tag();
-                let b = self.response(&msg, source, 403, "Forbidden", &tag).build();
-                self.out.push_back(Transmit {
-                    link,
-                    to: source,
-                    bytes: b,
-                });
+        let origin = match class {
+            _ if self.agent_digest_invite(&msg, source, outsider) => {
+                match self.agent_digest(now, source, link, &msg, data.len(), outsider) {
+                    Some(agent) => Origin::Agent(AgentOrigin::Digest(agent)),
+                    None => return,
+                }
             }
-            return;
+            SourceClass::Carrier(c) => Origin::Carrier(c),
+            SourceClass::AgentNetwork(n) => Origin::Agent(AgentOrigin::Network(n.to_string())),
+            SourceClass::Outsider => {
+                if !self.outsider_may_enter(now, source, &msg) {
+                    self.stats.unknown_source.fetch_add(1, Ordering::Relaxed);
+                    let (code, reason) = match msg.method() {
+                        Some(Method::Invite | Method::Options) => (403, "Forbidden"),
+                        _ if in_dialog(&msg) => (481, "Call/Transaction Does Not Exist"),
+                        Some(Method::Cancel) => (481, "Call/Transaction Does Not Exist"),
+                        _ => (403, "Forbidden"),
+                    };
+                    return self.refuse_outsider(source, link, &msg, data.len(), code, reason);
+                }
+                Origin::DialogPeer
+            }
         };
+        // Carriers may use the whole transaction table; everyone else stops short of the carriers' share.
+        let carrier = matches!(origin, Origin::Carrier(_));
+        let is_ack = matches!(msg.method(), Some(Method::Ack));
+        if !carrier && !is_ack && self.tx.len() >= self.shared_limit && !self.tx.is_retransmission(&msg) {
+            self.stats.reserved_for_carriers.fetch_add(1, Ordering::Relaxed);
+            if outsider {
+                return;
+            }
+            let tag = new_token();
+            let b = self
+                .response(&msg, source, 503, "Service Unavailable", &tag)
+                .header("Retry-After", "5")
+                .build();
+            self.out.push_back(Transmit {
+                link,
+                to: source,
+                bytes: b,
+            });
+            return;
+        }
         match self.tx.handle_incoming(now, peer(source, link), msg) {
-            Incoming::NewRequest { key, msg } => self.on_new_request(now, source, link, &origin, key, msg),
-            Incoming::Ack { msg, .. } => self.calls.on_ack(&msg),
+            Incoming::NewRequest { key, msg } => {
+                let counter = if carrier {
+                    &self.stats.transactions_carrier
+                } else {
+                    &self.stats.transactions_other
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+                self.on_new_request(now, source, link, &origin, key, msg)
+            }
+            Incoming::Ack { msg, .. } => self.calls.on_ack(&msg, source, &*self.policy),
             Incoming::Cancel {
                 cancel_key,
                 invite_key,
@@ -216,7 +325,10 @@ impl Endpoint {
                     out: &mut self.out,
                 };
                 if in_dialog {
-                    if self.calls.on_in_dialog(&mut ctx, key.clone(), msg.clone()) {
+                    if self
+                        .calls
+                        .on_in_dialog(&mut ctx, key.clone(), msg.clone(), source, &*self.policy)
+                    {
                         return;
                     }
                     // RFC 3261 12.2.2: a request in a dialog we do not hold.
@@ -252,7 +364,7 @@ impl Endpoint {
         if method == Method::Invite {
             crate::call::count_invite_answer(origin.label(), code);
         }
-        let tag = self.next_tag();
+        let tag = new_token();
         let mut b = self.response(&msg, source, code, reason, &tag);
         for (n, v) in &extra {
             b = b.header(n, v);
@@ -332,7 +444,9 @@ impl Endpoint {
         }
     }
 
-    /// RFC 3261 9.2: 200 to the CANCEL, then 487 to the INVITE if it is still pending.
+    /// RFC 3261 9.2: 200 to the CANCEL, then 487 to the INVITE if it is still pending. A CANCEL from an
+    /// address that is not the INVITE's side (another carrier, a stranger who learnt the branch) is a
+    /// CANCEL for a transaction that does not exist, for that sender.
     fn on_cancel(
         &mut self,
         now: Instant,
@@ -341,7 +455,8 @@ impl Endpoint {
         invite_key: Option<TxKey>,
         msg: Message,
     ) {
-        let tag = self.next_tag();
+        let tag = new_token();
+        let invite_key = invite_key.filter(|k| self.calls.cancel_allowed(k, source, &*self.policy));
         let Some(invite_key) = invite_key else {
             let b = self
                 .response(&msg, source, 481, "Call/Transaction Does Not Exist", &tag)
@@ -367,7 +482,7 @@ impl Endpoint {
         if !msg.is_request() || matches!(msg.method(), Some(Method::Ack)) {
             return;
         }
-        let tag = self.next_tag();
+        let tag = new_token();
         let bytes = match error {
             TxError::Overloaded => {
                 self.stats.overload_rejected.fetch_add(1, Ordering::Relaxed);
@@ -389,39 +504,140 @@ impl Endpoint {
         });
     }
 
-    /// Who sent `msg`, or `None` for a stranger the policy keeps out.
-    ///
-    /// An INVITE carrying Proxy-Authorization is an agent proving who it is, whatever its address (carriers
-    /// never send one to us); then carriers, then agent networks by address. Anyone else may reach us only
-    /// inside a dialog we hold (an agent's BYE, say) or, when agents may authenticate, with a new INVITE that
-    /// gets a digest challenge.
-    fn origin(&self, source: SocketAddr, msg: &Message) -> Option<Origin> {
-        let method = msg.method();
-        // The To tag is read only where it decides something (INVITEs, strangers): carriers' BYEs, ACKs and
-        // OPTIONS pass without the extra header parse on this per-message path.
-        let in_dialog = || msg.to().ok().is_some_and(|t| t.tag().is_some());
-        let auth = self.calls.agent_auth_enabled();
-        let new_invite = auth && matches!(method, Some(Method::Invite)) && !in_dialog();
-        if new_invite && msg.header(&HeaderName::ProxyAuthorization).is_some() {
-            return Some(Origin::Agent(AgentOrigin::Authenticate));
-        }
-        if let Some(c) = self.policy.carrier_for(source) {
-            return Some(Origin::Carrier(c));
-        }
-        if let Some(n) = self.policy.agent_network_for(source) {
-            return Some(Origin::Agent(AgentOrigin::Network(n.to_string())));
-        }
-        if new_invite {
-            return Some(Origin::Agent(AgentOrigin::Authenticate));
-        }
-        let ours = msg.call_id().ok().is_some_and(|c| self.calls.has_dialog(c));
-        let dialog_bound = || matches!(method, Some(Method::Ack | Method::Cancel)) || in_dialog();
-        (ours && dialog_bound()).then_some(Origin::DialogPeer)
+    /// An INVITE outside any dialog that goes through agent digest: from a carrier or an agent network,
+    /// one carrying `Proxy-Authorization` (an agent proving who it is, whatever its address: carriers
+    /// never send one to us); from an outsider, any, when digest is offered to its address
+    /// (`outbound.agent_digest_from`).
+    fn agent_digest_invite(&self, msg: &Message, source: SocketAddr, outsider: bool) -> bool {
+        self.agent_auth.is_some()
+            && matches!(msg.method(), Some(Method::Invite))
+            && !in_dialog(msg)
+            && if outsider {
+                self.policy.digest_offered_to(source)
+            } else {
+                msg.header(&HeaderName::ProxyAuthorization).is_some()
+            }
     }
 
-    fn next_tag(&mut self) -> String {
-        self.to_tag_seq = self.to_tag_seq.wrapping_add(1);
-        format!("e{:x}", self.to_tag_seq)
+    /// Runs agent digest on a new INVITE before any transaction exists: the agent when the credentials
+    /// are good, else `None` after answering statelessly (challenge or 403) or not at all (guard).
+    fn agent_digest(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        link: Link,
+        msg: &Message,
+        len: usize,
+        outsider: bool,
+    ) -> Option<Arc<edge_store::AgentRecord>> {
+        // A retransmission of an INVITE that already passed is the transaction layer's to absorb.
+        if self.tx.is_retransmission(msg) {
+            self.absorb(now, source, link, msg.clone());
+            return None;
+        }
+        let auth = self.agent_auth.as_mut()?;
+        match auth.check(now, unix_now(), source, msg) {
+            AuthOutcome::Authorized(agent) => {
+                self.admission.vouch(now, source.ip());
+                Some(agent)
+            }
+            AuthOutcome::Challenge(c) => {
+                let status = c.status;
+                let headers: Vec<(&str, &str)> = c.header_values.iter().map(|v| (c.header_name, v.as_str())).collect();
+                self.stateless(source, link, msg, len, status, challenge_reason(status), &headers, outsider);
+                None
+            }
+            AuthOutcome::Refused => {
+                let w = self.warning("SIP credentials rejected");
+                self.stateless(source, link, msg, len, 403, "Forbidden", &[("Warning", &w)], outsider);
+                None
+            }
+            AuthOutcome::Ignored => None,
+        }
+    }
+
+    /// Hands a retransmission to the transaction layer, which answers it from its state.
+    fn absorb(&mut self, now: Instant, source: SocketAddr, link: Link, msg: Message) {
+        if let Incoming::Absorbed { .. } = self.tx.handle_incoming(now, peer(source, link), msg) {
+            self.stats.retransmissions_absorbed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// May an outsider's request reach the transaction layer? Only what costs no new state or belongs
+    /// to a dialog of ours, sent from that dialog's side: ACKs (they never open a transaction),
+    /// retransmissions of transactions that exist, in-dialog requests whose whole dialog id (Call-ID,
+    /// both tags) and source match one of our legs, and CANCELs for an INVITE that came from there.
+    /// A new INVITE is let in only when digest is offered to it (it is then challenged statelessly).
+    fn outsider_may_enter(&mut self, now: Instant, source: SocketAddr, msg: &Message) -> bool {
+        let method = msg.method();
+        if matches!(method, Some(Method::Ack)) || self.tx.is_retransmission(msg) {
+            return true;
+        }
+        let policy = &*self.policy;
+        let ok = if in_dialog(msg) {
+            self.calls.speaks_for_a_call(msg, source, policy)
+        } else if matches!(method, Some(Method::Cancel)) {
+            self.calls.cancel_target(msg, source, policy).is_some()
+        } else {
+            false
+        };
+        if ok {
+            // A peer of a live call: its further requests get an agent's rate.
+            self.admission.vouch(now, source.ip());
+        }
+        ok
+    }
+
+    /// A stateless answer (no transaction, no retransmission): at most one datagram, and to an outsider
+    /// never more than twice the bytes it sent, nor a Server header.
+    #[allow(clippy::too_many_arguments)]
+    fn stateless(
+        &mut self,
+        source: SocketAddr,
+        link: Link,
+        req: &Message,
+        len: usize,
+        code: u16,
+        reason: &str,
+        headers: &[(&str, &str)],
+        outsider: bool,
+    ) {
+        let tag = new_token();
+        let mut b = ResponseBuilder::for_request(req, code, reason)
+            .received_from(source)
+            .to_tag(&tag);
+        if !outsider && !self.cfg.server_name.is_empty() {
+            b = b.header("Server", &self.cfg.server_name);
+        }
+        for (n, v) in headers {
+            b = b.header(n, v);
+        }
+        let bytes = b.build();
+        if outsider {
+            if bytes.len() > 2 * len {
+                self.stats.outsider_too_large.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            self.stats.outsider_answered.fetch_add(1, Ordering::Relaxed);
+            self.stats
+                .outsider_bytes_out
+                .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        }
+        self.out.push_back(Transmit {
+            link,
+            to: source,
+            bytes,
+        });
+    }
+
+    /// The answer for an outsider's request the edge will not serve: `code` statelessly when the policy
+    /// is `reject`, nothing when it is `drop` (and nothing ever for an ACK).
+    fn refuse_outsider(&mut self, source: SocketAddr, link: Link, msg: &Message, len: usize, code: u16, reason: &str) {
+        if !self.policy.reject_unknown() || matches!(msg.method(), Some(Method::Ack)) {
+            self.stats.outsider_silenced.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        self.stateless(source, link, msg, len, code, reason, &[], true);
     }
 
     fn respond(&mut self, now: Instant, key: &TxKey, bytes: Bytes) {
@@ -439,10 +655,14 @@ impl Endpoint {
         reason: &'m str,
         tag: &'m str,
     ) -> ResponseBuilder<'m> {
-        ResponseBuilder::for_request(req, code, reason)
+        let b = ResponseBuilder::for_request(req, code, reason)
             .received_from(source)
-            .to_tag(tag)
-            .header("Server", &self.cfg.server_name)
+            .to_tag(tag);
+        if self.cfg.server_name.is_empty() {
+            b
+        } else {
+            b.header("Server", &self.cfg.server_name)
+        }
     }
 
     fn warning(&self, text: &str) -> String {
@@ -456,12 +676,29 @@ impl Endpoint {
     }
 
     /// A request we cannot accept: 400 (505 for a foreign SIP version) with a Warning naming the fault if it
-    /// carries a Via to answer along, else dropped.
-    fn malformed(&mut self, source: SocketAddr, link: Link, raw: &[u8], status: &str, fault: &str) {
+    /// carries a Via to answer along, else dropped. An outsider gets it only under `unknown_source =
+    /// "reject"`, without a Server header and no larger than twice what it sent.
+    fn malformed(&mut self, source: SocketAddr, link: Link, raw: &[u8], status: &str, fault: &str, outsider: bool) {
+        if outsider && !self.policy.reject_unknown() {
+            self.stats.malformed_dropped.fetch_add(1, Ordering::Relaxed);
+            self.stats.outsider_silenced.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         let warning = self.warning(fault);
-        match salvage::reject(raw, source, status, &warning, &self.cfg.server_name) {
+        let server = if outsider { "" } else { self.cfg.server_name.as_str() };
+        match salvage::reject(raw, source, status, &warning, server) {
+            Some(bytes) if outsider && bytes.len() > 2 * raw.len() => {
+                self.stats.malformed_dropped.fetch_add(1, Ordering::Relaxed);
+                self.stats.outsider_too_large.fetch_add(1, Ordering::Relaxed);
+            }
             Some(bytes) => {
                 self.stats.malformed_answered.fetch_add(1, Ordering::Relaxed);
+                if outsider {
+                    self.stats.outsider_answered.fetch_add(1, Ordering::Relaxed);
+                    self.stats
+                        .outsider_bytes_out
+                        .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                }
                 self.out.push_back(Transmit {
                     link,
                     to: source,
@@ -562,6 +799,10 @@ impl Endpoint {
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
+        // Asked once per turn of the engine loop: the cheapest place to publish the table's size.
+        self.stats
+            .transactions_live
+            .store(self.tx.len() as u64, Ordering::Relaxed);
         match (self.tx.poll_timeout(), self.calls.poll_timeout()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -605,4 +846,24 @@ fn peer(source: SocketAddr, link: Link) -> Peer {
             conn: None,
         },
     }
+}
+
+/// True for a request inside a dialog (its To has a tag).
+fn in_dialog(msg: &Message) -> bool {
+    msg.to().ok().is_some_and(|t| t.tag().is_some())
+}
+
+fn challenge_reason(status: u16) -> &'static str {
+    if status == 407 {
+        "Proxy Authentication Required"
+    } else {
+        "Unauthorized"
+    }
+}
+
+/// The wall clock in Unix seconds: digest nonces are minted on it so every node reads them alike.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }

@@ -71,12 +71,9 @@ pub fn reject(raw: &[u8], source: SocketAddr, status: &str, warning: &str, serve
     let head = &raw[..head_end];
     let mut lines = split_lines(head);
     let first = lines.next()?;
-    // Never answer a response; and the request line must start with a method token.
+    // Never answer a response. The request line itself may be what is broken (a control byte in the
+    // method, say): the answer copies nothing from it, so only its presence matters.
     if first.len() < 4 || first[..4].eq_ignore_ascii_case(b"SIP/") {
-        return None;
-    }
-    let method_len = first.iter().position(|b| *b == b' ').unwrap_or(0);
-    if method_len == 0 || !first[..method_len].iter().all(|b| is_token(*b)) {
         return None;
     }
 
@@ -128,28 +125,35 @@ pub fn reject(raw: &[u8], source: SocketAddr, status: &str, warning: &str, serve
                 first_via = false;
                 // RFC 3581: the top Via records where the request really came from.
                 let cut = v.iter().position(|b| *b == b',').unwrap_or(v.len());
-                out.put_slice(v[..cut].trim_ascii_end());
+                put_clean(&mut out, v[..cut].trim_ascii_end());
                 out.put_slice(format!(";received={};rport={}", source.ip(), source.port()).as_bytes());
-                out.put_slice(&v[cut..]);
+                put_clean(&mut out, &v[cut..]);
             } else {
-                out.put_slice(v);
+                put_clean(&mut out, v);
             }
             if *k == Kind::To && !contains_ci(v, b";tag=") {
-                out.put_slice(b";tag=e400");
+                out.put_slice(b";tag=");
+                out.put_slice(sip_core::build::new_token().as_bytes());
             }
             out.put_slice(b"\r\n");
         }
     }
     out.put_slice(b"Warning: ");
     out.put_slice(warning.as_bytes());
-    out.put_slice(b"\r\nServer: ");
-    out.put_slice(server.as_bytes());
+    if !server.is_empty() {
+        out.put_slice(b"\r\nServer: ");
+        out.put_slice(server.as_bytes());
+    }
     out.put_slice(b"\r\nContent-Length: 0\r\n\r\n");
     Some(out.freeze())
 }
 
-fn is_token(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b)
+/// Copies a header value without its control bytes (HTAB kept): the fault being answered may be a NUL in
+/// this very value, and our answer must not carry it on.
+fn put_clean(out: &mut BytesMut, v: &[u8]) {
+    for part in v.split(|b| b.is_ascii_control() && *b != b'\t') {
+        out.put_slice(part);
+    }
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
@@ -190,12 +194,23 @@ f: <sip:a@b>;tag=1\r\nt: <sip:c@d>\r\ni: abc\r\nCSeq: 1 INVITE\r\n\r\n";
             s.contains("Via: SIP/2.0/UDP client.example.com:5060;branch=z9hG4bKx;received=192.0.2.7;rport=5099\r\n"),
             "{s}"
         );
-        assert!(s.contains("To: <sip:c@d>;tag=e400\r\n"), "{s}");
+        let tag = s.split("To: <sip:c@d>;tag=").nth(1).and_then(|t| t.split("\r\n").next()).unwrap();
+        assert_eq!(tag.len(), 16, "a 64-bit random tag: {s}");
         assert!(
             s.contains("Call-ID: abc\r\n") && s.contains("CSeq: 1 INVITE\r\n"),
             "{s}"
         );
         assert!(s.contains("Warning: 399 edge \"bad version\"\r\n"), "{s}");
+    }
+
+    #[test]
+    fn control_bytes_are_not_echoed_and_a_broken_request_line_still_gets_its_answer() {
+        let raw = b"INV\x01ITE sip:x SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: <sip:a\x00b@c>;tag=1\r\n\
+To: <sip:c@d>\r\nCall-ID: a\r\nCSeq: 1 INVITE\r\n\r\n";
+        let b = reject(raw, SRC.parse().unwrap(), "400 Bad Request", "w", "").unwrap();
+        let s = std::str::from_utf8(&b).unwrap();
+        assert!(s.contains("From: <sip:ab@c>;tag=1\r\n"), "{s}");
+        assert!(!s.contains("Server:"), "no Server header when server_name is empty: {s}");
     }
 
     #[test]

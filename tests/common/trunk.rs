@@ -68,20 +68,21 @@ fn answers(
                     .duration_since(std::time::UNIX_EPOCH)
                     .unwrap()
                     .as_secs();
-                let verdict = match v.check(m, now, |u| (u == a.username).then_some(Secret::Password(&a.password))) {
+                // A trunk binds nothing to the client's address (the edge's is the same every time).
+                let bind = b"edge";
+                let lookup = |u: &str| (u == a.username).then_some(Secret::Password(&a.password));
+                let challenge = match v.check(m, now, bind, lookup) {
                     Verdict::Authorized { .. } => None,
                     // Twilio answers a wrong password with a fresh challenge, not 403.
-                    Verdict::Rejected { .. } => Some(v.challenge(now, false)),
-                    challenge => Some(challenge),
+                    Verdict::Rejected { .. } => Some(v.challenge(now, bind, false)),
+                    Verdict::Challenge(c) => Some(c),
                 };
-                if let Some(Verdict::Challenge {
-                    status,
-                    header_name,
-                    header_value,
-                    ..
-                }) = verdict
-                {
-                    return vec![reply(status, "Unauthorized").header(header_name, &header_value).build()];
+                if let Some(c) = challenge {
+                    let mut b = reply(c.status, "Unauthorized");
+                    for value in &c.header_values {
+                        b = b.header(c.header_name, value);
+                    }
+                    return vec![b.build()];
                 }
             }
             match mode {
@@ -115,7 +116,7 @@ fn verifier_for(auth: &Option<TrunkAuth>) -> Option<DigestVerifier> {
             "trunk.test",
             b"trunk-secret",
             60,
-            a.algorithm,
+            &[a.algorithm],
             Some(Qop::Auth),
             a.header,
         )

@@ -4,8 +4,6 @@
 //! nothing handed to a builder can inject an extra header line.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -323,34 +321,31 @@ pub fn cancel_for(invite: &Message) -> Bytes {
     out.freeze()
 }
 
-/// A new RFC 3261 branch: magic cookie + 16 hex digits. Unique within the process (a
-/// counter through a bijective mixer) and unlikely to collide across processes (seeded
-/// from time and pid once).
+/// A new RFC 3261 branch: magic cookie + 16 hex digits of a CSPRNG (64 random bits).
+///
+/// Branches, tags and Call-IDs are what an outsider would have to guess to answer one of our
+/// transactions or to speak inside one of our dialogs, so they are random, not counters
+/// (RFC 3261 19.3 asks for "cryptographically random" tags with at least 32 bits).
 pub fn new_branch() -> String {
     let mut s = String::with_capacity(23);
     s.push_str(crate::headers::via::MAGIC_COOKIE);
-    push_hex(&mut s, next_unique());
+    push_hex(&mut s, random_u64());
     s
 }
 
-/// 16 hex digits from the same sequence as [`new_branch`]: for tags and Call-IDs.
+/// 16 hex digits (64 random bits) from the same CSPRNG as [`new_branch`]: for tags and Call-IDs.
 pub fn new_token() -> String {
     let mut s = String::with_capacity(16);
-    push_hex(&mut s, next_unique());
+    push_hex(&mut s, random_u64());
     s
 }
 
-fn next_unique() -> u64 {
-    static SEED: OnceLock<u64> = OnceLock::new();
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let seed = *SEED.get_or_init(|| {
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
-        splitmix(t ^ (u64::from(std::process::id()) << 32))
-    });
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    splitmix(seed.wrapping_add(n))
+/// 64 bits from the thread's ChaCha12 CSPRNG (`rand::rng()`, seeded and periodically reseeded
+/// from the operating system): a getrandom system call per token would cost a syscall per tag on
+/// the per-call path.
+pub fn random_u64() -> u64 {
+    use rand::Rng as _;
+    rand::rng().next_u64()
 }
 
 fn push_hex(s: &mut String, v: u64) {
@@ -358,12 +353,4 @@ fn push_hex(s: &mut String, v: u64) {
     for i in (0..16).rev() {
         s.push(HEX[((v >> (i * 4)) & 0xf) as usize] as char);
     }
-}
-
-/// splitmix64 finaliser: a bijection, so distinct inputs give distinct outputs.
-fn splitmix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
 }

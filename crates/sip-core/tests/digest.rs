@@ -4,7 +4,8 @@
 use bytes::Bytes;
 use sip_core::digest::{
     authorize, make_challenge, new_cnonce, verify, Algorithm, AuthHeader, AuthSession, AuthStep, DigestChallenge,
-    DigestCredentials, DigestError, DigestVerifier, NonceMinter, NonceStatus, Qop, Secret, Verdict,
+    DigestCredentials, DigestError, DigestVerifier, NonceLedger, NonceMinter, NonceStatus, NonceUse, Qop, RejectReason,
+    Secret, Verdict,
 };
 use sip_core::Message;
 
@@ -461,7 +462,7 @@ fn request_with_auth(value: &str, body: &str) -> Message {
 fn server_challenge_verify_round_trip() {
     let minter = NonceMinter::new(b"cluster secret", 300);
     let now = 1_800_000_000;
-    let nonce = minter.mint("edge.example", now);
+    let nonce = minter.mint("edge.example", now, b"10.0.0.2");
     for (alg, qop) in [
         (Algorithm::Md5, Some(Qop::Auth)),
         (Algorithm::Sha256, Some(Qop::Auth)),
@@ -516,7 +517,7 @@ fn server_challenge_verify_round_trip() {
             ));
         }
         assert_eq!(
-            minter.check(&cred.param("nonce").unwrap(), "edge.example", now + 10),
+            minter.check(&cred.param("nonce").unwrap(), "edge.example", now + 10, b"10.0.0.2"),
             NonceStatus::Valid
         );
     }
@@ -525,19 +526,23 @@ fn server_challenge_verify_round_trip() {
 }
 
 #[test]
-fn nonce_expiry_and_forgery() {
+fn nonce_expiry_forgery_and_binding() {
     let minter = NonceMinter::new(b"k1", 60);
-    let n = minter.mint("r", 1000);
-    assert_eq!(minter.check(&n, "r", 1059), NonceStatus::Valid);
-    assert_eq!(minter.check(&n, "r", 1061), NonceStatus::Stale);
-    assert_eq!(minter.check(&n, "other", 1000), NonceStatus::Invalid);
-    assert_eq!(NonceMinter::new(b"k2", 60).check(&n, "r", 1000), NonceStatus::Invalid);
-    // Moving the timestamp forward without the key breaks the MAC.
-    let forged = format!("{:016x}{}", 5000u64, &n[16..]);
-    assert_eq!(minter.check(&forged, "r", 5000), NonceStatus::Invalid);
-    assert_eq!(minter.check("short", "r", 1000), NonceStatus::Invalid);
-    assert_eq!(minter.check(&"é".repeat(24), "r", 1000), NonceStatus::Invalid);
-    assert_ne!(minter.mint("r", 1000), minter.mint("r", 1001));
+    let bind = b"192.0.2.1";
+    let n = minter.mint("r", 1000, bind);
+    assert_eq!(minter.check(&n, "r", 1059, bind), NonceStatus::Valid);
+    assert_eq!(minter.check(&n, "r", 1061, bind), NonceStatus::Stale);
+    assert_eq!(minter.check(&n, "other", 1000, bind), NonceStatus::Invalid);
+    assert_eq!(minter.check(&n, "r", 1000, b"192.0.2.2"), NonceStatus::Invalid, "bound to its client");
+    assert_eq!(NonceMinter::new(b"k2", 60).check(&n, "r", 1000, bind), NonceStatus::Invalid);
+    // Flipping bits of the (masked) time without the key breaks the MAC.
+    let mut forged = n.clone().into_bytes();
+    forged[20] = if forged[20] == b'0' { b'1' } else { b'0' };
+    let forged = String::from_utf8(forged).unwrap();
+    assert_eq!(minter.check(&forged, "r", 1000, bind), NonceStatus::Invalid);
+    assert_eq!(minter.check("short", "r", 1000, bind), NonceStatus::Invalid);
+    assert_eq!(minter.check(&"é".repeat(32), "r", 1000, bind), NonceStatus::Invalid);
+    assert_ne!(minter.mint("r", 1000, bind), minter.mint("r", 1000, bind));
 }
 
 const EDGE_URI: &str = "sip:+15551234567@edge.example";
@@ -554,18 +559,23 @@ fn invite(auth: Option<&str>) -> Message {
     Message::parse(Bytes::from(s)).unwrap()
 }
 
+/// The first (preferred) challenge value of a verdict and its `stale` flag.
 fn challenge_value(v: &Verdict) -> (&str, bool) {
     match v {
-        Verdict::Challenge {
-            status,
-            header_name,
-            header_value,
-            stale,
-        } => {
-            assert_eq!((*status, *header_name), (407, "Proxy-Authenticate"));
-            (header_value.as_str(), *stale)
+        Verdict::Challenge(c) => {
+            assert_eq!((c.status, c.header_name), (407, "Proxy-Authenticate"));
+            (c.header_values[0].as_str(), c.stale)
         }
         other => panic!("expected a challenge, got {other:?}"),
+    }
+}
+
+const CLIENT: &[u8] = b"10.0.0.2";
+
+fn authorized(v: &Verdict) -> Option<&str> {
+    match v {
+        Verdict::Authorized { username, .. } => Some(username),
+        _ => None,
     }
 }
 
@@ -575,14 +585,14 @@ fn verifier_challenges_authorizes_and_rejects() {
         "edge.example",
         b"cluster secret",
         300,
-        Algorithm::Sha256,
+        &[Algorithm::Sha256],
         Some(Qop::Auth),
         AuthHeader::ProxyAuthorization,
     );
     let now = 1_800_000_000;
     let users = |u: &str| (u == "agent7").then_some(Secret::Password("s3cret"));
 
-    let first = v.check(&invite(None), now, users);
+    let first = v.check(&invite(None), now, CLIENT, users);
     let (ch_value, stale) = challenge_value(&first);
     assert!(!stale);
     let ch = DigestChallenge::parse(ch_value).unwrap();
@@ -591,38 +601,92 @@ fn verifier_challenges_authorizes_and_rejects() {
         authorize(ch, creds, "INVITE", uri, 1, &new_cnonce(), b"").unwrap()
     };
     let good = answer(&DigestCredentials::new("agent7", "s3cret"), &ch, EDGE_URI);
-    assert_eq!(
-        v.check(&invite(Some(&good)), now + 5, users),
-        Verdict::Authorized {
-            username: "agent7".into()
-        }
-    );
-    let rejected = |u: &str| Verdict::Rejected { username: u.into() };
+    let ok = v.check(&invite(Some(&good)), now + 5, CLIENT, users);
+    assert_eq!(authorized(&ok), Some("agent7"), "{ok:?}");
+    let Verdict::Authorized { nonce, nc, .. } = &ok else { unreachable!() };
+    assert_eq!((nonce.as_str(), *nc), (ch.nonce.as_str(), 1));
+    // The same answer from another address: the nonce is not that client's.
+    assert!(!challenge_value(&v.check(&invite(Some(&good)), now, b"10.0.0.3", users)).1);
+    let rejected = |u: &str, reason| Verdict::Rejected {
+        username: u.into(),
+        reason,
+    };
     let wrong = answer(&DigestCredentials::new("agent7", "guess"), &ch, EDGE_URI);
-    assert_eq!(v.check(&invite(Some(&wrong)), now, users), rejected("agent7"));
+    assert_eq!(
+        v.check(&invite(Some(&wrong)), now, CLIENT, users),
+        rejected("agent7", RejectReason::WrongPassword)
+    );
     let unknown = answer(&DigestCredentials::new("mallory", "s3cret"), &ch, EDGE_URI);
-    assert_eq!(v.check(&invite(Some(&unknown)), now, users), rejected("mallory"));
+    assert_eq!(
+        v.check(&invite(Some(&unknown)), now, CLIENT, users),
+        rejected("mallory", RejectReason::UnknownUser)
+    );
     // Credentials computed for another Request-URI are not replayable here.
     let other_uri = answer(
         &DigestCredentials::new("agent7", "s3cret"),
         &ch,
         "sip:+15550000000@edge.example",
     );
-    assert_eq!(v.check(&invite(Some(&other_uri)), now, users), rejected("agent7"));
-    // Downgrade to MD5 (correct MD5 answer) is refused.
+    assert_eq!(
+        v.check(&invite(Some(&other_uri)), now, CLIENT, users),
+        rejected("agent7", RejectReason::UriMismatch)
+    );
+    // Downgrade to MD5 (correct MD5 answer) is refused when only SHA-256 was offered.
     let mut md5 = ch.clone();
     md5.algorithm = Algorithm::Md5;
     let downgraded = answer(&DigestCredentials::new("agent7", "s3cret"), &md5, EDGE_URI);
-    assert_eq!(v.check(&invite(Some(&downgraded)), now, users), rejected("agent7"));
+    assert_eq!(
+        v.check(&invite(Some(&downgraded)), now, CLIENT, users),
+        rejected("agent7", RejectReason::NotOffered)
+    );
     // Right password on an expired nonce: challenge again with stale=true.
-    let expired = v.check(&invite(Some(&good)), now + 301, users);
+    let expired = v.check(&invite(Some(&good)), now + 301, CLIENT, users);
     let (value, stale) = challenge_value(&expired);
     assert!(stale && DigestChallenge::parse(value).unwrap().stale);
     // A nonce we never minted: plain challenge, no verdict on the password.
     let mut forged = ch.clone();
-    forged.nonce = format!("{:016x}{}", now, "0".repeat(32));
+    forged.nonce = "0".repeat(64);
     let f = answer(&DigestCredentials::new("agent7", "s3cret"), &forged, EDGE_URI);
-    assert!(!challenge_value(&v.check(&invite(Some(&f)), now, users)).1);
+    assert!(!challenge_value(&v.check(&invite(Some(&f)), now, CLIENT, users)).1);
+}
+
+/// RFC 8760: SHA-256 offered before MD5 with one nonce; a client that knows only MD5 still gets in.
+#[test]
+fn sha256_is_offered_beside_md5() {
+    let v = DigestVerifier::new(
+        "edge.example",
+        b"k",
+        30,
+        &[Algorithm::Sha256, Algorithm::Md5],
+        Some(Qop::Auth),
+        AuthHeader::ProxyAuthorization,
+    );
+    let now = 1_800_000_000;
+    let Verdict::Challenge(c) = v.check(&invite(None), now, CLIENT, |_| None) else {
+        panic!("challenge expected");
+    };
+    assert_eq!(c.header_values.len(), 2);
+    let sha = DigestChallenge::parse(&c.header_values[0]).unwrap();
+    let md5 = DigestChallenge::parse(&c.header_values[1]).unwrap();
+    assert_eq!((sha.algorithm, md5.algorithm), (Algorithm::Sha256, Algorithm::Md5));
+    assert_eq!(sha.nonce, md5.nonce);
+    let users = |_: &str| Some(Secret::Password("s3cret"));
+    for ch in [sha, md5] {
+        let value = authorize(&ch, &DigestCredentials::new("agent7", "s3cret"), "INVITE", EDGE_URI, 1, "cn", b"").unwrap();
+        let verdict = v.check(&invite(Some(&value)), now, CLIENT, users);
+        assert_eq!(authorized(&verdict), Some("agent7"), "{:?}: {verdict:?}", ch.algorithm);
+    }
+}
+
+/// A captured Proxy-Authorization: accepted once for its call; on another call, or again with the
+/// same nonce count, the ledger calls it a replay.
+#[test]
+fn ledger_stops_replayed_credentials() {
+    let mut ledger = NonceLedger::new(30, 1000);
+    assert_eq!(ledger.record(100, "n", "call-1", 1), NonceUse::First);
+    assert_eq!(ledger.record(101, "n", "call-2", 2), NonceUse::Replay);
+    assert_eq!(ledger.record(101, "n", "call-1", 1), NonceUse::Replay);
+    assert_eq!(ledger.record(102, "n", "call-1", 2), NonceUse::Again);
 }
 
 /// The client session against the server verifier: one retry, then authorized.
@@ -632,19 +696,15 @@ fn auth_session_against_verifier_end_to_end() {
         "edge.example",
         b"k",
         60,
-        Algorithm::Md5,
+        &[Algorithm::Md5],
         Some(Qop::Auth),
         AuthHeader::ProxyAuthorization,
     );
     let now = 1_700_000_000;
     let ha1 = Algorithm::Md5.hex(&[b"agent7:edge.example:s3cret"]);
     let lookup = |_: &str| Some(Secret::Ha1(&ha1));
-    let (value, _) = match v.check(&invite(None), now, lookup) {
-        Verdict::Challenge {
-            header_name,
-            header_value,
-            ..
-        } => (header_value, header_name),
+    let value = match v.check(&invite(None), now, CLIENT, lookup) {
+        Verdict::Challenge(c) => c.header_values[0].clone(),
         other => panic!("{other:?}"),
     };
     let resp = response(407, &[("Proxy-Authenticate", value.as_str())]);
@@ -658,12 +718,8 @@ fn auth_session_against_verifier_end_to_end() {
         panic!("expected retry");
     };
     assert_eq!(header_name, "Proxy-Authorization");
-    assert_eq!(
-        v.check(&invite(Some(&header_value)), now + 1, lookup),
-        Verdict::Authorized {
-            username: "agent7".into()
-        }
-    );
+    let verdict = v.check(&invite(Some(&header_value)), now + 1, CLIENT, lookup);
+    assert_eq!(authorized(&verdict), Some("agent7"), "{verdict:?}");
 }
 
 /// Hostile header values never panic the parser, the verifier or the nonce check.
@@ -705,14 +761,11 @@ fn garbage_never_panics() {
         if let Ok(ch) = DigestChallenge::parse(&s) {
             let _ = authorize(&ch, &mufasa(), "INVITE", "sip:a@b", 1, "c", b"");
         }
-        let _ = minter.check(&s, "r", 0);
+        let _ = minter.check(&s, "r", 0, CLIENT);
         if !s.contains(['\r', '\n']) {
             let req = invite(Some(&s));
-            let _ = DigestVerifier::new("r", b"k", 10, Algorithm::Md5, None, AuthHeader::ProxyAuthorization).check(
-                &req,
-                0,
-                |_| Some(Secret::Password("p")),
-            );
+            let _ = DigestVerifier::new("r", b"k", 10, &[Algorithm::Md5], None, AuthHeader::ProxyAuthorization)
+                .check(&req, 0, CLIENT, |_| Some(Secret::Password("p")));
         }
     }
 }

@@ -262,3 +262,35 @@ fn validation_names_the_fault() {
     let m = p(&req(BASE, "").replace("sip:bob@example.com SIP", "urn:service:sos SIP")).unwrap();
     assert_eq!(validate_request(&m), Ok(()));
 }
+
+/// RFC 3261 25.1 allows no control byte but HTAB in a header line (and CRLF as its end): a NUL, BEL or
+/// a bare CR in a value is refused with the byte named, wherever it sits; escaped inside a quoted
+/// string (a quoted-pair) it is text.
+#[test]
+fn control_bytes_are_refused_outside_quoted_pairs() {
+    let control = |e: Result<Message, ParseError>| match e {
+        Err(ParseError::ControlCharacter { byte, place }) => (byte, place),
+        other => panic!("expected a control-character error, got {other:?}"),
+    };
+    assert_eq!(
+        control(p(&req(&format!("{BASE}Subject: abc\0def\r\n"), ""))),
+        (0, "header section")
+    );
+    assert_eq!(
+        control(p(&req(&format!("{BASE}Subject: \"a\x07b\"\r\n"), ""))),
+        (7, "header section"),
+        "raw, not escaped, even inside quotes"
+    );
+    assert_eq!(control(p(&req(&format!("{BASE}X-A: a\rb\r\n"), ""))), (b'\r', "header section"));
+    assert_eq!(control(p(&req(&format!("{BASE}X-A: del\x7f\r\n"), ""))), (0x7f, "header section"));
+    let line = format!("INVITE sip:bob\0@example.com SIP/2.0\r\n{BASE}\r\n");
+    assert_eq!(control(p(&line)), (0, "start line"));
+    let method = format!("INV\x01ITE sip:bob@example.com SIP/2.0\r\n{BASE}\r\n");
+    assert_eq!(control(p(&method)), (1, "start line"));
+    // HTAB is whitespace, and a quoted-pair may escape a control byte.
+    assert!(p(&req(&format!("{BASE}Subject:\tvalue\twith tabs\r\n"), "")).is_ok());
+    let m = p(&req(&format!("{BASE}Subject: \"BEL \\\x07 NUL \\\0\"\r\n"), "")).unwrap();
+    assert!(m.header(&HeaderName::from("Subject")).is_some());
+    // The body is not the header section: binary bodies stay allowed.
+    assert!(p(&req(&format!("{BASE}Content-Length: 3\r\n"), "\0\x01\x02")).is_ok());
+}

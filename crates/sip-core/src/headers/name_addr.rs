@@ -21,7 +21,7 @@ pub struct NameAddr<'a> {
 impl<'a> NameAddr<'a> {
     /// Parses one value (already split from a comma list where the header allows lists).
     #[inline]
-    pub(crate) fn parse(s: &'a str) -> Result<NameAddr<'a>, &'static str> {
+    pub fn parse(s: &'a str) -> Result<NameAddr<'a>, &'static str> {
         let s = trim_lws(s);
         let b = s.as_bytes();
         if b.is_empty() {

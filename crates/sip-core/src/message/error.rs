@@ -23,6 +23,10 @@ pub enum ParseError {
     InvalidHeaderLine(&'static str),
     #[error("header section not terminated by an empty line")]
     MissingHeaderTerminator,
+    /// NUL and other control bytes (RFC 3261 25.1 allows only HTAB, and CRLF as line ends): a
+    /// header value holding one would reach logs, call records and the other leg.
+    #[error("control character 0x{byte:02x} in the {place}")]
+    ControlCharacter { byte: u8, place: &'static str },
     #[error("header section is not valid UTF-8")]
     NotUtf8,
     #[error("invalid Content-Length")]

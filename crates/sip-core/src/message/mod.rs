@@ -516,6 +516,67 @@ fn parse_content_length(v: &[u8]) -> Result<usize, ParseError> {
         .ok_or(ParseError::InvalidContentLength)
 }
 
+/// Refuses control bytes other than HTAB and CRLF line ends (a bare CR or LF inside a line
+/// has already ended it or is refused here). Eight bytes at a time: only words holding a byte
+/// below 0x20 (the line ends, mostly) or DEL take the byte-by-byte path.
+fn check_controls(b: &[u8], place: &'static str) -> Result<(), ParseError> {
+    const LOW: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut chunks = b.chunks_exact(8);
+    let mut at = 0;
+    for c in chunks.by_ref() {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        let x = u64::from_le_bytes(w);
+        // A byte < 0x20 (the classic "has less than" trick), or a byte equal to 0x7f.
+        let below = x.wrapping_sub(LOW * 0x20) & !x & HIGH;
+        let del = (x ^ (LOW * 0x7f)).wrapping_sub(LOW) & !(x ^ (LOW * 0x7f)) & HIGH;
+        if below | del != 0 {
+            check_controls_slow(b, at, at + 8, place)?;
+        }
+        at += 8;
+    }
+    check_controls_slow(b, at, b.len(), place)
+}
+
+fn check_controls_slow(b: &[u8], from: usize, to: usize, place: &'static str) -> Result<(), ParseError> {
+    for i in from..to {
+        let c = b[i];
+        let ok = match c {
+            b'\t' | b'\n' => true,
+            b'\r' => b.get(i + 1) == Some(&b'\n'),
+            0..=0x1f | 0x7f => quoted_pair_at(b, i),
+            _ => true,
+        };
+        if !ok {
+            return Err(ParseError::ControlCharacter { byte: c, place });
+        }
+    }
+    Ok(())
+}
+
+/// Is the control byte at `i` the escaped half of a quoted-pair inside a quoted string
+/// (RFC 3261 25.1 allows `\` followed by any byte but CR and LF there; RFC 4475 `intmeth`
+/// carries BEL, NUL and DEL that way)? Rare enough to rescan its line from the start.
+fn quoted_pair_at(b: &[u8], i: usize) -> bool {
+    let start = b[..i].iter().rposition(|&c| c == b'\n').map_or(0, |p| p + 1);
+    let (mut quoted, mut j) = (false, start);
+    while j < i {
+        match b[j] {
+            b'"' => quoted = !quoted,
+            b'\\' if quoted => {
+                if j + 1 == i {
+                    return true;
+                }
+                j += 1;
+            }
+            _ => {}
+        }
+        j += 1;
+    }
+    false
+}
+
 /// Returns (end of line content excluding CR, index after LF).
 #[inline]
 fn line_at(b: &[u8], start: usize) -> Result<(usize, usize), ParseError> {
@@ -600,7 +661,9 @@ fn parse_impl(mut buf: Bytes, stream: bool) -> Result<Message, ParseError> {
         return Err(ParseError::Empty);
     }
     let (le, mut next) = line_at(b, pos)?;
+    check_controls(&b[pos..le], "start line")?;
     let start = parse_start_line(b, pos, le)?;
+    let headers_start = next;
     let mut headers: Vec<Entry> = Vec::with_capacity(24);
     let mut first = [NO_HEADER; NAMES.len()];
     let mut end = [0u8; NAMES.len()];
@@ -665,6 +728,7 @@ fn parse_impl(mut buf: Bytes, stream: bool) -> Result<Message, ParseError> {
         }
         next = nx;
     }
+    check_controls(&b[headers_start..body_start], "header section")?;
     let mut cl: Option<usize> = None;
     let mut conflict = false;
     for h in &mut headers {

@@ -122,6 +122,13 @@ impl TransactionLayer {
         incoming
     }
 
+    /// True when `msg` is a request of a live server transaction (a retransmission, or the ACK of a
+    /// non-2xx answer): [`handle_incoming`](Self::handle_incoming) would answer it from that state
+    /// and create none.
+    pub fn is_retransmission(&self, msg: &Message) -> bool {
+        server_key(msg).is_ok_and(|m| self.txs.contains_key(&m.key))
+    }
+
     /// The TU answers server transaction `key`. The layer keeps the response for
     /// retransmission and runs Timers G/H (non-2xx INVITE), L (2xx INVITE) or J.
     pub fn respond(&mut self, now: Instant, key: &TxKey, response: Bytes) -> Result<(), TxError> {

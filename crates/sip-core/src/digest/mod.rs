@@ -5,16 +5,17 @@
 //! computes the `Authorization`/`Proxy-Authorization` value. [`AuthSession`] wraps one request's
 //! attempts so that a trunk rejecting the credentials ends in [`AuthStep::Rejected`], never a loop.
 //!
-//! Server: the edge challenges agents itself. Nonces are stateless ([`NonceMinter`]: timestamp +
-//! HMAC-SHA-256 over it), so any edge node can check any nonce and expiry yields `stale=true`.
+//! Server: the edge challenges agents itself ([`DigestVerifier`], in `server`). Nonces are opaque and
+//! stateless to check ([`NonceMinter`]: a random salt, the minting time hidden under a keyed mask,
+//! an HMAC-SHA-256 binding both to the realm and the client's address), so any node holding the key
+//! can check any nonce, and expiry yields `stale=true`. What a stateless nonce cannot stop, replay
+//! within its lifetime, is stopped by a small [`NonceLedger`] of the nonces that authorized
+//! something: each is tied to the one dialog attempt (Call-ID) that used it first, and its nonce
+//! count must grow.
 //!
 //! Everything here is sans-IO and allocation-bounded by the input (a SIP message is at most 64 KiB).
 
-use std::collections::hash_map::RandomState;
 use std::fmt;
-use std::hash::{BuildHasher, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use md5::Md5;
 use sha2::{Digest, Sha256, Sha512_256};
@@ -22,6 +23,14 @@ use sha2::{Digest, Sha256, Sha512_256};
 use crate::headers::lex::ListIter;
 use crate::headers::{Challenge, Credentials, HeaderName};
 use crate::Message;
+
+mod ledger;
+mod nonce;
+mod server;
+
+pub use ledger::{NonceLedger, NonceUse};
+pub use nonce::{NonceMinter, NonceStatus};
+pub use server::{ChallengeAnswer, DigestVerifier, RejectReason, Verdict};
 
 /// Why a challenge could not be answered or a header value not be built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -589,33 +598,13 @@ impl AuthSession {
     }
 }
 
-/// A fresh 128-bit client nonce as 32 hex characters.
-///
-/// No extra dependency: std's `RandomState` keys SipHash from the OS RNG once per thread; mixing
-/// a process-wide counter and the clock and then hashing with SHA-256 gives values that are
-/// unique and unpredictable to the server, which is all a cnonce needs (it is not a key).
+/// A fresh 128-bit client nonce as 32 hex characters, from the CSPRNG of [`crate::build::random_u64`].
 pub fn new_cnonce() -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let t = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    let mut words = [0u64; 2];
-    for (i, w) in words.iter_mut().enumerate() {
-        let mut hs = RandomState::new().build_hasher();
-        hs.write_u64(n);
-        hs.write_u128(t);
-        hs.write_usize(i);
-        *w = hs.finish();
+    let mut s = String::with_capacity(32);
+    for _ in 0..2 {
+        s.push_str(&format!("{:016x}", crate::build::random_u64()));
     }
-    let mut d = Sha256::new();
-    d.update(words[0].to_le_bytes());
-    d.update(words[1].to_le_bytes());
-    d.update(n.to_le_bytes());
-    d.update(t.to_le_bytes());
-    let out = d.finalize();
-    to_hex(&out[..16])
+    s
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -694,184 +683,8 @@ pub fn verify(cred: &Credentials<'_>, method: &str, realm: &str, secret: Secret<
     ct_eq(expected.as_bytes(), response.to_ascii_lowercase().as_bytes())
 }
 
-/// What to do with a request after [`DigestVerifier::check`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
-    /// Valid credentials for `username`.
-    Authorized { username: String },
-    /// No usable credentials (absent, other realm, malformed, nonce not ours) or a right
-    /// password on an expired nonce (`stale`): answer 401/407 with this header.
-    Challenge {
-        status: u16,
-        header_name: &'static str,
-        header_value: String,
-        stale: bool,
-    },
-    /// Credentials for our realm on a nonce of ours that do not verify (wrong password,
-    /// unknown user, downgraded algorithm/qop, URI mismatch): 403, do not loop.
-    Rejected { username: String },
-}
-
-/// Server side of digest auth for one realm: challenges and checks requests statelessly.
-#[derive(Debug, Clone)]
-pub struct DigestVerifier {
-    realm: String,
-    minter: NonceMinter,
-    algorithm: Algorithm,
-    qop: Option<Qop>,
-    header: AuthHeader,
-}
-
-impl DigestVerifier {
-    /// `header` picks the role: `Authorization` for a UAS/registrar (401), `ProxyAuthorization`
-    /// for a proxy (407). `secret` is shared by all nodes that must accept each other's nonces.
-    pub fn new(
-        realm: impl Into<String>,
-        secret: &[u8],
-        nonce_ttl_secs: u64,
-        algorithm: Algorithm,
-        qop: Option<Qop>,
-        header: AuthHeader,
-    ) -> Self {
-        DigestVerifier {
-            realm: realm.into(),
-            minter: NonceMinter::new(secret, nonce_ttl_secs),
-            algorithm,
-            qop,
-            header,
-        }
-    }
-
-    /// A fresh challenge at `now` (Unix seconds).
-    pub fn challenge(&self, now: u64, stale: bool) -> Verdict {
-        let nonce = self.minter.mint(&self.realm, now);
-        Verdict::Challenge {
-            status: self.header.challenge_status(),
-            header_name: self.header.challenge_name(),
-            header_value: make_challenge(&self.realm, &nonce, self.algorithm, self.qop, stale),
-            stale,
-        }
-    }
-
-    /// Checks `req` at `now`. `lookup(username)` returns that user's secret, `None` if unknown.
-    pub fn check<'s>(&self, req: &Message, now: u64, lookup: impl FnOnce(&str) -> Option<Secret<'s>>) -> Verdict {
-        let (Some(method), Some(req_uri)) = (req.method(), req.request_uri_raw()) else {
-            return self.challenge(now, false);
-        };
-        // Several credentials may be present (one per realm); ours is the one that counts.
-        let name = HeaderName::from(self.header.name());
-        let cred = req.headers(&name).find_map(|v| {
-            Credentials::parse(v)
-                .ok()
-                .filter(|c| c.scheme.eq_ignore_ascii_case("Digest"))
-                .filter(|c| c.param("realm").as_deref() == Some(self.realm.as_str()))
-        });
-        let Some(cred) = cred else {
-            return self.challenge(now, false);
-        };
-        let Some(nonce) = cred.param("nonce") else {
-            return self.challenge(now, false);
-        };
-        let fresh = match self.minter.check(&nonce, &self.realm, now) {
-            NonceStatus::Invalid => return self.challenge(now, false),
-            NonceStatus::Stale => false,
-            NonceStatus::Valid => true,
-        };
-        let username = cred.param("username").unwrap_or_default().into_owned();
-        let rejected = || Verdict::Rejected {
-            username: username.clone(),
-        };
-        let algorithm = cred
-            .param("algorithm")
-            .map_or(Some(Algorithm::Md5), |a| Algorithm::parse(&a));
-        let qop = cred.param("qop").map(|q| Qop::parse(&q));
-        if algorithm != Some(self.algorithm)
-            || qop.flatten() != self.qop
-            || qop.is_some_and(|q| q.is_none())
-            || cred.param("uri").as_deref() != Some(req_uri)
-        {
-            return rejected();
-        }
-        let Some(secret) = lookup(&username) else {
-            return rejected();
-        };
-        if !verify(&cred, method.as_str(), &self.realm, secret, req.body()) {
-            return rejected();
-        }
-        if fresh {
-            Verdict::Authorized { username }
-        } else {
-            self.challenge(now, true)
-        }
-    }
-}
-
-/// Outcome of [`NonceMinter::check`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NonceStatus {
-    Valid,
-    /// Ours but expired: challenge again with `stale=true` (the password was right).
-    Stale,
-    /// Not minted by us (or for another realm): treat as a fresh, unauthenticated request.
-    Invalid,
-}
-
-/// Stateless nonces: `hex(timestamp) || hex(HMAC-SHA-256(secret, timestamp ":" realm))[..32]`.
-/// Any node sharing the secret can check them; replay within the lifetime is accepted (no
-/// per-nonce state), which the short lifetime bounds.
-#[derive(Clone)]
-pub struct NonceMinter {
-    key: Vec<u8>,
-    ttl_secs: u64,
-}
-
-impl fmt::Debug for NonceMinter {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("NonceMinter")
-            .field("ttl_secs", &self.ttl_secs)
-            .finish_non_exhaustive()
-    }
-}
-
-impl NonceMinter {
-    pub fn new(secret: &[u8], ttl_secs: u64) -> Self {
-        NonceMinter {
-            key: secret.to_vec(),
-            ttl_secs,
-        }
-    }
-
-    /// A nonce minted at `now` (Unix seconds) for `realm`.
-    pub fn mint(&self, realm: &str, now: u64) -> String {
-        let ts = format!("{now:016x}");
-        let mac = hmac_sha256(&self.key, &[ts.as_bytes(), b":", realm.as_bytes()]);
-        format!("{ts}{}", to_hex(&mac[..16]))
-    }
-
-    /// Is `nonce` ours, for `realm`, and younger than the lifetime at `now`?
-    pub fn check(&self, nonce: &str, realm: &str, now: u64) -> NonceStatus {
-        if nonce.len() != 48 || !nonce.is_ascii() {
-            return NonceStatus::Invalid;
-        }
-        let (ts, mac) = nonce.split_at(16);
-        let Ok(minted) = u64::from_str_radix(ts, 16) else {
-            return NonceStatus::Invalid;
-        };
-        let want = hmac_sha256(&self.key, &[ts.as_bytes(), b":", realm.as_bytes()]);
-        if !ct_eq(to_hex(&want[..16]).as_bytes(), mac.as_bytes()) {
-            return NonceStatus::Invalid;
-        }
-        // A nonce from the future (clock skew between nodes) is fine up to the lifetime.
-        if now.abs_diff(minted) > self.ttl_secs {
-            NonceStatus::Stale
-        } else {
-            NonceStatus::Valid
-        }
-    }
-}
-
 /// HMAC-SHA-256 (RFC 2104), written out to avoid a dependency for ~10 lines.
-fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+pub(crate) fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
     const B: usize = 64;
     let mut k = [0u8; B];
     if key.len() > B {
@@ -894,7 +707,7 @@ fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
 }
 
 /// Constant-time equality for equal lengths (lengths are not secret: both are hex digests).
-fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }
@@ -902,7 +715,7 @@ fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     std::hint::black_box(diff) == 0
 }
 
-fn to_hex(bytes: &[u8]) -> String {
+pub(crate) fn to_hex(bytes: &[u8]) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(bytes.len() * 2);
     for &b in bytes {
@@ -923,7 +736,7 @@ fn drop_empty_elements(value: &str) -> Option<String> {
 }
 
 /// Quoted-string with `\` and `"` escaped (RFC 3261 25.1 quoted-pair).
-fn quote(s: &str) -> String {
+pub(crate) fn quote(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
     for c in s.chars() {
