@@ -30,6 +30,8 @@ pub struct Edge {
     pub sip_tcp: Option<SocketAddr>,
     pub api: Option<SocketAddr>,
     pub endpoint_stats: Arc<EndpointStats>,
+    /// Admission and agent digest counters.
+    pub security: crate::ops::SecurityStats,
     pub transport_stats: Arc<TransportStats>,
     pub call_stats: Arc<CallStats>,
     /// Calls in progress per agent, as the engine counts them.
@@ -340,7 +342,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Edge> {
                 calls: call_stats.clone(),
                 agent_gauge: agent_gauge.clone(),
                 media: ops_media,
-                security,
+                security: security.clone(),
             };
             let app = edge_api::router(state).merge(crate::ops::router(ops));
             let mut stop = shutdown_rx.clone();
@@ -363,6 +365,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Edge> {
         sip_tcp,
         api,
         endpoint_stats,
+        security,
         transport_stats,
         call_stats,
         agent_gauge,
