@@ -202,7 +202,8 @@ async fn connect_from(from: &str, to: SocketAddr) -> TcpStream {
 async fn decided(t: &common::TestEdge, n: u64) {
     let s = &t.edge.transport_stats;
     for _ in 0..200 {
-        let seen = s.tcp_connections_accepted.load(Ordering::Relaxed) + s.tcp_connections_refused.load(Ordering::Relaxed);
+        let seen =
+            s.tcp_connections_accepted.load(Ordering::Relaxed) + s.tcp_connections_refused.load(Ordering::Relaxed);
         if seen >= n {
             assert_eq!(seen, n, "more connections decided than opened");
             return;
@@ -256,14 +257,22 @@ async fn strangers_and_agents_cannot_take_the_carriers_reserved_slots() {
         let s = connect_from(&format!("127.0.1.{}", 1 + i / 2), addr).await;
         opened += 1;
         decided(&t, opened).await;
-        if i < 6 { kept.push(s) } else { refused.push(s) }
+        if i < 6 {
+            kept.push(s)
+        } else {
+            refused.push(s)
+        }
     }
     // Agents take the rest outside the reserve: 20 - 5 - 6 = 9.
     for i in 0..10 {
         let s = connect_from(&format!("127.0.2.{}", 1 + i), addr).await;
         opened += 1;
         decided(&t, opened).await;
-        if i < 9 { kept.push(s) } else { refused.push(s) }
+        if i < 9 {
+            kept.push(s)
+        } else {
+            refused.push(s)
+        }
     }
     assert_eq!(stats.tcp_refused_stranger_cap.load(Ordering::Relaxed), 4);
     assert_eq!(stats.tcp_refused_total_cap.load(Ordering::Relaxed), 1);
@@ -279,13 +288,20 @@ async fn strangers_and_agents_cannot_take_the_carriers_reserved_slots() {
     }
     assert_eq!(stats.tcp_accepted_carrier.load(Ordering::Relaxed), 5);
     let mut sixth = connect_from("127.0.0.1", addr).await;
-    assert!(closed_by_edge(&mut sixth).await, "past tcp_max_connections even a carrier waits");
+    assert!(
+        closed_by_edge(&mut sixth).await,
+        "past tcp_max_connections even a carrier waits"
+    );
     assert_eq!(stats.tcp_refused_total_cap.load(Ordering::Relaxed), 2);
     // The strangers and agents that were let in are still served.
     assert!(!closed_by_edge_within(&mut kept[0], Duration::from_millis(200)).await);
     let open = |v: &std::sync::atomic::AtomicU64| v.load(Ordering::Relaxed);
     assert_eq!(
-        (open(&stats.tcp_open_carrier), open(&stats.tcp_open_agent), open(&stats.tcp_open_stranger)),
+        (
+            open(&stats.tcp_open_carrier),
+            open(&stats.tcp_open_agent),
+            open(&stats.tcp_open_stranger)
+        ),
         (5, 9, 6)
     );
     // On /metrics (gauges of the process-wide recorder: other tests' edges write them too).
@@ -293,7 +309,14 @@ async fn strangers_and_agents_cannot_take_the_carriers_reserved_slots() {
         let series = format!("edge_tcp_connections_open{{class=\"{class}\"}}");
         assert!(metric(&t, &series).await.is_some(), "{series}");
     }
-    assert!(metric(&t, "edge_tcp_connections_refused_by_reason_total{reason=\"stranger_cap\"}").await >= Some(4));
+    assert!(
+        metric(
+            &t,
+            "edge_tcp_connections_refused_by_reason_total{reason=\"stranger_cap\"}"
+        )
+        .await
+            >= Some(4)
+    );
     assert!(metric(&t, "edge_tcp_connections_refused_by_reason_total{reason=\"total_cap\"}").await >= Some(2));
     assert!(metric(&t, "edge_tcp_connections_refused_total").await >= Some(6));
 
@@ -330,7 +353,10 @@ async fn a_strangers_connections_per_address_are_capped() {
     decided(&t, 2).await;
     let mut third = connect_from("127.0.1.7", addr).await;
     decided(&t, 3).await;
-    assert!(closed_by_edge(&mut third).await, "the third from one stranger address is closed at once");
+    assert!(
+        closed_by_edge(&mut third).await,
+        "the third from one stranger address is closed at once"
+    );
     // Another address, and a carrier from its own, are not affected.
     kept.push(connect_from("127.0.1.8", addr).await);
     let mut carrier = connect_from("127.0.0.1", addr).await;
@@ -343,7 +369,12 @@ async fn a_strangers_connections_per_address_are_capped() {
         assert!(!closed_by_edge_within(s, Duration::from_millis(100)).await);
     }
     assert!(
-        metric(&t, "edge_tcp_connections_refused_by_reason_total{reason=\"stranger_per_ip_cap\"}").await >= Some(1)
+        metric(
+            &t,
+            "edge_tcp_connections_refused_by_reason_total{reason=\"stranger_per_ip_cap\"}"
+        )
+        .await
+            >= Some(1)
     );
 }
 
@@ -382,10 +413,7 @@ async fn keepalives_or_garbage_alone_do_not_keep_a_connection() {
     })
     .await;
     let addr = t.edge.sip_tcp.unwrap();
-    for (n, what) in [
-        (1, &b"\r\n\r\n"[..]),
-        (2, b"HELLO edge\r\nContent-Length: 0\r\n\r\n"),
-    ] {
+    for (n, what) in [(1, &b"\r\n\r\n"[..]), (2, b"HELLO edge\r\nContent-Length: 0\r\n\r\n")] {
         let mut s = connect_from("127.0.1.10", addr).await;
         let started = std::time::Instant::now();
         let mut closed = false;
@@ -406,7 +434,11 @@ async fn keepalives_or_garbage_alone_do_not_keep_a_connection() {
                 Some(_) => {}
             }
         }
-        assert!(closed, "{}: the edge kept the connection", String::from_utf8_lossy(what));
+        assert!(
+            closed,
+            "{}: the edge kept the connection",
+            String::from_utf8_lossy(what)
+        );
         let stats = &t.edge.transport_stats;
         for _ in 0..200 {
             if stats.tcp_first_message_timeouts.load(Ordering::Relaxed) == n {
@@ -435,7 +467,10 @@ async fn a_connection_that_spoke_sip_stays_open_past_the_first_message_timeout()
     );
     assert_eq!(options_over(&mut s, 901).await, Some(200));
     assert_eq!(
-        t.edge.transport_stats.tcp_first_message_timeouts.load(Ordering::Relaxed),
+        t.edge
+            .transport_stats
+            .tcp_first_message_timeouts
+            .load(Ordering::Relaxed),
         0
     );
 }

@@ -73,7 +73,8 @@ struct StrangerCounts {
     attempts: AtomicU64,
     connect_failed: AtomicU64,
     established: AtomicU64,
-    /// Closed by the edge within 500 ms of connecting: refused at accept.
+    /// Closed by the edge within 500 ms of connecting: refused at accept. The edge resets refused
+    /// connections, so many end before the client's connect returns; those count here too.
     closed_at_once: AtomicU64,
     /// Closed by the edge later: the first-message (or idle) timeout.
     closed_later: AtomicU64,
@@ -86,7 +87,7 @@ struct CarrierCounts {
     connect_failed: AtomicU64,
     /// Final answer received on the connection.
     answered: AtomicU64,
-    /// The edge closed the connection before answering.
+    /// The edge closed (or reset) the connection before answering: refused.
     closed_unanswered: AtomicU64,
     timed_out: AtomicU64,
 }
@@ -106,6 +107,14 @@ async fn stranger(edge: SocketAddr, from: IpAddr, end: Instant, reconnect: Optio
         };
         let mut s = match tokio::time::timeout_at(end, connected).await {
             Ok(Ok(s)) => s,
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                c.closed_at_once.fetch_add(1, Ordering::Relaxed);
+                match reconnect {
+                    Some(d) => tokio::time::sleep(d).await,
+                    None => return,
+                }
+                continue;
+            }
             Ok(Err(_)) => {
                 c.connect_failed.fetch_add(1, Ordering::Relaxed);
                 tokio::time::sleep(Duration::from_millis(200)).await;
@@ -150,6 +159,10 @@ async fn carrier_once(edge: SocketAddr, n: u64, c: Arc<CarrierCounts>, latencies
     .await
     {
         Ok(Ok(s)) => s,
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+            c.closed_unanswered.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         _ => {
             c.connect_failed.fetch_add(1, Ordering::Relaxed);
             return;
@@ -159,7 +172,7 @@ async fn carrier_once(edge: SocketAddr, n: u64, c: Arc<CarrierCounts>, latencies
         Ok(a) => a,
         Err(_) => return,
     };
-    let method = if n % 2 == 0 { "OPTIONS" } else { "INVITE" };
+    let method = if n.is_multiple_of(2) { "OPTIONS" } else { "INVITE" };
     let common = format!(
         "Via: SIP/2.0/TCP {me};branch=z9hG4bKflood{n};rport\r\nMax-Forwards: 70\r\n\
          From: <sip:carrier@{me}>;tag=c{n}\r\nTo: <sip:+15550000000@edge>\r\nCall-ID: flood-{n}@carrier\r\n"
@@ -216,7 +229,10 @@ async fn final_status(s: &mut TcpStream) -> Answer {
         let text = String::from_utf8_lossy(&got);
         let mut status = None;
         for line in text.split("\r\n") {
-            if let Some(code) = line.strip_prefix("SIP/2.0 ").and_then(|r| r.get(..3)?.parse::<u16>().ok()) {
+            if let Some(code) = line
+                .strip_prefix("SIP/2.0 ")
+                .and_then(|r| r.get(..3)?.parse::<u16>().ok())
+            {
                 status = Some(code);
             } else if let Some(to) = line.strip_prefix("To:").or_else(|| line.strip_prefix("t:")) {
                 if let Some(code) = status.filter(|c| *c >= 200) {
@@ -263,6 +279,15 @@ fn rss_kib(pid: u32) -> u64 {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0)
+}
+
+/// CPU time (user + system) the process has used, in clock ticks (100 a second on Linux).
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which is in parentheses and may hold spaces): utime is the 12th.
+    let rest = stat.rsplit_once(") ").map_or("", |(_, r)| r);
+    let f: Vec<u64> = rest.split(' ').map(|v| v.parse().unwrap_or(0)).collect();
+    f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0)
 }
 
 fn raise_open_files() -> Option<u64> {
@@ -321,6 +346,8 @@ fn start_edge(s: &Settings) -> std::io::Result<EdgeProcess> {
     Ok(EdgeProcess { child, _dir: dir })
 }
 
+const STRANGERS_ACCEPTED: &str = "edge_tcp_connections_accepted_by_class_total{class=\"stranger\"}";
+
 fn pct(part: u64, whole: u64) -> f64 {
     if whole == 0 {
         0.0
@@ -378,6 +405,7 @@ fn main() -> std::process::ExitCode {
         }
         let rss_idle = rss_kib(pid);
         let before = tcp_metrics(api).await;
+        let cpu_before = cpu_ticks(pid);
         let started = Instant::now();
         let end = started + s.duration;
         let sc = Arc::new(StrangerCounts::default());
@@ -406,13 +434,14 @@ fn main() -> std::process::ExitCode {
             })
         };
         let mut rss_peak = 0;
-        let mut sec = 0;
-        while Instant::now() < end {
+        let mut sec = 0u64;
+        // Until a second before the end, so the counters below are read while the flood still holds on.
+        while Instant::now() + Duration::from_secs(1) < end {
             tokio::time::sleep(Duration::from_secs(1)).await;
             sec += 1;
             let rss = rss_kib(pid);
             rss_peak = rss_peak.max(rss);
-            if sec % 10 == 0 {
+            if sec.is_multiple_of(10) {
                 println!(
                     "  t={sec:>3}s strangers open {:>5} | carrier {}/{} answered | edge RSS {} MiB",
                     sc.open.load(Ordering::Relaxed),
@@ -422,8 +451,11 @@ fn main() -> std::process::ExitCode {
                 );
             }
         }
-        // Counters while the flood still holds its connections.
+        // Counters (and open gauges) while the flood still holds its connections.
         let after = tcp_metrics(api).await;
+        rss_peak = rss_peak.max(rss_kib(pid));
+        let cpu_s = cpu_ticks(pid).saturating_sub(cpu_before) as f64 / 100.0;
+        let wall_s = started.elapsed().as_secs_f64();
         let _ = carrier.await;
         for t in tasks {
             let _ = t.await;
@@ -447,7 +479,7 @@ fn main() -> std::process::ExitCode {
         );
         println!("== strangers (client side)");
         println!(
-            "attempted {} | established {} | closed at once (refused) {} | closed later (first-message timeout) {} | open at the end {} | connect failed {}",
+            "attempted {} | established {} | closed or reset at once (refused) {} | closed later (first-message timeout) {} | open at the end {} | connect failed {}",
             l(&sc.attempts),
             l(&sc.established),
             l(&sc.closed_at_once),
@@ -466,12 +498,21 @@ fn main() -> std::process::ExitCode {
         }
         println!("== edge RSS: idle {} MiB, peak {} MiB", rss_idle / 1024, rss_peak / 1024);
         println!(
+            "== edge CPU: {cpu_s:.1} s over {wall_s:.0} s ({:.0}% of one core)",
+            100.0 * cpu_s / wall_s.max(1.0)
+        );
+        println!(
             "\n| carrier answered | strangers accepted (edge) | refused (edge) | first-message timeouts | edge RSS peak |\n|---|---|---|---|---|\n| {}/{} ({:.1}%) | {} | {} | {} | {} MiB |",
             l(&cc.answered),
             l(&cc.attempts),
             pct(l(&cc.answered), l(&cc.attempts)),
-            // The carrier's answered connections were accepted; every other accepted one was a stranger's.
-            ld("edge_tcp_connections_accepted_total").saturating_sub(l(&cc.answered)),
+            // By class where the edge counts it; before that, every accepted connection but the carrier's
+            // answered ones was a stranger's.
+            if after.contains_key(STRANGERS_ACCEPTED) {
+                ld(STRANGERS_ACCEPTED)
+            } else {
+                ld("edge_tcp_connections_accepted_total").saturating_sub(l(&cc.answered))
+            },
             ld("edge_tcp_connections_refused_total"),
             ld("edge_tcp_first_message_timeouts_total"),
             rss_peak / 1024

@@ -668,7 +668,12 @@ impl Validator<'_> {
     /// address [`STRANGER_PER_IP_DEFAULT`]; set, each must fit inside the caps it narrows.
     fn tcp_budget(&self, s: &RawSip) -> Result<TcpCaps, ConfigError> {
         let max = self.range("sip.tcp_max_connections", &s.tcp_max_connections, 1, 1_000_000)?;
-        let per_ip = self.range("sip.tcp_max_connections_per_ip", &s.tcp_max_connections_per_ip, 1, 1_000_000)?;
+        let per_ip = self.range(
+            "sip.tcp_max_connections_per_ip",
+            &s.tcp_max_connections_per_ip,
+            1,
+            1_000_000,
+        )?;
         let reserved = match &s.tcp_carrier_reserved_connections {
             Some(v) => self.range("sip.tcp_carrier_reserved_connections", v, 0, max)?,
             None => max / 10,
@@ -960,9 +965,11 @@ mod tests {
         );
         assert_eq!(c.tcp_first_message_timeout, Duration::from_secs(5));
         // Left out, the derived values follow smaller caps instead of contradicting them.
-        let c = parse("[sip]\ntcp_max_connections = 50\ntcp_max_connections_per_ip = 2\ntcp_carrier_reserved_connections = 48\n")
-            .unwrap()
-            .sip;
+        let c = parse(
+            "[sip]\ntcp_max_connections = 50\ntcp_max_connections_per_ip = 2\ntcp_carrier_reserved_connections = 48\n",
+        )
+        .unwrap()
+        .sip;
         assert_eq!(
             (c.tcp_stranger_max_connections, c.tcp_stranger_max_connections_per_ip),
             (2, 2)

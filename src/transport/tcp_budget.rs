@@ -273,10 +273,7 @@ mod tests {
         for n in 0..3 {
             held.push(s.take(ip(&format!("198.51.100.{n}")), PeerClass::Agent).unwrap());
         }
-        assert_eq!(
-            s.take(ip("198.51.100.9"), PeerClass::Agent).err(),
-            Some(Refusal::Total)
-        );
+        assert_eq!(s.take(ip("198.51.100.9"), PeerClass::Agent).err(), Some(Refusal::Total));
         // The reserve is the carriers', to the last slot of the total.
         for _ in 0..3 {
             held.push(s.take(ip("203.0.113.5"), PeerClass::Carrier).unwrap());
@@ -305,10 +302,7 @@ mod tests {
         for n in 0..10 {
             held.push(s.take(ip(&format!("203.0.113.{n}")), PeerClass::Carrier).unwrap());
         }
-        assert_eq!(
-            s.take(ip("198.51.100.1"), PeerClass::Agent).err(),
-            Some(Refusal::Total)
-        );
+        assert_eq!(s.take(ip("198.51.100.1"), PeerClass::Agent).err(), Some(Refusal::Total));
         held.pop();
         // A freed slot outside the reserve goes to whoever asks.
         held.push(s.take(ip("198.51.100.1"), PeerClass::Agent).unwrap());
@@ -325,10 +319,7 @@ mod tests {
             s.take(ip("203.0.113.1"), PeerClass::Carrier).err(),
             Some(Refusal::PerIp)
         );
-        assert_eq!(
-            s.stats.tcp_refused(Refusal::PerIp).load(Ordering::Relaxed),
-            1
-        );
+        assert_eq!(s.stats.tcp_refused(Refusal::PerIp).load(Ordering::Relaxed), 1);
     }
 
     #[test]

@@ -158,7 +158,9 @@ pub fn starts_with_sip_line(frame: &[u8]) -> bool {
         return second.len() == 3
             && second.iter().all(u8::is_ascii_digit)
             && (b'1'..=b'6').contains(&second[0])
-            && parts.next().is_none_or(|reason| !reason.iter().any(|&c| c < b' ' && c != b'\t'));
+            && parts
+                .next()
+                .is_none_or(|reason| !reason.iter().any(|&c| c < b' ' && c != b'\t'));
     }
     let Some(version) = parts.next() else {
         return false;
