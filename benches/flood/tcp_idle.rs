@@ -16,6 +16,10 @@
 //! works against a build before the TCP budgets (`EDGE_BIN=/path/to/old/oneinbox-edge`).
 //!
 //! Run through `benches/flood/tcp_idle.sh`, which builds the edge and raises `ulimit -n`.
+//!
+//! Without `--bench` (`cargo test --all-targets`, as `scripts/test.sh` runs it) it is a smoke test of a
+//! few seconds instead: 200 strangers from 10 addresses against the debug edge on free ports, and it
+//! fails unless every carrier connection was answered and the edge refused strangers.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -44,6 +48,30 @@ struct Settings {
 }
 
 impl Settings {
+    /// `cargo test` mode: small, short, on ports nobody holds.
+    fn smoke() -> Settings {
+        let free = || {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map_or(0, |a| a.port())
+        };
+        // The SIP port must be free for UDP too.
+        let sip_port = (0..20)
+            .map(|_| free())
+            .find(|p| *p != 0 && std::net::UdpSocket::bind(("127.0.0.1", *p)).is_ok())
+            .unwrap_or(19_160);
+        Settings {
+            edge_bin: PathBuf::from(env!("CARGO_BIN_EXE_oneinbox-edge")),
+            strangers: 200,
+            stranger_addrs: 10,
+            duration: Duration::from_secs(3),
+            reconnect: Some(Duration::from_millis(200)),
+            carrier_rate: 10,
+            sip_port,
+            api_port: free(),
+        }
+    }
+
     fn from_env() -> Settings {
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
         let reconnect_ms: u64 = env_or("RECONNECT_MS", 1_000);
@@ -357,7 +385,8 @@ fn pct(part: u64, whole: u64) -> f64 {
 }
 
 fn main() -> std::process::ExitCode {
-    let s = Settings::from_env();
+    let bench = std::env::args().any(|a| a == "--bench");
+    let s = if bench { Settings::from_env() } else { Settings::smoke() };
     let files = raise_open_files();
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -517,6 +546,11 @@ fn main() -> std::process::ExitCode {
             ld("edge_tcp_first_message_timeouts_total"),
             rss_peak / 1024
         );
+        let refused = l(&sc.closed_at_once);
+        if !bench && (l(&cc.answered) == 0 || l(&cc.answered) != l(&cc.attempts) || refused == 0) {
+            eprintln!("smoke test failed: every carrier connection must be answered and strangers refused");
+            return std::process::ExitCode::FAILURE;
+        }
         std::process::ExitCode::SUCCESS
     })
 }
