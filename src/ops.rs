@@ -132,6 +132,30 @@ fn security_metrics(s: &OpsState) {
     }
 }
 
+/// The TCP budgets (`sip.tcp_*`): refusals by the cap that was full, accepted and open connections by
+/// class of source, and connections closed for saying nothing in SIP in time or for going idle.
+fn tcp_budget_metrics(t: &TransportStats) {
+    use crate::transport::tcp_budget::{PeerClass, Refusal};
+    let load = |v: &std::sync::atomic::AtomicU64| v.load(Ordering::Relaxed);
+    for why in [
+        Refusal::Total,
+        Refusal::PerIp,
+        Refusal::StrangerTotal,
+        Refusal::StrangerPerIp,
+    ] {
+        metrics::counter!("edge_tcp_connections_refused_by_reason_total", "reason" => why.as_str())
+            .absolute(load(t.tcp_refused(why)));
+    }
+    for class in [PeerClass::Carrier, PeerClass::Agent, PeerClass::Stranger] {
+        metrics::counter!("edge_tcp_connections_accepted_by_class_total", "class" => class.as_str())
+            .absolute(load(t.tcp_accepted(class)));
+        metrics::gauge!("edge_tcp_connections_open", "class" => class.as_str()).set(load(t.tcp_open(class)) as f64);
+    }
+    metrics::gauge!("edge_tcp_connections_open", "class" => "outbound").set(load(&t.tcp_open_outbound) as f64);
+    metrics::counter!("edge_tcp_first_message_timeouts_total").absolute(load(&t.tcp_first_message_timeouts));
+    metrics::counter!("edge_tcp_idle_closed_total").absolute(load(&t.tcp_idle_closed));
+}
+
 async fn metrics_text(State(s): State<OpsState>) -> impl IntoResponse {
     let c = |name: &'static str, v: &std::sync::atomic::AtomicU64| {
         metrics::counter!(name).absolute(v.load(Ordering::Relaxed))
@@ -165,6 +189,7 @@ async fn metrics_text(State(s): State<OpsState>) -> impl IntoResponse {
     );
     c("edge_tcp_connections_opened_total", &s.transport.tcp_connections_opened);
     c("edge_tcp_framing_errors_total", &s.transport.tcp_framing_errors);
+    tcp_budget_metrics(&s.transport);
     c("edge_send_errors_total", &s.transport.send_errors);
     c("edge_failovers_total", &s.calls.failovers);
     c("edge_call_records_dropped_total", &s.calls.records_dropped);

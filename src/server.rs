@@ -308,8 +308,14 @@ pub async fn start(cfg: Config) -> anyhow::Result<Edge> {
     let limits = transport::tcp::TcpLimits {
         max_message_size: cfg.sip.max_message_size,
         idle_timeout: cfg.sip.tcp_idle_timeout,
-        max_connections: cfg.sip.tcp_max_connections,
-        max_per_ip: cfg.sip.tcp_max_connections_per_ip,
+        first_message_timeout: cfg.sip.tcp_first_message_timeout,
+        budget: transport::tcp_budget::TcpBudget {
+            max_connections: cfg.sip.tcp_max_connections,
+            max_per_ip: cfg.sip.tcp_max_connections_per_ip,
+            carrier_reserved: cfg.sip.tcp_carrier_reserved_connections,
+            stranger_max: cfg.sip.tcp_stranger_max_connections,
+            stranger_max_per_ip: cfg.sip.tcp_stranger_max_connections_per_ip,
+        },
     };
     // Trunks reached over TCP get connections the edge opens itself, read like accepted ones.
     out.enable_connect(engine_tx.clone(), limits.clone());
@@ -319,6 +325,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Edge> {
             engine_tx.clone(),
             out.clone(),
             limits,
+            tcp_classifier(cfg.clone()),
         )));
     }
     tracing::info!(?sip_udp, ?sip_tcp, "SIP listening");
@@ -375,6 +382,21 @@ pub async fn start(cfg: Config) -> anyhow::Result<Edge> {
         engine: Some(engine),
         records: Some(records),
         tasks,
+    })
+}
+
+/// Classes a TCP connection's source for its budgets: a carrier's `allow` list, an agent network, else
+/// a stranger.
+fn tcp_classifier(cfg: Arc<Config>) -> transport::tcp_budget::Classifier {
+    use transport::tcp_budget::PeerClass;
+    Arc::new(move |ip| {
+        if cfg.carrier_for(ip).is_some() {
+            PeerClass::Carrier
+        } else if cfg.agent_network_for(ip).is_some() {
+            PeerClass::Agent
+        } else {
+            PeerClass::Stranger
+        }
     })
 }
 

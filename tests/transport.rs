@@ -1,15 +1,19 @@
 //! Transport behaviour a carrier's engineer checks: TCP keep-alive, framing limits, connection caps, idle
-//! close, symmetric responses with received/rport, the carrier allow list, and overload answers.
+//! close, symmetric responses with received/rport, the carrier allow list, and overload answers. TCP
+//! budgets: strangers (127.0.1.x here) and agent networks cannot take the carriers' reserved slots,
+//! strangers have caps of their own, and a connection that says nothing in SIP is closed in time.
 
 mod common;
 
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::{parse, start_edge};
 use oneinbox_edge::config::UnknownSource;
 use sip_core::message::HeaderName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpStream, UdpSocket};
+use tokio::net::{TcpSocket, TcpStream, UdpSocket};
 
 fn options(me: std::net::SocketAddr, n: u32, transport: &str) -> String {
     format!(
@@ -173,4 +177,300 @@ async fn full_transaction_table_answers_503_with_retry_after() {
     }
     assert_eq!(codes.iter().filter(|c| **c == 200).count(), 100);
     assert_eq!(codes.iter().filter(|c| **c == 503).count(), 20);
+}
+
+/// Carriers only at 127.0.0.1, agent networks at 127.0.2.0/24: 127.0.1.x are strangers.
+fn carrier_at_127_0_0_1(c: &mut oneinbox_edge::config::Config) {
+    c.carriers = vec![oneinbox_edge::config::Carrier {
+        name: "carrier".into(),
+        allow: vec!["127.0.0.1/32".parse().unwrap()],
+    }];
+    c.agent_networks = vec![oneinbox_edge::config::AgentNetwork {
+        name: "agents".into(),
+        allow: vec!["127.0.2.0/24".parse().unwrap()],
+    }];
+}
+
+/// A TCP connection to `to` from the loopback address `from`.
+async fn connect_from(from: &str, to: SocketAddr) -> TcpStream {
+    let sock = TcpSocket::new_v4().unwrap();
+    sock.bind(SocketAddr::new(from.parse::<IpAddr>().unwrap(), 0)).unwrap();
+    sock.connect(to).await.unwrap()
+}
+
+/// Waits until the edge has decided on `n` connections in all (accepted or refused).
+async fn decided(t: &common::TestEdge, n: u64) {
+    let s = &t.edge.transport_stats;
+    for _ in 0..200 {
+        let seen =
+            s.tcp_connections_accepted.load(Ordering::Relaxed) + s.tcp_connections_refused.load(Ordering::Relaxed);
+        if seen >= n {
+            assert_eq!(seen, n, "more connections decided than opened");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the edge did not decide on {n} connections");
+}
+
+/// The edge closed `s` (EOF or reset) rather than keeping it open.
+async fn closed_by_edge(s: &mut TcpStream) -> bool {
+    read_some(s, Duration::from_secs(5)).await.is_none()
+}
+
+/// Sends an OPTIONS on `s` and returns the answer's status.
+async fn options_over(s: &mut TcpStream, n: u32) -> Option<u16> {
+    let me = s.local_addr().unwrap();
+    s.write_all(options(me, n, "TCP").as_bytes()).await.ok()?;
+    let got = read_some(s, Duration::from_secs(3)).await?;
+    parse(&got).status()
+}
+
+/// The value of one line of /metrics (`name{labels}` exactly as written), if present.
+async fn metric(t: &common::TestEdge, series: &str) -> Option<u64> {
+    let (status, text) = t.http("GET", "/metrics", None).await;
+    assert_eq!(status, 200);
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse::<f64>().ok())
+        .map(|v| v as u64)
+}
+
+/// The lock-out, small: strangers and agents fill every slot they may take, and the carrier still
+/// gets all of its reserved slots, with answers on them; past the total even a carrier is refused.
+#[tokio::test]
+async fn strangers_and_agents_cannot_take_the_carriers_reserved_slots() {
+    let t = start_edge(|c| {
+        carrier_at_127_0_0_1(c);
+        c.sip.tcp_max_connections = 20;
+        c.sip.tcp_carrier_reserved_connections = 5;
+        c.sip.tcp_stranger_max_connections = 6;
+        c.sip.tcp_stranger_max_connections_per_ip = 2;
+        c.sip.tcp_first_message_timeout = Duration::from_secs(60);
+    })
+    .await;
+    let addr = t.edge.sip_tcp.unwrap();
+    let stats = t.edge.transport_stats.clone();
+    let mut opened = 0;
+    let (mut kept, mut refused) = (Vec::new(), Vec::new());
+    // Ten strangers' connections from five addresses: six fit the strangers' cap.
+    for i in 0..10 {
+        let s = connect_from(&format!("127.0.1.{}", 1 + i / 2), addr).await;
+        opened += 1;
+        decided(&t, opened).await;
+        if i < 6 {
+            kept.push(s)
+        } else {
+            refused.push(s)
+        }
+    }
+    // Agents take the rest outside the reserve: 20 - 5 - 6 = 9.
+    for i in 0..10 {
+        let s = connect_from(&format!("127.0.2.{}", 1 + i), addr).await;
+        opened += 1;
+        decided(&t, opened).await;
+        if i < 9 {
+            kept.push(s)
+        } else {
+            refused.push(s)
+        }
+    }
+    assert_eq!(stats.tcp_refused_stranger_cap.load(Ordering::Relaxed), 4);
+    assert_eq!(stats.tcp_refused_total_cap.load(Ordering::Relaxed), 1);
+    for s in &mut refused {
+        assert!(closed_by_edge(s).await, "a connection past its cap is closed at once");
+    }
+    // Every reserved slot is the carrier's, and it is answered on each.
+    let mut carrier = Vec::new();
+    for n in 0..5 {
+        let mut s = connect_from("127.0.0.1", addr).await;
+        assert_eq!(options_over(&mut s, 600 + n).await, Some(200), "carrier connection {n}");
+        carrier.push(s);
+    }
+    assert_eq!(stats.tcp_accepted_carrier.load(Ordering::Relaxed), 5);
+    let mut sixth = connect_from("127.0.0.1", addr).await;
+    assert!(
+        closed_by_edge(&mut sixth).await,
+        "past tcp_max_connections even a carrier waits"
+    );
+    assert_eq!(stats.tcp_refused_total_cap.load(Ordering::Relaxed), 2);
+    // The strangers and agents that were let in are still served.
+    assert!(!closed_by_edge_within(&mut kept[0], Duration::from_millis(200)).await);
+    let open = |v: &std::sync::atomic::AtomicU64| v.load(Ordering::Relaxed);
+    assert_eq!(
+        (
+            open(&stats.tcp_open_carrier),
+            open(&stats.tcp_open_agent),
+            open(&stats.tcp_open_stranger)
+        ),
+        (5, 9, 6)
+    );
+    // On /metrics (gauges of the process-wide recorder: other tests' edges write them too).
+    for class in ["carrier", "agent", "stranger", "outbound"] {
+        let series = format!("edge_tcp_connections_open{{class=\"{class}\"}}");
+        assert!(metric(&t, &series).await.is_some(), "{series}");
+    }
+    assert!(
+        metric(
+            &t,
+            "edge_tcp_connections_refused_by_reason_total{reason=\"stranger_cap\"}"
+        )
+        .await
+            >= Some(4)
+    );
+    assert!(metric(&t, "edge_tcp_connections_refused_by_reason_total{reason=\"total_cap\"}").await >= Some(2));
+    assert!(metric(&t, "edge_tcp_connections_refused_total").await >= Some(6));
+
+    // A carrier connection that ends frees its slot for the next carrier connection.
+    drop(carrier.pop());
+    for _ in 0..200 {
+        if stats.tcp_open_carrier.load(Ordering::Relaxed) == 4 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut again = connect_from("127.0.0.1", addr).await;
+    assert_eq!(options_over(&mut again, 700).await, Some(200));
+}
+
+/// Whether the edge closes `s` within `wait` (`false`: still open when the wait ends).
+async fn closed_by_edge_within(s: &mut TcpStream, wait: Duration) -> bool {
+    read_some(s, wait).await.is_none()
+}
+
+#[tokio::test]
+async fn a_strangers_connections_per_address_are_capped() {
+    let t = start_edge(|c| {
+        carrier_at_127_0_0_1(c);
+        c.sip.tcp_stranger_max_connections_per_ip = 2;
+        c.sip.tcp_first_message_timeout = Duration::from_secs(60);
+    })
+    .await;
+    let addr = t.edge.sip_tcp.unwrap();
+    let mut kept = vec![
+        connect_from("127.0.1.7", addr).await,
+        connect_from("127.0.1.7", addr).await,
+    ];
+    decided(&t, 2).await;
+    let mut third = connect_from("127.0.1.7", addr).await;
+    decided(&t, 3).await;
+    assert!(
+        closed_by_edge(&mut third).await,
+        "the third from one stranger address is closed at once"
+    );
+    // Another address, and a carrier from its own, are not affected.
+    kept.push(connect_from("127.0.1.8", addr).await);
+    let mut carrier = connect_from("127.0.0.1", addr).await;
+    assert_eq!(options_over(&mut carrier, 800).await, Some(200));
+    decided(&t, 5).await;
+    let stats = &t.edge.transport_stats;
+    assert_eq!(stats.tcp_refused_stranger_per_ip_cap.load(Ordering::Relaxed), 1);
+    assert_eq!(stats.tcp_accepted_stranger.load(Ordering::Relaxed), 3);
+    for s in &mut kept {
+        assert!(!closed_by_edge_within(s, Duration::from_millis(100)).await);
+    }
+    assert!(
+        metric(
+            &t,
+            "edge_tcp_connections_refused_by_reason_total{reason=\"stranger_per_ip_cap\"}"
+        )
+        .await
+            >= Some(1)
+    );
+}
+
+/// A connection that never sends a byte holds its slot for `tcp_first_message_timeout_s`, not for the
+/// ten-minute idle timeout.
+#[tokio::test]
+async fn a_silent_connection_is_closed_after_the_first_message_timeout() {
+    let t = start_edge(|c| {
+        carrier_at_127_0_0_1(c);
+        c.sip.tcp_first_message_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let mut s = connect_from("127.0.1.9", t.edge.sip_tcp.unwrap()).await;
+    assert!(closed_by_edge(&mut s).await, "closed after the first-message timeout");
+    let stats = &t.edge.transport_stats;
+    assert_eq!(stats.tcp_first_message_timeouts.load(Ordering::Relaxed), 1);
+    assert_eq!(stats.tcp_idle_closed.load(Ordering::Relaxed), 0);
+    assert!(metric(&t, "edge_tcp_first_message_timeouts_total").await >= Some(1));
+    // Its slot is free again.
+    for _ in 0..200 {
+        if stats.tcp_open_stranger.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the stranger's slot was not freed");
+}
+
+/// Keep-alives are answered but are not SIP: a connection that only pings, or only sends framed garbage,
+/// is closed at the first-message timeout like a silent one.
+#[tokio::test]
+async fn keepalives_or_garbage_alone_do_not_keep_a_connection() {
+    let t = start_edge(|c| {
+        carrier_at_127_0_0_1(c);
+        c.sip.tcp_first_message_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let addr = t.edge.sip_tcp.unwrap();
+    for (n, what) in [(1, &b"\r\n\r\n"[..]), (2, b"HELLO edge\r\nContent-Length: 0\r\n\r\n")] {
+        let mut s = connect_from("127.0.1.10", addr).await;
+        let started = std::time::Instant::now();
+        let mut closed = false;
+        // Keep sending well past the deadline; the edge must end it anyway.
+        while started.elapsed() < Duration::from_secs(8) {
+            if s.write_all(what).await.is_err() {
+                closed = true;
+                break;
+            }
+            match read_some(&mut s, Duration::from_millis(200)).await {
+                None => {
+                    closed = true;
+                    break;
+                }
+                Some(got) if what.starts_with(b"\r\n") && !got.is_empty() => {
+                    assert!(got.iter().all(|b| *b == b'\r' || *b == b'\n'), "pongs only: {got:?}")
+                }
+                Some(_) => {}
+            }
+        }
+        assert!(
+            closed,
+            "{}: the edge kept the connection",
+            String::from_utf8_lossy(what)
+        );
+        let stats = &t.edge.transport_stats;
+        for _ in 0..200 {
+            if stats.tcp_first_message_timeouts.load(Ordering::Relaxed) == n {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(stats.tcp_first_message_timeouts.load(Ordering::Relaxed), n);
+    }
+}
+
+/// Once a connection has delivered a SIP message, the first-message deadline is gone: it is kept (up to
+/// the idle timeout) and keeps being answered.
+#[tokio::test]
+async fn a_connection_that_spoke_sip_stays_open_past_the_first_message_timeout() {
+    let t = start_edge(|c| {
+        carrier_at_127_0_0_1(c);
+        c.sip.tcp_first_message_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let mut s = connect_from("127.0.0.1", t.edge.sip_tcp.unwrap()).await;
+    assert_eq!(options_over(&mut s, 900).await, Some(200));
+    assert!(
+        !closed_by_edge_within(&mut s, Duration::from_secs(2)).await,
+        "still open past the first-message timeout"
+    );
+    assert_eq!(options_over(&mut s, 901).await, Some(200));
+    assert_eq!(
+        t.edge
+            .transport_stats
+            .tcp_first_message_timeouts
+            .load(Ordering::Relaxed),
+        0
+    );
 }

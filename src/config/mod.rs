@@ -194,6 +194,11 @@ struct RawSip {
     tcp_idle_timeout_s: Spanned<u64>,
     tcp_max_connections: Spanned<u64>,
     tcp_max_connections_per_ip: Spanned<u64>,
+    /// Defaults derived from the caps above when left out (see [`Validator::tcp_budget`]).
+    tcp_carrier_reserved_connections: Option<Spanned<u64>>,
+    tcp_stranger_max_connections: Option<Spanned<u64>>,
+    tcp_stranger_max_connections_per_ip: Option<Spanned<u64>>,
+    tcp_first_message_timeout_s: Spanned<u64>,
     t1_ms: Spanned<u64>,
     t2_ms: Spanned<u64>,
     t4_ms: Spanned<u64>,
@@ -212,6 +217,10 @@ impl Default for RawSip {
             tcp_idle_timeout_s: s(600),
             tcp_max_connections: s(10_000),
             tcp_max_connections_per_ip: s(256),
+            tcp_carrier_reserved_connections: None,
+            tcp_stranger_max_connections: None,
+            tcp_stranger_max_connections_per_ip: None,
+            tcp_first_message_timeout_s: s(5),
             t1_ms: s(500),
             t2_ms: s(4_000),
             t4_ms: s(5_000),
@@ -343,6 +352,14 @@ pub struct SipConfig {
     pub tcp_idle_timeout: Duration,
     pub tcp_max_connections: usize,
     pub tcp_max_connections_per_ip: usize,
+    /// Slots of `tcp_max_connections` only carriers may take.
+    pub tcp_carrier_reserved_connections: usize,
+    /// Connections from strangers (outside every carrier and agent network) open at once.
+    pub tcp_stranger_max_connections: usize,
+    /// A stranger's connections from one address (one /64 for IPv6).
+    pub tcp_stranger_max_connections_per_ip: usize,
+    /// An accepted connection without a SIP message this long after accept is closed.
+    pub tcp_first_message_timeout: Duration,
     pub t1: Duration,
     pub t2: Duration,
     pub t4: Duration,
@@ -485,6 +502,7 @@ impl Validator<'_> {
             }
             None => None,
         };
+        let caps = self.tcp_budget(s)?;
         let t1 = self.range("sip.t1_ms", &s.t1_ms, 50, 10_000)?;
         let t2 = self.range("sip.t2_ms", &s.t2_ms, t1, 60_000)?;
         let t4 = self.range("sip.t4_ms", &s.t4_ms, t1, 60_000)?;
@@ -499,13 +517,17 @@ impl Validator<'_> {
                 1,
                 86_400,
             )?),
-            tcp_max_connections: self.range("sip.tcp_max_connections", &s.tcp_max_connections, 1, 1_000_000)? as usize,
-            tcp_max_connections_per_ip: self.range(
-                "sip.tcp_max_connections_per_ip",
-                &s.tcp_max_connections_per_ip,
+            tcp_max_connections: caps.max_connections,
+            tcp_max_connections_per_ip: caps.max_per_ip,
+            tcp_carrier_reserved_connections: caps.carrier_reserved,
+            tcp_stranger_max_connections: caps.stranger_max,
+            tcp_stranger_max_connections_per_ip: caps.stranger_max_per_ip,
+            tcp_first_message_timeout: Duration::from_secs(self.range(
+                "sip.tcp_first_message_timeout_s",
+                &s.tcp_first_message_timeout_s,
                 1,
-                1_000_000,
-            )? as usize,
+                600,
+            )?),
             t1: Duration::from_millis(t1),
             t2: Duration::from_millis(t2),
             t4: Duration::from_millis(t4),
@@ -632,7 +654,76 @@ impl Validator<'_> {
     }
 }
 
+/// The validated TCP connection caps of `[sip]`.
+struct TcpCaps {
+    max_connections: usize,
+    max_per_ip: usize,
+    carrier_reserved: usize,
+    stranger_max: usize,
+    stranger_max_per_ip: usize,
+}
+
+/// `sip.tcp_stranger_max_connections_per_ip` when left out (at most `tcp_max_connections_per_ip`): a
+/// host that dials in with digest needs one or two connections; a scanner gets no more than this.
+const STRANGER_PER_IP_DEFAULT: u64 = 4;
+
 impl Validator<'_> {
+    /// The TCP caps. Left out, the carriers' reserve and the strangers' total are a tenth of
+    /// `tcp_max_connections` each (the strangers' at most what the reserve leaves), and a stranger's per
+    /// address [`STRANGER_PER_IP_DEFAULT`]; set, each must fit inside the caps it narrows.
+    fn tcp_budget(&self, s: &RawSip) -> Result<TcpCaps, ConfigError> {
+        let max = self.range("sip.tcp_max_connections", &s.tcp_max_connections, 1, 1_000_000)?;
+        let per_ip = self.range(
+            "sip.tcp_max_connections_per_ip",
+            &s.tcp_max_connections_per_ip,
+            1,
+            1_000_000,
+        )?;
+        let reserved = match &s.tcp_carrier_reserved_connections {
+            Some(v) => self.range("sip.tcp_carrier_reserved_connections", v, 0, max)?,
+            None => max / 10,
+        };
+        let unreserved = max - reserved;
+        let stranger_max = match &s.tcp_stranger_max_connections {
+            Some(v) if *v.get_ref() > unreserved => {
+                return self.err(
+                    "sip.tcp_stranger_max_connections",
+                    v.span(),
+                    format!(
+                        "{} is more than the {unreserved} slots strangers could ever take \
+                         (tcp_max_connections {max} less tcp_carrier_reserved_connections {reserved})",
+                        v.get_ref()
+                    ),
+                )
+            }
+            Some(v) => *v.get_ref(),
+            None => (max / 10).min(unreserved),
+        };
+        let stranger_per_ip = match &s.tcp_stranger_max_connections_per_ip {
+            Some(v) if *v.get_ref() == 0 || *v.get_ref() > per_ip => {
+                return self.err(
+                    "sip.tcp_stranger_max_connections_per_ip",
+                    v.span(),
+                    format!(
+                        "{} is out of range 1..={per_ip} (tcp_max_connections_per_ip); to keep strangers \
+                         off TCP set tcp_stranger_max_connections = 0",
+                        v.get_ref()
+                    ),
+                )
+            }
+            Some(v) => *v.get_ref(),
+            None => STRANGER_PER_IP_DEFAULT.min(per_ip),
+        };
+        let n = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
+        Ok(TcpCaps {
+            max_connections: n(max),
+            max_per_ip: n(per_ip),
+            carrier_reserved: n(reserved),
+            stranger_max: n(stranger_max),
+            stranger_max_per_ip: n(stranger_per_ip),
+        })
+    }
+
     fn inventory(&self, inv: &RawInventory) -> Result<InventorySettings, ConfigError> {
         use edge_providers::ProviderKind;
         let ranges: Vec<_> = inv.ranges.iter().map(|r| r.get_ref().clone()).collect();
@@ -863,6 +954,94 @@ mod tests {
     fn out_of_range_timer() {
         let e = parse("[sip]\nt1_ms = 5\n").unwrap_err().to_string();
         assert!(e.contains("sip.t1_ms") && e.contains(":2:"), "{e}");
+    }
+
+    #[test]
+    fn tcp_budgets_default_to_shares_of_the_total() {
+        let c = parse("").unwrap().sip;
+        assert_eq!(
+            (
+                c.tcp_max_connections,
+                c.tcp_carrier_reserved_connections,
+                c.tcp_stranger_max_connections,
+                c.tcp_stranger_max_connections_per_ip
+            ),
+            (10_000, 1_000, 1_000, 4)
+        );
+        assert_eq!(c.tcp_first_message_timeout, Duration::from_secs(5));
+        // Left out, the derived values follow smaller caps instead of contradicting them.
+        let c = parse(
+            "[sip]\ntcp_max_connections = 50\ntcp_max_connections_per_ip = 2\ntcp_carrier_reserved_connections = 48\n",
+        )
+        .unwrap()
+        .sip;
+        assert_eq!(
+            (c.tcp_stranger_max_connections, c.tcp_stranger_max_connections_per_ip),
+            (2, 2)
+        );
+        let c = parse(
+            "[sip]\ntcp_carrier_reserved_connections = 0\ntcp_stranger_max_connections = 0\n\
+             tcp_stranger_max_connections_per_ip = 9\ntcp_first_message_timeout_s = 2\n",
+        )
+        .unwrap()
+        .sip;
+        assert_eq!(
+            (
+                c.tcp_carrier_reserved_connections,
+                c.tcp_stranger_max_connections,
+                c.tcp_stranger_max_connections_per_ip
+            ),
+            (0, 0, 9)
+        );
+        assert_eq!(c.tcp_first_message_timeout, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn bad_tcp_budgets_name_key_and_line() {
+        for (text, key, line) in [
+            (
+                "[sip]\ntcp_max_connections = 100\n\ntcp_carrier_reserved_connections = 101\n",
+                "sip.tcp_carrier_reserved_connections",
+                ":4:",
+            ),
+            (
+                "[sip]\ntcp_max_connections = 100\ntcp_carrier_reserved_connections = 30\ntcp_stranger_max_connections = 71\n",
+                "sip.tcp_stranger_max_connections",
+                ":4:",
+            ),
+            (
+                "[sip]\ntcp_stranger_max_connections_per_ip = 0\n",
+                "sip.tcp_stranger_max_connections_per_ip",
+                ":2:",
+            ),
+            (
+                "[sip]\ntcp_max_connections_per_ip = 8\n\ntcp_stranger_max_connections_per_ip = 9\n",
+                "sip.tcp_stranger_max_connections_per_ip",
+                ":4:",
+            ),
+            (
+                "[sip]\ntcp_first_message_timeout_s = 0\n",
+                "sip.tcp_first_message_timeout_s",
+                ":2:",
+            ),
+            (
+                "[sip]\ntcp_first_message_timeout_s = 601\n",
+                "sip.tcp_first_message_timeout_s",
+                ":2:",
+            ),
+            (
+                "[sip]\ntcp_stranger_max_connections = -1\n",
+                "tcp_stranger_max_connections",
+                "line 2",
+            ),
+        ] {
+            let e = parse(text).unwrap_err().to_string();
+            assert!(e.contains(key) && e.contains(line), "{text:?}: {e}");
+        }
+        let e = parse("[sip]\ntcp_max_connections = 100\ntcp_carrier_reserved_connections = 30\ntcp_stranger_max_connections = 71\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("70 slots"), "{e}");
     }
 
     #[test]

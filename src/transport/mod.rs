@@ -6,6 +6,7 @@
 //! connection a request arrived on (RFC 3261 18.2.2).
 
 pub mod tcp;
+pub mod tcp_budget;
 pub mod udp;
 
 use std::net::SocketAddr;
@@ -41,13 +42,66 @@ pub struct TransportStats {
     /// The SIP UDP socket's inode (0: none), to find its kernel counters.
     pub udp_socket_inode: AtomicU64,
     pub tcp_connections_accepted: AtomicU64,
+    /// Refused at accept, every reason (the sum of the `tcp_refused_*` below).
     pub tcp_connections_refused: AtomicU64,
+    /// Refused because every slot the class may take was in use.
+    pub tcp_refused_total_cap: AtomicU64,
+    /// Refused because the source address holds `tcp_max_connections_per_ip`.
+    pub tcp_refused_per_ip_cap: AtomicU64,
+    /// A stranger refused because strangers hold `tcp_stranger_max_connections`.
+    pub tcp_refused_stranger_cap: AtomicU64,
+    /// A stranger refused because its address holds `tcp_stranger_max_connections_per_ip`.
+    pub tcp_refused_stranger_per_ip_cap: AtomicU64,
+    /// Accepted connections by class of source.
+    pub tcp_accepted_carrier: AtomicU64,
+    pub tcp_accepted_agent: AtomicU64,
+    pub tcp_accepted_stranger: AtomicU64,
+    /// Open connections by class (gauges); `tcp_open_outbound`: those the edge opened itself.
+    pub tcp_open_carrier: AtomicU64,
+    pub tcp_open_agent: AtomicU64,
+    pub tcp_open_stranger: AtomicU64,
+    pub tcp_open_outbound: AtomicU64,
     /// Connections the edge opened itself (trunks over TCP).
     pub tcp_connections_opened: AtomicU64,
     pub tcp_frames_in: AtomicU64,
     pub tcp_framing_errors: AtomicU64,
     pub tcp_idle_closed: AtomicU64,
+    /// Closed because no SIP message arrived within `tcp_first_message_timeout_s`.
+    pub tcp_first_message_timeouts: AtomicU64,
     pub send_errors: AtomicU64,
+}
+
+impl TransportStats {
+    /// The refusal counter for `why`.
+    pub fn tcp_refused(&self, why: tcp_budget::Refusal) -> &AtomicU64 {
+        use tcp_budget::Refusal as R;
+        match why {
+            R::Total => &self.tcp_refused_total_cap,
+            R::PerIp => &self.tcp_refused_per_ip_cap,
+            R::StrangerTotal => &self.tcp_refused_stranger_cap,
+            R::StrangerPerIp => &self.tcp_refused_stranger_per_ip_cap,
+        }
+    }
+
+    /// The accepted-connections counter of `class`.
+    pub fn tcp_accepted(&self, class: tcp_budget::PeerClass) -> &AtomicU64 {
+        use tcp_budget::PeerClass as C;
+        match class {
+            C::Carrier => &self.tcp_accepted_carrier,
+            C::Agent => &self.tcp_accepted_agent,
+            C::Stranger => &self.tcp_accepted_stranger,
+        }
+    }
+
+    /// The open-connections gauge of `class`.
+    pub fn tcp_open(&self, class: tcp_budget::PeerClass) -> &AtomicU64 {
+        use tcp_budget::PeerClass as C;
+        match class {
+            C::Carrier => &self.tcp_open_carrier,
+            C::Agent => &self.tcp_open_agent,
+            C::Stranger => &self.tcp_open_stranger,
+        }
+    }
 }
 
 /// The sending side shared by every task: the UDP socket and the writers of open TCP connections.

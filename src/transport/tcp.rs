@@ -1,44 +1,55 @@
-//! TCP: accept with caps (total and per source address), frame by Content-Length with a size cap, answer
-//! RFC 5626 double-CRLF keep-alives, close idle connections. Responses return on the same connection.
+//! TCP: accept within budgets ([`tcp_budget`](super::tcp_budget): carriers' reserved slots, strangers' own
+//! caps, per source address), frame by Content-Length with a size cap, answer RFC 5626 double-CRLF
+//! keep-alives, close connections that say nothing in SIP in time or go idle. Responses return on the
+//! same connection.
 
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use sip_core::framing::{Frame, StreamFramer};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use sip_core::framing::{starts_with_sip_line, Frame, StreamFramer};
+use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
-use super::{Inbound, Link, Outbound};
+use super::tcp_budget::{Classifier, TcpBudget, TcpSlots};
+use super::{Inbound, Link, Outbound, TransportStats};
 
 /// Limits that keep one peer from exhausting the edge.
 #[derive(Debug, Clone)]
 pub struct TcpLimits {
     pub max_message_size: usize,
     pub idle_timeout: Duration,
-    pub max_connections: usize,
-    pub max_per_ip: usize,
+    /// An accepted connection that has not delivered a message with a SIP start line this long after it
+    /// was accepted is closed, whatever else it sent (keep-alives, garbage): it only holds a slot.
+    pub first_message_timeout: Duration,
+    /// Who may hold accepted connections. `max_connections` also caps, separately, the connections the
+    /// edge opens itself.
+    pub budget: TcpBudget,
 }
 
 /// Outstanding writes per connection before the peer counts as not reading.
 const WRITE_QUEUE: usize = 256;
 
+/// Read buffer of a connection, allocated when it first has bytes to read: a connection that never
+/// sends anything costs no buffer.
+const READ_BUFFER: usize = 16 * 1024;
+
 static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
 
-/// Connection counts, total and per source IP; a plain mutex since it is touched once per connect/close.
-#[derive(Default)]
-struct Counts {
-    total: usize,
-    per_ip: HashMap<IpAddr, usize>,
-}
-
-/// Accepts connections until the engine goes away.
-pub async fn run(listener: TcpListener, engine: mpsc::Sender<Inbound>, out: Outbound, limits: TcpLimits) {
-    let counts = Arc::new(Mutex::new(Counts::default()));
+/// Accepts connections until the engine goes away. `classify` tells each source's class for the budgets.
+pub async fn run(
+    listener: TcpListener,
+    engine: mpsc::Sender<Inbound>,
+    out: Outbound,
+    limits: TcpLimits,
+    classify: Classifier,
+) {
+    let slots = TcpSlots::new(limits.budget.clone(), out.stats.clone());
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(s) => s,
@@ -52,53 +63,33 @@ pub async fn run(listener: TcpListener, engine: mpsc::Sender<Inbound>, out: Outb
         if engine.is_closed() {
             return;
         }
-        let admitted = {
-            let mut c = counts.lock().unwrap_or_else(|p| p.into_inner());
-            let n = c.per_ip.get(&peer.ip()).copied().unwrap_or(0);
-            if c.total >= limits.max_connections || n >= limits.max_per_ip {
-                false
-            } else {
-                c.total += 1;
-                *c.per_ip.entry(peer.ip()).or_insert(0) += 1;
-                true
+        let class = classify(peer.ip());
+        let slot = match slots.take(peer.ip(), class) {
+            Ok(slot) => slot,
+            Err(why) => {
+                tracing::debug!(%peer, class = class.as_str(), reason = why.as_str(), "tcp connection refused");
+                // Reset rather than close: a refused connection leaves no TIME_WAIT socket behind, so a
+                // flood of connects does not fill the kernel's table.
+                let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
+                drop(stream);
+                continue;
             }
         };
-        if !admitted {
-            out.stats.tcp_connections_refused.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(%peer, "tcp connection refused: connection cap");
-            drop(stream);
-            continue;
-        }
-        out.stats.tcp_connections_accepted.fetch_add(1, Ordering::Relaxed);
-        let (engine, out, limits, counts) = (engine.clone(), out.clone(), limits.clone(), counts.clone());
+        let (engine, out, limits) = (engine.clone(), out.clone(), limits.clone());
         tokio::spawn(async move {
-            serve_connection(stream, peer, engine, &out, &limits).await;
-            let mut c = counts.lock().unwrap_or_else(|p| p.into_inner());
-            c.total = c.total.saturating_sub(1);
-            if let Some(n) = c.per_ip.get_mut(&peer.ip()) {
-                *n -= 1;
-                if *n == 0 {
-                    c.per_ip.remove(&peer.ip());
-                }
-            }
+            let id = NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed);
+            let (wtx, wrx) = mpsc::channel::<Bytes>(WRITE_QUEUE);
+            out.tcp_conns().insert(id, wtx.clone());
+            let first = Some(limits.first_message_timeout);
+            run_stream(stream, peer, id, (wtx, wrx), engine, &out, &limits, first).await;
+            drop(slot);
         });
     }
 }
 
-async fn serve_connection(
-    stream: TcpStream,
-    peer: SocketAddr,
-    engine: mpsc::Sender<Inbound>,
-    out: &Outbound,
-    limits: &TcpLimits,
-) {
-    let id = NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed);
-    let (wtx, wrx) = mpsc::channel::<Bytes>(WRITE_QUEUE);
-    out.tcp_conns().insert(id, wtx.clone());
-    run_stream(stream, peer, id, (wtx, wrx), engine, out, limits).await;
-}
-
-/// Connections the edge opens itself (to trunks over TCP), one per destination, reused while open.
+/// Connections the edge opens itself (to trunks and agents over TCP), one per destination, reused while
+/// open. They take no accept slot (the edge chose to open them, to addresses from its own routing data)
+/// but are capped on their own at `budget.max_connections` open at once.
 pub struct Connector {
     engine: mpsc::Sender<Inbound>,
     limits: TcpLimits,
@@ -107,6 +98,29 @@ pub struct Connector {
 
 /// A connection attempt gives up after this (the transaction's own timers then fail the target over).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// One open connection the edge made, on the `tcp_open_outbound` gauge until dropped.
+struct OutboundSlot(Arc<TransportStats>);
+
+impl OutboundSlot {
+    fn take(stats: &Arc<TransportStats>, max: usize) -> Option<OutboundSlot> {
+        let max = u64::try_from(max).unwrap_or(u64::MAX);
+        stats
+            .tcp_open_outbound
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| (n < max).then_some(n + 1))
+            .ok()
+            .map(|_| OutboundSlot(stats.clone()))
+    }
+}
+
+impl Drop for OutboundSlot {
+    fn drop(&mut self) {
+        let _ = self
+            .0
+            .tcp_open_outbound
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+    }
+}
 
 impl Connector {
     pub fn new(engine: mpsc::Sender<Inbound>, limits: TcpLimits) -> Self {
@@ -125,6 +139,10 @@ impl Connector {
                 return w.try_send(bytes).is_ok();
             }
         }
+        let Some(slot) = OutboundSlot::take(&out.stats, self.limits.budget.max_connections) else {
+            tracing::warn!(%to, max = self.limits.budget.max_connections, "tcp connect skipped: the edge has as many connections of its own open as sip.tcp_max_connections");
+            return false;
+        };
         let id = NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed);
         let (wtx, wrx) = mpsc::channel::<Bytes>(WRITE_QUEUE);
         if wtx.try_send(bytes).is_err() {
@@ -142,19 +160,33 @@ impl Connector {
             match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(to)).await {
                 Ok(Ok(stream)) => {
                     out.stats.tcp_connections_opened.fetch_add(1, Ordering::Relaxed);
-                    run_stream(stream, to, id, (wtx, wrx), engine, &out, &limits).await;
+                    // We spoke first: the peer owes us nothing but answers, so no first-message deadline.
+                    run_stream(stream, to, id, (wtx, wrx), engine, &out, &limits, None).await;
                 }
                 Ok(Err(e)) => tracing::info!(%to, error = %e, "tcp connect failed"),
                 Err(_) => tracing::info!(%to, "tcp connect timed out"),
             }
             out.tcp_conns().remove(&id);
             by_addr.remove_if(&to, |_, v| *v == id);
+            drop(slot);
         });
         true
     }
 }
 
+/// Why a connection's reader gave up waiting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Deadline {
+    /// `first_message_timeout` after accept, still without a SIP message.
+    FirstMessage,
+    /// `idle_timeout` without a byte.
+    Idle,
+}
+
 /// Reads frames into the engine and writes queued bytes until either side ends; `id` is already registered.
+/// `first_message`: how long the peer has to deliver a message with a SIP start line (`None`: no such
+/// deadline, for connections the edge opened).
+#[allow(clippy::too_many_arguments)]
 async fn run_stream(
     stream: TcpStream,
     peer: SocketAddr,
@@ -163,9 +195,10 @@ async fn run_stream(
     engine: mpsc::Sender<Inbound>,
     out: &Outbound,
     limits: &TcpLimits,
+    first_message: Option<Duration>,
 ) {
     let _ = stream.set_nodelay(true);
-    let (mut rd, mut wr) = stream.into_split();
+    let (rd, mut wr) = stream.into_split();
     let writer = tokio::spawn(async move {
         while let Some(b) = wrx.recv().await {
             if wr.write_all(&b).await.is_err() {
@@ -175,12 +208,24 @@ async fn run_stream(
         let _ = wr.shutdown().await;
     });
 
+    // Fixed at accept: keep-alives and garbage do not move it, only a SIP message lifts it.
+    let mut first_deadline = first_message.map(|d| Instant::now() + d);
     let mut framer = StreamFramer::new(limits.max_message_size);
-    let mut buf = vec![0u8; 16 * 1024];
+    let mut buf = Vec::new();
     'conn: loop {
-        let n = match tokio::time::timeout(limits.idle_timeout, rd.read(&mut buf)).await {
+        let idle = Instant::now() + limits.idle_timeout;
+        let (deadline, why) = match first_deadline {
+            Some(f) if f <= idle => (f, Deadline::FirstMessage),
+            _ => (idle, Deadline::Idle),
+        };
+        let n = match tokio::time::timeout_at(deadline, read_some(&rd, &mut buf)).await {
             Err(_) => {
-                out.stats.tcp_idle_closed.fetch_add(1, Ordering::Relaxed);
+                let counter = match why {
+                    Deadline::FirstMessage => &out.stats.tcp_first_message_timeouts,
+                    Deadline::Idle => &out.stats.tcp_idle_closed,
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(%peer, ?why, "tcp connection closed: deadline");
                 break;
             }
             Ok(Err(_)) | Ok(Ok(0)) => break,
@@ -192,6 +237,9 @@ async fn run_stream(
                 Ok(None) => break,
                 Ok(Some(Frame::Message(data))) => {
                     out.stats.tcp_frames_in.fetch_add(1, Ordering::Relaxed);
+                    if first_deadline.is_some() && starts_with_sip_line(&data) {
+                        first_deadline = None;
+                    }
                     // A stream is flow-controlled: waiting here pushes back on the peer instead of dropping.
                     if engine
                         .send(Inbound {
@@ -223,4 +271,19 @@ async fn run_stream(
     drop(wtx);
     // Let queued answers drain, bounded so a dead peer cannot pin the task.
     let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
+}
+
+/// Waits until the socket is readable, then reads into `buf`, allocating it on first use.
+async fn read_some(rd: &OwnedReadHalf, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+    loop {
+        rd.readable().await?;
+        if buf.is_empty() {
+            buf.resize(READ_BUFFER, 0);
+        }
+        match rd.try_read(buf) {
+            Ok(n) => return Ok(n),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        }
+    }
 }

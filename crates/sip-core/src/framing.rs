@@ -138,6 +138,40 @@ impl StreamFramer {
     }
 }
 
+/// Whether a framed message starts with a SIP start line: `Method SP Request-URI SP SIP/2.0` or
+/// `SIP/2.0 SP 3DIGIT [SP Reason]` (RFC 3261 7.1, 7.2).
+///
+/// The cheap test a TCP reader applies until a connection has said something in SIP: it reads the
+/// first line only (one `memchr`), so a stream of framed garbage (`Content-Length: 0` and a blank line
+/// after anything) does not count as SIP, without parsing the message a second time. The full parse,
+/// with its 400 answers, stays with the engine.
+pub fn starts_with_sip_line(frame: &[u8]) -> bool {
+    let end = memchr::memchr(b'\n', frame).unwrap_or(frame.len());
+    let line = frame[..end].strip_suffix(b"\r").unwrap_or(&frame[..end]);
+    let is_version = |v: &[u8]| v.eq_ignore_ascii_case(b"SIP/2.0");
+    let mut parts = line.splitn(3, |&c| c == b' ');
+    let (Some(first), Some(second)) = (parts.next(), parts.next()) else {
+        return false;
+    };
+    if is_version(first) {
+        // A status line: three digits, 100-699, then a space and a reason phrase (which may be empty).
+        return second.len() == 3
+            && second.iter().all(u8::is_ascii_digit)
+            && (b'1'..=b'6').contains(&second[0])
+            && parts
+                .next()
+                .is_none_or(|reason| !reason.iter().any(|&c| c < b' ' && c != b'\t'));
+    }
+    let Some(version) = parts.next() else {
+        return false;
+    };
+    !first.is_empty()
+        && first.iter().all(|&c| crate::headers::lex::is_token_char(c))
+        && !second.is_empty()
+        && second.iter().all(|&c| c > b' ' && c != 0x7f)
+        && is_version(version)
+}
+
 /// Content-Length from a header block; required on streams, duplicates must agree.
 fn content_length(head: &[u8]) -> Result<usize, FrameError> {
     let mut found: Option<usize> = None;

@@ -95,3 +95,36 @@ fn push_beyond_capacity_fails_after_complete_frames() {
     assert!(matches!(f.next(), Ok(Some(Frame::Message(_)))));
     assert_eq!(f.next(), Err(FrameError::TooLarge { max: MSG.len() + 10 }));
 }
+
+/// What a TCP reader accepts as "this connection spoke SIP": a request or status line, nothing else.
+#[test]
+fn sip_start_lines_are_told_from_garbage() {
+    use sip_core::framing::starts_with_sip_line;
+    for ok in [
+        MSG,
+        b"INVITE sip:+14155550100@edge;transport=tcp SIP/2.0\r\nContent-Length: 0\r\n\r\n",
+        b"SIP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n",
+        b"SIP/2.0 404\r\n\r\n",
+        b"sip/2.0 183 Session Progress\r\n\r\n",
+        b"FOO-BAR sip:x SIP/2.0\n\n",
+    ] {
+        assert!(starts_with_sip_line(ok), "{}", String::from_utf8_lossy(ok));
+    }
+    for bad in [
+        &b""[..],
+        b"\r\n",
+        b"GET / HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
+        b"hello\r\nContent-Length: 0\r\n\r\n",
+        b"OPTIONS sip:x SIP/3.0\r\n\r\n",
+        b"OPTIONS  sip:x SIP/2.0\r\n\r\n",
+        b"OPTIONS sip:x\x01y SIP/2.0\r\n\r\n",
+        b"OPTIONS sip:x SIP/2.0 extra\r\n\r\n",
+        b"OPT(ONS sip:x SIP/2.0\r\n\r\n",
+        b"SIP/2.0 20 OK\r\n\r\n",
+        b"SIP/2.0 700 Odd\r\n\r\n",
+        b"SIP/2.0 200 O\x00K\r\n\r\n",
+        b"SIP/2.0\r\n\r\n",
+    ] {
+        assert!(!starts_with_sip_line(bad), "{}", String::from_utf8_lossy(bad));
+    }
+}
