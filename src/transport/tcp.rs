@@ -178,7 +178,11 @@ async fn run_stream(
     let mut framer = StreamFramer::new(limits.max_message_size);
     let mut buf = vec![0u8; 16 * 1024];
     'conn: loop {
-        let n = match tokio::time::timeout(limits.idle_timeout, rd.read(&mut buf)).await {
+        // Never more than the framer can hold: bytes past its limit would be dropped and the connection closed,
+        // although each of several pipelined messages in one read is within the limit. After the drain below
+        // a framer that waits for more always has room (else it has failed), so this never reads zero bytes.
+        let room = framer.remaining_capacity().min(buf.len());
+        let n = match tokio::time::timeout(limits.idle_timeout, rd.read(&mut buf[..room])).await {
             Err(_) => {
                 out.stats.tcp_idle_closed.fetch_add(1, Ordering::Relaxed);
                 break;
