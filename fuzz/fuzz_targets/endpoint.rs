@@ -19,6 +19,8 @@
 //! answer (user `alice`, password `secret`) to the last digest challenge the edge sent to that peer, for the
 //! request of that record: how an agent outside the agent networks places a call.
 //!
+//! `FUZZ_TRACE=1` prints what goes in and out (first lines) when replaying an input by hand.
+//!
 //! Must hold: no panic; every datagram the edge sends parses as SIP; one input never draws more than a
 //! few messages and a bounded number of bytes; live transactions stay within `sip.max_transactions`; a
 //! timer run leaves no timer due; and after shutdown and enough time, no call and no transaction is left.
@@ -210,6 +212,16 @@ fuzz_target!(|data: &[u8]| {
     h.finish();
 });
 
+/// `FUZZ_TRACE` set: replaying an input prints what goes in and out.
+fn trace() -> bool {
+    static ON: OnceLock<bool> = OnceLock::new();
+    *ON.get_or_init(|| std::env::var_os("FUZZ_TRACE").is_some())
+}
+
+fn first_line(b: &[u8]) -> std::borrow::Cow<'_, str> {
+    String::from_utf8_lossy(b.split(|&c| c == b'\n').next().unwrap_or(b"").trim_ascii_end())
+}
+
 /// Splits the script into records (see the module doc).
 fn records(data: &[u8]) -> Vec<&[u8]> {
     let mut out = Vec::new();
@@ -224,7 +236,7 @@ fn records(data: &[u8]) -> Vec<&[u8]> {
     out
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Who {
     Carrier,
     Agent,
@@ -292,6 +304,9 @@ impl Harness {
     }
 
     fn step(&mut self, rec: &[u8]) {
+        if trace() {
+            eprintln!("[{:>7} ms] {}", (self.now - self.start).as_millis(), first_line(rec));
+        }
         let Some(rest) = rec.strip_prefix(b"~") else {
             return self.datagram(Who::Carrier, rec);
         };
@@ -321,6 +336,9 @@ impl Harness {
 
     fn datagram(&mut self, who: Who, payload: &[u8]) {
         let data = self.substitute(who, payload);
+        if trace() {
+            eprintln!("    <- {who:?} UDP: {}", first_line(&data));
+        }
         let len = data.len();
         self.ep.handle(self.now, who.addr(), Link::Udp, Bytes::from(data));
         self.after_input(len);
@@ -358,6 +376,9 @@ impl Harness {
             self.tcp.remove(&who);
         }
         for m in frames {
+            if trace() {
+                eprintln!("    <- {who:?} TCP {conn}: {}", first_line(&m));
+            }
             let len = m.len();
             self.ep.handle(self.now, who.addr(), Link::Tcp(conn), m);
             self.after_input(len);
@@ -418,6 +439,9 @@ impl Harness {
     fn drain(&mut self) -> (usize, usize) {
         let (mut n, mut bytes) = (0, 0);
         while let Some(t) = self.ep.poll_transmit() {
+            if trace() {
+                eprintln!("    -> {} {:?}: {}", t.to, t.link, first_line(&t.bytes));
+            }
             n += 1;
             bytes += t.bytes.len();
             let m = match Message::parse(t.bytes.clone()) {
@@ -473,6 +497,9 @@ impl Harness {
             b = b.body("application/sdp", Bytes::copy_from_slice(body.as_bytes()));
         }
         let bytes = b.build();
+        if trace() {
+            eprintln!("    <- {to}: {}", first_line(&bytes));
+        }
         let len = bytes.len();
         let link = match link {
             Link::Udp => Link::Udp,
