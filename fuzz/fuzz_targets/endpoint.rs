@@ -23,10 +23,11 @@
 //!
 //! Must hold: no panic; every datagram the edge sends parses as SIP; one input never draws more than a
 //! few messages and a bounded number of bytes; live transactions stay within `sip.max_transactions`; a
-//! timer run leaves no timer due; and after shutdown and enough time, no call and no transaction is left.
+//! timer run leaves no timer due; and after shutdown and enough time, no call, dialog, transaction or agent
+//! load is left.
 #![no_main]
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
@@ -286,6 +287,8 @@ struct Harness {
     seen: HashMap<char, Seen>,
     /// The last digest challenge sent to each peer.
     challenges: HashMap<char, DigestChallenge>,
+    /// Every Call-ID the edge sent (both legs), to check that no dialog outlives shutdown.
+    call_ids: HashSet<String>,
 }
 
 impl Harness {
@@ -300,6 +303,7 @@ impl Harness {
             sent_requests: VecDeque::new(),
             seen: HashMap::new(),
             challenges: HashMap::new(),
+            call_ids: HashSet::new(),
         }
     }
 
@@ -464,6 +468,9 @@ impl Harness {
                 to_tag: m.to().ok().and_then(|f| f.tag()).unwrap_or("").to_owned(),
                 branch: m.top_via().ok().and_then(|v| v.branch()).unwrap_or("").to_owned(),
             };
+            if self.call_ids.len() < 4096 {
+                self.call_ids.insert(seen.call_id.clone());
+            }
             self.seen.insert(peer, seen);
             if m.is_request() {
                 self.sent_requests.push_front((t.to, t.link, m));
@@ -581,5 +588,16 @@ impl Harness {
         }
         assert_eq!(self.ep.calls.active(), 0, "calls left after shutdown");
         assert_eq!(self.ep.transactions(), 0, "transactions left after shutdown");
+        for id in &self.call_ids {
+            assert!(!self.ep.calls.has_dialog(id), "dialog {id} left after shutdown");
+        }
+        // An agent counted busy forever would refuse every later call at max_concurrent_calls.
+        for agent in ["ag_primary", "ag_fallback"] {
+            assert_eq!(
+                self.ep.calls.agent_load(agent),
+                0,
+                "{agent} still counted busy after shutdown"
+            );
+        }
     }
 }
