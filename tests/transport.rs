@@ -76,7 +76,11 @@ async fn tcp_pipelined_messages_beyond_the_size_limit_are_all_answered() {
     let mut s = TcpStream::connect(t.edge.sip_tcp.unwrap()).await.unwrap();
     let me = s.local_addr().unwrap();
     let burst: String = (0..24).map(|n| options(me, 100 + n, "TCP")).collect();
-    assert!(burst.len() > 3 * 1_500, "the burst is well past the limit: {}", burst.len());
+    assert!(
+        burst.len() > 3 * 1_500,
+        "the burst is well past the limit: {}",
+        burst.len()
+    );
     s.write_all(burst.as_bytes()).await.unwrap();
     let mut got = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
@@ -89,7 +93,9 @@ async fn tcp_pipelined_messages_beyond_the_size_limit_are_all_answered() {
     assert_eq!(count(&got, b"SIP/2.0 200 "), 24, "{}", String::from_utf8_lossy(&got));
     // The connection is still open and served.
     s.write_all(options(me, 200, "TCP").as_bytes()).await.unwrap();
-    let next = read_some(&mut s, Duration::from_secs(2)).await.expect("connection still open");
+    let next = read_some(&mut s, Duration::from_secs(2))
+        .await
+        .expect("connection still open");
     assert_eq!(parse(&next).status(), Some(200));
 }
 

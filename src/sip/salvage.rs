@@ -157,7 +157,10 @@ fn put_clean(out: &mut BytesMut, v: &[u8]) {
         return;
     }
     let mut utf8 = [0u8; 4];
-    for c in String::from_utf8_lossy(v).chars().filter(|c| *c == '\t' || !c.is_control()) {
+    for c in String::from_utf8_lossy(v)
+        .chars()
+        .filter(|c| *c == '\t' || !c.is_control())
+    {
         out.put_slice(c.encode_utf8(&mut utf8).as_bytes());
     }
 }
