@@ -89,6 +89,53 @@ async fn busy_primary_fails_over_to_fallback() {
     wait_load(&t, &f, 1).await;
 }
 
+/// Found by the endpoint fuzz target (no dialog may outlive shutdown): the Call-ID of an agent leg that failed
+/// (here a 486) stayed in the dialog index after the call moved on to the fallback agent, so a late BYE on that
+/// dead leg hung up the fallback agent's call, and every failover leaked an index entry for good.
+#[tokio::test]
+async fn a_failed_agent_legs_call_id_no_longer_reaches_the_call() {
+    let t = start_edge(|_| {}).await;
+    let busy = Agent::spawn(Mode::Reject(486)).await;
+    let fb = Agent::spawn(Mode::Answer).await;
+    let p = t.add_agent("busy", &busy, 5, AgentStatus::Active).await;
+    let f = t.add_agent("fallback", &fb, 5, AgentStatus::Active).await;
+    t.add_number(DID, &p, Some(&f)).await;
+    let mut c = Carrier::new(t.sip(), DID).await;
+    c.invite().await;
+    let (_, ok) = c.final_response(S).await;
+    assert_eq!(ok.status(), Some(200));
+    c.ack(&ok).await;
+    fb.expect(Method::Ack, S).await;
+
+    // A BYE on the busy agent's dead leg: its Call-ID, the edge's From tag as To.
+    let dead = busy.expect(Method::Invite, S).await;
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let me = sock.local_addr().unwrap();
+    let bye = format!(
+        "BYE sip:edge@{edge} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKdeadleg;rport\r\nMax-Forwards: 70\r\n\
+         From: {to};tag=late\r\nTo: {from}\r\nCall-ID: {cid}\r\nCSeq: 100 BYE\r\nContent-Length: 0\r\n\r\n",
+        edge = t.sip(),
+        to = dead.header(&HeaderName::To).unwrap().trim(),
+        from = dead.header(&HeaderName::From).unwrap().trim(),
+        cid = dead.call_id().unwrap(),
+    );
+    sock.send_to(bye.as_bytes(), t.sip()).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(S, sock.recv(&mut buf)).await.unwrap().unwrap();
+    assert_eq!(common::parse(&buf[..n]).status(), Some(481), "no dialog on a dead leg");
+    assert!(
+        !fb.got(Method::Bye, Duration::from_millis(500)).await,
+        "the live call was not hung up"
+    );
+    wait_load(&t, &f, 1).await;
+
+    // The call itself still ends normally.
+    c.in_dialog("BYE", false).await;
+    assert_eq!(c.recv(S).await.expect("200 to BYE").status(), Some(200));
+    fb.expect(Method::Bye, S).await;
+    wait_load(&t, &f, 0).await;
+}
+
 #[tokio::test]
 async fn unavailable_503_primary_fails_over() {
     let t = start_edge(|_| {}).await;

@@ -71,6 +71,42 @@ async fn tcp_keepalive_and_same_connection_answers() {
     assert_eq!(parse(&got).status(), Some(200));
 }
 
+/// Several messages in one read that together exceed `sip.max_message_size` (each one far below it) are all
+/// answered: the reader takes no more than the framer can hold. It used to read up to 16 KiB at once, so the
+/// framer dropped the bytes past its limit and the carrier's connection was closed as "message too large".
+#[tokio::test]
+async fn tcp_pipelined_messages_beyond_the_size_limit_are_all_answered() {
+    let t = start_edge(|c| c.sip.max_message_size = 1_500).await;
+    let mut s = TcpStream::connect(t.edge.sip_tcp.unwrap()).await.unwrap();
+    let me = s.local_addr().unwrap();
+    let burst: String = (0..24).map(|n| options(me, 100 + n, "TCP")).collect();
+    assert!(
+        burst.len() > 3 * 1_500,
+        "the burst is well past the limit: {}",
+        burst.len()
+    );
+    s.write_all(burst.as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    while count(&got, b"SIP/2.0 200 ") < 24 && tokio::time::Instant::now() < deadline {
+        match read_some(&mut s, Duration::from_millis(500)).await {
+            Some(b) => got.extend_from_slice(&b),
+            None => break,
+        }
+    }
+    assert_eq!(count(&got, b"SIP/2.0 200 "), 24, "{}", String::from_utf8_lossy(&got));
+    // The connection is still open and served.
+    s.write_all(options(me, 200, "TCP").as_bytes()).await.unwrap();
+    let next = read_some(&mut s, Duration::from_secs(2))
+        .await
+        .expect("connection still open");
+    assert_eq!(parse(&next).status(), Some(200));
+}
+
+fn count(hay: &[u8], needle: &[u8]) -> usize {
+    hay.windows(needle.len()).filter(|w| *w == needle).count()
+}
+
 #[tokio::test]
 async fn tcp_flood_without_blank_line_is_cut_off() {
     let t = start_edge(|_| {}).await;

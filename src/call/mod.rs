@@ -1035,6 +1035,7 @@ impl CallController {
                 }
                 // The transaction layer has ACKed it; this hop is over.
                 let agent_id = b.agent_id().map(str::to_owned);
+                let leg_call_id = b.invite_call_id();
                 let hop = b.hop;
                 let reason = resp.reason().unwrap_or("").to_owned();
                 if let Some(h) = call.record.hops.get_mut(hop) {
@@ -1043,6 +1044,7 @@ impl CallController {
                     h.ended_at_ms = Some(now_ms());
                 }
                 call.b = None;
+                self.forget_leg(leg_call_id);
                 if let Some(agent_id) = agent_id {
                     self.release_agent(&agent_id);
                 }
@@ -1222,6 +1224,7 @@ impl CallController {
                     return self.on_trunk_failure(ctx, id, 408, None);
                 }
                 let agent_id = b.agent_id().map(str::to_owned);
+                let leg_call_id = b.invite_call_id();
                 let hop = b.hop;
                 if let Some(h) = call.record.hops.get_mut(hop) {
                     h.sip_status = Some(408);
@@ -1229,6 +1232,7 @@ impl CallController {
                     h.ended_at_ms = Some(now_ms());
                 }
                 call.b = None;
+                self.forget_leg(leg_call_id);
                 if let Some(agent_id) = agent_id {
                     self.release_agent(&agent_id);
                 }
@@ -1271,6 +1275,7 @@ impl CallController {
             h.outcome = why.to_owned();
             h.ended_at_ms = Some(now_ms());
         }
+        self.forget_leg(b.invite_call_id());
         if let Some(agent_id) = b.agent_id() {
             let agent_id = agent_id.to_owned();
             self.release_agent(&agent_id);
@@ -1284,6 +1289,15 @@ impl CallController {
             }
         }
         self.orphan(b);
+    }
+
+    /// A leg that is over while its call goes on (the next hop rings): its Call-ID no longer reaches the call,
+    /// else a late BYE on the dead leg would hang up the next agent, and each failover would leave an entry
+    /// in the index for good. A late answer on it still finds its client transaction (see `orphan`).
+    fn forget_leg(&mut self, leg_call_id: Option<String>) {
+        if let Some(c) = leg_call_id {
+            self.by_dialog.remove(&c);
+        }
     }
 
     /// Keeps an agent leg we gave up on reachable by its client transaction: a late 1xx gets a CANCEL,

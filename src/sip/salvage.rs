@@ -148,11 +148,20 @@ pub fn reject(raw: &[u8], source: SocketAddr, status: &str, warning: &str, serve
     Some(out.freeze())
 }
 
-/// Copies a header value without its control bytes (HTAB kept): the fault being answered may be a NUL in
-/// this very value, and our answer must not carry it on.
+/// Copies a header value as text: invalid UTF-8 becomes U+FFFD and control characters (HTAB kept) are left
+/// out. The request is being refused because something in it is broken, perhaps this very value; our answer
+/// must still be readable SIP and must not carry a NUL or a bare CR (a line break to some parsers) on.
 fn put_clean(out: &mut BytesMut, v: &[u8]) {
-    for part in v.split(|b| b.is_ascii_control() && *b != b'\t') {
-        out.put_slice(part);
+    if v.iter().all(|b| *b == b'\t' || (b' '..0x7f).contains(b)) {
+        out.put_slice(v);
+        return;
+    }
+    let mut utf8 = [0u8; 4];
+    for c in String::from_utf8_lossy(v)
+        .chars()
+        .filter(|c| *c == '\t' || !c.is_control())
+    {
+        out.put_slice(c.encode_utf8(&mut utf8).as_bytes());
     }
 }
 
@@ -201,6 +210,21 @@ f: <sip:a@b>;tag=1\r\nt: <sip:c@d>\r\ni: abc\r\nCSeq: 1 INVITE\r\n\r\n";
             "{s}"
         );
         assert!(s.contains("Warning: 399 edge \"bad version\"\r\n"), "{s}");
+    }
+
+    /// Found by the endpoint fuzz target: a From holding bytes that are not UTF-8 was copied into the 400,
+    /// which then was not SIP (our own parser refused it); a NUL or a bare CR went along the same way.
+    #[test]
+    fn copied_values_are_clean_text() {
+        let raw = b"INVITE sip:x SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: \"Al\xff\xfeice\" <sip:a@b>;tag=1\0\r\n\
+To: <sip:c@d>\rX-Injected: 1\r\nCall-ID: abc\r\nCSeq: 1 INVITE\r\n\r\n";
+        let b = reject(raw, SRC.parse().unwrap(), "400 Bad Request", "399 edge \"w\"", "edge").unwrap();
+        let s = std::str::from_utf8(&b).expect("the answer is UTF-8");
+        assert!(s.contains("From: \"Al\u{fffd}\u{fffd}ice\" <sip:a@b>;tag=1\r\n"), "{s}");
+        assert!(s.contains("To: <sip:c@d>X-Injected: 1;tag="), "{s}");
+        assert!(!s.contains('\0') && !s.replace("\r\n", "").contains('\r'), "{s:?}");
+        let m = sip_core::Message::parse(b).expect("the answer parses");
+        assert_eq!(m.status(), Some(400));
     }
 
     #[test]

@@ -218,7 +218,11 @@ async fn run_stream(
             Some(f) if f <= idle => (f, Deadline::FirstMessage),
             _ => (idle, Deadline::Idle),
         };
-        let n = match tokio::time::timeout_at(deadline, read_some(&rd, &mut buf)).await {
+        // Never more than the framer can hold: bytes past its limit would be dropped and the connection closed,
+        // although each of several pipelined messages in one read is within the limit. After the drain below
+        // a framer that waits for more always has room (else it has failed), so this never reads zero bytes.
+        let room = framer.remaining_capacity();
+        let n = match tokio::time::timeout_at(deadline, read_some(&rd, &mut buf, room)).await {
             Err(_) => {
                 let counter = match why {
                     Deadline::FirstMessage => &out.stats.tcp_first_message_timeouts,
@@ -274,13 +278,14 @@ async fn run_stream(
 }
 
 /// Waits until the socket is readable, then reads into `buf`, allocating it on first use.
-async fn read_some(rd: &OwnedReadHalf, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+async fn read_some(rd: &OwnedReadHalf, buf: &mut Vec<u8>, room: usize) -> std::io::Result<usize> {
     loop {
         rd.readable().await?;
         if buf.is_empty() {
             buf.resize(READ_BUFFER, 0);
         }
-        match rd.try_read(buf) {
+        let n = room.min(buf.len());
+        match rd.try_read(&mut buf[..n]) {
             Ok(n) => return Ok(n),
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
             Err(e) => return Err(e),

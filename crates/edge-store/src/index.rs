@@ -61,6 +61,15 @@ impl RoutingIndex {
         Self::default()
     }
 
+    /// An index holding exactly these agents and numbers, with no store behind it: lets the fuzz targets
+    /// (`fuzz/`) drive the SIP side's call routing without a database. The store builds its index itself.
+    #[doc(hidden)]
+    pub fn from_entries(agents: Vec<AgentRecord>, routes: Vec<NumberRoute>) -> Self {
+        let index = Self::new();
+        index.replace_all(agents, routes, HashMap::new());
+        index
+    }
+
     /// Route for a dialled number. Accepts E.164 with or without the leading `+`
     /// (carriers differ in what they put in the Request-URI user part).
     pub fn lookup_number(&self, number: &str) -> Option<Arc<NumberRoute>> {

@@ -90,7 +90,8 @@ impl StreamFramer {
                 self.consume(4);
                 return Ok(Some(Frame::KeepAlivePing));
             }
-            if b.len() == 3 && b[2] == b'\r' {
+            // `\r\n` and `\r\n\r` may be a ping cut by the reads: the next byte decides.
+            if b.len() == 2 || (b.len() == 3 && b[2] == b'\r') {
                 return Ok(None);
             }
             // "\r\n" alone, or followed by a start line: a pong / stray CRLF.

@@ -52,6 +52,23 @@ fn pipelined_with_keepalives() {
     assert_eq!(f.next().unwrap(), Some(Frame::KeepAlivePing));
 }
 
+/// Found by the tcp_framer fuzz target: a ping read as `\r\n` then `\r\n` was taken for two pongs, so a
+/// peer's keep-alive went unanswered whenever TCP cut it in the middle.
+#[test]
+fn ping_cut_after_its_first_crlf_is_still_a_ping() {
+    let mut f = StreamFramer::new(65536);
+    f.push(b"\r\n");
+    assert_eq!(f.next().unwrap(), None, "a lone CRLF may be half a ping");
+    f.push(b"\r\n");
+    assert_eq!(f.next().unwrap(), Some(Frame::KeepAlivePing));
+    assert_eq!(f.buffered(), 0);
+    // A CRLF followed by anything else is a pong; the message after it is framed as usual.
+    f.push(b"\r\n");
+    assert_eq!(f.next().unwrap(), None);
+    f.push(MSG);
+    assert_eq!(drain(&mut f), vec![Frame::KeepAlivePong, Frame::Message(MSG.into())]);
+}
+
 #[test]
 fn flood_without_blank_line_is_bounded() {
     let max = 4096;
