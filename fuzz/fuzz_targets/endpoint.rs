@@ -38,6 +38,7 @@ use libfuzzer_sys::fuzz_target;
 use oneinbox_edge::call::leg::Local;
 use oneinbox_edge::call::{CallConfig, CallController};
 use oneinbox_edge::config::Config;
+use oneinbox_edge::sip::agent_auth::AgentAuth;
 use oneinbox_edge::sip::endpoint::{Endpoint, EndpointConfig, SourcePolicy};
 use oneinbox_edge::transport::Link;
 use sip_core::build::ResponseBuilder;
@@ -76,7 +77,7 @@ allow = ["192.0.2.0/24"]
 
 /// The endpoint under test: media off, the routing index holding two numbers and two agents. The one place
 /// that knows how an `Endpoint` is built, so that API changes are absorbed here.
-fn build_endpoint() -> Endpoint {
+fn build_endpoint(start: Instant) -> Endpoint {
     // Parsed once: every input gets a fresh endpoint, but the config and the routing index are read-only.
     static SHARED: OnceLock<(Arc<Config>, Arc<edge_store::RoutingIndex>)> = OnceLock::new();
     let (cfg, index) = SHARED.get_or_init(|| {
@@ -99,22 +100,24 @@ fn build_endpoint() -> Endpoint {
             t2: cfg.sip.t2,
             warn_agent: "203.0.113.1".into(),
             outbound: cfg.outbound.clone(),
-            agent_auth: Some(sip_core::digest::DigestVerifier::new(
-                "edge.example.com",
-                b"fuzz nonce secret",
-                300,
-                sip_core::digest::Algorithm::Md5,
-                Some(sip_core::digest::Qop::Auth),
-                sip_core::digest::AuthHeader::ProxyAuthorization,
-            )),
         },
         index.clone(),
         None,
         None,
     );
+    let verifier = sip_core::digest::DigestVerifier::new(
+        "edge.example.com",
+        b"fuzz nonce secret",
+        300,
+        &[sip_core::digest::Algorithm::Sha256, sip_core::digest::Algorithm::Md5],
+        Some(sip_core::digest::Qop::Auth),
+        sip_core::digest::AuthHeader::ProxyAuthorization,
+    );
+    let agent_auth = AgentAuth::new(verifier, cfg.outbound.agent_digest_guard.clone(), index.clone());
     Endpoint::new(
         EndpointConfig {
             server_name: cfg.sip.server_name.clone(),
+            admission: cfg.admission.clone(),
             warn_agent: "203.0.113.1".into(),
             tx: TxConfig {
                 timers: TimerConfig {
@@ -129,6 +132,8 @@ fn build_endpoint() -> Endpoint {
         },
         Box::new(Policy { cfg }),
         calls,
+        Some(agent_auth),
+        start,
     )
 }
 
@@ -147,6 +152,9 @@ impl SourcePolicy for Policy {
             .map(|n| Arc::from(n.name.as_str()))
     }
     fn reject_unknown(&self) -> bool {
+        true
+    }
+    fn digest_offered_to(&self, _source: SocketAddr) -> bool {
         true
     }
 }
@@ -295,7 +303,7 @@ impl Harness {
     fn new() -> Self {
         let now = Instant::now();
         Harness {
-            ep: build_endpoint(),
+            ep: build_endpoint(now),
             start: now,
             now,
             tcp: HashMap::new(),

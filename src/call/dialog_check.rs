@@ -22,6 +22,13 @@ use super::{Call, CallController, CallId, CallKind, LegTarget, Side};
 use crate::sip::endpoint::SourcePolicy;
 
 impl CallController {
+    /// True when `call_id` still names one of our calls' dialogs (either leg): for invariant checks (the
+    /// fuzz target asserts none is left after shutdown).
+    #[doc(hidden)]
+    pub fn has_dialog(&self, call_id: &str) -> bool {
+        self.by_dialog.contains_key(call_id)
+    }
+
     /// Does an in-dialog request belong to one of our calls, by dialog id and by source?
     pub fn speaks_for_a_call(&self, req: &Message, source: SocketAddr, policy: &dyn SourcePolicy) -> bool {
         self.dialog_of(req, source, policy).is_some()
