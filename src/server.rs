@@ -248,9 +248,12 @@ pub async fn start(cfg: Config) -> anyhow::Result<Edge> {
     );
     let call_stats = calls.stats.clone();
     let agent_gauge = calls.agent_gauge.clone();
-    let agent_auth = agent_verifier(&cfg, &host)
-        .map(|v| AgentAuth::new(v, cfg.outbound.agent_digest_guard.clone(), index.clone()));
-    if cfg.outbound.agent_digest && cfg.outbound.agent_digest_from.is_none() && cfg.unknown_source == UnknownSource::Drop {
+    let agent_auth =
+        agent_verifier(&cfg, &host).map(|v| AgentAuth::new(v, cfg.outbound.agent_digest_guard.clone(), index.clone()));
+    if cfg.outbound.agent_digest
+        && cfg.outbound.agent_digest_from.is_none()
+        && cfg.unknown_source == UnknownSource::Drop
+    {
         tracing::warn!(
             "routing.unknown_source = \"drop\" and no outbound.agent_digest_from: agents outside [[agent_networks]] \
              get no digest challenge and cannot place calls; list their addresses in outbound.agent_digest_from"

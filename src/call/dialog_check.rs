@@ -35,7 +35,12 @@ impl CallController {
     }
 
     /// The call and side an in-dialog request belongs to, if its dialog id and source match a leg.
-    pub(super) fn dialog_of(&self, req: &Message, source: SocketAddr, policy: &dyn SourcePolicy) -> Option<(CallId, Side)> {
+    pub(super) fn dialog_of(
+        &self,
+        req: &Message,
+        source: SocketAddr,
+        policy: &dyn SourcePolicy,
+    ) -> Option<(CallId, Side)> {
         let (id, side) = *self.by_dialog.get(req.call_id().ok()?)?;
         let call = self.calls.get(&id)?;
         let dialog = match side {
@@ -93,9 +98,7 @@ fn leg_source_ok(call: &Call, side: Side, ip: IpAddr, policy: &dyn SourcePolicy)
     let trunk = || call.out.as_ref().is_some_and(|p| p.has_target(ip)) || policy.carrier_for(at(ip)).is_some();
     match side {
         Side::A => match call.kind {
-            CallKind::Inbound => policy
-                .carrier_for(at(ip))
-                .is_some_and(|c| *c == *call.record.carrier),
+            CallKind::Inbound => policy.carrier_for(at(ip)).is_some_and(|c| *c == *call.record.carrier),
             CallKind::AgentOutbound => agent(call.a.peer.addr.ip()),
             CallKind::ApiOutbound => trunk(),
         },

@@ -116,7 +116,7 @@ pub fn in_dialog_request(
         .header("Call-ID", &side.call_id)
         .header("CSeq", &cseq)
         .header("Contact", &local.contact)
-        .header("User-Agent", &local.server_name);
+        .header_unless_empty("User-Agent", &local.server_name);
     for r in &side.route_set {
         b = b.header("Route", r);
     }
@@ -168,7 +168,7 @@ pub fn relay_response(req: &Message, from: &Message, tag: &str, local: &Local, b
     let relayed = relayed_headers(from);
     let mut b = ResponseBuilder::for_request(req, code, reason)
         .to_tag(tag)
-        .header("Server", &local.server_name);
+        .header_unless_empty("Server", &local.server_name);
     if code < 300 {
         b = b.header("Contact", &local.contact);
     }

@@ -700,7 +700,7 @@ impl CallController {
             .header("CSeq", "1 INVITE")
             .header("Contact", &local.contact)
             .header("Allow", crate::sip::endpoint::ALLOW)
-            .header("User-Agent", &local.server_name);
+            .header_unless_empty("User-Agent", &local.server_name);
         for (_, n, v) in a.fields().filter(|(n, _, _)| {
             matches!(
                 n,
@@ -837,7 +837,7 @@ impl CallController {
         let Some(call) = self.calls.get_mut(&id) else { return };
         let mut b = ResponseBuilder::for_request(&call.a.invite, code, reason)
             .to_tag(&call.a.tag)
-            .header("Server", &self.cfg.local.server_name);
+            .header_unless_empty("Server", &self.cfg.local.server_name);
         for (n, v) in extra {
             b = b.header(n, v);
         }
@@ -1115,7 +1115,7 @@ impl CallController {
             // An API call's dialled party may hang up while its agent still rings.
             if side == Side::A && call.a_up && method == Method::Bye {
                 let ok = ResponseBuilder::for_request(&req, 200, "OK")
-                    .header("Server", &local.server_name)
+                    .header_unless_empty("Server", &local.server_name)
                     .build();
                 let _ = ctx.tx.respond(ctx.now, &key, ok);
                 self.abandon_agent_leg(ctx, id, "called party hung up first");
@@ -1131,7 +1131,7 @@ impl CallController {
         }
         if method == Method::Bye {
             let ok = ResponseBuilder::for_request(&req, 200, "OK")
-                .header("Server", &local.server_name)
+                .header_unless_empty("Server", &local.server_name)
                 .build();
             let _ = ctx.tx.respond(ctx.now, &key, ok);
             let (hangup, reason) = match side {
@@ -1577,7 +1577,7 @@ impl CallController {
         let bytes = ResponseBuilder::for_request(&call.a.invite, 200, "OK")
             .to_tag(&call.a.tag)
             .header("Contact", &self.cfg.local.contact)
-            .header("Server", &self.cfg.local.server_name)
+            .header_unless_empty("Server", &self.cfg.local.server_name)
             .body("application/sdp", answer)
             .build();
         if let Some(a_key) = &call.a.key {
@@ -1625,7 +1625,8 @@ impl CallController {
     /// accepted (a session refresh gets the same SDP answer).
     fn in_voicemail(&mut self, ctx: &mut Ctx<'_>, id: CallId, key: TxKey, req: &Message, method: &Method) -> bool {
         let Some(call) = self.calls.get(&id) else { return false };
-        let mut b = ResponseBuilder::for_request(req, 200, "OK").header("Server", &self.cfg.local.server_name);
+        let mut b =
+            ResponseBuilder::for_request(req, 200, "OK").header_unless_empty("Server", &self.cfg.local.server_name);
         let sdp = call
             .answer
             .as_ref()

@@ -863,7 +863,7 @@ fn build_trunk_invite(
         .header("CSeq", &cseq)
         .header("Contact", &contact)
         .header("Allow", crate::sip::endpoint::ALLOW)
-        .header("User-Agent", &local.server_name)
+        .header_unless_empty("User-Agent", &local.server_name)
         .header("X-OneInbox-Call-Id", &record.id);
     for (n, v) in &plan.auth_headers {
         b = b.header(n, v);

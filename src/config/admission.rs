@@ -47,7 +47,12 @@ impl Validator<'_> {
     }
 
     pub(super) fn admission(&self, a: &RawAdmission) -> Result<AdmissionConfig, ConfigError> {
-        let stranger_rate = self.rate("admission.stranger_requests_per_s", &a.stranger_requests_per_s, 0.1, 1e6)?;
+        let stranger_rate = self.rate(
+            "admission.stranger_requests_per_s",
+            &a.stranger_requests_per_s,
+            0.1,
+            1e6,
+        )?;
         let stranger_burst = self.rate("admission.stranger_burst", &a.stranger_burst, 1.0, 1e6)?;
         let agent_rate = self.rate("admission.agent_requests_per_s", &a.agent_requests_per_s, 0.1, 1e6)?;
         let agent_burst = self.rate("admission.agent_burst", &a.agent_burst, 1.0, 1e6)?;
@@ -93,7 +98,8 @@ mod tests {
 
     #[test]
     fn admission_reads_as_written_with_defaults() {
-        let c = parse("[admission]\nstranger_requests_per_s = 5\ncarrier_reserved_transactions_percent = 40\n").unwrap();
+        let c =
+            parse("[admission]\nstranger_requests_per_s = 5\ncarrier_reserved_transactions_percent = 40\n").unwrap();
         assert_eq!(c.admission.stranger_rate, 5.0);
         assert_eq!(c.admission.carrier_reserved_percent, 40);
         assert_eq!(c.admission.agent_rate, 200.0, "default");
@@ -104,7 +110,10 @@ mod tests {
         let e = parse("[admission]\n\nstranger_burst = 0\n").unwrap_err();
         assert!(e.contains("edge.toml:3: key `admission.stranger_burst`"), "{e}");
         let e = parse("[admission]\ncarrier_reserved_transactions_percent = 95\n").unwrap_err();
-        assert!(e.contains(":2: key `admission.carrier_reserved_transactions_percent`"), "{e}");
+        assert!(
+            e.contains(":2: key `admission.carrier_reserved_transactions_percent`"),
+            "{e}"
+        );
         let e = parse("[admission]\nstranger_burst = 50\nstrangers_total_requests_per_s = 10\n").unwrap_err();
         assert!(e.contains("key `admission.strangers_total_requests_per_s`"), "{e}");
         let e = parse("[admission]\nstrangers_per_s = 10\n").unwrap_err();

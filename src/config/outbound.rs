@@ -293,8 +293,12 @@ impl Validator<'_> {
             1,
             1_000,
         )? as u32;
-        let lockout_after = self.range("outbound.agent_digest_lockout_after", &o.agent_digest_lockout_after, 1, 100_000)?
-            as u32;
+        let lockout_after = self.range(
+            "outbound.agent_digest_lockout_after",
+            &o.agent_digest_lockout_after,
+            1,
+            100_000,
+        )? as u32;
         if lockout_after < before {
             return self.err(
                 "outbound.agent_digest_lockout_after",
@@ -302,7 +306,8 @@ impl Validator<'_> {
                 format!("{lockout_after} is less than outbound.agent_digest_failures_before_backoff ({before})"),
             );
         }
-        let lockout = Duration::from_secs(self.range("outbound.agent_digest_lockout_s", &o.agent_digest_lockout_s, 1, 86_400)?);
+        let lockout =
+            Duration::from_secs(self.range("outbound.agent_digest_lockout_s", &o.agent_digest_lockout_s, 1, 86_400)?);
         let agent_digest_guard = crate::sip::digest_guard::GuardConfig {
             failures_before_backoff: before,
             max_backoff: Duration::from_secs(self.range(
@@ -404,7 +409,8 @@ mod tests {
         assert!(e.contains(":2: key `outbound.agent_digest_from`"), "{e}");
         let e = parse("[outbound]\nagent_digest_nonce_ttl_s = 1\n").unwrap_err();
         assert!(e.contains("key `outbound.agent_digest_nonce_ttl_s`"), "{e}");
-        let e = parse("[outbound]\nagent_digest_failures_before_backoff = 5\nagent_digest_lockout_after = 4\n").unwrap_err();
+        let e = parse("[outbound]\nagent_digest_failures_before_backoff = 5\nagent_digest_lockout_after = 4\n")
+            .unwrap_err();
         assert!(e.contains(":3: key `outbound.agent_digest_lockout_after`"), "{e}");
     }
 }

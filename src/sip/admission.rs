@@ -290,7 +290,9 @@ mod tests {
         let t0 = Instant::now();
         let mut a = Admission::new(cfg(), t0);
         let s = ip("192.0.2.1");
-        let ok = (0..10).filter(|_| a.admit(t0, s, &SourceClass::Outsider).is_ok()).count();
+        let ok = (0..10)
+            .filter(|_| a.admit(t0, s, &SourceClass::Outsider).is_ok())
+            .count();
         assert_eq!(ok, 4);
         assert_eq!(a.admit(t0, s, &SourceClass::Outsider), Err(Refusal::Stranger));
         // Half a second later: one more token at 2/s.
@@ -307,7 +309,12 @@ mod tests {
         let carrier = SourceClass::Carrier("twilio".into());
         assert!((0..10_000).all(|_| a.admit(t0, ip("192.0.2.9"), &carrier).is_ok()));
         let net = SourceClass::AgentNetwork("agents".into());
-        assert_eq!((0..100).filter(|_| a.admit(t0, ip("198.51.100.1"), &net).is_ok()).count(), 20);
+        assert_eq!(
+            (0..100)
+                .filter(|_| a.admit(t0, ip("198.51.100.1"), &net).is_ok())
+                .count(),
+            20
+        );
         // A vouched-for outsider gets the agent rate too.
         a.vouch(t0, ip("203.0.113.5"));
         let n = (0..100)
@@ -328,7 +335,10 @@ mod tests {
             .count();
         assert!(ok <= 10, "{ok}");
         assert_eq!(a.buckets.len(), 3);
-        assert!(a.stats.dropped_strangers_total.load(Ordering::Relaxed) + a.stats.dropped_stranger.load(Ordering::Relaxed) >= 40);
+        assert!(
+            a.stats.dropped_strangers_total.load(Ordering::Relaxed) + a.stats.dropped_stranger.load(Ordering::Relaxed)
+                >= 40
+        );
     }
 
     #[test]
@@ -336,7 +346,10 @@ mod tests {
         let t0 = Instant::now();
         let mut a = Admission::new(cfg(), t0);
         let ok = (0..10u16)
-            .filter(|i| a.admit(t0, ip(&format!("2001:db8:1:2::{i:x}")), &SourceClass::Outsider).is_ok())
+            .filter(|i| {
+                a.admit(t0, ip(&format!("2001:db8:1:2::{i:x}")), &SourceClass::Outsider)
+                    .is_ok()
+            })
             .count();
         assert_eq!(ok, 4);
     }

@@ -89,7 +89,9 @@ impl AgentAuth {
             .as_ref()
             .and_then(|a| a.sip_password.as_ref().map(|p| p.expose().to_owned()));
         let bind = bind_of(ip);
-        let verdict = self.verifier.check(req, unix_now, &bind, |_| password.as_deref().map(Secret::Password));
+        let verdict = self
+            .verifier
+            .check(req, unix_now, &bind, |_| password.as_deref().map(Secret::Password));
         match verdict {
             Verdict::Challenge(c) => {
                 self.stats.challenges.fetch_add(1, Ordering::Relaxed);

@@ -132,8 +132,9 @@ impl DigestGuard {
         }
         if let Some(name) = username.filter(|n| !n.is_empty() && n.len() <= 256) {
             if self.users.len() >= cfg.tracked && !self.users.contains_key(name) {
-                self.users
-                    .retain(|_, u| !u.trusted.is_empty() || u.failures.as_ref().is_some_and(|f| !forgotten(f, now, &cfg)));
+                self.users.retain(|_, u| {
+                    !u.trusted.is_empty() || u.failures.as_ref().is_some_and(|f| !forgotten(f, now, &cfg))
+                });
             }
             if self.users.len() < cfg.tracked || self.users.contains_key(name) {
                 let u = self.users.entry(name.into()).or_default();
@@ -176,14 +177,22 @@ impl DigestGuard {
     }
 
     fn publish(&self, now: Instant) {
-        let locked_sources = self.sources.values().filter(|f| blocked(Some(f), now) && f.locked).count();
+        let locked_sources = self
+            .sources
+            .values()
+            .filter(|f| blocked(Some(f), now) && f.locked)
+            .count();
         let locked_users = self
             .users
             .values()
             .filter(|u| u.failures.as_ref().is_some_and(|f| blocked(Some(f), now) && f.locked))
             .count();
-        self.stats.locked_sources.store(locked_sources as u64, Ordering::Relaxed);
-        self.stats.locked_usernames.store(locked_users as u64, Ordering::Relaxed);
+        self.stats
+            .locked_sources
+            .store(locked_sources as u64, Ordering::Relaxed);
+        self.stats
+            .locked_usernames
+            .store(locked_users as u64, Ordering::Relaxed);
     }
 }
 
@@ -281,7 +290,10 @@ mod tests {
             g.failed(t, ip(&format!("203.0.113.{i}")), Some("agent7"));
         }
         assert_eq!(g.check(t, ip("203.0.113.200"), Some("agent7")), Err(Blocked::Username));
-        assert!(g.check(t, home, Some("agent7")).is_ok(), "its own address still gets in");
+        assert!(
+            g.check(t, home, Some("agent7")).is_ok(),
+            "its own address still gets in"
+        );
         // Success clears the username's count.
         g.succeeded(t, home, "agent7");
         assert!(g.check(t, ip("203.0.113.200"), Some("agent7")).is_ok());

@@ -162,7 +162,10 @@ impl Endpoint {
     /// Digest counters (checks, and the guard against guessing), for /metrics.
     pub fn agent_auth_stats(
         &self,
-    ) -> Option<(Arc<super::agent_auth::AgentAuthStats>, Arc<super::digest_guard::GuardStats>)> {
+    ) -> Option<(
+        Arc<super::agent_auth::AgentAuthStats>,
+        Arc<super::digest_guard::GuardStats>,
+    )> {
         self.agent_auth.as_ref().map(|a| (a.stats.clone(), a.guard_stats()))
     }
 
@@ -244,11 +247,11 @@ impl Endpoint {
             SourceClass::Outsider => {
                 if !self.outsider_may_enter(now, source, &msg) {
                     self.stats.unknown_source.fetch_add(1, Ordering::Relaxed);
-                    let (code, reason) = match msg.method() {
-                        Some(Method::Invite | Method::Options) => (403, "Forbidden"),
-                        _ if in_dialog(&msg) => (481, "Call/Transaction Does Not Exist"),
-                        Some(Method::Cancel) => (481, "Call/Transaction Does Not Exist"),
-                        _ => (403, "Forbidden"),
+                    // Inside a dialog (or cancelling) what we hold nothing of: 481, as for any unknown dialog.
+                    let (code, reason) = if in_dialog(&msg) || matches!(msg.method(), Some(Method::Cancel)) {
+                        (481, "Call/Transaction Does Not Exist")
+                    } else {
+                        (403, "Forbidden")
                     };
                     return self.refuse_outsider(source, link, &msg, data.len(), code, reason);
                 }
@@ -543,8 +546,15 @@ impl Endpoint {
             }
             AuthOutcome::Challenge(c) => {
                 let status = c.status;
-                let headers: Vec<(&str, &str)> = c.header_values.iter().map(|v| (c.header_name, v.as_str())).collect();
-                self.stateless(source, link, msg, len, status, challenge_reason(status), &headers, outsider);
+                let reason = challenge_reason(status);
+                let mut headers: Vec<(&str, &str)> =
+                    c.header_values.iter().map(|v| (c.header_name, v.as_str())).collect();
+                // To an outsider the answer may not outgrow twice its request: a request too small for
+                // every algorithm's challenge gets the preferred one alone (or, smaller still, nothing).
+                while outsider && headers.len() > 1 && !self.fits(msg, len, status, reason, &headers) {
+                    headers.pop();
+                }
+                self.stateless(source, link, msg, len, status, reason, &headers, outsider);
                 None
             }
             AuthOutcome::Refused => {
@@ -628,6 +638,18 @@ impl Endpoint {
             to: source,
             bytes,
         });
+    }
+
+    /// Would a stateless answer with these headers stay within twice the request's `len`? (Built to be
+    /// measured: the same bytes `stateless` sends, but for the random tag's value, which has a fixed size.)
+    fn fits(&self, req: &Message, len: usize, code: u16, reason: &str, headers: &[(&str, &str)]) -> bool {
+        let mut b = ResponseBuilder::for_request(req, code, reason)
+            .received_from(SocketAddr::from(([255, 255, 255, 255], 65535)))
+            .to_tag("0123456789abcdef");
+        for (n, v) in headers {
+            b = b.header(n, v);
+        }
+        b.build().len() <= 2 * len
     }
 
     /// The answer for an outsider's request the edge will not serve: `code` statelessly when the policy

@@ -203,7 +203,11 @@ f: <sip:a@b>;tag=1\r\nt: <sip:c@d>\r\ni: abc\r\nCSeq: 1 INVITE\r\n\r\n";
             s.contains("Via: SIP/2.0/UDP client.example.com:5060;branch=z9hG4bKx;received=192.0.2.7;rport=5099\r\n"),
             "{s}"
         );
-        let tag = s.split("To: <sip:c@d>;tag=").nth(1).and_then(|t| t.split("\r\n").next()).unwrap();
+        let tag = s
+            .split("To: <sip:c@d>;tag=")
+            .nth(1)
+            .and_then(|t| t.split("\r\n").next())
+            .unwrap();
         assert_eq!(tag.len(), 16, "a 64-bit random tag: {s}");
         assert!(
             s.contains("Call-ID: abc\r\n") && s.contains("CSeq: 1 INVITE\r\n"),
@@ -234,7 +238,10 @@ To: <sip:c@d>\r\nCall-ID: a\r\nCSeq: 1 INVITE\r\n\r\n";
         let b = reject(raw, SRC.parse().unwrap(), "400 Bad Request", "w", "").unwrap();
         let s = std::str::from_utf8(&b).unwrap();
         assert!(s.contains("From: <sip:ab@c>;tag=1\r\n"), "{s}");
-        assert!(!s.contains("Server:"), "no Server header when server_name is empty: {s}");
+        assert!(
+            !s.contains("Server:"),
+            "no Server header when server_name is empty: {s}"
+        );
     }
 
     #[test]

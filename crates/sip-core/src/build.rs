@@ -113,6 +113,15 @@ impl<'a> ResponseBuilder<'a> {
         self
     }
 
+    /// [`Self::header`] unless `value` is empty (a Server or User-Agent the operator turned off).
+    pub fn header_unless_empty(self, name: &'a str, value: &'a str) -> Self {
+        if value.is_empty() {
+            self
+        } else {
+            self.header(name, value)
+        }
+    }
+
     pub fn body(mut self, content_type: &'a str, body: impl Into<Bytes>) -> Self {
         self.body = Some((content_type, body.into()));
         self
@@ -240,6 +249,15 @@ impl<'a> RequestBuilder<'a> {
     pub fn header(mut self, name: &'a str, value: &'a str) -> Self {
         self.headers.push((name, value));
         self
+    }
+
+    /// [`Self::header`] unless `value` is empty (a Server or User-Agent the operator turned off).
+    pub fn header_unless_empty(self, name: &'a str, value: &'a str) -> Self {
+        if value.is_empty() {
+            self
+        } else {
+            self.header(name, value)
+        }
     }
 
     pub fn body(mut self, content_type: &'a str, body: impl Into<Bytes>) -> Self {

@@ -533,8 +533,15 @@ fn nonce_expiry_forgery_and_binding() {
     assert_eq!(minter.check(&n, "r", 1059, bind), NonceStatus::Valid);
     assert_eq!(minter.check(&n, "r", 1061, bind), NonceStatus::Stale);
     assert_eq!(minter.check(&n, "other", 1000, bind), NonceStatus::Invalid);
-    assert_eq!(minter.check(&n, "r", 1000, b"192.0.2.2"), NonceStatus::Invalid, "bound to its client");
-    assert_eq!(NonceMinter::new(b"k2", 60).check(&n, "r", 1000, bind), NonceStatus::Invalid);
+    assert_eq!(
+        minter.check(&n, "r", 1000, b"192.0.2.2"),
+        NonceStatus::Invalid,
+        "bound to its client"
+    );
+    assert_eq!(
+        NonceMinter::new(b"k2", 60).check(&n, "r", 1000, bind),
+        NonceStatus::Invalid
+    );
     // Flipping bits of the (masked) time without the key breaks the MAC.
     let mut forged = n.clone().into_bytes();
     forged[20] = if forged[20] == b'0' { b'1' } else { b'0' };
@@ -603,7 +610,9 @@ fn verifier_challenges_authorizes_and_rejects() {
     let good = answer(&DigestCredentials::new("agent7", "s3cret"), &ch, EDGE_URI);
     let ok = v.check(&invite(Some(&good)), now + 5, CLIENT, users);
     assert_eq!(authorized(&ok), Some("agent7"), "{ok:?}");
-    let Verdict::Authorized { nonce, nc, .. } = &ok else { unreachable!() };
+    let Verdict::Authorized { nonce, nc, .. } = &ok else {
+        unreachable!()
+    };
     assert_eq!((nonce.as_str(), *nc), (ch.nonce.as_str(), 1));
     // The same answer from another address: the nonce is not that client's.
     assert!(!challenge_value(&v.check(&invite(Some(&good)), now, b"10.0.0.3", users)).1);
@@ -672,7 +681,16 @@ fn sha256_is_offered_beside_md5() {
     assert_eq!(sha.nonce, md5.nonce);
     let users = |_: &str| Some(Secret::Password("s3cret"));
     for ch in [sha, md5] {
-        let value = authorize(&ch, &DigestCredentials::new("agent7", "s3cret"), "INVITE", EDGE_URI, 1, "cn", b"").unwrap();
+        let value = authorize(
+            &ch,
+            &DigestCredentials::new("agent7", "s3cret"),
+            "INVITE",
+            EDGE_URI,
+            1,
+            "cn",
+            b"",
+        )
+        .unwrap();
         let verdict = v.check(&invite(Some(&value)), now, CLIENT, users);
         assert_eq!(authorized(&verdict), Some("agent7"), "{:?}: {verdict:?}", ch.algorithm);
     }
@@ -764,8 +782,12 @@ fn garbage_never_panics() {
         let _ = minter.check(&s, "r", 0, CLIENT);
         if !s.contains(['\r', '\n']) {
             let req = invite(Some(&s));
-            let _ = DigestVerifier::new("r", b"k", 10, &[Algorithm::Md5], None, AuthHeader::ProxyAuthorization)
-                .check(&req, 0, CLIENT, |_| Some(Secret::Password("p")));
+            let _ = DigestVerifier::new("r", b"k", 10, &[Algorithm::Md5], None, AuthHeader::ProxyAuthorization).check(
+                &req,
+                0,
+                CLIENT,
+                |_| Some(Secret::Password("p")),
+            );
         }
     }
 }

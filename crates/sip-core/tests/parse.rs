@@ -281,8 +281,14 @@ fn control_bytes_are_refused_outside_quoted_pairs() {
         (7, "header section"),
         "raw, not escaped, even inside quotes"
     );
-    assert_eq!(control(p(&req(&format!("{BASE}X-A: a\rb\r\n"), ""))), (b'\r', "header section"));
-    assert_eq!(control(p(&req(&format!("{BASE}X-A: del\x7f\r\n"), ""))), (0x7f, "header section"));
+    assert_eq!(
+        control(p(&req(&format!("{BASE}X-A: a\rb\r\n"), ""))),
+        (b'\r', "header section")
+    );
+    assert_eq!(
+        control(p(&req(&format!("{BASE}X-A: del\x7f\r\n"), ""))),
+        (0x7f, "header section")
+    );
     let line = format!("INVITE sip:bob\0@example.com SIP/2.0\r\n{BASE}\r\n");
     assert_eq!(control(p(&line)), (0, "start line"));
     let method = format!("INV\x01ITE sip:bob@example.com SIP/2.0\r\n{BASE}\r\n");
