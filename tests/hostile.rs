@@ -612,3 +612,28 @@ async fn password_guessing_learns_nothing_and_is_slowed_down() {
 fn digest(t: &TestEdge) -> &oneinbox_edge::sip::agent_auth::AgentAuthStats {
     &t.edge.security.digest.as_ref().expect("agent digest on").0
 }
+
+/// An agent on an address outside every carrier and agent network is a stranger to admission until the edge
+/// sends it a request; from then on its answers and in-dialog requests get an agent's rate. With strangers
+/// allowed one packet per 10 s, a whole call with that agent still goes through.
+#[tokio::test]
+async fn peers_the_edge_calls_are_not_limited_like_strangers() {
+    let t = edge_with(|c| {
+        c.admission.stranger_rate = 0.1;
+        c.admission.stranger_burst = 1.0;
+    })
+    .await;
+    let agent = Agent::spawn_on("127.0.1.40", Mode::Answer).await;
+    let agent_id = t.add_agent("remote", &agent, 5, AgentStatus::Active).await;
+    t.add_number(DID, &agent_id, None).await;
+    let mut carrier = Carrier::new(t.sip(), DID).await;
+    carrier.invite().await;
+    // 100, 180 and 200 from the agent: three packets, past a stranger's burst of one.
+    let (_, ok) = carrier.final_response(S).await;
+    assert_eq!(ok.status(), Some(200));
+    carrier.ack(&ok).await;
+    agent.expect(Method::Ack, S).await;
+    agent.send_in_dialog("BYE", false).await;
+    carrier.expect_request(Method::Bye, S).await;
+    assert_eq!(t.edge.security.admission.dropped_stranger.load(Ordering::Relaxed), 0);
+}

@@ -374,7 +374,7 @@ impl CallController {
     }
 
     fn warning(&self, text: &str) -> String {
-        format!("399 {} \"{}\"", self.cfg.warn_agent, text.replace(['"', '\\'], "'"))
+        sip_core::build::warning(&self.cfg.warn_agent, text)
     }
 
     /// A new INVITE (outside any dialog) that passed the core checks. `Err` is the answer to send.

@@ -129,6 +129,8 @@ pub struct Endpoint {
     pub stats: Arc<EndpointStats>,
     /// Live transactions past which only carriers may open new ones.
     shared_limit: usize,
+    /// The time of the latest input, for what happens between inputs (vouching on send).
+    last_now: Instant,
 }
 
 impl Endpoint {
@@ -151,6 +153,7 @@ impl Endpoint {
             out: VecDeque::new(),
             stats: Arc::new(EndpointStats::default()),
             shared_limit,
+            last_now: now,
         }
     }
 
@@ -182,6 +185,7 @@ impl Endpoint {
 
     /// One message from the network.
     pub fn handle(&mut self, now: Instant, source: SocketAddr, link: Link, data: Bytes) {
+        self.last_now = now;
         let class = self.classify(source);
         // Before parsing: a flood past its bucket costs a table lookup, nothing more.
         if self.admission.admit(now, source.ip(), &class).is_err() {
@@ -688,13 +692,7 @@ impl Endpoint {
     }
 
     fn warning(&self, text: &str) -> String {
-        // RFC 3261 20.43: 399 is the miscellaneous warning; the text must be a quoted-string.
-        let clean: String = text
-            .chars()
-            .filter(|c| *c != '"' && *c != '\\' && !c.is_control())
-            .take(200)
-            .collect();
-        format!("399 {} \"{}\"", self.cfg.warn_agent, clean)
+        sip_core::build::warning(&self.cfg.warn_agent, text)
     }
 
     /// A request we cannot accept: 400 (505 for a foreign SIP version) with a Warning naming the fault if it
@@ -735,6 +733,7 @@ impl Endpoint {
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.last_now = now;
         self.tx.handle_timeout(now);
         self.drain_tx_events(now);
         let mut ctx = Ctx {
@@ -836,7 +835,13 @@ impl Endpoint {
         if let Some(t) = self.out.pop_front() {
             return Some(t);
         }
-        self.tx.poll_transmit().map(|t| Transmit {
+        let t = self.tx.poll_transmit()?;
+        if t.key.is_client() {
+            // A peer the edge sends requests to (an agent, a trunk) will answer and send in-dialog requests
+            // from there: it gets an agent's admission rate, not a stranger's.
+            self.admission.vouch(self.last_now, t.to.addr.ip());
+        }
+        Some(Transmit {
             link: link_of(&t.to),
             to: t.to.addr,
             bytes: t.bytes,

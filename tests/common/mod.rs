@@ -441,7 +441,12 @@ pub struct Agent {
 
 impl Agent {
     pub async fn spawn(mode: Mode) -> Agent {
-        let sock = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+        Agent::spawn_on("127.0.0.1", mode).await
+    }
+
+    /// An agent listening on `ip` (a loopback address of the test's choosing).
+    pub async fn spawn_on(ip: &str, mode: Mode) -> Agent {
+        let sock = Arc::new(UdpSocket::bind(format!("{ip}:0")).await.unwrap());
         let addr = sock.local_addr().unwrap();
         let (tx, rx) = mpsc::unbounded_channel();
         let last_invite = Arc::new(Mutex::new(None));

@@ -12,14 +12,38 @@ use crate::headers::lex::ListIter;
 use crate::headers::Via;
 use crate::message::{Message, Method};
 
-/// Writes `s` with CR/LF neutralised.
+/// A byte our own parser refuses in a header or start line (RFC 3261 25.1 allows HTAB, nothing else below
+/// 0x20, nor DEL): the builders never send one, whatever text a caller echoes.
+fn is_unsendable(c: u8) -> bool {
+    (c < 0x20 && c != b'\t') || c == 0x7f
+}
+
+/// Writes `s` with CR, LF and other control bytes neutralised (a space each).
 fn put_clean(out: &mut BytesMut, s: &str) {
     let b = s.as_bytes();
-    if memchr::memchr2(b'\r', b'\n', b).is_none() {
+    if !b.iter().any(|&c| is_unsendable(c)) {
         out.put_slice(b);
     } else {
-        out.extend(b.iter().map(|&c| if c == b'\r' || c == b'\n' { b' ' } else { c }));
+        out.extend(b.iter().map(|&c| if is_unsendable(c) { b' ' } else { c }));
     }
+}
+
+/// A `Warning` header value (RFC 3261 20.43): code 399, our warn-agent and `text` as a safe quoted-string.
+pub fn warning(warn_agent: &str, text: &str) -> String {
+    format!("399 {warn_agent} \"{}\"", warn_text(text))
+}
+
+/// `text` made fit for a warn-text quoted-string: quotes and backslashes become `'`, control characters
+/// spaces, at most 200 characters (a Warning explains; it never echoes a whole attacker's header).
+pub fn warn_text(text: &str) -> String {
+    text.chars()
+        .take(200)
+        .map(|c| match c {
+            '"' | '\\' => '\'',
+            c if c.is_control() => ' ',
+            c => c,
+        })
+        .collect()
 }
 
 fn put_header(out: &mut BytesMut, name: &str, value: &str) {

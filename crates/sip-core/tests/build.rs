@@ -70,6 +70,22 @@ fn builder_neutralises_header_injection() {
     assert_eq!(r.vias().unwrap().len(), 2);
 }
 
+/// Found by the endpoint fuzz target: a dialed number with `%12` in it was echoed into a Warning, and the
+/// edge sent a 484 its own parser (and any strict peer) refuses.
+#[test]
+fn builder_never_sends_control_bytes() {
+    let req = invite();
+    let w = sip_core::build::warning("edge", "bad number `1\u{12}2\u{0}\"x\\`");
+    assert_eq!(w, "399 edge \"bad number `1 2 'x'`\"");
+    let out = ResponseBuilder::for_request(&req, 484, "Address\u{7f} Incomplete")
+        .header("Warning", &w)
+        .header("X-Echo", "a\u{1}b\tc")
+        .build();
+    let r = Message::parse(out).expect("re-parses");
+    assert_eq!(r.reason(), Some("Address  Incomplete"));
+    assert_eq!(r.header(&HeaderName::from("X-Echo")), Some("a b\tc"));
+}
+
 #[test]
 fn request_builder_round_trip() {
     let branch = new_branch();

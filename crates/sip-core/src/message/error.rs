@@ -59,14 +59,7 @@ impl ParseError {
     /// Text for the warn-text of a `399` Warning header: the Display text with anything that
     /// could break a quoted-string (quotes, backslashes, control characters) replaced.
     pub fn warning_text(&self) -> String {
-        self.to_string()
-            .chars()
-            .map(|c| match c {
-                '"' | '\\' => '\'',
-                c if c.is_control() => ' ',
-                c => c,
-            })
-            .collect()
+        crate::build::warn_text(&self.to_string())
     }
 
     pub(crate) fn header(header: &'static str, reason: &'static str) -> ParseError {
