@@ -322,14 +322,15 @@ async fn doctor_reports_each_missing_piece_and_fix_mends_it() {
     assert_eq!(c["status"], "problem");
     assert!(c["fix"].as_str().unwrap().contains("oneinbox"));
     // The fake really changed: origination URI and number on the trunk.
-    let st = e.tw.state.lock().unwrap();
-    let acct = &st.accounts[&sid];
-    assert_eq!(
-        acct.trunks[0].origination_urls,
-        vec!["sip:voice.oneinbox.ai:5060".to_owned()]
-    );
-    assert_eq!(acct.numbers[0].trunk_sid.as_deref(), Some(acct.trunks[0].sid.as_str()));
-    drop(st);
+    {
+        let st = e.tw.state.lock().unwrap();
+        let acct = &st.accounts[&sid];
+        assert_eq!(
+            acct.trunks[0].origination_urls,
+            vec!["sip:voice.oneinbox.ai:5060".to_owned()]
+        );
+        assert_eq!(acct.numbers[0].trunk_sid.as_deref(), Some(acct.trunks[0].sid.as_str()));
+    }
 
     // A wrong trunk_address is named.
     let r = e
