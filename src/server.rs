@@ -342,6 +342,11 @@ pub async fn start(cfg: Config) -> anyhow::Result<Edge> {
             let providers = providers(&cfg)?;
             let api_cfg = edge_api::ApiConfig {
                 data_dir: cfg.data_dir.clone(),
+                verify_number_ownership: cfg.security.verify_number_ownership,
+                public_sip_uri: cfg.public_sip_uri.clone(),
+                twilio_base_url: cfg.inventory.twilio_base_url.clone(),
+                telnyx_base_url: cfg.inventory.telnyx_base_url.clone(),
+                max_purchased_numbers: cfg.inventory.max_purchased_numbers_per_account,
                 ..edge_api::ApiConfig::default()
             };
             let state = edge_api::ApiState::new(store.clone(), providers, api_cfg).with_call_control(commands_tx);

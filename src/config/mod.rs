@@ -14,7 +14,9 @@ use toml::Spanned;
 
 mod admission;
 pub mod outbound;
+mod security;
 pub use outbound::{AgentNetwork, OperatorTrunk, OutboundSettings};
+pub use security::SecuritySettings;
 
 /// A configuration problem, always naming the key and (where the file has it) the line.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +52,7 @@ struct RawConfig {
     inventory: RawInventory,
     runtime: RawRuntime,
     admission: admission::RawAdmission,
+    security: security::RawSecurity,
 }
 
 #[derive(Debug, Deserialize)]
@@ -71,8 +74,30 @@ impl Default for RawRuntime {
 struct RawInventory {
     provider: Option<Spanned<String>>,
     ranges: Vec<Spanned<edge_providers::InventoryRange>>,
-    twilio: Option<Spanned<edge_providers::TwilioConfig>>,
-    telnyx: Option<Spanned<edge_providers::TelnyxConfig>>,
+    twilio: Option<Spanned<RawTwilio>>,
+    telnyx: Option<Spanned<RawTelnyx>>,
+    /// Purchased numbers one account may hold; more purchases answer 429.
+    max_purchased_numbers_per_account: Option<Spanned<u64>>,
+}
+
+/// `[inventory.twilio]`: the operator's Twilio account (optional) and the API base URL, which
+/// also serves calls made with customers' integration credentials (ownership, set-up checks).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTwilio {
+    account_sid: Option<String>,
+    auth_token: Option<edge_providers::SecretString>,
+    trunk_sid: Option<String>,
+    base_url: Option<String>,
+}
+
+/// `[inventory.telnyx]`: like [`RawTwilio`].
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTelnyx {
+    api_key: Option<edge_providers::SecretString>,
+    connection_id: Option<String>,
+    base_url: Option<String>,
 }
 
 /// Where `/v1/phone-numbers/search` and `purchase` get numbers (`[inventory]`).
@@ -84,6 +109,11 @@ pub struct InventorySettings {
     pub ranges: Vec<edge_providers::InventoryRange>,
     pub twilio: Option<edge_providers::TwilioConfig>,
     pub telnyx: Option<edge_providers::TelnyxConfig>,
+    /// `[inventory.twilio] base_url`, with or without operator credentials.
+    pub twilio_base_url: Option<String>,
+    /// `[inventory.telnyx] base_url`, with or without operator credentials.
+    pub telnyx_base_url: Option<String>,
+    pub max_purchased_numbers_per_account: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -234,12 +264,15 @@ impl Default for RawSip {
 #[serde(deny_unknown_fields, default)]
 struct RawApi {
     listen: Option<Spanned<String>>,
+    /// Where carriers must send inbound calls; the set-up checks compare trunks against it.
+    public_sip_uri: Option<Spanned<String>>,
 }
 
 impl Default for RawApi {
     fn default() -> Self {
         RawApi {
             listen: Some(Spanned::new(0..0, "127.0.0.1:8080".into())),
+            public_sip_uri: None,
         }
     }
 }
@@ -398,6 +431,9 @@ pub struct Config {
     pub outbound: OutboundSettings,
     /// Flood limits per source and class (`[admission]`).
     pub admission: crate::sip::admission::AdmissionConfig,
+    pub security: SecuritySettings,
+    /// `[api] public_sip_uri` (default `sip:voice.oneinbox.ai:5060`).
+    pub public_sip_uri: String,
 }
 
 impl Config {
@@ -650,6 +686,8 @@ impl Validator<'_> {
             agent_networks: self.agent_networks(&raw.agent_networks)?,
             outbound: self.outbound(&raw.outbound)?,
             admission: self.admission(&raw.admission)?,
+            security: SecuritySettings::from(&raw.security),
+            public_sip_uri: self.public_sip_uri(&raw.api)?,
         })
     }
 }
@@ -739,13 +777,56 @@ impl Validator<'_> {
             let span = inv.ranges.get(idx).map(|r| r.span()).unwrap_or(0..0);
             return self.err(&format!("inventory.ranges[{idx}]"), span, msg);
         }
+        // Credentials are optional (a base_url alone serves integration calls) but come in pairs.
+        let twilio = match &inv.twilio {
+            None => None,
+            Some(t) => {
+                let r = t.get_ref();
+                match (&r.account_sid, &r.auth_token) {
+                    (None, None) => None,
+                    (Some(sid), Some(token)) => Some(edge_providers::TwilioConfig {
+                        account_sid: sid.clone(),
+                        auth_token: token.clone(),
+                        trunk_sid: r.trunk_sid.clone(),
+                        base_url: r.base_url.clone(),
+                    }),
+                    _ => return self.err("inventory.twilio", t.span(), "account_sid and auth_token go together"),
+                }
+            }
+        };
+        let telnyx = match &inv.telnyx {
+            None => None,
+            Some(t) => {
+                let r = t.get_ref();
+                r.api_key.as_ref().map(|key| edge_providers::TelnyxConfig {
+                    api_key: key.clone(),
+                    connection_id: r.connection_id.clone(),
+                    base_url: r.base_url.clone(),
+                })
+            }
+        };
+        let probe_twilio = edge_providers::TwilioConfig {
+            account_sid: format!("AC{}", "0".repeat(32)),
+            auth_token: "probe".into(),
+            trunk_sid: None,
+            base_url: None,
+        };
         if let Some(t) = &inv.twilio {
-            if let Err(e) = edge_providers::TwilioProvider::new(t.get_ref().clone()) {
+            let cfg = twilio.clone().unwrap_or(edge_providers::TwilioConfig {
+                base_url: t.get_ref().base_url.clone(),
+                ..probe_twilio
+            });
+            if let Err(e) = edge_providers::TwilioProvider::new(cfg) {
                 return self.err("inventory.twilio", t.span(), e.to_string());
             }
         }
         if let Some(t) = &inv.telnyx {
-            if let Err(e) = edge_providers::TelnyxProvider::new(t.get_ref().clone()) {
+            let cfg = telnyx.clone().unwrap_or(edge_providers::TelnyxConfig {
+                api_key: "probe".into(),
+                connection_id: None,
+                base_url: t.get_ref().base_url.clone(),
+            });
+            if let Err(e) = edge_providers::TelnyxProvider::new(cfg) {
                 return self.err("inventory.telnyx", t.span(), e.to_string());
             }
         }
@@ -753,8 +834,8 @@ impl Validator<'_> {
             None => ProviderKind::Local,
             Some(p) => match p.get_ref().as_str() {
                 "local" => ProviderKind::Local,
-                "twilio" if inv.twilio.is_some() => ProviderKind::Twilio,
-                "telnyx" if inv.telnyx.is_some() => ProviderKind::Telnyx,
+                "twilio" if twilio.is_some() => ProviderKind::Twilio,
+                "telnyx" if telnyx.is_some() => ProviderKind::Telnyx,
                 "twilio" | "telnyx" => {
                     return self.err(
                         "inventory.provider",
@@ -775,12 +856,41 @@ impl Validator<'_> {
                 }
             },
         };
+        let max_purchased_numbers_per_account = match &inv.max_purchased_numbers_per_account {
+            None => None,
+            Some(v) => Some(
+                u32::try_from(self.range("inventory.max_purchased_numbers_per_account", v, 0, 1_000_000)?)
+                    .unwrap_or(u32::MAX),
+            ),
+        };
         Ok(InventorySettings {
             default,
             ranges,
-            twilio: inv.twilio.as_ref().map(|t| t.get_ref().clone()),
-            telnyx: inv.telnyx.as_ref().map(|t| t.get_ref().clone()),
+            twilio_base_url: inv.twilio.as_ref().and_then(|t| t.get_ref().base_url.clone()),
+            telnyx_base_url: inv.telnyx.as_ref().and_then(|t| t.get_ref().base_url.clone()),
+            twilio,
+            telnyx,
+            max_purchased_numbers_per_account,
         })
+    }
+
+    fn public_sip_uri(&self, api: &RawApi) -> Result<String, ConfigError> {
+        let Some(v) = &api.public_sip_uri else {
+            return Ok(edge_api::DEFAULT_PUBLIC_SIP_URI.to_owned());
+        };
+        let uri = v.get_ref().trim();
+        let host = uri
+            .strip_prefix("sip:")
+            .or_else(|| uri.strip_prefix("sips:"))
+            .unwrap_or("");
+        if host.is_empty() || !host.bytes().all(|b| b.is_ascii_graphic()) || host.len() > 255 {
+            return self.err(
+                "api.public_sip_uri",
+                v.span(),
+                "expected a SIP URI such as \"sip:voice.example.com:5060\"",
+            );
+        }
+        Ok(uri.to_owned())
     }
 
     fn media(&self, m: &RawMedia) -> Result<MediaSettings, ConfigError> {
@@ -1116,6 +1226,42 @@ mod tests {
             e.contains("inventory.provider") && e.contains("[inventory.twilio]"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn security_public_uri_and_provider_base_urls() {
+        let c = parse("").unwrap();
+        assert!(
+            c.security.verify_number_ownership,
+            "on unless the operator turns it off"
+        );
+        assert_eq!(c.public_sip_uri, "sip:voice.oneinbox.ai:5060");
+        assert!(c.inventory.twilio.is_none() && c.inventory.twilio_base_url.is_none());
+        let c = parse(
+            "[security]\nverify_number_ownership = false\n[api]\npublic_sip_uri = \"sip:edge.example.com:5080\"\n\
+             [inventory]\nmax_purchased_numbers_per_account = 5\n\
+             [inventory.twilio]\nbase_url = \"http://127.0.0.1:9\"\n[inventory.telnyx]\nbase_url = \"http://127.0.0.1:8\"\n",
+        )
+        .unwrap();
+        assert!(!c.security.verify_number_ownership);
+        assert_eq!(c.public_sip_uri, "sip:edge.example.com:5080");
+        assert_eq!(c.inventory.max_purchased_numbers_per_account, Some(5));
+        // A base URL alone serves integration calls; the operator has no account there.
+        assert!(c.inventory.twilio.is_none() && c.inventory.telnyx.is_none());
+        assert_eq!(c.inventory.twilio_base_url.as_deref(), Some("http://127.0.0.1:9"));
+        assert_eq!(c.inventory.telnyx_base_url.as_deref(), Some("http://127.0.0.1:8"));
+        let e = parse("[inventory.twilio]\naccount_sid = \"AC00000000000000000000000000000000\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("auth_token"), "{e}");
+        let e = parse("[inventory.twilio]\nbase_url = \"ftp://x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("inventory.twilio"), "{e}");
+        let e = parse("[api]\npublic_sip_uri = \"voice.example.com\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("api.public_sip_uri"), "{e}");
     }
 
     #[test]

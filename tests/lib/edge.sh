@@ -19,6 +19,14 @@ level = "warn"
 telnyx_cps = 500
 twilio_cps = 500
 default_cps = 500
+# The scripts register loopback BYO numbers as the operator would, with no provider account.
+[security]
+verify_number_ownership = false
+# Provider APIs on a closed loopback port: tests never reach the internet.
+[inventory.twilio]
+base_url = "http://127.0.0.1:9"
+[inventory.telnyx]
+base_url = "http://127.0.0.1:9"
 [[carriers]]
 name = "sipp"
 allow = ["127.0.0.1/32"]

@@ -76,6 +76,7 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let retry = retry_after(&self);
         let body = ErrorBody {
             error: ErrorDetail {
                 code: self.code.to_owned(),
@@ -83,7 +84,12 @@ impl IntoResponse for ApiError {
                 field: self.field,
             },
         };
-        (self.status, Json(body)).into_response()
+        let mut resp = (self.status, Json(body)).into_response();
+        if let Some(secs) = retry {
+            resp.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(secs));
+        }
+        resp
     }
 }
 
@@ -119,16 +125,17 @@ impl From<ProviderError> for ApiError {
             ProviderError::NotAvailable(msg) => ApiError {
                 status: StatusCode::CONFLICT,
                 code: "number_unavailable",
-                message: msg,
+                message: format!("this number is not available at the provider: {msg}"),
                 field: Some("phone_number".into()),
             },
             ProviderError::InvalidRequest { field, message } => ApiError::field(field, message),
             ProviderError::Upstream { status, message } => {
                 tracing::warn!(status, %message, "provider rejected request");
+                // The provider's own text (bounded, credential-free) is what lets a user act.
                 ApiError::new(
                     StatusCode::BAD_GATEWAY,
                     "provider_error",
-                    format!("number provider returned HTTP {status}"),
+                    format!("number provider returned HTTP {status}: {message}"),
                 )
             }
             ProviderError::Transport(message) => {
@@ -139,6 +146,51 @@ impl From<ProviderError> for ApiError {
                     "number provider could not be reached",
                 )
             }
+            ProviderError::RateLimited { retry_after_secs } => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                RATE_LIMITED_CODE,
+                format!("the number provider is rate limiting requests; retry after {retry_after_secs} seconds"),
+            ),
+            ProviderError::Regulatory(message) => ApiError {
+                status: StatusCode::BAD_REQUEST,
+                code: "regulatory_requirements_unmet",
+                message: format!(
+                    "the provider requires regulatory information (address or bundle) for this number: {message}"
+                ),
+                field: Some("phone_number".into()),
+            },
+            ProviderError::Unauthorized(message) => {
+                tracing::error!(%message, "provider refused the server's credentials");
+                ApiError::new(
+                    StatusCode::BAD_GATEWAY,
+                    "provider_error",
+                    "the number provider refused the server's credentials",
+                )
+            }
+            ProviderError::Pending { provider_ref } => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "purchase_pending",
+                format!("order {provider_ref} is still being processed by the provider"),
+            ),
         }
+    }
+}
+
+/// Code of the 503 answered when a provider keeps rate limiting; it carries `Retry-After`.
+pub(crate) const RATE_LIMITED_CODE: &str = "provider_rate_limited";
+
+/// Seconds to put in `Retry-After` for errors that have one: the provider's hint (kept in
+/// the message as "retry after N seconds"), else 5 for work still in progress.
+fn retry_after(e: &ApiError) -> Option<u64> {
+    match e.code {
+        RATE_LIMITED_CODE => e
+            .message
+            .split("retry after ")
+            .nth(1)
+            .and_then(|r| r.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .or(Some(1)),
+        "purchase_in_progress" | "request_in_progress" | "purchase_pending" | "idempotency_in_progress" => Some(5),
+        _ => None,
     }
 }

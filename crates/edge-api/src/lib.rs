@@ -6,9 +6,11 @@
 
 mod agents;
 mod calls;
+mod checks;
 mod control;
 mod error;
 mod extract;
+mod idempotency;
 mod inflight;
 mod integrations;
 mod numbers;
@@ -35,6 +37,9 @@ pub use error::{ApiError, ErrorBody, ErrorDetail};
 pub use openapi::ApiDoc;
 pub use validate::SUPPORTED_COUNTRIES;
 
+/// Where carriers send inbound calls unless `[api] public_sip_uri` says otherwise.
+pub const DEFAULT_PUBLIC_SIP_URI: &str = "sip:voice.oneinbox.ai:5060";
+
 /// Tunables for the API.
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
@@ -48,6 +53,26 @@ pub struct ApiConfig {
     pub max_recording_bytes: u64,
     /// How long `POST`/`DELETE /v1/calls` wait for the call engine to answer; then 503.
     pub call_control_timeout: Duration,
+    /// `[security] verify_number_ownership`: path C registrations of Twilio/Telnyx numbers
+    /// must be in the account's own provider account (checked with its integration).
+    pub verify_number_ownership: bool,
+    /// `[api] public_sip_uri`: where carriers must send inbound calls (set-up checks).
+    pub public_sip_uri: String,
+    /// `[inventory.twilio] base_url`: Twilio API base for integration (customer) calls.
+    pub twilio_base_url: Option<String>,
+    /// `[inventory.telnyx] base_url`: Telnyx API base for integration (customer) calls.
+    pub telnyx_base_url: Option<String>,
+    /// `[inventory] max_purchased_numbers_per_account`: more purchases answer 429.
+    pub max_purchased_numbers: Option<u32>,
+}
+
+impl ApiConfig {
+    /// How long a handler may take before answering itself, a little inside `request_timeout`
+    /// so a long purchase gets its own clear 503 rather than the generic time-out.
+    pub(crate) fn answer_within(&self) -> Duration {
+        let margin = (self.request_timeout / 10).min(Duration::from_secs(1));
+        self.request_timeout.saturating_sub(margin)
+    }
 }
 
 impl Default for ApiConfig {
@@ -58,6 +83,11 @@ impl Default for ApiConfig {
             data_dir: PathBuf::from("data"),
             max_recording_bytes: 64 * 1024 * 1024,
             call_control_timeout: Duration::from_secs(5),
+            verify_number_ownership: true,
+            public_sip_uri: DEFAULT_PUBLIC_SIP_URI.to_owned(),
+            twilio_base_url: None,
+            telnyx_base_url: None,
+            max_purchased_numbers: None,
         }
     }
 }
@@ -177,6 +207,8 @@ pub fn routes(state: ApiState) -> Router {
             "/v1/phone-numbers/{id}",
             get(numbers::get).patch(numbers::update).delete(numbers::delete),
         )
+        .route("/v1/phone-numbers/{id}/checks", get(checks::get))
+        .route("/v1/phone-numbers/{id}/checks/fix", axum::routing::post(checks::fix))
         .route("/v1/integrations", get(integrations::list).post(integrations::create))
         .route(
             "/v1/integrations/{id}",
@@ -192,6 +224,7 @@ pub fn routes(state: ApiState) -> Router {
             "/v1/agents/{id}",
             get(agents::get).patch(agents::update).delete(agents::delete),
         )
+        .layer(axum::middleware::from_fn_with_state(state.clone(), idempotency::layer))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn(move |req, next: Next| async move {
             match tokio::time::timeout(request_timeout, next.run(req)).await {

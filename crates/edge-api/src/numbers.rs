@@ -23,8 +23,12 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use utoipa::{IntoParams, ToSchema};
 
-/// How many candidates path B asks the provider for before giving up.
-const AUTO_ASSIGN_CANDIDATES: usize = 5;
+/// How many candidates path B asks the provider for per round.
+const AUTO_ASSIGN_CANDIDATES: usize = 10;
+/// Searches path B makes (each excluding the numbers already tried) before giving up.
+const AUTO_ASSIGN_ROUNDS: usize = 3;
+/// Country path B buys in when the request names none ("just pass your agent ID").
+const DEFAULT_COUNTRY: &str = "US";
 
 // ---------- wire types ----------
 
@@ -48,6 +52,10 @@ pub struct PhoneNumber {
     pub created_at: String,
     /// RFC 3339.
     pub updated_at: String,
+    /// Set-up checks, in the answer to a Twilio/Telnyx registration only
+    /// (same as `GET /v1/phone-numbers/{id}/checks`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checks: Option<Vec<crate::checks::Check>>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -259,6 +267,7 @@ impl From<NumberRecord> for PhoneNumber {
             }),
             created_at: edge_store::time::rfc3339(r.created_at),
             updated_at: edge_store::time::rfc3339(r.updated_at),
+            checks: None,
         }
     }
 }
@@ -393,10 +402,12 @@ pub async fn search(
         (status = 201, body = PhoneNumber),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 409, body = ErrorBody), (status = 413, body = ErrorBody),
-        (status = 502, body = ErrorBody)))]
+        (status = 429, body = ErrorBody), (status = 502, body = ErrorBody),
+        (status = 503, body = ErrorBody)))]
 pub async fn purchase(
     State(state): State<ApiState>,
     Account(account): Account,
+    idempotent: Option<axum::Extension<crate::idempotency::Active>>,
     ApiJson(req): ApiJson<PurchaseRequest>,
 ) -> ApiResult<(StatusCode, Json<PhoneNumber>)> {
     let agent_id = validate::agent_id("agent_id", &req.agent_id)?;
@@ -411,12 +422,7 @@ pub async fn purchase(
     let target = match explicit {
         Some(number) => Target::Number(number),
         None => {
-            let country = validate::country(
-                "country",
-                req.country
-                    .as_deref()
-                    .ok_or_else(|| ApiError::field("country", "required when phone_number is omitted"))?,
-            )?;
+            let country = validate::country("country", req.country.as_deref().unwrap_or(DEFAULT_COUNTRY))?;
             let area_code = req
                 .area_code
                 .as_deref()
@@ -432,6 +438,15 @@ pub async fn purchase(
         }
     };
     check_agents(&state, &account, &agent_id, ib.as_ref()).await?;
+    if let Some(max) = state.config.max_purchased_numbers {
+        if state.store.count_purchased_numbers(&account).await? >= u64::from(max) {
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "purchase_limit_reached",
+                format!("this account already holds {max} purchased numbers, its limit; delete one or ask for a higher limit"),
+            ));
+        }
+    }
 
     // Buy-then-register runs in its own task: if the client disconnects or the request times
     // out mid-way, it still finishes (or releases the number) instead of leaking a purchase.
@@ -441,11 +456,29 @@ pub async fn purchase(
         agent_id,
         inbound_routing: ib,
     };
+    // Answer before the request time-out would, saying the purchase goes on, rather than a bare 503.
+    // Under an Idempotency-Key that layer answers in time and records the real outcome here.
+    let wait = if idempotent.is_some() {
+        std::time::Duration::from_secs(24 * 60 * 60)
+    } else {
+        state.config.answer_within()
+    };
     let task = tokio::spawn(buy_and_register(state, provider, target, order));
-    let rec = task.await.map_err(|e| {
-        tracing::error!(error = %e, "purchase task failed");
-        ApiError::internal()
-    })??;
+    let rec = match tokio::time::timeout(wait, task).await {
+        Ok(joined) => joined.map_err(|e| {
+            tracing::error!(error = %e, "purchase task failed");
+            ApiError::internal()
+        })??,
+        Err(_) => {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "purchase_in_progress",
+                "the provider is slow; the purchase continues and the number appears in GET /v1/phone-numbers \
+                 when bought. Retry with the same Idempotency-Key to get its result; without one, check the list \
+                 before buying again",
+            ))
+        }
+    };
     Ok((StatusCode::CREATED, Json(rec.into())))
 }
 
@@ -518,21 +551,30 @@ async fn auto_assign(
     provider: &dyn NumberProvider,
     q: &SearchQuery,
 ) -> ApiResult<(PurchasedNumber, Reservation)> {
-    let candidates = provider.search(q).await?;
-    for c in candidates.iter().take(AUTO_ASSIGN_CANDIDATES) {
-        if q.exclude.contains(&c.phone_number) {
-            continue;
+    let mut q = q.clone();
+    for _ in 0..AUTO_ASSIGN_ROUNDS {
+        let candidates = provider.search(&q).await?;
+        if candidates.is_empty() {
+            break;
         }
-        let Some(reservation) = state.purchases.reserve(&c.phone_number) else {
-            continue;
-        };
-        if state.store.phone_number_taken(&c.phone_number).await? {
-            continue;
-        }
-        match provider.purchase(&c.phone_number).await {
-            Ok(p) => return Ok((p, reservation)),
-            Err(edge_providers::ProviderError::NotAvailable(_)) => continue,
-            Err(e) => return Err(e.into()),
+        for c in candidates.iter().take(AUTO_ASSIGN_CANDIDATES) {
+            // Whatever happens to this one, the next round searches past it.
+            if !q.exclude.insert(c.phone_number.clone()) {
+                continue;
+            }
+            // Another request is buying it: take the next one rather than fail.
+            let Some(reservation) = state.purchases.reserve(&c.phone_number) else {
+                continue;
+            };
+            if state.store.phone_number_taken(&c.phone_number).await? {
+                continue;
+            }
+            match provider.purchase(&c.phone_number).await {
+                Ok(p) => return Ok((p, reservation)),
+                // Sold to someone else since the search: try the next candidate.
+                Err(edge_providers::ProviderError::NotAvailable(_)) => continue,
+                Err(e) => return Err(e.into()),
+            }
         }
     }
     Err(ApiError {
@@ -549,7 +591,8 @@ async fn auto_assign(
     responses(
         (status = 201, body = PhoneNumber),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 409, body = ErrorBody), (status = 413, body = ErrorBody)))]
+        (status = 403, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 502, body = ErrorBody)))]
 pub async fn register(
     State(state): State<ApiState>,
     Account(account): Account,
@@ -577,11 +620,19 @@ pub async fn register(
         ));
     }
     let ib = inbound_routing(req.inbound_routing)?;
+    let provider: edge_store::Provider = req.provider.into();
+    // Whoever registers a number receives its calls: prove it is in the caller's own
+    // provider account first (before any "already registered" answer, which would leak).
+    let owner = if state.config.verify_number_ownership {
+        Some(crate::checks::find_owner(&state, &account, provider, &phone_number).await?)
+    } else {
+        None
+    };
     let new = NewNumber {
         phone_number,
         friendly_name,
         agent_id,
-        provider: req.provider.into(),
+        provider,
         source: NumberSource::Byo,
         provider_ref: None,
         inbound_routing: ib,
@@ -592,7 +643,13 @@ pub async fn register(
         }),
     };
     let rec = state.store.create_number(&account, new).await?;
-    Ok((StatusCode::CREATED, Json(rec.into())))
+    let checks = match &owner {
+        Some(o) => Some(crate::checks::run(&state, o, &rec).await),
+        None => None,
+    };
+    let mut out: PhoneNumber = rec.into();
+    out.checks = checks;
+    Ok((StatusCode::CREATED, Json(out)))
 }
 
 /// List the account's numbers, oldest first.
@@ -764,7 +821,18 @@ pub async fn delete(
                 provider: provider.kind(),
                 provider_ref: rec.provider_ref.clone().unwrap_or_default(),
             };
-            provider.release(&purchased).await?;
+            provider.release(&purchased).await.map_err(|e| {
+                tracing::warn!(number = %purchased.phone_number, error = %e, "release failed");
+                ApiError::new(
+                    StatusCode::BAD_GATEWAY,
+                    "release_failed",
+                    format!(
+                        "the provider did not release the number, so it is still yours and still billed; \
+                         retry DELETE later ({})",
+                        ApiError::from(e).message
+                    ),
+                )
+            })?;
         }
         state.store.delete_number(&account, &id).await?;
         Ok::<_, ApiError>(())

@@ -14,6 +14,8 @@ use utoipa::{Modify, OpenApi};
         crate::numbers::get,
         crate::numbers::update,
         crate::numbers::delete,
+        crate::checks::get,
+        crate::checks::fix,
         crate::integrations::create,
         crate::integrations::list,
         crate::integrations::get,

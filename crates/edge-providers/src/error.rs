@@ -15,6 +15,18 @@ pub enum ProviderError {
     /// The provider could not be reached or its answer could not be read.
     #[error("provider transport error: {0}")]
     Transport(String),
+    /// The provider kept answering 429 after our retries; try again after `retry_after_secs`.
+    #[error("provider is rate limiting requests; retry after {retry_after_secs} s")]
+    RateLimited { retry_after_secs: u64 },
+    /// The purchase needs regulatory material (an address, a bundle) the provider does not have.
+    #[error("regulatory requirement: {0}")]
+    Regulatory(String),
+    /// The provider refused the credentials (HTTP 401/403).
+    #[error("provider refused the credentials: {0}")]
+    Unauthorized(String),
+    /// A number order was accepted but is still being processed; `provider_ref` is the order.
+    #[error("order {provider_ref} still pending at the provider")]
+    Pending { provider_ref: String },
 }
 
 impl ProviderError {

@@ -14,6 +14,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const TOTAL_TIMEOUT: Duration = Duration::from_secs(15);
 /// Largest response body read; a search page is a few KiB.
 pub(crate) const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Attempts per request while the provider answers 429 Too Many Requests.
+const RATE_LIMIT_ATTEMPTS: u32 = 3;
+/// Longest pause between 429 retries, whatever `Retry-After` says: the API client is waiting.
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
 /// A response read in full (within [`MAX_BODY_BYTES`]).
 pub(crate) struct Response {
@@ -74,14 +78,52 @@ pub(crate) fn endpoint(base: &Url, segments: &[&str]) -> Result<Url, ProviderErr
     Ok(url)
 }
 
-/// Sends the request and reads the body up to [`MAX_BODY_BYTES`].
+/// Sends the request and reads the body up to [`MAX_BODY_BYTES`]. A 429 is retried with
+/// back-off (honouring a short `Retry-After`); if it persists the answer is
+/// [`ProviderError::RateLimited`] so the API can tell its client when to come back.
 pub(crate) async fn send(req: RequestBuilder) -> Result<Response, ProviderError> {
+    let mut attempt: u32 = 0;
+    let mut req = req;
+    loop {
+        attempt += 1;
+        // Bodies here are bytes, so cloning works; without a clone there is no retry.
+        let spare = if attempt < RATE_LIMIT_ATTEMPTS {
+            req.try_clone()
+        } else {
+            None
+        };
+        let (resp, retry_after) = send_once(req).await?;
+        if resp.status != 429 {
+            return Ok(resp);
+        }
+        let Some(next) = spare else {
+            return Err(ProviderError::RateLimited {
+                retry_after_secs: retry_after.unwrap_or(1).clamp(1, 3600),
+            });
+        };
+        let backoff = retry_after
+            .map(Duration::from_secs)
+            .unwrap_or(Duration::from_millis(250u64 << attempt))
+            .min(MAX_BACKOFF);
+        tracing::debug!(attempt, ?backoff, "provider answered 429; retrying");
+        tokio::time::sleep(backoff).await;
+        req = next;
+    }
+}
+
+/// One request; also returns `Retry-After` in seconds when the provider sent one.
+async fn send_once(req: RequestBuilder) -> Result<(Response, Option<u64>), ProviderError> {
     let mut resp = req
         .header(reqwest::header::ACCEPT, "application/json")
         .send()
         .await
         .map_err(transport)?;
     let status = resp.status().as_u16();
+    let retry_after = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
     if resp.content_length().is_some_and(|len| len > MAX_BODY_BYTES as u64) {
         return Err(too_large());
     }
@@ -92,7 +134,7 @@ pub(crate) async fn send(req: RequestBuilder) -> Result<Response, ProviderError>
         }
         body.extend_from_slice(&chunk);
     }
-    Ok(Response { status, body })
+    Ok((Response { status, body }, retry_after))
 }
 
 fn too_large() -> ProviderError {

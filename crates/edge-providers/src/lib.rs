@@ -20,8 +20,8 @@ use std::pin::Pin;
 pub use error::ProviderError;
 pub use local::{InventoryRange, LocalInventory, MAX_SCAN_PER_SEARCH};
 pub use secret::SecretString;
-pub use telnyx::{TelnyxConfig, TelnyxProvider, TELNYX_DEFAULT_BASE_URL};
-pub use twilio::{TwilioConfig, TwilioProvider, TWILIO_DEFAULT_BASE_URL};
+pub use telnyx::{TelnyxConfig, TelnyxConnection, TelnyxOwnedNumber, TelnyxProvider, TELNYX_DEFAULT_BASE_URL};
+pub use twilio::{TwilioConfig, TwilioOwnedNumber, TwilioProvider, TwilioTrunk, TWILIO_DEFAULT_BASE_URL};
 pub use types::{AvailableNumber, ProviderKind, PurchasedNumber, SearchQuery};
 pub use validate::MAX_SEARCH_LIMIT;
 

@@ -17,6 +17,12 @@ pub const TELNYX_DEFAULT_BASE_URL: &str = "https://api.telnyx.com";
 
 /// Longest Telnyx resource id accepted into a URL path.
 const MAX_ID_LEN: usize = 64;
+/// How long a purchase follows an asynchronous number order before giving up as pending.
+/// The API runs purchases in their own task, so this outlives the client's wait and the
+/// number is registered when the order succeeds.
+const ORDER_FOLLOW: std::time::Duration = std::time::Duration::from_secs(10 * 60);
+/// First pause between order status polls (doubles up to 2 s).
+const ORDER_POLL: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Operator configuration for a Telnyx account.
 #[derive(Debug, Clone, Deserialize)]
@@ -88,7 +94,10 @@ impl TelnyxProvider {
                 pairs.append_pair("filter[phone_number][contains]", c);
             }
             pairs.append_pair("filter[limit]", &page.to_string());
-            pairs.append_pair("filter[features][]", "voice");
+            // The spelling Telnyx's SDKs send; `filter[features][]` is not the documented form.
+            pairs.append_pair("filter[features]", "voice");
+            // Geographic numbers only: toll-free or mobile ones have other rules and prices.
+            pairs.append_pair("filter[phone_number_type]", "local");
         }
         let resp = http::send(self.authed(self.client.get(url))).await?;
         let list: DataList<TelnyxAvailable> = ok_json("available_phone_numbers", &resp)?;
@@ -108,27 +117,134 @@ impl TelnyxProvider {
             phone_numbers: vec![OrderNumber { phone_number }],
             connection_id: self.connection_id.as_deref(),
         };
-        let resp = http::send(self.authed(self.client.post(url)).json(&body)).await?;
+        let resp = match http::send(self.authed(self.client.post(url)).json(&body)).await {
+            Ok(resp) => resp,
+            Err(ProviderError::Transport(e)) => {
+                // The order may have been placed before the time-out: look before reporting.
+                tracing::warn!(number = phone_number, error = %e, "order outcome unknown; looking it up");
+                return match self.find_number(phone_number).await? {
+                    Some(n) => Ok(PurchasedNumber {
+                        phone_number: phone_number.to_owned(),
+                        provider: ProviderKind::Telnyx,
+                        provider_ref: n.id,
+                    }),
+                    None => Err(ProviderError::Transport(e)),
+                };
+            }
+            Err(e) => return Err(e),
+        };
         let order: Data<Order> = ok_json("number_orders", &resp)?;
-        let order = order.data;
-        let failed = order.status.as_deref() == Some("failure")
-            || order
-                .phone_numbers
-                .iter()
-                .any(|n| n.phone_number == phone_number && n.status.as_deref() == Some("failure"));
-        if failed {
-            return Err(ProviderError::NotAvailable(phone_number.to_owned()));
-        }
+        let mut order = order.data;
         if !is_id(&order.id) {
             return Err(ProviderError::Transport(
                 "unexpected number_orders response: invalid order id".to_owned(),
             ));
+        }
+        // Orders are asynchronous: `pending` is not bought yet. Follow it to an outcome.
+        let deadline = tokio::time::Instant::now() + ORDER_FOLLOW;
+        let mut pause = ORDER_POLL;
+        loop {
+            match order.outcome(phone_number) {
+                OrderOutcome::Success => break,
+                OrderOutcome::Failure(requirements) => {
+                    return Err(if requirements {
+                        ProviderError::Regulatory(format!(
+                            "Telnyx needs regulatory documents (address or identity) before it can activate {phone_number}"
+                        ))
+                    } else {
+                        ProviderError::NotAvailable(phone_number.to_owned())
+                    });
+                }
+                OrderOutcome::Pending => {}
+            }
+            if tokio::time::Instant::now() + pause > deadline {
+                return Err(ProviderError::Pending { provider_ref: order.id });
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(std::time::Duration::from_secs(2));
+            let url = self.url(&["number_orders", &order.id])?;
+            let resp = http::send(self.authed(self.client.get(url))).await?;
+            let next: Data<Order> = ok_json("number_orders", &resp)?;
+            if next.data.id != order.id {
+                return Err(ProviderError::Transport(
+                    "unexpected number_orders response: other order id".to_owned(),
+                ));
+            }
+            order = next.data;
         }
         Ok(PurchasedNumber {
             phone_number: phone_number.to_owned(),
             provider: ProviderKind::Telnyx,
             provider_ref: order.id,
         })
+    }
+
+    /// The account's number `phone_number` (E.164), if the account has it.
+    ///
+    /// `filter[phone_number]` takes digits only: Telnyx matches nothing when it holds a `+`,
+    /// which would make every number look released or foreign.
+    pub async fn find_number(&self, phone_number: &str) -> Result<Option<TelnyxOwnedNumber>, ProviderError> {
+        validate_e164("phone_number", phone_number)?;
+        let digits = phone_number.trim_start_matches('+');
+        let mut url = self.url(&["phone_numbers"])?;
+        url.query_pairs_mut().append_pair("filter[phone_number]", digits);
+        let resp = http::send(self.authed(self.client.get(url))).await?;
+        let list: DataList<OwnedNumber> = ok_json("phone_numbers", &resp)?;
+        let Some(owned) = list.data.into_iter().find(|n| n.phone_number == phone_number) else {
+            return Ok(None);
+        };
+        if !is_id(&owned.id) {
+            return Err(ProviderError::Transport(
+                "unexpected phone_numbers response: invalid id".to_owned(),
+            ));
+        }
+        Ok(Some(TelnyxOwnedNumber {
+            id: owned.id,
+            phone_number: owned.phone_number,
+            connection_id: owned.connection_id.filter(|c| is_id(c)),
+        }))
+    }
+
+    /// A SIP connection of the account; `None` when there is none with this id.
+    pub async fn connection(&self, id: &str) -> Result<Option<TelnyxConnection>, ProviderError> {
+        if !is_id(id) {
+            return Err(ProviderError::invalid(
+                "connection_id",
+                "must be 1-64 letters, digits or dashes",
+            ));
+        }
+        let resp = http::send(self.authed(self.client.get(self.url(&["connections", id])?))).await?;
+        if resp.status == 404 {
+            return Ok(None);
+        }
+        let c: Data<ConnectionJson> = ok_json("connections", &resp)?;
+        let mut conn = TelnyxConnection {
+            id: c.data.id,
+            record_type: bounded_text(&c.data.record_type),
+            user_name: c.data.user_name.as_deref().map(bounded_text),
+            targets: Vec::new(),
+        };
+        // Where Telnyx sends inbound calls: the FQDNs or IPs of the connection.
+        let (path, field) = match conn.record_type.as_str() {
+            "fqdn_connection" => ("fqdns", "fqdn"),
+            "ip_connection" => ("ips", "ip_address"),
+            _ => return Ok(Some(conn)),
+        };
+        let mut url = self.url(&[path])?;
+        url.query_pairs_mut().append_pair("filter[connection_id]", &conn.id);
+        let resp = http::send(self.authed(self.client.get(url))).await?;
+        let list: DataList<serde_json::Value> = ok_json(path, &resp)?;
+        conn.targets = list
+            .data
+            .iter()
+            .take(20)
+            .filter_map(|t| {
+                let host = t.get(field)?.as_str()?;
+                let port = t.get("port").and_then(serde_json::Value::as_u64).unwrap_or(5060);
+                Some(format!("{}:{port}", bounded_text(host)))
+            })
+            .collect();
+        Ok(Some(conn))
     }
 
     async fn release_impl(&self, purchased: &PurchasedNumber) -> Result<(), ProviderError> {
@@ -138,28 +254,64 @@ impl TelnyxProvider {
                 format!("{} number cannot be released to telnyx", purchased.provider),
             ));
         }
-        validate_e164("phone_number", &purchased.phone_number)?;
         // The order id is not the number id: look the number up on the account.
-        let mut url = self.url(&["phone_numbers"])?;
-        url.query_pairs_mut()
-            .append_pair("filter[phone_number]", &purchased.phone_number);
-        let resp = http::send(self.authed(self.client.get(url))).await?;
-        let list: DataList<OwnedNumber> = ok_json("phone_numbers", &resp)?;
-        let Some(owned) = list.data.into_iter().find(|n| n.phone_number == purchased.phone_number) else {
-            // Not on the account any more: already released.
+        let Some(owned) = self.find_number(&purchased.phone_number).await? else {
+            // Not on the account any more (the lookup matches digits exactly): already released.
             return Ok(());
         };
-        if !is_id(&owned.id) {
-            return Err(ProviderError::Transport(
-                "unexpected phone_numbers response: invalid id".to_owned(),
-            ));
-        }
         let url = self.url(&["phone_numbers", &owned.id])?;
         let resp = http::send(self.authed(self.client.delete(url))).await?;
         if resp.is_success() || resp.status == 404 {
             Ok(())
         } else {
             Err(upstream(&resp))
+        }
+    }
+}
+
+/// A number on the Telnyx account (`/v2/phone_numbers`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TelnyxOwnedNumber {
+    pub id: String,
+    pub phone_number: String,
+    /// The SIP connection the number routes to, if any.
+    pub connection_id: Option<String>,
+}
+
+/// A Telnyx SIP connection as the set-up checks need it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TelnyxConnection {
+    pub id: String,
+    /// `fqdn_connection`, `ip_connection`, `credential_connection`.
+    pub record_type: String,
+    /// Credential user name (credential connections; outbound auth).
+    pub user_name: Option<String>,
+    /// `host:port` entries inbound calls go to (FQDN and IP connections).
+    pub targets: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct ConnectionJson {
+    id: String,
+    record_type: String,
+    user_name: Option<String>,
+}
+
+enum OrderOutcome {
+    Success,
+    /// `true` when the failure is unmet regulatory requirements.
+    Failure(bool),
+    Pending,
+}
+
+impl Order {
+    fn outcome(&self, phone_number: &str) -> OrderOutcome {
+        let number = self.phone_numbers.iter().find(|n| n.phone_number == phone_number);
+        let status = number.and_then(|n| n.status.as_deref()).or(self.status.as_deref());
+        match status {
+            Some("success") => OrderOutcome::Success,
+            Some("failure") => OrderOutcome::Failure(number.is_some_and(|n| n.requirements_met == Some(false))),
+            _ => OrderOutcome::Pending,
         }
     }
 }
@@ -210,9 +362,9 @@ fn upstream(resp: &Response) -> ProviderError {
     } else {
         bounded_text(&parts.join("; "))
     };
-    ProviderError::Upstream {
-        status: resp.status,
-        message,
+    match resp.status {
+        401 | 403 => ProviderError::Unauthorized(message),
+        status => ProviderError::Upstream { status, message },
     }
 }
 
@@ -316,12 +468,14 @@ struct Order {
 struct OrderedNumber {
     phone_number: String,
     status: Option<String>,
+    requirements_met: Option<bool>,
 }
 
 #[derive(Deserialize)]
 struct OwnedNumber {
     id: String,
     phone_number: String,
+    connection_id: Option<String>,
 }
 
 impl NumberProvider for TelnyxProvider {

@@ -173,7 +173,9 @@ async fn search_sends_documented_filters_and_maps_numbers() {
             ("filter[country_code]", "US"),
             ("filter[national_destination_code]", "970"),
             ("filter[limit]", "10"),
-            ("filter[features][]", "voice"),
+            // The documented spelling (the SDKs send it), and geographic numbers only.
+            ("filter[features]", "voice"),
+            ("filter[phone_number_type]", "local"),
         ])
     );
     assert_eq!(req.header("authorization"), Some(format!("Bearer {KEY}")));
@@ -269,9 +271,10 @@ async fn release_looks_up_number_id_then_deletes() {
     assert_eq!(reqs.len(), 2);
     assert_eq!(reqs[0].method, "GET");
     assert_eq!(reqs[0].path(), "/v2/phone_numbers");
-    assert_eq!(reqs[0].query(), pairs(&[("filter[phone_number]", "+19705555098")]));
-    // `+` must be percent-encoded on the wire or it would read as a space.
-    assert!(reqs[0].target.contains("%2B19705555098"), "{}", reqs[0].target);
+    // Telnyx matches digits only: with a `+` the filter finds nothing and the number would
+    // look released while it is still billed.
+    assert_eq!(reqs[0].query(), pairs(&[("filter[phone_number]", "19705555098")]));
+    assert!(!reqs[0].target.contains("%2B"), "{}", reqs[0].target);
     assert_eq!(reqs[1].method, "DELETE");
     assert_eq!(reqs[1].path(), format!("/v2/phone_numbers/{NUMBER_ID}"));
     for r in &reqs {
@@ -310,13 +313,36 @@ async fn error_bodies_map_to_upstream_with_detail() {
     );
     let err = telnyx.purchase("+19705555098").await.unwrap_err();
     assert!(
-        matches!(&err, ProviderError::Upstream { status: 401, message }
+        matches!(&err, ProviderError::Unauthorized(message)
             if message.contains("The API key looks malformed")),
         "{err:?}"
     );
     assert!(!err.to_string().contains(KEY));
     let err = telnyx.release(&purchased()).await.unwrap_err();
     assert!(matches!(&err, ProviderError::Upstream { status: 503, .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn pending_order_is_followed_until_it_settles() {
+    let pending = ORDER_BODY.replace("\"status\": \"success\"", "\"status\": \"pending\"");
+    let failed = ORDER_BODY.replace("\"status\": \"success\"", "\"status\": \"failure\"");
+    let server = serve(vec![
+        Canned::json(200, &pending),
+        Canned::json(200, &pending),
+        Canned::json(200, ORDER_BODY),
+        Canned::json(200, &pending),
+        Canned::json(200, &failed),
+    ])
+    .await;
+    let telnyx = provider(&server.base_url, None);
+    assert_eq!(telnyx.purchase("+19705555098").await.unwrap(), purchased());
+    let reqs = server.requests();
+    assert_eq!(reqs.len(), 3);
+    assert_eq!(reqs[1].method, "GET");
+    assert_eq!(reqs[1].path(), format!("/v2/number_orders/{ORDER_ID}"));
+    // A pending order that then fails was never bought.
+    let err = telnyx.purchase("+19705555098").await.unwrap_err();
+    assert_eq!(err, ProviderError::NotAvailable("+19705555098".to_owned()));
 }
 
 #[tokio::test]

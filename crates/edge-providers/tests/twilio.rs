@@ -241,34 +241,33 @@ async fn release_of_missing_number_is_ok_but_other_errors_are_not() {
 }
 
 #[tokio::test]
-async fn error_bodies_map_to_upstream_with_message() {
+async fn error_bodies_map_to_errors_with_message() {
     let search_err = r#"{"code": 21452, "message": "No phone numbers found in area code 415", "more_info": "https://www.twilio.com/docs/errors/21452", "status": 400}"#;
     let auth_err = r#"{"code": 20003, "detail": "Your AccountSid or AuthToken was incorrect.", "message": "Authenticate", "more_info": "https://www.twilio.com/docs/errors/20003", "status": 401}"#;
     let server = serve(vec![
         Canned::json(400, search_err),
         Canned::json(401, auth_err),
         Canned::json(502, "<html>bad gateway</html>"),
+        Canned::json(400, r#"{"code": 20001, "message": "Invalid parameter", "status": 400}"#),
     ])
     .await;
     let twilio = provider(&server.base_url, None);
 
-    let err = twilio.search(&query(5)).await.unwrap_err();
-    match &err {
-        ProviderError::Upstream { status, message } => {
-            assert_eq!(*status, 400);
-            assert!(message.contains("No phone numbers found in area code 415"), "{message}");
-            assert!(message.contains("21452"), "{message}");
-        }
-        other => panic!("unexpected {other:?}"),
-    }
+    // 21452 "no phone numbers found" on a search is an empty result, not a failure.
+    assert_eq!(twilio.search(&query(5)).await.unwrap(), Vec::new());
     let err = twilio.purchase("+14155555502").await.unwrap_err();
     assert!(
-        matches!(&err, ProviderError::Upstream { status: 401, message } if message.contains("Authenticate")),
+        matches!(&err, ProviderError::Unauthorized(message) if message.contains("Authenticate")),
         "{err:?}"
     );
     assert!(!err.to_string().contains(TOKEN));
     let err = twilio.search(&query(5)).await.unwrap_err();
     assert!(matches!(&err, ProviderError::Upstream { status: 502, .. }), "{err:?}");
+    let err = twilio.search(&query(5)).await.unwrap_err();
+    assert!(
+        matches!(&err, ProviderError::Upstream { status: 400, message } if message.contains("Invalid parameter") && message.contains("20001")),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]
@@ -396,4 +395,64 @@ fn config_is_validated_and_secret_redacted() {
         "base_url",
     );
     bad(&|c| c.base_url = Some("not a url".to_owned()), "base_url");
+}
+
+#[tokio::test]
+async fn area_code_is_sent_for_us_and_canada_only() {
+    let server = serve(vec![
+        Canned::json(200, SEARCH_BODY),
+        Canned::json(200, r#"{"available_phone_numbers": []}"#),
+    ])
+    .await;
+    let twilio = provider(&server.base_url, None);
+    twilio.search(&query(2)).await.unwrap();
+    let mut gb = query(2);
+    gb.country = "GB".to_owned();
+    gb.area_code = Some("20".to_owned());
+    twilio.search(&gb).await.unwrap();
+    let reqs = server.requests();
+    assert!(reqs[0].query().iter().any(|(k, _)| k == "AreaCode"));
+    assert!(
+        !reqs[1].query().iter().any(|(k, _)| k == "AreaCode"),
+        "Twilio's AreaCode filter is US/CA only: {:?}",
+        reqs[1].query()
+    );
+}
+
+#[tokio::test]
+async fn not_available_and_regulatory_errors_are_named() {
+    let server = serve(vec![
+        Canned::json(
+            400,
+            r#"{"code": 21422, "message": "PhoneNumber requested is not available", "more_info": "https://www.twilio.com/docs/errors/21422", "status": 400}"#,
+        ),
+        Canned::json(
+            400,
+            r#"{"code": 21631, "message": "Phone Number Requires an Address", "more_info": "https://www.twilio.com/docs/errors/21631", "status": 400}"#,
+        ),
+    ])
+    .await;
+    let twilio = provider(&server.base_url, None);
+    let err = twilio.purchase("+14155555502").await.unwrap_err();
+    assert!(
+        matches!(&err, ProviderError::NotAvailable(m) if m.contains("21422")),
+        "{err:?}"
+    );
+    let err = twilio.purchase("+14155555502").await.unwrap_err();
+    assert!(
+        matches!(&err, ProviderError::Regulatory(m) if m.contains("Address")),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn rate_limited_requests_are_retried() {
+    let server = serve(vec![
+        Canned::json(429, r#"{"code": 20429, "message": "Too Many Requests", "status": 429}"#),
+        Canned::json(200, SEARCH_BODY),
+    ])
+    .await;
+    let found = provider(&server.base_url, None).search(&query(2)).await.unwrap();
+    assert_eq!(found.len(), 2);
+    assert_eq!(server.requests().len(), 2);
 }

@@ -29,6 +29,7 @@ pub mod calls;
 mod config;
 mod cursor;
 mod error;
+mod idempotency;
 mod ids;
 mod index;
 mod integrations;
@@ -43,6 +44,7 @@ pub use calls::{now_ms, CallError, CallFilter, CallRecord, CallStatus, HangupBy,
 pub use config::{Database, StoreConfig, SQLITE_FILE_NAME};
 pub use cursor::Cursor;
 pub use error::{Result, StoreError};
+pub use idempotency::{idempotency_request_hash, IdempotencyBegin, IDEMPOTENCY_TTL_MS};
 pub use ids::IdKind;
 pub use index::{InboundRoute, NumberRoute, OutboundTrunk, RoutingIndex};
 pub use model::{

@@ -137,6 +137,16 @@ impl Store {
             .is_some())
     }
 
+    /// How many numbers the account bought through the edge (for per-account purchase limits).
+    pub async fn count_purchased_numbers(&self, account_id: &str) -> Result<u64> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM phone_numbers WHERE account_id = $1 AND source = 'purchased'")
+            .bind(account_id)
+            .fetch_one(&self.pool)
+            .await?;
+        let n: i64 = row.try_get("n")?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
     /// Registers a number. Checks that every referenced agent belongs to the account and that
     /// the number is not registered anywhere (`Conflict` on `phone_number`), all in one
     /// transaction; then updates the index.

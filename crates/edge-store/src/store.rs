@@ -21,6 +21,7 @@ const MIGRATION_0001: &str = include_str!("../migrations/0001_init.sql");
 const MIGRATION_0002: &str = include_str!("../migrations/0002_calls.sql");
 const MIGRATION_0003: &str = include_str!("../migrations/0003_voicemails.sql");
 const MIGRATION_0004: &str = include_str!("../migrations/0004_agent_sip_credentials.sql");
+const MIGRATION_0006: &str = include_str!("../migrations/0006_idempotency.sql");
 
 /// Which backend the pool talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,6 +114,13 @@ fn migrator() -> Migrator {
             "agent_sip_credentials".into(),
             MigrationType::Simple,
             MIGRATION_0004.into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            6,
+            "idempotency".into(),
+            MigrationType::Simple,
+            MIGRATION_0006.into_sql_str(),
             false,
         ),
     ])

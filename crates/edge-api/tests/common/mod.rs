@@ -72,13 +72,23 @@ async fn serve_with(
     }
 }
 
+/// The API config of the shared test servers: an operator that provisions BYO numbers itself
+/// (`[security] verify_number_ownership = false`), so tests about other things need no
+/// provider fakes. Ownership is tested with fakes in `byo_providers.rs`.
+pub fn test_config() -> ApiConfig {
+    ApiConfig {
+        verify_number_ownership: false,
+        ..ApiConfig::default()
+    }
+}
+
 pub async fn sqlite() -> Server {
     sqlite_with(providers()).await
 }
 
 /// SQLite-backed server with the given providers (e.g. a scripted fake).
 pub async fn sqlite_with(providers: ProviderSet) -> Server {
-    sqlite_with_config(providers, ApiConfig::default()).await
+    sqlite_with_config(providers, test_config()).await
 }
 
 pub async fn sqlite_with_config(providers: ProviderSet, config: ApiConfig) -> Server {
@@ -93,7 +103,7 @@ pub async fn sqlite_full(providers: ProviderSet, config: ApiConfig, engine: Opti
 }
 
 pub async fn postgres() -> Option<Server> {
-    postgres_with_config(ApiConfig::default()).await
+    postgres_with_config(test_config()).await
 }
 
 /// PostgreSQL-backed server with the given API config (e.g. a temp `data_dir`).
@@ -102,6 +112,11 @@ pub async fn postgres_with_config(config: ApiConfig) -> Option<Server> {
 }
 
 pub async fn postgres_full(config: ApiConfig, engine: Option<Engine>) -> Option<Server> {
+    postgres_full_with(providers(), config, engine).await
+}
+
+/// PostgreSQL-backed server with the given providers and config.
+pub async fn postgres_full_with(providers: ProviderSet, config: ApiConfig, engine: Option<Engine>) -> Option<Server> {
     static N: AtomicU32 = AtomicU32::new(0);
     let url = std::env::var("EDGE_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_PG_URL.into());
     let mut cfg = StoreConfig::new(
@@ -123,7 +138,7 @@ pub async fn postgres_full(config: ApiConfig, engine: Option<Engine>) -> Option<
     cfg.pg_schema = Some(schema.clone());
     cfg.max_connections = 3;
     match Store::connect(cfg).await {
-        Ok(store) => Some(serve_with(store, None, Some(schema), providers(), config, engine).await),
+        Ok(store) => Some(serve_with(store, None, Some(schema), providers, config, engine).await),
         Err(e) if std::env::var_os("CI").is_some() => {
             panic!("PostgreSQL at {url} unreachable under CI: {e}")
         }
@@ -206,7 +221,7 @@ macro_rules! on_both_backends {
             fn config() -> edge_api::ApiConfig {
                 edge_api::ApiConfig {
                     call_control_timeout: std::time::Duration::from_millis(300),
-                    ..Default::default()
+                    ..$crate::common::test_config()
                 }
             }
 
@@ -259,3 +274,4 @@ macro_rules! on_both_backends {
         }
     };
 }
+pub mod fakes;
