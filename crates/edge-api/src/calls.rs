@@ -371,6 +371,7 @@ fn refusal(e: OriginateError) -> Response {
             code: e.code,
             message: e.message,
             field: e.field,
+            phone_number_id: None,
         },
     };
     (status, Json(body)).into_response()

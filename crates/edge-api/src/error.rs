@@ -20,6 +20,10 @@ pub struct ErrorDetail {
     pub message: String,
     /// JSON path of the offending input (`inbound_routing.fallback.agent_id`), if any.
     pub field: Option<String>,
+    /// In a 503 `purchase_in_progress`: the `pending` number to poll with
+    /// `GET /v1/phone-numbers/{id}` (it turns `active` or `failed`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phone_number_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,6 +86,7 @@ impl IntoResponse for ApiError {
                 code: self.code.to_owned(),
                 message: self.message,
                 field: self.field,
+                phone_number_id: None,
             },
         };
         let mut resp = (self.status, Json(body)).into_response();
@@ -193,4 +198,18 @@ fn retry_after(e: &ApiError) -> Option<u64> {
         "purchase_in_progress" | "request_in_progress" | "purchase_pending" | "idempotency_in_progress" => Some(5),
         _ => None,
     }
+}
+
+/// 503 `purchase_in_progress`: the purchase goes on after the client's wait; `phone_number_id`
+/// names its `pending` number when it has one yet.
+pub fn purchase_in_progress(message: &str, phone_number_id: Option<String>) -> Response {
+    let body = ErrorBody {
+        error: ErrorDetail {
+            code: "purchase_in_progress".into(),
+            message: message.into(),
+            field: None,
+            phone_number_id,
+        },
+    };
+    (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
 }

@@ -18,8 +18,11 @@ pub(crate) const HEADER: &str = "idempotency-key";
 
 /// Request extension: this request runs under an Idempotency-Key, so handlers may finish
 /// long work instead of answering early; this layer answers the client in time.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Active;
+#[derive(Debug, Clone)]
+pub(crate) struct Active {
+    /// Where a purchase notes its `pending` number, for this layer's 503 to name it.
+    pub(crate) progress: crate::numbers::ProgressSlot,
+}
 /// Longest accepted key (Stripe-style UUIDs are 36).
 const MAX_KEY_LEN: usize = 255;
 /// Largest response body remembered (a phone number record is ~1 KiB).
@@ -83,7 +86,10 @@ pub(crate) async fn layer(State(state): State<ApiState>, req: Request, next: Nex
         Ok(IdempotencyBegin::Started) => {
             let purchase = parts.uri.path().ends_with("/purchase");
             let mut req = Request::from_parts(parts, Body::from(bytes));
-            req.extensions_mut().insert(Active);
+            let progress = crate::numbers::ProgressSlot::default();
+            req.extensions_mut().insert(Active {
+                progress: std::sync::Arc::clone(&progress),
+            });
             let store = state.store.clone();
             let task = tokio::spawn(async move {
                 let resp = next.run(req).await;
@@ -109,14 +115,14 @@ pub(crate) async fn layer(State(state): State<ApiState>, req: Request, next: Nex
                     tracing::error!(error = %e, "idempotent request task failed");
                     ApiError::internal().into_response()
                 }),
+                Err(_) if purchase => {
+                    let pending = progress.lock().await.pending_id.clone();
+                    crate::error::purchase_in_progress(crate::numbers::PURCHASE_IN_PROGRESS, pending)
+                }
                 Err(_) => ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    if purchase {
-                        "purchase_in_progress"
-                    } else {
-                        "request_in_progress"
-                    },
-                    "the provider is slow; the request continues. Retry with the same Idempotency-Key to get its \
+                    "request_in_progress",
+                    "the request continues. Retry with the same Idempotency-Key to get its \
                      result (409 idempotency_in_progress until it is done)",
                 )
                 .into_response(),

@@ -17,7 +17,7 @@ use axum::Json;
 use edge_providers::{AvailableNumber, NumberProvider, PurchasedNumber, SearchQuery};
 use edge_store::{
     IdKind, InboundRouting, InboundRoutingPatch, NewNumber, NewProviderConfig, NumberPatch, NumberRecord, NumberSource,
-    ProviderConfigPatch, Secret,
+    NumberStatus, ProviderConfigPatch, Secret,
 };
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -56,6 +56,9 @@ pub struct PhoneNumber {
     /// (same as `GET /v1/phone-numbers/{id}/checks`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub checks: Option<Vec<crate::checks::Check>>,
+    /// Why a purchase ended `failed` (the provider's refusal); absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure_reason: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -268,6 +271,7 @@ impl From<NumberRecord> for PhoneNumber {
             created_at: edge_store::time::rfc3339(r.created_at),
             updated_at: edge_store::time::rfc3339(r.updated_at),
             checks: None,
+            failure_reason: r.failure_reason,
         }
     }
 }
@@ -409,7 +413,42 @@ pub async fn purchase(
     Account(account): Account,
     idempotent: Option<axum::Extension<crate::idempotency::Active>>,
     ApiJson(req): ApiJson<PurchaseRequest>,
-) -> ApiResult<(StatusCode, Json<PhoneNumber>)> {
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match purchase_inner(state, account, idempotent.map(|e| e.0), req).await {
+        Ok(Ok(rec)) => (StatusCode::CREATED, Json(PhoneNumber::from(rec))).into_response(),
+        Ok(Err(pending_id)) => crate::error::purchase_in_progress(PURCHASE_IN_PROGRESS, pending_id),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// What a 503 `purchase_in_progress` tells the client.
+pub(crate) const PURCHASE_IN_PROGRESS: &str =
+    "the provider is slow; the purchase continues. Its number is listed with status \"pending\" (error.phone_number_id) \
+     until it turns \"active\" or \"failed\"; poll GET /v1/phone-numbers/{id}, or retry with the same Idempotency-Key \
+     to get its result. Do not buy again without checking";
+
+/// How far a purchase running in its own task has got, shared with whoever answers the client.
+#[derive(Debug, Default)]
+pub(crate) struct PurchaseProgress {
+    /// The `pending` row of the number being bought, once stored.
+    pub(crate) pending_id: Option<String>,
+    /// Nobody will see the purchase's answer: a failure is kept as a `failed` row (else the
+    /// pending row is removed and the error answered).
+    pub(crate) client_gone: bool,
+    /// The purchase failed and its pending row is gone: the answer is the task's result.
+    settled: bool,
+}
+
+pub(crate) type ProgressSlot = Arc<tokio::sync::Mutex<PurchaseProgress>>;
+
+/// `Ok(Ok(number))` bought; `Ok(Err(pending_id))` still running after the client's wait.
+async fn purchase_inner(
+    state: ApiState,
+    account: String,
+    idempotent: Option<crate::idempotency::Active>,
+    req: PurchaseRequest,
+) -> ApiResult<Result<NumberRecord, Option<String>>> {
     let agent_id = validate::agent_id("agent_id", &req.agent_id)?;
     let friendly_name = validate::opt_text("friendly_name", req.friendly_name.as_deref(), MAX_NAME_LEN)?;
     let ib = inbound_routing(req.inbound_routing)?;
@@ -457,32 +496,38 @@ pub async fn purchase(
         inbound_routing: ib,
     };
     // Answer before the request time-out would, saying the purchase goes on, rather than a bare 503.
-    // Under an Idempotency-Key that layer answers in time and records the real outcome here.
-    let wait = if idempotent.is_some() {
-        std::time::Duration::from_secs(24 * 60 * 60)
-    } else {
-        state.config.answer_within()
+    // Under an Idempotency-Key that layer answers in time and records the real outcome here; its
+    // 503 may already have been the client's answer, so a failure is kept as a `failed` row.
+    let (wait, progress) = match idempotent {
+        Some(active) => {
+            active.progress.lock().await.client_gone = true;
+            (std::time::Duration::from_secs(24 * 60 * 60), active.progress)
+        }
+        None => (state.config.answer_within(), ProgressSlot::default()),
     };
-    let task = tokio::spawn(buy_and_register(state, provider, target, order));
-    let rec = match tokio::time::timeout(wait, task).await {
-        Ok(joined) => joined.map_err(|e| {
-            tracing::error!(error = %e, "purchase task failed");
-            ApiError::internal()
-        })??,
+    let mut task = tokio::spawn(buy_and_register(state, provider, target, order, Arc::clone(&progress)));
+    let joined = match tokio::time::timeout(wait, &mut task).await {
+        Ok(joined) => joined,
         Err(_) => {
-            return Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "purchase_in_progress",
-                "the provider is slow; the purchase continues and the number appears in GET /v1/phone-numbers \
-                 when bought. Retry with the same Idempotency-Key to get its result; without one, check the list \
-                 before buying again",
-            ))
+            let mut p = progress.lock().await;
+            if !p.settled {
+                p.client_gone = true;
+                return Ok(Err(p.pending_id.clone()));
+            }
+            drop(p);
+            // Failed just now and answered nobody yet: give the client that answer.
+            task.await
         }
     };
-    Ok((StatusCode::CREATED, Json(rec.into())))
+    let rec = joined.map_err(|e| {
+        tracing::error!(error = %e, "purchase task failed");
+        ApiError::internal()
+    })??;
+    Ok(Ok(rec))
 }
 
 /// Everything a purchase stores besides the number itself.
+#[derive(Clone)]
 struct Order {
     account: String,
     friendly_name: Option<String>,
@@ -490,54 +535,112 @@ struct Order {
     inbound_routing: Option<InboundRouting>,
 }
 
+impl Order {
+    fn new_number(&self, phone_number: &str, provider: edge_providers::ProviderKind) -> NewNumber {
+        NewNumber {
+            phone_number: phone_number.to_owned(),
+            friendly_name: self.friendly_name.clone(),
+            agent_id: self.agent_id.clone(),
+            provider: store_provider(provider),
+            source: NumberSource::Purchased,
+            provider_ref: None,
+            inbound_routing: self.inbound_routing.clone(),
+            provider_config: None,
+        }
+    }
+}
+
+/// Stores `number` as `pending` for this order and notes its id where the client's answer can find it.
+async fn store_pending(
+    state: &ApiState,
+    provider: &dyn NumberProvider,
+    order: &Order,
+    progress: &ProgressSlot,
+    number: &str,
+) -> ApiResult<String> {
+    let rec = state
+        .store
+        .create_pending_number(&order.account, order.new_number(number, provider.kind()))
+        .await?;
+    progress.lock().await.pending_id = Some(rec.id.clone());
+    Ok(rec.id)
+}
+
+/// A purchase failed: its pending row becomes `failed` if nobody will see this error, else goes.
+async fn settle_failure(state: &ApiState, account: &str, progress: &ProgressSlot, err: &ApiError) {
+    let mut p = progress.lock().await;
+    let Some(id) = p.pending_id.take() else {
+        p.settled = true;
+        return;
+    };
+    let stored = if p.client_gone {
+        state.store.fail_number(account, &id, &err.message).await
+    } else {
+        p.settled = true;
+        state.store.delete_number(account, &id).await.map(|_| ())
+    };
+    match stored {
+        Ok(()) | Err(edge_store::StoreError::NotFound) => {}
+        Err(e) => tracing::error!(number_id = %id, error = %e, "could not record the failed purchase"),
+    }
+}
+
 async fn buy_and_register(
     state: ApiState,
     provider: Arc<dyn NumberProvider>,
     target: Target,
     order: Order,
+    progress: ProgressSlot,
 ) -> ApiResult<NumberRecord> {
-    let (purchased, _reservation) = match target {
-        Target::Number(number) => {
-            let reservation = state.purchases.reserve(&number).ok_or_else(|| ApiError {
-                status: StatusCode::CONFLICT,
-                code: "conflict",
-                message: "a purchase of this number is already in progress".into(),
-                field: Some("phone_number".into()),
-            })?;
-            if state.store.phone_number_taken(&number).await? {
-                return Err(ApiError {
-                    status: StatusCode::CONFLICT,
-                    code: "conflict",
-                    message: "this phone number is already registered".into(),
-                    field: Some("phone_number".into()),
-                });
-            }
-            (provider.purchase(&number).await?, reservation)
+    let bought = match target {
+        Target::Number(number) => buy_one(&state, provider.as_ref(), &order, &progress, number).await,
+        Target::Auto(q) => auto_assign(&state, provider.as_ref(), &order, &progress, &q).await,
+    };
+    let (purchased, id, _reservation) = match bought {
+        Ok(b) => b,
+        Err(e) => {
+            settle_failure(&state, &order.account, &progress, &e).await;
+            return Err(e);
         }
-        Target::Auto(q) => auto_assign(&state, provider.as_ref(), &q).await?,
     };
-
-    let new = NewNumber {
-        phone_number: purchased.phone_number.clone(),
-        friendly_name: order.friendly_name,
-        agent_id: order.agent_id,
-        provider: store_provider(purchased.provider),
-        source: NumberSource::Purchased,
-        provider_ref: Some(purchased.provider_ref.clone()),
-        inbound_routing: order.inbound_routing,
-        provider_config: None,
-    };
-    match state.store.create_number(&order.account, new).await {
+    match state
+        .store
+        .activate_number(&order.account, &id, &purchased.provider_ref)
+        .await
+    {
         Ok(rec) => Ok(rec),
         Err(e) => {
-            // Do not keep paying for a number we could not register.
+            // Deleted while pending, or the database failed: do not keep paying for it.
             if let Err(re) = provider.release(&purchased).await {
                 tracing::error!(number = %purchased.phone_number, error = %re,
                     "release after failed registration also failed");
             }
-            Err(e.into())
+            let e = ApiError::from(e);
+            settle_failure(&state, &order.account, &progress, &e).await;
+            Err(e)
         }
     }
+}
+
+/// Path A: reserve, store as pending, buy.
+async fn buy_one(
+    state: &ApiState,
+    provider: &dyn NumberProvider,
+    order: &Order,
+    progress: &ProgressSlot,
+    number: String,
+) -> ApiResult<(PurchasedNumber, String, Reservation)> {
+    let reservation = state.purchases.reserve(&number).ok_or_else(|| ApiError {
+        status: StatusCode::CONFLICT,
+        code: "conflict",
+        message: "a purchase of this number is already in progress; it is listed in GET /v1/phone-numbers \
+                  with status \"pending\""
+            .into(),
+        field: Some("phone_number".into()),
+    })?;
+    let id = store_pending(state, provider, order, progress, &number).await?;
+    let purchased = provider.purchase(&number).await?;
+    Ok((purchased, id, reservation))
 }
 
 /// What a purchase request asks for: one number (path A) or any match (path B).
@@ -549,8 +652,10 @@ enum Target {
 async fn auto_assign(
     state: &ApiState,
     provider: &dyn NumberProvider,
+    order: &Order,
+    progress: &ProgressSlot,
     q: &SearchQuery,
-) -> ApiResult<(PurchasedNumber, Reservation)> {
+) -> ApiResult<(PurchasedNumber, String, Reservation)> {
     let mut q = q.clone();
     for _ in 0..AUTO_ASSIGN_ROUNDS {
         let candidates = provider.search(&q).await?;
@@ -569,10 +674,20 @@ async fn auto_assign(
             if state.store.phone_number_taken(&c.phone_number).await? {
                 continue;
             }
+            let id = match store_pending(state, provider, order, progress, &c.phone_number).await {
+                Ok(id) => id,
+                // Registered by someone since the check above: next one.
+                Err(e) if e.status == StatusCode::CONFLICT => continue,
+                Err(e) => return Err(e),
+            };
             match provider.purchase(&c.phone_number).await {
-                Ok(p) => return Ok((p, reservation)),
-                // Sold to someone else since the search: try the next candidate.
-                Err(edge_providers::ProviderError::NotAvailable(_)) => continue,
+                Ok(p) => return Ok((p, id, reservation)),
+                // Sold to someone else since the search: forget it, try the next candidate.
+                Err(edge_providers::ProviderError::NotAvailable(_)) => {
+                    progress.lock().await.pending_id = None;
+                    state.store.delete_number(&order.account, &id).await?;
+                    continue;
+                }
                 Err(e) => return Err(e.into()),
             }
         }
@@ -801,6 +916,9 @@ pub async fn delete(
         .await?
         .ok_or_else(ApiError::not_found)?;
     let provider = match rec.source {
+        // Nothing is held at the provider yet (pending: the purchase task releases what it
+        // bought once it finds the row gone) or any more (failed).
+        _ if rec.status != NumberStatus::Active => None,
         NumberSource::Byo => None,
         NumberSource::Purchased => {
             let kind = provider_kind(rec.provider);

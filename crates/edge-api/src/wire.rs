@@ -44,6 +44,10 @@ pub enum NumberSourceName {
 #[serde(rename_all = "lowercase")]
 pub enum NumberStatusName {
     Active,
+    /// Being bought; not routed yet.
+    Pending,
+    /// The provider refused or failed after the client stopped waiting; see `failure_reason`.
+    Failed,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -111,6 +115,8 @@ impl From<NumberStatus> for NumberStatusName {
     fn from(s: NumberStatus) -> Self {
         match s {
             NumberStatus::Active => NumberStatusName::Active,
+            NumberStatus::Pending => NumberStatusName::Pending,
+            NumberStatus::Failed => NumberStatusName::Failed,
         }
     }
 }

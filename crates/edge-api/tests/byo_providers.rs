@@ -8,6 +8,7 @@ use common::fakes::{FakeTelnyx, FakeTwilio, TxConnection};
 use edge_api::{ApiConfig, ProviderSet};
 use edge_providers::{TelnyxConfig, TelnyxProvider, TwilioConfig, TwilioProvider};
 use serde_json::{json, Value};
+use sqlx::Row;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -453,17 +454,15 @@ async fn purchase_outliving_the_clients_wait_yields_one_number_once() {
     let (b, _) = e.post_idem("/v1/phone-numbers/purchase", "slow-1", &body).await;
     assert_eq!(b.status, 409, "{}", b.text);
     assert_eq!(b.error().0, "idempotency_in_progress");
-    // It finishes on its own and is visible; the retry then gets the purchase's answer.
-    let mut found = false;
-    for _ in 0..50 {
-        let r = e.call("GET", "/v1/phone-numbers", None).await;
-        if r.json["data"].as_array().unwrap().len() == 1 {
-            found = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(found, "the slow purchase never appeared");
+    // It is listed as pending at once, finishes on its own and turns active; the retry then
+    // gets the purchase's answer.
+    let id = a.json["error"]["phone_number_id"]
+        .as_str()
+        .expect("503 names the pending number");
+    let r = e.call("GET", "/v1/phone-numbers", None).await;
+    assert_eq!(r.json["data"].as_array().unwrap().len(), 1, "{}", r.text);
+    assert_eq!(r.json["data"][0]["id"], id);
+    assert_eq!(e.settled(id).await["status"], "active");
     tokio::time::sleep(Duration::from_millis(200)).await;
     let (c, replayed) = e.post_idem("/v1/phone-numbers/purchase", "slow-1", &body).await;
     assert_eq!(c.status, 201, "{}", c.text);
@@ -472,6 +471,225 @@ async fn purchase_outliving_the_clients_wait_yields_one_number_once() {
     assert_eq!(e.tw.purchases.load(Ordering::SeqCst), 1);
     assert_eq!(e.tw.numbers_of(&e.operator_sid).len(), 1);
     e.s.shutdown().await;
+}
+
+/// A server whose clients give up waiting after 1.8 s (request time-out 2 s).
+async fn impatient_env(postgres: bool) -> Option<Env> {
+    env_with(
+        |c| ApiConfig {
+            request_timeout: Duration::from_secs(2),
+            ..c
+        },
+        postgres,
+    )
+    .await
+}
+
+impl Env {
+    /// Polls `GET /v1/phone-numbers/{id}` until its status is no longer `pending`.
+    async fn settled(&self, id: &str) -> Value {
+        for _ in 0..100 {
+            let r = self.call("GET", &format!("/v1/phone-numbers/{id}"), None).await;
+            assert_eq!(r.status, 200, "{}", r.text);
+            if r.json["status"] != "pending" {
+                return r.json;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("{id} still pending after 10 s");
+    }
+}
+
+async fn slow_purchase_is_pending_then_active(e: Env) {
+    let number = "+14155550160";
+    e.tw.state.lock().unwrap().available = vec![number.into()];
+    e.tw.purchase_delay_ms.store(4000, Ordering::SeqCst);
+    let body = json!({"phone_number": number, "agent_id": e.agent, "provider": "twilio"});
+    let a = e.call("POST", "/v1/phone-numbers/purchase", Some(body.clone())).await;
+    assert_eq!(a.status, 503, "{}", a.text);
+    assert_eq!(a.error().0, "purchase_in_progress");
+    let id = a.json["error"]["phone_number_id"]
+        .as_str()
+        .expect("503 names the pending number")
+        .to_owned();
+
+    // Visible while the provider works, in the list and by id, but not routed.
+    let r = e.call("GET", &format!("/v1/phone-numbers/{id}"), None).await;
+    assert_eq!(
+        (r.status, r.json["status"].as_str()),
+        (200, Some("pending")),
+        "{}",
+        r.text
+    );
+    assert_eq!(r.json["phone_number"], number);
+    let list = e.call("GET", "/v1/phone-numbers", None).await;
+    assert_eq!(list.json["data"][0]["id"], id.as_str(), "{}", list.text);
+    assert_eq!(list.json["data"][0]["status"], "pending");
+    assert!(
+        e.s.store.index().lookup_number(number).is_none(),
+        "a pending number takes calls"
+    );
+    e.s.store.reload_index().await.unwrap();
+    assert!(
+        e.s.store.index().lookup_number(number).is_none(),
+        "reload routes a pending number"
+    );
+
+    // A second purchase of the same number without a key: a clear 409, no second buy.
+    let b = e.call("POST", "/v1/phone-numbers/purchase", Some(body)).await;
+    assert_eq!(b.status, 409, "{}", b.text);
+    assert_eq!(b.error(), ("conflict".into(), Some("phone_number".into())));
+    assert!(b.text.contains("in progress"), "{}", b.text);
+
+    let done = e.settled(&id).await;
+    assert_eq!(done["status"], "active", "{done}");
+    assert!(done.get("failure_reason").is_none(), "{done}");
+    assert_eq!(e.s.store.index().lookup_number(number).unwrap().number_id, id);
+    assert_eq!(e.tw.purchases.load(Ordering::SeqCst), 1);
+    let list = e.call("GET", "/v1/phone-numbers", None).await;
+    assert_eq!(list.json["data"].as_array().unwrap().len(), 1, "{}", list.text);
+    e.s.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_purchase_is_pending_then_active_sqlite() {
+    slow_purchase_is_pending_then_active(impatient_env(false).await.unwrap()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_purchase_is_pending_then_active_postgres() {
+    if let Some(e) = impatient_env(true).await {
+        slow_purchase_is_pending_then_active(e).await;
+    }
+}
+
+async fn slow_refusal_ends_failed_and_takes_no_calls(e: Env) {
+    let number = "+14155550165";
+    e.tw.state.lock().unwrap().needs_address = vec![number.into()];
+    e.tw.purchase_delay_ms.store(3000, Ordering::SeqCst);
+    let body = json!({"phone_number": number, "agent_id": e.agent, "provider": "twilio"});
+    let a = e.call("POST", "/v1/phone-numbers/purchase", Some(body.clone())).await;
+    assert_eq!(a.status, 503, "{}", a.text);
+    let id = a.json["error"]["phone_number_id"].as_str().unwrap().to_owned();
+    let r = e.call("GET", &format!("/v1/phone-numbers/{id}"), None).await;
+    assert_eq!(r.json["status"], "pending", "{}", r.text);
+
+    let done = e.settled(&id).await;
+    assert_eq!(done["status"], "failed", "{done}");
+    assert!(done["failure_reason"].as_str().unwrap().contains("Address"), "{done}");
+    assert!(
+        e.s.store.index().lookup_number(number).is_none(),
+        "a failed number takes calls"
+    );
+    e.s.store.reload_index().await.unwrap();
+    assert!(
+        e.s.store.index().lookup_number(number).is_none(),
+        "reload routes a failed number"
+    );
+    assert_eq!(e.tw.purchases.load(Ordering::SeqCst), 0);
+
+    // Once the address is sorted out, buying it again works and replaces the failed record.
+    {
+        let mut st = e.tw.state.lock().unwrap();
+        st.needs_address.clear();
+        st.available = vec![number.into()];
+    }
+    e.tw.purchase_delay_ms.store(0, Ordering::SeqCst);
+    let b = e.call("POST", "/v1/phone-numbers/purchase", Some(body)).await;
+    assert_eq!(b.status, 201, "{}", b.text);
+    assert_eq!(b.json["status"], "active");
+    let list = e.call("GET", "/v1/phone-numbers", None).await;
+    assert_eq!(list.json["data"].as_array().unwrap().len(), 1, "{}", list.text);
+    assert_eq!(
+        e.call("GET", &format!("/v1/phone-numbers/{id}"), None).await.status,
+        404
+    );
+    assert!(e.s.store.index().lookup_number(number).is_some());
+    e.s.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_refusal_ends_failed_and_takes_no_calls_sqlite() {
+    slow_refusal_ends_failed_and_takes_no_calls(impatient_env(false).await.unwrap()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_refusal_ends_failed_and_takes_no_calls_postgres() {
+    if let Some(e) = impatient_env(true).await {
+        slow_refusal_ends_failed_and_takes_no_calls(e).await;
+    }
+}
+
+/// An Idempotency-Key left "in progress" by a process that died mid-request blocks retries for
+/// ten minutes, not 24 hours.
+async fn stuck_idempotency_key_expires(e: Env) {
+    let number = "+14155550170";
+    e.tw.state.lock().unwrap().available = vec![number.into()];
+    let body = json!({"phone_number": number, "agent_id": e.agent, "provider": "twilio"});
+    let path = "/v1/phone-numbers/purchase";
+    let hash = edge_store::idempotency_request_hash("POST", path, body.to_string().as_bytes());
+    let pool = e.s.store.pool();
+    let account: String = sqlx::query("SELECT account_id FROM agents WHERE id = $1")
+        .bind(&e.agent)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+        .try_get("account_id")
+        .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    sqlx::query(
+        "INSERT INTO idempotency_keys (account_id, idem_key, request_hash, created_at) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(&account)
+    .bind("crashed-1")
+    .bind(&hash)
+    .bind(now - 9 * 60 * 1000)
+    .execute(pool)
+    .await
+    .unwrap();
+    // Nine minutes old: still taken as running.
+    let (a, _) = e.post_idem(path, "crashed-1", &body).await;
+    assert_eq!(a.status, 409, "{}", a.text);
+    assert_eq!(a.error().0, "idempotency_in_progress");
+    assert_eq!(e.tw.purchases.load(Ordering::SeqCst), 0);
+    // Eleven minutes old with no answer: the crash is over, the retry runs.
+    sqlx::query("UPDATE idempotency_keys SET created_at = $1 WHERE idem_key = $2")
+        .bind(now - 11 * 60 * 1000)
+        .bind("crashed-1")
+        .execute(pool)
+        .await
+        .unwrap();
+    let (b, replayed) = e.post_idem(path, "crashed-1", &body).await;
+    assert_eq!(b.status, 201, "{}", b.text);
+    assert_eq!(replayed, None);
+    assert_eq!(e.tw.purchases.load(Ordering::SeqCst), 1);
+    // An answered key still replays for 24 h, however old past ten minutes.
+    sqlx::query("UPDATE idempotency_keys SET created_at = $1 WHERE idem_key = $2")
+        .bind(now - 60 * 60 * 1000)
+        .bind("crashed-1")
+        .execute(pool)
+        .await
+        .unwrap();
+    let (c, replayed) = e.post_idem(path, "crashed-1", &body).await;
+    assert_eq!(c.status, 201, "{}", c.text);
+    assert_eq!(replayed.as_deref(), Some("true"));
+    assert_eq!(e.tw.purchases.load(Ordering::SeqCst), 1);
+    e.s.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stuck_idempotency_key_expires_sqlite() {
+    stuck_idempotency_key_expires(env().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stuck_idempotency_key_expires_postgres() {
+    if let Some(e) = env_with(|c| c, true).await {
+        stuck_idempotency_key_expires(e).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,6 +9,10 @@ use sqlx::Row;
 
 /// How long a key is remembered.
 pub const IDEMPOTENCY_TTL_MS: i64 = 24 * 60 * 60 * 1000;
+/// How long a key whose request never recorded an answer (the process died mid-request) blocks
+/// retries: past this a retry runs again instead of 409 `idempotency_in_progress` for 24 h.
+/// Longer than any purchase takes (provider time-outs and Telnyx order following are minutes).
+pub const IDEMPOTENCY_STUCK_MS: i64 = 10 * 60 * 1000;
 
 /// What to do with a request carrying an `Idempotency-Key`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,8 +42,9 @@ impl Store {
     /// Claims `key` for `request_hash` or reports how it was used before.
     pub async fn idempotency_begin(&self, account_id: &str, key: &str, request_hash: &str) -> Result<IdempotencyBegin> {
         let now = now_millis();
-        sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
+        sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1 OR (status_code IS NULL AND created_at < $2)")
             .bind(now - IDEMPOTENCY_TTL_MS)
+            .bind(now - IDEMPOTENCY_STUCK_MS)
             .execute(&self.pool)
             .await?;
         let inserted = sqlx::query(

@@ -14,7 +14,7 @@ macro_rules! number_cols {
         "id, account_id, phone_number, friendly_name, agent_id, status, provider, source, \
          provider_ref, inbound_enabled, inbound_agent_id, inbound_fallback_agent_id, \
          inbound_voicemail_message, trunk_address, auth_username, auth_password_sealed, \
-         created_at, updated_at"
+         created_at, updated_at, failure_reason"
     };
 }
 macro_rules! integration_cols {
@@ -44,7 +44,7 @@ pub use calls::{now_ms, CallError, CallFilter, CallRecord, CallStatus, HangupBy,
 pub use config::{Database, StoreConfig, SQLITE_FILE_NAME};
 pub use cursor::Cursor;
 pub use error::{Result, StoreError};
-pub use idempotency::{idempotency_request_hash, IdempotencyBegin, IDEMPOTENCY_TTL_MS};
+pub use idempotency::{idempotency_request_hash, IdempotencyBegin, IDEMPOTENCY_STUCK_MS, IDEMPOTENCY_TTL_MS};
 pub use ids::IdKind;
 pub use index::{InboundRoute, NumberRoute, OutboundTrunk, RoutingIndex};
 pub use model::{

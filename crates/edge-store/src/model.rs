@@ -31,8 +31,10 @@ str_enum!(
     NumberSource { Purchased => "purchased", Byo => "byo" }
 );
 str_enum!(
-    /// Lifecycle of a registered number; deleted numbers are removed, not kept as a status.
-    NumberStatus { Active => "active" }
+    /// Lifecycle of a number; deleted numbers are removed, not kept as a status. Only `active`
+    /// numbers are routed: `pending` is a purchase still running at the provider, `failed` one
+    /// the provider refused after the client stopped waiting (kept so the client can see why).
+    NumberStatus { Active => "active", Pending => "pending", Failed => "failed" }
 );
 str_enum!(
     /// A disabled agent stays referenced but the SIP side should not send it calls.
@@ -131,6 +133,8 @@ pub struct NumberRecord {
     pub provider_config: Option<ProviderConfigView>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// Why a `failed` purchase failed, in the provider's words.
+    pub failure_reason: Option<String>,
 }
 
 #[derive(Debug, Clone)]

@@ -53,6 +53,7 @@ pub(crate) fn number_from_row(row: &AnyRow) -> Result<(NumberRecord, Option<Stri
         provider_config: provider_config.transpose()?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
+        failure_reason: row.try_get("failure_reason")?,
     };
     Ok((rec, sealed))
 }
@@ -128,18 +129,20 @@ impl Store {
         })
     }
 
-    /// True when any account has registered `phone_number`.
+    /// True when any account has registered `phone_number` or is buying it (a `failed` row does not count).
     pub async fn phone_number_taken(&self, phone_number: &str) -> Result<bool> {
-        Ok(sqlx::query("SELECT id FROM phone_numbers WHERE phone_number = $1")
-            .bind(phone_number)
-            .fetch_optional(&self.pool)
-            .await?
-            .is_some())
+        Ok(
+            sqlx::query("SELECT id FROM phone_numbers WHERE phone_number = $1 AND status <> 'failed'")
+                .bind(phone_number)
+                .fetch_optional(&self.pool)
+                .await?
+                .is_some(),
+        )
     }
 
     /// How many numbers the account bought through the edge (for per-account purchase limits).
     pub async fn count_purchased_numbers(&self, account_id: &str) -> Result<u64> {
-        let row = sqlx::query("SELECT COUNT(*) AS n FROM phone_numbers WHERE account_id = $1 AND source = 'purchased'")
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM phone_numbers WHERE account_id = $1 AND source = 'purchased' AND status <> 'failed'")
             .bind(account_id)
             .fetch_one(&self.pool)
             .await?;
@@ -151,6 +154,68 @@ impl Store {
     /// the number is not registered anywhere (`Conflict` on `phone_number`), all in one
     /// transaction; then updates the index.
     pub async fn create_number(&self, account_id: &str, new: NewNumber) -> Result<NumberRecord> {
+        self.insert_number(account_id, new, NumberStatus::Active).await
+    }
+
+    /// Stores a number about to be bought as `pending`: visible in the account's list, holding
+    /// the number against a second purchase, never routed. Then [`Store::activate_number`] or
+    /// [`Store::fail_number`].
+    pub async fn create_pending_number(&self, account_id: &str, new: NewNumber) -> Result<NumberRecord> {
+        self.insert_number(account_id, new, NumberStatus::Pending).await
+    }
+
+    /// A `pending` number was bought: it becomes `active` with the provider's handle and is routed.
+    /// `NotFound` when it was deleted meanwhile (the caller then releases what it bought).
+    pub async fn activate_number(&self, account_id: &str, id: &str, provider_ref: &str) -> Result<NumberRecord> {
+        let _w = self.write_lock.lock().await;
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE phone_numbers SET status = 'active', provider_ref = $1, failure_reason = NULL, updated_at = $2 \
+             WHERE account_id = $3 AND id = $4 AND status = 'pending'",
+        )
+        .bind(provider_ref)
+        .bind(now_millis())
+        .bind(account_id)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            return Err(StoreError::NotFound);
+        }
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            number_cols!(),
+            " FROM phone_numbers WHERE account_id = $1 AND id = $2"
+        ))
+        .bind(account_id)
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?;
+        let (rec, sealed) = number_from_row(&row)?;
+        let route = self.route_for(&rec, sealed.as_deref())?;
+        tx.commit().await?;
+        self.index.put_number(route);
+        Ok(rec)
+    }
+
+    /// A `pending` purchase failed: the row stays, `failed`, with the reason, so a client that
+    /// stopped waiting can see what happened. A later purchase of the number replaces it.
+    pub async fn fail_number(&self, account_id: &str, id: &str, reason: &str) -> Result<()> {
+        let _w = self.write_lock.lock().await;
+        sqlx::query(
+            "UPDATE phone_numbers SET status = 'failed', failure_reason = $1, updated_at = $2 \
+             WHERE account_id = $3 AND id = $4 AND status = 'pending'",
+        )
+        .bind(reason)
+        .bind(now_millis())
+        .bind(account_id)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn insert_number(&self, account_id: &str, new: NewNumber, status: NumberStatus) -> Result<NumberRecord> {
         let now = now_millis();
         let id = new_id(IdKind::PhoneNumber)?;
         let pc = new.provider_config.as_ref();
@@ -164,7 +229,7 @@ impl Store {
             phone_number: new.phone_number,
             friendly_name: new.friendly_name,
             agent_id: new.agent_id,
-            status: NumberStatus::Active,
+            status,
             provider: new.provider,
             source: new.source,
             provider_ref: new.provider_ref,
@@ -176,21 +241,43 @@ impl Store {
             }),
             created_at: now,
             updated_at: now,
+            failure_reason: None,
         };
         let route = self.route_for(&rec, sealed.as_deref())?;
 
         let _w = self.write_lock.lock().await;
         let mut tx = self.pool.begin().await?;
         check_agents(&mut tx, account_id, &rec.agent_id, rec.inbound_routing.as_ref()).await?;
-        let dup = sqlx::query("SELECT id FROM phone_numbers WHERE phone_number = $1")
+        let dup = sqlx::query("SELECT id, status FROM phone_numbers WHERE phone_number = $1")
             .bind(&rec.phone_number)
             .fetch_optional(&mut *tx)
             .await?;
-        if dup.is_some() {
-            return Err(StoreError::Conflict {
-                field: Some("phone_number"),
-                message: "this phone number is already registered".into(),
-            });
+        if let Some(dup) = dup {
+            let dup_id: String = dup.try_get("id")?;
+            match parse_col(&dup, "status", NumberStatus::parse)? {
+                // A failed purchase holds nothing: the new attempt replaces its record.
+                NumberStatus::Failed => {
+                    sqlx::query("DELETE FROM phone_numbers WHERE id = $1")
+                        .bind(&dup_id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                NumberStatus::Pending => {
+                    return Err(StoreError::Conflict {
+                        field: Some("phone_number"),
+                        message: format!(
+                            "a purchase of this phone number is in progress ({dup_id}); \
+                             GET /v1/phone-numbers/{dup_id} shows when it is done"
+                        ),
+                    })
+                }
+                NumberStatus::Active => {
+                    return Err(StoreError::Conflict {
+                        field: Some("phone_number"),
+                        message: "this phone number is already registered".into(),
+                    })
+                }
+            }
         }
         let ib = rec.inbound_routing.as_ref();
         let pcv = rec.provider_config.as_ref();
@@ -223,7 +310,9 @@ impl Store {
         .await
         .map_err(on_write(Some("phone_number")))?;
         tx.commit().await?;
-        self.index.put_number(route);
+        if rec.status == NumberStatus::Active {
+            self.index.put_number(route);
+        }
         Ok(rec)
     }
 
@@ -337,7 +426,10 @@ impl Store {
         .map_err(on_write(None))?;
         let route = self.route_for(&rec, sealed.as_deref())?;
         tx.commit().await?;
-        self.index.put_number(route);
+        // Editing a pending or failed number must not make it routable.
+        if rec.status == NumberStatus::Active {
+            self.index.put_number(route);
+        }
         Ok(rec)
     }
 

@@ -22,6 +22,7 @@ const MIGRATION_0002: &str = include_str!("../migrations/0002_calls.sql");
 const MIGRATION_0003: &str = include_str!("../migrations/0003_voicemails.sql");
 const MIGRATION_0004: &str = include_str!("../migrations/0004_agent_sip_credentials.sql");
 const MIGRATION_0006: &str = include_str!("../migrations/0006_idempotency.sql");
+const MIGRATION_0007: &str = include_str!("../migrations/0007_number_status.sql");
 
 /// Which backend the pool talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,6 +122,13 @@ fn migrator() -> Migrator {
             "idempotency".into(),
             MigrationType::Simple,
             MIGRATION_0006.into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            7,
+            "number_status".into(),
+            MigrationType::Simple,
+            MIGRATION_0007.into_sql_str(),
             false,
         ),
     ])
@@ -283,9 +291,14 @@ impl Store {
             .iter()
             .map(|r| crate::agents::agent_from_row(r, &self.secrets))
             .collect::<Result<Vec<_>>>()?;
-        let rows = sqlx::query(concat!("SELECT ", number_cols!(), " FROM phone_numbers"))
-            .fetch_all(&self.pool)
-            .await?;
+        // Only active numbers take calls: pending and failed purchases are never routed.
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            number_cols!(),
+            " FROM phone_numbers WHERE status = 'active'"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
         let mut routes = Vec::with_capacity(rows.len());
         for row in &rows {
             let (rec, sealed) = crate::numbers::number_from_row(row)?;

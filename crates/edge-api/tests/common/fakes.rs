@@ -295,11 +295,17 @@ async fn twilio_handler(
             let Some(phone) = get(&f, "PhoneNumber").map(str::to_owned) else {
                 return tw_error(400, 21421, "PhoneNumber is invalid");
             };
+            let needs_address = state.lock().unwrap().needs_address.contains(&phone);
+            if needs_address {
+                // A slow provider refuses as slowly as it sells.
+                let d = delay.load(Ordering::SeqCst);
+                if d > 0 {
+                    tokio::time::sleep(Duration::from_millis(d.into())).await;
+                }
+                return tw_error(400, 21631, "Phone Number Requires an Address");
+            }
             let n = {
                 let mut st = state.lock().unwrap();
-                if st.needs_address.contains(&phone) {
-                    return tw_error(400, 21631, "Phone Number Requires an Address");
-                }
                 let Some(pos) = st.available.iter().position(|n| *n == phone) else {
                     return tw_error(400, 21422, "PhoneNumber requested is not available");
                 };
