@@ -50,6 +50,22 @@ struct RawConfig {
     inventory: RawInventory,
     runtime: RawRuntime,
     admission: admission::RawAdmission,
+    security: RawSecurity,
+}
+
+/// `[security]`: what customers' settings may point the edge at.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawSecurity {
+    internal_targets: Vec<Spanned<String>>,
+}
+
+/// The validated `[security]` table.
+#[derive(Debug, Clone, Default)]
+pub struct SecuritySettings {
+    /// Internal ranges (loopback, private, link-local...) agents' `sip_uri`s and trunk addresses may
+    /// still point at; everything else internal is refused when written and again when dialled.
+    pub internal_targets: Vec<IpNet>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -234,14 +250,32 @@ impl Default for RawSip {
 #[serde(deny_unknown_fields, default)]
 struct RawApi {
     listen: Option<Spanned<String>>,
+    metrics_token: Option<Spanned<String>>,
+    metrics_listen: Option<Spanned<String>>,
+    metrics_agent_labels: bool,
 }
 
 impl Default for RawApi {
     fn default() -> Self {
         RawApi {
             listen: Some(Spanned::new(0..0, "127.0.0.1:8080".into())),
+            metrics_token: None,
+            metrics_listen: None,
+            metrics_agent_labels: false,
         }
     }
+}
+
+/// Who may read `/metrics` (`[api] metrics_*`). With neither a token nor a listener of its own,
+/// `/metrics` is not served: its labels name accounts' agents.
+#[derive(Debug, Clone, Default)]
+pub struct MetricsSettings {
+    /// `Authorization: Bearer <token>` required for `/metrics` (on either listener).
+    pub token: Option<String>,
+    /// A listener for `/metrics` and `/healthz` only, e.g. on a private interface.
+    pub listen: Option<SocketAddr>,
+    /// Per-agent series (`edge_agent_active_calls{agent_id=...}`); off unless asked for.
+    pub agent_labels: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -373,6 +407,7 @@ pub struct Config {
     pub path: PathBuf,
     pub sip: SipConfig,
     pub api_listen: Option<SocketAddr>,
+    pub metrics: MetricsSettings,
     /// `None`: the embedded SQLite store under `data_dir`.
     pub database_url: Option<String>,
     pub data_dir: PathBuf,
@@ -398,6 +433,8 @@ pub struct Config {
     pub outbound: OutboundSettings,
     /// Flood limits per source and class (`[admission]`).
     pub admission: crate::sip::admission::AdmissionConfig,
+    /// `[security]`.
+    pub security: SecuritySettings,
 }
 
 impl Config {
@@ -419,13 +456,19 @@ impl Config {
         Validator { path, text }.finish(raw)
     }
 
+    /// The `[api] metrics_token` of [`Config::for_tests`].
+    pub const METRICS_TOKEN_FOR_TESTS: &'static str = "test-metrics-token-0123456789";
+
     /// Loopback-only defaults for tests and local trials: every listener on 127.0.0.1 port 0.
     pub fn for_tests(data_dir: &Path) -> Config {
         let text = format!(
-            "[sip]\nudp = \"127.0.0.1:0\"\ntcp = \"127.0.0.1:0\"\n[api]\nlisten = \"127.0.0.1:0\"\n\
+            "[sip]\nudp = \"127.0.0.1:0\"\ntcp = \"127.0.0.1:0\"\n\
+             [api]\nlisten = \"127.0.0.1:0\"\nmetrics_token = \"{METRICS_TOKEN_FOR_TESTS}\"\nmetrics_agent_labels = true\n\
              [media]\nbind_ip = \"127.0.0.1\"\npublic_ip = \"127.0.0.1\"\n\
-             [storage]\ndata_dir = {:?}\n[[carriers]]\nname = \"loopback\"\nallow = [\"127.0.0.0/8\", \"::1/128\"]\n",
-            data_dir.display().to_string()
+             [storage]\ndata_dir = {:?}\n[[carriers]]\nname = \"loopback\"\nallow = [\"127.0.0.0/8\", \"::1/128\"]\n\
+             [security]\ninternal_targets = [\"127.0.0.0/8\", \"::1/128\"]\n",
+            data_dir.display().to_string(),
+            METRICS_TOKEN_FOR_TESTS = Config::METRICS_TOKEN_FOR_TESTS,
         );
         // The text above is fixed and valid; a failure here is a bug in this function, caught by its test.
         Config::parse(Path::new("<tests>"), &text).unwrap_or_else(|e| panic!("test config: {e}"))
@@ -536,6 +579,24 @@ impl Validator<'_> {
         };
 
         let api_listen = self.socket("api.listen", &raw.api.listen)?;
+        let metrics = MetricsSettings {
+            token: match &raw.api.metrics_token {
+                None => None,
+                Some(t) => {
+                    let v = t.get_ref();
+                    if v.len() < 16 || v.len() > 256 || !v.bytes().all(|b| b.is_ascii_graphic()) {
+                        return self.err(
+                            "api.metrics_token",
+                            t.span(),
+                            "expected 16 to 256 visible ASCII characters (e.g. `openssl rand -hex 32`)",
+                        );
+                    }
+                    Some(v.clone())
+                }
+            },
+            listen: self.socket("api.metrics_listen", &raw.api.metrics_listen)?,
+            agent_labels: raw.api.metrics_agent_labels,
+        };
         let database_url = match &raw.database.url {
             Some(u) if !u.get_ref().trim().is_empty() => {
                 let v = u.get_ref().trim();
@@ -617,6 +678,7 @@ impl Validator<'_> {
             path: self.path.to_owned(),
             sip,
             api_listen,
+            metrics,
             database_url,
             data_dir: PathBuf::from(&raw.storage.data_dir),
             secret_key,
@@ -650,6 +712,9 @@ impl Validator<'_> {
             agent_networks: self.agent_networks(&raw.agent_networks)?,
             outbound: self.outbound(&raw.outbound)?,
             admission: self.admission(&raw.admission)?,
+            security: SecuritySettings {
+                internal_targets: self.cidrs("security.internal_targets", &raw.security.internal_targets)?,
+            },
         })
     }
 }
@@ -917,6 +982,28 @@ mod tests {
             let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(f);
             Config::load(&path).unwrap_or_else(|e| panic!("{f}: {e}"));
         }
+    }
+
+    #[test]
+    fn security_and_metrics_settings() {
+        let load = |f: &str| Config::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join(f)).unwrap();
+        let trial = load("config/edge.toml");
+        let lo: IpNet = "127.0.0.0/8".parse().unwrap();
+        assert!(trial.security.internal_targets.contains(&lo));
+        assert!(trial.metrics.listen.is_some() && !trial.metrics.agent_labels);
+        let prod = load("config/production.example.toml");
+        assert!(prod.security.internal_targets.is_empty());
+        assert!(prod.metrics.token.is_some());
+        // Nothing internal and no metrics unless asked for.
+        let c = parse("").unwrap();
+        assert!(c.security.internal_targets.is_empty());
+        assert!(c.metrics.token.is_none() && c.metrics.listen.is_none() && !c.metrics.agent_labels);
+        let e = parse("[security]\ninternal_targets = [\"10.0.0.0/33\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("security.internal_targets") && e.contains(":2:"), "{e}");
+        let e = parse("[api]\nmetrics_token = \"short\"\n").unwrap_err().to_string();
+        assert!(e.contains("api.metrics_token"), "{e}");
     }
 
     #[test]

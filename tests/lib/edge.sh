@@ -19,6 +19,9 @@ level = "warn"
 telnyx_cps = 500
 twilio_cps = 500
 default_cps = 500
+[security]
+# The SIPp agents and fake trunks of the tests listen on loopback.
+internal_targets = ["127.0.0.0/8", "::1/128"]
 [[carriers]]
 name = "sipp"
 allow = ["127.0.0.1/32"]
