@@ -49,7 +49,7 @@ pub struct CreateAgentRequest {
     #[schema(min_length = 1, max_length = 200)]
     pub name: String,
     #[schema(
-        pattern = r"^sips?:([A-Za-z0-9._-]+@)?[A-Za-z0-9.-]+(:[0-9]{1,5})?$",
+        pattern = r"^[Ss][Ii][Pp][Ss]?:([A-Za-z0-9._~!*'()&=+$,%:-]+@)?([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?(;[^\s?]*)?(\?\S*)?$",
         example = "sip:agent@10.0.0.5:5060"
     )]
     pub sip_uri: String,
@@ -77,7 +77,9 @@ pub struct UpdateAgentRequest {
     pub name: Option<String>,
     /// Cannot be null.
     #[serde(default, deserialize_with = "non_null")]
-    #[schema(pattern = r"^sips?:([A-Za-z0-9._-]+@)?[A-Za-z0-9.-]+(:[0-9]{1,5})?$")]
+    #[schema(
+        pattern = r"^[Ss][Ii][Pp][Ss]?:([A-Za-z0-9._~!*'()&=+$,%:-]+@)?([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?(;[^\s?]*)?(\?\S*)?$"
+    )]
     pub sip_uri: Option<String>,
     /// Cannot be null.
     #[serde(default, deserialize_with = "non_null")]

@@ -164,7 +164,7 @@ pub struct PurchaseRequest {
 pub struct ProviderConfigIn {
     /// Termination host, `host[:port]`; a leading `sip:`/`sips:` is stripped.
     #[schema(
-        pattern = r"^(sips?:)?[A-Za-z0-9.-]+(:[0-9]{1,5})?$",
+        pattern = r"^\s*([Ss][Ii][Pp][Ss]?:)?([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]|[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*)(:[0-9]{1,5})?\s*$",
         example = "yourtrunk.pstn.twilio.com"
     )]
     pub trunk_address: String,
@@ -214,7 +214,9 @@ pub struct UpdateNumberRequest {
 pub struct ProviderConfigPatchIn {
     /// Cannot be null.
     #[serde(default, deserialize_with = "non_null")]
-    #[schema(pattern = r"^(sips?:)?[A-Za-z0-9.-]+(:[0-9]{1,5})?$")]
+    #[schema(
+        pattern = r"^\s*([Ss][Ii][Pp][Ss]?:)?([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]|[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*)(:[0-9]{1,5})?\s*$"
+    )]
     pub trunk_address: Option<String>,
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<String>, min_length = 1, max_length = 200)]
