@@ -1,4 +1,4 @@
-//! The `oneinbox-edge` binary: `serve` (default), `check`, `keys create`.
+//! The `oneinbox-edge` binary: `serve` (default), `check`, `keys create|list|revoke`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -53,6 +53,24 @@ enum KeysCommand {
         #[arg(long)]
         name: String,
         /// Account to add the key to; a new account when left out.
+        #[arg(long)]
+        account: Option<String>,
+    },
+    /// List API keys (id, account, name, prefix, created); keys themselves are never shown again.
+    List {
+        #[arg(long, default_value = "config/edge.toml")]
+        config: PathBuf,
+        /// Only this account's keys.
+        #[arg(long)]
+        account: Option<String>,
+    },
+    /// Revoke an API key by id (`key_…`); it stops working at once.
+    Revoke {
+        #[arg(long, default_value = "config/edge.toml")]
+        config: PathBuf,
+        /// The key's id, as `keys list` shows it.
+        id: String,
+        /// Refuse unless the key belongs to this account.
         #[arg(long)]
         account: Option<String>,
     },
@@ -133,6 +151,42 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             println!("account: {account_id}");
             println!("name: {name}");
             println!("{key}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Keys {
+            command: KeysCommand::List { config, account },
+        } => {
+            let cfg = Config::load(&config)?;
+            logging::init(cfg.log_format, "warn");
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the tokio runtime")?;
+            let keys = rt.block_on(server::list_api_keys(&cfg, account.as_deref()))?;
+            println!("id\taccount\tprefix\tcreated_at\tname");
+            for k in keys {
+                let prefix = k.prefix.map_or_else(|| "-".to_owned(), |p| format!("{p}…"));
+                let created = edge_store::time::rfc3339(k.created_at);
+                println!(
+                    "{}\t{}\t{prefix}\t{created}\t{}",
+                    k.id,
+                    k.account_id,
+                    k.name.escape_debug()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Keys {
+            command: KeysCommand::Revoke { config, id, account },
+        } => {
+            let cfg = Config::load(&config)?;
+            logging::init(cfg.log_format, "warn");
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the tokio runtime")?;
+            rt.block_on(server::revoke_api_key(&cfg, account.as_deref(), &id))?;
+            println!("revoked {id}");
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -53,6 +53,10 @@ pub struct OpsState {
     /// Read at scrape time for the port and socket gauges (`None`: media off).
     pub media: Option<edge_media::MediaEngine>,
     pub security: SecurityStats,
+    /// `[api] metrics_token`: when set, `/metrics` needs `Authorization: Bearer <token>`.
+    pub metrics_token: Option<Arc<str>>,
+    /// `[api] metrics_agent_labels`: per-agent series, which name accounts' agents.
+    pub agent_labels: bool,
 }
 
 /// What the edge did with outsiders and agents' digest: admission drops, digest checks and the guard.
@@ -66,12 +70,33 @@ pub struct SecurityStats {
     )>,
 }
 
-pub fn router(state: OpsState) -> Router {
+/// `/healthz`, and `/metrics` when `with_metrics` (a listener of its own, or a token is set).
+pub fn router(state: OpsState, with_metrics: bool) -> Router {
     prometheus();
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics_text))
-        .with_state(state)
+    let r = Router::new().route("/healthz", get(healthz));
+    let r = if with_metrics {
+        r.route("/metrics", get(metrics_text))
+    } else {
+        r
+    };
+    r.with_state(state)
+}
+
+/// Constant-time comparison of the presented bearer token with the configured one.
+fn token_ok(headers: &axum::http::HeaderMap, want: &str) -> bool {
+    let Some(got) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    else {
+        return false;
+    };
+    let (a, b) = (got.trim().as_bytes(), want.as_bytes());
+    let mut diff = a.len() ^ b.len();
+    for (i, x) in b.iter().enumerate() {
+        diff |= usize::from(a.get(i).copied().unwrap_or(0) ^ x);
+    }
+    diff == 0
 }
 
 async fn healthz(State(s): State<OpsState>) -> impl IntoResponse {
@@ -156,7 +181,17 @@ fn tcp_budget_metrics(t: &TransportStats) {
     metrics::counter!("edge_tcp_idle_closed_total").absolute(load(&t.tcp_idle_closed));
 }
 
-async fn metrics_text(State(s): State<OpsState>) -> impl IntoResponse {
+async fn metrics_text(State(s): State<OpsState>, headers: axum::http::HeaderMap) -> axum::response::Response {
+    if let Some(want) = &s.metrics_token {
+        if !token_ok(&headers, want) {
+            return edge_api::ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "missing or invalid metrics token (use `Authorization: Bearer <[api] metrics_token>`)",
+            )
+            .into_response();
+        }
+    }
     let c = |name: &'static str, v: &std::sync::atomic::AtomicU64| {
         metrics::counter!(name).absolute(v.load(Ordering::Relaxed))
     };
@@ -215,11 +250,14 @@ async fn metrics_text(State(s): State<OpsState>) -> impl IntoResponse {
         }
         metrics::gauge!("edge_media_workers_up").set(m.workers_alive() as f64);
     }
-    for e in s.agent_gauge.iter() {
-        metrics::gauge!("edge_agent_active_calls", "agent_id" => e.key().clone()).set(*e.value() as f64);
+    if s.agent_labels {
+        for e in s.agent_gauge.iter() {
+            metrics::gauge!("edge_agent_active_calls", "agent_id" => e.key().clone()).set(*e.value() as f64);
+        }
     }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         prometheus().render(),
     )
+        .into_response()
 }

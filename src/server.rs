@@ -229,6 +229,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Edge> {
             t2: cfg.sip.t2,
             warn_agent: warn_agent.clone(),
             outbound: cfg.outbound.clone(),
+            targets: edge_api::TargetPolicy::new(cfg.security.internal_targets.clone()),
         },
         index.clone(),
         Some(records_tx),
@@ -347,6 +348,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Edge> {
                 twilio_base_url: cfg.inventory.twilio_base_url.clone(),
                 telnyx_base_url: cfg.inventory.telnyx_base_url.clone(),
                 max_purchased_numbers: cfg.inventory.max_purchased_numbers_per_account,
+                targets: edge_api::TargetPolicy::new(cfg.security.internal_targets.clone()),
                 ..edge_api::ApiConfig::default()
             };
             let state = edge_api::ApiState::new(store.clone(), providers, api_cfg).with_call_control(commands_tx);
@@ -358,14 +360,34 @@ pub async fn start(cfg: Config) -> anyhow::Result<Edge> {
                 agent_gauge: agent_gauge.clone(),
                 media: ops_media,
                 security: security.clone(),
+                metrics_token: cfg.metrics.token.as_deref().map(Arc::from),
+                agent_labels: cfg.metrics.agent_labels,
             };
-            let app = edge_api::router(state).merge(crate::ops::router(ops));
+            // /metrics names accounts' agents: on the API listener only behind a token.
+            if let Some(maddr) = cfg.metrics.listen {
+                let mlistener = TcpListener::bind(maddr)
+                    .await
+                    .with_context(|| format!("binding metrics on {maddr} (api.metrics_listen)"))?;
+                let mapp = crate::ops::router(ops.clone(), true);
+                let mut stop = shutdown_rx.clone();
+                tasks.push(tokio::spawn(async move {
+                    let stop = async move {
+                        let _ = stop.changed().await;
+                    };
+                    if let Err(e) = edge_api::serve(mlistener, mapp, edge_api::ServeConfig::default(), stop).await {
+                        tracing::error!(error = %e, "metrics server stopped");
+                    }
+                }));
+                tracing::info!(metrics = %maddr, "metrics listening");
+            }
+            let metrics_on_api = cfg.metrics.token.is_some();
+            let app = edge_api::router(state).merge(crate::ops::router(ops, metrics_on_api));
             let mut stop = shutdown_rx.clone();
             tasks.push(tokio::spawn(async move {
-                let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+                let stop = async move {
                     let _ = stop.changed().await;
-                });
-                if let Err(e) = serve.await {
+                };
+                if let Err(e) = edge_api::serve(listener, app, edge_api::ServeConfig::default(), stop).await {
                     tracing::error!(error = %e, "API server stopped");
                 }
             }));
@@ -764,4 +786,37 @@ pub async fn create_api_key(cfg: &Config, account: Option<&str>, name: &str) -> 
     let r = store.create_api_key(account, name).await.context("creating the key")?;
     store.close().await;
     Ok(r)
+}
+
+/// `oneinbox-edge keys list`: keys of `account` (all accounts when `None`), newest first, prefixes only.
+pub async fn list_api_keys(cfg: &Config, account: Option<&str>) -> anyhow::Result<Vec<edge_store::ApiKeyRecord>> {
+    let store = open_store(cfg).await?;
+    let mut out = Vec::new();
+    let mut cursor = None;
+    // Bounded: 10,000 pages of 100 is far beyond any real key count.
+    for _ in 0..10_000 {
+        let page = store
+            .list_api_keys(account, 100, cursor.as_ref())
+            .await
+            .context("listing keys")?;
+        out.extend(page.items);
+        match page.next_cursor.as_deref().and_then(edge_store::Cursor::decode) {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    store.close().await;
+    Ok(out)
+}
+
+/// `oneinbox-edge keys revoke`: deletes key `id` (of `account` when given); it stops working at once.
+pub async fn revoke_api_key(cfg: &Config, account: Option<&str>, id: &str) -> anyhow::Result<()> {
+    let store = open_store(cfg).await?;
+    let r = store.revoke_api_key(account, id).await;
+    store.close().await;
+    match r {
+        Ok(()) => Ok(()),
+        Err(edge_store::StoreError::NotFound) => anyhow::bail!("no API key {id}"),
+        Err(e) => Err(e).context("revoking the key"),
+    }
 }

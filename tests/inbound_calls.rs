@@ -960,3 +960,20 @@ async fn media_past_the_ceiling_runs_in_a_worker_process() {
     first.cancel().await;
     assert_eq!(first.final_response(S).await.1.status(), Some(487));
 }
+
+/// `[security] internal_targets` empty: agents whose `sip_uri` is on loopback (written straight into the
+/// store, as if a name had been re-pointed after the API accepted it) are never sent an INVITE.
+#[tokio::test]
+async fn agents_on_internal_addresses_are_not_called_unless_listed() {
+    let t = start_edge(|cfg| cfg.security.internal_targets.clear()).await;
+    let primary = Agent::spawn(Mode::Answer).await;
+    let fallback = Agent::spawn(Mode::Answer).await;
+    let p = t.add_agent("inside", &primary, 5, AgentStatus::Active).await;
+    let f = t.add_agent("inside-too", &fallback, 5, AgentStatus::Active).await;
+    t.add_number(DID, &p, Some(&f)).await;
+    let mut c = Carrier::new(t.sip(), DID).await;
+    c.invite().await;
+    let _ = c.final_response(S).await;
+    assert!(!primary.got(Method::Invite, Duration::from_millis(300)).await);
+    assert!(!fallback.got(Method::Invite, Duration::from_millis(300)).await);
+}

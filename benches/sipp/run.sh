@@ -125,6 +125,9 @@ port_quarantine_ms = $3
 media_timeout_s = 300
 ${EDGE_SOCKET_CACHE:+socket_cache = $EDGE_SOCKET_CACHE}
 ${EDGE_MEDIA_WORKERS:+workers = $EDGE_MEDIA_WORKERS}
+[security]
+# The SIPp agents listen on loopback.
+internal_targets = ["127.0.0.0/8"]
 [inventory]
 provider = "local"
 [[inventory.ranges]]

@@ -100,6 +100,7 @@ fn build_endpoint(start: Instant) -> Endpoint {
             t2: cfg.sip.t2,
             warn_agent: "203.0.113.1".into(),
             outbound: cfg.outbound.clone(),
+            targets: Default::default(),
         },
         index.clone(),
         None,

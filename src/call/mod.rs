@@ -59,6 +59,9 @@ pub struct CallConfig {
     pub warn_agent: String,
     /// Outbound calls: trunks, pacing, timeouts.
     pub outbound: crate::config::OutboundSettings,
+    /// Internal ranges agents and trunks may resolve to (`[security] internal_targets`); every
+    /// other internal address is refused after DNS, so a name cannot be re-pointed at one.
+    pub targets: edge_api::TargetPolicy,
 }
 
 /// What the endpoint must answer for a new INVITE the controller did not take.
@@ -544,7 +547,8 @@ impl CallController {
                 )),
                 Some(a) => Ok(a),
             };
-            let agent = match agent.and_then(|a| agent_peer(&a.sip_uri).map(|p| (a, p))) {
+            let targets = &self.cfg.targets;
+            let agent = match agent.and_then(|a| agent_peer(&a.sip_uri, targets).map(|p| (a, p))) {
                 Ok(x) => x,
                 Err(outcome) => {
                     let Some(call) = self.calls.get_mut(&id) else { return };
@@ -1855,8 +1859,9 @@ enum AgentTarget {
     },
 }
 
-/// Reads an agent's `sip_uri`: host (IP or name), port, `transport=udp|tcp`.
-fn agent_peer(sip_uri: &str) -> Result<AgentTarget, String> {
+/// Reads an agent's `sip_uri`: host (IP or name), port, `transport=udp|tcp`. An address the
+/// policy refuses (loopback, private...) makes the agent unavailable.
+fn agent_peer(sip_uri: &str, targets: &edge_api::TargetPolicy) -> Result<AgentTarget, String> {
     let uri = Uri::parse(sip_uri).map_err(|_| format!("unavailable: sip_uri {sip_uri} does not parse"))?;
     let Uri::Sip(u) = uri else {
         return Err(format!("unavailable: sip_uri {sip_uri} is not a sip: URI"));
@@ -1890,6 +1895,11 @@ fn agent_peer(sip_uri: &str) -> Result<AgentTarget, String> {
             }
         },
     };
+    if let Some(kind) = targets.refusal(ip) {
+        return Err(format!(
+            "unavailable: sip_uri points at a {kind} address (not in [security] internal_targets)"
+        ));
+    }
     Ok(AgentTarget::Ready(Peer {
         addr: SocketAddr::new(ip, u.port.unwrap_or(5060)),
         transport,

@@ -389,6 +389,29 @@ impl CallController {
         if call.generation != job.generation {
             return;
         }
+        // After DNS: drop addresses the policy refuses, so a name re-pointed at an internal
+        // address after it was accepted still reaches nothing internal.
+        let result = result.and_then(|targets| {
+            let total = targets.len();
+            let mut refused = None;
+            let allowed: Vec<TrunkTarget> = targets
+                .into_iter()
+                .filter(|(addr, _)| match self.cfg.targets.refusal(addr.ip()) {
+                    None => true,
+                    Some(kind) => {
+                        refused = Some(kind);
+                        false
+                    }
+                })
+                .collect();
+            match refused {
+                Some(kind) if allowed.is_empty() && total > 0 => Err(format!(
+                    "{} resolves only to {kind} addresses (not in [security] internal_targets)",
+                    job.host
+                )),
+                _ => Ok(allowed),
+            }
+        });
         if let Some((agent, route)) = &job.agent {
             return self.agent_resolved(ctx, job.call, agent.clone(), *route, result);
         }

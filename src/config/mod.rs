@@ -266,6 +266,9 @@ struct RawApi {
     listen: Option<Spanned<String>>,
     /// Where carriers must send inbound calls; the set-up checks compare trunks against it.
     public_sip_uri: Option<Spanned<String>>,
+    metrics_token: Option<Spanned<String>>,
+    metrics_listen: Option<Spanned<String>>,
+    metrics_agent_labels: bool,
 }
 
 impl Default for RawApi {
@@ -273,8 +276,23 @@ impl Default for RawApi {
         RawApi {
             listen: Some(Spanned::new(0..0, "127.0.0.1:8080".into())),
             public_sip_uri: None,
+            metrics_token: None,
+            metrics_listen: None,
+            metrics_agent_labels: false,
         }
     }
+}
+
+/// Who may read `/metrics` (`[api] metrics_*`). With neither a token nor a listener of its own,
+/// `/metrics` is not served: its labels name accounts' agents.
+#[derive(Debug, Clone, Default)]
+pub struct MetricsSettings {
+    /// `Authorization: Bearer <token>` required for `/metrics` (on either listener).
+    pub token: Option<String>,
+    /// A listener for `/metrics` and `/healthz` only, e.g. on a private interface.
+    pub listen: Option<SocketAddr>,
+    /// Per-agent series (`edge_agent_active_calls{agent_id=...}`); off unless asked for.
+    pub agent_labels: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -406,6 +424,7 @@ pub struct Config {
     pub path: PathBuf,
     pub sip: SipConfig,
     pub api_listen: Option<SocketAddr>,
+    pub metrics: MetricsSettings,
     /// `None`: the embedded SQLite store under `data_dir`.
     pub database_url: Option<String>,
     pub data_dir: PathBuf,
@@ -431,6 +450,7 @@ pub struct Config {
     pub outbound: OutboundSettings,
     /// Flood limits per source and class (`[admission]`).
     pub admission: crate::sip::admission::AdmissionConfig,
+    /// `[security]`.
     pub security: SecuritySettings,
     /// `[api] public_sip_uri` (default `sip:voice.oneinbox.ai:5060`).
     pub public_sip_uri: String,
@@ -455,13 +475,19 @@ impl Config {
         Validator { path, text }.finish(raw)
     }
 
+    /// The `[api] metrics_token` of [`Config::for_tests`].
+    pub const METRICS_TOKEN_FOR_TESTS: &'static str = "test-metrics-token-0123456789";
+
     /// Loopback-only defaults for tests and local trials: every listener on 127.0.0.1 port 0.
     pub fn for_tests(data_dir: &Path) -> Config {
         let text = format!(
-            "[sip]\nudp = \"127.0.0.1:0\"\ntcp = \"127.0.0.1:0\"\n[api]\nlisten = \"127.0.0.1:0\"\n\
+            "[sip]\nudp = \"127.0.0.1:0\"\ntcp = \"127.0.0.1:0\"\n\
+             [api]\nlisten = \"127.0.0.1:0\"\nmetrics_token = \"{METRICS_TOKEN_FOR_TESTS}\"\nmetrics_agent_labels = true\n\
              [media]\nbind_ip = \"127.0.0.1\"\npublic_ip = \"127.0.0.1\"\n\
-             [storage]\ndata_dir = {:?}\n[[carriers]]\nname = \"loopback\"\nallow = [\"127.0.0.0/8\", \"::1/128\"]\n",
-            data_dir.display().to_string()
+             [storage]\ndata_dir = {:?}\n[[carriers]]\nname = \"loopback\"\nallow = [\"127.0.0.0/8\", \"::1/128\"]\n\
+             [security]\ninternal_targets = [\"127.0.0.0/8\", \"::1/128\"]\n",
+            data_dir.display().to_string(),
+            METRICS_TOKEN_FOR_TESTS = Config::METRICS_TOKEN_FOR_TESTS,
         );
         // The text above is fixed and valid; a failure here is a bug in this function, caught by its test.
         Config::parse(Path::new("<tests>"), &text).unwrap_or_else(|e| panic!("test config: {e}"))
@@ -572,6 +598,24 @@ impl Validator<'_> {
         };
 
         let api_listen = self.socket("api.listen", &raw.api.listen)?;
+        let metrics = MetricsSettings {
+            token: match &raw.api.metrics_token {
+                None => None,
+                Some(t) => {
+                    let v = t.get_ref();
+                    if v.len() < 16 || v.len() > 256 || !v.bytes().all(|b| b.is_ascii_graphic()) {
+                        return self.err(
+                            "api.metrics_token",
+                            t.span(),
+                            "expected 16 to 256 visible ASCII characters (e.g. `openssl rand -hex 32`)",
+                        );
+                    }
+                    Some(v.clone())
+                }
+            },
+            listen: self.socket("api.metrics_listen", &raw.api.metrics_listen)?,
+            agent_labels: raw.api.metrics_agent_labels,
+        };
         let database_url = match &raw.database.url {
             Some(u) if !u.get_ref().trim().is_empty() => {
                 let v = u.get_ref().trim();
@@ -653,6 +697,7 @@ impl Validator<'_> {
             path: self.path.to_owned(),
             sip,
             api_listen,
+            metrics,
             database_url,
             data_dir: PathBuf::from(&raw.storage.data_dir),
             secret_key,
@@ -686,7 +731,10 @@ impl Validator<'_> {
             agent_networks: self.agent_networks(&raw.agent_networks)?,
             outbound: self.outbound(&raw.outbound)?,
             admission: self.admission(&raw.admission)?,
-            security: SecuritySettings::from(&raw.security),
+            security: SecuritySettings {
+                verify_number_ownership: raw.security.verify_number_ownership,
+                internal_targets: self.cidrs("security.internal_targets", &raw.security.internal_targets)?,
+            },
             public_sip_uri: self.public_sip_uri(&raw.api)?,
         })
     }
@@ -1027,6 +1075,28 @@ mod tests {
             let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(f);
             Config::load(&path).unwrap_or_else(|e| panic!("{f}: {e}"));
         }
+    }
+
+    #[test]
+    fn security_and_metrics_settings() {
+        let load = |f: &str| Config::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join(f)).unwrap();
+        let trial = load("config/edge.toml");
+        let lo: IpNet = "127.0.0.0/8".parse().unwrap();
+        assert!(trial.security.internal_targets.contains(&lo));
+        assert!(trial.metrics.listen.is_some() && !trial.metrics.agent_labels);
+        let prod = load("config/production.example.toml");
+        assert!(prod.security.internal_targets.is_empty());
+        assert!(prod.metrics.token.is_some());
+        // Nothing internal and no metrics unless asked for.
+        let c = parse("").unwrap();
+        assert!(c.security.internal_targets.is_empty());
+        assert!(c.metrics.token.is_none() && c.metrics.listen.is_none() && !c.metrics.agent_labels);
+        let e = parse("[security]\ninternal_targets = [\"10.0.0.0/33\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("security.internal_targets") && e.contains(":2:"), "{e}");
+        let e = parse("[api]\nmetrics_token = \"short\"\n").unwrap_err().to_string();
+        assert!(e.contains("api.metrics_token"), "{e}");
     }
 
     #[test]

@@ -189,10 +189,15 @@ impl TestEdge {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut s = tokio::net::TcpStream::connect(self.edge.api.unwrap()).await.unwrap();
         let body = body.unwrap_or("");
+        // /metrics is the operator's, behind its own token; everything else takes the account's key.
+        let bearer = if path == "/metrics" {
+            Config::METRICS_TOKEN_FOR_TESTS
+        } else {
+            self.api_key.as_str()
+        };
         let req = format!(
-            "{method} {path} HTTP/1.1\r\nHost: edge\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\n\
+            "{method} {path} HTTP/1.1\r\nHost: edge\r\nAuthorization: Bearer {bearer}\r\nContent-Type: application/json\r\n\
              Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            self.api_key,
             body.len()
         );
         s.write_all(req.as_bytes()).await.unwrap();

@@ -22,6 +22,8 @@ default_cps = 500
 # The scripts register loopback BYO numbers as the operator would, with no provider account.
 [security]
 verify_number_ownership = false
+# The SIPp agents and fake trunks of the tests listen on loopback.
+internal_targets = ["127.0.0.0/8", "::1/128"]
 # Provider APIs on a closed loopback port: tests never reach the internet.
 [inventory.twilio]
 base_url = "http://127.0.0.1:9"

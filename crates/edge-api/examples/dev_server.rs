@@ -20,6 +20,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     println!("BASE_URL=http://{}", listener.local_addr()?);
     println!("API_KEY={api_key}");
-    axum::serve(listener, app).await?;
+    edge_api::serve(listener, app, edge_api::ServeConfig::default(), std::future::pending()).await?;
     Ok(())
 }

@@ -3,7 +3,7 @@
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{query_error, Account, ApiJson};
 use crate::validate::{self, MAX_MESSAGE_LEN, MAX_NAME_LEN};
-use crate::wire::{double_option, AgentStatusName, ListParams};
+use crate::wire::{double_option, non_null, AgentStatusName, ListParams};
 use crate::ApiState;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
@@ -39,6 +39,8 @@ pub struct Agent {
 pub struct AgentList {
     pub data: Vec<Agent>,
     pub next_cursor: Option<String>,
+    /// Whether another page follows (then pass `next_cursor` or the last id as `starting_after`).
+    pub has_more: bool,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -47,7 +49,7 @@ pub struct CreateAgentRequest {
     #[schema(min_length = 1, max_length = 200)]
     pub name: String,
     #[schema(
-        pattern = r"^sips?:([A-Za-z0-9._-]+@)?[A-Za-z0-9.-]+(:[0-9]{1,5})?$",
+        pattern = r"^[Ss][Ii][Pp][Ss]?:([A-Za-z0-9._~!*'()&=+$,%:-]+@)?([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?(;[^\s?]*)?(\?\S*)?$",
         example = "sip:agent@10.0.0.5:5060"
     )]
     pub sip_uri: String,
@@ -69,16 +71,26 @@ pub struct CreateAgentRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateAgentRequest {
+    /// Cannot be null (leave it out to keep the name).
+    #[serde(default, deserialize_with = "non_null")]
     #[schema(min_length = 1, max_length = 200)]
     pub name: Option<String>,
-    #[schema(pattern = r"^sips?:([A-Za-z0-9._-]+@)?[A-Za-z0-9.-]+(:[0-9]{1,5})?$")]
+    /// Cannot be null.
+    #[serde(default, deserialize_with = "non_null")]
+    #[schema(
+        pattern = r"^[Ss][Ii][Pp][Ss]?:([A-Za-z0-9._~!*'()&=+$,%:-]+@)?([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?(;[^\s?]*)?(\?\S*)?$"
+    )]
     pub sip_uri: Option<String>,
+    /// Cannot be null.
+    #[serde(default, deserialize_with = "non_null")]
     #[schema(minimum = 1, maximum = 10000)]
     pub max_concurrent_calls: Option<u32>,
     /// `null` clears it.
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<String>)]
     pub voicemail_message: Option<Option<String>>,
+    /// Cannot be null.
+    #[serde(default, deserialize_with = "non_null")]
     pub status: Option<AgentStatusName>,
     /// `null` removes the credentials (password included).
     #[serde(default, deserialize_with = "double_option")]
@@ -131,7 +143,7 @@ pub async fn create(
 ) -> ApiResult<(StatusCode, Json<Agent>)> {
     let new = NewAgent {
         name: validate::text("name", &req.name, MAX_NAME_LEN)?,
-        sip_uri: validate::sip_uri("sip_uri", &req.sip_uri)?,
+        sip_uri: validate::sip_uri_target("sip_uri", &req.sip_uri, &state.config.targets)?,
         max_concurrent_calls: max_calls(req.max_concurrent_calls.unwrap_or(DEFAULT_MAX_CONCURRENT_CALLS))?,
         voicemail_message: validate::opt_text("voicemail_message", req.voicemail_message.as_deref(), MAX_MESSAGE_LEN)?,
         status: req.status.map_or(AgentStatus::Active, Into::into),
@@ -158,10 +170,17 @@ pub async fn list(
     q: Result<Query<ListParams>, QueryRejection>,
 ) -> ApiResult<Json<AgentList>> {
     let Query(q) = q.map_err(query_error)?;
-    let (limit, cursor) = q.parse()?;
+    let (store, acct) = (&state.store, account.as_str());
+    let (limit, cursor) = q
+        .parse()?
+        .resolve(IdKind::Agent, |id| async move {
+            Ok(store.get_agent(acct, &id).await?.map(|a| a.created_at))
+        })
+        .await?;
     let page = state.store.list_agents(&account, limit, cursor.as_ref()).await?;
     Ok(Json(AgentList {
         data: page.items.into_iter().map(Into::into).collect(),
+        has_more: page.next_cursor.is_some(),
         next_cursor: page.next_cursor,
     }))
 }
@@ -205,7 +224,10 @@ pub async fn update(
     }
     let patch = AgentPatch {
         name: req.name.map(|n| validate::text("name", &n, MAX_NAME_LEN)).transpose()?,
-        sip_uri: req.sip_uri.map(|s| validate::sip_uri("sip_uri", &s)).transpose()?,
+        sip_uri: req
+            .sip_uri
+            .map(|s| validate::sip_uri_target("sip_uri", &s, &state.config.targets))
+            .transpose()?,
         max_concurrent_calls: req.max_concurrent_calls.map(max_calls).transpose()?,
         voicemail_message: match req.voicemail_message {
             None => None,

@@ -5,7 +5,7 @@ use crate::control::{CallCommand, OriginateError, OriginateRequest};
 use crate::error::{ApiError, ApiResult, ErrorBody, ErrorDetail};
 use crate::extract::{query_error, Account, ApiJson};
 use crate::validate;
-use crate::wire::ListParams;
+use crate::wire::page_request;
 use crate::ApiState;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
@@ -123,15 +123,23 @@ pub struct CallList {
     pub data: Vec<Call>,
     /// Pass as `cursor` to get the next page; `null` on the last page.
     pub next_cursor: Option<String>,
+    /// Whether another page follows.
+    pub has_more: bool,
 }
 
 /// Query string of `GET /v1/calls`. Timestamps are RFC 3339 (`2026-11-27T16:00:00Z`;
 /// URL-encode a `+` offset as `%2B`).
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct CallListParams {
     /// Only calls to this number (`phn_…`).
     pub phone_number_id: Option<String>,
+    /// Only calls taken or placed by this agent (`agt_…`).
+    pub agent_id: Option<String>,
+    /// Only `inbound` or only `outbound` calls.
+    #[param(value_type = Option<String>, pattern = "^(inbound|outbound)$")]
+    pub direction: Option<String>,
     /// Only calls to or from this E.164 number (encode `+` as `%2B`).
     pub phone_number: Option<String>,
     /// Only calls in this status.
@@ -146,6 +154,8 @@ pub struct CallListParams {
     pub limit: Option<String>,
     /// Opaque `next_cursor` from the previous page.
     pub cursor: Option<String>,
+    /// Id of the last call of the previous page (`call_…`).
+    pub starting_after: Option<String>,
 }
 
 impl From<CallStatus> for CallStatusName {
@@ -266,8 +276,20 @@ impl CallListParams {
                 return Err(ApiError::field("created_before", "must be later than created_after"));
             }
         }
+        let agent_id = self
+            .agent_id
+            .as_deref()
+            .map(|a| validate::agent_id("agent_id", a))
+            .transpose()?;
+        let direction = match self.direction.as_deref() {
+            None => None,
+            Some(d @ ("inbound" | "outbound")) => Some(d.to_owned()),
+            Some(_) => return Err(ApiError::field("direction", "must be inbound or outbound")),
+        };
         Ok(CallFilter {
             phone_number_id,
+            agent_id,
+            direction,
             phone_number,
             status,
             created_after_ms,
@@ -288,14 +310,16 @@ pub async fn list(
 ) -> ApiResult<Json<CallList>> {
     let Query(q) = q.map_err(query_error)?;
     let filter = q.filter()?;
-    let (limit, cursor) = ListParams {
-        limit: q.limit,
-        cursor: q.cursor,
-    }
-    .parse()?;
+    let (store, acct) = (&state.store, account.as_str());
+    let (limit, cursor) = page_request(q.limit.as_deref(), q.cursor.as_deref(), q.starting_after.as_deref())?
+        .resolve(IdKind::Call, |id| async move {
+            Ok(store.get_call(acct, &id).await?.map(|c| c.created_at_ms))
+        })
+        .await?;
     let page = state.store.list_calls(&account, filter, limit, cursor.as_ref()).await?;
     Ok(Json(CallList {
         data: page.items.into_iter().map(Into::into).collect(),
+        has_more: page.next_cursor.is_some(),
         next_cursor: page.next_cursor,
     }))
 }

@@ -57,7 +57,15 @@ impl<T: DeserializeOwned> FromRequest<ApiState> for ApiJson<T> {
                 ));
             }
         }
-        let bytes = Bytes::from_request(req, state).await.map_err(|rej| {
+        let read = tokio::time::timeout(state.config.body_read_timeout, Bytes::from_request(req, state));
+        let bytes = read.await.map_err(|_| {
+            ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                "the request body was not received in time",
+            )
+        })?;
+        let bytes = bytes.map_err(|rej| {
             if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::new(
                     StatusCode::PAYLOAD_TOO_LARGE,
@@ -78,7 +86,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
-        let message = inner.to_string();
+        let message = public_message(&inner.to_string());
         if inner.is_syntax() || inner.is_eof() {
             return ApiError::new(
                 StatusCode::BAD_REQUEST,
@@ -105,17 +113,74 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     Ok(value)
 }
 
+/// serde names the Rust type it expected (`expected struct PurchaseRequest`, `enum
+/// ProviderName`); clients get JSON words instead.
+pub fn public_message(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    const KINDS: &[(&str, &str)] = &[
+        ("tuple struct ", "an array"),
+        ("unit struct ", "null"),
+        ("struct variant ", "an object"),
+        ("struct ", "a JSON object"),
+        ("enum ", "one of the documented values"),
+    ];
+    'outer: while !rest.is_empty() {
+        for (kind, words) in KINDS {
+            if let Some(after) = rest.strip_prefix(kind) {
+                let name_len = after
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+                    .unwrap_or(after.len());
+                if name_len > 0 && after.starts_with(|c: char| c.is_ascii_uppercase()) {
+                    out.push_str(words);
+                    rest = &after[name_len..];
+                    continue 'outer;
+                }
+            }
+        }
+        let mut chars = rest.chars();
+        if let Some(c) = chars.next() {
+            out.push(c);
+        }
+        rest = chars.as_str();
+    }
+    out.replace("variant identifier", "a string").replace("a a ", "a ")
+}
+
 /// serde reports a missing field at its parent's path; recover the field's own name.
 fn missing_field(message: &str) -> Option<&str> {
     let rest = message.strip_prefix("missing field `")?;
     rest.split('`').next()
 }
 
-/// Maps axum's query-string rejection to the JSON error shape.
+/// Maps axum's query-string rejection to the JSON error shape, naming the parameter at fault.
 pub fn query_error(rej: axum::extract::rejection::QueryRejection) -> ApiError {
     let text = rej.body_text();
-    // serde_urlencoded names the parameter in its message; pass it through.
-    ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", text)
+    let text = text
+        .strip_prefix("Failed to deserialize query string: ")
+        .unwrap_or(&text);
+    let message = public_message(text);
+    let mut err = ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", message.clone());
+    // The message may start with the parameter's path (`name: ...`).
+    let after = |marker: &str| {
+        message
+            .find(marker)
+            .and_then(|i| message[i + marker.len()..].split('`').next())
+            .map(str::to_owned)
+    };
+    if let Some(name) = after("unknown field `") {
+        err.code = "unknown_parameter";
+        err.message = format!("unknown query parameter `{name}`");
+        err.field = Some(name);
+    } else if let Some(name) = after("duplicate field `") {
+        err.message = format!("query parameter `{name}` given more than once");
+        err.field = Some(name);
+    } else if let Some((name, _)) = message.split_once(": ") {
+        if !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            err.field = Some(name.to_owned());
+        }
+    }
+    err
 }
 
 #[cfg(test)]
@@ -150,5 +215,19 @@ mod tests {
         let e = parse_json::<Outer>(br#"{"a":"x"} trailing"#).unwrap_err();
         assert_eq!(e.code, "invalid_json");
         assert!(parse_json::<Outer>(br#"{"a":"x"}"#).is_ok());
+    }
+
+    #[test]
+    fn messages_name_no_rust_types() {
+        let e = parse_json::<Outer>(br#""text""#).unwrap_err();
+        assert!(!e.message.contains("Outer"), "{}", e.message);
+        assert!(e.message.contains("a JSON object"), "{}", e.message);
+        let e = parse_json::<Outer>(br#"{"a":"x","inner":5}"#).unwrap_err();
+        assert!(!e.message.contains("Inner"), "{}", e.message);
+        assert_eq!(
+            public_message("expected enum ProviderName"),
+            "expected one of the documented values"
+        );
+        assert_eq!(public_message("unknown field `struct`"), "unknown field `struct`");
     }
 }

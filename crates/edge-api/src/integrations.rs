@@ -31,6 +31,8 @@ pub struct Integration {
 pub struct IntegrationList {
     pub data: Vec<Integration>,
     pub next_cursor: Option<String>,
+    /// Whether another page follows.
+    pub has_more: bool,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -82,7 +84,11 @@ pub async fn create(
         let addr = trunk
             .as_str()
             .ok_or_else(|| ApiError::field("metadata.sip_trunk", "must be a string host[:port]"))?;
-        *trunk = Value::String(validate::trunk_address("metadata.sip_trunk", addr)?);
+        *trunk = Value::String(validate::trunk_target(
+            "metadata.sip_trunk",
+            addr,
+            &state.config.targets,
+        )?);
     }
     let metadata = Value::Object(metadata);
     if serde_json::to_vec(&metadata).map_or(true, |b| b.len() > MAX_METADATA_BYTES) {
@@ -116,10 +122,17 @@ pub async fn list(
     q: Result<Query<ListParams>, QueryRejection>,
 ) -> ApiResult<Json<IntegrationList>> {
     let Query(q) = q.map_err(query_error)?;
-    let (limit, cursor) = q.parse()?;
+    let (store, acct) = (&state.store, account.as_str());
+    let (limit, cursor) = q
+        .parse()?
+        .resolve(IdKind::Integration, |id| async move {
+            Ok(store.get_integration(acct, &id).await?.map(|i| i.created_at))
+        })
+        .await?;
     let page = state.store.list_integrations(&account, limit, cursor.as_ref()).await?;
     Ok(Json(IntegrationList {
         data: page.items.into_iter().map(Into::into).collect(),
+        has_more: page.next_cursor.is_some(),
         next_cursor: page.next_cursor,
     }))
 }

@@ -13,8 +13,11 @@ mod extract;
 mod idempotency;
 mod inflight;
 mod integrations;
+mod keys;
 mod numbers;
 mod openapi;
+mod serve;
+mod targets;
 mod validate;
 mod voicemails;
 mod wire;
@@ -35,6 +38,8 @@ use std::time::Duration;
 pub use control::{CallCommand, OriginateError, OriginateRequest};
 pub use error::{ApiError, ErrorBody, ErrorDetail};
 pub use openapi::ApiDoc;
+pub use serve::{finish, serve, ServeConfig};
+pub use targets::TargetPolicy;
 pub use validate::SUPPORTED_COUNTRIES;
 
 /// Where carriers send inbound calls unless `[api] public_sip_uri` says otherwise.
@@ -53,6 +58,10 @@ pub struct ApiConfig {
     pub max_recording_bytes: u64,
     /// How long `POST`/`DELETE /v1/calls` wait for the call engine to answer; then 503.
     pub call_control_timeout: Duration,
+    /// How long a request body may take to arrive; then 408.
+    pub body_read_timeout: Duration,
+    /// Internal address ranges agents and trunks may point at (`[security] internal_targets`).
+    pub targets: TargetPolicy,
     /// `[security] verify_number_ownership`: path C registrations of Twilio/Telnyx numbers
     /// must be in the account's own provider account (checked with its integration).
     pub verify_number_ownership: bool,
@@ -83,6 +92,8 @@ impl Default for ApiConfig {
             data_dir: PathBuf::from("data"),
             max_recording_bytes: 64 * 1024 * 1024,
             call_control_timeout: Duration::from_secs(5),
+            body_read_timeout: Duration::from_secs(10),
+            targets: TargetPolicy::default(),
             verify_number_ownership: true,
             public_sip_uri: DEFAULT_PUBLIC_SIP_URI.to_owned(),
             twilio_base_url: None,
@@ -171,8 +182,8 @@ impl ApiState {
     }
 }
 
-/// The `/v1` router with JSON 404/405 fallbacks. Serve it with
-/// `axum::serve(listener, router(state))`.
+/// The `/v1` router with JSON 404/405 fallbacks. Serve it with [`serve`], which adds the
+/// edge-wide layers (JSON errors everywhere, `X-Request-Id`, access log, read time-outs).
 pub fn router(state: ApiState) -> Router {
     routes(state)
         .fallback(|| async { ApiError::not_found().into_response() })
@@ -219,6 +230,8 @@ pub fn routes(state: ApiState) -> Router {
         .route("/v1/voicemails", get(voicemails::list))
         .route("/v1/voicemails/{id}", get(voicemails::get).delete(voicemails::delete))
         .route("/v1/voicemails/{id}/recording", get(voicemails::recording))
+        .route("/v1/api-keys", get(keys::list).post(keys::create))
+        .route("/v1/api-keys/{id}", axum::routing::delete(keys::revoke))
         .route("/v1/agents", get(agents::list).post(agents::create))
         .route(
             "/v1/agents/{id}",

@@ -6,8 +6,8 @@ use crate::extract::{query_error, Account, ApiJson};
 use crate::inflight::Reservation;
 use crate::validate::{self, MAX_MESSAGE_LEN, MAX_NAME_LEN};
 use crate::wire::{
-    double_option, provider_kind, store_provider, ByoProvider, ListParams, NumberSourceName, NumberStatusName,
-    ProviderName,
+    double_option, non_null, page_request, provider_kind, store_provider, ByoProvider, NumberSourceName,
+    NumberStatusName, ProviderName,
 };
 use crate::ApiState;
 use axum::extract::rejection::QueryRejection;
@@ -16,8 +16,8 @@ use axum::http::StatusCode;
 use axum::Json;
 use edge_providers::{AvailableNumber, NumberProvider, PurchasedNumber, SearchQuery};
 use edge_store::{
-    IdKind, InboundRouting, InboundRoutingPatch, NewNumber, NewProviderConfig, NumberPatch, NumberRecord, NumberSource,
-    NumberStatus, ProviderConfigPatch, Secret,
+    IdKind, InboundRouting, InboundRoutingPatch, NewNumber, NewProviderConfig, NumberFilter, NumberPatch, NumberRecord,
+    NumberSource, NumberStatus, ProviderConfigPatch, Secret,
 };
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -87,6 +87,32 @@ pub struct PhoneNumberList {
     pub data: Vec<PhoneNumber>,
     /// Pass as `cursor` to get the next page; `null` on the last page.
     pub next_cursor: Option<String>,
+    /// Whether another page follows.
+    pub has_more: bool,
+}
+
+/// Query string of `GET /v1/phone-numbers`. Unknown parameters are a 400 naming them.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct NumberListParams {
+    /// Only numbers whose primary agent is this one (`agt_…`).
+    pub agent_id: Option<String>,
+    /// Only numbers from this provider.
+    #[param(value_type = Option<ProviderName>)]
+    pub provider: Option<String>,
+    /// Only numbers in this status.
+    #[param(value_type = Option<NumberStatusName>)]
+    pub status: Option<String>,
+    /// Only this E.164 number (encode `+` as `%2B`).
+    pub phone_number: Option<String>,
+    /// Page size, 1 to 100 (default 20).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
+    pub limit: Option<String>,
+    /// Opaque `next_cursor` from the previous page.
+    pub cursor: Option<String>,
+    /// Id of the last number of the previous page (`phn_…`).
+    pub starting_after: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -149,7 +175,7 @@ pub struct PurchaseRequest {
 pub struct ProviderConfigIn {
     /// Termination host, `host[:port]`; a leading `sip:`/`sips:` is stripped.
     #[schema(
-        pattern = r"^(sips?:)?[A-Za-z0-9.-]+(:[0-9]{1,5})?$",
+        pattern = r"^\s*([Ss][Ii][Pp][Ss]?:)?([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]|[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*)(:[0-9]{1,5})?\s*$",
         example = "yourtrunk.pstn.twilio.com"
     )]
     pub trunk_address: String,
@@ -187,7 +213,9 @@ pub struct UpdateNumberRequest {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<InboundRoutingPatchIn>)]
     pub inbound_routing: Option<Option<InboundRoutingPatchIn>>,
-    /// BYO numbers only: rotate trunk address or credentials.
+    /// BYO numbers only: rotate trunk address or credentials. Cannot be null (a BYO number
+    /// needs its trunk; delete the number instead).
+    #[serde(default, deserialize_with = "non_null")]
     pub provider_config: Option<ProviderConfigPatchIn>,
 }
 
@@ -195,7 +223,11 @@ pub struct UpdateNumberRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderConfigPatchIn {
-    #[schema(pattern = r"^(sips?:)?[A-Za-z0-9.-]+(:[0-9]{1,5})?$")]
+    /// Cannot be null.
+    #[serde(default, deserialize_with = "non_null")]
+    #[schema(
+        pattern = r"^\s*([Ss][Ii][Pp][Ss]?:)?([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]|[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*)(:[0-9]{1,5})?\s*$"
+    )]
     pub trunk_address: Option<String>,
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<String>, min_length = 1, max_length = 200)]
@@ -208,6 +240,7 @@ pub struct ProviderConfigPatchIn {
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct SearchParams {
     /// ISO 3166 alpha-2, e.g. `US` (required).
     #[param(required = true, pattern = r"^[A-Za-z]{2}$", example = "US")]
@@ -717,7 +750,11 @@ pub async fn register(
     let agent_id = validate::agent_id("agent_id", &req.agent_id)?;
     let friendly_name = validate::opt_text("friendly_name", req.friendly_name.as_deref(), MAX_NAME_LEN)?;
     let pc = req.provider_config;
-    let trunk_address = validate::trunk_address("provider_config.trunk_address", &pc.trunk_address)?;
+    let trunk_address = validate::trunk_target(
+        "provider_config.trunk_address",
+        &pc.trunk_address,
+        &state.config.targets,
+    )?;
     let auth_username = validate::opt_text(
         "provider_config.auth_username",
         pc.auth_username.as_deref(),
@@ -767,21 +804,67 @@ pub async fn register(
     Ok((StatusCode::CREATED, Json(out)))
 }
 
-/// List the account's numbers, oldest first.
+/// List the account's numbers, newest first.
 #[utoipa::path(get, path = "/v1/phone-numbers", tag = "phone-numbers", operation_id = "list_phone_numbers",
-    params(ListParams),
+    params(NumberListParams),
     responses((status = 200, body = PhoneNumberList),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 pub async fn list(
     State(state): State<ApiState>,
     Account(account): Account,
-    q: Result<Query<ListParams>, QueryRejection>,
+    q: Result<Query<NumberListParams>, QueryRejection>,
 ) -> ApiResult<Json<PhoneNumberList>> {
     let Query(q) = q.map_err(query_error)?;
-    let (limit, cursor) = q.parse()?;
-    let page = state.store.list_numbers(&account, limit, cursor.as_ref()).await?;
+    let agent_id = q
+        .agent_id
+        .as_deref()
+        .map(|a| validate::agent_id("agent_id", a))
+        .transpose()?;
+    let provider = q
+        .provider
+        .as_deref()
+        .map(|p| {
+            serde_json::from_value::<ProviderName>(serde_json::Value::String(p.to_owned()))
+                .map(|p| store_provider(p.into()))
+                .map_err(|_| ApiError::field("provider", "must be local, twilio or telnyx"))
+        })
+        .transpose()?;
+    let status = q
+        .status
+        .as_deref()
+        .map(|s| match s {
+            "active" => Ok(edge_store::NumberStatus::Active),
+            _ => Err(ApiError::field("status", "must be active")),
+        })
+        .transpose()?;
+    // An unencoded `+` arrives as a space; take it back rather than fail confusingly.
+    let phone_number = q
+        .phone_number
+        .as_deref()
+        .map(|v| match v.strip_prefix(' ') {
+            Some(rest) => validate::e164("phone_number", &format!("+{rest}")),
+            None => validate::e164("phone_number", v),
+        })
+        .transpose()?;
+    let (store, acct) = (&state.store, account.as_str());
+    let (limit, cursor) = page_request(q.limit.as_deref(), q.cursor.as_deref(), q.starting_after.as_deref())?
+        .resolve(IdKind::PhoneNumber, |id| async move {
+            Ok(store.get_number(acct, &id).await?.map(|n| n.created_at))
+        })
+        .await?;
+    let filter = NumberFilter {
+        agent_id,
+        provider,
+        status,
+        phone_number,
+    };
+    let page = state
+        .store
+        .list_numbers(&account, filter, limit, cursor.as_ref())
+        .await?;
     Ok(Json(PhoneNumberList {
         data: page.items.into_iter().map(Into::into).collect(),
+        has_more: page.next_cursor.is_some(),
         next_cursor: page.next_cursor,
     }))
 }
@@ -866,7 +949,7 @@ pub async fn update(
             Ok(ProviderConfigPatch {
                 trunk_address: p
                     .trunk_address
-                    .map(|t| validate::trunk_address("provider_config.trunk_address", &t))
+                    .map(|t| validate::trunk_target("provider_config.trunk_address", &t, &state.config.targets))
                     .transpose()?,
                 auth_username: p
                     .auth_username

@@ -1,6 +1,7 @@
 //! Input validation. Every failure names the field so clients can fix the request.
 
 use crate::error::ApiError;
+use crate::targets::TargetPolicy;
 use edge_store::IdKind;
 use std::net::{IpAddr, Ipv6Addr};
 
@@ -21,18 +22,36 @@ pub const SUPPORTED_COUNTRIES: &[&str] = &[
 
 const NANP: &[&str] = &["US", "CA", "PR"];
 
-/// E.164: `+`, then 8..=15 digits, the first not 0.
+/// E.164: `+`, then 8..=15 digits, the first not 0. Country code 1 (the North American
+/// Numbering Plan) also needs exactly 10 more digits whose area code and exchange start with 2-9.
 pub fn e164(field: &str, v: &str) -> Result<String, ApiError> {
     let digits = v.strip_prefix('+').unwrap_or("");
     let ok = (8..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) && !digits.starts_with('0');
-    if ok {
-        Ok(v.to_owned())
-    } else {
-        Err(ApiError::field(
+    if !ok {
+        return Err(ApiError::field(
             field,
             "must be E.164: '+' followed by 8 to 15 digits, first digit not 0",
-        ))
+        ));
     }
+    if let Some(national) = digits.strip_prefix('1') {
+        let b = national.as_bytes();
+        if b.len() != 10 {
+            return Err(ApiError::field(
+                field,
+                "a +1 (North American) number has 10 digits after +1: 3-digit area code, 3-digit exchange, 4-digit line",
+            ));
+        }
+        // Area code 555 is not in service; documents (ours included: +1 555 123 4567) use it
+        // for examples, so its exchange is not checked.
+        let example = &b[..3] == b"555";
+        if matches!(b[0], b'0' | b'1') || (!example && matches!(b[3], b'0' | b'1')) {
+            return Err(ApiError::field(
+                field,
+                "not a North American number: its area code and exchange must not start with 0 or 1",
+            ));
+        }
+    }
+    Ok(v.to_owned())
 }
 
 /// Upper-cases and checks against [`SUPPORTED_COUNTRIES`].
@@ -78,7 +97,9 @@ pub fn agent_id(field: &str, v: &str) -> Result<String, ApiError> {
     }
 }
 
-/// Trimmed, non-empty, at most `max` characters, no control characters.
+/// Trimmed, non-empty, at most `max` characters, no control characters and no bidirectional
+/// overrides, embeddings or isolates (which make a name display as something else). Names (`max`
+/// of [`MAX_NAME_LEN`] or less) are single-line; longer texts (messages) may contain newlines.
 pub fn text(field: &str, v: &str, max: usize) -> Result<String, ApiError> {
     let t = v.trim();
     if t.is_empty() {
@@ -87,10 +108,22 @@ pub fn text(field: &str, v: &str, max: usize) -> Result<String, ApiError> {
     if t.chars().count() > max {
         return Err(ApiError::field(field, format!("must be at most {max} characters")));
     }
-    if t.chars().any(|c| c.is_control() && c != '\n') {
+    let multiline = max > MAX_NAME_LEN;
+    if t.chars().any(|c| c.is_control() && !(multiline && c == '\n')) {
         return Err(ApiError::field(field, "must not contain control characters"));
     }
+    if t.chars().any(is_bidi_control) {
+        return Err(ApiError::field(
+            field,
+            "must not contain bidirectional override, embedding or isolate characters",
+        ));
+    }
     Ok(t.to_owned())
+}
+
+/// U+202A..U+202E (embeddings, overrides), U+2066..U+2069 (isolates), U+200E/U+200F/U+061C (marks).
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}')
 }
 
 pub fn opt_text(field: &str, v: Option<&str>, max: usize) -> Result<Option<String>, ApiError> {
@@ -249,6 +282,46 @@ pub fn sip_uri(field: &str, v: &str) -> Result<String, ApiError> {
     Ok(s.to_owned())
 }
 
+/// [`trunk_address`], then refused (400 `internal_target`) when it names an address the edge
+/// must not call.
+pub fn trunk_target(field: &str, v: &str, policy: &TargetPolicy) -> Result<String, ApiError> {
+    let t = trunk_address(field, v)?;
+    let host = split_host_port(&t).map_or(t.as_str(), |(h, _)| h);
+    allowed_target(field, host, policy)?;
+    Ok(t)
+}
+
+/// [`sip_uri`], then refused (400 `internal_target`) when its host names an address the edge
+/// must not call.
+pub fn sip_uri_target(field: &str, v: &str, policy: &TargetPolicy) -> Result<String, ApiError> {
+    let uri = sip_uri(field, v)?;
+    let lower = uri.to_ascii_lowercase();
+    let rest = lower
+        .strip_prefix("sips:")
+        .or_else(|| lower.strip_prefix("sip:"))
+        .unwrap_or(&lower);
+    let main = rest.split(['?', ';']).next().unwrap_or("");
+    let hostport = main.rsplit_once('@').map_or(main, |(_, hp)| hp);
+    let host = split_host_port(hostport).map_or(hostport, |(h, _)| h);
+    allowed_target(field, host, policy)?;
+    Ok(uri)
+}
+
+fn allowed_target(field: &str, host: &str, policy: &TargetPolicy) -> Result<(), ApiError> {
+    match policy.host_refusal(host) {
+        None => Ok(()),
+        Some(kind) => Err(ApiError {
+            status: axum::http::StatusCode::BAD_REQUEST,
+            code: "internal_target",
+            message: format!(
+                "points at a {kind} address; the edge does not send calls into internal networks \
+                 (an operator can allow ranges with [security] internal_targets)"
+            ),
+            field: Some(field.to_owned()),
+        }),
+    }
+}
+
 /// `limit` query parameter: 1..=100, `default` when absent.
 pub fn limit(v: Option<&str>, default: u32) -> Result<u32, ApiError> {
     match v {
@@ -267,7 +340,9 @@ mod tests {
     #[test]
     fn e164_rules() {
         assert!(e164("f", "+14155551234").is_ok());
-        assert!(e164("f", "+12345678").is_ok());
+        assert!(e164("f", "+44123456").is_ok());
+        // +1 is the North American plan: 10 digits after it.
+        assert!(e164("f", "+12345678").is_err());
         for bad in [
             "14155551234",
             "+0123456789",
@@ -340,6 +415,62 @@ mod tests {
         ] {
             assert!(sip_uri("s", bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn internal_targets_refused_with_their_field() {
+        let none = TargetPolicy::default();
+        for bad in [
+            "sip:a@127.0.0.1:38080",
+            "sip:a@169.254.169.254",
+            "sip:localhost:22;transport=tcp",
+            "sip:a@[::1]:5060",
+            "sips:a@10.0.0.5",
+        ] {
+            let e = sip_uri_target("sip_uri", bad, &none).unwrap_err();
+            assert_eq!(
+                (e.code, e.field.as_deref()),
+                ("internal_target", Some("sip_uri")),
+                "{bad}"
+            );
+        }
+        assert!(sip_uri_target("sip_uri", "sip:a@agents.example.com;transport=tcp", &none).is_ok());
+        for bad in ["127.0.0.1:5060", "[fe80::1]:5060", "localhost", "sip:192.168.0.1"] {
+            let e = trunk_target("t", bad, &none).unwrap_err();
+            assert_eq!(e.code, "internal_target", "{bad}");
+        }
+        assert!(trunk_target("t", "[2001:db8::1]:5060", &none).is_ok());
+        let lo = TargetPolicy::new(vec!["127.0.0.0/8".parse().unwrap()]);
+        assert!(trunk_target("t", "127.0.0.1:5060", &lo).is_ok());
+        assert!(sip_uri_target("s", "sip:a@localhost", &lo).is_ok());
+    }
+
+    #[test]
+    fn nanp_numbers() {
+        assert!(e164("p", "+14155551234").is_ok());
+        assert!(e164("p", "+15005550006").is_ok());
+        assert!(e164("p", "+442071838750").is_ok());
+        for bad in [
+            "+10115550100",
+            "+11155550100",
+            "+14150550100",
+            "+14151550100",
+            "+1415555010",
+            "+141555501000",
+        ] {
+            assert_eq!(e164("p", bad).unwrap_err().field.as_deref(), Some("p"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn names_refuse_controls_and_bidi() {
+        assert_eq!(text("n", " Sales bot ", MAX_NAME_LEN).unwrap(), "Sales bot");
+        assert!(text("n", "Zoë – 客服", MAX_NAME_LEN).is_ok());
+        for bad in ["a\u{202E}gpj.exe", "a\u{2066}b", "a\nb", "a\u{7}b", "a\u{200F}"] {
+            assert!(text("n", bad, MAX_NAME_LEN).is_err(), "{bad:?}");
+        }
+        assert!(text("m", "line one\nline two", MAX_MESSAGE_LEN).is_ok());
+        assert!(text("m", "x\u{202D}y", MAX_MESSAGE_LEN).is_err());
     }
 
     #[test]

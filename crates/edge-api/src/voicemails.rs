@@ -3,7 +3,7 @@
 
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{query_error, Account};
-use crate::wire::ListParams;
+use crate::wire::page_request;
 use crate::ApiState;
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
@@ -98,11 +98,14 @@ pub struct VoicemailList {
     pub data: Vec<Voicemail>,
     /// Pass as `cursor` to get the next page; `null` on the last page.
     pub next_cursor: Option<String>,
+    /// Whether another page follows.
+    pub has_more: bool,
 }
 
 /// Query string of `GET /v1/voicemails`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct VoicemailListParams {
     /// Only voicemails left on this number (`phn_…`).
     pub phone_number_id: Option<String>,
@@ -111,6 +114,8 @@ pub struct VoicemailListParams {
     pub limit: Option<String>,
     /// Opaque `next_cursor` from the previous page.
     pub cursor: Option<String>,
+    /// Id of the last voicemail of the previous page (`vm_…`).
+    pub starting_after: Option<String>,
 }
 
 impl TryFrom<VoicemailRecord> for Voicemail {
@@ -179,11 +184,12 @@ pub async fn list(
         Some(v) if IdKind::PhoneNumber.is_valid(&v) => Some(v),
         Some(_) => return Err(ApiError::field("phone_number_id", "must be a phone number id (phn_…)")),
     };
-    let (limit, cursor) = ListParams {
-        limit: q.limit,
-        cursor: q.cursor,
-    }
-    .parse()?;
+    let (store, acct) = (&state.store, account.as_str());
+    let (limit, cursor) = page_request(q.limit.as_deref(), q.cursor.as_deref(), q.starting_after.as_deref())?
+        .resolve(IdKind::Voicemail, |id| async move {
+            Ok(store.get_voicemail(acct, &id).await?.map(|v| v.created_at_ms))
+        })
+        .await?;
     let page = state
         .store
         .list_voicemails(&account, VoicemailFilter { phone_number_id }, limit, cursor.as_ref())
@@ -194,6 +200,7 @@ pub async fn list(
             .into_iter()
             .map(Voicemail::try_from)
             .collect::<ApiResult<_>>()?,
+        has_more: page.next_cursor.is_some(),
         next_cursor: page.next_cursor,
     }))
 }

@@ -14,6 +14,21 @@ where
     Option::<T>::deserialize(d).map(Some)
 }
 
+/// Serde helper for partial updates: an absent field is `None`, a value is `Some`, and an
+/// explicit `null` is an error naming the field (instead of being read as "absent" and ignored).
+pub fn non_null<'de, T, D>(d: D) -> Result<Option<T>, D::Error>
+where
+    T: Deserialize<'de>,
+    D: Deserializer<'de>,
+{
+    match Option::<T>::deserialize(d)? {
+        Some(v) => Ok(Some(v)),
+        None => Err(serde::de::Error::custom(
+            "cannot be null: leave the field out to keep its value",
+        )),
+    }
+}
+
 /// Who carries the number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -139,27 +154,88 @@ impl From<AgentStatusName> for AgentStatus {
     }
 }
 
-/// Query string of list endpoints.
+/// Query string of list endpoints. Unknown parameters are a 400 naming them.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct ListParams {
     /// Page size, 1 to 100 (default 20).
     #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     pub limit: Option<String>,
     /// Opaque `next_cursor` from the previous page.
     pub cursor: Option<String>,
+    /// Id of the last item of the previous page; the page starts with the next older item.
+    pub starting_after: Option<String>,
+}
+
+/// A parsed page request; `starting_after` still has to be turned into a cursor with
+/// [`PageRequest::resolve`].
+#[derive(Debug)]
+pub struct PageRequest {
+    pub limit: u32,
+    cursor: Option<edge_store::Cursor>,
+    starting_after: Option<String>,
 }
 
 impl ListParams {
-    pub fn parse(&self) -> Result<(u32, Option<edge_store::Cursor>), crate::error::ApiError> {
-        let limit = crate::validate::limit(self.limit.as_deref(), 20)?;
-        let cursor = match self.cursor.as_deref() {
-            None => None,
-            Some(c) => Some(
-                edge_store::Cursor::decode(c)
-                    .ok_or_else(|| crate::error::ApiError::field("cursor", "not a cursor returned by this API"))?,
-            ),
+    pub fn parse(&self) -> Result<PageRequest, crate::error::ApiError> {
+        page_request(
+            self.limit.as_deref(),
+            self.cursor.as_deref(),
+            self.starting_after.as_deref(),
+        )
+    }
+}
+
+/// Validates the paging parameters shared by every list.
+pub fn page_request(
+    limit: Option<&str>,
+    cursor: Option<&str>,
+    starting_after: Option<&str>,
+) -> Result<PageRequest, crate::error::ApiError> {
+    use crate::error::ApiError;
+    let limit = crate::validate::limit(limit, 20)?;
+    if cursor.is_some() && starting_after.is_some() {
+        return Err(ApiError::field(
+            "starting_after",
+            "give either cursor or starting_after, not both",
+        ));
+    }
+    let cursor = match cursor {
+        None => None,
+        Some(c) => Some(
+            edge_store::Cursor::decode(c)
+                .ok_or_else(|| ApiError::field("cursor", "not a cursor returned by this API"))?,
+        ),
+    };
+    Ok(PageRequest {
+        limit,
+        cursor,
+        starting_after: starting_after.map(str::to_owned),
+    })
+}
+
+impl PageRequest {
+    /// The keyset cursor: the given one, or the position of the `starting_after` item, whose
+    /// `created_at` `lookup` finds in the account (`None`: no such item -> 400).
+    pub async fn resolve<F, Fut>(
+        self,
+        kind: edge_store::IdKind,
+        lookup: F,
+    ) -> Result<(u32, Option<edge_store::Cursor>), crate::error::ApiError>
+    where
+        F: FnOnce(String) -> Fut,
+        Fut: std::future::Future<Output = Result<Option<i64>, edge_store::StoreError>>,
+    {
+        use crate::error::ApiError;
+        let Some(id) = self.starting_after else {
+            return Ok((self.limit, self.cursor));
         };
-        Ok((limit, cursor))
+        let missing = || ApiError::field("starting_after", "no such item in this account");
+        if !kind.is_valid(&id) {
+            return Err(missing());
+        }
+        let created_at = lookup(id.clone()).await?.ok_or_else(missing)?;
+        Ok((self.limit, Some(edge_store::Cursor::after(created_at, &id))))
     }
 }

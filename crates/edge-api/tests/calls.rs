@@ -108,7 +108,10 @@ async fn shape_and_tenancy(s: &Server) {
     // The list serves the same object.
     let r = s.call("GET", "/v1/calls", Some(&key), None).await;
     assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(r.json, json!({"data": [expected], "next_cursor": null}));
+    assert_eq!(
+        r.json,
+        json!({"data": [expected], "next_cursor": null, "has_more": false})
+    );
 
     // A failed call with an error code and the carrier's status; kebab-case statuses.
     let mut failed = record("call_fa11", &acc, "+14155551234", "phn_abc", T0 + 1);

@@ -159,7 +159,10 @@ async fn shape_recording_and_delete(s: &Server, data_dir: &Path) {
     assert_eq!(r.json, expected);
     let r = s.call("GET", "/v1/voicemails", Some(&key), None).await;
     assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(r.json, json!({"data": [expected], "next_cursor": null}));
+    assert_eq!(
+        r.json,
+        json!({"data": [expected], "next_cursor": null, "has_more": false})
+    );
 
     // The recording, byte for byte, as audio/wav, at the advertised URL.
     let (status, ct, body) = fetch(s, "/v1/voicemails/vm_9f8e/recording", &key).await;
@@ -399,7 +402,7 @@ async fn openapi_documents_voicemails(s: &Server, _data_dir: &Path) {
         .iter()
         .filter_map(|p| p["name"].as_str())
         .collect();
-    assert_eq!(params, ["phone_number_id", "limit", "cursor"]);
+    assert_eq!(params, ["phone_number_id", "limit", "cursor", "starting_after"]);
     assert_eq!(paths["/v1/voicemails/{id}"]["get"]["operationId"], "get_voicemail");
     assert_eq!(
         paths["/v1/voicemails/{id}"]["delete"]["operationId"],

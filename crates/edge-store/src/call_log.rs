@@ -342,6 +342,12 @@ impl Store {
         if filter.phone_number_id.is_some() {
             sql.push_str(&format!(" AND phone_number_id = ${}", next()));
         }
+        if filter.agent_id.is_some() {
+            sql.push_str(&format!(" AND agent_id = ${}", next()));
+        }
+        if filter.direction.is_some() {
+            sql.push_str(&format!(" AND direction = ${}", next()));
+        }
         if filter.phone_number.is_some() {
             let p = next();
             sql.push_str(&format!(" AND (to_number = ${p} OR from_number = ${p})"));
@@ -365,6 +371,12 @@ impl Store {
 
         let mut q = sqlx::query(AssertSqlSafe(sql)).bind(account_id.to_owned());
         if let Some(v) = filter.phone_number_id {
+            q = q.bind(v);
+        }
+        if let Some(v) = filter.agent_id {
+            q = q.bind(v);
+        }
+        if let Some(v) = filter.direction {
             q = q.bind(v);
         }
         if let Some(v) = filter.phone_number {

@@ -174,6 +174,10 @@ pub struct CallRecord {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CallFilter {
     pub phone_number_id: Option<String>,
+    /// The agent that took (inbound) or placed (outbound) the call.
+    pub agent_id: Option<String>,
+    /// `inbound` or `outbound`.
+    pub direction: Option<String>,
     /// E.164; matches calls whose `to` or `from` is this number.
     pub phone_number: Option<String>,
     pub status: Option<CallStatus>,

@@ -17,6 +17,14 @@ impl Cursor {
         URL_SAFE_NO_PAD.encode(format!("{created_at}:{id}"))
     }
 
+    /// The position just after the item (`created_at`, `id`), for `starting_after=<id>`.
+    pub fn after(created_at: i64, id: &str) -> Cursor {
+        Cursor {
+            created_at,
+            id: id.to_owned(),
+        }
+    }
+
     /// Parses a cursor previously returned as `next_cursor`; `None` if it is not one.
     pub fn decode(s: &str) -> Option<Cursor> {
         if s.is_empty() || s.len() > MAX_CURSOR_LEN {

@@ -6,7 +6,7 @@ use crate::error::{Result, StoreError};
 use crate::ids::{new_id, IdKind};
 use crate::model::{IntegrationRecord, NewIntegration, Page, Provider};
 use crate::secret::Secret;
-use crate::store::{fetch_limit, into_page, on_write, page_bounds, parse_col, Store};
+use crate::store::{fetch_limit, into_page, on_write, page_bounds_desc, parse_col, Store};
 use crate::time::now_millis;
 use sqlx::any::AnyRow;
 use sqlx::Row;
@@ -106,13 +106,13 @@ impl Store {
         cursor: Option<&Cursor>,
     ) -> Result<Page<IntegrationRecord>> {
         let (limit, fetch) = fetch_limit(limit);
-        let (ts, after_id) = page_bounds(cursor);
+        let (ts, after_id) = page_bounds_desc(cursor);
         let rows = sqlx::query(concat!(
             "SELECT ",
             integration_cols!(),
             " FROM integrations WHERE account_id = $1 \
-             AND (created_at > $2 OR (created_at = $2 AND id > $3)) \
-             ORDER BY created_at, id LIMIT $4"
+             AND (created_at < $2 OR (created_at = $2 AND id < $3)) \
+             ORDER BY created_at DESC, id DESC LIMIT $4"
         ))
         .bind(account_id)
         .bind(ts)

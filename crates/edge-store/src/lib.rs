@@ -52,6 +52,7 @@ pub use model::{
     NewIntegration, NewNumber, NewProviderConfig, NumberPatch, NumberRecord, NumberSource, NumberStatus, Page,
     Provider, ProviderConfigPatch, ProviderConfigView,
 };
+pub use numbers::NumberFilter;
 pub use secret::{Secret, SecretBox, SecretError, SecretKeyError, SECRET_KEY_ENV, SECRET_KEY_FILE};
-pub use store::{Backend, Store};
+pub use store::{ApiKeyRecord, Backend, Store};
 pub use voicemails::{is_safe_recording_path, new_voicemail_id, VoicemailFilter, VoicemailRecord, VOICEMAIL_ENDED_BY};

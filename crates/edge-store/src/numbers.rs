@@ -8,10 +8,21 @@ use crate::model::{
     InboundRouting, NewNumber, NumberPatch, NumberRecord, NumberSource, NumberStatus, Page, Provider,
     ProviderConfigPatch, ProviderConfigView,
 };
-use crate::store::{fetch_limit, into_page, on_write, page_bounds, parse_col, Store};
+use crate::store::{fetch_limit, into_page, on_write, parse_col, Store};
 use crate::time::now_millis;
 use sqlx::any::AnyRow;
-use sqlx::{Any, Row, Transaction};
+use sqlx::{Any, AssertSqlSafe, Row, Transaction};
+
+/// Filters of [`Store::list_numbers`]; `None` = no constraint.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NumberFilter {
+    /// The number's primary agent.
+    pub agent_id: Option<String>,
+    pub provider: Option<Provider>,
+    pub status: Option<NumberStatus>,
+    /// E.164, exact.
+    pub phone_number: Option<String>,
+}
 
 /// AEAD context binding a sealed SIP password to its number row.
 fn password_context(number_id: &str) -> String {
@@ -329,27 +340,60 @@ impl Store {
         Ok(row.as_ref().map(number_from_row).transpose()?.map(|(r, _)| r))
     }
 
+    /// The account's numbers matching `filter`, newest first (`created_at`, then id, both
+    /// descending); `cursor` continues after the last number of the previous page.
     pub async fn list_numbers(
         &self,
         account_id: &str,
+        filter: NumberFilter,
         limit: u32,
         cursor: Option<&Cursor>,
     ) -> Result<Page<NumberRecord>> {
         let (limit, fetch) = fetch_limit(limit);
-        let (ts, after_id) = page_bounds(cursor);
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            number_cols!(),
-            " FROM phone_numbers WHERE account_id = $1 \
-             AND (created_at > $2 OR (created_at = $2 AND id > $3)) \
-             ORDER BY created_at, id LIMIT $4"
-        ))
-        .bind(account_id)
-        .bind(ts)
-        .bind(after_id)
-        .bind(fetch)
-        .fetch_all(&self.pool)
-        .await?;
+        // Assembled from fixed fragments only; every value is bound.
+        let mut sql = format!("SELECT {} FROM phone_numbers WHERE account_id = $1", number_cols!());
+        let mut n = 1;
+        let mut next = || {
+            n += 1;
+            n
+        };
+        if filter.agent_id.is_some() {
+            sql.push_str(&format!(" AND agent_id = ${}", next()));
+        }
+        if filter.provider.is_some() {
+            sql.push_str(&format!(" AND provider = ${}", next()));
+        }
+        if filter.status.is_some() {
+            sql.push_str(&format!(" AND status = ${}", next()));
+        }
+        if filter.phone_number.is_some() {
+            sql.push_str(&format!(" AND phone_number = ${}", next()));
+        }
+        if cursor.is_some() {
+            let (t, i) = (next(), next());
+            sql.push_str(&format!(
+                " AND (created_at < ${t} OR (created_at = ${t} AND id < ${i}))"
+            ));
+        }
+        sql.push_str(&format!(" ORDER BY created_at DESC, id DESC LIMIT ${}", next()));
+
+        let mut q = sqlx::query(AssertSqlSafe(sql)).bind(account_id.to_owned());
+        if let Some(v) = filter.agent_id {
+            q = q.bind(v);
+        }
+        if let Some(v) = filter.provider {
+            q = q.bind(v.as_str());
+        }
+        if let Some(v) = filter.status {
+            q = q.bind(v.as_str());
+        }
+        if let Some(v) = filter.phone_number {
+            q = q.bind(v);
+        }
+        if let Some(c) = cursor {
+            q = q.bind(c.created_at).bind(c.id.clone());
+        }
+        let rows = q.bind(fetch).fetch_all(&self.pool).await?;
         let items = rows
             .iter()
             .map(|r| number_from_row(r).map(|(rec, _)| rec))

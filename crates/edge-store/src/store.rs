@@ -21,6 +21,7 @@ const MIGRATION_0001: &str = include_str!("../migrations/0001_init.sql");
 const MIGRATION_0002: &str = include_str!("../migrations/0002_calls.sql");
 const MIGRATION_0003: &str = include_str!("../migrations/0003_voicemails.sql");
 const MIGRATION_0004: &str = include_str!("../migrations/0004_agent_sip_credentials.sql");
+const MIGRATION_0005: &str = include_str!("../migrations/0005_api_key_prefix.sql");
 const MIGRATION_0006: &str = include_str!("../migrations/0006_idempotency.sql");
 const MIGRATION_0007: &str = include_str!("../migrations/0007_number_status.sql");
 
@@ -115,6 +116,13 @@ fn migrator() -> Migrator {
             "agent_sip_credentials".into(),
             MigrationType::Simple,
             MIGRATION_0004.into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            5,
+            "api_key_prefix".into(),
+            MigrationType::Simple,
+            MIGRATION_0005.into_sql_str(),
             false,
         ),
         Migration::new(
@@ -221,6 +229,12 @@ impl Store {
     /// Creates an API key for `account_id` (creating that account when absent) or for a new
     /// account. Returns `(account_id, plaintext_key)`; only the key's SHA-256 is stored.
     pub async fn create_api_key(&self, account_id: Option<&str>, name: &str) -> Result<(String, String)> {
+        let (rec, key) = self.create_api_key_record(account_id, name).await?;
+        Ok((rec.account_id, key))
+    }
+
+    /// [`Store::create_api_key`], returning the key's record (id, prefix) with the plaintext key.
+    pub async fn create_api_key_record(&self, account_id: Option<&str>, name: &str) -> Result<(ApiKeyRecord, String)> {
         let account_id = match account_id {
             Some(a) if IdKind::Account.is_valid(a) => a.to_owned(),
             Some(_) => {
@@ -232,6 +246,7 @@ impl Store {
             None => new_id(IdKind::Account)?,
         };
         let key = new_api_key()?;
+        let id = new_id(IdKind::ApiKey)?;
         let now = crate::time::now_millis();
         let mut tx = self.pool.begin().await?;
         sqlx::query("INSERT INTO accounts (id, created_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING")
@@ -240,18 +255,98 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         sqlx::query(
-            "INSERT INTO api_keys (id, account_id, name, key_hash, created_at) \
-             VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO api_keys (id, account_id, name, key_hash, created_at, key_prefix) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
-        .bind(new_id(IdKind::ApiKey)?)
+        .bind(&id)
         .bind(&account_id)
         .bind(name)
         .bind(hash_api_key(&key))
         .bind(now)
+        .bind(key_prefix(&key))
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok((account_id, key))
+        let rec = ApiKeyRecord {
+            id,
+            account_id,
+            name: name.to_owned(),
+            prefix: Some(key_prefix(&key)),
+            created_at: now,
+        };
+        Ok((rec, key))
+    }
+
+    /// The keys of `account_id` (every account's when `None`), newest first. Never the key
+    /// itself: only its prefix.
+    pub async fn list_api_keys(
+        &self,
+        account_id: Option<&str>,
+        limit: u32,
+        cursor: Option<&crate::cursor::Cursor>,
+    ) -> Result<crate::model::Page<ApiKeyRecord>> {
+        let (limit, fetch) = fetch_limit(limit);
+        let (ts, after_id) = page_bounds_desc(cursor);
+        let rows = sqlx::query(
+            "SELECT id, account_id, name, key_prefix, created_at FROM api_keys \
+             WHERE ($1 = '' OR account_id = $1) AND (created_at < $2 OR (created_at = $2 AND id < $3)) \
+             ORDER BY created_at DESC, id DESC LIMIT $4",
+        )
+        .bind(account_id.unwrap_or(""))
+        .bind(ts)
+        .bind(after_id)
+        .bind(fetch)
+        .fetch_all(&self.pool)
+        .await?;
+        let items = rows
+            .iter()
+            .map(|r| {
+                Ok(ApiKeyRecord {
+                    id: r.try_get("id")?,
+                    account_id: r.try_get("account_id")?,
+                    name: r.try_get("name")?,
+                    prefix: r.try_get("key_prefix")?,
+                    created_at: r.try_get("created_at")?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(into_page(items, limit, |k| (k.created_at, k.id.as_str())))
+    }
+
+    /// One key of `account_id` (any account's when `None`).
+    pub async fn get_api_key(&self, account_id: Option<&str>, id: &str) -> Result<Option<ApiKeyRecord>> {
+        let row = sqlx::query(
+            "SELECT id, account_id, name, key_prefix, created_at FROM api_keys \
+             WHERE ($1 = '' OR account_id = $1) AND id = $2",
+        )
+        .bind(account_id.unwrap_or(""))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(ApiKeyRecord {
+                id: r.try_get("id")?,
+                account_id: r.try_get("account_id")?,
+                name: r.try_get("name")?,
+                prefix: r.try_get("key_prefix")?,
+                created_at: r.try_get("created_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Revokes (deletes) a key of `account_id` (any account's when `None`); it stops
+    /// authenticating at once. `NotFound` when there is no such key.
+    pub async fn revoke_api_key(&self, account_id: Option<&str>, id: &str) -> Result<()> {
+        let done = sqlx::query("DELETE FROM api_keys WHERE ($1 = '' OR account_id = $1) AND id = $2")
+            .bind(account_id.unwrap_or(""))
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
     }
 
     /// The account owning `key`, or `None` for an unknown or malformed key.
@@ -346,8 +441,28 @@ pub(crate) fn on_write(field: Option<&'static str>) -> impl Fn(sqlx::Error) -> S
 }
 
 /// Keyset pagination bounds: `(created_at, id)` strictly after the cursor.
-pub(crate) fn page_bounds(cursor: Option<&crate::cursor::Cursor>) -> (i64, String) {
-    cursor.map_or((i64::MIN, String::new()), |c| (c.created_at, c.id.clone()))
+/// Bounds for newest-first listings: everything strictly before the cursor (`created_at`
+/// descending, then id descending). Without a cursor the bound is above every row.
+/// What identifies a key once created: `oik_` and its first 8 hex digits.
+fn key_prefix(key: &str) -> String {
+    key.chars().take(12).collect()
+}
+
+/// An API key as listed: never the key, only its prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKeyRecord {
+    /// `key_…`
+    pub id: String,
+    pub account_id: String,
+    pub name: String,
+    /// `oik_` and 8 hex digits; `None` for keys made before prefixes were kept.
+    pub prefix: Option<String>,
+    pub created_at: i64,
+}
+
+pub(crate) fn page_bounds_desc(cursor: Option<&crate::cursor::Cursor>) -> (i64, String) {
+    // No row has created_at = i64::MAX, so the id half of the bound never matters then.
+    cursor.map_or((i64::MAX, String::new()), |c| (c.created_at, c.id.clone()))
 }
 
 /// Clamps a page size to 1..=100 and returns the number of rows to fetch (one extra to

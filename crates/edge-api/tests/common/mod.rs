@@ -28,6 +28,17 @@ pub struct Resp {
     pub json: Value,
 }
 
+/// The internal ranges these tests' agents and trunks use (`10.0.0.5`, loopback fakes), as an
+/// operator would list them in `[security] internal_targets`.
+pub fn test_targets() -> edge_api::TargetPolicy {
+    edge_api::TargetPolicy::new(
+        ["10.0.0.0/8", "127.0.0.0/8", "::1/128"]
+            .iter()
+            .map(|c| c.parse().unwrap())
+            .collect(),
+    )
+}
+
 pub fn providers() -> ProviderSet {
     // The seed's example number +14155551234 is in this range; 415 searches use it.
     let local = LocalInventory::new(vec![InventoryRange {
@@ -47,6 +58,10 @@ async fn serve_with(
     config: ApiConfig,
     engine: Option<Engine>,
 ) -> Server {
+    let mut config = config;
+    if config.targets.internal_targets.is_empty() {
+        config.targets = test_targets();
+    }
     let store = Arc::new(store);
     let mut state = ApiState::new(Arc::clone(&store), providers, config);
     if let Some(start) = engine {
@@ -56,7 +71,7 @@ async fn serve_with(
     let addr = listener.local_addr().unwrap();
     let app = router(state);
     let task = tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
+        let _ = edge_api::serve(listener, app, edge_api::ServeConfig::default(), std::future::pending()).await;
     });
     Server {
         base: format!("http://{addr}"),
