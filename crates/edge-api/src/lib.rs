@@ -15,6 +15,7 @@ mod inflight;
 mod integrations;
 mod numbers;
 mod openapi;
+mod reconcile;
 mod validate;
 mod voicemails;
 mod wire;
@@ -35,6 +36,7 @@ use std::time::Duration;
 pub use control::{CallCommand, OriginateError, OriginateRequest};
 pub use error::{ApiError, ErrorBody, ErrorDetail};
 pub use openapi::ApiDoc;
+pub use reconcile::{reconcile_pending, spawn_reconciler, ReconcileOutcome, Reconciler, INTERRUPTED_PURCHASE};
 pub use validate::SUPPORTED_COUNTRIES;
 
 /// Where carriers send inbound calls unless `[api] public_sip_uri` says otherwise.
@@ -64,6 +66,10 @@ pub struct ApiConfig {
     pub telnyx_base_url: Option<String>,
     /// `[inventory] max_purchased_numbers_per_account`: more purchases answer 429.
     pub max_purchased_numbers: Option<u32>,
+    /// Longest a purchase may run: a `pending` row untouched for longer is taken for one a
+    /// crash interrupted (also by other edges on the same database) and settled by asking the
+    /// provider. Rows from before this process started are settled at once.
+    pub purchase_max_duration: Duration,
 }
 
 impl ApiConfig {
@@ -88,6 +94,7 @@ impl Default for ApiConfig {
             twilio_base_url: None,
             telnyx_base_url: None,
             max_purchased_numbers: None,
+            purchase_max_duration: Duration::from_secs(10 * 60),
         }
     }
 }
