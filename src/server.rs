@@ -352,6 +352,8 @@ pub async fn start(cfg: Config) -> anyhow::Result<Edge> {
                 ..edge_api::ApiConfig::default()
             };
             let state = edge_api::ApiState::new(store.clone(), providers, api_cfg).with_call_control(commands_tx);
+            // Purchases a crash left pending would otherwise hold their numbers forever.
+            edge_api::spawn_reconciler(state.clone());
             let ops = crate::ops::OpsState {
                 started: Instant::now(),
                 endpoint: endpoint_stats.clone(),

@@ -16,6 +16,7 @@ mod integrations;
 mod keys;
 mod numbers;
 mod openapi;
+mod reconcile;
 mod serve;
 mod targets;
 mod validate;
@@ -38,6 +39,7 @@ use std::time::Duration;
 pub use control::{CallCommand, OriginateError, OriginateRequest};
 pub use error::{ApiError, ErrorBody, ErrorDetail};
 pub use openapi::ApiDoc;
+pub use reconcile::{reconcile_pending, spawn_reconciler, ReconcileOutcome, Reconciler, INTERRUPTED_PURCHASE};
 pub use serve::{finish, serve, ServeConfig};
 pub use targets::TargetPolicy;
 pub use validate::SUPPORTED_COUNTRIES;
@@ -73,6 +75,10 @@ pub struct ApiConfig {
     pub telnyx_base_url: Option<String>,
     /// `[inventory] max_purchased_numbers_per_account`: more purchases answer 429.
     pub max_purchased_numbers: Option<u32>,
+    /// Longest a purchase may run: a `pending` row untouched for longer is taken for one a
+    /// crash interrupted (also by other edges on the same database) and settled by asking the
+    /// provider. Rows from before this process started are settled at once.
+    pub purchase_max_duration: Duration,
 }
 
 impl ApiConfig {
@@ -99,6 +105,7 @@ impl Default for ApiConfig {
             twilio_base_url: None,
             telnyx_base_url: None,
             max_purchased_numbers: None,
+            purchase_max_duration: Duration::from_secs(10 * 60),
         }
     }
 }

@@ -23,6 +23,10 @@ struct Env {
     key: String,
     agent: String,
     operator_sid: String,
+    /// The account of `key`.
+    account: String,
+    /// What the server was started with (a restarted edge gets the same).
+    providers: ProviderSet,
 }
 
 async fn env_with(tweak: impl FnOnce(ApiConfig) -> ApiConfig, postgres: bool) -> Option<Env> {
@@ -50,11 +54,11 @@ async fn env_with(tweak: impl FnOnce(ApiConfig) -> ApiConfig, postgres: bool) ->
         ..ApiConfig::default()
     });
     let s = if postgres {
-        common::postgres_full_with(providers, config, None).await?
+        common::postgres_full_with(providers.clone(), config, None).await?
     } else {
-        common::sqlite_with_config(providers, config).await
+        common::sqlite_with_config(providers.clone(), config).await
     };
-    let (_, key) = s.key().await;
+    let (account, key) = s.key().await;
     let r = s
         .call(
             "POST",
@@ -72,6 +76,8 @@ async fn env_with(tweak: impl FnOnce(ApiConfig) -> ApiConfig, postgres: bool) ->
         key,
         agent,
         operator_sid,
+        account,
+        providers,
     })
 }
 
@@ -952,6 +958,170 @@ async fn product_document_path_c_with_ownership_checks() {
     assert!(
         ready.is_empty(),
         "a set-up made as the document says passes every check: {ready:?}"
+    );
+    e.s.shutdown().await;
+}
+
+impl Env {
+    /// Stores `number` as a purchase a crash interrupted leaves it: `pending`, never settled.
+    async fn orphan(&self, number: &str, provider: edge_store::Provider) -> String {
+        let new = edge_store::NewNumber {
+            phone_number: number.into(),
+            friendly_name: None,
+            agent_id: self.agent.clone(),
+            provider,
+            source: edge_store::NumberSource::Purchased,
+            provider_ref: None,
+            inbound_routing: Some(edge_store::InboundRouting::default()),
+            provider_config: None,
+        };
+        self.s.store.create_pending_number(&self.account, new).await.unwrap().id
+    }
+
+    /// The edge started again over the same database and providers, `providers` aside.
+    fn restarted(&self, providers: ProviderSet) -> edge_api::ApiState {
+        edge_api::ApiState::new(Arc::clone(&self.s.store), providers, ApiConfig::default())
+    }
+}
+
+async fn interrupted_purchases_are_settled_at_startup(e: Env) {
+    let bought_tw = "+14155550171";
+    let bought_tx = "+14155550172";
+    let never = "+14155550173";
+    let pn = e.tw.give_number(&e.operator_sid, bought_tw, None);
+    e.tx.give_number(OPERATOR_TELNYX_KEY, bought_tx, None);
+    let id_tw = e.orphan(bought_tw, edge_store::Provider::Twilio).await;
+    let id_tx = e.orphan(bought_tx, edge_store::Provider::Telnyx).await;
+    let id_never = e.orphan(never, edge_store::Provider::Twilio).await;
+
+    // Crashed: the numbers are blocked and take no calls.
+    let body = json!({"phone_number": never, "agent_id": e.agent, "provider": "twilio"});
+    assert_eq!(
+        e.call("POST", "/v1/phone-numbers/purchase", Some(body.clone()))
+            .await
+            .status,
+        409
+    );
+    assert!(e.s.store.index().lookup_number(bought_tw).is_none());
+
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let out = edge_api::reconcile_pending(&e.restarted(e.providers.clone())).await;
+    assert_eq!((out.activated, out.failed, out.deferred), (2, 1, 0), "{out:?}");
+
+    for (id, number) in [(&id_tw, bought_tw), (&id_tx, bought_tx)] {
+        let r = e.call("GET", &format!("/v1/phone-numbers/{id}"), None).await;
+        assert_eq!(r.json["status"], "active", "{}", r.text);
+        assert!(r.json.get("failure_reason").is_none(), "{}", r.text);
+        let route =
+            e.s.store
+                .index()
+                .lookup_number(number)
+                .expect("settled number takes calls");
+        assert_eq!(route.number_id, *id);
+    }
+    // The provider handle is the one a DELETE releases with.
+    let r = e.call("DELETE", &format!("/v1/phone-numbers/{id_tw}"), None).await;
+    assert_eq!(r.status, 204, "{}", r.text);
+    assert!(!e.tw.numbers_of(&e.operator_sid).iter().any(|n| n.sid == pn));
+
+    let r = e.call("GET", &format!("/v1/phone-numbers/{id_never}"), None).await;
+    assert_eq!(r.json["status"], "failed", "{}", r.text);
+    assert_eq!(r.json["failure_reason"], edge_api::INTERRUPTED_PURCHASE, "{}", r.text);
+    assert!(e.s.store.index().lookup_number(never).is_none());
+    e.s.store.reload_index().await.unwrap();
+    assert!(
+        e.s.store.index().lookup_number(never).is_none(),
+        "reload routes a failed number"
+    );
+
+    // No longer blocked: it can be bought again.
+    e.tw.state.lock().unwrap().available = vec![never.into()];
+    let b = e.call("POST", "/v1/phone-numbers/purchase", Some(body)).await;
+    assert_eq!(b.status, 201, "{}", b.text);
+    // Nothing left to settle.
+    let out = edge_api::reconcile_pending(&e.restarted(e.providers.clone())).await;
+    assert_eq!(out, edge_api::ReconcileOutcome::default());
+    e.s.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interrupted_purchases_are_settled_at_startup_sqlite() {
+    interrupted_purchases_are_settled_at_startup(env().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interrupted_purchases_are_settled_at_startup_postgres() {
+    if let Some(e) = env_with(|c| c, true).await {
+        interrupted_purchases_are_settled_at_startup(e).await;
+    }
+}
+
+async fn unreachable_provider_leaves_it_pending_until_it_answers(e: Env) {
+    let number = "+14155550174";
+    e.tw.give_number(&e.operator_sid, number, None);
+    let id = e.orphan(number, edge_store::Provider::Twilio).await;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+
+    // Twilio down (nothing listens on the port any more).
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let down = TwilioProvider::new(TwilioConfig {
+        account_sid: e.operator_sid.clone(),
+        auth_token: "x".into(),
+        trunk_sid: None,
+        base_url: Some(format!("http://{closed}")),
+    })
+    .unwrap();
+    let mut r = edge_api::Reconciler::new(e.restarted(common::providers().with(Arc::new(down))));
+    let out = r.run_once().await;
+    assert_eq!((out.activated, out.failed, out.deferred), (0, 0, 1), "{out:?}");
+    let g = e.call("GET", &format!("/v1/phone-numbers/{id}"), None).await;
+    assert_eq!(g.json["status"], "pending", "{}", g.text);
+    // Not configured at all: the same.
+    let out = edge_api::reconcile_pending(&e.restarted(common::providers())).await;
+    assert_eq!(out.deferred, 1, "{out:?}");
+    assert_eq!(
+        e.call("GET", &format!("/v1/phone-numbers/{id}"), None).await.json["status"],
+        "pending"
+    );
+
+    // Back: the next pass settles it.
+    let out = edge_api::reconcile_pending(&e.restarted(e.providers.clone())).await;
+    assert_eq!(out.activated, 1, "{out:?}");
+    assert!(e.s.store.index().lookup_number(number).is_some());
+    e.s.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_provider_leaves_it_pending_until_it_answers_sqlite() {
+    unreachable_provider_leaves_it_pending_until_it_answers(env().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_provider_leaves_it_pending_until_it_answers_postgres() {
+    if let Some(e) = env_with(|c| c, true).await {
+        unreachable_provider_leaves_it_pending_until_it_answers(e).await;
+    }
+}
+
+/// A purchase still running (here: just begun in the restarted edge, or held by its
+/// in-flight lock) is never settled from under it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn running_purchases_are_left_alone() {
+    let e = env().await;
+    let number = "+14155550175";
+    let state = e.restarted(e.providers.clone());
+    let mut r = edge_api::Reconciler::new(state);
+    // Stored after this edge started and younger than purchase_max_duration: in flight.
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let id = e.orphan(number, edge_store::Provider::Twilio).await;
+    let out = r.run_once().await;
+    assert_eq!(out, edge_api::ReconcileOutcome::default());
+    assert_eq!(
+        e.call("GET", &format!("/v1/phone-numbers/{id}"), None).await.json["status"],
+        "pending"
     );
     e.s.shutdown().await;
 }

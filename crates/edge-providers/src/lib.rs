@@ -43,4 +43,20 @@ pub trait NumberProvider: Send + Sync {
     /// Gives a purchased number back to the provider. Releasing a number the provider no
     /// longer has is `Ok` so API retries are idempotent.
     fn release<'a>(&'a self, purchased: &'a PurchasedNumber) -> BoxFuture<'a, Result<(), ProviderError>>;
+
+    /// Whether this provider account holds `phone_number` now (`Some` with the handle
+    /// `release` needs) or definitely not (`None`). Used to settle purchases a crash left
+    /// unfinished. An `Err` means "cannot tell": the default, for providers without a lookup,
+    /// so nothing is ever decided on a guess.
+    fn find_owned<'a>(
+        &'a self,
+        phone_number: &'a str,
+    ) -> BoxFuture<'a, Result<Option<PurchasedNumber>, ProviderError>> {
+        Box::pin(async move {
+            Err(ProviderError::Transport(format!(
+                "provider {} cannot look up {phone_number}",
+                self.kind()
+            )))
+        })
+    }
 }

@@ -245,4 +245,20 @@ impl NumberProvider for LocalInventory {
             Ok(())
         })
     }
+
+    /// The operator owns its whole inventory and the store keeps one record per number, so an
+    /// inventory number is held; anything else never was.
+    fn find_owned<'a>(
+        &'a self,
+        phone_number: &'a str,
+    ) -> BoxFuture<'a, Result<Option<PurchasedNumber>, ProviderError>> {
+        Box::pin(async move {
+            validate_e164("phone_number", phone_number)?;
+            Ok(self.in_inventory(phone_number).then(|| PurchasedNumber {
+                phone_number: phone_number.to_owned(),
+                provider: ProviderKind::Local,
+                provider_ref: format!("local:{phone_number}"),
+            }))
+        })
+    }
 }

@@ -498,4 +498,17 @@ impl NumberProvider for TwilioProvider {
     fn release<'a>(&'a self, purchased: &'a PurchasedNumber) -> BoxFuture<'a, Result<(), ProviderError>> {
         Box::pin(self.release_impl(purchased))
     }
+    /// Same lookup as a purchase whose outcome is unknown: the account's own number list.
+    fn find_owned<'a>(
+        &'a self,
+        phone_number: &'a str,
+    ) -> BoxFuture<'a, Result<Option<PurchasedNumber>, ProviderError>> {
+        Box::pin(async move {
+            Ok(self.find_number(phone_number).await?.map(|n| PurchasedNumber {
+                phone_number: phone_number.to_owned(),
+                provider: ProviderKind::Twilio,
+                provider_ref: n.sid,
+            }))
+        })
+    }
 }

@@ -226,6 +226,21 @@ impl Store {
         Ok(())
     }
 
+    /// `pending` numbers of every account last touched before `updated_before` (ms since the
+    /// epoch), oldest first, at most `limit`: purchases possibly orphaned by a crash.
+    pub async fn pending_numbers(&self, updated_before: i64, limit: u32) -> Result<Vec<NumberRecord>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            number_cols!(),
+            " FROM phone_numbers WHERE status = 'pending' AND updated_at < $1 ORDER BY updated_at, id LIMIT $2"
+        ))
+        .bind(updated_before)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| number_from_row(r).map(|(rec, _)| rec)).collect()
+    }
+
     async fn insert_number(&self, account_id: &str, new: NewNumber, status: NumberStatus) -> Result<NumberRecord> {
         let now = now_millis();
         let id = new_id(IdKind::PhoneNumber)?;
