@@ -44,7 +44,7 @@ exec timeout --signal=INT --kill-after=30 "$TIME_LIMIT" \
   schemathesis run "$BASE_URL/v1/openapi.json" \
     --url "$BASE_URL" \
     --header "Authorization: Bearer $API_KEY" \
-    --checks not_a_server_error,response_schema_conformance \
+    --checks all \
     --max-examples "$MAX_EXAMPLES" \
     --request-timeout 10 \
     --generation-database none \

@@ -8,7 +8,8 @@ use crate::wire::ListParams;
 use crate::ApiState;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::header::AUTHORIZATION;
+use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use edge_store::{ApiKeyRecord, IdKind};
 use serde::{Deserialize, Serialize};
@@ -119,20 +120,38 @@ pub async fn create(
     ))
 }
 
-/// Revoke a key: it stops working at once (the key making this request included).
+/// Revoke a key: it stops working at once. The key making the request cannot revoke itself (409
+/// `key_in_use`): a script that did would lock itself out half-way; revoke it with another key.
 #[utoipa::path(delete, path = "/v1/api-keys/{id}", tag = "api-keys", operation_id = "revoke_api_key",
     params(("id" = String, Path, description = "key_…")),
     responses((status = 204, description = "Revoked"),
         (status = 401, description = "Missing or invalid API key", body = ErrorBody),
-        (status = 404, description = "No such key in this account", body = ErrorBody)))]
+        (status = 404, description = "No such key in this account", body = ErrorBody),
+        (status = 409, description = "The key making the request: revoke it with another key", body = ErrorBody)))]
 pub async fn revoke(
     State(state): State<ApiState>,
     Account(account): Account,
+    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     if !IdKind::ApiKey.is_valid(&id) {
         return Err(ApiError::not_found());
     }
+    if let Some(own) = bearer(&headers) {
+        if state.store.api_key_id_of(own).await?.as_deref() == Some(id.as_str()) {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "key_in_use",
+                "this request is made with that key; revoke it with another key of the account",
+            ));
+        }
+    }
     state.store.revoke_api_key(Some(&account), &id).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The bearer token of a request (already authenticated by [`Account`]).
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let (scheme, key) = headers.get(AUTHORIZATION)?.to_str().ok()?.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| key.trim())
 }

@@ -42,7 +42,15 @@ async fn list_create_revoke(s: &Server) {
         .await;
     assert_eq!(r.status, 404, "{}", r.text);
 
-    // Revoked: the key stops working at once, the other key goes on.
+    // A key cannot revoke itself (a script would lock itself out half-way): 409, and it still works.
+    let r = s
+        .call("DELETE", &format!("/v1/api-keys/{new_id}"), Some(&new_key), None)
+        .await;
+    assert_eq!((r.status, r.error().0.as_str()), (409, "key_in_use"), "{}", r.text);
+    let r = s.call("GET", "/v1/agents", Some(&new_key), None).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+
+    // Revoked with the other key: it stops working at once, the other key goes on.
     let r = s.call("DELETE", &format!("/v1/api-keys/{new_id}"), k, None).await;
     assert_eq!(r.status, 204, "{}", r.text);
     let r = s.call("GET", "/v1/agents", Some(&new_key), None).await;

@@ -350,6 +350,16 @@ impl Store {
     }
 
     /// The account owning `key`, or `None` for an unknown or malformed key.
+    /// The id (`key_…`) of the key `key` is, if it is one: lets the API refuse to revoke the key a request
+    /// is made with (a client that revokes its own key locks itself out mid-task).
+    pub async fn api_key_id_of(&self, key: &str) -> Result<Option<String>> {
+        let row = sqlx::query("SELECT id FROM api_keys WHERE key_hash = $1")
+            .bind(hash_api_key(key))
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.try_get::<String, _>("id")).transpose()?)
+    }
+
     pub async fn authenticate(&self, key: &str) -> Result<Option<String>> {
         let well_formed = key
             .strip_prefix("oik_")
