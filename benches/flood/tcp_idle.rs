@@ -277,9 +277,11 @@ async fn http_get(api: SocketAddr, path: &str) -> Option<String> {
         .await
         .ok()?
         .ok()?;
-    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: edge\r\n\r\n").as_bytes())
-        .await
-        .ok()?;
+    s.write_all(
+        format!("GET {path} HTTP/1.0\r\nHost: edge\r\nAuthorization: Bearer {METRICS_TOKEN}\r\n\r\n").as_bytes(),
+    )
+    .await
+    .ok()?;
     let mut out = Vec::new();
     tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out))
         .await
@@ -348,6 +350,10 @@ impl Drop for EdgeProcess {
     }
 }
 
+/// Bearer token of the bench edge's /metrics (`[api] metrics_token`, since issue 17; builds older than that
+/// key need `EDGE_LEGACY_CONFIG=1`, and ignore the token).
+const METRICS_TOKEN: &str = "bench-metrics-token-0123456789";
+
 fn start_edge(s: &Settings) -> std::io::Result<EdgeProcess> {
     let dir = tempfile::tempdir()?;
     let cfg = dir.path().join("edge.toml");
@@ -355,9 +361,14 @@ fn start_edge(s: &Settings) -> std::io::Result<EdgeProcess> {
         &cfg,
         format!(
             "[sip]\nudp = \"127.0.0.1:{sip}\"\ntcp = \"127.0.0.1:{sip}\"\n\
-             [api]\nlisten = \"127.0.0.1:{api}\"\n[storage]\ndata_dir = {data:?}\n\
+             [api]\nlisten = \"127.0.0.1:{api}\"\n{metrics_token}[storage]\ndata_dir = {data:?}\n\
              [log]\nformat = \"json\"\nlevel = \"warn\"\n[media]\nenabled = false\n\
              [[carriers]]\nname = \"bench-carrier\"\nallow = [\"127.0.0.1/32\"]\n",
+            metrics_token = if std::env::var_os("EDGE_LEGACY_CONFIG").is_some() {
+                String::new()
+            } else {
+                format!("metrics_token = \"{METRICS_TOKEN}\"\n")
+            },
             sip = s.sip_port,
             api = s.api_port,
             data = dir.path().join("data").display().to_string(),

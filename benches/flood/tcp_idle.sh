@@ -5,6 +5,7 @@
 # Run it under the shared lock (it builds, then loads both cores):
 #   flock /tmp/build.lock benches/flood/tcp_idle.sh
 #   EDGE_BIN=/tmp/edge-main/oneinbox-edge flock /tmp/build.lock benches/flood/tcp_idle.sh   # another build
+#   (a build older than issue 17, which refuses its metrics_token key: add EDGE_LEGACY_CONFIG=1)
 #
 # Knobs (environment): EDGE_BIN (default: target/release/oneinbox-edge, built here first), STRANGERS=10000,
 # STRANGER_ADDRS=500 (127.0.1.1, ..., 127.0.2.1, ...), RECONNECT_MS=1000 (a stranger whose connection the

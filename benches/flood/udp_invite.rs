@@ -199,16 +199,35 @@ fn stop_child(child: &mut Child) {
     let _ = child.wait();
 }
 
+/// Bearer token of the bench edge's /metrics (`[api] metrics_token`).
+const METRICS_TOKEN: &str = "bench-metrics-token-0123456789";
+
+/// Keys builds since issue 17 need here (loopback agents, /metrics behind a token), as the `[api]` lines and
+/// the tables to append. `EDGE_LEGACY_CONFIG=1` leaves them out, for builds older than those keys (their
+/// config refuses unknown keys; their /metrics ignores the token).
+fn current_keys() -> (String, String) {
+    if std::env::var_os("EDGE_LEGACY_CONFIG").is_some() {
+        return (String::new(), String::new());
+    }
+    (
+        format!("metrics_token = \"{METRICS_TOKEN}\"\n"),
+        "[security]\ninternal_targets = [\"127.0.0.0/8\"]\n".to_owned(),
+    )
+}
+
 fn start_edge(s: &Settings, dir: &Path, policy: &str) -> std::io::Result<EdgeProcess> {
     let cfg = dir.join("edge.toml");
+    let current = current_keys();
     std::fs::write(
         &cfg,
         format!(
             "[sip]\nudp = \"127.0.0.1:{sip}\"\ntcp = \"127.0.0.1:{sip}\"\n\
-             [api]\nlisten = \"127.0.0.1:{api}\"\n[storage]\ndata_dir = {data:?}\n\
+             [api]\nlisten = \"127.0.0.1:{api}\"\n{api_extra}[storage]\ndata_dir = {data:?}\n\
              [log]\nformat = \"json\"\nlevel = \"warn\"\n[media]\nenabled = false\n\
              [routing]\nunknown_source = \"{policy}\"\n\
-             [[carriers]]\nname = \"bench-carrier\"\nallow = [\"127.0.0.1/32\"]\n",
+             [[carriers]]\nname = \"bench-carrier\"\nallow = [\"127.0.0.1/32\"]\n{tail}",
+            api_extra = current.0,
+            tail = current.1,
             sip = s.sip_port,
             api = s.api_port,
             data = dir.join("data").display().to_string(),
@@ -295,7 +314,7 @@ fn provision(s: &Settings, edge: &EdgeProcess, api: SocketAddr) -> Result<(), St
 
 /// Counters and gauges from /metrics, by series (name and labels).
 fn metrics(api: SocketAddr) -> BTreeMap<String, f64> {
-    let text = http(api, "GET", "/metrics", None, None)
+    let text = http(api, "GET", "/metrics", Some(METRICS_TOKEN), None)
         .map(|(_, b)| b)
         .unwrap_or_default();
     text.lines()
@@ -902,6 +921,8 @@ fn main() -> std::process::ExitCode {
             let c = &o.carrier;
             let why = if c.successful != s.calls || c.failed != 0 {
                 Some("not every carrier call succeeded")
+            } else if o.m("edge_sip_transactions_created_total{class=\"carrier\"}") == 0.0 {
+                Some("the edge's /metrics could not be read (no carrier transactions counted)")
             } else if o.m("edge_sip_transactions_created_total{class=\"other\"}") != 0.0 {
                 Some("the edge created transactions for the stranger")
             } else if o.flood_sent == 0 {

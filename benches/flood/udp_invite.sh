@@ -6,6 +6,7 @@
 # Run it under the shared lock (it builds, then loads both cores):
 #   flock /tmp/build.lock benches/flood/udp_invite.sh
 #   EDGE_BIN=/tmp/edge-base/oneinbox-edge flock /tmp/build.lock benches/flood/udp_invite.sh   # another build
+#   (a build older than issue 17, which refuses its [security] and metrics_token keys: add EDGE_LEGACY_CONFIG=1)
 #
 # Knobs (environment): EDGE_BIN (default: target/release/oneinbox-edge, built here first),
 # VARIANTS="none reject:1 reject:1000 drop:1 drop:1000" (none: no flood; POLICY:N: routing.unknown_source =

@@ -109,6 +109,7 @@ tcp = "off"
 max_transactions = $EDGE_MAX_TX
 [api]
 listen = "127.0.0.1:$EDGE_API_PORT"
+metrics_token = "bench-metrics-token-0123456789"
 [storage]
 data_dir = "$1"
 [secrets]
@@ -178,7 +179,7 @@ start_edge() {  # $1 media (1/0), $2 quarantine ms, [$3 binary]
 }
 
 edge_metrics() {  # a few counters from /metrics, one line
-  curl -sf "http://127.0.0.1:$EDGE_API_PORT/metrics" 2>/dev/null | awk '
+  curl -sf -H "Authorization: Bearer bench-metrics-token-0123456789" "http://127.0.0.1:$EDGE_API_PORT/metrics" 2>/dev/null | awk '
     /^edge_udp_dropped_overload_total /{printf "udp_dropped=%s ", $2}
     /^edge_call_records_dropped_total /{printf "records_dropped=%s ", $2}
     /^edge_sip_retransmissions_absorbed_total /{printf "retrans_absorbed=%s ", $2}
