@@ -363,37 +363,47 @@ mod tests {
         }
     }
 
-    /// The name and message patterns accept exactly what `validate::text` accepts.
+    /// The name, message and secret patterns accept exactly what `validate::text` and
+    /// `validate::secret` accept.
     #[test]
     fn text_patterns_match_validator() {
-        use crate::validate::{text, MAX_MESSAGE_LEN, MAX_NAME_LEN};
+        use crate::validate::{secret, text, MAX_MESSAGE_LEN, MAX_NAME_LEN};
         let doc: serde_json::Value = serde_json::from_str(&super::render()).unwrap();
-        let props = &doc["components"]["schemas"]["CreateAgentRequest"]["properties"];
-        let name = regex::Regex::new(props["name"]["pattern"].as_str().unwrap()).unwrap();
-        let message = regex::Regex::new(props["voicemail_message"]["pattern"].as_str().unwrap()).unwrap();
+        let schemas = &doc["components"]["schemas"];
+        let pattern = |schema: &str, field: &str| {
+            regex::Regex::new(schemas[schema]["properties"][field]["pattern"].as_str().unwrap()).unwrap()
+        };
+        let name = pattern("CreateAgentRequest", "name");
+        let message = pattern("CreateAgentRequest", "voicemail_message");
+        let key = pattern("CreateIntegrationRequest", "api_key");
         let samples = [
             "Sales bot",
             " Sales bot ",
             "Zoë – 客服",
             "",
             " ",
+            " \n ",
             "\u{6}d",
             "a\nb",
             "a\tb",
+            "\tx\r\n",
+            "x\u{1F}",
             "x\u{202E}y",
             "x\u{2067}y",
             "\u{200F}",
             "x\u{7F}",
             "x\u{85}",
+            "a\u{85}b",
             "d\u{a0}",
+            "\u{2028}x\u{2029}y",
+            "\u{feff}x",
         ];
         for s in samples {
             assert_eq!(name.is_match(s), text("n", s, MAX_NAME_LEN).is_ok(), "name {s:?}");
-            assert_eq!(
-                message.is_match(s),
-                text("m", s, MAX_MESSAGE_LEN).is_ok(),
-                "message {s:?}"
-            );
+            let ok = text("m", s, MAX_MESSAGE_LEN).is_ok();
+            assert_eq!(message.is_match(s), ok, "message {s:?}");
+            // Only short samples: the length limit is maxLength's business.
+            assert_eq!(key.is_match(s), secret("s", s).is_ok(), "secret {s:?}");
         }
     }
 }
