@@ -279,6 +279,9 @@ const LINKS: &[(&str, &[&str])] = &[
     ),
 ];
 
+/// Operations whose request body takes a created agent as `agent_id` (merged into the body).
+const AGENT_BODY_LINKS: &[&str] = &["register_phone_number", "purchase_phone_number", "create_call"];
+
 fn add_links(doc: &mut serde_json::Value) {
     use serde_json::{json, Map, Value};
     for (path, targets) in LINKS {
@@ -299,6 +302,16 @@ fn add_links(doc: &mut serde_json::Value) {
             })
             .collect();
         created.insert("links".into(), Value::Object(links));
+    }
+    if let Some(Value::Object(links)) = doc.pointer_mut("/paths/~1v1~1agents/post/responses/201/links") {
+        for op in AGENT_BODY_LINKS {
+            let link = json!({
+                "operationId": op,
+                "requestBody": {"agent_id": "$response.body#/id"},
+                "description": "The created agent as the request's `agent_id`",
+            });
+            links.insert(format!("{op}_with_agent"), link);
+        }
     }
 }
 
@@ -356,10 +369,22 @@ mod tests {
         }
         for (path, targets) in super::LINKS {
             let links = &doc["paths"][*path]["post"]["responses"]["201"]["links"];
-            assert_eq!(links.as_object().map(|l| l.len()), Some(targets.len()), "{path}");
+            let extra = if *path == "/v1/agents" {
+                super::AGENT_BODY_LINKS.len()
+            } else {
+                0
+            };
+            assert_eq!(
+                links.as_object().map(|l| l.len()),
+                Some(targets.len() + extra),
+                "{path}"
+            );
             for op in *targets {
                 assert!(ids.contains(*op), "{op}");
             }
+        }
+        for op in super::AGENT_BODY_LINKS {
+            assert!(ids.contains(*op), "{op}");
         }
     }
 
