@@ -38,10 +38,12 @@ if ! curl -fsS --max-time 10 -o /dev/null -H "Authorization: Bearer $API_KEY" \
   exit 2
 fi
 
+# Which refusals of schema-valid input are semantic (and so acceptable) is in schemathesis.toml.
+config="$(cd "$(dirname "$0")" && pwd)/schemathesis.toml"
 # Run from a scratch directory: schemathesis leaves state files in its working directory.
 cd "$(mktemp -d)"
 exec timeout --signal=INT --kill-after=30 "$TIME_LIMIT" \
-  schemathesis run "$BASE_URL/v1/openapi.json" \
+  schemathesis --config-file "$config" run "$BASE_URL/v1/openapi.json" \
     --url "$BASE_URL" \
     --header "Authorization: Bearer $API_KEY" \
     --checks all \

@@ -134,27 +134,34 @@ pub struct CallList {
 #[serde(deny_unknown_fields)]
 pub struct CallListParams {
     /// Only calls to this number (`phn_…`).
+    #[param(pattern = r"^phn_[A-Za-z0-9]{1,64}$")]
     pub phone_number_id: Option<String>,
     /// Only calls taken or placed by this agent (`agt_…`).
+    #[param(pattern = r"^agt_[A-Za-z0-9]{1,64}$")]
     pub agent_id: Option<String>,
     /// Only `inbound` or only `outbound` calls.
     #[param(value_type = Option<String>, pattern = "^(inbound|outbound)$")]
     pub direction: Option<String>,
     /// Only calls to or from this E.164 number (encode `+` as `%2B`).
+    #[param(pattern = r"^\+[1-9][0-9]{7,14}$", example = "+14155551234")]
     pub phone_number: Option<String>,
     /// Only calls in this status.
     #[param(value_type = Option<CallStatusName>)]
     pub status: Option<String>,
     /// RFC 3339; calls created at or after this instant.
+    #[param(format = DateTime, max_length = 40, pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})$")]
     pub created_after: Option<String>,
     /// RFC 3339; calls created strictly before this instant.
+    #[param(format = DateTime, max_length = 40, pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})$")]
     pub created_before: Option<String>,
     /// Page size, 1 to 100 (default 20).
     #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     pub limit: Option<String>,
-    /// Opaque `next_cursor` from the previous page.
+    /// Opaque `next_cursor` from the previous page (only values this API returned are valid).
+    #[param(min_length = 1, max_length = 200, pattern = r"^[A-Za-z0-9_-]+$")]
     pub cursor: Option<String>,
     /// Id of the last call of the previous page (`call_…`).
+    #[param(pattern = r"^call_[A-Za-z0-9]{1,64}$")]
     pub starting_after: Option<String>,
 }
 

@@ -97,6 +97,7 @@ pub struct PhoneNumberList {
 #[serde(deny_unknown_fields)]
 pub struct NumberListParams {
     /// Only numbers whose primary agent is this one (`agt_…`).
+    #[param(pattern = r"^agt_[A-Za-z0-9]{1,64}$")]
     pub agent_id: Option<String>,
     /// Only numbers from this provider.
     #[param(value_type = Option<ProviderName>)]
@@ -105,13 +106,16 @@ pub struct NumberListParams {
     #[param(value_type = Option<NumberStatusName>)]
     pub status: Option<String>,
     /// Only this E.164 number (encode `+` as `%2B`).
+    #[param(pattern = r"^\+[1-9][0-9]{7,14}$", example = "+14155551234")]
     pub phone_number: Option<String>,
     /// Page size, 1 to 100 (default 20).
     #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     pub limit: Option<String>,
-    /// Opaque `next_cursor` from the previous page.
+    /// Opaque `next_cursor` from the previous page (only values this API returned are valid).
+    #[param(min_length = 1, max_length = 200, pattern = r"^[A-Za-z0-9_-]+$")]
     pub cursor: Option<String>,
     /// Id of the last number of the previous page (`phn_…`).
+    #[param(pattern = r"^phn_[A-Za-z0-9]{1,64}$")]
     pub starting_after: Option<String>,
 }
 

@@ -108,13 +108,16 @@ pub struct VoicemailList {
 #[serde(deny_unknown_fields)]
 pub struct VoicemailListParams {
     /// Only voicemails left on this number (`phn_…`).
+    #[param(pattern = r"^phn_[A-Za-z0-9]{1,64}$")]
     pub phone_number_id: Option<String>,
     /// Page size, 1 to 100 (default 20).
     #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     pub limit: Option<String>,
-    /// Opaque `next_cursor` from the previous page.
+    /// Opaque `next_cursor` from the previous page (only values this API returned are valid).
+    #[param(min_length = 1, max_length = 200, pattern = r"^[A-Za-z0-9_-]+$")]
     pub cursor: Option<String>,
     /// Id of the last voicemail of the previous page (`vm_…`).
+    #[param(pattern = r"^vm_[A-Za-z0-9]{1,64}$")]
     pub starting_after: Option<String>,
 }
 

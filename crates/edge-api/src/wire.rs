@@ -162,9 +162,12 @@ pub struct ListParams {
     /// Page size, 1 to 100 (default 20).
     #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     pub limit: Option<String>,
-    /// Opaque `next_cursor` from the previous page.
+    /// Opaque `next_cursor` from the previous page (only values this API returned are valid).
+    #[param(min_length = 1, max_length = 200, pattern = r"^[A-Za-z0-9_-]+$")]
     pub cursor: Option<String>,
-    /// Id of the last item of the previous page; the page starts with the next older item.
+    /// Id of the last item of the previous page (of this list's kind: `agt_…`, `key_…`,
+    /// `crd_…`); the page starts with the next older item.
+    #[param(min_length = 5, max_length = 69, pattern = r"^[a-z]{2,4}_[A-Za-z0-9]{1,64}$")]
     pub starting_after: Option<String>,
 }
 
