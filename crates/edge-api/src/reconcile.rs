@@ -2,9 +2,9 @@
 //! purchase) forever unless someone asks the provider whether the purchase went through.
 //!
 //! A row is only looked at when no purchase in this process holds its number (the in-flight
-//! set) and it was last touched before this process started, or longer ago than
-//! `ApiConfig::purchase_max_duration` (so a purchase run by another edge on the same database
-//! is left alone while it can still be running).
+//! set) and it was last touched longer ago than `ApiConfig::purchase_max_duration`, or, on the
+//! embedded single-edge store (SQLite), before this process started. On PostgreSQL, which several
+//! edges may share, a purchase run by another edge is left alone while it can still be running.
 
 use crate::wire::provider_kind;
 use crate::ApiState;
@@ -61,7 +61,12 @@ impl Reconciler {
     pub async fn run_once(&mut self) -> ReconcileOutcome {
         let max_age = i64::try_from(self.state.config.purchase_max_duration.as_millis()).unwrap_or(i64::MAX);
         let stale = edge_store::time::now_millis().saturating_sub(max_age);
-        let before = self.started_ms.max(stale);
+        // One edge per database (SQLite): whatever was pending before start-up is an orphan. Several edges on
+        // one PostgreSQL: another live edge may be buying right now, so only the age bound proves an orphan.
+        let before = match self.state.store.backend() {
+            edge_store::Backend::Sqlite => self.started_ms.max(stale),
+            edge_store::Backend::Postgres => stale,
+        };
         let rows = match self.state.store.pending_numbers(before, ROWS_PER_PASS).await {
             Ok(rows) => rows,
             Err(e) => {

@@ -978,9 +978,15 @@ impl Env {
         self.s.store.create_pending_number(&self.account, new).await.unwrap().id
     }
 
-    /// The edge started again over the same database and providers, `providers` aside.
+    /// The edge started again over the same database and providers, `providers` aside. Purchases are
+    /// allowed 2 ms, so the rows the tests leave (after a 5 ms pause) are orphans on PostgreSQL too, where
+    /// only age, not the start-up time, proves one (another edge may share the database).
     fn restarted(&self, providers: ProviderSet) -> edge_api::ApiState {
-        edge_api::ApiState::new(Arc::clone(&self.s.store), providers, ApiConfig::default())
+        let cfg = ApiConfig {
+            purchase_max_duration: Duration::from_millis(2),
+            ..ApiConfig::default()
+        };
+        edge_api::ApiState::new(Arc::clone(&self.s.store), providers, cfg)
     }
 }
 
@@ -1112,7 +1118,7 @@ async fn unreachable_provider_leaves_it_pending_until_it_answers_postgres() {
 async fn running_purchases_are_left_alone() {
     let e = env().await;
     let number = "+14155550175";
-    let state = e.restarted(e.providers.clone());
+    let state = edge_api::ApiState::new(Arc::clone(&e.s.store), e.providers.clone(), ApiConfig::default());
     let mut r = edge_api::Reconciler::new(state);
     // Stored after this edge started and younger than purchase_max_duration: in flight.
     tokio::time::sleep(Duration::from_millis(5)).await;
@@ -1123,5 +1129,28 @@ async fn running_purchases_are_left_alone() {
         e.call("GET", &format!("/v1/phone-numbers/{id}"), None).await.json["status"],
         "pending"
     );
+    e.s.shutdown().await;
+}
+
+/// Several edges on one PostgreSQL: a pending row from before this edge started may be another live
+/// edge's purchase, so start-up alone does not make it an orphan; only its age does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_edges_purchase_on_a_shared_database_is_left_alone() {
+    let Some(e) = env_with(|c| c, true).await else {
+        return;
+    };
+    let number = "+14155550176";
+    e.tw.give_number(&e.operator_sid, number, None);
+    let id = e.orphan(number, edge_store::Provider::Twilio).await;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    // This edge starts after the row was written, with the default 10 min purchase bound.
+    let state = edge_api::ApiState::new(Arc::clone(&e.s.store), e.providers.clone(), ApiConfig::default());
+    let out = edge_api::Reconciler::new(state).run_once().await;
+    assert_eq!(out, edge_api::ReconcileOutcome::default());
+    let g = e.call("GET", &format!("/v1/phone-numbers/{id}"), None).await;
+    assert_eq!(g.json["status"], "pending", "{}", g.text);
+    // Past the bound it is an orphan (as in `restarted`): settled.
+    let out = edge_api::reconcile_pending(&e.restarted(e.providers.clone())).await;
+    assert_eq!((out.activated, out.failed, out.deferred), (1, 0, 0), "{out:?}");
     e.s.shutdown().await;
 }
