@@ -141,12 +141,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Keys {
             command: KeysCommand::Create { config, name, account },
         } => {
-            let cfg = Config::load(&config)?;
-            logging::init(cfg.log_format, "warn");
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .context("starting the tokio runtime")?;
+            let (cfg, rt) = cli_setup(&config)?;
             let (account_id, key) = rt.block_on(server::create_api_key(&cfg, account.as_deref(), &name))?;
             println!("account: {account_id}");
             println!("name: {name}");
@@ -156,12 +151,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Keys {
             command: KeysCommand::List { config, account },
         } => {
-            let cfg = Config::load(&config)?;
-            logging::init(cfg.log_format, "warn");
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .context("starting the tokio runtime")?;
+            let (cfg, rt) = cli_setup(&config)?;
             let keys = rt.block_on(server::list_api_keys(&cfg, account.as_deref()))?;
             println!("id\taccount\tprefix\tcreated_at\tname");
             for k in keys {
@@ -179,12 +169,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Keys {
             command: KeysCommand::Revoke { config, id, account },
         } => {
-            let cfg = Config::load(&config)?;
-            logging::init(cfg.log_format, "warn");
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .context("starting the tokio runtime")?;
+            let (cfg, rt) = cli_setup(&config)?;
             rt.block_on(server::revoke_api_key(&cfg, account.as_deref(), &id))?;
             println!("revoked {id}");
             Ok(ExitCode::SUCCESS)
@@ -195,6 +180,17 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
 /// Raises the soft open-files limit to the hard one. Every anchored call holds four sockets (two RTP/RTCP
 /// pairs) and the media socket cache more; the usual soft default of 1,024 would cap the edge at a couple
 /// of hundred calls while the hard limit (often 524,288 under systemd) allows far more.
+/// What every `keys` subcommand needs: the config, quiet logging and a one-thread runtime.
+fn cli_setup(config: &std::path::Path) -> anyhow::Result<(Config, tokio::runtime::Runtime)> {
+    let cfg = Config::load(config)?;
+    logging::init(cfg.log_format, "warn");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    Ok((cfg, rt))
+}
+
 fn raise_open_files_limit() {
     use rustix::process::{getrlimit, setrlimit, Resource};
     // `None` is unlimited.

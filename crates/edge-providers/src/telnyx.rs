@@ -122,14 +122,7 @@ impl TelnyxProvider {
             Err(ProviderError::Transport(e)) => {
                 // The order may have been placed before the time-out: look before reporting.
                 tracing::warn!(number = phone_number, error = %e, "order outcome unknown; looking it up");
-                return match self.find_number(phone_number).await? {
-                    Some(n) => Ok(PurchasedNumber {
-                        phone_number: phone_number.to_owned(),
-                        provider: ProviderKind::Telnyx,
-                        provider_ref: n.id,
-                    }),
-                    None => Err(ProviderError::Transport(e)),
-                };
+                return self.find_owned(phone_number).await?.ok_or(ProviderError::Transport(e));
             }
             Err(e) => return Err(e),
         };

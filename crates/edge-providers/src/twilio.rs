@@ -155,14 +155,7 @@ impl TwilioProvider {
             Err(ProviderError::Transport(e)) => {
                 // The sale may have gone through before the time-out: look before reporting.
                 tracing::warn!(number = phone_number, error = %e, "purchase outcome unknown; looking it up");
-                return match self.find_number(phone_number).await? {
-                    Some(n) => Ok(PurchasedNumber {
-                        phone_number: phone_number.to_owned(),
-                        provider: ProviderKind::Twilio,
-                        provider_ref: n.sid,
-                    }),
-                    None => Err(ProviderError::Transport(e)),
-                };
+                return self.find_owned(phone_number).await?.ok_or(ProviderError::Transport(e));
             }
             Err(e) => return Err(e),
         };
