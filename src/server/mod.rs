@@ -1,4 +1,5 @@
 //! Wiring: binds the sockets, starts the transports, the SIP engine task and the REST API, and stops them.
+//! The engine loop is in [`engine`], the call-record writer in [`records`].
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,7 +11,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::call::leg::Local;
-use crate::call::{CallConfig, CallController, CallStats, MediaCtl, Persist};
+use crate::call::{CallConfig, CallController, CallStats, MediaCtl};
 use crate::config::{Config, UnknownSource};
 use crate::sip::agent_auth::AgentAuth;
 use crate::sip::endpoint::{Endpoint, EndpointConfig, EndpointStats, SourcePolicy};
@@ -18,11 +19,15 @@ use crate::transport::{self, Inbound, Outbound, TransportStats};
 use edge_store::{RoutingIndex, SecretBox, Store, StoreConfig};
 use sip_core::transaction::{AutoTrying, TimerConfig, TxConfig};
 
+mod engine;
+mod records;
+
+use engine::{run_engine, EngineInputs};
+use records::{spawn_record_writer, RECORD_QUEUE};
+
 /// TCP frames queued between the TCP readers and the engine; past this, the readers wait. (UDP needs no
 /// queue of ours: the engine reads the socket itself and the kernel's receive queue is the buffer.)
 const ENGINE_QUEUE: usize = 16_384;
-/// Call records waiting for the store; past this the engine counts them as dropped rather than block.
-const RECORD_QUEUE: usize = 65_536;
 
 /// A running edge.
 pub struct Edge {
@@ -432,164 +437,6 @@ fn tcp_classifier(cfg: Arc<Config>) -> transport::tcp_budget::Classifier {
     })
 }
 
-/// What the engine task listens to besides its timers.
-struct EngineInputs {
-    rx: mpsc::Receiver<Inbound>,
-    media_events: Option<edge_media::MediaEvents>,
-    /// `POST`/`DELETE /v1/calls` from the API.
-    commands: mpsc::Receiver<edge_api::CallCommand>,
-    resolver: Arc<edge_resolver::Resolver>,
-    /// The SIP UDP socket, read by the engine itself.
-    udp: Option<Arc<transport::udp::SipUdp>>,
-    transport_stats: Arc<TransportStats>,
-}
-
-/// Resolved trunk hosts coming back to the engine.
-type Resolved = (crate::call::ResolveJob, Result<Vec<crate::call::TrunkTarget>, String>);
-
-/// The engine task: the only owner of the endpoint, so SIP state needs no locks. It sleeps until the next
-/// message, API command, resolved trunk host or transaction timer, whichever is first.
-async fn run_engine(
-    mut ep: Endpoint,
-    inputs: EngineInputs,
-    media: Option<edge_media::MediaEngine>,
-    out: Outbound,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let EngineInputs {
-        mut rx,
-        mut media_events,
-        mut commands,
-        resolver,
-        udp,
-        transport_stats,
-    } = inputs;
-    let mut udp_buf = transport::udp::recv_buffer();
-    let (resolved_tx, mut resolved_rx) = mpsc::channel::<Resolved>(1024);
-    loop {
-        let deadline = ep.poll_timeout();
-        tokio::select! {
-            biased;
-            _ = shutdown.changed() => {
-                ep.shutdown(Instant::now());
-                while let Some(t) = ep.poll_transmit() {
-                    out.send(t.link, t.to, t.bytes);
-                }
-                // Recordings in progress are finished and their rows written before the engine goes.
-                if let (Some(media), Some(events)) = (&media, media_events.as_mut()) {
-                    media.shutdown(std::time::Duration::from_secs(5)).await;
-                    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
-                    while ep.calls.pending_voicemails() > 0 {
-                        match tokio::time::timeout_at(deadline, events.recv()).await {
-                            Ok(Some(ev)) => ep.on_media_event(Instant::now(), ev),
-                            _ => break,
-                        }
-                    }
-                }
-                return;
-            }
-            ev = recv_media(&mut media_events) => {
-                match ev {
-                    Some(ev) => ep.on_media_event(Instant::now(), ev),
-                    None => media_events = None,
-                }
-            }
-            Some(cmd) = commands.recv() => on_command(&mut ep, cmd),
-            Some((job, result)) = resolved_rx.recv() => ep.on_resolved(Instant::now(), &job, result),
-            ready = udp_readable(udp.as_deref()) => {
-                match ready {
-                    Ok(mut ready) => {
-                        let now = Instant::now();
-                        // Each message's answers leave before the next message is read: flushing once per
-                        // burst held the first message's forwarded INVITE behind the other 63.
-                        transport::udp::drain(&mut ready, &mut udp_buf, UDP_BURST, &transport_stats, |m| {
-                            ep.handle(now, m.source, m.link, m.data);
-                            flush(&mut ep, &out);
-                        });
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "SIP UDP socket failed");
-                        return;
-                    }
-                }
-            }
-            m = rx.recv() => {
-                let Some(m) = m else { return };
-                let now = Instant::now();
-                ep.handle(now, m.source, m.link, m.data);
-                flush(&mut ep, &out);
-                // Drain what is already queued: amortises the wake-up under load.
-                for _ in 0..64 {
-                    match rx.try_recv() {
-                        Ok(m) => {
-                            ep.handle(now, m.source, m.link, m.data);
-                            flush(&mut ep, &out);
-                        }
-                        Err(_) => break,
-                    }
-                }
-            }
-            _ = sleep_until(deadline), if deadline.is_some() => {
-                ep.handle_timeout(Instant::now());
-            }
-        }
-        // DNS is IO: each trunk host is resolved on its own task, bounded by the resolver's deadline.
-        while let Some(job) = ep.calls.poll_resolve() {
-            let resolver = resolver.clone();
-            let tx = resolved_tx.clone();
-            tokio::spawn(async move {
-                use edge_resolver::Transport as T;
-                use sip_core::message::Transport as S;
-                let want = job.transport.map(|t| if t == S::Tcp { T::Tcp } else { T::Udp });
-                let result = resolver
-                    .resolve(&job.host, job.port, want, job.secure)
-                    .await
-                    .map(|targets| {
-                        // TLS toward trunks is not built yet: such targets are skipped, not misused.
-                        targets
-                            .into_iter()
-                            .filter_map(|t| match t.transport {
-                                T::Udp => Some((t.addr, S::Udp)),
-                                T::Tcp => Some((t.addr, S::Tcp)),
-                                _ => None,
-                            })
-                            .collect()
-                    })
-                    .map_err(|e| e.to_string());
-                let _ = tx.send((job, result)).await;
-            });
-        }
-        flush(&mut ep, &out);
-    }
-}
-
-/// Puts the endpoint's pending transmits on the wire.
-fn flush(ep: &mut Endpoint, out: &Outbound) {
-    while let Some(t) = ep.poll_transmit() {
-        out.send(t.link, t.to, t.bytes);
-    }
-}
-
-/// One API command, answered on its oneshot (a caller that gave up is simply not answered).
-fn on_command(ep: &mut Endpoint, cmd: edge_api::CallCommand) {
-    match cmd {
-        edge_api::CallCommand::Originate { req, reply } => {
-            // The API already told its client it timed out: placing the call now would surprise everyone.
-            if reply.is_closed() {
-                return;
-            }
-            let _ = reply.send(ep.originate(Instant::now(), req));
-        }
-        edge_api::CallCommand::HangUp {
-            account_id,
-            call_id,
-            reply,
-        } => {
-            let _ = reply.send(ep.hang_up(Instant::now(), &account_id, &call_id));
-        }
-    }
-}
-
 /// The digest verifier for agents' INVITEs, or `None` when `[outbound] agent_digest = false`. Nonces are
 /// keyed by the secrets key when the operator set one, so every node of a cluster accepts the others'.
 fn agent_verifier(cfg: &Config, host: &str) -> Option<sip_core::digest::DigestVerifier> {
@@ -615,126 +462,6 @@ fn agent_verifier(cfg: &Config, host: &str) -> Option<sip_core::digest::DigestVe
         Some(Qop::Auth),
         AuthHeader::ProxyAuthorization,
     ))
-}
-
-/// Call records stored per transaction by the writer, at most.
-const RECORD_BATCH: usize = 256;
-/// How long the writer gathers records after the first one before it writes them: a call's start, answer
-/// and end (and the calls around it) then share one transaction; a record is stored this much later.
-const RECORD_LINGER: std::time::Duration = std::time::Duration::from_millis(10);
-
-/// Starts [`write_records`] on a thread of its own with a single-threaded runtime and a one-connection
-/// pool of its own (opened there, so its PostgreSQL socket is served by that runtime). On the engine's
-/// worker the writer competed with the engine: building a batch of records held the SIP messages behind
-/// it, and near the edge's top rate the writer fell behind and the record queue overflowed.
-fn spawn_record_writer(
-    store: Arc<Store>,
-    rx: mpsc::Receiver<Persist>,
-) -> anyhow::Result<tokio::sync::oneshot::Receiver<()>> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .thread_name("record-writer")
-        .build()
-        .context("starting the call-record writer's runtime")?;
-    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
-    std::thread::Builder::new()
-        .name("record-writer".into())
-        .spawn(move || {
-            runtime.block_on(async move {
-                match store.with_own_pool(1).await {
-                    Ok(own) => {
-                        let own = Arc::new(own);
-                        write_records(own.clone(), rx).await;
-                        own.close().await;
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "call-record writer: no pool of its own, sharing the API's");
-                        write_records(store, rx).await;
-                    }
-                }
-            });
-            let _ = done_tx.send(());
-        })
-        .context("starting the call-record writer's thread")?;
-    Ok(done_rx)
-}
-
-/// Persists call records (start, answer, end) and voicemail rows in the order the engine produced them.
-/// After the first record the writer sleeps [`RECORD_LINGER`] and then takes what has queued (up to
-/// [`RECORD_BATCH`] per transaction, [`Store::upsert_calls`]: successive versions of a call folded into one
-/// row, multi-row statements, one commit): one wake-up per batch, not one per record. A writer that is
-/// behind keeps writing without lingering again. When the engine goes (the queue closes), what is queued
-/// is written before returning.
-async fn write_records(store: Arc<Store>, mut rx: mpsc::Receiver<Persist>) {
-    let mut calls: Vec<edge_store::CallRecord> = Vec::with_capacity(RECORD_BATCH);
-    while let Some(first) = rx.recv().await {
-        tokio::time::sleep(RECORD_LINGER).await;
-        let mut next = Some(first);
-        loop {
-            while let Some(p) = next.take() {
-                match p {
-                    Persist::Call(rec) => calls.push(rec),
-                    Persist::Voicemail(vm) => {
-                        // Keep the order: the calls gathered before this row go first.
-                        store_calls(&store, &mut calls).await;
-                        if let Err(e) = store.insert_voicemail(&vm).await {
-                            tracing::error!(voicemail = %vm.id, error = %e, "voicemail row not stored");
-                        }
-                    }
-                }
-                if calls.len() < RECORD_BATCH {
-                    next = rx.try_recv().ok();
-                }
-            }
-            store_calls(&store, &mut calls).await;
-            match rx.try_recv() {
-                Ok(p) => next = Some(p),
-                Err(_) => break,
-            }
-        }
-    }
-}
-
-/// Stores and empties `calls`: one transaction; if that fails as a whole, record by record so one bad
-/// record cannot cost the others.
-async fn store_calls(store: &Store, calls: &mut Vec<edge_store::CallRecord>) {
-    if calls.is_empty() {
-        return;
-    }
-    match store.upsert_calls(calls).await {
-        Ok(refused) => {
-            for (i, e) in refused {
-                let id = calls.get(i).map_or("?", |c| c.id.as_str());
-                tracing::error!(call = %id, error = %e, "call record not stored");
-            }
-        }
-        Err(e) => {
-            tracing::warn!(records = calls.len(), error = %e, "batch of call records failed; storing one by one");
-            for rec in calls.iter() {
-                if let Err(e) = store.upsert_call(rec).await {
-                    tracing::error!(call = %rec.id, error = %e, "call record not stored");
-                }
-            }
-        }
-    }
-    calls.clear();
-}
-
-/// Datagrams the engine reads in one go before it looks at timers and its other inputs.
-const UDP_BURST: usize = 64;
-
-async fn udp_readable(udp: Option<&transport::udp::SipUdp>) -> std::io::Result<transport::udp::Ready<'_>> {
-    match udp {
-        Some(u) => u.readable().await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn recv_media(events: &mut Option<edge_media::MediaEvents>) -> Option<edge_media::MediaEvent> {
-    match events {
-        Some(rx) => rx.recv().await,
-        None => std::future::pending().await,
-    }
 }
 
 /// The media engine from `[media]`; `None` when disabled (SDP then passes through and there is no voicemail).
@@ -774,12 +501,6 @@ fn start_media(
     let (engine, events) = edge_media::MediaEngine::new(media_cfg).context("starting the media engine ([media])")?;
     tracing::info!(%public_ip, ports = ?m.rtp_ports, max_sockets = engine.sockets().1, workers = m.workers, "media anchoring on");
     Ok((Some(engine), Some(events)))
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    if let Some(d) = deadline {
-        tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await;
-    }
 }
 
 /// `oneinbox-edge keys create`: a new API key (and account when none is named).

@@ -1,0 +1,192 @@
+//! The engine loop: one task owns the SIP endpoint (transactions and calls) and feeds it messages, API
+//! commands, media events, resolved trunk hosts and timer ticks, then puts its transmits on the wire.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::{mpsc, watch};
+
+use crate::sip::endpoint::Endpoint;
+use crate::transport::{self, Inbound, Outbound, TransportStats};
+
+/// What the engine task listens to besides its timers.
+pub(super) struct EngineInputs {
+    pub(super) rx: mpsc::Receiver<Inbound>,
+    pub(super) media_events: Option<edge_media::MediaEvents>,
+    /// `POST`/`DELETE /v1/calls` from the API.
+    pub(super) commands: mpsc::Receiver<edge_api::CallCommand>,
+    pub(super) resolver: Arc<edge_resolver::Resolver>,
+    /// The SIP UDP socket, read by the engine itself.
+    pub(super) udp: Option<Arc<transport::udp::SipUdp>>,
+    pub(super) transport_stats: Arc<TransportStats>,
+}
+
+/// Resolved trunk hosts coming back to the engine.
+type Resolved = (crate::call::ResolveJob, Result<Vec<crate::call::TrunkTarget>, String>);
+
+/// The engine task: the only owner of the endpoint, so SIP state needs no locks. It sleeps until the next
+/// message, API command, resolved trunk host or transaction timer, whichever is first.
+pub(super) async fn run_engine(
+    mut ep: Endpoint,
+    inputs: EngineInputs,
+    media: Option<edge_media::MediaEngine>,
+    out: Outbound,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let EngineInputs {
+        mut rx,
+        mut media_events,
+        mut commands,
+        resolver,
+        udp,
+        transport_stats,
+    } = inputs;
+    let mut udp_buf = transport::udp::recv_buffer();
+    let (resolved_tx, mut resolved_rx) = mpsc::channel::<Resolved>(1024);
+    loop {
+        let deadline = ep.poll_timeout();
+        tokio::select! {
+            biased;
+            _ = shutdown.changed() => {
+                ep.shutdown(Instant::now());
+                while let Some(t) = ep.poll_transmit() {
+                    out.send(t.link, t.to, t.bytes);
+                }
+                // Recordings in progress are finished and their rows written before the engine goes.
+                if let (Some(media), Some(events)) = (&media, media_events.as_mut()) {
+                    media.shutdown(std::time::Duration::from_secs(5)).await;
+                    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+                    while ep.calls.pending_voicemails() > 0 {
+                        match tokio::time::timeout_at(deadline, events.recv()).await {
+                            Ok(Some(ev)) => ep.on_media_event(Instant::now(), ev),
+                            _ => break,
+                        }
+                    }
+                }
+                return;
+            }
+            ev = recv_media(&mut media_events) => {
+                match ev {
+                    Some(ev) => ep.on_media_event(Instant::now(), ev),
+                    None => media_events = None,
+                }
+            }
+            Some(cmd) = commands.recv() => on_command(&mut ep, cmd),
+            Some((job, result)) = resolved_rx.recv() => ep.on_resolved(Instant::now(), &job, result),
+            ready = udp_readable(udp.as_deref()) => {
+                match ready {
+                    Ok(mut ready) => {
+                        let now = Instant::now();
+                        // Each message's answers leave before the next message is read: flushing once per
+                        // burst held the first message's forwarded INVITE behind the other 63.
+                        transport::udp::drain(&mut ready, &mut udp_buf, UDP_BURST, &transport_stats, |m| {
+                            ep.handle(now, m.source, m.link, m.data);
+                            flush(&mut ep, &out);
+                        });
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "SIP UDP socket failed");
+                        return;
+                    }
+                }
+            }
+            m = rx.recv() => {
+                let Some(m) = m else { return };
+                let now = Instant::now();
+                ep.handle(now, m.source, m.link, m.data);
+                flush(&mut ep, &out);
+                // Drain what is already queued: amortises the wake-up under load.
+                for _ in 0..64 {
+                    match rx.try_recv() {
+                        Ok(m) => {
+                            ep.handle(now, m.source, m.link, m.data);
+                            flush(&mut ep, &out);
+                        }
+                        Err(_) => break,
+                    }
+                }
+            }
+            _ = sleep_until(deadline), if deadline.is_some() => {
+                ep.handle_timeout(Instant::now());
+            }
+        }
+        // DNS is IO: each trunk host is resolved on its own task, bounded by the resolver's deadline.
+        while let Some(job) = ep.calls.poll_resolve() {
+            let resolver = resolver.clone();
+            let tx = resolved_tx.clone();
+            tokio::spawn(async move {
+                use edge_resolver::Transport as T;
+                use sip_core::message::Transport as S;
+                let want = job.transport.map(|t| if t == S::Tcp { T::Tcp } else { T::Udp });
+                let result = resolver
+                    .resolve(&job.host, job.port, want, job.secure)
+                    .await
+                    .map(|targets| {
+                        // TLS toward trunks is not built yet: such targets are skipped, not misused.
+                        targets
+                            .into_iter()
+                            .filter_map(|t| match t.transport {
+                                T::Udp => Some((t.addr, S::Udp)),
+                                T::Tcp => Some((t.addr, S::Tcp)),
+                                _ => None,
+                            })
+                            .collect()
+                    })
+                    .map_err(|e| e.to_string());
+                let _ = tx.send((job, result)).await;
+            });
+        }
+        flush(&mut ep, &out);
+    }
+}
+
+/// Puts the endpoint's pending transmits on the wire.
+fn flush(ep: &mut Endpoint, out: &Outbound) {
+    while let Some(t) = ep.poll_transmit() {
+        out.send(t.link, t.to, t.bytes);
+    }
+}
+
+/// One API command, answered on its oneshot (a caller that gave up is simply not answered).
+fn on_command(ep: &mut Endpoint, cmd: edge_api::CallCommand) {
+    match cmd {
+        edge_api::CallCommand::Originate { req, reply } => {
+            // The API already told its client it timed out: placing the call now would surprise everyone.
+            if reply.is_closed() {
+                return;
+            }
+            let _ = reply.send(ep.originate(Instant::now(), req));
+        }
+        edge_api::CallCommand::HangUp {
+            account_id,
+            call_id,
+            reply,
+        } => {
+            let _ = reply.send(ep.hang_up(Instant::now(), &account_id, &call_id));
+        }
+    }
+}
+
+
+/// Datagrams the engine reads in one go before it looks at timers and its other inputs.
+const UDP_BURST: usize = 64;
+
+async fn udp_readable(udp: Option<&transport::udp::SipUdp>) -> std::io::Result<transport::udp::Ready<'_>> {
+    match udp {
+        Some(u) => u.readable().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn recv_media(events: &mut Option<edge_media::MediaEvents>) -> Option<edge_media::MediaEvent> {
+    match events {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    if let Some(d) = deadline {
+        tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await;
+    }
+}
