@@ -6,6 +6,8 @@
 //! - the bytes it kept parse again to the same start line and header count (a proxy re-reads what it sends);
 //! - a request that passes `validate_request` gets responses (ours: `ResponseBuilder`, as the endpoint
 //!   builds them) and a CANCEL / non-2xx ACK that parse again, so an answer we send is readable SIP.
+//! - the shard dispatcher's Call-ID scan (`sip_core::scan::call_id`) never panics and returns a slice of
+//!   the input.
 #![no_main]
 
 use std::net::SocketAddr;
@@ -17,6 +19,10 @@ use sip_core::digest::DigestChallenge;
 use sip_core::message::{validate, validate_request, HeaderName, Message, NameAddr, Params, Uri};
 
 fuzz_target!(|data: &[u8]| {
+    if let Some(id) = sip_core::scan::call_id(data) {
+        let range = data.as_ptr_range();
+        assert!(range.contains(&id.as_ptr()) && !id.is_empty() && id.len() <= data.len());
+    }
     let buf = Bytes::copy_from_slice(data);
     for stream in [false, true] {
         let parsed = if stream {

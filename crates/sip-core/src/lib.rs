@@ -5,6 +5,7 @@ pub mod e164;
 pub mod framing;
 pub mod headers;
 pub mod message;
+pub mod scan;
 pub mod transaction;
 pub mod uri;
 
