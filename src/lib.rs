@@ -8,5 +8,6 @@ pub mod config;
 pub mod logging;
 pub mod ops;
 pub mod server;
+pub mod shard;
 pub mod sip;
 pub mod transport;

@@ -105,6 +105,7 @@ fn build_endpoint(start: Instant) -> Endpoint {
         index.clone(),
         None,
         None,
+        oneinbox_edge::shard::CallShard::single(cfg.outbound.max_pacing_wait),
     );
     let verifier = sip_core::digest::DigestVerifier::new(
         "edge.example.com",
@@ -131,9 +132,13 @@ fn build_endpoint(start: Instant) -> Endpoint {
                 auto_trying: AutoTrying::Immediate,
             },
         },
-        Box::new(Policy { cfg }),
+        Box::new(Policy { cfg: cfg.clone() }),
         calls,
-        Some(agent_auth),
+        oneinbox_edge::shard::limits::SharedAdmission::new(oneinbox_edge::sip::admission::Admission::new(
+            cfg.admission.clone(),
+            start,
+        )),
+        Some(oneinbox_edge::shard::limits::SharedAgentAuth::new(agent_auth)),
         start,
     )
 }

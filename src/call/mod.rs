@@ -318,16 +318,18 @@ pub struct CallController {
     by_client: HashMap<TxKey, ClientRef>,
     by_dialog: HashMap<String, (CallId, Side)>,
     timers: BinaryHeap<Reverse<(Instant, CallId, TimerKind, u32)>>,
-    agent_load: HashMap<String, u32>,
+    /// Calls per agent, shared by every engine shard (`crate::shard::limits`).
+    agents: Arc<crate::shard::limits::AgentLoad>,
+    /// Which engine shard this is: the Call-IDs and public ids it mints hash back to it.
+    ids: crate::shard::ShardIds,
     next_id: CallId,
     records: Option<tokio::sync::mpsc::Sender<Persist>>,
     media: Option<MediaCtl>,
     by_public: HashMap<String, CallId>,
     voicemail_meta: HashMap<String, VoicemailMeta>,
     pub stats: Arc<CallStats>,
-    /// Live load per agent, shared with /metrics.
-    pub agent_gauge: Arc<dashmap::DashMap<String, u32>>,
-    pacer: pacing::Pacer,
+    /// The trunks' pacing lines, shared by every engine shard.
+    pacer: crate::shard::limits::SharedPacer,
     /// Trunk hosts waiting to be resolved by the driver (DNS is IO).
     resolve_jobs: VecDeque<ResolveJob>,
     /// Live calls whose record changed and is not queued yet; queued at `flush_at`.
@@ -341,8 +343,8 @@ impl CallController {
         index: Arc<RoutingIndex>,
         records: Option<tokio::sync::mpsc::Sender<Persist>>,
         media: Option<MediaCtl>,
+        shard: crate::shard::CallShard,
     ) -> Self {
-        let cfg_pacing_wait = cfg.outbound.max_pacing_wait;
         CallController {
             cfg,
             index,
@@ -351,15 +353,15 @@ impl CallController {
             by_client: HashMap::new(),
             by_dialog: HashMap::new(),
             timers: BinaryHeap::new(),
-            agent_load: HashMap::new(),
+            agents: shard.agents,
+            ids: shard.ids,
             next_id: 1,
             records,
             media,
             by_public: HashMap::new(),
             voicemail_meta: HashMap::new(),
             stats: Arc::new(CallStats::default()),
-            agent_gauge: Arc::new(dashmap::DashMap::new()),
-            pacer: pacing::Pacer::new(cfg_pacing_wait),
+            pacer: shard.pacer,
             resolve_jobs: VecDeque::new(),
             dirty: Vec::new(),
             flush_at: None,
@@ -373,7 +375,19 @@ impl CallController {
 
     /// Calls the agent is on now.
     pub fn agent_load(&self, agent_id: &str) -> u32 {
-        self.agent_load.get(agent_id).copied().unwrap_or(0)
+        self.agents.get(agent_id)
+    }
+
+    /// A new public call id (`call_...`) that hashes to this shard, so API commands and media events
+    /// naming it reach this controller.
+    fn new_record_id(&self) -> String {
+        self.ids.mint(|| leg::call_record_id(now_ms()))
+    }
+
+    /// A new Call-ID for a leg the edge places, hashing to this shard so that the far end's answers and
+    /// in-dialog requests reach this controller.
+    fn new_leg_call_id(&self) -> String {
+        self.ids.mint(|| format!("{}@oneinbox-edge", leg::token()))
     }
 
     fn warning(&self, text: &str) -> String {
@@ -434,7 +448,7 @@ impl CallController {
             plan.push_back((f.clone(), Route::Fallback));
         }
         let record = CallRecord {
-            id: leg::call_record_id(now_ms()),
+            id: self.new_record_id(),
             account_id: number.account_id.clone(),
             direction: "inbound".into(),
             carrier: carrier.to_owned(),
@@ -541,7 +555,7 @@ impl CallController {
             let agent = match self.index.agent(&agent_id) {
                 None => Err("unavailable: agent not found".to_owned()),
                 Some(a) if a.status != AgentStatus::Active => Err("unavailable: agent disabled".to_owned()),
-                Some(a) if self.agent_load.get(&a.id).copied().unwrap_or(0) >= a.max_concurrent_calls => Err(format!(
+                Some(a) if self.agents.get(&a.id) >= a.max_concurrent_calls => Err(format!(
                     "unavailable: at max_concurrent_calls ({})",
                     a.max_concurrent_calls
                 )),
@@ -636,11 +650,21 @@ impl CallController {
         route: Route,
     ) -> bool {
         let local = self.cfg.local.clone();
+        let b_call_id = self.new_leg_call_id();
+        // Checked and counted at once: another shard may have taken the agent's last slot since
+        // `next_hop` looked.
+        if !self.agents.try_acquire(&agent.id, agent.max_concurrent_calls) {
+            if let Some(call) = self.calls.get_mut(&id) {
+                let why = format!("unavailable: at max_concurrent_calls ({})", agent.max_concurrent_calls);
+                call.record.hops.push(hop(route, &agent.id, None, why, now_ms()));
+            }
+            return false;
+        }
         let Some(call) = self.calls.get_mut(&id) else {
+            self.agents.release(&agent.id);
             return false;
         };
         let a = &call.a.invite;
-        let b_call_id = format!("{}@oneinbox-edge", leg::token());
         let from_tag = leg::token();
         let host = &local.sent_by;
         // An API call's agent sees the party the edge dialled as the caller, and our number as the callee.
@@ -737,6 +761,7 @@ impl CallController {
                     format!("could not build INVITE: {e}"),
                     started,
                 ));
+                self.agents.release(&agent.id);
                 return false;
             }
         };
@@ -750,6 +775,7 @@ impl CallController {
                     format!("could not send INVITE: {e}"),
                     started,
                 ));
+                self.agents.release(&agent.id);
                 return false;
             }
         };
@@ -763,7 +789,6 @@ impl CallController {
             ended_at_ms: None,
         });
         let gen = call.generation;
-        add_load(&mut self.agent_load, &self.agent_gauge, &agent.id);
         self.by_client.insert(key.clone(), ClientRef::Invite(id));
         self.by_dialog.insert(b_call_id, (id, Side::B));
         call.b = Some(BLeg {
@@ -1404,17 +1429,9 @@ impl CallController {
         }
     }
 
-    /// One more call on the agent.
-    fn add_agent_load(&mut self, agent_id: &str) {
-        add_load(&mut self.agent_load, &self.agent_gauge, agent_id);
-    }
-
     /// One fewer call on the agent.
     fn release_agent(&mut self, agent_id: &str) {
-        if let Some(n) = self.agent_load.get_mut(agent_id) {
-            *n = n.saturating_sub(1);
-            set_gauge(&self.agent_gauge, agent_id, *n);
-        }
+        self.agents.release(agent_id);
     }
 
     /// Ends a call: final status, agent released, indexes cleared, record written.
@@ -1705,29 +1722,6 @@ impl CallController {
 
 /// One more call on the agent. Agents keep their entry (at 0 when idle) in both maps, so a call costs no
 /// key allocation and `/metrics` keeps a steady series per agent.
-fn add_load(load: &mut HashMap<String, u32>, gauge: &dashmap::DashMap<String, u32>, agent_id: &str) {
-    let n = match load.get_mut(agent_id) {
-        Some(n) => {
-            *n += 1;
-            *n
-        }
-        None => {
-            load.insert(agent_id.to_owned(), 1);
-            1
-        }
-    };
-    set_gauge(gauge, agent_id, n);
-}
-
-fn set_gauge(gauge: &dashmap::DashMap<String, u32>, agent_id: &str, n: u32) {
-    match gauge.get_mut(agent_id) {
-        Some(mut v) => *v = n,
-        None => {
-            gauge.insert(agent_id.to_owned(), n);
-        }
-    }
-}
-
 /// Queues `p` for the record writer; a full queue counts it as dropped rather than block the engine.
 fn send_record(records: &Option<tokio::sync::mpsc::Sender<Persist>>, stats: &CallStats, p: Persist) {
     if let Some(tx) = records {

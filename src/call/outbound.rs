@@ -199,8 +199,15 @@ impl CallController {
         // 4. Which trunk.
         let trunk = trunk::choose(&number, &self.index, &self.cfg.outbound)
             .map_err(|e| refuse(self, 503, "Service Unavailable", &e.message))?;
-        let record = outbound_record(&number, &agent, &trunk, &dest, invite.call_id().unwrap_or(""));
+        let mut record = outbound_record(&number, &agent, &trunk, &dest, invite.call_id().unwrap_or(""));
+        record.id = self.new_record_id();
         let (relay, b_offer) = self.anchor_offer(&record.id, &invite)?;
+        // Checked and counted at once (`agent_may_call` above only looked): another shard may have taken
+        // the agent's last slot meanwhile.
+        if !self.agents.try_acquire(&agent.id, agent.max_concurrent_calls) {
+            let why = format!("agent {} is at max_concurrent_calls ({})", agent.id, agent.max_concurrent_calls);
+            return Err(refuse(self, 486, "Busy Here", &why));
+        }
         tracing::debug!(call = %record.id, agent = %agent.id, to = %dest, trunk = %trunk.address.host, "outbound call from an agent");
         let a_call_id = invite.call_id().unwrap_or("").to_owned();
         let id = self.new_call(Call::new(
@@ -213,10 +220,11 @@ impl CallController {
         ));
         self.by_server_invite.insert(key, id);
         self.by_dialog.insert(a_call_id, (id, Side::A));
+        let leg_call_id = self.new_leg_call_id();
         if let Some(call) = self.calls.get_mut(&id) {
             call.relay = relay;
             call.b_offer = b_offer;
-            call.out = Some(Box::new(plan(trunk, dest, agent.clone())));
+            call.out = Some(Box::new(plan(trunk, dest, agent.clone(), leg_call_id)));
         }
         self.hold_agent(id, &agent.id);
         self.persist(ctx.now, id);
@@ -286,12 +294,13 @@ impl CallController {
             ));
         };
         let mut record = outbound_record(&number, &agent, &trunk, &dest, "");
+        record.id = self.new_record_id();
         let relay = media
             .engine
             .allocate_relay(&record.id)
             .map_err(|e| unavailable(format!("no media ports: {e}")))?;
         let offer = relay.offer_sdp(MediaSide::A, media.codecs.as_deref());
-        let plan = plan(trunk, dest, agent.clone());
+        let plan = plan(trunk, dest, agent.clone(), self.new_leg_call_id());
         record.sip_call_id = plan.call_id.clone();
         let invite = build_trunk_invite(
             &self.cfg.local,
@@ -311,6 +320,16 @@ impl CallController {
             route_set: Vec::new(),
             local_cseq: 1,
         };
+        // Checked and counted at once (`agent_may_call` above only looked): another shard may have taken
+        // the agent's last slot meanwhile.
+        if !self.agents.try_acquire(&agent.id, agent.max_concurrent_calls) {
+            return Err(OriginateError {
+                http_status: 409,
+                code: "agent_unavailable".into(),
+                field: Some("agent_id".into()),
+                message: format!("agent {} is at max_concurrent_calls ({})", agent.id, agent.max_concurrent_calls),
+            });
+        }
         tracing::debug!(call = %record.id, agent = %agent.id, to = %plan.dest, "outbound call through the API");
         let placeholder = Peer {
             addr: SocketAddr::new(IpAddr::from([0, 0, 0, 0]), 0),
@@ -333,6 +352,7 @@ impl CallController {
             self.cfg.t1,
         ));
         let Some(call) = self.calls.get_mut(&id) else {
+            self.agents.release(&agent.id);
             return Err(unavailable("call vanished".into()));
         };
         call.relay = Some(relay);
@@ -436,11 +456,12 @@ impl CallController {
         }
     }
 
-    /// The agent counts this call against its `max_concurrent_calls` until the call ends.
+    /// The agent counts this call against its `max_concurrent_calls` until the call ends (its slot was
+    /// taken by `try_acquire` just before the call was created).
     fn hold_agent(&mut self, id: CallId, agent_id: &str) {
-        self.add_agent_load(agent_id);
-        if let Some(call) = self.calls.get_mut(&id) {
-            call.held_agent = Some(agent_id.to_owned());
+        match self.calls.get_mut(&id) {
+            Some(call) => call.held_agent = Some(agent_id.to_owned()),
+            None => self.agents.release(agent_id),
         }
     }
 
@@ -797,14 +818,14 @@ impl CallController {
     }
 }
 
-fn plan(trunk: TrunkChoice, dest: String, agent: Arc<AgentRecord>) -> OutboundPlan {
+fn plan(trunk: TrunkChoice, dest: String, agent: Arc<AgentRecord>, call_id: String) -> OutboundPlan {
     OutboundPlan {
         trunk,
         dest,
         agent,
         targets: Vec::new(),
         next_target: 0,
-        call_id: format!("{}@oneinbox-edge", leg::token()),
+        call_id,
         from_tag: leg::token(),
         cseq: 1,
         auth: None,

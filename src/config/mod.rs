@@ -59,12 +59,14 @@ struct RawConfig {
 #[serde(deny_unknown_fields, default)]
 struct RawRuntime {
     worker_threads: Spanned<u64>,
+    engine_shards: Option<Spanned<u64>>,
 }
 
 impl Default for RawRuntime {
     fn default() -> Self {
         RawRuntime {
             worker_threads: Spanned::new(0..0, 0),
+            engine_shards: None,
         }
     }
 }
@@ -435,6 +437,9 @@ pub struct Config {
     pub log_level: String,
     /// Tokio worker threads (`[runtime] worker_threads`); 0 picks one per core but one.
     pub worker_threads: usize,
+    /// SIP engine tasks (`[runtime] engine_shards`), each owning the calls whose Call-ID hashes to it;
+    /// when the file leaves it out, [`crate::shard::default_shards`] of the box's cores.
+    pub engine_shards: usize,
     pub carriers: Vec<Carrier>,
     pub unknown_source: UnknownSource,
     pub default_country_code: Option<String>,
@@ -710,6 +715,16 @@ impl Validator<'_> {
                 1024,
             )?)
             .unwrap_or(0),
+            engine_shards: match &raw.runtime.engine_shards {
+                Some(v) => usize::try_from(self.range(
+                    "runtime.engine_shards",
+                    v,
+                    1,
+                    crate::shard::MAX_SHARDS as u64,
+                )?)
+                .unwrap_or(1),
+                None => crate::shard::default_shards(std::thread::available_parallelism().map_or(1, |n| n.get())),
+            },
             carriers,
             unknown_source,
             default_country_code,
@@ -1033,11 +1048,15 @@ impl Config {
     /// 7,000 calls/s where two collapsed at 6,000; a dedicated engine thread beside one worker did worse
     /// than both on one (more wake-ups between them). The core left over runs the store's SQLite thread
     /// and the kernel's network work.
+    ///
+    /// With several engine shards (`engine_shards`), there are at least as many workers as shards (up to
+    /// the cores), or the shards would take turns on one thread.
     pub fn runtime_workers(&self) -> usize {
         if self.worker_threads > 0 {
             return self.worker_threads;
         }
-        std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1))
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        cores.saturating_sub(1).max(1).max(self.engine_shards.min(cores))
     }
 
     /// The carrier whose allow list holds `ip`, if any.
@@ -1261,7 +1280,18 @@ mod tests {
         let auto = parse("").unwrap();
         assert_eq!(auto.media.socket_cache_pairs, 2048);
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        assert_eq!(auto.runtime_workers(), cores.saturating_sub(1).max(1));
+        let shards = auto.engine_shards.min(cores);
+        assert_eq!(auto.runtime_workers(), cores.saturating_sub(1).max(1).max(shards));
+        let e = parse("[runtime]\n\nworker_threads = 5000\n").unwrap_err().to_string();
+        assert!(e.contains("runtime.worker_threads") && e.contains(":3:"), "{e}");
+        assert_eq!(auto.engine_shards, crate::shard::default_shards(cores));
+        assert_eq!(parse("[runtime]\nengine_shards = 2\n").unwrap().engine_shards, 2);
+        for bad in ["0", "65", "100000"] {
+            let e = parse(&format!("[runtime]\nworker_threads = 2\nengine_shards = {bad}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("runtime.engine_shards") && e.contains(":3:"), "{bad}: {e}");
+        }
         let e = parse("[runtime]\n\nworker_threads = 5000\n").unwrap_err().to_string();
         assert!(e.contains("runtime.worker_threads") && e.contains(":3:"), "{e}");
         let e = parse("[media]\nsocket_cache = 99999\n").unwrap_err().to_string();

@@ -1,11 +1,15 @@
-//! The engine loop: one task owns the SIP endpoint (transactions and calls) and feeds it messages, API
-//! commands, media events, resolved trunk hosts and timer ticks, then puts its transmits on the wire.
+//! The engine loop: one task per engine shard owns its SIP endpoint (transactions and calls) and feeds it
+//! messages, API commands, media events, resolved trunk hosts and timer ticks, then puts its transmits on
+//! the wire. With several shards each reads the shared UDP socket and passes on, unparsed, the datagrams
+//! whose Call-ID belongs to another shard; the API commands and media events are routed here by the
+//! shard their call id names ([`route_commands`], [`route_media`]).
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::sync::{mpsc, watch};
 
+use crate::shard::{Dispatch, ShardMap};
 use crate::sip::endpoint::Endpoint;
 use crate::transport::{self, Inbound, Outbound, TransportStats};
 
@@ -19,6 +23,9 @@ pub(super) struct EngineInputs {
     /// The SIP UDP socket, read by the engine itself.
     pub(super) udp: Option<Arc<transport::udp::SipUdp>>,
     pub(super) transport_stats: Arc<TransportStats>,
+    /// Which shard this is, and (with more than one) where the others' datagrams go.
+    pub(super) shard: usize,
+    pub(super) dispatch: Option<Dispatch>,
 }
 
 /// Resolved trunk hosts coming back to the engine.
@@ -40,6 +47,8 @@ pub(super) async fn run_engine(
         resolver,
         udp,
         transport_stats,
+        shard,
+        dispatch,
     } = inputs;
     let mut udp_buf = transport::udp::recv_buffer();
     let (resolved_tx, mut resolved_rx) = mpsc::channel::<Resolved>(1024);
@@ -80,6 +89,12 @@ pub(super) async fn run_engine(
                         // Each message's answers leave before the next message is read: flushing once per
                         // burst held the first message's forwarded INVITE behind the other 63.
                         transport::udp::drain(&mut ready, &mut udp_buf, UDP_BURST, &transport_stats, |m| {
+                            if let Some(d) = &dispatch {
+                                let owner = d.shard_of(&m.data);
+                                if owner != shard {
+                                    return d.forward(owner, m);
+                                }
+                            }
                             ep.handle(now, m.source, m.link, m.data);
                             flush(&mut ep, &out);
                         });
@@ -188,5 +203,45 @@ async fn recv_media(events: &mut Option<edge_media::MediaEvents>) -> Option<edge
 async fn sleep_until(deadline: Option<Instant>) {
     if let Some(d) = deadline {
         tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await;
+    }
+}
+
+/// Routes the API's commands to the shards (more than one): a new call to the next shard in turn (it then
+/// owns the call, and mints its ids to hash to itself), a hang-up to the shard its call id hashes to.
+pub(super) async fn route_commands(
+    mut rx: mpsc::Receiver<edge_api::CallCommand>,
+    shards: Vec<mpsc::Sender<edge_api::CallCommand>>,
+    map: ShardMap,
+) {
+    let mut turn = 0usize;
+    while let Some(cmd) = rx.recv().await {
+        let shard = match &cmd {
+            edge_api::CallCommand::Originate { .. } => {
+                turn = (turn + 1) % shards.len().max(1);
+                turn
+            }
+            edge_api::CallCommand::HangUp { call_id, .. } => map.of(call_id.as_bytes()),
+        };
+        let Some(q) = shards.get(shard) else { continue };
+        if q.send(cmd).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Routes media events to the shard owning the call they name (its public id, minted by that shard).
+pub(super) async fn route_media(
+    mut rx: edge_media::MediaEvents,
+    shards: Vec<mpsc::UnboundedSender<edge_media::MediaEvent>>,
+    map: ShardMap,
+) {
+    use edge_media::MediaEvent as E;
+    while let Some(ev) = rx.recv().await {
+        let shard = match &ev {
+            E::Timeout { call_id } | E::VoicemailEnded { call_id, .. } => map.of(call_id.as_bytes()),
+        };
+        if let Some(q) = shards.get(shard) {
+            let _ = q.send(ev);
+        }
     }
 }

@@ -12,7 +12,11 @@ use tokio::task::JoinHandle;
 
 use crate::call::leg::Local;
 use crate::call::{CallConfig, CallController, CallStats, MediaCtl};
+use crate::call::pacing::Pacer;
 use crate::config::{Config, UnknownSource};
+use crate::shard::limits::{AgentLoad, SharedAdmission, SharedAgentAuth, SharedPacer};
+use crate::shard::{CallShard, Dispatch, ShardIds, ShardMap};
+use crate::sip::admission::Admission;
 use crate::sip::agent_auth::AgentAuth;
 use crate::sip::endpoint::{Endpoint, EndpointConfig, EndpointStats, SourcePolicy};
 use crate::transport::{self, Inbound, Outbound, TransportStats};
@@ -44,16 +48,29 @@ pub struct Edge {
     pub store: Arc<Store>,
     pub index: Arc<RoutingIndex>,
     shutdown: watch::Sender<bool>,
-    engine: Option<JoinHandle<()>>,
+    /// One task per engine shard.
+    engines: Vec<JoinHandle<()>>,
+    /// Which shard owns a Call-ID or public call id.
+    shard_map: ShardMap,
     /// Fires when the record writer's thread has stored what was queued and ended.
     records: Option<tokio::sync::oneshot::Receiver<()>>,
     tasks: Vec<JoinHandle<()>>,
 }
 
 impl Edge {
-    /// Calls the agent is on now.
+    /// Calls the agent is on now, on every shard.
     pub fn agent_load(&self, agent_id: &str) -> u32 {
         self.agent_gauge.get(agent_id).map(|v| *v).unwrap_or(0)
+    }
+
+    /// Engine shards running.
+    pub fn shards(&self) -> usize {
+        self.shard_map.count()
+    }
+
+    /// The shard owning a SIP Call-ID or a public call id (tests pick Call-IDs for a shard with it).
+    pub fn shard_of(&self, id: &str) -> usize {
+        self.shard_map.of(id.as_bytes())
     }
 
     /// Waits for SIGINT or SIGTERM.
@@ -83,9 +100,13 @@ impl Edge {
     /// Stops every task: the engine first ends its calls (BYE, 503) and flushes, then the sockets close.
     pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
-        if let Some(engine) = self.engine.take() {
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), engine).await;
-        }
+        // Every shard ends its calls at once; together they get the grace one had.
+        let engines = std::mem::take(&mut self.engines);
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            futures_join_all(engines),
+        )
+        .await;
         // The engine is gone, so the record queue is closed: wait for the writer to store what is left.
         if let Some(records) = self.records.take() {
             let _ = tokio::time::timeout(std::time::Duration::from_secs(10), records).await;
@@ -94,6 +115,13 @@ impl Edge {
             t.abort();
             let _ = t.await;
         }
+    }
+}
+
+/// Waits for every task (no `futures` dependency for one join).
+async fn futures_join_all(tasks: Vec<JoinHandle<()>>) {
+    for t in tasks {
+        let _ = t.await;
     }
 }
 
@@ -196,7 +224,11 @@ pub async fn start(cfg: Config) -> anyhow::Result<Edge> {
     }
     let sip_tcp = tcp.as_ref().map(|s| s.local_addr()).transpose()?;
     let out = Outbound::new(udp.clone(), transport_stats.clone());
-    let (engine_tx, engine_rx) = mpsc::channel::<Inbound>(ENGINE_QUEUE);
+    // Engine shards: each owns the calls whose Call-ID hashes to it; what they count together is shared.
+    let shard_map = ShardMap::new(cfg.engine_shards);
+    let shards = shard_map.count();
+    let (engine_txs, engine_rxs): (Vec<_>, Vec<_>) = (0..shards).map(|_| mpsc::channel::<Inbound>(ENGINE_QUEUE)).unzip();
+    let dispatch = Dispatch::new(shard_map.clone(), engine_txs);
 
     let sip_addr = sip_udp.or(sip_tcp).context("no SIP listener")?;
     // Where agents and carriers reach us: the advertised host, else the listener's address (loopback when
@@ -220,24 +252,22 @@ pub async fn start(cfg: Config) -> anyhow::Result<Edge> {
     let records = spawn_record_writer(store.clone(), records_rx)?;
     let (media, media_events) = start_media(&cfg, &host)?;
     let ops_media = media.clone();
-    let calls = CallController::new(
-        CallConfig {
-            agent_setup_timeout: cfg.agent_setup_timeout,
-            agent_ring_timeout: cfg.agent_ring_timeout,
-            default_country_code: cfg.default_country_code.clone(),
-            local: Arc::new(Local {
-                contact: format!("<sip:edge@{sent_by}>"),
-                sent_by,
-                server_name: cfg.sip.server_name.clone(),
-            }),
-            t1: cfg.sip.t1,
-            t2: cfg.sip.t2,
-            warn_agent: warn_agent.clone(),
-            outbound: cfg.outbound.clone(),
-            targets: edge_api::TargetPolicy::new(cfg.security.internal_targets.clone()),
-        },
-        index.clone(),
-        Some(records_tx),
+    let call_cfg = CallConfig {
+        agent_setup_timeout: cfg.agent_setup_timeout,
+        agent_ring_timeout: cfg.agent_ring_timeout,
+        default_country_code: cfg.default_country_code.clone(),
+        local: Arc::new(Local {
+            contact: format!("<sip:edge@{sent_by}>"),
+            sent_by,
+            server_name: cfg.sip.server_name.clone(),
+        }),
+        t1: cfg.sip.t1,
+        t2: cfg.sip.t2,
+        warn_agent: warn_agent.clone(),
+        outbound: cfg.outbound.clone(),
+        targets: edge_api::TargetPolicy::new(cfg.security.internal_targets.clone()),
+    };
+    let media_ctl = || {
         media.clone().map(|engine| MediaCtl {
             engine,
             codecs: cfg.media.codecs.clone(),
@@ -250,12 +280,21 @@ pub async fn start(cfg: Config) -> anyhow::Result<Edge> {
             },
             default_greeting: cfg.default_voicemail_message.clone(),
             data_dir: cfg.data_dir.clone(),
-        }),
-    );
-    let call_stats = calls.stats.clone();
-    let agent_gauge = calls.agent_gauge.clone();
-    let agent_auth =
-        agent_verifier(&cfg, &host).map(|v| AgentAuth::new(v, cfg.outbound.agent_digest_guard.clone(), index.clone()));
+        })
+    };
+    let call_stats = Arc::new(CallStats::default());
+    let endpoint_stats = Arc::new(EndpointStats::default());
+    let agents = Arc::new(AgentLoad::default());
+    let agent_gauge = agents.gauge();
+    let pacer = SharedPacer::new(Pacer::new(cfg.outbound.max_pacing_wait));
+    let admission = SharedAdmission::new(Admission::new(cfg.admission.clone(), Instant::now()));
+    let agent_auth = agent_verifier(&cfg, &host).map(|v| {
+        SharedAgentAuth::new(AgentAuth::new(
+            v,
+            cfg.outbound.agent_digest_guard.clone(),
+            index.clone(),
+        ))
+    });
     if cfg.outbound.agent_digest
         && cfg.outbound.agent_digest_from.is_none()
         && cfg.unknown_source == UnknownSource::Drop
@@ -265,31 +304,25 @@ pub async fn start(cfg: Config) -> anyhow::Result<Edge> {
              get no digest challenge and cannot place calls; list their addresses in outbound.agent_digest_from"
         );
     }
-    let endpoint = Endpoint::new(
-        EndpointConfig {
-            server_name: cfg.sip.server_name.clone(),
-            admission: cfg.admission.clone(),
-            warn_agent,
-            tx: TxConfig {
-                timers: TimerConfig {
-                    t1: cfg.sip.t1,
-                    t2: cfg.sip.t2,
-                    t4: cfg.sip.t4,
-                    ..TimerConfig::default()
-                },
-                max_transactions: cfg.sip.max_transactions,
-                auto_trying: AutoTrying::Immediate,
+    let endpoint_cfg = EndpointConfig {
+        server_name: cfg.sip.server_name.clone(),
+        admission: cfg.admission.clone(),
+        warn_agent,
+        tx: TxConfig {
+            timers: TimerConfig {
+                t1: cfg.sip.t1,
+                t2: cfg.sip.t2,
+                t4: cfg.sip.t4,
+                ..TimerConfig::default()
             },
+            // The table bound is for the edge: each shard holds its share of it.
+            max_transactions: cfg.sip.max_transactions.div_ceil(shards),
+            auto_trying: AutoTrying::Immediate,
         },
-        Box::new(CarrierPolicy { cfg: cfg.clone() }),
-        calls,
-        agent_auth,
-        Instant::now(),
-    );
-    let endpoint_stats = endpoint.stats.clone();
+    };
     let security = crate::ops::SecurityStats {
-        admission: endpoint.admission_stats(),
-        digest: endpoint.agent_auth_stats(),
+        admission: admission.stats.clone(),
+        digest: agent_auth.as_ref().map(|a| (a.stats.clone(), a.guard_stats())),
     };
     let resolver = Arc::new(
         edge_resolver::Resolver::new(edge_resolver::ResolverConfig {
@@ -299,20 +332,66 @@ pub async fn start(cfg: Config) -> anyhow::Result<Edge> {
         .context("DNS resolver for trunk hosts ([outbound] nameservers)")?,
     );
     let (commands_tx, commands_rx) = mpsc::channel::<edge_api::CallCommand>(1024);
-    let engine = tokio::spawn(run_engine(
-        endpoint,
-        EngineInputs {
-            rx: engine_rx,
-            media_events,
-            commands: commands_rx,
-            resolver,
-            udp: udp.clone(),
-            transport_stats: transport_stats.clone(),
-        },
-        media,
-        out.clone(),
-        shutdown_rx.clone(),
-    ));
+    // One shard takes the API's commands and the media events itself; several get them routed by call id.
+    let (shard_commands, shard_media): (Vec<_>, Vec<Option<edge_media::MediaEvents>>) = if shards == 1 {
+        (vec![commands_rx], vec![media_events])
+    } else {
+        let (cmd_txs, cmd_rxs): (Vec<_>, Vec<_>) = (0..shards).map(|_| mpsc::channel(1024)).unzip();
+        tasks.push(tokio::spawn(engine::route_commands(commands_rx, cmd_txs, shard_map.clone())));
+        let media_rxs = match media_events {
+            Some(events) => {
+                let (txs, rxs): (Vec<_>, Vec<_>) = (0..shards).map(|_| mpsc::unbounded_channel()).unzip();
+                tasks.push(tokio::spawn(engine::route_media(events, txs, shard_map.clone())));
+                rxs.into_iter().map(Some).collect()
+            }
+            None => (0..shards).map(|_| None).collect(),
+        };
+        (cmd_rxs, media_rxs)
+    };
+    let mut engines = Vec::with_capacity(shards);
+    let inputs = engine_rxs.into_iter().zip(shard_commands).zip(shard_media);
+    for (i, ((rx, commands), media_events)) in inputs.enumerate() {
+        let mut calls = CallController::new(
+            call_cfg.clone(),
+            index.clone(),
+            Some(records_tx.clone()),
+            media_ctl(),
+            CallShard {
+                ids: ShardIds::new(shard_map.clone(), i),
+                agents: agents.clone(),
+                pacer: pacer.clone(),
+            },
+        );
+        calls.stats = call_stats.clone();
+        let mut endpoint = Endpoint::new(
+            endpoint_cfg.clone(),
+            Box::new(CarrierPolicy { cfg: cfg.clone() }),
+            calls,
+            admission.clone(),
+            agent_auth.clone(),
+            Instant::now(),
+        );
+        endpoint.stats = endpoint_stats.clone();
+        engines.push(tokio::spawn(run_engine(
+            endpoint,
+            EngineInputs {
+                rx,
+                media_events,
+                commands,
+                resolver: resolver.clone(),
+                udp: udp.clone(),
+                transport_stats: transport_stats.clone(),
+                shard: i,
+                dispatch: (shards > 1).then(|| dispatch.clone()),
+            },
+            media.clone(),
+            out.clone(),
+            shutdown_rx.clone(),
+        )));
+    }
+    // The writer ends once every shard's sender is gone.
+    drop(records_tx);
+    tracing::info!(shards, "SIP engine shards started");
 
     let limits = transport::tcp::TcpLimits {
         max_message_size: cfg.sip.max_message_size,
@@ -327,11 +406,11 @@ pub async fn start(cfg: Config) -> anyhow::Result<Edge> {
         },
     };
     // Trunks reached over TCP get connections the edge opens itself, read like accepted ones.
-    out.enable_connect(engine_tx.clone(), limits.clone());
+    out.enable_connect(dispatch.clone(), limits.clone());
     if let Some(listener) = tcp {
         tasks.push(tokio::spawn(transport::tcp::run(
             listener,
-            engine_tx.clone(),
+            dispatch.clone(),
             out.clone(),
             limits,
             tcp_classifier(cfg.clone()),
@@ -416,7 +495,8 @@ pub async fn start(cfg: Config) -> anyhow::Result<Edge> {
         store,
         index,
         shutdown,
-        engine: Some(engine),
+        engines,
+        shard_map,
         records: Some(records),
         tasks,
     })

@@ -19,10 +19,11 @@ use sip_core::build::{new_token, ResponseBuilder};
 use sip_core::message::{validate_request, HeaderName, Message, Method, ParseError, Transport, Uri};
 use sip_core::transaction::{Incoming, Peer, TransactionLayer, TxConfig, TxError, TxEvent, TxKey};
 
-use super::admission::{Admission, AdmissionConfig, SourceClass};
-use super::agent_auth::{AgentAuth, AuthOutcome};
+use super::admission::{AdmissionConfig, SourceClass};
+use super::agent_auth::AuthOutcome;
 use super::salvage;
 use crate::call::{link_of, AgentOrigin, CallController, Ctx};
+use crate::shard::limits::{SharedAdmission, SharedAgentAuth};
 use crate::transport::Link;
 
 /// Methods this edge implements; the Allow header of every 405 and OPTIONS answer.
@@ -120,9 +121,11 @@ pub struct Endpoint {
     cfg: EndpointConfig,
     tx: TransactionLayer,
     policy: Box<dyn SourcePolicy>,
-    admission: Admission,
-    /// Digest for agents outside `[[agent_networks]]`; `None`: `outbound.agent_digest = false`.
-    agent_auth: Option<AgentAuth>,
+    /// Shared by every engine shard: one set of buckets for the edge.
+    admission: SharedAdmission,
+    /// Digest for agents outside `[[agent_networks]]`; `None`: `outbound.agent_digest = false`. Shared by
+    /// every engine shard (a nonce is good for one call, whichever shard takes it).
+    agent_auth: Option<SharedAgentAuth>,
     pub calls: CallController,
     /// Stateless answers (400s, 403s) that bypass the transaction layer.
     out: VecDeque<Transmit>,
@@ -131,6 +134,9 @@ pub struct Endpoint {
     shared_limit: usize,
     /// The time of the latest input, for what happens between inputs (vouching on send).
     last_now: Instant,
+    /// This endpoint's share of `stats.transactions_live` as last published (the engine shards add up
+    /// their tables in that one gauge).
+    published_live: std::cell::Cell<u64>,
 }
 
 impl Endpoint {
@@ -138,10 +144,10 @@ impl Endpoint {
         cfg: EndpointConfig,
         policy: Box<dyn SourcePolicy>,
         calls: CallController,
-        agent_auth: Option<AgentAuth>,
+        admission: SharedAdmission,
+        agent_auth: Option<SharedAgentAuth>,
         now: Instant,
     ) -> Self {
-        let admission = Admission::new(cfg.admission.clone(), now);
         let shared_limit = admission.shared_transaction_limit(cfg.tx.max_transactions);
         Endpoint {
             tx: TransactionLayer::new(cfg.tx),
@@ -154,6 +160,7 @@ impl Endpoint {
             stats: Arc::new(EndpointStats::default()),
             shared_limit,
             last_now: now,
+            published_live: std::cell::Cell::new(0),
         }
     }
 
@@ -542,7 +549,7 @@ impl Endpoint {
             self.absorb(now, source, link, msg.clone());
             return None;
         }
-        let auth = self.agent_auth.as_mut()?;
+        let auth = self.agent_auth.as_ref()?;
         match auth.check(now, unix_now(), source, msg) {
             AuthOutcome::Authorized(agent) => {
                 self.admission.vouch(now, source.ip());
@@ -821,9 +828,13 @@ impl Endpoint {
 
     pub fn poll_timeout(&self) -> Option<Instant> {
         // Asked once per turn of the engine loop: the cheapest place to publish the table's size.
-        self.stats
-            .transactions_live
-            .store(self.tx.len() as u64, Ordering::Relaxed);
+        let live = self.tx.len() as u64;
+        let was = self.published_live.replace(live);
+        if live >= was {
+            self.stats.transactions_live.fetch_add(live - was, Ordering::Relaxed);
+        } else {
+            self.stats.transactions_live.fetch_sub(was - live, Ordering::Relaxed);
+        }
         match (self.tx.poll_timeout(), self.calls.poll_timeout()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),

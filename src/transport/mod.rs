@@ -124,8 +124,8 @@ impl Outbound {
         }
     }
 
-    /// Lets [`Link::Connect`] open connections whose messages go to `engine`.
-    pub fn enable_connect(&self, engine: mpsc::Sender<Inbound>, limits: tcp::TcpLimits) {
+    /// Lets [`Link::Connect`] open connections whose messages go to their engine shard.
+    pub fn enable_connect(&self, engine: crate::shard::Dispatch, limits: tcp::TcpLimits) {
         let _ = self.connector.set(tcp::Connector::new(engine, limits));
     }
 

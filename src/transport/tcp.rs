@@ -44,7 +44,7 @@ static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
 /// Accepts connections until the engine goes away. `classify` tells each source's class for the budgets.
 pub async fn run(
     listener: TcpListener,
-    engine: mpsc::Sender<Inbound>,
+    engine: crate::shard::Dispatch,
     out: Outbound,
     limits: TcpLimits,
     classify: Classifier,
@@ -91,7 +91,7 @@ pub async fn run(
 /// open. They take no accept slot (the edge chose to open them, to addresses from its own routing data)
 /// but are capped on their own at `budget.max_connections` open at once.
 pub struct Connector {
-    engine: mpsc::Sender<Inbound>,
+    engine: crate::shard::Dispatch,
     limits: TcpLimits,
     by_addr: Arc<dashmap::DashMap<SocketAddr, u64>>,
 }
@@ -123,7 +123,7 @@ impl Drop for OutboundSlot {
 }
 
 impl Connector {
-    pub fn new(engine: mpsc::Sender<Inbound>, limits: TcpLimits) -> Self {
+    pub fn new(engine: crate::shard::Dispatch, limits: TcpLimits) -> Self {
         Connector {
             engine,
             limits,
@@ -192,7 +192,7 @@ async fn run_stream(
     peer: SocketAddr,
     id: u64,
     (wtx, mut wrx): (mpsc::Sender<Bytes>, mpsc::Receiver<Bytes>),
-    engine: mpsc::Sender<Inbound>,
+    engine: crate::shard::Dispatch,
     out: &Outbound,
     limits: &TcpLimits,
     first_message: Option<Duration>,

@@ -28,6 +28,8 @@ pub struct TestEdge {
 }
 
 /// A running edge on loopback with short agent timeouts (setup 300 ms, ring 1 s) unless `tweak` changes them.
+/// `EDGE_TEST_ENGINE_SHARDS=N` runs it with N engine shards (`runtime.engine_shards`), so that any test
+/// binary can be run against a sharded engine: `EDGE_TEST_ENGINE_SHARDS=2 cargo test --test inbound_calls`.
 pub async fn start_edge(tweak: impl FnOnce(&mut Config)) -> TestEdge {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = Config::for_tests(dir.path());
@@ -38,6 +40,9 @@ pub async fn start_edge(tweak: impl FnOnce(&mut Config)) -> TestEdge {
     let base = 20_000 + (EDGE_N.fetch_add(1, Ordering::Relaxed) % 60) as u16 * 200;
     cfg.media.rtp_ports = (base, base + 199);
     cfg.media.port_quarantine = Duration::from_millis(200);
+    if let Ok(n) = std::env::var("EDGE_TEST_ENGINE_SHARDS") {
+        cfg.engine_shards = n.parse().expect("EDGE_TEST_ENGINE_SHARDS: a number of shards");
+    }
     tweak(&mut cfg);
     let edge = server::start(cfg).await.unwrap();
     let (account, api_key) = edge.store.create_api_key(None, "tests").await.unwrap();
@@ -50,6 +55,19 @@ pub async fn start_edge(tweak: impl FnOnce(&mut Config)) -> TestEdge {
 }
 
 impl TestEdge {
+    /// A carrier whose Call-ID the edge's engine shard `shard` owns.
+    pub async fn carrier_on_shard(&self, did: &str, shard: usize) -> Carrier {
+        let mut c = Carrier::new(self.sip(), did).await;
+        let base = c.call_id.clone();
+        for i in 0..10_000 {
+            if self.edge.shard_of(&c.call_id) == shard {
+                return c;
+            }
+            c.call_id = format!("{i}-{base}");
+        }
+        panic!("no Call-ID for shard {shard} of {}", self.edge.shards());
+    }
+
     pub fn sip(&self) -> SocketAddr {
         self.edge.sip_udp.unwrap()
     }
