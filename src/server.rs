@@ -229,7 +229,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Edge> {
             t2: cfg.sip.t2,
             warn_agent: warn_agent.clone(),
             outbound: cfg.outbound.clone(),
-            targets: edge_api::TargetPolicy::new(cfg.security.internal_targets.clone()),
+            targets: edge_contract::TargetPolicy::new(cfg.security.internal_targets.clone()),
         },
         index.clone(),
         Some(records_tx),
@@ -293,7 +293,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Edge> {
         })
         .context("DNS resolver for trunk hosts ([outbound] nameservers)")?,
     );
-    let (commands_tx, commands_rx) = mpsc::channel::<edge_api::CallCommand>(1024);
+    let (commands_tx, commands_rx) = mpsc::channel::<edge_contract::CallCommand>(1024);
     let engine = tokio::spawn(run_engine(
         endpoint,
         EngineInputs {
@@ -437,7 +437,7 @@ struct EngineInputs {
     rx: mpsc::Receiver<Inbound>,
     media_events: Option<edge_media::MediaEvents>,
     /// `POST`/`DELETE /v1/calls` from the API.
-    commands: mpsc::Receiver<edge_api::CallCommand>,
+    commands: mpsc::Receiver<edge_contract::CallCommand>,
     resolver: Arc<edge_resolver::Resolver>,
     /// The SIP UDP socket, read by the engine itself.
     udp: Option<Arc<transport::udp::SipUdp>>,
@@ -571,16 +571,16 @@ fn flush(ep: &mut Endpoint, out: &Outbound) {
 }
 
 /// One API command, answered on its oneshot (a caller that gave up is simply not answered).
-fn on_command(ep: &mut Endpoint, cmd: edge_api::CallCommand) {
+fn on_command(ep: &mut Endpoint, cmd: edge_contract::CallCommand) {
     match cmd {
-        edge_api::CallCommand::Originate { req, reply } => {
+        edge_contract::CallCommand::Originate { req, reply } => {
             // The API already told its client it timed out: placing the call now would surprise everyone.
             if reply.is_closed() {
                 return;
             }
             let _ = reply.send(ep.originate(Instant::now(), req));
         }
-        edge_api::CallCommand::HangUp {
+        edge_contract::CallCommand::HangUp {
             account_id,
             call_id,
             reply,

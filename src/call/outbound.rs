@@ -13,7 +13,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use edge_api::{OriginateError, OriginateRequest};
+use edge_contract::{AgentRefusal, NumberField, OriginateRefusal, OriginateRequest, PacingRefusal};
 use edge_store::{AgentRecord, AgentStatus, CallError, CallRecord, CallStatus, HangupBy, Hop, NumberRoute, Route};
 use sip_core::build::{new_branch, RequestBuilder};
 use sip_core::digest::{AuthSession, AuthStep, DigestCredentials};
@@ -98,6 +98,14 @@ fn refuse(ctl: &CallController, code: u16, reason: &'static str, why: &str) -> R
         code,
         reason,
         headers: vec![("Warning", ctl.warning(why))],
+    }
+}
+
+/// The SIP answer to an agent's INVITE when the agent may not call now.
+fn agent_refusal_code(e: &AgentRefusal) -> (u16, &'static str) {
+    match e {
+        AgentRefusal::Disabled { .. } => (403, "Forbidden"),
+        AgentRefusal::AtCapacity { .. } => (486, "Busy Here"),
     }
 }
 
@@ -192,13 +200,13 @@ impl CallController {
             }
         };
         self.agent_may_call(&agent)
-            .map_err(|(code, reason, why)| refuse(self, code, reason, &why))?;
+            .map_err(|e| refuse(self, agent_refusal_code(&e).0, agent_refusal_code(&e).1, &e.to_string()))?;
         // 3. Where to.
         let dest = super::dialed::dialed_number(&invite, self.cfg.default_country_code.as_deref())
             .map_err(|e| refuse(self, 484, "Address Incomplete", &e.to_string()))?;
         // 4. Which trunk.
         let trunk = trunk::choose(&number, &self.index, &self.cfg.outbound)
-            .map_err(|e| refuse(self, 503, "Service Unavailable", &e.message))?;
+            .map_err(|e| refuse(self, 503, "Service Unavailable", &e.to_string()))?;
         let record = outbound_record(&number, &agent, &trunk, &dest, invite.call_id().unwrap_or(""));
         let (relay, b_offer) = self.anchor_offer(&record.id, &invite)?;
         tracing::debug!(call = %record.id, agent = %agent.id, to = %dest, trunk = %trunk.address.host, "outbound call from an agent");
@@ -225,71 +233,49 @@ impl CallController {
     }
 
     /// `POST /v1/calls`: the trunk is dialled first; the agent is rung once the called party answers.
-    pub fn originate(&mut self, ctx: &mut Ctx<'_>, req: OriginateRequest) -> Result<CallRecord, OriginateError> {
-        let bad = |field: &str, message: String| OriginateError {
-            http_status: 400,
-            code: "invalid_request".into(),
-            field: Some(field.into()),
-            message,
-        };
+    pub fn originate(&mut self, ctx: &mut Ctx<'_>, req: OriginateRequest) -> Result<CallRecord, OriginateRefusal> {
         let agent = self
             .index
             .agent(&req.agent_id)
             .filter(|a| a.account_id == req.account_id)
-            .ok_or_else(|| bad("agent_id", format!("agent {} does not exist", req.agent_id)))?;
-        let caller_id = sip_core::e164::normalize(&req.from, None)
-            .map_err(|e| bad("from", format!("`{}` is not an E.164 number: {e}", req.from)))?;
-        let dest = sip_core::e164::normalize(&req.to, None)
-            .map_err(|e| bad("to", format!("`{}` is not an E.164 number: {e}", req.to)))?;
+            .ok_or_else(|| OriginateRefusal::AgentNotFound {
+                agent_id: req.agent_id.clone(),
+            })?;
+        let not_a_number = |field, input: &str, reason| OriginateRefusal::NotANumber {
+            field,
+            input: input.to_owned(),
+            reason,
+        };
+        let caller_id =
+            sip_core::e164::normalize(&req.from, None).map_err(|e| not_a_number(NumberField::From, &req.from, e))?;
+        let dest = sip_core::e164::normalize(&req.to, None).map_err(|e| not_a_number(NumberField::To, &req.to, e))?;
         let number = self
             .index
             .lookup_number(&caller_id)
             .filter(|n| n.account_id == req.account_id)
-            .ok_or_else(|| bad("from", format!("{caller_id} is not a number of this account")))?;
+            .ok_or_else(|| OriginateRefusal::NotAccountNumber {
+                number: caller_id.clone(),
+            })?;
         if number.agent_id != agent.id {
-            return Err(bad(
-                "from",
-                format!(
-                    "{caller_id} is assigned to agent {}, not to {}",
-                    number.agent_id, agent.id
-                ),
-            ));
+            return Err(OriginateRefusal::AnotherAgentsNumber {
+                number: caller_id,
+                assigned_to: number.agent_id.clone(),
+                agent_id: agent.id.clone(),
+            });
         }
-        self.agent_may_call(&agent).map_err(|(_, _, why)| OriginateError {
-            http_status: 409,
-            code: "agent_unavailable".into(),
-            field: Some("agent_id".into()),
-            message: why,
-        })?;
-        let trunk = trunk::choose(&number, &self.index, &self.cfg.outbound).map_err(|e| OriginateError {
-            http_status: 400,
-            code: e.code,
-            field: Some("from".into()),
-            message: e.message,
-        })?;
-        let unavailable = |message: String| OriginateError {
-            http_status: 503,
-            code: "unavailable".into(),
-            field: None,
-            message,
-        };
+        self.agent_may_call(&agent)?;
+        let trunk = trunk::choose(&number, &self.index, &self.cfg.outbound)?;
+        let fault = |reason: String| OriginateRefusal::EngineFault { reason };
         // A line too long is refused now, not after a 201: the client can retry later.
-        let slot = self.take_slot(ctx.now, &trunk).map_err(|e| OriginateError {
-            http_status: 503,
-            code: e.code,
-            field: None,
-            message: e.message,
-        })?;
+        let slot = self.take_slot(ctx.now, &trunk)?;
         let Some(media) = &self.media else {
-            return Err(unavailable(
-                "calls placed through the API need the media engine ([media] enabled = true)".into(),
-            ));
+            return Err(OriginateRefusal::MediaDisabled);
         };
         let mut record = outbound_record(&number, &agent, &trunk, &dest, "");
         let relay = media
             .engine
             .allocate_relay(&record.id)
-            .map_err(|e| unavailable(format!("no media ports: {e}")))?;
+            .map_err(|e| OriginateRefusal::NoMediaPorts { reason: e.to_string() })?;
         let offer = relay.offer_sdp(MediaSide::A, media.codecs.as_deref());
         let plan = plan(trunk, dest, agent.clone());
         record.sip_call_id = plan.call_id.clone();
@@ -301,7 +287,7 @@ impl CallController {
             &self.cfg.warn_agent,
             Transport::Udp,
         );
-        let invite = Message::parse(invite).map_err(|e| unavailable(format!("could not build the INVITE: {e}")))?;
+        let invite = Message::parse(invite).map_err(|e| fault(format!("could not build the INVITE: {e}")))?;
         let a_dialog = DialogSide {
             transport: "UDP",
             call_id: plan.call_id.clone(),
@@ -333,7 +319,7 @@ impl CallController {
             self.cfg.t1,
         ));
         let Some(call) = self.calls.get_mut(&id) else {
-            return Err(unavailable("call vanished".into()));
+            return Err(fault("call vanished".into()));
         };
         call.relay = Some(relay);
         call.b_offer = Some(offer);
@@ -445,20 +431,18 @@ impl CallController {
     }
 
     /// Active and below its limit, or why not (SIP code, reason, words).
-    fn agent_may_call(&self, agent: &AgentRecord) -> Result<(), (u16, &'static str, String)> {
+    fn agent_may_call(&self, agent: &AgentRecord) -> Result<(), AgentRefusal> {
         if agent.status != AgentStatus::Active {
-            return Err((403, "Forbidden", format!("agent {} is disabled", agent.id)));
+            return Err(AgentRefusal::Disabled {
+                agent_id: agent.id.clone(),
+            });
         }
         let load = self.agent_load(&agent.id);
         if load >= agent.max_concurrent_calls {
-            return Err((
-                486,
-                "Busy Here",
-                format!(
-                    "agent {} is at max_concurrent_calls ({})",
-                    agent.id, agent.max_concurrent_calls
-                ),
-            ));
+            return Err(AgentRefusal::AtCapacity {
+                agent_id: agent.id.clone(),
+                max_concurrent_calls: agent.max_concurrent_calls,
+            });
         }
         Ok(())
     }
@@ -475,26 +459,23 @@ impl CallController {
         };
         match self.take_slot(ctx.now, &trunk) {
             Ok(slot) => self.schedule(ctx, id, slot),
-            Err(e) => self.fail_outbound(ctx, id, CallStatus::Failed, e, 503),
+            Err(e) => self.fail_outbound(ctx, id, CallStatus::Failed, error("trunk_pacing", e.to_string()), 503),
         }
     }
 
     /// A slot on the trunk's pacing line (now or later), or the error that refuses the call.
-    fn take_slot(&mut self, now: std::time::Instant, trunk: &TrunkChoice) -> Result<Slot, CallError> {
+    fn take_slot(&mut self, now: std::time::Instant, trunk: &TrunkChoice) -> Result<Slot, PacingRefusal> {
         let key = trunk.pacing_key();
         let cps = trunk.cps;
         match self.pacer.admit(now, &key, cps) {
             Slot::Refused { wait } => {
-                let max = self.cfg.outbound.max_pacing_wait.as_millis();
                 metrics::counter!("edge_outbound_paced_out_total").increment(1);
-                Err(error(
-                    "trunk_pacing",
-                    format!(
-                        "trunk {key} takes {cps} calls per second and its line is {} ms long (outbound.max_pacing_wait_ms \
-                         is {max}): try again later",
-                        wait.as_millis()
-                    ),
-                ))
+                Err(PacingRefusal {
+                    trunk: key,
+                    cps,
+                    wait,
+                    max_wait: self.cfg.outbound.max_pacing_wait,
+                })
             }
             slot => Ok(slot),
         }

@@ -1,7 +1,6 @@
 //! `/v1/calls`: call records written by the SIP side (Twilio Call vocabulary), plus placing
 //! and hanging up calls through the call engine ([`crate::control`]).
 
-use crate::control::{CallCommand, OriginateError, OriginateRequest};
 use crate::error::{ApiError, ApiResult, ErrorBody, ErrorDetail};
 use crate::extract::{query_error, Account, ApiJson};
 use crate::validate;
@@ -12,6 +11,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use edge_contract::{CallCommand, OriginateRefusal, OriginateRequest, TrunkRefusal};
 use edge_store::time::{parse_rfc3339, rfc3339};
 use edge_store::{CallFilter, CallRecord, CallStatus, HangupBy, Hop, IdKind, Route};
 use serde::{Deserialize, Serialize};
@@ -388,24 +388,39 @@ async fn ask<T>(state: &ApiState, cmd: CallCommand, rx: oneshot::Receiver<T>) ->
     }
 }
 
-/// The engine's refusal in the API's error shape, with the status it chose.
-fn refusal(e: OriginateError) -> Response {
-    let status = StatusCode::from_u16(e.http_status)
-        .ok()
-        .filter(|s| s.is_client_error() || s.is_server_error())
-        .unwrap_or_else(|| {
-            tracing::error!(status = e.http_status, code = %e.code, "call engine gave a non-error status");
-            StatusCode::INTERNAL_SERVER_ERROR
-        });
+/// The engine's refusal in the API's error shape: the status, code and field each refusal means to a
+/// client, with the engine's words as the message.
+fn refusal(e: OriginateRefusal) -> Response {
+    use OriginateRefusal as R;
+    let (status, code, field) = match &e {
+        R::AgentNotFound { .. } => (StatusCode::BAD_REQUEST, "invalid_request", Some("agent_id")),
+        R::NotANumber { field, .. } => (StatusCode::BAD_REQUEST, "invalid_request", Some(field.as_str())),
+        R::NotAccountNumber { .. } | R::AnotherAgentsNumber { .. } => {
+            (StatusCode::BAD_REQUEST, "invalid_request", Some("from"))
+        }
+        R::Agent(_) => (StatusCode::CONFLICT, "agent_unavailable", Some("agent_id")),
+        R::Trunk(t) => (StatusCode::BAD_REQUEST, trunk_code(t), Some("from")),
+        R::TrunkPaced(_) => (StatusCode::SERVICE_UNAVAILABLE, "trunk_pacing", None),
+        R::MediaDisabled | R::NoMediaPorts { .. } | R::EngineFault { .. } => {
+            (StatusCode::SERVICE_UNAVAILABLE, "unavailable", None)
+        }
+    };
     let body = ErrorBody {
         error: ErrorDetail {
-            code: e.code,
-            message: e.message,
-            field: e.field,
+            code: code.to_owned(),
+            message: e.to_string(),
+            field: field.map(str::to_owned),
             phone_number_id: None,
         },
     };
     (status, Json(body)).into_response()
+}
+
+fn trunk_code(t: &TrunkRefusal) -> &'static str {
+    match t {
+        TrunkRefusal::Missing { .. } => "no_trunk",
+        _ => "invalid_trunk",
+    }
 }
 
 /// Checks what the API can know before asking the engine: formats, and that `from` is this
