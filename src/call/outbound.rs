@@ -102,11 +102,12 @@ fn refuse(ctl: &CallController, code: u16, reason: &'static str, why: &str) -> R
 }
 
 /// The SIP answer to an agent's INVITE when the agent may not call now.
-fn agent_refusal_code(e: &AgentRefusal) -> (u16, &'static str) {
-    match e {
+fn refuse_agent(ctl: &CallController, e: &AgentRefusal) -> Reject {
+    let (code, reason) = match e {
         AgentRefusal::Disabled { .. } => (403, "Forbidden"),
         AgentRefusal::AtCapacity { .. } => (486, "Busy Here"),
-    }
+    };
+    refuse(ctl, code, reason, &e.to_string())
 }
 
 /// The SIP answer an agent gets when its outbound call fails with `status` from the trunk.
@@ -199,8 +200,7 @@ impl CallController {
                 ))
             }
         };
-        self.agent_may_call(&agent)
-            .map_err(|e| refuse(self, agent_refusal_code(&e).0, agent_refusal_code(&e).1, &e.to_string()))?;
+        self.agent_may_call(&agent).map_err(|e| refuse_agent(self, &e))?;
         // 3. Where to.
         let dest = super::dialed::dialed_number(&invite, self.cfg.default_country_code.as_deref())
             .map_err(|e| refuse(self, 484, "Address Incomplete", &e.to_string()))?;
