@@ -61,7 +61,7 @@ pub struct CallConfig {
     pub outbound: crate::config::OutboundSettings,
     /// Internal ranges agents and trunks may resolve to (`[security] internal_targets`); every
     /// other internal address is refused after DNS, so a name cannot be re-pointed at one.
-    pub targets: edge_api::TargetPolicy,
+    pub targets: edge_contract::TargetPolicy,
 }
 
 /// What the endpoint must answer for a new INVITE the controller did not take.
@@ -690,7 +690,14 @@ impl CallController {
             from.push_str("\" ");
         }
         let _ = write!(from, "<sip:{from_user}@{host}>;tag={from_tag}");
-        let to = format!("<sip:{to_user}@{}>", uri_hostport(&agent.sip_uri));
+        let to = match uri_hostport(&agent.sip_uri) {
+            Ok(hostport) => format!("<sip:{to_user}@{hostport}>"),
+            Err(e) => {
+                let outcome = format!("unavailable: {e}");
+                call.record.hops.push(hop(route, &agent.id, None, outcome, now_ms()));
+                return false;
+            }
+        };
         let direction = if call.kind == CallKind::Inbound {
             "inbound"
         } else {
@@ -1855,7 +1862,7 @@ enum AgentTarget {
 
 /// Reads an agent's `sip_uri`: host (IP or name), port, `transport=udp|tcp`. An address the
 /// policy refuses (loopback, private...) makes the agent unavailable.
-fn agent_peer(sip_uri: &str, targets: &edge_api::TargetPolicy) -> Result<AgentTarget, String> {
+fn agent_peer(sip_uri: &str, targets: &edge_contract::TargetPolicy) -> Result<AgentTarget, String> {
     let uri = Uri::parse(sip_uri).map_err(|_| format!("unavailable: sip_uri {sip_uri} does not parse"))?;
     let Uri::Sip(u) = uri else {
         return Err(format!("unavailable: sip_uri {sip_uri} is not a sip: URI"));
@@ -1901,13 +1908,23 @@ fn agent_peer(sip_uri: &str, targets: &edge_api::TargetPolicy) -> Result<AgentTa
     }))
 }
 
+/// Why an agent's `sip_uri` gives no host for the To header.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum AgentUriError {
+    #[error("sip_uri does not parse")]
+    Unparsable,
+    #[error("sip_uri is not a sip: URI")]
+    NotSip,
+}
+
 /// `host[:port]` of a SIP URI, for the To header toward the agent.
-fn uri_hostport(sip_uri: &str) -> String {
+fn uri_hostport(sip_uri: &str) -> Result<String, AgentUriError> {
     match Uri::parse(sip_uri) {
-        Ok(Uri::Sip(u)) => match u.port {
+        Ok(Uri::Sip(u)) => Ok(match u.port {
             Some(p) => format!("{}:{p}", u.host),
             None => u.host.to_owned(),
-        },
-        _ => "invalid".into(),
+        }),
+        Ok(_) => Err(AgentUriError::NotSip),
+        Err(_) => Err(AgentUriError::Unparsable),
     }
 }

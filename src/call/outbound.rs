@@ -13,7 +13,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use edge_api::{OriginateError, OriginateRequest};
+use edge_contract::{AgentRefusal, NumberField, OriginateRefusal, OriginateRequest, PacingRefusal};
 use edge_store::{AgentRecord, AgentStatus, CallError, CallRecord, CallStatus, HangupBy, Hop, NumberRoute, Route};
 use sip_core::build::{new_branch, RequestBuilder};
 use sip_core::digest::{AuthSession, AuthStep, DigestCredentials};
@@ -99,6 +99,15 @@ fn refuse(ctl: &CallController, code: u16, reason: &'static str, why: &str) -> R
         reason,
         headers: vec![("Warning", ctl.warning(why))],
     }
+}
+
+/// The SIP answer to an agent's INVITE when the agent may not call now.
+fn refuse_agent(ctl: &CallController, e: &AgentRefusal) -> Reject {
+    let (code, reason) = match e {
+        AgentRefusal::Disabled { .. } => (403, "Forbidden"),
+        AgentRefusal::AtCapacity { .. } => (486, "Busy Here"),
+    };
+    refuse(ctl, code, reason, &e.to_string())
 }
 
 /// The SIP answer an agent gets when its outbound call fails with `status` from the trunk.
@@ -191,14 +200,13 @@ impl CallController {
                 ))
             }
         };
-        self.agent_may_call(&agent)
-            .map_err(|(code, reason, why)| refuse(self, code, reason, &why))?;
+        self.agent_may_call(&agent).map_err(|e| refuse_agent(self, &e))?;
         // 3. Where to.
         let dest = super::dialed::dialed_number(&invite, self.cfg.default_country_code.as_deref())
             .map_err(|e| refuse(self, 484, "Address Incomplete", &e.to_string()))?;
         // 4. Which trunk.
         let trunk = trunk::choose(&number, &self.index, &self.cfg.outbound)
-            .map_err(|e| refuse(self, 503, "Service Unavailable", &e.message))?;
+            .map_err(|e| refuse(self, 503, "Service Unavailable", &e.to_string()))?;
         let mut record = outbound_record(&number, &agent, &trunk, &dest, invite.call_id().unwrap_or(""));
         record.id = self.new_record_id();
         let (relay, b_offer) = self.anchor_offer(&record.id, &invite)?;
@@ -233,72 +241,50 @@ impl CallController {
     }
 
     /// `POST /v1/calls`: the trunk is dialled first; the agent is rung once the called party answers.
-    pub fn originate(&mut self, ctx: &mut Ctx<'_>, req: OriginateRequest) -> Result<CallRecord, OriginateError> {
-        let bad = |field: &str, message: String| OriginateError {
-            http_status: 400,
-            code: "invalid_request".into(),
-            field: Some(field.into()),
-            message,
-        };
+    pub fn originate(&mut self, ctx: &mut Ctx<'_>, req: OriginateRequest) -> Result<CallRecord, OriginateRefusal> {
         let agent = self
             .index
             .agent(&req.agent_id)
             .filter(|a| a.account_id == req.account_id)
-            .ok_or_else(|| bad("agent_id", format!("agent {} does not exist", req.agent_id)))?;
-        let caller_id = sip_core::e164::normalize(&req.from, None)
-            .map_err(|e| bad("from", format!("`{}` is not an E.164 number: {e}", req.from)))?;
-        let dest = sip_core::e164::normalize(&req.to, None)
-            .map_err(|e| bad("to", format!("`{}` is not an E.164 number: {e}", req.to)))?;
+            .ok_or_else(|| OriginateRefusal::AgentNotFound {
+                agent_id: req.agent_id.clone(),
+            })?;
+        let not_a_number = |field, input: &str, reason| OriginateRefusal::NotANumber {
+            field,
+            input: input.to_owned(),
+            reason,
+        };
+        let caller_id =
+            sip_core::e164::normalize(&req.from, None).map_err(|e| not_a_number(NumberField::From, &req.from, e))?;
+        let dest = sip_core::e164::normalize(&req.to, None).map_err(|e| not_a_number(NumberField::To, &req.to, e))?;
         let number = self
             .index
             .lookup_number(&caller_id)
             .filter(|n| n.account_id == req.account_id)
-            .ok_or_else(|| bad("from", format!("{caller_id} is not a number of this account")))?;
+            .ok_or_else(|| OriginateRefusal::NotAccountNumber {
+                number: caller_id.clone(),
+            })?;
         if number.agent_id != agent.id {
-            return Err(bad(
-                "from",
-                format!(
-                    "{caller_id} is assigned to agent {}, not to {}",
-                    number.agent_id, agent.id
-                ),
-            ));
+            return Err(OriginateRefusal::AnotherAgentsNumber {
+                number: caller_id,
+                assigned_to: number.agent_id.clone(),
+                agent_id: agent.id.clone(),
+            });
         }
-        self.agent_may_call(&agent).map_err(|(_, _, why)| OriginateError {
-            http_status: 409,
-            code: "agent_unavailable".into(),
-            field: Some("agent_id".into()),
-            message: why,
-        })?;
-        let trunk = trunk::choose(&number, &self.index, &self.cfg.outbound).map_err(|e| OriginateError {
-            http_status: 400,
-            code: e.code,
-            field: Some("from".into()),
-            message: e.message,
-        })?;
-        let unavailable = |message: String| OriginateError {
-            http_status: 503,
-            code: "unavailable".into(),
-            field: None,
-            message,
-        };
+        self.agent_may_call(&agent)?;
+        let trunk = trunk::choose(&number, &self.index, &self.cfg.outbound)?;
+        let fault = |reason: String| OriginateRefusal::EngineFault { reason };
         // A line too long is refused now, not after a 201: the client can retry later.
-        let slot = self.take_slot(ctx.now, &trunk).map_err(|e| OriginateError {
-            http_status: 503,
-            code: e.code,
-            field: None,
-            message: e.message,
-        })?;
+        let slot = self.take_slot(ctx.now, &trunk)?;
         let Some(media) = &self.media else {
-            return Err(unavailable(
-                "calls placed through the API need the media engine ([media] enabled = true)".into(),
-            ));
+            return Err(OriginateRefusal::MediaDisabled);
         };
         let mut record = outbound_record(&number, &agent, &trunk, &dest, "");
         record.id = self.new_record_id();
         let relay = media
             .engine
             .allocate_relay(&record.id)
-            .map_err(|e| unavailable(format!("no media ports: {e}")))?;
+            .map_err(|e| OriginateRefusal::NoMediaPorts { reason: e.to_string() })?;
         let offer = relay.offer_sdp(MediaSide::A, media.codecs.as_deref());
         let plan = plan(trunk, dest, agent.clone(), self.new_leg_call_id());
         record.sip_call_id = plan.call_id.clone();
@@ -310,7 +296,7 @@ impl CallController {
             &self.cfg.warn_agent,
             Transport::Udp,
         );
-        let invite = Message::parse(invite).map_err(|e| unavailable(format!("could not build the INVITE: {e}")))?;
+        let invite = Message::parse(invite).map_err(|e| fault(format!("could not build the INVITE: {e}")))?;
         let a_dialog = DialogSide {
             transport: "UDP",
             call_id: plan.call_id.clone(),
@@ -323,12 +309,10 @@ impl CallController {
         // Checked and counted at once (`agent_may_call` above only looked): another shard may have taken
         // the agent's last slot meanwhile.
         if !self.agents.try_acquire(&agent.id, agent.max_concurrent_calls) {
-            return Err(OriginateError {
-                http_status: 409,
-                code: "agent_unavailable".into(),
-                field: Some("agent_id".into()),
-                message: format!("agent {} is at max_concurrent_calls ({})", agent.id, agent.max_concurrent_calls),
-            });
+            return Err(OriginateRefusal::Agent(AgentRefusal::AtCapacity {
+                agent_id: agent.id.clone(),
+                max_concurrent_calls: agent.max_concurrent_calls,
+            }));
         }
         tracing::debug!(call = %record.id, agent = %agent.id, to = %plan.dest, "outbound call through the API");
         let placeholder = Peer {
@@ -353,7 +337,7 @@ impl CallController {
         ));
         let Some(call) = self.calls.get_mut(&id) else {
             self.agents.release(&agent.id);
-            return Err(unavailable("call vanished".into()));
+            return Err(fault("call vanished".into()));
         };
         call.relay = Some(relay);
         call.b_offer = Some(offer);
@@ -466,20 +450,18 @@ impl CallController {
     }
 
     /// Active and below its limit, or why not (SIP code, reason, words).
-    fn agent_may_call(&self, agent: &AgentRecord) -> Result<(), (u16, &'static str, String)> {
+    fn agent_may_call(&self, agent: &AgentRecord) -> Result<(), AgentRefusal> {
         if agent.status != AgentStatus::Active {
-            return Err((403, "Forbidden", format!("agent {} is disabled", agent.id)));
+            return Err(AgentRefusal::Disabled {
+                agent_id: agent.id.clone(),
+            });
         }
         let load = self.agent_load(&agent.id);
         if load >= agent.max_concurrent_calls {
-            return Err((
-                486,
-                "Busy Here",
-                format!(
-                    "agent {} is at max_concurrent_calls ({})",
-                    agent.id, agent.max_concurrent_calls
-                ),
-            ));
+            return Err(AgentRefusal::AtCapacity {
+                agent_id: agent.id.clone(),
+                max_concurrent_calls: agent.max_concurrent_calls,
+            });
         }
         Ok(())
     }
@@ -496,26 +478,23 @@ impl CallController {
         };
         match self.take_slot(ctx.now, &trunk) {
             Ok(slot) => self.schedule(ctx, id, slot),
-            Err(e) => self.fail_outbound(ctx, id, CallStatus::Failed, e, 503),
+            Err(e) => self.fail_outbound(ctx, id, CallStatus::Failed, error("trunk_pacing", e.to_string()), 503),
         }
     }
 
     /// A slot on the trunk's pacing line (now or later), or the error that refuses the call.
-    fn take_slot(&mut self, now: std::time::Instant, trunk: &TrunkChoice) -> Result<Slot, CallError> {
+    fn take_slot(&mut self, now: std::time::Instant, trunk: &TrunkChoice) -> Result<Slot, PacingRefusal> {
         let key = trunk.pacing_key();
         let cps = trunk.cps;
         match self.pacer.admit(now, &key, cps) {
             Slot::Refused { wait } => {
-                let max = self.cfg.outbound.max_pacing_wait.as_millis();
                 metrics::counter!("edge_outbound_paced_out_total").increment(1);
-                Err(error(
-                    "trunk_pacing",
-                    format!(
-                        "trunk {key} takes {cps} calls per second and its line is {} ms long (outbound.max_pacing_wait_ms \
-                         is {max}): try again later",
-                        wait.as_millis()
-                    ),
-                ))
+                Err(PacingRefusal {
+                    trunk: key,
+                    cps,
+                    wait,
+                    max_wait: self.cfg.outbound.max_pacing_wait,
+                })
             }
             slot => Ok(slot),
         }

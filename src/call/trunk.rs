@@ -5,69 +5,13 @@
 //! entry for its provider. Failures are turned into a status word and an error a user can act on, keeping
 //! the carrier's own words (reason phrase, `X-Twilio-Error`).
 
+use edge_contract::{TrunkParams, TrunkRefusal};
 use edge_store::{CallError, CallStatus, NumberRoute, Provider, RoutingIndex};
-use sip_core::message::{HeaderName, Message, Uri};
+use sip_core::message::{HeaderName, Message};
 
 use crate::config::OutboundSettings;
 
-/// Transport toward a trunk, from the address's `transport=` parameter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TrunkTransport {
-    Udp,
-    Tcp,
-}
-
-/// A trunk address as customers write it: `host`, `host:port`, `sip:host;transport=udp`, `[v6]:port`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TrunkAddress {
-    /// Host as written (goes in the Request-URI: Twilio accepts only its own `*.pstn.twilio.com` there).
-    pub host: String,
-    pub port: Option<u16>,
-    pub transport: Option<TrunkTransport>,
-    /// `sips:`: TLS only.
-    pub secure: bool,
-}
-
-impl TrunkAddress {
-    pub fn parse(s: &str) -> Result<TrunkAddress, String> {
-        let s = s.trim();
-        if s.is_empty() || s.len() > 255 {
-            return Err("expected a trunk host such as \"yourtrunk.pstn.twilio.com\" (1-255 characters)".into());
-        }
-        let lower = s.to_ascii_lowercase();
-        let text = if lower.starts_with("sip:") || lower.starts_with("sips:") {
-            s.to_owned()
-        } else {
-            format!("sip:{s}")
-        };
-        let Ok(Uri::Sip(u)) = Uri::parse(&text) else {
-            return Err(format!("`{s}` is not a host, host:port or sip: URI"));
-        };
-        if u.user.is_some() {
-            return Err(format!("`{s}`: give the trunk host only, without a user part"));
-        }
-        let transport = match u.param("transport") {
-            None => None,
-            Some(t) if t.eq_ignore_ascii_case("udp") => Some(TrunkTransport::Udp),
-            Some(t) if t.eq_ignore_ascii_case("tcp") => Some(TrunkTransport::Tcp),
-            Some(t) => return Err(format!("`{s}`: transport={t} is not supported (udp or tcp)")),
-        };
-        Ok(TrunkAddress {
-            host: u.host.to_owned(),
-            port: u.port,
-            transport,
-            secure: u.secure,
-        })
-    }
-
-    /// `host[:port]` for the Request-URI and To.
-    pub fn hostport(&self) -> String {
-        match self.port {
-            Some(p) => format!("{}:{p}", self.host),
-            None => self.host.clone(),
-        }
-    }
-}
+pub use edge_contract::{TrunkAddress, TrunkTransport};
 
 /// Where the trunk came from: named in errors so the user knows what to fix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,11 +69,11 @@ fn error(code: &str, message: impl Into<String>) -> CallError {
 }
 
 /// The trunk for a call from `number`.
-pub fn choose(number: &NumberRoute, index: &RoutingIndex, cfg: &OutboundSettings) -> Result<TrunkChoice, CallError> {
+pub fn choose(number: &NumberRoute, index: &RoutingIndex, cfg: &OutboundSettings) -> Result<TrunkChoice, TrunkRefusal> {
     let cps = cfg.default_cps_for(number.provider);
     if let Some(pc) = &number.provider_config {
-        let address = TrunkAddress::parse(&pc.trunk_address)
-            .map_err(|e| error("invalid_trunk", format!("provider_config.trunk_address: {e}")))?;
+        let address = TrunkAddress::parse(&pc.trunk_address, TrunkParams::Transport)
+            .map_err(TrunkRefusal::InvalidProviderConfig)?;
         return Ok(TrunkChoice {
             address,
             username: pc.auth_username.clone(),
@@ -140,8 +84,7 @@ pub fn choose(number: &NumberRoute, index: &RoutingIndex, cfg: &OutboundSettings
         });
     }
     if let Some(host) = index.integration_trunk(&number.account_id, number.provider) {
-        let address = TrunkAddress::parse(&host)
-            .map_err(|e| error("invalid_trunk", format!("the integration's metadata.sip_trunk: {e}")))?;
+        let address = TrunkAddress::parse(&host, TrunkParams::Transport).map_err(TrunkRefusal::InvalidIntegration)?;
         return Ok(TrunkChoice {
             address,
             username: None,
@@ -152,7 +95,7 @@ pub fn choose(number: &NumberRoute, index: &RoutingIndex, cfg: &OutboundSettings
         });
     }
     if let Some(t) = cfg.operator_trunk(number.provider) {
-        let address = TrunkAddress::parse(&t.address).map_err(|e| error("invalid_trunk", e))?;
+        let address = TrunkAddress::parse(&t.address, TrunkParams::Transport).map_err(TrunkRefusal::InvalidOperator)?;
         return Ok(TrunkChoice {
             address,
             username: t.username.clone(),
@@ -162,16 +105,10 @@ pub fn choose(number: &NumberRoute, index: &RoutingIndex, cfg: &OutboundSettings
             cps: t.cps.unwrap_or(cps),
         });
     }
-    Err(error(
-        "no_trunk",
-        format!(
-            "no outbound trunk for {}: register it with provider_config.trunk_address, add a {} integration with \
-             metadata.sip_trunk, or configure [[outbound.trunks]] provider = \"{}\"",
-            number.phone_number,
-            number.provider.as_str(),
-            number.provider.as_str()
-        ),
-    ))
+    Err(TrunkRefusal::Missing {
+        number: number.phone_number.clone(),
+        provider: number.provider,
+    })
 }
 
 /// What a final failure from the trunk means: the call's status word and the error shown to the user.
@@ -245,27 +182,9 @@ pub fn classify(status: u16, resp: Option<&Message>, trunk: &TrunkChoice, to: &s
 mod tests {
     use super::*;
 
-    #[test]
-    fn addresses_as_customers_write_them() {
-        let a = TrunkAddress::parse("yourtrunk.pstn.twilio.com").unwrap();
-        assert_eq!(
-            (a.host.as_str(), a.port, a.transport),
-            ("yourtrunk.pstn.twilio.com", None, None)
-        );
-        let a = TrunkAddress::parse("sip:10.0.0.1:5080;transport=udp").unwrap();
-        assert_eq!((a.host.as_str(), a.port), ("10.0.0.1", Some(5080)));
-        assert_eq!(a.transport, Some(TrunkTransport::Udp));
-        assert_eq!(a.hostport(), "10.0.0.1:5080");
-        let a = TrunkAddress::parse("[2001:db8::1]:5060").unwrap();
-        assert_eq!(a.port, Some(5060));
-        assert!(TrunkAddress::parse("user@host").is_err());
-        assert!(TrunkAddress::parse("host;transport=sctp").is_err());
-        assert!(TrunkAddress::parse("").is_err());
-    }
-
     fn trunk(provider: Provider, user: bool) -> TrunkChoice {
         TrunkChoice {
-            address: TrunkAddress::parse("t.example").unwrap(),
+            address: TrunkAddress::parse("t.example", TrunkParams::Transport).unwrap(),
             username: user.then(|| "u".into()),
             password: user.then(|| "p".into()),
             provider,

@@ -685,17 +685,16 @@ impl Validator<'_> {
             }
         };
         let default_country_code = match &raw.routing.default_country_code {
-            Some(c) => {
-                let v = c.get_ref().trim().trim_start_matches('+');
-                if v.is_empty() || v.len() > 3 || !v.bytes().all(|b| b.is_ascii_digit()) || v.starts_with('0') {
+            Some(c) => match sip_core::e164::country_code(c.get_ref()) {
+                Ok(v) => Some(v.to_owned()),
+                Err(_) => {
                     return self.err(
                         "routing.default_country_code",
                         c.span(),
                         "expected an E.164 country code such as \"1\" or \"44\"",
-                    );
+                    )
                 }
-                Some(v.to_owned())
-            }
+            },
             None => None,
         };
         Ok(Config {

@@ -7,6 +7,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use edge_contract::{TrunkAddress, TrunkParams};
 use edge_store::Provider;
 use ipnet::IpNet;
 use serde::Deserialize;
@@ -261,8 +262,12 @@ impl Validator<'_> {
                 );
             }
             let address = t.address.get_ref().trim();
-            if let Err(e) = crate::call::trunk::TrunkAddress::parse(address) {
-                return self.err(&format!("outbound.trunks[{i}].address"), t.address.span(), e);
+            if let Err(e) = TrunkAddress::parse(address, TrunkParams::Transport) {
+                return self.err(
+                    &format!("outbound.trunks[{i}].address"),
+                    t.address.span(),
+                    format!("`{address}`: {e}"),
+                );
             }
             if t.username.is_some() != t.password.is_some() {
                 return self.err(
@@ -388,6 +393,38 @@ mod tests {
         assert!(!format!("{t:?}").contains("\"p\""), "password redacted in Debug");
         assert!(c.agent_network_for("10.20.3.4".parse().unwrap()).is_some());
         assert!(c.agent_network_for("10.21.0.1".parse().unwrap()).is_none());
+    }
+
+    /// Operator trunks go through the parser the API and call control use. Port 0, a mistyped IP
+    /// (`999.1.1.1`) and parameters other than `transport` used to pass here and fail every call.
+    #[test]
+    fn trunk_addresses_use_the_one_parser() {
+        let trunk = |a: &str| {
+            parse(&format!(
+                "[[outbound.trunks]]\nprovider = \"twilio\"\naddress = \"{a}\"\n"
+            ))
+        };
+        for good in [
+            "t.example",
+            "sip:10.0.0.1:5080;transport=udp",
+            "[2001:db8::1]:5060",
+            "2001:db8::1",
+        ] {
+            assert!(trunk(good).is_ok(), "{good}: {:?}", trunk(good).err());
+        }
+        for (bad, why) in [
+            ("t.example:0", "port must be 1-65535"),
+            ("999.1.1.1", "host must be a DNS name or IP address"),
+            ("t.example;lr", "parameter `lr` is not supported"),
+            ("t.example;transport=sctp", "transport=sctp is not supported"),
+            ("user@t.example", "without a user part"),
+        ] {
+            let e = trunk(bad).unwrap_err();
+            assert!(
+                e.contains(":3: key `outbound.trunks[0].address`") && e.contains(why),
+                "{bad}: {e}"
+            );
+        }
     }
 
     #[test]

@@ -18,7 +18,7 @@ pub(super) struct EngineInputs {
     pub(super) rx: mpsc::Receiver<Inbound>,
     pub(super) media_events: Option<edge_media::MediaEvents>,
     /// `POST`/`DELETE /v1/calls` from the API.
-    pub(super) commands: mpsc::Receiver<edge_api::CallCommand>,
+    pub(super) commands: mpsc::Receiver<edge_contract::CallCommand>,
     pub(super) resolver: Arc<edge_resolver::Resolver>,
     /// The SIP UDP socket, read by the engine itself.
     pub(super) udp: Option<Arc<transport::udp::SipUdp>>,
@@ -163,16 +163,16 @@ fn flush(ep: &mut Endpoint, out: &Outbound) {
 }
 
 /// One API command, answered on its oneshot (a caller that gave up is simply not answered).
-fn on_command(ep: &mut Endpoint, cmd: edge_api::CallCommand) {
+fn on_command(ep: &mut Endpoint, cmd: edge_contract::CallCommand) {
     match cmd {
-        edge_api::CallCommand::Originate { req, reply } => {
+        edge_contract::CallCommand::Originate { req, reply } => {
             // The API already told its client it timed out: placing the call now would surprise everyone.
             if reply.is_closed() {
                 return;
             }
             let _ = reply.send(ep.originate(Instant::now(), req));
         }
-        edge_api::CallCommand::HangUp {
+        edge_contract::CallCommand::HangUp {
             account_id,
             call_id,
             reply,
@@ -209,18 +209,18 @@ async fn sleep_until(deadline: Option<Instant>) {
 /// Routes the API's commands to the shards (more than one): a new call to the next shard in turn (it then
 /// owns the call, and mints its ids to hash to itself), a hang-up to the shard its call id hashes to.
 pub(super) async fn route_commands(
-    mut rx: mpsc::Receiver<edge_api::CallCommand>,
-    shards: Vec<mpsc::Sender<edge_api::CallCommand>>,
+    mut rx: mpsc::Receiver<edge_contract::CallCommand>,
+    shards: Vec<mpsc::Sender<edge_contract::CallCommand>>,
     map: ShardMap,
 ) {
     let mut turn = 0usize;
     while let Some(cmd) = rx.recv().await {
         let shard = match &cmd {
-            edge_api::CallCommand::Originate { .. } => {
+            edge_contract::CallCommand::Originate { .. } => {
                 turn = (turn + 1) % shards.len().max(1);
                 turn
             }
-            edge_api::CallCommand::HangUp { call_id, .. } => map.of(call_id.as_bytes()),
+            edge_contract::CallCommand::HangUp { call_id, .. } => map.of(call_id.as_bytes()),
         };
         let Some(q) = shards.get(shard) else { continue };
         if q.send(cmd).await.is_err() {

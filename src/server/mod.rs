@@ -265,7 +265,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Edge> {
         t2: cfg.sip.t2,
         warn_agent: warn_agent.clone(),
         outbound: cfg.outbound.clone(),
-        targets: edge_api::TargetPolicy::new(cfg.security.internal_targets.clone()),
+        targets: edge_contract::TargetPolicy::new(cfg.security.internal_targets.clone()),
     };
     let media_ctl = || {
         media.clone().map(|engine| MediaCtl {
@@ -331,7 +331,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Edge> {
         })
         .context("DNS resolver for trunk hosts ([outbound] nameservers)")?,
     );
-    let (commands_tx, commands_rx) = mpsc::channel::<edge_api::CallCommand>(1024);
+    let (commands_tx, commands_rx) = mpsc::channel::<edge_contract::CallCommand>(1024);
     // One shard takes the API's commands and the media events itself; several get them routed by call id.
     let (shard_commands, shard_media): (Vec<_>, Vec<Option<edge_media::MediaEvents>>) = if shards == 1 {
         (vec![commands_rx], vec![media_events])
@@ -432,7 +432,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Edge> {
                 twilio_base_url: cfg.inventory.twilio_base_url.clone(),
                 telnyx_base_url: cfg.inventory.telnyx_base_url.clone(),
                 max_purchased_numbers: cfg.inventory.max_purchased_numbers_per_account,
-                targets: edge_api::TargetPolicy::new(cfg.security.internal_targets.clone()),
+                targets: edge_contract::TargetPolicy::new(cfg.security.internal_targets.clone()),
                 ..edge_api::ApiConfig::default()
             };
             let state = edge_api::ApiState::new(store.clone(), providers, api_cfg).with_call_control(commands_tx);

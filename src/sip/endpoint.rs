@@ -781,8 +781,8 @@ impl Endpoint {
     pub fn originate(
         &mut self,
         now: Instant,
-        req: edge_api::OriginateRequest,
-    ) -> Result<edge_store::CallRecord, edge_api::OriginateError> {
+        req: edge_contract::OriginateRequest,
+    ) -> Result<edge_store::CallRecord, edge_contract::OriginateRefusal> {
         let mut ctx = Ctx {
             now,
             tx: &mut self.tx,

@@ -1,7 +1,6 @@
 //! `/v1/calls`: call records written by the SIP side (Twilio Call vocabulary), plus placing
 //! and hanging up calls through the call engine ([`crate::control`]).
 
-use crate::control::{CallCommand, OriginateError, OriginateRequest};
 use crate::error::{ApiError, ApiResult, ErrorBody, ErrorDetail};
 use crate::extract::{query_error, Account, ApiJson};
 use crate::validate;
@@ -12,6 +11,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use edge_contract::{CallCommand, OriginateRefusal, OriginateRequest, TrunkRefusal};
 use edge_store::time::{parse_rfc3339, rfc3339};
 use edge_store::{CallFilter, CallRecord, CallStatus, HangupBy, Hop, IdKind, Route};
 use serde::{Deserialize, Serialize};
@@ -388,24 +388,44 @@ async fn ask<T>(state: &ApiState, cmd: CallCommand, rx: oneshot::Receiver<T>) ->
     }
 }
 
-/// The engine's refusal in the API's error shape, with the status it chose.
-fn refusal(e: OriginateError) -> Response {
-    let status = StatusCode::from_u16(e.http_status)
-        .ok()
-        .filter(|s| s.is_client_error() || s.is_server_error())
-        .unwrap_or_else(|| {
-            tracing::error!(status = e.http_status, code = %e.code, "call engine gave a non-error status");
-            StatusCode::INTERNAL_SERVER_ERROR
-        });
+/// The engine's refusal in the API's error shape: the status, code and field each refusal means to a
+/// client, with the engine's words as the message.
+fn refusal(e: OriginateRefusal) -> Response {
+    let (status, code, field) = refusal_parts(&e);
     let body = ErrorBody {
         error: ErrorDetail {
-            code: e.code,
-            message: e.message,
-            field: e.field,
+            code: code.to_owned(),
+            message: e.to_string(),
+            field: field.map(str::to_owned),
             phone_number_id: None,
         },
     };
     (status, Json(body)).into_response()
+}
+
+/// Status, error code and field of each refusal.
+fn refusal_parts(e: &OriginateRefusal) -> (StatusCode, &'static str, Option<&'static str>) {
+    use OriginateRefusal as R;
+    match e {
+        R::AgentNotFound { .. } => (StatusCode::BAD_REQUEST, "invalid_request", Some("agent_id")),
+        R::NotANumber { field, .. } => (StatusCode::BAD_REQUEST, "invalid_request", Some(field.as_str())),
+        R::NotAccountNumber { .. } | R::AnotherAgentsNumber { .. } => {
+            (StatusCode::BAD_REQUEST, "invalid_request", Some("from"))
+        }
+        R::Agent(_) => (StatusCode::CONFLICT, "agent_unavailable", Some("agent_id")),
+        R::Trunk(t) => (StatusCode::BAD_REQUEST, trunk_code(t), Some("from")),
+        R::TrunkPaced(_) => (StatusCode::SERVICE_UNAVAILABLE, "trunk_pacing", None),
+        R::MediaDisabled | R::NoMediaPorts { .. } | R::EngineFault { .. } => {
+            (StatusCode::SERVICE_UNAVAILABLE, "unavailable", None)
+        }
+    }
+}
+
+fn trunk_code(t: &TrunkRefusal) -> &'static str {
+    match t {
+        TrunkRefusal::Missing { .. } => "no_trunk",
+        _ => "invalid_trunk",
+    }
 }
 
 /// Checks what the API can know before asking the engine: formats, and that `from` is this
@@ -510,5 +530,143 @@ pub async fn hang_up(
         // Without the engine only an ended call can be answered truthfully.
         Err(_) if rec.status.is_final() => Ok(Json(rec.into())),
         Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use edge_contract::{AgentRefusal, NumberField, PacingRefusal, TrunkAddressError};
+    use edge_store::Provider;
+    use sip_core::e164::E164Error;
+    use std::time::Duration;
+
+    /// Every refusal keeps the status, code, field and words the engine answered with when it chose
+    /// them itself.
+    #[test]
+    fn each_refusal_keeps_its_answer() {
+        use OriginateRefusal as R;
+        let cases: Vec<(R, u16, &str, Option<&str>, &str)> = vec![
+            (
+                R::AgentNotFound {
+                    agent_id: "agt_x".into(),
+                },
+                400,
+                "invalid_request",
+                Some("agent_id"),
+                "agent agt_x does not exist",
+            ),
+            (
+                R::NotANumber {
+                    field: NumberField::To,
+                    input: "+0".into(),
+                    reason: E164Error::InvalidLength(1),
+                },
+                400,
+                "invalid_request",
+                Some("to"),
+                "`+0` is not an E.164 number: E.164 numbers have 8 to 15 digits, got 1",
+            ),
+            (
+                R::NotAccountNumber {
+                    number: "+14155550100".into(),
+                },
+                400,
+                "invalid_request",
+                Some("from"),
+                "+14155550100 is not a number of this account",
+            ),
+            (
+                R::AnotherAgentsNumber {
+                    number: "+14155550100".into(),
+                    assigned_to: "agt_a".into(),
+                    agent_id: "agt_b".into(),
+                },
+                400,
+                "invalid_request",
+                Some("from"),
+                "+14155550100 is assigned to agent agt_a, not to agt_b",
+            ),
+            (
+                R::Agent(AgentRefusal::Disabled {
+                    agent_id: "agt_a".into(),
+                }),
+                409,
+                "agent_unavailable",
+                Some("agent_id"),
+                "agent agt_a is disabled",
+            ),
+            (
+                R::Agent(AgentRefusal::AtCapacity {
+                    agent_id: "agt_a".into(),
+                    max_concurrent_calls: 3,
+                }),
+                409,
+                "agent_unavailable",
+                Some("agent_id"),
+                "agent agt_a is at max_concurrent_calls (3)",
+            ),
+            (
+                R::Trunk(TrunkRefusal::InvalidProviderConfig(TrunkAddressError::Port)),
+                400,
+                "invalid_trunk",
+                Some("from"),
+                "provider_config.trunk_address: port must be 1-65535",
+            ),
+            (
+                R::Trunk(TrunkRefusal::Missing {
+                    number: "+14155550100".into(),
+                    provider: Provider::Telnyx,
+                }),
+                400,
+                "no_trunk",
+                Some("from"),
+                "no outbound trunk for +14155550100: register it with provider_config.trunk_address, add a telnyx \
+                 integration with metadata.sip_trunk, or configure [[outbound.trunks]] provider = \"telnyx\"",
+            ),
+            (
+                R::TrunkPaced(PacingRefusal {
+                    trunk: "t.example".into(),
+                    cps: 0.5,
+                    wait: Duration::from_millis(3000),
+                    max_wait: Duration::from_millis(2000),
+                }),
+                503,
+                "trunk_pacing",
+                None,
+                "trunk t.example takes 0.5 calls per second and its line is 3000 ms long \
+                 (outbound.max_pacing_wait_ms is 2000): try again later",
+            ),
+            (
+                R::MediaDisabled,
+                503,
+                "unavailable",
+                None,
+                "calls placed through the API need the media engine ([media] enabled = true)",
+            ),
+            (
+                R::NoMediaPorts {
+                    reason: "exhausted".into(),
+                },
+                503,
+                "unavailable",
+                None,
+                "no media ports: exhausted",
+            ),
+            (
+                R::EngineFault {
+                    reason: "call vanished".into(),
+                },
+                503,
+                "unavailable",
+                None,
+                "call vanished",
+            ),
+        ];
+        for (refusal, status, code, field, message) in cases {
+            let (s, c, f) = refusal_parts(&refusal);
+            assert_eq!((s.as_u16(), c, f), (status, code, field), "{refusal:?}");
+            assert_eq!(refusal.to_string(), message);
+        }
     }
 }

@@ -7,7 +7,6 @@
 mod agents;
 mod calls;
 mod checks;
-mod control;
 mod error;
 mod extract;
 mod idempotency;
@@ -18,7 +17,6 @@ mod numbers;
 mod openapi;
 mod reconcile;
 mod serve;
-mod targets;
 mod validate;
 mod voicemails;
 mod wire;
@@ -36,12 +34,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use control::{CallCommand, OriginateError, OriginateRequest};
+// The engine's side of `/v1/calls` (re-exported: `ApiState` and `ApiConfig` take them).
+pub use edge_contract::{CallCommand, OriginateRefusal, OriginateRequest, TargetPolicy};
 pub use error::{ApiError, ErrorBody, ErrorDetail};
 pub use openapi::ApiDoc;
 pub use reconcile::{reconcile_pending, spawn_reconciler, ReconcileOutcome, Reconciler, INTERRUPTED_PURCHASE};
 pub use serve::{finish, serve, ServeConfig};
-pub use targets::TargetPolicy;
 pub use validate::SUPPORTED_COUNTRIES;
 
 /// Where carriers send inbound calls unless `[api] public_sip_uri` says otherwise.

@@ -1,9 +1,10 @@
 //! Input validation. Every failure names the field so clients can fix the request.
 
 use crate::error::ApiError;
-use crate::targets::TargetPolicy;
+use edge_contract::trunk::{split_host_port, valid_host};
+use edge_contract::{TargetPolicy, TrunkAddress, TrunkAddressError, TrunkParams};
 use edge_store::IdKind;
-use std::net::{IpAddr, Ipv6Addr};
+use sip_core::e164::{self, E164Error};
 
 pub const MAX_NAME_LEN: usize = 200;
 pub const MAX_MESSAGE_LEN: usize = 1000;
@@ -22,36 +23,24 @@ pub const SUPPORTED_COUNTRIES: &[&str] = &[
 
 const NANP: &[&str] = &["US", "CA", "PR"];
 
-/// E.164: `+`, then 8..=15 digits, the first not 0. Country code 1 (the North American
-/// Numbering Plan) also needs exactly 10 more digits whose area code and exchange start with 2-9.
+/// E.164 as [`e164::check`] has it (`+`, then 8..=15 digits, the first not 0; `+1` numbers follow
+/// the North American plan), each refusal in words a client can act on.
 pub fn e164(field: &str, v: &str) -> Result<String, ApiError> {
-    let digits = v.strip_prefix('+').unwrap_or("");
-    let ok = (8..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) && !digits.starts_with('0');
-    if !ok {
-        return Err(ApiError::field(
+    match e164::check(v) {
+        Ok(()) => Ok(v.to_owned()),
+        Err(E164Error::NanpLength(_)) => Err(ApiError::field(
+            field,
+            "a +1 (North American) number has 10 digits after +1: 3-digit area code, 3-digit exchange, 4-digit line",
+        )),
+        Err(E164Error::NotNanp) => Err(ApiError::field(
+            field,
+            "not a North American number: its area code and exchange must not start with 0 or 1",
+        )),
+        Err(_) => Err(ApiError::field(
             field,
             "must be E.164: '+' followed by 8 to 15 digits, first digit not 0",
-        ));
+        )),
     }
-    if let Some(national) = digits.strip_prefix('1') {
-        let b = national.as_bytes();
-        if b.len() != 10 {
-            return Err(ApiError::field(
-                field,
-                "a +1 (North American) number has 10 digits after +1: 3-digit area code, 3-digit exchange, 4-digit line",
-            ));
-        }
-        // Area code 555 is not in service; documents (ours included: +1 555 123 4567) use it
-        // for examples, so its exchange is not checked.
-        let example = &b[..3] == b"555";
-        if matches!(b[0], b'0' | b'1') || (!example && matches!(b[3], b'0' | b'1')) {
-            return Err(ApiError::field(
-                field,
-                "not a North American number: its area code and exchange must not start with 0 or 1",
-            ));
-        }
-    }
-    Ok(v.to_owned())
 }
 
 /// Upper-cases and checks against [`SUPPORTED_COUNTRIES`].
@@ -169,77 +158,34 @@ pub fn sip_password(field: &str, v: &str) -> Result<String, ApiError> {
     Ok(v.to_owned())
 }
 
-/// Trunk address: `host`, `host:port`, `IPv4[:port]`, `[IPv6][:port]`. A leading `sip:` or
-/// `sips:` is accepted and stripped (people paste the Termination SIP URI); any other scheme,
-/// user part, path or URI parameter is rejected. Returned lower-cased.
+/// Trunk address: `host`, `host:port`, `IPv4[:port]`, `[IPv6][:port]`, parsed by
+/// [`TrunkAddress::parse`] (the parser call control uses) without parameters. A leading `sip:` or
+/// `sips:` is accepted and stripped (people paste the Termination SIP URI); any other scheme, user
+/// part, path or URI parameter is rejected. Returned lower-cased.
 pub fn trunk_address(field: &str, v: &str) -> Result<String, ApiError> {
-    let bad = |m: &str| ApiError::field(field, m.to_owned());
-    let s = v.trim();
-    let lower = s.to_ascii_lowercase();
-    let s = lower
+    TrunkAddress::parse(v, TrunkParams::None).map_err(|e| {
+        let m = match e {
+            TrunkAddressError::Length => "must be a hostname or IP with optional :port",
+            TrunkAddressError::Scheme
+            | TrunkAddressError::UserPart
+            | TrunkAddressError::NotHostPort
+            | TrunkAddressError::Parameters
+            | TrunkAddressError::UnsupportedTransport(_)
+            | TrunkAddressError::UnsupportedParameter(_) => {
+                "must be host[:port] only (no scheme other than sip:, user, path or parameters)"
+            }
+            TrunkAddressError::HostPort => "invalid host[:port]",
+            TrunkAddressError::Port => "port must be 1-65535",
+            TrunkAddressError::Host => "host must be a DNS name or IP address",
+        };
+        ApiError::field(field, m)
+    })?;
+    let lower = v.trim().to_ascii_lowercase();
+    let stored = lower
         .strip_prefix("sips:")
         .or_else(|| lower.strip_prefix("sip:"))
         .unwrap_or(&lower);
-    if s.is_empty() || s.len() > 260 {
-        return Err(bad("must be a hostname or IP with optional :port"));
-    }
-    if s.contains("://") || s.contains(['@', '/', ';', '?', ' ']) {
-        return Err(bad(
-            "must be host[:port] only (no scheme other than sip:, user, path or parameters)",
-        ));
-    }
-    let (host, port) = split_host_port(s).ok_or_else(|| bad("invalid host[:port]"))?;
-    if let Some(p) = port {
-        match p.parse::<u16>() {
-            Ok(n) if n > 0 && p.bytes().all(|b| b.is_ascii_digit()) => {}
-            _ => return Err(bad("port must be 1-65535")),
-        }
-    }
-    if !valid_host(host) {
-        return Err(bad("host must be a DNS name or IP address"));
-    }
-    Ok(s.to_owned())
-}
-
-/// Splits `host[:port]` / `[v6][:port]`; a bare IPv6 (several colons) is a host alone.
-fn split_host_port(s: &str) -> Option<(&str, Option<&str>)> {
-    if let Some(rest) = s.strip_prefix('[') {
-        let (v6, after) = rest.split_once(']')?;
-        v6.parse::<Ipv6Addr>().ok()?;
-        return match after {
-            "" => Some((s.get(..v6.len() + 2)?, None)),
-            p => Some((s.get(..v6.len() + 2)?, Some(p.strip_prefix(':')?))),
-        };
-    }
-    match s.matches(':').count() {
-        0 => Some((s, None)),
-        1 => s.split_once(':').map(|(h, p)| (h, Some(p))),
-        _ => s.parse::<Ipv6Addr>().ok().map(|_| (s, None)),
-    }
-}
-
-fn valid_host(h: &str) -> bool {
-    if h.starts_with('[') {
-        return true; // already parsed as IPv6 by split_host_port
-    }
-    if h.parse::<IpAddr>().is_ok() {
-        return true;
-    }
-    if h.len() > 253 {
-        return false;
-    }
-    let labels: Vec<&str> = h.trim_end_matches('.').split('.').collect();
-    // All-numeric dotted names that failed IP parsing (e.g. 999.1.1.1) are rejected.
-    if labels.iter().all(|l| l.bytes().all(|b| b.is_ascii_digit())) {
-        return false;
-    }
-    labels.iter().all(|l| {
-        !l.is_empty()
-            && l.len() <= 63
-            && !l.starts_with('-')
-            && !l.ends_with('-')
-            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-    })
+    Ok(stored.to_owned())
 }
 
 /// `sip:` / `sips:` URI with optional `user@`, a valid host, optional `:port` and

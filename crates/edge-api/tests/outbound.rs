@@ -5,7 +5,8 @@
 mod common;
 
 use common::Server;
-use edge_api::{CallCommand, OriginateError};
+use edge_api::{CallCommand, OriginateRefusal};
+use edge_contract::AgentRefusal;
 use edge_store::{now_ms, CallRecord, CallStatus, HangupBy, Provider, Store};
 use serde_json::{json, Value};
 use sqlx::Row;
@@ -13,7 +14,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
-/// The fake engine refuses calls to this number (409, like an agent at capacity).
+/// The fake engine refuses calls to this number: the agent is at capacity (409).
 const BUSY_TO: &str = "+15005550009";
 /// The fake engine never answers calls to this number.
 const SILENT_TO: &str = "+15005550010";
@@ -31,12 +32,10 @@ fn fake_engine(store: Arc<Store>) -> mpsc::Sender<CallCommand> {
             match cmd {
                 CallCommand::Originate { req, reply } => {
                     if req.to == BUSY_TO {
-                        let _ = reply.send(Err(OriginateError {
-                            http_status: 409,
-                            code: "agent_busy".into(),
-                            field: Some("agent_id".into()),
-                            message: "agent is at max_concurrent_calls".into(),
-                        }));
+                        let _ = reply.send(Err(OriginateRefusal::Agent(AgentRefusal::AtCapacity {
+                            agent_id: req.agent_id,
+                            max_concurrent_calls: 2,
+                        })));
                         continue;
                     }
                     if req.to == SILENT_TO {
@@ -205,7 +204,8 @@ async fn originate_and_hang_up(s: &Server) {
         assert_eq!(r.error().0, "not_found");
     }
 
-    // The engine's refusal keeps its status, code and field.
+    // The engine's typed refusal becomes the status, code and field the real engine's answer has
+    // always had (409 agent_unavailable on agent_id), with the engine's words.
     let r = s
         .call(
             "POST",
@@ -215,8 +215,11 @@ async fn originate_and_hang_up(s: &Server) {
         )
         .await;
     assert_eq!(r.status, 409, "{}", r.text);
-    assert_eq!(r.error(), ("agent_busy".to_owned(), Some("agent_id".to_owned())));
-    assert_eq!(r.json["error"]["message"], "agent is at max_concurrent_calls");
+    assert_eq!(r.error(), ("agent_unavailable".to_owned(), Some("agent_id".to_owned())));
+    assert_eq!(
+        r.json["error"]["message"],
+        format!("agent {agent} is at max_concurrent_calls (2)")
+    );
     // An engine that does not answer: 503 after the bound, not a hung request.
     let t = std::time::Instant::now();
     let r = s

@@ -15,6 +15,56 @@ pub enum E164Error {
     InvalidLength(usize),
     #[error("E.164 numbers cannot start with 0")]
     LeadingZero,
+    #[error("expected '+' and the number's digits")]
+    NotGlobal,
+    #[error("a +1 (North American) number has 10 digits after +1, got {0}")]
+    NanpLength(usize),
+    #[error("not a North American number: its area code and exchange must not start with 0 or 1")]
+    NotNanp,
+}
+
+/// The rule every E.164 number obeys: 8 to 15 digits, the first not 0 (`digits` without the `+`).
+fn check_digits(digits: &str) -> Result<(), E164Error> {
+    if !(8..=15).contains(&digits.len()) {
+        return Err(E164Error::InvalidLength(digits.len()));
+    }
+    if digits.starts_with('0') {
+        return Err(E164Error::LeadingZero);
+    }
+    Ok(())
+}
+
+/// Checks a number already written in E.164 (`+14155550100`: no separators, no `tel:`), as customers
+/// give it to the API: [`normalize`]'s rule, and a `+1` number must be a North American one (10 digits
+/// after `+1`; area code and exchange start with 2-9, except in area code 555, which documents use
+/// for examples).
+pub fn check(v: &str) -> Result<(), E164Error> {
+    let digits = v.strip_prefix('+').ok_or(E164Error::NotGlobal)?;
+    if let Some(c) = digits.chars().find(|c| !c.is_ascii_digit()) {
+        return Err(E164Error::InvalidCharacter(c));
+    }
+    check_digits(digits)?;
+    if let Some(national) = digits.strip_prefix('1') {
+        let b = national.as_bytes();
+        if b.len() != 10 {
+            return Err(E164Error::NanpLength(b.len()));
+        }
+        let example = &b[..3] == b"555";
+        if matches!(b[0], b'0' | b'1') || (!example && matches!(b[3], b'0' | b'1')) {
+            return Err(E164Error::NotNanp);
+        }
+    }
+    Ok(())
+}
+
+/// A default country code as operators write it (`1`, `+44`): 1 to 3 digits, the first not 0.
+/// Returned without the `+`.
+pub fn country_code(cc: &str) -> Result<&str, E164Error> {
+    let cc = cc.trim().trim_start_matches('+');
+    if cc.is_empty() || cc.len() > 3 || !cc.bytes().all(|b| b.is_ascii_digit()) || cc.starts_with('0') {
+        return Err(E164Error::InvalidCountryCode);
+    }
+    Ok(cc)
 }
 
 /// Normalises to `+<digits>` (8-15 digits, first digit non-zero).
@@ -56,10 +106,7 @@ pub fn normalize(input: &str, default_country_code: Option<&str>) -> Result<Stri
             }
             digits.insert_str(0, &prefix);
         } else if let Some(cc) = default_country_code {
-            let cc = cc.trim().trim_start_matches('+');
-            if cc.is_empty() || cc.len() > 3 || !cc.bytes().all(|b| b.is_ascii_digit()) || cc.starts_with('0') {
-                return Err(E164Error::InvalidCountryCode);
-            }
+            let cc = country_code(cc)?;
             if cc == "1" {
                 match digits.len() {
                     10 => digits.insert(0, '1'),
@@ -73,12 +120,7 @@ pub fn normalize(input: &str, default_country_code: Option<&str>) -> Result<Stri
             }
         }
     }
-    if !(8..=15).contains(&digits.len()) {
-        return Err(E164Error::InvalidLength(digits.len()));
-    }
-    if digits.starts_with('0') {
-        return Err(E164Error::LeadingZero);
-    }
+    check_digits(&digits)?;
     digits.insert(0, '+');
     Ok(digits)
 }
@@ -97,4 +139,65 @@ fn collect_digits(s: &str) -> Result<String, E164Error> {
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalises_what_carriers_and_agents_write() {
+        assert_eq!(normalize("+1 (415) 555-0100", None).unwrap(), "+14155550100");
+        assert_eq!(
+            normalize("tel:555-0100;phone-context=+1-415", None).unwrap(),
+            "+14155550100"
+        );
+        assert_eq!(normalize("4155550100", Some("+1")).unwrap(), "+14155550100");
+        assert_eq!(normalize("020 7183 8750", Some("44")).unwrap(), "+442071838750");
+        assert_eq!(normalize("", None), Err(E164Error::Empty));
+        assert_eq!(normalize("+1234567", None), Err(E164Error::InvalidLength(7)));
+        assert_eq!(normalize("+0123456789", None), Err(E164Error::LeadingZero));
+        assert_eq!(normalize("41a", None), Err(E164Error::InvalidCharacter('a')));
+        assert_eq!(normalize("4155550100", Some("0")), Err(E164Error::InvalidCountryCode));
+    }
+
+    #[test]
+    fn check_takes_written_e164_only() {
+        for good in [
+            "+14155551234",
+            "+44123456",
+            "+15005550006",
+            "+442071838750",
+            "+15551234567",
+        ] {
+            assert_eq!(check(good), Ok(()), "{good}");
+        }
+        for (bad, why) in [
+            ("14155551234", E164Error::NotGlobal),
+            ("", E164Error::NotGlobal),
+            ("+0123456789", E164Error::LeadingZero),
+            ("+1234567", E164Error::InvalidLength(7)),
+            ("+1234567890123456", E164Error::InvalidLength(16)),
+            ("+1415a551234", E164Error::InvalidCharacter('a')),
+            ("+1 415 555 1234", E164Error::InvalidCharacter(' ')),
+            ("+12345678", E164Error::NanpLength(7)),
+            ("+1415555010", E164Error::NanpLength(9)),
+            ("+141555501000", E164Error::NanpLength(11)),
+            ("+10115550100", E164Error::NotNanp),
+            ("+11155550100", E164Error::NotNanp),
+            ("+14150550100", E164Error::NotNanp),
+            ("+14151550100", E164Error::NotNanp),
+        ] {
+            assert_eq!(check(bad), Err(why), "{bad}");
+        }
+    }
+
+    #[test]
+    fn country_codes() {
+        assert_eq!(country_code(" +44 "), Ok("44"));
+        assert_eq!(country_code("1"), Ok("1"));
+        for bad in ["", "+", "0", "012", "1234", "4a"] {
+            assert_eq!(country_code(bad), Err(E164Error::InvalidCountryCode), "{bad}");
+        }
+    }
 }
