@@ -404,6 +404,71 @@ if [[ "${PROFILE:-}" == perf ]]; then
   exit 0
 fi
 
+# ---------------------------------------------------------------- PROFILE=syscalls: the kernel's share
+# Per server and path, two runs of PROFILE_CALLS calls at PROFILE_RATE on a fresh server: the first
+# untraced, for the CPU (user and system, from /proc/PID/stat of the server and its children before and
+# after); the second under `strace -c -f` attached to the same processes, for the syscalls by name
+# (strace slows what it traces, so its run gives counts, not times). benches/sipp/syscalls.sh drives it.
+if [[ "${PROFILE:-}" == syscalls ]]; then
+  PROFILE_RATE="${PROFILE_RATE:-200}"; PROFILE_CALLS="${PROFILE_CALLS:-2000}"
+  tree_pids() {  # $1 pid -> it and its descendants, one per line
+    echo "$1"; local c; for c in $(pgrep -P "$1"); do tree_pids "$c"; done
+  }
+  cpu_ticks() {  # utime stime (clock ticks) summed over the pids given (threads included)
+    local p; for p in "$@"; do cat "/proc/$p/stat" 2>/dev/null; done \
+      | awk '{sub(/^.*\) /, ""); u += $12; s += $13} END {printf "%d %d\n", u, s}'
+  }
+  hz=$(getconf CLK_TCK)
+  for path in $PATHS; do
+    for s in $SERVERS; do
+      sc="$OUT/syscalls.${s}_${path}"
+      # Run 1: CPU, untraced.
+      wait_quiet
+      fresh "$s" "$path"; sleep 1
+      mapfile -t pids < <(tree_pids "$SERVER_PID")
+      read -r u0 s0 < <(cpu_ticks "${pids[@]}")
+      SERVER_PID="$SERVER_PID" EXTRA="server=$s path=$path phase=syscalls_cpu" \
+        "$HERE/load_step.sh" "$PROFILE_RATE" "$PROFILE_CALLS" "$OUT" "syscpu_${s}_${path}" | tail -1 > /dev/null
+      sleep 2   # the last BYEs' transactions and records settle
+      read -r u1 s1 < <(cpu_ticks "${pids[@]}")
+      ok_cpu=$(python3 -c "import json; print(json.loads(open('$OUT/summary.jsonl').readlines()[-1])['calls_ok'])")
+      stop_uas; stop_server
+      # Run 2: syscalls by name, under strace.
+      wait_quiet
+      fresh "$s" "$path"; sleep 1
+      spids=(); for p in $(tree_pids "$SERVER_PID"); do spids+=(-p "$p"); done
+      strace -c -f -S calls -o "$sc.strace.txt" "${spids[@]}" 2> "$sc.strace.log" &
+      STRACE_PID=$!
+      sleep 1
+      SERVER_PID="$SERVER_PID" EXTRA="server=$s path=$path phase=syscalls_count" \
+        "$HERE/load_step.sh" "$PROFILE_RATE" "$PROFILE_CALLS" "$OUT" "syscount_${s}_${path}" | tail -1 > /dev/null
+      sleep 2
+      kill -INT "$STRACE_PID"; wait "$STRACE_PID" 2>/dev/null
+      ok_cnt=$(python3 -c "import json; print(json.loads(open('$OUT/summary.jsonl').readlines()[-1])['calls_ok'])")
+      stop_uas; stop_server
+      python3 - "$sc.strace.txt" "$ok_cnt" "$ok_cpu" "$u0" "$s0" "$u1" "$s1" "$hz" "$s" "$path" <<'PY' | tee "$sc.txt"
+import sys
+f, ok_cnt, ok_cpu, u0, s0, u1, s1, hz = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), *map(int, sys.argv[4:9])
+srv, path = sys.argv[9], sys.argv[10]
+rows = []
+for line in open(f):
+    c = line.split()
+    # % time, seconds, usecs/call, calls, [errors], syscall
+    if len(c) >= 5 and c[0][0].isdigit() and c[-1] != 'total' and c[3].isdigit():
+        rows.append((c[-1], int(c[3])))
+total = sum(n for _, n in rows)
+per = lambda n: n / max(ok_cnt, 1)
+ms = lambda t: 1000.0 * t / hz / max(ok_cpu, 1)
+print(f"SYSCALLS {srv} {path}: {ok_cnt} calls traced, {total} syscalls => {per(total):.2f} per call; "
+      f"CPU ({ok_cpu} calls untraced): user {ms(u1 - u0):.3f} ms, system {ms(s1 - s0):.3f} ms per call")
+for name, n in sorted(rows, key=lambda r: -r[1]):
+    print(f"  {name:<18} {per(n):8.2f} per call ({n})")
+PY
+    done
+  done
+  exit 0
+fi
+
 declare -A BEST FIRSTFAIL OUTP
 # ---------------------------------------------------------------- sweeps, alternating servers per rate
 for path in $PATHS; do
