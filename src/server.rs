@@ -10,7 +10,8 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::call::leg::Local;
-use crate::call::{CallConfig, CallController, CallStats, MediaCtl, Persist};
+use crate::call::{CallConfig, CallController, CallMedia, CallStats, Persist};
+use crate::media_ctl::MediaCtl;
 use crate::config::{Config, UnknownSource};
 use crate::sip::agent_auth::AgentAuth;
 use crate::sip::endpoint::{Endpoint, EndpointConfig, EndpointStats, SourcePolicy};
@@ -232,10 +233,10 @@ pub async fn start(cfg: Config) -> anyhow::Result<Edge> {
             targets: edge_api::TargetPolicy::new(cfg.security.internal_targets.clone()),
         },
         index.clone(),
-        Some(records_tx),
-        media.clone().map(|engine| MediaCtl {
+        media.clone().map(|engine| -> Box<dyn CallMedia> {
+            Box::new(MediaCtl {
             engine,
-            codecs: cfg.media.codecs.clone(),
+            codecs: cfg.media.codecs.clone().map(Into::into),
             voicemail: edge_media::VoicemailConfig {
                 greeting_text: String::new(),
                 recordings_dir: cfg.data_dir.join("voicemail"),
@@ -245,6 +246,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Edge> {
             },
             default_greeting: cfg.default_voicemail_message.clone(),
             data_dir: cfg.data_dir.clone(),
+        })
         }),
     );
     let call_stats = calls.stats.clone();
@@ -303,6 +305,8 @@ pub async fn start(cfg: Config) -> anyhow::Result<Edge> {
             resolver,
             udp: udp.clone(),
             transport_stats: transport_stats.clone(),
+            records: records_tx,
+            call_stats: call_stats.clone(),
         },
         media,
         out.clone(),
@@ -442,6 +446,9 @@ struct EngineInputs {
     /// The SIP UDP socket, read by the engine itself.
     udp: Option<Arc<transport::udp::SipUdp>>,
     transport_stats: Arc<TransportStats>,
+    /// Call and voicemail records, polled from the endpoint, to the record writer.
+    records: mpsc::Sender<Persist>,
+    call_stats: Arc<CallStats>,
 }
 
 /// Resolved trunk hosts coming back to the engine.
@@ -463,6 +470,8 @@ async fn run_engine(
         resolver,
         udp,
         transport_stats,
+        records,
+        call_stats,
     } = inputs;
     let mut udp_buf = transport::udp::recv_buffer();
     let (resolved_tx, mut resolved_rx) = mpsc::channel::<Resolved>(1024);
@@ -475,6 +484,7 @@ async fn run_engine(
                 while let Some(t) = ep.poll_transmit() {
                     out.send(t.link, t.to, t.bytes);
                 }
+                drain_records(&mut ep, &records, &call_stats);
                 // Recordings in progress are finished and their rows written before the engine goes.
                 if let (Some(media), Some(events)) = (&media, media_events.as_mut()) {
                     media.shutdown(std::time::Duration::from_secs(5)).await;
@@ -484,6 +494,7 @@ async fn run_engine(
                             Ok(Some(ev)) => ep.on_media_event(Instant::now(), ev),
                             _ => break,
                         }
+                        drain_records(&mut ep, &records, &call_stats);
                     }
                 }
                 return;
@@ -560,6 +571,19 @@ async fn run_engine(
             });
         }
         flush(&mut ep, &out);
+        drain_records(&mut ep, &records, &call_stats);
+    }
+}
+
+/// Hands the endpoint's records to the record writer; a full queue counts them as dropped rather than
+/// block the engine.
+fn drain_records(ep: &mut Endpoint, records: &mpsc::Sender<Persist>, stats: &CallStats) {
+    while let Some(p) = ep.poll_record() {
+        if records.try_send(p).is_err() {
+            stats
+                .records_dropped
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 }
 

@@ -104,7 +104,6 @@ fn build_endpoint(start: Instant) -> Endpoint {
         },
         index.clone(),
         None,
-        None,
     );
     let verifier = sip_core::digest::DigestVerifier::new(
         "edge.example.com",

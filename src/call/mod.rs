@@ -12,10 +12,12 @@
 pub mod dialed;
 mod dialog_check;
 pub mod leg;
+pub mod media;
 mod outbound;
 pub mod pacing;
 pub mod trunk;
 
+pub use media::CallMedia;
 pub use outbound::{AgentOrigin, ResolveJob, TrunkTarget};
 
 use std::cmp::Reverse;
@@ -34,9 +36,10 @@ use sip_core::transaction::{Peer, TransactionLayer, TxKey};
 
 use crate::sip::endpoint::Transmit;
 use crate::transport::Link;
-use edge_media::{MediaEngine, MediaEvent, RelayHandle, Side as MediaSide, VoicemailConfig, VoicemailSession};
+use edge_media::MediaEvent;
+use media::{MediaRelay, Side, VoicemailRecording};
 use edge_store::VoicemailRecord;
-pub use edge_store::{now_ms, CallRecord, CallStatus, HangupBy, Hop, Route};
+pub use edge_store::{CallRecord, CallStatus, HangupBy, Hop, Route};
 use leg::{DialogSide, Local};
 
 /// How long a live call's changed record waits before it is queued for the store (see
@@ -91,18 +94,6 @@ pub struct CallStats {
 /// overload every INVITE would log, and the log would compete with the calls (the count is on /metrics).
 const MEDIA_UNAVAILABLE_LOG_EVERY: u64 = 1000;
 
-/// Media anchoring and voicemail for calls (None: signalling only, SDP passed through untouched).
-pub struct MediaCtl {
-    pub engine: MediaEngine,
-    /// Codec names allowed through; `None` passes every offered codec.
-    pub codecs: Option<Vec<String>>,
-    /// Voicemail settings; the greeting is filled in per call.
-    pub voicemail: VoicemailConfig,
-    pub default_greeting: String,
-    /// Recording paths are stored relative to this.
-    pub data_dir: std::path::PathBuf,
-}
-
 /// What the store must keep, in the order produced.
 #[derive(Debug)]
 pub enum Persist {
@@ -123,11 +114,20 @@ struct VoicemailMeta {
 /// The IO-free things the controller may touch while handling one event.
 pub struct Ctx<'a> {
     pub now: Instant,
+    /// The wall clock at `now`, in Unix milliseconds, for the stored records.
+    pub wall_ms: i64,
     pub tx: &'a mut TransactionLayer,
     pub out: &'a mut VecDeque<Transmit>,
 }
 
 impl Ctx<'_> {
+    /// Answers a server transaction; a failure (the transaction is gone, say) is logged, not dropped.
+    fn respond(&mut self, key: &TxKey, bytes: Bytes, what: &str) {
+        if let Err(e) = self.tx.respond(self.now, key, bytes) {
+            tracing::debug!(error = %e, what, "answer not sent");
+        }
+    }
+
     fn send_raw(&mut self, peer: &Peer, bytes: Bytes) {
         self.out.push_back(Transmit {
             link: link_of(peer),
@@ -146,12 +146,6 @@ pub(crate) fn link_of(peer: &Peer) -> Link {
 }
 
 type CallId = u64;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Side {
-    A,
-    B,
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum TimerKind {
@@ -265,11 +259,11 @@ struct Call {
     /// When the carrier's INVITE was taken, for the setup-latency histogram.
     created: Instant,
     /// The RTP relay anchoring this call's media (carrier side A, agent side B).
-    relay: Option<RelayHandle>,
+    relay: Option<Box<dyn MediaRelay>>,
     /// The carrier's SDP offer rewritten to the relay's agent-side address.
     b_offer: Option<Bytes>,
     /// The voicemail session answering this call, when it went to voicemail.
-    voicemail: Option<VoicemailSession>,
+    voicemail: Option<Box<dyn VoicemailRecording>>,
     /// The record changed since it was last queued for the store (the id is in `CallController::dirty`).
     dirty: bool,
 }
@@ -320,8 +314,9 @@ pub struct CallController {
     timers: BinaryHeap<Reverse<(Instant, CallId, TimerKind, u32)>>,
     agent_load: HashMap<String, u32>,
     next_id: CallId,
-    records: Option<tokio::sync::mpsc::Sender<Persist>>,
-    media: Option<MediaCtl>,
+    /// Records for the store, drained by the driver with [`Self::poll_record`].
+    records: VecDeque<Persist>,
+    media: Option<Box<dyn CallMedia>>,
     by_public: HashMap<String, CallId>,
     voicemail_meta: HashMap<String, VoicemailMeta>,
     pub stats: Arc<CallStats>,
@@ -339,8 +334,7 @@ impl CallController {
     pub fn new(
         cfg: CallConfig,
         index: Arc<RoutingIndex>,
-        records: Option<tokio::sync::mpsc::Sender<Persist>>,
-        media: Option<MediaCtl>,
+        media: Option<Box<dyn CallMedia>>,
     ) -> Self {
         let cfg_pacing_wait = cfg.outbound.max_pacing_wait;
         CallController {
@@ -353,7 +347,7 @@ impl CallController {
             timers: BinaryHeap::new(),
             agent_load: HashMap::new(),
             next_id: 1,
-            records,
+            records: VecDeque::new(),
             media,
             by_public: HashMap::new(),
             voicemail_meta: HashMap::new(),
@@ -434,7 +428,7 @@ impl CallController {
             plan.push_back((f.clone(), Route::Fallback));
         }
         let record = CallRecord {
-            id: leg::call_record_id(now_ms()),
+            id: leg::call_record_id(ctx.wall_ms),
             account_id: number.account_id.clone(),
             direction: "inbound".into(),
             carrier: carrier.to_owned(),
@@ -450,7 +444,7 @@ impl CallController {
             hangup_by: None,
             sip_status: None,
             sip_call_id: a_call_id.clone(),
-            created_at_ms: now_ms(),
+            created_at_ms: ctx.wall_ms,
             answered_at_ms: None,
             ended_at_ms: None,
             error: None,
@@ -489,11 +483,16 @@ impl CallController {
 
     /// Anchors a caller's SDP offer on a new relay: the relay and the offer rewritten for the other leg.
     /// No ports is a clean 503 and an unusable offer a 488, never a half-set-up call.
-    fn anchor_offer(&self, record_id: &str, invite: &Message) -> Result<(Option<RelayHandle>, Option<Bytes>), Reject> {
+    #[allow(clippy::type_complexity)]
+    fn anchor_offer(
+        &self,
+        record_id: &str,
+        invite: &Message,
+    ) -> Result<(Option<Box<dyn MediaRelay>>, Option<Bytes>), Reject> {
         let Some(m) = self.media.as_ref().filter(|_| !invite.body().is_empty()) else {
             return Ok((None, None));
         };
-        let relay = m.engine.allocate_relay(record_id).map_err(|e| {
+        let relay = m.allocate_relay(record_id).map_err(|e| {
             self.stats.rejected.fetch_add(1, Ordering::Relaxed);
             let n = self.stats.media_unavailable.fetch_add(1, Ordering::Relaxed) + 1;
             if n % MEDIA_UNAVAILABLE_LOG_EVERY == 1 {
@@ -504,15 +503,15 @@ impl CallController {
                 reason: "Service Unavailable",
                 headers: vec![
                     ("Retry-After", "5".into()),
-                    ("Warning", self.warning(e.sip_warning())),
+                    ("Warning", self.warning(e.warning)),
                 ],
             }
         })?;
-        match relay.anchor_sdp(MediaSide::A, invite.body(), m.codecs.as_deref()) {
-            Ok((sdp, _)) => Ok((Some(relay), Some(sdp))),
+        match relay.anchor_sdp(Side::A, invite.body()) {
+            Ok(sdp) => Ok((Some(relay), Some(sdp))),
             Err(e) => {
                 self.stats.rejected.fetch_add(1, Ordering::Relaxed);
-                let code = e.sip_status();
+                let code = e.status;
                 Err(Reject {
                     code,
                     reason: if code == 488 {
@@ -537,7 +536,7 @@ impl CallController {
             if route == Route::Fallback {
                 self.stats.failovers.fetch_add(1, Ordering::Relaxed);
             }
-            let started = now_ms();
+            let started = ctx.wall_ms;
             let agent = match self.index.agent(&agent_id) {
                 None => Err("unavailable: agent not found".to_owned()),
                 Some(a) if a.status != AgentStatus::Active => Err("unavailable: agent disabled".to_owned()),
@@ -612,7 +611,7 @@ impl CallController {
                     _ => "no address".into(),
                 };
                 let Some(call) = self.calls.get_mut(&id) else { return };
-                let now = now_ms();
+                let now = ctx.wall_ms;
                 call.record.hops.push(Hop {
                     route,
                     agent_id: Some(agent.id.clone()),
@@ -725,7 +724,7 @@ impl CallController {
             b = b.body(a.content_type().unwrap_or("application/sdp"), a.body_bytes());
         }
         let bytes = b.build();
-        let started = now_ms();
+        let started = ctx.wall_ms;
         let hop_index = call.record.hops.len();
         let msg = match Message::parse(bytes) {
             Ok(m) => m,
@@ -736,6 +735,7 @@ impl CallController {
                     None,
                     format!("could not build INVITE: {e}"),
                     started,
+                    ctx.wall_ms,
                 ));
                 return false;
             }
@@ -749,6 +749,7 @@ impl CallController {
                     None,
                     format!("could not send INVITE: {e}"),
                     started,
+                    ctx.wall_ms,
                 ));
                 return false;
             }
@@ -801,7 +802,7 @@ impl CallController {
             return;
         }
         let Some(call) = self.calls.get_mut(&id) else { return };
-        let started = now_ms();
+        let started = ctx.wall_ms;
         call.record.hops.push(Hop {
             route: Route::Voicemail,
             agent_id: None,
@@ -833,7 +834,7 @@ impl CallController {
             "Service Unavailable",
             &[("Retry-After", "30"), ("Warning", &warning)],
         );
-        self.finish(id, status, "no agent available", None);
+        self.finish(ctx, id, status, "no agent available", None);
     }
 
     /// A final non-2xx answer to the carrier's INVITE.
@@ -909,9 +910,9 @@ impl CallController {
                 };
                 let Some(c) = self.calls.get_mut(&call) else { return };
                 let tag = c.a.tag.clone();
-                let sdp = anchor(c.relay.as_ref(), to_side, &resp, self.media.as_ref());
+                let sdp = anchor(c.relay.as_deref(), to_side, &resp);
                 let bytes = leg::relay_response(&request, &resp, &tag, &self.cfg.local, sdp);
-                let _ = ctx.tx.respond(ctx.now, &server_key, bytes);
+                ctx.respond(&server_key, bytes, "relayed answer");
                 // A 2xx to a relayed re-INVITE needs our ACK on the side that answered.
                 if (200..300).contains(&status) && resp.cseq().map(|c| c.method == Method::Invite).unwrap_or(false) {
                     let answered_by_b = c.b.as_ref().is_some_and(|b| {
@@ -953,9 +954,9 @@ impl CallController {
                 b.provisional = true;
                 if status > 100 && call.state == State::Routing {
                     if let Some(a_key) = &call.a.key {
-                        let sdp = anchor(call.relay.as_ref(), Side::B, &resp, self.media.as_ref());
+                        let sdp = anchor(call.relay.as_deref(), Side::B, &resp);
                         let bytes = leg::relay_response(&call.a.invite, &resp, &call.a.tag, &local, sdp);
-                        let _ = ctx.tx.respond(ctx.now, a_key, bytes);
+                        ctx.respond(a_key, bytes, "provisional answer");
                     }
                     // Ringing is the called party's state: the carrier's caller hears the agent ring, an
                     // outbound call rings at the trunk (an API call's agent leg changes nothing).
@@ -990,14 +991,14 @@ impl CallController {
                 if let Some(h) = call.record.hops.get_mut(hop) {
                     h.sip_status = Some(status);
                     h.outcome = "answered".into();
-                    h.ended_at_ms = Some(now_ms());
+                    h.ended_at_ms = Some(ctx.wall_ms);
                 }
                 call.generation += 1; // cancels the setup and ring timers
                 match (call.kind, to_trunk) {
                     (CallKind::ApiOutbound, true) => return self.api_trunk_answered(ctx, id, &resp),
                     (CallKind::ApiOutbound, false) => {
                         // The agent took the dialled party: media flows both ways through the relay.
-                        let _ = anchor(call.relay.as_ref(), Side::B, &resp, self.media.as_ref());
+                        let _ = anchor(call.relay.as_deref(), Side::B, &resp);
                         call.state = State::Confirmed;
                         self.persist(ctx.now, id);
                         return;
@@ -1011,16 +1012,16 @@ impl CallController {
                 if let Some(agent_id) = agent_id {
                     call.record.agent_id = Some(agent_id);
                 }
-                call.record.answered_at_ms = Some(now_ms());
+                call.record.answered_at_ms = Some(ctx.wall_ms);
                 match route {
                     Route::Primary => self.stats.answered_primary.fetch_add(1, Ordering::Relaxed),
                     Route::Fallback => self.stats.answered_fallback.fetch_add(1, Ordering::Relaxed),
                     _ => 0,
                 };
-                let sdp = anchor(call.relay.as_ref(), Side::B, &resp, self.media.as_ref());
+                let sdp = anchor(call.relay.as_deref(), Side::B, &resp);
                 let bytes = leg::relay_response(&call.a.invite, &resp, &call.a.tag, &local, sdp);
                 if let Some(a_key) = &call.a.key {
-                    let _ = ctx.tx.respond(ctx.now, a_key, bytes.clone());
+                    ctx.respond(a_key, bytes.clone(), "2xx answer");
                 }
                 call.answer = Some(bytes);
                 count_invite_answer(&call.record.carrier, status);
@@ -1045,7 +1046,7 @@ impl CallController {
                 if let Some(h) = call.record.hops.get_mut(hop) {
                     h.sip_status = Some(status);
                     h.outcome = format!("rejected: {status} {reason}");
-                    h.ended_at_ms = Some(now_ms());
+                    h.ended_at_ms = Some(ctx.wall_ms);
                 }
                 call.b = None;
                 self.forget_leg(leg_call_id);
@@ -1084,8 +1085,7 @@ impl CallController {
         }
         self.abandon_agent_leg(ctx, id, "caller canceled");
         self.fail_a(ctx, id, 487, "Request Terminated", &[]);
-        self.finish(
-            id,
+        self.finish(ctx, id,
             CallStatus::Canceled,
             "caller canceled while ringing",
             Some(HangupBy::Caller),
@@ -1121,10 +1121,9 @@ impl CallController {
                 let ok = ResponseBuilder::for_request(&req, 200, "OK")
                     .header_unless_empty("Server", &local.server_name)
                     .build();
-                let _ = ctx.tx.respond(ctx.now, &key, ok);
+                ctx.respond(&key, ok, "200 to BYE");
                 self.abandon_agent_leg(ctx, id, "called party hung up first");
-                self.finish(
-                    id,
+                self.finish(ctx, id,
                     CallStatus::Completed,
                     "called party hung up before the agent answered",
                     Some(HangupBy::Caller),
@@ -1137,13 +1136,13 @@ impl CallController {
             let ok = ResponseBuilder::for_request(&req, 200, "OK")
                 .header_unless_empty("Server", &local.server_name)
                 .build();
-            let _ = ctx.tx.respond(ctx.now, &key, ok);
+            ctx.respond(&key, ok, "200 to BYE");
             let (hangup, reason) = match side {
                 Side::A => (HangupBy::Caller, "caller hung up"),
                 Side::B => (HangupBy::Agent, "agent hung up"),
             };
             self.hang_up_other(ctx, id, side, None);
-            self.finish(id, CallStatus::Completed, reason, Some(hangup));
+            self.finish(ctx, id, CallStatus::Completed, reason, Some(hangup));
             return true;
         }
         // Relay re-INVITE, UPDATE, INFO, ... to the other side.
@@ -1156,7 +1155,7 @@ impl CallController {
             },
             Side::B => (&mut call.a.dialog, call.a.peer),
         };
-        let sdp = anchor(call.relay.as_ref(), side, &req, self.media.as_ref());
+        let sdp = anchor(call.relay.as_deref(), side, &req);
         let bytes = leg::in_dialog_request(dialog, &local, &method, Some(&req), &[], sdp);
         let Ok(msg) = Message::parse(bytes) else { return false };
         match ctx.tx.send_request(ctx.now, peer, msg) {
@@ -1178,7 +1177,7 @@ impl CallController {
                 let r = ResponseBuilder::for_request(&req, 503, "Service Unavailable")
                     .header("Retry-After", "5")
                     .build();
-                let _ = ctx.tx.respond(ctx.now, &key, r);
+                ctx.respond(&key, r, "503 to relayed request");
             }
         }
         true
@@ -1233,7 +1232,7 @@ impl CallController {
                 if let Some(h) = call.record.hops.get_mut(hop) {
                     h.sip_status = Some(408);
                     h.outcome = "timeout: no final answer".into();
-                    h.ended_at_ms = Some(now_ms());
+                    h.ended_at_ms = Some(ctx.wall_ms);
                 }
                 call.b = None;
                 self.forget_leg(leg_call_id);
@@ -1249,7 +1248,7 @@ impl CallController {
                 ..
             }) if self.calls.contains_key(&call) => {
                 let r = ResponseBuilder::for_request(&request, 408, "Request Timeout").build();
-                let _ = ctx.tx.respond(ctx.now, &server_key, r);
+                ctx.respond(&server_key, r, "408 to relayed request");
             }
             _ => {}
         }
@@ -1277,7 +1276,7 @@ impl CallController {
         let Some(b) = call.b.take() else { return };
         if let Some(h) = call.record.hops.get_mut(b.hop) {
             h.outcome = why.to_owned();
-            h.ended_at_ms = Some(now_ms());
+            h.ended_at_ms = Some(ctx.wall_ms);
         }
         self.forget_leg(b.invite_call_id());
         if let Some(agent_id) = b.agent_id() {
@@ -1372,8 +1371,7 @@ impl CallController {
                         // RFC 3261 13.3.1.4: no ACK: the dialog is confirmed and then ended with BYE.
                         self.hang_up_other(ctx, id, Side::A, Some("SIP;cause=408;text=\"no ACK\""));
                         self.send_bye_a(ctx, id);
-                        self.finish(
-                            id,
+                        self.finish(ctx, id,
                             CallStatus::Failed,
                             "carrier never acknowledged the answer",
                             Some(HangupBy::Edge),
@@ -1400,7 +1398,7 @@ impl CallController {
     fn retransmit_2xx(&mut self, ctx: &mut Ctx<'_>, id: CallId) {
         let Some(call) = self.calls.get(&id) else { return };
         if let (Some(bytes), Some(a_key)) = (&call.answer, &call.a.key) {
-            let _ = ctx.tx.respond(ctx.now, a_key, bytes.clone());
+            ctx.respond(a_key, bytes.clone(), "2xx retransmission");
         }
     }
 
@@ -1418,13 +1416,14 @@ impl CallController {
     }
 
     /// Ends a call: final status, agent released, indexes cleared, record written.
-    fn finish(&mut self, id: CallId, status: CallStatus, reason: &str, hangup: Option<HangupBy>) {
-        self.finish_keeping(id, status, reason, hangup, false);
+    fn finish(&mut self, ctx: &Ctx<'_>, id: CallId, status: CallStatus, reason: &str, hangup: Option<HangupBy>) {
+        self.finish_keeping(ctx, id, status, reason, hangup, false);
     }
 
     /// [`Self::finish`], also returning the final record when `keep` (an API caller waits for it).
     fn finish_keeping(
         &mut self,
+        ctx: &Ctx<'_>,
         id: CallId,
         status: CallStatus,
         reason: &str,
@@ -1462,7 +1461,7 @@ impl CallController {
         if let Some(vm) = call.voicemail.take() {
             vm.stop();
         }
-        let now = now_ms();
+        let now = ctx.wall_ms;
         for h in call.record.hops.iter_mut().filter(|h| h.ended_at_ms.is_none()) {
             h.ended_at_ms = Some(now);
         }
@@ -1496,18 +1495,23 @@ impl CallController {
         for id in dirty.drain(..) {
             if let Some(call) = self.calls.get_mut(&id) {
                 call.dirty = false;
-                send_record(&self.records, &self.stats, Persist::Call(call.record.clone()));
+                send_record(&mut self.records, &self.stats, Persist::Call(call.record.clone()));
             }
         }
         self.dirty = dirty;
     }
 
-    fn write_record(&self, r: CallRecord) {
+    fn write_record(&mut self, r: CallRecord) {
         self.write(Persist::Call(r));
     }
 
-    fn write(&self, p: Persist) {
-        send_record(&self.records, &self.stats, p);
+    fn write(&mut self, p: Persist) {
+        send_record(&mut self.records, &self.stats, p);
+    }
+
+    /// The next record for the store, in the order produced (the driver hands it to the record writer).
+    pub fn poll_record(&mut self) -> Option<Persist> {
+        self.records.pop_front()
     }
 
     /// Edge shutdown: every call ended cleanly (BYE for answered ones, 503 for ringing ones) so that agent
@@ -1524,12 +1528,12 @@ impl CallController {
                     } else {
                         self.fail_a(ctx, id, 503, "Service Unavailable", &[("Retry-After", "5")]);
                     }
-                    self.finish(id, CallStatus::Failed, "edge shutting down", Some(HangupBy::Edge));
+                    self.finish(ctx, id, CallStatus::Failed, "edge shutting down", Some(HangupBy::Edge));
                 }
                 Some(_) => {
                     self.hang_up_other(ctx, id, Side::A, Some("SIP;cause=503;text=\"edge shutting down\""));
                     self.send_bye_a(ctx, id);
-                    self.finish(id, CallStatus::Completed, "edge shutting down", Some(HangupBy::Edge));
+                    self.finish(ctx, id, CallStatus::Completed, "edge shutting down", Some(HangupBy::Edge));
                 }
                 None => {}
             }
@@ -1561,14 +1565,9 @@ impl CallController {
             .inbound_routing
             .as_ref()
             .and_then(|r| r.voicemail_message.clone())
-            .or(agent_default)
-            .unwrap_or_else(|| m.default_greeting.clone());
-        let cfg = Arc::new(VoicemailConfig {
-            greeting_text: greeting,
-            ..m.voicemail.clone()
-        });
-        let started = now_ms();
-        let (answer, session) = match m.engine.start_voicemail(&call.record.id, call.a.invite.body(), cfg) {
+            .or(agent_default);
+        let started = ctx.wall_ms;
+        let (answer, session) = match m.start_voicemail(&call.record.id, call.a.invite.body(), greeting) {
             Ok(x) => x,
             Err(e) => {
                 tracing::warn!(call = %call.record.id, error = %e, "voicemail could not start");
@@ -1585,7 +1584,7 @@ impl CallController {
             .body("application/sdp", answer)
             .build();
         if let Some(a_key) = &call.a.key {
-            let _ = ctx.tx.respond(ctx.now, a_key, bytes.clone());
+            ctx.respond(a_key, bytes.clone(), "voicemail 2xx");
         }
         count_invite_answer(&call.record.carrier, 200);
         metrics::histogram!("edge_call_setup_seconds").record(ctx.now.duration_since(call.created).as_secs_f64());
@@ -1604,7 +1603,7 @@ impl CallController {
         });
         call.record.status = CallStatus::InProgress;
         call.record.answered_by = Some(Route::Voicemail);
-        call.record.answered_at_ms = Some(now_ms());
+        call.record.answered_at_ms = Some(ctx.wall_ms);
         self.voicemail_meta.insert(
             call.record.id.clone(),
             VoicemailMeta {
@@ -1642,9 +1641,9 @@ impl CallController {
                 b = b.body("application/sdp", sdp);
             }
         }
-        let _ = ctx.tx.respond(ctx.now, &key, b.build());
+        ctx.respond(&key, b.build(), "answer in voicemail");
         if *method == Method::Bye {
-            self.finish(id, CallStatus::Completed, "caller hung up", Some(HangupBy::Caller));
+            self.finish(ctx, id, CallStatus::Completed, "caller hung up", Some(HangupBy::Caller));
         }
         true
     }
@@ -1660,8 +1659,7 @@ impl CallController {
                 let reason = "SIP;cause=408;text=\"media timeout\"";
                 self.hang_up_other(ctx, id, Side::A, Some(reason));
                 self.send_bye_a(ctx, id);
-                self.finish(
-                    id,
+                self.finish(ctx, id,
                     CallStatus::Completed,
                     "media timeout: no RTP or RTCP from either side",
                     Some(HangupBy::Edge),
@@ -1671,12 +1669,10 @@ impl CallController {
                 let meta = self.voicemail_meta.remove(&*call_id);
                 match (&outcome, meta) {
                     (Ok(o), Some(meta)) => {
-                        let path = o
-                            .path
-                            .strip_prefix(self.media.as_ref().map(|m| m.data_dir.clone()).unwrap_or_default())
-                            .unwrap_or(&o.path)
-                            .to_string_lossy()
-                            .into_owned();
+                        let path = match &self.media {
+                            Some(m) => m.stored_path(&o.path),
+                            None => o.path.to_string_lossy().into_owned(),
+                        };
                         self.write(Persist::Voicemail(VoicemailRecord {
                             id: format!("vm_{}", leg::token()),
                             account_id: meta.account_id,
@@ -1687,7 +1683,7 @@ impl CallController {
                             duration_ms: o.duration_ms as i64,
                             ended_by: ended_by_word(o.ended_by).into(),
                             recording_path: path,
-                            created_at_ms: now_ms(),
+                            created_at_ms: ctx.wall_ms,
                         }));
                     }
                     (Err(e), _) => tracing::error!(call = %call_id, error = %e, "voicemail recording failed"),
@@ -1696,7 +1692,7 @@ impl CallController {
                 // Ended by itself (silence, length, `#`): the edge hangs up.
                 if let Some(id) = self.by_public.get(&*call_id).copied() {
                     self.send_bye_a(ctx, id);
-                    self.finish(id, CallStatus::Completed, "voicemail recorded", Some(HangupBy::Edge));
+                    self.finish(ctx, id, CallStatus::Completed, "voicemail recorded", Some(HangupBy::Edge));
                 }
             }
         }
@@ -1728,13 +1724,17 @@ fn set_gauge(gauge: &dashmap::DashMap<String, u32>, agent_id: &str, n: u32) {
     }
 }
 
-/// Queues `p` for the record writer; a full queue counts it as dropped rather than block the engine.
-fn send_record(records: &Option<tokio::sync::mpsc::Sender<Persist>>, stats: &CallStats, p: Persist) {
-    if let Some(tx) = records {
-        if tx.try_send(p).is_err() {
-            stats.records_dropped.fetch_add(1, Ordering::Relaxed);
-        }
+/// Records waiting for the driver past this are counted as dropped: a driver that stopped polling must not
+/// make the engine's memory grow without bound.
+const RECORDS_PENDING_MAX: usize = 65_536;
+
+/// Queues `p` for the driver; a full queue counts it as dropped rather than grow.
+fn send_record(records: &mut VecDeque<Persist>, stats: &CallStats, p: Persist) {
+    if records.len() >= RECORDS_PENDING_MAX {
+        stats.records_dropped.fetch_add(1, Ordering::Relaxed);
+        return;
     }
+    records.push_back(p);
 }
 
 fn ended_by_word(e: edge_media::EndedBy) -> &'static str {
@@ -1748,17 +1748,13 @@ fn ended_by_word(e: edge_media::EndedBy) -> &'static str {
 }
 
 /// The SDP of `msg` (sent by `from`) rewritten by the call's relay; `None` passes the body through.
-fn anchor(relay: Option<&RelayHandle>, from: Side, msg: &Message, media: Option<&MediaCtl>) -> Option<Bytes> {
+fn anchor(relay: Option<&dyn MediaRelay>, from: Side, msg: &Message) -> Option<Bytes> {
     let relay = relay?;
     if msg.body().is_empty() {
         return None;
     }
-    let side = match from {
-        Side::A => MediaSide::A,
-        Side::B => MediaSide::B,
-    };
-    match relay.anchor_sdp(side, msg.body(), media.and_then(|m| m.codecs.as_deref())) {
-        Ok((sdp, _)) => Some(sdp),
+    match relay.anchor_sdp(from, msg.body()) {
+        Ok(sdp) => Some(sdp),
         Err(e) => {
             // Never leak the other leg's addresses: drop the body rather than pass it through.
             tracing::warn!(call_id = msg.call_id().unwrap_or("-"), error = %e, "SDP not anchored; body dropped");
@@ -1825,14 +1821,14 @@ pub fn count_invite_answer(carrier: &str, code: u16) {
     });
 }
 
-fn hop(route: Route, agent_id: &str, status: Option<u16>, outcome: String, started: i64) -> Hop {
+fn hop(route: Route, agent_id: &str, status: Option<u16>, outcome: String, started: i64, ended: i64) -> Hop {
     Hop {
         route,
         agent_id: Some(agent_id.to_owned()),
         sip_status: status,
         outcome,
         started_at_ms: started,
-        ended_at_ms: Some(now_ms()),
+        ended_at_ms: Some(ended),
     }
 }
 

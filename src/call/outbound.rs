@@ -24,10 +24,9 @@ use super::leg::{self, DialogSide};
 use super::pacing::Slot;
 use super::trunk::{self, TrunkChoice, TrunkTransport};
 use super::{
-    anchor, now_ms, ALeg, BLeg, Call, CallController, CallId, CallKind, ClientRef, Ctx, LegTarget, Reject, Side, State,
+    anchor, ALeg, BLeg, Call, CallController, CallId, CallKind, ClientRef, Ctx, LegTarget, Reject, Side, State,
     TimerKind,
 };
-use edge_media::Side as MediaSide;
 
 /// How an agent's INVITE reached us.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -199,7 +198,7 @@ impl CallController {
         // 4. Which trunk.
         let trunk = trunk::choose(&number, &self.index, &self.cfg.outbound)
             .map_err(|e| refuse(self, 503, "Service Unavailable", &e.message))?;
-        let record = outbound_record(&number, &agent, &trunk, &dest, invite.call_id().unwrap_or(""));
+        let record = outbound_record(ctx.wall_ms, &number, &agent, &trunk, &dest, invite.call_id().unwrap_or(""));
         let (relay, b_offer) = self.anchor_offer(&record.id, &invite)?;
         tracing::debug!(call = %record.id, agent = %agent.id, to = %dest, trunk = %trunk.address.host, "outbound call from an agent");
         let a_call_id = invite.call_id().unwrap_or("").to_owned();
@@ -285,12 +284,11 @@ impl CallController {
                 "calls placed through the API need the media engine ([media] enabled = true)".into(),
             ));
         };
-        let mut record = outbound_record(&number, &agent, &trunk, &dest, "");
+        let mut record = outbound_record(ctx.wall_ms, &number, &agent, &trunk, &dest, "");
         let relay = media
-            .engine
             .allocate_relay(&record.id)
             .map_err(|e| unavailable(format!("no media ports: {e}")))?;
-        let offer = relay.offer_sdp(MediaSide::A, media.codecs.as_deref());
+        let offer = relay.offer_sdp(Side::A);
         let plan = plan(trunk, dest, agent.clone());
         record.sip_call_id = plan.call_id.clone();
         let invite = build_trunk_invite(
@@ -373,7 +371,7 @@ impl CallController {
                 CallStatus::Completed
             }
         };
-        self.finish_keeping(id, status, reason, Some(HangupBy::Edge), true)
+        self.finish_keeping(ctx, id, status, reason, Some(HangupBy::Edge), true)
     }
 
     /// The next trunk host to resolve, for the driver.
@@ -574,7 +572,7 @@ impl CallController {
             transport,
             conn: None,
         };
-        let started = now_ms();
+        let started = ctx.wall_ms;
         let sent = Message::parse(bytes).map_err(|e| e.to_string()).and_then(|m| {
             ctx.tx
                 .send_request(ctx.now, peer, m.clone())
@@ -626,7 +624,7 @@ impl CallController {
         if let Some(h) = call.record.hops.get_mut(b.hop) {
             h.sip_status = Some(status);
             h.outcome = format!("rejected: {status} {reason}").trim_end().to_owned();
-            h.ended_at_ms = Some(now_ms());
+            h.ended_at_ms = Some(ctx.wall_ms);
         }
         let Some(plan) = call.out.as_mut() else { return };
         match (status, resp) {
@@ -745,7 +743,7 @@ impl CallController {
         if let Some(call) = self.calls.get_mut(&id) {
             call.record.sip_status = Some(sip);
         }
-        self.finish(id, status, &e.message, None);
+        self.finish(ctx, id, status, &e.message, None);
     }
 
     /// An API call's dialled party answered: its dialog becomes leg A and the agent is rung with its SDP.
@@ -754,7 +752,7 @@ impl CallController {
         let Some(b) = call.b.take() else { return };
         let Some(dialog) = b.dialog else { return };
         // The trunk's answer is side A's media; rewritten, it is the offer the agent gets.
-        call.b_offer = anchor(call.relay.as_ref(), Side::A, resp, self.media.as_ref());
+        call.b_offer = anchor(call.relay.as_deref(), Side::A, resp);
         self.by_dialog.insert(dialog.call_id.clone(), (id, Side::A));
         call.a.dialog = dialog;
         call.a.peer = b.peer;
@@ -763,7 +761,7 @@ impl CallController {
         call.answered_at = Some(ctx.now);
         call.record.status = CallStatus::InProgress;
         call.record.answered_by = Some(Route::Trunk);
-        call.record.answered_at_ms = Some(now_ms());
+        call.record.answered_at_ms = Some(ctx.wall_ms);
         if let Some(plan) = &call.out {
             call.plan.push_back((plan.agent.id.clone(), Route::Primary));
         }
@@ -793,7 +791,7 @@ impl CallController {
             format!("agent {agent} could not take the answered call ({why})"),
         ));
         self.send_bye_a(ctx, id);
-        self.finish(id, CallStatus::Failed, "agent unavailable", Some(HangupBy::Edge));
+        self.finish(ctx, id, CallStatus::Failed, "agent unavailable", Some(HangupBy::Edge));
     }
 }
 
@@ -814,6 +812,7 @@ fn plan(trunk: TrunkChoice, dest: String, agent: Arc<AgentRecord>) -> OutboundPl
 }
 
 fn outbound_record(
+    wall_ms: i64,
     number: &NumberRoute,
     agent: &AgentRecord,
     trunk: &TrunkChoice,
@@ -821,7 +820,7 @@ fn outbound_record(
     sip_call_id: &str,
 ) -> CallRecord {
     CallRecord {
-        id: leg::call_record_id(now_ms()),
+        id: leg::call_record_id(wall_ms),
         account_id: number.account_id.clone(),
         direction: "outbound".into(),
         // The provider, not the host: a bounded label for metrics; the host is in each hop's outcome.
@@ -838,7 +837,7 @@ fn outbound_record(
         hangup_by: None,
         sip_status: None,
         sip_call_id: sip_call_id.to_owned(),
-        created_at_ms: now_ms(),
+        created_at_ms: wall_ms,
         answered_at_ms: None,
         ended_at_ms: None,
         error: None,

@@ -131,7 +131,12 @@ pub struct Endpoint {
     shared_limit: usize,
     /// The time of the latest input, for what happens between inputs (vouching on send).
     last_now: Instant,
+    /// The wall clock in Unix milliseconds, read once per input for the call records.
+    wall: WallClock,
 }
+
+/// Reads the wall clock (Unix milliseconds); tests give a fake one.
+pub type WallClock = Box<dyn Fn() -> i64 + Send>;
 
 impl Endpoint {
     pub fn new(
@@ -154,7 +159,18 @@ impl Endpoint {
             stats: Arc::new(EndpointStats::default()),
             shared_limit,
             last_now: now,
+            wall: Box::new(edge_store::now_ms),
         }
+    }
+
+    /// Replaces the wall clock the call records are stamped with (a fake clock in tests).
+    pub fn set_wall_clock(&mut self, wall: WallClock) {
+        self.wall = wall;
+    }
+
+    /// The next call or voicemail record for the store, in the order produced.
+    pub fn poll_record(&mut self) -> Option<crate::call::Persist> {
+        self.calls.poll_record()
     }
 
     /// Admission counters, for /metrics.
@@ -223,6 +239,7 @@ impl Endpoint {
                 Incoming::Response { key, msg } => {
                     let mut ctx = Ctx {
                         now,
+                        wall_ms: (self.wall)(),
                         tx: &mut self.tx,
                         out: &mut self.out,
                     };
@@ -328,6 +345,7 @@ impl Endpoint {
                 let in_dialog = msg.to().ok().is_some_and(|t| t.tag().is_some());
                 let mut ctx = Ctx {
                     now,
+                    wall_ms: (self.wall)(),
                     tx: &mut self.tx,
                     out: &mut self.out,
                 };
@@ -477,6 +495,7 @@ impl Endpoint {
         // is final the CANCEL has no effect (9.2).
         let mut ctx = Ctx {
             now,
+            wall_ms: (self.wall)(),
             tx: &mut self.tx,
             out: &mut self.out,
         };
@@ -738,6 +757,7 @@ impl Endpoint {
         self.drain_tx_events(now);
         let mut ctx = Ctx {
             now,
+            wall_ms: (self.wall)(),
             tx: &mut self.tx,
             out: &mut self.out,
         };
@@ -748,6 +768,7 @@ impl Endpoint {
         while let Some(ev) = self.tx.poll_event() {
             let mut ctx = Ctx {
                 now,
+                wall_ms: (self.wall)(),
                 tx: &mut self.tx,
                 out: &mut self.out,
             };
@@ -764,6 +785,7 @@ impl Endpoint {
     pub fn on_media_event(&mut self, now: Instant, ev: edge_media::MediaEvent) {
         let mut ctx = Ctx {
             now,
+            wall_ms: (self.wall)(),
             tx: &mut self.tx,
             out: &mut self.out,
         };
@@ -778,6 +800,7 @@ impl Endpoint {
     ) -> Result<edge_store::CallRecord, edge_api::OriginateError> {
         let mut ctx = Ctx {
             now,
+            wall_ms: (self.wall)(),
             tx: &mut self.tx,
             out: &mut self.out,
         };
@@ -788,6 +811,7 @@ impl Endpoint {
     pub fn hang_up(&mut self, now: Instant, account_id: &str, call_id: &str) -> Option<edge_store::CallRecord> {
         let mut ctx = Ctx {
             now,
+            wall_ms: (self.wall)(),
             tx: &mut self.tx,
             out: &mut self.out,
         };
@@ -803,6 +827,7 @@ impl Endpoint {
     ) {
         let mut ctx = Ctx {
             now,
+            wall_ms: (self.wall)(),
             tx: &mut self.tx,
             out: &mut self.out,
         };
@@ -813,6 +838,7 @@ impl Endpoint {
     pub fn shutdown(&mut self, now: Instant) {
         let mut ctx = Ctx {
             now,
+            wall_ms: (self.wall)(),
             tx: &mut self.tx,
             out: &mut self.out,
         };
