@@ -11,8 +11,8 @@ use tokio::task::JoinHandle;
 
 use crate::call::leg::Local;
 use crate::call::{CallConfig, CallController, CallMedia, CallStats, Persist};
-use crate::media_ctl::MediaCtl;
 use crate::config::{Config, UnknownSource};
+use crate::media_ctl::MediaCtl;
 use crate::sip::agent_auth::AgentAuth;
 use crate::sip::endpoint::{Endpoint, EndpointConfig, EndpointStats, SourcePolicy};
 use crate::transport::{self, Inbound, Outbound, TransportStats};
@@ -235,22 +235,22 @@ pub async fn start(cfg: Config) -> anyhow::Result<Edge> {
         index.clone(),
         media.clone().map(|engine| -> Box<dyn CallMedia> {
             Box::new(MediaCtl {
-            engine,
-            codecs: cfg.media.codecs.clone().map(Into::into),
-            voicemail: edge_media::VoicemailConfig {
-                greeting_text: String::new(),
-                recordings_dir: cfg.data_dir.join("voicemail"),
-                max_length: cfg.media.voicemail_max_length,
-                silence_limit: cfg.media.voicemail_silence_limit,
-                ..edge_media::VoicemailConfig::default()
-            },
-            default_greeting: cfg.default_voicemail_message.clone(),
-            data_dir: cfg.data_dir.clone(),
-        })
+                engine,
+                codecs: cfg.media.codecs.clone().map(Into::into),
+                voicemail: edge_media::VoicemailConfig {
+                    greeting_text: String::new(),
+                    recordings_dir: cfg.data_dir.join("voicemail"),
+                    max_length: cfg.media.voicemail_max_length,
+                    silence_limit: cfg.media.voicemail_silence_limit,
+                    ..edge_media::VoicemailConfig::default()
+                },
+                default_greeting: cfg.default_voicemail_message.clone(),
+                data_dir: cfg.data_dir.clone(),
+            })
         }),
     );
     let call_stats = calls.stats.clone();
-    let agent_gauge = calls.agent_gauge.clone();
+    let agent_gauge = calls.agent_gauge();
     let agent_auth =
         agent_verifier(&cfg, &host).map(|v| AgentAuth::new(v, cfg.outbound.agent_digest_guard.clone(), index.clone()));
     if cfg.outbound.agent_digest
@@ -580,9 +580,7 @@ async fn run_engine(
 fn drain_records(ep: &mut Endpoint, records: &mpsc::Sender<Persist>, stats: &CallStats) {
     while let Some(p) = ep.poll_record() {
         if records.try_send(p).is_err() {
-            stats
-                .records_dropped
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            stats.records_dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
     }
 }

@@ -130,4 +130,23 @@ pub(crate) mod fake {
             path.to_string_lossy().into_owned()
         }
     }
+
+    #[test]
+    fn fake_relays_and_recordings_count_back_to_zero() {
+        let media = FakeMedia::default();
+        let relay = media.allocate_relay("call_1").expect("relay");
+        assert_eq!(media.relays.load(Ordering::Relaxed), 1);
+        let sdp = relay.anchor_sdp(Side::A, b"v=0\r\n").expect("anchored");
+        assert!(sdp.ends_with(b"a=anchored:A\r\n"));
+        assert!(relay.offer_sdp(Side::B).ends_with(b"a=offer:B\r\n"));
+        drop(relay);
+        assert_eq!(media.relays.load(Ordering::Relaxed), 0);
+        let (answer, rec) = media
+            .start_voicemail("call_1", b"v=0\r\n", Some("hi".into()))
+            .expect("voicemail");
+        assert!(answer.ends_with(b"a=voicemail:hi\r\n"));
+        rec.stop();
+        assert_eq!(media.recordings.load(Ordering::Relaxed), 0);
+        assert_eq!(media.stored_path(Path::new("vm/a.wav")), "vm/a.wav");
+    }
 }
