@@ -37,6 +37,8 @@ pub mod outcome;
 pub mod pacing;
 mod registry;
 mod state;
+#[cfg(test)]
+mod tests;
 pub mod trunk;
 mod voicemail;
 
