@@ -131,7 +131,8 @@ pub struct Endpoint {
     shared_limit: usize,
     /// The time of the latest input, for what happens between inputs (vouching on send).
     last_now: Instant,
-    /// The wall clock in Unix milliseconds, read once per input for the call records.
+    /// The wall clock in Unix milliseconds, read each time call control is handed an event (its records
+    /// are stamped with it).
     wall: WallClock,
 }
 
