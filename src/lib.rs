@@ -6,6 +6,7 @@
 pub mod call;
 pub mod config;
 pub mod logging;
+pub mod media_ctl;
 pub mod ops;
 pub mod server;
 pub mod shard;

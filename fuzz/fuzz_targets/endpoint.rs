@@ -104,7 +104,6 @@ fn build_endpoint(start: Instant) -> Endpoint {
         },
         index.clone(),
         None,
-        None,
         oneinbox_edge::shard::CallShard::single(cfg.outbound.max_pacing_wait),
     );
     let verifier = sip_core::digest::DigestVerifier::new(

@@ -18,7 +18,9 @@ use sip_core::headers::NameAddr;
 use sip_core::message::Message;
 use sip_core::transaction::TxKey;
 
-use super::{Call, CallController, CallId, CallKind, LegTarget, Side};
+use super::media::Side;
+use super::registry::CallController;
+use super::state::{Call, CallId, CallKind, LegTarget};
 use crate::sip::endpoint::SourcePolicy;
 
 impl CallController {

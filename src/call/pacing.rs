@@ -7,6 +7,7 @@
 //! instead of letting them time out one by one.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The answer for one call.
@@ -53,6 +54,24 @@ impl Pacer {
         } else {
             Slot::At(free)
         }
+    }
+}
+
+/// A [`Pacer`] that several controllers (engine shards) can share: cloning shares the lines. The lock is
+/// taken once per outbound call.
+#[derive(Debug, Clone)]
+pub struct TrunkPacer(Arc<Mutex<Pacer>>);
+
+impl TrunkPacer {
+    pub fn new(max_wait: Duration) -> Self {
+        TrunkPacer(Arc::new(Mutex::new(Pacer::new(max_wait))))
+    }
+
+    /// A slot on `trunk` at `cps` calls per second (see [`Pacer::admit`]).
+    pub fn admit(&self, now: Instant, trunk: &str, cps: f64) -> Slot {
+        // A panic while holding the lock leaves the lines as they were: still usable.
+        let mut p = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        p.admit(now, trunk, cps)
     }
 }
 

@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use tokio::sync::{mpsc, watch};
 
+use crate::call::{CallStats, Persist};
 use crate::shard::{Dispatch, ShardMap};
 use crate::sip::endpoint::Endpoint;
 use crate::transport::{self, Inbound, Outbound, TransportStats};
@@ -26,6 +27,9 @@ pub(super) struct EngineInputs {
     /// Which shard this is, and (with more than one) where the others' datagrams go.
     pub(super) shard: usize,
     pub(super) dispatch: Option<Dispatch>,
+    /// Call and voicemail records, polled from the endpoint, to the record writer.
+    pub(super) records: mpsc::Sender<Persist>,
+    pub(super) call_stats: Arc<CallStats>,
 }
 
 /// Resolved trunk hosts coming back to the engine.
@@ -49,6 +53,8 @@ pub(super) async fn run_engine(
         transport_stats,
         shard,
         dispatch,
+        records,
+        call_stats,
     } = inputs;
     let mut udp_buf = transport::udp::recv_buffer();
     let (resolved_tx, mut resolved_rx) = mpsc::channel::<Resolved>(1024);
@@ -61,6 +67,7 @@ pub(super) async fn run_engine(
                 while let Some(t) = ep.poll_transmit() {
                     out.send(t.link, t.to, t.bytes);
                 }
+                drain_records(&mut ep, &records, &call_stats);
                 // Recordings in progress are finished and their rows written before the engine goes.
                 if let (Some(media), Some(events)) = (&media, media_events.as_mut()) {
                     media.shutdown(std::time::Duration::from_secs(5)).await;
@@ -70,6 +77,7 @@ pub(super) async fn run_engine(
                             Ok(Some(ev)) => ep.on_media_event(Instant::now(), ev),
                             _ => break,
                         }
+                        drain_records(&mut ep, &records, &call_stats);
                     }
                 }
                 return;
@@ -153,6 +161,17 @@ pub(super) async fn run_engine(
             });
         }
         flush(&mut ep, &out);
+        drain_records(&mut ep, &records, &call_stats);
+    }
+}
+
+/// Hands the endpoint's records to the record writer; a full queue counts them as dropped rather than
+/// block the engine.
+fn drain_records(ep: &mut Endpoint, records: &mpsc::Sender<Persist>, stats: &CallStats) {
+    while let Some(p) = ep.poll_record() {
+        if records.try_send(p).is_err() {
+            stats.records_dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 }
 

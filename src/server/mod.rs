@@ -11,10 +11,11 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::call::leg::Local;
-use crate::call::{CallConfig, CallController, CallStats, MediaCtl};
-use crate::call::pacing::Pacer;
+use crate::call::pacing::TrunkPacer;
+use crate::call::{AgentSlots, CallConfig, CallController, CallMedia, CallStats};
 use crate::config::{Config, UnknownSource};
-use crate::shard::limits::{AgentLoad, SharedAdmission, SharedAgentAuth, SharedPacer};
+use crate::media_ctl::MediaCtl;
+use crate::shard::limits::{SharedAdmission, SharedAgentAuth};
 use crate::shard::{CallShard, Dispatch, ShardIds, ShardMap};
 use crate::sip::admission::Admission;
 use crate::sip::agent_auth::AgentAuth;
@@ -268,25 +269,27 @@ pub async fn start(cfg: Config) -> anyhow::Result<Edge> {
         targets: edge_contract::TargetPolicy::new(cfg.security.internal_targets.clone()),
     };
     let media_ctl = || {
-        media.clone().map(|engine| MediaCtl {
-            engine,
-            codecs: cfg.media.codecs.clone(),
-            voicemail: edge_media::VoicemailConfig {
-                greeting_text: String::new(),
-                recordings_dir: cfg.data_dir.join("voicemail"),
-                max_length: cfg.media.voicemail_max_length,
-                silence_limit: cfg.media.voicemail_silence_limit,
-                ..edge_media::VoicemailConfig::default()
-            },
-            default_greeting: cfg.default_voicemail_message.clone(),
-            data_dir: cfg.data_dir.clone(),
+        media.clone().map(|engine| -> Box<dyn CallMedia> {
+            Box::new(MediaCtl {
+                engine,
+                codecs: cfg.media.codecs.clone().map(Into::into),
+                voicemail: edge_media::VoicemailConfig {
+                    greeting_text: String::new(),
+                    recordings_dir: cfg.data_dir.join("voicemail"),
+                    max_length: cfg.media.voicemail_max_length,
+                    silence_limit: cfg.media.voicemail_silence_limit,
+                    ..edge_media::VoicemailConfig::default()
+                },
+                default_greeting: cfg.default_voicemail_message.clone(),
+                data_dir: cfg.data_dir.clone(),
+            })
         })
     };
     let call_stats = Arc::new(CallStats::default());
     let endpoint_stats = Arc::new(EndpointStats::default());
-    let agents = Arc::new(AgentLoad::default());
+    let agents = AgentSlots::default();
     let agent_gauge = agents.gauge();
-    let pacer = SharedPacer::new(Pacer::new(cfg.outbound.max_pacing_wait));
+    let pacer = TrunkPacer::new(cfg.outbound.max_pacing_wait);
     let admission = SharedAdmission::new(Admission::new(cfg.admission.clone(), Instant::now()));
     let agent_auth = agent_verifier(&cfg, &host).map(|v| {
         SharedAgentAuth::new(AgentAuth::new(
@@ -354,7 +357,6 @@ pub async fn start(cfg: Config) -> anyhow::Result<Edge> {
         let mut calls = CallController::new(
             call_cfg.clone(),
             index.clone(),
-            Some(records_tx.clone()),
             media_ctl(),
             CallShard {
                 ids: ShardIds::new(shard_map.clone(), i),
@@ -383,6 +385,8 @@ pub async fn start(cfg: Config) -> anyhow::Result<Edge> {
                 transport_stats: transport_stats.clone(),
                 shard: i,
                 dispatch: (shards > 1).then(|| dispatch.clone()),
+                records: records_tx.clone(),
+                call_stats: call_stats.clone(),
             },
             media.clone(),
             out.clone(),

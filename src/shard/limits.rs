@@ -1,8 +1,8 @@
 //! What every engine shard counts together. Each limit below is a promise to an operator or a customer
 //! for the whole edge; were each shard to keep its own, N shards would grant N times each of them.
 //!
-//! * [`AgentLoad`]: calls in progress per agent, against its `max_concurrent_calls`.
-//! * [`SharedPacer`]: each trunk's calls-per-second line.
+//! * Agent concurrency and trunk pacing: [`crate::call::AgentSlots`] and [`crate::call::TrunkPacer`], shared
+//!   by cloning (one handle per shard).
 //! * [`SharedAdmission`]: the per-source and all-strangers buckets, and the vouched-for addresses.
 //! * [`SharedAgentAuth`]: the digest nonce ledger (a nonce is good for one call, on any shard) and the
 //!   guard against password guessing.
@@ -14,84 +14,13 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use dashmap::DashMap;
 
-use crate::call::pacing::{Pacer, Slot};
 use crate::sip::admission::{Admission, AdmissionStats, Refusal, SourceClass};
 use crate::sip::agent_auth::{AgentAuth, AgentAuthStats, AuthOutcome};
 use crate::sip::digest_guard::GuardStats;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// Calls in progress per agent, for every shard at once (and the gauge /metrics reads).
-#[derive(Debug, Default)]
-pub struct AgentLoad {
-    counts: Arc<DashMap<String, u32>>,
-}
-
-impl AgentLoad {
-    /// The map /metrics and `Edge::agent_load` read.
-    pub fn gauge(&self) -> Arc<DashMap<String, u32>> {
-        self.counts.clone()
-    }
-
-    /// Calls the agent is on now.
-    pub fn get(&self, agent_id: &str) -> u32 {
-        self.counts.get(agent_id).map_or(0, |v| *v)
-    }
-
-    /// One more call on the agent if it is below `max`, checked and counted under one lock so that two
-    /// shards cannot both take the agent's last slot; false when it is at `max`.
-    pub fn try_acquire(&self, agent_id: &str, max: u32) -> bool {
-        if let Some(mut n) = self.counts.get_mut(agent_id) {
-            if *n >= max {
-                return false;
-            }
-            *n += 1;
-            return true;
-        }
-        if max == 0 {
-            return false;
-        }
-        let mut n = self.counts.entry(agent_id.to_owned()).or_insert(0);
-        if *n >= max {
-            return false;
-        }
-        *n += 1;
-        true
-    }
-
-    /// One more call on the agent, whatever its limit (a call it already holds).
-    pub fn acquire(&self, agent_id: &str) {
-        match self.counts.get_mut(agent_id) {
-            Some(mut n) => *n += 1,
-            None => *self.counts.entry(agent_id.to_owned()).or_insert(0) += 1,
-        }
-    }
-
-    /// One fewer call on the agent.
-    pub fn release(&self, agent_id: &str) {
-        if let Some(mut n) = self.counts.get_mut(agent_id) {
-            *n = n.saturating_sub(1);
-        }
-    }
-}
-
-/// The trunks' pacing lines ([`Pacer`]), one for the edge.
-#[derive(Debug, Clone)]
-pub struct SharedPacer(Arc<Mutex<Pacer>>);
-
-impl SharedPacer {
-    pub fn new(pacer: Pacer) -> Self {
-        SharedPacer(Arc::new(Mutex::new(pacer)))
-    }
-
-    /// A slot on `trunk` at `cps` calls per second ([`Pacer::admit`]).
-    pub fn admit(&self, now: Instant, trunk: &str, cps: f64) -> Slot {
-        lock(&self.0).admit(now, trunk, cps)
-    }
 }
 
 /// [`Admission`], one for the edge.
@@ -157,32 +86,34 @@ impl SharedAgentAuth {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::call::pacing::{Slot, TrunkPacer};
+    use crate::call::AgentSlots;
+    use std::time::Instant;
 
     #[test]
-    fn agent_load_never_passes_the_limit_from_many_threads() {
-        let load = Arc::new(AgentLoad::default());
+    fn agent_slots_never_pass_the_limit_from_many_threads() {
+        let load = AgentSlots::default();
         let taken: u32 = std::thread::scope(|s| {
             let hs: Vec<_> = (0..4)
                 .map(|_| {
                     let load = load.clone();
-                    s.spawn(move || (0..100).filter(|_| load.try_acquire("ag", 7)).count() as u32)
+                    s.spawn(move || (0..100).filter(|_| load.try_take("ag", 7)).count() as u32)
                 })
                 .collect();
             hs.into_iter().map(|h| h.join().unwrap()).sum()
         });
         assert_eq!(taken, 7);
-        assert_eq!(load.get("ag"), 7);
+        assert_eq!(load.load("ag"), 7);
         load.release("ag");
-        assert!(load.try_acquire("ag", 7));
-        assert!(!load.try_acquire("other", 0));
-        load.acquire("other");
+        assert!(load.try_take("ag", 7));
+        assert!(!load.try_take("other", 0));
+        load.add("other");
         assert_eq!(load.gauge().get("other").map(|v| *v), Some(1));
     }
 
     #[test]
     fn one_pacing_line_for_every_shard() {
-        let p = SharedPacer::new(Pacer::new(std::time::Duration::from_secs(1)));
+        let p = TrunkPacer::new(std::time::Duration::from_secs(1));
         let (a, b) = (p.clone(), p);
         let now = Instant::now();
         assert_eq!(a.admit(now, "t", 1.0), Slot::Now);

@@ -112,8 +112,8 @@ impl ShardIds {
 #[derive(Clone)]
 pub struct CallShard {
     pub ids: ShardIds,
-    pub agents: std::sync::Arc<limits::AgentLoad>,
-    pub pacer: limits::SharedPacer,
+    pub agents: crate::call::AgentSlots,
+    pub pacer: crate::call::pacing::TrunkPacer,
 }
 
 impl CallShard {
@@ -122,7 +122,7 @@ impl CallShard {
         CallShard {
             ids: ShardIds::single(),
             agents: Default::default(),
-            pacer: limits::SharedPacer::new(crate::call::pacing::Pacer::new(max_pacing_wait)),
+            pacer: crate::call::pacing::TrunkPacer::new(max_pacing_wait),
         }
     }
 }

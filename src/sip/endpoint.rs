@@ -137,7 +137,13 @@ pub struct Endpoint {
     /// This endpoint's share of `stats.transactions_live` as last published (the engine shards add up
     /// their tables in that one gauge).
     published_live: std::cell::Cell<u64>,
+    /// The wall clock in Unix milliseconds, read each time call control is handed an event (its records
+    /// are stamped with it).
+    wall: WallClock,
 }
+
+/// Reads the wall clock (Unix milliseconds); tests give a fake one.
+pub type WallClock = Box<dyn Fn() -> i64 + Send>;
 
 impl Endpoint {
     pub fn new(
@@ -161,7 +167,18 @@ impl Endpoint {
             shared_limit,
             last_now: now,
             published_live: std::cell::Cell::new(0),
+            wall: Box::new(edge_store::now_ms),
         }
+    }
+
+    /// Replaces the wall clock the call records are stamped with (a fake clock in tests).
+    pub fn set_wall_clock(&mut self, wall: WallClock) {
+        self.wall = wall;
+    }
+
+    /// The next call or voicemail record for the store, in the order produced.
+    pub fn poll_record(&mut self) -> Option<crate::call::Persist> {
+        self.calls.poll_record()
     }
 
     /// Admission counters, for /metrics.
@@ -230,6 +247,7 @@ impl Endpoint {
                 Incoming::Response { key, msg } => {
                     let mut ctx = Ctx {
                         now,
+                        wall_ms: (self.wall)(),
                         tx: &mut self.tx,
                         out: &mut self.out,
                     };
@@ -335,6 +353,7 @@ impl Endpoint {
                 let in_dialog = msg.to().ok().is_some_and(|t| t.tag().is_some());
                 let mut ctx = Ctx {
                     now,
+                    wall_ms: (self.wall)(),
                     tx: &mut self.tx,
                     out: &mut self.out,
                 };
@@ -484,6 +503,7 @@ impl Endpoint {
         // is final the CANCEL has no effect (9.2).
         let mut ctx = Ctx {
             now,
+            wall_ms: (self.wall)(),
             tx: &mut self.tx,
             out: &mut self.out,
         };
@@ -745,6 +765,7 @@ impl Endpoint {
         self.drain_tx_events(now);
         let mut ctx = Ctx {
             now,
+            wall_ms: (self.wall)(),
             tx: &mut self.tx,
             out: &mut self.out,
         };
@@ -755,6 +776,7 @@ impl Endpoint {
         while let Some(ev) = self.tx.poll_event() {
             let mut ctx = Ctx {
                 now,
+                wall_ms: (self.wall)(),
                 tx: &mut self.tx,
                 out: &mut self.out,
             };
@@ -771,6 +793,7 @@ impl Endpoint {
     pub fn on_media_event(&mut self, now: Instant, ev: edge_media::MediaEvent) {
         let mut ctx = Ctx {
             now,
+            wall_ms: (self.wall)(),
             tx: &mut self.tx,
             out: &mut self.out,
         };
@@ -785,6 +808,7 @@ impl Endpoint {
     ) -> Result<edge_store::CallRecord, edge_contract::OriginateRefusal> {
         let mut ctx = Ctx {
             now,
+            wall_ms: (self.wall)(),
             tx: &mut self.tx,
             out: &mut self.out,
         };
@@ -795,6 +819,7 @@ impl Endpoint {
     pub fn hang_up(&mut self, now: Instant, account_id: &str, call_id: &str) -> Option<edge_store::CallRecord> {
         let mut ctx = Ctx {
             now,
+            wall_ms: (self.wall)(),
             tx: &mut self.tx,
             out: &mut self.out,
         };
@@ -810,6 +835,7 @@ impl Endpoint {
     ) {
         let mut ctx = Ctx {
             now,
+            wall_ms: (self.wall)(),
             tx: &mut self.tx,
             out: &mut self.out,
         };
@@ -820,6 +846,7 @@ impl Endpoint {
     pub fn shutdown(&mut self, now: Instant) {
         let mut ctx = Ctx {
             now,
+            wall_ms: (self.wall)(),
             tx: &mut self.tx,
             out: &mut self.out,
         };

@@ -1,0 +1,291 @@
+//! Answers on the legs we place: the B leg's 1xx/2xx/failure (relayed to A, ACKed, or the next hop),
+//! answers to requests we relayed, late answers on legs we gave up on (CANCEL, or ACK + BYE), and
+//! transaction time-outs.
+
+use edge_store::{CallStatus, Route};
+use sip_core::build::{cancel_for, ResponseBuilder};
+use sip_core::message::{HeaderName, Message, Method, Transport};
+use sip_core::transaction::TxKey;
+use std::cmp::Reverse;
+use std::sync::atomic::Ordering;
+
+use crate::call::context::{count_invite_answer, Ctx};
+use crate::call::leg;
+use crate::call::media::Side;
+use crate::call::outcome::HopOutcome;
+use crate::call::registry::CallController;
+use crate::call::state::{anchor, dialog_from_answer, CallId, CallKind, ClientRef, LegTarget, State, TimerKind};
+
+impl CallController {
+    /// A final non-2xx answer to the carrier's INVITE.
+    pub(super) fn fail_a(&mut self, ctx: &mut Ctx<'_>, id: CallId, code: u16, reason: &str, extra: &[(&str, &str)]) {
+        let Some(call) = self.calls.get_mut(&id) else { return };
+        let mut b = ResponseBuilder::for_request(&call.a.invite, code, reason)
+            .to_tag(&call.a.tag)
+            .header_unless_empty("Server", &self.cfg.local.server_name);
+        for (n, v) in extra {
+            b = b.header(n, v);
+        }
+        let bytes = b.build();
+        call.record.sip_status = Some(code);
+        count_invite_answer(&call.record.carrier, code);
+        let Some(a_key) = &call.a.key else { return };
+        if let Err(e) = ctx.tx.respond(ctx.now, a_key, bytes) {
+            tracing::debug!(error = %e, "final answer to carrier not sent");
+        }
+    }
+
+    /// A response on one of our client transactions.
+    pub fn on_response(&mut self, ctx: &mut Ctx<'_>, key: &TxKey, resp: Message) {
+        let status = resp.status().unwrap_or(0);
+        match self.by_client.get_mut(key) {
+            Some(ClientRef::Invite(id)) => {
+                let id = *id;
+                if status >= 200 {
+                    // The client transaction stays until it terminates; a 2xx retransmission still maps here.
+                    if status >= 300 {
+                        self.by_client.remove(key);
+                    }
+                }
+                self.on_agent_response(ctx, id, key, resp, status);
+            }
+            Some(ClientRef::Orphan(o)) => {
+                if status < 200 && status > 100 && !o.provisional {
+                    o.provisional = true;
+                    let cancel = cancel_for(&o.invite);
+                    if let Ok(m) = Message::parse(cancel) {
+                        let peer = o.peer;
+                        if let Ok(k) = ctx.tx.send_request(ctx.now, peer, m) {
+                            self.by_client.insert(k, ClientRef::Fire);
+                        }
+                    }
+                } else if (200..300).contains(&status) {
+                    // The agent answered after we gave up: acknowledge and hang up at once.
+                    let o = match self.by_client.remove(key) {
+                        Some(ClientRef::Orphan(o)) => o,
+                        _ => return,
+                    };
+                    let mut d = dialog_from_answer(&o.local, o.invite.call_id().unwrap_or(""), &resp, o.peer);
+                    let cseq = o.invite.cseq().map(|c| c.seq).unwrap_or(1);
+                    ctx.send_raw(&o.peer, leg::ack_2xx(&d, &self.cfg.local, cseq));
+                    d.local_cseq = cseq;
+                    self.send_bye(ctx, &mut d, o.peer, None);
+                } else if status >= 300 {
+                    self.by_client.remove(key);
+                }
+            }
+            Some(ClientRef::Relay { .. }) => {
+                if status < 200 {
+                    // Provisional answers to relayed requests are hop-by-hop; the final one is relayed.
+                    return;
+                }
+                let Some(ClientRef::Relay {
+                    call,
+                    server_key,
+                    request,
+                    to_side,
+                }) = self.by_client.remove(key)
+                else {
+                    return;
+                };
+                let Some(c) = self.calls.get_mut(&call) else { return };
+                let tag = c.a.tag.clone();
+                let sdp = anchor(c.relay.as_deref(), to_side, &resp);
+                let bytes = leg::relay_response(&request, &resp, &tag, &self.cfg.local, sdp);
+                ctx.respond(&server_key, bytes, "relayed answer");
+                // A 2xx to a relayed re-INVITE needs our ACK on the side that answered.
+                if (200..300).contains(&status) && resp.cseq().map(|c| c.method == Method::Invite).unwrap_or(false) {
+                    let answered_by_b = c.b.as_ref().is_some_and(|b| {
+                        b.dialog
+                            .as_ref()
+                            .is_some_and(|d| Some(d.call_id.as_str()) == resp.call_id().ok())
+                    });
+                    let seq = resp.cseq().map(|c| c.seq).unwrap_or(1);
+                    if answered_by_b {
+                        if let Some(b) = c.b.as_ref() {
+                            if let Some(d) = &b.dialog {
+                                let peer = b.peer;
+                                ctx.send_raw(&peer, leg::ack_2xx(d, &self.cfg.local, seq));
+                            }
+                        }
+                    } else {
+                        let peer = c.a.peer;
+                        ctx.send_raw(&peer, leg::ack_2xx(&c.a.dialog, &self.cfg.local, seq));
+                    }
+                }
+            }
+            Some(ClientRef::Fire) if status >= 200 => {
+                self.by_client.remove(key);
+            }
+            Some(ClientRef::Fire) | None => {}
+        }
+    }
+
+    /// A response on the current B leg's INVITE (an agent, or a trunk for outbound calls).
+    pub(super) fn on_agent_response(&mut self, ctx: &mut Ctx<'_>, id: CallId, key: &TxKey, resp: Message, status: u16) {
+        let local = self.cfg.local.clone();
+        let Some(call) = self.calls.get_mut(&id) else { return };
+        let Some(b) = call.b.as_mut().filter(|b| &b.key == key) else {
+            return;
+        };
+        let to_trunk = matches!(b.target, LegTarget::Trunk);
+        match status {
+            100..=199 => {
+                b.provisional = true;
+                if status > 100 && call.state == State::Routing {
+                    if let Some(a_key) = &call.a.key {
+                        let sdp = anchor(call.relay.as_deref(), Side::B, &resp);
+                        let bytes = leg::relay_response(&call.a.invite, &resp, &call.a.tag, &local, sdp);
+                        ctx.respond(a_key, bytes, "provisional answer");
+                    }
+                    // Ringing is the called party's state: the carrier's caller hears the agent ring, an
+                    // outbound call rings at the trunk (an API call's agent leg changes nothing).
+                    if call.record.status == CallStatus::Queued && (to_trunk || call.kind == CallKind::Inbound) {
+                        call.record.status = CallStatus::Ringing;
+                        if call.kind != CallKind::Inbound {
+                            self.persist(ctx.now, id);
+                        }
+                    }
+                }
+            }
+            200..=299 => {
+                if let Some(d) = &b.dialog {
+                    // A retransmitted 2xx: our ACK was lost; send it again.
+                    let peer = b.peer;
+                    let seq = b.invite.cseq().map(|c| c.seq).unwrap_or(1);
+                    ctx.send_raw(&peer, leg::ack_2xx(d, &local, seq));
+                    return;
+                }
+                let mut d = dialog_from_answer(
+                    b.invite.header(&HeaderName::From).unwrap_or(""),
+                    b.invite.call_id().unwrap_or(""),
+                    &resp,
+                    b.peer,
+                );
+                d.local_cseq = b.invite.cseq().map(|c| c.seq).unwrap_or(1);
+                ctx.send_raw(&b.peer, leg::ack_2xx(&d, &local, d.local_cseq));
+                b.dialog = Some(d);
+                let route = b.route;
+                let agent_id = b.agent_id().map(str::to_owned);
+                let hop = b.hop;
+                call.end_hop(hop, Some(status), HopOutcome::Answered, ctx.wall_ms);
+                call.generation += 1; // cancels the setup and ring timers
+                match (call.kind, to_trunk) {
+                    (CallKind::ApiOutbound, true) => return self.api_trunk_answered(ctx, id, &resp),
+                    (CallKind::ApiOutbound, false) => {
+                        // The agent took the dialled party: media flows both ways through the relay.
+                        let _ = anchor(call.relay.as_deref(), Side::B, &resp);
+                        call.state = State::Confirmed;
+                        self.persist(ctx.now, id);
+                        return;
+                    }
+                    _ => {}
+                }
+                call.state = State::Answered;
+                call.answered_at = Some(ctx.now);
+                call.record.status = CallStatus::InProgress;
+                call.record.answered_by = Some(route);
+                if let Some(agent_id) = agent_id {
+                    call.record.agent_id = Some(agent_id);
+                }
+                call.record.answered_at_ms = Some(ctx.wall_ms);
+                match route {
+                    Route::Primary => self.stats.answered_primary.fetch_add(1, Ordering::Relaxed),
+                    Route::Fallback => self.stats.answered_fallback.fetch_add(1, Ordering::Relaxed),
+                    _ => 0,
+                };
+                let sdp = anchor(call.relay.as_deref(), Side::B, &resp);
+                let bytes = leg::relay_response(&call.a.invite, &resp, &call.a.tag, &local, sdp);
+                if let Some(a_key) = &call.a.key {
+                    ctx.respond(a_key, bytes.clone(), "2xx answer");
+                }
+                call.answer = Some(bytes);
+                count_invite_answer(&call.record.carrier, status);
+                metrics::histogram!("edge_call_setup_seconds")
+                    .record(ctx.now.duration_since(call.created).as_secs_f64());
+                if call.a.peer.transport == Transport::Udp {
+                    let gen = call.generation;
+                    self.timers
+                        .push(Reverse((ctx.now + self.cfg.t1, id, TimerKind::Retransmit2xx, gen)));
+                }
+                self.persist(ctx.now, id);
+            }
+            _ => {
+                if to_trunk {
+                    return self.on_trunk_failure(ctx, id, status, Some(&resp));
+                }
+                // The transaction layer has ACKed it; this hop is over.
+                let agent_id = b.agent_id().map(str::to_owned);
+                let leg_call_id = b.invite_call_id();
+                let hop = b.hop;
+                let reason = resp.reason().unwrap_or("").to_owned();
+                call.end_hop(hop, Some(status), HopOutcome::Rejected { status, reason }, ctx.wall_ms);
+                call.b = None;
+                self.forget_leg(leg_call_id);
+                if let Some(agent_id) = agent_id {
+                    self.release_agent(&agent_id);
+                }
+                self.next_hop(ctx, id);
+            }
+        }
+    }
+
+    /// A client transaction timed out (Timer B/F).
+    pub fn on_tx_timeout(&mut self, ctx: &mut Ctx<'_>, key: &TxKey) {
+        match self.by_client.remove(key) {
+            Some(ClientRef::Invite(id)) => {
+                let Some(call) = self.calls.get_mut(&id) else { return };
+                let Some(b) = call.b.as_ref().filter(|b| &b.key == key) else {
+                    return;
+                };
+                if call.state != State::Routing && call.kind != CallKind::ApiOutbound {
+                    return;
+                }
+                if matches!(b.target, LegTarget::Trunk) {
+                    return self.on_trunk_failure(ctx, id, 408, None);
+                }
+                let agent_id = b.agent_id().map(str::to_owned);
+                let leg_call_id = b.invite_call_id();
+                let hop = b.hop;
+                call.end_hop(hop, Some(408), HopOutcome::NoFinalAnswer, ctx.wall_ms);
+                call.b = None;
+                self.forget_leg(leg_call_id);
+                if let Some(agent_id) = agent_id {
+                    self.release_agent(&agent_id);
+                }
+                self.next_hop(ctx, id);
+            }
+            Some(ClientRef::Relay {
+                call,
+                server_key,
+                request,
+                ..
+            }) if self.calls.contains_key(&call) => {
+                let r = ResponseBuilder::for_request(&request, 408, "Request Timeout").build();
+                ctx.respond(&server_key, r, "408 to relayed request");
+            }
+            _ => {}
+        }
+    }
+
+    /// Gives up on the current agent leg without ending the call.
+    pub(super) fn abandon_agent_leg(&mut self, ctx: &mut Ctx<'_>, id: CallId, why: HopOutcome) {
+        let Some(call) = self.calls.get_mut(&id) else { return };
+        let Some(b) = call.b.take() else { return };
+        call.end_hop(b.hop, None, why, ctx.wall_ms);
+        self.forget_leg(b.invite_call_id());
+        if let Some(agent_id) = b.agent_id() {
+            let agent_id = agent_id.to_owned();
+            self.release_agent(&agent_id);
+        }
+        if b.provisional {
+            // RFC 3261 9.1: CANCEL only once a provisional answer came.
+            if let Ok(m) = Message::parse(cancel_for(&b.invite)) {
+                if let Ok(k) = ctx.tx.send_request(ctx.now, b.peer, m) {
+                    self.by_client.insert(k, ClientRef::Fire);
+                }
+            }
+        }
+        self.orphan(b);
+    }
+}

@@ -1,0 +1,120 @@
+//! What call control is given and gives back at its edges: its settings, the IO-free context of one
+//! event (`Ctx`: the time, the transaction layer, the send queue), refusals, records, counters.
+
+use crate::sip::endpoint::Transmit;
+use crate::transport::Link;
+use bytes::Bytes;
+use edge_store::{CallRecord, VoicemailRecord};
+use sip_core::message::Transport;
+use sip_core::transaction::{Peer, TransactionLayer, TxKey};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::call::leg::Local;
+
+/// Call-control settings (`[routing]` in the config).
+#[derive(Debug, Clone)]
+pub struct CallConfig {
+    pub agent_setup_timeout: Duration,
+    pub agent_ring_timeout: Duration,
+    pub default_country_code: Option<String>,
+    /// Shared: every leg message writes it, and cloning three strings per message showed in profiles.
+    pub local: Arc<Local>,
+    /// The T1 used for our own 2xx retransmissions toward the carrier (RFC 3261 13.3.1.4).
+    pub t1: Duration,
+    pub t2: Duration,
+    /// Host named in Warning headers.
+    pub warn_agent: String,
+    /// Outbound calls: trunks, pacing, timeouts.
+    pub outbound: crate::config::OutboundSettings,
+    /// Internal ranges agents and trunks may resolve to (`[security] internal_targets`); every
+    /// other internal address is refused after DNS, so a name cannot be re-pointed at one.
+    pub targets: edge_contract::TargetPolicy,
+}
+
+/// What the endpoint must answer for a new INVITE the controller did not take.
+#[derive(Debug)]
+pub struct Reject {
+    pub code: u16,
+    pub reason: &'static str,
+    pub headers: Vec<(&'static str, String)>,
+}
+
+/// Counters for /metrics.
+#[derive(Debug, Default)]
+pub struct CallStats {
+    pub calls_started: AtomicU64,
+    pub active_calls: AtomicU64,
+    pub answered_primary: AtomicU64,
+    pub answered_fallback: AtomicU64,
+    pub voicemail: AtomicU64,
+    pub rejected: AtomicU64,
+    pub failovers: AtomicU64,
+    pub records_dropped: AtomicU64,
+    /// New calls refused with 503 because no media port pair could be bound (range or open files used up).
+    pub media_unavailable: AtomicU64,
+}
+
+/// What the store must keep, in the order produced.
+#[derive(Debug)]
+pub enum Persist {
+    Call(CallRecord),
+    Voicemail(VoicemailRecord),
+}
+
+/// The IO-free things the controller may touch while handling one event.
+pub struct Ctx<'a> {
+    pub now: Instant,
+    /// The wall clock at `now`, in Unix milliseconds, for the stored records.
+    pub wall_ms: i64,
+    pub tx: &'a mut TransactionLayer,
+    pub out: &'a mut VecDeque<Transmit>,
+}
+
+impl Ctx<'_> {
+    /// Answers a server transaction; a failure (the transaction is gone, say) is logged, not dropped.
+    pub(super) fn respond(&mut self, key: &TxKey, bytes: Bytes, what: &str) {
+        if let Err(e) = self.tx.respond(self.now, key, bytes) {
+            tracing::debug!(error = %e, what, "answer not sent");
+        }
+    }
+
+    pub(super) fn send_raw(&mut self, peer: &Peer, bytes: Bytes) {
+        self.out.push_back(Transmit {
+            link: link_of(peer),
+            to: peer.addr,
+            bytes,
+        });
+    }
+}
+
+pub(crate) fn link_of(peer: &Peer) -> Link {
+    match (peer.conn, peer.transport) {
+        (Some(id), _) => Link::Tcp(id),
+        (None, Transport::Tcp) => Link::Connect,
+        (None, _) => Link::Udp,
+    }
+}
+
+/// INVITEs by carrier and the final code the carrier got: what a carrier's engineer compares with their CDRs.
+pub fn count_invite_answer(carrier: &str, code: u16) {
+    // Counter handles by (code, carrier), kept per thread (the engine's): looking one up in the recorder
+    // builds and hashes its label set, two strings and a vector per INVITE answered.
+    thread_local! {
+        static COUNTERS: std::cell::RefCell<HashMap<u16, HashMap<String, metrics::Counter>>> =
+            std::cell::RefCell::new(HashMap::new());
+    }
+    COUNTERS.with_borrow_mut(|by_code| {
+        let by_carrier = by_code.entry(code).or_default();
+        if let Some(c) = by_carrier.get(carrier) {
+            return c.increment(1);
+        }
+        let c =
+            metrics::counter!("edge_sip_invites_total", "carrier" => carrier.to_owned(), "code" => code.to_string());
+        c.increment(1);
+        // Carriers are the configured ones and codes are bounded, so the cache stays small.
+        by_carrier.insert(carrier.to_owned(), c);
+    });
+}

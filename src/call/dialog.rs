@@ -1,0 +1,190 @@
+//! Requests inside a call's dialogs: the carrier's ACK and CANCEL, BYE from either side, everything else
+//! (re-INVITE, UPDATE, INFO) relayed to the other side with its SDP anchored; BYEs we send.
+
+use edge_store::{CallStatus, HangupBy};
+use sip_core::build::ResponseBuilder;
+use sip_core::message::{Message, Method};
+use sip_core::transaction::{Peer, TxKey};
+use std::net::SocketAddr;
+
+use crate::call::context::Ctx;
+use crate::call::leg;
+use crate::call::leg::DialogSide;
+use crate::call::media::Side;
+use crate::call::outcome::{Abandon, HopOutcome};
+use crate::call::registry::CallController;
+use crate::call::state::{anchor, BLeg, CallId, ClientRef, State};
+
+impl CallController {
+    /// The carrier's ACK for our 2xx (or an ACK in an agent dialog): only from that dialog and its side.
+    pub fn on_ack(&mut self, msg: &Message, source: SocketAddr, policy: &dyn crate::sip::endpoint::SourcePolicy) {
+        let Some((id, side)) = self.dialog_of(msg, source, policy) else {
+            return;
+        };
+        if side != Side::A {
+            return;
+        }
+        if let Some(call) = self.calls.get_mut(&id) {
+            if call.state == State::Answered {
+                call.state = State::Confirmed;
+                call.generation += 1; // stops 2xx retransmission
+            }
+        }
+    }
+
+    /// The carrier cancelled its INVITE (the CANCEL itself was answered 200 by the endpoint).
+    pub fn on_cancel(&mut self, ctx: &mut Ctx<'_>, invite_key: &TxKey) {
+        let Some(id) = self.by_server_invite.get(invite_key).copied() else {
+            return;
+        };
+        let Some(call) = self.calls.get(&id) else { return };
+        if call.state != State::Routing {
+            return; // already answered: the CANCEL has no effect (RFC 3261 9.2)
+        }
+        self.abandon_agent_leg(ctx, id, HopOutcome::Abandoned(Abandon::CallerCanceled));
+        self.fail_a(ctx, id, 487, "Request Terminated", &[]);
+        self.finish(
+            ctx,
+            id,
+            CallStatus::Canceled,
+            "caller canceled while ringing",
+            Some(HangupBy::Caller),
+        );
+    }
+
+    /// A request inside a dialog we hold; false when no dialog matches it, by id and by source (the
+    /// endpoint answers 481 and the other leg never sees it).
+    pub fn on_in_dialog(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        key: TxKey,
+        req: Message,
+        source: SocketAddr,
+        policy: &dyn crate::sip::endpoint::SourcePolicy,
+    ) -> bool {
+        let Some((id, side)) = self.dialog_of(&req, source, policy) else {
+            return false;
+        };
+        let method = req.method().cloned().unwrap_or(Method::Options);
+        let local = self.cfg.local.clone();
+        let Some(call) = self.calls.get_mut(&id) else {
+            return false;
+        };
+        if side == Side::A && call.voicemail.is_some() {
+            return self.in_voicemail(ctx, id, key, &req, &method);
+        }
+        // The other side's dialog must exist: on B only once the agent answered.
+        let b_ready = call.b.as_ref().is_some_and(|b| b.dialog.is_some());
+        if !b_ready {
+            // An API call's dialled party may hang up while its agent still rings.
+            if side == Side::A && call.a_up && method == Method::Bye {
+                let ok = ResponseBuilder::for_request(&req, 200, "OK")
+                    .header_unless_empty("Server", &local.server_name)
+                    .build();
+                ctx.respond(&key, ok, "200 to BYE");
+                self.abandon_agent_leg(ctx, id, HopOutcome::Abandoned(Abandon::CalledPartyHungUp));
+                self.finish(
+                    ctx,
+                    id,
+                    CallStatus::Completed,
+                    "called party hung up before the agent answered",
+                    Some(HangupBy::Caller),
+                );
+                return true;
+            }
+            return false;
+        }
+        if method == Method::Bye {
+            let ok = ResponseBuilder::for_request(&req, 200, "OK")
+                .header_unless_empty("Server", &local.server_name)
+                .build();
+            ctx.respond(&key, ok, "200 to BYE");
+            let (hangup, reason) = match side {
+                Side::A => (HangupBy::Caller, "caller hung up"),
+                Side::B => (HangupBy::Agent, "agent hung up"),
+            };
+            self.hang_up_other(ctx, id, side, None);
+            self.finish(ctx, id, CallStatus::Completed, reason, Some(hangup));
+            return true;
+        }
+        // Relay re-INVITE, UPDATE, INFO, ... to the other side.
+        let (dialog, peer) = match side {
+            Side::A => match call.b.as_mut() {
+                Some(BLeg {
+                    dialog: Some(d), peer, ..
+                }) => (d, *peer),
+                _ => return false,
+            },
+            Side::B => (&mut call.a.dialog, call.a.peer),
+        };
+        let sdp = anchor(call.relay.as_deref(), side, &req);
+        let bytes = leg::in_dialog_request(dialog, &local, &method, Some(&req), &[], sdp);
+        let Ok(msg) = Message::parse(bytes) else { return false };
+        match ctx.tx.send_request(ctx.now, peer, msg) {
+            Ok(k) => {
+                self.by_client.insert(
+                    k,
+                    ClientRef::Relay {
+                        call: id,
+                        server_key: key,
+                        request: Box::new(req),
+                        to_side: match side {
+                            Side::A => Side::B,
+                            Side::B => Side::A,
+                        },
+                    },
+                );
+            }
+            Err(_) => {
+                let r = ResponseBuilder::for_request(&req, 503, "Service Unavailable")
+                    .header("Retry-After", "5")
+                    .build();
+                ctx.respond(&key, r, "503 to relayed request");
+            }
+        }
+        true
+    }
+
+    /// Sends BYE to the side opposite `from` (or both when `from` is None).
+    pub(super) fn hang_up_other(&mut self, ctx: &mut Ctx<'_>, id: CallId, from: Side, reason: Option<&str>) {
+        let Some(call) = self.calls.get_mut(&id) else { return };
+        let mut targets: Vec<(DialogSide, Peer)> = Vec::new();
+        if from != Side::B {
+            if let Some(b) = call.b.as_ref() {
+                if let Some(d) = &b.dialog {
+                    targets.push((d.clone(), b.peer));
+                }
+            }
+        }
+        if from != Side::A {
+            targets.push((call.a.dialog.clone(), call.a.peer));
+        }
+        for (mut d, peer) in targets {
+            self.send_bye(ctx, &mut d, peer, reason);
+        }
+    }
+
+    pub(super) fn send_bye(&mut self, ctx: &mut Ctx<'_>, d: &mut DialogSide, peer: Peer, reason: Option<&str>) {
+        let extra: Vec<(&str, &str)> = reason.map(|r| vec![("Reason", r)]).unwrap_or_default();
+        let bytes = leg::in_dialog_request(d, &self.cfg.local, &Method::Bye, None, &extra, None);
+        if let Ok(m) = Message::parse(bytes) {
+            if let Ok(k) = ctx.tx.send_request(ctx.now, peer, m) {
+                self.by_client.insert(k, ClientRef::Fire);
+            }
+        }
+    }
+
+    pub(super) fn send_bye_a(&mut self, ctx: &mut Ctx<'_>, id: CallId) {
+        let Some(call) = self.calls.get_mut(&id) else { return };
+        let mut d = call.a.dialog.clone();
+        let peer = call.a.peer;
+        self.send_bye(ctx, &mut d, peer, None);
+    }
+
+    pub(super) fn retransmit_2xx(&mut self, ctx: &mut Ctx<'_>, id: CallId) {
+        let Some(call) = self.calls.get(&id) else { return };
+        if let (Some(bytes), Some(a_key)) = (&call.answer, &call.a.key) {
+            ctx.respond(a_key, bytes.clone(), "2xx retransmission");
+        }
+    }
+}

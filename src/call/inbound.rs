@@ -1,0 +1,554 @@
+//! Inbound calls: a carrier's INVITE -> dialed number (E.164) -> routing index -> hop chain
+//! (`inbound_routing.agent_id`, then `fallback.agent_id`, then voicemail) -> the agent leg's INVITE.
+//! An agent that cannot be rung (disabled, at its limit, unreachable) is a hop with that outcome, and the
+//! next one is tried; the end of the chain is voicemail (`voicemail.rs`) or a 503.
+
+use bytes::Bytes;
+use edge_store::{AgentRecord, AgentStatus, CallRecord, CallStatus, Hop, Route};
+use sip_core::build::new_branch;
+use sip_core::message::{HeaderName, Message, Method, Transport, Uri};
+use sip_core::transaction::{Peer, TxKey};
+use std::cmp::Reverse;
+use std::collections::VecDeque;
+use std::fmt::Write as _;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use crate::call::context::{Ctx, Reject};
+use crate::call::media::{MediaRelay, Side};
+use crate::call::outbound::{ResolveJob, TrunkTarget};
+use crate::call::outcome::{Direction, HopOutcome, Unavailable};
+use crate::call::registry::CallController;
+use crate::call::state::{ALeg, BLeg, Call, CallId, CallKind, ClientRef, LegTarget, TimerKind};
+use crate::call::{dialed, leg};
+
+/// A refusal for want of media ports is logged on the first one and then once per this many: under
+/// overload every INVITE would log, and the log would compete with the calls (the count is on /metrics).
+pub(super) const MEDIA_UNAVAILABLE_LOG_EVERY: u64 = 1000;
+
+impl CallController {
+    /// A new INVITE (outside any dialog) that passed the core checks. `Err` is the answer to send.
+    pub fn on_invite(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        key: TxKey,
+        invite: Message,
+        peer: Peer,
+        carrier: &str,
+    ) -> Result<(), Reject> {
+        let did = match dialed::dialed_number(&invite, self.cfg.default_country_code.as_deref()) {
+            Ok(d) => d,
+            Err(e) => {
+                self.stats.rejected.fetch_add(1, Ordering::Relaxed);
+                return Err(Reject {
+                    code: 404,
+                    reason: "Not Found",
+                    headers: vec![("Warning", self.warning(&e.to_string()))],
+                });
+            }
+        };
+        let Some(number) = self.index.lookup_number(&did) else {
+            self.stats.rejected.fetch_add(1, Ordering::Relaxed);
+            return Err(Reject {
+                code: 404,
+                reason: "Not Found",
+                headers: vec![("Warning", self.warning(&format!("{did} is not a number served here")))],
+            });
+        };
+        let Some(inbound) = number.inbound_routing.clone() else {
+            self.stats.rejected.fetch_add(1, Ordering::Relaxed);
+            return Err(Reject {
+                code: 404,
+                reason: "Not Found",
+                headers: vec![(
+                    "Warning",
+                    self.warning(&format!("{did} is outbound-only: it has no inbound_routing")),
+                )],
+            });
+        };
+        let from = invite.from().ok();
+        let caller = from
+            .as_ref()
+            .and_then(|f| f.uri.user().map(|u| u.into_owned()))
+            .unwrap_or_else(|| "anonymous".into());
+        let caller_name = from
+            .as_ref()
+            .and_then(|f| f.display_name.as_ref().map(|d| d.to_string()));
+        let a_call_id = invite.call_id().unwrap_or("").to_owned();
+        let mut plan = VecDeque::new();
+        plan.push_back((inbound.agent_id.clone(), Route::Primary));
+        if let Some(f) = &inbound.fallback_agent_id {
+            plan.push_back((f.clone(), Route::Fallback));
+        }
+        let record = CallRecord {
+            id: self.new_record_id(ctx.wall_ms),
+            account_id: number.account_id.clone(),
+            direction: Direction::Inbound.as_str().into(),
+            carrier: carrier.to_owned(),
+            from: caller,
+            caller_name,
+            to: did,
+            phone_number_id: Some(number.number_id.clone()),
+            status: CallStatus::Queued,
+            answered_by: None,
+            agent_id: None,
+            hops: Vec::new(),
+            end_reason: None,
+            hangup_by: None,
+            sip_status: None,
+            sip_call_id: a_call_id.clone(),
+            created_at_ms: ctx.wall_ms,
+            answered_at_ms: None,
+            ended_at_ms: None,
+            error: None,
+        };
+        let (relay, b_offer) = self.anchor_offer(&record.id, &invite)?;
+        tracing::debug!(call = %record.id, sip_call_id = %a_call_id, carrier, to = %record.to, "inbound call");
+        let mut call = Call::new(
+            CallKind::Inbound,
+            number,
+            ALeg::server(invite, key.clone(), peer),
+            record,
+            ctx.now,
+            self.cfg.t1,
+        );
+        call.plan = plan;
+        call.relay = relay;
+        call.b_offer = b_offer;
+        let id = self.new_call(call);
+        self.by_server_invite.insert(key, id);
+        self.by_dialog.insert(a_call_id, (id, Side::A));
+        self.persist(ctx.now, id);
+        self.next_hop(ctx, id);
+        Ok(())
+    }
+
+    /// Anchors a caller's SDP offer on a new relay: the relay and the offer rewritten for the other leg.
+    /// No ports is a clean 503 and an unusable offer a 488, never a half-set-up call.
+    #[allow(clippy::type_complexity)]
+    pub(super) fn anchor_offer(
+        &self,
+        record_id: &str,
+        invite: &Message,
+    ) -> Result<(Option<Box<dyn MediaRelay>>, Option<Bytes>), Reject> {
+        let Some(m) = self.media.as_ref().filter(|_| !invite.body().is_empty()) else {
+            return Ok((None, None));
+        };
+        let relay = m.allocate_relay(record_id).map_err(|e| {
+            self.stats.rejected.fetch_add(1, Ordering::Relaxed);
+            let n = self.stats.media_unavailable.fetch_add(1, Ordering::Relaxed) + 1;
+            if n % MEDIA_UNAVAILABLE_LOG_EVERY == 1 {
+                tracing::warn!(call = %record_id, error = %e, refused_so_far = n, "no media ports for a new call: 503 (logged every {MEDIA_UNAVAILABLE_LOG_EVERY})");
+            }
+            Reject {
+                code: 503,
+                reason: "Service Unavailable",
+                headers: vec![
+                    ("Retry-After", "5".into()),
+                    ("Warning", self.warning(e.warning)),
+                ],
+            }
+        })?;
+        match relay.anchor_sdp(Side::A, invite.body()) {
+            Ok(sdp) => Ok((Some(relay), Some(sdp))),
+            Err(e) => {
+                self.stats.rejected.fetch_add(1, Ordering::Relaxed);
+                let code = e.status;
+                Err(Reject {
+                    code,
+                    reason: if code == 488 {
+                        "Not Acceptable Here"
+                    } else {
+                        "Bad Request"
+                    },
+                    headers: vec![("Warning", self.warning(&format!("SDP offer: {e}")))],
+                })
+            }
+        }
+    }
+
+    /// Tries the next agent of the chain; with none left, the end of the chain.
+    pub(super) fn next_hop(&mut self, ctx: &mut Ctx<'_>, id: CallId) {
+        loop {
+            let Some(call) = self.calls.get_mut(&id) else { return };
+            call.generation += 1;
+            let Some((agent_id, route)) = call.plan.pop_front() else {
+                return self.chain_exhausted(ctx, id);
+            };
+            if route == Route::Fallback {
+                self.stats.failovers.fetch_add(1, Ordering::Relaxed);
+            }
+            let started = ctx.wall_ms;
+            let agent = match self.index.agent(&agent_id) {
+                None => Err(Unavailable::AgentNotFound),
+                Some(a) if a.status != AgentStatus::Active => Err(Unavailable::AgentDisabled),
+                Some(a) if self.agent_slots.load(&a.id) >= a.max_concurrent_calls => {
+                    Err(Unavailable::AtLimit(a.max_concurrent_calls))
+                }
+                Some(a) => Ok(a),
+            };
+            let targets = &self.cfg.targets;
+            let agent = match agent.and_then(|a| agent_peer(&a.sip_uri, targets).map(|p| (a, p))) {
+                Ok(x) => x,
+                Err(why) => {
+                    let Some(call) = self.calls.get_mut(&id) else { return };
+                    let outcome = HopOutcome::Unavailable(why);
+                    call.push_hop(route, Some(agent_id), None, outcome, started, Some(started));
+                    continue;
+                }
+            };
+            let peer = match agent.1 {
+                AgentTarget::Ready(peer) => peer,
+                AgentTarget::Resolve { host, port, transport } => {
+                    // A host name: the driver resolves it (RFC 3263) and `on_resolved` goes on from here.
+                    let gen = self.calls.get(&id).map(|c| c.generation).unwrap_or(0);
+                    self.resolve_jobs.push_back(ResolveJob {
+                        call: id,
+                        generation: gen,
+                        host,
+                        port,
+                        transport: Some(transport),
+                        secure: false,
+                        agent: Some((agent.0, route)),
+                    });
+                    return;
+                }
+            };
+            if self.start_agent_leg(ctx, id, agent.0, peer, route) {
+                return;
+            }
+        }
+    }
+
+    /// An agent's host name resolved: ring it at the first address, or move on to the next hop.
+    pub(super) fn agent_resolved(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        id: CallId,
+        agent: Arc<AgentRecord>,
+        route: Route,
+        result: Result<Vec<TrunkTarget>, String>,
+    ) {
+        match result.as_ref().map(|t| t.first()) {
+            Ok(Some((addr, transport))) => {
+                let peer = Peer {
+                    addr: *addr,
+                    transport: *transport,
+                    conn: None,
+                };
+                if self.start_agent_leg(ctx, id, agent, peer, route) {
+                    return;
+                }
+            }
+            other => {
+                let why = match other {
+                    Err(e) => e.clone(),
+                    _ => "no address".into(),
+                };
+                let Some(call) = self.calls.get_mut(&id) else { return };
+                let now = ctx.wall_ms;
+                let outcome = HopOutcome::Unavailable(Unavailable::DoesNotResolve(why));
+                call.push_hop(route, Some(agent.id.clone()), None, outcome, now, Some(now));
+            }
+        }
+        self.next_hop(ctx, id);
+    }
+
+    /// Sends the agent leg's INVITE; false when it could not even be sent (then the next hop is tried).
+    pub(super) fn start_agent_leg(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        id: CallId,
+        agent: Arc<AgentRecord>,
+        peer: Peer,
+        route: Route,
+    ) -> bool {
+        let local = self.cfg.local.clone();
+        let b_call_id = self.new_leg_call_id();
+        let Some(call) = self.calls.get_mut(&id) else {
+            return false;
+        };
+        let agent_hostport = match uri_hostport(&agent.sip_uri) {
+            Ok(h) => h,
+            Err(e) => {
+                let outcome = HopOutcome::Unavailable(Unavailable::SipUri(e.to_string()));
+                call.push_hop(
+                    route,
+                    Some(agent.id.clone()),
+                    None,
+                    outcome,
+                    ctx.wall_ms,
+                    Some(ctx.wall_ms),
+                );
+                return false;
+            }
+        };
+        let a = &call.a.invite;
+        let from_tag = leg::token();
+        let host = &local.sent_by;
+        // An API call's agent sees the party the edge dialled as the caller, and our number as the callee.
+        let (from_user, display, to_user, did) = match call.kind {
+            CallKind::ApiOutbound => (&call.record.to, None, &call.record.from, &call.record.from),
+            CallKind::AgentOutbound => (
+                &call.record.from,
+                call.record.caller_name.as_deref(),
+                &call.record.to,
+                &call.record.from,
+            ),
+            CallKind::Inbound => (
+                &call.record.from,
+                call.record.caller_name.as_deref(),
+                &call.record.to,
+                &call.record.to,
+            ),
+        };
+        let mut from = String::with_capacity(96);
+        if let Some(d) = display {
+            from.push('"');
+            from.extend(d.chars().filter(|c| !matches!(c, '"' | '\\')));
+            from.push_str("\" ");
+        }
+        let _ = write!(from, "<sip:{from_user}@{host}>;tag={from_tag}");
+        let to = format!("<sip:{to_user}@{agent_hostport}>");
+        let direction = if call.kind == CallKind::Inbound {
+            Direction::Inbound
+        } else {
+            Direction::Outbound
+        }
+        .as_str();
+        let via = format!(
+            "SIP/2.0/{} {};branch={};rport",
+            leg::via_transport(peer.transport),
+            local.sent_by,
+            new_branch()
+        );
+        let mf = a
+            .max_forwards()
+            .ok()
+            .flatten()
+            .unwrap_or(70)
+            .saturating_sub(1)
+            .clamp(1, 70)
+            .to_string();
+        let x = [
+            ("X-OneInbox-Call-Id", call.record.id.as_str()),
+            ("X-OneInbox-Direction", direction),
+            ("X-OneInbox-Phone-Number", did.as_str()),
+            ("X-OneInbox-Phone-Number-Id", call.number.number_id.as_str()),
+            ("X-OneInbox-Agent-Id", agent.id.as_str()),
+            ("X-OneInbox-Route", route.as_str()),
+            ("X-OneInbox-Carrier", call.record.carrier.as_str()),
+        ];
+        let mut b = sip_core::build::RequestBuilder::new(Method::Invite, &agent.sip_uri)
+            .header("Via", &via)
+            .header("Max-Forwards", &mf)
+            .header("From", &from)
+            .header("To", &to)
+            .header("Call-ID", &b_call_id)
+            .header("CSeq", "1 INVITE")
+            .header("Contact", &local.contact)
+            .header("Allow", crate::sip::endpoint::ALLOW)
+            .header_unless_empty("User-Agent", &local.server_name);
+        for (_, n, v) in a.fields().filter(|(n, _, _)| {
+            matches!(
+                n,
+                Some(HeaderName::SessionExpires | HeaderName::MinSE | HeaderName::Supported)
+            )
+        }) {
+            b = b.header(n, v);
+        }
+        for (n, v) in x {
+            b = b.header(n, v);
+        }
+        for (n, v) in leg::passthrough_headers(a) {
+            b = b.header(n, v);
+        }
+        if let Some(sdp) = &call.b_offer {
+            b = b.body("application/sdp", sdp.clone());
+        } else if !a.body().is_empty() {
+            b = b.body(a.content_type().unwrap_or("application/sdp"), a.body_bytes());
+        }
+        let bytes = b.build();
+        let started = ctx.wall_ms;
+        let msg = match Message::parse(bytes) {
+            Ok(m) => m,
+            Err(e) => {
+                let outcome = HopOutcome::NotSent(format!("could not build INVITE: {e}"));
+                call.push_hop(route, Some(agent.id.clone()), None, outcome, started, Some(ctx.wall_ms));
+                return false;
+            }
+        };
+        // Checked and counted at once: another shard may have taken the agent's last slot since
+        // `next_hop` looked.
+        if !self.agent_slots.try_take(&agent.id, agent.max_concurrent_calls) {
+            let outcome = HopOutcome::Unavailable(Unavailable::AtLimit(agent.max_concurrent_calls));
+            call.push_hop(route, Some(agent.id.clone()), None, outcome, started, Some(started));
+            return false;
+        }
+        let key = match ctx.tx.send_request(ctx.now, peer, msg.clone()) {
+            Ok(k) => k,
+            Err(e) => {
+                self.agent_slots.release(&agent.id);
+                let outcome = HopOutcome::NotSent(format!("could not send INVITE: {e}"));
+                call.push_hop(route, Some(agent.id.clone()), None, outcome, started, Some(ctx.wall_ms));
+                return false;
+            }
+        };
+        tracing::debug!(call = %call.record.id, agent = %agent.id, route = route.as_str(), "agent leg INVITE");
+        let hop_index = call.push_hop(route, Some(agent.id.clone()), None, HopOutcome::Trying, started, None);
+        let gen = call.generation;
+        self.by_client.insert(key.clone(), ClientRef::Invite(id));
+        self.by_dialog.insert(b_call_id, (id, Side::B));
+        call.b = Some(BLeg {
+            target: LegTarget::Agent(agent),
+            route,
+            invite: msg,
+            key,
+            peer,
+            provisional: false,
+            dialog: None,
+            hop: hop_index,
+        });
+        self.timers.push(Reverse((
+            ctx.now + self.cfg.agent_setup_timeout,
+            id,
+            TimerKind::Setup,
+            gen,
+        )));
+        self.timers.push(Reverse((
+            ctx.now + self.cfg.agent_ring_timeout,
+            id,
+            TimerKind::Ring,
+            gen,
+        )));
+        true
+    }
+
+    /// Every agent was unavailable. Voicemail needs the media engine; without it the edge cannot take the
+    /// call, so the carrier gets 503 + Retry-After and fails over to its next origination URI.
+    pub(super) fn chain_exhausted(&mut self, ctx: &mut Ctx<'_>, id: CallId) {
+        if self.calls.get(&id).is_some_and(|c| c.kind == CallKind::ApiOutbound) {
+            return self.api_agent_unavailable(ctx, id);
+        }
+        if self.start_voicemail(ctx, id) {
+            return;
+        }
+        let Some(call) = self.calls.get_mut(&id) else { return };
+        let started = ctx.wall_ms;
+        let outcome = HopOutcome::Unavailable(Unavailable::NoVoicemail);
+        call.push_hop(Route::Voicemail, None, None, outcome, started, Some(started));
+        // In the Call resource's words: busy when the agents said busy, no-answer when they never answered.
+        let agent_hops: Vec<(&Hop, &HopOutcome)> = call
+            .record
+            .hops
+            .iter()
+            .zip(&call.hop_outcomes)
+            .filter(|(h, _)| h.route != Route::Voicemail)
+            .collect();
+        let all =
+            |f: &dyn Fn(&Hop, &HopOutcome) -> bool| !agent_hops.is_empty() && agent_hops.iter().all(|(h, o)| f(h, o));
+        let status = if all(&|h, _| matches!(h.sip_status, Some(486 | 600 | 603))) {
+            CallStatus::Busy
+        } else if all(&|_, o| o.is_timeout()) {
+            CallStatus::NoAnswer
+        } else {
+            CallStatus::Failed
+        };
+        let warning = self.warning("no agent available and voicemail unavailable");
+        self.fail_a(
+            ctx,
+            id,
+            503,
+            "Service Unavailable",
+            &[("Retry-After", "30"), ("Warning", &warning)],
+        );
+        self.finish(ctx, id, status, "no agent available", None);
+    }
+}
+
+/// Where an agent's `sip_uri` points: an address now, or a host name to resolve first.
+pub(super) enum AgentTarget {
+    Ready(Peer),
+    Resolve {
+        host: String,
+        port: Option<u16>,
+        transport: Transport,
+    },
+}
+
+/// Reads an agent's `sip_uri`: host (IP or name), port, `transport=udp|tcp`. An address the
+/// policy refuses (loopback, private...) makes the agent unavailable.
+pub(super) fn agent_peer(sip_uri: &str, targets: &edge_contract::TargetPolicy) -> Result<AgentTarget, Unavailable> {
+    let refuse = |words: String| Unavailable::SipUri(words);
+    let uri = Uri::parse(sip_uri).map_err(|_| refuse(format!("sip_uri {sip_uri} does not parse")))?;
+    let Uri::Sip(u) = uri else {
+        return Err(refuse(format!("sip_uri {sip_uri} is not a sip: URI")));
+    };
+    let transport = match u.param("transport") {
+        None => Transport::Udp,
+        Some(t) if t.eq_ignore_ascii_case("udp") => Transport::Udp,
+        Some(t) if t.eq_ignore_ascii_case("tcp") => Transport::Tcp,
+        Some(t) => {
+            return Err(refuse(format!(
+                "transport={t} toward agents is not supported (udp, tcp)"
+            )))
+        }
+    };
+    if u.secure {
+        return Err(refuse(format!("sip_uri {sip_uri} asks for TLS, not supported yet")));
+    }
+    let host = u.host.trim_start_matches('[').trim_end_matches(']');
+    let ip: IpAddr = match host {
+        "localhost" => IpAddr::from([127, 0, 0, 1]),
+        h => match h.parse() {
+            Ok(ip) => ip,
+            Err(_) => {
+                return Ok(AgentTarget::Resolve {
+                    host: h.to_owned(),
+                    port: u.port,
+                    transport,
+                })
+            }
+        },
+    };
+    if let Some(kind) = targets.refusal(ip) {
+        return Err(refuse(format!(
+            "sip_uri points at a {kind} address (not in [security] internal_targets)"
+        )));
+    }
+    Ok(AgentTarget::Ready(Peer {
+        addr: SocketAddr::new(ip, u.port.unwrap_or(5060)),
+        transport,
+        conn: None,
+    }))
+}
+
+/// An agent `sip_uri` that is not a usable `sip:` URI.
+#[derive(Debug, thiserror::Error)]
+#[error("sip_uri {0} is not a sip: URI")]
+pub(super) struct NotSipUri(String);
+
+/// `host[:port]` of a SIP URI, for the To header toward the agent.
+pub(super) fn uri_hostport(sip_uri: &str) -> Result<String, NotSipUri> {
+    match Uri::parse(sip_uri) {
+        Ok(Uri::Sip(u)) => Ok(match u.port {
+            Some(p) => format!("{}:{p}", u.host),
+            None => u.host.to_owned(),
+        }),
+        _ => Err(NotSipUri(sip_uri.to_owned())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agent_hostport_is_never_made_up() {
+        assert_eq!(uri_hostport("sip:agent@192.0.2.4:5070").unwrap(), "192.0.2.4:5070");
+        assert_eq!(uri_hostport("sip:agent.example.com").unwrap(), "agent.example.com");
+        assert!(uri_hostport("tel:+14155550100").is_err());
+        assert!(uri_hostport("not a uri").is_err());
+    }
+}

@@ -1,0 +1,152 @@
+//! Media as call control sees it: a relay per call that rewrites each side's SDP, and voicemail. The real
+//! implementation (`crate::media_ctl::MediaCtl`, on `edge_media::MediaEngine`) binds sockets and spawns
+//! tasks; call control only calls this trait, so it stays free of IO and a test can hand it a fake.
+
+use std::path::Path;
+
+use bytes::Bytes;
+
+/// A leg of a call: A is the caller's (carrier, calling agent, or an API call's dialled party), B the other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    A,
+    B,
+}
+
+impl Side {
+    pub fn other(self) -> Side {
+        match self {
+            Side::A => Side::B,
+            Side::B => Side::A,
+        }
+    }
+}
+
+/// No relay could be set up for a new call (ports or sockets used up, a worker down).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{detail}")]
+pub struct RelayUnavailable {
+    /// What the SIP peer is told in the Warning of the 503: the cause without local detail.
+    pub warning: &'static str,
+    /// The whole cause, for the log.
+    pub detail: String,
+}
+
+/// An SDP body the relay cannot anchor.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{detail}")]
+pub struct SdpRefused {
+    /// The SIP status to answer an offer with (400 malformed, 488 nothing usable).
+    pub status: u16,
+    pub detail: String,
+}
+
+/// One call's RTP relay. Dropping it releases its ports.
+pub trait MediaRelay: Send {
+    /// `sdp` received from `from`, rewritten so the other side sends its media to the relay.
+    fn anchor_sdp(&self, from: Side, sdp: &[u8]) -> Result<Bytes, SdpRefused>;
+    /// The edge's own offer toward `to` (calls the edge originates).
+    fn offer_sdp(&self, to: Side) -> Bytes;
+}
+
+/// A voicemail recording in progress; its end is reported by a `MediaEvent::VoicemailEnded`.
+pub trait VoicemailRecording: Send {
+    /// The caller hung up: finish and store the recording.
+    fn stop(&self);
+}
+
+/// The media plane for call control.
+pub trait CallMedia: Send {
+    /// A relay for the call with record id `call_id` (the id media events name).
+    fn allocate_relay(&self, call_id: &str) -> Result<Box<dyn MediaRelay>, RelayUnavailable>;
+    /// Answers `offer` with voicemail playing `greeting` (`None`: the operator's default): the SDP answer
+    /// for the 200 and the recording.
+    fn start_voicemail(
+        &self,
+        call_id: &str,
+        offer: &[u8],
+        greeting: Option<String>,
+    ) -> Result<(Bytes, Box<dyn VoicemailRecording>), String>;
+    /// A recording's path as stored (relative to the data directory).
+    fn stored_path(&self, path: &Path) -> String;
+}
+
+#[cfg(test)]
+pub(crate) mod fake {
+    //! Media for tests: SDP passes through marked with the side it was anchored for; no sockets.
+
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    /// Counts live relays and recordings, so a test can check none leaks.
+    #[derive(Default, Clone)]
+    pub struct FakeMedia {
+        pub relays: Arc<AtomicUsize>,
+        pub recordings: Arc<AtomicUsize>,
+    }
+
+    struct Relay(Arc<AtomicUsize>);
+    impl Drop for Relay {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+    impl MediaRelay for Relay {
+        fn anchor_sdp(&self, from: Side, sdp: &[u8]) -> Result<Bytes, SdpRefused> {
+            Ok(Bytes::from(format!(
+                "{}a=anchored:{from:?}\r\n",
+                String::from_utf8_lossy(sdp)
+            )))
+        }
+        fn offer_sdp(&self, to: Side) -> Bytes {
+            Bytes::from(format!("v=0\r\na=offer:{to:?}\r\n"))
+        }
+    }
+
+    struct Recording(Arc<AtomicUsize>);
+    impl VoicemailRecording for Recording {
+        fn stop(&self) {
+            self.0.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    impl CallMedia for FakeMedia {
+        fn allocate_relay(&self, _call_id: &str) -> Result<Box<dyn MediaRelay>, RelayUnavailable> {
+            self.relays.fetch_add(1, Ordering::Relaxed);
+            Ok(Box::new(Relay(self.relays.clone())))
+        }
+        fn start_voicemail(
+            &self,
+            _call_id: &str,
+            _offer: &[u8],
+            greeting: Option<String>,
+        ) -> Result<(Bytes, Box<dyn VoicemailRecording>), String> {
+            self.recordings.fetch_add(1, Ordering::Relaxed);
+            let sdp = format!("v=0\r\na=voicemail:{}\r\n", greeting.unwrap_or_default());
+            Ok((Bytes::from(sdp), Box::new(Recording(self.recordings.clone()))))
+        }
+        fn stored_path(&self, path: &Path) -> String {
+            path.to_string_lossy().into_owned()
+        }
+    }
+
+    #[test]
+    fn fake_relays_and_recordings_count_back_to_zero() {
+        let media = FakeMedia::default();
+        let relay = media.allocate_relay("call_1").expect("relay");
+        assert_eq!(media.relays.load(Ordering::Relaxed), 1);
+        let sdp = relay.anchor_sdp(Side::A, b"v=0\r\n").expect("anchored");
+        assert!(sdp.ends_with(b"a=anchored:A\r\n"));
+        assert!(relay.offer_sdp(Side::B).ends_with(b"a=offer:B\r\n"));
+        drop(relay);
+        assert_eq!(media.relays.load(Ordering::Relaxed), 0);
+        let (answer, rec) = media
+            .start_voicemail("call_1", b"v=0\r\n", Some("hi".into()))
+            .expect("voicemail");
+        assert!(answer.ends_with(b"a=voicemail:hi\r\n"));
+        rec.stop();
+        assert_eq!(media.recordings.load(Ordering::Relaxed), 0);
+        assert_eq!(media.stored_path(Path::new("vm/a.wav")), "vm/a.wav");
+    }
+}

@@ -1,0 +1,210 @@
+//! Calls placed through the API (`POST /v1/calls`): the trunk is dialled first; once the called party
+//! answers, its dialog becomes leg A and the agent is rung as leg B. `DELETE /v1/calls/{id}` hangs up.
+
+use edge_contract::{AgentRefusal, NumberField, OriginateRefusal, OriginateRequest};
+use edge_store::{CallRecord, CallStatus, HangupBy, Route};
+use sip_core::message::{HeaderName, Message, Transport};
+use sip_core::transaction::Peer;
+use std::net::{IpAddr, SocketAddr};
+
+use crate::call::context::Ctx;
+use crate::call::leg::DialogSide;
+use crate::call::media::Side;
+use crate::call::outbound::dial::build_trunk_invite;
+use crate::call::outbound::{error, outbound_record, plan};
+use crate::call::outcome::{Abandon, HopOutcome};
+use crate::call::registry::CallController;
+use crate::call::state::{anchor, ALeg, Call, CallId, CallKind, State};
+use crate::call::trunk;
+
+impl CallController {
+    /// `POST /v1/calls`: the trunk is dialled first; the agent is rung once the called party answers.
+    pub fn originate(&mut self, ctx: &mut Ctx<'_>, req: OriginateRequest) -> Result<CallRecord, OriginateRefusal> {
+        let agent = self
+            .index
+            .agent(&req.agent_id)
+            .filter(|a| a.account_id == req.account_id)
+            .ok_or_else(|| OriginateRefusal::AgentNotFound {
+                agent_id: req.agent_id.clone(),
+            })?;
+        let not_a_number = |field, input: &str, reason| OriginateRefusal::NotANumber {
+            field,
+            input: input.to_owned(),
+            reason,
+        };
+        let caller_id =
+            sip_core::e164::normalize(&req.from, None).map_err(|e| not_a_number(NumberField::From, &req.from, e))?;
+        let dest = sip_core::e164::normalize(&req.to, None).map_err(|e| not_a_number(NumberField::To, &req.to, e))?;
+        let number = self
+            .index
+            .lookup_number(&caller_id)
+            .filter(|n| n.account_id == req.account_id)
+            .ok_or_else(|| OriginateRefusal::NotAccountNumber {
+                number: caller_id.clone(),
+            })?;
+        if number.agent_id != agent.id {
+            return Err(OriginateRefusal::AnotherAgentsNumber {
+                number: caller_id,
+                assigned_to: number.agent_id.clone(),
+                agent_id: agent.id.clone(),
+            });
+        }
+        self.agent_may_call(&agent)?;
+        let trunk = trunk::choose(&number, &self.index, &self.cfg.outbound)?;
+        let fault = |reason: String| OriginateRefusal::EngineFault { reason };
+        // A line too long is refused now, not after a 201: the client can retry later.
+        let slot = self.take_slot(ctx.now, &trunk)?;
+        let record_id = self.new_record_id(ctx.wall_ms);
+        let leg_call_id = self.new_leg_call_id();
+        let Some(media) = &self.media else {
+            return Err(OriginateRefusal::MediaDisabled);
+        };
+        let mut record = outbound_record(ctx.wall_ms, &number, &agent, &trunk, &dest, "");
+        record.id = record_id;
+        let relay = media
+            .allocate_relay(&record.id)
+            .map_err(|e| OriginateRefusal::NoMediaPorts { reason: e.to_string() })?;
+        let offer = relay.offer_sdp(Side::A);
+        let plan = plan(trunk, dest, agent.clone(), leg_call_id);
+        record.sip_call_id = plan.call_id.clone();
+        let invite = build_trunk_invite(
+            &self.cfg.local,
+            &record,
+            &plan,
+            Some(&offer),
+            &self.cfg.warn_agent,
+            Transport::Udp,
+        );
+        let invite = Message::parse(invite).map_err(|e| fault(format!("could not build the INVITE: {e}")))?;
+        let a_dialog = DialogSide {
+            transport: "UDP",
+            call_id: plan.call_id.clone(),
+            local: invite.header(&HeaderName::From).unwrap_or("").to_owned(),
+            remote: invite.header(&HeaderName::To).unwrap_or("").to_owned(),
+            remote_target: invite.request_uri_raw().unwrap_or("").to_owned(),
+            route_set: Vec::new(),
+            local_cseq: 1,
+        };
+        // Checked and counted at once (`agent_may_call` above only looked): another shard may have taken
+        // the agent's last slot meanwhile.
+        if !self.agent_slots.try_take(&agent.id, agent.max_concurrent_calls) {
+            return Err(OriginateRefusal::Agent(AgentRefusal::AtCapacity {
+                agent_id: agent.id.clone(),
+                max_concurrent_calls: agent.max_concurrent_calls,
+            }));
+        }
+        tracing::debug!(call = %record.id, agent = %agent.id, to = %plan.dest, "outbound call through the API");
+        let placeholder = Peer {
+            addr: SocketAddr::new(IpAddr::from([0, 0, 0, 0]), 0),
+            transport: Transport::Udp,
+            conn: None,
+        };
+        let tag = plan.from_tag.clone();
+        let id = self.new_call(Call::new(
+            CallKind::ApiOutbound,
+            number,
+            ALeg {
+                invite,
+                key: None,
+                peer: placeholder,
+                tag,
+                dialog: a_dialog,
+            },
+            record,
+            ctx.now,
+            self.cfg.t1,
+        ));
+        let Some(call) = self.calls.get_mut(&id) else {
+            self.agent_slots.release(&agent.id);
+            return Err(fault("call vanished".into()));
+        };
+        call.relay = Some(relay);
+        call.b_offer = Some(offer);
+        call.out = Some(Box::new(plan));
+        let record = call.record.clone();
+        // The agent is kept for this call from now: a call that the dialled party answers must find it free.
+        self.hold_agent(id, &agent.id);
+        self.persist(ctx.now, id);
+        self.schedule(ctx, id, slot);
+        Ok(record)
+    }
+
+    /// `DELETE /v1/calls/{id}`: ends a live call of `account_id` wherever it is (ringing legs cancelled,
+    /// answered ones sent BYE). `None`: no live call by that id in that account.
+    pub fn hang_up(&mut self, ctx: &mut Ctx<'_>, account_id: &str, public_id: &str) -> Option<CallRecord> {
+        let id = *self.by_public.get(public_id)?;
+        let call = self.calls.get(&id)?;
+        if call.record.account_id != account_id {
+            return None;
+        }
+        let (state, a_up) = (call.state, call.a_up);
+        let abandon = Abandon::HungUpThroughApi;
+        let reason = abandon.as_str();
+        let status = match state {
+            State::Routing => {
+                self.abandon_agent_leg(ctx, id, HopOutcome::Abandoned(abandon));
+                if a_up {
+                    self.send_bye_a(ctx, id);
+                    CallStatus::Completed
+                } else {
+                    self.fail_a(ctx, id, 487, "Request Terminated", &[]);
+                    CallStatus::Canceled
+                }
+            }
+            State::Answered | State::Confirmed => {
+                self.hang_up_other(ctx, id, Side::A, Some("SIP;cause=200;text=\"hung up through the API\""));
+                self.send_bye_a(ctx, id);
+                CallStatus::Completed
+            }
+        };
+        self.finish_keeping(ctx, id, status, reason, Some(HangupBy::Edge), true)
+    }
+
+    /// An API call's dialled party answered: its dialog becomes leg A and the agent is rung with its SDP.
+    pub(in crate::call) fn api_trunk_answered(&mut self, ctx: &mut Ctx<'_>, id: CallId, resp: &Message) {
+        let Some(call) = self.calls.get_mut(&id) else { return };
+        let Some(b) = call.b.take() else { return };
+        let Some(dialog) = b.dialog else { return };
+        // The trunk's answer is side A's media; rewritten, it is the offer the agent gets.
+        call.b_offer = anchor(call.relay.as_deref(), Side::A, resp);
+        self.by_dialog.insert(dialog.call_id.clone(), (id, Side::A));
+        call.a.dialog = dialog;
+        call.a.peer = b.peer;
+        call.a.invite = b.invite;
+        call.a_up = true;
+        call.answered_at = Some(ctx.now);
+        call.record.status = CallStatus::InProgress;
+        call.record.answered_by = Some(Route::Trunk);
+        call.record.answered_at_ms = Some(ctx.wall_ms);
+        if let Some(plan) = &call.out {
+            call.plan.push_back((plan.agent.id.clone(), Route::Primary));
+        }
+        metrics::histogram!("edge_outbound_answer_seconds").record(ctx.now.duration_since(call.created).as_secs_f64());
+        // The agent leg counts the agent from here on (and checks its limit without this call's hold).
+        if let Some(held) = call.held_agent.take() {
+            self.release_agent(&held);
+        }
+        self.persist(ctx.now, id);
+        self.next_hop(ctx, id);
+    }
+
+    /// An API call's agent could not take the answered call: the dialled party is hung up on.
+    pub(in crate::call) fn api_agent_unavailable(&mut self, ctx: &mut Ctx<'_>, id: CallId) {
+        let Some(call) = self.calls.get_mut(&id) else { return };
+        let why = call
+            .record
+            .hops
+            .iter()
+            .rev()
+            .find(|h| h.route != Route::Trunk)
+            .map(|h| h.outcome.clone())
+            .unwrap_or_else(|| "unavailable".into());
+        let agent = call.out.as_ref().map(|p| p.agent.id.clone()).unwrap_or_default();
+        call.record.error = Some(error(
+            "agent_unavailable",
+            format!("agent {agent} could not take the answered call ({why})"),
+        ));
+        self.send_bye_a(ctx, id);
+        self.finish(ctx, id, CallStatus::Failed, "agent unavailable", Some(HangupBy::Edge));
+    }
+}

@@ -1,0 +1,229 @@
+//! What happened to a hop and which way a call went, as types; the words the store and the API show are
+//! written here and nowhere else (they are a contract: keep them byte-identical).
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use sip_core::message::Transport;
+
+/// Which way a call goes: the record's `direction` and the agent leg's `X-OneInbox-Direction`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Inbound,
+    Outbound,
+}
+
+impl Direction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Inbound => "inbound",
+            Direction::Outbound => "outbound",
+        }
+    }
+}
+
+/// How one hop (an agent rung, a trunk target tried, voicemail) went: the hop's stored `outcome`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HopOutcome {
+    /// The agent's INVITE is out.
+    Trying,
+    /// The trunk's INVITE is out to this target.
+    TryingTrunk {
+        transport: Transport,
+        target: SocketAddr,
+    },
+    Answered,
+    /// An agent's final refusal.
+    Rejected {
+        status: u16,
+        reason: String,
+    },
+    /// A trunk target's final refusal (no trailing space when it gave no reason phrase).
+    TrunkRejected {
+        status: u16,
+        reason: String,
+    },
+    /// The agent's INVITE transaction timed out (Timer B).
+    NoFinalAnswer,
+    /// No provisional answer within the setup time-out.
+    NoProvisional {
+        within: Duration,
+    },
+    /// Rang for the ring time-out without an answer.
+    NoAnswer {
+        within: Duration,
+    },
+    /// A trunk target sent nothing at all within the setup time-out.
+    TrunkSilent {
+        within: Duration,
+    },
+    /// The agent could not be rung at all.
+    Unavailable(Unavailable),
+    /// The INVITE could not be built or handed to the transaction layer: the whole words.
+    NotSent(String),
+    /// The edge gave the hop up.
+    Abandoned(Abandon),
+}
+
+impl HopOutcome {
+    /// The agent never answered in time (as opposed to refusing): a chain of these is `no-answer`.
+    pub fn is_timeout(&self) -> bool {
+        matches!(
+            self,
+            HopOutcome::NoFinalAnswer
+                | HopOutcome::NoProvisional { .. }
+                | HopOutcome::NoAnswer { .. }
+                | HopOutcome::TrunkSilent { .. }
+        )
+    }
+}
+
+/// Why an agent could not be rung.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unavailable {
+    AgentNotFound,
+    AgentDisabled,
+    AtLimit(u32),
+    /// Its `sip_uri` cannot be used (the words say why).
+    SipUri(String),
+    DoesNotResolve(String),
+    /// The end of the chain without a media engine to answer with voicemail.
+    NoVoicemail,
+}
+
+/// Why the edge gave up a leg that was still ringing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Abandon {
+    CallerCanceled,
+    CalledPartyHungUp,
+    HungUpThroughApi,
+    EdgeShuttingDown,
+}
+
+impl Abandon {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Abandon::CallerCanceled => "caller canceled",
+            Abandon::CalledPartyHungUp => "called party hung up first",
+            Abandon::HungUpThroughApi => "hung up through the API",
+            Abandon::EdgeShuttingDown => "edge shutting down",
+        }
+    }
+}
+
+impl fmt::Display for HopOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HopOutcome::Trying => f.write_str("trying"),
+            HopOutcome::TryingTrunk { transport, target } => {
+                let t = if *transport == Transport::Tcp { "tcp" } else { "udp" };
+                write!(f, "trying {t} {target}")
+            }
+            HopOutcome::Answered => f.write_str("answered"),
+            HopOutcome::Rejected { status, reason } => write!(f, "rejected: {status} {reason}"),
+            HopOutcome::TrunkRejected { status, reason } => {
+                write!(f, "{}", format!("rejected: {status} {reason}").trim_end())
+            }
+            HopOutcome::NoFinalAnswer => f.write_str("timeout: no final answer"),
+            HopOutcome::NoProvisional { within } => {
+                write!(f, "timeout: no provisional answer within {} ms", within.as_millis())
+            }
+            HopOutcome::NoAnswer { within } => write!(f, "timeout: no answer within {} s", within.as_secs()),
+            HopOutcome::TrunkSilent { within } => {
+                write!(f, "timeout: no answer at all within {} ms", within.as_millis())
+            }
+            HopOutcome::Unavailable(u) => write!(f, "unavailable: {u}"),
+            HopOutcome::NotSent(words) => f.write_str(words),
+            HopOutcome::Abandoned(a) => f.write_str(a.as_str()),
+        }
+    }
+}
+
+impl fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Unavailable::AgentNotFound => f.write_str("agent not found"),
+            Unavailable::AgentDisabled => f.write_str("agent disabled"),
+            Unavailable::AtLimit(n) => write!(f, "at max_concurrent_calls ({n})"),
+            Unavailable::SipUri(words) => f.write_str(words),
+            Unavailable::DoesNotResolve(why) => write!(f, "sip_uri host does not resolve: {why}"),
+            Unavailable::NoVoicemail => f.write_str("voicemail needs the media engine, which this edge does not run"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The stored words, as the store and the API have always shown them.
+    #[test]
+    fn stored_words_are_unchanged() {
+        let target: SocketAddr = "192.0.2.7:5060".parse().unwrap();
+        let cases: Vec<(HopOutcome, &str)> = vec![
+            (HopOutcome::Trying, "trying"),
+            (
+                HopOutcome::TryingTrunk {
+                    transport: Transport::Tcp,
+                    target,
+                },
+                "trying tcp 192.0.2.7:5060",
+            ),
+            (HopOutcome::Answered, "answered"),
+            (
+                HopOutcome::Rejected {
+                    status: 486,
+                    reason: "Busy Here".into(),
+                },
+                "rejected: 486 Busy Here",
+            ),
+            (
+                HopOutcome::Rejected {
+                    status: 486,
+                    reason: String::new(),
+                },
+                "rejected: 486 ",
+            ),
+            (
+                HopOutcome::TrunkRejected {
+                    status: 503,
+                    reason: String::new(),
+                },
+                "rejected: 503",
+            ),
+            (HopOutcome::NoFinalAnswer, "timeout: no final answer"),
+            (
+                HopOutcome::NoProvisional {
+                    within: Duration::from_millis(1500),
+                },
+                "timeout: no provisional answer within 1500 ms",
+            ),
+            (
+                HopOutcome::NoAnswer {
+                    within: Duration::from_secs(20),
+                },
+                "timeout: no answer within 20 s",
+            ),
+            (
+                HopOutcome::TrunkSilent {
+                    within: Duration::from_secs(4),
+                },
+                "timeout: no answer at all within 4000 ms",
+            ),
+            (
+                HopOutcome::Unavailable(Unavailable::AtLimit(2)),
+                "unavailable: at max_concurrent_calls (2)",
+            ),
+            (
+                HopOutcome::Unavailable(Unavailable::NoVoicemail),
+                "unavailable: voicemail needs the media engine, which this edge does not run",
+            ),
+            (HopOutcome::Abandoned(Abandon::CallerCanceled), "caller canceled"),
+        ];
+        for (outcome, words) in cases {
+            assert_eq!(outcome.to_string(), words);
+            assert_eq!(outcome.is_timeout(), words.starts_with("timeout"), "{words}");
+        }
+    }
+}

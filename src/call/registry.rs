@@ -1,0 +1,400 @@
+//! The call controller as a registry: every live call by id, the indexes that find a call from a message
+//! (server INVITE key, client transaction key, dialog Call-ID, public id), the timer heap, agent load,
+//! and the records waiting for the store. Events are dispatched to the per-call code in the direction
+//! modules; what they produce (transmits, records) is drained by polling.
+
+use edge_store::{CallRecord, CallStatus, HangupBy, RoutingIndex};
+use sip_core::message::HeaderName;
+use sip_core::transaction::TxKey;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::call::agents::AgentSlots;
+use crate::call::context::{CallConfig, CallStats, Ctx, Persist};
+use crate::call::media::{CallMedia, Side};
+use crate::call::outbound::ResolveJob;
+use crate::call::outcome::{Abandon, HopOutcome};
+use crate::call::pacing::TrunkPacer;
+use crate::call::state::{BLeg, Call, CallId, ClientRef, LegTarget, Orphan, State, TimerKind};
+use crate::call::voicemail::VoicemailMeta;
+
+/// How long a live call's changed record waits before it is queued for the store (see
+/// `CallController::persist`). `GET /v1/calls/{id}` sees a live call's progress this much (plus the
+/// writer's own gathering) later; an ended call's record is queued at once.
+pub(super) const RECORD_FLUSH: Duration = Duration::from_millis(20);
+
+/// The call controller: every call's state, keyed by id, and the indexes into it.
+pub struct CallController {
+    pub(super) cfg: CallConfig,
+    pub(super) index: Arc<RoutingIndex>,
+    /// Boxed: growing the map then moves pointers, not whole calls (a stall at 10,000 live calls).
+    pub(super) calls: HashMap<CallId, Box<Call>>,
+    pub(super) by_server_invite: HashMap<TxKey, CallId>,
+    pub(super) by_client: HashMap<TxKey, ClientRef>,
+    pub(super) by_dialog: HashMap<String, (CallId, Side)>,
+    pub(super) timers: BinaryHeap<Reverse<(Instant, CallId, TimerKind, u32)>>,
+    pub(super) next_id: CallId,
+    /// Records for the store, drained by the driver with [`Self::poll_record`].
+    pub(super) records: VecDeque<Persist>,
+    pub(super) media: Option<Box<dyn CallMedia>>,
+    pub(super) by_public: HashMap<String, CallId>,
+    pub(super) voicemail_meta: HashMap<String, VoicemailMeta>,
+    pub stats: Arc<CallStats>,
+    /// Calls in progress per agent; shared with /metrics (and, later, with the other engine shards).
+    pub(super) agent_slots: AgentSlots,
+    /// Calls-per-second lines per trunk; shareable the same way.
+    pub(super) pacer: TrunkPacer,
+    /// Which engine shard this is: the Call-IDs and public ids it mints hash back to it.
+    pub(super) ids: crate::shard::ShardIds,
+    /// Trunk hosts waiting to be resolved by the driver (DNS is IO).
+    pub(super) resolve_jobs: VecDeque<ResolveJob>,
+    /// Live calls whose record changed and is not queued yet; queued at `flush_at`.
+    pub(super) dirty: Vec<CallId>,
+    pub(super) flush_at: Option<Instant>,
+}
+
+/// Records waiting for the driver past this are counted as dropped: a driver that stopped polling must not
+/// make the engine's memory grow without bound.
+pub(super) const RECORDS_PENDING_MAX: usize = 65_536;
+
+/// Queues `p` for the driver; a full queue counts it as dropped rather than grow.
+pub(super) fn send_record(records: &mut VecDeque<Persist>, stats: &CallStats, p: Persist) {
+    if records.len() >= RECORDS_PENDING_MAX {
+        stats.records_dropped.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    records.push_back(p);
+}
+
+impl CallController {
+    /// A controller for one engine shard: `shard` says which one (the ids it mints hash back to it) and
+    /// carries the agent counts and trunk pacing every shard shares.
+    pub fn new(
+        cfg: CallConfig,
+        index: Arc<RoutingIndex>,
+        media: Option<Box<dyn CallMedia>>,
+        shard: crate::shard::CallShard,
+    ) -> Self {
+        CallController {
+            cfg,
+            index,
+            calls: HashMap::new(),
+            by_server_invite: HashMap::new(),
+            by_client: HashMap::new(),
+            by_dialog: HashMap::new(),
+            timers: BinaryHeap::new(),
+            next_id: 1,
+            records: VecDeque::new(),
+            media,
+            by_public: HashMap::new(),
+            voicemail_meta: HashMap::new(),
+            stats: Arc::new(CallStats::default()),
+            agent_slots: shard.agents,
+            pacer: shard.pacer,
+            ids: shard.ids,
+            resolve_jobs: VecDeque::new(),
+            dirty: Vec::new(),
+            flush_at: None,
+        }
+    }
+
+    /// Calls in progress.
+    pub fn active(&self) -> usize {
+        self.calls.len()
+    }
+
+    /// Calls the agent is on now.
+    pub fn agent_load(&self, agent_id: &str) -> u32 {
+        self.agent_slots.load(agent_id)
+    }
+
+    /// Calls in progress per agent, for /metrics.
+    pub fn agent_gauge(&self) -> Arc<dashmap::DashMap<String, u32>> {
+        self.agent_slots.gauge()
+    }
+
+    /// A new public call id (`call_...`) that hashes to this shard, so API commands and media events
+    /// naming it reach this controller.
+    pub(super) fn new_record_id(&self, wall_ms: i64) -> String {
+        self.ids.mint(|| super::leg::call_record_id(wall_ms))
+    }
+
+    /// A new Call-ID for a leg the edge places, hashing to this shard so that the far end's answers and
+    /// in-dialog requests reach this controller.
+    pub(super) fn new_leg_call_id(&self) -> String {
+        self.ids.mint(|| format!("{}@oneinbox-edge", super::leg::token()))
+    }
+
+    pub(super) fn warning(&self, text: &str) -> String {
+        sip_core::build::warning(&self.cfg.warn_agent, text)
+    }
+
+    /// Registers a new call under a fresh id.
+    pub(super) fn new_call(&mut self, call: Call) -> CallId {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.by_public.insert(call.record.id.clone(), id);
+        self.stats.calls_started.fetch_add(1, Ordering::Relaxed);
+        self.stats.active_calls.fetch_add(1, Ordering::Relaxed);
+        self.calls.insert(id, Box::new(call));
+        id
+    }
+
+    /// A transaction ended; drop our index entry so maps do not grow.
+    pub fn on_tx_terminated(&mut self, key: &TxKey) {
+        if let Some(ClientRef::Invite(id)) = self.by_client.get(key) {
+            let live = self
+                .calls
+                .get(id)
+                .and_then(|c| c.b.as_ref())
+                .is_some_and(|b| &b.key == key);
+            if live {
+                return;
+            }
+        }
+        self.by_client.remove(key);
+        self.by_server_invite.remove(key);
+    }
+
+    /// A leg that is over while its call goes on (the next hop rings): its Call-ID no longer reaches the call,
+    /// else a late BYE on the dead leg would hang up the next agent, and each failover would leave an entry
+    /// in the index for good. A late answer on it still finds its client transaction (see `orphan`).
+    pub(super) fn forget_leg(&mut self, leg_call_id: Option<String>) {
+        if let Some(c) = leg_call_id {
+            self.by_dialog.remove(&c);
+        }
+    }
+
+    /// Keeps an agent leg we gave up on reachable by its client transaction: a late 1xx gets a CANCEL,
+    /// a late 2xx an ACK and a BYE.
+    pub(super) fn orphan(&mut self, b: BLeg) {
+        let local = b.invite.header(&HeaderName::From).unwrap_or("").to_owned();
+        self.by_client.insert(
+            b.key.clone(),
+            ClientRef::Orphan(Box::new(Orphan {
+                invite: b.invite,
+                peer: b.peer,
+                provisional: b.provisional,
+                local,
+            })),
+        );
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let timer = self.timers.peek().map(|Reverse((t, ..))| *t);
+        match (timer, self.flush_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    pub fn handle_timeout(&mut self, ctx: &mut Ctx<'_>) {
+        if self.flush_at.is_some_and(|t| t <= ctx.now) {
+            self.flush_records();
+        }
+        while let Some(Reverse((at, id, kind, gen))) = self.timers.peek().copied() {
+            if at > ctx.now {
+                break;
+            }
+            self.timers.pop();
+            let Some(call) = self.calls.get_mut(&id) else { continue };
+            if call.generation != gen {
+                continue;
+            }
+            let trunk_leg = call.b.as_ref().is_some_and(|b| matches!(b.target, LegTarget::Trunk));
+            match kind {
+                TimerKind::Pace => self.pacing_slot(ctx, id),
+                TimerKind::Setup if trunk_leg => {
+                    if call.b.as_ref().is_some_and(|b| !b.provisional) {
+                        self.trunk_target_dead(ctx, id);
+                    }
+                }
+                TimerKind::Ring if trunk_leg => self.trunk_no_answer(ctx, id),
+                TimerKind::Setup => {
+                    if call.state == State::Routing && call.b.as_ref().is_some_and(|b| !b.provisional) {
+                        let within = self.cfg.agent_setup_timeout;
+                        self.abandon_agent_leg(ctx, id, HopOutcome::NoProvisional { within });
+                        self.next_hop(ctx, id);
+                    }
+                }
+                TimerKind::Ring => {
+                    if call.state == State::Routing && call.b.is_some() {
+                        let within = self.cfg.agent_ring_timeout;
+                        self.abandon_agent_leg(ctx, id, HopOutcome::NoAnswer { within });
+                        self.next_hop(ctx, id);
+                    }
+                }
+                TimerKind::Retransmit2xx => {
+                    if call.state != State::Answered {
+                        continue;
+                    }
+                    let waited = call.answered_at.map(|t| ctx.now.duration_since(t)).unwrap_or_default();
+                    if waited >= self.cfg.t1 * 64 {
+                        // RFC 3261 13.3.1.4: no ACK: the dialog is confirmed and then ended with BYE.
+                        self.hang_up_other(ctx, id, Side::A, Some("SIP;cause=408;text=\"no ACK\""));
+                        self.send_bye_a(ctx, id);
+                        self.finish(
+                            ctx,
+                            id,
+                            CallStatus::Failed,
+                            "carrier never acknowledged the answer",
+                            Some(HangupBy::Edge),
+                        );
+                        continue;
+                    }
+                    // Re-send the last 2xx through the transaction (it stays in Accepted).
+                    call.retransmit_interval = (call.retransmit_interval * 2).min(self.cfg.t2);
+                    let next = ctx.now + call.retransmit_interval;
+                    self.timers.push(Reverse((next, id, TimerKind::Retransmit2xx, gen)));
+                    self.retransmit_2xx(ctx, id);
+                }
+            }
+        }
+    }
+
+    /// One fewer call on the agent.
+    pub(super) fn release_agent(&mut self, agent_id: &str) {
+        self.agent_slots.release(agent_id);
+    }
+
+    /// Ends a call: final status, agent released, indexes cleared, record written.
+    pub(super) fn finish(
+        &mut self,
+        ctx: &Ctx<'_>,
+        id: CallId,
+        status: CallStatus,
+        reason: &str,
+        hangup: Option<HangupBy>,
+    ) {
+        self.finish_keeping(ctx, id, status, reason, hangup, false);
+    }
+
+    /// [`Self::finish`], also returning the final record when `keep` (an API caller waits for it).
+    pub(super) fn finish_keeping(
+        &mut self,
+        ctx: &Ctx<'_>,
+        id: CallId,
+        status: CallStatus,
+        reason: &str,
+        hangup: Option<HangupBy>,
+        keep: bool,
+    ) -> Option<CallRecord> {
+        let mut call = self.calls.remove(&id)?;
+        if let Some(b) = call.b.take() {
+            if let Some(c) = b.invite_call_id() {
+                self.by_dialog.remove(&c);
+            }
+            if let Some(agent_id) = b.agent_id() {
+                let agent_id = agent_id.to_owned();
+                self.release_agent(&agent_id);
+            }
+            if b.dialog.is_none() {
+                // Still ringing: its client transaction may yet answer; treat it as abandoned.
+                self.orphan(b);
+            }
+        }
+        if let Some(agent_id) = call.held_agent.take() {
+            self.release_agent(&agent_id);
+        }
+        self.by_dialog.remove(&call.a.dialog.call_id);
+        if let Some(plan) = &call.out {
+            self.by_dialog.remove(&plan.call_id);
+        }
+        if let Some(a_key) = &call.a.key {
+            self.by_server_invite.remove(a_key);
+        }
+        self.by_public.remove(&call.record.id);
+        // Dropping the relay returns its ports (after the quarantine); a voicemail session keeps recording
+        // until told to stop, and reports its file by event.
+        call.relay = None;
+        if let Some(vm) = call.voicemail.take() {
+            vm.stop();
+        }
+        let now = ctx.wall_ms;
+        for h in call.record.hops.iter_mut().filter(|h| h.ended_at_ms.is_none()) {
+            h.ended_at_ms = Some(now);
+        }
+        call.record.status = status;
+        call.record.end_reason = Some(reason.to_owned());
+        call.record.hangup_by = hangup;
+        call.record.ended_at_ms = Some(now);
+        self.stats.active_calls.fetch_sub(1, Ordering::Relaxed);
+        tracing::debug!(call = %call.record.id, status = status.as_str(), reason, "call ended");
+        let kept = keep.then(|| call.record.clone());
+        self.write_record(call.record);
+        kept
+    }
+
+    /// Marks a live call's record as changed: it is queued for the store [`RECORD_FLUSH`] later, as it is
+    /// then. A call's first moments (taken, ringing, answered, often ended) thus make one record, not one
+    /// per step; an ended call's record is queued at once by [`Self::finish_keeping`].
+    pub(super) fn persist(&mut self, now: Instant, id: CallId) {
+        let Some(call) = self.calls.get_mut(&id) else { return };
+        if !call.dirty {
+            call.dirty = true;
+            self.dirty.push(id);
+        }
+        self.flush_at.get_or_insert(now + RECORD_FLUSH);
+    }
+
+    /// Queues the records of the live calls marked by [`Self::persist`].
+    pub(super) fn flush_records(&mut self) {
+        self.flush_at = None;
+        let mut dirty = std::mem::take(&mut self.dirty);
+        for id in dirty.drain(..) {
+            if let Some(call) = self.calls.get_mut(&id) {
+                call.dirty = false;
+                send_record(&mut self.records, &self.stats, Persist::Call(call.record.clone()));
+            }
+        }
+        self.dirty = dirty;
+    }
+
+    pub(super) fn write_record(&mut self, r: CallRecord) {
+        self.write(Persist::Call(r));
+    }
+
+    pub(super) fn write(&mut self, p: Persist) {
+        send_record(&mut self.records, &self.stats, p);
+    }
+
+    /// The next record for the store, in the order produced (the driver hands it to the record writer).
+    pub fn poll_record(&mut self) -> Option<Persist> {
+        self.records.pop_front()
+    }
+
+    /// Edge shutdown: every call ended cleanly (BYE for answered ones, 503 for ringing ones) so that agent
+    /// counts and records are right and carriers retry elsewhere.
+    pub fn shutdown_all(&mut self, ctx: &mut Ctx<'_>) {
+        let ids: Vec<CallId> = self.calls.keys().copied().collect();
+        for id in ids {
+            let state = self.calls.get(&id).map(|c| (c.state, c.a_up));
+            match state {
+                Some((State::Routing, a_up)) => {
+                    self.abandon_agent_leg(ctx, id, HopOutcome::Abandoned(Abandon::EdgeShuttingDown));
+                    if a_up {
+                        self.send_bye_a(ctx, id);
+                    } else {
+                        self.fail_a(ctx, id, 503, "Service Unavailable", &[("Retry-After", "5")]);
+                    }
+                    self.finish(ctx, id, CallStatus::Failed, "edge shutting down", Some(HangupBy::Edge));
+                }
+                Some(_) => {
+                    self.hang_up_other(ctx, id, Side::A, Some("SIP;cause=503;text=\"edge shutting down\""));
+                    self.send_bye_a(ctx, id);
+                    self.finish(
+                        ctx,
+                        id,
+                        CallStatus::Completed,
+                        "edge shutting down",
+                        Some(HangupBy::Edge),
+                    );
+                }
+                None => {}
+            }
+        }
+    }
+}

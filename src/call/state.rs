@@ -1,0 +1,282 @@
+//! One call's data: its legs (A answered by us or placed by us, B the agent or trunk we ring), what kind
+//! of call it is, where it stands, and the client transactions that point back at it. The controller
+//! (`registry.rs`) owns every `Call`; the direction modules (`inbound.rs`, `outbound/`, `voicemail.rs`)
+//! move it from one state to the next.
+
+use bytes::Bytes;
+use edge_store::{AgentRecord, CallRecord, Hop, NumberRoute, Route};
+use sip_core::message::{HeaderName, Message};
+use sip_core::transaction::{Peer, TxKey};
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::call::leg::DialogSide;
+use crate::call::media::{MediaRelay, Side, VoicemailRecording};
+use crate::call::outcome::HopOutcome;
+use crate::call::{leg, outbound};
+
+pub(super) type CallId = u64;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum TimerKind {
+    /// No provisional answer from the agent in time.
+    Setup,
+    /// No final answer from the agent in time.
+    Ring,
+    /// Retransmit our 2xx to the carrier until its ACK.
+    Retransmit2xx,
+    /// An outbound call's pacing slot on its trunk has come.
+    Pace,
+}
+
+/// Why a client transaction exists.
+#[derive(Debug)]
+pub(super) enum ClientRef {
+    /// The agent leg's INVITE of a live call.
+    Invite(CallId),
+    /// An agent INVITE we gave up on (timeout, caller cancel): a late 1xx gets a CANCEL, a late 2xx ACK + BYE.
+    Orphan(Box<Orphan>),
+    /// A request relayed from one side; its answer goes back on `server_key`.
+    Relay {
+        call: CallId,
+        server_key: TxKey,
+        request: Box<Message>,
+        /// The side the request went to (and its answer comes from), for SDP anchoring.
+        to_side: Side,
+    },
+    /// BYE or CANCEL we originated: nothing waits on the answer.
+    Fire,
+}
+
+#[derive(Debug)]
+pub(super) struct Orphan {
+    pub(super) invite: Message,
+    pub(super) peer: Peer,
+    pub(super) provisional: bool,
+    pub(super) local: String,
+}
+
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+pub(super) enum State {
+    /// Hunting for an agent.
+    Routing,
+    /// 2xx sent to the carrier; waiting for its ACK.
+    Answered,
+    Confirmed,
+}
+
+/// Who the call came from and so what its legs are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum CallKind {
+    /// A carrier's INVITE: A = carrier (server leg), B = agents in turn.
+    Inbound,
+    /// An agent's INVITE: A = agent (server leg), B = the trunk.
+    AgentOutbound,
+    /// `POST /v1/calls`: B = the trunk first; once it answers it becomes A and B = the agent.
+    ApiOutbound,
+}
+
+/// Where a client leg goes.
+pub(super) enum LegTarget {
+    Agent(Arc<AgentRecord>),
+    /// One attempt at one resolved trunk target.
+    Trunk,
+}
+
+pub(super) struct ALeg {
+    /// The INVITE that made this leg: the carrier's or agent's (server leg), or ours to the trunk (API calls).
+    pub(super) invite: Message,
+    /// Our server transaction for that INVITE; `None` when the edge placed the leg (API calls).
+    pub(super) key: Option<TxKey>,
+    pub(super) peer: Peer,
+    pub(super) tag: String,
+    pub(super) dialog: DialogSide,
+}
+
+pub(super) struct BLeg {
+    pub(super) target: LegTarget,
+    pub(super) route: Route,
+    pub(super) invite: Message,
+    pub(super) key: TxKey,
+    pub(super) peer: Peer,
+    pub(super) provisional: bool,
+    /// Filled when the agent answers.
+    pub(super) dialog: Option<DialogSide>,
+    pub(super) hop: usize,
+}
+
+pub(super) struct Call {
+    pub(super) kind: CallKind,
+    /// API calls: the dialled party answered, so A is a confirmed dialog of ours (BYE ends it).
+    pub(super) a_up: bool,
+    pub(super) number: Arc<NumberRoute>,
+    /// Outbound calls: the trunk, its targets and the authentication state.
+    pub(super) out: Option<Box<outbound::OutboundPlan>>,
+    /// The agent an outbound call counts against (its `max_concurrent_calls`) for as long as it lasts.
+    pub(super) held_agent: Option<String>,
+    pub(super) a: ALeg,
+    pub(super) b: Option<BLeg>,
+    /// Remaining hops: agent ids with their route.
+    pub(super) plan: VecDeque<(String, Route)>,
+    pub(super) state: State,
+    /// Bumped on every hop so stale timers are ignored.
+    pub(super) generation: u32,
+    pub(super) record: CallRecord,
+    /// How each of `record.hops` went, typed (the record holds the words): same length, same order.
+    pub(super) hop_outcomes: Vec<HopOutcome>,
+    pub(super) retransmit_interval: Duration,
+    pub(super) answered_at: Option<Instant>,
+    /// The 2xx we sent the carrier, re-sent until its ACK (RFC 6026 leaves that to us).
+    pub(super) answer: Option<Bytes>,
+    /// When the carrier's INVITE was taken, for the setup-latency histogram.
+    pub(super) created: Instant,
+    /// The RTP relay anchoring this call's media (carrier side A, agent side B).
+    pub(super) relay: Option<Box<dyn MediaRelay>>,
+    /// The carrier's SDP offer rewritten to the relay's agent-side address.
+    pub(super) b_offer: Option<Bytes>,
+    /// The voicemail session answering this call, when it went to voicemail.
+    pub(super) voicemail: Option<Box<dyn VoicemailRecording>>,
+    /// The record changed since it was last queued for the store (the id is in `CallController::dirty`).
+    pub(super) dirty: bool,
+}
+
+impl Call {
+    /// A call just taken, hunting for its B leg.
+    pub(super) fn new(
+        kind: CallKind,
+        number: Arc<NumberRoute>,
+        a: ALeg,
+        record: CallRecord,
+        now: std::time::Instant,
+        t1: std::time::Duration,
+    ) -> Call {
+        Call {
+            kind,
+            a_up: false,
+            number,
+            out: None,
+            held_agent: None,
+            a,
+            b: None,
+            plan: VecDeque::new(),
+            state: State::Routing,
+            generation: 0,
+            record,
+            hop_outcomes: Vec::new(),
+            retransmit_interval: t1,
+            answered_at: None,
+            answer: None,
+            created: now,
+            relay: None,
+            b_offer: None,
+            voicemail: None,
+            dirty: false,
+        }
+    }
+}
+
+impl Call {
+    /// Starts a hop: its row in the record and its typed outcome, side by side. Returns its index.
+    pub(super) fn push_hop(
+        &mut self,
+        route: Route,
+        agent_id: Option<String>,
+        status: Option<u16>,
+        outcome: HopOutcome,
+        started_at_ms: i64,
+        ended_at_ms: Option<i64>,
+    ) -> usize {
+        let index = self.record.hops.len();
+        self.record.hops.push(Hop {
+            route,
+            agent_id,
+            sip_status: status,
+            outcome: outcome.to_string(),
+            started_at_ms,
+            ended_at_ms,
+        });
+        self.hop_outcomes.push(outcome);
+        index
+    }
+
+    /// Hop `index` is over: how, with the SIP status when one came (else the one it had is kept).
+    pub(super) fn end_hop(&mut self, index: usize, status: Option<u16>, outcome: HopOutcome, wall_ms: i64) {
+        if let Some(h) = self.record.hops.get_mut(index) {
+            if status.is_some() {
+                h.sip_status = status;
+            }
+            h.outcome = outcome.to_string();
+            h.ended_at_ms = Some(wall_ms);
+        }
+        if let Some(o) = self.hop_outcomes.get_mut(index) {
+            *o = outcome;
+        }
+    }
+}
+
+impl ALeg {
+    /// The leg of a caller whose INVITE we answer (a carrier's, an agent's): our tag, its dialog as UAS.
+    pub(super) fn server(invite: Message, key: TxKey, peer: Peer) -> ALeg {
+        let tag = leg::token();
+        let dialog = DialogSide {
+            transport: leg::via_transport(peer.transport),
+            call_id: invite.call_id().unwrap_or("").to_owned(),
+            local: format!("{};tag={tag}", invite.header(&HeaderName::To).unwrap_or("").trim()),
+            remote: invite.header(&HeaderName::From).unwrap_or("").trim().to_owned(),
+            remote_target: leg::contact_uri(&invite).unwrap_or_else(|| format!("sip:{}", peer.addr)),
+            route_set: leg::uas_route_set(&invite),
+            local_cseq: 0,
+        };
+        ALeg {
+            invite,
+            key: Some(key),
+            peer,
+            tag,
+            dialog,
+        }
+    }
+}
+
+impl BLeg {
+    pub(super) fn invite_call_id(&self) -> Option<String> {
+        self.invite.call_id().ok().map(str::to_owned)
+    }
+
+    /// The agent this leg rings, if it goes to an agent.
+    pub(super) fn agent_id(&self) -> Option<&str> {
+        match &self.target {
+            LegTarget::Agent(a) => Some(&a.id),
+            LegTarget::Trunk => None,
+        }
+    }
+}
+
+/// Our side of the agent's dialog from its 2xx: its To (with tag), Contact and Record-Route.
+pub(super) fn dialog_from_answer(local_from: &str, call_id: &str, resp: &Message, peer: Peer) -> DialogSide {
+    DialogSide {
+        transport: leg::via_transport(peer.transport),
+        call_id: call_id.to_owned(),
+        local: local_from.trim().to_owned(),
+        remote: resp.header(&HeaderName::To).unwrap_or("").trim().to_owned(),
+        remote_target: leg::contact_uri(resp).unwrap_or_else(|| format!("sip:{}", peer.addr)),
+        route_set: leg::uac_route_set(resp),
+        local_cseq: 1,
+    }
+}
+
+/// The SDP of `msg` (sent by `from`) rewritten by the call's relay; `None` passes the body through.
+pub(super) fn anchor(relay: Option<&dyn MediaRelay>, from: Side, msg: &Message) -> Option<Bytes> {
+    let relay = relay?;
+    if msg.body().is_empty() {
+        return None;
+    }
+    match relay.anchor_sdp(from, msg.body()) {
+        Ok(sdp) => Some(sdp),
+        Err(e) => {
+            // Never leak the other leg's addresses: drop the body rather than pass it through.
+            tracing::warn!(call_id = msg.call_id().unwrap_or("-"), error = %e, "SDP not anchored; body dropped");
+            Some(Bytes::new())
+        }
+    }
+}

@@ -1,0 +1,205 @@
+//! The end of an inbound call's chain: the edge answers with voicemail and records, and stores the
+//! recording's row when the media engine reports it (the call may be gone by then).
+
+use edge_media::MediaEvent;
+use edge_store::{CallStatus, HangupBy, Route, VoicemailRecord};
+use sip_core::build::ResponseBuilder;
+use sip_core::message::{Message, Method, Transport};
+use sip_core::transaction::TxKey;
+use std::cmp::Reverse;
+use std::sync::atomic::Ordering;
+
+use crate::call::context::{count_invite_answer, Ctx, Persist};
+use crate::call::leg;
+use crate::call::media::Side;
+use crate::call::outcome::HopOutcome;
+use crate::call::registry::CallController;
+use crate::call::state::{CallId, State, TimerKind};
+
+/// What a voicemail row needs once the recording ends (the call may be gone by then).
+#[derive(Debug)]
+pub(super) struct VoicemailMeta {
+    pub(super) account_id: String,
+    pub(super) call_id: String,
+    pub(super) phone_number_id: String,
+    pub(super) caller: String,
+    pub(super) to: String,
+}
+
+impl CallController {
+    /// Voicemail sessions whose recording has not been reported yet (the engine waits for them on shutdown).
+    pub fn pending_voicemails(&self) -> usize {
+        self.voicemail_meta.len()
+    }
+
+    /// The end of the chain: the edge answers and records. False when voicemail is impossible (no media
+    /// engine, no offer, no ports), so the caller gets 503.
+    pub(super) fn start_voicemail(&mut self, ctx: &mut Ctx<'_>, id: CallId) -> bool {
+        let Some(m) = &self.media else { return false };
+        let Some(call) = self.calls.get_mut(&id) else {
+            return false;
+        };
+        if call.a.invite.body().is_empty() {
+            return false;
+        }
+        // The number's message, else its agent's default, else the operator's.
+        let agent_default = self
+            .index
+            .agent(&call.number.agent_id)
+            .and_then(|a| a.voicemail_message.clone());
+        let greeting = call
+            .number
+            .inbound_routing
+            .as_ref()
+            .and_then(|r| r.voicemail_message.clone())
+            .or(agent_default);
+        let started = ctx.wall_ms;
+        let (answer, session) = match m.start_voicemail(&call.record.id, call.a.invite.body(), greeting) {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(call = %call.record.id, error = %e, "voicemail could not start");
+                return false;
+            }
+        };
+        // The relay is not needed: the edge itself is the media peer now.
+        call.relay = None;
+        call.b_offer = None;
+        let bytes = ResponseBuilder::for_request(&call.a.invite, 200, "OK")
+            .to_tag(&call.a.tag)
+            .header("Contact", &self.cfg.local.contact)
+            .header_unless_empty("Server", &self.cfg.local.server_name)
+            .body("application/sdp", answer)
+            .build();
+        if let Some(a_key) = &call.a.key {
+            ctx.respond(a_key, bytes.clone(), "voicemail 2xx");
+        }
+        count_invite_answer(&call.record.carrier, 200);
+        metrics::histogram!("edge_call_setup_seconds").record(ctx.now.duration_since(call.created).as_secs_f64());
+        call.answer = Some(bytes);
+        call.voicemail = Some(session);
+        call.generation += 1;
+        call.state = State::Answered;
+        call.answered_at = Some(ctx.now);
+        call.push_hop(Route::Voicemail, None, Some(200), HopOutcome::Answered, started, None);
+        call.record.status = CallStatus::InProgress;
+        call.record.answered_by = Some(Route::Voicemail);
+        call.record.answered_at_ms = Some(ctx.wall_ms);
+        self.voicemail_meta.insert(
+            call.record.id.clone(),
+            VoicemailMeta {
+                account_id: call.record.account_id.clone(),
+                call_id: call.record.id.clone(),
+                phone_number_id: call.number.number_id.clone(),
+                caller: call.record.from.clone(),
+                to: call.record.to.clone(),
+            },
+        );
+        if call.a.peer.transport == Transport::Udp {
+            let gen = call.generation;
+            self.timers
+                .push(Reverse((ctx.now + self.cfg.t1, id, TimerKind::Retransmit2xx, gen)));
+        }
+        self.stats.voicemail.fetch_add(1, Ordering::Relaxed);
+        self.persist(ctx.now, id);
+        true
+    }
+
+    /// A request from the caller while voicemail answers: BYE ends the recording; anything else is
+    /// accepted (a session refresh gets the same SDP answer).
+    pub(super) fn in_voicemail(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        id: CallId,
+        key: TxKey,
+        req: &Message,
+        method: &Method,
+    ) -> bool {
+        let Some(call) = self.calls.get(&id) else { return false };
+        let mut b =
+            ResponseBuilder::for_request(req, 200, "OK").header_unless_empty("Server", &self.cfg.local.server_name);
+        let sdp = call
+            .answer
+            .as_ref()
+            .and_then(|a| Message::parse(a.clone()).ok())
+            .map(|m| m.body_bytes());
+        if *method == Method::Invite {
+            b = b.header("Contact", &self.cfg.local.contact);
+            if let Some(sdp) = sdp {
+                b = b.body("application/sdp", sdp);
+            }
+        }
+        ctx.respond(&key, b.build(), "answer in voicemail");
+        if *method == Method::Bye {
+            self.finish(ctx, id, CallStatus::Completed, "caller hung up", Some(HangupBy::Caller));
+        }
+        true
+    }
+
+    /// An event from the media engine: a dead media path, or a finished voicemail recording.
+    pub fn on_media_event(&mut self, ctx: &mut Ctx<'_>, ev: MediaEvent) {
+        match ev {
+            MediaEvent::Timeout { call_id } => {
+                let Some(id) = self.by_public.get(&*call_id).copied() else {
+                    return;
+                };
+                tracing::info!(call = %call_id, "media timeout: hanging up both legs");
+                let reason = "SIP;cause=408;text=\"media timeout\"";
+                self.hang_up_other(ctx, id, Side::A, Some(reason));
+                self.send_bye_a(ctx, id);
+                self.finish(
+                    ctx,
+                    id,
+                    CallStatus::Completed,
+                    "media timeout: no RTP or RTCP from either side",
+                    Some(HangupBy::Edge),
+                );
+            }
+            MediaEvent::VoicemailEnded { call_id, outcome } => {
+                let meta = self.voicemail_meta.remove(&*call_id);
+                match (&outcome, meta) {
+                    (Ok(o), Some(meta)) => {
+                        let path = match &self.media {
+                            Some(m) => m.stored_path(&o.path),
+                            None => o.path.to_string_lossy().into_owned(),
+                        };
+                        self.write(Persist::Voicemail(VoicemailRecord {
+                            id: format!("vm_{}", leg::token()),
+                            account_id: meta.account_id,
+                            call_id: meta.call_id,
+                            phone_number_id: Some(meta.phone_number_id),
+                            caller: meta.caller,
+                            to: meta.to,
+                            duration_ms: o.duration_ms as i64,
+                            ended_by: ended_by_word(o.ended_by).into(),
+                            recording_path: path,
+                            created_at_ms: ctx.wall_ms,
+                        }));
+                    }
+                    (Err(e), _) => tracing::error!(call = %call_id, error = %e, "voicemail recording failed"),
+                    (Ok(_), None) => {}
+                }
+                // Ended by itself (silence, length, `#`): the edge hangs up.
+                if let Some(id) = self.by_public.get(&*call_id).copied() {
+                    self.send_bye_a(ctx, id);
+                    self.finish(
+                        ctx,
+                        id,
+                        CallStatus::Completed,
+                        "voicemail recorded",
+                        Some(HangupBy::Edge),
+                    );
+                }
+            }
+        }
+    }
+}
+
+pub(super) fn ended_by_word(e: edge_media::EndedBy) -> &'static str {
+    match e {
+        edge_media::EndedBy::Hangup => "hangup",
+        edge_media::EndedBy::MaxLength => "max-length",
+        edge_media::EndedBy::Silence => "silence",
+        edge_media::EndedBy::DtmfHash => "dtmf-hash",
+        edge_media::EndedBy::Shutdown => "shutdown",
+    }
+}
