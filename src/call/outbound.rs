@@ -205,7 +205,10 @@ impl CallController {
         // Checked and counted at once (`agent_may_call` above only looked): another shard may have taken
         // the agent's last slot meanwhile.
         if !self.agents.try_acquire(&agent.id, agent.max_concurrent_calls) {
-            let why = format!("agent {} is at max_concurrent_calls ({})", agent.id, agent.max_concurrent_calls);
+            let why = format!(
+                "agent {} is at max_concurrent_calls ({})",
+                agent.id, agent.max_concurrent_calls
+            );
             return Err(refuse(self, 486, "Busy Here", &why));
         }
         tracing::debug!(call = %record.id, agent = %agent.id, to = %dest, trunk = %trunk.address.host, "outbound call from an agent");
@@ -327,7 +330,10 @@ impl CallController {
                 http_status: 409,
                 code: "agent_unavailable".into(),
                 field: Some("agent_id".into()),
-                message: format!("agent {} is at max_concurrent_calls ({})", agent.id, agent.max_concurrent_calls),
+                message: format!(
+                    "agent {} is at max_concurrent_calls ({})",
+                    agent.id, agent.max_concurrent_calls
+                ),
             });
         }
         tracing::debug!(call = %record.id, agent = %agent.id, to = %plan.dest, "outbound call through the API");

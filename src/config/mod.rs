@@ -716,13 +716,10 @@ impl Validator<'_> {
             )?)
             .unwrap_or(0),
             engine_shards: match &raw.runtime.engine_shards {
-                Some(v) => usize::try_from(self.range(
-                    "runtime.engine_shards",
-                    v,
-                    1,
-                    crate::shard::MAX_SHARDS as u64,
-                )?)
-                .unwrap_or(1),
+                Some(v) => {
+                    usize::try_from(self.range("runtime.engine_shards", v, 1, crate::shard::MAX_SHARDS as u64)?)
+                        .unwrap_or(1)
+                }
                 None => crate::shard::default_shards(std::thread::available_parallelism().map_or(1, |n| n.get())),
             },
             carriers,

@@ -182,7 +182,6 @@ fn on_command(ep: &mut Endpoint, cmd: edge_api::CallCommand) {
     }
 }
 
-
 /// Datagrams the engine reads in one go before it looks at timers and its other inputs.
 const UDP_BURST: usize = 64;
 
