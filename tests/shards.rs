@@ -107,7 +107,10 @@ async fn max_concurrent_calls_holds_across_shards() {
     let hops = rec["hops"].as_array().expect("hops");
     assert_eq!(hops[0]["route"], "primary", "{rec}");
     assert!(
-        hops[0]["outcome"].as_str().unwrap().contains("max_concurrent_calls (1)"),
+        hops[0]["outcome"]
+            .as_str()
+            .unwrap()
+            .contains("max_concurrent_calls (1)"),
         "{rec}"
     );
     wait_load(&t, &f, 0).await;

@@ -21,7 +21,8 @@
 #
 # env knobs:
 #   SERVERS="edge kamailio" (also: edge-sig = the edge with media off; edge-base = EDGE_BASE_BIN, e.g.
-#   the binary before a change, so before/after alternate in one run)  PATHS="happy failover"  RATES="1000 2000 3000 4000 5000 6000 7000 8000"
+#   the binary before a change, so before/after alternate in one run; edge-s1 / edge-s2 = the edge with
+#   [runtime] engine_shards = 1 / 2 and as many worker threads, so the two alternate in one run)  PATHS="happy failover"  RATES="1000 2000 3000 4000 5000 6000 7000 8000"
 #   DUR=10 (seconds of call generation per step)  REFINE=2  PASS_FAIL_PCT=0.1  STOP_FAIL_PCT=5
 #   EDGE_BIN=target/release/oneinbox-edge  EDGE_MEDIA=1 (0: [media] enabled=false, SDP passes through)
 #   EDGE_RTP_PORTS=10000-65000  EDGE_QUARANTINE_MS=1000 (port reuse quarantine; see README)
@@ -100,9 +101,12 @@ SERVER_PID=""; SERVER_NAME=""; UAS_LIST=()
 # ---------------------------------------------------------------- the edge
 EDGE_DIR="$OUT/edge"
 edge_config() {  # $1 data dir, $2 media on (1/0), $3 quarantine ms -> config file path on stdout
-  local cfg="$EDGE_DIR/edge-$(basename "$1")-m$2.toml"
+  local cfg="$EDGE_DIR/edge-$(basename "$1")-m$2${EDGE_SHARDS:+-s$EDGE_SHARDS}.toml"
   local media=false; [[ "$2" == 1 ]] && media=true
+  local runtime=""
+  [[ -n "${EDGE_SHARDS:-}" ]] && runtime=$'[runtime]\nengine_shards = '"$EDGE_SHARDS"$'\nworker_threads = '"$EDGE_SHARDS"
   cat > "$cfg" <<TOML
+$runtime
 [sip]
 udp = "127.0.0.1:$SIP_PORT"
 tcp = "off"
@@ -260,6 +264,8 @@ fresh() {  # $1 server, $2 path, [$3 hold]
   case "$1" in
     edge) start_edge 1 "$EDGE_QUARANTINE_MS" ;;
     edge-sig) start_edge 0 "$EDGE_QUARANTINE_MS" ;;
+    edge-s1) EDGE_SHARDS=1 start_edge 1 "$EDGE_QUARANTINE_MS" ;;
+    edge-s2) EDGE_SHARDS=2 start_edge 1 "$EDGE_QUARANTINE_MS" ;;
     edge-base) start_edge 1 "$EDGE_QUARANTINE_MS" "${EDGE_BASE_BIN:?EDGE_BASE_BIN=another oneinbox-edge binary}" ;;
     kamailio) if [[ "${3:-}" == hold ]]; then start_kamailio -A WITH_DIALOG; else start_kamailio; fi ;;
     *) log "unknown server $1"; exit 1 ;;

@@ -129,7 +129,12 @@ impl Rig {
             targets: Default::default(),
         };
         Rig {
-            ctl: CallController::new(call_cfg, index, media, crate::shard::CallShard::single(Duration::from_secs(3))),
+            ctl: CallController::new(
+                call_cfg,
+                index,
+                media,
+                crate::shard::CallShard::single(Duration::from_secs(3)),
+            ),
             tx: TransactionLayer::new(TxConfig::default()),
             out: VecDeque::new(),
             start: Instant::now(),

@@ -715,13 +715,10 @@ impl Validator<'_> {
             )?)
             .unwrap_or(0),
             engine_shards: match &raw.runtime.engine_shards {
-                Some(v) => usize::try_from(self.range(
-                    "runtime.engine_shards",
-                    v,
-                    1,
-                    crate::shard::MAX_SHARDS as u64,
-                )?)
-                .unwrap_or(1),
+                Some(v) => {
+                    usize::try_from(self.range("runtime.engine_shards", v, 1, crate::shard::MAX_SHARDS as u64)?)
+                        .unwrap_or(1)
+                }
                 None => crate::shard::default_shards(std::thread::available_parallelism().map_or(1, |n| n.get())),
             },
             carriers,
@@ -1041,8 +1038,9 @@ pub fn parse_hex_key(s: &str) -> Option<[u8; 32]> {
 impl Config {
     /// Worker threads to start: as configured, else one per core but one (at least one).
     ///
-    /// The SIP engine is one task (it owns every call, no locks); more workers only serve media relays,
-    /// the API and DNS, and each costs cross-thread wake-ups and task stealing on every hand-off. Under
+    /// Each SIP engine shard is one task (it owns its calls, no locks); more workers than shards only
+    /// serve media relays, the API and DNS, and each costs cross-thread wake-ups and task stealing on
+    /// every hand-off. Under
     /// SIPp on two cores (`benches/README.md`), one worker used 10-20% less CPU per call than two and held
     /// 7,000 calls/s where two collapsed at 6,000; a dedicated engine thread beside one worker did worse
     /// than both on one (more wake-ups between them). The core left over runs the store's SQLite thread

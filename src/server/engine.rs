@@ -200,7 +200,6 @@ fn on_command(ep: &mut Endpoint, cmd: edge_contract::CallCommand) {
     }
 }
 
-
 /// Datagrams the engine reads in one go before it looks at timers and its other inputs.
 const UDP_BURST: usize = 64;
 

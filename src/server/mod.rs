@@ -103,11 +103,7 @@ impl Edge {
         let _ = self.shutdown.send(true);
         // Every shard ends its calls at once; together they get the grace one had.
         let engines = std::mem::take(&mut self.engines);
-        let _ = tokio::time::timeout(
-            std::time::Duration::from_secs(5),
-            futures_join_all(engines),
-        )
-        .await;
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), futures_join_all(engines)).await;
         // The engine is gone, so the record queue is closed: wait for the writer to store what is left.
         if let Some(records) = self.records.take() {
             let _ = tokio::time::timeout(std::time::Duration::from_secs(10), records).await;
@@ -228,7 +224,8 @@ pub async fn start(cfg: Config) -> anyhow::Result<Edge> {
     // Engine shards: each owns the calls whose Call-ID hashes to it; what they count together is shared.
     let shard_map = ShardMap::new(cfg.engine_shards);
     let shards = shard_map.count();
-    let (engine_txs, engine_rxs): (Vec<_>, Vec<_>) = (0..shards).map(|_| mpsc::channel::<Inbound>(ENGINE_QUEUE)).unzip();
+    let (engine_txs, engine_rxs): (Vec<_>, Vec<_>) =
+        (0..shards).map(|_| mpsc::channel::<Inbound>(ENGINE_QUEUE)).unzip();
     let dispatch = Dispatch::new(shard_map.clone(), engine_txs);
 
     let sip_addr = sip_udp.or(sip_tcp).context("no SIP listener")?;
@@ -340,7 +337,11 @@ pub async fn start(cfg: Config) -> anyhow::Result<Edge> {
         (vec![commands_rx], vec![media_events])
     } else {
         let (cmd_txs, cmd_rxs): (Vec<_>, Vec<_>) = (0..shards).map(|_| mpsc::channel(1024)).unzip();
-        tasks.push(tokio::spawn(engine::route_commands(commands_rx, cmd_txs, shard_map.clone())));
+        tasks.push(tokio::spawn(engine::route_commands(
+            commands_rx,
+            cmd_txs,
+            shard_map.clone(),
+        )));
         let media_rxs = match media_events {
             Some(events) => {
                 let (txs, rxs): (Vec<_>, Vec<_>) = (0..shards).map(|_| mpsc::unbounded_channel()).unzip();

@@ -14,7 +14,6 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-
 use crate::sip::admission::{Admission, AdmissionStats, Refusal, SourceClass};
 use crate::sip::agent_auth::{AgentAuth, AgentAuthStats, AuthOutcome};
 use crate::sip::digest_guard::GuardStats;

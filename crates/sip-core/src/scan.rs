@@ -63,7 +63,10 @@ fn value(msg: &[u8], mut from: usize) -> Option<&[u8]> {
 /// Where the line starting at `at` ends (at its CR or LF, or the end of the input).
 fn line_end(msg: &[u8], at: usize) -> usize {
     let rest = msg.get(at..).unwrap_or(&[]);
-    at + rest.iter().position(|b| matches!(b, b'\r' | b'\n')).unwrap_or(rest.len())
+    at + rest
+        .iter()
+        .position(|b| matches!(b, b'\r' | b'\n'))
+        .unwrap_or(rest.len())
 }
 
 /// The start of the line after the one starting at `at` (CRLF, or a bare LF), or `None` at the end.
@@ -138,7 +141,18 @@ mod tests {
         for n in 0..=full.len() {
             let _ = call_id(&full.as_bytes()[..n]);
         }
-        for junk in [&b""[..], b"\r", b"\n", b"\r\n\r\n", b"x", b"x\r", b"x\ri:", b"x\ni:", b"x\ni:\r", b":\n:"] {
+        for junk in [
+            &b""[..],
+            b"\r",
+            b"\n",
+            b"\r\n\r\n",
+            b"x",
+            b"x\r",
+            b"x\ri:",
+            b"x\ni:",
+            b"x\ni:\r",
+            b":\n:",
+        ] {
             let _ = call_id(junk);
         }
         assert_eq!(call_id(b"x\ni: v"), Some(&b"v"[..]));

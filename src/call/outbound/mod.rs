@@ -154,7 +154,12 @@ pub(in crate::call) fn refuse_agent(ctl: &CallController, e: &AgentRefusal) -> R
     refuse(ctl, code, reason, &e.to_string())
 }
 
-pub(in crate::call) fn plan(trunk: TrunkChoice, dest: String, agent: Arc<AgentRecord>, call_id: String) -> OutboundPlan {
+pub(in crate::call) fn plan(
+    trunk: TrunkChoice,
+    dest: String,
+    agent: Arc<AgentRecord>,
+    call_id: String,
+) -> OutboundPlan {
     OutboundPlan {
         trunk,
         dest,
