@@ -500,11 +500,14 @@ async fn run_engine(
                 match ready {
                     Ok(mut ready) => {
                         let now = Instant::now();
-                        // Each message's answers leave before the next message is read: flushing once per
-                        // burst held the first message's forwarded INVITE behind the other 63.
-                        transport::udp::drain(&mut ready, &mut udp_buf, UDP_BURST, &transport_stats, |m| {
+                        // The answers of each batch read (a few messages) leave together before the next
+                        // is read: flushing once per burst held the first message's forwarded INVITE
+                        // behind the other 63.
+                        transport::udp::drain(&mut ready, &mut udp_buf, UDP_BURST, &transport_stats, |m, last| {
                             ep.handle(now, m.source, m.link, m.data);
-                            flush(&mut ep, &out);
+                            if last {
+                                flush(&mut ep, &out);
+                            }
                         });
                     }
                     Err(e) => {
@@ -563,11 +566,9 @@ async fn run_engine(
     }
 }
 
-/// Puts the endpoint's pending transmits on the wire.
+/// Puts the endpoint's pending transmits on the wire (the UDP ones in one `sendmmsg`).
 fn flush(ep: &mut Endpoint, out: &Outbound) {
-    while let Some(t) = ep.poll_transmit() {
-        out.send(t.link, t.to, t.bytes);
-    }
+    out.send_all(std::iter::from_fn(|| ep.poll_transmit()).map(|t| (t.link, t.to, t.bytes)));
 }
 
 /// One API command, answered on its oneshot (a caller that gave up is simply not answered).

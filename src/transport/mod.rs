@@ -134,6 +134,32 @@ impl Outbound {
         &self.tcp_conns
     }
 
+    /// Sends every transmit of one flush, each as [`send`](Self::send) would: the UDP ones together in
+    /// [`udp::SipUdp::send_batch`] (one syscall when the engine answered a message with several), the
+    /// TCP ones to their connections' writers. Order is kept per link.
+    pub fn send_all(&self, transmits: impl IntoIterator<Item = (Link, SocketAddr, Bytes)>) {
+        // The common flush is one datagram: sent as before, with no batch to allocate.
+        let mut first: Option<(SocketAddr, Bytes)> = None;
+        let mut more: Vec<(SocketAddr, Bytes)> = Vec::new();
+        for (link, to, bytes) in transmits {
+            match (link, &self.udp) {
+                (Link::Udp, Some(_)) if first.is_none() && more.is_empty() => first = Some((to, bytes)),
+                (Link::Udp, Some(_)) => {
+                    more.extend(first.take());
+                    more.push((to, bytes));
+                }
+                _ => self.send(link, to, bytes),
+            }
+        }
+        if let Some((to, bytes)) = first {
+            self.send(Link::Udp, to, bytes);
+        }
+        if let Some(sock) = self.udp.as_ref().filter(|_| !more.is_empty()) {
+            let failed = more.len() - sock.send_batch(&more);
+            self.stats.send_errors.fetch_add(failed as u64, Ordering::Relaxed);
+        }
+    }
+
     /// Sends without waiting: UDP is fire-and-forget, and a TCP writer whose queue is full is a peer that
     /// stopped reading; blocking the engine on it would stall every other call.
     pub fn send(&self, link: Link, to: SocketAddr, bytes: Bytes) {

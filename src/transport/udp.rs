@@ -15,12 +15,17 @@ use edge_media::socket::{ReadableUdp, ReadyGuard};
 
 use super::{Inbound, Link, TransportStats};
 
-/// Receive buffer: datagrams are split off a large zeroed buffer so that each message is a zero-copy
-/// `Bytes` and allocation is amortised over many datagrams.
+/// Messages are split off a large buffer so that each is a `Bytes` of its own and allocation is amortised
+/// over many datagrams.
 const RECV_CHUNK: usize = 256 * 1024;
 const MAX_DATAGRAM: usize = 65_535;
+/// Datagrams read per `recvmmsg` call, handled before their answers leave together ([`drain`]). Small:
+/// the first message's answers wait for the others' handling (a few microseconds each).
+pub const RECV_BATCH: usize = 8;
 /// Receive queue asked of the kernel (SO_RCVBUF); it caps the request at `net.core.rmem_max`.
 const RECV_BUFFER: usize = 8 * 1024 * 1024;
+/// Datagrams per `sendmmsg` call, at most (the kernel's own cap is `UIO_MAXIOV`, 1024).
+pub const SEND_BATCH: usize = 64;
 
 /// The bound SIP UDP socket.
 #[derive(Debug)]
@@ -70,6 +75,55 @@ impl SipUdp {
         self.socket.send_to(bytes, to).is_ok()
     }
 
+    /// Sends every datagram of `batch` without waiting, as [`send_to`](Self::send_to) does each; returns
+    /// how many left. On Linux they leave in `sendmmsg` calls of up to [`SEND_BATCH`]: the answers of
+    /// one burst of messages (a forwarded INVITE and its 100 Trying, say) cost one syscall, not one each.
+    pub fn send_batch(&self, batch: &[(SocketAddr, Bytes)]) -> usize {
+        #[cfg(target_os = "linux")]
+        {
+            batch.chunks(SEND_BATCH).map(|chunk| self.sendmmsg(chunk)).sum()
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            batch.iter().filter(|(to, bytes)| self.send_to(bytes, *to)).count()
+        }
+    }
+
+    /// One `sendmmsg` for `chunk`, again past a datagram the kernel refused (it is dropped, like a failed
+    /// `send_to`); returns how many left.
+    #[cfg(target_os = "linux")]
+    fn sendmmsg(&self, chunk: &[(SocketAddr, Bytes)]) -> usize {
+        use rustix::net::addr::SocketAddrArg;
+        use rustix::net::{sendmmsg, MMsgHdr, SendAncillaryBuffer, SendFlags};
+        use std::io::IoSlice;
+        let addrs: Vec<_> = chunk.iter().map(|(to, _)| to.as_any()).collect();
+        let iovs: Vec<[IoSlice<'_>; 1]> = chunk.iter().map(|(_, b)| [IoSlice::new(b)]).collect();
+        let mut controls: Vec<SendAncillaryBuffer<'_, '_, '_>> =
+            chunk.iter().map(|_| SendAncillaryBuffer::default()).collect();
+        let mut msgs: Vec<MMsgHdr<'_>> = addrs
+            .iter()
+            .zip(&iovs)
+            .zip(controls.iter_mut())
+            .map(|((addr, iov), control)| MMsgHdr::new_with_addr(addr, iov, control))
+            .collect();
+        let (mut at, mut sent) = (0, 0);
+        while at < msgs.len() {
+            match sendmmsg(self.socket.as_std(), &mut msgs[at..], SendFlags::DONTWAIT) {
+                Ok(0) => break,
+                Ok(n) => {
+                    at += n;
+                    sent += n;
+                }
+                // The datagram at `at` was refused (a full send buffer, an unreachable address).
+                Err(e) => {
+                    tracing::debug!(error = %e, to = %chunk.get(at).map_or(String::new(), |m| m.0.to_string()), "udp send error");
+                    at += 1;
+                }
+            }
+        }
+        sent
+    }
+
     /// Waits until a datagram may be waiting (cancel-safe: used in the engine's `select!`). Readiness is
     /// cleared by [`drain`] when the socket reports it would block, not here.
     pub async fn readable(&self) -> io::Result<Ready<'_>> {
@@ -80,28 +134,50 @@ impl SipUdp {
 /// The socket reported readable; [`drain`] reads it.
 pub type Ready<'a> = ReadyGuard<'a>;
 
-/// A fresh receive buffer for [`drain`].
-pub fn recv_buffer() -> BytesMut {
-    BytesMut::zeroed(RECV_CHUNK)
+/// What [`drain`] reads into, kept by the engine across reads.
+#[derive(Debug)]
+pub struct RecvBuffer {
+    /// Messages are copied here and split off as `Bytes`.
+    chunk: BytesMut,
+    /// `recvmmsg` writes datagram `i` at `i * MAX_DATAGRAM`; allocated once.
+    slots: Vec<u8>,
+    /// The datagrams of the last read: (length, source).
+    got: Vec<(usize, SocketAddr)>,
 }
 
-/// Reads at most `max` datagrams that are waiting now and hands each to `handle`; returns how many.
-/// Readiness stays set when it stopped at `max`, so the next [`SipUdp::readable`] returns at once.
+/// A fresh receive buffer for [`drain`].
+pub fn recv_buffer() -> RecvBuffer {
+    RecvBuffer {
+        chunk: BytesMut::with_capacity(RECV_CHUNK),
+        slots: vec![0; RECV_BATCH * MAX_DATAGRAM],
+        got: Vec::with_capacity(RECV_BATCH),
+    }
+}
+
+/// Reads at most `max` datagrams that are waiting now and hands each to `handle`, with `true` for the last
+/// of a batch (up to [`RECV_BATCH`] read at once, by one `recvmmsg` on Linux): the caller flushes the
+/// answers of the batch then, in one `sendmmsg`. Returns how many datagrams were read. Readiness stays set
+/// when it stopped at `max`, so the next [`SipUdp::readable`] returns at once.
 pub fn drain(
     ready: &mut Ready<'_>,
-    buf: &mut BytesMut,
+    buf: &mut RecvBuffer,
     max: usize,
     stats: &TransportStats,
-    mut handle: impl FnMut(Inbound),
+    mut handle: impl FnMut(Inbound, bool),
 ) -> usize {
     let mut read = 0;
     while read < max {
-        // The buffer stays initialised (zeroed once per chunk): no unsafe to read into it.
-        if buf.len() < MAX_DATAGRAM {
-            *buf = recv_buffer();
-        }
-        let (n, source) = match ready.try_io(|s| s.get_ref().recv_from(&mut buf[..])) {
-            Ok(Ok(r)) => r,
+        let want = RECV_BATCH.min(max - read);
+        buf.got.clear();
+        let RecvBuffer { slots, got, .. } = &mut *buf;
+        let drained = match ready.try_io(|s| recv_batch(s.get_ref(), slots, want, got)) {
+            // Fewer than asked for: the queue is empty. Readiness is cleared now rather than by one more
+            // read that would block (an event that came in meanwhile keeps it set: Tokio compares ticks).
+            Ok(Ok(n)) if n < want => {
+                ready.clear_ready();
+                true
+            }
+            Ok(Ok(_)) => false,
             // ICMP port-unreachable from an earlier send surfaces here: not fatal, read on.
             Ok(Err(e)) => {
                 tracing::debug!(error = %e, "udp recv error");
@@ -111,19 +187,125 @@ pub fn drain(
             // Would block: readiness is cleared; the reactor says when there is more.
             Err(_) => break,
         };
-        read += 1;
-        if n == 0 {
-            continue;
+        read += buf.got.len();
+        let last = buf.got.iter().rposition(|&(n, _)| n > 0);
+        for (i, &(n, source)) in buf.got.iter().enumerate() {
+            if n == 0 {
+                continue;
+            }
+            if buf.chunk.capacity() < n {
+                buf.chunk = BytesMut::with_capacity(RECV_CHUNK.max(n));
+            }
+            let at = i * MAX_DATAGRAM;
+            buf.chunk.extend_from_slice(&buf.slots[at..at + n]);
+            let data: Bytes = buf.chunk.split().freeze();
+            stats.udp_datagrams_in.fetch_add(1, Ordering::Relaxed);
+            let inbound = Inbound {
+                source,
+                link: Link::Udp,
+                data,
+            };
+            handle(inbound, Some(i) == last);
         }
-        let data: Bytes = buf.split_to(n).freeze();
-        stats.udp_datagrams_in.fetch_add(1, Ordering::Relaxed);
-        handle(Inbound {
-            source,
-            link: Link::Udp,
-            data,
-        });
+        if drained {
+            break;
+        }
     }
     read
+}
+
+/// Reads up to `want` datagrams into `slots` (datagram `i` at `i * MAX_DATAGRAM`), their lengths and
+/// sources into `got`; returns how many. One `recvmmsg` on Linux, one `recv_from` each elsewhere.
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+fn recv_batch(
+    socket: &std::net::UdpSocket,
+    slots: &mut [u8],
+    want: usize,
+    got: &mut Vec<(usize, SocketAddr)>,
+) -> io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    let want = want.min(RECV_BATCH).min(slots.len() / MAX_DATAGRAM);
+    // SAFETY: all-zero is a valid value of these plain C structs (null pointers, zero lengths).
+    let mut addrs: [libc::sockaddr_storage; RECV_BATCH] = unsafe { std::mem::zeroed() };
+    let mut iovs: [libc::iovec; RECV_BATCH] = unsafe { std::mem::zeroed() };
+    let mut msgs: [libc::mmsghdr; RECV_BATCH] = unsafe { std::mem::zeroed() };
+    for (((slot, iov), addr), msg) in slots
+        .chunks_exact_mut(MAX_DATAGRAM)
+        .zip(iovs.iter_mut())
+        .zip(addrs.iter_mut())
+        .zip(msgs.iter_mut())
+        .take(want)
+    {
+        iov.iov_base = slot.as_mut_ptr().cast();
+        iov.iov_len = slot.len();
+        msg.msg_hdr.msg_iov = iov;
+        msg.msg_hdr.msg_iovlen = 1;
+        msg.msg_hdr.msg_name = (addr as *mut libc::sockaddr_storage).cast();
+        msg.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    }
+    // SAFETY: the first `want` headers point at live, exclusively borrowed buffers of the lengths given
+    // (a slot of `slots`, an address of `addrs`), which outlive the call; the kernel writes within them.
+    let n = unsafe {
+        libc::recvmmsg(
+            socket.as_raw_fd(),
+            msgs.as_mut_ptr(),
+            want as libc::c_uint,
+            libc::MSG_DONTWAIT,
+            std::ptr::null_mut(),
+        )
+    };
+    let n = usize::try_from(n).map_err(|_| io::Error::last_os_error())?;
+    for (msg, addr) in msgs.iter().zip(&addrs).take(n) {
+        // A datagram from an address that is not IP cannot happen on this socket; it is skipped (length 0).
+        let source = socket_addr(addr);
+        let len = if source.is_some() { msg.msg_len as usize } else { 0 };
+        got.push((
+            len.min(MAX_DATAGRAM),
+            source.unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0))),
+        ));
+    }
+    Ok(n)
+}
+
+/// The IP address and port of a `sockaddr_storage` the kernel filled in.
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+fn socket_addr(addr: &libc::sockaddr_storage) -> Option<SocketAddr> {
+    use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
+    match i32::from(addr.ss_family) {
+        libc::AF_INET => {
+            // SAFETY: the family says the storage holds a `sockaddr_in`, which it is large and aligned enough for.
+            let a = unsafe { &*(addr as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            let ip = Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr));
+            Some(SocketAddrV4::new(ip, u16::from_be(a.sin_port)).into())
+        }
+        libc::AF_INET6 => {
+            // SAFETY: as above, for `sockaddr_in6`.
+            let a = unsafe { &*(addr as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            let ip = Ipv6Addr::from(a.sin6_addr.s6_addr);
+            let port = u16::from_be(a.sin6_port);
+            Some(SocketAddrV6::new(ip, port, u32::from_be(a.sin6_flowinfo), a.sin6_scope_id).into())
+        }
+        _ => None,
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn recv_batch(
+    socket: &std::net::UdpSocket,
+    slots: &mut [u8],
+    want: usize,
+    got: &mut Vec<(usize, SocketAddr)>,
+) -> io::Result<usize> {
+    for slot in slots.chunks_exact_mut(MAX_DATAGRAM).take(want) {
+        match socket.recv_from(slot) {
+            Ok(r) => got.push(r),
+            Err(e) if got.is_empty() => return Err(e),
+            Err(_) => break,
+        }
+    }
+    Ok(got.len())
 }
 
 /// Datagrams the kernel dropped because the socket's receive queue was full (the `drops` column of
@@ -162,8 +344,44 @@ mod tests {
         let stats = TransportStats::default();
         let mut buf = recv_buffer();
         let mut got = 0;
-        assert_eq!(drain(&mut ready, &mut buf, 64, &stats, |m| got += m.data.len()), 64);
+        assert_eq!(drain(&mut ready, &mut buf, 64, &stats, |m, _| got += m.data.len()), 64);
         assert_eq!(got, 64 * 1400);
         assert_eq!(stats.udp_datagrams_in.load(Ordering::Relaxed), 64);
+    }
+
+    /// A batch sent in one go reaches every destination whole and in order, and the reader hands the
+    /// datagrams over one by one with the end of each read batch marked (where the engine flushes).
+    #[tokio::test]
+    async fn a_sent_batch_arrives_whole_and_is_read_in_marked_batches() {
+        let edge = SipUdp::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let peer = SipUdp::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let other = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let (to_peer, to_other) = (peer.local_addr().unwrap(), other.local_addr().unwrap());
+        let mut batch: Vec<(SocketAddr, Bytes)> = (0..RECV_BATCH + 3)
+            .map(|i| (to_peer, Bytes::from(format!("message {i}"))))
+            .collect();
+        batch.push((to_other, Bytes::from_static(b"to the other one")));
+        assert_eq!(edge.send_batch(&batch), RECV_BATCH + 4);
+        let mut one = [0u8; 64];
+        let (n, from) = other.recv_from(&mut one).unwrap();
+        assert_eq!(
+            (&one[..n], from),
+            (&b"to the other one"[..], edge.local_addr().unwrap())
+        );
+
+        let mut ready = tokio::time::timeout(std::time::Duration::from_secs(1), peer.readable())
+            .await
+            .unwrap()
+            .unwrap();
+        let (stats, mut buf, mut got) = (TransportStats::default(), recv_buffer(), Vec::new());
+        let read = drain(&mut ready, &mut buf, 64, &stats, |m, last| {
+            assert_eq!((m.source, m.link), (edge.local_addr().unwrap(), Link::Udp));
+            got.push((String::from_utf8(m.data.to_vec()).unwrap(), last));
+        });
+        assert_eq!(read, RECV_BATCH + 3);
+        let want: Vec<(String, bool)> = (0..RECV_BATCH + 3)
+            .map(|i| (format!("message {i}"), i == RECV_BATCH - 1 || i == RECV_BATCH + 2))
+            .collect();
+        assert_eq!(got, want);
     }
 }
