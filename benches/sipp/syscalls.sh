@@ -4,6 +4,8 @@
 #   benches/sipp/syscalls.sh                        # the edge, happy path, 2,000 calls at 200/s
 #   SERVERS="edge kamailio" benches/sipp/syscalls.sh  # Kamailio beside it (its children are traced too)
 #   EDGE_BIN=/path/to/other/oneinbox-edge benches/sipp/syscalls.sh   # another build (before/after)
+#   STRACE=0 SERVERS="edge-base edge edge-base edge" EDGE_BASE_BIN=... benches/sipp/syscalls.sh   # CPU only,
+#     alternating, to see the run-to-run noise of the CPU figures
 #   (run it under the build lock: flock /tmp/build.lock benches/sipp/syscalls.sh)
 #
 # run.sh's PROFILE=syscalls mode: a fresh server and agent UASes per run; one untraced run for user and

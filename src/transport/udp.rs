@@ -125,7 +125,7 @@ impl SipUdp {
     }
 
     /// Waits until a datagram may be waiting (cancel-safe: used in the engine's `select!`). Readiness is
-    /// cleared by [`drain`] when the socket reports it would block, not here.
+    /// cleared by [`drain`] when a read came up short or would block, not here.
     pub async fn readable(&self) -> io::Result<Ready<'_>> {
         self.socket.readable().await
     }
