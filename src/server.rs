@@ -14,7 +14,7 @@ use crate::call::{CallConfig, CallController, CallStats, MediaCtl, Persist};
 use crate::config::{Config, UnknownSource};
 use crate::sip::agent_auth::AgentAuth;
 use crate::sip::endpoint::{Endpoint, EndpointConfig, EndpointStats, SourcePolicy};
-use crate::transport::{self, Inbound, Outbound, TransportStats};
+use crate::transport::{self, Input, Outbound, TransportStats};
 use edge_store::{RoutingIndex, SecretBox, Store, StoreConfig};
 use sip_core::transaction::{AutoTrying, TimerConfig, TxConfig};
 
@@ -191,7 +191,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Edge> {
     }
     let sip_tcp = tcp.as_ref().map(|s| s.local_addr()).transpose()?;
     let out = Outbound::new(udp.clone(), transport_stats.clone());
-    let (engine_tx, engine_rx) = mpsc::channel::<Inbound>(ENGINE_QUEUE);
+    let (engine_tx, engine_rx) = mpsc::channel::<Input>(ENGINE_QUEUE);
 
     let sip_addr = sip_udp.or(sip_tcp).context("no SIP listener")?;
     // Where agents and carriers reach us: the advertised host, else the listener's address (loopback when
@@ -434,7 +434,7 @@ fn tcp_classifier(cfg: Arc<Config>) -> transport::tcp_budget::Classifier {
 
 /// What the engine task listens to besides its timers.
 struct EngineInputs {
-    rx: mpsc::Receiver<Inbound>,
+    rx: mpsc::Receiver<Input>,
     media_events: Option<edge_media::MediaEvents>,
     /// `POST`/`DELETE /v1/calls` from the API.
     commands: mpsc::Receiver<edge_api::CallCommand>,
@@ -472,9 +472,7 @@ async fn run_engine(
             biased;
             _ = shutdown.changed() => {
                 ep.shutdown(Instant::now());
-                while let Some(t) = ep.poll_transmit() {
-                    out.send(t.link, t.to, t.bytes);
-                }
+                flush(&mut ep, &out);
                 // Recordings in progress are finished and their rows written before the engine goes.
                 if let (Some(media), Some(events)) = (&media, media_events.as_mut()) {
                     media.shutdown(std::time::Duration::from_secs(5)).await;
@@ -516,13 +514,13 @@ async fn run_engine(
             m = rx.recv() => {
                 let Some(m) = m else { return };
                 let now = Instant::now();
-                ep.handle(now, m.source, m.link, m.data);
+                on_input(&mut ep, now, m);
                 flush(&mut ep, &out);
                 // Drain what is already queued: amortises the wake-up under load.
                 for _ in 0..64 {
                     match rx.try_recv() {
                         Ok(m) => {
-                            ep.handle(now, m.source, m.link, m.data);
+                            on_input(&mut ep, now, m);
                             flush(&mut ep, &out);
                         }
                         Err(_) => break,
@@ -563,10 +561,21 @@ async fn run_engine(
     }
 }
 
-/// Puts the endpoint's pending transmits on the wire.
+/// One input from the transport tasks.
+fn on_input(ep: &mut Endpoint, now: Instant, input: Input) {
+    match input {
+        Input::Message(m) => ep.handle(now, m.source, m.link, m.data),
+        Input::SendFailed(f) => ep.on_send_failure(now, &f),
+    }
+}
+
+/// Puts the endpoint's pending transmits on the wire. A send that fails at once goes back to the endpoint,
+/// which ends its transaction and may queue more (the call's next hop): those leave in the same loop.
 fn flush(ep: &mut Endpoint, out: &Outbound) {
     while let Some(t) = ep.poll_transmit() {
-        out.send(t.link, t.to, t.bytes);
+        if let Err(failure) = out.send(t) {
+            ep.on_send_failure(Instant::now(), &failure);
+        }
     }
 }
 

@@ -33,7 +33,6 @@ use sip_core::message::{HeaderName, Message, Method, Transport, Uri};
 use sip_core::transaction::{Peer, TransactionLayer, TxKey};
 
 use crate::sip::endpoint::Transmit;
-use crate::transport::Link;
 use edge_media::{MediaEngine, MediaEvent, RelayHandle, Side as MediaSide, VoicemailConfig, VoicemailSession};
 use edge_store::VoicemailRecord;
 pub use edge_store::{now_ms, CallRecord, CallStatus, HangupBy, Hop, Route};
@@ -130,18 +129,10 @@ pub struct Ctx<'a> {
 impl Ctx<'_> {
     fn send_raw(&mut self, peer: &Peer, bytes: Bytes) {
         self.out.push_back(Transmit {
-            link: link_of(peer),
-            to: peer.addr,
+            to: *peer,
             bytes,
+            key: None,
         });
-    }
-}
-
-pub(crate) fn link_of(peer: &Peer) -> Link {
-    match (peer.conn, peer.transport) {
-        (Some(id), _) => Link::Tcp(id),
-        (None, Transport::Tcp) => Link::Connect,
-        (None, _) => Link::Udp,
     }
 }
 
@@ -849,7 +840,7 @@ impl CallController {
         call.record.sip_status = Some(code);
         count_invite_answer(&call.record.carrier, code);
         let Some(a_key) = &call.a.key else { return };
-        if let Err(e) = ctx.tx.respond(ctx.now, a_key, bytes) {
+        if let Err(e) = ctx.tx.respond_bytes(ctx.now, a_key, bytes) {
             tracing::debug!(error = %e, "final answer to carrier not sent");
         }
     }
@@ -911,7 +902,7 @@ impl CallController {
                 let tag = c.a.tag.clone();
                 let sdp = anchor(c.relay.as_ref(), to_side, &resp, self.media.as_ref());
                 let bytes = leg::relay_response(&request, &resp, &tag, &self.cfg.local, sdp);
-                let _ = ctx.tx.respond(ctx.now, &server_key, bytes);
+                let _ = ctx.tx.respond_bytes(ctx.now, &server_key, bytes);
                 // A 2xx to a relayed re-INVITE needs our ACK on the side that answered.
                 if (200..300).contains(&status) && resp.cseq().map(|c| c.method == Method::Invite).unwrap_or(false) {
                     let answered_by_b = c.b.as_ref().is_some_and(|b| {
@@ -955,7 +946,7 @@ impl CallController {
                     if let Some(a_key) = &call.a.key {
                         let sdp = anchor(call.relay.as_ref(), Side::B, &resp, self.media.as_ref());
                         let bytes = leg::relay_response(&call.a.invite, &resp, &call.a.tag, &local, sdp);
-                        let _ = ctx.tx.respond(ctx.now, a_key, bytes);
+                        let _ = ctx.tx.respond_bytes(ctx.now, a_key, bytes);
                     }
                     // Ringing is the called party's state: the carrier's caller hears the agent ring, an
                     // outbound call rings at the trunk (an API call's agent leg changes nothing).
@@ -1020,7 +1011,7 @@ impl CallController {
                 let sdp = anchor(call.relay.as_ref(), Side::B, &resp, self.media.as_ref());
                 let bytes = leg::relay_response(&call.a.invite, &resp, &call.a.tag, &local, sdp);
                 if let Some(a_key) = &call.a.key {
-                    let _ = ctx.tx.respond(ctx.now, a_key, bytes.clone());
+                    let _ = ctx.tx.respond_bytes(ctx.now, a_key, bytes.clone());
                 }
                 call.answer = Some(bytes);
                 count_invite_answer(&call.record.carrier, status);
@@ -1121,7 +1112,7 @@ impl CallController {
                 let ok = ResponseBuilder::for_request(&req, 200, "OK")
                     .header_unless_empty("Server", &local.server_name)
                     .build();
-                let _ = ctx.tx.respond(ctx.now, &key, ok);
+                let _ = ctx.tx.respond_bytes(ctx.now, &key, ok);
                 self.abandon_agent_leg(ctx, id, "called party hung up first");
                 self.finish(
                     id,
@@ -1137,7 +1128,7 @@ impl CallController {
             let ok = ResponseBuilder::for_request(&req, 200, "OK")
                 .header_unless_empty("Server", &local.server_name)
                 .build();
-            let _ = ctx.tx.respond(ctx.now, &key, ok);
+            let _ = ctx.tx.respond_bytes(ctx.now, &key, ok);
             let (hangup, reason) = match side {
                 Side::A => (HangupBy::Caller, "caller hung up"),
                 Side::B => (HangupBy::Agent, "agent hung up"),
@@ -1178,7 +1169,7 @@ impl CallController {
                 let r = ResponseBuilder::for_request(&req, 503, "Service Unavailable")
                     .header("Retry-After", "5")
                     .build();
-                let _ = ctx.tx.respond(ctx.now, &key, r);
+                let _ = ctx.tx.respond_bytes(ctx.now, &key, r);
             }
         }
         true
@@ -1249,7 +1240,7 @@ impl CallController {
                 ..
             }) if self.calls.contains_key(&call) => {
                 let r = ResponseBuilder::for_request(&request, 408, "Request Timeout").build();
-                let _ = ctx.tx.respond(ctx.now, &server_key, r);
+                let _ = ctx.tx.respond_bytes(ctx.now, &server_key, r);
             }
             _ => {}
         }
@@ -1400,7 +1391,7 @@ impl CallController {
     fn retransmit_2xx(&mut self, ctx: &mut Ctx<'_>, id: CallId) {
         let Some(call) = self.calls.get(&id) else { return };
         if let (Some(bytes), Some(a_key)) = (&call.answer, &call.a.key) {
-            let _ = ctx.tx.respond(ctx.now, a_key, bytes.clone());
+            let _ = ctx.tx.respond_bytes(ctx.now, a_key, bytes.clone());
         }
     }
 
@@ -1585,7 +1576,7 @@ impl CallController {
             .body("application/sdp", answer)
             .build();
         if let Some(a_key) = &call.a.key {
-            let _ = ctx.tx.respond(ctx.now, a_key, bytes.clone());
+            let _ = ctx.tx.respond_bytes(ctx.now, a_key, bytes.clone());
         }
         count_invite_answer(&call.record.carrier, 200);
         metrics::histogram!("edge_call_setup_seconds").record(ctx.now.duration_since(call.created).as_secs_f64());
@@ -1642,7 +1633,7 @@ impl CallController {
                 b = b.body("application/sdp", sdp);
             }
         }
-        let _ = ctx.tx.respond(ctx.now, &key, b.build());
+        let _ = ctx.tx.respond_bytes(ctx.now, &key, b.build());
         if *method == Method::Bye {
             self.finish(id, CallStatus::Completed, "caller hung up", Some(HangupBy::Caller));
         }
