@@ -115,11 +115,11 @@ fn bench(c: &mut Criterion) {
             now += STEP;
             // non-INVITE server
             if let Incoming::NewRequest { key, .. } = layer.handle_incoming(now, peer, f.options_in[n].clone()) {
-                let _ = layer.respond(now, &key, f.ok_options.clone());
+                let _ = layer.respond_bytes(now, &key, f.ok_options.clone());
             }
             // INVITE server (100 Trying sent automatically)
             if let Incoming::NewRequest { key, .. } = layer.handle_incoming(now, peer, f.invite_in[n].clone()) {
-                let _ = layer.respond(now, &key, f.ok_invite.clone());
+                let _ = layer.respond_bytes(now, &key, f.ok_invite.clone());
             }
             black_box(layer.handle_incoming(now, peer, f.ack_in[n].clone()));
             // non-INVITE client

@@ -175,6 +175,51 @@ async fn silent_primary_times_out_at_setup_and_fails_over() {
     wait_load(&t, &p, 0).await;
 }
 
+/// RFC 3261 17.1.4 / 8.1.3.1: an agent reached over TCP where nothing listens refuses the connect at once;
+/// the edge ends that INVITE transaction on the transport error and tries the fallback then, not when an
+/// agent timer fires (ring 1 s, setup 5 s here; before the transport error was reported: 1.0 s) or Timer B.
+#[tokio::test]
+async fn refused_tcp_connect_fails_over_at_once() {
+    let t = start_edge(|cfg| cfg.agent_setup_timeout = Duration::from_secs(5)).await;
+    // A loopback port with no listener: bound, then closed.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let fb = Agent::spawn(Mode::Answer).await;
+    let store = &t.edge.store;
+    let gone = store
+        .create_agent(
+            &t.account,
+            edge_store::NewAgent {
+                name: "tcp-dead".into(),
+                sip_uri: format!("sip:bot@{dead};transport=tcp"),
+                max_concurrent_calls: 5,
+                voicemail_message: None,
+                status: AgentStatus::Active,
+                sip_username: None,
+                sip_password: None,
+            },
+        )
+        .await
+        .unwrap();
+    let f = t.add_agent("fallback", &fb, 5, AgentStatus::Active).await;
+    t.add_number(DID, &gone.id, Some(&f)).await;
+    let mut c = Carrier::new(t.sip(), DID).await;
+    let started = std::time::Instant::now();
+    c.invite().await;
+    let (_, ok) = c.final_response(S).await;
+    let took = started.elapsed();
+    assert_eq!(ok.status(), Some(200));
+    assert!(fb.got(Method::Invite, S).await, "the fallback got the call");
+    assert!(
+        took < Duration::from_millis(1000),
+        "failover on the refused connect, not at an agent timer: took {took:?}"
+    );
+    eprintln!("failover after a refused TCP connect took {took:?}");
+    wait_load(&t, &gone.id, 0).await;
+}
+
 #[tokio::test]
 async fn slow_primary_rings_past_ring_timeout_is_cancelled() {
     let t = start_edge(|_| {}).await;

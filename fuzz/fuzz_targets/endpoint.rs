@@ -40,7 +40,7 @@ use oneinbox_edge::call::{CallConfig, CallController};
 use oneinbox_edge::config::Config;
 use oneinbox_edge::sip::agent_auth::AgentAuth;
 use oneinbox_edge::sip::endpoint::{Endpoint, EndpointConfig, SourcePolicy};
-use oneinbox_edge::transport::Link;
+use oneinbox_edge::transport::{link_of, Link};
 use sip_core::build::ResponseBuilder;
 use sip_core::digest::{authorize, DigestChallenge, DigestCredentials};
 use sip_core::framing::{Frame, StreamFramer};
@@ -457,7 +457,7 @@ impl Harness {
         let (mut n, mut bytes) = (0, 0);
         while let Some(t) = self.ep.poll_transmit() {
             if trace() {
-                eprintln!("    -> {} {:?}: {}", t.to, t.link, first_line(&t.bytes));
+                eprintln!("    -> {} {:?}: {}", t.to.addr, link_of(&t.to), first_line(&t.bytes));
             }
             n += 1;
             bytes += t.bytes.len();
@@ -470,7 +470,7 @@ impl Harness {
             };
             let peer = [Who::Carrier, Who::Agent, Who::Stranger]
                 .into_iter()
-                .find(|w| w.addr() == t.to)
+                .find(|w| w.addr() == t.to.addr)
                 .map_or('t', Who::letter);
             if let Ok(Some((ch, _))) = DigestChallenge::from_message(&m) {
                 self.challenges.insert(peer, ch);
@@ -486,7 +486,7 @@ impl Harness {
             }
             self.seen.insert(peer, seen);
             if m.is_request() {
-                self.sent_requests.push_front((t.to, t.link, m));
+                self.sent_requests.push_front((t.to.addr, link_of(&t.to), m));
                 self.sent_requests.truncate(16);
             }
         }

@@ -30,7 +30,7 @@ impl CallController {
         call.record.sip_status = Some(code);
         count_invite_answer(&call.record.carrier, code);
         let Some(a_key) = &call.a.key else { return };
-        if let Err(e) = ctx.tx.respond(ctx.now, a_key, bytes) {
+        if let Err(e) = ctx.tx.respond_bytes(ctx.now, a_key, bytes) {
             tracing::debug!(error = %e, "final answer to carrier not sent");
         }
     }

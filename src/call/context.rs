@@ -2,10 +2,8 @@
 //! event (`Ctx`: the time, the transaction layer, the send queue), refusals, records, counters.
 
 use crate::sip::endpoint::Transmit;
-use crate::transport::Link;
 use bytes::Bytes;
 use edge_store::{CallRecord, VoicemailRecord};
-use sip_core::message::Transport;
 use sip_core::transaction::{Peer, TransactionLayer, TxKey};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::AtomicU64;
@@ -76,27 +74,20 @@ pub struct Ctx<'a> {
 impl Ctx<'_> {
     /// Answers a server transaction; a failure (the transaction is gone, say) is logged, not dropped.
     pub(super) fn respond(&mut self, key: &TxKey, bytes: Bytes, what: &str) {
-        if let Err(e) = self.tx.respond(self.now, key, bytes) {
+        if let Err(e) = self.tx.respond_bytes(self.now, key, bytes) {
             tracing::debug!(error = %e, what, "answer not sent");
         }
     }
 
     pub(super) fn send_raw(&mut self, peer: &Peer, bytes: Bytes) {
         self.out.push_back(Transmit {
-            link: link_of(peer),
-            to: peer.addr,
+            to: *peer,
             bytes,
+            key: None,
         });
     }
 }
 
-pub(crate) fn link_of(peer: &Peer) -> Link {
-    match (peer.conn, peer.transport) {
-        (Some(id), _) => Link::Tcp(id),
-        (None, Transport::Tcp) => Link::Connect,
-        (None, _) => Link::Udp,
-    }
-}
 
 /// INVITEs by carrier and the final code the carrier got: what a carrier's engineer compares with their CDRs.
 pub fn count_invite_answer(carrier: &str, code: u16) {

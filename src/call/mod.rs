@@ -43,7 +43,6 @@ pub mod trunk;
 mod voicemail;
 
 pub use agents::AgentSlots;
-pub(crate) use context::link_of;
 pub use context::{count_invite_answer, CallConfig, CallStats, Ctx, Persist, Reject};
 pub use edge_store::{CallRecord, CallStatus, HangupBy, Hop, Route};
 pub use media::CallMedia;

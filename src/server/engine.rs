@@ -12,11 +12,11 @@ use tokio::sync::{mpsc, watch};
 use crate::call::{CallStats, Persist};
 use crate::shard::{Dispatch, ShardMap};
 use crate::sip::endpoint::Endpoint;
-use crate::transport::{self, Inbound, Outbound, TransportStats};
+use crate::transport::{self, Input, Outbound, TransportStats};
 
 /// What the engine task listens to besides its timers.
 pub(super) struct EngineInputs {
-    pub(super) rx: mpsc::Receiver<Inbound>,
+    pub(super) rx: mpsc::Receiver<Input>,
     pub(super) media_events: Option<edge_media::MediaEvents>,
     /// `POST`/`DELETE /v1/calls` from the API.
     pub(super) commands: mpsc::Receiver<edge_contract::CallCommand>,
@@ -64,9 +64,7 @@ pub(super) async fn run_engine(
             biased;
             _ = shutdown.changed() => {
                 ep.shutdown(Instant::now());
-                while let Some(t) = ep.poll_transmit() {
-                    out.send(t.link, t.to, t.bytes);
-                }
+                flush(&mut ep, &out);
                 drain_records(&mut ep, &records, &call_stats);
                 // Recordings in progress are finished and their rows written before the engine goes.
                 if let (Some(media), Some(events)) = (&media, media_events.as_mut()) {
@@ -117,13 +115,13 @@ pub(super) async fn run_engine(
             m = rx.recv() => {
                 let Some(m) = m else { return };
                 let now = Instant::now();
-                ep.handle(now, m.source, m.link, m.data);
+                on_input(&mut ep, now, m);
                 flush(&mut ep, &out);
                 // Drain what is already queued: amortises the wake-up under load.
                 for _ in 0..64 {
                     match rx.try_recv() {
                         Ok(m) => {
-                            ep.handle(now, m.source, m.link, m.data);
+                            on_input(&mut ep, now, m);
                             flush(&mut ep, &out);
                         }
                         Err(_) => break,
@@ -175,9 +173,29 @@ fn drain_records(ep: &mut Endpoint, records: &mpsc::Sender<Persist>, stats: &Cal
     }
 }
 
-/// Puts the endpoint's pending transmits on the wire (the UDP ones in one `sendmmsg`).
+/// Puts the endpoint's pending transmits on the wire (the UDP ones of a flush in one `sendmmsg`).
 fn flush(ep: &mut Endpoint, out: &Outbound) {
-    out.send_all(std::iter::from_fn(|| ep.poll_transmit()).map(|t| (t.link, t.to, t.bytes)));
+    let mut failed = Vec::new();
+    // A send that fails at once goes back to the endpoint, which ends its transaction and may queue more
+    // (the call's next hop): those leave in the same loop. Bounded: each failure ends a transaction.
+    loop {
+        out.send_all(std::iter::from_fn(|| ep.poll_transmit()), &mut failed);
+        if failed.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        for f in failed.drain(..) {
+            ep.on_send_failure(now, &f);
+        }
+    }
+}
+
+/// One input from the transport tasks (or another shard).
+fn on_input(ep: &mut Endpoint, now: Instant, input: Input) {
+    match input {
+        Input::Message(m) => ep.handle(now, m.source, m.link, m.data),
+        Input::SendFailed(f) => ep.on_send_failure(now, &f),
+    }
 }
 
 /// One API command, answered on its oneshot (a caller that gave up is simply not answered).

@@ -20,7 +20,7 @@ use crate::shard::{CallShard, Dispatch, ShardIds, ShardMap};
 use crate::sip::admission::Admission;
 use crate::sip::agent_auth::AgentAuth;
 use crate::sip::endpoint::{Endpoint, EndpointConfig, EndpointStats, SourcePolicy};
-use crate::transport::{self, Inbound, Outbound, TransportStats};
+use crate::transport::{self, Input, Outbound, TransportStats};
 use edge_store::{RoutingIndex, SecretBox, Store, StoreConfig};
 use sip_core::transaction::{AutoTrying, TimerConfig, TxConfig};
 
@@ -225,7 +225,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Edge> {
     let shard_map = ShardMap::new(cfg.engine_shards);
     let shards = shard_map.count();
     let (engine_txs, engine_rxs): (Vec<_>, Vec<_>) =
-        (0..shards).map(|_| mpsc::channel::<Inbound>(ENGINE_QUEUE)).unzip();
+        (0..shards).map(|_| mpsc::channel::<Input>(ENGINE_QUEUE)).unzip();
     let dispatch = Dispatch::new(shard_map.clone(), engine_txs);
 
     let sip_addr = sip_udp.or(sip_tcp).context("no SIP listener")?;

@@ -16,15 +16,17 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use sip_core::build::{new_token, ResponseBuilder};
-use sip_core::message::{validate_request, HeaderName, Message, Method, ParseError, Transport, Uri};
-use sip_core::transaction::{Incoming, Peer, TransactionLayer, TxConfig, TxError, TxEvent, TxKey};
+use sip_core::message::{validate_request, HeaderName, Message, Method, ParseError, Uri};
+use sip_core::transaction::{Incoming, TransactionLayer, TxConfig, TxError, TxEvent, TxKey};
 
 use super::admission::{AdmissionConfig, SourceClass};
 use super::agent_auth::AuthOutcome;
 use super::salvage;
-use crate::call::{link_of, AgentOrigin, CallController, Ctx};
+use crate::call::{AgentOrigin, CallController, Ctx};
 use crate::shard::limits::{SharedAdmission, SharedAgentAuth};
-use crate::transport::Link;
+/// Bytes to put on the wire (the SIP core's type; re-exported here for call control).
+pub use crate::transport::Transmit;
+use crate::transport::{peer_of as peer, Link, SendFailure};
 
 /// Methods this edge implements; the Allow header of every 405 and OPTIONS answer.
 pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE, PRACK";
@@ -97,14 +99,6 @@ impl Origin {
 
 /// A final answer the endpoint gives itself: status, reason, extra headers.
 type Answer = (u16, &'static str, Vec<(&'static str, String)>);
-
-/// Bytes to put on the wire.
-#[derive(Debug)]
-pub struct Transmit {
-    pub link: Link,
-    pub to: SocketAddr,
-    pub bytes: Bytes,
-}
 
 /// Static settings of the endpoint.
 #[derive(Debug, Clone)]
@@ -209,6 +203,11 @@ impl Endpoint {
 
     /// One message from the network.
     pub fn handle(&mut self, now: Instant, source: SocketAddr, link: Link, data: Bytes) {
+        self.handle_message(now, source, link, data);
+        self.drain_tx_events(now);
+    }
+
+    fn handle_message(&mut self, now: Instant, source: SocketAddr, link: Link, data: Bytes) {
         self.last_now = now;
         let class = self.classify(source);
         // Before parsing: a flood past its bucket costs a table lookup, nothing more.
@@ -300,11 +299,7 @@ impl Endpoint {
                 .response(&msg, source, 503, "Service Unavailable", &tag)
                 .header("Retry-After", "5")
                 .build();
-            self.out.push_back(Transmit {
-                link,
-                to: source,
-                bytes: b,
-            });
+            self.send_stateless(source, link, b);
             return;
         }
         match self.tx.handle_incoming(now, peer(source, link), msg) {
@@ -402,7 +397,7 @@ impl Endpoint {
         for (n, v) in &extra {
             b = b.header(n, v);
         }
-        self.respond(now, &key, b.build());
+        self.respond(now, &key, b.build_message());
     }
 
     /// The answer the edge itself gives, or `None` when the request goes on to call control.
@@ -493,11 +488,11 @@ impl Endpoint {
         let Some(invite_key) = invite_key else {
             let b = self
                 .response(&msg, source, 481, "Call/Transaction Does Not Exist", &tag)
-                .build();
+                .build_message();
             self.respond(now, &cancel_key, b);
             return;
         };
-        let b = self.response(&msg, source, 200, "OK", &tag).build();
+        let b = self.response(&msg, source, 200, "OK", &tag).build_message();
         self.respond(now, &cancel_key, b);
         // The call controller answers 487 and cancels the agent leg if the INVITE is still pending; once it
         // is final the CANCEL has no effect (9.2).
@@ -531,11 +526,7 @@ impl Endpoint {
                     .build()
             }
         };
-        self.out.push_back(Transmit {
-            link,
-            to: source,
-            bytes,
-        });
+        self.send_stateless(source, link, bytes);
     }
 
     /// An INVITE outside any dialog that goes through agent digest: from a carrier or an agent network,
@@ -664,11 +655,7 @@ impl Endpoint {
                 .outsider_bytes_out
                 .fetch_add(bytes.len() as u64, Ordering::Relaxed);
         }
-        self.out.push_back(Transmit {
-            link,
-            to: source,
-            bytes,
-        });
+        self.send_stateless(source, link, bytes);
     }
 
     /// Would a stateless answer with these headers stay within twice the request's `len`? (Built to be
@@ -693,10 +680,33 @@ impl Endpoint {
         self.stateless(source, link, msg, len, code, reason, &[], true);
     }
 
-    fn respond(&mut self, now: Instant, key: &TxKey, bytes: Bytes) {
-        if let Err(e) = self.tx.respond(now, key, bytes) {
-            tracing::debug!(error = %e, "response on a transaction that is gone");
+    /// Answers server transaction `key` with a response built once, as a value. A failure is logged, not
+    /// dropped: a transaction that ended meanwhile (debug); a response our own parser would refuse, which
+    /// only a request built to inflate it makes (e.g. thousands of Via entries past 64 KiB once echoed),
+    /// is not sent and the transaction is left to its timers (debug: the sender controls how often);
+    /// a response the transaction's state does not allow is a fault of ours (warn).
+    fn respond(&mut self, now: Instant, key: &TxKey, response: Result<Message, ParseError>) {
+        let result = match response {
+            Ok(m) => self.tx.respond(now, key, m),
+            Err(e) => {
+                tracing::debug!(error = %e, "response not sent: it would not parse");
+                return;
+            }
+        };
+        match result {
+            Ok(()) => {}
+            Err(TxError::NoSuchTransaction) => tracing::debug!("response on a transaction that is gone"),
+            Err(e) => tracing::warn!(error = %e, "response refused by the transaction layer"),
         }
+    }
+
+    /// A stateless answer (no transaction): straight to the transmit queue.
+    fn send_stateless(&mut self, source: SocketAddr, link: Link, bytes: Bytes) {
+        self.out.push_back(Transmit {
+            to: peer(source, link),
+            bytes,
+            key: None,
+        });
     }
 
     /// A response skeleton with our To tag and the RFC 3581 received/rport fill-in.
@@ -746,11 +756,7 @@ impl Endpoint {
                         .outsider_bytes_out
                         .fetch_add(bytes.len() as u64, Ordering::Relaxed);
                 }
-                self.out.push_back(Transmit {
-                    link,
-                    to: source,
-                    bytes,
-                });
+                self.send_stateless(source, link, bytes);
             }
             None => {
                 self.stats.malformed_dropped.fetch_add(1, Ordering::Relaxed);
@@ -770,8 +776,11 @@ impl Endpoint {
             out: &mut self.out,
         };
         self.calls.handle_timeout(&mut ctx);
+        self.drain_tx_events(now);
     }
 
+    /// Hands the transaction layer's events to call control. Run after every input, so a transaction that
+    /// ended (a transport error, a timer, a final answer over TCP) is acted on in the same turn.
     fn drain_tx_events(&mut self, now: Instant) {
         while let Some(ev) = self.tx.poll_event() {
             let mut ctx = Ctx {
@@ -781,12 +790,37 @@ impl Endpoint {
                 out: &mut self.out,
             };
             match ev {
-                TxEvent::Timeout { key, .. } | TxEvent::TransportError { key } => {
+                // RFC 3261 8.1.3.1: to the TU a client transport error is like a 503 (the next hop is tried now).
+                TxEvent::Timeout { key, .. } | TxEvent::TransportError { key } if key.is_client() => {
                     self.calls.on_tx_timeout(&mut ctx, &key)
                 }
+                // A server transaction that timed out or could not send its response (logged where the failure
+                // came in) is simply gone: nobody is waiting on it.
+                TxEvent::Timeout { .. } | TxEvent::TransportError { .. } => {}
                 TxEvent::Terminated { key } => self.calls.on_tx_terminated(&key),
             }
         }
+    }
+
+    /// The transport could not send a transmit (at once, or later: a TCP connect refused, a connection
+    /// reset). Its transaction ends now (RFC 3261 17.1.4, 17.2.4) and call control moves on.
+    pub fn on_send_failure(&mut self, now: Instant, failure: &SendFailure) {
+        self.last_now = now;
+        match &failure.key {
+            // Our own request (to an agent, a trunk): worth an operator's attention.
+            Some(key) if key.is_client() => {
+                tracing::info!(to = %failure.to, error = %failure.error, method = %key.method(), "request could not be sent; transaction ended");
+                self.tx.transport_error(key);
+            }
+            // A response to a peer that went away (its TCP connection closed): any peer can cause this as
+            // often as it likes, so not above debug.
+            Some(key) => {
+                tracing::debug!(to = %failure.to, error = %failure.error, method = %key.method(), "response could not be sent; server transaction ended");
+                self.tx.transport_error(key);
+            }
+            None => tracing::debug!(to = %failure.to, error = %failure.error, "stateless send failed"),
+        }
+        self.drain_tx_events(now);
     }
 
     /// An event from the media engine (media timeout, voicemail finished).
@@ -798,6 +832,7 @@ impl Endpoint {
             out: &mut self.out,
         };
         self.calls.on_media_event(&mut ctx, ev);
+        self.drain_tx_events(now);
     }
 
     /// `POST /v1/calls`: starts an outbound call through the trunk.
@@ -812,7 +847,9 @@ impl Endpoint {
             tx: &mut self.tx,
             out: &mut self.out,
         };
-        self.calls.originate(&mut ctx, req)
+        let answer = self.calls.originate(&mut ctx, req);
+        self.drain_tx_events(now);
+        answer
     }
 
     /// `DELETE /v1/calls/{id}`: ends a live call.
@@ -823,7 +860,9 @@ impl Endpoint {
             tx: &mut self.tx,
             out: &mut self.out,
         };
-        self.calls.hang_up(&mut ctx, account_id, call_id)
+        let ended = self.calls.hang_up(&mut ctx, account_id, call_id);
+        self.drain_tx_events(now);
+        ended
     }
 
     /// A trunk host resolved by the driver.
@@ -840,6 +879,7 @@ impl Endpoint {
             out: &mut self.out,
         };
         self.calls.on_resolved(&mut ctx, job, result);
+        self.drain_tx_events(now);
     }
 
     /// Edge shutdown: calls are ended cleanly before the sockets close.
@@ -851,6 +891,7 @@ impl Endpoint {
             out: &mut self.out,
         };
         self.calls.shutdown_all(&mut ctx);
+        self.drain_tx_events(now);
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
@@ -874,42 +915,17 @@ impl Endpoint {
             return Some(t);
         }
         let t = self.tx.poll_transmit()?;
-        if t.key.is_client() {
+        if t.key.as_ref().is_some_and(TxKey::is_client) {
             // A peer the edge sends requests to (an agent, a trunk) will answer and send in-dialog requests
             // from there: it gets an agent's admission rate, not a stranger's.
             self.admission.vouch(self.last_now, t.to.addr.ip());
         }
-        Some(Transmit {
-            link: link_of(&t.to),
-            to: t.to.addr,
-            bytes: t.bytes,
-        })
+        Some(t)
     }
 
     /// Live transactions, for /metrics and tests.
     pub fn transactions(&self) -> usize {
         self.tx.len()
-    }
-}
-
-fn peer(source: SocketAddr, link: Link) -> Peer {
-    match link {
-        Link::Udp => Peer {
-            addr: source,
-            transport: Transport::Udp,
-            conn: None,
-        },
-        Link::Tcp(id) => Peer {
-            addr: source,
-            transport: Transport::Tcp,
-            conn: Some(id),
-        },
-        // Inbound messages always name their connection; this is the same peer before it has one.
-        Link::Connect => Peer {
-            addr: source,
-            transport: Transport::Tcp,
-            conn: None,
-        },
     }
 }
 

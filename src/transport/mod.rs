@@ -1,9 +1,14 @@
 //! Sockets. The SIP core is sans-IO; these drivers move bytes between the network and the engine task and
 //! back, and know nothing of SIP beyond TCP framing.
 //!
-//! The engine reads the UDP socket itself ([`udp`]); TCP frames reach it as [`Inbound`] over a bounded
+//! The engine reads the UDP socket itself ([`udp`]); TCP frames reach it as [`Input::Message`] over a bounded
 //! channel. Outbound bytes go through [`Outbound`], which sends on the UDP socket or on the TCP
-//! connection a request arrived on (RFC 3261 18.2.2).
+//! connection a request arrived on (RFC 3261 18.2.2). A send that fails comes back to the engine, at once
+//! from [`Outbound::send`] or later as [`Input::SendFailed`] (a TCP connect refused, a connection reset), so
+//! the transaction it belonged to ends now (RFC 3261 17.1.4) instead of at its timeout.
+//!
+//! This module is also the one place that maps the SIP core's [`Peer`] (address, transport, connection)
+//! to the socket it leaves by ([`Link`]) and back: [`link_of`], [`peer_of`].
 
 pub mod tcp;
 pub mod tcp_budget;
@@ -15,7 +20,12 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use dashmap::DashMap;
+use sip_core::message::Transport;
+use sip_core::transaction::{Peer, TxKey};
 use tokio::sync::mpsc;
+
+/// Bytes to put on the wire: the SIP core's type, the only one from the transaction layer to the socket.
+pub use sip_core::transaction::Transmit;
 
 /// Which socket a message came in on (and so which one its answer leaves by).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -27,12 +37,99 @@ pub enum Link {
     Connect,
 }
 
+/// The socket a message to `peer` leaves by: its connection when it has one, a new or reused TCP
+/// connection for TCP without one, else the UDP socket.
+pub fn link_of(peer: &Peer) -> Link {
+    match (peer.conn, peer.transport) {
+        (Some(id), _) => Link::Tcp(id),
+        (None, Transport::Tcp) => Link::Connect,
+        (None, _) => Link::Udp,
+    }
+}
+
+/// The SIP core's view of a peer that sent on `link` from `source` (the inverse of [`link_of`]).
+pub fn peer_of(source: SocketAddr, link: Link) -> Peer {
+    match link {
+        Link::Udp => Peer {
+            addr: source,
+            transport: Transport::Udp,
+            conn: None,
+        },
+        Link::Tcp(id) => Peer {
+            addr: source,
+            transport: Transport::Tcp,
+            conn: Some(id),
+        },
+        // Inbound messages always name their connection; this is the same peer before it has one.
+        Link::Connect => Peer {
+            addr: source,
+            transport: Transport::Tcp,
+            conn: None,
+        },
+    }
+}
+
 /// One message (or keep-alive-stripped frame) from the network.
 #[derive(Debug)]
 pub struct Inbound {
     pub source: SocketAddr,
     pub link: Link,
     pub data: Bytes,
+}
+
+/// What the transport tasks hand the engine over its channel.
+#[derive(Debug)]
+pub enum Input {
+    /// A message from a TCP connection.
+    Message(Inbound),
+    /// Bytes queued on a TCP connection never left: the connect failed or the connection broke.
+    SendFailed(SendFailure),
+}
+
+/// Why bytes did not leave.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    #[error("no SIP UDP socket")]
+    NoUdpSocket,
+    #[error("udp send failed: {0}")]
+    Udp(std::io::ErrorKind),
+    #[error("tcp connection {0} is closed")]
+    ConnectionClosed(u64),
+    #[error("tcp peer is not reading (write queue full)")]
+    WriteQueueFull,
+    #[error("tcp to new destinations is not enabled")]
+    NoConnector,
+    #[error("the edge has as many tcp connections of its own open as sip.tcp_max_connections")]
+    ConnectionCap,
+    #[error("tcp connect failed: {0}")]
+    Connect(std::io::ErrorKind),
+    #[error("tcp connect timed out")]
+    ConnectTimeout,
+    #[error("tcp write failed: {0}")]
+    Write(std::io::ErrorKind),
+}
+
+/// A send that failed, with the transaction it belonged to (if any) for
+/// [`TransactionLayer::transport_error`](sip_core::transaction::TransactionLayer::transport_error).
+#[derive(Debug, Clone)]
+pub struct SendFailure {
+    pub key: Option<TxKey>,
+    pub to: SocketAddr,
+    pub error: SendError,
+}
+
+/// Bytes waiting on a TCP connection's writer, with the transaction to report if they never leave.
+#[derive(Debug)]
+pub struct Queued {
+    pub bytes: Bytes,
+    pub key: Option<TxKey>,
+}
+
+impl Queued {
+    /// Bytes that belong to no transaction (keep-alive pongs).
+    pub fn bare(bytes: Bytes) -> Self {
+        Queued { bytes, key: None }
+    }
 }
 
 /// Counters an operator reads on /metrics.
@@ -108,7 +205,7 @@ impl TransportStats {
 #[derive(Clone)]
 pub struct Outbound {
     udp: Option<Arc<udp::SipUdp>>,
-    tcp_conns: Arc<DashMap<u64, mpsc::Sender<Bytes>>>,
+    tcp_conns: Arc<DashMap<u64, mpsc::Sender<Queued>>>,
     /// Opens TCP connections on demand ([`Link::Connect`]); unset until the engine's queue exists.
     connector: Arc<std::sync::OnceLock<tcp::Connector>>,
     pub stats: Arc<TransportStats>,
@@ -130,29 +227,34 @@ impl Outbound {
     }
 
     /// Registry of TCP connection writers, filled by the TCP driver.
-    pub fn tcp_conns(&self) -> &Arc<DashMap<u64, mpsc::Sender<Bytes>>> {
+    pub fn tcp_conns(&self) -> &Arc<DashMap<u64, mpsc::Sender<Queued>>> {
         &self.tcp_conns
     }
 
     /// Sends every transmit of one flush, each as [`send`](Self::send) would: the UDP ones together in
     /// [`udp::SipUdp::send_batch`] (one syscall when the engine answered a message with several), the
-    /// TCP ones to their connections' writers. Order is kept per link.
-    pub fn send_all(&self, transmits: impl IntoIterator<Item = (Link, SocketAddr, Bytes)>) {
+    /// others to their connections' writers. Sends that fail at once are pushed to `failed`. Order is
+    /// kept per link. A datagram of a batch that the kernel refuses is counted, not reported: UDP
+    /// transactions retransmit.
+    pub fn send_all(&self, transmits: impl IntoIterator<Item = Transmit>, failed: &mut Vec<SendFailure>) {
         // The common flush is one datagram: sent as before, with no batch to allocate.
-        let mut first: Option<(SocketAddr, Bytes)> = None;
+        let mut first: Option<Transmit> = None;
         let mut more: Vec<(SocketAddr, Bytes)> = Vec::new();
-        for (link, to, bytes) in transmits {
-            match (link, &self.udp) {
-                (Link::Udp, Some(_)) if first.is_none() && more.is_empty() => first = Some((to, bytes)),
-                (Link::Udp, Some(_)) => {
-                    more.extend(first.take());
-                    more.push((to, bytes));
+        for t in transmits {
+            let udp = self.udp.is_some() && link_of(&t.to) == Link::Udp;
+            if !udp {
+                failed.extend(self.send(t).err());
+            } else if first.is_none() && more.is_empty() {
+                first = Some(t);
+            } else {
+                if let Some(f) = first.take() {
+                    more.push((f.to.addr, f.bytes));
                 }
-                _ => self.send(link, to, bytes),
+                more.push((t.to.addr, t.bytes));
             }
         }
-        if let Some((to, bytes)) = first {
-            self.send(Link::Udp, to, bytes);
+        if let Some(t) = first {
+            failed.extend(self.send(t).err());
         }
         if let Some(sock) = self.udp.as_ref().filter(|_| !more.is_empty()) {
             let failed = more.len() - sock.send_batch(&more);
@@ -161,24 +263,59 @@ impl Outbound {
     }
 
     /// Sends without waiting: UDP is fire-and-forget, and a TCP writer whose queue is full is a peer that
-    /// stopped reading; blocking the engine on it would stall every other call.
-    pub fn send(&self, link: Link, to: SocketAddr, bytes: Bytes) {
-        let ok = match link {
+    /// stopped reading; blocking the engine on it would stall every other call. An error here means the
+    /// bytes did not leave (report it to the transaction layer); a TCP send that fails later, once its
+    /// connection is tried, comes back as [`Input::SendFailed`]. A UDP socket buffer that is full is not an
+    /// error: the datagram is dropped and UDP transactions retransmit.
+    pub fn send(&self, t: Transmit) -> Result<(), SendFailure> {
+        let to = t.to.addr;
+        let sent = match link_of(&t.to) {
             Link::Udp => match &self.udp {
-                Some(sock) => sock.send_to(&bytes, to),
-                None => false,
+                Some(sock) => match sock.send_to(&t.bytes, to) {
+                    Ok(()) => Ok(()),
+                    // A full socket buffer: the datagram is lost like any other, and retransmitted.
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        self.stats.send_errors.fetch_add(1, Ordering::Relaxed);
+                        return Ok(());
+                    }
+                    Err(e) => Err(SendError::Udp(e.kind())),
+                },
+                None => Err(SendError::NoUdpSocket),
             },
             Link::Tcp(id) => match self.tcp_conns.get(&id) {
-                Some(w) => w.try_send(bytes).is_ok(),
-                None => false,
+                Some(w) => queue(
+                    &w,
+                    Queued {
+                        bytes: t.bytes,
+                        key: t.key.clone(),
+                    },
+                    id,
+                ),
+                None => Err(SendError::ConnectionClosed(id)),
             },
             Link::Connect => match self.connector.get() {
-                Some(c) => c.send(self, to, bytes),
-                None => false,
+                Some(c) => c.send(
+                    self,
+                    to,
+                    Queued {
+                        bytes: t.bytes,
+                        key: t.key.clone(),
+                    },
+                ),
+                None => Err(SendError::NoConnector),
             },
         };
-        if !ok {
+        sent.map_err(|error| {
             self.stats.send_errors.fetch_add(1, Ordering::Relaxed);
-        }
+            SendFailure { key: t.key, to, error }
+        })
     }
+}
+
+/// Puts `q` on connection `id`'s write queue without waiting.
+fn queue(w: &mpsc::Sender<Queued>, q: Queued, id: u64) -> Result<(), SendError> {
+    w.try_send(q).map_err(|e| match e {
+        mpsc::error::TrySendError::Full(_) => SendError::WriteQueueFull,
+        mpsc::error::TrySendError::Closed(_) => SendError::ConnectionClosed(id),
+    })
 }

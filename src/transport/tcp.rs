@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::tcp_budget::{Classifier, TcpBudget, TcpSlots};
-use super::{Inbound, Link, Outbound, TransportStats};
+use super::{Inbound, Link, Outbound, Queued, SendError, SendFailure, TransportStats};
 
 /// Limits that keep one peer from exhausting the edge.
 #[derive(Debug, Clone)]
@@ -78,7 +78,7 @@ pub async fn run(
         let (engine, out, limits) = (engine.clone(), out.clone(), limits.clone());
         tokio::spawn(async move {
             let id = NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed);
-            let (wtx, wrx) = mpsc::channel::<Bytes>(WRITE_QUEUE);
+            let (wtx, wrx) = mpsc::channel::<Queued>(WRITE_QUEUE);
             out.tcp_conns().insert(id, wtx.clone());
             let first = Some(limits.first_message_timeout);
             run_stream(stream, peer, id, (wtx, wrx), engine, &out, &limits, first).await;
@@ -131,23 +131,22 @@ impl Connector {
         }
     }
 
-    /// Queues `bytes` on the connection to `to`, opening one first if there is none. Never waits: the
-    /// bytes wait in the new connection's queue while it connects.
-    pub fn send(&self, out: &Outbound, to: SocketAddr, bytes: Bytes) -> bool {
+    /// Queues `q` on the connection to `to`, opening one first if there is none. Never waits: the bytes
+    /// wait in the new connection's queue while it connects; if the connect fails, every transaction with
+    /// bytes in that queue is reported to the engine ([`Input::SendFailed`]).
+    pub fn send(&self, out: &Outbound, to: SocketAddr, q: Queued) -> Result<(), SendError> {
         if let Some(id) = self.by_addr.get(&to).map(|e| *e) {
             if let Some(w) = out.tcp_conns().get(&id) {
-                return w.try_send(bytes).is_ok();
+                return super::queue(&w, q, id);
             }
         }
         let Some(slot) = OutboundSlot::take(&out.stats, self.limits.budget.max_connections) else {
             tracing::warn!(%to, max = self.limits.budget.max_connections, "tcp connect skipped: the edge has as many connections of its own open as sip.tcp_max_connections");
-            return false;
+            return Err(SendError::ConnectionCap);
         };
         let id = NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed);
-        let (wtx, wrx) = mpsc::channel::<Bytes>(WRITE_QUEUE);
-        if wtx.try_send(bytes).is_err() {
-            return false;
-        }
+        let (wtx, mut wrx) = mpsc::channel::<Queued>(WRITE_QUEUE);
+        super::queue(&wtx, q, id)?;
         out.tcp_conns().insert(id, wtx.clone());
         self.by_addr.insert(to, id);
         let (engine, limits, by_addr, out) = (
@@ -157,20 +156,62 @@ impl Connector {
             out.clone(),
         );
         tokio::spawn(async move {
-            match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(to)).await {
+            let failed = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(to)).await {
                 Ok(Ok(stream)) => {
                     out.stats.tcp_connections_opened.fetch_add(1, Ordering::Relaxed);
                     // We spoke first: the peer owes us nothing but answers, so no first-message deadline.
                     run_stream(stream, to, id, (wtx, wrx), engine, &out, &limits, None).await;
+                    return finish(&out, &by_addr, to, id, slot);
                 }
-                Ok(Err(e)) => tracing::info!(%to, error = %e, "tcp connect failed"),
-                Err(_) => tracing::info!(%to, "tcp connect timed out"),
-            }
-            out.tcp_conns().remove(&id);
-            by_addr.remove_if(&to, |_, v| *v == id);
-            drop(slot);
+                Ok(Err(e)) => {
+                    tracing::info!(%to, error = %e, "tcp connect failed");
+                    SendError::Connect(e.kind())
+                }
+                Err(_) => {
+                    tracing::info!(%to, "tcp connect timed out");
+                    SendError::ConnectTimeout
+                }
+            };
+            // Unregistered first, so that no new bytes join the queue once it is drained.
+            finish(&out, &by_addr, to, id, slot);
+            drop(wtx);
+            report_unsent(&engine, &mut wrx, None, to, &failed, &out.stats).await;
         });
-        true
+        Ok(())
+    }
+}
+
+/// Unregisters a connection the edge opened and frees its slot.
+fn finish(out: &Outbound, by_addr: &dashmap::DashMap<SocketAddr, u64>, to: SocketAddr, id: u64, slot: OutboundSlot) {
+    out.tcp_conns().remove(&id);
+    by_addr.remove_if(&to, |_, v| *v == id);
+    drop(slot);
+}
+
+/// Tells the engine about every transaction whose bytes will never leave: `first` (the write that failed)
+/// and whatever is left in the writer's queue. The engine gone means the edge is stopping: nobody to tell.
+async fn report_unsent(
+    engine: &crate::shard::Dispatch,
+    queue: &mut mpsc::Receiver<Queued>,
+    first: Option<Queued>,
+    to: SocketAddr,
+    error: &SendError,
+    stats: &TransportStats,
+) {
+    queue.close();
+    let mut next = first;
+    while let Some(q) = next.take().or_else(|| queue.try_recv().ok()) {
+        stats.send_errors.fetch_add(1, Ordering::Relaxed);
+        if let Some(key) = q.key {
+            let failure = SendFailure {
+                key: Some(key),
+                to,
+                error: error.clone(),
+            };
+            if engine.send_failed(failure).await.is_err() {
+                return;
+            }
+        }
     }
 }
 
@@ -191,7 +232,7 @@ async fn run_stream(
     stream: TcpStream,
     peer: SocketAddr,
     id: u64,
-    (wtx, mut wrx): (mpsc::Sender<Bytes>, mpsc::Receiver<Bytes>),
+    (wtx, mut wrx): (mpsc::Sender<Queued>, mpsc::Receiver<Queued>),
     engine: crate::shard::Dispatch,
     out: &Outbound,
     limits: &TcpLimits,
@@ -199,10 +240,16 @@ async fn run_stream(
 ) {
     let _ = stream.set_nodelay(true);
     let (rd, mut wr) = stream.into_split();
+    let (failures, stats) = (engine.clone(), out.stats.clone());
     let writer = tokio::spawn(async move {
-        while let Some(b) = wrx.recv().await {
-            if wr.write_all(&b).await.is_err() {
-                break;
+        while let Some(q) = wrx.recv().await {
+            if let Err(e) = wr.write_all(&q.bytes).await {
+                // The connection broke (reset, closed by the peer): this message and those queued behind it
+                // never leave; their transactions end now instead of at their timeouts.
+                tracing::debug!(%peer, error = %e, "tcp write failed");
+                let error = SendError::Write(e.kind());
+                report_unsent(&failures, &mut wrx, Some(q), peer, &error, &stats).await;
+                return;
             }
         }
         let _ = wr.shutdown().await;
@@ -259,7 +306,7 @@ async fn run_stream(
                 }
                 Ok(Some(Frame::KeepAlivePing)) => {
                     // RFC 5626 3.5.1: a double CRLF ping is answered with a single CRLF pong.
-                    let _ = wtx.try_send(Bytes::from_static(b"\r\n"));
+                    let _ = wtx.try_send(Queued::bare(Bytes::from_static(b"\r\n")));
                 }
                 Ok(Some(Frame::KeepAlivePong)) => {}
                 Err(e) => {

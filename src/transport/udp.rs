@@ -69,10 +69,10 @@ impl SipUdp {
         std::fs::metadata(format!("/proc/self/fd/{fd}")).ok().map(|m| m.ino())
     }
 
-    /// Sends without waiting: a full socket buffer drops the datagram (UDP senders retransmit) rather than
-    /// stall every other call behind it.
-    pub fn send_to(&self, bytes: &[u8], to: SocketAddr) -> bool {
-        self.socket.send_to(bytes, to).is_ok()
+    /// Sends without waiting: a full socket buffer drops the datagram (`WouldBlock`; UDP senders retransmit)
+    /// rather than stall every other call behind it.
+    pub fn send_to(&self, bytes: &[u8], to: SocketAddr) -> io::Result<()> {
+        self.socket.send_to(bytes, to).map(|_| ())
     }
 
     /// Sends every datagram of `batch` without waiting, as [`send_to`](Self::send_to) does each; returns

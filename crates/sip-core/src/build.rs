@@ -10,7 +10,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use crate::headers::id;
 use crate::headers::lex::ListIter;
 use crate::headers::Via;
-use crate::message::{Message, Method};
+use crate::message::{Message, Method, ParseError};
 
 /// A byte our own parser refuses in a header or start line (RFC 3261 25.1 allows HTAB, nothing else below
 /// 0x20, nor DEL): the builders never send one, whatever text a caller echoes.
@@ -46,11 +46,63 @@ pub fn warn_text(text: &str) -> String {
         .collect()
 }
 
-fn put_header(out: &mut BytesMut, name: &str, value: &str) {
-    put_clean(out, name);
-    out.put_slice(b": ");
-    put_clean(out, value);
-    out.put_slice(b"\r\n");
+/// The buffer a builder writes, and where each header line starts: enough to index the message as it
+/// is written ([`Message`] without parsing it back).
+struct Writer {
+    out: BytesMut,
+    lines: Vec<u32>,
+}
+
+impl Writer {
+    fn with_capacity(n: usize) -> Self {
+        Writer {
+            out: BytesMut::with_capacity(n),
+            lines: Vec::with_capacity(16),
+        }
+    }
+
+    /// Starts a header line: `name: `; the caller writes the value, then [`Self::end_line`].
+    fn begin(&mut self, name: &str) {
+        // Messages are capped far below 4 GiB (MAX_MESSAGE_SIZE); a longer one is refused in `message`.
+        self.lines.push(u32::try_from(self.out.len()).unwrap_or(u32::MAX));
+        put_clean(&mut self.out, name);
+        self.out.put_slice(b": ");
+    }
+
+    fn end_line(&mut self) {
+        self.out.put_slice(b"\r\n");
+    }
+
+    fn header(&mut self, name: &str, value: &str) {
+        self.begin(name);
+        put_clean(&mut self.out, value);
+        self.end_line();
+    }
+
+    /// Content-Type (with a body), Content-Length, the blank line and the body; returns where the body starts.
+    fn finish_head(&mut self, body: &Option<(&str, Bytes)>) -> usize {
+        if let Some((ct, _)) = body {
+            self.header("Content-Type", ct);
+        }
+        self.begin("Content-Length");
+        put_u64(&mut self.out, body.as_ref().map_or(0, |(_, b)| b.len() as u64));
+        self.out.put_slice(b"\r\n\r\n");
+        let body_start = self.out.len();
+        if let Some((_, b)) = body {
+            self.out.put_slice(b);
+        }
+        body_start
+    }
+
+    fn into_bytes(self) -> Bytes {
+        self.out.freeze()
+    }
+
+    /// The message as a value, indexed from what was written (the full parser runs only if something
+    /// unexpected was written, and then gives its error).
+    fn into_message(self, body_start: usize) -> Result<Message, ParseError> {
+        crate::message::from_built(self.out.freeze(), &self.lines, body_start)
+    }
 }
 
 fn put_u64(out: &mut BytesMut, mut n: u64) {
@@ -71,18 +123,6 @@ fn put_ip(out: &mut BytesMut, ip: IpAddr) {
     use std::fmt::Write;
     // Writing into BytesMut cannot fail.
     let _ = write!(out, "{ip}");
-}
-
-fn put_body_and_length(out: &mut BytesMut, body: &Option<(&str, Bytes)>) {
-    if let Some((ct, _)) = body {
-        put_header(out, "Content-Type", ct);
-    }
-    out.put_slice(b"Content-Length: ");
-    put_u64(out, body.as_ref().map_or(0, |(_, b)| b.len() as u64));
-    out.put_slice(b"\r\n\r\n");
-    if let Some((_, b)) = body {
-        out.put_slice(b);
-    }
 }
 
 /// Builds a response to a request (RFC 3261 8.2.6): copies Via (all, in order), From, To,
@@ -153,15 +193,29 @@ impl<'a> ResponseBuilder<'a> {
 
     /// Serializes; Content-Length is always set.
     pub fn build(self) -> Bytes {
+        self.write().0.into_bytes()
+    }
+
+    /// The response as a [`Message`], for [`TransactionLayer::respond`](crate::transaction::TransactionLayer::respond):
+    /// the same bytes as [`Self::build`], indexed as they are written instead of parsed back. An error
+    /// only when the result would not pass our own parser (e.g. a status outside 100-699, a header name
+    /// that is not a token, more than 64 KiB).
+    pub fn build_message(self) -> Result<Message, ParseError> {
+        let (w, body_start) = self.write();
+        w.into_message(body_start)
+    }
+
+    fn write(self) -> (Writer, usize) {
         let req = self.req;
         let extra: usize = self.headers.iter().map(|(n, v)| n.len() + v.len() + 4).sum();
-        let mut out = BytesMut::with_capacity(
+        let mut w = Writer::with_capacity(
             256 + req.bytes().len().min(2048) + extra + self.body.as_ref().map_or(0, |(_, b)| b.len()),
         );
+        let out = &mut w.out;
         out.put_slice(b"SIP/2.0 ");
-        put_u64(&mut out, u64::from(self.code));
+        put_u64(out, u64::from(self.code));
         out.put_u8(b' ');
-        put_clean(&mut out, self.reason);
+        put_clean(out, self.reason);
         out.put_slice(b"\r\n");
 
         let mut first = true;
@@ -170,46 +224,46 @@ impl<'a> ResponseBuilder<'a> {
                 if item.is_empty() {
                     continue;
                 }
-                out.put_slice(b"Via: ");
+                w.begin("Via");
                 match (first, self.source) {
-                    (true, Some(src)) => put_top_via(&mut out, item, src),
-                    _ => put_clean(&mut out, item),
+                    (true, Some(src)) => put_top_via(&mut w.out, item, src),
+                    _ => put_clean(&mut w.out, item),
                 }
-                out.put_slice(b"\r\n");
+                w.end_line();
                 first = false;
             }
         }
         if self.record_route {
             for v in req.values(id::RECORD_ROUTE) {
-                put_header(&mut out, "Record-Route", v);
+                w.header("Record-Route", v);
             }
         }
         for v in req.values(id::FROM) {
-            put_header(&mut out, "From", v);
+            w.header("From", v);
         }
         for v in req.values(id::TO) {
-            put_header(&mut out, "To", v);
+            w.begin("To");
+            put_clean(&mut w.out, v);
             if let Some(tag) = self.to_tag {
                 let has_tag = req.to().map(|t| t.tag().is_some()).unwrap_or(true);
                 if self.code > 100 && !has_tag {
-                    out.truncate(out.len() - 2);
-                    out.put_slice(b";tag=");
-                    put_clean(&mut out, tag);
-                    out.put_slice(b"\r\n");
+                    w.out.put_slice(b";tag=");
+                    put_clean(&mut w.out, tag);
                 }
             }
+            w.end_line();
         }
         for v in req.values(id::CALL_ID) {
-            put_header(&mut out, "Call-ID", v);
+            w.header("Call-ID", v);
         }
         for v in req.values(id::CSEQ) {
-            put_header(&mut out, "CSeq", v);
+            w.header("CSeq", v);
         }
         for (n, v) in &self.headers {
-            put_header(&mut out, n, v);
+            w.header(n, v);
         }
-        put_body_and_length(&mut out, &self.body);
-        out.freeze()
+        let body_start = w.finish_head(&self.body);
+        (w, body_start)
     }
 }
 
@@ -291,76 +345,92 @@ impl<'a> RequestBuilder<'a> {
 
     /// Serializes; adds `Max-Forwards: 70` unless given, and always Content-Length.
     pub fn build(self) -> Bytes {
+        self.write().0.into_bytes()
+    }
+
+    /// The request as a [`Message`], for [`TransactionLayer::send_request`](crate::transaction::TransactionLayer::send_request):
+    /// the bytes of [`Self::build`], indexed as they are written instead of parsed back. An error only
+    /// when the result would not pass our own parser (e.g. whitespace in the Request-URI).
+    pub fn build_message(self) -> Result<Message, ParseError> {
+        let (w, body_start) = self.write();
+        w.into_message(body_start)
+    }
+
+    fn write(self) -> (Writer, usize) {
         let extra: usize = self.headers.iter().map(|(n, v)| n.len() + v.len() + 4).sum();
-        let mut out =
-            BytesMut::with_capacity(128 + self.uri.len() + extra + self.body.as_ref().map_or(0, |(_, b)| b.len()));
-        put_clean(&mut out, self.method.as_str());
+        let mut w =
+            Writer::with_capacity(128 + self.uri.len() + extra + self.body.as_ref().map_or(0, |(_, b)| b.len()));
+        let out = &mut w.out;
+        put_clean(out, self.method.as_str());
         out.put_u8(b' ');
-        put_clean(&mut out, self.uri);
+        put_clean(out, self.uri);
         out.put_slice(b" SIP/2.0\r\n");
         let mut has_mf = false;
         for (n, v) in &self.headers {
             has_mf |= n.eq_ignore_ascii_case("Max-Forwards");
-            put_header(&mut out, n, v);
+            w.header(n, v);
         }
         if !has_mf {
-            out.put_slice(b"Max-Forwards: 70\r\n");
+            w.header("Max-Forwards", "70");
         }
-        put_body_and_length(&mut out, &self.body);
-        out.freeze()
+        let body_start = w.finish_head(&self.body);
+        (w, body_start)
     }
 }
 
-/// Request line, top Via, Route set, From and Call-ID of `invite`; shared by ACK and CANCEL.
-fn put_in_transaction_request(out: &mut BytesMut, invite: &Message, method: &str) {
+/// ACK or CANCEL for `invite` (RFC 3261 17.1.1.3, 9.1): the INVITE's Request-URI, top Via, Route set,
+/// From, Call-ID and CSeq number; To from `to` (the final response's, with its tag) or the INVITE's.
+fn write_in_transaction_request(invite: &Message, method: &str, to: Option<&str>) -> (Writer, usize) {
+    let mut w = Writer::with_capacity(512);
+    let out = &mut w.out;
     out.put_slice(method.as_bytes());
     out.put_u8(b' ');
     put_clean(out, invite.request_uri_raw().unwrap_or(""));
     out.put_slice(b" SIP/2.0\r\n");
     if let Ok(v) = invite.top_via_raw() {
-        put_header(out, "Via", v);
+        w.header("Via", v);
     }
     for r in invite.values(id::ROUTE) {
-        put_header(out, "Route", r);
+        w.header("Route", r);
     }
     if let Some(f) = invite.values(id::FROM).next() {
-        put_header(out, "From", f);
+        w.header("From", f);
     }
-}
-
-fn put_tail(out: &mut BytesMut, invite: &Message, method: &str) {
+    if let Some(t) = to.or_else(|| invite.values(id::TO).next()) {
+        w.header("To", t);
+    }
     if let Some(c) = invite.values(id::CALL_ID).next() {
-        put_header(out, "Call-ID", c);
+        w.header("Call-ID", c);
     }
-    out.put_slice(b"CSeq: ");
-    put_u64(out, invite.cseq().map_or(0, |c| u64::from(c.seq)));
-    out.put_u8(b' ');
-    out.put_slice(method.as_bytes());
-    out.put_slice(b"\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n");
+    w.begin("CSeq");
+    put_u64(&mut w.out, invite.cseq().map_or(0, |c| u64::from(c.seq)));
+    w.out.put_u8(b' ');
+    w.out.put_slice(method.as_bytes());
+    w.end_line();
+    w.header("Max-Forwards", "70");
+    let body_start = w.finish_head(&None);
+    (w, body_start)
 }
 
 /// ACK for a non-2xx final response (RFC 3261 17.1.1.3): same Request-URI, top Via, Route,
 /// From, Call-ID and CSeq number as the INVITE; To from the response (with its tag).
 pub fn ack_for_non2xx(invite: &Message, response: &Message) -> Bytes {
-    let mut out = BytesMut::with_capacity(512);
-    put_in_transaction_request(&mut out, invite, "ACK");
-    if let Some(t) = response.values(id::TO).next().or_else(|| invite.values(id::TO).next()) {
-        put_header(&mut out, "To", t);
-    }
-    put_tail(&mut out, invite, "ACK");
-    out.freeze()
+    write_in_transaction_request(invite, "ACK", response.values(id::TO).next())
+        .0
+        .into_bytes()
 }
 
 /// CANCEL for a pending INVITE (RFC 3261 9.1): same Request-URI, top Via, Route, From, To,
 /// Call-ID and CSeq number.
 pub fn cancel_for(invite: &Message) -> Bytes {
-    let mut out = BytesMut::with_capacity(512);
-    put_in_transaction_request(&mut out, invite, "CANCEL");
-    if let Some(t) = invite.values(id::TO).next() {
-        put_header(&mut out, "To", t);
-    }
-    put_tail(&mut out, invite, "CANCEL");
-    out.freeze()
+    write_in_transaction_request(invite, "CANCEL", None).0.into_bytes()
+}
+
+/// [`cancel_for`] as a [`Message`], ready for [`TransactionLayer::send_request`](crate::transaction::TransactionLayer::send_request)
+/// without parsing it back. An error only when the INVITE's Request-URI is unusable.
+pub fn cancel_message_for(invite: &Message) -> Result<Message, ParseError> {
+    let (w, body_start) = write_in_transaction_request(invite, "CANCEL", None);
+    w.into_message(body_start)
 }
 
 /// A new RFC 3261 branch: magic cookie + 16 hex digits of a CSPRNG (64 random bits).

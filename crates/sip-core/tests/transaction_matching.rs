@@ -98,9 +98,9 @@ fn cancel_matches_its_invite_server_transaction() {
         l.handle_incoming(t0, udp(), request("CANCEL", "z9hG4bKc9", 5)),
         Incoming::Absorbed { key } if key == cancel_key
     ));
-    l.respond(t0, &cancel_key, response_bytes(200, "z9hG4bKc9", "CANCEL", Some("s")))
+    l.respond(t0, &cancel_key, response_msg(200, "z9hG4bKc9", "CANCEL", Some("s")))
         .unwrap();
-    l.respond(t0, &invite_key, response_bytes(487, "z9hG4bKc9", "INVITE", Some("s")))
+    l.respond(t0, &invite_key, response_msg(487, "z9hG4bKc9", "INVITE", Some("s")))
         .unwrap();
     let sent: Vec<String> = drain(&mut l).iter().map(status_line).collect();
     assert_eq!(sent, vec!["SIP/2.0 200 Reason", "SIP/2.0 487 Reason"]);
@@ -139,7 +139,7 @@ fn rfc2543_requests_match_without_magic_cookie() {
     let key = new_key(l.handle_incoming(t0, udp(), request("INVITE", "oldbranch1", 1)));
     assert!(matches!(key.kind(), TxKeyKind::Server2543(_)));
     // Retransmission (identical) absorbed and answered with the last response.
-    l.respond(t0, &key, response_bytes(180, "oldbranch1", "INVITE", Some("srv")))
+    l.respond(t0, &key, response_msg(180, "oldbranch1", "INVITE", Some("srv")))
         .unwrap();
     drain(&mut l);
     assert!(matches!(
@@ -150,7 +150,7 @@ fn rfc2543_requests_match_without_magic_cookie() {
     // Same fields but another CSeq: a different transaction.
     new_key(l.handle_incoming(t0, udp(), request("INVITE", "oldbranch1", 2)));
     assert_eq!(l.len(), 2);
-    l.respond(t0, &key, response_bytes(486, "oldbranch1", "INVITE", Some("srv")))
+    l.respond(t0, &key, response_msg(486, "oldbranch1", "INVITE", Some("srv")))
         .unwrap();
     drain(&mut l);
     // ACK with a To tag other than our response's does not match the transaction.
@@ -167,7 +167,7 @@ fn rfc2543_ack_for_2xx_reaches_tu_with_its_transaction() {
     let t0 = Instant::now();
     let mut l = layer();
     let key = new_key(l.handle_incoming(t0, udp(), request("INVITE", "", 7)));
-    l.respond(t0, &key, response_bytes(200, "", "INVITE", Some("srv")))
+    l.respond(t0, &key, response_msg(200, "", "INVITE", Some("srv")))
         .unwrap();
     let r = l.handle_incoming(t0, udp(), request_with("ACK", "", 7, Some("srv")));
     assert!(matches!(&r, Incoming::Ack { key: Some(k), .. } if *k == key), "{r:?}");
@@ -230,18 +230,22 @@ fn respond_errors_are_typed() {
     let mut l = layer();
     let key = new_key(l.handle_incoming(t0, udp(), request("OPTIONS", "z9hG4bKe9", 1)));
     assert!(matches!(
-        l.respond(t0, &key, Bytes::from_static(b"garbage")),
+        l.respond_bytes(t0, &key, Bytes::from_static(b"garbage")),
         Err(TxError::NotAResponse)
     ));
-    l.respond(t0, &key, response_bytes(200, "z9hG4bKe9", "OPTIONS", Some("s")))
+    assert!(matches!(
+        l.respond(t0, &key, request("OPTIONS", "z9hG4bKe9", 1)),
+        Err(TxError::NotAResponse)
+    ));
+    l.respond(t0, &key, response_msg(200, "z9hG4bKe9", "OPTIONS", Some("s")))
         .unwrap();
     assert!(matches!(
-        l.respond(t0, &key, response_bytes(500, "z9hG4bKe9", "OPTIONS", Some("s"))),
+        l.respond_bytes(t0, &key, response_bytes(500, "z9hG4bKe9", "OPTIONS", Some("s"))),
         Err(TxError::InvalidState { status: 500, .. })
     ));
     let client = l.send_request(t0, udp(), request("OPTIONS", "z9hG4bKe10", 1)).unwrap();
     assert!(matches!(
-        l.respond(t0, &client, response_bytes(200, "z9hG4bKe10", "OPTIONS", None)),
+        l.respond(t0, &client, response_msg(200, "z9hG4bKe10", "OPTIONS", None)),
         Err(TxError::InvalidState { .. })
     ));
     assert!(matches!(
@@ -288,9 +292,9 @@ fn transport_error_terminates_and_reports() {
     let mut l = layer();
     let key = l.send_request(t0, tcp(), request("INVITE", "z9hG4bKte", 1)).unwrap();
     let sent = drain(&mut l);
-    assert_eq!(sent[0].key, key);
+    assert_eq!(sent[0].key.as_ref(), Some(&key));
     assert_eq!(sent[0].to.conn, Some(7));
-    l.transport_error(&sent[0].key);
+    l.transport_error(sent[0].key.as_ref().unwrap());
     assert_eq!(
         events(&mut l),
         vec![
@@ -307,7 +311,7 @@ fn responses_go_back_to_the_source_peer() {
     let mut l = layer();
     let from = tcp();
     let key = new_key(l.handle_incoming(t0, from, request("OPTIONS", "z9hG4bKsrc", 1)));
-    l.respond(t0, &key, response_bytes(200, "z9hG4bKsrc", "OPTIONS", Some("s")))
+    l.respond(t0, &key, response_msg(200, "z9hG4bKsrc", "OPTIONS", Some("s")))
         .unwrap();
     let sent = drain(&mut l);
     assert_eq!(sent[0].to, from);

@@ -275,7 +275,7 @@ fn timer_g_caps_at_t2_and_timer_h_times_out() {
         panic!("new INVITE")
     };
     assert!(drain(&mut l).is_empty(), "auto 100 off");
-    l.respond(t0, &key, response_bytes(486, "z9hG4bKg1", "INVITE", Some("s")))
+    l.respond(t0, &key, response_msg(486, "z9hG4bKg1", "INVITE", Some("s")))
         .unwrap();
     let first = drain(&mut l);
     assert_eq!(first.len(), 1);
@@ -311,7 +311,7 @@ fn timer_g_not_started_over_tcp() {
     let Incoming::NewRequest { key, .. } = l.handle_incoming(t0, tcp(), request("INVITE", "z9hG4bKg2", 1)) else {
         panic!("new INVITE")
     };
-    l.respond(t0, &key, response_bytes(480, "z9hG4bKg2", "INVITE", Some("s")))
+    l.respond(t0, &key, response_msg(480, "z9hG4bKg2", "INVITE", Some("s")))
         .unwrap();
     assert_eq!(drain(&mut l).len(), 1);
     let ticks = run_until(&mut l, t0, secs(40.0));
@@ -327,7 +327,7 @@ fn timer_i_after_ack_stops_g_and_absorbs_acks() {
     let Incoming::NewRequest { key, .. } = l.handle_incoming(t0, udp(), request("INVITE", "z9hG4bKi1", 1)) else {
         panic!("new INVITE")
     };
-    l.respond(t0, &key, response_bytes(404, "z9hG4bKi1", "INVITE", Some("s")))
+    l.respond(t0, &key, response_msg(404, "z9hG4bKi1", "INVITE", Some("s")))
         .unwrap();
     drain(&mut l);
     let ticks = run_until(&mut l, t0, secs(1.0));
@@ -352,7 +352,7 @@ fn timer_i_is_zero_over_tcp() {
     let Incoming::NewRequest { key, .. } = l.handle_incoming(t0, tcp(), request("INVITE", "z9hG4bKi2", 1)) else {
         panic!("new INVITE")
     };
-    l.respond(t0, &key, response_bytes(404, "z9hG4bKi2", "INVITE", Some("s")))
+    l.respond(t0, &key, response_msg(404, "z9hG4bKi2", "INVITE", Some("s")))
         .unwrap();
     drain(&mut l);
     l.handle_incoming(t0, tcp(), request_with("ACK", "z9hG4bKi2", 1, Some("s")));
@@ -375,7 +375,7 @@ fn timer_j_answers_request_retransmissions_then_terminates() {
     l.respond(
         t0 + secs(0.1),
         &key,
-        response_bytes(200, "z9hG4bKj1", "OPTIONS", Some("s")),
+        response_msg(200, "z9hG4bKj1", "OPTIONS", Some("s")),
     )
     .unwrap();
     let ok = drain(&mut l);
@@ -399,7 +399,7 @@ fn timer_j_is_zero_over_tcp() {
     let Incoming::NewRequest { key, .. } = l.handle_incoming(t0, tcp(), request("OPTIONS", "z9hG4bKj2", 1)) else {
         panic!("new OPTIONS")
     };
-    l.respond(t0, &key, response_bytes(200, "z9hG4bKj2", "OPTIONS", Some("s")))
+    l.respond(t0, &key, response_msg(200, "z9hG4bKj2", "OPTIONS", Some("s")))
         .unwrap();
     assert_eq!(drain(&mut l).len(), 1);
     assert_eq!(events(&mut l), vec![TxEvent::Terminated { key }]);
@@ -414,7 +414,7 @@ fn timer_l_accepted_absorbs_invite_retransmissions_and_passes_2xx_acks() {
         panic!("new INVITE")
     };
     drain(&mut l);
-    l.respond(t0, &key, response_bytes(200, "z9hG4bKl1", "INVITE", Some("s")))
+    l.respond(t0, &key, response_msg(200, "z9hG4bKl1", "INVITE", Some("s")))
         .unwrap();
     assert_eq!(drain(&mut l).len(), 1);
     assert_eq!(l.state(&key), Some(TxState::InviteServer(InviteServerState::Accepted)));
@@ -424,7 +424,7 @@ fn timer_l_accepted_absorbs_invite_retransmissions_and_passes_2xx_acks() {
     l.respond(
         t0 + secs(0.5),
         &key,
-        response_bytes(200, "z9hG4bKl1", "INVITE", Some("s")),
+        response_msg(200, "z9hG4bKl1", "INVITE", Some("s")),
     )
     .unwrap();
     assert_eq!(drain(&mut l).len(), 1, "TU 2xx retransmission passes through");
@@ -516,12 +516,8 @@ fn immediate_100_trying_and_retransmitted_invite_gets_last_provisional() {
     let again = drain(&mut l);
     assert_eq!(again.len(), 1);
     assert_eq!(status_line(&again[0]), "SIP/2.0 100 Trying");
-    l.respond(
-        t0 + ms(600),
-        &key,
-        response_bytes(180, "z9hG4bKp1", "INVITE", Some("s")),
-    )
-    .unwrap();
+    l.respond(t0 + ms(600), &key, response_msg(180, "z9hG4bKp1", "INVITE", Some("s")))
+        .unwrap();
     assert_eq!(drain(&mut l).len(), 1);
     l.handle_incoming(t0 + ms(1500), udp(), request("INVITE", "z9hG4bKp1", 1));
     let again = drain(&mut l);
@@ -557,7 +553,7 @@ fn delayed_100_trying_is_skipped_when_tu_answers_first() {
         panic!("new INVITE")
     };
     assert!(drain(&mut l).is_empty(), "nothing before 200 ms");
-    l.respond(t0 + ms(100), &k1, response_bytes(180, "z9hG4bKq1", "INVITE", Some("s")))
+    l.respond(t0 + ms(100), &k1, response_msg(180, "z9hG4bKq1", "INVITE", Some("s")))
         .unwrap();
     assert_eq!(drain(&mut l).len(), 1);
     let ticks = run_until(&mut l, t0, secs(1.0));
@@ -575,7 +571,7 @@ fn unanswered_non_invite_server_transaction_is_reclaimed_after_64_t1() {
     let Incoming::NewRequest { key, .. } = l.handle_incoming(t0, udp(), request("MESSAGE", "z9hG4bKgu1", 1)) else {
         panic!("new MESSAGE")
     };
-    l.respond(t0 + secs(1.0), &key, response_bytes(100, "z9hG4bKgu1", "MESSAGE", None))
+    l.respond(t0 + secs(1.0), &key, response_msg(100, "z9hG4bKgu1", "MESSAGE", None))
         .unwrap();
     let ticks = run_until(&mut l, t0, secs(100.0));
     assert_eq!(ticks.len(), 1);
@@ -616,4 +612,77 @@ fn timer_c_restarts_on_each_provisional_above_100() {
             timer: TimerKind::C
         }]
     );
+}
+
+/// RFC 3261 17.1.4 / 8.1.3.1: a send failure ends a client INVITE transaction at once (the TU treats it
+/// as a 503 and fails over), instead of Timer A retransmitting into the void until Timer B at 32 s.
+#[test]
+fn transport_error_ends_client_invite_at_once_not_after_timer_b() {
+    let t0 = Instant::now();
+    let mut l = layer();
+    let key = l.send_request(t0, udp(), request("INVITE", "z9hG4bKte1", 1)).unwrap();
+    let sent = drain(&mut l);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].key.as_ref(), Some(&key), "the transmit names its transaction");
+    // The driver's send fails 1 ms later.
+    l.transport_error(sent[0].key.as_ref().unwrap());
+    assert_eq!(
+        events(&mut l),
+        vec![
+            TxEvent::TransportError { key: key.clone() },
+            TxEvent::Terminated { key: key.clone() }
+        ]
+    );
+    assert_eq!(l.state(&key), None);
+    assert!(l.is_empty());
+    // Nothing is left to fire: no Timer A retransmission, no Timer B timeout at 32 s.
+    let ticks = run_until(&mut l, t0, secs(64.0));
+    assert!(ticks.is_empty(), "{ticks:?}");
+    // A late report (e.g. a second queued send failing) is ignored.
+    l.transport_error(&key);
+    assert!(events(&mut l).is_empty());
+}
+
+/// The same for a non-INVITE client transaction (Timer F would otherwise end it at 32 s).
+#[test]
+fn transport_error_ends_client_non_invite_at_once() {
+    let t0 = Instant::now();
+    let mut l = layer();
+    let key = l.send_request(t0, tcp(), request("OPTIONS", "z9hG4bKte2", 1)).unwrap();
+    assert_eq!(drain(&mut l).len(), 1);
+    l.transport_error(&key);
+    assert_eq!(
+        events(&mut l),
+        vec![
+            TxEvent::TransportError { key: key.clone() },
+            TxEvent::Terminated { key }
+        ]
+    );
+    assert!(run_until(&mut l, t0, secs(64.0)).is_empty());
+}
+
+/// RFC 3261 17.2.4: a server transaction whose response cannot be sent is terminated (no Timer G
+/// retransmissions, no Timer H timeout); the TU is told.
+#[test]
+fn transport_error_ends_server_transaction() {
+    let t0 = Instant::now();
+    let mut l = layer_no_trying();
+    let key = match l.handle_incoming(t0, udp(), request("INVITE", "z9hG4bKte3", 1)) {
+        Incoming::NewRequest { key, .. } => key,
+        other => panic!("{other:?}"),
+    };
+    l.respond(t0, &key, response_msg(486, "z9hG4bKte3", "INVITE", Some("s")))
+        .unwrap();
+    let sent = drain(&mut l);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].key.as_ref(), Some(&key));
+    l.transport_error(&key);
+    assert_eq!(
+        events(&mut l),
+        vec![
+            TxEvent::TransportError { key: key.clone() },
+            TxEvent::Terminated { key }
+        ]
+    );
+    assert!(run_until(&mut l, t0, secs(64.0)).is_empty());
 }

@@ -644,6 +644,100 @@ fn parse_start_line(b: &[u8], s: usize, e: usize) -> Result<StartLine, ParseErro
     }
 }
 
+/// A message our own builder (`crate::build`) just wrote, indexed without re-reading it: `lines` are the
+/// offsets where its header lines start and `body_start` is one past the blank line. The builder writes
+/// one `Name: value` line per header with control bytes already replaced, so the line scan and control
+/// check of [`parse_impl`] are skipped; anything unexpected (a name that is not a token, a start line the
+/// parser would refuse, a size past the limits) goes through the full parser, which gives its error.
+pub(crate) fn from_built(buf: Bytes, lines: &[u32], body_start: usize) -> Result<Message, ParseError> {
+    let full = |buf: Bytes| parse_impl(buf, false);
+    let b: &[u8] = &buf;
+    let first_line = lines.first().map_or(body_start, |&l| l as usize);
+    if buf.len() > MAX_MESSAGE_SIZE
+        || lines.len() > MAX_HEADERS
+        || body_start > b.len()
+        || body_start < 2
+        || first_line < 2
+        || b.get(..2) == Some(b"\r\n")
+    {
+        return full(buf);
+    }
+    let Ok(start) = parse_start_line(b, 0, first_line - 2) else {
+        return full(buf);
+    };
+    let mut headers: Vec<Entry> = Vec::with_capacity(lines.len());
+    let mut first = [NO_HEADER; NAMES.len()];
+    let mut end = [0u8; NAMES.len()];
+    let mut cl: Option<usize> = None;
+    let mut conflict = false;
+    for (n, &ls) in lines.iter().enumerate() {
+        let ls = ls as usize;
+        // Each line ends with CRLF right before the next line (or before the blank line).
+        let le = lines
+            .get(n + 1)
+            .map_or(body_start - 2, |&l| l as usize)
+            .saturating_sub(2);
+        if ls >= le {
+            return full(buf);
+        }
+        let line = &b[ls..le];
+        let ne = line.iter().position(|&c| !is_token_char(c)).unwrap_or(line.len());
+        let mut i = ne;
+        while i < line.len() && (line[i] == b' ' || line[i] == b'\t') {
+            i += 1;
+        }
+        if ne == 0 || line.get(i) != Some(&b':') {
+            return full(buf);
+        }
+        let (mut s, mut e) = (ls + i + 1, le);
+        while s < e && is_ws(b[s]) {
+            s += 1;
+        }
+        while e > s && is_ws(b[e - 1]) {
+            e -= 1;
+        }
+        let hid = known_id_in(b, ls, ne);
+        if let (Some(f), Some(x)) = (first.get_mut(hid as usize), end.get_mut(hid as usize)) {
+            if *f == NO_HEADER {
+                *f = u8::try_from(n).unwrap_or(254).min(254);
+            }
+            *x = u8::try_from(n + 1).unwrap_or(TO_LAST);
+        }
+        if hid == id::CONTENT_LENGTH {
+            let Ok(v) = parse_content_length(&b[s..e]) else {
+                return full(buf);
+            };
+            match cl {
+                Some(p) if p != v => conflict = true,
+                _ => cl = Some(v),
+            }
+        }
+        headers.push(Entry {
+            id: hid,
+            name: Span::new(ls, ls + ne),
+            value: Span::new(s, e),
+        });
+    }
+    let body_end = match cl {
+        Some(n) if !conflict && body_start + n == b.len() => b.len(),
+        _ => return full(buf),
+    };
+    let Ok(head) = ByteString::try_from(buf.slice(..body_start)) else {
+        return full(buf);
+    };
+    Ok(Message {
+        buf,
+        head,
+        start,
+        headers,
+        first,
+        end,
+        content_length: cl.and_then(|n| u32::try_from(n).ok()),
+        content_length_conflict: false,
+        body: Span::new(body_start, body_end),
+    })
+}
+
 fn parse_impl(mut buf: Bytes, stream: bool) -> Result<Message, ParseError> {
     if buf.len() > MAX_MESSAGE_SIZE {
         return Err(ParseError::TooLarge {

@@ -31,16 +31,18 @@ impl Peer {
     }
 }
 
-/// Bytes the IO layer must send.
+/// Bytes the IO layer must send: the one type from the transaction layer (and the stateless answers of
+/// the TU) down to the socket.
 #[derive(Debug, Clone)]
 pub struct Transmit {
-    /// Destination.
+    /// Destination: address, transport, and the connection to reuse.
     pub to: Peer,
     /// Serialized message.
     pub bytes: Bytes,
-    /// Transaction the send belongs to; report a failed send with
+    /// Transaction the send belongs to (`None`: stateless answers, ACKs for 2xx); the IO layer reports
+    /// a failed send of one with
     /// [`TransactionLayer::transport_error`](super::TransactionLayer::transport_error).
-    pub key: TxKey,
+    pub key: Option<TxKey>,
 }
 
 /// What the TU must do with an incoming message.

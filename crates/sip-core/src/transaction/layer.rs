@@ -129,16 +129,40 @@ impl TransactionLayer {
         server_key(msg).is_ok_and(|m| self.txs.contains_key(&m.key))
     }
 
-    /// The TU answers server transaction `key`. The layer keeps the response for
-    /// retransmission and runs Timers G/H (non-2xx INVITE), L (2xx INVITE) or J.
-    pub fn respond(&mut self, now: Instant, key: &TxKey, response: Bytes) -> Result<(), TxError> {
+    /// The TU answers server transaction `key` with a response built once (e.g.
+    /// [`ResponseBuilder::build_message`]). The layer keeps its bytes for retransmission and runs
+    /// Timers G/H (non-2xx INVITE), L (2xx INVITE) or J.
+    pub fn respond(&mut self, now: Instant, key: &TxKey, response: Message) -> Result<(), TxError> {
+        let status = response.status().ok_or(TxError::NotAResponse)?;
+        let to_tag = if needs_to_tag(key, status) {
+            response.to().ok().and_then(|t| t.tag().map(Box::from))
+        } else {
+            None
+        };
+        self.respond_parts(now, key, status, response.bytes().clone(), to_tag)
+    }
+
+    /// Transitional: [`respond`](Self::respond) with a response already serialized, which the layer
+    /// re-reads (status line; the To tag of RFC 2543 transactions). For callers not yet building
+    /// [`Message`]s; new code uses `respond`.
+    pub fn respond_bytes(&mut self, now: Instant, key: &TxKey, response: Bytes) -> Result<(), TxError> {
         let status = status_of(&response).ok_or(TxError::NotAResponse)?;
-        let is_2543 = matches!(key.kind(), TxKeyKind::Server2543(_));
-        let to_tag = if is_2543 && status >= 200 {
+        let to_tag = if needs_to_tag(key, status) {
             response_to_tag(&response)
         } else {
             None
         };
+        self.respond_parts(now, key, status, response, to_tag)
+    }
+
+    fn respond_parts(
+        &mut self,
+        now: Instant,
+        key: &TxKey,
+        status: u16,
+        response: Bytes,
+        to_tag: Option<Box<str>>,
+    ) -> Result<(), TxError> {
         let (txs, mut out) = split!(self, now);
         let tx = txs.get_mut(key).ok_or(TxError::NoSuchTransaction)?;
         let state = tx.state();
@@ -188,9 +212,11 @@ impl TransactionLayer {
         Ok(key)
     }
 
-    /// The IO layer failed to send a [`Transmit`] of transaction `key` (e.g. the TCP
-    /// connection is gone): the transaction terminates and the TU gets
-    /// [`TxEvent::TransportError`] (RFC 3261 17.1.4, 17.2.4).
+    /// The IO layer failed to send a [`Transmit`] of transaction `key` (TCP connect refused or reset,
+    /// the connection gone, a UDP send error such as ICMP unreachable): the transaction terminates at once
+    /// and the TU gets [`TxEvent::TransportError`] then [`TxEvent::Terminated`] (RFC 3261 17.1.4, 17.2.4).
+    /// A client transaction's TU treats it like a 503 (8.1.3.1), so a call fails over now rather than after
+    /// Timer B/F. A key that is gone (already terminated) is ignored.
     pub fn transport_error(&mut self, key: &TxKey) {
         if self.txs.contains_key(key) {
             self.events.push_back(TxEvent::TransportError { key: key.clone() });
@@ -398,6 +424,11 @@ impl TransactionLayer {
 /// `100 Trying` for an INVITE (no To tag added, RFC 3261 8.2.6.1).
 fn trying_for(invite: &Message) -> Bytes {
     ResponseBuilder::for_request(invite, 100, "Trying").build()
+}
+
+/// RFC 2543 server transactions match their ACK by the To tag of the final response.
+fn needs_to_tag(key: &TxKey, status: u16) -> bool {
+    matches!(key.kind(), TxKeyKind::Server2543(_)) && status >= 200
 }
 
 /// To tag of a serialized response (only needed for RFC 2543 ACK matching).

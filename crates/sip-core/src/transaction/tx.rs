@@ -31,7 +31,7 @@ impl Out<'_> {
         self.transmits.push_back(Transmit {
             to,
             bytes,
-            key: key.clone(),
+            key: Some(key.clone()),
         });
     }
 

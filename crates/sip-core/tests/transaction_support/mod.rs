@@ -87,6 +87,11 @@ pub fn response_bytes(code: u16, branch: &str, method: &str, to_tag: Option<&str
     Bytes::from(response_text(code, "Reason", branch, 1, method, to_tag))
 }
 
+/// A response to hand to `TransactionLayer::respond` (CSeq 1).
+pub fn response_msg(code: u16, branch: &str, method: &str, to_tag: Option<&str>) -> Message {
+    parse(response_text(code, "Reason", branch, 1, method, to_tag))
+}
+
 pub fn parse(text: String) -> Message {
     Message::parse(Bytes::from(text)).expect("test message parses")
 }
