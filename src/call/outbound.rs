@@ -567,7 +567,10 @@ impl CallController {
         let Some((target, transport)) = plan.targets.get(plan.next_target).copied() else {
             return self.all_targets_failed(ctx, id);
         };
-        let offer = call.b_offer.clone();
+        // Signalling only (no media engine): the agent's own offer goes to the trunk untouched.
+        let offer = call.b_offer.clone().or_else(|| {
+            (call.kind == CallKind::AgentOutbound && !call.a.invite.body().is_empty()).then(|| call.a.invite.body_bytes())
+        });
         let bytes = build_trunk_invite(&local, &call.record, plan, offer.as_ref(), &warn_agent, transport);
         let peer = Peer {
             addr: target,
