@@ -139,7 +139,14 @@ impl Routing {
             fallback_agent_id: fallback.map(Into::into),
             voicemail_message: None,
         };
-        self.number_route(did, primary, Some(inbound), NumberSource::Purchased, Provider::Local, None)
+        self.number_route(
+            did,
+            primary,
+            Some(inbound),
+            NumberSource::Purchased,
+            Provider::Local,
+            None,
+        )
     }
 
     /// A bring-your-own number of `agent` going out through `trunk_address` (as `TestEdge::add_byo_number`).
@@ -241,8 +248,15 @@ pub enum TrunkMode {
 
 /// A scripted peer at one address.
 enum Script {
-    Agent { mode: Mode, tag: String },
-    Trunk { mode: TrunkMode, auth: Option<(DigestVerifier, String, String)>, n: u32 },
+    Agent {
+        mode: Mode,
+        tag: String,
+    },
+    Trunk {
+        mode: TrunkMode,
+        auth: Option<(DigestVerifier, String, String)>,
+        n: u32,
+    },
 }
 
 /// One message the edge sent, as its peer received it.
@@ -407,12 +421,7 @@ impl Harness {
     }
 
     /// `POST /v1/calls`, as the API task hands it to the engine.
-    pub fn originate(
-        &mut self,
-        from: &str,
-        to: &str,
-        agent_id: &str,
-    ) -> Result<CallRecord, edge_api::OriginateError> {
+    pub fn originate(&mut self, from: &str, to: &str, agent_id: &str) -> Result<CallRecord, edge_api::OriginateError> {
         let req = edge_api::OriginateRequest {
             account_id: ACCOUNT.into(),
             from: from.into(),
@@ -478,7 +487,10 @@ impl Harness {
             }
             while let Some(t) = self.ep.poll_transmit() {
                 let msg = Message::parse(t.bytes.clone()).unwrap_or_else(|e| {
-                    panic!("the edge sent unparseable SIP ({e}):\n{}", String::from_utf8_lossy(&t.bytes))
+                    panic!(
+                        "the edge sent unparseable SIP ({e}):\n{}",
+                        String::from_utf8_lossy(&t.bytes)
+                    )
                 });
                 let sent = Sent {
                     at: self.elapsed(),
@@ -581,7 +593,11 @@ impl Harness {
     /// The latest record of the call whose SIP Call-ID (carrier or agent leg A) is `sip_call_id`.
     pub fn record_by_sip_call_id(&mut self, sip_call_id: &str) -> Option<CallRecord> {
         self.drain_records();
-        self.records.iter().rev().find(|r| r.sip_call_id == sip_call_id).cloned()
+        self.records
+            .iter()
+            .rev()
+            .find(|r| r.sip_call_id == sip_call_id)
+            .cloned()
     }
 
     /// The latest record of call `id`.

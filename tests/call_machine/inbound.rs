@@ -183,8 +183,14 @@ fn slow_primary_rings_past_ring_timeout_is_cancelled() {
     let (prov, ok) = h.final_response(CARRIER, Duration::from_secs(25));
     assert_eq!(ok.msg.status(), Some(200));
     assert!(prov.contains(&180), "the primary's ringing was relayed");
-    assert_eq!(ok.at, Duration::from_secs(20), "answered by the fallback at the ring time-out");
-    let cancel = h.try_expect(AGENT1, Method::Cancel, S).expect("the edge cancels the slow agent");
+    assert_eq!(
+        ok.at,
+        Duration::from_secs(20),
+        "answered by the fallback at the ring time-out"
+    );
+    let cancel = h
+        .try_expect(AGENT1, Method::Cancel, S)
+        .expect("the edge cancels the slow agent");
     assert_eq!(cancel.at, Duration::from_secs(20));
     let inv = h.expect(AGENT2, Method::Invite);
     assert_eq!(inv.at, Duration::from_secs(20));
@@ -337,9 +343,13 @@ fn voicemail_impossible_is_503_with_retry_after() {
 
 #[test]
 fn unknown_and_outbound_only_numbers_are_404() {
-    let routing = Routing::new()
-        .agent("a", AGENT1, 5, AgentStatus::Active)
-        .byo_number("+14155550111", "a", edge_store::Provider::Twilio, "198.51.100.130", None);
+    let routing = Routing::new().agent("a", AGENT1, 5, AgentStatus::Active).byo_number(
+        "+14155550111",
+        "a",
+        edge_store::Provider::Twilio,
+        "198.51.100.130",
+        None,
+    );
     let mut h = Harness::new(routing, |_| {});
     h.agent(AGENT1, Mode::Answer);
 
@@ -520,7 +530,9 @@ fn agent_host_names_are_resolved_and_a_dead_name_fails_over() {
     let rec = h.record_by_sip_call_id(&c.call_id).expect("a record");
     assert_eq!(rec.status, CallStatus::Completed);
     assert!(
-        rec.hops[0].outcome.contains("unavailable: sip_uri host does not resolve"),
+        rec.hops[0]
+            .outcome
+            .contains("unavailable: sip_uri host does not resolve"),
         "{rec:?}"
     );
     assert_eq!(rec.answered_by, Some(Route::Fallback));
@@ -565,7 +577,9 @@ fn answer_never_acknowledged_ends_the_call() {
     h.send(CARRIER, c.invite());
     let (_, ok) = h.final_response(CARRIER, S);
     assert_eq!(ok.msg.status(), Some(200));
-    let bye = h.try_expect(CARRIER, Method::Bye, Duration::from_secs(40)).expect("a BYE");
+    let bye = h
+        .try_expect(CARRIER, Method::Bye, Duration::from_secs(40))
+        .expect("a BYE");
     let resent: Vec<u64> = h
         .log
         .iter()

@@ -20,13 +20,9 @@ const DEST: &str = "+447700900123";
 
 #[test]
 fn agent_network_call_through_a_407_trunk() {
-    let routing = Routing::new().agent("sales", AGENT1, 5, AgentStatus::Active).byo_number(
-        DID,
-        "sales",
-        Provider::Telnyx,
-        TRUNK,
-        Some(("oneinbox", "s3cret-pass")),
-    );
+    let routing = Routing::new()
+        .agent("sales", AGENT1, 5, AgentStatus::Active)
+        .byo_number(DID, "sales", Provider::Telnyx, TRUNK, Some(("oneinbox", "s3cret-pass")));
     let mut h = Harness::new(routing, |_| {});
     h.trunk(
         TRUNK,
@@ -153,7 +149,10 @@ fn agents_elsewhere_answer_a_digest_challenge() {
         panic!("challenge not answerable");
     };
     uac.cseq += 1;
-    h.send(OUTSIDER, uac.invite(DID, DEST, &format!("{header_name}: {header_value}\r\n")));
+    h.send(
+        OUTSIDER,
+        uac.invite(DID, DEST, &format!("{header_name}: {header_value}\r\n")),
+    );
     let (_, refused) = h.final_response(OUTSIDER, S);
     assert_eq!(refused.msg.status(), Some(403));
     h.send(OUTSIDER, uac.ack(&refused.msg, DID));
@@ -168,7 +167,10 @@ fn agents_elsewhere_answer_a_digest_challenge() {
         panic!("challenge not answerable");
     };
     uac.cseq += 1;
-    h.send(OUTSIDER, uac.invite(DID, DEST, &format!("{header_name}: {header_value}\r\n")));
+    h.send(
+        OUTSIDER,
+        uac.invite(DID, DEST, &format!("{header_name}: {header_value}\r\n")),
+    );
     let (_, ok) = h.final_response(OUTSIDER, S);
     assert_eq!(ok.msg.status(), Some(200), "{:?}", ok.msg);
     h.send(OUTSIDER, uac.ack(&ok.msg, DID));
@@ -204,7 +206,10 @@ fn caller_id_must_be_a_number_of_that_agent() {
         panic!()
     };
     uac.cseq += 1;
-    h.send(OUTSIDER, uac.invite(DID, DEST, &format!("{header_name}: {header_value}\r\n")));
+    h.send(
+        OUTSIDER,
+        uac.invite(DID, DEST, &format!("{header_name}: {header_value}\r\n")),
+    );
     let (_, r) = h.final_response(OUTSIDER, S);
     assert_eq!(r.msg.status(), Some(403));
     let w = header(&r.msg, "Warning").unwrap();
