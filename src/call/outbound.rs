@@ -569,7 +569,8 @@ impl CallController {
         };
         // Signalling only (no media engine): the agent's own offer goes to the trunk untouched.
         let offer = call.b_offer.clone().or_else(|| {
-            (call.kind == CallKind::AgentOutbound && !call.a.invite.body().is_empty()).then(|| call.a.invite.body_bytes())
+            (call.kind == CallKind::AgentOutbound && !call.a.invite.body().is_empty())
+                .then(|| call.a.invite.body_bytes())
         });
         let bytes = build_trunk_invite(&local, &call.record, plan, offer.as_ref(), &warn_agent, transport);
         let peer = Peer {
