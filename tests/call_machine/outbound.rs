@@ -229,7 +229,16 @@ fn caller_id_must_be_a_number_of_that_agent() {
 /// 400 ms setup) are checked to the millisecond.
 #[test]
 fn each_trunk_failure_reads_as_its_class() {
-    let cases: Vec<(TrunkMode, Option<TrunkAuth>, CallStatus, &str, &str, u16)> = vec![
+    /// Trunk behaviour, its digest, then the record's status, error code and words, and the agent's SIP code.
+    type Case = (
+        TrunkMode,
+        Option<TrunkAuth>,
+        CallStatus,
+        &'static str,
+        &'static str,
+        u16,
+    );
+    let cases: Vec<Case> = vec![
         (
             TrunkMode::Answer,
             Some(TrunkAuth {

@@ -178,14 +178,14 @@ impl World {
             let call_id = m.call_id().unwrap_or("").to_owned();
             self.sent_at = s.at;
             if to == CARRIER || to == CARRIER2 {
-                self.to_carrier(to, &call_id, m);
+                self.on_sent_to_carrier(to, &call_id, m);
             } else {
-                self.to_agent(to, &call_id, m);
+                self.on_sent_to_agent(to, &call_id, m);
             }
         }
     }
 
-    fn to_carrier(&mut self, to: &'static str, call_id: &str, m: Message) {
+    fn on_sent_to_carrier(&mut self, to: &'static str, call_id: &str, m: Message) {
         let Some(i) = self.callers.iter().position(|c| c.c.call_id == call_id) else {
             return self.violation(format!("to {to}: a message on an unknown Call-ID {call_id}"));
         };
@@ -225,7 +225,7 @@ impl World {
         }
     }
 
-    fn to_agent(&mut self, to: &'static str, call_id: &str, m: Message) {
+    fn on_sent_to_agent(&mut self, to: &'static str, call_id: &str, m: Message) {
         let method = m.method().cloned();
         let new_invite = method == Some(Method::Invite) && m.to().ok().and_then(|t| t.tag()).is_none();
         if new_invite && !self.legs.contains_key(call_id) {
@@ -290,7 +290,7 @@ impl World {
     fn step(&mut self) {
         match self.rng.below(16) {
             0 if self.callers.len() < MAX_CALLS => self.new_call(),
-            0 | 1 | 2 => self.caller_act(),
+            0..=2 => self.caller_act(),
             3..=8 => self.agent_act(),
             9 | 10 => self.answer_pending(false),
             _ => {
