@@ -88,7 +88,6 @@ impl Ctx<'_> {
     }
 }
 
-
 /// INVITEs by carrier and the final code the carrier got: what a carrier's engineer compares with their CDRs.
 pub fn count_invite_answer(carrier: &str, code: u16) {
     // Counter handles by (code, carrier), kept per thread (the engine's): looking one up in the recorder

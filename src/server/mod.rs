@@ -224,8 +224,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Edge> {
     // Engine shards: each owns the calls whose Call-ID hashes to it; what they count together is shared.
     let shard_map = ShardMap::new(cfg.engine_shards);
     let shards = shard_map.count();
-    let (engine_txs, engine_rxs): (Vec<_>, Vec<_>) =
-        (0..shards).map(|_| mpsc::channel::<Input>(ENGINE_QUEUE)).unzip();
+    let (engine_txs, engine_rxs): (Vec<_>, Vec<_>) = (0..shards).map(|_| mpsc::channel::<Input>(ENGINE_QUEUE)).unzip();
     let dispatch = Dispatch::new(shard_map.clone(), engine_txs);
 
     let sip_addr = sip_udp.or(sip_tcp).context("no SIP listener")?;

@@ -69,7 +69,10 @@ impl Dispatch {
     /// drops it, as the kernel would, and the sender's retransmission comes again.
     pub fn forward(&self, shard: usize, m: Inbound) {
         self.forwarded.fetch_add(1, Ordering::Relaxed);
-        let ok = self.shards.get(shard).is_some_and(|q| q.try_send(Input::Message(m)).is_ok());
+        let ok = self
+            .shards
+            .get(shard)
+            .is_some_and(|q| q.try_send(Input::Message(m)).is_ok());
         if !ok {
             self.forward_dropped.fetch_add(1, Ordering::Relaxed);
         }

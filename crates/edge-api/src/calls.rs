@@ -403,8 +403,9 @@ fn refusal(e: OriginateRefusal) -> Response {
     (status, Json(body)).into_response()
 }
 
-/// Status, error code and field of each refusal.
-fn refusal_parts(e: &OriginateRefusal) -> (StatusCode, &'static str, Option<&'static str>) {
+/// Status, error code and field of each refusal: the one place an engine refusal becomes HTTP (public so
+/// the engine's own tests can assert what an API user would see).
+pub fn refusal_parts(e: &OriginateRefusal) -> (StatusCode, &'static str, Option<&'static str>) {
     use OriginateRefusal as R;
     match e {
         R::AgentNotFound { .. } => (StatusCode::BAD_REQUEST, "invalid_request", Some("agent_id")),

@@ -35,6 +35,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 // The engine's side of `/v1/calls` (re-exported: `ApiState` and `ApiConfig` take them).
+pub use calls::refusal_parts;
 pub use edge_contract::{CallCommand, OriginateRefusal, OriginateRequest, TargetPolicy};
 pub use error::{ApiError, ErrorBody, ErrorDetail};
 pub use openapi::ApiDoc;

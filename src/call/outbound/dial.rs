@@ -17,7 +17,7 @@ use crate::call::outbound::{agent_code, error, OutboundPlan, ResolveJob, TrunkTa
 use crate::call::outcome::HopOutcome;
 use crate::call::pacing::Slot;
 use crate::call::registry::CallController;
-use crate::call::state::{BLeg, CallId, ClientRef, LegTarget, TimerKind};
+use crate::call::state::{BLeg, CallId, CallKind, ClientRef, LegTarget, TimerKind};
 use crate::call::trunk::{TrunkChoice, TrunkTransport};
 use crate::call::{leg, trunk};
 
@@ -190,7 +190,11 @@ impl CallController {
         let Some((target, transport)) = plan.targets.get(plan.next_target).copied() else {
             return self.all_targets_failed(ctx, id);
         };
-        let offer = call.b_offer.clone();
+        // Signalling only (no media engine): the agent's own offer goes to the trunk untouched.
+        let offer = call.b_offer.clone().or_else(|| {
+            (call.kind == CallKind::AgentOutbound && !call.a.invite.body().is_empty())
+                .then(|| call.a.invite.body_bytes())
+        });
         let bytes = build_trunk_invite(&local, &call.record, plan, offer.as_ref(), &warn_agent, transport);
         let peer = Peer {
             addr: target,
