@@ -1,7 +1,10 @@
 //! Call control: a B2BUA between the caller's leg (A) and the leg the edge places (B).
 //!
 //! One inbound call, top to bottom, with the file that holds each step:
-//! 1. `sip::endpoint` hands over a carrier's INVITE that passed the core checks.
+//! 0. `crate::transport` reads the datagram or TCP frame; `crate::shard` hands it to the engine shard that
+//!    owns its Call-ID (`crate::server::engine` runs each shard's loop).
+//! 1. `sip::endpoint` parses it, runs the transaction layer and hands over a carrier's INVITE that passed
+//!    the core checks.
 //! 2. `inbound.rs`: the dialed number (`dialed.rs`) is looked up in the routing index; the SDP offer is
 //!    anchored on a media relay (`media.rs`: the `CallMedia` trait, implemented on the media engine by
 //!    `crate::media_ctl` and by a fake in tests); the hop chain (primary agent, fallback agent) starts
