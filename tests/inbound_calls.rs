@@ -429,8 +429,13 @@ async fn no_media_ports_is_503_and_counted() {
 /// `media.max_sockets` = 4: one anchored call (an RTP and an RTCP socket facing each leg) and no more;
 /// the next INVITE gets 503 with a Warning naming the key, and once the first call ends its (cached)
 /// sockets give way to the next call.
+/// The media gauges on /metrics are process-wide (one recorder), and these tests' edges set them to
+/// different values: run apart, each reads its own edge's figures.
+static MEDIA_GAUGES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test]
 async fn media_socket_ceiling_is_503_and_frees_with_the_call() {
+    let _gauges = MEDIA_GAUGES.lock().await;
     let MediaRefused { t, p, mut first, slow } =
         second_call_refused_for_media(|c| c.media.max_sockets = 4, "media.max_sockets").await;
     let (_, text) = t.http("GET", "/metrics", None).await;
@@ -911,6 +916,7 @@ fn kill_media_workers() -> usize {
 /// (BYE to both legs) and a new worker takes the next call.
 #[tokio::test]
 async fn media_past_the_ceiling_runs_in_a_worker_process() {
+    let _gauges = MEDIA_GAUGES.lock().await;
     let mut range = (0, 0);
     let t = start_edge(|c| {
         range = c.media.rtp_ports;
