@@ -6,7 +6,6 @@ use edge_store::{CallStatus, Route};
 use sip_core::build::{cancel_for, ResponseBuilder};
 use sip_core::message::{HeaderName, Message, Method, Transport};
 use sip_core::transaction::TxKey;
-use std::cmp::Reverse;
 use std::sync::atomic::Ordering;
 
 use crate::call::context::{count_invite_answer, Ctx};
@@ -14,7 +13,7 @@ use crate::call::leg;
 use crate::call::media::Side;
 use crate::call::outcome::HopOutcome;
 use crate::call::registry::CallController;
-use crate::call::state::{anchor, dialog_from_answer, CallId, CallKind, ClientRef, LegTarget, State, TimerKind};
+use crate::call::state::{anchor, dialog_from_answer, CallId, CallKind, ClientRef, LegTarget, State};
 
 impl CallController {
     /// A final non-2xx answer to the carrier's INVITE.
@@ -205,8 +204,7 @@ impl CallController {
                     .record(ctx.now.duration_since(call.created).as_secs_f64());
                 if call.a.peer.transport == Transport::Udp {
                     let gen = call.generation;
-                    self.timers
-                        .push(Reverse((ctx.now + self.cfg.t1, id, TimerKind::Retransmit2xx, gen)));
+                    self.arm_answer_timers(ctx.now, id, gen);
                 }
                 self.persist(ctx.now, id);
             }

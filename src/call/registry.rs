@@ -227,22 +227,23 @@ impl CallController {
                         self.next_hop(ctx, id);
                     }
                 }
-                TimerKind::Retransmit2xx => {
+                TimerKind::AckTimeout => {
                     if call.state != State::Answered {
                         continue;
                     }
-                    let waited = call.answered_at.map(|t| ctx.now.duration_since(t)).unwrap_or_default();
-                    if waited >= self.cfg.t1 * 64 {
-                        // RFC 3261 13.3.1.4: no ACK: the dialog is confirmed and then ended with BYE.
-                        self.hang_up_other(ctx, id, Side::A, Some("SIP;cause=408;text=\"no ACK\""));
-                        self.send_bye_a(ctx, id);
-                        self.finish(
-                            ctx,
-                            id,
-                            CallStatus::Failed,
-                            "carrier never acknowledged the answer",
-                            Some(HangupBy::Edge),
-                        );
+                    // RFC 3261 13.3.1.4: no ACK: the dialog is confirmed and then ended with BYE.
+                    self.hang_up_other(ctx, id, Side::A, Some("SIP;cause=408;text=\"no ACK\""));
+                    self.send_bye_a(ctx, id);
+                    self.finish(
+                        ctx,
+                        id,
+                        CallStatus::Failed,
+                        "carrier never acknowledged the answer",
+                        Some(HangupBy::Edge),
+                    );
+                }
+                TimerKind::Retransmit2xx => {
+                    if call.state != State::Answered {
                         continue;
                     }
                     // Re-send the last 2xx through the transaction (it stays in Accepted).
@@ -253,6 +254,14 @@ impl CallController {
                 }
             }
         }
+    }
+
+    /// After our 2xx to a UDP carrier: re-send it from T1 on until the ACK, and give up at 64*T1.
+    pub(super) fn arm_answer_timers(&mut self, now: Instant, id: CallId, gen: u32) {
+        self.timers
+            .push(Reverse((now + self.cfg.t1, id, TimerKind::Retransmit2xx, gen)));
+        self.timers
+            .push(Reverse((now + self.cfg.t1 * 64, id, TimerKind::AckTimeout, gen)));
     }
 
     /// One fewer call on the agent.
