@@ -204,7 +204,7 @@ async fn refused_tcp_connect_fails_over_at_once() {
         .await
         .unwrap();
     let f = t.add_agent("fallback", &fb, 5, AgentStatus::Active).await;
-    t.add_number(DID, &gone.id, Some(&f)).await;
+    let number_id = t.add_number(DID, &gone.id, Some(&f)).await;
     let mut c = Carrier::new(t.sip(), DID).await;
     let started = std::time::Instant::now();
     c.invite().await;
@@ -218,6 +218,16 @@ async fn refused_tcp_connect_fails_over_at_once() {
     );
     eprintln!("failover after a refused TCP connect took {took:?}");
     wait_load(&t, &gone.id, 0).await;
+    // The hop says the agent was unreachable (dead), not that it timed out (silent).
+    c.ack(&ok).await;
+    c.in_dialog("BYE", false).await;
+    let rec = final_record(&t, &number_id).await;
+    let hops = rec["hops"].as_array().unwrap();
+    assert_eq!(hops[0]["sip_status"], 503, "{rec}");
+    assert_eq!(
+        hops[0]["outcome"], "unreachable: transport error (connection refused)",
+        "{rec}"
+    );
 }
 
 #[tokio::test]

@@ -6,15 +6,15 @@ use edge_store::{CallStatus, Route};
 use sip_core::build::{cancel_for, ResponseBuilder};
 use sip_core::message::{HeaderName, Message, Method, Transport};
 use sip_core::transaction::TxKey;
-use std::cmp::Reverse;
 use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 use crate::call::context::{count_invite_answer, Ctx};
 use crate::call::leg;
 use crate::call::media::Side;
 use crate::call::outcome::HopOutcome;
-use crate::call::registry::CallController;
-use crate::call::state::{anchor, dialog_from_answer, CallId, CallKind, ClientRef, LegTarget, State, TimerKind};
+use crate::call::registry::{CallController, LATE_ANSWER_WINDOW, LATE_LEGS_MAX};
+use crate::call::state::{anchor, dialog_from_answer, CallId, CallKind, ClientRef, LegTarget, Orphan, State};
 
 impl CallController {
     /// A final non-2xx answer to the carrier's INVITE.
@@ -65,11 +65,7 @@ impl CallController {
                         Some(ClientRef::Orphan(o)) => o,
                         _ => return,
                     };
-                    let mut d = dialog_from_answer(&o.local, o.invite.call_id().unwrap_or(""), &resp, o.peer);
-                    let cseq = o.invite.cseq().map(|c| c.seq).unwrap_or(1);
-                    ctx.send_raw(&o.peer, leg::ack_2xx(&d, &self.cfg.local, cseq));
-                    d.local_cseq = cseq;
-                    self.send_bye(ctx, &mut d, o.peer, None);
+                    self.ack_and_bye(ctx, &o, &resp);
                 } else if status >= 300 {
                     self.by_client.remove(key);
                 }
@@ -205,8 +201,7 @@ impl CallController {
                     .record(ctx.now.duration_since(call.created).as_secs_f64());
                 if call.a.peer.transport == Transport::Udp {
                     let gen = call.generation;
-                    self.timers
-                        .push(Reverse((ctx.now + self.cfg.t1, id, TimerKind::Retransmit2xx, gen)));
+                    self.arm_answer_timers(ctx.now, id, gen);
                 }
                 self.persist(ctx.now, id);
             }
@@ -230,8 +225,9 @@ impl CallController {
         }
     }
 
-    /// A client transaction timed out (Timer B/F).
-    pub fn on_tx_timeout(&mut self, ctx: &mut Ctx<'_>, key: &TxKey) {
+    /// A client transaction ended without a final answer: timed out (Timer B/F, `transport_error` None)
+    /// or could not send (`transport_error` says why, e.g. "connection refused").
+    pub fn on_tx_timeout(&mut self, ctx: &mut Ctx<'_>, key: &TxKey, transport_error: Option<String>) {
         match self.by_client.remove(key) {
             Some(ClientRef::Invite(id)) => {
                 let Some(call) = self.calls.get_mut(&id) else { return };
@@ -247,8 +243,14 @@ impl CallController {
                 let agent_id = b.agent_id().map(str::to_owned);
                 let leg_call_id = b.invite_call_id();
                 let hop = b.hop;
-                call.end_hop(hop, Some(408), HopOutcome::NoFinalAnswer, ctx.wall_ms);
-                call.b = None;
+                let outcome = match transport_error {
+                    Some(why) => HopOutcome::Unreachable { why },
+                    None => HopOutcome::NoFinalAnswer,
+                };
+                call.end_hop(hop, outcome.synthetic_status(), outcome, ctx.wall_ms);
+                if let Some(b) = call.b.take() {
+                    self.keep_for_late_answer(ctx.now, Self::orphan_of(b));
+                }
                 self.forget_leg(leg_call_id);
                 if let Some(agent_id) = agent_id {
                     self.release_agent(&agent_id);
@@ -264,8 +266,75 @@ impl CallController {
                 let r = ResponseBuilder::for_request(&request, 408, "Request Timeout").build();
                 ctx.respond(&server_key, r, "408 to relayed request");
             }
+            Some(ClientRef::Orphan(o)) => self.keep_for_late_answer(ctx.now, *o),
             _ => {}
         }
+    }
+
+    /// Remembers an agent leg whose INVITE transaction ended unanswered, for [`Self::on_stray_response`];
+    /// entries past the window go first, and the map holds at most `LATE_LEGS_MAX`.
+    fn keep_for_late_answer(&mut self, now: Instant, o: Orphan) {
+        self.prune_late_legs(now);
+        if self.late_order.len() >= LATE_LEGS_MAX {
+            if let Some((_, oldest)) = self.late_order.pop_front() {
+                self.late_legs.remove(&oldest);
+            }
+        }
+        let Ok(call_id) = o.invite.call_id().map(str::to_owned) else {
+            return;
+        };
+        let until = now + LATE_ANSWER_WINDOW;
+        self.late_order.push_back((until, call_id.clone()));
+        self.late_legs.insert(call_id, (until, o));
+    }
+
+    fn prune_late_legs(&mut self, now: Instant) {
+        while let Some((until, _)) = self.late_order.front() {
+            if *until > now {
+                break;
+            }
+            if let Some((_, call_id)) = self.late_order.pop_front() {
+                if self.late_legs.get(&call_id).is_some_and(|(u, _)| *u <= now) {
+                    self.late_legs.remove(&call_id);
+                }
+            }
+        }
+    }
+
+    /// A response no transaction matched. A 2xx to the INVITE of an agent leg whose transaction already
+    /// ended (Timer B, transport error) opened a dialog: ACK it and BYE (RFC 3261 13.2.2.4). Returns whether
+    /// it was such an answer; anything else is the caller's stray to drop.
+    pub fn on_stray_response(&mut self, ctx: &mut Ctx<'_>, resp: &Message) -> bool {
+        self.prune_late_legs(ctx.now);
+        if !resp.status().is_some_and(|s| (200..300).contains(&s)) {
+            return false;
+        }
+        let Ok(call_id) = resp.call_id() else { return false };
+        let Some((_, o)) = self.late_legs.get(call_id) else {
+            return false;
+        };
+        let same_invite = resp
+            .cseq()
+            .ok()
+            .zip(o.invite.cseq().ok())
+            .is_some_and(|(r, i)| r.method == Method::Invite && r.seq == i.seq);
+        if !same_invite {
+            return false;
+        }
+        let Some((_, o)) = self.late_legs.remove(call_id) else {
+            return false;
+        };
+        self.ack_and_bye(ctx, &o, resp);
+        true
+    }
+
+    /// ACK and BYE for a 2xx on an agent leg we no longer want.
+    fn ack_and_bye(&mut self, ctx: &mut Ctx<'_>, o: &Orphan, resp: &Message) {
+        let mut d = dialog_from_answer(&o.local, o.invite.call_id().unwrap_or(""), resp, o.peer);
+        let cseq = o.invite.cseq().map(|c| c.seq).unwrap_or(1);
+        ctx.send_raw(&o.peer, leg::ack_2xx(&d, &self.cfg.local, cseq));
+        d.local_cseq = cseq;
+        self.send_bye(ctx, &mut d, o.peer, None);
     }
 
     /// Gives up on the current agent leg without ending the call.

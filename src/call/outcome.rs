@@ -46,6 +46,11 @@ pub enum HopOutcome {
     },
     /// The agent's INVITE transaction timed out (Timer B).
     NoFinalAnswer,
+    /// The agent's INVITE could not be sent (a refused TCP connect, a closed connection): a dead agent,
+    /// told apart from a silent one. `why` is the transport's words ("connection refused").
+    Unreachable {
+        why: String,
+    },
     /// No provisional answer within the setup time-out.
     NoProvisional {
         within: Duration,
@@ -67,6 +72,16 @@ pub enum HopOutcome {
 }
 
 impl HopOutcome {
+    /// The hop's stored `sip_status` when the agent never answered: RFC 3261 8.1.3.1 treats a transport
+    /// error like a 503, a transaction time-out like a 408.
+    pub fn synthetic_status(&self) -> Option<u16> {
+        match self {
+            HopOutcome::NoFinalAnswer => Some(408),
+            HopOutcome::Unreachable { .. } => Some(503),
+            _ => None,
+        }
+    }
+
     /// The agent never answered in time (as opposed to refusing): a chain of these is `no-answer`.
     pub fn is_timeout(&self) -> bool {
         matches!(
@@ -126,6 +141,7 @@ impl fmt::Display for HopOutcome {
                 write!(f, "{}", format!("rejected: {status} {reason}").trim_end())
             }
             HopOutcome::NoFinalAnswer => f.write_str("timeout: no final answer"),
+            HopOutcome::Unreachable { why } => write!(f, "unreachable: transport error ({why})"),
             HopOutcome::NoProvisional { within } => {
                 write!(f, "timeout: no provisional answer within {} ms", within.as_millis())
             }
@@ -193,6 +209,12 @@ mod tests {
                 "rejected: 503",
             ),
             (HopOutcome::NoFinalAnswer, "timeout: no final answer"),
+            (
+                HopOutcome::Unreachable {
+                    why: "connection refused".into(),
+                },
+                "unreachable: transport error (connection refused)",
+            ),
             (
                 HopOutcome::NoProvisional {
                     within: Duration::from_millis(1500),

@@ -54,7 +54,20 @@ pub struct CallController {
     /// Live calls whose record changed and is not queued yet; queued at `flush_at`.
     pub(super) dirty: Vec<CallId>,
     pub(super) flush_at: Option<Instant>,
+    /// Agent legs whose INVITE transaction ended without a final answer (Timer B, transport error), by
+    /// their Call-ID: a 2xx that still comes is a stray to the transaction layer, yet it opens a dialog
+    /// we must ACK and BYE (RFC 3261 13.2.2.4). Kept [`LATE_ANSWER_WINDOW`], oldest first in `late_order`.
+    pub(super) late_legs: HashMap<String, (Instant, Orphan)>,
+    pub(super) late_order: VecDeque<(Instant, String)>,
 }
+
+/// How long after its INVITE transaction ended an agent leg's late 2xx is still ACKed and hung up: the
+/// common 180 s limit of a ringing UAS (a later answer is left to the agent's own 64*T1 ACK time-out).
+pub(super) const LATE_ANSWER_WINDOW: Duration = Duration::from_secs(180);
+
+/// At most this many such legs are remembered (the oldest goes first): a flood of silent agents must not
+/// make the map grow without bound.
+pub(super) const LATE_LEGS_MAX: usize = 16_384;
 
 /// Records waiting for the driver past this are counted as dropped: a driver that stopped polling must not
 /// make the engine's memory grow without bound.
@@ -98,6 +111,8 @@ impl CallController {
             resolve_jobs: VecDeque::new(),
             dirty: Vec::new(),
             flush_at: None,
+            late_legs: HashMap::new(),
+            late_order: VecDeque::new(),
         }
     }
 
@@ -171,16 +186,20 @@ impl CallController {
     /// Keeps an agent leg we gave up on reachable by its client transaction: a late 1xx gets a CANCEL,
     /// a late 2xx an ACK and a BYE.
     pub(super) fn orphan(&mut self, b: BLeg) {
+        let key = b.key.clone();
+        self.by_client
+            .insert(key, ClientRef::Orphan(Box::new(Self::orphan_of(b))));
+    }
+
+    /// What a late answer on a leg we gave up on needs: its INVITE, where it went, our From.
+    pub(super) fn orphan_of(b: BLeg) -> Orphan {
         let local = b.invite.header(&HeaderName::From).unwrap_or("").to_owned();
-        self.by_client.insert(
-            b.key.clone(),
-            ClientRef::Orphan(Box::new(Orphan {
-                invite: b.invite,
-                peer: b.peer,
-                provisional: b.provisional,
-                local,
-            })),
-        );
+        Orphan {
+            invite: b.invite,
+            peer: b.peer,
+            provisional: b.provisional,
+            local,
+        }
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
@@ -227,22 +246,23 @@ impl CallController {
                         self.next_hop(ctx, id);
                     }
                 }
-                TimerKind::Retransmit2xx => {
+                TimerKind::AckTimeout => {
                     if call.state != State::Answered {
                         continue;
                     }
-                    let waited = call.answered_at.map(|t| ctx.now.duration_since(t)).unwrap_or_default();
-                    if waited >= self.cfg.t1 * 64 {
-                        // RFC 3261 13.3.1.4: no ACK: the dialog is confirmed and then ended with BYE.
-                        self.hang_up_other(ctx, id, Side::A, Some("SIP;cause=408;text=\"no ACK\""));
-                        self.send_bye_a(ctx, id);
-                        self.finish(
-                            ctx,
-                            id,
-                            CallStatus::Failed,
-                            "carrier never acknowledged the answer",
-                            Some(HangupBy::Edge),
-                        );
+                    // RFC 3261 13.3.1.4: no ACK: the dialog is confirmed and then ended with BYE.
+                    self.hang_up_other(ctx, id, Side::A, Some("SIP;cause=408;text=\"no ACK\""));
+                    self.send_bye_a(ctx, id);
+                    self.finish(
+                        ctx,
+                        id,
+                        CallStatus::Failed,
+                        "carrier never acknowledged the answer",
+                        Some(HangupBy::Edge),
+                    );
+                }
+                TimerKind::Retransmit2xx => {
+                    if call.state != State::Answered {
                         continue;
                     }
                     // Re-send the last 2xx through the transaction (it stays in Accepted).
@@ -253,6 +273,14 @@ impl CallController {
                 }
             }
         }
+    }
+
+    /// After our 2xx to a UDP carrier: re-send it from T1 on until the ACK, and give up at 64*T1.
+    pub(super) fn arm_answer_timers(&mut self, now: Instant, id: CallId, gen: u32) {
+        self.timers
+            .push(Reverse((now + self.cfg.t1, id, TimerKind::Retransmit2xx, gen)));
+        self.timers
+            .push(Reverse((now + self.cfg.t1 * 64, id, TimerKind::AckTimeout, gen)));
     }
 
     /// One fewer call on the agent.

@@ -26,6 +26,9 @@ pub(super) enum TimerKind {
     Ring,
     /// Retransmit our 2xx to the carrier until its ACK.
     Retransmit2xx,
+    /// 64*T1 after our 2xx: no ACK came, so the call is ended (RFC 3261 13.3.1.4). Its own timer, so the
+    /// BYE leaves at 64*T1 and not at the next retransmission after it.
+    AckTimeout,
     /// An outbound call's pacing slot on its trunk has come.
     Pace,
 }

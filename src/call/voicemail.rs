@@ -6,7 +6,6 @@ use edge_store::{CallStatus, HangupBy, Route, VoicemailRecord};
 use sip_core::build::ResponseBuilder;
 use sip_core::message::{Message, Method, Transport};
 use sip_core::transaction::TxKey;
-use std::cmp::Reverse;
 use std::sync::atomic::Ordering;
 
 use crate::call::context::{count_invite_answer, Ctx, Persist};
@@ -14,7 +13,7 @@ use crate::call::leg;
 use crate::call::media::Side;
 use crate::call::outcome::HopOutcome;
 use crate::call::registry::CallController;
-use crate::call::state::{CallId, State, TimerKind};
+use crate::call::state::{CallId, State};
 
 /// What a voicemail row needs once the recording ends (the call may be gone by then).
 #[derive(Debug)]
@@ -96,8 +95,7 @@ impl CallController {
         );
         if call.a.peer.transport == Transport::Udp {
             let gen = call.generation;
-            self.timers
-                .push(Reverse((ctx.now + self.cfg.t1, id, TimerKind::Retransmit2xx, gen)));
+            self.arm_answer_timers(ctx.now, id, gen);
         }
         self.stats.voicemail.fetch_add(1, Ordering::Relaxed);
         self.persist(ctx.now, id);

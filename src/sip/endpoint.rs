@@ -128,6 +128,9 @@ pub struct Endpoint {
     shared_limit: usize,
     /// The time of the latest input, for what happens between inputs (vouching on send).
     last_now: Instant,
+    /// The failed send being reported (its transaction and the transport's words), read when its
+    /// `TxEvent::TransportError` is drained so the hop records why.
+    send_failure: Option<(TxKey, String)>,
     /// This endpoint's share of `stats.transactions_live` as last published (the engine shards add up
     /// their tables in that one gauge).
     published_live: std::cell::Cell<u64>,
@@ -160,6 +163,7 @@ impl Endpoint {
             stats: Arc::new(EndpointStats::default()),
             shared_limit,
             last_now: now,
+            send_failure: None,
             published_live: std::cell::Cell::new(0),
             wall: Box::new(edge_store::now_ms),
         }
@@ -253,6 +257,17 @@ impl Endpoint {
                     self.calls.on_response(&mut ctx, &key, msg);
                 }
                 Incoming::Absorbed { .. } => {}
+                Incoming::StrayResponse { msg } => {
+                    let mut ctx = Ctx {
+                        now,
+                        wall_ms: (self.wall)(),
+                        tx: &mut self.tx,
+                        out: &mut self.out,
+                    };
+                    if !self.calls.on_stray_response(&mut ctx, &msg) {
+                        self.stats.stray_dropped.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
                 _ => {
                     self.stats.stray_dropped.fetch_add(1, Ordering::Relaxed);
                 }
@@ -791,8 +806,13 @@ impl Endpoint {
             };
             match ev {
                 // RFC 3261 8.1.3.1: to the TU a client transport error is like a 503 (the next hop is tried now).
-                TxEvent::Timeout { key, .. } | TxEvent::TransportError { key } if key.is_client() => {
-                    self.calls.on_tx_timeout(&mut ctx, &key)
+                TxEvent::Timeout { key, .. } if key.is_client() => self.calls.on_tx_timeout(&mut ctx, &key, None),
+                TxEvent::TransportError { key } if key.is_client() => {
+                    let why = match self.send_failure.take() {
+                        Some((k, why)) if k == key => why,
+                        _ => "send failed".to_owned(),
+                    };
+                    self.calls.on_tx_timeout(&mut ctx, &key, Some(why))
                 }
                 // A server transaction that timed out or could not send its response (logged where the failure
                 // came in) is simply gone: nobody is waiting on it.
@@ -810,6 +830,7 @@ impl Endpoint {
             // Our own request (to an agent, a trunk): worth an operator's attention.
             Some(key) if key.is_client() => {
                 tracing::info!(to = %failure.to, error = %failure.error, method = %key.method(), "request could not be sent; transaction ended");
+                self.send_failure = Some((key.clone(), failure.error.cause()));
                 self.tx.transport_error(key);
             }
             // A response to a peer that went away (its TCP connection closed): any peer can cause this as

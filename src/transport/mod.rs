@@ -109,6 +109,17 @@ pub enum SendError {
     Write(std::io::ErrorKind),
 }
 
+impl SendError {
+    /// The cause in a few words for a hop's outcome ("connection refused"), without the "tcp connect
+    /// failed" framing.
+    pub fn cause(&self) -> String {
+        match self {
+            SendError::Udp(k) | SendError::Connect(k) | SendError::Write(k) => k.to_string(),
+            other => other.to_string(),
+        }
+    }
+}
+
 /// A send that failed, with the transaction it belonged to (if any) for
 /// [`TransactionLayer::transport_error`](sip_core::transaction::TransactionLayer::transport_error).
 #[derive(Debug, Clone)]

@@ -25,7 +25,7 @@ use oneinbox_edge::shard::limits::{SharedAdmission, SharedAgentAuth};
 use oneinbox_edge::sip::admission::Admission;
 use oneinbox_edge::sip::agent_auth::AgentAuth;
 use oneinbox_edge::sip::endpoint::{Endpoint, EndpointConfig, SourcePolicy};
-use oneinbox_edge::transport::{link_of, Link};
+use oneinbox_edge::transport::{link_of, Link, SendError, SendFailure};
 use sip_core::build::ResponseBuilder;
 use sip_core::digest::{DigestVerifier, Secret as DigestSecret, Verdict};
 use sip_core::message::{Message, Method};
@@ -303,6 +303,8 @@ pub struct Harness {
     hosts: HashMap<String, Vec<TrunkTarget>>,
     /// Keep every transmit in `log` (the property test reads it); scenario tests may too.
     pub keep_log: bool,
+    /// Peers whose transmits fail as a refused TCP connect would (reported by `on_send_failure`).
+    refused: Vec<SocketAddr>,
 }
 
 impl Harness {
@@ -382,6 +384,7 @@ impl Harness {
             scripts: HashMap::new(),
             hosts: HashMap::new(),
             keep_log: true,
+            refused: Vec::new(),
         }
     }
 
@@ -394,6 +397,11 @@ impl Harness {
     pub fn agent(&mut self, at: &str, mode: Mode) {
         let tag = format!("ag{}", self.scripts.len() + 1);
         self.scripts.insert(addr(at), Script::Agent { mode, tag });
+    }
+
+    /// Every send to `at` fails from now on as a refused TCP connect.
+    pub fn refuse(&mut self, at: &str) {
+        self.refused.push(addr(at));
     }
 
     /// The trunk at `at` answers by `mode`, after a digest challenge when `auth` is given.
@@ -511,8 +519,17 @@ impl Harness {
                     .ok_or_else(|| format!("{}: no such host", job.host));
                 self.ep.on_resolved(self.now, &job, result);
             }
+            let mut failures = Vec::new();
             while let Some(t) = self.ep.poll_transmit() {
                 let (to, link) = (t.to.addr, link_of(&t.to));
+                if self.refused.contains(&to) {
+                    failures.push(SendFailure {
+                        key: t.key.clone(),
+                        to,
+                        error: SendError::Connect(std::io::ErrorKind::ConnectionRefused),
+                    });
+                    continue;
+                }
                 let msg = Message::parse(t.bytes.clone()).unwrap_or_else(|e| {
                     panic!(
                         "the edge sent unparseable SIP ({e}):\n{}",
@@ -535,8 +552,12 @@ impl Harness {
                 }
                 self.inbox.entry(to).or_default().push_back(sent);
             }
+            let failed = !failures.is_empty();
+            for f in failures {
+                self.ep.on_send_failure(self.now, &f);
+            }
             self.drain_records();
-            if replies.is_empty() {
+            if replies.is_empty() && !failed {
                 return;
             }
             for (from, bytes) in replies {

@@ -5,6 +5,7 @@
 use std::time::{Duration, Instant};
 
 use edge_store::{AgentStatus, CallStatus, HangupBy, Route};
+use sip_core::build::ResponseBuilder;
 use sip_core::message::{HeaderName, Method};
 
 use super::harness::{addr, Harness, Mode, Routing, AGENT1, AGENT2, CARRIER, CARRIER2, S};
@@ -590,12 +591,8 @@ fn answer_never_acknowledged_ends_the_call() {
         resent,
         [500, 1500, 3500, 7500, 11500, 15500, 19500, 23500, 27500, 31500]
     );
-    // 64*T1 = 32 s; the check runs on the retransmission timer, so the BYE leaves by 32 s + T2.
-    assert!(
-        bye.at >= Duration::from_secs(32) && bye.at <= Duration::from_secs(36),
-        "{:?}",
-        bye.at
-    );
+    // 64*T1 = 32 s after the 2xx (sent at 0), not at the next retransmission after it.
+    assert_eq!(bye.at, Duration::from_secs(32), "RFC 3261 13.3.1.4: BYE at 64*T1");
     assert!(h.got(AGENT1, Method::Bye, S), "the agent is hung up too");
     let rec = h.record_by_sip_call_id(&c.call_id).expect("a record");
     assert_eq!(rec.status, CallStatus::Failed);
@@ -631,6 +628,76 @@ fn silent_agent_times_out_on_timer_b() {
     let rec = h.newest_record();
     assert_eq!(rec.hops[0].sip_status, Some(408));
     assert_eq!(rec.hops[0].outcome, "timeout: no final answer");
+    assert_eq!(h.ep.calls.agent_load("p"), 0);
+    assert_eq!(h.ep.calls.agent_load("f"), 1);
+}
+
+/// RFC 3261 13.2.2.4: the primary answers at 33 s, after its INVITE transaction timed out on Timer B (32 s)
+/// and the fallback took the call. That 2xx matches no transaction, yet it opened a dialog: the edge ACKs
+/// it and hangs it up with BYE, and the call with the fallback goes on.
+#[test]
+fn answer_after_timer_b_is_acked_and_hung_up() {
+    let mut h = Harness::new(two_agents(true, AgentStatus::Active, 5), |c| {
+        c.agent_setup_timeout = Duration::from_secs(60);
+        c.agent_ring_timeout = Duration::from_secs(120);
+    });
+    h.agent(AGENT1, Mode::Silent);
+    h.agent(AGENT2, Mode::Answer);
+    let c = CarrierCall::new(CARRIER, DID);
+    h.send(CARRIER, c.invite());
+    let (_, ok) = h.final_response(CARRIER, Duration::from_secs(40));
+    assert_eq!(ok.at, Duration::from_secs(32), "Timer B");
+    h.send(CARRIER, c.ack(&ok.msg));
+    let invite = h
+        .take(AGENT1)
+        .into_iter()
+        .find(|s| s.msg.method() == Some(&Method::Invite))
+        .expect("the primary's INVITE")
+        .msg;
+    h.advance(Duration::from_secs(1));
+    let late = ResponseBuilder::for_request(&invite, 200, "OK")
+        .to_tag("late-answer")
+        .header("Contact", &format!("<sip:p@{AGENT1}>"))
+        .build();
+    h.send(AGENT1, late);
+    let ack = h.expect(AGENT1, Method::Ack);
+    let bye = h.expect(AGENT1, Method::Bye);
+    for m in [&ack.msg, &bye.msg] {
+        assert_eq!(m.call_id().ok(), invite.call_id().ok(), "in the primary leg's dialog");
+        assert!(
+            m.header(&HeaderName::To).unwrap_or("").contains("tag=late-answer"),
+            "{m:?}"
+        );
+    }
+    assert_eq!(ack.at, Duration::from_secs(33));
+    assert_eq!(bye.at, Duration::from_secs(33));
+    assert_eq!(h.ep.calls.active(), 1, "the call with the fallback goes on");
+    assert_eq!(h.ep.calls.agent_load("p"), 0);
+    assert_eq!(h.ep.calls.agent_load("f"), 1);
+}
+
+/// RFC 3261 17.1.4 / 8.1.3.1: the primary's INVITE cannot be sent (its TCP connect is refused), so the
+/// fallback is rung at once, and the hop says the agent was unreachable (a dead agent), not that it timed
+/// out (a silent one).
+#[test]
+fn refused_connect_is_recorded_as_unreachable() {
+    let mut h = Harness::new(two_agents(true, AgentStatus::Active, 5), |_| {});
+    h.refuse(AGENT1);
+    h.agent(AGENT2, Mode::Answer);
+    let c = CarrierCall::new(CARRIER, DID);
+    h.send(CARRIER, c.invite());
+    let (_, ok) = h.final_response(CARRIER, S);
+    assert_eq!(ok.msg.status(), Some(200));
+    assert_eq!(
+        ok.at,
+        Duration::ZERO,
+        "failover on the refused connect, not at an agent timer"
+    );
+    h.advance(Duration::from_millis(20));
+    let rec = h.newest_record();
+    assert_eq!(rec.hops[0].sip_status, Some(503));
+    assert_eq!(rec.hops[0].outcome, "unreachable: transport error (connection refused)");
+    assert_eq!(rec.answered_by, Some(Route::Fallback));
     assert_eq!(h.ep.calls.agent_load("p"), 0);
     assert_eq!(h.ep.calls.agent_load("f"), 1);
 }

@@ -75,8 +75,7 @@ struct Leg {
     agent_byed: bool,
     edge_byed: bool,
     gone: bool,
-    /// When the edge first sent the INVITE, and when the agent first answered it at all.
-    invite_at: Duration,
+    /// When the agent first answered the edge's INVITE at all.
     first_answer_at: Option<Duration>,
 }
 
@@ -245,7 +244,6 @@ impl World {
                     agent_byed: false,
                     edge_byed: false,
                     gone: false,
-                    invite_at: self.sent_at,
                     first_answer_at: None,
                 },
             );
@@ -544,15 +542,6 @@ impl World {
             }
         }
         for (id, leg) in &self.legs {
-            // An INVITE the edge sent and heard nothing back for 64*T1 is over for it (Timer B): a 2xx
-            // that comes later still is a stray the edge drops, and the agent's UAS ends that dialog itself
-            // (RFC 3261 13.3.1.4, BYE after 64*T1 without ACK).
-            if leg
-                .first_answer_at
-                .is_some_and(|t| t >= leg.invite_at + Duration::from_secs(32))
-            {
-                continue;
-            }
             if leg.final_code == Some(200) && !leg.acked {
                 v.push(format!("agent leg {id} answered 200 and was never ACKed"));
             }
