@@ -122,9 +122,16 @@ async fn futures_join_all(tasks: Vec<JoinHandle<()>>) {
     }
 }
 
-/// Source check from the `[[carriers]]` allow lists.
-struct CarrierPolicy {
+/// Source check from the `[[carriers]]` allow lists and `[[agent_networks]]` (public so the fake-clock
+/// tests build their endpoint with the server's own policy).
+pub struct CarrierPolicy {
     cfg: Arc<Config>,
+}
+
+impl CarrierPolicy {
+    pub fn new(cfg: Arc<Config>) -> Self {
+        CarrierPolicy { cfg }
+    }
 }
 
 impl SourcePolicy for CarrierPolicy {

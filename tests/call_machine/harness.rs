@@ -20,11 +20,12 @@ use edge_store::{
 };
 use oneinbox_edge::call::leg::Local;
 use oneinbox_edge::call::{CallConfig, CallController, Persist, TrunkTarget};
-use oneinbox_edge::config::{Config, UnknownSource};
+use oneinbox_edge::config::Config;
+use oneinbox_edge::server::CarrierPolicy;
 use oneinbox_edge::shard::limits::{SharedAdmission, SharedAgentAuth};
 use oneinbox_edge::sip::admission::Admission;
 use oneinbox_edge::sip::agent_auth::AgentAuth;
-use oneinbox_edge::sip::endpoint::{Endpoint, EndpointConfig, SourcePolicy};
+use oneinbox_edge::sip::endpoint::{Endpoint, EndpointConfig};
 use oneinbox_edge::transport::{link_of, Link, SendError, SendFailure};
 use sip_core::build::ResponseBuilder;
 use sip_core::digest::{DigestVerifier, Secret as DigestSecret, Verdict};
@@ -201,31 +202,6 @@ impl Routing {
     }
 }
 
-/// `[[carriers]]` / `[[agent_networks]]` from the config, as the server's policy reads them.
-struct Policy {
-    cfg: Arc<Config>,
-}
-
-impl SourcePolicy for Policy {
-    fn carrier_for(&self, source: SocketAddr) -> Option<Arc<str>> {
-        self.cfg.carrier_for(source.ip()).map(|c| Arc::from(c.name.as_str()))
-    }
-    fn agent_network_for(&self, source: SocketAddr) -> Option<Arc<str>> {
-        self.cfg
-            .agent_network_for(source.ip())
-            .map(|n| Arc::from(n.name.as_str()))
-    }
-    fn reject_unknown(&self) -> bool {
-        self.cfg.unknown_source == UnknownSource::Reject
-    }
-    fn digest_offered_to(&self, source: SocketAddr) -> bool {
-        match &self.cfg.outbound.agent_digest_from {
-            Some(nets) => nets.iter().any(|n| n.contains(&source.ip())),
-            None => self.reject_unknown(),
-        }
-    }
-}
-
 /// How a scripted agent answers the INVITEs it gets (as `tests/common`'s `Mode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -367,7 +343,7 @@ impl Harness {
                     auto_trying: AutoTrying::Immediate,
                 },
             },
-            Box::new(Policy { cfg: cfg.clone() }),
+            Box::new(CarrierPolicy::new(cfg.clone())),
             calls,
             SharedAdmission::new(Admission::new(cfg.admission.clone(), start)),
             agent_auth,
