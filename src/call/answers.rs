@@ -3,7 +3,7 @@
 //! transaction time-outs.
 
 use edge_store::{CallStatus, Route};
-use sip_core::build::{cancel_for, ResponseBuilder};
+use sip_core::build::{cancel_message_for, ResponseBuilder};
 use sip_core::message::{HeaderName, Message, Method, Transport};
 use sip_core::transaction::TxKey;
 use std::sync::atomic::Ordering;
@@ -12,9 +12,10 @@ use std::time::Instant;
 use crate::call::context::{count_invite_answer, Ctx};
 use crate::call::leg;
 use crate::call::media::Side;
-use crate::call::outcome::HopOutcome;
+use crate::call::outcome::{Ending, HopOutcome};
+use crate::call::phase::{Answerer, SentAnswer};
 use crate::call::registry::{CallController, LATE_ANSWER_WINDOW, LATE_LEGS_MAX};
-use crate::call::state::{anchor, dialog_from_answer, CallId, CallKind, ClientRef, LegTarget, Orphan, State};
+use crate::call::state::{anchor, dialog_from_answer, CallId, CallKind, ClientRef, LegTarget, Orphan};
 
 impl CallController {
     /// A final non-2xx answer to the carrier's INVITE.
@@ -26,13 +27,10 @@ impl CallController {
         for (n, v) in extra {
             b = b.header(n, v);
         }
-        let bytes = b.build();
         call.record.sip_status = Some(code);
         count_invite_answer(&call.record.carrier, code);
         let Some(a_key) = &call.a.key else { return };
-        if let Err(e) = ctx.tx.respond_bytes(ctx.now, a_key, bytes) {
-            tracing::debug!(error = %e, "final answer to carrier not sent");
-        }
+        ctx.respond(a_key, b.build_message(), "final answer to leg A");
     }
 
     /// A response on one of our client transactions.
@@ -52,8 +50,7 @@ impl CallController {
             Some(ClientRef::Orphan(o)) => {
                 if status < 200 && status > 100 && !o.provisional {
                     o.provisional = true;
-                    let cancel = cancel_for(&o.invite);
-                    if let Ok(m) = Message::parse(cancel) {
+                    if let Ok(m) = cancel_message_for(&o.invite) {
                         let peer = o.peer;
                         if let Ok(k) = ctx.tx.send_request(ctx.now, peer, m) {
                             self.by_client.insert(k, ClientRef::Fire);
@@ -87,26 +84,23 @@ impl CallController {
                 let Some(c) = self.calls.get_mut(&call) else { return };
                 let tag = c.a.tag.clone();
                 let sdp = anchor(c.relay.as_deref(), to_side, &resp);
-                let bytes = leg::relay_response(&request, &resp, &tag, &self.cfg.local, sdp);
-                ctx.respond(&server_key, bytes, "relayed answer");
+                let answer = leg::relay_response(&request, &resp, &tag, &self.cfg.local, sdp);
+                ctx.respond(&server_key, answer, "relayed answer");
                 // A 2xx to a relayed re-INVITE needs our ACK on the side that answered.
                 if (200..300).contains(&status) && resp.cseq().map(|c| c.method == Method::Invite).unwrap_or(false) {
-                    let answered_by_b = c.b.as_ref().is_some_and(|b| {
-                        b.dialog
-                            .as_ref()
-                            .is_some_and(|d| Some(d.call_id.as_str()) == resp.call_id().ok())
-                    });
                     let seq = resp.cseq().map(|c| c.seq).unwrap_or(1);
-                    if answered_by_b {
-                        if let Some(b) = c.b.as_ref() {
-                            if let Some(d) = &b.dialog {
-                                let peer = b.peer;
-                                ctx.send_raw(&peer, leg::ack_2xx(d, &self.cfg.local, seq));
-                            }
-                        }
+                    let on_b = c
+                        .phase
+                        .answered_leg()
+                        .filter(|(_, d)| Some(d.call_id.as_str()) == resp.call_id().ok());
+                    if let Some((b, d)) = on_b {
+                        ctx.send_raw(&b.peer, leg::ack_2xx(d, &self.cfg.local, seq, &self.rng.branch()));
                     } else {
                         let peer = c.a.peer;
-                        ctx.send_raw(&peer, leg::ack_2xx(&c.a.dialog, &self.cfg.local, seq));
+                        ctx.send_raw(
+                            &peer,
+                            leg::ack_2xx(&c.a.dialog, &self.cfg.local, seq, &self.rng.branch()),
+                        );
                     }
                 }
             }
@@ -121,18 +115,26 @@ impl CallController {
     pub(super) fn on_agent_response(&mut self, ctx: &mut Ctx<'_>, id: CallId, key: &TxKey, resp: Message, status: u16) {
         let local = self.cfg.local.clone();
         let Some(call) = self.calls.get_mut(&id) else { return };
-        let Some(b) = call.b.as_mut().filter(|b| &b.key == key) else {
+        if let Some((b, d)) = call.phase.answered_leg().filter(|(b, _)| &b.key == key) {
+            if (200..300).contains(&status) {
+                // A retransmitted 2xx: our ACK was lost; send it again.
+                let seq = b.invite.cseq().map(|c| c.seq).unwrap_or(1);
+                ctx.send_raw(&b.peer, leg::ack_2xx(d, &local, seq, &self.rng.branch()));
+            }
+            return;
+        }
+        let Some(b) = call.phase.ringing_mut().filter(|b| &b.key == key) else {
             return;
         };
         let to_trunk = matches!(b.target, LegTarget::Trunk);
         match status {
             100..=199 => {
                 b.provisional = true;
-                if status > 100 && call.state == State::Routing {
+                if status > 100 && call.phase.is_hunting() {
                     if let Some(a_key) = &call.a.key {
                         let sdp = anchor(call.relay.as_deref(), Side::B, &resp);
-                        let bytes = leg::relay_response(&call.a.invite, &resp, &call.a.tag, &local, sdp);
-                        ctx.respond(a_key, bytes, "provisional answer");
+                        let answer = leg::relay_response(&call.a.invite, &resp, &call.a.tag, &local, sdp);
+                        ctx.respond(a_key, answer, "provisional answer");
                     }
                     // Ringing is the called party's state: the carrier's caller hears the agent ring, an
                     // outbound call rings at the trunk (an API call's agent leg changes nothing).
@@ -145,13 +147,7 @@ impl CallController {
                 }
             }
             200..=299 => {
-                if let Some(d) = &b.dialog {
-                    // A retransmitted 2xx: our ACK was lost; send it again.
-                    let peer = b.peer;
-                    let seq = b.invite.cseq().map(|c| c.seq).unwrap_or(1);
-                    ctx.send_raw(&peer, leg::ack_2xx(d, &local, seq));
-                    return;
-                }
+                let Some(b) = call.phase.take_ringing() else { return };
                 let mut d = dialog_from_answer(
                     b.invite.header(&HeaderName::From).unwrap_or(""),
                     b.invite.call_id().unwrap_or(""),
@@ -159,26 +155,22 @@ impl CallController {
                     b.peer,
                 );
                 d.local_cseq = b.invite.cseq().map(|c| c.seq).unwrap_or(1);
-                ctx.send_raw(&b.peer, leg::ack_2xx(&d, &local, d.local_cseq));
-                b.dialog = Some(d);
+                ctx.send_raw(&b.peer, leg::ack_2xx(&d, &local, d.local_cseq, &self.rng.branch()));
                 let route = b.route;
                 let agent_id = b.agent_id().map(str::to_owned);
-                let hop = b.hop;
-                call.end_hop(hop, Some(status), HopOutcome::Answered, ctx.wall_ms);
+                call.end_hop(b.hop, Some(status), HopOutcome::Answered, ctx.wall_ms);
                 call.generation += 1; // cancels the setup and ring timers
                 match (call.kind, to_trunk) {
-                    (CallKind::ApiOutbound, true) => return self.api_trunk_answered(ctx, id, &resp),
+                    (CallKind::ApiOutbound, true) => return self.api_trunk_answered(ctx, id, b, d, &resp),
                     (CallKind::ApiOutbound, false) => {
                         // The agent took the dialled party: media flows both ways through the relay.
                         let _ = anchor(call.relay.as_deref(), Side::B, &resp);
-                        call.state = State::Confirmed;
+                        call.phase.confirmed(Answerer::Leg { leg: b, dialog: d });
                         self.persist(ctx.now, id);
                         return;
                     }
                     _ => {}
                 }
-                call.state = State::Answered;
-                call.answered_at = Some(ctx.now);
                 call.record.status = CallStatus::InProgress;
                 call.record.answered_by = Some(route);
                 if let Some(agent_id) = agent_id {
@@ -191,18 +183,33 @@ impl CallController {
                     _ => 0,
                 };
                 let sdp = anchor(call.relay.as_deref(), Side::B, &resp);
-                let bytes = leg::relay_response(&call.a.invite, &resp, &call.a.tag, &local, sdp);
+                let answer = match leg::relay_response(&call.a.invite, &resp, &call.a.tag, &local, sdp) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        // Cannot happen for a 2xx we parsed; end the call rather than answer half of it.
+                        tracing::error!(call = %call.record.id, error = %e, "2xx to leg A could not be built");
+                        call.phase.confirmed(Answerer::Leg { leg: b, dialog: d });
+                        self.hang_up_other(ctx, id, Side::A, Some("SIP;cause=500;text=\"answer not built\""));
+                        self.fail_a(ctx, id, 500, "Server Internal Error", &[]);
+                        return self.finish(ctx, id, CallStatus::Failed, Ending::AnswerNotBuilt);
+                    }
+                };
                 if let Some(a_key) = &call.a.key {
-                    ctx.respond(a_key, bytes.clone(), "2xx answer");
+                    ctx.respond(a_key, Ok(answer.clone()), "2xx answer");
                 }
-                call.answer = Some(bytes);
+                call.phase.answered(
+                    Answerer::Leg { leg: b, dialog: d },
+                    SentAnswer {
+                        answer,
+                        interval: self.cfg.t1,
+                    },
+                );
                 count_invite_answer(&call.record.carrier, status);
                 metrics::histogram!("edge_call_setup_seconds")
                     .record(ctx.now.duration_since(call.created).as_secs_f64());
-                if call.a.peer.transport == Transport::Udp {
-                    let gen = call.generation;
-                    self.arm_answer_timers(ctx.now, id, gen);
-                }
+                let gen = call.generation;
+                let unreliable = call.a.peer.transport == Transport::Udp;
+                self.arm_answer_timers(ctx.now, id, gen, unreliable);
                 self.persist(ctx.now, id);
             }
             _ => {
@@ -210,14 +217,17 @@ impl CallController {
                     return self.on_trunk_failure(ctx, id, status, Some(&resp));
                 }
                 // The transaction layer has ACKed it; this hop is over.
-                let agent_id = b.agent_id().map(str::to_owned);
-                let leg_call_id = b.invite_call_id();
-                let hop = b.hop;
+                let Some(b) = call.phase.take_ringing() else { return };
                 let reason = resp.reason().unwrap_or("").to_owned();
-                call.end_hop(hop, Some(status), HopOutcome::Rejected { status, reason }, ctx.wall_ms);
-                call.b = None;
-                self.forget_leg(leg_call_id);
-                if let Some(agent_id) = agent_id {
+                call.end_hop(
+                    b.hop,
+                    Some(status),
+                    HopOutcome::Rejected { status, reason },
+                    ctx.wall_ms,
+                );
+                self.forget_leg(b.invite_call_id());
+                if let Some(agent_id) = b.agent_id() {
+                    let agent_id = agent_id.to_owned();
                     self.release_agent(&agent_id);
                 }
                 self.next_hop(ctx, id);
@@ -231,30 +241,25 @@ impl CallController {
         match self.by_client.remove(key) {
             Some(ClientRef::Invite(id)) => {
                 let Some(call) = self.calls.get_mut(&id) else { return };
-                let Some(b) = call.b.as_ref().filter(|b| &b.key == key) else {
+                // Only a leg still ringing can time out; an answered one's transaction merely ended.
+                let Some(b) = call.phase.ringing_on(key) else {
                     return;
                 };
-                if call.state != State::Routing && call.kind != CallKind::ApiOutbound {
-                    return;
-                }
                 if matches!(b.target, LegTarget::Trunk) {
                     return self.on_trunk_failure(ctx, id, 408, None);
                 }
-                let agent_id = b.agent_id().map(str::to_owned);
-                let leg_call_id = b.invite_call_id();
-                let hop = b.hop;
                 let outcome = match transport_error {
                     Some(why) => HopOutcome::Unreachable { why },
                     None => HopOutcome::NoFinalAnswer,
                 };
-                call.end_hop(hop, outcome.synthetic_status(), outcome, ctx.wall_ms);
-                if let Some(b) = call.b.take() {
-                    self.keep_for_late_answer(ctx.now, Self::orphan_of(b));
-                }
-                self.forget_leg(leg_call_id);
-                if let Some(agent_id) = agent_id {
+                let Some(b) = call.phase.take_ringing() else { return };
+                call.end_hop(b.hop, outcome.synthetic_status(), outcome, ctx.wall_ms);
+                self.forget_leg(b.invite_call_id());
+                if let Some(agent_id) = b.agent_id() {
+                    let agent_id = agent_id.to_owned();
                     self.release_agent(&agent_id);
                 }
+                self.keep_for_late_answer(ctx.now, Self::orphan_of(b));
                 self.next_hop(ctx, id);
             }
             Some(ClientRef::Relay {
@@ -263,7 +268,7 @@ impl CallController {
                 request,
                 ..
             }) if self.calls.contains_key(&call) => {
-                let r = ResponseBuilder::for_request(&request, 408, "Request Timeout").build();
+                let r = ResponseBuilder::for_request(&request, 408, "Request Timeout").build_message();
                 ctx.respond(&server_key, r, "408 to relayed request");
             }
             Some(ClientRef::Orphan(o)) => self.keep_for_late_answer(ctx.now, *o),
@@ -332,7 +337,7 @@ impl CallController {
     fn ack_and_bye(&mut self, ctx: &mut Ctx<'_>, o: &Orphan, resp: &Message) {
         let mut d = dialog_from_answer(&o.local, o.invite.call_id().unwrap_or(""), resp, o.peer);
         let cseq = o.invite.cseq().map(|c| c.seq).unwrap_or(1);
-        ctx.send_raw(&o.peer, leg::ack_2xx(&d, &self.cfg.local, cseq));
+        ctx.send_raw(&o.peer, leg::ack_2xx(&d, &self.cfg.local, cseq, &self.rng.branch()));
         d.local_cseq = cseq;
         self.send_bye(ctx, &mut d, o.peer, None);
     }
@@ -340,7 +345,7 @@ impl CallController {
     /// Gives up on the current agent leg without ending the call.
     pub(super) fn abandon_agent_leg(&mut self, ctx: &mut Ctx<'_>, id: CallId, why: HopOutcome) {
         let Some(call) = self.calls.get_mut(&id) else { return };
-        let Some(b) = call.b.take() else { return };
+        let Some(b) = call.phase.take_ringing() else { return };
         call.end_hop(b.hop, None, why, ctx.wall_ms);
         self.forget_leg(b.invite_call_id());
         if let Some(agent_id) = b.agent_id() {
@@ -349,7 +354,7 @@ impl CallController {
         }
         if b.provisional {
             // RFC 3261 9.1: CANCEL only once a provisional answer came.
-            if let Ok(m) = Message::parse(cancel_for(&b.invite)) {
+            if let Ok(m) = cancel_message_for(&b.invite) {
                 if let Ok(k) = ctx.tx.send_request(ctx.now, b.peer, m) {
                     self.by_client.insert(k, ClientRef::Fire);
                 }

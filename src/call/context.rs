@@ -4,6 +4,7 @@
 use crate::sip::endpoint::Transmit;
 use bytes::Bytes;
 use edge_store::{CallRecord, VoicemailRecord};
+use sip_core::message::{Message, ParseError};
 use sip_core::transaction::{Peer, TransactionLayer, TxKey};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::AtomicU64;
@@ -72,9 +73,14 @@ pub struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    /// Answers a server transaction; a failure (the transaction is gone, say) is logged, not dropped.
-    pub(super) fn respond(&mut self, key: &TxKey, bytes: Bytes, what: &str) {
-        if let Err(e) = self.tx.respond_bytes(self.now, key, bytes) {
+    /// Answers a server transaction with a response built as a [`Message`] (never serialised and parsed
+    /// back); a failure to build it or to send it (the transaction is gone, say) is logged, not dropped.
+    pub(super) fn respond(&mut self, key: &TxKey, built: Result<Message, ParseError>, what: &str) {
+        let sent = match built {
+            Ok(m) => self.tx.respond(self.now, key, m).map_err(|e| e.to_string()),
+            Err(e) => Err(format!("could not build it: {e}")),
+        };
+        if let Err(e) = sent {
             tracing::debug!(error = %e, what, "answer not sent");
         }
     }

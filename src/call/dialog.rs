@@ -1,7 +1,7 @@
 //! Requests inside a call's dialogs: the carrier's ACK and CANCEL, BYE from either side, everything else
 //! (re-INVITE, UPDATE, INFO) relayed to the other side with its SDP anchored; BYEs we send.
 
-use edge_store::{CallStatus, HangupBy};
+use edge_store::CallStatus;
 use sip_core::build::ResponseBuilder;
 use sip_core::message::{Message, Method};
 use sip_core::transaction::{Peer, TxKey};
@@ -11,9 +11,9 @@ use crate::call::context::Ctx;
 use crate::call::leg;
 use crate::call::leg::DialogSide;
 use crate::call::media::Side;
-use crate::call::outcome::{Abandon, HopOutcome};
+use crate::call::outcome::{Abandon, Ending, HopOutcome};
 use crate::call::registry::CallController;
-use crate::call::state::{anchor, BLeg, CallId, ClientRef, State};
+use crate::call::state::{anchor, CallId, ClientRef};
 
 impl CallController {
     /// The carrier's ACK for our 2xx (or an ACK in an agent dialog): only from that dialog and its side.
@@ -25,9 +25,8 @@ impl CallController {
             return;
         }
         if let Some(call) = self.calls.get_mut(&id) {
-            if call.state == State::Answered {
-                call.state = State::Confirmed;
-                call.generation += 1; // stops 2xx retransmission
+            if call.phase.acknowledged() {
+                call.generation += 1; // stops 2xx retransmission and the ACK time-out
             }
         }
     }
@@ -38,18 +37,12 @@ impl CallController {
             return;
         };
         let Some(call) = self.calls.get(&id) else { return };
-        if call.state != State::Routing {
+        if !call.phase.is_hunting() {
             return; // already answered: the CANCEL has no effect (RFC 3261 9.2)
         }
         self.abandon_agent_leg(ctx, id, HopOutcome::Abandoned(Abandon::CallerCanceled));
         self.fail_a(ctx, id, 487, "Request Terminated", &[]);
-        self.finish(
-            ctx,
-            id,
-            CallStatus::Canceled,
-            "caller canceled while ringing",
-            Some(HangupBy::Caller),
-        );
+        self.finish(ctx, id, CallStatus::Canceled, Ending::CallerCanceled);
     }
 
     /// A request inside a dialog we hold; false when no dialog matches it, by id and by source (the
@@ -70,26 +63,19 @@ impl CallController {
         let Some(call) = self.calls.get_mut(&id) else {
             return false;
         };
-        if side == Side::A && call.voicemail.is_some() {
+        if side == Side::A && call.phase.voicemail_sdp().is_some() {
             return self.in_voicemail(ctx, id, key, &req, &method);
         }
         // The other side's dialog must exist: on B only once the agent answered.
-        let b_ready = call.b.as_ref().is_some_and(|b| b.dialog.is_some());
-        if !b_ready {
+        if call.phase.answered_leg().is_none() {
             // An API call's dialled party may hang up while its agent still rings.
-            if side == Side::A && call.a_up && method == Method::Bye {
+            if side == Side::A && call.phase.is_connecting() && method == Method::Bye {
                 let ok = ResponseBuilder::for_request(&req, 200, "OK")
                     .header_unless_empty("Server", &local.server_name)
-                    .build();
+                    .build_message();
                 ctx.respond(&key, ok, "200 to BYE");
                 self.abandon_agent_leg(ctx, id, HopOutcome::Abandoned(Abandon::CalledPartyHungUp));
-                self.finish(
-                    ctx,
-                    id,
-                    CallStatus::Completed,
-                    "called party hung up before the agent answered",
-                    Some(HangupBy::Caller),
-                );
+                self.finish(ctx, id, CallStatus::Completed, Ending::CalledPartyHungUpEarly);
                 return true;
             }
             return false;
@@ -97,29 +83,32 @@ impl CallController {
         if method == Method::Bye {
             let ok = ResponseBuilder::for_request(&req, 200, "OK")
                 .header_unless_empty("Server", &local.server_name)
-                .build();
+                .build_message();
             ctx.respond(&key, ok, "200 to BYE");
-            let (hangup, reason) = match side {
-                Side::A => (HangupBy::Caller, "caller hung up"),
-                Side::B => (HangupBy::Agent, "agent hung up"),
+            let ending = match side {
+                Side::A => Ending::CallerHungUp,
+                Side::B => Ending::AgentHungUp,
             };
             self.hang_up_other(ctx, id, side, None);
-            self.finish(ctx, id, CallStatus::Completed, reason, Some(hangup));
+            self.finish(ctx, id, CallStatus::Completed, ending);
             return true;
         }
         // Relay re-INVITE, UPDATE, INFO, ... to the other side.
         let (dialog, peer) = match side {
-            Side::A => match call.b.as_mut() {
-                Some(BLeg {
-                    dialog: Some(d), peer, ..
-                }) => (d, *peer),
-                _ => return false,
+            Side::A => match call.phase.answered_leg_mut() {
+                Some((b, d)) => (d, b.peer),
+                None => return false,
             },
             Side::B => (&mut call.a.dialog, call.a.peer),
         };
         let sdp = anchor(call.relay.as_deref(), side, &req);
-        let bytes = leg::in_dialog_request(dialog, &local, &method, Some(&req), &[], sdp);
-        let Ok(msg) = Message::parse(bytes) else { return false };
+        let msg = match leg::in_dialog_request(dialog, &local, &method, Some(&req), &[], sdp, &self.rng.branch()) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::debug!(error = %e, "in-dialog request not relayed: it could not be built");
+                return false;
+            }
+        };
         match ctx.tx.send_request(ctx.now, peer, msg) {
             Ok(k) => {
                 self.by_client.insert(
@@ -138,7 +127,7 @@ impl CallController {
             Err(_) => {
                 let r = ResponseBuilder::for_request(&req, 503, "Service Unavailable")
                     .header("Retry-After", "5")
-                    .build();
+                    .build_message();
                 ctx.respond(&key, r, "503 to relayed request");
             }
         }
@@ -150,10 +139,8 @@ impl CallController {
         let Some(call) = self.calls.get_mut(&id) else { return };
         let mut targets: Vec<(DialogSide, Peer)> = Vec::new();
         if from != Side::B {
-            if let Some(b) = call.b.as_ref() {
-                if let Some(d) = &b.dialog {
-                    targets.push((d.clone(), b.peer));
-                }
+            if let Some((b, d)) = call.phase.answered_leg() {
+                targets.push((d.clone(), b.peer));
             }
         }
         if from != Side::A {
@@ -166,11 +153,14 @@ impl CallController {
 
     pub(super) fn send_bye(&mut self, ctx: &mut Ctx<'_>, d: &mut DialogSide, peer: Peer, reason: Option<&str>) {
         let extra: Vec<(&str, &str)> = reason.map(|r| vec![("Reason", r)]).unwrap_or_default();
-        let bytes = leg::in_dialog_request(d, &self.cfg.local, &Method::Bye, None, &extra, None);
-        if let Ok(m) = Message::parse(bytes) {
-            if let Ok(k) = ctx.tx.send_request(ctx.now, peer, m) {
+        let sent = leg::in_dialog_request(d, &self.cfg.local, &Method::Bye, None, &extra, None, &self.rng.branch())
+            .map_err(|e| e.to_string())
+            .and_then(|m| ctx.tx.send_request(ctx.now, peer, m).map_err(|e| e.to_string()));
+        match sent {
+            Ok(k) => {
                 self.by_client.insert(k, ClientRef::Fire);
             }
+            Err(e) => tracing::debug!(error = %e, call_id = %d.call_id, "BYE not sent"),
         }
     }
 
@@ -179,12 +169,5 @@ impl CallController {
         let mut d = call.a.dialog.clone();
         let peer = call.a.peer;
         self.send_bye(ctx, &mut d, peer, None);
-    }
-
-    pub(super) fn retransmit_2xx(&mut self, ctx: &mut Ctx<'_>, id: CallId) {
-        let Some(call) = self.calls.get(&id) else { return };
-        if let (Some(bytes), Some(a_key)) = (&call.answer, &call.a.key) {
-            ctx.respond(a_key, bytes.clone(), "2xx retransmission");
-        }
     }
 }

@@ -47,7 +47,7 @@ impl CallController {
         let call = self.calls.get(&id)?;
         let dialog = match side {
             Side::A => &call.a.dialog,
-            Side::B => call.b.as_ref()?.dialog.as_ref()?,
+            Side::B => call.phase.answered_leg()?.1,
         };
         let to_tag = req.to().ok()?.tag()?;
         let from_tag = req.from().ok()?.tag()?;
@@ -104,7 +104,7 @@ fn leg_source_ok(call: &Call, side: Side, ip: IpAddr, policy: &dyn SourcePolicy)
             CallKind::AgentOutbound => agent(call.a.peer.addr.ip()),
             CallKind::ApiOutbound => trunk(),
         },
-        Side::B => match call.b.as_ref() {
+        Side::B => match call.phase.leg() {
             Some(b) => match b.target {
                 LegTarget::Agent(_) => agent(b.peer.addr.ip()),
                 LegTarget::Trunk => trunk(),

@@ -5,7 +5,6 @@
 
 use bytes::Bytes;
 use edge_store::{AgentRecord, AgentStatus, CallRecord, CallStatus, Hop, Route};
-use sip_core::build::new_branch;
 use sip_core::message::{HeaderName, Message, Method, Transport, Uri};
 use sip_core::transaction::{Peer, TxKey};
 use std::cmp::Reverse;
@@ -18,7 +17,7 @@ use std::sync::Arc;
 use crate::call::context::{Ctx, Reject};
 use crate::call::media::{MediaRelay, Side};
 use crate::call::outbound::{ResolveJob, TrunkTarget};
-use crate::call::outcome::{Direction, HopOutcome, Unavailable};
+use crate::call::outcome::{Direction, Ending, HopOutcome, Unavailable};
 use crate::call::registry::CallController;
 use crate::call::state::{ALeg, BLeg, Call, CallId, CallKind, ClientRef, LegTarget, TimerKind};
 use crate::call::{dialed, leg};
@@ -108,10 +107,9 @@ impl CallController {
         let mut call = Call::new(
             CallKind::Inbound,
             number,
-            ALeg::server(invite, key.clone(), peer),
+            ALeg::server(invite, key.clone(), peer, self.rng.token()),
             record,
             ctx.now,
-            self.cfg.t1,
         );
         call.plan = plan;
         call.relay = relay;
@@ -285,7 +283,7 @@ impl CallController {
             }
         };
         let a = &call.a.invite;
-        let from_tag = leg::token();
+        let from_tag = self.rng.token();
         let host = &local.sent_by;
         // An API call's agent sees the party the edge dialled as the caller, and our number as the callee.
         let (from_user, display, to_user, did) = match call.kind {
@@ -321,7 +319,7 @@ impl CallController {
             "SIP/2.0/{} {};branch={};rport",
             leg::via_transport(peer.transport),
             local.sent_by,
-            new_branch()
+            self.rng.branch()
         );
         let mf = a
             .max_forwards()
@@ -369,9 +367,8 @@ impl CallController {
         } else if !a.body().is_empty() {
             b = b.body(a.content_type().unwrap_or("application/sdp"), a.body_bytes());
         }
-        let bytes = b.build();
         let started = ctx.wall_ms;
-        let msg = match Message::parse(bytes) {
+        let msg = match b.build_message() {
             Ok(m) => m,
             Err(e) => {
                 let outcome = HopOutcome::NotSent(format!("could not build INVITE: {e}"));
@@ -400,16 +397,24 @@ impl CallController {
         let gen = call.generation;
         self.by_client.insert(key.clone(), ClientRef::Invite(id));
         self.by_dialog.insert(b_call_id, (id, Side::B));
-        call.b = Some(BLeg {
+        let leg = BLeg {
             target: LegTarget::Agent(agent),
             route,
             invite: msg,
             key,
             peer,
             provisional: false,
-            dialog: None,
             hop: hop_index,
-        });
+        };
+        if let Err(leg) = call.phase.ring(leg) {
+            // Cannot happen (hops start only while hunting with no leg out); never leak the agent's slot.
+            tracing::error!(call = %call.record.id, "agent leg started while another leg rings");
+            if let Some(agent_id) = leg.agent_id().map(str::to_owned) {
+                self.release_agent(&agent_id);
+            }
+            self.orphan(leg);
+            return false;
+        }
         self.timers.push(Reverse((
             ctx.now + self.cfg.agent_setup_timeout,
             id,
@@ -463,7 +468,7 @@ impl CallController {
             "Service Unavailable",
             &[("Retry-After", "30"), ("Warning", &warning)],
         );
-        self.finish(ctx, id, status, "no agent available", None);
+        self.finish(ctx, id, status, Ending::NoAgentAvailable);
     }
 }
 

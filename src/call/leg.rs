@@ -2,8 +2,8 @@
 //! separate dialogs (RFC 3261 12): new Call-ID, tags and CSeq space on B, the caller's identity kept.
 
 use bytes::Bytes;
-use sip_core::build::{new_branch, ResponseBuilder};
-use sip_core::message::{HeaderName, Message, Method};
+use sip_core::build::ResponseBuilder;
+use sip_core::message::{HeaderName, Message, Method, ParseError};
 
 /// One side of a dialog as this edge holds it: enough to send it requests and recognise its own.
 #[derive(Debug, Clone)]
@@ -40,18 +40,13 @@ pub fn via_transport(t: sip_core::message::Transport) -> &'static str {
     }
 }
 
-/// A random-enough token for tags and Call-IDs (unique per process; not a secret).
-pub fn token() -> String {
-    sip_core::build::new_token()
-}
-
-/// A new call record id: `call_` + the time in milliseconds (11 hex digits) + a [`token`]. Ids of calls
+/// A new call record id: `call_` + the time in milliseconds (11 hex digits) + a random `token`. Ids of calls
 /// taken one after the other sort together, so the store appends to its primary-key index instead of
 /// writing a page at a random place of it per call (with random ids each call record dirtied its own
 /// index page: a 4 KiB WAL frame written and checksummed per call on SQLite).
-pub fn call_record_id(now_ms: i64) -> String {
+pub fn call_record_id(now_ms: i64, token: &str) -> String {
     let t = u64::try_from(now_ms).unwrap_or(0) & 0xfff_ffff_ffff;
-    format!("call_{t:011x}{}", token())
+    format!("call_{t:011x}{token}")
 }
 
 /// Headers carried from the carrier's INVITE to the agent: their own `X-` headers (Twilio's
@@ -100,14 +95,10 @@ pub fn in_dialog_request(
     orig: Option<&Message>,
     extra: &[(&str, &str)],
     body: Option<Bytes>,
-) -> Bytes {
+    branch: &str,
+) -> Result<Message, ParseError> {
     side.local_cseq = side.local_cseq.wrapping_add(1).max(1);
-    let via = format!(
-        "SIP/2.0/{} {};branch={};rport",
-        side.transport,
-        local.sent_by,
-        new_branch()
-    );
+    let via = format!("SIP/2.0/{} {};branch={branch};rport", side.transport, local.sent_by);
     let cseq = format!("{} {}", side.local_cseq, method.as_str());
     let mut b = sip_core::build::RequestBuilder::new(method.clone(), &side.remote_target)
         .header("Via", &via)
@@ -136,17 +127,12 @@ pub fn in_dialog_request(
             }
         }
     }
-    b.build()
+    b.build_message()
 }
 
 /// ACK for a 2xx on `side` (a new transaction of its own, RFC 3261 13.2.2.4), same CSeq number as the INVITE.
-pub fn ack_2xx(side: &DialogSide, local: &Local, invite_cseq: u32) -> Bytes {
-    let via = format!(
-        "SIP/2.0/{} {};branch={};rport",
-        side.transport,
-        local.sent_by,
-        new_branch()
-    );
+pub fn ack_2xx(side: &DialogSide, local: &Local, invite_cseq: u32, branch: &str) -> Bytes {
+    let via = format!("SIP/2.0/{} {};branch={branch};rport", side.transport, local.sent_by);
     let cseq = format!("{invite_cseq} ACK");
     let mut b = sip_core::build::RequestBuilder::new(Method::Ack, &side.remote_target)
         .header("Via", &via)
@@ -162,7 +148,13 @@ pub fn ack_2xx(side: &DialogSide, local: &Local, invite_cseq: u32) -> Bytes {
 
 /// A response to `req` relaying `from`'s status, reason and body; our tag and Contact on it.
 /// `body` replaces `from`'s body (the media anchor's rewritten SDP); an empty one drops it.
-pub fn relay_response(req: &Message, from: &Message, tag: &str, local: &Local, body: Option<Bytes>) -> Bytes {
+pub fn relay_response(
+    req: &Message,
+    from: &Message,
+    tag: &str,
+    local: &Local,
+    body: Option<Bytes>,
+) -> Result<Message, ParseError> {
     let code = from.status().unwrap_or(500);
     let reason = from.reason().unwrap_or("");
     let relayed = relayed_headers(from);
@@ -183,7 +175,7 @@ pub fn relay_response(req: &Message, from: &Message, tag: &str, local: &Local, b
         }
         None => {}
     }
-    b.build()
+    b.build_message()
 }
 
 /// Route set from a response's Record-Route, reversed for the UAC side (RFC 3261 12.1.2).
@@ -243,13 +235,14 @@ mod tests {
 
     #[test]
     fn call_record_ids_are_valid_unique_and_sort_by_time() {
-        let a = call_record_id(1_796_164_196_972);
-        let b = call_record_id(1_796_164_196_972);
-        let later = call_record_id(1_796_164_196_973);
+        let t = sip_core::build::new_token;
+        let a = call_record_id(1_796_164_196_972, &t());
+        let b = call_record_id(1_796_164_196_972, &t());
+        let later = call_record_id(1_796_164_196_973, &t());
         assert!(edge_store::IdKind::Call.is_valid(&a), "{a}");
         assert_ne!(a, b);
         assert!(a[..16] < later[..16], "{a} {later}");
-        assert!(call_record_id(0).starts_with("call_00000000000"));
-        assert!(edge_store::IdKind::Call.is_valid(&call_record_id(-5)));
+        assert!(call_record_id(0, &t()).starts_with("call_00000000000"));
+        assert!(edge_store::IdKind::Call.is_valid(&call_record_id(-5, &t())));
     }
 }

@@ -127,6 +127,74 @@ impl Abandon {
     }
 }
 
+/// Why a call ended and who ended it: the record's `end_reason` and `hangup_by`, written here alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ending {
+    /// Leg A (carrier, calling agent, or an API call's dialled party) sent BYE.
+    CallerHungUp,
+    /// The agent (or trunk) on leg B sent BYE.
+    AgentHungUp,
+    /// An API call's dialled party hung up while its agent was still ringing.
+    CalledPartyHungUpEarly,
+    /// The carrier cancelled its INVITE while the agent rang.
+    CallerCanceled,
+    /// Leg A never acknowledged our 2xx (RFC 3261 13.3.1.4).
+    NoAck,
+    /// No RTP or RTCP from either side for the media time-out.
+    MediaTimeout,
+    /// The voicemail recording ended by itself (silence, length, `#`): the edge hung up.
+    VoicemailRecorded,
+    EdgeShuttingDown,
+    HungUpThroughApi,
+    /// The chain ran out: no agent took the call and voicemail could not answer.
+    NoAgentAvailable,
+    /// An API call's agent could not take the call its dialled party answered.
+    AgentUnavailable,
+    /// B's 2xx could not be turned into ours (a bug, never a peer's fault): the call is ended at once.
+    AnswerNotBuilt,
+    /// An outbound call that never connected; the words are the error the user sees.
+    OutboundFailed(String),
+}
+
+impl Ending {
+    /// Who hung up, as the record says it; `None` where nobody did (the call never connected).
+    pub fn hangup_by(&self) -> Option<edge_store::HangupBy> {
+        use edge_store::HangupBy;
+        match self {
+            Ending::CallerHungUp | Ending::CalledPartyHungUpEarly | Ending::CallerCanceled => Some(HangupBy::Caller),
+            Ending::AgentHungUp => Some(HangupBy::Agent),
+            Ending::NoAck
+            | Ending::MediaTimeout
+            | Ending::VoicemailRecorded
+            | Ending::EdgeShuttingDown
+            | Ending::HungUpThroughApi
+            | Ending::AgentUnavailable
+            | Ending::AnswerNotBuilt => Some(HangupBy::Edge),
+            Ending::NoAgentAvailable | Ending::OutboundFailed(_) => None,
+        }
+    }
+}
+
+impl fmt::Display for Ending {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Ending::CallerHungUp => "caller hung up",
+            Ending::AgentHungUp => "agent hung up",
+            Ending::CalledPartyHungUpEarly => "called party hung up before the agent answered",
+            Ending::CallerCanceled => "caller canceled while ringing",
+            Ending::NoAck => "carrier never acknowledged the answer",
+            Ending::MediaTimeout => "media timeout: no RTP or RTCP from either side",
+            Ending::VoicemailRecorded => "voicemail recorded",
+            Ending::EdgeShuttingDown => Abandon::EdgeShuttingDown.as_str(),
+            Ending::HungUpThroughApi => Abandon::HungUpThroughApi.as_str(),
+            Ending::NoAgentAvailable => "no agent available",
+            Ending::AgentUnavailable => "agent unavailable",
+            Ending::AnswerNotBuilt => "the answer to the caller could not be built",
+            Ending::OutboundFailed(words) => words,
+        })
+    }
+}
+
 impl fmt::Display for HopOutcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

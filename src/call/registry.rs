@@ -3,7 +3,7 @@
 //! and the records waiting for the store. Events are dispatched to the per-call code in the direction
 //! modules; what they produce (transmits, records) is drained by polling.
 
-use edge_store::{CallRecord, CallStatus, HangupBy, RoutingIndex};
+use edge_store::{CallRecord, CallStatus, RoutingIndex};
 use sip_core::message::HeaderName;
 use sip_core::transaction::TxKey;
 use std::cmp::Reverse;
@@ -14,11 +14,13 @@ use std::time::{Duration, Instant};
 
 use crate::call::agents::AgentSlots;
 use crate::call::context::{CallConfig, CallStats, Ctx, Persist};
+use crate::call::entropy::{Entropy, OsEntropy};
 use crate::call::media::{CallMedia, Side};
 use crate::call::outbound::ResolveJob;
-use crate::call::outcome::{Abandon, HopOutcome};
+use crate::call::outcome::{Abandon, Ending, HopOutcome};
 use crate::call::pacing::TrunkPacer;
-use crate::call::state::{BLeg, Call, CallId, ClientRef, LegTarget, Orphan, State, TimerKind};
+use crate::call::phase::Phase;
+use crate::call::state::{BLeg, Call, CallId, ClientRef, LegTarget, Orphan, TimerKind};
 use crate::call::voicemail::VoicemailMeta;
 
 /// How long a live call's changed record waits before it is queued for the store (see
@@ -59,6 +61,9 @@ pub struct CallController {
     /// we must ACK and BYE (RFC 3261 13.2.2.4). Kept [`LATE_ANSWER_WINDOW`], oldest first in `late_order`.
     pub(super) late_legs: HashMap<String, (Instant, Orphan)>,
     pub(super) late_order: VecDeque<(Instant, String)>,
+    /// Where tags, Call-IDs, branches and record ids come from (`entropy.rs`): the OS-seeded CSPRNG, or
+    /// a seeded source in tests.
+    pub(super) rng: Box<dyn Entropy>,
 }
 
 /// How long after its INVITE transaction ended an agent leg's late 2xx is still ACKed and hung up: the
@@ -113,7 +118,13 @@ impl CallController {
             flush_at: None,
             late_legs: HashMap::new(),
             late_order: VecDeque::new(),
+            rng: Box::new(OsEntropy),
         }
+    }
+
+    /// Replaces the source of tags, Call-IDs and branches (a seeded one makes a test's ids repeatable).
+    pub fn set_entropy(&mut self, rng: Box<dyn Entropy>) {
+        self.rng = rng;
     }
 
     /// Calls in progress.
@@ -133,14 +144,16 @@ impl CallController {
 
     /// A new public call id (`call_...`) that hashes to this shard, so API commands and media events
     /// naming it reach this controller.
-    pub(super) fn new_record_id(&self, wall_ms: i64) -> String {
-        self.ids.mint(|| super::leg::call_record_id(wall_ms))
+    pub(super) fn new_record_id(&mut self, wall_ms: i64) -> String {
+        let rng = &mut self.rng;
+        self.ids.mint(|| super::leg::call_record_id(wall_ms, &rng.token()))
     }
 
     /// A new Call-ID for a leg the edge places, hashing to this shard so that the far end's answers and
     /// in-dialog requests reach this controller.
-    pub(super) fn new_leg_call_id(&self) -> String {
-        self.ids.mint(|| format!("{}@oneinbox-edge", super::leg::token()))
+    pub(super) fn new_leg_call_id(&mut self) -> String {
+        let rng = &mut self.rng;
+        self.ids.mint(|| format!("{}@oneinbox-edge", rng.token()))
     }
 
     pub(super) fn warning(&self, text: &str) -> String {
@@ -164,7 +177,7 @@ impl CallController {
             let live = self
                 .calls
                 .get(id)
-                .and_then(|c| c.b.as_ref())
+                .and_then(|c| c.phase.leg())
                 .is_some_and(|b| &b.key == key);
             if live {
                 return;
@@ -223,62 +236,58 @@ impl CallController {
             if call.generation != gen {
                 continue;
             }
-            let trunk_leg = call.b.as_ref().is_some_and(|b| matches!(b.target, LegTarget::Trunk));
-            match kind {
-                TimerKind::Pace => self.pacing_slot(ctx, id),
-                TimerKind::Setup if trunk_leg => {
-                    if call.b.as_ref().is_some_and(|b| !b.provisional) {
-                        self.trunk_target_dead(ctx, id);
-                    }
+            // Setup and ring timers only matter while a leg rings; the others only before A's ACK.
+            let ringing = call
+                .phase
+                .ringing()
+                .map(|b| (matches!(b.target, LegTarget::Trunk), b.provisional));
+            match (kind, ringing) {
+                (TimerKind::Pace, _) => self.pacing_slot(ctx, id),
+                (TimerKind::Setup, Some((true, false))) => self.trunk_target_dead(ctx, id),
+                (TimerKind::Ring, Some((true, _))) => self.trunk_no_answer(ctx, id),
+                (TimerKind::Setup, Some((false, false))) => {
+                    let within = self.cfg.agent_setup_timeout;
+                    self.abandon_agent_leg(ctx, id, HopOutcome::NoProvisional { within });
+                    self.next_hop(ctx, id);
                 }
-                TimerKind::Ring if trunk_leg => self.trunk_no_answer(ctx, id),
-                TimerKind::Setup => {
-                    if call.state == State::Routing && call.b.as_ref().is_some_and(|b| !b.provisional) {
-                        let within = self.cfg.agent_setup_timeout;
-                        self.abandon_agent_leg(ctx, id, HopOutcome::NoProvisional { within });
-                        self.next_hop(ctx, id);
-                    }
+                (TimerKind::Ring, Some((false, _))) => {
+                    let within = self.cfg.agent_ring_timeout;
+                    self.abandon_agent_leg(ctx, id, HopOutcome::NoAnswer { within });
+                    self.next_hop(ctx, id);
                 }
-                TimerKind::Ring => {
-                    if call.state == State::Routing && call.b.is_some() {
-                        let within = self.cfg.agent_ring_timeout;
-                        self.abandon_agent_leg(ctx, id, HopOutcome::NoAnswer { within });
-                        self.next_hop(ctx, id);
-                    }
-                }
-                TimerKind::AckTimeout => {
-                    if call.state != State::Answered {
+                (TimerKind::Setup | TimerKind::Ring, _) => {}
+                (TimerKind::AckTimeout, _) => {
+                    if !call.phase.awaits_ack() {
                         continue;
                     }
                     // RFC 3261 13.3.1.4: no ACK: the dialog is confirmed and then ended with BYE.
                     self.hang_up_other(ctx, id, Side::A, Some("SIP;cause=408;text=\"no ACK\""));
                     self.send_bye_a(ctx, id);
-                    self.finish(
-                        ctx,
-                        id,
-                        CallStatus::Failed,
-                        "carrier never acknowledged the answer",
-                        Some(HangupBy::Edge),
-                    );
+                    self.finish(ctx, id, CallStatus::Failed, Ending::NoAck);
                 }
-                TimerKind::Retransmit2xx => {
-                    if call.state != State::Answered {
-                        continue;
-                    }
+                (TimerKind::Retransmit2xx, _) => {
                     // Re-send the last 2xx through the transaction (it stays in Accepted).
-                    call.retransmit_interval = (call.retransmit_interval * 2).min(self.cfg.t2);
-                    let next = ctx.now + call.retransmit_interval;
-                    self.timers.push(Reverse((next, id, TimerKind::Retransmit2xx, gen)));
-                    self.retransmit_2xx(ctx, id);
+                    let Some((answer, interval)) = call.phase.retransmission(self.cfg.t2) else {
+                        continue;
+                    };
+                    self.timers
+                        .push(Reverse((ctx.now + interval, id, TimerKind::Retransmit2xx, gen)));
+                    if let Some(a_key) = &call.a.key {
+                        ctx.respond(a_key, Ok(answer), "2xx retransmission");
+                    }
                 }
             }
         }
     }
 
-    /// After our 2xx to a UDP carrier: re-send it from T1 on until the ACK, and give up at 64*T1.
-    pub(super) fn arm_answer_timers(&mut self, now: Instant, id: CallId, gen: u32) {
-        self.timers
-            .push(Reverse((now + self.cfg.t1, id, TimerKind::Retransmit2xx, gen)));
+    /// After our 2xx to leg A: give up at 64*T1 without its ACK, whatever the transport (RFC 3261
+    /// 13.3.1.4: a TCP carrier that never ACKs must not hold the call and its agent for good), and over
+    /// UDP re-send the 2xx from T1 on until the ACK.
+    pub(super) fn arm_answer_timers(&mut self, now: Instant, id: CallId, gen: u32, unreliable: bool) {
+        if unreliable {
+            self.timers
+                .push(Reverse((now + self.cfg.t1, id, TimerKind::Retransmit2xx, gen)));
+        }
         self.timers
             .push(Reverse((now + self.cfg.t1 * 64, id, TimerKind::AckTimeout, gen)));
     }
@@ -289,15 +298,8 @@ impl CallController {
     }
 
     /// Ends a call: final status, agent released, indexes cleared, record written.
-    pub(super) fn finish(
-        &mut self,
-        ctx: &Ctx<'_>,
-        id: CallId,
-        status: CallStatus,
-        reason: &str,
-        hangup: Option<HangupBy>,
-    ) {
-        self.finish_keeping(ctx, id, status, reason, hangup, false);
+    pub(super) fn finish(&mut self, ctx: &Ctx<'_>, id: CallId, status: CallStatus, ending: Ending) {
+        self.finish_keeping(ctx, id, status, ending, false);
     }
 
     /// [`Self::finish`], also returning the final record when `keep` (an API caller waits for it).
@@ -306,12 +308,13 @@ impl CallController {
         ctx: &Ctx<'_>,
         id: CallId,
         status: CallStatus,
-        reason: &str,
-        hangup: Option<HangupBy>,
+        ending: Ending,
         keep: bool,
     ) -> Option<CallRecord> {
         let mut call = self.calls.remove(&id)?;
-        if let Some(b) = call.b.take() {
+        let phase = std::mem::replace(&mut call.phase, Phase::Hunting(None));
+        let left = phase.into_parts();
+        for b in left.ringing.iter().chain(left.answered.iter()) {
             if let Some(c) = b.invite_call_id() {
                 self.by_dialog.remove(&c);
             }
@@ -319,10 +322,10 @@ impl CallController {
                 let agent_id = agent_id.to_owned();
                 self.release_agent(&agent_id);
             }
-            if b.dialog.is_none() {
-                // Still ringing: its client transaction may yet answer; treat it as abandoned.
-                self.orphan(b);
-            }
+        }
+        if let Some(b) = left.ringing {
+            // Still ringing: its client transaction may yet answer; treat it as abandoned.
+            self.orphan(b);
         }
         if let Some(agent_id) = call.held_agent.take() {
             self.release_agent(&agent_id);
@@ -338,19 +341,20 @@ impl CallController {
         // Dropping the relay returns its ports (after the quarantine); a voicemail session keeps recording
         // until told to stop, and reports its file by event.
         call.relay = None;
-        if let Some(vm) = call.voicemail.take() {
+        if let Some(vm) = left.recording {
             vm.stop();
         }
         let now = ctx.wall_ms;
         for h in call.record.hops.iter_mut().filter(|h| h.ended_at_ms.is_none()) {
             h.ended_at_ms = Some(now);
         }
+        let reason = ending.to_string();
         call.record.status = status;
-        call.record.end_reason = Some(reason.to_owned());
-        call.record.hangup_by = hangup;
+        call.record.hangup_by = ending.hangup_by();
+        call.record.end_reason = Some(reason);
         call.record.ended_at_ms = Some(now);
         self.stats.active_calls.fetch_sub(1, Ordering::Relaxed);
-        tracing::debug!(call = %call.record.id, status = status.as_str(), reason, "call ended");
+        tracing::debug!(call = %call.record.id, status = status.as_str(), reason = call.record.end_reason.as_deref(), "call ended");
         let kept = keep.then(|| call.record.clone());
         self.write_record(call.record);
         kept
@@ -399,29 +403,24 @@ impl CallController {
     pub fn shutdown_all(&mut self, ctx: &mut Ctx<'_>) {
         let ids: Vec<CallId> = self.calls.keys().copied().collect();
         for id in ids {
-            let state = self.calls.get(&id).map(|c| (c.state, c.a_up));
-            match state {
-                Some((State::Routing, a_up)) => {
+            let Some(call) = self.calls.get(&id) else { continue };
+            let ending = Ending::EdgeShuttingDown;
+            match &call.phase {
+                Phase::Hunting(_) => {
                     self.abandon_agent_leg(ctx, id, HopOutcome::Abandoned(Abandon::EdgeShuttingDown));
-                    if a_up {
-                        self.send_bye_a(ctx, id);
-                    } else {
-                        self.fail_a(ctx, id, 503, "Service Unavailable", &[("Retry-After", "5")]);
-                    }
-                    self.finish(ctx, id, CallStatus::Failed, "edge shutting down", Some(HangupBy::Edge));
+                    self.fail_a(ctx, id, 503, "Service Unavailable", &[("Retry-After", "5")]);
+                    self.finish(ctx, id, CallStatus::Failed, ending);
                 }
-                Some(_) => {
+                Phase::Connecting(_) => {
+                    self.abandon_agent_leg(ctx, id, HopOutcome::Abandoned(Abandon::EdgeShuttingDown));
+                    self.send_bye_a(ctx, id);
+                    self.finish(ctx, id, CallStatus::Failed, ending);
+                }
+                Phase::AwaitingAck { .. } | Phase::Confirmed { .. } => {
                     self.hang_up_other(ctx, id, Side::A, Some("SIP;cause=503;text=\"edge shutting down\""));
                     self.send_bye_a(ctx, id);
-                    self.finish(
-                        ctx,
-                        id,
-                        CallStatus::Completed,
-                        "edge shutting down",
-                        Some(HangupBy::Edge),
-                    );
+                    self.finish(ctx, id, CallStatus::Completed, ending);
                 }
-                None => {}
             }
         }
     }

@@ -1,5 +1,6 @@
 //! One call's data: its legs (A answered by us or placed by us, B the agent or trunk we ring), what kind
-//! of call it is, where it stands, and the client transactions that point back at it. The controller
+//! of call it is, where it stands (its `Phase`, which holds the B leg), and the client transactions that
+//! point back at it. The controller
 //! (`registry.rs`) owns every `Call`; the direction modules (`inbound.rs`, `outbound/`, `voicemail.rs`)
 //! move it from one state to the next.
 
@@ -9,11 +10,12 @@ use sip_core::message::{HeaderName, Message};
 use sip_core::transaction::{Peer, TxKey};
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::call::leg::DialogSide;
-use crate::call::media::{MediaRelay, Side, VoicemailRecording};
+use crate::call::media::{MediaRelay, Side};
 use crate::call::outcome::HopOutcome;
+use crate::call::phase::Phase;
 use crate::call::{leg, outbound};
 
 pub(super) type CallId = u64;
@@ -60,15 +62,6 @@ pub(super) struct Orphan {
     pub(super) local: String,
 }
 
-#[derive(Debug, PartialEq, Eq, Clone, Copy)]
-pub(super) enum State {
-    /// Hunting for an agent.
-    Routing,
-    /// 2xx sent to the carrier; waiting for its ACK.
-    Answered,
-    Confirmed,
-}
-
 /// Who the call came from and so what its legs are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum CallKind {
@@ -104,42 +97,32 @@ pub(super) struct BLeg {
     pub(super) key: TxKey,
     pub(super) peer: Peer,
     pub(super) provisional: bool,
-    /// Filled when the agent answers.
-    pub(super) dialog: Option<DialogSide>,
     pub(super) hop: usize,
 }
 
 pub(super) struct Call {
     pub(super) kind: CallKind,
-    /// API calls: the dialled party answered, so A is a confirmed dialog of ours (BYE ends it).
-    pub(super) a_up: bool,
+    /// Where the call stands, with the B leg or voicemail of that stage (`phase.rs`).
+    pub(super) phase: Phase,
     pub(super) number: Arc<NumberRoute>,
     /// Outbound calls: the trunk, its targets and the authentication state.
     pub(super) out: Option<Box<outbound::OutboundPlan>>,
     /// The agent an outbound call counts against (its `max_concurrent_calls`) for as long as it lasts.
     pub(super) held_agent: Option<String>,
     pub(super) a: ALeg,
-    pub(super) b: Option<BLeg>,
     /// Remaining hops: agent ids with their route.
     pub(super) plan: VecDeque<(String, Route)>,
-    pub(super) state: State,
     /// Bumped on every hop so stale timers are ignored.
     pub(super) generation: u32,
     pub(super) record: CallRecord,
     /// How each of `record.hops` went, typed (the record holds the words): same length, same order.
     pub(super) hop_outcomes: Vec<HopOutcome>,
-    pub(super) retransmit_interval: Duration,
-    pub(super) answered_at: Option<Instant>,
-    /// The 2xx we sent the carrier, re-sent until its ACK (RFC 6026 leaves that to us).
-    pub(super) answer: Option<Bytes>,
     /// When the carrier's INVITE was taken, for the setup-latency histogram.
     pub(super) created: Instant,
     /// The RTP relay anchoring this call's media (carrier side A, agent side B).
     pub(super) relay: Option<Box<dyn MediaRelay>>,
     /// The carrier's SDP offer rewritten to the relay's agent-side address.
     pub(super) b_offer: Option<Bytes>,
-    /// The voicemail session answering this call, when it went to voicemail.
-    pub(super) voicemail: Option<Box<dyn VoicemailRecording>>,
     /// The record changed since it was last queued for the store (the id is in `CallController::dirty`).
     pub(super) dirty: bool,
 }
@@ -152,28 +135,21 @@ impl Call {
         a: ALeg,
         record: CallRecord,
         now: std::time::Instant,
-        t1: std::time::Duration,
     ) -> Call {
         Call {
             kind,
-            a_up: false,
+            phase: Phase::Hunting(None),
             number,
             out: None,
             held_agent: None,
             a,
-            b: None,
             plan: VecDeque::new(),
-            state: State::Routing,
             generation: 0,
             record,
             hop_outcomes: Vec::new(),
-            retransmit_interval: t1,
-            answered_at: None,
-            answer: None,
             created: now,
             relay: None,
             b_offer: None,
-            voicemail: None,
             dirty: false,
         }
     }
@@ -220,8 +196,7 @@ impl Call {
 
 impl ALeg {
     /// The leg of a caller whose INVITE we answer (a carrier's, an agent's): our tag, its dialog as UAS.
-    pub(super) fn server(invite: Message, key: TxKey, peer: Peer) -> ALeg {
-        let tag = leg::token();
+    pub(super) fn server(invite: Message, key: TxKey, peer: Peer, tag: String) -> ALeg {
         let dialog = DialogSide {
             transport: leg::via_transport(peer.transport),
             call_id: invite.call_id().unwrap_or("").to_owned(),

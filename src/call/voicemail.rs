@@ -1,19 +1,20 @@
 //! The end of an inbound call's chain: the edge answers with voicemail and records, and stores the
 //! recording's row when the media engine reports it (the call may be gone by then).
 
+use bytes::Bytes;
 use edge_media::MediaEvent;
-use edge_store::{CallStatus, HangupBy, Route, VoicemailRecord};
+use edge_store::{CallStatus, Route, VoicemailRecord};
 use sip_core::build::ResponseBuilder;
 use sip_core::message::{Message, Method, Transport};
 use sip_core::transaction::TxKey;
 use std::sync::atomic::Ordering;
 
 use crate::call::context::{count_invite_answer, Ctx, Persist};
-use crate::call::leg;
 use crate::call::media::Side;
-use crate::call::outcome::HopOutcome;
+use crate::call::outcome::{Ending, HopOutcome};
+use crate::call::phase::{Answerer, SentAnswer};
 use crate::call::registry::CallController;
-use crate::call::state::{CallId, State};
+use crate::call::state::CallId;
 
 /// What a voicemail row needs once the recording ends (the call may be gone by then).
 #[derive(Debug)]
@@ -63,22 +64,37 @@ impl CallController {
         // The relay is not needed: the edge itself is the media peer now.
         call.relay = None;
         call.b_offer = None;
-        let bytes = ResponseBuilder::for_request(&call.a.invite, 200, "OK")
+        let answer_sdp: Bytes = answer.into();
+        let built = ResponseBuilder::for_request(&call.a.invite, 200, "OK")
             .to_tag(&call.a.tag)
             .header("Contact", &self.cfg.local.contact)
             .header_unless_empty("Server", &self.cfg.local.server_name)
-            .body("application/sdp", answer)
-            .build();
+            .body("application/sdp", answer_sdp.clone())
+            .build_message();
+        let answer = match built {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::error!(call = %call.record.id, error = %e, "voicemail 2xx could not be built");
+                session.stop();
+                return false;
+            }
+        };
         if let Some(a_key) = &call.a.key {
-            ctx.respond(a_key, bytes.clone(), "voicemail 2xx");
+            ctx.respond(a_key, Ok(answer.clone()), "voicemail 2xx");
         }
         count_invite_answer(&call.record.carrier, 200);
         metrics::histogram!("edge_call_setup_seconds").record(ctx.now.duration_since(call.created).as_secs_f64());
-        call.answer = Some(bytes);
-        call.voicemail = Some(session);
+        call.phase.answered(
+            Answerer::Voicemail {
+                recording: session,
+                sdp: answer_sdp,
+            },
+            SentAnswer {
+                answer,
+                interval: self.cfg.t1,
+            },
+        );
         call.generation += 1;
-        call.state = State::Answered;
-        call.answered_at = Some(ctx.now);
         call.push_hop(Route::Voicemail, None, Some(200), HopOutcome::Answered, started, None);
         call.record.status = CallStatus::InProgress;
         call.record.answered_by = Some(Route::Voicemail);
@@ -93,10 +109,9 @@ impl CallController {
                 to: call.record.to.clone(),
             },
         );
-        if call.a.peer.transport == Transport::Udp {
-            let gen = call.generation;
-            self.arm_answer_timers(ctx.now, id, gen);
-        }
+        let gen = call.generation;
+        let unreliable = call.a.peer.transport == Transport::Udp;
+        self.arm_answer_timers(ctx.now, id, gen, unreliable);
         self.stats.voicemail.fetch_add(1, Ordering::Relaxed);
         self.persist(ctx.now, id);
         true
@@ -115,20 +130,16 @@ impl CallController {
         let Some(call) = self.calls.get(&id) else { return false };
         let mut b =
             ResponseBuilder::for_request(req, 200, "OK").header_unless_empty("Server", &self.cfg.local.server_name);
-        let sdp = call
-            .answer
-            .as_ref()
-            .and_then(|a| Message::parse(a.clone()).ok())
-            .map(|m| m.body_bytes());
+        let sdp = call.phase.voicemail_sdp().cloned();
         if *method == Method::Invite {
             b = b.header("Contact", &self.cfg.local.contact);
             if let Some(sdp) = sdp {
                 b = b.body("application/sdp", sdp);
             }
         }
-        ctx.respond(&key, b.build(), "answer in voicemail");
+        ctx.respond(&key, b.build_message(), "answer in voicemail");
         if *method == Method::Bye {
-            self.finish(ctx, id, CallStatus::Completed, "caller hung up", Some(HangupBy::Caller));
+            self.finish(ctx, id, CallStatus::Completed, Ending::CallerHungUp);
         }
         true
     }
@@ -144,13 +155,7 @@ impl CallController {
                 let reason = "SIP;cause=408;text=\"media timeout\"";
                 self.hang_up_other(ctx, id, Side::A, Some(reason));
                 self.send_bye_a(ctx, id);
-                self.finish(
-                    ctx,
-                    id,
-                    CallStatus::Completed,
-                    "media timeout: no RTP or RTCP from either side",
-                    Some(HangupBy::Edge),
-                );
+                self.finish(ctx, id, CallStatus::Completed, Ending::MediaTimeout);
             }
             MediaEvent::VoicemailEnded { call_id, outcome } => {
                 let meta = self.voicemail_meta.remove(&*call_id);
@@ -160,8 +165,9 @@ impl CallController {
                             Some(m) => m.stored_path(&o.path),
                             None => o.path.to_string_lossy().into_owned(),
                         };
+                        let id = format!("vm_{}", self.rng.token());
                         self.write(Persist::Voicemail(VoicemailRecord {
-                            id: format!("vm_{}", leg::token()),
+                            id,
                             account_id: meta.account_id,
                             call_id: meta.call_id,
                             phone_number_id: Some(meta.phone_number_id),
@@ -179,13 +185,7 @@ impl CallController {
                 // Ended by itself (silence, length, `#`): the edge hangs up.
                 if let Some(id) = self.by_public.get(&*call_id).copied() {
                     self.send_bye_a(ctx, id);
-                    self.finish(
-                        ctx,
-                        id,
-                        CallStatus::Completed,
-                        "voicemail recorded",
-                        Some(HangupBy::Edge),
-                    );
+                    self.finish(ctx, id, CallStatus::Completed, Ending::VoicemailRecorded);
                 }
             }
         }

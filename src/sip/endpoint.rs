@@ -174,6 +174,11 @@ impl Endpoint {
         self.wall = wall;
     }
 
+    /// Replaces the source of the tags, Call-IDs and branches call control mints (a seeded one in tests).
+    pub fn set_entropy(&mut self, rng: Box<dyn crate::call::Entropy>) {
+        self.calls.set_entropy(rng);
+    }
+
     /// The next call or voicemail record for the store, in the order produced.
     pub fn poll_record(&mut self) -> Option<crate::call::Persist> {
         self.calls.poll_record()

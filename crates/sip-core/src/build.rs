@@ -439,16 +439,27 @@ pub fn cancel_message_for(invite: &Message) -> Result<Message, ParseError> {
 /// transactions or to speak inside one of our dialogs, so they are random, not counters
 /// (RFC 3261 19.3 asks for "cryptographically random" tags with at least 32 bits).
 pub fn new_branch() -> String {
-    let mut s = String::with_capacity(23);
-    s.push_str(crate::headers::via::MAGIC_COOKIE);
-    push_hex(&mut s, random_u64());
-    s
+    branch_of(random_u64())
 }
 
 /// 16 hex digits (64 random bits) from the same CSPRNG as [`new_branch`]: for tags and Call-IDs.
 pub fn new_token() -> String {
+    token_of(random_u64())
+}
+
+/// A branch (magic cookie + 16 hex digits) from 64 bits the caller drew: for a sans-IO core that is
+/// handed its randomness (a seeded source in tests), not one that reads the thread's generator.
+pub fn branch_of(bits: u64) -> String {
+    let mut s = String::with_capacity(23);
+    s.push_str(crate::headers::via::MAGIC_COOKIE);
+    push_hex(&mut s, bits);
+    s
+}
+
+/// A token (16 hex digits) from 64 bits the caller drew; see [`branch_of`].
+pub fn token_of(bits: u64) -> String {
     let mut s = String::with_capacity(16);
-    push_hex(&mut s, random_u64());
+    push_hex(&mut s, bits);
     s
 }
 

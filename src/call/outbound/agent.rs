@@ -113,13 +113,13 @@ impl CallController {
         }
         tracing::debug!(call = %record.id, agent = %agent.id, to = %dest, trunk = %trunk.address.host, "outbound call from an agent");
         let a_call_id = invite.call_id().unwrap_or("").to_owned();
+        let tag = self.rng.token();
         let id = self.new_call(Call::new(
             CallKind::AgentOutbound,
             number,
-            ALeg::server(invite, key.clone(), peer),
+            ALeg::server(invite, key.clone(), peer, tag),
             record,
             ctx.now,
-            self.cfg.t1,
         ));
         self.by_server_invite.insert(key, id);
         self.by_dialog.insert(a_call_id, (id, Side::A));
@@ -127,7 +127,13 @@ impl CallController {
         if let Some(call) = self.calls.get_mut(&id) {
             call.relay = relay;
             call.b_offer = b_offer;
-            call.out = Some(Box::new(plan(trunk, dest, agent.clone(), leg_call_id)));
+            call.out = Some(Box::new(plan(
+                trunk,
+                dest,
+                agent.clone(),
+                leg_call_id,
+                self.rng.token(),
+            )));
         }
         self.hold_agent(id, &agent.id);
         self.persist(ctx.now, id);

@@ -2,7 +2,7 @@
 //! answers, its dialog becomes leg A and the agent is rung as leg B. `DELETE /v1/calls/{id}` hangs up.
 
 use edge_contract::{AgentRefusal, NumberField, OriginateRefusal, OriginateRequest};
-use edge_store::{CallRecord, CallStatus, HangupBy, Route};
+use edge_store::{CallRecord, CallStatus, Route};
 use sip_core::message::{HeaderName, Message, Transport};
 use sip_core::transaction::Peer;
 use std::net::{IpAddr, SocketAddr};
@@ -12,9 +12,10 @@ use crate::call::leg::DialogSide;
 use crate::call::media::Side;
 use crate::call::outbound::dial::build_trunk_invite;
 use crate::call::outbound::{error, outbound_record, plan};
-use crate::call::outcome::{Abandon, HopOutcome};
+use crate::call::outcome::{Abandon, Ending, HopOutcome};
+use crate::call::phase::Phase;
 use crate::call::registry::CallController;
-use crate::call::state::{anchor, ALeg, Call, CallId, CallKind, State};
+use crate::call::state::{anchor, ALeg, BLeg, Call, CallId, CallKind};
 use crate::call::trunk;
 
 impl CallController {
@@ -65,7 +66,7 @@ impl CallController {
             .allocate_relay(&record.id)
             .map_err(|e| OriginateRefusal::NoMediaPorts { reason: e.to_string() })?;
         let offer = relay.offer_sdp(Side::A);
-        let plan = plan(trunk, dest, agent.clone(), leg_call_id);
+        let plan = plan(trunk, dest, agent.clone(), leg_call_id, self.rng.token());
         record.sip_call_id = plan.call_id.clone();
         let invite = build_trunk_invite(
             &self.cfg.local,
@@ -74,8 +75,9 @@ impl CallController {
             Some(&offer),
             &self.cfg.warn_agent,
             Transport::Udp,
-        );
-        let invite = Message::parse(invite).map_err(|e| fault(format!("could not build the INVITE: {e}")))?;
+            &self.rng.branch(),
+        )
+        .map_err(|e| fault(format!("could not build the INVITE: {e}")))?;
         let a_dialog = DialogSide {
             transport: "UDP",
             call_id: plan.call_id.clone(),
@@ -112,7 +114,6 @@ impl CallController {
             },
             record,
             ctx.now,
-            self.cfg.t1,
         ));
         let Some(call) = self.calls.get_mut(&id) else {
             self.agent_slots.release(&agent.id);
@@ -137,42 +138,44 @@ impl CallController {
         if call.record.account_id != account_id {
             return None;
         }
-        let (state, a_up) = (call.state, call.a_up);
         let abandon = Abandon::HungUpThroughApi;
-        let reason = abandon.as_str();
-        let status = match state {
-            State::Routing => {
+        let status = match &call.phase {
+            Phase::Hunting(_) => {
                 self.abandon_agent_leg(ctx, id, HopOutcome::Abandoned(abandon));
-                if a_up {
-                    self.send_bye_a(ctx, id);
-                    CallStatus::Completed
-                } else {
-                    self.fail_a(ctx, id, 487, "Request Terminated", &[]);
-                    CallStatus::Canceled
-                }
+                self.fail_a(ctx, id, 487, "Request Terminated", &[]);
+                CallStatus::Canceled
             }
-            State::Answered | State::Confirmed => {
+            Phase::Connecting(_) => {
+                self.abandon_agent_leg(ctx, id, HopOutcome::Abandoned(abandon));
+                self.send_bye_a(ctx, id);
+                CallStatus::Completed
+            }
+            Phase::AwaitingAck { .. } | Phase::Confirmed { .. } => {
                 self.hang_up_other(ctx, id, Side::A, Some("SIP;cause=200;text=\"hung up through the API\""));
                 self.send_bye_a(ctx, id);
                 CallStatus::Completed
             }
         };
-        self.finish_keeping(ctx, id, status, reason, Some(HangupBy::Edge), true)
+        self.finish_keeping(ctx, id, status, Ending::HungUpThroughApi, true)
     }
 
     /// An API call's dialled party answered: its dialog becomes leg A and the agent is rung with its SDP.
-    pub(in crate::call) fn api_trunk_answered(&mut self, ctx: &mut Ctx<'_>, id: CallId, resp: &Message) {
+    pub(in crate::call) fn api_trunk_answered(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        id: CallId,
+        b: BLeg,
+        dialog: DialogSide,
+        resp: &Message,
+    ) {
         let Some(call) = self.calls.get_mut(&id) else { return };
-        let Some(b) = call.b.take() else { return };
-        let Some(dialog) = b.dialog else { return };
+        call.phase.connecting();
         // The trunk's answer is side A's media; rewritten, it is the offer the agent gets.
         call.b_offer = anchor(call.relay.as_deref(), Side::A, resp);
         self.by_dialog.insert(dialog.call_id.clone(), (id, Side::A));
         call.a.dialog = dialog;
         call.a.peer = b.peer;
         call.a.invite = b.invite;
-        call.a_up = true;
-        call.answered_at = Some(ctx.now);
         call.record.status = CallStatus::InProgress;
         call.record.answered_by = Some(Route::Trunk);
         call.record.answered_at_ms = Some(ctx.wall_ms);
@@ -205,6 +208,6 @@ impl CallController {
             format!("agent {agent} could not take the answered call ({why})"),
         ));
         self.send_bye_a(ctx, id);
-        self.finish(ctx, id, CallStatus::Failed, "agent unavailable", Some(HangupBy::Edge));
+        self.finish(ctx, id, CallStatus::Failed, Ending::AgentUnavailable);
     }
 }

@@ -5,7 +5,7 @@
 use bytes::Bytes;
 use edge_contract::PacingRefusal;
 use edge_store::{CallError, CallRecord, CallStatus, Route};
-use sip_core::build::{new_branch, RequestBuilder};
+use sip_core::build::RequestBuilder;
 use sip_core::digest::{AuthSession, AuthStep, DigestCredentials};
 use sip_core::message::{Message, Method, Transport};
 use sip_core::transaction::Peer;
@@ -14,7 +14,7 @@ use std::net::{IpAddr, SocketAddr};
 use crate::call::context::Ctx;
 use crate::call::media::Side;
 use crate::call::outbound::{agent_code, error, OutboundPlan, ResolveJob, TrunkTarget};
-use crate::call::outcome::HopOutcome;
+use crate::call::outcome::{Ending, HopOutcome};
 use crate::call::pacing::Slot;
 use crate::call::registry::CallController;
 use crate::call::state::{BLeg, CallId, CallKind, ClientRef, LegTarget, TimerKind};
@@ -195,14 +195,23 @@ impl CallController {
             (call.kind == CallKind::AgentOutbound && !call.a.invite.body().is_empty())
                 .then(|| call.a.invite.body_bytes())
         });
-        let bytes = build_trunk_invite(&local, &call.record, plan, offer.as_ref(), &warn_agent, transport);
+        let branch = self.rng.branch();
+        let built = build_trunk_invite(
+            &local,
+            &call.record,
+            plan,
+            offer.as_ref(),
+            &warn_agent,
+            transport,
+            &branch,
+        );
         let peer = Peer {
             addr: target,
             transport,
             conn: None,
         };
         let started = ctx.wall_ms;
-        let sent = Message::parse(bytes).map_err(|e| e.to_string()).and_then(|m| {
+        let sent = built.map_err(|e| e.to_string()).and_then(|m| {
             ctx.tx
                 .send_request(ctx.now, peer, m.clone())
                 .map(|k| (k, m))
@@ -227,16 +236,18 @@ impl CallController {
         );
         self.by_client.insert(key.clone(), ClientRef::Invite(id));
         self.by_dialog.insert(dialog_call_id, (id, Side::B));
-        call.b = Some(BLeg {
+        let leg = BLeg {
             target: LegTarget::Trunk,
             route: Route::Trunk,
             invite: msg,
             key,
             peer,
             provisional: false,
-            dialog: None,
             hop: hop_index,
-        });
+        };
+        if call.phase.ring(leg).is_err() {
+            tracing::error!(call = %call.record.id, "trunk INVITE sent while another leg rings");
+        }
         let setup = self.cfg.outbound.trunk_setup_timeout;
         let ring = self.cfg.outbound.trunk_ring_timeout;
         self.timers
@@ -254,7 +265,7 @@ impl CallController {
         resp: Option<&Message>,
     ) {
         let Some(call) = self.calls.get_mut(&id) else { return };
-        let Some(b) = call.b.take() else { return };
+        let Some(b) = call.phase.take_ringing() else { return };
         let reason = resp.and_then(|r| r.reason()).unwrap_or("").to_owned();
         call.end_hop(
             b.hop,
@@ -387,7 +398,7 @@ impl CallController {
         if let Some(call) = self.calls.get_mut(&id) {
             call.record.sip_status = Some(sip);
         }
-        self.finish(ctx, id, status, &e.message, None);
+        self.finish(ctx, id, status, Ending::OutboundFailed(e.message));
     }
 }
 
@@ -400,7 +411,8 @@ pub(in crate::call) fn build_trunk_invite(
     sdp: Option<&Bytes>,
     our_host: &str,
     transport: Transport,
-) -> Bytes {
+    branch: &str,
+) -> Result<Message, sip_core::ParseError> {
     let hostport = plan.trunk.address.hostport();
     let tcp = transport == Transport::Tcp;
     // Over TCP the Request-URI says so, for the proxies in front of the trunk (RFC 3263 4.1).
@@ -410,10 +422,9 @@ pub(in crate::call) fn build_trunk_invite(
         format!("sip:{}@{hostport}", plan.dest)
     };
     let via = format!(
-        "SIP/2.0/{} {};branch={};rport",
+        "SIP/2.0/{} {};branch={branch};rport",
         leg::via_transport(transport),
-        local.sent_by,
-        new_branch()
+        local.sent_by
     );
     let contact = if tcp {
         local.contact.replace('>', ";transport=tcp>")
@@ -440,5 +451,5 @@ pub(in crate::call) fn build_trunk_invite(
     if let Some(sdp) = sdp {
         b = b.body("application/sdp", sdp.clone());
     }
-    b.build()
+    b.build_message()
 }

@@ -20,7 +20,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use crate::call::context::Reject;
-use crate::call::leg;
 use crate::call::outcome::Direction;
 use crate::call::registry::CallController;
 use crate::call::state::CallId;
@@ -159,6 +158,7 @@ pub(in crate::call) fn plan(
     dest: String,
     agent: Arc<AgentRecord>,
     call_id: String,
+    from_tag: String,
 ) -> OutboundPlan {
     OutboundPlan {
         trunk,
@@ -167,7 +167,7 @@ pub(in crate::call) fn plan(
         targets: Vec::new(),
         next_target: 0,
         call_id,
-        from_tag: leg::token(),
+        from_tag,
         cseq: 1,
         auth: None,
         auth_headers: Vec::new(),
@@ -184,7 +184,8 @@ pub(in crate::call) fn outbound_record(
     sip_call_id: &str,
 ) -> CallRecord {
     CallRecord {
-        id: leg::call_record_id(wall_ms),
+        // Minted by the caller (`CallController::new_record_id`, so that it hashes to the caller's shard).
+        id: String::new(),
         account_id: number.account_id.clone(),
         direction: Direction::Outbound.as_str().into(),
         // The provider, not the host: a bounded label for metrics; the host is in each hop's outcome.
