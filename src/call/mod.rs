@@ -16,15 +16,22 @@
 //! 5. `registry.rs`: the `CallController` that holds every call (`state.rs`), finds it from each message,
 //!    runs its timers and ends it: agent released (`agents.rs`), indexes cleared, record queued.
 //!
-//! How each hop went and which way a call goes are typed in `outcome.rs`, which alone writes the words the
-//! store and the API show.
+//! Where a call stands is one exhaustive enum, `phase.rs` (`Hunting` -> `AwaitingAck` -> `Confirmed`, or
+//! `Connecting` for an API call whose dialled party answered), whose variants hold the B leg or the
+//! voicemail recording of that stage: a call cannot be "answered" without the leg that answered it.
+//!
+//! How each hop went, which way a call goes and why it ended (`Ending`: the record's `end_reason` and
+//! `hangup_by`) are typed in `outcome.rs`, which alone writes the words the store and the API show.
 //!
 //! Outbound calls (an agent's INVITE, or `POST /v1/calls`) are in `outbound/`, with trunk choice and
 //! failure words in `trunk.rs` and calls-per-second pacing in `pacing.rs`.
 //!
 //! Sans-IO: every entry point takes a `Ctx` (`context.rs`) with the time, the wall clock, the transaction
-//! layer and the send queue. Call control binds no socket and spawns no task; call and voicemail records
-//! and trunk hosts to resolve are drained by the driver (`poll_record`, `poll_resolve`), like transmits.
+//! layer and the send queue; tags, Call-IDs and branches come from the `Entropy` the controller is handed
+//! (`entropy.rs`). Call control binds no socket, spawns no task and reads no clock or generator of its
+//! own; call and voicemail records and trunk hosts to resolve are drained by the driver (`poll_record`,
+//! `poll_resolve`), like transmits. Responses and requests are built as `Message`s and handed to the
+//! transaction layer as such (never serialised and parsed back).
 
 pub mod agents;
 mod answers;

@@ -241,6 +241,39 @@ impl fmt::Display for Unavailable {
 mod tests {
     use super::*;
 
+    /// `end_reason` and `hangup_by` as records have always shown them (they were string literals at
+    /// each call site before `Ending`).
+    #[test]
+    fn endings_keep_their_words_and_who_hung_up() {
+        use edge_store::HangupBy::{Agent, Caller, Edge};
+        let cases = [
+            (Ending::CallerHungUp, "caller hung up", Some(Caller)),
+            (Ending::AgentHungUp, "agent hung up", Some(Agent)),
+            (
+                Ending::CalledPartyHungUpEarly,
+                "called party hung up before the agent answered",
+                Some(Caller),
+            ),
+            (Ending::CallerCanceled, "caller canceled while ringing", Some(Caller)),
+            (Ending::NoAck, "carrier never acknowledged the answer", Some(Edge)),
+            (
+                Ending::MediaTimeout,
+                "media timeout: no RTP or RTCP from either side",
+                Some(Edge),
+            ),
+            (Ending::VoicemailRecorded, "voicemail recorded", Some(Edge)),
+            (Ending::EdgeShuttingDown, "edge shutting down", Some(Edge)),
+            (Ending::HungUpThroughApi, "hung up through the API", Some(Edge)),
+            (Ending::NoAgentAvailable, "no agent available", None),
+            (Ending::AgentUnavailable, "agent unavailable", Some(Edge)),
+            (Ending::OutboundFailed("trunk said no".into()), "trunk said no", None),
+        ];
+        for (ending, words, by) in cases {
+            assert_eq!(ending.to_string(), words);
+            assert_eq!(ending.hangup_by(), by, "{words}");
+        }
+    }
+
     /// The stored words, as the store and the API have always shown them.
     #[test]
     fn stored_words_are_unchanged() {

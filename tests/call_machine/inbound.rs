@@ -701,3 +701,35 @@ fn refused_connect_is_recorded_as_unreachable() {
     assert_eq!(h.ep.calls.agent_load("p"), 0);
     assert_eq!(h.ep.calls.agent_load("f"), 1);
 }
+
+/// Call control draws its tags, Call-IDs and branches from the entropy it is handed: the same seed mints
+/// the same ids, call after call, and another seed others (the real source is the OS-seeded CSPRNG).
+#[test]
+fn ids_come_from_the_entropy_handed_in() {
+    fn run(seed: u64) -> Vec<String> {
+        let mut h = Harness::new(two_agents(false, AgentStatus::Active, 5), |_| {});
+        h.ep.set_entropy(Box::new(oneinbox_edge::call::SeededEntropy::new(seed)));
+        h.agent(AGENT1, Mode::Answer);
+        let c = CarrierCall::new(CARRIER, DID);
+        h.send(CARRIER, c.invite());
+        let (_, ok) = h.final_response(CARRIER, S);
+        let inv = h.expect(AGENT1, Method::Invite).msg;
+        vec![
+            ok.msg.to().unwrap().tag().unwrap().to_owned(),
+            inv.call_id().unwrap().to_owned(),
+            inv.from().unwrap().tag().unwrap().to_owned(),
+            inv.top_via_raw().unwrap().to_owned(),
+            // The record id: the wall time (not faked here), then 16 hex digits of entropy.
+            {
+                let id = inv.header(&HeaderName::Other("X-OneInbox-Call-Id".into())).unwrap();
+                id[id.len() - 16..].to_owned()
+            },
+        ]
+    }
+    let a = run(7);
+    assert_eq!(a, run(7), "same seed, same ids");
+    let b = run(8);
+    for (x, y) in a.iter().zip(&b) {
+        assert_ne!(x, y, "another seed, other ids");
+    }
+}
