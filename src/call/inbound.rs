@@ -406,7 +406,7 @@ impl CallController {
             provisional: false,
             hop: hop_index,
         };
-        if let Err(leg) = call.phase.ring(leg) {
+        if let Some(leg) = call.phase.ring(leg) {
             // Cannot happen (hops start only while hunting with no leg out); never leak the agent's slot.
             tracing::error!(call = %call.record.id, "agent leg started while another leg rings");
             if let Some(agent_id) = leg.agent_id().map(str::to_owned) {

@@ -25,7 +25,9 @@ use crate::call::leg::DialogSide;
 use crate::call::media::VoicemailRecording;
 use crate::call::state::BLeg;
 
-/// Where a call stands.
+/// Where a call stands. Variants differ in size; a call lives boxed in the registry, so boxing the leg
+/// inside would only add an allocation per call.
+#[allow(clippy::large_enum_variant)]
 pub(super) enum Phase {
     /// Looking for the party to connect leg A to. The leg being rung now, if any: `None` between hops,
     /// while a host is resolved, or while an outbound call waits for its pacing slot.
@@ -41,6 +43,7 @@ pub(super) enum Phase {
 }
 
 /// Who answered leg A.
+#[allow(clippy::large_enum_variant)]
 pub(super) enum Answerer {
     /// The leg the edge placed (agent or trunk) and our side of its dialog.
     Leg { leg: BLeg, dialog: DialogSide },
@@ -96,14 +99,15 @@ impl Phase {
         }
     }
 
-    /// A new leg rings. False (and the leg is dropped by the caller) when the call is past hunting.
-    pub(super) fn ring(&mut self, leg: BLeg) -> Result<(), BLeg> {
+    /// A new leg rings. The leg comes back when the call is not hunting with no leg out, for the caller
+    /// to undo (it never happens: hops start only then).
+    pub(super) fn ring(&mut self, leg: BLeg) -> Option<BLeg> {
         match self {
             Phase::Hunting(b @ None) | Phase::Connecting(b @ None) => {
                 *b = Some(leg);
-                Ok(())
+                None
             }
-            _ => Err(leg),
+            _ => Some(leg),
         }
     }
 

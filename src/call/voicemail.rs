@@ -64,7 +64,7 @@ impl CallController {
         // The relay is not needed: the edge itself is the media peer now.
         call.relay = None;
         call.b_offer = None;
-        let answer_sdp: Bytes = answer.into();
+        let answer_sdp: Bytes = answer;
         let built = ResponseBuilder::for_request(&call.a.invite, 200, "OK")
             .to_tag(&call.a.tag)
             .header("Contact", &self.cfg.local.contact)

@@ -245,7 +245,7 @@ impl CallController {
             provisional: false,
             hop: hop_index,
         };
-        if call.phase.ring(leg).is_err() {
+        if call.phase.ring(leg).is_some() {
             tracing::error!(call = %call.record.id, "trunk INVITE sent while another leg rings");
         }
         let setup = self.cfg.outbound.trunk_setup_timeout;
