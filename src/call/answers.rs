@@ -130,6 +130,9 @@ impl CallController {
         match status {
             100..=199 => {
                 b.provisional = true;
+                if call.phase.is_transferring() {
+                    return self.transfer_progress(ctx, id, &resp);
+                }
                 if status > 100 && call.phase.is_hunting() {
                     if let Some(a_key) = &call.a.key {
                         let sdp = anchor(call.relay.as_deref(), Side::B, &resp);
@@ -160,6 +163,9 @@ impl CallController {
                 let agent_id = b.agent_id().map(str::to_owned);
                 call.end_hop(b.hop, Some(status), HopOutcome::Answered, ctx.wall_ms);
                 call.generation += 1; // cancels the setup and ring timers
+                if call.phase.is_transferring() {
+                    return self.transfer_answered(ctx, id, b, d, &resp);
+                }
                 match (call.kind, to_trunk) {
                     (CallKind::ApiOutbound, true) => return self.api_trunk_answered(ctx, id, b, d, &resp),
                     (CallKind::ApiOutbound, false) => {

@@ -80,6 +80,19 @@ impl CallController {
             }
             return false;
         }
+        if method == Method::Refer {
+            self.on_refer(ctx, id, side, key, &req);
+            return true;
+        }
+        if method == Method::Bye && side == Side::B && call.phase.is_transferring() {
+            // A blind transferor hangs up once its transfer is under way: the caller waits for the target.
+            let ok = ResponseBuilder::for_request(&req, 200, "OK")
+                .header_unless_empty("Server", &local.server_name)
+                .build_message();
+            ctx.respond(&key, ok, "200 to BYE");
+            self.agent_left_transfer(id);
+            return true;
+        }
         if method == Method::Bye {
             let ok = ResponseBuilder::for_request(&req, 200, "OK")
                 .header_unless_empty("Server", &local.server_name)
@@ -89,6 +102,10 @@ impl CallController {
                 Side::A => Ending::CallerHungUp,
                 Side::B => Ending::AgentHungUp,
             };
+            if self.calls.get(&id).is_some_and(|c| c.phase.is_transferring()) {
+                // The caller left while the transfer's target rang: that leg is cancelled.
+                self.abandon_agent_leg(ctx, id, HopOutcome::Abandoned(Abandon::CallerHungUp));
+            }
             self.hang_up_other(ctx, id, side, None);
             self.finish(ctx, id, CallStatus::Completed, ending);
             return true;

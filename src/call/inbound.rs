@@ -168,6 +168,17 @@ impl CallController {
 
     /// Tries the next agent of the chain; with none left, the end of the chain.
     pub(super) fn next_hop(&mut self, ctx: &mut Ctx<'_>, id: CallId) {
+        if let Some(call) = self.calls.get(&id).filter(|c| c.phase.is_transferring()) {
+            // A transfer's agent could not take the call: one target, no chain; the caller stays.
+            let (status, why) = call
+                .hop_outcomes
+                .last()
+                .map(|o| (o.synthetic_status().unwrap_or(480), o.to_string()))
+                .unwrap_or((480, "unavailable".into()));
+            let status = call.record.hops.last().and_then(|h| h.sip_status).unwrap_or(status);
+            let (code, reason) = crate::call::outbound::agent_code(status);
+            return self.transfer_failed(ctx, id, code, reason, &why);
+        }
         loop {
             let Some(call) = self.calls.get_mut(&id) else { return };
             call.generation += 1;
@@ -362,6 +373,9 @@ impl CallController {
         for (n, v) in leg::passthrough_headers(a) {
             b = b.header(n, v);
         }
+        if let Some(rb) = call.phase.transfer().and_then(|t| t.referred_by.as_deref()) {
+            b = b.header("Referred-By", rb);
+        }
         if let Some(sdp) = &call.b_offer {
             b = b.body("application/sdp", sdp.clone());
         } else if !a.body().is_empty() {
@@ -394,6 +408,11 @@ impl CallController {
         };
         tracing::debug!(call = %call.record.id, agent = %agent.id, route = route.as_str(), "agent leg INVITE");
         let hop_index = call.push_hop(route, Some(agent.id.clone()), None, HopOutcome::Trying, started, None);
+        if route == Route::Transfer {
+            if let Some(h) = call.record.hops.get_mut(hop_index) {
+                h.target = Some(agent.id.clone());
+            }
+        }
         let gen = call.generation;
         self.by_client.insert(key.clone(), ClientRef::Invite(id));
         self.by_dialog.insert(b_call_id, (id, Side::B));

@@ -87,7 +87,8 @@ fn relayed_headers(msg: &Message) -> Vec<(String, String)> {
         .collect()
 }
 
-/// An in-dialog request toward `side`, mirroring `orig` (method, body, session-timer headers).
+/// An in-dialog request toward `side`, mirroring `orig` (method, body, session-timer headers); `body`
+/// is an SDP that replaces `orig`'s (an empty one drops it).
 pub fn in_dialog_request(
     side: &mut DialogSide,
     local: &Local,
@@ -95,6 +96,20 @@ pub fn in_dialog_request(
     orig: Option<&Message>,
     extra: &[(&str, &str)],
     body: Option<Bytes>,
+    branch: &str,
+) -> Result<Message, ParseError> {
+    let body = body.map(|b| ("application/sdp", b));
+    in_dialog_request_with(side, local, method, orig, extra, body, branch)
+}
+
+/// [`in_dialog_request`] with a body of any type (a NOTIFY's `message/sipfrag`).
+pub fn in_dialog_request_with(
+    side: &mut DialogSide,
+    local: &Local,
+    method: &Method,
+    orig: Option<&Message>,
+    extra: &[(&str, &str)],
+    body: Option<(&str, Bytes)>,
     branch: &str,
 ) -> Result<Message, ParseError> {
     side.local_cseq = side.local_cseq.wrapping_add(1).max(1);
@@ -119,7 +134,7 @@ pub fn in_dialog_request(
         b = b.header(n, v);
     }
     match body {
-        Some(sdp) if !sdp.is_empty() => b = b.body("application/sdp", sdp),
+        Some((ct, bytes)) if !bytes.is_empty() => b = b.body(ct, bytes),
         Some(_) => {}
         None => {
             if let Some(m) = orig.filter(|m| !m.body().is_empty()) {

@@ -49,6 +49,7 @@ pub mod pacing;
 mod phase;
 mod registry;
 mod state;
+pub mod transfer;
 #[cfg(test)]
 mod tests;
 pub mod trunk;

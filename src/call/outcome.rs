@@ -111,6 +111,8 @@ pub enum Unavailable {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Abandon {
     CallerCanceled,
+    /// The caller hung up while a transfer's target rang.
+    CallerHungUp,
     CalledPartyHungUp,
     HungUpThroughApi,
     EdgeShuttingDown,
@@ -120,6 +122,7 @@ impl Abandon {
     pub fn as_str(self) -> &'static str {
         match self {
             Abandon::CallerCanceled => "caller canceled",
+            Abandon::CallerHungUp => "caller hung up",
             Abandon::CalledPartyHungUp => "called party hung up first",
             Abandon::HungUpThroughApi => "hung up through the API",
             Abandon::EdgeShuttingDown => "edge shutting down",
@@ -152,6 +155,9 @@ pub enum Ending {
     AgentUnavailable,
     /// B's 2xx could not be turned into ours (a bug, never a peer's fault): the call is ended at once.
     AnswerNotBuilt,
+    /// The agent hung up after asking for a transfer, and the transfer failed: nobody was left for the
+    /// caller. The words say why the transfer failed.
+    TransferFailed(String),
     /// An outbound call that never connected; the words are the error the user sees.
     OutboundFailed(String),
 }
@@ -169,7 +175,8 @@ impl Ending {
             | Ending::EdgeShuttingDown
             | Ending::HungUpThroughApi
             | Ending::AgentUnavailable
-            | Ending::AnswerNotBuilt => Some(HangupBy::Edge),
+            | Ending::AnswerNotBuilt
+            | Ending::TransferFailed(_) => Some(HangupBy::Edge),
             Ending::NoAgentAvailable | Ending::OutboundFailed(_) => None,
         }
     }
@@ -191,6 +198,7 @@ impl fmt::Display for Ending {
             Ending::AgentUnavailable => "agent unavailable",
             Ending::AnswerNotBuilt => "the answer to the caller could not be built",
             Ending::OutboundFailed(words) => words,
+            Ending::TransferFailed(why) => return write!(f, "transfer failed: {why}"),
         })
     }
 }

@@ -8,6 +8,9 @@
 //!     │ API call: the dialled party answers (it becomes leg A)
 //!     ▼
 //!   Connecting ──the agent answers──────────────────────────────────────────────▶ Confirmed
+//!
+//!   Confirmed ──agent's REFER (or the API)──▶ Transferring ──target answers──▶ Confirmed (the target)
+//!                                                   └──target fails──▶ Confirmed (the agent still)
 //! ```
 //!
 //! A call that ends leaves the registry with whatever phase it had; [`Phase::into_parts`] says what must
@@ -40,6 +43,50 @@ pub(super) enum Phase {
     AwaitingAck { party: Answerer, answer: SentAnswer },
     /// Both sides are up.
     Confirmed { party: Answerer },
+    /// The agent asked for the call to go elsewhere (`transfer.rs`): leg A stays up with the agent (who may
+    /// already have hung up: `agent` is then `None`) while the transfer target's leg rings.
+    Transferring {
+        agent: Option<(BLeg, DialogSide)>,
+        transfer: Box<Transfer>,
+    },
+}
+
+/// A transfer in progress: where to, who asked, and the leg ringing there.
+pub(super) struct Transfer {
+    pub(super) target: TransferTarget,
+    /// The agent's REFER, when it asked by REFER (the API asks without one): NOTIFYs report progress in
+    /// the subscription it created (RFC 3515).
+    pub(super) refer: Option<ReferSubscription>,
+    /// `Referred-By` from the REFER, passed on to the target (RFC 3892).
+    pub(super) referred_by: Option<String>,
+    /// The target's leg, once its INVITE is out.
+    pub(super) leg: Option<BLeg>,
+}
+
+/// Where a transfer goes.
+#[derive(Debug, Clone)]
+pub(super) enum TransferTarget {
+    /// A telephone number (E.164), dialled through the trunk the call's number uses for outbound calls.
+    Number(String),
+    /// Another agent, rung like a hop.
+    Agent(std::sync::Arc<edge_store::AgentRecord>),
+}
+
+impl TransferTarget {
+    /// What the record's hop shows as the target.
+    pub(super) fn label(&self) -> String {
+        match self {
+            TransferTarget::Number(n) => n.clone(),
+            TransferTarget::Agent(a) => a.id.clone(),
+        }
+    }
+}
+
+/// The implicit subscription of a REFER: which status the agent was last told.
+pub(super) struct ReferSubscription {
+    /// The last status the agent was NOTIFYed of (0: only "100 Trying"), so a repeated 180 is not
+    /// reported twice.
+    pub(super) last_reported: u16,
 }
 
 /// Who answered leg A.
@@ -75,6 +122,7 @@ impl Phase {
     pub(super) fn ringing(&self) -> Option<&BLeg> {
         match self {
             Phase::Hunting(b) | Phase::Connecting(b) => b.as_ref(),
+            Phase::Transferring { transfer, .. } => transfer.leg.as_ref(),
             _ => None,
         }
     }
@@ -82,6 +130,7 @@ impl Phase {
     pub(super) fn ringing_mut(&mut self) -> Option<&mut BLeg> {
         match self {
             Phase::Hunting(b) | Phase::Connecting(b) => b.as_mut(),
+            Phase::Transferring { transfer, .. } => transfer.leg.as_mut(),
             _ => None,
         }
     }
@@ -95,6 +144,7 @@ impl Phase {
     pub(super) fn take_ringing(&mut self) -> Option<BLeg> {
         match self {
             Phase::Hunting(b) | Phase::Connecting(b) => b.take(),
+            Phase::Transferring { transfer, .. } => transfer.leg.take(),
             _ => None,
         }
     }
@@ -107,13 +157,21 @@ impl Phase {
                 *b = Some(leg);
                 None
             }
+            Phase::Transferring { transfer, .. } if transfer.leg.is_none() => {
+                transfer.leg = Some(leg);
+                None
+            }
             _ => Some(leg),
         }
     }
 
-    /// The answered leg and our side of its dialog.
+    /// The answered leg and our side of its dialog (during a transfer: the agent's, while it stays).
     pub(super) fn answered_leg(&self) -> Option<(&BLeg, &DialogSide)> {
         match self {
+            Phase::Transferring {
+                agent: Some((leg, dialog)),
+                ..
+            } => Some((leg, dialog)),
             Phase::AwaitingAck {
                 party: Answerer::Leg { leg, dialog },
                 ..
@@ -127,6 +185,10 @@ impl Phase {
 
     pub(super) fn answered_leg_mut(&mut self) -> Option<(&mut BLeg, &mut DialogSide)> {
         match self {
+            Phase::Transferring {
+                agent: Some((leg, dialog)),
+                ..
+            } => Some((leg, dialog)),
             Phase::AwaitingAck {
                 party: Answerer::Leg { leg, dialog },
                 ..
@@ -138,9 +200,15 @@ impl Phase {
         }
     }
 
-    /// Any B leg the call has, ringing or answered.
+    /// The B leg that speaks for the call: the answered one, else the one ringing (during a transfer the
+    /// agent, whose dialog is the one in-dialog requests match, not the target still ringing).
     pub(super) fn leg(&self) -> Option<&BLeg> {
-        self.ringing().or_else(|| self.answered_leg().map(|(b, _)| b))
+        self.answered_leg().map(|(b, _)| b).or_else(|| self.ringing())
+    }
+
+    /// Is `key` the INVITE transaction of one of the call's B legs (ringing or answered)?
+    pub(super) fn has_leg_key(&self, key: &TxKey) -> bool {
+        self.ringing().is_some_and(|b| &b.key == key) || self.answered_leg().is_some_and(|(b, _)| &b.key == key)
     }
 
     /// The voicemail answering the call, with the SDP it answered.
@@ -169,6 +237,84 @@ impl Phase {
 
     pub(super) fn awaits_ack(&self) -> bool {
         matches!(self, Phase::AwaitingAck { .. })
+    }
+
+    pub(super) fn is_transferring(&self) -> bool {
+        matches!(self, Phase::Transferring { .. })
+    }
+
+    pub(super) fn transfer(&self) -> Option<&Transfer> {
+        match self {
+            Phase::Transferring { transfer, .. } => Some(transfer),
+            _ => None,
+        }
+    }
+
+    pub(super) fn transfer_mut(&mut self) -> Option<&mut Transfer> {
+        match self {
+            Phase::Transferring { transfer, .. } => Some(transfer),
+            _ => None,
+        }
+    }
+
+    /// A confirmed call answered by a leg starts a transfer; the phase is handed back unchanged when the
+    /// call is anywhere else (ringing, voicemail, already transferring).
+    pub(super) fn start_transfer(&mut self, transfer: Transfer) -> Result<(), Transfer> {
+        let old = std::mem::replace(self, Phase::Hunting(None));
+        match old {
+            Phase::Confirmed {
+                party: Answerer::Leg { leg, dialog },
+            } => {
+                *self = Phase::Transferring {
+                    agent: Some((leg, dialog)),
+                    transfer: Box::new(transfer),
+                };
+                Ok(())
+            }
+            other => {
+                *self = other;
+                Err(transfer)
+            }
+        }
+    }
+
+    /// The agent hung up while its transfer rings: its leg is handed back for the registry to forget.
+    pub(super) fn agent_left(&mut self) -> Option<BLeg> {
+        match self {
+            Phase::Transferring { agent, .. } => agent.take().map(|(leg, _)| leg),
+            _ => None,
+        }
+    }
+
+    /// The transfer ended: the target answered (`to` is its leg) or it failed (`to` is `None`, and the
+    /// agent, if still there, has the caller again). Returns the agent's leg and dialog when the target
+    /// answered (to be told and hung up), and the transfer itself. A failed transfer whose agent already
+    /// left leaves the phase `Hunting(None)`: the caller must then be hung up on.
+    #[allow(clippy::type_complexity)]
+    pub(super) fn end_transfer(
+        &mut self,
+        to: Option<(BLeg, DialogSide)>,
+    ) -> Option<(Option<(BLeg, DialogSide)>, Box<Transfer>)> {
+        let old = std::mem::replace(self, Phase::Hunting(None));
+        match (old, to) {
+            (Phase::Transferring { agent, transfer }, Some((leg, dialog))) => {
+                *self = Phase::Confirmed {
+                    party: Answerer::Leg { leg, dialog },
+                };
+                Some((agent, transfer))
+            }
+            (Phase::Transferring { agent: Some((leg, dialog)), transfer }, None) => {
+                *self = Phase::Confirmed {
+                    party: Answerer::Leg { leg, dialog },
+                };
+                Some((None, transfer))
+            }
+            (Phase::Transferring { agent: None, transfer }, None) => Some((None, transfer)),
+            (other, _) => {
+                *self = other;
+                None
+            }
+        }
     }
 
     /// `party` answered and `answer` went to leg A: wait for its ACK.
@@ -221,6 +367,10 @@ impl Phase {
         };
         match self {
             Phase::Hunting(b) | Phase::Connecting(b) => left.ringing = b,
+            Phase::Transferring { agent, transfer } => {
+                left.ringing = transfer.leg;
+                left.answered = agent.map(|(leg, _)| leg);
+            }
             Phase::AwaitingAck { party, .. } | Phase::Confirmed { party } => match party {
                 Answerer::Leg { leg, .. } => left.answered = Some(leg),
                 Answerer::Voicemail { recording, .. } => left.recording = Some(recording),

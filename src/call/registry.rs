@@ -174,11 +174,7 @@ impl CallController {
     /// A transaction ended; drop our index entry so maps do not grow.
     pub fn on_tx_terminated(&mut self, key: &TxKey) {
         if let Some(ClientRef::Invite(id)) = self.by_client.get(key) {
-            let live = self
-                .calls
-                .get(id)
-                .and_then(|c| c.phase.leg())
-                .is_some_and(|b| &b.key == key);
+            let live = self.calls.get(id).is_some_and(|c| c.phase.has_leg_key(key));
             if live {
                 return;
             }
@@ -416,7 +412,10 @@ impl CallController {
                     self.send_bye_a(ctx, id);
                     self.finish(ctx, id, CallStatus::Failed, ending);
                 }
-                Phase::AwaitingAck { .. } | Phase::Confirmed { .. } => {
+                Phase::Transferring { .. } | Phase::AwaitingAck { .. } | Phase::Confirmed { .. } => {
+                    if call.phase.is_transferring() {
+                        self.abandon_agent_leg(ctx, id, HopOutcome::Abandoned(Abandon::EdgeShuttingDown));
+                    }
                     self.hang_up_other(ctx, id, Side::A, Some("SIP;cause=503;text=\"edge shutting down\""));
                     self.send_bye_a(ctx, id);
                     self.finish(ctx, id, CallStatus::Completed, ending);

@@ -170,6 +170,7 @@ impl Call {
         self.record.hops.push(Hop {
             route,
             agent_id,
+            target: None,
             sip_status: status,
             outcome: outcome.to_string(),
             started_at_ms,

@@ -40,6 +40,7 @@ pub enum RouteName {
     Fallback,
     Voicemail,
     Trunk,
+    Transfer,
 }
 
 /// Who ended an answered call.
@@ -56,6 +57,9 @@ pub enum HangupByName {
 pub struct CallHop {
     pub route: RouteName,
     pub agent_id: Option<String>,
+    /// A transfer's target: the E.164 number dialled or the agent's id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
     /// The agent's final SIP status, when it gave one.
     pub sip_status: Option<u16>,
     /// Why the hop ended (`answered`, `rejected`, `unavailable: disabled`, ...).
@@ -187,6 +191,7 @@ impl From<Route> for RouteName {
             Route::Fallback => RouteName::Fallback,
             Route::Voicemail => RouteName::Voicemail,
             Route::Trunk => RouteName::Trunk,
+            Route::Transfer => RouteName::Transfer,
         }
     }
 }
@@ -206,6 +211,7 @@ impl From<Hop> for CallHop {
         CallHop {
             route: h.route.into(),
             agent_id: h.agent_id,
+            target: h.target,
             sip_status: h.sip_status,
             outcome: h.outcome,
             started_at: rfc3339(h.started_at_ms),

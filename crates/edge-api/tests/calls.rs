@@ -43,6 +43,7 @@ fn completed(mut r: CallRecord) -> CallRecord {
     r.hops = vec![Hop {
         route: Route::Primary,
         agent_id: Some("agt_p".into()),
+        target: None,
         sip_status: Some(200),
         outcome: "answered".into(),
         started_at_ms: r.created_at_ms + 1,

@@ -70,6 +70,8 @@ pub enum Route {
     Voicemail,
     /// An outbound call's leg toward the customer's (or the operator's) trunk.
     Trunk,
+    /// A leg the edge placed because the agent (REFER) or the API transferred the call.
+    Transfer,
 }
 
 impl Route {
@@ -79,12 +81,13 @@ impl Route {
             Route::Fallback => "fallback",
             Route::Voicemail => "voicemail",
             Route::Trunk => "trunk",
+            Route::Transfer => "transfer",
         }
     }
 
     /// Inverse of [`Self::as_str`].
     pub fn parse(s: &str) -> Option<Self> {
-        [Route::Primary, Route::Fallback, Route::Voicemail, Route::Trunk]
+        [Route::Primary, Route::Fallback, Route::Voicemail, Route::Trunk, Route::Transfer]
             .into_iter()
             .find(|v| v.as_str() == s)
     }
@@ -95,6 +98,10 @@ impl Route {
 pub struct Hop {
     pub route: Route,
     pub agent_id: Option<String>,
+    /// Where a transfer hop went: the E.164 number dialled or the agent's id (absent on other hops, and in
+    /// records stored before transfers existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
     /// The agent's final SIP status, when it gave one.
     pub sip_status: Option<u16>,
     /// Why the hop ended: `answered`, `rejected`, `unavailable: disabled`, `no provisional within 2000 ms`, ...
@@ -230,6 +237,7 @@ mod tests {
             hops: vec![Hop {
                 route: Route::Primary,
                 agent_id: Some("agt_1".into()),
+                target: None,
                 sip_status: Some(486),
                 outcome: "rejected".into(),
                 started_at_ms: 5,

@@ -92,6 +92,17 @@ impl RoutingIndex {
         self.agents_by_sip_username.get(username).map(|r| Arc::clone(r.value()))
     }
 
+    /// The agent of `account_id` whose `sip_uri` is `uri` (compared without the `<>` and case-blind in
+    /// scheme and host, as SIP compares them loosely enough for a REFER's target). A scan of every agent:
+    /// for transfers, which are rare next to calls.
+    pub fn agent_by_sip_uri(&self, account_id: &str, uri: &str) -> Option<Arc<AgentRecord>> {
+        let want = uri.trim().trim_start_matches('<').trim_end_matches('>');
+        self.agents
+            .iter()
+            .find(|a| a.account_id == account_id && a.sip_uri.trim().eq_ignore_ascii_case(want))
+            .map(|r| Arc::clone(r.value()))
+    }
+
     /// The customer's SIP trunk at `provider` (`metadata.sip_trunk` of that account's
     /// integration; the newest integration that sets one wins).
     pub fn integration_trunk(&self, account_id: &str, provider: Provider) -> Option<String> {

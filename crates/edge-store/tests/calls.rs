@@ -43,6 +43,7 @@ fn answered(mut r: CallRecord) -> CallRecord {
         Hop {
             route: Route::Primary,
             agent_id: Some("agt_primary".into()),
+            target: None,
             sip_status: Some(503),
             outcome: "rejected".into(),
             started_at_ms: r.created_at_ms + 10,
@@ -51,6 +52,7 @@ fn answered(mut r: CallRecord) -> CallRecord {
         Hop {
             route: Route::Fallback,
             agent_id: Some("agt_fallback".into()),
+            target: None,
             sip_status: Some(200),
             outcome: "answered".into(),
             started_at_ms: r.created_at_ms + 20,

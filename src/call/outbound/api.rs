@@ -76,6 +76,7 @@ impl CallController {
             &self.cfg.warn_agent,
             Transport::Udp,
             &self.rng.branch(),
+            None,
         )
         .map_err(|e| fault(format!("could not build the INVITE: {e}")))?;
         let a_dialog = DialogSide {
@@ -150,7 +151,10 @@ impl CallController {
                 self.send_bye_a(ctx, id);
                 CallStatus::Completed
             }
-            Phase::AwaitingAck { .. } | Phase::Confirmed { .. } => {
+            Phase::Transferring { .. } | Phase::AwaitingAck { .. } | Phase::Confirmed { .. } => {
+                if call.phase.is_transferring() {
+                    self.abandon_agent_leg(ctx, id, HopOutcome::Abandoned(abandon));
+                }
                 self.hang_up_other(ctx, id, Side::A, Some("SIP;cause=200;text=\"hung up through the API\""));
                 self.send_bye_a(ctx, id);
                 CallStatus::Completed

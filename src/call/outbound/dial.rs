@@ -196,6 +196,12 @@ impl CallController {
                 .then(|| call.a.invite.body_bytes())
         });
         let branch = self.rng.branch();
+        let transfer = call.phase.transfer();
+        let referred_by = transfer.and_then(|t| t.referred_by.clone());
+        let (route, target_label) = match transfer {
+            Some(t) => (Route::Transfer, Some(t.target.label())),
+            None => (Route::Trunk, None),
+        };
         let built = build_trunk_invite(
             &local,
             &call.record,
@@ -204,6 +210,7 @@ impl CallController {
             &warn_agent,
             transport,
             &branch,
+            referred_by.as_deref(),
         );
         let peer = Peer {
             addr: target,
@@ -226,19 +233,15 @@ impl CallController {
         };
         tracing::debug!(call = %call.record.id, %target, cseq = plan.cseq, "trunk INVITE");
         let dialog_call_id = plan.call_id.clone();
-        let hop_index = call.push_hop(
-            Route::Trunk,
-            None,
-            None,
-            HopOutcome::TryingTrunk { transport, target },
-            started,
-            None,
-        );
+        let hop_index = call.push_hop(route, None, None, HopOutcome::TryingTrunk { transport, target }, started, None);
+        if let Some(h) = call.record.hops.get_mut(hop_index) {
+            h.target = target_label;
+        }
         self.by_client.insert(key.clone(), ClientRef::Invite(id));
         self.by_dialog.insert(dialog_call_id, (id, Side::B));
         let leg = BLeg {
             target: LegTarget::Trunk,
-            route: Route::Trunk,
+            route,
             invite: msg,
             key,
             peer,
@@ -387,6 +390,11 @@ impl CallController {
         sip: u16,
     ) {
         let Some(call) = self.calls.get_mut(&id) else { return };
+        if call.phase.is_transferring() {
+            // The transfer's dialling failed, not the call: the caller stays with the agent.
+            let (code, reason) = agent_code(sip);
+            return self.transfer_failed(ctx, id, code, reason, &e.message);
+        }
         tracing::info!(call = %call.record.id, code = %e.code, message = %e.message, "outbound call failed");
         metrics::counter!("edge_outbound_failed_total", "code" => e.code.clone()).increment(1);
         call.record.error = Some(e.clone());
@@ -412,6 +420,7 @@ pub(in crate::call) fn build_trunk_invite(
     our_host: &str,
     transport: Transport,
     branch: &str,
+    referred_by: Option<&str>,
 ) -> Result<Message, sip_core::ParseError> {
     let hostport = plan.trunk.address.hostport();
     let tcp = transport == Transport::Tcp;
@@ -431,7 +440,8 @@ pub(in crate::call) fn build_trunk_invite(
     } else {
         local.contact.clone()
     };
-    let from = format!("<sip:{}@{our_host}>;tag={}", record.from, plan.from_tag);
+    let caller = plan.caller_id.as_deref().unwrap_or(&record.from);
+    let from = format!("<sip:{caller}@{our_host}>;tag={}", plan.from_tag);
     let to = format!("<sip:{}@{hostport}>", plan.dest);
     let cseq = format!("{} INVITE", plan.cseq);
     let mut b = RequestBuilder::new(Method::Invite, &ruri)
@@ -447,6 +457,9 @@ pub(in crate::call) fn build_trunk_invite(
         .header("X-OneInbox-Call-Id", &record.id);
     for (n, v) in &plan.auth_headers {
         b = b.header(n, v);
+    }
+    if let Some(rb) = referred_by {
+        b = b.header("Referred-By", rb);
     }
     if let Some(sdp) = sdp {
         b = b.body("application/sdp", sdp.clone());

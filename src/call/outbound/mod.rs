@@ -75,6 +75,9 @@ pub(in crate::call) struct OutboundPlan {
     pub(in crate::call) auth_headers: Vec<(&'static str, String)>,
     /// The last failure from a target, reported when every target failed.
     pub(in crate::call) last_failure: Option<(u16, Option<Message>)>,
+    /// The caller ID to send when it is not the record's `from` (a transferred inbound call shows the
+    /// call's own number, which the customer owns, not the original caller's).
+    pub(in crate::call) caller_id: Option<String>,
 }
 
 impl OutboundPlan {
@@ -172,6 +175,7 @@ pub(in crate::call) fn plan(
         auth: None,
         auth_headers: Vec::new(),
         last_failure: None,
+        caller_id: None,
     }
 }
 
