@@ -412,6 +412,9 @@ impl CallController {
             if let Some(h) = call.record.hops.get_mut(hop_index) {
                 h.target = Some(agent.id.clone());
             }
+            if let Some(t) = call.phase.transfer_mut() {
+                t.has_hop = true;
+            }
         }
         let gen = call.generation;
         self.by_client.insert(key.clone(), ClientRef::Invite(id));

@@ -61,6 +61,9 @@ pub(super) struct Transfer {
     pub(super) referred_by: Option<String>,
     /// The target's leg, once its INVITE is out.
     pub(super) leg: Option<BLeg>,
+    /// Whether a hop of the record stands for this transfer yet (one is added on failure otherwise, so
+    /// the record always shows the transfer).
+    pub(super) has_hop: bool,
 }
 
 /// Where a transfer goes.

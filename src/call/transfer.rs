@@ -16,7 +16,8 @@
 //! own outbound call (its agent is leg A, which the edge cannot replace): each gets a clear refusal.
 
 use bytes::Bytes;
-use edge_store::{AgentStatus, CallStatus, Route};
+use edge_contract::TransferRefusal;
+use edge_store::{AgentStatus, CallRecord, CallStatus, Route};
 use sip_core::build::ResponseBuilder;
 use sip_core::headers::NameAddr;
 use sip_core::message::{HeaderName, Message, Method, Uri};
@@ -33,37 +34,17 @@ use crate::call::registry::CallController;
 use crate::call::state::{anchor, BLeg, CallId, CallKind, ClientRef};
 use crate::call::trunk;
 
-/// Why a transfer is refused before anything is dialled: the REFER's answer (or the API's error).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum TransferRefusal {
-    #[error("Refer-To is missing or is not a SIP or tel URI")]
-    BadReferTo,
-    #[error("attended transfer (Replaces) is not supported; refer to a number or an agent")]
-    Attended,
-    #[error("{0} is neither a phone number nor an agent of this account")]
-    UnknownTarget(String),
-    #[error("agent {0} is disabled")]
-    AgentDisabled(String),
-    #[error("the call is not answered by an agent now (ringing, in voicemail, or already transferring)")]
-    NotConnected,
-    #[error("only the agent's side may transfer; an agent's own outbound call cannot be transferred yet")]
-    NotTheAgent,
-    #[error("no trunk to dial {number}: {why}")]
-    NoTrunk { number: String, why: String },
-}
-
-impl TransferRefusal {
-    /// The SIP answer to a REFER refused for this reason.
-    pub fn sip(&self) -> (u16, &'static str) {
-        match self {
-            TransferRefusal::BadReferTo => (400, "Bad Request"),
-            TransferRefusal::Attended => (501, "Not Implemented"),
-            TransferRefusal::UnknownTarget(_) => (404, "Not Found"),
-            TransferRefusal::NotConnected => (491, "Request Pending"),
-            TransferRefusal::AgentDisabled(_) | TransferRefusal::NotTheAgent | TransferRefusal::NoTrunk { .. } => {
-                (403, "Forbidden")
-            }
-        }
+/// The SIP answer to a REFER refused for `why`.
+fn refer_answer(why: &TransferRefusal) -> (u16, &'static str) {
+    match why {
+        TransferRefusal::BadReferTo => (400, "Bad Request"),
+        TransferRefusal::Attended => (501, "Not Implemented"),
+        TransferRefusal::UnknownTarget(_) | TransferRefusal::CallNotFound { .. } => (404, "Not Found"),
+        TransferRefusal::NotConnected => (491, "Request Pending"),
+        TransferRefusal::AgentDisabled(_)
+        | TransferRefusal::NotTheAgent
+        | TransferRefusal::MediaRequired
+        | TransferRefusal::NoTrunk { .. } => (403, "Forbidden"),
     }
 }
 
@@ -84,7 +65,7 @@ impl CallController {
                 self.dial_transfer(ctx, id);
             }
             Err(why) => {
-                let (code, reason) = why.sip();
+                let (code, reason) = refer_answer(&why);
                 let warning = self.warning(&why.to_string());
                 let r = ResponseBuilder::for_request(req, code, reason)
                     .header_unless_empty("Server", &server)
@@ -164,6 +145,11 @@ impl CallController {
         let Some(call) = self.calls.get_mut(&id) else {
             return Err(TransferRefusal::NotConnected);
         };
+        if call.relay.is_none() {
+            // Without the relay the caller's media goes straight to the agent: only a re-INVITE of the
+            // caller could move it, which signalling-only mode does not do.
+            return Err(TransferRefusal::MediaRequired);
+        }
         let out = match &target {
             TransferTarget::Number(n) => {
                 let choice = trunk::choose(&call.number, &self.index, &self.cfg.outbound).map_err(|e| {
@@ -190,6 +176,7 @@ impl CallController {
             refer: by_refer.then_some(ReferSubscription { last_reported: 0 }),
             referred_by,
             leg: None,
+            has_hop: false,
         };
         call.phase.start_transfer(transfer).map_err(|_| TransferRefusal::NotConnected)?;
         call.generation += 1;
@@ -199,6 +186,37 @@ impl CallController {
         tracing::info!(call = %call.record.id, target = %call.phase.transfer().map(|t| t.target.label()).unwrap_or_default(), "transfer");
         self.persist(ctx.now, id);
         Ok(())
+    }
+
+    /// `POST /v1/calls/{id}/transfer`: the same transfer as a REFER, asked by the API for a call of
+    /// `account_id` (no NOTIFYs: the API user follows the call's record).
+    pub fn transfer(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        account_id: &str,
+        public_id: &str,
+        to: &str,
+    ) -> Result<CallRecord, TransferRefusal> {
+        let not_found = || TransferRefusal::CallNotFound {
+            call_id: public_id.to_owned(),
+        };
+        let id = *self.by_public.get(public_id).ok_or_else(not_found)?;
+        let call = self.calls.get(&id).ok_or_else(not_found)?;
+        if call.record.account_id != account_id {
+            return Err(not_found());
+        }
+        if call.kind == CallKind::AgentOutbound {
+            return Err(TransferRefusal::NotTheAgent);
+        }
+        let target = self.target_of(account_id, to)?;
+        self.start_transfer(ctx, id, target, false, None)?;
+        self.dial_transfer(ctx, id);
+        // The record as it is now: the transfer hop once its leg is out (or the call as it stands when
+        // the transfer already failed).
+        self.calls
+            .get(&id)
+            .map(|c| c.record.clone())
+            .ok_or_else(not_found)
     }
 
     /// Places the transfer's leg: a number through the trunk (pacing, resolution, digest as outbound
@@ -311,6 +329,29 @@ impl CallController {
         };
         tracing::info!(call = %call.record.id, target = %transfer.target.label(), status, why, "transfer failed");
         call.generation += 1;
+        // A leg that failed before its INVITE left (at its limit, unreachable) has a hop without target.
+        let mut shown = transfer.has_hop;
+        if let Some(h) = call
+            .record
+            .hops
+            .last_mut()
+            .filter(|h| h.route == Route::Transfer && h.target.is_none())
+        {
+            h.target = Some(transfer.target.label());
+            shown = true;
+        }
+        if !shown {
+            let (agent_id, target) = match &transfer.target {
+                TransferTarget::Agent(a) => (Some(a.id.clone()), a.id.clone()),
+                TransferTarget::Number(n) => (None, n.clone()),
+            };
+            let now = ctx.wall_ms;
+            let outcome = HopOutcome::NotSent(why.to_owned());
+            let hop = call.push_hop(Route::Transfer, agent_id, Some(status), outcome, now, Some(now));
+            if let Some(h) = call.record.hops.get_mut(hop) {
+                h.target = Some(target);
+            }
+        }
         if call.phase.answered_leg().is_some() {
             if reported {
                 self.notify_referrer(ctx, id, status, reason);

@@ -215,6 +215,14 @@ fn on_command(ep: &mut Endpoint, cmd: edge_contract::CallCommand) {
         } => {
             let _ = reply.send(ep.hang_up(Instant::now(), &account_id, &call_id));
         }
+        edge_contract::CallCommand::Transfer {
+            account_id,
+            call_id,
+            to,
+            reply,
+        } => {
+            let _ = reply.send(ep.transfer(Instant::now(), &account_id, &call_id, &to));
+        }
     }
 }
 
@@ -255,7 +263,8 @@ pub(super) async fn route_commands(
                 turn = (turn + 1) % shards.len().max(1);
                 turn
             }
-            edge_contract::CallCommand::HangUp { call_id, .. } => map.of(call_id.as_bytes()),
+            edge_contract::CallCommand::HangUp { call_id, .. }
+            | edge_contract::CallCommand::Transfer { call_id, .. } => map.of(call_id.as_bytes()),
         };
         let Some(q) = shards.get(shard) else { continue };
         if q.send(cmd).await.is_err() {

@@ -892,6 +892,25 @@ impl Endpoint {
         ended
     }
 
+    /// `POST /v1/calls/{id}/transfer`: hand a live call of `account_id` to `to`.
+    pub fn transfer(
+        &mut self,
+        now: Instant,
+        account_id: &str,
+        call_id: &str,
+        to: &str,
+    ) -> Result<edge_store::CallRecord, edge_contract::TransferRefusal> {
+        let mut ctx = Ctx {
+            now,
+            wall_ms: (self.wall)(),
+            tx: &mut self.tx,
+            out: &mut self.out,
+        };
+        let started = self.calls.transfer(&mut ctx, account_id, call_id, to);
+        self.drain_tx_events(now);
+        started
+    }
+
     /// A trunk host resolved by the driver.
     pub fn on_resolved(
         &mut self,

@@ -11,7 +11,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use edge_contract::{CallCommand, OriginateRefusal, OriginateRequest, TrunkRefusal};
+use edge_contract::{CallCommand, OriginateRefusal, OriginateRequest, TransferRefusal, TrunkRefusal};
 use edge_store::time::{parse_rfc3339, rfc3339};
 use edge_store::{CallFilter, CallRecord, CallStatus, HangupBy, Hop, IdKind, Route};
 use serde::{Deserialize, Serialize};
@@ -537,6 +537,78 @@ pub async fn hang_up(
         // Without the engine only an ended call can be answered truthfully.
         Err(_) if rec.status.is_final() => Ok(Json(rec.into())),
         Err(e) => Err(e),
+    }
+}
+
+/// Body of `POST /v1/calls/{id}/transfer`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TransferCallRequest {
+    /// Where the call goes: a phone number (E.164) dialled through the trunk the call's number uses for
+    /// outbound calls, or an agent of this account (`agt_...`).
+    #[schema(pattern = r"^(\+[1-9][0-9]{7,14}|agt_[A-Za-z0-9]{1,64})$", example = "+14155550199")]
+    pub to: String,
+}
+
+/// Transfer a live answered call to a number or another agent (a blind transfer, as an agent's SIP REFER).
+/// Answered once the target's leg is being placed: the call's record shows the transfer hop; when the
+/// target answers, the caller is bridged to it and the agent's leg ends; when it fails, the caller stays
+/// with the agent.
+#[utoipa::path(post, path = "/v1/calls/{id}/transfer", tag = "calls", operation_id = "transfer_call",
+    params(("id" = String, Path, description = "call_…")),
+    request_body = TransferCallRequest,
+    responses((status = 202, body = Call, description = "the transfer is under way"),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "the call cannot be transferred now (not answered by an agent, already transferring)"),
+        (status = 413, body = ErrorBody),
+        (status = 503, body = ErrorBody, description = "the call engine is unavailable")))]
+pub async fn transfer(
+    State(state): State<ApiState>,
+    Account(account): Account,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<TransferCallRequest>,
+) -> Result<(StatusCode, Json<Call>), Response> {
+    if !IdKind::Call.is_valid(&id) {
+        return Err(ApiError::not_found().into_response());
+    }
+    let to = if req.to.starts_with("agt_") {
+        validate::agent_id("to", &req.to).map_err(IntoResponse::into_response)?
+    } else {
+        validate::e164("to", &req.to).map_err(IntoResponse::into_response)?
+    };
+    let (reply, rx) = oneshot::channel();
+    let cmd = CallCommand::Transfer {
+        account_id: account.clone(),
+        call_id: id,
+        to,
+        reply,
+    };
+    match ask(&state, cmd, rx).await.map_err(IntoResponse::into_response)? {
+        Ok(rec) if rec.account_id == account => Ok((StatusCode::ACCEPTED, Json(rec.into()))),
+        Ok(rec) => {
+            tracing::error!(call_id = %rec.id, "call engine returned another account's call");
+            Err(ApiError::internal().into_response())
+        }
+        Err(e) => Err(transfer_refusal(&e).into_response()),
+    }
+}
+
+/// A transfer refusal in the API's error shape: the one place it becomes HTTP.
+pub fn transfer_refusal(e: &TransferRefusal) -> ApiError {
+    use TransferRefusal as R;
+    let (status, code, field) = match e {
+        R::CallNotFound { .. } => (StatusCode::NOT_FOUND, "not_found", None),
+        R::BadReferTo | R::Attended | R::UnknownTarget(_) => (StatusCode::BAD_REQUEST, "invalid_reference", Some("to")),
+        R::AgentDisabled(_) => (StatusCode::CONFLICT, "agent_unavailable", Some("to")),
+        R::NotConnected | R::NotTheAgent => (StatusCode::CONFLICT, "call_not_transferable", None),
+        R::MediaRequired => (StatusCode::CONFLICT, "call_not_transferable", None),
+        R::NoTrunk { .. } => (StatusCode::CONFLICT, "no_trunk", Some("to")),
+    };
+    ApiError {
+        status,
+        code,
+        message: e.to_string(),
+        field: field.map(str::to_owned),
     }
 }
 

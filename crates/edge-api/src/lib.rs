@@ -25,7 +25,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use edge_providers::{NumberProvider, ProviderKind};
 use edge_store::{RoutingIndex, Store};
@@ -233,6 +233,7 @@ pub fn routes(state: ApiState) -> Router {
         )
         .route("/v1/calls", get(calls::list).post(calls::create))
         .route("/v1/calls/{id}", get(calls::get).delete(calls::hang_up))
+        .route("/v1/calls/{id}/transfer", post(calls::transfer))
         .route("/v1/voicemails", get(voicemails::list))
         .route("/v1/voicemails/{id}", get(voicemails::get).delete(voicemails::delete))
         .route("/v1/voicemails/{id}/recording", get(voicemails::recording))

@@ -29,6 +29,7 @@ use utoipa::{Modify, OpenApi};
         crate::calls::get,
         crate::calls::create,
         crate::calls::hang_up,
+        crate::calls::transfer,
         crate::voicemails::list,
         crate::voicemails::get,
         crate::voicemails::recording,
@@ -256,7 +257,7 @@ const LINKS: &[(&str, &[&str])] = &[
     ("/v1/agents", &["get_agent", "update_agent", "delete_agent"]),
     ("/v1/api-keys", &["revoke_api_key"]),
     ("/v1/integrations", &["get_integration", "delete_integration"]),
-    ("/v1/calls", &["get_call", "hang_up_call"]),
+    ("/v1/calls", &["get_call", "hang_up_call", "transfer_call"]),
     (
         "/v1/phone-numbers",
         &[

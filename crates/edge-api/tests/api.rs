@@ -358,6 +358,7 @@ async fn auth_and_openapi(s: &Server) {
         "/v1/agents/{id}",
         "/v1/calls",
         "/v1/calls/{id}",
+        "/v1/calls/{id}/transfer",
         "/v1/voicemails",
         "/v1/voicemails/{id}",
         "/v1/voicemails/{id}/recording",
@@ -371,11 +372,12 @@ async fn auth_and_openapi(s: &Server) {
         .flat_map(|item| item.as_object().unwrap().values())
         .filter_map(|op| op["operationId"].as_str())
         .collect();
-    // 24 + the set-up doctor's GET .../checks and POST .../checks/fix + /v1/api-keys (list, create, revoke).
-    assert_eq!(op_ids.len(), 29);
+    // 24 + the set-up doctor's GET .../checks and POST .../checks/fix + /v1/api-keys (list, create, revoke)
+    // + POST /v1/calls/{id}/transfer.
+    assert_eq!(op_ids.len(), 30);
     op_ids.sort();
     op_ids.dedup();
-    assert_eq!(op_ids.len(), 29, "operationIds must be unique");
+    assert_eq!(op_ids.len(), 30, "operationIds must be unique");
     let r = s.call("GET", "/v1/nope", Some(&key), None).await;
     assert_eq!(r.status, 404);
     assert_eq!(r.error().0, "not_found");

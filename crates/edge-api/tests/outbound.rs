@@ -7,7 +7,8 @@ mod common;
 use common::Server;
 use edge_api::{CallCommand, OriginateRefusal};
 use edge_contract::AgentRefusal;
-use edge_store::{now_ms, CallRecord, CallStatus, HangupBy, Provider, Store};
+use edge_contract::TransferRefusal;
+use edge_store::{now_ms, CallRecord, CallStatus, HangupBy, Hop, Provider, Route, Store};
 use serde_json::{json, Value};
 use sqlx::Row;
 use std::collections::HashMap;
@@ -87,6 +88,32 @@ fn fake_engine(store: Arc<Store>) -> mpsc::Sender<CallCommand> {
                         store.upsert_call(r).await.unwrap();
                     }
                     let _ = reply.send(ended);
+                }
+                // As the engine: only a live call of the account, and only once an agent answered it
+                // (the fake's calls never are, so it answers 202 for the one it marks answered).
+                CallCommand::Transfer {
+                    account_id,
+                    call_id,
+                    to,
+                    reply,
+                } => {
+                    let answer = match live.get_mut(&call_id).filter(|r| r.account_id == account_id) {
+                        None => Err(TransferRefusal::CallNotFound { call_id }),
+                        Some(r) if r.status != CallStatus::InProgress => Err(TransferRefusal::NotConnected),
+                        Some(r) => {
+                            r.hops.push(Hop {
+                                route: Route::Transfer,
+                                agent_id: to.starts_with("agt_").then(|| to.clone()),
+                                target: Some(to),
+                                sip_status: None,
+                                outcome: "trying".into(),
+                                started_at_ms: now_ms(),
+                                ended_at_ms: None,
+                            });
+                            Ok(r.clone())
+                        }
+                    };
+                    let _ = reply.send(answer);
                 }
             }
         }
@@ -235,6 +262,47 @@ async fn originate_and_hang_up(s: &Server) {
     assert!(t.elapsed() < std::time::Duration::from_secs(3));
 }
 on_both_backends!(originate_and_hang_up, engine = super::fake_engine);
+
+/// `POST /v1/calls/{id}/transfer`: validated here (`to` a number or an agent id), the engine's refusals in
+/// the usual error shape.
+async fn transfer_through_the_api(s: &Server) {
+    let (_acc, key, agent) = tenant(s, "+14155551234").await;
+    let k = Some(key.as_str());
+    let r = s
+        .call(
+            "POST",
+            "/v1/calls",
+            k,
+            Some(json!({"from": "+14155551234", "to": TO, "agent_id": agent})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let id = r.json["id"].as_str().unwrap().to_owned();
+    let path = format!("/v1/calls/{id}/transfer");
+    // Not answered yet: 409, the engine's words.
+    let r = s.call("POST", &path, k, Some(json!({"to": "+14155550199"}))).await;
+    assert_eq!(r.status, 409, "{}", r.text);
+    assert_eq!(r.error().0, "call_not_transferable");
+    // Bad targets never reach the engine: 400 naming `to`.
+    for to in ["14155550199", "sip:x@y", "", "agt_"] {
+        let r = s.call("POST", &path, k, Some(json!({ "to": to }))).await;
+        assert_eq!(r.status, 400, "{to:?}: {}", r.text);
+        assert_eq!(r.json["error"]["field"], "to", "{to:?}");
+    }
+    let r = s.call("POST", &path, k, Some(json!({"to": "+14155550199", "x": 1}))).await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    // Unknown call, malformed id: 404.
+    for p in ["/v1/calls/call_nope/transfer", "/v1/calls/nope/transfer"] {
+        let r = s.call("POST", p, k, Some(json!({"to": "+14155550199"}))).await;
+        assert_eq!(r.status, 404, "{p}: {}", r.text);
+        assert_eq!(r.error().0, "not_found");
+    }
+    // Without the API key: 401.
+    let r = s.call("POST", &path, None, Some(json!({"to": "+14155550199"}))).await;
+    assert_eq!(r.status, 401, "{}", r.text);
+}
+
+on_both_backends!(transfer_through_the_api, engine = super::fake_engine);
 
 async fn originate_validation(s: &Server) {
     let (_, key, agent) = tenant(s, "+14155551234").await;

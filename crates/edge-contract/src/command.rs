@@ -1,5 +1,5 @@
-//! The channel between the API and the call engine: `POST /v1/calls` and `DELETE /v1/calls/{id}`
-//! become [`CallCommand`]s, because only the engine owns live calls.
+//! The channel between the API and the call engine: `POST /v1/calls`, `DELETE /v1/calls/{id}` and
+//! `POST /v1/calls/{id}/transfer` become [`CallCommand`]s, because only the engine owns live calls.
 
 use std::time::Duration;
 
@@ -34,6 +34,38 @@ pub enum CallCommand {
         call_id: String,
         reply: oneshot::Sender<Option<CallRecord>>,
     },
+    /// Hand a live answered call to `to` (a number, `+E.164`, or an agent id `agt_...`); replied once the
+    /// target's leg is being placed (the call's record then shows the transfer hop).
+    Transfer {
+        account_id: String,
+        call_id: String,
+        to: String,
+        reply: oneshot::Sender<Result<CallRecord, TransferRefusal>>,
+    },
+}
+
+/// Why a transfer (an agent's REFER, or the API's) is refused before anything is dialled. Call control
+/// answers a REFER with its SIP status; the API maps it to HTTP.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TransferRefusal {
+    #[error("no live call {call_id} in this account")]
+    CallNotFound { call_id: String },
+    #[error("Refer-To is missing or is not a SIP or tel URI")]
+    BadReferTo,
+    #[error("attended transfer (Replaces) is not supported; refer to a number or an agent")]
+    Attended,
+    #[error("{0} is neither a phone number nor an agent of this account")]
+    UnknownTarget(String),
+    #[error("agent {0} is disabled")]
+    AgentDisabled(String),
+    #[error("the call is not answered by an agent now (ringing, in voicemail, or already transferring)")]
+    NotConnected,
+    #[error("only the agent's side may transfer; an agent's own outbound call cannot be transferred yet")]
+    NotTheAgent,
+    #[error("transfers need the call's media anchored on the edge ([media] enabled = true)")]
+    MediaRequired,
+    #[error("no trunk to dial {number}: {why}")]
+    NoTrunk { number: String, why: String },
 }
 
 /// Which number of an [`OriginateRequest`] a refusal is about.

@@ -10,7 +10,8 @@ pub mod targets;
 pub mod trunk;
 
 pub use command::{
-    AgentRefusal, CallCommand, NumberField, OriginateRefusal, OriginateRequest, PacingRefusal, TrunkRefusal,
+    AgentRefusal, CallCommand, NumberField, OriginateRefusal, OriginateRequest, PacingRefusal, TransferRefusal,
+    TrunkRefusal,
 };
 pub use targets::TargetPolicy;
 pub use trunk::{TrunkAddress, TrunkAddressError, TrunkParams, TrunkTransport};

@@ -237,6 +237,9 @@ impl CallController {
         if let Some(h) = call.record.hops.get_mut(hop_index) {
             h.target = target_label;
         }
+        if let Some(t) = call.phase.transfer_mut() {
+            t.has_hop = true;
+        }
         self.by_client.insert(key.clone(), ClientRef::Invite(id));
         self.by_dialog.insert(dialog_call_id, (id, Side::B));
         let leg = BLeg {
