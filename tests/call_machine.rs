@@ -3,6 +3,8 @@
 //! `tests/outbound_calls.rs` keep their assertions here and add exact timer checks; `property` drives random
 //! event orders over many seeds and checks that every call, agent count, transaction and leg ends.
 
+#[path = "call_machine/fake_media.rs"]
+mod fake_media;
 #[path = "call_machine/harness.rs"]
 mod harness;
 #[path = "call_machine/inbound.rs"]
@@ -13,3 +15,5 @@ mod outbound;
 mod peers;
 #[path = "call_machine/property.rs"]
 mod property;
+#[path = "call_machine/transfer.rs"]
+mod transfer;

@@ -49,9 +49,9 @@ pub mod pacing;
 mod phase;
 mod registry;
 mod state;
-pub mod transfer;
 #[cfg(test)]
 mod tests;
+pub mod transfer;
 pub mod trunk;
 mod voicemail;
 

@@ -262,7 +262,7 @@ impl Phase {
 
     /// A confirmed call answered by a leg starts a transfer; the phase is handed back unchanged when the
     /// call is anywhere else (ringing, voicemail, already transferring).
-    pub(super) fn start_transfer(&mut self, transfer: Transfer) -> Result<(), Transfer> {
+    pub(super) fn start_transfer(&mut self, transfer: Box<Transfer>) -> Result<(), Box<Transfer>> {
         let old = std::mem::replace(self, Phase::Hunting(None));
         match old {
             Phase::Confirmed {
@@ -270,7 +270,7 @@ impl Phase {
             } => {
                 *self = Phase::Transferring {
                     agent: Some((leg, dialog)),
-                    transfer: Box::new(transfer),
+                    transfer,
                 };
                 Ok(())
             }
@@ -306,7 +306,13 @@ impl Phase {
                 };
                 Some((agent, transfer))
             }
-            (Phase::Transferring { agent: Some((leg, dialog)), transfer }, None) => {
+            (
+                Phase::Transferring {
+                    agent: Some((leg, dialog)),
+                    transfer,
+                },
+                None,
+            ) => {
                 *self = Phase::Confirmed {
                     party: Answerer::Leg { leg, dialog },
                 };

@@ -167,18 +167,21 @@ impl CallController {
                 let mut p = plan(choice, n.clone(), agent, leg_call_id, from_tag);
                 // The caller ID toward the trunk is the call's own number: a number the customer owns.
                 p.caller_id = Some(call.number.phone_number.clone());
+                p.referred_by = referred_by.clone();
                 Some(Box::new(p))
             }
             TransferTarget::Agent(_) => None,
         };
-        let transfer = Transfer {
+        let transfer = Box::new(Transfer {
             target,
             refer: by_refer.then_some(ReferSubscription { last_reported: 0 }),
             referred_by,
             leg: None,
             has_hop: false,
-        };
-        call.phase.start_transfer(transfer).map_err(|_| TransferRefusal::NotConnected)?;
+        });
+        call.phase
+            .start_transfer(transfer)
+            .map_err(|_| TransferRefusal::NotConnected)?;
         call.generation += 1;
         if out.is_some() {
             call.out = out;
@@ -213,23 +216,28 @@ impl CallController {
         self.dial_transfer(ctx, id);
         // The record as it is now: the transfer hop once its leg is out (or the call as it stands when
         // the transfer already failed).
-        self.calls
-            .get(&id)
-            .map(|c| c.record.clone())
-            .ok_or_else(not_found)
+        self.calls.get(&id).map(|c| c.record.clone()).ok_or_else(not_found)
     }
 
     /// Places the transfer's leg: a number through the trunk (pacing, resolution, digest as outbound
     /// calls), an agent like a hop.
     pub(super) fn dial_transfer(&mut self, ctx: &mut Ctx<'_>, id: CallId) {
-        let Some(target) = self.calls.get(&id).and_then(|c| c.phase.transfer()).map(|t| t.target.clone()) else {
+        let Some(target) = self
+            .calls
+            .get(&id)
+            .and_then(|c| c.phase.transfer())
+            .map(|t| t.target.clone())
+        else {
             return;
         };
         match target {
             TransferTarget::Number(_) => self.start_pacing(ctx, id),
             TransferTarget::Agent(agent) => {
                 if self.agent_slots.load(&agent.id) >= agent.max_concurrent_calls {
-                    let why = format!("agent {} is at its limit of {} calls", agent.id, agent.max_concurrent_calls);
+                    let why = format!(
+                        "agent {} is at its limit of {} calls",
+                        agent.id, agent.max_concurrent_calls
+                    );
                     return self.transfer_failed(ctx, id, 486, "Busy Here", &why);
                 }
                 match agent_peer(&agent.sip_uri, &self.cfg.targets) {
@@ -279,14 +287,7 @@ impl CallController {
     }
 
     /// The target answered: the caller's media goes to it, the agent is told and hung up.
-    pub(super) fn transfer_answered(
-        &mut self,
-        ctx: &mut Ctx<'_>,
-        id: CallId,
-        b: BLeg,
-        d: DialogSide,
-        resp: &Message,
-    ) {
+    pub(super) fn transfer_answered(&mut self, ctx: &mut Ctx<'_>, id: CallId, b: BLeg, d: DialogSide, resp: &Message) {
         let status = resp.status().unwrap_or(200);
         let reason = resp.reason().unwrap_or("OK").to_owned();
         let Some(call) = self.calls.get_mut(&id) else { return };

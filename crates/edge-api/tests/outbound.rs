@@ -289,7 +289,9 @@ async fn transfer_through_the_api(s: &Server) {
         assert_eq!(r.status, 400, "{to:?}: {}", r.text);
         assert_eq!(r.json["error"]["field"], "to", "{to:?}");
     }
-    let r = s.call("POST", &path, k, Some(json!({"to": "+14155550199", "x": 1}))).await;
+    let r = s
+        .call("POST", &path, k, Some(json!({"to": "+14155550199", "x": 1})))
+        .await;
     assert_eq!(r.status, 400, "{}", r.text);
     // Unknown call, malformed id: 404.
     for p in ["/v1/calls/call_nope/transfer", "/v1/calls/nope/transfer"] {

@@ -87,9 +87,15 @@ impl Route {
 
     /// Inverse of [`Self::as_str`].
     pub fn parse(s: &str) -> Option<Self> {
-        [Route::Primary, Route::Fallback, Route::Voicemail, Route::Trunk, Route::Transfer]
-            .into_iter()
-            .find(|v| v.as_str() == s)
+        [
+            Route::Primary,
+            Route::Fallback,
+            Route::Voicemail,
+            Route::Trunk,
+            Route::Transfer,
+        ]
+        .into_iter()
+        .find(|v| v.as_str() == s)
     }
 }
 

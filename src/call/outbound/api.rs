@@ -76,7 +76,6 @@ impl CallController {
             &self.cfg.warn_agent,
             Transport::Udp,
             &self.rng.branch(),
-            None,
         )
         .map_err(|e| fault(format!("could not build the INVITE: {e}")))?;
         let a_dialog = DialogSide {

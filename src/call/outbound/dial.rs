@@ -196,9 +196,7 @@ impl CallController {
                 .then(|| call.a.invite.body_bytes())
         });
         let branch = self.rng.branch();
-        let transfer = call.phase.transfer();
-        let referred_by = transfer.and_then(|t| t.referred_by.clone());
-        let (route, target_label) = match transfer {
+        let (route, target_label) = match call.phase.transfer() {
             Some(t) => (Route::Transfer, Some(t.target.label())),
             None => (Route::Trunk, None),
         };
@@ -210,7 +208,6 @@ impl CallController {
             &warn_agent,
             transport,
             &branch,
-            referred_by.as_deref(),
         );
         let peer = Peer {
             addr: target,
@@ -233,7 +230,14 @@ impl CallController {
         };
         tracing::debug!(call = %call.record.id, %target, cseq = plan.cseq, "trunk INVITE");
         let dialog_call_id = plan.call_id.clone();
-        let hop_index = call.push_hop(route, None, None, HopOutcome::TryingTrunk { transport, target }, started, None);
+        let hop_index = call.push_hop(
+            route,
+            None,
+            None,
+            HopOutcome::TryingTrunk { transport, target },
+            started,
+            None,
+        );
         if let Some(h) = call.record.hops.get_mut(hop_index) {
             h.target = target_label;
         }
@@ -423,7 +427,6 @@ pub(in crate::call) fn build_trunk_invite(
     our_host: &str,
     transport: Transport,
     branch: &str,
-    referred_by: Option<&str>,
 ) -> Result<Message, sip_core::ParseError> {
     let hostport = plan.trunk.address.hostport();
     let tcp = transport == Transport::Tcp;
@@ -461,7 +464,7 @@ pub(in crate::call) fn build_trunk_invite(
     for (n, v) in &plan.auth_headers {
         b = b.header(n, v);
     }
-    if let Some(rb) = referred_by {
+    if let Some(rb) = &plan.referred_by {
         b = b.header("Referred-By", rb);
     }
     if let Some(sdp) = sdp {

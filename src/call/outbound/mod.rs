@@ -78,6 +78,8 @@ pub(in crate::call) struct OutboundPlan {
     /// The caller ID to send when it is not the record's `from` (a transferred inbound call shows the
     /// call's own number, which the customer owns, not the original caller's).
     pub(in crate::call) caller_id: Option<String>,
+    /// `Referred-By` of the REFER that made this a transfer's plan (RFC 3892), passed on to the trunk.
+    pub(in crate::call) referred_by: Option<String>,
 }
 
 impl OutboundPlan {
@@ -176,6 +178,7 @@ pub(in crate::call) fn plan(
         auth_headers: Vec::new(),
         last_failure: None,
         caller_id: None,
+        referred_by: None,
     }
 }
 
