@@ -46,6 +46,7 @@ CARRIER_HZ = 440
 AGENT_HZ = 1000
 FALLBACK_HZ = 1500
 TRUNK_HZ = 2000
+ALAW_HZ = 1800
 TRANSFER_TARGET = "+14155550177"
 MODULES = "/usr/lib/baresip/modules"
 
@@ -303,7 +304,8 @@ class Baresip:
     """One baresip user agent: its own config dir, SIP address, RTP ports, tone and recordings; driven
     through ctrl_tcp (netstring JSON)."""
 
-    def __init__(self, work, name, ip, sip_port, ctrl_port, rtp_base, tone, answermode="manual", tcp=False):
+    def __init__(self, work, name, ip, sip_port, ctrl_port, rtp_base, tone, answermode="manual", tcp=False,
+                 codecs="pcmu"):
         self.name, self.ip, self.sip_port = name, ip, sip_port
         self.dir = f"{work}/{name}"
         self.rec = f"{self.dir}/rec"
@@ -333,7 +335,7 @@ statmode_default off
         transport = ";transport=tcp" if tcp else ""
         self.aor = f"sip:{name}@{ip}:{sip_port}{transport}"
         with open(f"{self.dir}/accounts", "w") as f:
-            f.write(f"<{self.aor}>;regint=0;answermode={answermode};audio_codecs=pcmu\n")
+            f.write(f"<{self.aor}>;regint=0;answermode={answermode};audio_codecs={codecs}\n")
         self.log = f"{self.dir}/baresip.log"
         # -s: SIP trace in the log (the TCP and hold scenarios read it).
         self.proc = spawn(["baresip", "-s", "-f", self.dir], self.log)
@@ -437,13 +439,15 @@ class Suite:
         self.base = self._pick_base()
         b = self.base
         self.tones = {}
-        for hz in (CARRIER_HZ, AGENT_HZ, FALLBACK_HZ, TRUNK_HZ):
+        for hz in (CARRIER_HZ, AGENT_HZ, FALLBACK_HZ, TRUNK_HZ, ALAW_HZ):
             self.tones[hz] = f"{work}/tone-{hz}.wav"
             write_tone(self.tones[hz], hz)
         self.edge = Edge(binary, work, "edge", b, b + 1, (b + 600, b + 799))
         e = self.edge
         # The carrier dials from 127.0.0.1 (the edge's carrier allow list); agents live on 127.0.0.3+.
-        self.carrier = Baresip(work, "carrier", "127.0.0.1", b + 10, b + 30, b + 100, self.tones[CARRIER_HZ])
+        # Offers PCMU and PCMA, as carriers do; the agents choose (all PCMU but the A-law fallback).
+        self.carrier = Baresip(work, "carrier", "127.0.0.1", b + 10, b + 30, b + 100, self.tones[CARRIER_HZ],
+                               codecs="pcmu,pcma")
         self.agent = Baresip(work, "agent", "127.0.0.3", b + 11, b + 31, b + 140, self.tones[AGENT_HZ], "auto")
         self.fallback = Baresip(work, "fallback", "127.0.0.4", b + 12, b + 32, b + 180, self.tones[FALLBACK_HZ], "auto")
         # Rings and never answers, or rejects, as each scenario tells it.
@@ -453,6 +457,12 @@ class Suite:
         self.agent_id = e.agent("baresip-agent", f"sip:agent@127.0.0.3:{b + 11}")
         self.fallback_id = e.agent("baresip-fallback", f"sip:fallback@127.0.0.4:{b + 12}")
         self.ringer_id = e.agent("baresip-ringer", f"sip:ringer@127.0.0.5:{b + 13}")
+        # A fallback that speaks A-law only (the early-media scenario).
+        self.alaw = Baresip(work, "alaw", "127.0.0.9", b + 18, b + 38, b + 380, self.tones[ALAW_HZ], "auto",
+                            codecs="pcma")
+        self.alaw_id = e.agent("baresip-alaw", f"sip:alaw@127.0.0.9:{b + 18}")
+        # Nobody listens there: the INVITE is never answered, not even with 100 Trying.
+        self.dead_id = e.agent("dead-agent", f"sip:dead@127.0.0.8:{b + 17}")
         self.did = {
             "bridge": "+14155550101",
             "hold": "+14155550102",
@@ -460,11 +470,15 @@ class Suite:
             "reject": "+14155550104",
             "voicemail": "+14155550105",
             "transfer": "+14155550106",
+            "unreachable": "+14155550107",
+            "early": "+14155550108",
         }
         e.number(self.did["bridge"], self.agent_id)
         e.number(self.did["hold"], self.agent_id)
         e.number(self.did["noanswer"], self.ringer_id, fallback=self.fallback_id)
         e.number(self.did["reject"], self.ringer_id, fallback=self.fallback_id)
+        e.number(self.did["unreachable"], self.dead_id, fallback=self.fallback_id)
+        e.number(self.did["early"], self.ringer_id, fallback=self.alaw_id)
         self.vm_number_id = e.number(self.did["voicemail"], self.ringer_id, voicemail_message="Leave a message.")
         # A bring-your-own number whose outbound trunk is the baresip trunk: transfers to numbers leave there.
         e.api("POST", "/v1/phone-numbers", {
@@ -479,7 +493,8 @@ class Suite:
             b = random.randrange(41000, 58000, 1000)
             if all(port_free(b + o) for o in (0, 1, 2, 3)) and \
                all(port_free(b + o, ip) for o, ip in ((10, "127.0.0.1"), (11, "127.0.0.3"), (12, "127.0.0.4"),
-                                                       (13, "127.0.0.5"), (14, "127.0.0.6"), (15, "127.0.0.7"))):
+                                                       (13, "127.0.0.5"), (14, "127.0.0.1"), (15, "127.0.0.6"),
+                                                       (16, "127.0.0.7"), (17, "127.0.0.8"), (18, "127.0.0.9"))):
                 return b
         raise Failed("no free port block")
 
@@ -574,6 +589,60 @@ class Suite:
         check(any(s and 400 <= s < 700 for s in statuses if isinstance(s, int)),
               f"call record hops' SIP statuses {statuses}: no rejection recorded for the primary")
         return f"primary rejected ({statuses}), fallback answered {took * 1000:.0f} ms after the reject; carrier hears {heard}"
+
+    # -- 3b. primary unreachable (nothing listens at its address): fallback after agent_setup_timeout_ms
+    def s_fallback_unreachable(self):
+        c, f = self.carrier, self.fallback
+        crec, f_since = c.recordings(), f.mark()
+        t0 = time.monotonic()
+        since = self.dial(self.did["unreachable"])
+        self.established(f, f_since, 8)
+        took = time.monotonic() - t0
+        self.established(c, since, 5)
+        time.sleep(2.5)
+        c_since, f_since2 = c.mark(), f.mark()
+        self.hang_up(c, c_since)
+        self.closed(f, f_since2, 5)
+        heard = check_tone(c.new_recording(crec), FALLBACK_HZ, "carrier hears the fallback agent")
+        rec = self.edge.call_record(self.did["unreachable"])
+        check(rec["answered_by"] == "fallback", f"call record: answered_by {rec['answered_by']}")
+        check(1.5 <= took <= 6, f"the fallback rang {took:.1f} s after the dial, want about agent_setup_timeout_ms (2 s)")
+        return f"fallback rang {took:.1f} s after the dial (setup time-out 2 s); carrier hears {heard}"
+
+    # -- 3c. early media, then fallback with the other G.711 law: the primary sends 183 with SDP (PCMU) and
+    # then rejects; the A-law fallback answers. The carrier must still hear the fallback's tone.
+    def s_early_media_then_alaw_fallback(self):
+        c, r, f = self.carrier, self.ringer, self.alaw
+        crec, r_since, f_since, clog = c.recordings(), r.mark(), f.mark(), len(c.sip_trace())
+        r.cmd("answermode", "early")
+        try:
+            since = self.dial(self.did["early"])
+            wait_for(lambda: re.search(r"SIP/2.0 183", c.sip_trace()[clog:]), 5, "the primary's 183 at the carrier")
+            time.sleep(1)
+            r.cmd("hangup")
+        finally:
+            r.cmd("answermode", "manual")
+        self.established(f, f_since, 5)
+        self.established(c, since, 5)
+        time.sleep(2.5)
+        c_since, f_since2 = c.mark(), f.mark()
+        self.hang_up(c, c_since)
+        self.closed(f, f_since2, 5)
+        problems = []
+        try:
+            heard = check_tone(c.new_recording(crec), ALAW_HZ, "carrier hears the A-law fallback")
+        except Failed as err:
+            problems.append(str(err))
+            heard = None
+        # The o= lines of the edge's 183 and 200 to the carrier: one session (user and id; version may grow).
+        origins = [o for first, _, body in sip_messages(c.sip_trace()[clog:], bodies=True)
+                   if re.match(r"SIP/2\.0 (18\d|2\d\d)", first) for o in re.findall(r"(?m)^o=[^\r\n]*", body)]
+        check(len(origins) >= 2, f"the carrier got {len(origins)} SDP answers, want the 183's and the 200's")
+        if len({o.rsplit(" ", 4)[0] for o in origins}) > 1:
+            problems.append(f"the carrier's 183 and 200 carry different SDP sessions: {origins}")
+        if problems:
+            raise Symptom("; ".join(problems))
+        return f"183 from the primary, then the A-law fallback answered; carrier hears {heard}"
 
     # -- 4. voicemail: greeting, beep, the caller's tone recorded, '#' (RFC 4733) ends it
     def s_voicemail_dtmf(self):
@@ -747,14 +816,15 @@ class Suite:
                            self.fallback, FALLBACK_HZ)
 
 
-def sip_messages(trace):
-    """(first line, CSeq method) of each message of a baresip SIP trace (-s), whose messages each follow a
-    "UDP|TCP src -> dst" line."""
+def sip_messages(trace, bodies=False):
+    """(first line, CSeq method[, the whole text]) of each message of a baresip SIP trace (-s), whose
+    messages each follow a "UDP|TCP src -> dst" line."""
     out = []
     for part in re.split(r"(?m)^(?:UDP|TCP|TLS) [\d.:\[\]]+ -> [\d.:\[\]]+\s*$", trace)[1:]:
         lines = part.strip().splitlines()
         cseq = next((l.split()[-1] for l in lines if l.lower().startswith("cseq:")), "")
-        out.append((lines[0].strip() if lines else "", cseq))
+        first = lines[0].strip() if lines else ""
+        out.append((first, cseq, part) if bodies else (first, cseq))
     return out
 
 
@@ -775,6 +845,11 @@ SCENARIOS = [
     ("bridge_audio", "s_bridge_audio", None),
     ("fallback_no_answer", "s_fallback_no_answer", None),
     ("fallback_reject", "s_fallback_reject", None),
+    ("fallback_unreachable", "s_fallback_unreachable", None),
+    ("early_media_then_alaw_fallback", "s_early_media_then_alaw_fallback",
+     "the carrier's 200 carries the A-law fallback's SDP session (o= line, codec) instead of repeating the "
+     "183's (RFC 3261 13.2.1, RFC 3264; issue 19 'Early media, then fallback'); baresip takes the new "
+     "session so the audio works here, a carrier that keeps the first would decode A-law as mu-law"),
     ("voicemail_dtmf", "s_voicemail_dtmf", None),
     ("hold_resume", "s_hold_resume", None),
     ("tcp_only", "s_tcp_only",
@@ -851,7 +926,7 @@ def main():
                         print(f"   {log}:\n{tail(log, 8)}")
                     args.keep = True
             # Whatever happened, no call is left up for the next scenario.
-            for ua in [suite.carrier, suite.agent, suite.fallback, suite.ringer, suite.trunk] + \
+            for ua in [suite.carrier, suite.agent, suite.fallback, suite.ringer, suite.trunk, suite.alaw] + \
                       (list(suite.tcp[1:]) if suite.tcp else []):
                 try:
                     ua.cmd("hangup", timeout=2)
