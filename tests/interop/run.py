@@ -434,6 +434,10 @@ def rtp_received(ua):
 # ---------------------------------------------------------------- scenarios
 
 class Suite:
+    """Port block b (a free multiple of 1,000 in 41000-57000): b SIP and b+1 API of the edge, b+2/b+3 of the
+    TCP-only edge; b+10.. SIP and b+30.. ctrl_tcp of the baresips; b+100..b+419 their RTP (40 each);
+    b+600..b+799 and b+800..b+999 the two edges' media.rtp_ports."""
+
     def __init__(self, binary, work):
         self.binary, self.work = binary, work
         self.base = self._pick_base()
