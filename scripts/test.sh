@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Every test of oneinbox-edge, with its set-up, on a fresh Debian machine or CI:
 #   scripts/test.sh
-# 1. installs what the tests use (SIPp, espeak-ng for voicemail greetings, curl) when missing; 2. makes sure PostgreSQL is up (the store suite runs
+# 1. installs what the tests use (SIPp, baresip, espeak-ng for voicemail greetings, curl) when missing; 2. makes sure PostgreSQL is up (the store suite runs
 # against it for real); 3. cargo test for the whole workspace; 4. schemathesis against the running edge's
-# OpenAPI; 5. SIPp scenarios against the built binary.
+# OpenAPI; 5. SIPp scenarios against the built binary; 6. the interop suite: real SIP user agents (baresip)
+# as carrier and agents, audio checked by frequency both ways.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,6 +19,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "== installing ${missing[*]}"
   as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
+fi
+# baresip without its recommended GUI and video front-ends: the interop suite needs only baresip-core.
+if ! command -v baresip >/dev/null; then
+  echo "== installing baresip"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends baresip
 fi
 
 export EDGE_TEST_POSTGRES_URL=${EDGE_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}
@@ -38,3 +45,6 @@ tests/api/run.sh target/debug/oneinbox-edge
 
 echo "== SIPp scenarios"
 tests/sipp/run.sh target/debug/oneinbox-edge
+
+echo "== interop: baresip as carrier and agents (tests/interop)"
+timeout 300 python3 tests/interop/run.py target/debug/oneinbox-edge
