@@ -644,6 +644,11 @@ class Suite:
         check(len(origins) >= 2, f"the carrier got {len(origins)} SDP answers, want the 183's and the 200's")
         if len({o.rsplit(" ", 4)[0] for o in origins}) > 1:
             problems.append(f"the carrier's 183 and 200 carry different SDP sessions: {origins}")
+        # ... and the same codec: the 200 repeats the 183's answer (the relay converts the law if needed).
+        formats = [m for first, _, body in sip_messages(c.sip_trace()[clog:], bodies=True)
+                   if re.match(r"SIP/2\.0 (18\d|2\d\d)", first) for m in re.findall(r"(?m)^m=audio [^\r\n]*", body)]
+        if len({m.split(" ", 3)[-1] for m in formats}) > 1:
+            problems.append(f"the carrier's 183 and 200 offer different codecs: {formats}")
         if problems:
             raise Symptom("; ".join(problems))
         return f"183 from the primary, then the A-law fallback answered; carrier hears {heard}"
@@ -851,9 +856,10 @@ SCENARIOS = [
     ("fallback_reject", "s_fallback_reject", None),
     ("fallback_unreachable", "s_fallback_unreachable", None),
     ("early_media_then_alaw_fallback", "s_early_media_then_alaw_fallback",
-     "the carrier's 200 carries the A-law fallback's SDP session (o= line, codec) instead of repeating the "
-     "183's (RFC 3261 13.2.1, RFC 3264; issue 19 'Early media, then fallback'); baresip takes the new "
-     "session so the audio works here, a carrier that keeps the first would decode A-law as mu-law"),
+     "the carrier's 200 carries the A-law fallback's codec instead of repeating the 183's mu-law (RFC 3261 "
+     "13.2.1, RFC 3264; issue 19 'Early media, then fallback': the relay does not convert G.711 laws yet); "
+     "baresip takes the new codec so the audio works here, a carrier that keeps the first would decode "
+     "A-law as mu-law"),
     ("voicemail_dtmf", "s_voicemail_dtmf", None),
     ("hold_resume", "s_hold_resume", None),
     ("tcp_only", "s_tcp_only",
