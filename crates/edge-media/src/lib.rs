@@ -32,6 +32,7 @@ mod error;
 mod event;
 pub mod g711;
 pub mod latch;
+mod origin;
 mod ports;
 mod recorder;
 mod relay;

@@ -155,6 +155,8 @@ pub struct RelayHandle {
     public_ip: std::net::IpAddr,
     rtp_ports: [u16; 2],
     backend: Backend,
+    /// The session (`o=`) the edge presents to each side (`origin.rs`).
+    origins: Mutex<crate::origin::Origins>,
 }
 
 /// Where the relay's loop runs.
@@ -187,6 +189,7 @@ impl RelayHandle {
             public_ip,
             rtp_ports,
             backend: Backend::InProcess { shared, task },
+            origins: Mutex::default(),
         }
     }
 
@@ -201,6 +204,7 @@ impl RelayHandle {
             public_ip,
             rtp_ports,
             backend: Backend::Worker(remote),
+            origins: Mutex::default(),
         }
     }
 
@@ -252,14 +256,28 @@ impl RelayHandle {
         sdp: &[u8],
         allowed_codecs: Option<&[String]>,
     ) -> Result<(Bytes, RemoteMedia), SdpError> {
-        let (body, remote) = rewrite_sdp(sdp, self.public_ip, self.local_port(from.other()), allowed_codecs)?;
+        let to = from.other();
+        let (body, remote) = rewrite_sdp(sdp, self.public_ip, self.local_port(to), allowed_codecs)?;
         self.set_remote(from, &remote);
-        Ok((body, remote))
+        Ok((self.stamp_origin(to, &body), remote))
+    }
+
+    /// The edge's own `o=` line toward `to` in `body`, version bumped only on a real change.
+    fn stamp_origin(&self, to: Side, body: &[u8]) -> Bytes {
+        // A session id that differs per relay and side: the port facing that side, and when.
+        let sess_id = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+            .wrapping_mul(100_000)
+            .wrapping_add(u64::from(self.local_port(to)));
+        let mut origins = self.origins.lock().unwrap_or_else(|e| e.into_inner());
+        origins.stamp(to.index(), body, self.public_ip, sess_id)
     }
 
     /// The edge's own offer toward `to` (calls the edge originates): our port facing that leg.
     pub fn offer_sdp(&self, to: Side, allowed_codecs: Option<&[String]>) -> Bytes {
-        crate::sdp::build_offer_sdp(self.public_ip, self.local_port(to), allowed_codecs)
+        let offer = crate::sdp::build_offer_sdp(self.public_ip, self.local_port(to), allowed_codecs);
+        self.stamp_origin(to, &offer)
     }
 
     /// Current counters. A relay in a worker process reports its counters when released; until then
