@@ -741,6 +741,7 @@ async fn no_agent_available_goes_to_voicemail() {
                 agent_id: Some(p.clone()),
                 fallback_agent_id: None,
                 voicemail_message: Some("Leave a message.".into()),
+                transfer: Default::default(),
             }),
         )
         .await;

@@ -99,6 +99,7 @@ impl CallController {
                 .build_message();
             ctx.respond(&key, ok, "200 to BYE");
             let ending = match side {
+                Side::A if call.carrier_transfer.is_some() => Ending::TransferredByCarrier,
                 Side::A => Ending::CallerHungUp,
                 Side::B => Ending::AgentHungUp,
             };

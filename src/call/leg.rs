@@ -79,9 +79,11 @@ const RELAYED: &[HeaderName] = &[
 
 fn relayed_headers(msg: &Message) -> Vec<(String, String)> {
     msg.fields()
-        .filter(|(n, _, _)| {
+        .filter(|(n, raw, _)| {
             n.as_ref()
                 .is_some_and(|n| RELAYED.contains(n) && *n != HeaderName::ContentType)
+                // A NOTIFY's subscription state (a carrier's transfer progress, relayed to the agent).
+                || raw.eq_ignore_ascii_case("Subscription-State")
         })
         .map(|(_, raw, v)| (raw.to_owned(), v.to_owned()))
         .collect()

@@ -69,6 +69,8 @@ pub enum HopOutcome {
     NotSent(String),
     /// The edge gave the hop up.
     Abandoned(Abandon),
+    /// A transfer the REFER of which went on to the carrier (`inbound_routing.transfer = carrier`).
+    PassedToCarrier,
 }
 
 impl HopOutcome {
@@ -158,6 +160,8 @@ pub enum Ending {
     /// The agent hung up after asking for a transfer, and the transfer failed: nobody was left for the
     /// caller. The words say why the transfer failed.
     TransferFailed(String),
+    /// The carrier hung up its leg after taking the agent's transfer (`inbound_routing.transfer = carrier`).
+    TransferredByCarrier,
     /// An outbound call that never connected; the words are the error the user sees.
     OutboundFailed(String),
 }
@@ -167,7 +171,10 @@ impl Ending {
     pub fn hangup_by(&self) -> Option<edge_store::HangupBy> {
         use edge_store::HangupBy;
         match self {
-            Ending::CallerHungUp | Ending::CalledPartyHungUpEarly | Ending::CallerCanceled => Some(HangupBy::Caller),
+            Ending::CallerHungUp
+            | Ending::CalledPartyHungUpEarly
+            | Ending::CallerCanceled
+            | Ending::TransferredByCarrier => Some(HangupBy::Caller),
             Ending::AgentHungUp => Some(HangupBy::Agent),
             Ending::NoAck
             | Ending::MediaTimeout
@@ -196,6 +203,7 @@ impl fmt::Display for Ending {
             Ending::HungUpThroughApi => Abandon::HungUpThroughApi.as_str(),
             Ending::NoAgentAvailable => "no agent available",
             Ending::AgentUnavailable => "agent unavailable",
+            Ending::TransferredByCarrier => "transferred by the carrier",
             Ending::AnswerNotBuilt => "the answer to the caller could not be built",
             Ending::OutboundFailed(words) => words,
             Ending::TransferFailed(why) => return write!(f, "transfer failed: {why}"),
@@ -228,6 +236,7 @@ impl fmt::Display for HopOutcome {
             HopOutcome::Unavailable(u) => write!(f, "unavailable: {u}"),
             HopOutcome::NotSent(words) => f.write_str(words),
             HopOutcome::Abandoned(a) => f.write_str(a.as_str()),
+            HopOutcome::PassedToCarrier => f.write_str("referred to the carrier"),
         }
     }
 }

@@ -123,6 +123,9 @@ pub(super) struct Call {
     pub(super) relay: Option<Box<dyn MediaRelay>>,
     /// The carrier's SDP offer rewritten to the relay's agent-side address.
     pub(super) b_offer: Option<Bytes>,
+    /// The agent's transfer went on to the carrier (`inbound_routing.transfer = carrier`): the index of its
+    /// hop. The carrier's BYE then ends the call as transferred.
+    pub(super) carrier_transfer: Option<usize>,
     /// The record changed since it was last queued for the store (the id is in `CallController::dirty`).
     pub(super) dirty: bool,
 }
@@ -150,6 +153,7 @@ impl Call {
             created: now,
             relay: None,
             b_offer: None,
+            carrier_transfer: None,
             dirty: false,
         }
     }
@@ -244,10 +248,19 @@ pub(super) fn dialog_from_answer(local_from: &str, call_id: &str, resp: &Message
     }
 }
 
-/// The SDP of `msg` (sent by `from`) rewritten by the call's relay; `None` passes the body through.
+/// The SDP of `msg` (sent by `from`) rewritten by the call's relay; `None` passes the body through
+/// (no relay, no body, or a body that is not SDP: a NOTIFY's sipfrag, an INFO's DTMF).
 pub(super) fn anchor(relay: Option<&dyn MediaRelay>, from: Side, msg: &Message) -> Option<Bytes> {
     let relay = relay?;
     if msg.body().is_empty() {
+        return None;
+    }
+    let sdp = msg.content_type().is_none_or(|t| {
+        t.split(';')
+            .next()
+            .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/sdp"))
+    });
+    if !sdp {
         return None;
     }
     match relay.anchor_sdp(from, msg.body()) {

@@ -106,6 +106,7 @@ impl Rig {
                 agent_id: "ag_1".into(),
                 fallback_agent_id: None,
                 voicemail_message: Some("Leave a message".into()),
+                transfer: Default::default(),
             }),
             provider: Provider::Twilio,
             source: NumberSource::Byo,

@@ -17,7 +17,7 @@
 
 use bytes::Bytes;
 use edge_contract::TransferRefusal;
-use edge_store::{AgentStatus, CallRecord, CallStatus, Route};
+use edge_store::{AgentStatus, CallRecord, CallStatus, Route, TransferMode};
 use sip_core::build::ResponseBuilder;
 use sip_core::headers::NameAddr;
 use sip_core::message::{HeaderName, Message, Method, Uri};
@@ -53,6 +53,11 @@ impl CallController {
     pub(super) fn on_refer(&mut self, ctx: &mut Ctx<'_>, id: CallId, side: Side, key: TxKey, req: &Message) {
         let referred_by = req.header(&HeaderName::Other("Referred-By".into())).map(str::to_owned);
         let target = self.refer_target(id, side, req);
+        if let Ok(TransferTarget::Number(n)) = &target {
+            if self.carrier_transfers(id) {
+                return self.refer_to_carrier(ctx, id, key, req, n.clone());
+            }
+        }
         let started = target.and_then(|t| self.start_transfer(ctx, id, t, true, referred_by));
         let server = self.cfg.local.server_name.clone();
         match started {
@@ -96,6 +101,62 @@ impl CallController {
             return Err(TransferRefusal::Attended);
         }
         self.target_of(call.record.account_id.as_str(), uri_text)
+    }
+
+    /// Does the call's number hand transfers to a number over to the carrier (`inbound_routing.transfer`)?
+    fn carrier_transfers(&self, id: CallId) -> bool {
+        self.calls.get(&id).is_some_and(|c| {
+            c.kind == CallKind::Inbound
+                && c.number
+                    .inbound_routing
+                    .as_ref()
+                    .is_some_and(|r| r.transfer == TransferMode::Carrier)
+        })
+    }
+
+    /// The number's transfers are the carrier's: the REFER goes on to the carrier leg (Refer-To the number
+    /// as a `tel:` URI), its answer comes back to the agent, and the carrier's NOTIFYs are relayed to the
+    /// agent like any in-dialog request. When the carrier has moved the caller it hangs up its leg, and
+    /// the call ends "transferred by the carrier".
+    fn refer_to_carrier(&mut self, ctx: &mut Ctx<'_>, id: CallId, key: TxKey, req: &Message, number: String) {
+        let local = self.cfg.local.clone();
+        let branch = self.rng.branch();
+        let Some(call) = self.calls.get_mut(&id) else { return };
+        let refer_to = format!("<tel:{number}>");
+        let referred_by = format!("<sip:{}@{}>", call.record.to, local.sent_by);
+        let extra = [("Refer-To", refer_to.as_str()), ("Referred-By", referred_by.as_str())];
+        let peer = call.a.peer;
+        let sent = leg::in_dialog_request_with(&mut call.a.dialog, &local, &Method::Refer, None, &extra, None, &branch)
+            .map_err(|e| e.to_string())
+            .and_then(|m| ctx.tx.send_request(ctx.now, peer, m).map_err(|e| e.to_string()));
+        match sent {
+            Ok(k) => {
+                let now = ctx.wall_ms;
+                let hop = call.push_hop(Route::Transfer, None, None, HopOutcome::PassedToCarrier, now, None);
+                if let Some(h) = call.record.hops.get_mut(hop) {
+                    h.target = Some(number.clone());
+                }
+                call.carrier_transfer = Some(hop);
+                tracing::info!(call = %call.record.id, target = %number, "transfer passed to the carrier");
+                self.by_client.insert(
+                    k,
+                    ClientRef::Relay {
+                        call: id,
+                        server_key: key,
+                        request: Box::new(req.clone()),
+                        to_side: Side::A,
+                    },
+                );
+                self.persist(ctx.now, id);
+            }
+            Err(e) => {
+                let r = ResponseBuilder::for_request(req, 503, "Service Unavailable")
+                    .header("Retry-After", "5")
+                    .build_message();
+                tracing::debug!(error = %e, "REFER to the carrier not sent");
+                ctx.respond(&key, r, "503 to REFER");
+            }
+        }
     }
 
     /// Reads a transfer target: an `agt_...` id or user, an agent's `sip_uri`, or a phone number

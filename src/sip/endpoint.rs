@@ -29,7 +29,7 @@ pub use crate::transport::Transmit;
 use crate::transport::{peer_of as peer, Link, SendFailure};
 
 /// Methods this edge implements; the Allow header of every 405 and OPTIONS answer.
-pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE, PRACK, REFER";
+pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE, PRACK, REFER, NOTIFY";
 /// Option tags we support (RFC 4028 session timers are relayed end to end by the B2BUA).
 pub const SUPPORTED: &[&str] = &["timer"];
 /// Bodies we accept in an INVITE.
@@ -435,7 +435,8 @@ impl Endpoint {
             | Method::Info
             | Method::Update
             | Method::Prack
-            | Method::Refer => {}
+            | Method::Refer
+            | Method::Notify => {}
             Method::Extension(_) => return Some((501, "Not Implemented", vec![("Allow", ALLOW.into())])),
             _ => return Some((405, "Method Not Allowed", vec![("Allow", ALLOW.into())])),
         }

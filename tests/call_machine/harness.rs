@@ -143,6 +143,7 @@ impl Routing {
             agent_id: primary.into(),
             fallback_agent_id: fallback.map(Into::into),
             voicemail_message: None,
+            transfer: Default::default(),
         };
         self.number_route(
             did,
@@ -184,6 +185,7 @@ impl Routing {
             agent_id: primary.into(),
             fallback_agent_id: None,
             voicemail_message: None,
+            transfer: Default::default(),
         };
         let trunk = OutboundTrunk {
             trunk_address: trunk_address.into(),
@@ -191,6 +193,13 @@ impl Routing {
             auth_password: creds.map(|c| Secret::new(c.1)),
         };
         self.number_route(did, primary, Some(inbound), NumberSource::Byo, provider, Some(trunk))
+    }
+
+    /// The number added last passes agents' transfers to numbers on to the carrier.
+    pub fn carrier_transfers(mut self) -> Self {
+        let n = self.numbers.last_mut().expect("a number first");
+        n.inbound_routing.as_mut().expect("an inbound number").transfer = edge_store::TransferMode::Carrier;
+        self
     }
 
     fn number_route(

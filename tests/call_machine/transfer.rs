@@ -331,3 +331,51 @@ fn the_api_transfers_a_live_call() {
     assert_eq!(h.ep.calls.agent_load("agt_q"), 1);
     assert_eq!(h.ep.calls.agent_load("agt_p"), 0);
 }
+
+#[test]
+fn a_carrier_transfer_passes_the_refer_on_and_relays_the_notifies() {
+    let (mut h, media) = Harness::with_media(routing().carrier_transfers(), |_| {});
+    let mut c = connect(&mut h);
+    h.send(AGENT1, refer(&c, &format!("<tel:{TARGET}>")));
+    // The carrier gets the REFER in its dialog, to the number; nothing is dialled by the edge.
+    let refer_out = h.expect(CARRIER, Method::Refer).msg;
+    assert_eq!(
+        header(&refer_out, "Refer-To").as_deref(),
+        Some(format!("<tel:{TARGET}>").as_str())
+    );
+    assert_eq!(refer_out.call_id().unwrap(), c.caller.call_id);
+    assert!(h.take(TRUNK).is_empty());
+    // Its 202 goes back to the agent.
+    let accepted = sip_core::build::ResponseBuilder::for_request(&refer_out, 202, "Accepted").build();
+    h.send(CARRIER, accepted);
+    let to_agent = h.take(AGENT1);
+    assert_eq!(responses_to(&to_agent, Method::Refer)[0].status(), Some(202));
+    // The carrier's NOTIFY reaches the agent, sipfrag and subscription state kept; the agent's 200 comes back.
+    let notify = c.caller.in_dialog("NOTIFY", false).replacen(
+        "Content-Length: 0\r\n\r\n",
+        "Event: refer\r\nSubscription-State: terminated;reason=noresource\r\n\
+         Content-Type: message/sipfrag;version=2.0\r\nContent-Length: 16\r\n\r\nSIP/2.0 200 OK\r\n",
+        1,
+    );
+    h.send(CARRIER, notify);
+    let to_agent = h.take(AGENT1);
+    let n = requests(&to_agent, Method::Notify);
+    assert_eq!(n.len(), 1);
+    assert_eq!(n[0].body(), b"SIP/2.0 200 OK\r\n");
+    assert_eq!(
+        header(n[0], "Subscription-State").as_deref(),
+        Some("terminated;reason=noresource")
+    );
+    assert_eq!(responses_to(&h.take(CARRIER), Method::Notify)[0].status(), Some(200));
+    // The carrier has moved the caller: it hangs up, the agent is hung up, the record says why.
+    h.send(CARRIER, c.caller.in_dialog("BYE", false));
+    assert!(h.got(AGENT1, Method::Bye, S));
+    let r = record(&mut h);
+    assert_eq!(r.status, CallStatus::Completed);
+    assert_eq!(r.end_reason.as_deref(), Some("transferred by the carrier"));
+    let hop = r.hops.last().unwrap();
+    assert_eq!((hop.route, hop.target.as_deref()), (Route::Transfer, Some(TARGET)));
+    assert_eq!(hop.outcome, "referred to the carrier");
+    assert_eq!(h.ep.calls.agent_load("agt_p"), 0);
+    assert_eq!(media.live_relays(), 0);
+}

@@ -102,6 +102,7 @@ impl TestEdge {
                 agent_id: Some(primary.into()),
                 fallback_agent_id: fallback.map(Into::into),
                 voicemail_message: None,
+                transfer: Default::default(),
             }),
         )
         .await

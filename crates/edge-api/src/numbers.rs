@@ -17,7 +17,7 @@ use axum::Json;
 use edge_providers::{AvailableNumber, NumberProvider, PurchasedNumber, SearchQuery};
 use edge_store::{
     IdKind, InboundRouting, InboundRoutingPatch, NewNumber, NewProviderConfig, NumberFilter, NumberPatch, NumberRecord,
-    NumberSource, NumberStatus, ProviderConfigPatch, Secret,
+    NumberSource, NumberStatus, ProviderConfigPatch, Secret, TransferMode,
 };
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -68,6 +68,36 @@ pub struct InboundRoutingOut {
     pub fallback: Option<FallbackOut>,
     /// Overrides the agent's default voicemail message.
     pub voicemail_message: Option<String>,
+    /// Who carries out an agent's transfer to a telephone number.
+    pub transfer: TransferModeName,
+}
+
+/// Who carries out an agent's blind transfer to a telephone number: `edge` (default) dials it through
+/// the number's trunk and bridges the caller; `carrier` passes the REFER on to the carrier (Twilio and
+/// Telnyx accept it when enabled on the trunk), and the call leaves the edge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum TransferModeName {
+    Edge,
+    Carrier,
+}
+
+impl From<TransferMode> for TransferModeName {
+    fn from(m: TransferMode) -> Self {
+        match m {
+            TransferMode::Edge => TransferModeName::Edge,
+            TransferMode::Carrier => TransferModeName::Carrier,
+        }
+    }
+}
+
+impl From<TransferModeName> for TransferMode {
+    fn from(m: TransferModeName) -> Self {
+        match m {
+            TransferModeName::Edge => TransferMode::Edge,
+            TransferModeName::Carrier => TransferMode::Carrier,
+        }
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -128,6 +158,8 @@ pub struct InboundRoutingIn {
     pub fallback: Option<FallbackIn>,
     #[schema(min_length = 1, max_length = 1000)]
     pub voicemail_message: Option<String>,
+    /// Default `edge`.
+    pub transfer: Option<TransferModeName>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -150,6 +182,10 @@ pub struct InboundRoutingPatchIn {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<String>)]
     pub voicemail_message: Option<Option<String>>,
+    /// `null`: back to the default, `edge`.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<TransferModeName>)]
+    pub transfer: Option<Option<TransferModeName>>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -299,6 +335,7 @@ impl From<NumberRecord> for PhoneNumber {
                 agent_id: ib.agent_id,
                 fallback: ib.fallback_agent_id.map(|agent_id| FallbackOut { agent_id }),
                 voicemail_message: ib.voicemail_message,
+                transfer: ib.transfer.into(),
             }),
             provider_config: r.provider_config.map(|p| ProviderConfigOut {
                 trunk_address: p.trunk_address,
@@ -329,6 +366,7 @@ fn inbound_routing(r: Option<InboundRoutingIn>) -> ApiResult<Option<InboundRouti
             r.voicemail_message.as_deref(),
             MAX_MESSAGE_LEN,
         )?,
+        transfer: r.transfer.map(Into::into).unwrap_or_default(),
     }))
 }
 
@@ -945,6 +983,7 @@ pub async fn update(
                     MAX_MESSAGE_LEN,
                 )?)),
             },
+            transfer: p.transfer.map(|t| t.map(Into::into)),
         })),
     };
     let provider_config = req

@@ -271,6 +271,61 @@ async fn seed_replay(s: &Server) {
     assert_eq!(ib.agent_id, agent);
     assert_eq!(ib.voicemail_message.as_deref(), Some("Updated voicemail message."));
 
+    // inbound_routing.transfer: `edge` by default, `carrier` stored and routed, null back to `edge`, a
+    // word outside the two a 400 that changes nothing.
+    assert_eq!(r.json["inbound_routing"]["transfer"], "edge");
+    let path = format!("/v1/phone-numbers/{phone_id}");
+    let r = s
+        .call(
+            "PATCH",
+            &path,
+            k,
+            Some(json!({"inbound_routing": {"transfer": "carrier"}})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json["inbound_routing"]["transfer"], "carrier");
+    assert_eq!(
+        r.json["inbound_routing"]["fallback"]["agent_id"],
+        fallback.as_str(),
+        "others kept"
+    );
+    let routed = |s: &Server| {
+        s.store
+            .index()
+            .lookup_number("+15739693824")
+            .unwrap()
+            .inbound_routing
+            .as_ref()
+            .unwrap()
+            .transfer
+    };
+    assert_eq!(routed(s), edge_store::TransferMode::Carrier);
+    let r = s
+        .call(
+            "PATCH",
+            &path,
+            k,
+            Some(json!({"inbound_routing": {"transfer": "pstn"}})),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert_eq!(
+        routed(s),
+        edge_store::TransferMode::Carrier,
+        "a refused PATCH changes nothing"
+    );
+    assert_eq!(
+        s.call("GET", &path, k, None).await.json["inbound_routing"]["transfer"],
+        "carrier"
+    );
+    let r = s
+        .call("PATCH", &path, k, Some(json!({"inbound_routing": {"transfer": null}})))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json["inbound_routing"]["transfer"], "edge");
+    assert_eq!(routed(s), edge_store::TransferMode::Edge);
+
     // PATCH inbound_routing: null -> outbound-only; friendly_name: null clears.
     let r = s
         .call(

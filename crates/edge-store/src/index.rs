@@ -18,6 +18,34 @@ pub struct InboundRoute {
     pub fallback_agent_id: Option<String>,
     /// Overrides the agent's default voicemail message when set.
     pub voicemail_message: Option<String>,
+    /// Who carries out an agent's transfer to a telephone number.
+    pub transfer: TransferMode,
+}
+
+/// Who carries out an agent's blind transfer to a telephone number (`inbound_routing.transfer`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub enum TransferMode {
+    /// The edge dials the number through the number's trunk and bridges the caller to it.
+    #[default]
+    Edge,
+    /// The REFER goes on to the carrier (Twilio, Telnyx), and the call leaves the edge.
+    Carrier,
+}
+
+impl TransferMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TransferMode::Edge => "edge",
+            TransferMode::Carrier => "carrier",
+        }
+    }
+
+    /// Inverse of [`Self::as_str`].
+    pub fn parse(s: &str) -> Option<Self> {
+        [TransferMode::Edge, TransferMode::Carrier]
+            .into_iter()
+            .find(|m| m.as_str() == s)
+    }
 }
 
 /// Outbound trunk for a BYO number; the password is decrypted but redacted in `Debug`.

@@ -14,7 +14,7 @@ macro_rules! number_cols {
         "id, account_id, phone_number, friendly_name, agent_id, status, provider, source, \
          provider_ref, inbound_enabled, inbound_agent_id, inbound_fallback_agent_id, \
          inbound_voicemail_message, trunk_address, auth_username, auth_password_sealed, \
-         created_at, updated_at, failure_reason"
+         created_at, updated_at, failure_reason, inbound_transfer"
     };
 }
 macro_rules! integration_cols {
@@ -46,7 +46,7 @@ pub use cursor::Cursor;
 pub use error::{Result, StoreError};
 pub use idempotency::{idempotency_request_hash, IdempotencyBegin, IDEMPOTENCY_STUCK_MS, IDEMPOTENCY_TTL_MS};
 pub use ids::IdKind;
-pub use index::{InboundRoute, NumberRoute, OutboundTrunk, RoutingIndex};
+pub use index::{InboundRoute, NumberRoute, OutboundTrunk, RoutingIndex, TransferMode};
 pub use model::{
     AgentPatch, AgentRecord, AgentStatus, InboundRouting, InboundRoutingPatch, IntegrationRecord, NewAgent,
     NewIntegration, NewNumber, NewProviderConfig, NumberPatch, NumberRecord, NumberSource, NumberStatus, Page,

@@ -92,6 +92,7 @@ pub struct InboundRouting {
     pub agent_id: Option<String>,
     pub fallback_agent_id: Option<String>,
     pub voicemail_message: Option<String>,
+    pub transfer: crate::TransferMode,
 }
 
 /// Partial update of [`InboundRouting`]; same `Option<Option<_>>` convention as [`AgentPatch`].
@@ -100,6 +101,8 @@ pub struct InboundRoutingPatch {
     pub agent_id: Option<Option<String>>,
     pub fallback_agent_id: Option<Option<String>>,
     pub voicemail_message: Option<Option<String>>,
+    /// `Some(None)`: back to the default (`edge`).
+    pub transfer: Option<Option<crate::TransferMode>>,
 }
 
 /// Outbound trunk settings as shown to API clients: the password is only reported as set.

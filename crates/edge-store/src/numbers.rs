@@ -38,6 +38,11 @@ pub(crate) fn number_from_row(row: &AnyRow) -> Result<(NumberRecord, Option<Stri
                 agent_id: row.try_get("inbound_agent_id")?,
                 fallback_agent_id: row.try_get("inbound_fallback_agent_id")?,
                 voicemail_message: row.try_get("inbound_voicemail_message")?,
+                transfer: row
+                    .try_get::<Option<String>, _>("inbound_transfer")?
+                    .as_deref()
+                    .and_then(crate::TransferMode::parse)
+                    .unwrap_or_default(),
             })
         })
         .transpose()?;
@@ -114,6 +119,22 @@ async fn check_agents(
     Ok(())
 }
 
+/// Writes `inbound_routing.transfer` of `rec` (NULL for the default, `edge`), in the caller's transaction.
+async fn set_transfer_mode(tx: &mut Transaction<'static, Any>, rec: &NumberRecord) -> Result<()> {
+    let mode = rec
+        .inbound_routing
+        .as_ref()
+        .map(|r| r.transfer)
+        .filter(|m| *m != crate::TransferMode::Edge);
+    sqlx::query("UPDATE phone_numbers SET inbound_transfer = $1 WHERE id = $2")
+        .bind(mode.map(|m| m.as_str()))
+        .bind(&rec.id)
+        .execute(&mut **tx)
+        .await
+        .map_err(on_write(None))?;
+    Ok(())
+}
+
 impl Store {
     /// Builds the index entry for a record, decrypting the trunk password.
     pub(crate) fn route_for(&self, rec: &NumberRecord, sealed: Option<&str>) -> Result<NumberRoute> {
@@ -129,6 +150,7 @@ impl Store {
                 agent_id: r.agent_id.clone().unwrap_or_else(|| rec.agent_id.clone()),
                 fallback_agent_id: r.fallback_agent_id.clone(),
                 voicemail_message: r.voicemail_message.clone(),
+                transfer: r.transfer,
             }),
             provider: rec.provider,
             source: rec.source,
@@ -335,6 +357,7 @@ impl Store {
         .execute(&mut *tx)
         .await
         .map_err(on_write(Some("phone_number")))?;
+        set_transfer_mode(&mut tx, &rec).await?;
         tx.commit().await?;
         if rec.status == NumberStatus::Active {
             self.index.put_number(route);
@@ -451,6 +474,9 @@ impl Store {
                 if let Some(v) = p.voicemail_message {
                     r.voicemail_message = v;
                 }
+                if let Some(v) = p.transfer {
+                    r.transfer = v.unwrap_or_default();
+                }
                 rec.inbound_routing = Some(r);
             }
         }
@@ -483,6 +509,7 @@ impl Store {
         .execute(&mut *tx)
         .await
         .map_err(on_write(None))?;
+        set_transfer_mode(&mut tx, &rec).await?;
         let route = self.route_for(&rec, sealed.as_deref())?;
         tx.commit().await?;
         // Editing a pending or failed number must not make it routable.

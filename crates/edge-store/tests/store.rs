@@ -174,6 +174,7 @@ async fn numbers_index_and_secrets(fx: &Fixture) {
                     agent_id: Some(routing.clone()),
                     fallback_agent_id: Some(fallback.clone()),
                     voicemail_message: Some("leave a message".into()),
+                    transfer: Default::default(),
                 }),
             ),
         )
