@@ -16,10 +16,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use edge_store::{
     AgentRecord, AgentStatus, CallRecord, InboundRoute, NumberRoute, NumberSource, OutboundTrunk, Provider,
-    RoutingIndex, Secret,
+    RoutingIndex, Secret, VoicemailRecord,
 };
 use oneinbox_edge::call::leg::Local;
-use oneinbox_edge::call::{CallConfig, CallController, Persist, TrunkTarget};
+use oneinbox_edge::call::{CallConfig, CallController, CallMedia, Persist, TrunkTarget};
 use oneinbox_edge::config::Config;
 use oneinbox_edge::server::CarrierPolicy;
 use oneinbox_edge::shard::limits::{SharedAdmission, SharedAgentAuth};
@@ -31,6 +31,8 @@ use sip_core::build::ResponseBuilder;
 use sip_core::digest::{DigestVerifier, Secret as DigestSecret, Verdict};
 use sip_core::message::{Message, Method};
 use sip_core::transaction::{AutoTrying, TimerConfig, TxConfig};
+
+use super::fake_media::FakeMedia;
 
 /// The edge's own address as written in its Via and Contact (nothing is bound there).
 pub const EDGE: &str = "198.18.0.1:5060";
@@ -192,6 +194,13 @@ impl Routing {
         self
     }
 
+    /// The voicemail greeting (`inbound_routing.voicemail_message`) of the number added last.
+    pub fn voicemail_message(mut self, text: &str) -> Self {
+        let n = self.numbers.last_mut().expect("a number first");
+        n.inbound_routing.as_mut().expect("an inbound number").voicemail_message = Some(text.into());
+        self
+    }
+
     /// The number id of `did` (`num_<n>` in the order added).
     pub fn number_id(&self, did: &str) -> String {
         self.numbers
@@ -268,6 +277,8 @@ pub struct Harness {
     pub now: Instant,
     /// Every call record the engine produced, in order.
     pub records: Vec<CallRecord>,
+    /// Every voicemail row the engine produced, in order.
+    pub voicemails: Vec<VoicemailRecord>,
     /// What each peer received and the test has not read yet.
     inbox: HashMap<SocketAddr, VecDeque<Sent>>,
     /// Everything the edge sent, in order (for invariants).
@@ -286,6 +297,17 @@ pub struct Harness {
 impl Harness {
     /// An endpoint over `routing`, on [`base_config`] changed by `tweak`.
     pub fn new(routing: Routing, tweak: impl FnOnce(&mut Config)) -> Harness {
+        Self::build(routing, tweak, None)
+    }
+
+    /// As [`Harness::new`], with a [`FakeMedia`] plane (relays, voicemail) the test keeps a handle on.
+    pub fn with_media(routing: Routing, tweak: impl FnOnce(&mut Config)) -> (Harness, FakeMedia) {
+        let media = FakeMedia::default();
+        let h = Self::build(routing, tweak, Some(Box::new(media.clone())));
+        (h, media)
+    }
+
+    fn build(routing: Routing, tweak: impl FnOnce(&mut Config), media: Option<Box<dyn CallMedia>>) -> Harness {
         let mut cfg = base_config();
         tweak(&mut cfg);
         let cfg = Arc::new(cfg);
@@ -309,7 +331,7 @@ impl Harness {
                 targets: edge_contract::TargetPolicy::new(cfg.security.internal_targets.clone()),
             },
             index.clone(),
-            None,
+            media,
             oneinbox_edge::shard::CallShard::single(cfg.outbound.max_pacing_wait),
         );
         let agent_auth = cfg.outbound.agent_digest.then(|| {
@@ -354,6 +376,7 @@ impl Harness {
             start,
             now: start,
             records: Vec::new(),
+            voicemails: Vec::new(),
             inbox: HashMap::new(),
             log: Vec::new(),
             fed: Vec::new(),
@@ -419,6 +442,22 @@ impl Harness {
             self.fed.push((self.elapsed(), from, m));
         }
         self.ep.handle(self.now, from, Link::Udp, bytes);
+        self.pump();
+    }
+
+    /// A peer at `from` sends `bytes` on TCP connection `conn` (the id the TCP driver gave it).
+    pub fn send_tcp(&mut self, from: &str, conn: u64, bytes: impl Into<Bytes>) {
+        let bytes = bytes.into();
+        if let Ok(m) = Message::parse(bytes.clone()) {
+            self.fed.push((self.elapsed(), addr(from), m));
+        }
+        self.ep.handle(self.now, addr(from), Link::Tcp(conn), bytes);
+        self.pump();
+    }
+
+    /// The media engine reports `ev` (a media time-out, a finished voicemail recording) now.
+    pub fn media_event(&mut self, ev: edge_media::MediaEvent) {
+        self.ep.on_media_event(self.now, ev);
         self.pump();
     }
 
@@ -548,8 +587,9 @@ impl Harness {
 
     fn drain_records(&mut self) {
         while let Some(p) = self.ep.poll_record() {
-            if let Persist::Call(r) = p {
-                self.records.push(r);
+            match p {
+                Persist::Call(r) => self.records.push(r),
+                Persist::Voicemail(v) => self.voicemails.push(v),
             }
         }
     }

@@ -1,0 +1,173 @@
+//! A fake media plane behind the public [`CallMedia`] trait: no sockets, no tasks. It counts live relays
+//! (so a test can check that every call's relay is released), keeps what each voicemail was started with
+//! and how often its recording was told to stop, and answers voicemail with an SDP that names the call, so a
+//! test can tell that answer apart from any other body. Media events are the test's to send
+//! ([`Harness::media_event`](super::harness::Harness::media_event)).
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use oneinbox_edge::call::media::{
+    CallMedia, MediaRelay, RelayUnavailable, SdpRefused, Side, VoicemailRecording,
+};
+
+/// Where the fake's recordings are written; [`CallMedia::stored_path`] strips it, as the real one strips
+/// the data directory.
+pub const DATA_DIR: &str = "/data";
+
+/// One `start_voicemail` the edge made.
+#[derive(Debug, Clone)]
+pub struct VoicemailStart {
+    /// The call's public id (`call_...`), the one `MediaEvent`s name.
+    pub call_id: String,
+    /// The caller's SDP offer as the edge handed it over.
+    pub offer: Bytes,
+    pub greeting: Option<String>,
+    /// The SDP answer the fake gave back (the edge's 200 must carry exactly this).
+    pub answer: Bytes,
+    /// How many times the edge called `VoicemailRecording::stop` on it.
+    pub stops: usize,
+    /// Whether the edge still holds the recording.
+    pub dropped: bool,
+}
+
+#[derive(Default)]
+struct Plane {
+    /// Every relay ever allocated, by call id.
+    allocated: Vec<String>,
+    live_relays: usize,
+    voicemails: Vec<VoicemailStart>,
+    refuse_voicemail: bool,
+}
+
+/// The fake media plane; clones share one state (the edge gets one, the test keeps one).
+#[derive(Default, Clone)]
+pub struct FakeMedia(Arc<Mutex<Plane>>);
+
+impl FakeMedia {
+    fn plane(&self) -> MutexGuard<'_, Plane> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Relays allocated and not dropped yet.
+    pub fn live_relays(&self) -> usize {
+        self.plane().live_relays
+    }
+
+    /// The call ids relays were allocated for, in order.
+    pub fn allocated(&self) -> Vec<String> {
+        self.plane().allocated.clone()
+    }
+
+    /// Every voicemail started, in order.
+    pub fn voicemails(&self) -> Vec<VoicemailStart> {
+        self.plane().voicemails.clone()
+    }
+
+    /// From now on `start_voicemail` fails (as when the greeting or the recording file cannot be set up).
+    pub fn refuse_voicemail(&self) {
+        self.plane().refuse_voicemail = true;
+    }
+
+    /// The SDP answer the fake gives for the voicemail of `call_id`.
+    pub fn voicemail_answer(call_id: &str) -> String {
+        format!(
+            "v=0\r\no=edge-vm 1 1 IN IP4 198.18.0.1\r\ns=voicemail\r\nc=IN IP4 198.18.0.1\r\nt=0 0\r\n\
+             m=audio 30000 RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n\
+             a=x-voicemail:{call_id}\r\n"
+        )
+    }
+}
+
+struct FakeRelay {
+    plane: Arc<Mutex<Plane>>,
+}
+
+impl Drop for FakeRelay {
+    fn drop(&mut self) {
+        let mut p = self.plane.lock().unwrap_or_else(|e| e.into_inner());
+        p.live_relays -= 1;
+    }
+}
+
+impl MediaRelay for FakeRelay {
+    fn anchor_sdp(&self, from: Side, sdp: &[u8]) -> Result<Bytes, SdpRefused> {
+        Ok(Bytes::from(format!(
+            "{}a=x-anchored:{from:?}\r\n",
+            String::from_utf8_lossy(sdp)
+        )))
+    }
+
+    fn offer_sdp(&self, to: Side) -> Bytes {
+        Bytes::from(format!(
+            "v=0\r\no=edge 1 1 IN IP4 198.18.0.1\r\ns=-\r\nc=IN IP4 198.18.0.1\r\nt=0 0\r\n\
+             m=audio 30002 RTP/AVP 0\r\na=x-offer:{to:?}\r\n"
+        ))
+    }
+}
+
+struct FakeRecording {
+    plane: Arc<Mutex<Plane>>,
+    index: usize,
+}
+
+impl VoicemailRecording for FakeRecording {
+    fn stop(&self) {
+        let mut p = self.plane.lock().unwrap_or_else(|e| e.into_inner());
+        p.voicemails[self.index].stops += 1;
+    }
+}
+
+impl Drop for FakeRecording {
+    fn drop(&mut self) {
+        let mut p = self.plane.lock().unwrap_or_else(|e| e.into_inner());
+        p.voicemails[self.index].dropped = true;
+    }
+}
+
+impl CallMedia for FakeMedia {
+    fn allocate_relay(&self, call_id: &str) -> Result<Box<dyn MediaRelay>, RelayUnavailable> {
+        let mut p = self.plane();
+        p.allocated.push(call_id.to_owned());
+        p.live_relays += 1;
+        Ok(Box::new(FakeRelay { plane: self.0.clone() }))
+    }
+
+    fn start_voicemail(
+        &self,
+        call_id: &str,
+        offer: &[u8],
+        greeting: Option<String>,
+    ) -> Result<(Bytes, Box<dyn VoicemailRecording>), String> {
+        let mut p = self.plane();
+        if p.refuse_voicemail {
+            return Err("fake media: voicemail refused".into());
+        }
+        let answer = Bytes::from(Self::voicemail_answer(call_id));
+        p.voicemails.push(VoicemailStart {
+            call_id: call_id.to_owned(),
+            offer: Bytes::copy_from_slice(offer),
+            greeting,
+            answer: answer.clone(),
+            stops: 0,
+            dropped: false,
+        });
+        let index = p.voicemails.len() - 1;
+        Ok((
+            answer,
+            Box::new(FakeRecording {
+                plane: self.0.clone(),
+                index,
+            }),
+        ))
+    }
+
+    fn stored_path(&self, path: &Path) -> String {
+        path.strip_prefix(DATA_DIR)
+            .unwrap_or(path)
+            .to_string_lossy()
+            .into_owned()
+    }
+}
