@@ -1,7 +1,9 @@
 //! Call control without sockets: the sans-IO `Endpoint` driven on a fake clock by scripted carriers, agents
 //! and trunks (`call_machine/harness.rs`). The inbound and outbound scenarios of `tests/inbound_calls.rs` and
 //! `tests/outbound_calls.rs` keep their assertions here and add exact timer checks; `property` drives random
-//! event orders over many seeds and checks that every call, agent count, transaction and leg ends.
+//! event orders over many seeds and checks that every call, agent count, transaction and leg ends; `voicemail`
+//! drives the edge's voicemail answer and the media engine's events through a fake media plane
+//! (`call_machine/fake_media.rs`).
 
 #[path = "call_machine/fake_media.rs"]
 mod fake_media;
@@ -17,3 +19,5 @@ mod peers;
 mod property;
 #[path = "call_machine/transfer.rs"]
 mod transfer;
+#[path = "call_machine/voicemail.rs"]
+mod voicemail;
