@@ -182,10 +182,11 @@ impl CallController {
         }
     }
 
-    pub(super) fn send_bye_a(&mut self, ctx: &mut Ctx<'_>, id: CallId) {
+    /// BYE to leg A, with a `Reason` (RFC 3326) when the edge, not a party, ends the call.
+    pub(super) fn send_bye_a(&mut self, ctx: &mut Ctx<'_>, id: CallId, reason: Option<&str>) {
         let Some(call) = self.calls.get_mut(&id) else { return };
         let mut d = call.a.dialog.clone();
         let peer = call.a.peer;
-        self.send_bye(ctx, &mut d, peer, None);
+        self.send_bye(ctx, &mut d, peer, reason);
     }
 }

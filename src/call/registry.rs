@@ -66,6 +66,9 @@ pub struct CallController {
     pub(super) rng: Box<dyn Entropy>,
 }
 
+/// The `Reason` of the BYEs an edge shutting down sends.
+const SHUTTING_DOWN: &str = "SIP;cause=503;text=\"edge shutting down\"";
+
 /// How long after its INVITE transaction ended an agent leg's late 2xx is still ACKed and hung up: the
 /// common 180 s limit of a ringing UAS (a later answer is left to the agent's own 64*T1 ACK time-out).
 pub(super) const LATE_ANSWER_WINDOW: Duration = Duration::from_secs(180);
@@ -257,8 +260,9 @@ impl CallController {
                         continue;
                     }
                     // RFC 3261 13.3.1.4: no ACK: the dialog is confirmed and then ended with BYE.
-                    self.hang_up_other(ctx, id, Side::A, Some("SIP;cause=408;text=\"no ACK\""));
-                    self.send_bye_a(ctx, id);
+                    let reason = Some("SIP;cause=408;text=\"no ACK\"");
+                    self.hang_up_other(ctx, id, Side::A, reason);
+                    self.send_bye_a(ctx, id, reason);
                     self.finish(ctx, id, CallStatus::Failed, Ending::NoAck);
                 }
                 (TimerKind::Retransmit2xx, _) => {
@@ -409,15 +413,15 @@ impl CallController {
                 }
                 Phase::Connecting(_) => {
                     self.abandon_agent_leg(ctx, id, HopOutcome::Abandoned(Abandon::EdgeShuttingDown));
-                    self.send_bye_a(ctx, id);
+                    self.send_bye_a(ctx, id, Some(SHUTTING_DOWN));
                     self.finish(ctx, id, CallStatus::Failed, ending);
                 }
                 Phase::Transferring { .. } | Phase::AwaitingAck { .. } | Phase::Confirmed { .. } => {
                     if call.phase.is_transferring() {
                         self.abandon_agent_leg(ctx, id, HopOutcome::Abandoned(Abandon::EdgeShuttingDown));
                     }
-                    self.hang_up_other(ctx, id, Side::A, Some("SIP;cause=503;text=\"edge shutting down\""));
-                    self.send_bye_a(ctx, id);
+                    self.hang_up_other(ctx, id, Side::A, Some(SHUTTING_DOWN));
+                    self.send_bye_a(ctx, id, Some(SHUTTING_DOWN));
                     self.finish(ctx, id, CallStatus::Completed, ending);
                 }
             }

@@ -422,7 +422,7 @@ impl CallController {
             return;
         }
         // Nobody left for the caller.
-        self.send_bye_a(ctx, id);
+        self.send_bye_a(ctx, id, Some("SIP;cause=480;text=\"transfer failed\""));
         self.finish(ctx, id, CallStatus::Completed, Ending::TransferFailed(why.to_owned()));
     }
 

@@ -154,7 +154,7 @@ impl CallController {
                 tracing::info!(call = %call_id, "media timeout: hanging up both legs");
                 let reason = "SIP;cause=408;text=\"media timeout\"";
                 self.hang_up_other(ctx, id, Side::A, Some(reason));
-                self.send_bye_a(ctx, id);
+                self.send_bye_a(ctx, id, Some(reason));
                 self.finish(ctx, id, CallStatus::Completed, Ending::MediaTimeout);
             }
             MediaEvent::VoicemailEnded { call_id, outcome } => {
@@ -184,7 +184,7 @@ impl CallController {
                 }
                 // Ended by itself (silence, length, `#`): the edge hangs up.
                 if let Some(id) = self.by_public.get(&*call_id).copied() {
-                    self.send_bye_a(ctx, id);
+                    self.send_bye_a(ctx, id, None);
                     self.finish(ctx, id, CallStatus::Completed, Ending::VoicemailRecorded);
                 }
             }

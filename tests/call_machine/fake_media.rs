@@ -9,9 +9,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
-use oneinbox_edge::call::media::{
-    CallMedia, MediaRelay, RelayUnavailable, SdpRefused, Side, VoicemailRecording,
-};
+use oneinbox_edge::call::media::{CallMedia, MediaRelay, RelayUnavailable, SdpRefused, Side, VoicemailRecording};
 
 /// Where the fake's recordings are written; [`CallMedia::stored_path`] strips it, as the real one strips
 /// the data directory.

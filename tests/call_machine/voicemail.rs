@@ -10,9 +10,7 @@ use edge_store::{AgentStatus, CallRecord, CallStatus, HangupBy, Route};
 use sip_core::message::{HeaderName, Message, Method};
 
 use super::fake_media::{FakeMedia, DATA_DIR};
-use super::harness::{
-    addr, base_config, Harness, Mode, Routing, Sent, ACCOUNT, AGENT1, AGENT2, CARRIER, EDGE, S, SDP,
-};
+use super::harness::{addr, base_config, Harness, Mode, Routing, Sent, ACCOUNT, AGENT1, AGENT2, CARRIER, EDGE, S, SDP};
 use super::peers::{header, CarrierCall};
 use oneinbox_edge::transport::Link;
 
@@ -97,7 +95,11 @@ fn assert_bye_in_carrier_dialog(bye: &Message, c: &CarrierCall, ok: &Message) {
         Some("sip:+12125550000@192.0.2.10:5060"),
         "to the carrier's Contact"
     );
-    assert_eq!(bye.to().unwrap().tag(), Some(c.from_tag.as_str()), "To: the carrier's tag");
+    assert_eq!(
+        bye.to().unwrap().tag(),
+        Some(c.from_tag.as_str()),
+        "To: the carrier's tag"
+    );
     assert_eq!(
         bye.from().unwrap().tag(),
         ok.to().unwrap().tag(),
@@ -162,7 +164,11 @@ fn unavailable_agents_get_the_voicemail_answer() {
     assert_eq!(vm.stops, 0, "still recording");
 
     let m = &ok.msg;
-    assert_eq!(m.body(), FakeMedia::voicemail_answer(&id).as_bytes(), "the voicemail SDP");
+    assert_eq!(
+        m.body(),
+        FakeMedia::voicemail_answer(&id).as_bytes(),
+        "the voicemail SDP"
+    );
     assert_eq!(m.content_type(), Some("application/sdp"));
     assert!(m.to().unwrap().tag().is_some(), "a To tag: the dialog is set up");
     assert_eq!(m.header(&HeaderName::Contact), Some(edge_contact().as_str()));
@@ -170,7 +176,10 @@ fn unavailable_agents_get_the_voicemail_answer() {
 
     assert_eq!(media.allocated(), [id.clone()], "one relay, for this call");
     assert_eq!(media.live_relays(), 0, "voicemail needs no relay");
-    assert!(h.take(AGENT1).is_empty() && h.take(AGENT2).is_empty(), "disabled agents get nothing");
+    assert!(
+        h.take(AGENT1).is_empty() && h.take(AGENT2).is_empty(),
+        "disabled agents get nothing"
+    );
 
     let rec = h.wait_status(&id, CallStatus::InProgress, Duration::from_secs(1));
     assert_eq!(rec.answered_by, Some(Route::Voicemail));
@@ -208,7 +217,11 @@ fn refusing_agents_end_in_voicemail() {
     assert!(h.got(AGENT2, Method::Invite, Duration::ZERO), "the fallback was tried");
     assert_eq!(h.ep.calls.agent_load("p"), 0);
     assert_eq!(h.ep.calls.agent_load("f"), 0);
-    assert_eq!(media.voicemails()[0].greeting, None, "no greeting set: the operator's default");
+    assert_eq!(
+        media.voicemails()[0].greeting,
+        None,
+        "no greeting set: the operator's default"
+    );
     let rec = h.wait_status(&id, CallStatus::InProgress, Duration::from_secs(1));
     let hops: Vec<_> = rec.hops.iter().map(|x| (x.route, x.sip_status)).collect();
     assert_eq!(
@@ -307,7 +320,11 @@ fn caller_bye_stops_the_recording() {
     assert_eq!(rec.answered_by, Some(Route::Voicemail));
     assert_released(&h, &media);
     assert!(h.voicemails.is_empty(), "no row before the recording reports");
-    assert_eq!(h.ep.calls.pending_voicemails(), 1, "the recording is still being stored");
+    assert_eq!(
+        h.ep.calls.pending_voicemails(),
+        1,
+        "the recording is still being stored"
+    );
 
     h.media_event(ok_outcome(&id, EndedBy::Hangup, 8_700));
     assert_eq!(h.voicemails.len(), 1);
@@ -397,7 +414,11 @@ fn voicemail_ended_by_the_recording_hangs_up_and_stores_the_message() {
         assert_eq!(vm.to, DID);
         assert_eq!(vm.duration_ms, 11_480);
         assert_eq!(vm.ended_by, word);
-        assert_eq!(vm.recording_path, format!("voicemail/{id}.wav"), "relative to the data dir");
+        assert_eq!(
+            vm.recording_path,
+            format!("voicemail/{id}.wav"),
+            "relative to the data dir"
+        );
         assert_eq!(h.ep.calls.pending_voicemails(), 0);
         assert_released(&h, &media);
 
@@ -530,7 +551,11 @@ fn media_timeout_hangs_up_both_legs() {
     let agent_bye = h.recv(AGENT1, Duration::ZERO).expect("a BYE to the agent");
     assert_eq!(agent_bye.msg.method(), Some(&Method::Bye));
     assert_eq!(agent_bye.at, at, "at once");
-    assert_eq!(agent_bye.msg.call_id().unwrap(), inv.call_id().unwrap(), "in the agent's dialog");
+    assert_eq!(
+        agent_bye.msg.call_id().unwrap(),
+        inv.call_id().unwrap(),
+        "in the agent's dialog"
+    );
     assert_eq!(
         header(&agent_bye.msg, "Reason").as_deref(),
         Some("SIP;cause=408;text=\"media timeout\"")
@@ -559,7 +584,6 @@ fn media_timeout_hangs_up_both_legs() {
 /// The brief: a media time-out ends the call "with BYE on both legs with Reason cause=408". The agent's
 /// BYE carries it; this checks the carrier's too.
 #[test]
-#[ignore = "bug: on MediaEvent::Timeout the carrier's BYE has no Reason header (send_bye_a passes none); only the agent's BYE says cause=408"]
 fn media_timeout_bye_to_the_carrier_has_reason_408() {
     let (mut h, media) = Harness::with_media(one_agent(), |_| {});
     h.agent(AGENT1, Mode::Answer);
@@ -628,7 +652,11 @@ fn tcp_answered_call(h: &mut Harness) -> (CarrierCall, Sent) {
     h.send_tcp(CARRIER, TCP_CONN, over_tcp(&c.invite()));
     let (_, ok) = h.final_response(CARRIER, S);
     assert_eq!(ok.msg.status(), Some(200));
-    assert_eq!(ok.link, Link::Tcp(TCP_CONN), "the answer leaves on the carrier's connection");
+    assert_eq!(
+        ok.link,
+        Link::Tcp(TCP_CONN),
+        "the answer leaves on the carrier's connection"
+    );
     c.answered(&ok.msg);
     (c, ok)
 }
@@ -652,7 +680,6 @@ fn tcp_carrier_that_acks_keeps_the_call() {
 /// RFC 3261 13.3.1.4 whatever the transport: a carrier on TCP that never ACKs the 2xx is hung up at
 /// exactly 64*T1 after it (BYE on its connection and to the agent), recorded as failed.
 #[test]
-#[ignore = "needs the TCP ACK time-out fix"]
 fn tcp_carrier_never_acknowledging_is_hung_up_at_64_t1() {
     let (mut h, media) = Harness::with_media(one_agent(), |_| {});
     let (c, ok) = tcp_answered_call(&mut h);
@@ -674,7 +701,6 @@ fn tcp_carrier_never_acknowledging_is_hung_up_at_64_t1() {
 
 /// The same for voicemail answered to a TCP carrier: BYE at 64*T1 and the recording stopped.
 #[test]
-#[ignore = "needs the TCP ACK time-out fix"]
 fn tcp_voicemail_never_acknowledged_is_hung_up_at_64_t1() {
     let (mut h, media) = Harness::with_media(nobody_available(), |_| {});
     let mut c = CarrierCall::new(CARRIER, DID);

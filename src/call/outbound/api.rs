@@ -18,6 +18,9 @@ use crate::call::registry::CallController;
 use crate::call::state::{anchor, ALeg, BLeg, Call, CallId, CallKind};
 use crate::call::trunk;
 
+/// The `Reason` of the BYEs of `DELETE /v1/calls/{id}`.
+const BY_API: &str = "SIP;cause=200;text=\"hung up through the API\"";
+
 impl CallController {
     /// `POST /v1/calls`: the trunk is dialled first; the agent is rung once the called party answers.
     pub fn originate(&mut self, ctx: &mut Ctx<'_>, req: OriginateRequest) -> Result<CallRecord, OriginateRefusal> {
@@ -147,15 +150,15 @@ impl CallController {
             }
             Phase::Connecting(_) => {
                 self.abandon_agent_leg(ctx, id, HopOutcome::Abandoned(abandon));
-                self.send_bye_a(ctx, id);
+                self.send_bye_a(ctx, id, Some(BY_API));
                 CallStatus::Completed
             }
             Phase::Transferring { .. } | Phase::AwaitingAck { .. } | Phase::Confirmed { .. } => {
                 if call.phase.is_transferring() {
                     self.abandon_agent_leg(ctx, id, HopOutcome::Abandoned(abandon));
                 }
-                self.hang_up_other(ctx, id, Side::A, Some("SIP;cause=200;text=\"hung up through the API\""));
-                self.send_bye_a(ctx, id);
+                self.hang_up_other(ctx, id, Side::A, Some(BY_API));
+                self.send_bye_a(ctx, id, Some(BY_API));
                 CallStatus::Completed
             }
         };
@@ -210,7 +213,7 @@ impl CallController {
             "agent_unavailable",
             format!("agent {agent} could not take the answered call ({why})"),
         ));
-        self.send_bye_a(ctx, id);
+        self.send_bye_a(ctx, id, Some("SIP;cause=480;text=\"agent unavailable\""));
         self.finish(ctx, id, CallStatus::Failed, Ending::AgentUnavailable);
     }
 }
