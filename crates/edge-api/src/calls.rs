@@ -493,13 +493,19 @@ pub async fn create(
         .await
         .map_err(IntoResponse::into_response)?;
     match outcome {
-        Ok(rec) if rec.account_id == account => Ok((StatusCode::CREATED, Json(rec.into()))),
-        Ok(rec) => {
-            tracing::error!(call_id = %rec.id, "call engine returned another account's call");
-            Err(ApiError::internal().into_response())
-        }
+        Ok(rec) => own_call(rec, &account, StatusCode::CREATED),
         Err(e) => Err(refusal(e)),
     }
+}
+
+/// The engine's call as the answer, if it is the asking account's (anything else is an engine bug, and
+/// must not leak another account's call).
+fn own_call(rec: CallRecord, account: &str, status: StatusCode) -> Result<(StatusCode, Json<Call>), Response> {
+    if rec.account_id == account {
+        return Ok((status, Json(rec.into())));
+    }
+    tracing::error!(call_id = %rec.id, "call engine returned another account's call");
+    Err(ApiError::internal().into_response())
 }
 
 /// Hang up a call. Ending an already ended call changes nothing and returns it as stored.
@@ -584,11 +590,7 @@ pub async fn transfer(
         reply,
     };
     match ask(&state, cmd, rx).await.map_err(IntoResponse::into_response)? {
-        Ok(rec) if rec.account_id == account => Ok((StatusCode::ACCEPTED, Json(rec.into()))),
-        Ok(rec) => {
-            tracing::error!(call_id = %rec.id, "call engine returned another account's call");
-            Err(ApiError::internal().into_response())
-        }
+        Ok(rec) => own_call(rec, &account, StatusCode::ACCEPTED),
         Err(e) => Err(transfer_refusal(&e).into_response()),
     }
 }
