@@ -9,12 +9,12 @@ use sip_core::transaction::TxKey;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use crate::call::context::{count_invite_answer, Ctx};
+use crate::call::context::{Ctx, MetricUpdate};
 use crate::call::leg;
 use crate::call::media::Side;
 use crate::call::outcome::{Ending, HopOutcome};
 use crate::call::phase::{Answerer, SentAnswer};
-use crate::call::registry::{CallController, LATE_ANSWER_WINDOW, LATE_LEGS_MAX};
+use crate::call::registry::{queue_metric, CallController, LATE_ANSWER_WINDOW, LATE_LEGS_MAX};
 use crate::call::state::{anchor, dialog_from_answer, CallId, CallKind, ClientRef, LegTarget, Orphan};
 
 impl CallController {
@@ -28,7 +28,8 @@ impl CallController {
             b = b.header(n, v);
         }
         call.record.sip_status = Some(code);
-        count_invite_answer(&call.record.carrier, code);
+        let carrier = call.record.carrier.clone();
+        queue_metric(&mut self.metrics, MetricUpdate::InviteAnswered { carrier, code });
         let Some(a_key) = &call.a.key else { return };
         ctx.respond(a_key, b.build_message(), "final answer to leg A");
     }
@@ -210,11 +211,12 @@ impl CallController {
                         interval: self.cfg.t1,
                     },
                 );
-                count_invite_answer(&call.record.carrier, status);
-                metrics::histogram!("edge_call_setup_seconds")
-                    .record(ctx.now.duration_since(call.created).as_secs_f64());
+                let carrier = call.record.carrier.clone();
+                let setup = ctx.now.duration_since(call.created).as_secs_f64();
                 let gen = call.generation;
                 let unreliable = call.a.peer.transport == Transport::Udp;
+                self.metric(MetricUpdate::InviteAnswered { carrier, code: status });
+                self.metric(MetricUpdate::SetupSeconds(setup));
                 self.arm_answer_timers(ctx.now, id, gen, unreliable);
                 self.persist(ctx.now, id);
             }

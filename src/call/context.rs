@@ -94,6 +94,38 @@ impl Ctx<'_> {
     }
 }
 
+/// A metric update call control produced. Call control writes to no recorder: the driver drains these
+/// with [`CallController::poll_metric`](crate::call::CallController::poll_metric) after each event, as it
+/// drains transmits and records, and applies them with [`MetricUpdate::apply`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum MetricUpdate {
+    /// The answer a carrier's (or calling agent's) INVITE got: `edge_sip_invites_total{carrier, code}`.
+    InviteAnswered { carrier: String, code: u16 },
+    /// INVITE taken to the caller's answer: `edge_call_setup_seconds`.
+    SetupSeconds(f64),
+    /// `POST /v1/calls` to the dialled party's answer: `edge_outbound_answer_seconds`.
+    OutboundAnswerSeconds(f64),
+    /// An outbound call refused because its trunk's pacing line was too long.
+    OutboundPacedOut,
+    /// An outbound call failed with this error code: `edge_outbound_failed_total{code}`.
+    OutboundFailed { code: String },
+}
+
+impl MetricUpdate {
+    /// Applies the update to the process's metrics recorder.
+    pub fn apply(&self) {
+        match self {
+            MetricUpdate::InviteAnswered { carrier, code } => count_invite_answer(carrier, *code),
+            MetricUpdate::SetupSeconds(s) => metrics::histogram!("edge_call_setup_seconds").record(*s),
+            MetricUpdate::OutboundAnswerSeconds(s) => metrics::histogram!("edge_outbound_answer_seconds").record(*s),
+            MetricUpdate::OutboundPacedOut => metrics::counter!("edge_outbound_paced_out_total").increment(1),
+            MetricUpdate::OutboundFailed { code } => {
+                metrics::counter!("edge_outbound_failed_total", "code" => code.clone()).increment(1)
+            }
+        }
+    }
+}
+
 /// INVITEs by carrier and the final code the carrier got: what a carrier's engineer compares with their CDRs.
 pub fn count_invite_answer(carrier: &str, code: u16) {
     // Counter handles by (code, carrier), kept per thread (the engine's): looking one up in the recorder

@@ -56,7 +56,7 @@ pub mod trunk;
 mod voicemail;
 
 pub use agents::AgentSlots;
-pub use context::{count_invite_answer, CallConfig, CallStats, Ctx, Persist, Reject};
+pub use context::{count_invite_answer, CallConfig, CallStats, Ctx, MetricUpdate, Persist, Reject};
 pub use edge_store::{CallRecord, CallStatus, HangupBy, Hop, Route};
 pub use entropy::{Entropy, OsEntropy, SeededEntropy};
 pub use media::CallMedia;

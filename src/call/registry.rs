@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::call::agents::AgentSlots;
-use crate::call::context::{CallConfig, CallStats, Ctx, Persist};
+use crate::call::context::{CallConfig, CallStats, Ctx, MetricUpdate, Persist};
 use crate::call::entropy::{Entropy, OsEntropy};
 use crate::call::media::{CallMedia, Side};
 use crate::call::outbound::ResolveJob;
@@ -61,6 +61,8 @@ pub struct CallController {
     /// we must ACK and BYE (RFC 3261 13.2.2.4). Kept [`LATE_ANSWER_WINDOW`], oldest first in `late_order`.
     pub(super) late_legs: HashMap<String, (Instant, Orphan)>,
     pub(super) late_order: VecDeque<(Instant, String)>,
+    /// Metric updates for the driver to apply ([`Self::poll_metric`]), oldest first.
+    pub(super) metrics: VecDeque<MetricUpdate>,
     /// Where tags, Call-IDs, branches and record ids come from (`entropy.rs`): the OS-seeded CSPRNG, or
     /// a seeded source in tests.
     pub(super) rng: Box<dyn Entropy>,
@@ -80,6 +82,14 @@ pub(super) const LATE_LEGS_MAX: usize = 16_384;
 /// Records waiting for the driver past this are counted as dropped: a driver that stopped polling must not
 /// make the engine's memory grow without bound.
 pub(super) const RECORDS_PENDING_MAX: usize = 65_536;
+
+/// [`CallController::metric`] where the controller is partly borrowed.
+pub(super) fn queue_metric(q: &mut VecDeque<MetricUpdate>, m: MetricUpdate) {
+    if q.len() >= RECORDS_PENDING_MAX {
+        q.pop_front();
+    }
+    q.push_back(m);
+}
 
 /// Queues `p` for the driver; a full queue counts it as dropped rather than grow.
 pub(super) fn send_record(records: &mut VecDeque<Persist>, stats: &CallStats, p: Persist) {
@@ -122,6 +132,7 @@ impl CallController {
             late_legs: HashMap::new(),
             late_order: VecDeque::new(),
             rng: Box::new(OsEntropy),
+            metrics: VecDeque::new(),
         }
     }
 
@@ -391,6 +402,17 @@ impl CallController {
 
     pub(super) fn write(&mut self, p: Persist) {
         send_record(&mut self.records, &self.stats, p);
+    }
+
+    /// Queues a metric update; past [`RECORDS_PENDING_MAX`] waiting (a driver that stopped polling) the
+    /// oldest goes, so memory stays bounded.
+    pub(super) fn metric(&mut self, m: MetricUpdate) {
+        queue_metric(&mut self.metrics, m);
+    }
+
+    /// The next metric update, for the driver to apply to the recorder.
+    pub fn poll_metric(&mut self) -> Option<MetricUpdate> {
+        self.metrics.pop_front()
     }
 
     /// The next record for the store, in the order produced (the driver hands it to the record writer).

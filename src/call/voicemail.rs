@@ -9,7 +9,7 @@ use sip_core::message::{Message, Method, Transport};
 use sip_core::transaction::TxKey;
 use std::sync::atomic::Ordering;
 
-use crate::call::context::{count_invite_answer, Ctx, Persist};
+use crate::call::context::{Ctx, MetricUpdate, Persist};
 use crate::call::media::Side;
 use crate::call::outcome::{Ending, HopOutcome};
 use crate::call::phase::{Answerer, SentAnswer};
@@ -82,8 +82,13 @@ impl CallController {
         if let Some(a_key) = &call.a.key {
             ctx.respond(a_key, Ok(answer.clone()), "voicemail 2xx");
         }
-        count_invite_answer(&call.record.carrier, 200);
-        metrics::histogram!("edge_call_setup_seconds").record(ctx.now.duration_since(call.created).as_secs_f64());
+        let answered = [
+            MetricUpdate::InviteAnswered {
+                carrier: call.record.carrier.clone(),
+                code: 200,
+            },
+            MetricUpdate::SetupSeconds(ctx.now.duration_since(call.created).as_secs_f64()),
+        ];
         call.phase.answered(
             Answerer::Voicemail {
                 recording: session,
@@ -113,6 +118,9 @@ impl CallController {
         let unreliable = call.a.peer.transport == Transport::Udp;
         self.arm_answer_timers(ctx.now, id, gen, unreliable);
         self.stats.voicemail.fetch_add(1, Ordering::Relaxed);
+        for m in answered {
+            self.metric(m);
+        }
         self.persist(ctx.now, id);
         true
     }

@@ -171,6 +171,9 @@ fn drain_records(ep: &mut Endpoint, records: &mpsc::Sender<Persist>, stats: &Cal
             stats.records_dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
     }
+    while let Some(m) = ep.poll_metric() {
+        m.apply();
+    }
 }
 
 /// Puts the endpoint's pending transmits on the wire (the UDP ones of a flush in one `sendmmsg`).

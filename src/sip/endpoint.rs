@@ -184,6 +184,11 @@ impl Endpoint {
         self.calls.poll_record()
     }
 
+    /// The next metric update call control produced, for the driver to apply.
+    pub fn poll_metric(&mut self) -> Option<crate::call::MetricUpdate> {
+        self.calls.poll_metric()
+    }
+
     /// Admission counters, for /metrics.
     pub fn admission_stats(&self) -> Arc<super::admission::AdmissionStats> {
         self.admission.stats.clone()

@@ -310,6 +310,8 @@ pub struct Harness {
     pub records: Vec<CallRecord>,
     /// Every voicemail row the engine produced, in order.
     pub voicemails: Vec<VoicemailRecord>,
+    /// Every metric update call control produced, in order (it writes to no recorder itself).
+    pub metrics: Vec<oneinbox_edge::call::MetricUpdate>,
     /// What each peer received and the test has not read yet.
     inbox: HashMap<SocketAddr, VecDeque<Sent>>,
     /// Everything the edge sent, in order (for invariants).
@@ -408,6 +410,7 @@ impl Harness {
             now: start,
             records: Vec::new(),
             voicemails: Vec::new(),
+            metrics: Vec::new(),
             inbox: HashMap::new(),
             log: Vec::new(),
             fed: Vec::new(),
@@ -622,6 +625,9 @@ impl Harness {
                 Persist::Call(r) => self.records.push(r),
                 Persist::Voicemail(v) => self.voicemails.push(v),
             }
+        }
+        while let Some(m) = self.ep.poll_metric() {
+            self.metrics.push(m);
         }
     }
 

@@ -733,3 +733,35 @@ fn ids_come_from_the_entropy_handed_in() {
         assert_ne!(x, y, "another seed, other ids");
     }
 }
+
+/// Call control writes to no metrics recorder: what happened is drained like transmits and records.
+#[test]
+fn metric_updates_are_drained_not_written() {
+    use oneinbox_edge::call::MetricUpdate;
+    let mut h = Harness::new(two_agents(false, AgentStatus::Active, 5), |_| {});
+    h.agent(AGENT1, Mode::Answer);
+    h.advance(Duration::from_millis(250));
+    let c = CarrierCall::new(CARRIER, DID);
+    h.send(CARRIER, c.invite());
+    let (_, ok) = h.final_response(CARRIER, S);
+    assert_eq!(ok.msg.status(), Some(200));
+    let answered = MetricUpdate::InviteAnswered {
+        carrier: "carrier".into(),
+        code: 200,
+    };
+    assert_eq!(
+        h.metrics.iter().filter(|m| **m == answered).count(),
+        1,
+        "{:?}",
+        h.metrics
+    );
+    assert_eq!(
+        h.metrics
+            .iter()
+            .filter(|m| matches!(m, MetricUpdate::SetupSeconds(_)))
+            .count(),
+        1,
+        "{:?}",
+        h.metrics
+    );
+}

@@ -7,7 +7,7 @@ use sip_core::message::{HeaderName, Message, Transport};
 use sip_core::transaction::Peer;
 use std::net::{IpAddr, SocketAddr};
 
-use crate::call::context::Ctx;
+use crate::call::context::{Ctx, MetricUpdate};
 use crate::call::leg::DialogSide;
 use crate::call::media::Side;
 use crate::call::outbound::dial::build_trunk_invite;
@@ -188,11 +188,12 @@ impl CallController {
         if let Some(plan) = &call.out {
             call.plan.push_back((plan.agent.id.clone(), Route::Primary));
         }
-        metrics::histogram!("edge_outbound_answer_seconds").record(ctx.now.duration_since(call.created).as_secs_f64());
+        let answered = ctx.now.duration_since(call.created).as_secs_f64();
         // The agent leg counts the agent from here on (and checks its limit without this call's hold).
         if let Some(held) = call.held_agent.take() {
             self.release_agent(&held);
         }
+        self.metric(MetricUpdate::OutboundAnswerSeconds(answered));
         self.persist(ctx.now, id);
         self.next_hop(ctx, id);
     }

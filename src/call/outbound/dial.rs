@@ -11,7 +11,7 @@ use sip_core::message::{Message, Method, Transport};
 use sip_core::transaction::Peer;
 use std::net::{IpAddr, SocketAddr};
 
-use crate::call::context::Ctx;
+use crate::call::context::{Ctx, MetricUpdate};
 use crate::call::media::Side;
 use crate::call::outbound::{agent_code, error, OutboundPlan, ResolveJob, TrunkTarget};
 use crate::call::outcome::{Ending, HopOutcome};
@@ -51,7 +51,7 @@ impl CallController {
         let cps = trunk.cps;
         match self.pacer.admit(now, &key, cps) {
             Slot::Refused { wait } => {
-                metrics::counter!("edge_outbound_paced_out_total").increment(1);
+                self.metric(MetricUpdate::OutboundPacedOut);
                 Err(PacingRefusal {
                     trunk: key,
                     cps,
@@ -403,7 +403,9 @@ impl CallController {
             return self.transfer_failed(ctx, id, code, reason, &e.message);
         }
         tracing::info!(call = %call.record.id, code = %e.code, message = %e.message, "outbound call failed");
-        metrics::counter!("edge_outbound_failed_total", "code" => e.code.clone()).increment(1);
+        let code = e.code.clone();
+        self.metric(MetricUpdate::OutboundFailed { code });
+        let Some(call) = self.calls.get_mut(&id) else { return };
         call.record.error = Some(e.clone());
         if call.a.key.is_some() {
             let (code, reason) = agent_code(sip);
