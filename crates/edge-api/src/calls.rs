@@ -493,19 +493,19 @@ pub async fn create(
         .await
         .map_err(IntoResponse::into_response)?;
     match outcome {
-        Ok(rec) => own_call(rec, &account, StatusCode::CREATED),
+        Ok(rec) => own_call(rec, &account, StatusCode::CREATED).map_err(IntoResponse::into_response),
         Err(e) => Err(refusal(e)),
     }
 }
 
 /// The engine's call as the answer, if it is the asking account's (anything else is an engine bug, and
 /// must not leak another account's call).
-fn own_call(rec: CallRecord, account: &str, status: StatusCode) -> Result<(StatusCode, Json<Call>), Response> {
+fn own_call(rec: CallRecord, account: &str, status: StatusCode) -> Result<(StatusCode, Json<Call>), ApiError> {
     if rec.account_id == account {
         return Ok((status, Json(rec.into())));
     }
     tracing::error!(call_id = %rec.id, "call engine returned another account's call");
-    Err(ApiError::internal().into_response())
+    Err(ApiError::internal())
 }
 
 /// Hang up a call. Ending an already ended call changes nothing and returns it as stored.
@@ -590,7 +590,7 @@ pub async fn transfer(
         reply,
     };
     match ask(&state, cmd, rx).await.map_err(IntoResponse::into_response)? {
-        Ok(rec) => own_call(rec, &account, StatusCode::ACCEPTED),
+        Ok(rec) => own_call(rec, &account, StatusCode::ACCEPTED).map_err(IntoResponse::into_response),
         Err(e) => Err(transfer_refusal(&e).into_response()),
     }
 }
