@@ -174,7 +174,7 @@ fn unavailable_agents_get_the_voicemail_answer() {
     assert_eq!(m.header(&HeaderName::Contact), Some(edge_contact().as_str()));
     assert_eq!(m.cseq().unwrap().method, Method::Invite);
 
-    assert_eq!(media.allocated(), [id.clone()], "one relay, for this call");
+    assert_eq!(media.allocated(), std::slice::from_ref(&id), "one relay, for this call");
     assert_eq!(media.live_relays(), 0, "voicemail needs no relay");
     assert!(
         h.take(AGENT1).is_empty() && h.take(AGENT2).is_empty(),
@@ -539,7 +539,7 @@ fn media_timeout_hangs_up_both_legs() {
     h.take(AGENT1);
     h.take(CARRIER);
     let id = public_id(&mut h, &c.call_id);
-    assert_eq!(media.allocated(), [id.clone()]);
+    assert_eq!(media.allocated(), std::slice::from_ref(&id));
     assert_eq!(media.live_relays(), 1, "the relay lives while the call does");
     assert_eq!(h.ep.calls.agent_load("p"), 1);
 
