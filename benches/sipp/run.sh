@@ -39,6 +39,8 @@
 #   LOAD_MAX=1.0 load1 ... or after QUIET_WAIT_S=90 s; load1 and foreign CPU are recorded per step)
 #   OUT=/tmp/edge-bench/run_<date>   SIPP_CPUS / SERVER_CPUS (taskset -c pinning, optional)
 #   SERVER_NICE (optional, e.g. -5: every server runs at that nice value, above the SIPp processes)
+#   PROFILE=callgrind|perf|syscalls|blast (one mode instead of the sweeps; see each block below)
+#   PROFILE_IDLE=1 (callgrind: an idle window first, reported apart)  BLAST_BIN=benches/blast/target/release/sip-blast
 # Everything started here is stopped by PID (trap on exit).
 set -u
 HERE="$(cd "$(dirname "$0")" && pwd)"
