@@ -24,7 +24,7 @@
 #   the binary before a change, so before/after alternate in one run; edge-s1 / edge-s2 = the edge with
 #   [runtime] engine_shards = 1 / 2 and as many worker threads, so the two alternate in one run)  PATHS="happy failover"  RATES="1000 2000 3000 4000 5000 6000 7000 8000"
 #   DUR=10 (seconds of call generation per step)  REFINE=2  PASS_FAIL_PCT=0.1  STOP_FAIL_PCT=5
-#   EDGE_BIN=target/release/oneinbox-edge  EDGE_MEDIA=1 (0: [media] enabled=false, SDP passes through)
+#   EDGE_BIN=target/release/oneinbox-edge  EDGE_MEDIA=1 (0: [media] enabled=false, SDP passes through; edge-s1/edge-s2 only)
 #   EDGE_RTP_PORTS=10000-65000  EDGE_QUARANTINE_MS=1000 (port reuse quarantine; see README)
 #   EDGE_MAX_TX=1000000 (sip.max_transactions; Kamailio gets SHM_MB of shared memory likewise)
 #   EDGE_LOG_LEVEL=info (log.level, as shipped; runs 1-5 used warn)
@@ -39,6 +39,8 @@
 #   LOAD_MAX=1.0 load1 ... or after QUIET_WAIT_S=90 s; load1 and foreign CPU are recorded per step)
 #   OUT=/tmp/edge-bench/run_<date>   SIPP_CPUS / SERVER_CPUS (taskset -c pinning, optional)
 #   SERVER_NICE (optional, e.g. -5: every server runs at that nice value, above the SIPp processes)
+#   PROFILE=callgrind|perf|syscalls|blast (one mode instead of the sweeps; see each block below)
+#   PROFILE_IDLE=1 (callgrind: an idle window first, reported apart)  BLAST_BIN=benches/blast/target/release/sip-blast
 # Everything started here is stopped by PID (trap on exit).
 set -u
 HERE="$(cd "$(dirname "$0")" && pwd)"
@@ -71,7 +73,7 @@ HOLD_SERVERS="${HOLD_SERVERS:-$SERVERS edge-sig}"
 QUIET_BUSY="${QUIET_BUSY:-20}"
 LOAD_MAX="${LOAD_MAX:-1.0}"
 QUIET_WAIT_S="${QUIET_WAIT_S:-90}"
-EDGE_WRAP=()
+EDGE_WRAP=(); KAM_WRAP=()
 SERVER_PIN=(); [[ -n "${SERVER_CPUS:-}" ]] && SERVER_PIN=(taskset -c "$SERVER_CPUS")
 # SERVER_NICE: run every server (edge and Kamailio alike) at this nice value, e.g. -5, so the load
 # generators sharing the two cores do not preempt it (a production edge has no SIPp beside it).
@@ -196,13 +198,13 @@ edge_metrics() {  # a few counters from /metrics, one line
 # ---------------------------------------------------------------- Kamailio
 start_kamailio() {  # extra kamailio args (-A WITH_DIALOG)
   rm -f /tmp/kamailio_bench_ctl
-  ( cd "$OUT" && exec "${SERVER_PIN[@]}" kamailio -f "$HERE/kamailio/kamailio.cfg" -DD -E -m "$SHM_MB" -M "$PKG_MB" \
+  ( cd "$OUT" && exec "${SERVER_PIN[@]}" "${KAM_WRAP[@]}" kamailio -f "$HERE/kamailio/kamailio.cfg" -DD -E -m "$SHM_MB" -M "$PKG_MB" \
       -A "NCHILD=$KAM_NCHILD" -A "DBURL=\"text://$DATA/kamailio-db\"" \
       -A "LISTEN=udp:127.0.0.1:$SIP_PORT" -A "ALIAS=\"127.0.0.1:$SIP_PORT\"" "$@" \
       >> "$OUT/kamailio.log" 2>&1 ) &
   SERVER_PID=$!; SERVER_NAME=kamailio
   local _
-  for _ in $(seq 50); do
+  for _ in $(seq "${KAM_START_TRIES:-50}"); do
     kamcmd -s "$CTL" core.version >/dev/null 2>&1 && return 0
     sleep 0.2
   done
@@ -217,7 +219,7 @@ stop_server() {
   [[ -n "$SERVER_PID" ]] || return 0
   kill "$SERVER_PID" 2>/dev/null
   local _
-  for _ in $(seq 100); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.2; done
+  for _ in $(seq "${STOP_TRIES:-100}"); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.2; done
   kill -0 "$SERVER_PID" 2>/dev/null && kill -9 "$SERVER_PID" 2>/dev/null
   wait "$SERVER_PID" 2>/dev/null
   SERVER_PID=""; SERVER_NAME=""
@@ -264,13 +266,13 @@ fresh() {  # $1 server, $2 path, [$3 hold]
   case "$1" in
     edge) start_edge 1 "$EDGE_QUARANTINE_MS" ;;
     edge-sig) start_edge 0 "$EDGE_QUARANTINE_MS" ;;
-    edge-s1) EDGE_SHARDS=1 start_edge 1 "$EDGE_QUARANTINE_MS" ;;
-    edge-s2) EDGE_SHARDS=2 start_edge 1 "$EDGE_QUARANTINE_MS" ;;
+    edge-s1) EDGE_SHARDS=1 start_edge "$EDGE_MEDIA" "$EDGE_QUARANTINE_MS" ;;   # EDGE_MEDIA=0: signalling only
+    edge-s2) EDGE_SHARDS=2 start_edge "$EDGE_MEDIA" "$EDGE_QUARANTINE_MS" ;;
     edge-base) start_edge 1 "$EDGE_QUARANTINE_MS" "${EDGE_BASE_BIN:?EDGE_BASE_BIN=another oneinbox-edge binary}" ;;
     kamailio) if [[ "${3:-}" == hold ]]; then start_kamailio -A WITH_DIALOG; else start_kamailio; fi ;;
     *) log "unknown server $1"; exit 1 ;;
   esac
-  start_agents "$2"
+  [[ "${PROFILE:-}" == blast ]] || start_agents "$2"   # sip-blast plays the agent itself
 }
 
 # Wait for a quiet box: our servers are down between steps, so what is busy is someone else.
@@ -355,23 +357,75 @@ fi
 
 # ---------------------------------------------------------------- PROFILE=callgrind: instructions per call
 # The edge runs under callgrind; counters are zeroed once it is up and dumped after PROFILE_CALLS calls
-# at PROFILE_RATE (SIPp drives it as in a step), so the profile holds the calls only, not the startup.
+# at PROFILE_RATE (SIPp drives it as in a step), so the profile holds the calls only, not the startup
+# (PROFILE_IDLE=1: and an idle window of the same length before them, to take off). Kamailio: every
+# one of its processes (valgrind follows a fork), summed, loaded run less an idle run of the same length
+# (below; SHM_MB 256 under valgrind).
 if [[ "${PROFILE:-}" == callgrind ]]; then
   PROFILE_RATE="${PROFILE_RATE:-50}"; PROFILE_CALLS="${PROFILE_CALLS:-1000}"
   for path in $PATHS; do
     for s in $SERVERS; do
+      if [[ "$s" == kamailio ]]; then
+        # callgrind_control cannot reach Kamailio's forked workers (valgrind starts no gdbserver in a
+        # forked child), so instead of zeroing and dumping: two runs of the same length, one with the
+        # calls and one idle, every process's counts written at exit and summed; the difference is the
+        # calls' (start-up and shutdown cancel out, timers nearly so).
+        cg="$OUT/callgrind.kamailio_${path}"
+        declare -A KTOT=()
+        for phase in load idle; do
+          KAM_WRAP=(valgrind --tool=callgrind --callgrind-out-file="$cg.$phase.%p" --dump-instr=no --collect-jumps=no)
+          SHM_MB_SAVED=$SHM_MB; SHM_MB=256
+          KAM_START_TRIES=600 fresh kamailio "$path"
+          SHM_MB=$SHM_MB_SAVED
+          t0=$(date +%s.%N)
+          sleep 3
+          if [[ "$phase" == load ]]; then
+            SERVER_PID="$SERVER_PID" EXTRA="server=$s path=$path phase=profile" \
+              "$HERE/load_step.sh" "$PROFILE_RATE" "$PROFILE_CALLS" "$OUT" "profile_${s}_${path}" | tail -1 > /dev/null
+            sleep 3
+            kelapsed=$(python3 -c "import time; print(round(time.time() - $t0 - 3, 2))")
+            ok=$(python3 -c "import json,sys; print(json.loads(open('$OUT/summary.jsonl').readlines()[-1])['calls_ok'])")
+          else
+            sleep "$kelapsed"
+          fi
+          stop_uas; STOP_TRIES=600 stop_server
+          KAM_WRAP=()
+          total=0; n_files=0
+          for f in "$cg.$phase".*; do
+            [[ "$f" == *.txt ]] && continue
+            n=$(callgrind_annotate "$f" 2>/dev/null | grep -m1 'PROGRAM TOTALS' | awk '{gsub(",","",$1); print $1}')
+            total=$(( total + ${n:-0} )); n_files=$(( n_files + 1 ))
+          done
+          KTOT[$phase]=$total
+          log "PROFILE $s $path $phase: $total instructions over $n_files processes"
+        done
+        log "PROFILE $s $path: $ok calls, $(( KTOT[load] - KTOT[idle] )) instructions (loaded $((KTOT[load])) - idle $((KTOT[idle]))) => $(( (KTOT[load] - KTOT[idle]) / (ok > 0 ? ok : 1) )) per call"
+        continue
+      fi
       [[ "$s" == edge* ]] || continue
       cg="$OUT/callgrind.${s}_${path}"
       EDGE_WRAP=(valgrind --tool=callgrind --callgrind-out-file="$cg.%p" --dump-instr=no --collect-jumps=no)
       fresh "$s" "$path"
       sleep 1
       callgrind_control -z "$SERVER_PID" > /dev/null
+      if [[ "${PROFILE_IDLE:-0}" == 1 ]]; then
+        # PROFILE_IDLE=1: first an idle window as long as the loaded one will be (calls / rate + 3 s),
+        # dumped apart (dump 1), so its count (timers, the runtime's wake-ups) can be taken off the calls'.
+        sleep $(( (PROFILE_CALLS + PROFILE_RATE - 1) / PROFILE_RATE + 3 ))
+        callgrind_control -d "$SERVER_PID" > /dev/null   # dumps and zeroes
+      fi
       SERVER_PID="$SERVER_PID" EXTRA="server=$s path=$path phase=profile" \
         "$HERE/load_step.sh" "$PROFILE_RATE" "$PROFILE_CALLS" "$OUT" "profile_${s}_${path}" | tail -1 > /dev/null
       sleep 3
       callgrind_control -d "$SERVER_PID" > /dev/null
       sleep 1
       f="$cg.$SERVER_PID.1"   # the dump holds the calls; $cg.PID (written at exit) the shutdown
+      idle_total=0
+      if [[ "${PROFILE_IDLE:-0}" == 1 ]]; then
+        callgrind_annotate "$f" > "$cg.idle.self.txt" 2>/dev/null
+        idle_total=$(grep -m1 'PROGRAM TOTALS' "$cg.idle.self.txt" | awk '{gsub(",","",$1); print $1}')
+        f="$cg.$SERVER_PID.2"
+      fi
       stop_uas; stop_server
       EDGE_WRAP=()
       ok=$(python3 -c "import json,sys; print(json.loads(open('$OUT/summary.jsonl').readlines()[-1])['calls_ok'])")
@@ -379,6 +433,48 @@ if [[ "${PROFILE:-}" == callgrind ]]; then
       callgrind_annotate "$f" > "$cg.self.txt" 2>/dev/null
       total=$(grep -m1 'PROGRAM TOTALS' "$cg.self.txt" | awk '{gsub(",","",$1); print $1}')
       log "PROFILE $s $path: $ok calls, $total instructions => $(( total / (ok > 0 ? ok : 1) )) per call ($f)"
+      [[ "${PROFILE_IDLE:-0}" == 1 ]] && log "PROFILE $s $path: idle window $idle_total instructions; less idle: $(( (total - idle_total) / (ok > 0 ? ok : 1) )) per call"
+    done
+  done
+  exit 0
+fi
+
+# ---------------------------------------------------------------- PROFILE=blast: the load generator off the CPU budget
+# benches/blast (sip-blast, std + libc, no scenario engine) plays the carrier and the agent of the happy
+# path with the messages of the SIPp scenarios, at a fraction of SIPp's CPU, so the server gets most of
+# the box: for the engine-shard scaling figure on a 2-core box. Edge servers only (the carrier follows no
+# Record-Route). Per rate of RATES, each server of SERVERS in turn on a fresh start takes RATE x DUR calls;
+# a server leaves the sweep at its first failing rate (failed >= PASS_FAIL_PCT, under 95 % of the rate,
+# or a datagram or call record dropped). One JSON line per step in $OUT/blast.jsonl: calls done / failed,
+# achieved calls/s, setup p50/p99, the server's CPU (and per thread) and sip-blast's own CPU.
+if [[ "${PROFILE:-}" == blast ]]; then
+  BLAST_BIN="${BLAST_BIN:-$ROOT/benches/blast/target/release/sip-blast}"
+  [[ -x "$BLAST_BIN" ]] || { log "no sip-blast at $BLAST_BIN (cargo build --release --manifest-path benches/blast/Cargo.toml)"; exit 1; }
+  declare -A BOUT
+  for rate in $RATES; do
+    for s in $SERVERS; do
+      [[ "$s" == edge* ]] || { log "PROFILE=blast: $s skipped (edge servers only)"; continue; }
+      [[ "${BOUT[$s]:-0}" == 1 ]] && continue
+      wait_quiet
+      fresh "$s" happy
+      log "blast $s at $rate calls/s (load: $(cut -d' ' -f1-3 /proc/loadavg))"
+      json=$("${SIPP_PIN[@]}" "$BLAST_BIN" --target "$TARGET" --uac "127.0.0.1:$UAC_PORT" --agent "127.0.0.1:$PRIMARY_PORT" \
+        --dids "$DIDS" --rate "$rate" --calls $(( rate * DUR )) --server-pid "$SERVER_PID" --label "blast_${s}_r${rate}")
+      stats=$(edge_metrics)
+      stop_server
+      line=$(python3 - "$json" "$stats" "$PASS_FAIL_PCT" "$s" <<'PY'
+import json, sys
+r = json.loads(sys.argv[1]); stats = sys.argv[2].split(); pf = float(sys.argv[3])
+r['server'] = sys.argv[4]
+r['server_stats'] = ' '.join(stats)
+lost = [kv for kv in stats if kv.split('=')[0] in ('records_dropped', 'udp_dropped') and kv.split('=')[-1] not in ('0', '')]
+r['verdict'] = 'pass' if r['fail_pct'] < pf and r['cps_achieved'] >= 0.95 * r['rate_target'] and not lost else 'fail'
+print(json.dumps(r))
+PY
+)
+      echo "$line" >> "$OUT/blast.jsonl"
+      log "  -> $(python3 -c "import json,sys; r=json.loads(sys.argv[1]); print(f\"{r['server']} {r['rate_target']:.0f}: done={r['done']} failed={r['failed_final']}+{r['unfinished']} unfinished ({r['fail_pct']}%) achieved={r['cps_achieved']} setup p50/p99={r['setup_ms_p50']}/{r['setup_ms_p99']} ms | CPU server={r['cpu_server']}% ({r['cpu_server_per_kcps']}%/kcps) threads={r['server_threads']} blast={r['cpu_blast']}% other={r.get('cpu_other')}% | {r['server_stats']} => {r['verdict']}\")" "$line")"
+      [[ "$line" == *'"verdict": "pass"'* ]] || BOUT[$s]=1
     done
   done
   exit 0
