@@ -3,6 +3,8 @@
 //! `tests/outbound_calls.rs` keep their assertions here and add exact timer checks; `property` drives random
 //! event orders over many seeds and checks that every call, agent count, transaction and leg ends.
 
+#[path = "call_machine/details.rs"]
+mod details;
 #[path = "call_machine/harness.rs"]
 mod harness;
 #[path = "call_machine/inbound.rs"]
