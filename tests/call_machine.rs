@@ -5,6 +5,8 @@
 //! drives the edge's voicemail answer and the media engine's events through a fake media plane
 //! (`call_machine/fake_media.rs`).
 
+#[path = "call_machine/details.rs"]
+mod details;
 #[path = "call_machine/fake_media.rs"]
 mod fake_media;
 #[path = "call_machine/harness.rs"]

@@ -221,17 +221,12 @@ const CASES: &[(&str, Want, &str)] = &[
     ),
 ];
 
+/// The corpus sip-core keeps with its own tests (`crates/sip-core/tests/data/rfc4475`): inside the
+/// repository, so a fresh clone runs this test with nothing beside it.
 fn corpus_dir() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    for c in [
-        root.join("../shared/sip/rfc4475"),
-        root.join("../../shared/sip/rfc4475"),
-    ] {
-        if c.is_dir() {
-            return c;
-        }
-    }
-    panic!("RFC 4475 corpus not found next to the repository (../shared/sip/rfc4475)");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/sip-core/tests/data/rfc4475");
+    assert!(dir.is_dir(), "RFC 4475 corpus missing at {}", dir.display());
+    dir
 }
 
 fn status_of(resp: &[u8]) -> Option<u16> {

@@ -163,6 +163,7 @@ impl CallController {
                 let route = b.route;
                 let agent_id = b.agent_id().map(str::to_owned);
                 call.end_hop(b.hop, Some(status), HopOutcome::Answered, ctx.wall_ms);
+                call.record.sip_status = Some(status);
                 call.generation += 1; // cancels the setup and ring timers
                 if call.phase.is_transferring() {
                     return self.transfer_answered(ctx, id, b, d, &resp);

@@ -349,6 +349,8 @@ impl CallController {
             ("X-OneInbox-Route", route.as_str()),
             ("X-OneInbox-Carrier", call.record.carrier.as_str()),
         ];
+        let contact = local.contact_for(peer.transport);
+        let supported = leg::supported_across(a);
         let mut b = sip_core::build::RequestBuilder::new(Method::Invite, &agent.sip_uri)
             .header("Via", &via)
             .header("Max-Forwards", &mf)
@@ -356,15 +358,14 @@ impl CallController {
             .header("To", &to)
             .header("Call-ID", &b_call_id)
             .header("CSeq", "1 INVITE")
-            .header("Contact", &local.contact)
+            .header("Contact", &contact)
             .header("Allow", crate::sip::endpoint::ALLOW)
+            .header("Supported", &supported)
             .header_unless_empty("User-Agent", &local.server_name);
-        for (_, n, v) in a.fields().filter(|(n, _, _)| {
-            matches!(
-                n,
-                Some(HeaderName::SessionExpires | HeaderName::MinSE | HeaderName::Supported)
-            )
-        }) {
+        for (_, n, v) in a
+            .fields()
+            .filter(|(n, _, _)| matches!(n, Some(HeaderName::SessionExpires | HeaderName::MinSE)))
+        {
             b = b.header(n, v);
         }
         for (n, v) in x {

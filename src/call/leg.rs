@@ -1,9 +1,13 @@
 //! Building the messages of the two legs of a bridged call. The carrier leg (A) and the agent leg (B) are
 //! separate dialogs (RFC 3261 12): new Call-ID, tags and CSeq space on B, the caller's identity kept.
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
 use sip_core::build::ResponseBuilder;
-use sip_core::message::{HeaderName, Message, Method, ParseError};
+use sip_core::message::{HeaderName, Message, Method, ParseError, Transport};
+
+use crate::sip::endpoint::{ALLOW, SUPPORTED};
 
 /// One side of a dialog as this edge holds it: enough to send it requests and recognise its own.
 #[derive(Debug, Clone)]
@@ -30,6 +34,56 @@ pub struct Local {
     /// `<sip:edge@host:port>`
     pub contact: String,
     pub server_name: String,
+}
+
+impl Local {
+    /// Our Contact on a leg over `transport`: `;transport=` named for every transport but UDP (the default
+    /// of a `sip:` URI, RFC 3261 19.1.1), so that the peer sends its ACK, re-INVITEs and BYE back over the
+    /// transport the leg uses (a TCP-only peer, or a firewall open for TCP alone, would lose them).
+    pub fn contact_for(&self, transport: Transport) -> Cow<'_, str> {
+        match uri_transport(transport) {
+            None => Cow::Borrowed(&self.contact),
+            Some(t) => Cow::Owned(match self.contact.strip_suffix('>') {
+                Some(uri) => format!("{uri};transport={t}>"),
+                None => format!("<{};transport={t}>", self.contact),
+            }),
+        }
+    }
+
+    /// Our Contact on an answer to `req`: the transport its top Via names, which is the one it came over
+    /// and the one the answer goes back on (RFC 3261 18.2.2).
+    pub fn contact_answering(&self, req: &Message) -> Cow<'_, str> {
+        self.contact_for(req.top_via().map_or(Transport::Udp, |v| v.transport))
+    }
+}
+
+/// The `transport=` URI parameter for a leg over `t`; `None` for UDP, the default. (TLS, once built, is
+/// one more arm here: `Transport::Tls => Some("tls")`.)
+pub fn uri_transport(t: Transport) -> Option<&'static str> {
+    match t {
+        Transport::Tcp => Some("tcp"),
+        _ => None,
+    }
+}
+
+/// Option tags that hold across the edge in a `Supported` it passes on: its own ([`SUPPORTED`]) and
+/// session timers (RFC 4028), whose headers and refreshes call control relays end to end, so `timer` is
+/// true exactly when the peer on the other leg said it. Anything else the peer supports (`100rel`,
+/// `replaces`, ...) the edge does not, and does not claim.
+const PASSED_THROUGH: &[&str] = &["timer"];
+
+/// The `Supported` value to send on behalf of `msg`'s sender (possibly empty: no extension).
+pub fn supported_across(msg: &Message) -> String {
+    msg.supported()
+        .into_iter()
+        .filter(|t| {
+            SUPPORTED
+                .iter()
+                .chain(PASSED_THROUGH)
+                .any(|s| s.eq_ignore_ascii_case(t))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The Via transport word for requests sent over `t`.
@@ -67,11 +121,11 @@ pub fn passthrough_headers(invite: &Message) -> impl Iterator<Item = (&str, &str
 }
 
 /// Headers worth relaying on in-dialog requests and their answers (session timers, content, reason).
+/// `Supported` is written by [`supported_across`], which keeps only what holds across the edge.
 const RELAYED: &[HeaderName] = &[
     HeaderName::ContentType,
     HeaderName::SessionExpires,
     HeaderName::MinSE,
-    HeaderName::Supported,
     HeaderName::Require,
     HeaderName::Reason,
     HeaderName::Event,
@@ -117,13 +171,14 @@ pub fn in_dialog_request_with(
     side.local_cseq = side.local_cseq.wrapping_add(1).max(1);
     let via = format!("SIP/2.0/{} {};branch={branch};rport", side.transport, local.sent_by);
     let cseq = format!("{} {}", side.local_cseq, method.as_str());
+    let contact = local.contact_for(Transport::from_token(side.transport));
     let mut b = sip_core::build::RequestBuilder::new(method.clone(), &side.remote_target)
         .header("Via", &via)
         .header("From", &side.local)
         .header("To", &side.remote)
         .header("Call-ID", &side.call_id)
         .header("CSeq", &cseq)
-        .header("Contact", &local.contact)
+        .header("Contact", &contact)
         .header_unless_empty("User-Agent", &local.server_name);
     for r in &side.route_set {
         b = b.header("Route", r);
@@ -132,6 +187,8 @@ pub fn in_dialog_request_with(
     for (n, v) in &relayed {
         b = b.header(n, v);
     }
+    let supported = orig.map(supported_across).unwrap_or_default();
+    b = b.header_unless_empty("Supported", &supported);
     for (n, v) in extra {
         b = b.header(n, v);
     }
@@ -163,8 +220,10 @@ pub fn ack_2xx(side: &DialogSide, local: &Local, invite_cseq: u32, branch: &str)
     b.build()
 }
 
-/// A response to `req` relaying `from`'s status, reason and body; our tag and Contact on it.
-/// `body` replaces `from`'s body (the media anchor's rewritten SDP); an empty one drops it.
+/// A response to `req` relaying `from`'s status, reason and body; our tag and Contact on it (with the
+/// transport `req` came over), and on 18x/2xx the methods we allow and the extensions that hold across
+/// the edge (RFC 3261 13.3.1.4). `body` replaces `from`'s body (the media anchor's rewritten SDP); an
+/// empty one drops it.
 pub fn relay_response(
     req: &Message,
     from: &Message,
@@ -175,11 +234,18 @@ pub fn relay_response(
     let code = from.status().unwrap_or(500);
     let reason = from.reason().unwrap_or("");
     let relayed = relayed_headers(from);
+    let contact = local.contact_answering(req);
+    let supported = supported_across(from);
     let mut b = ResponseBuilder::for_request(req, code, reason)
         .to_tag(tag)
         .header_unless_empty("Server", &local.server_name);
     if code < 300 {
-        b = b.header("Contact", &local.contact);
+        b = b.header("Contact", &contact);
+    }
+    if code > 100 && code < 300 {
+        b = b.header("Allow", ALLOW).header("Supported", &supported);
+    } else {
+        b = b.header_unless_empty("Supported", &supported);
     }
     for (n, v) in &relayed {
         b = b.header(n, v);

@@ -296,3 +296,63 @@ fn the_ring_time_out_runs_on_the_test_clock_and_a_chain_of_time_outs_is_no_answe
     );
     assert_eq!(rig.ctl.agent_load("ag_1"), 0, "the agent is free again");
 }
+
+/// The voicemail of a caller whose From user is a name, not a number, is stored under that name, as the
+/// call record shows it; a From with no user at all is `anonymous`. The edge's 200 says what it allows and
+/// supports, with its Contact, and the record keeps the 200 as its SIP status.
+#[test]
+fn a_voicemails_caller_is_the_from_user_as_given() {
+    for (from, caller) in [
+        ("\"Front Desk\" <sip:reception@192.0.2.10>", "reception"),
+        ("<sip:192.0.2.10>", "anonymous"),
+        ("<sip:+14155559999@192.0.2.10>", "+14155559999"),
+    ] {
+        let media = FakeMedia::default();
+        let mut rig = Rig::new(AgentStatus::Disabled, Some(Box::new(media.clone())));
+        let carrier = udp("192.0.2.10:5060");
+        let text = invite().replace("From: <sip:+14155559999@192.0.2.10>", &format!("From: {from}"));
+        let (key, msg) = rig.request(carrier, text);
+        let mut ctx = ctx!(rig);
+        rig.ctl
+            .on_invite(&mut ctx, key, msg, carrier, "carrier")
+            .expect("taken");
+        let answer = rig
+            .sent()
+            .into_iter()
+            .find(|m| m.status() == Some(200))
+            .expect("voicemail answers 200");
+        let h = |n: &str| answer.header(&n.into()).map(str::to_owned);
+        assert_eq!(h("Allow").as_deref(), Some(crate::sip::endpoint::ALLOW), "{from}");
+        assert_eq!(h("Supported").as_deref(), Some(""), "no extension of the edge's own");
+        assert_eq!(h("Contact").as_deref(), Some("<sip:edge@203.0.113.1:5060>"));
+        // A live call's record is queued 20 ms after it changes.
+        rig.now += Duration::from_millis(50);
+        let mut ctx = ctx!(rig);
+        rig.ctl.handle_timeout(&mut ctx);
+        let record = rig.last_record();
+        assert_eq!(record.from, caller, "{from}");
+        assert_eq!(record.sip_status, Some(200), "an answered call keeps its 2xx");
+        let call_id: Arc<str> = Arc::from(record.id.as_str());
+        let mut ctx = ctx!(rig);
+        rig.ctl.on_media_event(
+            &mut ctx,
+            edge_media::MediaEvent::VoicemailEnded {
+                call_id,
+                outcome: Ok(edge_media::VoicemailOutcome {
+                    path: "voicemail/x.wav".into(),
+                    duration_ms: 1500,
+                    ended_by: edge_media::EndedBy::DtmfHash,
+                }),
+            },
+        );
+        let mut stored = None;
+        while let Some(p) = rig.ctl.poll_record() {
+            if let Persist::Voicemail(v) = p {
+                stored = Some(v);
+            }
+        }
+        let vm = stored.expect("a voicemail row");
+        assert_eq!(vm.caller, caller, "{from}");
+        assert_eq!(vm.ended_by, "dtmf-hash");
+    }
+}

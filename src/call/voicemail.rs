@@ -15,6 +15,7 @@ use crate::call::outcome::{Ending, HopOutcome};
 use crate::call::phase::{Answerer, SentAnswer};
 use crate::call::registry::CallController;
 use crate::call::state::CallId;
+use crate::sip::endpoint::{ALLOW, SUPPORTED};
 
 /// What a voicemail row needs once the recording ends (the call may be gone by then).
 #[derive(Debug)]
@@ -65,9 +66,13 @@ impl CallController {
         call.relay = None;
         call.b_offer = None;
         let answer_sdp: Bytes = answer;
+        let contact = self.cfg.local.contact_answering(&call.a.invite);
+        let supported = SUPPORTED.join(", ");
         let built = ResponseBuilder::for_request(&call.a.invite, 200, "OK")
             .to_tag(&call.a.tag)
-            .header("Contact", &self.cfg.local.contact)
+            .header("Contact", &contact)
+            .header("Allow", ALLOW)
+            .header("Supported", &supported)
             .header_unless_empty("Server", &self.cfg.local.server_name)
             .body("application/sdp", answer_sdp.clone())
             .build_message();
@@ -103,6 +108,7 @@ impl CallController {
         call.push_hop(Route::Voicemail, None, Some(200), HopOutcome::Answered, started, None);
         call.record.status = CallStatus::InProgress;
         call.record.answered_by = Some(Route::Voicemail);
+        call.record.sip_status = Some(200);
         call.record.answered_at_ms = Some(ctx.wall_ms);
         self.voicemail_meta.insert(
             call.record.id.clone(),
@@ -139,8 +145,9 @@ impl CallController {
         let mut b =
             ResponseBuilder::for_request(req, 200, "OK").header_unless_empty("Server", &self.cfg.local.server_name);
         let sdp = call.phase.voicemail_sdp().cloned();
+        let contact = self.cfg.local.contact_answering(req);
         if *method == Method::Invite {
-            b = b.header("Contact", &self.cfg.local.contact);
+            b = b.header("Contact", &contact);
             if let Some(sdp) = sdp {
                 b = b.body("application/sdp", sdp);
             }

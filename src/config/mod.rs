@@ -673,6 +673,7 @@ impl Validator<'_> {
                 allow,
             });
         }
+        let agent_networks = self.agent_networks(&raw.agent_networks, &carriers)?;
         let unknown_source = match raw.routing.unknown_source.get_ref().as_str() {
             "reject" => UnknownSource::Reject,
             "drop" => UnknownSource::Drop,
@@ -739,7 +740,7 @@ impl Validator<'_> {
             default_voicemail_message: raw.routing.default_voicemail_message.clone(),
             media: self.media(&raw.media)?,
             inventory: self.inventory(&raw.inventory)?,
-            agent_networks: self.agent_networks(&raw.agent_networks)?,
+            agent_networks,
             outbound: self.outbound(&raw.outbound)?,
             admission: self.admission(&raw.admission)?,
             security: SecuritySettings {
@@ -1122,6 +1123,24 @@ mod tests {
         assert_eq!(c.sip.tcp, Some("0.0.0.0:5060".parse().unwrap()));
         assert_eq!(c.api_listen, Some("127.0.0.1:8080".parse().unwrap()));
         assert_eq!(c.sip.t1, Duration::from_millis(500));
+    }
+
+    #[test]
+    fn an_agent_network_inside_a_carrier_range_is_refused_by_key_and_line() {
+        let text = "[[carriers]]\nname = \"twilio\"\nallow = [\"54.172.60.0/30\", \"10.0.0.0/8\"]\n\n\
+                    [[agent_networks]]\nname = \"agents\"\nallow = [\"192.0.2.0/24\",\n  \"10.20.0.0/16\"]\n";
+        let e = parse(text).unwrap_err().to_string();
+        assert!(e.contains("edge.toml:8: key `agent_networks[0].allow`"), "{e}");
+        assert!(
+            e.contains("10.20.0.0/16") && e.contains("10.0.0.0/8") && e.contains("twilio"),
+            "{e}"
+        );
+        // Wider than a carrier's range overlaps it too; disjoint ranges are fine.
+        let wide = "[[carriers]]\nname = \"c\"\nallow = [\"192.0.2.10\"]\n[[agent_networks]]\nname = \"a\"\nallow = [\"192.0.2.0/24\"]\n";
+        let e = parse(wide).unwrap_err().to_string();
+        assert!(e.contains("edge.toml:6: key `agent_networks[0].allow`"), "{e}");
+        let apart = "[[carriers]]\nname = \"c\"\nallow = [\"192.0.2.0/25\"]\n[[agent_networks]]\nname = \"a\"\nallow = [\"192.0.2.128/25\"]\n";
+        assert!(parse(apart).is_ok());
     }
 
     #[test]

@@ -179,7 +179,39 @@ impl Validator<'_> {
         Ok(out)
     }
 
-    pub(super) fn agent_networks(&self, raw: &[RawAgentNetwork]) -> Result<Vec<AgentNetwork>, ConfigError> {
+    /// A source is either a carrier or an agent: an agent network that overlaps a carrier's range would
+    /// have that carrier's INVITEs taken for agents' outbound calls, or an agent's for inbound calls (the
+    /// carrier lists are consulted first), depending on which address sent. Refused, naming both ranges.
+    fn apart_from_carriers(
+        &self,
+        key: &str,
+        raw: &[Spanned<String>],
+        allow: &[IpNet],
+        carriers: &[super::Carrier],
+    ) -> Result<(), ConfigError> {
+        for (net, text) in allow.iter().zip(raw) {
+            for (ci, c) in carriers.iter().enumerate() {
+                if let Some(range) = c.allow.iter().find(|r| r.contains(net) || net.contains(*r)) {
+                    return self.err(
+                        key,
+                        text.span(),
+                        format!(
+                            "`{net}` overlaps `{range}` of carriers[{ci}] (`{}`): a source in both would be \
+                             taken for the carrier; agent networks and carrier ranges must not overlap",
+                            c.name
+                        ),
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn agent_networks(
+        &self,
+        raw: &[RawAgentNetwork],
+        carriers: &[super::Carrier],
+    ) -> Result<Vec<AgentNetwork>, ConfigError> {
         let mut out: Vec<AgentNetwork> = Vec::with_capacity(raw.len());
         for (i, n) in raw.iter().enumerate() {
             let name = n.name.get_ref().trim();
@@ -190,7 +222,9 @@ impl Validator<'_> {
                     "must be 1-64 characters",
                 );
             }
-            let allow = self.cidrs(&format!("agent_networks[{i}].allow"), &n.allow)?;
+            let key = format!("agent_networks[{i}].allow");
+            let allow = self.cidrs(&key, &n.allow)?;
+            self.apart_from_carriers(&key, &n.allow, &allow, carriers)?;
             out.push(AgentNetwork {
                 name: name.to_owned(),
                 allow,

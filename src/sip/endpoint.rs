@@ -30,8 +30,11 @@ use crate::transport::{peer_of as peer, Link, SendFailure};
 
 /// Methods this edge implements; the Allow header of every 405 and OPTIONS answer.
 pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE, PRACK, REFER, NOTIFY";
-/// Option tags we support (RFC 4028 session timers are relayed end to end by the B2BUA).
-pub const SUPPORTED: &[&str] = &["timer"];
+/// Option tags the edge itself implements, in its `Supported` and accepted in a `Require`: none. It sends
+/// no reliable provisionals (`100rel`) and runs no session timer of its own: `Session-Expires` and the
+/// refreshes are relayed end to end between the two legs, so `timer` is the far peer's word to pass on
+/// (`call::leg::supported_across`), never the edge's to claim (an OPTIONS answer speaks for the edge).
+pub const SUPPORTED: &[&str] = &[];
 /// Bodies we accept in an INVITE.
 pub const ACCEPT: &str = "application/sdp";
 

@@ -472,20 +472,20 @@ impl Harness {
     }
 
     pub fn send_from(&mut self, from: SocketAddr, bytes: Bytes) {
+        self.send_on(from, Link::Udp, bytes);
+    }
+
+    /// A peer at `from` sends `bytes` on its TCP connection `conn` (the id a TCP driver gives it); the
+    /// edge's answers go back on it.
+    pub fn send_tcp(&mut self, from: &str, conn: u64, bytes: impl Into<Bytes>) {
+        self.send_on(addr(from), Link::Tcp(conn), bytes.into());
+    }
+
+    fn send_on(&mut self, from: SocketAddr, link: Link, bytes: Bytes) {
         if let Ok(m) = Message::parse(bytes.clone()) {
             self.fed.push((self.elapsed(), from, m));
         }
-        self.ep.handle(self.now, from, Link::Udp, bytes);
-        self.pump();
-    }
-
-    /// A peer at `from` sends `bytes` on TCP connection `conn` (the id the TCP driver gave it).
-    pub fn send_tcp(&mut self, from: &str, conn: u64, bytes: impl Into<Bytes>) {
-        let bytes = bytes.into();
-        if let Ok(m) = Message::parse(bytes.clone()) {
-            self.fed.push((self.elapsed(), addr(from), m));
-        }
-        self.ep.handle(self.now, addr(from), Link::Tcp(conn), bytes);
+        self.ep.handle(self.now, from, link, bytes);
         self.pump();
     }
 

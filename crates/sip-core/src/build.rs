@@ -267,6 +267,32 @@ impl<'a> ResponseBuilder<'a> {
     }
 }
 
+/// `response` with its top Via given the `received` and `rport` of `source`, the address its request came
+/// from (RFC 3261 18.2.1, RFC 3581 4), as [`ResponseBuilder::received_from`] writes them; `None` when
+/// there is nothing to add (they are there already, or the request asked for no `rport` and came from the
+/// address its Via names). The transaction layer applies it to every response a TU hands it, so a TU
+/// that builds responses without the source (call control) still answers as the endpoint does.
+pub fn with_received(response: &Message, source: SocketAddr) -> Option<Bytes> {
+    let raw = response.top_via_raw().ok()?;
+    let via = Via::parse(raw).ok()?;
+    let host = via.host.trim_start_matches('[').trim_end_matches(']');
+    let same_ip = host.parse::<IpAddr>().is_ok_and(|h| h == source.ip());
+    let rport_open = via.rport() == Some(None);
+    let received_due = via.received().is_none() && (!same_ip || via.rport().is_some());
+    if !rport_open && !received_due {
+        return None;
+    }
+    // `raw` is a slice of the message's own buffer: splice the rewritten Via in its place.
+    let buf = response.bytes();
+    let start = (raw.as_ptr() as usize).checked_sub(buf.as_ptr() as usize)?;
+    let end = start.checked_add(raw.len()).filter(|&e| e <= buf.len())?;
+    let mut out = BytesMut::with_capacity(buf.len() + 48);
+    out.put_slice(&buf[..start]);
+    put_top_via(&mut out, raw, source);
+    out.put_slice(&buf[end..]);
+    Some(out.freeze())
+}
+
 /// Rewrites the top Via with `received`/`rport` from the packet source.
 fn put_top_via(out: &mut BytesMut, raw: &str, src: SocketAddr) {
     let Ok(via) = Via::parse(raw) else {

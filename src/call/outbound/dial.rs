@@ -461,8 +461,7 @@ pub(in crate::call) fn build_trunk_invite(
         .header("CSeq", &cseq)
         .header("Contact", &contact)
         .header("Allow", crate::sip::endpoint::ALLOW)
-        .header_unless_empty("User-Agent", &local.server_name)
-        .header("X-OneInbox-Call-Id", &record.id);
+        .header_unless_empty("User-Agent", &local.server_name);
     for (n, v) in &plan.auth_headers {
         b = b.header(n, v);
     }

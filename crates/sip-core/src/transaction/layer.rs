@@ -131,7 +131,9 @@ impl TransactionLayer {
 
     /// The TU answers server transaction `key` with a response built once (e.g.
     /// [`ResponseBuilder::build_message`]). The layer keeps its bytes for retransmission and runs
-    /// Timers G/H (non-2xx INVITE), L (2xx INVITE) or J.
+    /// Timers G/H (non-2xx INVITE), L (2xx INVITE) or J. A top Via the TU left without the request's
+    /// `received`/`rport` gets them here, from the source the transaction's request came from
+    /// ([`crate::build::with_received`]): every response answers along RFC 3581, whoever built it.
     pub fn respond(&mut self, now: Instant, key: &TxKey, response: Message) -> Result<(), TxError> {
         let status = response.status().ok_or(TxError::NotAResponse)?;
         let to_tag = if needs_to_tag(key, status) {
@@ -139,7 +141,11 @@ impl TransactionLayer {
         } else {
             None
         };
-        self.respond_parts(now, key, status, response.bytes().clone(), to_tag)
+        let source = self.txs.get(key).map(|tx| tx.peer.addr);
+        let bytes = source
+            .and_then(|s| crate::build::with_received(&response, s))
+            .unwrap_or_else(|| response.bytes().clone());
+        self.respond_parts(now, key, status, bytes, to_tag)
     }
 
     /// Transitional: [`respond`](Self::respond) with a response already serialized, which the layer
@@ -328,12 +334,12 @@ impl TransactionLayer {
             match auto_trying {
                 AutoTrying::Off => {}
                 AutoTrying::Immediate => {
-                    let trying = trying_for(&msg);
+                    let trying = trying_for(&msg, from);
                     out.send(from, trying.clone(), &key);
                     s.last = Some(trying);
                 }
                 AutoTrying::After(d) => {
-                    s.pending_trying = Some(trying_for(&msg));
+                    s.pending_trying = Some(trying_for(&msg, from));
                     t.arm(&mut out, TimerKind::Trying, d);
                 }
             }
@@ -422,8 +428,10 @@ impl TransactionLayer {
 }
 
 /// `100 Trying` for an INVITE (no To tag added, RFC 3261 8.2.6.1).
-fn trying_for(invite: &Message) -> Bytes {
-    ResponseBuilder::for_request(invite, 100, "Trying").build()
+fn trying_for(invite: &Message, from: Peer) -> Bytes {
+    ResponseBuilder::for_request(invite, 100, "Trying")
+        .received_from(from.addr)
+        .build()
 }
 
 /// RFC 2543 server transactions match their ACK by the To tag of the final response.
