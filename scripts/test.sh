@@ -38,3 +38,6 @@ tests/api/run.sh target/debug/oneinbox-edge
 
 echo "== SIPp scenarios"
 tests/sipp/run.sh target/debug/oneinbox-edge
+
+echo "== SIPp trunks enforcing each carrier's own outbound authentication"
+tests/sipp/carriers.sh target/debug/oneinbox-edge
