@@ -94,10 +94,7 @@ impl TrunkChoice {
             h.push(("X-Telnyx-Token", t.clone()));
         }
         if self.p_charge_info {
-            h.push((
-                "P-Charge-Info",
-                format!("<sip:{caller}@{}>", self.address.hostport()),
-            ));
+            h.push(("P-Charge-Info", format!("<sip:{caller}@{}>", self.address.hostport())));
         }
         h
     }
@@ -337,8 +334,47 @@ mod tests {
         assert_eq!(classify(480, None, &t, "+1").0, CallStatus::NoAnswer);
         assert_eq!(classify(408, None, &t, "+1").0, CallStatus::NoAnswer);
         assert_eq!(classify(503, None, &t, "+1").1.code, "trunk_unavailable");
-        let (_, e) = classify(401, None, &trunk(Provider::Telnyx, false), "+1");
+        let (_, e) = classify(401, None, &trunk(Provider::Twilio, false), "+1");
         assert!(e.message.contains("has none"), "{}", e.message);
+        // Telnyx: credentials, or an IP connection's own identification.
+        let (_, e) = classify(407, None, &trunk(Provider::Telnyx, false), "+1");
+        assert!(
+            e.message.contains("set auth_username and auth_password")
+                && e.message.contains("tech_prefix or ip_auth_token"),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn telnyx_identification_goes_on_the_invite_and_never_into_logs() {
+        let mut t = trunk(Provider::Telnyx, true);
+        assert_eq!(t.dial_string("+18005678912"), "+18005678912");
+        assert_eq!(
+            t.carrier_headers("+14155550100"),
+            vec![("X-Telnyx-Username", "u".to_owned())]
+        );
+        t.tech_prefix = Some("1234".into());
+        t.token = Some("Chicagoqwhowg6ze2d7o".into());
+        t.p_charge_info = true;
+        // Telnyx's own example: 1234 + +18005678912 = 123418005678912.
+        assert_eq!(t.dial_string("+18005678912"), "123418005678912");
+        assert_eq!(
+            t.carrier_headers("+14155550100"),
+            vec![
+                ("X-Telnyx-Username", "u".to_owned()),
+                ("X-Telnyx-Token", "Chicagoqwhowg6ze2d7o".to_owned()),
+                ("P-Charge-Info", "<sip:+14155550100@t.example>".to_owned()),
+            ]
+        );
+        let debug = format!("{t:?}");
+        assert!(
+            !debug.contains("Chicagoqwhowg6ze2d7o") && !debug.contains("\"p\""),
+            "{debug}"
+        );
+        // Nothing of Telnyx's toward another carrier.
+        t.provider = Provider::Twilio;
+        assert!(t.carrier_headers("+14155550100").is_empty());
     }
 
     #[test]

@@ -239,7 +239,7 @@ enum Script {
     Trunk {
         mode: TrunkMode,
         auth: Option<(DigestVerifier, String, String)>,
-        gate: Option<TrunkGate>,
+        gate: Option<Box<TrunkGate>>,
         n: u32,
     },
 }
@@ -426,7 +426,7 @@ impl Harness {
     /// The trunk at `at` (set up by [`Harness::trunk`]) also demands `gate` of every new INVITE.
     pub fn gate(&mut self, at: &str, gate: TrunkGate) {
         match self.scripts.get_mut(&addr(at)) {
-            Some(Script::Trunk { gate: g, .. }) => *g = Some(gate),
+            Some(Script::Trunk { gate: g, .. }) => *g = Some(Box::new(gate)),
             _ => panic!("no trunk at {at}"),
         }
     }
@@ -711,7 +711,7 @@ impl Script {
             Script::Trunk { mode, auth, gate, n } => {
                 *n += 1;
                 let tag = format!("tr{n}");
-                trunk_answers(m, *mode, auth.as_ref(), gate.as_ref(), &tag, me)
+                trunk_answers(m, *mode, auth.as_ref(), gate.as_deref(), &tag, me)
             }
         }
     }

@@ -460,7 +460,11 @@ fn carrier_call(
     trunk: OutboundTrunk,
     auth: Option<TrunkAuth>,
     gate: Option<TrunkGate>,
-) -> (sip_core::message::Message, edge_store::CallRecord, Vec<sip_core::message::Message>) {
+) -> (
+    sip_core::message::Message,
+    edge_store::CallRecord,
+    Vec<sip_core::message::Message>,
+) {
     let routing = Routing::new()
         .agent("bot", AGENT1, 5, AgentStatus::Active)
         .byo_trunk(DID, "bot", provider, trunk);
@@ -542,7 +546,10 @@ fn telnyx_ip_connection_token() {
     assert_eq!(rec.answered_by, Some(Route::Trunk));
     assert_eq!(invites.len(), 1);
     assert_eq!(header(&invites[0], "X-Telnyx-Token").as_deref(), Some(TOKEN));
-    assert!(header(&invites[0], "X-Telnyx-Username").is_none(), "no username to send");
+    assert!(
+        header(&invites[0], "X-Telnyx-Username").is_none(),
+        "no username to send"
+    );
     assert_eq!(invites[0].request_uri_raw().unwrap(), format!("sip:{DEST}@{TRUNK}"));
 }
 
@@ -560,7 +567,8 @@ fn telnyx_ip_connection_without_its_token_is_a_clear_error() {
     let err = rec.error.expect("an error");
     assert_eq!((rec.status, err.code.as_str()), (CallStatus::Failed, "forbidden"));
     assert!(
-        err.message.contains("needs provider_config.ip_auth_token (sent as X-Telnyx-Token)"),
+        err.message
+            .contains("needs provider_config.ip_auth_token (sent as X-Telnyx-Token)"),
         "{}",
         err.message
     );
@@ -592,8 +600,13 @@ fn telnyx_ip_connection_tech_prefix() {
     assert_eq!(rec.to, DEST, "the record keeps the number dialled");
     assert_eq!(invites.len(), 1);
     let digits = DEST.trim_start_matches('+');
-    assert_eq!(invites[0].request_uri_raw().unwrap(), format!("sip:1234{digits}@{TRUNK}"));
-    assert!(header(&invites[0], "To").unwrap().contains(&format!("sip:1234{digits}@")));
+    assert_eq!(
+        invites[0].request_uri_raw().unwrap(),
+        format!("sip:1234{digits}@{TRUNK}")
+    );
+    assert!(header(&invites[0], "To")
+        .unwrap()
+        .contains(&format!("sip:1234{digits}@")));
 }
 
 /// Without the prefix Telnyx answers 407 with nothing to authenticate with: the error says what to set.
@@ -605,7 +618,11 @@ fn telnyx_ip_connection_without_its_tech_prefix_is_a_clear_error() {
         refuse: (407, "Proxy Authentication Required"),
     };
     let (fin, rec, invites) = carrier_call(Provider::Telnyx, trunk_with(|_| {}), None, Some(gate.clone()));
-    assert_eq!(fin.status(), Some(403), "the agent cannot answer the trunk's challenge: {fin:?}");
+    assert_eq!(
+        fin.status(),
+        Some(403),
+        "the agent cannot answer the trunk's challenge: {fin:?}"
+    );
     assert_eq!(invites.len(), 1, "nothing to resend with");
     let err = rec.error.expect("an error");
     assert_eq!(err.code, "trunk_auth_rejected");
@@ -619,7 +636,11 @@ fn telnyx_ip_connection_without_its_tech_prefix_is_a_clear_error() {
     let wrong = trunk_with(|t| t.tech_prefix = Some("9999".into()));
     let (_, rec, _) = carrier_call(Provider::Telnyx, wrong, None, Some(gate));
     let err = rec.error.expect("an error");
-    assert!(err.message.contains("with provider_config.tech_prefix"), "{}", err.message);
+    assert!(
+        err.message.contains("with provider_config.tech_prefix"),
+        "{}",
+        err.message
+    );
 }
 
 /// Telnyx IP connection with P-Charge-Info authentication: the number, E.164, as a SIP URI.

@@ -877,10 +877,15 @@ async fn carrier_auth_fields(s: &Server) {
     let agent = make_agent(s, &key, "A").await;
     let token = "Chicagoqwhowg6ze2d7o";
     let r = s
-        .call("POST", "/v1/phone-numbers", k, Some(json!({
+        .call(
+            "POST",
+            "/v1/phone-numbers",
+            k,
+            Some(json!({
             "phone_number": "+15005550131", "provider": "telnyx", "agent_id": agent,
             "provider_config": {"trunk_address": "sip.telnyx.com", "tech_prefix": "1234", "ip_auth_token": token,
-                                "p_charge_info": true}})))
+                                "p_charge_info": true}})),
+        )
         .await;
     assert_eq!(r.status, 201, "{}", r.text);
     assert!(!r.text.contains(token), "the token is never returned: {}", r.text);
@@ -902,26 +907,57 @@ async fn carrier_auth_fields(s: &Server) {
 
     // The old shape still works and reads as before, with the new fields off.
     let r = s
-        .call("POST", "/v1/phone-numbers", k, Some(json!({
+        .call(
+            "POST",
+            "/v1/phone-numbers",
+            k,
+            Some(json!({
             "phone_number": "+15005550132", "provider": "telnyx", "agent_id": agent,
-            "provider_config": {"trunk_address": "sip.telnyx.com", "auth_username": "u", "auth_password": "p"}})))
+            "provider_config": {"trunk_address": "sip.telnyx.com", "auth_username": "u", "auth_password": "p"}})),
+        )
         .await;
     assert_eq!(r.status, 201, "{}", r.text);
     let pc = &r.json["provider_config"];
-    assert_eq!((pc["tech_prefix"].clone(), pc["ip_auth_token_set"].clone(), pc["p_charge_info"].clone()),
-               (Value::Null, json!(false), json!(false)));
+    assert_eq!(
+        (
+            pc["tech_prefix"].clone(),
+            pc["ip_auth_token_set"].clone(),
+            pc["p_charge_info"].clone()
+        ),
+        (Value::Null, json!(false), json!(false))
+    );
 
     // Each field checked, the 400 naming it; nothing stored.
     for (pc, field) in [
-        (json!({"trunk_address": "sip.telnyx.com", "tech_prefix": "12a4"}), "provider_config.tech_prefix"),
-        (json!({"trunk_address": "sip.telnyx.com", "tech_prefix": ""}), "provider_config.tech_prefix"),
-        (json!({"trunk_address": "sip.telnyx.com", "ip_auth_token": "short"}), "provider_config.ip_auth_token"),
-        (json!({"trunk_address": "sip.telnyx.com", "ip_auth_token": "has space in it!"}), "provider_config.ip_auth_token"),
-        (json!({"trunk_address": "sip.telnyx.com", "ip_auth_token": "x".repeat(49)}), "provider_config.ip_auth_token"),
+        (
+            json!({"trunk_address": "sip.telnyx.com", "tech_prefix": "12a4"}),
+            "provider_config.tech_prefix",
+        ),
+        (
+            json!({"trunk_address": "sip.telnyx.com", "tech_prefix": ""}),
+            "provider_config.tech_prefix",
+        ),
+        (
+            json!({"trunk_address": "sip.telnyx.com", "ip_auth_token": "short"}),
+            "provider_config.ip_auth_token",
+        ),
+        (
+            json!({"trunk_address": "sip.telnyx.com", "ip_auth_token": "has space in it!"}),
+            "provider_config.ip_auth_token",
+        ),
+        (
+            json!({"trunk_address": "sip.telnyx.com", "ip_auth_token": "x".repeat(49)}),
+            "provider_config.ip_auth_token",
+        ),
     ] {
         let r = s
-            .call("POST", "/v1/phone-numbers", k, Some(json!({
-                "phone_number": "+15005550133", "provider": "telnyx", "agent_id": agent, "provider_config": pc})))
+            .call(
+                "POST",
+                "/v1/phone-numbers",
+                k,
+                Some(json!({
+                "phone_number": "+15005550133", "provider": "telnyx", "agent_id": agent, "provider_config": pc})),
+            )
             .await;
         assert_eq!(r.status, 400, "{pc}: {}", r.text);
         assert_eq!(r.error().1.as_deref(), Some(field), "{pc}");
@@ -936,8 +972,13 @@ async fn carrier_auth_fields(s: &Server) {
         let mut pc = json!({"trunk_address": "t.pstn.twilio.com"});
         pc.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
         let r = s
-            .call("POST", "/v1/phone-numbers", k, Some(json!({
-                "phone_number": "+15005550134", "provider": "twilio", "agent_id": agent, "provider_config": pc})))
+            .call(
+                "POST",
+                "/v1/phone-numbers",
+                k,
+                Some(json!({
+                "phone_number": "+15005550134", "provider": "twilio", "agent_id": agent, "provider_config": pc})),
+            )
             .await;
         assert_eq!(r.status, 400, "{pc}: {}", r.text);
         assert_eq!(r.error().1.as_deref(), Some(field), "{pc}");
@@ -945,8 +986,13 @@ async fn carrier_auth_fields(s: &Server) {
 
     // PATCH: rotate the token, drop the prefix, turn P-Charge-Info off; null cannot switch it.
     let r = s
-        .call("PATCH", &path, k, Some(json!({"provider_config": {
-            "ip_auth_token": "new-token-0000001", "tech_prefix": null, "p_charge_info": false}})))
+        .call(
+            "PATCH",
+            &path,
+            k,
+            Some(json!({"provider_config": {
+            "ip_auth_token": "new-token-0000001", "tech_prefix": null, "p_charge_info": false}})),
+        )
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert!(!r.text.contains("new-token-0000001"));
@@ -957,18 +1003,42 @@ async fn carrier_auth_fields(s: &Server) {
     assert_eq!(t.ip_auth_token.as_ref().unwrap().expose(), "new-token-0000001");
     assert!(t.tech_prefix.is_none() && !t.p_charge_info);
     let r = s
-        .call("PATCH", &path, k, Some(json!({"provider_config": {"tech_prefix": "12 34"}})))
+        .call(
+            "PATCH",
+            &path,
+            k,
+            Some(json!({"provider_config": {"tech_prefix": "12 34"}})),
+        )
         .await;
     assert_eq!(r.error().1.as_deref(), Some("provider_config.tech_prefix"));
     let r = s
-        .call("PATCH", &path, k, Some(json!({"provider_config": {"p_charge_info": null}})))
+        .call(
+            "PATCH",
+            &path,
+            k,
+            Some(json!({"provider_config": {"p_charge_info": null}})),
+        )
         .await;
     assert_eq!(r.status, 400, "{}", r.text);
     let r = s
-        .call("PATCH", &path, k, Some(json!({"provider_config": {"ip_auth_token": null}})))
+        .call(
+            "PATCH",
+            &path,
+            k,
+            Some(json!({"provider_config": {"ip_auth_token": null}})),
+        )
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.json["provider_config"]["ip_auth_token_set"], false);
-    assert!(s.store.index().lookup_number("+15005550131").unwrap().provider_config.as_ref().unwrap().ip_auth_token.is_none());
+    assert!(s
+        .store
+        .index()
+        .lookup_number("+15005550131")
+        .unwrap()
+        .provider_config
+        .as_ref()
+        .unwrap()
+        .ip_auth_token
+        .is_none());
 }
 on_both_backends!(carrier_auth_fields);
