@@ -46,5 +46,8 @@ tests/api/run.sh target/debug/oneinbox-edge
 echo "== SIPp scenarios"
 tests/sipp/run.sh target/debug/oneinbox-edge
 
+echo "== SIPp trunks enforcing each carrier's own outbound authentication"
+tests/sipp/carriers.sh target/debug/oneinbox-edge
+
 echo "== interop: baresip as carrier and agents (tests/interop)"
 timeout 300 python3 tests/interop/run.py target/debug/oneinbox-edge

@@ -195,6 +195,7 @@ fn routing_index() -> edge_store::RoutingIndex {
             trunk_address: TRUNK.into(),
             auth_username: Some("trunkuser".into()),
             auth_password: Some(Secret::new("trunkpass")),
+            ..Default::default()
         }),
     };
     edge_store::RoutingIndex::from_entries(

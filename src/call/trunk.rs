@@ -1,9 +1,10 @@
 //! Which trunk carries an outbound call, and what its refusals mean to the user.
 //!
-//! A bring-your-own number uses its own `provider_config` (address and digest credentials), else its
-//! account's integration `metadata.sip_trunk`; a purchased number uses the operator's `[[outbound.trunks]]`
-//! entry for its provider. Failures are turned into a status word and an error a user can act on, keeping
-//! the carrier's own words (reason phrase, `X-Twilio-Error`).
+//! A bring-your-own number uses its own `provider_config` (address, digest credentials and the carrier's
+//! own identification: Telnyx's tech prefix, `X-Telnyx-Token`, `P-Charge-Info`), else its account's
+//! integration `metadata.sip_trunk`; a purchased number uses the operator's `[[outbound.trunks]]` entry for
+//! its provider. Failures are turned into a status word and an error a user can act on, keeping the
+//! carrier's own words (reason phrase, `X-Twilio-Error`).
 
 use edge_contract::{TrunkParams, TrunkRefusal};
 use edge_store::{CallError, CallStatus, NumberRoute, Provider, RoutingIndex};
@@ -40,6 +41,12 @@ pub struct TrunkChoice {
     pub provider: Provider,
     pub source: TrunkSource,
     pub cps: f64,
+    /// Digits put before the dialled number, whose `+` is then dropped (Telnyx IP connections).
+    pub tech_prefix: Option<String>,
+    /// Sent as `X-Telnyx-Token` (Telnyx IP connections).
+    pub token: Option<String>,
+    /// Send `P-Charge-Info` with the caller's number (Telnyx IP connections).
+    pub p_charge_info: bool,
 }
 
 impl std::fmt::Debug for TrunkChoice {
@@ -50,6 +57,9 @@ impl std::fmt::Debug for TrunkChoice {
             .field("provider", &self.provider)
             .field("source", &self.source)
             .field("cps", &self.cps)
+            .field("tech_prefix", &self.tech_prefix)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("p_charge_info", &self.p_charge_info)
             .finish_non_exhaustive()
     }
 }
@@ -58,6 +68,53 @@ impl TrunkChoice {
     /// Pacing is per trunk host (Twilio counts CPS per trunk, Telnyx per source toward its host).
     pub fn pacing_key(&self) -> String {
         self.address.host.to_ascii_lowercase()
+    }
+
+    /// The user part of the Request-URI and To for `dest` (E.164): the number itself, or behind a tech
+    /// prefix the prefix then the digits (Telnyx: `1234` + `+18005678912` -> `123418005678912`).
+    pub fn dial_string(&self, dest: &str) -> String {
+        match &self.tech_prefix {
+            Some(p) => format!("{p}{}", dest.trim_start_matches('+')),
+            None => dest.to_owned(),
+        }
+    }
+
+    /// Headers the carrier wants on every INVITE (not only after a challenge): Telnyx's
+    /// `X-Telnyx-Username` (its guides for AI platforms: the digest username, so a credential or FQDN
+    /// connection finds its account), `X-Telnyx-Token` and `P-Charge-Info` for IP connections.
+    pub fn carrier_headers(&self, caller: &str) -> Vec<(&'static str, String)> {
+        let mut h = Vec::new();
+        if self.provider != Provider::Telnyx {
+            return h;
+        }
+        if let Some(u) = &self.username {
+            h.push(("X-Telnyx-Username", u.clone()));
+        }
+        if let Some(t) = &self.token {
+            h.push(("X-Telnyx-Token", t.clone()));
+        }
+        if self.p_charge_info {
+            h.push(("P-Charge-Info", format!("<sip:{caller}@{}>", self.address.hostport())));
+        }
+        h
+    }
+
+    /// What the trunk was given to know the call by, for refusals: "the SIP credentials", "the tech prefix"...
+    fn identification(&self) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        if self.username.is_some() {
+            v.push("auth_username/auth_password");
+        }
+        if self.tech_prefix.is_some() {
+            v.push("tech_prefix");
+        }
+        if self.token.is_some() {
+            v.push("ip_auth_token");
+        }
+        if self.p_charge_info {
+            v.push("p_charge_info");
+        }
+        v
     }
 }
 
@@ -81,6 +138,9 @@ pub fn choose(number: &NumberRoute, index: &RoutingIndex, cfg: &OutboundSettings
             provider: number.provider,
             source: TrunkSource::ProviderConfig,
             cps,
+            tech_prefix: pc.tech_prefix.clone(),
+            token: pc.ip_auth_token.as_ref().map(|s| s.expose().to_owned()),
+            p_charge_info: pc.p_charge_info,
         });
     }
     if let Some(host) = index.integration_trunk(&number.account_id, number.provider) {
@@ -92,6 +152,9 @@ pub fn choose(number: &NumberRoute, index: &RoutingIndex, cfg: &OutboundSettings
             provider: number.provider,
             source: TrunkSource::Integration,
             cps,
+            tech_prefix: None,
+            token: None,
+            p_charge_info: false,
         });
     }
     if let Some(t) = cfg.operator_trunk(number.provider) {
@@ -103,6 +166,9 @@ pub fn choose(number: &NumberRoute, index: &RoutingIndex, cfg: &OutboundSettings
             provider: number.provider,
             source: TrunkSource::Operator,
             cps: t.cps.unwrap_or(cps),
+            tech_prefix: None,
+            token: None,
+            p_charge_info: false,
         });
     }
     Err(TrunkRefusal::Missing {
@@ -124,19 +190,63 @@ pub fn classify(status: u16, resp: Option<&Message>, trunk: &TrunkChoice, to: &s
         .and_then(|r| r.header(&HeaderName::from("X-Twilio-Error")))
         .map(|v| format!("; Twilio error {}", v.trim()))
         .unwrap_or_default();
+    let telnyx = trunk.provider == Provider::Telnyx;
+    let ids = trunk.identification();
     let (status_word, code, message) = match status {
+        401 | 407 if trunk.username.is_some() => (
+            CallStatus::Failed,
+            "trunk_auth_rejected",
+            format!(
+                "trunk rejected the SIP credentials in {} ({said})",
+                trunk.source.credentials_home()
+            ),
+        ),
+        // Telnyx answers 407 to an IP-connection call without (or with a wrong) tech prefix or token.
+        401 | 407 if telnyx && !ids.is_empty() => (
+            CallStatus::Failed,
+            "trunk_auth_rejected",
+            format!(
+                "trunk did not accept the call ({said}) with provider_config.{}: check it against the Telnyx \
+                 IP connection's authentication settings (tech prefix or token) and that the edge's address is \
+                 on that connection",
+                ids.join(", provider_config.")
+            ),
+        ),
+        401 | 407 if telnyx => (
+            CallStatus::Failed,
+            "trunk_auth_rejected",
+            format!(
+                "trunk asked the call to authenticate ({said}) and {} has nothing for it: for a Telnyx \
+                 credential or FQDN connection set auth_username and auth_password; for an IP connection the \
+                 tech_prefix or ip_auth_token it requires",
+                trunk.source.credentials_home()
+            ),
+        ),
         401 | 407 => (
             CallStatus::Failed,
             "trunk_auth_rejected",
-            if trunk.username.is_some() {
+            format!(
+                "trunk asked for SIP credentials ({said}) and {} has none: set auth_username and auth_password",
+                trunk.source.credentials_home()
+            ),
+        ),
+        // A Telnyx IP connection refuses a missing or wrong X-Telnyx-Token.
+        403 if telnyx && trunk.username.is_none() => (
+            CallStatus::Failed,
+            "forbidden",
+            if ids.is_empty() {
                 format!(
-                    "trunk rejected the SIP credentials in {} ({said})",
-                    trunk.source.credentials_home()
+                    "trunk refused the call to {to} ({said}): a Telnyx IP connection with token authentication \
+                     needs provider_config.ip_auth_token (sent as X-Telnyx-Token), one with P-Charge-Info \
+                     authentication provider_config.p_charge_info; otherwise check the edge's address on the \
+                     connection and its outbound voice profile"
                 )
             } else {
                 format!(
-                    "trunk asked for SIP credentials ({said}) and {} has none: set auth_username and auth_password",
-                    trunk.source.credentials_home()
+                    "trunk refused the call to {to} ({said}) with provider_config.{}: check it against the \
+                     Telnyx IP connection's authentication settings, the edge's address on that connection and \
+                     its outbound voice profile",
+                    ids.join(", provider_config.")
                 )
             },
         ),
@@ -144,9 +254,16 @@ pub fn classify(status: u16, resp: Option<&Message>, trunk: &TrunkChoice, to: &s
             CallStatus::Failed,
             "forbidden",
             if trunk.provider == Provider::Twilio {
+                // Termination without a credential list accepts only addresses on its IP access control list.
+                let acl = if trunk.username.is_none() {
+                    "; with no auth_username/auth_password, the trunk's Termination must list the edge's public \
+                     address in an IP Access Control List"
+                } else {
+                    ""
+                };
                 format!(
                     "trunk refused the call to {to} ({said}{twilio}): outbound calls to international numbers need \
-                     the destination country enabled in Twilio Console under Voice > Settings > Geo Permissions"
+                     the destination country enabled in Twilio Console under Voice > Settings > Geo Permissions{acl}"
                 )
             } else {
                 format!("trunk refused the call to {to} ({said}{twilio}): check the trunk's outbound permissions")
@@ -190,6 +307,9 @@ mod tests {
             provider,
             source: TrunkSource::ProviderConfig,
             cps: 1.0,
+            tech_prefix: None,
+            token: None,
+            p_charge_info: false,
         }
     }
 
@@ -214,8 +334,47 @@ mod tests {
         assert_eq!(classify(480, None, &t, "+1").0, CallStatus::NoAnswer);
         assert_eq!(classify(408, None, &t, "+1").0, CallStatus::NoAnswer);
         assert_eq!(classify(503, None, &t, "+1").1.code, "trunk_unavailable");
-        let (_, e) = classify(401, None, &trunk(Provider::Telnyx, false), "+1");
+        let (_, e) = classify(401, None, &trunk(Provider::Twilio, false), "+1");
         assert!(e.message.contains("has none"), "{}", e.message);
+        // Telnyx: credentials, or an IP connection's own identification.
+        let (_, e) = classify(407, None, &trunk(Provider::Telnyx, false), "+1");
+        assert!(
+            e.message.contains("set auth_username and auth_password")
+                && e.message.contains("tech_prefix or ip_auth_token"),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn telnyx_identification_goes_on_the_invite_and_never_into_logs() {
+        let mut t = trunk(Provider::Telnyx, true);
+        assert_eq!(t.dial_string("+18005678912"), "+18005678912");
+        assert_eq!(
+            t.carrier_headers("+14155550100"),
+            vec![("X-Telnyx-Username", "u".to_owned())]
+        );
+        t.tech_prefix = Some("1234".into());
+        t.token = Some("Chicagoqwhowg6ze2d7o".into());
+        t.p_charge_info = true;
+        // Telnyx's own example: 1234 + +18005678912 = 123418005678912.
+        assert_eq!(t.dial_string("+18005678912"), "123418005678912");
+        assert_eq!(
+            t.carrier_headers("+14155550100"),
+            vec![
+                ("X-Telnyx-Username", "u".to_owned()),
+                ("X-Telnyx-Token", "Chicagoqwhowg6ze2d7o".to_owned()),
+                ("P-Charge-Info", "<sip:+14155550100@t.example>".to_owned()),
+            ]
+        );
+        let debug = format!("{t:?}");
+        assert!(
+            !debug.contains("Chicagoqwhowg6ze2d7o") && !debug.contains("\"p\""),
+            "{debug}"
+        );
+        // Nothing of Telnyx's toward another carrier.
+        t.provider = Provider::Twilio;
+        assert!(t.carrier_headers("+14155550100").is_empty());
     }
 
     #[test]

@@ -29,7 +29,7 @@ use oneinbox_edge::sip::endpoint::{Endpoint, EndpointConfig};
 use oneinbox_edge::transport::{link_of, Link, SendError, SendFailure};
 use sip_core::build::ResponseBuilder;
 use sip_core::digest::{DigestVerifier, Secret as DigestSecret, Verdict};
-use sip_core::message::{Message, Method};
+use sip_core::message::{HeaderName, Message, Method};
 use sip_core::transaction::{AutoTrying, TimerConfig, TxConfig};
 
 use super::fake_media::FakeMedia;
@@ -168,7 +168,13 @@ impl Routing {
             trunk_address: trunk_address.into(),
             auth_username: creds.map(|c| c.0.to_owned()),
             auth_password: creds.map(|c| Secret::new(c.1)),
+            ..Default::default()
         };
+        self.byo_trunk(did, agent, provider, trunk)
+    }
+
+    /// A bring-your-own number of `agent` with the whole `provider_config` given (tech prefix, token...).
+    pub fn byo_trunk(self, did: &str, agent: &str, provider: Provider, trunk: OutboundTrunk) -> Self {
         self.number_route(did, agent, None, NumberSource::Byo, provider, Some(trunk))
     }
 
@@ -273,8 +279,21 @@ enum Script {
     Trunk {
         mode: TrunkMode,
         auth: Option<(DigestVerifier, String, String)>,
+        gate: Option<Box<TrunkGate>>,
         n: u32,
     },
+}
+
+/// What a scripted trunk demands of a new INVITE besides digest, as carriers do on IP connections (Telnyx:
+/// a tech prefix on the dialled number, an `X-Telnyx-Token`): an INVITE without it is refused with
+/// `refuse`, no challenge.
+#[derive(Debug, Clone)]
+pub struct TrunkGate {
+    /// This header with exactly this value.
+    pub header: Option<(&'static str, String)>,
+    /// A Request-URI user that starts with this.
+    pub user_prefix: Option<String>,
+    pub refuse: (u16, &'static str),
 }
 
 /// One message the edge sent, as its peer received it.
@@ -450,7 +469,23 @@ impl Harness {
             );
             (v, a.username, a.password)
         });
-        self.scripts.insert(addr(at), Script::Trunk { mode, auth, n: 0 });
+        self.scripts.insert(
+            addr(at),
+            Script::Trunk {
+                mode,
+                auth,
+                gate: None,
+                n: 0,
+            },
+        );
+    }
+
+    /// The trunk at `at` (set up by [`Harness::trunk`]) also demands `gate` of every new INVITE.
+    pub fn gate(&mut self, at: &str, gate: TrunkGate) {
+        match self.scripts.get_mut(&addr(at)) {
+            Some(Script::Trunk { gate: g, .. }) => *g = Some(Box::new(gate)),
+            _ => panic!("no trunk at {at}"),
+        }
     }
 
     /// The To tag the scripted agent at `at` puts on its answers.
@@ -750,10 +785,10 @@ impl Script {
         }
         match self {
             Script::Agent { mode, tag } => agent_answers(m, *mode, tag, me),
-            Script::Trunk { mode, auth, n } => {
+            Script::Trunk { mode, auth, gate, n } => {
                 *n += 1;
                 let tag = format!("tr{n}");
-                trunk_answers(m, *mode, auth.as_ref(), &tag, me)
+                trunk_answers(m, *mode, auth.as_ref(), gate.as_deref(), &tag, me)
             }
         }
     }
@@ -812,6 +847,7 @@ fn trunk_answers(
     m: &Message,
     mode: TrunkMode,
     auth: Option<&(DigestVerifier, String, String)>,
+    gate: Option<&TrunkGate>,
     tag: &str,
     me: SocketAddr,
 ) -> Vec<Bytes> {
@@ -826,6 +862,21 @@ fn trunk_answers(
     };
     match m.method() {
         Some(Method::Invite) if m.to().ok().and_then(|t| t.tag()).is_none() => {
+            if let Some(g) = gate {
+                let header_ok = g
+                    .header
+                    .as_ref()
+                    .is_none_or(|(n, v)| m.header(&HeaderName::from(*n)).map(str::trim) == Some(v.as_str()));
+                let user = m
+                    .request_uri_raw()
+                    .and_then(|u| u.strip_prefix("sip:"))
+                    .and_then(|u| u.split('@').next())
+                    .unwrap_or("");
+                let user_ok = g.user_prefix.as_ref().is_none_or(|p| user.starts_with(p.as_str()));
+                if !(header_ok && user_ok) {
+                    return vec![reply(g.refuse.0, g.refuse.1).build()];
+                }
+            }
             if let Some((v, user, pass)) = auth {
                 let now = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)

@@ -6,12 +6,12 @@
 
 use std::time::Duration;
 
-use edge_store::{AgentStatus, CallStatus, HangupBy, Provider, Route};
+use edge_store::{AgentStatus, CallStatus, HangupBy, OutboundTrunk, Provider, Route, Secret};
 use sip_core::digest::{Algorithm, AuthHeader, AuthSession, AuthStep, DigestCredentials};
 use sip_core::message::Method;
 
 use super::harness::{
-    Harness, Routing, TrunkAuth, TrunkMode, AGENT1, AGENT_NET, EDGE, OUTSIDER, S, SDP, TRUNK, TRUNK_SDP,
+    Harness, Routing, TrunkAuth, TrunkGate, TrunkMode, AGENT1, AGENT_NET, EDGE, OUTSIDER, S, SDP, TRUNK, TRUNK_SDP,
 };
 use super::peers::{header, AgentUac};
 
@@ -444,4 +444,253 @@ fn pacing_spaces_calls_and_refuses_past_the_wait() {
     assert_eq!(second.at, Duration::from_millis(500), "paced");
     assert_ne!(first.msg.call_id().unwrap(), second.msg.call_id().unwrap());
     assert!(!h.got(TRUNK, Method::Invite, Duration::from_millis(700)));
+}
+
+// ---------- carriers' own rules for outbound calls (issue 19 item 6) ----------
+//
+// Each scripted trunk enforces one documented method the way its carrier does, and refuses an INVITE
+// without it: Telnyx's `X-Telnyx-Username` on credential/FQDN connections (with digest), and on IP
+// connections a tech prefix on the dialled number (else 407), an `X-Telnyx-Token` (else rejected) or
+// `P-Charge-Info` with the number; Twilio's termination by IP access control list (no credentials).
+
+/// An agent on the agent network calls DEST from DID through a BYO trunk `trunk` of `provider`, the trunk
+/// scripted by `auth` and `gate`: the agent's final answer, the call's record and every INVITE the trunk saw.
+fn carrier_call(
+    provider: Provider,
+    trunk: OutboundTrunk,
+    auth: Option<TrunkAuth>,
+    gate: Option<TrunkGate>,
+) -> (
+    sip_core::message::Message,
+    edge_store::CallRecord,
+    Vec<sip_core::message::Message>,
+) {
+    let routing = Routing::new()
+        .agent("bot", AGENT1, 5, AgentStatus::Active)
+        .byo_trunk(DID, "bot", provider, trunk);
+    let mut h = Harness::new(routing, |_| {});
+    h.trunk(TRUNK, TrunkMode::Answer, auth);
+    if let Some(g) = gate {
+        h.gate(TRUNK, g);
+    }
+    let uac = AgentUac::new(AGENT_NET);
+    h.send(AGENT_NET, uac.invite(DID, DEST, ""));
+    let (_, fin) = h.final_response(AGENT_NET, S);
+    if fin.msg.status() == Some(200) {
+        h.send(AGENT_NET, uac.ack(&fin.msg, DID));
+    }
+    h.advance(Duration::from_millis(20));
+    let invites: Vec<_> = h
+        .take(TRUNK)
+        .into_iter()
+        .map(|s| s.msg)
+        .filter(|m| m.method() == Some(&Method::Invite))
+        .collect();
+    let rec = h.record_by_sip_call_id(&uac.call_id).expect("a record");
+    (fin.msg, rec, invites)
+}
+
+fn trunk_with(f: impl FnOnce(&mut OutboundTrunk)) -> OutboundTrunk {
+    let mut t = OutboundTrunk {
+        trunk_address: TRUNK.into(),
+        ..Default::default()
+    };
+    f(&mut t);
+    t
+}
+
+const TOKEN: &str = "Chicagoqwhowg6ze2d7o";
+
+/// Telnyx credential (or FQDN) connection: digest, and `X-Telnyx-Username: <auth_username>` on every INVITE
+/// (the first one, before the challenge, too).
+#[test]
+fn telnyx_credential_connection_sends_x_telnyx_username() {
+    let trunk = trunk_with(|t| {
+        t.auth_username = Some("oneinbox".into());
+        t.auth_password = Some(Secret::new("s3cret-pass"));
+    });
+    let auth = TrunkAuth {
+        username: "oneinbox".into(),
+        password: "s3cret-pass".into(),
+        header: AuthHeader::ProxyAuthorization,
+        algorithm: Algorithm::Md5,
+    };
+    let gate = TrunkGate {
+        header: Some(("X-Telnyx-Username", "oneinbox".into())),
+        user_prefix: None,
+        refuse: (403, "Forbidden"),
+    };
+    let (fin, rec, invites) = carrier_call(Provider::Telnyx, trunk, Some(auth), Some(gate));
+    assert_eq!(fin.status(), Some(200), "{fin:?}");
+    assert_eq!(rec.status, CallStatus::InProgress, "{rec:?}");
+    assert_eq!(invites.len(), 2, "challenged, then authorised");
+    for inv in &invites {
+        assert_eq!(header(inv, "X-Telnyx-Username").as_deref(), Some("oneinbox"));
+        assert!(header(inv, "X-Telnyx-Token").is_none());
+        assert!(header(inv, "P-Charge-Info").is_none());
+    }
+    assert!(header(&invites[1], "Proxy-Authorization").is_some());
+}
+
+/// Telnyx IP connection with token authentication: `X-Telnyx-Token` on the INVITE, no digest.
+#[test]
+fn telnyx_ip_connection_token() {
+    let trunk = trunk_with(|t| t.ip_auth_token = Some(Secret::new(TOKEN)));
+    let gate = TrunkGate {
+        header: Some(("X-Telnyx-Token", TOKEN.into())),
+        user_prefix: None,
+        refuse: (403, "Forbidden"),
+    };
+    let (fin, rec, invites) = carrier_call(Provider::Telnyx, trunk, None, Some(gate));
+    assert_eq!(fin.status(), Some(200), "{fin:?}");
+    assert_eq!(rec.answered_by, Some(Route::Trunk));
+    assert_eq!(invites.len(), 1);
+    assert_eq!(header(&invites[0], "X-Telnyx-Token").as_deref(), Some(TOKEN));
+    assert!(
+        header(&invites[0], "X-Telnyx-Username").is_none(),
+        "no username to send"
+    );
+    assert_eq!(invites[0].request_uri_raw().unwrap(), format!("sip:{DEST}@{TRUNK}"));
+}
+
+/// The same trunk when the number has no token: refused, and the error says what to set.
+#[test]
+fn telnyx_ip_connection_without_its_token_is_a_clear_error() {
+    let gate = TrunkGate {
+        header: Some(("X-Telnyx-Token", TOKEN.into())),
+        user_prefix: None,
+        refuse: (403, "Forbidden"),
+    };
+    let (fin, rec, invites) = carrier_call(Provider::Telnyx, trunk_with(|_| {}), None, Some(gate.clone()));
+    assert_eq!(fin.status(), Some(403), "{fin:?}");
+    assert_eq!(invites.len(), 1);
+    let err = rec.error.expect("an error");
+    assert_eq!((rec.status, err.code.as_str()), (CallStatus::Failed, "forbidden"));
+    assert!(
+        err.message
+            .contains("needs provider_config.ip_auth_token (sent as X-Telnyx-Token)"),
+        "{}",
+        err.message
+    );
+    assert!(header(&fin, "Warning").is_some_and(|w| w.contains("403 Forbidden")));
+    // A wrong token: the error points at the token that was sent.
+    let wrong = trunk_with(|t| t.ip_auth_token = Some(Secret::new("another-token-123")));
+    let (fin, rec, _) = carrier_call(Provider::Telnyx, wrong, None, Some(gate));
+    assert_eq!(fin.status(), Some(403));
+    let err = rec.error.expect("an error");
+    assert!(
+        err.message.contains("with provider_config.ip_auth_token: check it"),
+        "{}",
+        err.message
+    );
+}
+
+/// Telnyx IP connection with tech-prefix authentication: `[tech_prefix][destination]`, the `+` dropped, in
+/// the Request-URI and To.
+#[test]
+fn telnyx_ip_connection_tech_prefix() {
+    let trunk = trunk_with(|t| t.tech_prefix = Some("1234".into()));
+    let gate = TrunkGate {
+        header: None,
+        user_prefix: Some("1234".into()),
+        refuse: (407, "Proxy Authentication Required"),
+    };
+    let (fin, rec, invites) = carrier_call(Provider::Telnyx, trunk, None, Some(gate));
+    assert_eq!(fin.status(), Some(200), "{fin:?}");
+    assert_eq!(rec.to, DEST, "the record keeps the number dialled");
+    assert_eq!(invites.len(), 1);
+    let digits = DEST.trim_start_matches('+');
+    assert_eq!(
+        invites[0].request_uri_raw().unwrap(),
+        format!("sip:1234{digits}@{TRUNK}")
+    );
+    assert!(header(&invites[0], "To")
+        .unwrap()
+        .contains(&format!("sip:1234{digits}@")));
+}
+
+/// Without the prefix Telnyx answers 407 with nothing to authenticate with: the error says what to set.
+#[test]
+fn telnyx_ip_connection_without_its_tech_prefix_is_a_clear_error() {
+    let gate = TrunkGate {
+        header: None,
+        user_prefix: Some("1234".into()),
+        refuse: (407, "Proxy Authentication Required"),
+    };
+    let (fin, rec, invites) = carrier_call(Provider::Telnyx, trunk_with(|_| {}), None, Some(gate.clone()));
+    assert_eq!(
+        fin.status(),
+        Some(403),
+        "the agent cannot answer the trunk's challenge: {fin:?}"
+    );
+    assert_eq!(invites.len(), 1, "nothing to resend with");
+    let err = rec.error.expect("an error");
+    assert_eq!(err.code, "trunk_auth_rejected");
+    assert!(
+        err.message.contains("407 Proxy Authentication Required")
+            && err.message.contains("tech_prefix or ip_auth_token it requires"),
+        "{}",
+        err.message
+    );
+    // A wrong prefix: the error names the prefix that was sent.
+    let wrong = trunk_with(|t| t.tech_prefix = Some("9999".into()));
+    let (_, rec, _) = carrier_call(Provider::Telnyx, wrong, None, Some(gate));
+    let err = rec.error.expect("an error");
+    assert!(
+        err.message.contains("with provider_config.tech_prefix"),
+        "{}",
+        err.message
+    );
+}
+
+/// Telnyx IP connection with P-Charge-Info authentication: the number, E.164, as a SIP URI.
+#[test]
+fn telnyx_ip_connection_p_charge_info() {
+    let trunk = trunk_with(|t| t.p_charge_info = true);
+    let gate = TrunkGate {
+        header: Some(("P-Charge-Info", format!("<sip:{DID}@{TRUNK}>"))),
+        user_prefix: None,
+        refuse: (403, "Forbidden"),
+    };
+    let (fin, _, invites) = carrier_call(Provider::Telnyx, trunk, None, Some(gate));
+    assert_eq!(fin.status(), Some(200), "{fin:?}");
+    assert_eq!(invites.len(), 1);
+}
+
+/// Twilio termination by IP access control list: no credentials, no challenge, nothing of Telnyx's; a
+/// refusal without credentials names the IP access control list. Twilio with a credential list (digest)
+/// never gets Telnyx headers either.
+#[test]
+fn twilio_termination_by_ip_acl_or_credential_list() {
+    let (fin, rec, invites) = carrier_call(Provider::Twilio, trunk_with(|_| {}), None, None);
+    assert_eq!(fin.status(), Some(200), "{fin:?}");
+    assert_eq!(rec.answered_by, Some(Route::Trunk));
+    assert_eq!(invites.len(), 1);
+    let text = String::from_utf8_lossy(invites[0].bytes()).to_ascii_lowercase();
+    assert!(!text.contains("x-telnyx") && !text.contains("p-charge-info"), "{text}");
+
+    let gate = TrunkGate {
+        header: Some(("X-Never", "sent".into())),
+        user_prefix: None,
+        refuse: (403, "Forbidden"),
+    };
+    let (fin, rec, _) = carrier_call(Provider::Twilio, trunk_with(|_| {}), None, Some(gate));
+    assert_eq!(fin.status(), Some(403));
+    let err = rec.error.expect("an error");
+    assert!(err.message.contains("IP Access Control List"), "{}", err.message);
+
+    let creds = trunk_with(|t| {
+        t.auth_username = Some("AC-user".into());
+        t.auth_password = Some(Secret::new("twilio-pass"));
+    });
+    let auth = TrunkAuth {
+        username: "AC-user".into(),
+        password: "twilio-pass".into(),
+        header: AuthHeader::Authorization,
+        algorithm: Algorithm::Md5,
+    };
+    let (fin, _, invites) = carrier_call(Provider::Twilio, creds, Some(auth), None);
+    assert_eq!(fin.status(), Some(200));
+    assert_eq!(invites.len(), 2);
+    assert!(invites.iter().all(|i| header(i, "X-Telnyx-Username").is_none()));
 }

@@ -156,6 +156,7 @@ impl TestEdge {
                         trunk_address: trunk_address.into(),
                         auth_username: creds.map(|c| c.0.to_owned()),
                         auth_password: creds.map(|c| edge_store::Secret::new(c.1)),
+                        ..Default::default()
                     }),
                 },
             )

@@ -110,6 +110,12 @@ pub struct ProviderConfigOut {
     pub trunk_address: String,
     pub auth_username: Option<String>,
     pub auth_password_set: bool,
+    /// Telnyx IP connection: digits put before the dialled number.
+    pub tech_prefix: Option<String>,
+    /// Telnyx IP connection: whether an `X-Telnyx-Token` is stored (the token is never returned).
+    pub ip_auth_token_set: bool,
+    /// Telnyx IP connection: whether INVITEs carry `P-Charge-Info` with the number.
+    pub p_charge_info: bool,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -219,10 +225,23 @@ pub struct ProviderConfigIn {
         example = "yourtrunk.pstn.twilio.com"
     )]
     pub trunk_address: String,
+    /// Digest username (Twilio credential list, Telnyx credential connection). On a Telnyx trunk it is
+    /// also sent as `X-Telnyx-Username`.
     pub auth_username: Option<String>,
     /// Write-only; stored encrypted, never returned.
     #[schema(min_length = 1, max_length = 512, write_only)]
     pub auth_password: Option<String>,
+    /// Telnyx IP connection with tech-prefix authentication: the digits Telnyx assigned (4 today), put
+    /// before the dialled number without its `+` (`1234` + `+18005678912` -> `123418005678912`).
+    #[schema(pattern = r"^[0-9]{1,16}$", example = "1234")]
+    pub tech_prefix: Option<String>,
+    /// Telnyx IP connection with token authentication: sent as `X-Telnyx-Token` on every INVITE.
+    /// 12 to 48 letters, digits and hyphens. Write-only; stored encrypted, never returned.
+    #[schema(pattern = r"^[A-Za-z0-9-]{12,48}$", write_only)]
+    pub ip_auth_token: Option<String>,
+    /// Telnyx IP connection with P-Charge-Info authentication: INVITEs carry
+    /// `P-Charge-Info: <sip:+E164@trunk host>` with this number (default `false`).
+    pub p_charge_info: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -276,6 +295,17 @@ pub struct ProviderConfigPatchIn {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<String>, min_length = 1, max_length = 512, write_only)]
     pub auth_password: Option<Option<String>>,
+    /// `null` removes it.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>, pattern = r"^[0-9]{1,16}$")]
+    pub tech_prefix: Option<Option<String>>,
+    /// Write-only; `null` removes it.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>, pattern = r"^[A-Za-z0-9-]{12,48}$", write_only)]
+    pub ip_auth_token: Option<Option<String>>,
+    /// Cannot be null.
+    #[serde(default, deserialize_with = "non_null")]
+    pub p_charge_info: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -341,6 +371,9 @@ impl From<NumberRecord> for PhoneNumber {
                 trunk_address: p.trunk_address,
                 auth_username: p.auth_username,
                 auth_password_set: p.auth_password_set,
+                tech_prefix: p.tech_prefix,
+                ip_auth_token_set: p.ip_auth_token_set,
+                p_charge_info: p.p_charge_info,
             }),
             created_at: edge_store::time::rfc3339(r.created_at),
             updated_at: edge_store::time::rfc3339(r.updated_at),
@@ -813,6 +846,16 @@ pub async fn register(
             "required when auth_password is set",
         ));
     }
+    let tech_prefix = pc
+        .tech_prefix
+        .as_deref()
+        .map(|t| validate::tech_prefix("provider_config.tech_prefix", t))
+        .transpose()?;
+    let ip_auth_token = pc
+        .ip_auth_token
+        .as_deref()
+        .map(|t| validate::ip_auth_token("provider_config.ip_auth_token", t))
+        .transpose()?;
     let ib = inbound_routing(req.inbound_routing)?;
     let provider: edge_store::Provider = req.provider.into();
     // Whoever registers a number receives its calls: prove it is in the caller's own
@@ -834,6 +877,9 @@ pub async fn register(
             trunk_address,
             auth_username,
             auth_password: auth_password.map(Secret::new),
+            tech_prefix,
+            ip_auth_token: ip_auth_token.map(Secret::new),
+            p_charge_info: pc.p_charge_info.unwrap_or(false),
         }),
     };
     let rec = state.store.create_number(&account, new).await?;
@@ -1008,6 +1054,21 @@ pub async fn update(
                             .transpose()
                     })
                     .transpose()?,
+                tech_prefix: p
+                    .tech_prefix
+                    .map(|t| {
+                        t.map(|t| validate::tech_prefix("provider_config.tech_prefix", &t))
+                            .transpose()
+                    })
+                    .transpose()?,
+                ip_auth_token: p
+                    .ip_auth_token
+                    .map(|t| {
+                        t.map(|t| validate::ip_auth_token("provider_config.ip_auth_token", &t).map(Secret::new))
+                            .transpose()
+                    })
+                    .transpose()?,
+                p_charge_info: p.p_charge_info,
             })
         })
         .transpose()?;

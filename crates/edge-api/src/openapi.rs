@@ -189,6 +189,7 @@ const NON_NULL_FIELDS: &[(&str, &str)] = &[
     ("UpdateNumberRequest", "agent_id"),
     ("UpdateNumberRequest", "provider_config"),
     ("ProviderConfigPatchIn", "trunk_address"),
+    ("ProviderConfigPatchIn", "p_charge_info"),
 ];
 
 /// What the validators enforce and the derive cannot say: the text rules of names and

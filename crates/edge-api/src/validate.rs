@@ -130,6 +130,31 @@ pub fn secret(field: &str, v: &str) -> Result<String, ApiError> {
     Ok(v.to_owned())
 }
 
+/// A trunk's tech prefix: 1 to 16 digits (Telnyx assigns 4), put before the dialled number.
+pub fn tech_prefix(field: &str, v: &str) -> Result<String, ApiError> {
+    if (1..=16).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(v.to_owned())
+    } else {
+        Err(ApiError::field(
+            field,
+            "must be 1 to 16 digits (the tech prefix Telnyx shows on the IP connection, e.g. 1234)",
+        ))
+    }
+}
+
+/// A Telnyx IP authentication token (`X-Telnyx-Token`): as Telnyx requires, 12 to 48 letters, digits and
+/// hyphens.
+pub fn ip_auth_token(field: &str, v: &str) -> Result<String, ApiError> {
+    if (12..=48).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        Ok(v.to_owned())
+    } else {
+        Err(ApiError::field(
+            field,
+            "must be 12 to 48 letters, digits or hyphens (the token set on the Telnyx IP connection)",
+        ))
+    }
+}
+
 /// Agent digest username: 1 to 64 of `[A-Za-z0-9._-]`, safe unquoted in SIP headers.
 pub fn sip_username(field: &str, v: &str) -> Result<String, ApiError> {
     let ok = (1..=MAX_SIP_USERNAME_LEN).contains(&v.len())

@@ -924,3 +924,178 @@ async fn provider_config_rotation(s: &Server) {
     assert_eq!(r.error().1.as_deref(), Some("provider_config.trunk_address"));
 }
 on_both_backends!(provider_config_rotation);
+
+/// Carriers' own outbound authentication (issue 19 item 6): Telnyx's tech prefix, `X-Telnyx-Token` and
+/// `P-Charge-Info` beside the digest credentials; each validated with a 400 naming the field, the token
+/// never returned, refused on a Twilio number, and the routing index current after each change.
+async fn carrier_auth_fields(s: &Server) {
+    let (_, key) = s.key().await;
+    let k = Some(key.as_str());
+    let agent = make_agent(s, &key, "A").await;
+    let token = "Chicagoqwhowg6ze2d7o";
+    let r = s
+        .call(
+            "POST",
+            "/v1/phone-numbers",
+            k,
+            Some(json!({
+            "phone_number": "+15005550131", "provider": "telnyx", "agent_id": agent,
+            "provider_config": {"trunk_address": "sip.telnyx.com", "tech_prefix": "1234", "ip_auth_token": token,
+                                "p_charge_info": true}})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert!(!r.text.contains(token), "the token is never returned: {}", r.text);
+    let pc = &r.json["provider_config"];
+    assert_eq!(pc["tech_prefix"], "1234");
+    assert_eq!(pc["ip_auth_token_set"], true);
+    assert_eq!(pc["p_charge_info"], true);
+    assert_eq!(pc["auth_password_set"], false);
+    let route = s.store.index().lookup_number("+15005550131").unwrap();
+    let t = route.provider_config.as_ref().unwrap();
+    assert_eq!(t.tech_prefix.as_deref(), Some("1234"));
+    assert_eq!(t.ip_auth_token.as_ref().unwrap().expose(), token);
+    assert!(t.p_charge_info);
+    let id = r.json["id"].as_str().unwrap().to_owned();
+    let path = format!("/v1/phone-numbers/{id}");
+    let r = s.call("GET", &path, k, None).await;
+    assert!(!r.text.contains(token));
+    assert_eq!(r.json["provider_config"]["ip_auth_token_set"], true);
+
+    // The old shape still works and reads as before, with the new fields off.
+    let r = s
+        .call(
+            "POST",
+            "/v1/phone-numbers",
+            k,
+            Some(json!({
+            "phone_number": "+15005550132", "provider": "telnyx", "agent_id": agent,
+            "provider_config": {"trunk_address": "sip.telnyx.com", "auth_username": "u", "auth_password": "p"}})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let pc = &r.json["provider_config"];
+    assert_eq!(
+        (
+            pc["tech_prefix"].clone(),
+            pc["ip_auth_token_set"].clone(),
+            pc["p_charge_info"].clone()
+        ),
+        (Value::Null, json!(false), json!(false))
+    );
+
+    // Each field checked, the 400 naming it; nothing stored.
+    for (pc, field) in [
+        (
+            json!({"trunk_address": "sip.telnyx.com", "tech_prefix": "12a4"}),
+            "provider_config.tech_prefix",
+        ),
+        (
+            json!({"trunk_address": "sip.telnyx.com", "tech_prefix": ""}),
+            "provider_config.tech_prefix",
+        ),
+        (
+            json!({"trunk_address": "sip.telnyx.com", "ip_auth_token": "short"}),
+            "provider_config.ip_auth_token",
+        ),
+        (
+            json!({"trunk_address": "sip.telnyx.com", "ip_auth_token": "has space in it!"}),
+            "provider_config.ip_auth_token",
+        ),
+        (
+            json!({"trunk_address": "sip.telnyx.com", "ip_auth_token": "x".repeat(49)}),
+            "provider_config.ip_auth_token",
+        ),
+    ] {
+        let r = s
+            .call(
+                "POST",
+                "/v1/phone-numbers",
+                k,
+                Some(json!({
+                "phone_number": "+15005550133", "provider": "telnyx", "agent_id": agent, "provider_config": pc})),
+            )
+            .await;
+        assert_eq!(r.status, 400, "{pc}: {}", r.text);
+        assert_eq!(r.error().1.as_deref(), Some(field), "{pc}");
+    }
+    assert!(s.store.index().lookup_number("+15005550133").is_none());
+    // Telnyx's IP-connection methods mean nothing to a Twilio trunk.
+    for (extra, field) in [
+        (json!({"tech_prefix": "1234"}), "provider_config.tech_prefix"),
+        (json!({"ip_auth_token": token}), "provider_config.ip_auth_token"),
+        (json!({"p_charge_info": true}), "provider_config.p_charge_info"),
+    ] {
+        let mut pc = json!({"trunk_address": "t.pstn.twilio.com"});
+        pc.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        let r = s
+            .call(
+                "POST",
+                "/v1/phone-numbers",
+                k,
+                Some(json!({
+                "phone_number": "+15005550134", "provider": "twilio", "agent_id": agent, "provider_config": pc})),
+            )
+            .await;
+        assert_eq!(r.status, 400, "{pc}: {}", r.text);
+        assert_eq!(r.error().1.as_deref(), Some(field), "{pc}");
+    }
+
+    // PATCH: rotate the token, drop the prefix, turn P-Charge-Info off; null cannot switch it.
+    let r = s
+        .call(
+            "PATCH",
+            &path,
+            k,
+            Some(json!({"provider_config": {
+            "ip_auth_token": "new-token-0000001", "tech_prefix": null, "p_charge_info": false}})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(!r.text.contains("new-token-0000001"));
+    assert_eq!(r.json["provider_config"]["tech_prefix"], Value::Null);
+    assert_eq!(r.json["provider_config"]["p_charge_info"], false);
+    let route = s.store.index().lookup_number("+15005550131").unwrap();
+    let t = route.provider_config.as_ref().unwrap();
+    assert_eq!(t.ip_auth_token.as_ref().unwrap().expose(), "new-token-0000001");
+    assert!(t.tech_prefix.is_none() && !t.p_charge_info);
+    let r = s
+        .call(
+            "PATCH",
+            &path,
+            k,
+            Some(json!({"provider_config": {"tech_prefix": "12 34"}})),
+        )
+        .await;
+    assert_eq!(r.error().1.as_deref(), Some("provider_config.tech_prefix"));
+    let r = s
+        .call(
+            "PATCH",
+            &path,
+            k,
+            Some(json!({"provider_config": {"p_charge_info": null}})),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    let r = s
+        .call(
+            "PATCH",
+            &path,
+            k,
+            Some(json!({"provider_config": {"ip_auth_token": null}})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json["provider_config"]["ip_auth_token_set"], false);
+    assert!(s
+        .store
+        .index()
+        .lookup_number("+15005550131")
+        .unwrap()
+        .provider_config
+        .as_ref()
+        .unwrap()
+        .ip_auth_token
+        .is_none());
+}
+on_both_backends!(carrier_auth_fields);

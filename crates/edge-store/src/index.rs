@@ -48,13 +48,19 @@ impl TransferMode {
     }
 }
 
-/// Outbound trunk for a BYO number; the password is decrypted but redacted in `Debug`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Outbound trunk for a BYO number; the password and token are decrypted but redacted in `Debug`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct OutboundTrunk {
     /// `host` or `host:port`, no scheme.
     pub trunk_address: String,
     pub auth_username: Option<String>,
     pub auth_password: Option<Secret>,
+    /// Digits put before the dialled number (without its `+`): a Telnyx IP connection's tech prefix.
+    pub tech_prefix: Option<String>,
+    /// Sent as `X-Telnyx-Token` (a Telnyx IP connection's token).
+    pub ip_auth_token: Option<Secret>,
+    /// Send `P-Charge-Info: <sip:+DID@trunk host>` (a Telnyx IP connection identifying calls by number).
+    pub p_charge_info: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -14,7 +14,8 @@ macro_rules! number_cols {
         "id, account_id, phone_number, friendly_name, agent_id, status, provider, source, \
          provider_ref, inbound_enabled, inbound_agent_id, inbound_fallback_agent_id, \
          inbound_voicemail_message, trunk_address, auth_username, auth_password_sealed, \
-         created_at, updated_at, failure_reason, inbound_transfer"
+         created_at, updated_at, failure_reason, inbound_transfer, tech_prefix, ip_auth_token_sealed, \
+         p_charge_info"
     };
 }
 macro_rules! integration_cols {

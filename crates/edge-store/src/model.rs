@@ -111,13 +111,22 @@ pub struct ProviderConfigView {
     pub trunk_address: String,
     pub auth_username: Option<String>,
     pub auth_password_set: bool,
+    /// Digits put before the dialled number (Telnyx IP connections' tech prefix).
+    pub tech_prefix: Option<String>,
+    /// The `X-Telnyx-Token` is only reported as set.
+    pub ip_auth_token_set: bool,
+    /// Send `P-Charge-Info` with the number (Telnyx IP connections).
+    pub p_charge_info: bool,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct NewProviderConfig {
     pub trunk_address: String,
     pub auth_username: Option<String>,
     pub auth_password: Option<Secret>,
+    pub tech_prefix: Option<String>,
+    pub ip_auth_token: Option<Secret>,
+    pub p_charge_info: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -169,6 +178,9 @@ pub struct ProviderConfigPatch {
     pub trunk_address: Option<String>,
     pub auth_username: Option<Option<String>>,
     pub auth_password: Option<Option<Secret>>,
+    pub tech_prefix: Option<Option<String>>,
+    pub ip_auth_token: Option<Option<Secret>>,
+    pub p_charge_info: Option<bool>,
 }
 
 /// Stored provider credentials. The API key itself is sealed and never part of this record.

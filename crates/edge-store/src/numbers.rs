@@ -29,8 +29,20 @@ fn password_context(number_id: &str) -> String {
     format!("phone_numbers.auth_password:{number_id}")
 }
 
-/// A record plus its sealed password column (needed to rebuild the route).
-pub(crate) fn number_from_row(row: &AnyRow) -> Result<(NumberRecord, Option<String>)> {
+/// AEAD context binding a sealed `X-Telnyx-Token` to its number row.
+fn token_context(number_id: &str) -> String {
+    format!("phone_numbers.ip_auth_token:{number_id}")
+}
+
+/// The sealed secret columns of a number row (needed to rebuild the route).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SealedCols {
+    pub(crate) password: Option<String>,
+    pub(crate) token: Option<String>,
+}
+
+/// A record plus its sealed secret columns.
+pub(crate) fn number_from_row(row: &AnyRow) -> Result<(NumberRecord, SealedCols)> {
     let inbound_enabled: i64 = row.try_get("inbound_enabled")?;
     let inbound_routing = (inbound_enabled != 0)
         .then(|| -> Result<InboundRouting> {
@@ -46,13 +58,20 @@ pub(crate) fn number_from_row(row: &AnyRow) -> Result<(NumberRecord, Option<Stri
             })
         })
         .transpose()?;
-    let sealed: Option<String> = row.try_get("auth_password_sealed")?;
+    let sealed = SealedCols {
+        password: row.try_get("auth_password_sealed")?,
+        token: row.try_get("ip_auth_token_sealed")?,
+    };
     let trunk: Option<String> = row.try_get("trunk_address")?;
     let provider_config = trunk.map(|trunk_address| -> Result<ProviderConfigView> {
+        let p_charge_info: i64 = row.try_get("p_charge_info")?;
         Ok(ProviderConfigView {
             trunk_address,
             auth_username: row.try_get("auth_username")?,
-            auth_password_set: sealed.is_some(),
+            auth_password_set: sealed.password.is_some(),
+            tech_prefix: row.try_get("tech_prefix")?,
+            ip_auth_token_set: sealed.token.is_some(),
+            p_charge_info: p_charge_info != 0,
         })
     });
     let rec = NumberRecord {
@@ -72,6 +91,30 @@ pub(crate) fn number_from_row(row: &AnyRow) -> Result<(NumberRecord, Option<Stri
         failure_reason: row.try_get("failure_reason")?,
     };
     Ok((rec, sealed))
+}
+
+/// Telnyx's IP-connection methods (tech prefix, `X-Telnyx-Token`, `P-Charge-Info`) mean nothing to another
+/// provider's trunk: refused there rather than sent.
+fn check_provider_fields(provider: Provider, pc: &ProviderConfigView) -> Result<()> {
+    if provider == Provider::Telnyx {
+        return Ok(());
+    }
+    let set = [
+        ("provider_config.tech_prefix", pc.tech_prefix.is_some()),
+        ("provider_config.ip_auth_token", pc.ip_auth_token_set),
+        ("provider_config.p_charge_info", pc.p_charge_info),
+    ];
+    match set.into_iter().find(|(_, on)| *on) {
+        Some((field, _)) => Err(StoreError::InvalidField {
+            field,
+            message: format!(
+                "only Telnyx IP connections use it; a {} trunk authenticates by credentials \
+                 (auth_username, auth_password) or by the edge's address",
+                provider.as_str()
+            ),
+        }),
+        None => Ok(()),
+    }
 }
 
 /// Fails with `InvalidReference { field }` unless `agent_id` is an agent of `account_id`.
@@ -137,9 +180,16 @@ async fn set_transfer_mode(tx: &mut Transaction<'static, Any>, rec: &NumberRecor
 
 impl Store {
     /// Builds the index entry for a record, decrypting the trunk password.
-    pub(crate) fn route_for(&self, rec: &NumberRecord, sealed: Option<&str>) -> Result<NumberRoute> {
+    pub(crate) fn route_for(&self, rec: &NumberRecord, sealed: &SealedCols) -> Result<NumberRoute> {
         let auth_password = sealed
+            .password
+            .as_deref()
             .map(|s| self.secrets.open(&password_context(&rec.id), s))
+            .transpose()?;
+        let ip_auth_token = sealed
+            .token
+            .as_deref()
+            .map(|s| self.secrets.open(&token_context(&rec.id), s))
             .transpose()?;
         Ok(NumberRoute {
             number_id: rec.id.clone(),
@@ -158,6 +208,9 @@ impl Store {
                 trunk_address: p.trunk_address.clone(),
                 auth_username: p.auth_username.clone(),
                 auth_password,
+                tech_prefix: p.tech_prefix.clone(),
+                ip_auth_token,
+                p_charge_info: p.p_charge_info,
             }),
         })
     }
@@ -225,7 +278,7 @@ impl Store {
         .fetch_one(&mut *tx)
         .await?;
         let (rec, sealed) = number_from_row(&row)?;
-        let route = self.route_for(&rec, sealed.as_deref())?;
+        let route = self.route_for(&rec, &sealed)?;
         tx.commit().await?;
         self.index.put_number(route);
         Ok(rec)
@@ -267,10 +320,16 @@ impl Store {
         let now = now_millis();
         let id = new_id(IdKind::PhoneNumber)?;
         let pc = new.provider_config.as_ref();
-        let sealed = pc
-            .and_then(|p| p.auth_password.as_ref())
-            .map(|pw| self.secrets.seal(&password_context(&id), pw))
-            .transpose()?;
+        let sealed = SealedCols {
+            password: pc
+                .and_then(|p| p.auth_password.as_ref())
+                .map(|pw| self.secrets.seal(&password_context(&id), pw))
+                .transpose()?,
+            token: pc
+                .and_then(|p| p.ip_auth_token.as_ref())
+                .map(|t| self.secrets.seal(&token_context(&id), t))
+                .transpose()?,
+        };
         let rec = NumberRecord {
             id,
             account_id: account_id.to_owned(),
@@ -285,13 +344,19 @@ impl Store {
             provider_config: pc.map(|p| ProviderConfigView {
                 trunk_address: p.trunk_address.clone(),
                 auth_username: p.auth_username.clone(),
-                auth_password_set: sealed.is_some(),
+                auth_password_set: sealed.password.is_some(),
+                tech_prefix: p.tech_prefix.clone(),
+                ip_auth_token_set: sealed.token.is_some(),
+                p_charge_info: p.p_charge_info,
             }),
             created_at: now,
             updated_at: now,
             failure_reason: None,
         };
-        let route = self.route_for(&rec, sealed.as_deref())?;
+        if let Some(pc) = &rec.provider_config {
+            check_provider_fields(rec.provider, pc)?;
+        }
+        let route = self.route_for(&rec, &sealed)?;
 
         let _w = self.write_lock.lock().await;
         let mut tx = self.pool.begin().await?;
@@ -333,8 +398,8 @@ impl Store {
             "INSERT INTO phone_numbers (id, account_id, phone_number, friendly_name, agent_id, \
              status, provider, source, provider_ref, inbound_enabled, inbound_agent_id, \
              inbound_fallback_agent_id, inbound_voicemail_message, trunk_address, auth_username, \
-             auth_password_sealed, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
+             auth_password_sealed, created_at, updated_at, tech_prefix, ip_auth_token_sealed, p_charge_info) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)",
         )
         .bind(&rec.id)
         .bind(&rec.account_id)
@@ -351,9 +416,12 @@ impl Store {
         .bind(ib.and_then(|r| r.voicemail_message.clone()))
         .bind(pcv.map(|p| p.trunk_address.clone()))
         .bind(pcv.and_then(|p| p.auth_username.clone()))
-        .bind(&sealed)
+        .bind(&sealed.password)
         .bind(rec.created_at)
         .bind(rec.updated_at)
+        .bind(pcv.and_then(|p| p.tech_prefix.clone()))
+        .bind(&sealed.token)
+        .bind(i64::from(pcv.is_some_and(|p| p.p_charge_info)))
         .execute(&mut *tx)
         .await
         .map_err(on_write(Some("phone_number")))?;
@@ -492,7 +560,8 @@ impl Store {
             "UPDATE phone_numbers SET friendly_name = $1, agent_id = $2, inbound_enabled = $3, \
              inbound_agent_id = $4, inbound_fallback_agent_id = $5, \
              inbound_voicemail_message = $6, updated_at = $7, trunk_address = $8, \
-             auth_username = $9, auth_password_sealed = $10 WHERE account_id = $11 AND id = $12",
+             auth_username = $9, auth_password_sealed = $10, tech_prefix = $11, ip_auth_token_sealed = $12, \
+             p_charge_info = $13 WHERE account_id = $14 AND id = $15",
         )
         .bind(&rec.friendly_name)
         .bind(&rec.agent_id)
@@ -503,14 +572,17 @@ impl Store {
         .bind(rec.updated_at)
         .bind(pcv.map(|p| p.trunk_address.clone()))
         .bind(pcv.and_then(|p| p.auth_username.clone()))
-        .bind(&sealed)
+        .bind(&sealed.password)
+        .bind(pcv.and_then(|p| p.tech_prefix.clone()))
+        .bind(&sealed.token)
+        .bind(i64::from(pcv.is_some_and(|p| p.p_charge_info)))
         .bind(account_id)
         .bind(id)
         .execute(&mut *tx)
         .await
         .map_err(on_write(None))?;
         set_transfer_mode(&mut tx, &rec).await?;
-        let route = self.route_for(&rec, sealed.as_deref())?;
+        let route = self.route_for(&rec, &sealed)?;
         tx.commit().await?;
         // Editing a pending or failed number must not make it routable.
         if rec.status == NumberStatus::Active {
@@ -519,13 +591,13 @@ impl Store {
         Ok(rec)
     }
 
-    /// Merges a trunk-settings patch into `rec`, returning the new sealed password column.
+    /// Merges a trunk-settings patch into `rec`, returning the new sealed secret columns.
     fn apply_provider_config(
         &self,
         rec: &mut NumberRecord,
-        sealed: Option<String>,
+        sealed: SealedCols,
         patch: ProviderConfigPatch,
-    ) -> Result<Option<String>> {
+    ) -> Result<SealedCols> {
         let pc = rec.provider_config.as_mut().ok_or_else(|| StoreError::InvalidField {
             field: "provider_config",
             message: "only bring-your-own numbers have a provider_config".into(),
@@ -536,19 +608,32 @@ impl Store {
         if let Some(u) = patch.auth_username {
             pc.auth_username = u;
         }
-        let sealed = match patch.auth_password {
-            None => sealed,
+        if let Some(t) = patch.tech_prefix {
+            pc.tech_prefix = t;
+        }
+        if let Some(c) = patch.p_charge_info {
+            pc.p_charge_info = c;
+        }
+        let password = match patch.auth_password {
+            None => sealed.password,
             Some(None) => None,
             Some(Some(pw)) => Some(self.secrets.seal(&password_context(&rec.id), &pw)?),
         };
-        if sealed.is_some() && pc.auth_username.is_none() {
+        let token = match patch.ip_auth_token {
+            None => sealed.token,
+            Some(None) => None,
+            Some(Some(t)) => Some(self.secrets.seal(&token_context(&rec.id), &t)?),
+        };
+        if password.is_some() && pc.auth_username.is_none() {
             return Err(StoreError::InvalidField {
                 field: "provider_config.auth_username",
                 message: "required while auth_password is set".into(),
             });
         }
-        pc.auth_password_set = sealed.is_some();
-        Ok(sealed)
+        pc.auth_password_set = password.is_some();
+        pc.ip_auth_token_set = token.is_some();
+        check_provider_fields(rec.provider, pc)?;
+        Ok(SealedCols { password, token })
     }
 
     /// Removes a number from the account and the index, returning what was removed.

@@ -25,6 +25,7 @@ const MIGRATION_0005: &str = include_str!("../migrations/0005_api_key_prefix.sql
 const MIGRATION_0006: &str = include_str!("../migrations/0006_idempotency.sql");
 const MIGRATION_0007: &str = include_str!("../migrations/0007_number_status.sql");
 const MIGRATION_0008: &str = include_str!("../migrations/0008_inbound_transfer.sql");
+const MIGRATION_0009: &str = include_str!("../migrations/0009_trunk_auth.sql");
 
 /// Which backend the pool talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,6 +146,13 @@ fn migrator() -> Migrator {
             "inbound_transfer".into(),
             MigrationType::Simple,
             MIGRATION_0008.into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            9,
+            "trunk_auth".into(),
+            MigrationType::Simple,
+            MIGRATION_0009.into_sql_str(),
             false,
         ),
     ])
@@ -415,7 +423,7 @@ impl Store {
         let mut routes = Vec::with_capacity(rows.len());
         for row in &rows {
             let (rec, sealed) = crate::numbers::number_from_row(row)?;
-            routes.push(self.route_for(&rec, sealed.as_deref())?);
+            routes.push(self.route_for(&rec, &sealed)?);
         }
         let integrations = sqlx::query(concat!(
             "SELECT ",

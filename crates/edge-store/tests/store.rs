@@ -46,6 +46,7 @@ fn byo(number: &str, agent_id: &str, inbound: Option<InboundRouting>) -> NewNumb
             trunk_address: "yourtrunk.pstn.twilio.com".into(),
             auth_username: Some("oneinbox".into()),
             auth_password: Some(Secret::new("s3cret-sip-pw")),
+            ..Default::default()
         }),
     }
 }

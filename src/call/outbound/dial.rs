@@ -420,7 +420,8 @@ impl CallController {
 }
 
 /// The INVITE toward the trunk: Request-URI `sip:+E164@<trunk host>` (Twilio accepts only its own host
-/// there), the DID as caller ID in From, our Contact, credentials after a challenge.
+/// there; a Telnyx tech prefix goes before the digits), the DID as caller ID in From, our Contact, the
+/// carrier's identification headers, credentials after a challenge.
 pub(in crate::call) fn build_trunk_invite(
     local: &leg::Local,
     record: &CallRecord,
@@ -433,10 +434,12 @@ pub(in crate::call) fn build_trunk_invite(
     let hostport = plan.trunk.address.hostport();
     let tcp = transport == Transport::Tcp;
     // Over TCP the Request-URI says so, for the proxies in front of the trunk (RFC 3263 4.1).
+    // The number as the trunk wants it dialled (behind a Telnyx tech prefix, if any).
+    let dial = plan.trunk.dial_string(&plan.dest);
     let ruri = if tcp && plan.trunk.address.transport.is_some() {
-        format!("sip:{}@{hostport};transport=tcp", plan.dest)
+        format!("sip:{dial}@{hostport};transport=tcp")
     } else {
-        format!("sip:{}@{hostport}", plan.dest)
+        format!("sip:{dial}@{hostport}")
     };
     let via = format!(
         "SIP/2.0/{} {};branch={branch};rport",
@@ -450,8 +453,10 @@ pub(in crate::call) fn build_trunk_invite(
     };
     let caller = plan.caller_id.as_deref().unwrap_or(&record.from);
     let from = format!("<sip:{caller}@{our_host}>;tag={}", plan.from_tag);
-    let to = format!("<sip:{}@{hostport}>", plan.dest);
+    let to = format!("<sip:{dial}@{hostport}>");
     let cseq = format!("{} INVITE", plan.cseq);
+    // The carrier's own identification (Telnyx: X-Telnyx-Username/-Token, P-Charge-Info) on every INVITE.
+    let carrier = plan.trunk.carrier_headers(caller);
     let mut b = RequestBuilder::new(Method::Invite, &ruri)
         .header("Via", &via)
         .header("Max-Forwards", "70")
@@ -462,6 +467,9 @@ pub(in crate::call) fn build_trunk_invite(
         .header("Contact", &contact)
         .header("Allow", crate::sip::endpoint::ALLOW)
         .header_unless_empty("User-Agent", &local.server_name);
+    for (n, v) in &carrier {
+        b = b.header(n, v);
+    }
     for (n, v) in &plan.auth_headers {
         b = b.header(n, v);
     }
