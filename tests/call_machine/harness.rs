@@ -197,6 +197,7 @@ impl Routing {
             trunk_address: trunk_address.into(),
             auth_username: creds.map(|c| c.0.to_owned()),
             auth_password: creds.map(|c| Secret::new(c.1)),
+            ..Default::default()
         };
         self.number_route(did, primary, Some(inbound), NumberSource::Byo, provider, Some(trunk))
     }
