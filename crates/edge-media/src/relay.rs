@@ -429,7 +429,11 @@ impl Drop for RelayHandle {
 }
 
 enum Wake {
-    Packet { index: usize, from: SocketAddr, len: usize },
+    Packet {
+        index: usize,
+        from: SocketAddr,
+        len: usize,
+    },
     RecvError,
     Timer,
     /// `Shared::ringback` changed.

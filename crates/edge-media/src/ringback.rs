@@ -203,7 +203,10 @@ mod tests {
             let (a, b) = (tone_ratio(on, 440.0, 8000), tone_ratio(on, 480.0, 8000));
             assert!(a > 0.4 && b > 0.4 && a + b > 0.95, "{law:?}: 440 {a:.3} 480 {b:.3}");
             assert!(tone_ratio(on, 1000.0, 8000) < 0.01);
-            assert!(pcm[ON as usize..].iter().all(|&s| s.abs() <= 8), "{law:?}: silence after 2 s");
+            assert!(
+                pcm[ON as usize..].iter().all(|&s| s.abs() <= 8),
+                "{law:?}: silence after 2 s"
+            );
             let rms = crate::resample::rms(on);
             // Two tones of peak 2,520: rms 2,520.
             assert!((2_300.0..2_700.0).contains(&rms), "{law:?}: rms {rms}");

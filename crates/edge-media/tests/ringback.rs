@@ -97,7 +97,10 @@ async fn ringback_toward_a_rings_in_cadence_then_relays_again() {
     }
     let mut got = vec![first];
     got.extend(collect(&a, Duration::from_millis(6_300)).await);
-    assert!(got.iter().all(|p| p.ssrc != 0xB), "nothing of B's reaches A during ringback");
+    assert!(
+        got.iter().all(|p| p.ssrc != 0xB),
+        "nothing of B's reaches A during ringback"
+    );
     assert_one_stream(&got, 0);
     assert_cadence(&got, G711Law::Ulaw);
     let rate = got.len() as f64 / got[got.len() - 1].at.duration_since(got[0].at).as_secs_f64();
@@ -110,10 +113,16 @@ async fn ringback_toward_a_rings_in_cadence_then_relays_again() {
     relay.ringback(Side::A, false);
     let (tail, back) = until_ssrc(&a, 0xB).await;
     assert!(tail.len() <= 2, "ringback stops at once ({} more packets)", tail.len());
-    assert!(back.marker, "the first relayed packet after ringback starts a talkspurt");
+    assert!(
+        back.marker,
+        "the first relayed packet after ringback starts a talkspurt"
+    );
     let then = collect(&a, Duration::from_millis(200)).await;
     assert!(then.len() >= 5);
-    assert!(then.iter().all(|p| p.ssrc == 0xB && !p.marker), "B's media relayed untouched");
+    assert!(
+        then.iter().all(|p| p.ssrc == 0xB && !p.marker),
+        "B's media relayed untouched"
+    );
     b_talks.abort();
 }
 
@@ -158,7 +167,10 @@ async fn ringback_in_pcma_continues_one_stream_across_off_and_on() {
     let mut two = vec![again];
     two.extend(collect(&a, Duration::from_millis(400)).await);
     assert_one_stream(&two, 8);
-    assert_ringing(&decode(G711Law::Alaw, &two[..10]), "ringing again from the start of the cadence");
+    assert_ringing(
+        &decode(G711Law::Alaw, &two[..10]),
+        "ringing again from the start of the cadence",
+    );
     // B hears nothing of ringback: it is played toward A only.
     assert!(collect(&b, Duration::from_millis(100)).await.is_empty());
     relay.ringback(Side::A, false);
@@ -178,7 +190,10 @@ async fn ringback_toward_b_and_pcmu_when_no_g711_is_known() {
     assert!(got.len() >= 20, "{} packets", got.len());
     assert_one_stream(&got, 0);
     assert_ringing(&decode(G711Law::Ulaw, &got[..20]), "PCMU toward B");
-    assert!(collect(&a, Duration::from_millis(50)).await.is_empty(), "nothing toward A");
+    assert!(
+        collect(&a, Duration::from_millis(50)).await.is_empty(),
+        "nothing toward A"
+    );
     relay.ringback(Side::B, false);
     tokio::time::sleep(Duration::from_millis(60)).await;
     let _ = collect(&b, Duration::from_millis(50)).await;

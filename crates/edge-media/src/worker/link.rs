@@ -318,7 +318,11 @@ impl RemoteRelay {
     }
 
     pub(crate) fn set_ringback(&self, side: Side, codec: Option<crate::ringback::RingbackCodec>) {
-        let msg = ToWorker::Ringback { id: self.id, side, codec };
+        let msg = ToWorker::Ringback {
+            id: self.id,
+            side,
+            codec,
+        };
         let _ = self.link.inner.send(&msg, Vec::new());
     }
 

@@ -112,7 +112,9 @@ pub fn assert_silent(pcm: &[i16], what: &str) {
 }
 
 pub fn decode(law: G711Law, got: &[Rx]) -> Vec<i16> {
-    got.iter().flat_map(|p| p.payload.iter().map(move |&b| law.decode(b))).collect()
+    got.iter()
+        .flat_map(|p| p.payload.iter().map(move |&b| law.decode(b)))
+        .collect()
 }
 
 /// A full cadence and the start of the next: packets 0-99 (2 s) ring, 100-299 (4 s) are silent, 300+
