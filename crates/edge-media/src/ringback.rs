@@ -63,17 +63,16 @@ impl Default for RingbackCodec {
 fn tables() -> &'static [[u8; PERIOD]; 2] {
     static TABLES: OnceLock<[[u8; PERIOD]; 2]> = OnceLock::new();
     TABLES.get_or_init(|| {
-        let mut t = [[0u8; PERIOD]; 2];
-        for n in 0..PERIOD {
-            let x = n as f64 / 8000.0;
-            let v = AMPLITUDE
-                * ((2.0 * std::f64::consts::PI * 440.0 * x).sin() + (2.0 * std::f64::consts::PI * 480.0 * x).sin());
+        let (mut ulaw, mut alaw) = ([0u8; PERIOD], [0u8; PERIOD]);
+        for (n, (u, a)) in ulaw.iter_mut().zip(alaw.iter_mut()).enumerate() {
+            let x = 2.0 * std::f64::consts::PI * n as f64 / 8000.0;
+            let v = AMPLITUDE * ((440.0 * x).sin() + (480.0 * x).sin());
             // |v| <= 2 * AMPLITUDE, far inside i16.
             let s = v.round() as i16;
-            t[0][n] = G711Law::Ulaw.encode(s);
-            t[1][n] = G711Law::Alaw.encode(s);
+            *u = G711Law::Ulaw.encode(s);
+            *a = G711Law::Alaw.encode(s);
         }
-        t
+        [ulaw, alaw]
     })
 }
 
