@@ -165,12 +165,12 @@ pub(crate) struct RelayParams {
 #[derive(Debug)]
 pub struct RelayHandle {
     call_id: Arc<str>,
-    public_ip: std::net::IpAddr,
-    rtp_ports: [u16; 2],
-    backend: Backend,
     /// What each side's SDP said about codecs, and where ringback is on (kept here, on the edge, so a
     /// relay in a worker gets the codec chosen for it).
     negotiated: Mutex<Negotiated>,
+    public_ip: std::net::IpAddr,
+    rtp_ports: [u16; 2],
+    backend: Backend,
 }
 
 /// Codecs per side, from the SDP given to [`RelayHandle::set_remote`].
@@ -258,10 +258,10 @@ impl RelayHandle {
         let task = tokio::spawn(run(io, shared.clone(), params));
         RelayHandle {
             call_id,
+            negotiated: Mutex::default(),
             public_ip,
             rtp_ports,
             backend: Backend::InProcess { shared, task },
-            negotiated: Mutex::default(),
         }
     }
 
@@ -273,10 +273,10 @@ impl RelayHandle {
     ) -> Self {
         RelayHandle {
             call_id,
+            negotiated: Mutex::default(),
             public_ip,
             rtp_ports,
             backend: Backend::Worker(remote),
-            negotiated: Mutex::default(),
         }
     }
 
