@@ -47,6 +47,10 @@ impl MediaRelay for Relay {
     fn offer_sdp(&self, to: Side) -> Bytes {
         self.handle.offer_sdp(media_side(to), self.codecs.as_deref())
     }
+
+    fn ringback(&self, to: Side, on: bool) {
+        self.handle.ringback(media_side(to), on);
+    }
 }
 
 struct Recording(VoicemailSession);

@@ -47,6 +47,9 @@ pub trait MediaRelay: Send {
     fn anchor_sdp(&self, from: Side, sdp: &[u8]) -> Result<Bytes, SdpRefused>;
     /// The edge's own offer toward `to` (calls the edge originates).
     fn offer_sdp(&self, to: Side) -> Bytes;
+    /// Ringback toward `to` on or off (the caller while a transfer target rings): while on, `to` hears
+    /// the ringback tone in its own codec instead of the other side's media; off relays again at once.
+    fn ringback(&self, to: Side, on: bool);
 }
 
 /// A voicemail recording in progress; its end is reported by a `MediaEvent::VoicemailEnded`.
@@ -77,16 +80,18 @@ pub(crate) mod fake {
 
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Arc;
+    use std::sync::{Arc, Mutex};
 
-    /// Counts live relays and recordings, so a test can check none leaks.
+    /// Counts live relays and recordings, so a test can check none leaks; logs ringback switches.
     #[derive(Default, Clone)]
     pub struct FakeMedia {
         pub relays: Arc<AtomicUsize>,
         pub recordings: Arc<AtomicUsize>,
+        /// Every `MediaRelay::ringback` call of every relay, in order.
+        pub ringbacks: Arc<Mutex<Vec<(Side, bool)>>>,
     }
 
-    struct Relay(Arc<AtomicUsize>);
+    struct Relay(Arc<AtomicUsize>, Arc<Mutex<Vec<(Side, bool)>>>);
     impl Drop for Relay {
         fn drop(&mut self) {
             self.0.fetch_sub(1, Ordering::Relaxed);
@@ -102,6 +107,9 @@ pub(crate) mod fake {
         fn offer_sdp(&self, to: Side) -> Bytes {
             Bytes::from(format!("v=0\r\na=offer:{to:?}\r\n"))
         }
+        fn ringback(&self, to: Side, on: bool) {
+            self.1.lock().unwrap_or_else(|e| e.into_inner()).push((to, on));
+        }
     }
 
     struct Recording(Arc<AtomicUsize>);
@@ -114,7 +122,7 @@ pub(crate) mod fake {
     impl CallMedia for FakeMedia {
         fn allocate_relay(&self, _call_id: &str) -> Result<Box<dyn MediaRelay>, RelayUnavailable> {
             self.relays.fetch_add(1, Ordering::Relaxed);
-            Ok(Box::new(Relay(self.relays.clone())))
+            Ok(Box::new(Relay(self.relays.clone(), self.ringbacks.clone())))
         }
         fn start_voicemail(
             &self,
@@ -139,6 +147,9 @@ pub(crate) mod fake {
         let sdp = relay.anchor_sdp(Side::A, b"v=0\r\n").expect("anchored");
         assert!(sdp.ends_with(b"a=anchored:A\r\n"));
         assert!(relay.offer_sdp(Side::B).ends_with(b"a=offer:B\r\n"));
+        relay.ringback(Side::A, true);
+        relay.ringback(Side::A, false);
+        assert_eq!(*media.ringbacks.lock().unwrap(), [(Side::A, true), (Side::A, false)]);
         drop(relay);
         assert_eq!(media.relays.load(Ordering::Relaxed), 0);
         let (answer, rec) = media

@@ -15,6 +15,9 @@
 //! 3. answer from leg B: `relay.anchor_sdp(Side::B, answer, None)?` → send to leg A;
 //! 4. on BYE: `relay.release().await` (or drop it); on `MediaEvent::Timeout` BYE both legs.
 //!
+//! While a transfer target rings, `relay.ringback(Side::A, true)` plays ringback to the caller instead
+//! of side B's media; `relay.ringback(Side::A, false)` relays again (see `ringback.rs`).
+//!
 //! Voicemail (the edge answers itself):
 //! 1. `let (answer, session) = engine.start_voicemail(call_id, offer, cfg)?` → 200 OK with `answer`
 //!    (`VoicemailStartError::Sdp(e)` → `e.sip_status()`, `Media(_)` → 503);
@@ -37,6 +40,7 @@ mod ports;
 mod recorder;
 mod relay;
 pub mod resample;
+mod ringback;
 mod sdp;
 pub mod socket;
 mod tts;

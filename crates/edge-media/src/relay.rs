@@ -1,5 +1,8 @@
 //! Per-call RTP/RTCP relay: two port pairs (one facing each leg), one task,
 //! one 2 KiB receive buffer, no allocation per packet.
+//!
+//! A relay can also play ringback toward a side instead of relaying the other side's RTP to it
+//! ([`RelayHandle::ringback`], see [`crate::ringback`]), e.g. to the caller while a transfer target rings.
 
 use std::future::{poll_fn, Future};
 use std::net::SocketAddr;
@@ -13,8 +16,10 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::event::MediaEvent;
+use crate::g711::G711Law;
 use crate::latch::{Latch, LatchVerdict, RelatchRule};
 use crate::ports::{BoundPair, PortPool};
+use crate::ringback::{Ringback, RingbackCodec, PACKET, PTIME};
 use crate::sdp::{rewrite_sdp, RemoteMedia, SdpError};
 use crate::socket::ReadableUdp;
 use crate::worker::RemoteRelay;
@@ -89,12 +94,20 @@ pub(crate) struct Shared {
     /// Bumped on every `set_remote`, so the hot path only does one atomic load.
     generation: AtomicU64,
     counters: Counters,
+    /// Ringback wanted toward each side (`Some`: playing, in that codec).
+    ringback: Mutex<[Option<RingbackCodec>; 2]>,
+    /// Wakes the relay task when `ringback` changed.
+    control: tokio::sync::Notify,
 }
 
 impl Shared {
     fn remotes(&self) -> MutexGuard<'_, Remotes> {
         // Plain data, no invariants across fields: poisoning is harmless.
         self.remotes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn ringback(&self) -> MutexGuard<'_, [Option<RingbackCodec>; 2]> {
+        self.ringback.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn stats(&self) -> RelayStats {
@@ -152,11 +165,72 @@ pub(crate) struct RelayParams {
 #[derive(Debug)]
 pub struct RelayHandle {
     call_id: Arc<str>,
+    /// What each side's SDP said about codecs, and where ringback is on (kept here, on the edge, so a
+    /// relay in a worker gets the codec chosen for it).
+    negotiated: Mutex<Negotiated>,
     public_ip: std::net::IpAddr,
     rtp_ports: [u16; 2],
     backend: Backend,
     /// The session (`o=`) the edge presents to each side (`origin.rs`).
     origins: Mutex<crate::origin::Origins>,
+}
+
+/// Codecs per side, from the SDP given to [`RelayHandle::set_remote`].
+#[derive(Debug, Default)]
+struct Negotiated {
+    /// G.711 payload types of each side, in its SDP's order.
+    g711: [Vec<(u8, G711Law)>; 2],
+    event_pt: [Option<u8>; 2],
+    ringback: [bool; 2],
+}
+
+impl Negotiated {
+    /// The codec to play ringback toward `to` in: a G.711 law both sides' SDP name (the other side's
+    /// order first: when `to` made the offer, that is the answer's order), else `to`'s first G.711, else
+    /// PCMU/0; the payload type is `to`'s.
+    fn ringback_codec(&self, to: Side) -> RingbackCodec {
+        let mine = &self.g711[to.index()];
+        let theirs = &self.g711[to.other().index()];
+        let common = theirs
+            .iter()
+            .find_map(|(_, law)| mine.iter().find(|(_, l)| l == law))
+            .or(mine.first());
+        let (payload_type, law) = common.copied().unwrap_or((0, G711Law::Ulaw));
+        RingbackCodec {
+            law,
+            payload_type,
+            event_pt: self.event_pt[to.index()],
+        }
+    }
+}
+
+/// The G.711 payload types a peer's SDP lists (static 0 and 8 when it names no codecs).
+fn g711_codecs(remote: &RemoteMedia) -> Vec<(u8, G711Law)> {
+    if remote.codecs.is_empty() {
+        return remote
+            .payload_types
+            .iter()
+            .filter_map(|&pt| match pt {
+                0 => Some((0, G711Law::Ulaw)),
+                8 => Some((8, G711Law::Alaw)),
+                _ => None,
+            })
+            .collect();
+    }
+    remote
+        .codecs
+        .iter()
+        .filter(|c| c.clock_rate == 8000)
+        .filter_map(|c| {
+            if c.name.eq_ignore_ascii_case("PCMU") {
+                Some((c.payload_type, G711Law::Ulaw))
+            } else if c.name.eq_ignore_ascii_case("PCMA") {
+                Some((c.payload_type, G711Law::Alaw))
+            } else {
+                None
+            }
+        })
+        .collect()
 }
 
 /// Where the relay's loop runs.
@@ -186,6 +260,7 @@ impl RelayHandle {
         let task = tokio::spawn(run(io, shared.clone(), params));
         RelayHandle {
             call_id,
+            negotiated: Mutex::default(),
             public_ip,
             rtp_ports,
             backend: Backend::InProcess { shared, task },
@@ -201,6 +276,7 @@ impl RelayHandle {
     ) -> Self {
         RelayHandle {
             call_id,
+            negotiated: Mutex::default(),
             public_ip,
             rtp_ports,
             backend: Backend::Worker(remote),
@@ -228,8 +304,58 @@ impl RelayHandle {
     /// changed address also drops that side's latch, so the next packet from
     /// the peer latches afresh. Unspecified addresses (0.0.0.0, old-style hold)
     /// or port 0 clear the declared destination and keep the latch.
+    /// The codecs it lists choose the payload type of ringback toward that side
+    /// ([`Self::ringback`]); a ringback already playing switches to them.
     pub fn set_remote(&self, side: Side, remote: &RemoteMedia) {
+        let replay = {
+            let mut n = self.negotiated();
+            n.g711[side.index()] = g711_codecs(remote);
+            n.event_pt[side.index()] = remote.telephone_event_pt;
+            [Side::A, Side::B].map(|to| n.ringback[to.index()].then(|| n.ringback_codec(to)))
+        };
         self.set_declared(side, declared(remote));
+        for (to, codec) in [Side::A, Side::B].into_iter().zip(replay) {
+            if codec.is_some() {
+                self.set_ringback(to, codec);
+            }
+        }
+    }
+
+    /// Ringback toward `to` (e.g. the caller while a transfer target rings) on or off. While on, RTP
+    /// from the other side is not forwarded to `to`; `to`'s peer gets the North American ringback tone
+    /// (440 + 480 Hz, 2 s on, 4 s off) instead: 20 ms packets of a stream of the relay's own (SSRC,
+    /// sequence, timestamp; marker on the first packet), in the G.711 law and payload type of `to`'s
+    /// SDP (PCMU/0 if it named none). Off: relaying resumes at once, and the first relayed audio
+    /// packet toward `to` carries the marker bit (see [`crate::ringback`] for why). RTCP is relayed
+    /// throughout; `to`'s own media still reaches the other side; switching on when on (or off when
+    /// off) changes nothing.
+    pub fn ringback(&self, to: Side, on: bool) {
+        let codec = {
+            let mut n = self.negotiated();
+            n.ringback[to.index()] = on;
+            on.then(|| n.ringback_codec(to))
+        };
+        self.set_ringback(to, codec);
+    }
+
+    /// Whether ringback is on toward `to`.
+    pub fn ringback_on(&self, to: Side) -> bool {
+        self.negotiated().ringback[to.index()]
+    }
+
+    fn negotiated(&self) -> MutexGuard<'_, Negotiated> {
+        // Plain data: poisoning is harmless.
+        self.negotiated.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn set_ringback(&self, to: Side, codec: Option<RingbackCodec>) {
+        match &self.backend {
+            Backend::InProcess { shared, .. } => {
+                shared.ringback()[to.index()] = codec;
+                shared.control.notify_one();
+            }
+            Backend::Worker(remote) => remote.set_ringback(to, codec),
+        }
     }
 
     pub(crate) fn set_declared(&self, side: Side, declared: Option<(SocketAddr, SocketAddr)>) {
@@ -321,9 +447,22 @@ impl Drop for RelayHandle {
 }
 
 enum Wake {
-    Packet { index: usize, from: SocketAddr, len: usize },
+    Packet {
+        index: usize,
+        from: SocketAddr,
+        len: usize,
+    },
     RecvError,
     Timer,
+    /// `Shared::ringback` changed.
+    Control,
+    /// A ringback packet is due.
+    Tick,
+}
+
+/// RTCP multiplexed on an RTP socket (RFC 5761: packet types 192-223).
+fn is_muxed_rtcp(packet: &[u8]) -> bool {
+    packet.get(1).is_some_and(|b| (192..=223).contains(b))
 }
 
 /// Even socket indexes are RTP, odd ones RTCP.
@@ -352,9 +491,22 @@ async fn run(io: RelayIo, shared: Arc<Shared>, params: RelayParams) {
     let sleep = tokio::time::sleep(timeout);
     tokio::pin!(sleep);
     let mut start = 0usize;
+    let mut ringback: [Ringback; 2] = Default::default();
+    let mut tx = [0u8; PACKET];
+    // Runs while ringback plays toward either side.
+    let mut ticker: Option<tokio::time::Interval> = None;
+    let control = shared.control.notified();
+    tokio::pin!(control);
 
     loop {
         let wake = poll_fn(|cx| {
+            // Control and ringback first: a flood on the sockets must not delay them.
+            if control.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Wake::Control);
+            }
+            if ticker.as_mut().is_some_and(|t| t.poll_tick(cx).is_ready()) {
+                return Poll::Ready(Wake::Tick);
+            }
             for i in 0..4 {
                 let index = (start + i) % 4;
                 let Some(socket) = io.socket(index) else { continue };
@@ -379,6 +531,39 @@ async fn run(io: RelayIo, shared: Arc<Shared>, params: RelayParams) {
         let (index, from, len) = match wake {
             Wake::Packet { index, from, len } => (index, from, len),
             Wake::RecvError => continue,
+            Wake::Control => {
+                control.set(shared.control.notified());
+                let wanted = *shared.ringback();
+                let now = Instant::now();
+                for (r, codec) in ringback.iter_mut().zip(wanted) {
+                    r.set(codec, now);
+                }
+                let playing = ringback.iter().any(|r| r.playing.is_some());
+                if !playing {
+                    ticker = None;
+                } else if ticker.is_none() {
+                    let mut t = tokio::time::interval(PTIME);
+                    // Late ticks are caught up, so the stream keeps pace with its timestamps.
+                    t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+                    ticker = Some(t);
+                }
+                continue;
+            }
+            Wake::Tick => {
+                router.refresh(&shared);
+                let now = Instant::now();
+                for (side, r) in ringback.iter_mut().enumerate() {
+                    // Built even with nowhere to send it, so the timestamps keep to the clock.
+                    let Some(len) = r.next(now, &mut tx) else { continue };
+                    let (Some(dest), Some(socket)) = (router.rtp_dest(side), io.socket(side * 2)) else {
+                        continue;
+                    };
+                    if let Err(e) = socket.send_to(&tx[..len], dest) {
+                        tracing::debug!(error = %e, %dest, "ringback send failed");
+                    }
+                }
+                continue;
+            }
             Wake::Timer => {
                 let now = Instant::now();
                 let armed_at = shared.remotes().armed_at;
@@ -404,8 +589,21 @@ async fn run(io: RelayIo, shared: Arc<Shared>, params: RelayParams) {
         let mut next = Some((from, len));
         let mut handled = 0;
         while let Some((from, len)) = next {
-            let packet = &buf[..len];
+            let packet = &mut buf[..len];
             if let Some((out, dest)) = router.route(&shared, params.relatch, index, from, packet) {
+                let audio = is_rtp_socket(index) && !is_muxed_rtcp(packet);
+                let toward = &mut ringback[out / 2];
+                if audio && toward.playing.is_some() {
+                    // Ringback plays toward that side instead: the packet is not forwarded.
+                    handled += 1;
+                    next = next_packet(&io, index, &mut buf, handled);
+                    continue;
+                }
+                if audio && toward.mark_resume && Some(packet[1] & 0x7F) != toward.event_pt {
+                    // The first relayed audio after ringback starts a talkspurt (marker bit).
+                    packet[1] |= 0x80;
+                    toward.mark_resume = false;
+                }
                 // Never waits: a full send buffer drops the packet (real-time media has no use for
                 // a late one, and waiting would stall the other direction).
                 match io.socket(out).map(|s| s.send_to(packet, dest)) {
@@ -417,15 +615,19 @@ async fn run(io: RelayIo, shared: Arc<Shared>, params: RelayParams) {
                 }
             }
             handled += 1;
-            next = if handled < DRAIN_BATCH {
-                io.socket(index)
-                    .and_then(|s| s.try_recv_from(&mut buf).ok())
-                    .map(|(len, from)| (from, len))
-            } else {
-                None
-            };
+            next = next_packet(&io, index, &mut buf, handled);
         }
     }
+}
+
+/// The next packet waiting on socket `index`, unless `handled` reached the batch.
+fn next_packet(io: &RelayIo, index: usize, buf: &mut [u8], handled: usize) -> Option<(SocketAddr, usize)> {
+    if handled >= DRAIN_BATCH {
+        return None;
+    }
+    io.socket(index)
+        .and_then(|s| s.try_recv_from(buf).ok())
+        .map(|(len, from)| (from, len))
 }
 
 /// Per-relay routing state: latches and the SDP-declared destinations.
@@ -441,6 +643,11 @@ struct Router {
 }
 
 impl Router {
+    /// Where RTP for `side`'s peer goes: its latched source, else its SDP address.
+    fn rtp_dest(&self, side: usize) -> Option<SocketAddr> {
+        self.latches[side * 2].latched().or(self.declared[side].map(|d| d.0))
+    }
+
     /// Validates and latches a packet received on socket `index`; returns the
     /// socket to send it from and the destination, or `None` (counted) to drop.
     fn route(
@@ -456,6 +663,32 @@ impl Router {
             counters.malformed.fetch_add(1, Ordering::Relaxed);
             return None;
         }
+        self.refresh(shared);
+        let now = Instant::now();
+        if self.latches[index].offer(from, now, relatch) == LatchVerdict::Drop {
+            counters.foreign.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        self.last_rx = Some(now);
+        let other = 1 - index / 2;
+        let out = other * 2 + (index & 1);
+        let latched = self.latches[out].latched();
+        let dest = if is_rtp_socket(index) {
+            latched.or(self.declared[other].map(|d| d.0))
+        } else {
+            latched.or(self.declared[other].map(|d| d.1)).or_else(|| {
+                let rtp = self.latches[other * 2].latched()?;
+                Some(SocketAddr::new(rtp.ip(), rtp.port().checked_add(1)?))
+            })
+        };
+        if dest.is_none() {
+            counters.no_destination.fetch_add(1, Ordering::Relaxed);
+        }
+        dest.map(|d| (out, d))
+    }
+
+    /// Takes in new SDP declarations (one atomic load when there are none).
+    fn refresh(&mut self, shared: &Shared) {
         let generation = shared.generation.load(Ordering::Acquire);
         if self.seen_generation != Some(generation) {
             self.seen_generation = Some(generation);
@@ -485,26 +718,5 @@ impl Router {
             }
             self.declared = updated;
         }
-        let now = Instant::now();
-        if self.latches[index].offer(from, now, relatch) == LatchVerdict::Drop {
-            counters.foreign.fetch_add(1, Ordering::Relaxed);
-            return None;
-        }
-        self.last_rx = Some(now);
-        let other = 1 - index / 2;
-        let out = other * 2 + (index & 1);
-        let latched = self.latches[out].latched();
-        let dest = if is_rtp_socket(index) {
-            latched.or(self.declared[other].map(|d| d.0))
-        } else {
-            latched.or(self.declared[other].map(|d| d.1)).or_else(|| {
-                let rtp = self.latches[other * 2].latched()?;
-                Some(SocketAddr::new(rtp.ip(), rtp.port().checked_add(1)?))
-            })
-        };
-        if dest.is_none() {
-            counters.no_destination.fetch_add(1, Ordering::Relaxed);
-        }
-        dest.map(|d| (out, d))
     }
 }

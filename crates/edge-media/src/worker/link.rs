@@ -317,6 +317,15 @@ impl RemoteRelay {
         let _ = self.link.inner.send(&msg, Vec::new());
     }
 
+    pub(crate) fn set_ringback(&self, side: Side, codec: Option<crate::ringback::RingbackCodec>) {
+        let msg = ToWorker::Ringback {
+            id: self.id,
+            side,
+            codec,
+        };
+        let _ = self.link.inner.send(&msg, Vec::new());
+    }
+
     pub(crate) fn is_finished(&self) -> bool {
         self.finished.load(Ordering::Acquire)
     }

@@ -87,6 +87,12 @@ async fn serve(control: OwnedFd) -> Result<(), MediaError> {
                         }
                         None
                     }
+                    Ok(ToWorker::Ringback { id, side, codec }) => {
+                        if let Some(relay) = relays.get(&id) {
+                            relay.set_ringback(side, codec);
+                        }
+                        None
+                    }
                     Ok(ToWorker::Stop { id }) => {
                         let stats = match relays.remove(&id) {
                             Some(relay) => relay.release().await,

@@ -7,8 +7,10 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
+use crate::g711::G711Law;
 use crate::latch::RelatchRule;
 use crate::relay::{RelayStats, Side};
+use crate::ringback::RingbackCodec;
 
 /// Longest message (a `Remote` is 49 bytes).
 pub(crate) const MAX_FRAME: usize = 64;
@@ -33,6 +35,12 @@ pub(crate) enum ToWorker {
     },
     /// Stop the relay and close its sockets; answered by `Stopped`.
     Stop { id: u64 },
+    /// Ringback toward `side` in that codec (`None`: off, relay again).
+    Ringback {
+        id: u64,
+        side: Side,
+        codec: Option<RingbackCodec>,
+    },
 }
 
 /// From a worker to the edge.
@@ -55,6 +63,7 @@ pub(crate) struct Malformed {
 const START: u8 = 1;
 const REMOTE: u8 = 2;
 const STOP: u8 = 3;
+const RINGBACK: u8 = 4;
 const STOPPED: u8 = 11;
 const TIMEOUT: u8 = 12;
 
@@ -76,10 +85,7 @@ impl ToWorker {
             ToWorker::Remote { id, side, declared } => {
                 b.push(REMOTE);
                 b.extend_from_slice(&id.to_le_bytes());
-                b.push(match side {
-                    Side::A => 0,
-                    Side::B => 1,
-                });
+                b.push(side_byte(*side));
                 match declared {
                     None => b.push(0),
                     Some((rtp, rtcp)) => {
@@ -92,6 +98,26 @@ impl ToWorker {
             ToWorker::Stop { id } => {
                 b.push(STOP);
                 b.extend_from_slice(&id.to_le_bytes());
+            }
+            ToWorker::Ringback { id, side, codec } => {
+                b.push(RINGBACK);
+                b.extend_from_slice(&id.to_le_bytes());
+                b.push(side_byte(*side));
+                match codec {
+                    None => b.push(0),
+                    Some(c) => {
+                        b.push(1);
+                        b.push(match c.law {
+                            G711Law::Ulaw => 0,
+                            G711Law::Alaw => 1,
+                        });
+                        b.push(c.payload_type);
+                        match c.event_pt {
+                            None => b.extend_from_slice(&[0, 0]),
+                            Some(pt) => b.extend_from_slice(&[1, pt]),
+                        }
+                    }
+                }
             }
         }
         b
@@ -110,11 +136,7 @@ impl ToWorker {
             },
             REMOTE => ToWorker::Remote {
                 id: r.u64()?,
-                side: match r.u8()? {
-                    0 => Side::A,
-                    1 => Side::B,
-                    _ => return Err(r.malformed()),
-                },
+                side: r.side()?,
                 declared: match r.u8()? {
                     0 => None,
                     1 => Some((r.addr()?, r.addr()?)),
@@ -122,6 +144,27 @@ impl ToWorker {
                 },
             },
             STOP => ToWorker::Stop { id: r.u64()? },
+            RINGBACK => ToWorker::Ringback {
+                id: r.u64()?,
+                side: r.side()?,
+                codec: match r.u8()? {
+                    0 => None,
+                    1 => Some(RingbackCodec {
+                        law: match r.u8()? {
+                            0 => G711Law::Ulaw,
+                            1 => G711Law::Alaw,
+                            _ => return Err(r.malformed()),
+                        },
+                        payload_type: r.u8()?,
+                        event_pt: match r.take::<2>()? {
+                            [0, _] => None,
+                            [1, pt] => Some(pt),
+                            _ => return Err(r.malformed()),
+                        },
+                    }),
+                    _ => return Err(r.malformed()),
+                },
+            },
             _ => return Err(r.malformed()),
         };
         r.end()?;
@@ -180,6 +223,13 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
+fn side_byte(side: Side) -> u8 {
+    match side {
+        Side::A => 0,
+        Side::B => 1,
+    }
+}
+
 /// Family (4 or 6), 16 address bytes (IPv4 in the first four), port.
 fn put_addr(b: &mut Vec<u8>, a: SocketAddr) {
     let mut ip = [0u8; 16];
@@ -226,6 +276,14 @@ impl<'a> Reader<'a> {
 
     fn u8(&mut self) -> Result<u8, Malformed> {
         Ok(self.take::<1>()?[0])
+    }
+
+    fn side(&mut self) -> Result<Side, Malformed> {
+        match self.u8()? {
+            0 => Ok(Side::A),
+            1 => Ok(Side::B),
+            _ => Err(self.malformed()),
+        }
     }
 
     fn u32(&mut self) -> Result<u32, Malformed> {
@@ -286,6 +344,29 @@ mod tests {
                 declared: None,
             },
             ToWorker::Stop { id: 9 },
+            ToWorker::Ringback {
+                id: 5,
+                side: Side::A,
+                codec: Some(RingbackCodec {
+                    law: G711Law::Alaw,
+                    payload_type: 8,
+                    event_pt: Some(101),
+                }),
+            },
+            ToWorker::Ringback {
+                id: 6,
+                side: Side::B,
+                codec: Some(RingbackCodec {
+                    law: G711Law::Ulaw,
+                    payload_type: 96,
+                    event_pt: None,
+                }),
+            },
+            ToWorker::Ringback {
+                id: 7,
+                side: Side::B,
+                codec: None,
+            },
         ] {
             let b = m.encode();
             assert!(b.len() <= MAX_FRAME, "{m:?}: {} bytes", b.len());
