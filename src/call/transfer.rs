@@ -244,6 +244,11 @@ impl CallController {
             .start_transfer(transfer)
             .map_err(|_| TransferRefusal::NotConnected)?;
         call.generation += 1;
+        // The caller hears ringback, not silence nor the agent, until the target answers or sends its own
+        // early media.
+        if let Some(relay) = &call.relay {
+            relay.ringback(Side::A, true);
+        }
         if out.is_some() {
             call.out = out;
         }
@@ -332,7 +337,11 @@ impl CallController {
         let status = resp.status().unwrap_or(0);
         let Some(call) = self.calls.get_mut(&id) else { return };
         if !resp.body().is_empty() {
+            // Early media from the target (a carrier's own ringback, an announcement): the caller hears it.
             let _ = anchor(call.relay.as_deref(), Side::B, resp);
+            if let Some(relay) = &call.relay {
+                relay.ringback(Side::A, false);
+            }
         }
         let report = match call.phase.transfer_mut().and_then(|t| t.refer.as_mut()) {
             Some(sub) if status > 100 && sub.last_reported != status => {
@@ -354,6 +363,9 @@ impl CallController {
         let Some(call) = self.calls.get_mut(&id) else { return };
         // The target's SDP, rewritten, is what the relay now sends the caller's audio to.
         let _ = anchor(call.relay.as_deref(), Side::B, resp);
+        if let Some(relay) = &call.relay {
+            relay.ringback(Side::A, false);
+        }
         if let Some(agent_id) = b.agent_id() {
             call.record.agent_id = Some(agent_id.to_owned());
         }
@@ -389,6 +401,9 @@ impl CallController {
         let Some((_, transfer)) = call.phase.end_transfer(None) else {
             return;
         };
+        if let Some(relay) = &call.relay {
+            relay.ringback(Side::A, false);
+        }
         tracing::info!(call = %call.record.id, target = %transfer.target.label(), status, why, "transfer failed");
         call.generation += 1;
         // A leg that failed before its INVITE left (at its limit, unreachable) has a hop without target.

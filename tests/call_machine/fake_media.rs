@@ -36,6 +36,8 @@ struct Plane {
     /// Every relay ever allocated, by call id.
     allocated: Vec<String>,
     live_relays: usize,
+    /// Every ringback switch the edge made, in order (side it plays toward, on/off).
+    ringbacks: Vec<(Side, bool)>,
     voicemails: Vec<VoicemailStart>,
     refuse_voicemail: bool,
 }
@@ -47,6 +49,11 @@ pub struct FakeMedia(Arc<Mutex<Plane>>);
 impl FakeMedia {
     fn plane(&self) -> MutexGuard<'_, Plane> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Every ringback switch the edge made, in order.
+    pub fn ringbacks(&self) -> Vec<(Side, bool)> {
+        self.plane().ringbacks.clone()
     }
 
     /// Relays allocated and not dropped yet.
@@ -96,6 +103,11 @@ impl MediaRelay for FakeRelay {
             "{}a=x-anchored:{from:?}\r\n",
             String::from_utf8_lossy(sdp)
         )))
+    }
+
+    fn ringback(&self, to: Side, on: bool) {
+        let mut p = self.plane.lock().unwrap_or_else(|e| e.into_inner());
+        p.ringbacks.push((to, on));
     }
 
     fn offer_sdp(&self, to: Side) -> Bytes {

@@ -4,6 +4,7 @@
 
 use edge_contract::TransferRefusal;
 use edge_store::{AgentStatus, CallRecord, CallStatus, HangupBy, Provider, Route};
+use oneinbox_edge::call::media::Side;
 use sip_core::digest::{Algorithm, AuthHeader};
 use sip_core::message::{Message, Method};
 
@@ -152,6 +153,8 @@ fn refer_to_a_number_bridges_the_caller_through_the_trunk() {
     assert_eq!(hop.target.as_deref(), Some(TARGET));
     assert_eq!(hop.sip_status, Some(200));
     assert_eq!(hop.outcome, "answered");
+    // The caller heard ringback while the number rang (the trunk sent no early media), then the target.
+    assert_eq!(media.ringbacks(), [(Side::A, true), (Side::A, false)]);
 
     // The caller now talks to the dialled party: its BYE goes to the trunk.
     h.send(CARRIER, c.caller.in_dialog("BYE", false));
@@ -200,7 +203,7 @@ fn refer_to_another_agent_rings_it_and_moves_the_count() {
 
 #[test]
 fn a_failed_transfer_leaves_the_caller_with_the_agent() {
-    let (mut h, _media) = Harness::with_media(routing(), |_| {});
+    let (mut h, media) = Harness::with_media(routing(), |_| {});
     h.trunk(TRUNK, TrunkMode::Reject(486, "Busy Here", None), trunk_auth());
     let mut c = connect(&mut h);
 
@@ -216,6 +219,11 @@ fn a_failed_transfer_leaves_the_caller_with_the_agent() {
         "the agent keeps the caller"
     );
     assert_eq!(h.ep.calls.agent_load("agt_p"), 1);
+    assert_eq!(
+        media.ringbacks(),
+        [(Side::A, true), (Side::A, false)],
+        "ringback ends with the transfer"
+    );
     let r = record(&mut h);
     assert_eq!(r.status, CallStatus::InProgress);
     let hop = r.hops.last().unwrap();
