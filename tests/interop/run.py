@@ -862,8 +862,7 @@ SCENARIOS = [
      "A-law as mu-law"),
     ("voicemail_dtmf", "s_voicemail_dtmf", None),
     ("hold_resume", "s_hold_resume", None),
-    ("tcp_only", "s_tcp_only",
-     "the edge's Contact on TCP legs has no ;transport=tcp (issue 19, 'TCP Contact'), so baresip sends its "
+    ("tcp_only", "s_tcp_only", None), so baresip sends its "
      "ACK and BYE to the edge over UDP, which this edge does not listen on: the BYE is lost and the agent's "
      "leg stays up"),
     ("transfer_to_number", "s_transfer_to_number", None),
