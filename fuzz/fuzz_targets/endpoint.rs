@@ -212,6 +212,7 @@ fn routing_index() -> edge_store::RoutingIndex {
                     agent_id: "ag_primary".into(),
                     fallback_agent_id: Some("ag_fallback".into()),
                     voicemail_message: None,
+                    transfer: Default::default(),
                 }),
             ),
             number("num_2", "+14155550101", "ag_fallback", None),
