@@ -9,7 +9,7 @@ use sip_core::digest::{Algorithm, AuthHeader};
 use sip_core::message::{Message, Method};
 
 use super::harness::{
-    Harness, Mode, Routing, Sent, TrunkAuth, TrunkMode, ACCOUNT, AGENT1, AGENT2, CARRIER, S, TRUNK, TRUNK_SDP,
+    Harness, Mode, Routing, Sent, TrunkAuth, TrunkMode, ACCOUNT, AGENT1, AGENT2, CARRIER, OUTSIDER, S, TRUNK, TRUNK_SDP,
 };
 use super::peers::{agent_in_dialog, header, CarrierCall};
 
@@ -386,4 +386,25 @@ fn a_carrier_transfer_passes_the_refer_on_and_relays_the_notifies() {
     assert_eq!(hop.outcome, "referred to the carrier");
     assert_eq!(h.ep.calls.agent_load("agt_p"), 0);
     assert_eq!(media.live_relays(), 0);
+}
+
+/// A stranger who knows the agent's dialog (Call-ID and both tags) cannot transfer the call: the REFER is
+/// judged by its source like any in-dialog request (481), nothing is dialled, the call goes on.
+#[test]
+fn a_strangers_refer_transfers_nothing() {
+    let (mut h, media) = Harness::with_media(routing(), |_| {});
+    h.trunk(TRUNK, TrunkMode::Answer, trunk_auth());
+    let c = connect(&mut h);
+    let forged = refer(&c, &format!("<tel:{TARGET}>")).replace(AGENT1, OUTSIDER);
+    h.send(OUTSIDER, forged);
+    let answers = h.take(OUTSIDER);
+    assert_eq!(
+        responses_to(&answers, Method::Refer).first().and_then(|r| r.status()),
+        Some(481)
+    );
+    assert!(h.take(TRUNK).is_empty(), "nothing dialled");
+    assert!(h.take(AGENT1).is_empty(), "the agent is told nothing");
+    assert!(media.ringbacks().is_empty());
+    assert_eq!(h.ep.calls.agent_load("agt_p"), 1);
+    assert_eq!(record(&mut h).status, CallStatus::InProgress);
 }
