@@ -63,6 +63,11 @@ impl CallController {
         let Some(call) = self.calls.get_mut(&id) else {
             return false;
         };
+        if method == Method::Refer {
+            // Judged by `on_refer` in every phase: a caller's REFER, in voicemail too, is refused there.
+            self.on_refer(ctx, id, side, key, &req);
+            return true;
+        }
         if side == Side::A && call.phase.voicemail_sdp().is_some() {
             return self.in_voicemail(ctx, id, key, &req, &method);
         }
@@ -79,10 +84,6 @@ impl CallController {
                 return true;
             }
             return false;
-        }
-        if method == Method::Refer {
-            self.on_refer(ctx, id, side, key, &req);
-            return true;
         }
         if method == Method::Bye && side == Side::B && call.phase.is_transferring() {
             // A blind transferor hangs up once its transfer is under way: the caller waits for the target.

@@ -408,3 +408,33 @@ fn a_strangers_refer_transfers_nothing() {
     assert_eq!(h.ep.calls.agent_load("agt_p"), 1);
     assert_eq!(record(&mut h).status, CallStatus::InProgress);
 }
+
+/// Only the agent's side transfers: the caller's REFER is refused (403 with a Warning), also while the
+/// edge answers with voicemail (where any other request is accepted), and the call goes on.
+#[test]
+fn the_callers_refer_is_refused_in_every_phase() {
+    let routing = Routing::new()
+        .agent("agt_p", AGENT1, 5, AgentStatus::Disabled)
+        .number_with_trunk(DID, "agt_p", Provider::Telnyx, TRUNK, None);
+    let (mut h, media) = Harness::with_media(routing, |_| {});
+    let mut caller = CarrierCall::new(CARRIER, DID);
+    h.send(CARRIER, caller.invite());
+    let (_, ok) = h.final_response(CARRIER, S);
+    assert_eq!(ok.msg.status(), Some(200), "voicemail answers");
+    caller.answered(&ok.msg);
+    h.send(CARRIER, caller.ack(&ok.msg));
+    h.take(CARRIER);
+    let refer = caller.in_dialog("REFER", false).replacen(
+        "Content-Length",
+        &format!("Refer-To: <tel:{TARGET}>\r\nContent-Length"),
+        1,
+    );
+    h.send(CARRIER, refer);
+    let sent = h.take(CARRIER);
+    let answer = responses_to(&sent, Method::Refer);
+    assert_eq!(answer.first().and_then(|r| r.status()), Some(403));
+    assert!(header(answer[0], "Warning").is_some_and(|w| w.contains("agent")));
+    assert!(h.take(TRUNK).is_empty(), "nothing dialled");
+    assert_eq!(media.voicemails().len(), 1);
+    assert_eq!(record(&mut h).status, CallStatus::InProgress);
+}
