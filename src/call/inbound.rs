@@ -409,14 +409,7 @@ impl CallController {
         };
         tracing::debug!(call = %call.record.id, agent = %agent.id, route = route.as_str(), "agent leg INVITE");
         let hop_index = call.push_hop(route, Some(agent.id.clone()), None, HopOutcome::Trying, started, None);
-        if route == Route::Transfer {
-            if let Some(h) = call.record.hops.get_mut(hop_index) {
-                h.target = Some(agent.id.clone());
-            }
-            if let Some(t) = call.phase.transfer_mut() {
-                t.has_hop = true;
-            }
-        }
+        call.mark_transfer_hop(hop_index);
         let gen = call.generation;
         self.by_client.insert(key.clone(), ClientRef::Invite(id));
         self.by_dialog.insert(b_call_id, (id, Side::B));

@@ -184,6 +184,16 @@ impl Call {
         index
     }
 
+    /// While a transfer is under way, hop `index` is its leg: the record shows the transfer's target on it.
+    pub(super) fn mark_transfer_hop(&mut self, index: usize) {
+        let Some(t) = self.phase.transfer_mut() else { return };
+        t.has_hop = true;
+        let target = t.target.label();
+        if let Some(h) = self.record.hops.get_mut(index) {
+            h.target = Some(target);
+        }
+    }
+
     /// Hop `index` is over: how, with the SIP status when one came (else the one it had is kept).
     pub(super) fn end_hop(&mut self, index: usize, status: Option<u16>, outcome: HopOutcome, wall_ms: i64) {
         if let Some(h) = self.record.hops.get_mut(index) {

@@ -196,9 +196,10 @@ impl CallController {
                 .then(|| call.a.invite.body_bytes())
         });
         let branch = self.rng.branch();
-        let (route, target_label) = match call.phase.transfer() {
-            Some(t) => (Route::Transfer, Some(t.target.label())),
-            None => (Route::Trunk, None),
+        let route = if call.phase.is_transferring() {
+            Route::Transfer
+        } else {
+            Route::Trunk
         };
         let built = build_trunk_invite(
             &local,
@@ -238,12 +239,7 @@ impl CallController {
             started,
             None,
         );
-        if let Some(h) = call.record.hops.get_mut(hop_index) {
-            h.target = target_label;
-        }
-        if let Some(t) = call.phase.transfer_mut() {
-            t.has_hop = true;
-        }
+        call.mark_transfer_hop(hop_index);
         self.by_client.insert(key.clone(), ClientRef::Invite(id));
         self.by_dialog.insert(dialog_call_id, (id, Side::B));
         let leg = BLeg {
