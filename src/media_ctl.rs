@@ -44,6 +44,16 @@ impl MediaRelay for Relay {
             })
     }
 
+    fn keep_answer(&self, from: Side, sdp: &[u8]) -> Result<(), SdpRefused> {
+        self.handle
+            .keep_answer(media_side(from), sdp, self.codecs.as_deref())
+            .map(drop)
+            .map_err(|e| SdpRefused {
+                status: e.sip_status(),
+                detail: e.to_string(),
+            })
+    }
+
     fn offer_sdp(&self, to: Side) -> Bytes {
         self.handle.offer_sdp(media_side(to), self.codecs.as_deref())
     }

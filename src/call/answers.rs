@@ -15,7 +15,7 @@ use crate::call::media::Side;
 use crate::call::outcome::{Ending, HopOutcome};
 use crate::call::phase::{Answerer, SentAnswer};
 use crate::call::registry::{queue_metric, CallController, LATE_ANSWER_WINDOW, LATE_LEGS_MAX};
-use crate::call::state::{anchor, dialog_from_answer, CallId, CallKind, ClientRef, LegTarget, Orphan};
+use crate::call::state::{anchor, answer_for_a, dialog_from_answer, CallId, CallKind, ClientRef, LegTarget, Orphan};
 
 impl CallController {
     /// A final non-2xx answer to the carrier's INVITE.
@@ -135,10 +135,12 @@ impl CallController {
                     return self.transfer_progress(ctx, id, &resp);
                 }
                 if status > 100 && call.phase.is_hunting() {
-                    if let Some(a_key) = &call.a.key {
-                        let sdp = anchor(call.relay.as_deref(), Side::B, &resp);
+                    if call.a.key.is_some() {
+                        let sdp = answer_for_a(call, &resp);
                         let answer = leg::relay_response(&call.a.invite, &resp, &call.a.tag, &local, sdp);
-                        ctx.respond(a_key, answer, "provisional answer");
+                        if let Some(a_key) = &call.a.key {
+                            ctx.respond(a_key, answer, "provisional answer");
+                        }
                     }
                     // Ringing is the called party's state: the carrier's caller hears the agent ring, an
                     // outbound call rings at the trunk (an API call's agent leg changes nothing).
@@ -190,7 +192,7 @@ impl CallController {
                     Route::Fallback => self.stats.answered_fallback.fetch_add(1, Ordering::Relaxed),
                     _ => 0,
                 };
-                let sdp = anchor(call.relay.as_deref(), Side::B, &resp);
+                let sdp = answer_for_a(call, &resp);
                 let answer = match leg::relay_response(&call.a.invite, &resp, &call.a.tag, &local, sdp) {
                     Ok(m) => m,
                     Err(e) => {

@@ -45,6 +45,10 @@ pub struct SdpRefused {
 pub trait MediaRelay: Send {
     /// `sdp` received from `from`, rewritten so the other side sends its media to the relay.
     fn anchor_sdp(&self, from: Side, sdp: &[u8]) -> Result<Bytes, SdpRefused>;
+    /// An answer from `from`'s new peer (a fallback agent after the first one's 183, a transfer target)
+    /// that the other side must not see: it keeps the session the edge already gave it (RFC 3261
+    /// 13.2.1), and the relay sends to the new peer, converting G.711 law where the two differ.
+    fn keep_answer(&self, from: Side, sdp: &[u8]) -> Result<(), SdpRefused>;
     /// The edge's own offer toward `to` (calls the edge originates).
     fn offer_sdp(&self, to: Side) -> Bytes;
     /// Ringback toward `to` on or off (the caller while a transfer target rings): while on, `to` hears
@@ -103,6 +107,9 @@ pub(crate) mod fake {
                 "{}a=anchored:{from:?}\r\n",
                 String::from_utf8_lossy(sdp)
             )))
+        }
+        fn keep_answer(&self, _from: Side, _sdp: &[u8]) -> Result<(), SdpRefused> {
+            Ok(())
         }
         fn offer_sdp(&self, to: Side) -> Bytes {
             Bytes::from(format!("v=0\r\na=offer:{to:?}\r\n"))

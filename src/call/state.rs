@@ -123,6 +123,9 @@ pub(super) struct Call {
     pub(super) relay: Option<Box<dyn MediaRelay>>,
     /// The carrier's SDP offer rewritten to the relay's agent-side address.
     pub(super) b_offer: Option<Bytes>,
+    /// The SDP answer leg A got in a response to its INVITE: the first is the answer (RFC 3261 13.2.1),
+    /// so every later response repeats it, whichever agent sent it ([`answer_for_a`]).
+    pub(super) a_answer: Option<Bytes>,
     /// The agent's transfer went on to the carrier (`inbound_routing.transfer = carrier`): the index of its
     /// hop. The carrier's BYE then ends the call as transferred.
     pub(super) carrier_transfer: Option<usize>,
@@ -153,6 +156,7 @@ impl Call {
             created: now,
             relay: None,
             b_offer: None,
+            a_answer: None,
             carrier_transfer: None,
             dirty: false,
         }
@@ -261,6 +265,19 @@ pub(super) fn dialog_from_answer(local_from: &str, call_id: &str, resp: &Message
 /// The SDP of `msg` (sent by `from`) rewritten by the call's relay; `None` passes the body through
 /// (no relay, no body, or a body that is not SDP: a NOTIFY's sipfrag, an INFO's DTMF).
 pub(super) fn anchor(relay: Option<&dyn MediaRelay>, from: Side, msg: &Message) -> Option<Bytes> {
+    let (relay, sdp) = sdp_for_relay(relay, msg)?;
+    match relay.anchor_sdp(from, sdp) {
+        Ok(sdp) => Some(sdp),
+        Err(e) => {
+            // Never leak the other leg's addresses: drop the body rather than pass it through.
+            tracing::warn!(call_id = msg.call_id().unwrap_or("-"), error = %e, "SDP not anchored; body dropped");
+            Some(Bytes::new())
+        }
+    }
+}
+
+/// The relay and `msg`'s SDP, when there is a relay and the body is SDP.
+fn sdp_for_relay<'a>(relay: Option<&'a dyn MediaRelay>, msg: &'a Message) -> Option<(&'a dyn MediaRelay, &'a [u8])> {
     let relay = relay?;
     if msg.body().is_empty() {
         return None;
@@ -270,15 +287,29 @@ pub(super) fn anchor(relay: Option<&dyn MediaRelay>, from: Side, msg: &Message) 
             .next()
             .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/sdp"))
     });
-    if !sdp {
-        return None;
+    sdp.then_some((relay, msg.body()))
+}
+
+/// The relay takes `msg`'s SDP (sent by `from`'s new peer) without a body for the other side, which keeps
+/// the session it has ([`MediaRelay::keep_answer`]). True when there was SDP to take.
+pub(super) fn keep_answer(relay: Option<&dyn MediaRelay>, from: Side, msg: &Message) -> bool {
+    let Some((relay, sdp)) = sdp_for_relay(relay, msg) else {
+        return false;
+    };
+    if let Err(e) = relay.keep_answer(from, sdp) {
+        tracing::warn!(call_id = msg.call_id().unwrap_or("-"), error = %e, "answer not taken by the relay");
     }
-    match relay.anchor_sdp(from, msg.body()) {
-        Ok(sdp) => Some(sdp),
-        Err(e) => {
-            // Never leak the other leg's addresses: drop the body rather than pass it through.
-            tracing::warn!(call_id = msg.call_id().unwrap_or("-"), error = %e, "SDP not anchored; body dropped");
-            Some(Bytes::new())
-        }
+    true
+}
+
+/// The SDP for a response to leg A's INVITE that relays `msg` (from leg B): the first anchored answer is
+/// the one A keeps; any later SDP (a fallback agent's after the first agent's 183) goes to the relay only
+/// and A gets its answer again, with the relay converting G.711 law where the agents chose differently.
+pub(super) fn answer_for_a(call: &mut Call, msg: &Message) -> Option<Bytes> {
+    if let Some(kept) = &call.a_answer {
+        return keep_answer(call.relay.as_deref(), Side::B, msg).then(|| kept.clone());
     }
+    let sdp = anchor(call.relay.as_deref(), Side::B, msg);
+    call.a_answer = sdp.clone().filter(|s| !s.is_empty());
+    sdp
 }

@@ -31,7 +31,7 @@ use crate::call::outbound::{plan, ResolveJob};
 use crate::call::outcome::{Ending, HopOutcome};
 use crate::call::phase::{ReferSubscription, Transfer, TransferTarget};
 use crate::call::registry::CallController;
-use crate::call::state::{anchor, BLeg, CallId, CallKind, ClientRef};
+use crate::call::state::{keep_answer, BLeg, CallId, CallKind, ClientRef};
 use crate::call::trunk;
 
 /// The SIP answer to a REFER refused for `why`.
@@ -337,8 +337,9 @@ impl CallController {
         let status = resp.status().unwrap_or(0);
         let Some(call) = self.calls.get_mut(&id) else { return };
         if !resp.body().is_empty() {
-            // Early media from the target (a carrier's own ringback, an announcement): the caller hears it.
-            let _ = anchor(call.relay.as_deref(), Side::B, resp);
+            // Early media from the target (a carrier's own ringback, an announcement): the caller hears it,
+            // in the session the caller already has (the relay converts G.711 law if need be).
+            keep_answer(call.relay.as_deref(), Side::B, resp);
             if let Some(relay) = &call.relay {
                 relay.ringback(Side::A, false);
             }
@@ -361,8 +362,8 @@ impl CallController {
         let status = resp.status().unwrap_or(200);
         let reason = resp.reason().unwrap_or("OK").to_owned();
         let Some(call) = self.calls.get_mut(&id) else { return };
-        // The target's SDP, rewritten, is what the relay now sends the caller's audio to.
-        let _ = anchor(call.relay.as_deref(), Side::B, resp);
+        // The target's SDP is where the relay now sends the caller's audio; the caller keeps its session.
+        keep_answer(call.relay.as_deref(), Side::B, resp);
         if let Some(relay) = &call.relay {
             relay.ringback(Side::A, false);
         }

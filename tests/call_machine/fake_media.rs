@@ -40,6 +40,8 @@ struct Plane {
     ringbacks: Vec<(Side, bool)>,
     voicemails: Vec<VoicemailStart>,
     refuse_voicemail: bool,
+    /// Every answer the edge kept from the other side (`MediaRelay::keep_answer`), in order.
+    kept: Vec<(Side, Bytes)>,
 }
 
 /// The fake media plane; clones share one state (the edge gets one, the test keeps one).
@@ -54,6 +56,11 @@ impl FakeMedia {
     /// Every ringback switch the edge made, in order.
     pub fn ringbacks(&self) -> Vec<(Side, bool)> {
         self.plane().ringbacks.clone()
+    }
+
+    /// Every answer the relays took without showing it to the other side, in order.
+    pub fn kept_answers(&self) -> Vec<(Side, Bytes)> {
+        self.plane().kept.clone()
     }
 
     /// Relays allocated and not dropped yet.
@@ -103,6 +110,12 @@ impl MediaRelay for FakeRelay {
             "{}a=x-anchored:{from:?}\r\n",
             String::from_utf8_lossy(sdp)
         )))
+    }
+
+    fn keep_answer(&self, from: Side, sdp: &[u8]) -> Result<(), SdpRefused> {
+        let mut p = self.plane.lock().unwrap_or_else(|e| e.into_inner());
+        p.kept.push((from, Bytes::copy_from_slice(sdp)));
+        Ok(())
     }
 
     fn ringback(&self, to: Side, on: bool) {

@@ -765,3 +765,58 @@ fn metric_updates_are_drained_not_written() {
         h.metrics
     );
 }
+
+/// RFC 3261 13.2.1: the carrier keeps the first SDP answer it gets, here the primary's 183. When the
+/// primary then fails and the fallback answers with its own SDP (another law), the carrier's 200 repeats
+/// the 183's answer byte for byte (one session, one `o=` line) and the fallback's SDP goes to the relay
+/// alone, which converts the law (`edge-media`'s `transcode`).
+#[test]
+fn a_fallback_after_early_media_repeats_the_carriers_answer() {
+    const ALAW_SDP: &str = "v=0\r\no=fallback 9 9 IN IP4 192.0.2.30\r\ns=-\r\nc=IN IP4 192.0.2.30\r\nt=0 0\r\n\
+                            m=audio 42000 RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\n";
+    let (mut h, media) = Harness::with_media(two_agents(true, AgentStatus::Active, 5), |_| {});
+    h.agent(AGENT1, Mode::Silent);
+    h.agent(AGENT2, Mode::Silent);
+    let c = CarrierCall::new(CARRIER, DID);
+    h.send(CARRIER, c.invite());
+    let inv = h.expect(AGENT1, Method::Invite).msg;
+    let early = ResponseBuilder::for_request(&inv, 183, "Session Progress")
+        .to_tag("primary")
+        .header("Contact", &format!("<sip:p@{AGENT1}>"))
+        .body(
+            "application/sdp",
+            bytes::Bytes::from_static(super::harness::SDP.as_bytes()),
+        )
+        .build();
+    h.send(AGENT1, early);
+    let progress = loop {
+        let m = h.recv(CARRIER, S).expect("the 183 relayed to the carrier").msg;
+        if m.status() == Some(183) {
+            break m;
+        }
+    };
+    assert!(!progress.body().is_empty(), "the 183 carries the anchored answer");
+    h.send(
+        AGENT1,
+        ResponseBuilder::for_request(&inv, 486, "Busy Here")
+            .to_tag("primary")
+            .build(),
+    );
+    let inv2 = h.expect(AGENT2, Method::Invite).msg;
+    h.send(AGENT2, super::peers::ok_from(AGENT2, "f", &inv2, Some(ALAW_SDP)));
+    let (_, ok) = h.final_response(CARRIER, S);
+    assert_eq!(ok.msg.status(), Some(200));
+    assert_eq!(
+        String::from_utf8_lossy(ok.msg.body()),
+        String::from_utf8_lossy(progress.body()),
+        "the 200 repeats the answer the carrier already has"
+    );
+    assert_eq!(
+        media.kept_answers(),
+        [(
+            oneinbox_edge::call::media::Side::B,
+            bytes::Bytes::from_static(ALAW_SDP.as_bytes())
+        )],
+        "the fallback's SDP went to the relay, not to the carrier"
+    );
+}

@@ -155,6 +155,13 @@ fn refer_to_a_number_bridges_the_caller_through_the_trunk() {
     assert_eq!(hop.outcome, "answered");
     // The caller heard ringback while the number rang (the trunk sent no early media), then the target.
     assert_eq!(media.ringbacks(), [(Side::A, true), (Side::A, false)]);
+    // The target's SDP went to the relay only: the caller keeps its session (no re-INVITE, no new
+    // answer), and the relay converts the law if the target chose the other one.
+    assert_eq!(
+        media.kept_answers(),
+        [(Side::B, bytes::Bytes::from_static(TRUNK_SDP.as_bytes()))]
+    );
+    assert!(requests(&h.take(CARRIER), Method::Invite).is_empty());
 
     // The caller now talks to the dialled party: its BYE goes to the trunk.
     h.send(CARRIER, c.caller.in_dialog("BYE", false));
@@ -164,7 +171,6 @@ fn refer_to_a_number_bridges_the_caller_through_the_trunk() {
     assert_eq!(r.status, CallStatus::Completed);
     assert_eq!(r.hangup_by, Some(HangupBy::Caller));
     assert_eq!(media.live_relays(), 0);
-    let _ = TRUNK_SDP;
 }
 
 #[test]

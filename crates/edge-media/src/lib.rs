@@ -43,6 +43,7 @@ pub mod resample;
 mod ringback;
 mod sdp;
 pub mod socket;
+mod transcode;
 mod tts;
 mod voicemail;
 pub mod wav;

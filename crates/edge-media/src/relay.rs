@@ -22,6 +22,7 @@ use crate::ports::{BoundPair, PortPool};
 use crate::ringback::{Ringback, RingbackCodec, PACKET, PTIME};
 use crate::sdp::{rewrite_sdp, RemoteMedia, SdpError};
 use crate::socket::ReadableUdp;
+use crate::transcode::{self, LawRule};
 use crate::worker::RemoteRelay;
 
 /// Receive buffer; a datagram that fills it may have been truncated by the
@@ -85,6 +86,8 @@ struct Remotes {
     declared: [Option<(SocketAddr, SocketAddr)>; 2],
     /// When both sides became known: starts the media-timeout clock.
     armed_at: Option<Instant>,
+    /// G.711 law conversion of the audio sent toward each side (`transcode.rs`).
+    laws: [Option<LawRule>; 2],
 }
 
 /// State shared between the handle and the relay task.
@@ -182,6 +185,10 @@ struct Negotiated {
     g711: [Vec<(u8, G711Law)>; 2],
     event_pt: [Option<u8>; 2],
     ringback: [bool; 2],
+    /// The G.711 laws of the SDP the edge last presented to each side (`None` before any).
+    presented: [Option<Vec<G711Law>>; 2],
+    /// The conversion last given to the relay toward each side.
+    laws: [Option<LawRule>; 2],
 }
 
 impl Negotiated {
@@ -189,7 +196,15 @@ impl Negotiated {
     /// order first: when `to` made the offer, that is the answer's order), else `to`'s first G.711, else
     /// PCMU/0; the payload type is `to`'s.
     fn ringback_codec(&self, to: Side) -> RingbackCodec {
-        let mine = &self.g711[to.index()];
+        // Only the laws of the session `to` has, once the edge gave it one (a carrier answered PCMU
+        // takes PCMU, whatever its offer also listed).
+        let presented = self.presented[to.index()].as_deref();
+        let kept: Vec<(u8, G711Law)> = self.g711[to.index()]
+            .iter()
+            .filter(|(_, law)| presented.is_none_or(|p| p.contains(law)))
+            .copied()
+            .collect();
+        let mine = if kept.is_empty() { &self.g711[to.index()] } else { &kept };
         let theirs = &self.g711[to.other().index()];
         let common = theirs
             .iter()
@@ -202,6 +217,19 @@ impl Negotiated {
             event_pt: self.event_pt[to.index()],
         }
     }
+
+    /// The law conversion toward `to` that the sessions now call for (`transcode::law_rule`).
+    fn law_rule(&self, to: Side) -> Option<LawRule> {
+        transcode::law_rule(
+            &self.g711[to.index()],
+            self.presented[to.index()].as_deref(),
+            &self.g711[to.other().index()],
+        )
+    }
+}
+
+fn laws_of(codecs: &[(u8, G711Law)]) -> Vec<G711Law> {
+    codecs.iter().map(|(_, law)| *law).collect()
 }
 
 /// The G.711 payload types a peer's SDP lists (static 0 and 8 when it names no codecs).
@@ -313,6 +341,7 @@ impl RelayHandle {
             n.event_pt[side.index()] = remote.telephone_event_pt;
             [Side::A, Side::B].map(|to| n.ringback[to.index()].then(|| n.ringback_codec(to)))
         };
+        self.update_laws();
         self.set_declared(side, declared(remote));
         for (to, codec) in [Side::A, Side::B].into_iter().zip(replay) {
             if codec.is_some() {
@@ -341,6 +370,38 @@ impl RelayHandle {
     /// Whether ringback is on toward `to`.
     pub fn ringback_on(&self, to: Side) -> bool {
         self.negotiated().ringback[to.index()]
+    }
+
+    /// Gives the relay the law conversions the sessions now call for, where they changed.
+    fn update_laws(&self) {
+        let changed: Vec<(Side, Option<LawRule>)> = {
+            let mut n = self.negotiated();
+            [Side::A, Side::B]
+                .into_iter()
+                .filter_map(|to| {
+                    let rule = n.law_rule(to);
+                    (n.laws[to.index()] != rule).then(|| {
+                        n.laws[to.index()] = rule;
+                        (to, rule)
+                    })
+                })
+                .collect()
+        };
+        for (to, rule) in changed {
+            if let Some(r) = &rule {
+                tracing::debug!(call_id = %self.call_id, ?to, from_pt = r.from_pt, to_pt = r.to_pt, "G.711 law converted toward {to:?}");
+            }
+            self.set_law(to, rule);
+        }
+    }
+
+    pub(crate) fn set_law(&self, to: Side, rule: Option<LawRule>) {
+        let shared = match &self.backend {
+            Backend::InProcess { shared, .. } => shared,
+            Backend::Worker(remote) => return remote.set_law(to, rule),
+        };
+        shared.remotes().laws[to.index()] = rule;
+        shared.generation.fetch_add(1, Ordering::Release);
     }
 
     fn negotiated(&self) -> MutexGuard<'_, Negotiated> {
@@ -384,8 +445,26 @@ impl RelayHandle {
     ) -> Result<(Bytes, RemoteMedia), SdpError> {
         let to = from.other();
         let (body, remote) = rewrite_sdp(sdp, self.public_ip, self.local_port(to), allowed_codecs)?;
+        // The body names the codecs `remote` lists: that is the session `to` now has.
+        self.negotiated().presented[to.index()] = Some(laws_of(&g711_codecs(&remote)));
         self.set_remote(from, &remote);
         Ok((self.stamp_origin(to, &body), remote))
+    }
+
+    /// Takes an answer from `from`'s new peer (a fallback agent after the first agent's 183, a transfer
+    /// target) while the other side keeps the session the edge already gave it: no body is made for it
+    /// (RFC 3261 13.2.1: the first SDP answer to an INVITE is the answer; later ones are ignored), and
+    /// where the new peer chose the other G.711 law the relay converts (`transcode.rs`). Nothing is
+    /// changed on error.
+    pub fn keep_answer(
+        &self,
+        from: Side,
+        sdp: &[u8],
+        allowed_codecs: Option<&[String]>,
+    ) -> Result<RemoteMedia, SdpError> {
+        let (_, remote) = rewrite_sdp(sdp, self.public_ip, self.local_port(from.other()), allowed_codecs)?;
+        self.set_remote(from, &remote);
+        Ok(remote)
     }
 
     /// The edge's own `o=` line toward `to` in `body`, version bumped only on a real change.
@@ -403,6 +482,8 @@ impl RelayHandle {
     /// The edge's own offer toward `to` (calls the edge originates): our port facing that leg.
     pub fn offer_sdp(&self, to: Side, allowed_codecs: Option<&[String]>) -> Bytes {
         let offer = crate::sdp::build_offer_sdp(self.public_ip, self.local_port(to), allowed_codecs);
+        self.negotiated().presented[to.index()] = Some(crate::sdp::offered_laws(allowed_codecs));
+        self.update_laws();
         self.stamp_origin(to, &offer)
     }
 
@@ -599,6 +680,11 @@ async fn run(io: RelayIo, shared: Arc<Shared>, params: RelayParams) {
                     next = next_packet(&io, index, &mut buf, handled);
                     continue;
                 }
+                if audio {
+                    if let Some(rule) = &router.laws[out / 2] {
+                        transcode::apply(rule, packet);
+                    }
+                }
                 if audio && toward.mark_resume && Some(packet[1] & 0x7F) != toward.event_pt {
                     // The first relayed audio after ringback starts a talkspurt (marker bit).
                     packet[1] |= 0x80;
@@ -640,6 +726,8 @@ struct Router {
     last_declared: [Option<(SocketAddr, SocketAddr)>; 2],
     seen_generation: Option<u64>,
     last_rx: Option<Instant>,
+    /// G.711 law conversion toward each side.
+    laws: [Option<LawRule>; 2],
 }
 
 impl Router {
@@ -692,7 +780,11 @@ impl Router {
         let generation = shared.generation.load(Ordering::Acquire);
         if self.seen_generation != Some(generation) {
             self.seen_generation = Some(generation);
-            let updated = shared.remotes().declared;
+            let (updated, laws) = {
+                let r = shared.remotes();
+                (r.declared, r.laws)
+            };
+            self.laws = laws;
             for (side, new) in updated.iter().enumerate() {
                 let Some(new) = *new else { continue };
                 let (rtp, rtcp) = (&self.latches[side * 2], &self.latches[side * 2 + 1]);

@@ -966,15 +966,10 @@ pub struct VoicemailMedia {
 /// [`rewrite_sdp`], whose result is the offer for the other leg, so both legs end up on the codec the
 /// answerer chose and the relay never transcodes.
 pub fn build_offer_sdp(local: IpAddr, port: u16, allowed_codecs: Option<&[String]>) -> Bytes {
-    let allowed = |name: &str| allowed_codecs.is_none_or(|list| list.iter().any(|c| c.eq_ignore_ascii_case(name)));
-    let mut pts: Vec<(u8, &str)> = [(0u8, "PCMU"), (8, "PCMA")]
+    let pts: Vec<(u8, &str)> = offered_laws(allowed_codecs)
         .into_iter()
-        .filter(|(_, n)| allowed(n))
+        .map(|law| (law.payload_type(), law.encoding_name()))
         .collect();
-    if pts.is_empty() {
-        // An allow-list without G.711 still needs something to offer: PCMU is what every trunk speaks.
-        pts.push((0, "PCMU"));
-    }
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -1003,6 +998,20 @@ pub fn build_offer_sdp(local: IpAddr, port: u16, allowed_codecs: Option<&[String
     media.add_attribute_from_str("sendrecv");
     offer.add_media(media);
     serialize(&offer)
+}
+
+/// The G.711 laws of the edge's own offer ([`build_offer_sdp`]), in its order.
+pub(crate) fn offered_laws(allowed_codecs: Option<&[String]>) -> Vec<G711Law> {
+    let allowed = |name: &str| allowed_codecs.is_none_or(|list| list.iter().any(|c| c.eq_ignore_ascii_case(name)));
+    let laws: Vec<G711Law> = [G711Law::Ulaw, G711Law::Alaw]
+        .into_iter()
+        .filter(|law| allowed(law.encoding_name()))
+        .collect();
+    if laws.is_empty() {
+        // An allow-list without G.711 still needs something to offer: PCMU is what every trunk speaks.
+        return vec![G711Law::Ulaw];
+    }
+    laws
 }
 
 /// Builds the edge's own SDP answer for voicemail: the caller's first offered

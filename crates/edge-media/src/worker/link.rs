@@ -326,6 +326,17 @@ impl RemoteRelay {
         let _ = self.link.inner.send(&msg, Vec::new());
     }
 
+    pub(crate) fn set_law(&self, side: Side, rule: Option<crate::transcode::LawRule>) {
+        let _ = self.link.inner.send(
+            &ToWorker::Law {
+                id: self.id,
+                side,
+                rule,
+            },
+            Vec::new(),
+        );
+    }
+
     pub(crate) fn is_finished(&self) -> bool {
         self.finished.load(Ordering::Acquire)
     }

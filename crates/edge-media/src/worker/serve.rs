@@ -93,6 +93,12 @@ async fn serve(control: OwnedFd) -> Result<(), MediaError> {
                         }
                         None
                     }
+                    Ok(ToWorker::Law { id, side, rule }) => {
+                        if let Some(relay) = relays.get(&id) {
+                            relay.set_law(side, rule);
+                        }
+                        None
+                    }
                     Ok(ToWorker::Stop { id }) => {
                         let stats = match relays.remove(&id) {
                             Some(relay) => relay.release().await,

@@ -11,6 +11,7 @@ use crate::g711::G711Law;
 use crate::latch::RelatchRule;
 use crate::relay::{RelayStats, Side};
 use crate::ringback::RingbackCodec;
+use crate::transcode::LawRule;
 
 /// Longest message (a `Remote` is 49 bytes).
 pub(crate) const MAX_FRAME: usize = 64;
@@ -41,6 +42,8 @@ pub(crate) enum ToWorker {
         side: Side,
         codec: Option<RingbackCodec>,
     },
+    /// G.711 law conversion of the audio sent toward `side` (`None`: none).
+    Law { id: u64, side: Side, rule: Option<LawRule> },
 }
 
 /// From a worker to the edge.
@@ -64,6 +67,7 @@ const START: u8 = 1;
 const REMOTE: u8 = 2;
 const STOP: u8 = 3;
 const RINGBACK: u8 = 4;
+const LAW: u8 = 5;
 const STOPPED: u8 = 11;
 const TIMEOUT: u8 = 12;
 
@@ -107,16 +111,22 @@ impl ToWorker {
                     None => b.push(0),
                     Some(c) => {
                         b.push(1);
-                        b.push(match c.law {
-                            G711Law::Ulaw => 0,
-                            G711Law::Alaw => 1,
-                        });
+                        b.push(law_byte(c.law));
                         b.push(c.payload_type);
                         match c.event_pt {
                             None => b.extend_from_slice(&[0, 0]),
                             Some(pt) => b.extend_from_slice(&[1, pt]),
                         }
                     }
+                }
+            }
+            ToWorker::Law { id, side, rule } => {
+                b.push(LAW);
+                b.extend_from_slice(&id.to_le_bytes());
+                b.push(side_byte(*side));
+                match rule {
+                    None => b.push(0),
+                    Some(r) => b.extend_from_slice(&[1, law_byte(r.to_law), r.to_pt, r.from_pt]),
                 }
             }
         }
@@ -150,17 +160,26 @@ impl ToWorker {
                 codec: match r.u8()? {
                     0 => None,
                     1 => Some(RingbackCodec {
-                        law: match r.u8()? {
-                            0 => G711Law::Ulaw,
-                            1 => G711Law::Alaw,
-                            _ => return Err(r.malformed()),
-                        },
+                        law: r.law()?,
                         payload_type: r.u8()?,
                         event_pt: match r.take::<2>()? {
                             [0, _] => None,
                             [1, pt] => Some(pt),
                             _ => return Err(r.malformed()),
                         },
+                    }),
+                    _ => return Err(r.malformed()),
+                },
+            },
+            LAW => ToWorker::Law {
+                id: r.u64()?,
+                side: r.side()?,
+                rule: match r.u8()? {
+                    0 => None,
+                    1 => Some(LawRule {
+                        to_law: r.law()?,
+                        to_pt: r.u8()?,
+                        from_pt: r.u8()?,
                     }),
                     _ => return Err(r.malformed()),
                 },
@@ -223,6 +242,13 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
+fn law_byte(law: G711Law) -> u8 {
+    match law {
+        G711Law::Ulaw => 0,
+        G711Law::Alaw => 1,
+    }
+}
+
 fn side_byte(side: Side) -> u8 {
     match side {
         Side::A => 0,
@@ -276,6 +302,14 @@ impl<'a> Reader<'a> {
 
     fn u8(&mut self) -> Result<u8, Malformed> {
         Ok(self.take::<1>()?[0])
+    }
+
+    fn law(&mut self) -> Result<G711Law, Malformed> {
+        match self.u8()? {
+            0 => Ok(G711Law::Ulaw),
+            1 => Ok(G711Law::Alaw),
+            _ => Err(self.malformed()),
+        }
     }
 
     fn side(&mut self) -> Result<Side, Malformed> {
@@ -366,6 +400,20 @@ mod tests {
                 id: 7,
                 side: Side::B,
                 codec: None,
+            },
+            ToWorker::Law {
+                id: 8,
+                side: Side::A,
+                rule: Some(LawRule {
+                    to_law: G711Law::Ulaw,
+                    to_pt: 0,
+                    from_pt: 8,
+                }),
+            },
+            ToWorker::Law {
+                id: 9,
+                side: Side::B,
+                rule: None,
             },
         ] {
             let b = m.encode();
