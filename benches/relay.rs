@@ -1,5 +1,6 @@
 //! Relay benchmark (custom main, prints figures):
-//! * throughput: packets/s per core of relay CPU time (sender → relay → receiver on loopback);
+//! * throughput: packets/s per core of relay CPU time (sender → relay → receiver on loopback), plain and
+//!   with G.711 law conversion (the receiver's SDP takes PCMA only, the sender sends PCMU);
 //! * added latency p50/p99: relay path minus direct path, timestamps in the payload;
 //! * memory per relayed call: RSS delta over 1,000 live relays (/proc/self/statm).
 //!
@@ -36,6 +37,14 @@ fn remote(addr: SocketAddr) -> RemoteMedia {
         payload_types: vec![0],
         codecs: vec![],
         telephone_event_pt: None,
+    }
+}
+
+/// An SDP-declared peer that takes only `law` (static payload types 0 / 8).
+fn remote_law(addr: SocketAddr, pts: &[u8]) -> RemoteMedia {
+    RemoteMedia {
+        payload_types: pts.to_vec(),
+        ..remote(addr)
     }
 }
 
@@ -78,7 +87,7 @@ struct RelayThread {
 }
 
 /// Runs one relay on its own single-threaded runtime (one core), forwarding to `receiver`.
-fn spawn_relay(ports: (u16, u16), receiver: SocketAddr) -> RelayThread {
+fn spawn_relay(ports: (u16, u16), receiver: SocketAddr, convert: bool) -> RelayThread {
     let (ready_tx, ready_rx) = mpsc::channel();
     let (stop, stop_rx) = mpsc::channel::<()>();
     let done = thread::spawn(move || {
@@ -89,7 +98,13 @@ fn spawn_relay(ports: (u16, u16), receiver: SocketAddr) -> RelayThread {
         rt.block_on(async move {
             let (engine, _events) = MediaEngine::new(config(ports.0, ports.1)).unwrap();
             let relay = engine.allocate_relay("bench").unwrap();
-            relay.set_remote(Side::B, &remote(receiver));
+            if convert {
+                // A sends PCMU (and may send PCMA); B takes PCMA only: every packet is converted.
+                relay.set_remote(Side::A, &remote_law(SocketAddr::new(LO, 9), &[0, 8]));
+                relay.set_remote(Side::B, &remote_law(receiver, &[8]));
+            } else {
+                relay.set_remote(Side::B, &remote(receiver));
+            }
             ready_tx.send(SocketAddr::new(LO, relay.local_port(Side::A))).unwrap();
             let cpu0 = thread_cpu();
             while stop_rx.try_recv().is_err() {
@@ -106,10 +121,15 @@ fn spawn_relay(ports: (u16, u16), receiver: SocketAddr) -> RelayThread {
     }
 }
 
-fn throughput(secs: f64) {
+fn throughput(secs: f64, convert: bool) {
+    let what = if convert {
+        "throughput (PCMU->PCMA)"
+    } else {
+        "throughput"
+    };
     let receiver = UdpSocket::bind((LO, 0)).unwrap();
     receiver.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
-    let relay = spawn_relay((14000, 14003), receiver.local_addr().unwrap());
+    let relay = spawn_relay((14000, 14003), receiver.local_addr().unwrap(), convert);
     let running = Arc::new(AtomicBool::new(true));
     let received = Arc::new(AtomicU64::new(0));
     let rx = {
@@ -139,10 +159,10 @@ fn throughput(secs: f64) {
     running.store(false, Ordering::Relaxed);
     rx.join().unwrap();
     let cpu_s = cpu.as_secs_f64().max(0.01);
-    println!("throughput: offered {:.0} pkt/s, relayed {relayed} in {wall:.2} s = {:.0} pkt/s wall, relay thread CPU {cpu_s:.2} s",
+    println!("{what}: offered {:.0} pkt/s, relayed {relayed} in {wall:.2} s = {:.0} pkt/s wall, relay thread CPU {cpu_s:.2} s",
         sent as f64 / wall, relayed as f64 / wall);
     println!(
-        "throughput: {:.0} packets/s per core (relayed / relay CPU time); receiver got {}",
+        "{what}: {:.0} packets/s per core (relayed / relay CPU time); receiver got {}",
         relayed as f64 / cpu_s,
         received.load(Ordering::Relaxed)
     );
@@ -197,7 +217,7 @@ fn latency(count: usize) {
     let direct = latencies(direct_addr, direct_rx, count, 5000);
 
     let relay_rx = UdpSocket::bind((LO, 0)).unwrap();
-    let relay = spawn_relay((14010, 14013), relay_rx.local_addr().unwrap());
+    let relay = spawn_relay((14010, 14013), relay_rx.local_addr().unwrap(), false);
     let relayed = latencies(relay.a_side, relay_rx, count, 5000);
     relay.stop.send(()).unwrap();
     let _ = relay.done.join();
@@ -259,6 +279,8 @@ fn main() {
         }
     }
     memory(1000);
-    throughput(secs);
+    throughput(secs, false);
+    throughput(secs, true);
+    throughput(secs, false);
     latency(10_000);
 }
