@@ -1,10 +1,12 @@
 //! Random event orders on the fake clock: carriers and agents do, in an order a seeded xorshift picks,
 //! whatever a peer may do next (provisional and final answers, retransmissions, CANCEL and BYE from either
 //! side and in races, re-INVITEs, silence, time passing), then hang up politely and wait. Checked while it
-//! runs: no request reaches a leg that is gone but the CANCEL/ACK/BYE that close it, CANCEL only after a
-//! provisional (RFC 3261 9.1), one final answer per carrier INVITE. Checked at the end: every call ended
-//! (records final), agent loads back to zero, no transaction and no dialog left, every agent that answered
-//! was ACKed and hung up.
+//! runs: no request reaches a leg that is gone but the CANCEL/ACK/BYE that close it (so no NOTIFY after
+//! the agent hung up), CANCEL only after a provisional (RFC 3261 9.1), one final answer per carrier INVITE.
+//! Answered agents also transfer the call (REFER to the other agent, or to a number the edge cannot dial)
+//! at random moments, media anchored on a fake media plane. Checked at the end: every call ended (records
+//! final), agent loads back to zero, no transaction, dialog or relay left, every agent that answered was
+//! ACKed and hung up.
 //!
 //! `PROPERTY_SEED=n` replays one seed and prints what happened; `PROPERTY_SEEDS=n` runs more seeds.
 
@@ -16,6 +18,7 @@ use edge_store::AgentStatus;
 use sip_core::build::ResponseBuilder;
 use sip_core::message::{Message, Method};
 
+use super::fake_media::FakeMedia;
 use super::harness::{addr, Harness, Routing, AGENT1, AGENT2, CARRIER, CARRIER2, SDP};
 use super::peers::{agent_in_dialog, CarrierCall};
 
@@ -77,6 +80,9 @@ struct Leg {
     gone: bool,
     /// When the agent first answered the edge's INVITE at all.
     first_answer_at: Option<Duration>,
+    /// (method, CSeq) of every request the edge sent in this leg: a transaction started before the leg
+    /// was gone retransmits until answered or timed out (RFC 3261 17.1), which is no new request.
+    requests: HashSet<(String, u32)>,
 }
 
 /// A request of the edge's a peer has not answered yet.
@@ -87,6 +93,7 @@ struct Pending {
 
 struct World {
     h: Harness,
+    media: FakeMedia,
     rng: XorShift,
     callers: Vec<Caller>,
     legs: HashMap<String, Leg>,
@@ -120,8 +127,12 @@ impl World {
             .agent("f", AGENT2, 3, AgentStatus::Active)
             .number(DID, "p", Some("f"))
             .number(DID2, "p", None);
+        let (h, media) = Harness::with_media(routing, |_| {});
+        // No voicemail: a call no agent takes ends in 503, as without media.
+        media.refuse_voicemail();
         World {
-            h: Harness::new(routing, |_| {}),
+            h,
+            media,
             rng: XorShift::new(seed),
             callers: Vec::new(),
             legs: HashMap::new(),
@@ -245,6 +256,7 @@ impl World {
                     edge_byed: false,
                     gone: false,
                     first_answer_at: None,
+                    requests: HashSet::new(),
                 },
             );
             self.leg_order.push(call_id.to_owned());
@@ -258,7 +270,9 @@ impl World {
         }
         let closing = matches!(method, Some(Method::Ack | Method::Cancel | Method::Bye));
         let retransmitted_invite = new_invite && m.bytes() == leg.invite.bytes();
-        if leg.gone && !closing && !retransmitted_invite {
+        let cseq = m.cseq().map(|c| (c.method.to_string(), c.seq)).unwrap_or_default();
+        let retransmitted = !leg.requests.insert(cseq);
+        if leg.gone && !closing && !retransmitted_invite && !retransmitted {
             return self.violation(format!("{method:?} to an agent leg that is gone ({call_id})"));
         }
         match method {
@@ -289,8 +303,25 @@ impl World {
         match self.rng.below(16) {
             0 if self.callers.len() < MAX_CALLS => self.new_call(),
             0..=2 => self.caller_act(),
-            3..=8 => self.agent_act(),
+            3..=8 => self.agent_act(None),
             9 | 10 => self.answer_pending(false),
+            // An answered agent transfers the call (REFER), if there is one.
+            11 => {
+                let answered: Vec<String> = self
+                    .leg_order
+                    .iter()
+                    .filter(|id| {
+                        self.legs
+                            .get(*id)
+                            .is_some_and(|l| l.final_code == Some(200) && !l.agent_byed && !l.edge_byed)
+                    })
+                    .cloned()
+                    .collect();
+                if !answered.is_empty() {
+                    let id = answered[self.rng.below(answered.len())].clone();
+                    self.agent_act(Some((id, 7)));
+                }
+            }
             _ => {
                 let d = match self.rng.below(4) {
                     0 => Duration::from_millis(self.rng.below(100) as u64),
@@ -367,12 +398,18 @@ impl World {
         }
     }
 
-    fn agent_act(&mut self) {
+    /// One thing an agent does: `forced` names the leg and the choice, else both are random.
+    fn agent_act(&mut self, forced: Option<(String, usize)>) {
         if self.leg_order.is_empty() {
             return;
         }
-        let id = self.leg_order[self.rng.below(self.leg_order.len())].clone();
-        let choice = self.rng.below(8);
+        let (id, choice) = match forced {
+            Some(f) => f,
+            None => {
+                let id = self.leg_order[self.rng.below(self.leg_order.len())].clone();
+                (id, self.rng.below(8))
+            }
+        };
         let now = self.h.elapsed();
         let Some(leg) = self.legs.get_mut(&id) else { return };
         if choice <= 3 && leg.final_sent.is_none() {
@@ -430,6 +467,21 @@ impl World {
                 leg.agent_byed = true;
                 leg.gone = true;
                 vec![Bytes::from(agent_in_dialog(at, &leg.invite, &leg.tag, "BYE", false))]
+            }
+            7 if leg.final_code == Some(200) && !leg.agent_byed && !leg.edge_byed => {
+                // A blind transfer: to the other agent (its sip_uri), now and then to a number no trunk
+                // serves (refused), sometimes before the edge's ACK arrived.
+                let target = match (self_rand(&leg.tag, &id) + self.callers.len()) % 3 {
+                    0 => "<tel:+15550001111>".to_owned(),
+                    _ if at == AGENT1 => format!("<sip:f@{AGENT2}>"),
+                    _ => format!("<sip:p@{AGENT1}>"),
+                };
+                let refer = agent_in_dialog(at, &leg.invite, &leg.tag, "REFER", false).replacen(
+                    "Content-Length",
+                    &format!("Refer-To: {target}\r\nContent-Length"),
+                    1,
+                );
+                vec![Bytes::from(refer)]
             }
             _ => vec![],
         };
@@ -529,6 +581,9 @@ impl World {
         }
         if self.h.ep.transactions() != 0 {
             v.push(format!("{} transaction(s) never ended", self.h.ep.transactions()));
+        }
+        if self.media.live_relays() != 0 {
+            v.push(format!("{} relay(s) never released", self.media.live_relays()));
         }
         let ids: HashSet<String> = self
             .callers
