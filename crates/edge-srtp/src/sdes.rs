@@ -92,6 +92,21 @@ impl CryptoAttribute {
         })
     }
 
+    /// The edge's offer: one line per suite, strongest first (tags 1, 2, 3), each with its own
+    /// fresh key; the answer's tag says which one the peer took.
+    pub fn offer() -> Result<Vec<CryptoAttribute>, SdesError> {
+        (1..)
+            .zip(SrtpSuite::ALL)
+            .map(|(tag, suite)| CryptoAttribute::generate(tag, suite))
+            .collect()
+    }
+
+    /// The edge's answer to this (peer's) offered line: same tag and suite, a fresh key of the
+    /// edge's own (RFC 4568 §7.1.2: each side sends with the key it declared), no lifetime or MKI.
+    pub fn answer(&self) -> Result<CryptoAttribute, SdesError> {
+        CryptoAttribute::generate(self.tag, self.suite())
+    }
+
     /// The suite of the key.
     pub fn suite(&self) -> SrtpSuite {
         self.key.suite()

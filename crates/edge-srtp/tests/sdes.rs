@@ -212,3 +212,22 @@ fn parse_never_panics() {
         let _ = CryptoAttribute::parse(&String::from_utf8_lossy(&raw));
     }
 }
+
+#[test]
+fn offer_lists_every_suite_strongest_first_and_answer_keeps_tag_and_suite_with_a_new_key() {
+    let offer = CryptoAttribute::offer().unwrap();
+    let listed: Vec<(u32, SrtpSuite)> = offer.iter().map(|a| (a.tag, a.suite())).collect();
+    assert_eq!(
+        listed,
+        [
+            (1, SrtpSuite::AeadAes128Gcm),
+            (2, SrtpSuite::AesCm128HmacSha1_80),
+            (3, SrtpSuite::AesCm128HmacSha1_32)
+        ]
+    );
+    let peer = CryptoAttribute::parse(RFC4568_EXAMPLE).unwrap();
+    let answer = peer.answer().unwrap();
+    assert_eq!((answer.tag, answer.suite()), (1, SrtpSuite::AesCm128HmacSha1_80));
+    assert_ne!(answer.key, peer.key, "the edge never reuses the peer's key");
+    assert_eq!((answer.lifetime, answer.mki), (None, None));
+}
