@@ -75,3 +75,46 @@ async fn ringback_from_a_relay_in_a_media_worker() {
     b_talks.abort();
     relay.release().await;
 }
+
+/// G.711 law conversion in a worker: the rule travels over the control socket like ringback does.
+#[tokio::test]
+async fn law_conversion_in_a_media_worker() {
+    let (engine, _events) = MediaEngine::new(MediaConfig {
+        public_ip: LO,
+        bind_ip: LO,
+        port_range: (31510, 31517),
+        quarantine: Duration::ZERO,
+        max_sockets: 0,
+        workers: 1,
+        worker_command: vec![env!("CARGO_BIN_EXE_oneinbox-edge").into(), "media-worker".into()],
+        ..MediaConfig::default()
+    })
+    .unwrap();
+    let relay = engine.allocate_relay("call-worker-law").unwrap();
+    let a = Arc::new(UdpSocket::bind((LO, 0)).await.unwrap());
+    let b = Arc::new(UdpSocket::bind((LO, 0)).await.unwrap());
+    // A sends PCMU; B takes PCMA only.
+    relay.set_remote(Side::A, &remote(&a, "PCMU", 0));
+    relay.set_remote(Side::B, &remote(&b, "PCMA", 8));
+    let mut packet = vec![0x80, 0, 0, 1, 0, 0, 0, 160, 0, 0, 0, 0xA];
+    packet.extend((0..160).map(|i| G711Law::Ulaw.encode(((i % 20) as i16 - 10) * 800)));
+    let to_relay = SocketAddr::new(LO, relay.local_port(Side::A));
+    let mut got = None;
+    // The worker hears of the SDP a moment after we set it: send until a converted packet arrives.
+    for _ in 0..20 {
+        a.send_to(&packet, to_relay).await.unwrap();
+        if let Some(p) = next(&b, Duration::from_millis(100)).await {
+            if p.pt == 8 {
+                got = Some(p);
+                break;
+            }
+        }
+    }
+    let got = got.expect("a converted packet from the worker");
+    let expected: Vec<u8> = packet[12..]
+        .iter()
+        .map(|&u| G711Law::Alaw.encode(G711Law::Ulaw.decode(u)))
+        .collect();
+    assert_eq!(got.payload, expected, "each µ-law sample as A-law");
+    relay.release().await;
+}
