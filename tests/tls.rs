@@ -37,10 +37,17 @@ fn test_cert(name: &str) -> TestCert {
     let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
     params.distinguished_name.push(rcgen::DnType::CommonName, name);
     let cert = params.self_signed(&key).unwrap();
+    // Padded to one size (text outside PEM sections is ignored), so that a file replaced by another
+    // certificate's can keep its size and modification time: a change only SIGHUP can find.
+    let pad = |mut pem: String, to: usize| {
+        assert!(pem.len() <= to, "{} bytes of PEM", pem.len());
+        pem.extend(std::iter::repeat_n('\n', to - pem.len()));
+        pem
+    };
     TestCert {
         der: cert.der().clone(),
-        cert_pem: cert.pem(),
-        key_pem: key.serialize_pem(),
+        cert_pem: pad(cert.pem(), 2048),
+        key_pem: pad(key.serialize_pem(), 1024),
     }
 }
 
@@ -54,6 +61,18 @@ impl Files {
     fn write(&self, c: &TestCert) {
         std::fs::write(&self.cert, &c.cert_pem).unwrap();
         std::fs::write(&self.key, &c.key_pem).unwrap();
+    }
+
+    /// Replaces the files with `c`'s keeping their size and modification time: the file watch sees
+    /// nothing.
+    fn write_unseen(&self, c: &TestCert) {
+        for (path, pem) in [(&self.cert, &c.cert_pem), (&self.key, &c.key_pem)] {
+            let meta = std::fs::metadata(path).unwrap();
+            assert_eq!(meta.len(), pem.len() as u64);
+            std::fs::write(path, pem).unwrap();
+            let f = std::fs::File::options().write(true).open(path).unwrap();
+            f.set_modified(meta.modified().unwrap()).unwrap();
+        }
     }
 }
 
@@ -455,8 +474,11 @@ async fn the_certificate_is_reloaded_without_a_restart_and_a_bad_pair_keeps_the_
     }
     assert!(seen.is_some(), "the changed files were not picked up within 6 s");
 
-    // SIGHUP: the process goes on (it used to end) and re-reads the files.
-    files.write(&d);
+    // SIGHUP: the process goes on (it used to end) and re-reads the files. Replaced unseen, so that
+    // only SIGHUP can load them: past a file-watch period the old certificate is still served.
+    files.write_unseen(&d);
+    tokio::time::sleep(oneinbox_edge::transport::tls::WATCH_EVERY + Duration::from_millis(500)).await;
+    assert_eq!(served(&connect(&t, &all).await), c.der, "unchanged stamps: no reload");
     // SAFETY: kill(2) on our own pid with a signal the edge handles.
     assert_eq!(unsafe { libc::kill(libc::getpid(), libc::SIGHUP) }, 0);
     let mut seen = false;

@@ -586,7 +586,7 @@ fn on_sighup(tls: Option<Arc<transport::tls::TlsCerts>>) -> Option<JoinHandle<()
                         // The outcome is logged by reload itself.
                         let _ = tokio::task::spawn_blocking(move || c.reload()).await;
                         tracing::info!(
-                            "SIGHUP: sip.tls certificate and key re-read; other configuration changes need a restart"
+                            "SIGHUP: only the sip.tls certificate and key are re-read (outcome above); other configuration changes need a restart"
                         );
                     }
                     None => {

@@ -357,3 +357,31 @@ fn queue(w: &mpsc::Sender<Queued>, q: Queued, id: u64) -> Result<(), SendError> 
         mpsc::error::TrySendError::Closed(_) => SendError::ConnectionClosed(id),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tls_peers_map_to_their_connection_and_back() {
+        let addr: SocketAddr = "192.0.2.9:40000".parse().unwrap();
+        let peer = peer_of(addr, Link::Tls(7));
+        assert_eq!((peer.transport, peer.conn), (Transport::Tls, Some(7)));
+        assert_eq!(link_of(&peer), Link::Tls(7));
+        assert_eq!(link_of(&peer_of(addr, Link::Tcp(8))), Link::Tcp(8));
+        // Without a connection: TLS is not opened by the edge, and never falls back to plain TCP.
+        let lost = Peer {
+            addr,
+            transport: Transport::Tls,
+            conn: None,
+        };
+        assert_eq!(link_of(&lost), Link::ConnectTls);
+        let out = Outbound::new(None, Arc::new(TransportStats::default()));
+        let t = Transmit {
+            to: lost,
+            bytes: Bytes::from_static(b"BYE"),
+            key: None,
+        };
+        assert_eq!(out.send(t).unwrap_err().error, SendError::NoTlsConnector);
+    }
+}
