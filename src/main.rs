@@ -96,10 +96,11 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Check { config } => match Config::load(&config) {
             Ok(c) => {
                 println!(
-                    "{}: ok (sip udp {}, tcp {}, api {}, store {}, {} carrier(s))",
+                    "{}: ok (sip udp {}, tcp {}, tls {}, api {}, store {}, {} carrier(s))",
                     config.display(),
                     c.sip.udp.map_or("off".into(), |a| a.to_string()),
                     c.sip.tcp.map_or("off".into(), |a| a.to_string()),
+                    c.sip.tls.map_or("off".into(), |a| a.to_string()),
                     c.api_listen.map_or("off".into(), |a| a.to_string()),
                     c.database_url.as_deref().unwrap_or("embedded SQLite"),
                     c.carriers.len()

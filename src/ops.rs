@@ -224,6 +224,8 @@ async fn metrics_text(State(s): State<OpsState>, headers: axum::http::HeaderMap)
     );
     c("edge_tcp_connections_opened_total", &s.transport.tcp_connections_opened);
     c("edge_tcp_framing_errors_total", &s.transport.tcp_framing_errors);
+    c("edge_tls_handshakes_total", &s.transport.tls_handshakes);
+    c("edge_tls_handshake_failures_total", &s.transport.tls_handshake_failures);
     tcp_budget_metrics(&s.transport);
     c("edge_send_errors_total", &s.transport.send_errors);
     c("edge_failovers_total", &s.calls.failovers);

@@ -95,6 +95,7 @@ fn build_endpoint(start: Instant) -> Endpoint {
                 contact: format!("<sip:edge@{sent_by}>"),
                 sent_by,
                 server_name: cfg.sip.server_name.clone(),
+                tls_sent_by: None,
             }),
             t1: cfg.sip.t1,
             t2: cfg.sip.t2,

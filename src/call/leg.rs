@@ -34,6 +34,9 @@ pub struct Local {
     /// `<sip:edge@host:port>`
     pub contact: String,
     pub server_name: String,
+    /// `host:port` of the TLS listener (`sip.tls`), for Via and Contact on legs over TLS: a peer that has
+    /// to reconnect, or that takes our Contact as where to send, must reach the TLS port.
+    pub tls_sent_by: Option<String>,
 }
 
 impl Local {
@@ -41,6 +44,9 @@ impl Local {
     /// of a `sip:` URI, RFC 3261 19.1.1), so that the peer sends its ACK, re-INVITEs and BYE back over the
     /// transport the leg uses (a TCP-only peer, or a firewall open for TCP alone, would lose them).
     pub fn contact_for(&self, transport: Transport) -> Cow<'_, str> {
+        if let (Transport::Tls, Some(tls)) = (transport, &self.tls_sent_by) {
+            return Cow::Owned(format!("<sip:edge@{tls};transport=tls>"));
+        }
         match uri_transport(transport) {
             None => Cow::Borrowed(&self.contact),
             Some(t) => Cow::Owned(match self.contact.strip_suffix('>') {
@@ -52,16 +58,36 @@ impl Local {
 
     /// Our Contact on an answer to `req`: the transport its top Via names, which is the one it came over
     /// and the one the answer goes back on (RFC 3261 18.2.2).
+    /// A request whose Request-URI is `sips:` (over TLS) gets a `sips:` Contact (RFC 3261 8.1.1.8, 12.1.1).
     pub fn contact_answering(&self, req: &Message) -> Cow<'_, str> {
-        self.contact_for(req.top_via().map_or(Transport::Udp, |v| v.transport))
+        let transport = req.top_via().map_or(Transport::Udp, |v| v.transport);
+        self.contact_on(transport, req.request_uri_raw().unwrap_or(""))
+    }
+
+    /// Our Contact on a leg over `transport` toward `target` (the Request-URI the peer used, or the
+    /// peer's Contact we send to): `sips:` when the target is, else [`contact_for`](Self::contact_for).
+    pub fn contact_on(&self, transport: Transport, target: &str) -> Cow<'_, str> {
+        let sips = target.get(..5).is_some_and(|s| s.eq_ignore_ascii_case("sips:"));
+        if transport == Transport::Tls && sips {
+            return Cow::Owned(format!("<sips:edge@{}>", self.sent_by_for(transport)));
+        }
+        self.contact_for(transport)
+    }
+
+    /// Via sent-by on a leg over `transport`: the TLS listener's for TLS, else the SIP address's.
+    pub fn sent_by_for(&self, transport: Transport) -> &str {
+        match (transport, &self.tls_sent_by) {
+            (Transport::Tls, Some(tls)) => tls,
+            _ => &self.sent_by,
+        }
     }
 }
 
-/// The `transport=` URI parameter for a leg over `t`; `None` for UDP, the default. (TLS, once built, is
-/// one more arm here: `Transport::Tls => Some("tls")`.)
+/// The `transport=` URI parameter for a leg over `t`; `None` for UDP, the default.
 pub fn uri_transport(t: Transport) -> Option<&'static str> {
     match t {
         Transport::Tcp => Some("tcp"),
+        Transport::Tls => Some("tls"),
         _ => None,
     }
 }
@@ -90,6 +116,7 @@ pub fn supported_across(msg: &Message) -> String {
 pub fn via_transport(t: sip_core::message::Transport) -> &'static str {
     match t {
         sip_core::message::Transport::Tcp => "TCP",
+        sip_core::message::Transport::Tls => "TLS",
         _ => "UDP",
     }
 }
@@ -169,9 +196,14 @@ pub fn in_dialog_request_with(
     branch: &str,
 ) -> Result<Message, ParseError> {
     side.local_cseq = side.local_cseq.wrapping_add(1).max(1);
-    let via = format!("SIP/2.0/{} {};branch={branch};rport", side.transport, local.sent_by);
+    let transport = Transport::from_token(side.transport);
+    let via = format!(
+        "SIP/2.0/{} {};branch={branch};rport",
+        side.transport,
+        local.sent_by_for(transport)
+    );
     let cseq = format!("{} {}", side.local_cseq, method.as_str());
-    let contact = local.contact_for(Transport::from_token(side.transport));
+    let contact = local.contact_on(transport, &side.remote_target);
     let mut b = sip_core::build::RequestBuilder::new(method.clone(), &side.remote_target)
         .header("Via", &via)
         .header("From", &side.local)
@@ -206,7 +238,11 @@ pub fn in_dialog_request_with(
 
 /// ACK for a 2xx on `side` (a new transaction of its own, RFC 3261 13.2.2.4), same CSeq number as the INVITE.
 pub fn ack_2xx(side: &DialogSide, local: &Local, invite_cseq: u32, branch: &str) -> Bytes {
-    let via = format!("SIP/2.0/{} {};branch={branch};rport", side.transport, local.sent_by);
+    let via = format!(
+        "SIP/2.0/{} {};branch={branch};rport",
+        side.transport,
+        local.sent_by_for(Transport::from_token(side.transport))
+    );
     let cseq = format!("{invite_cseq} ACK");
     let mut b = sip_core::build::RequestBuilder::new(Method::Ack, &side.remote_target)
         .header("Via", &via)
@@ -327,5 +363,35 @@ mod tests {
         assert!(a[..16] < later[..16], "{a} {later}");
         assert!(call_record_id(0, &t()).starts_with("call_00000000000"));
         assert!(edge_store::IdKind::Call.is_valid(&call_record_id(-5, &t())));
+    }
+
+    #[test]
+    fn tls_legs_name_the_tls_port_and_sips_when_the_peer_used_it() {
+        let local = Local {
+            sent_by: "198.51.100.7:5060".into(),
+            contact: "<sip:edge@198.51.100.7:5060>".into(),
+            server_name: String::new(),
+            tls_sent_by: Some("198.51.100.7:5061".into()),
+        };
+        assert_eq!(local.contact_for(Transport::Udp), "<sip:edge@198.51.100.7:5060>");
+        assert_eq!(
+            local.contact_for(Transport::Tcp),
+            "<sip:edge@198.51.100.7:5060;transport=tcp>"
+        );
+        assert_eq!(
+            local.contact_for(Transport::Tls),
+            "<sip:edge@198.51.100.7:5061;transport=tls>"
+        );
+        assert_eq!(local.sent_by_for(Transport::Tls), "198.51.100.7:5061");
+        assert_eq!(local.sent_by_for(Transport::Tcp), "198.51.100.7:5060");
+        assert_eq!(
+            local.contact_on(Transport::Tls, "SIPS:+15551234567@edge.example"),
+            "<sips:edge@198.51.100.7:5061>"
+        );
+        assert_eq!(
+            local.contact_on(Transport::Tls, "sip:+15551234567@edge.example"),
+            "<sip:edge@198.51.100.7:5061;transport=tls>"
+        );
+        assert_eq!(via_transport(Transport::Tls), "TLS");
     }
 }

@@ -122,6 +122,7 @@ impl Rig {
                 contact: format!("<sip:edge@{sent_by}>"),
                 sent_by,
                 server_name: String::new(),
+                tls_sent_by: None,
             }),
             t1: cfg.sip.t1,
             t2: cfg.sip.t2,

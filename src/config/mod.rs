@@ -221,6 +221,10 @@ impl MediaSettings {
 struct RawSip {
     udp: Option<Spanned<String>>,
     tcp: Option<Spanned<String>>,
+    /// SIP over TLS; off unless set.
+    tls: Option<Spanned<String>>,
+    tls_certificate: Option<Spanned<String>>,
+    tls_private_key: Option<Spanned<String>>,
     advertised_host: Option<Spanned<String>>,
     max_message_size: Spanned<u64>,
     tcp_idle_timeout_s: Spanned<u64>,
@@ -244,6 +248,9 @@ impl Default for RawSip {
         RawSip {
             udp: Some(Spanned::new(0..0, "0.0.0.0:5060".into())),
             tcp: Some(Spanned::new(0..0, "0.0.0.0:5060".into())),
+            tls: None,
+            tls_certificate: None,
+            tls_private_key: None,
             advertised_host: None,
             max_message_size: s(65_535),
             tcp_idle_timeout_s: s(600),
@@ -399,6 +406,13 @@ pub struct Carrier {
 pub struct SipConfig {
     pub udp: Option<SocketAddr>,
     pub tcp: Option<SocketAddr>,
+    /// The SIP-over-TLS listener (`sip.tls`, off by default). Its connections take the TCP budgets,
+    /// limits and time-outs below.
+    pub tls: Option<SocketAddr>,
+    /// PEM files of the TLS listener (`sip.tls_certificate`: the chain, leaf first; `sip.tls_private_key`),
+    /// set whenever `tls` is; re-read on SIGHUP and when they change.
+    pub tls_certificate: Option<PathBuf>,
+    pub tls_private_key: Option<PathBuf>,
     /// Host written into our Via/Contact; defaults to the listener's IP.
     pub advertised_host: Option<String>,
     pub max_message_size: usize,
@@ -547,14 +561,16 @@ impl Validator<'_> {
         let s = &raw.sip;
         let udp = self.socket("sip.udp", &s.udp)?;
         let tcp = self.socket("sip.tcp", &s.tcp)?;
-        if udp.is_none() && tcp.is_none() {
+        let tls = self.socket("sip.tls", &s.tls)?;
+        if udp.is_none() && tcp.is_none() && tls.is_none() {
             let span = s.udp.as_ref().map(|v| v.span()).unwrap_or(0..0);
             return self.err(
                 "sip.udp",
                 span,
-                "both sip.udp and sip.tcp are off: the edge would hear nothing",
+                "sip.udp, sip.tcp and sip.tls are all off: the edge would hear nothing",
             );
         }
+        let (tls_certificate, tls_private_key) = self.tls_files(s, tls, tcp)?;
         let advertised_host = match &s.advertised_host {
             Some(h) => {
                 let v = h.get_ref().trim();
@@ -576,6 +592,9 @@ impl Validator<'_> {
         let sip = SipConfig {
             udp,
             tcp,
+            tls,
+            tls_certificate,
+            tls_private_key,
             advertised_host,
             max_message_size: self.range("sip.max_message_size", &s.max_message_size, 1_500, 65_535)? as usize,
             tcp_idle_timeout: Duration::from_secs(self.range(
@@ -759,6 +778,63 @@ struct TcpCaps {
     carrier_reserved: usize,
     stranger_max: usize,
     stranger_max_per_ip: usize,
+}
+
+impl Validator<'_> {
+    /// The TLS listener's certificate and key: both required when `sip.tls` is on, and loaded here as
+    /// the listener will load them, so that `check` names the file and key at fault.
+    fn tls_files(
+        &self,
+        s: &RawSip,
+        tls: Option<SocketAddr>,
+        tcp: Option<SocketAddr>,
+    ) -> Result<(Option<PathBuf>, Option<PathBuf>), ConfigError> {
+        let Some(addr) = tls else {
+            return Ok((None, None));
+        };
+        let tls_span = s.tls.as_ref().map(|v| v.span()).unwrap_or(0..0);
+        if let Some(tcp) = tcp {
+            let overlap = tcp.ip() == addr.ip() || tcp.ip().is_unspecified() || addr.ip().is_unspecified();
+            if tcp.port() == addr.port() && overlap {
+                return self.err(
+                    "sip.tls",
+                    tls_span,
+                    format!("{addr} is sip.tcp's port ({tcp}): TLS needs a port of its own (5061 is the usual one)"),
+                );
+            }
+        }
+        let path = |key: &str, v: &Option<Spanned<String>>, what: &str| match v {
+            Some(p) if !p.get_ref().trim().is_empty() => Ok((PathBuf::from(p.get_ref().trim()), p.span())),
+            _ => self.err(
+                key,
+                v.as_ref().map(|p| p.span()).unwrap_or(tls_span.clone()),
+                format!("sip.tls is on ({addr}): set {key} to the PEM file of {what}"),
+            ),
+        };
+        let (certificate, cert_span) = path(
+            "sip.tls_certificate",
+            &s.tls_certificate,
+            "the certificate chain (leaf first)",
+        )?;
+        let (private_key, key_span) = path("sip.tls_private_key", &s.tls_private_key, "its private key")?;
+        let files = crate::transport::tls::TlsFiles {
+            certificate,
+            private_key,
+        };
+        if let Err(e) = crate::transport::tls::load(&files) {
+            use crate::transport::tls::TlsFile;
+            return match e.file() {
+                Some(TlsFile::Certificate) => self.err("sip.tls_certificate", cert_span, e.to_string()),
+                Some(TlsFile::PrivateKey) => self.err("sip.tls_private_key", key_span, e.to_string()),
+                None => self.err(
+                    "sip.tls_private_key",
+                    key_span,
+                    format!("{e} (is it the key of sip.tls_certificate?)"),
+                ),
+            };
+        }
+        Ok((Some(files.certificate), Some(files.private_key)))
+    }
 }
 
 /// `sip.tcp_stranger_max_connections_per_ip` when left out (at most `tcp_max_connections_per_ip`): a
@@ -1151,6 +1227,62 @@ mod tests {
         assert!(e.contains("carriers[0].allow"), "{e}");
         assert!(e.contains("edge.toml:6"), "{e}");
         assert!(e.contains("54.172.60.0/33"), "{e}");
+    }
+
+    #[test]
+    fn tls_is_off_by_default_and_needs_both_files() {
+        let c = parse("").unwrap();
+        assert_eq!(
+            (c.sip.tls, c.sip.tls_certificate, c.sip.tls_private_key),
+            (None, None, None)
+        );
+        let e = parse("[sip]\n\ntls = \"127.0.0.1:5061\"\n").unwrap_err().to_string();
+        assert!(e.contains("sip.tls_certificate") && e.contains(":3:"), "{e}");
+        let e = parse("[sip]\ntcp = \"0.0.0.0:5070\"\ntls = \"127.0.0.1:5070\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("sip.tls") && e.contains(":3:") && e.contains("port of its own"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn tls_files_are_loaded_by_check_and_name_key_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = (dir.path().join("edge.crt"), dir.path().join("edge.key"));
+        let text = |cert: &Path, key: &Path| {
+            format!(
+                "[sip]\ntls = \"127.0.0.1:5061\"\ntls_certificate = {:?}\n\ntls_private_key = {:?}\n",
+                cert.display().to_string(),
+                key.display().to_string()
+            )
+        };
+        // Missing certificate file: its key and line, and the OS's reason.
+        let e = parse(&text(&cert, &key)).unwrap_err().to_string();
+        assert!(
+            e.contains("sip.tls_certificate") && e.contains(":3:") && e.contains("edge.crt"),
+            "{e}"
+        );
+        let pair = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+        std::fs::write(&cert, pair.cert.pem()).unwrap();
+        // Certificate fine, key missing.
+        let e = parse(&text(&cert, &key)).unwrap_err().to_string();
+        assert!(e.contains("sip.tls_private_key") && e.contains(":5:"), "{e}");
+        // A key that is not the certificate's.
+        let other = rcgen::KeyPair::generate().unwrap();
+        std::fs::write(&key, other.serialize_pem()).unwrap();
+        let e = parse(&text(&cert, &key)).unwrap_err().to_string();
+        assert!(
+            e.contains("sip.tls_private_key") && e.contains("sip.tls_certificate"),
+            "{e}"
+        );
+        // The pair.
+        std::fs::write(&key, pair.signing_key.serialize_pem()).unwrap();
+        let c = parse(&text(&cert, &key)).unwrap();
+        assert_eq!(c.sip.tls, Some("127.0.0.1:5061".parse().unwrap()));
+        assert_eq!(c.sip.tls_certificate.as_deref(), Some(cert.as_path()));
+        assert_eq!(c.sip.tls_private_key.as_deref(), Some(key.as_path()));
     }
 
     #[test]

@@ -38,6 +38,8 @@ const ENGINE_QUEUE: usize = 16_384;
 pub struct Edge {
     pub sip_udp: Option<SocketAddr>,
     pub sip_tcp: Option<SocketAddr>,
+    /// The SIP-over-TLS listener (`sip.tls`).
+    pub sip_tls: Option<SocketAddr>,
     pub api: Option<SocketAddr>,
     pub endpoint_stats: Arc<EndpointStats>,
     /// Admission and agent digest counters.
@@ -48,6 +50,8 @@ pub struct Edge {
     pub agent_gauge: Arc<dashmap::DashMap<String, u32>>,
     pub store: Arc<Store>,
     pub index: Arc<RoutingIndex>,
+    /// The TLS listener's certificate and key in use.
+    tls: Option<Arc<transport::tls::TlsCerts>>,
     shutdown: watch::Sender<bool>,
     /// One task per engine shard.
     engines: Vec<JoinHandle<()>>,
@@ -72,6 +76,12 @@ impl Edge {
     /// The shard owning a SIP Call-ID or a public call id (tests pick Call-IDs for a shard with it).
     pub fn shard_of(&self, id: &str) -> usize {
         self.shard_map.of(id.as_bytes())
+    }
+
+    /// Re-reads the TLS listener's certificate and key, as SIGHUP does (`None`: no `sip.tls`). A pair that
+    /// does not load is refused, with the reason logged and returned, and the one in use stays.
+    pub fn reload_tls(&self) -> Option<Result<(), transport::tls::TlsError>> {
+        self.tls.as_ref().map(|c| c.reload())
     }
 
     /// Waits for SIGINT or SIGTERM.
@@ -227,6 +237,24 @@ pub async fn start(cfg: Config) -> anyhow::Result<Edge> {
             .store(inode, std::sync::atomic::Ordering::Relaxed);
     }
     let sip_tcp = tcp.as_ref().map(|s| s.local_addr()).transpose()?;
+    let tls = match (cfg.sip.tls, &cfg.sip.tls_certificate, &cfg.sip.tls_private_key) {
+        (Some(addr), Some(certificate), Some(private_key)) => {
+            let files = transport::tls::TlsFiles {
+                certificate: certificate.clone(),
+                private_key: private_key.clone(),
+            };
+            let certs =
+                transport::tls::TlsCerts::load(files).context("loading sip.tls_certificate and sip.tls_private_key")?;
+            let listener = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding SIP TLS on {addr} (sip.tls)"))?;
+            Some((listener, certs))
+        }
+        (Some(_), _, _) => anyhow::bail!("sip.tls is on without sip.tls_certificate and sip.tls_private_key"),
+        (None, _, _) => None,
+    };
+    let sip_tls = tls.as_ref().map(|(l, _)| l.local_addr()).transpose()?;
+    let tls_certs = tls.as_ref().map(|(_, c)| c.clone());
     let out = Outbound::new(udp.clone(), transport_stats.clone());
     // Engine shards: each owns the calls whose Call-ID hashes to it; what they count together is shared.
     let shard_map = ShardMap::new(cfg.engine_shards);
@@ -234,7 +262,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Edge> {
     let (engine_txs, engine_rxs): (Vec<_>, Vec<_>) = (0..shards).map(|_| mpsc::channel::<Input>(ENGINE_QUEUE)).unzip();
     let dispatch = Dispatch::new(shard_map.clone(), engine_txs);
 
-    let sip_addr = sip_udp.or(sip_tcp).context("no SIP listener")?;
+    let sip_addr = sip_udp.or(sip_tcp).or(sip_tls).context("no SIP listener")?;
     // Where agents and carriers reach us: the advertised host, else the listener's address (loopback when
     // bound to every interface, which suits local trials; production sets advertised_host).
     let host = match &cfg.sip.advertised_host {
@@ -245,11 +273,15 @@ pub async fn start(cfg: Config) -> anyhow::Result<Edge> {
         }
         None => sip_addr.ip().to_string(),
     };
-    let sent_by = if host.contains(':') && !host.starts_with('[') {
-        format!("[{host}]:{}", sip_addr.port())
-    } else {
-        format!("{host}:{}", sip_addr.port())
+    let hostport = |port: u16| {
+        if host.contains(':') && !host.starts_with('[') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        }
     };
+    let sent_by = hostport(sip_addr.port());
+    let tls_sent_by = sip_tls.map(|a| hostport(a.port()));
     let warn_agent = host.clone();
     // Call records leave the engine over a bounded queue; one writer persists them in order.
     let (records_tx, records_rx) = mpsc::channel(RECORD_QUEUE);
@@ -264,6 +296,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Edge> {
             contact: format!("<sip:edge@{sent_by}>"),
             sent_by,
             server_name: cfg.sip.server_name.clone(),
+            tls_sent_by,
         }),
         t1: cfg.sip.t1,
         t2: cfg.sip.t2,
@@ -418,16 +451,33 @@ pub async fn start(cfg: Config) -> anyhow::Result<Edge> {
     };
     // Trunks reached over TCP get connections the edge opens itself, read like accepted ones.
     out.enable_connect(dispatch.clone(), limits.clone());
+    // One budget for both listeners: a source's TCP and TLS connections count together.
+    let slots = transport::tcp_budget::TcpSlots::new(limits.budget.clone(), transport_stats.clone());
     if let Some(listener) = tcp {
+        tasks.push(tokio::spawn(transport::tcp::run(
+            listener,
+            dispatch.clone(),
+            out.clone(),
+            limits.clone(),
+            tcp_classifier(cfg.clone()),
+            slots.clone(),
+            None,
+        )));
+    }
+    if let Some((listener, certs)) = tls {
         tasks.push(tokio::spawn(transport::tcp::run(
             listener,
             dispatch.clone(),
             out.clone(),
             limits,
             tcp_classifier(cfg.clone()),
+            slots,
+            Some(certs.clone()),
         )));
+        tasks.push(tokio::spawn(transport::tls::watch(certs, transport::tls::WATCH_EVERY)));
     }
-    tracing::info!(?sip_udp, ?sip_tcp, "SIP listening");
+    tasks.extend(on_sighup(tls_certs.clone()));
+    tracing::info!(?sip_udp, ?sip_tcp, ?sip_tls, "SIP listening");
 
     let api = match cfg.api_listen {
         Some(addr) => {
@@ -497,6 +547,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Edge> {
     Ok(Edge {
         sip_udp,
         sip_tcp,
+        sip_tls,
         api,
         endpoint_stats,
         security,
@@ -505,12 +556,51 @@ pub async fn start(cfg: Config) -> anyhow::Result<Edge> {
         agent_gauge,
         store,
         index,
+        tls: tls_certs,
         shutdown,
         engines,
         shard_map,
         records: Some(records),
         tasks,
     })
+}
+
+/// SIGHUP re-reads the TLS listener's certificate and key. Nothing else is reloaded yet: other changes
+/// to the file need a restart, and the log says so. (Without a handler SIGHUP would end the process.)
+fn on_sighup(tls: Option<Arc<transport::tls::TlsCerts>>) -> Option<JoinHandle<()>> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hup = match signal(SignalKind::hangup()) {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::warn!(error = %e, "no SIGHUP handler: the TLS certificate is re-read only when its files change");
+                return None;
+            }
+        };
+        Some(tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                match &tls {
+                    Some(certs) => {
+                        let c = certs.clone();
+                        // The outcome is logged by reload itself.
+                        let _ = tokio::task::spawn_blocking(move || c.reload()).await;
+                        tracing::info!(
+                            "SIGHUP: only the sip.tls certificate and key are re-read (outcome above); other configuration changes need a restart"
+                        );
+                    }
+                    None => {
+                        tracing::info!("SIGHUP: nothing to re-read (no sip.tls); configuration changes need a restart")
+                    }
+                }
+            }
+        }))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tls;
+        None
+    }
 }
 
 /// Classes a TCP connection's source for its budgets: a carrier's `allow` list, an agent network, else

@@ -239,7 +239,7 @@ impl Endpoint {
         }
         let parsed = match link {
             Link::Udp => Message::parse(data.clone()),
-            Link::Tcp(_) | Link::Connect => Message::parse_stream(data.clone()),
+            Link::Tcp(_) | Link::Tls(_) | Link::Connect | Link::ConnectTls => Message::parse_stream(data.clone()),
         };
         let msg = match parsed {
             Ok(m) => m,

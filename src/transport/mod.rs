@@ -12,6 +12,7 @@
 
 pub mod tcp;
 pub mod tcp_budget;
+pub mod tls;
 pub mod udp;
 
 use std::net::SocketAddr;
@@ -33,16 +34,24 @@ pub enum Link {
     Udp,
     /// A TCP connection, by the id the TCP driver gave it.
     Tcp(u64),
+    /// A TLS connection (accepted on `sip.tls`), by its id; ids are shared with TCP's, and so is the
+    /// table of connection writers.
+    Tls(u64),
     /// TCP to the destination address: the open connection to it, else a new one (trunks over TCP).
     Connect,
+    /// TLS to a destination without a connection to it: the edge does not open TLS connections yet, so
+    /// sends here fail at once ([`SendError::NoTlsConnector`]).
+    ConnectTls,
 }
 
 /// The socket a message to `peer` leaves by: its connection when it has one, a new or reused TCP
 /// connection for TCP without one, else the UDP socket.
 pub fn link_of(peer: &Peer) -> Link {
     match (peer.conn, peer.transport) {
+        (Some(id), Transport::Tls) => Link::Tls(id),
         (Some(id), _) => Link::Tcp(id),
         (None, Transport::Tcp) => Link::Connect,
+        (None, Transport::Tls) => Link::ConnectTls,
         (None, _) => Link::Udp,
     }
 }
@@ -60,10 +69,20 @@ pub fn peer_of(source: SocketAddr, link: Link) -> Peer {
             transport: Transport::Tcp,
             conn: Some(id),
         },
+        Link::Tls(id) => Peer {
+            addr: source,
+            transport: Transport::Tls,
+            conn: Some(id),
+        },
         // Inbound messages always name their connection; this is the same peer before it has one.
         Link::Connect => Peer {
             addr: source,
             transport: Transport::Tcp,
+            conn: None,
+        },
+        Link::ConnectTls => Peer {
+            addr: source,
+            transport: Transport::Tls,
             conn: None,
         },
     }
@@ -99,6 +118,8 @@ pub enum SendError {
     WriteQueueFull,
     #[error("tcp to new destinations is not enabled")]
     NoConnector,
+    #[error("tls to a peer without an open connection from it: the edge does not open tls connections yet")]
+    NoTlsConnector,
     #[error("the edge has as many tcp connections of its own open as sip.tcp_max_connections")]
     ConnectionCap,
     #[error("tcp connect failed: {0}")]
@@ -176,6 +197,11 @@ pub struct TransportStats {
     pub tcp_idle_closed: AtomicU64,
     /// Closed because no SIP message arrived within `tcp_first_message_timeout_s`.
     pub tcp_first_message_timeouts: AtomicU64,
+    /// TLS handshakes completed on `sip.tls` (the connections are counted with TCP's above).
+    pub tls_handshakes: AtomicU64,
+    /// TLS handshakes that failed (no common version or cipher, not TLS at all, ...). One that did not end
+    /// before the first-message deadline counts in `tcp_first_message_timeouts`.
+    pub tls_handshake_failures: AtomicU64,
     pub send_errors: AtomicU64,
 }
 
@@ -293,7 +319,7 @@ impl Outbound {
                 },
                 None => Err(SendError::NoUdpSocket),
             },
-            Link::Tcp(id) => match self.tcp_conns.get(&id) {
+            Link::Tcp(id) | Link::Tls(id) => match self.tcp_conns.get(&id) {
                 Some(w) => queue(
                     &w,
                     Queued {
@@ -315,6 +341,7 @@ impl Outbound {
                 ),
                 None => Err(SendError::NoConnector),
             },
+            Link::ConnectTls => Err(SendError::NoTlsConnector),
         };
         sent.map_err(|error| {
             self.stats.send_errors.fetch_add(1, Ordering::Relaxed);
@@ -329,4 +356,32 @@ fn queue(w: &mpsc::Sender<Queued>, q: Queued, id: u64) -> Result<(), SendError> 
         mpsc::error::TrySendError::Full(_) => SendError::WriteQueueFull,
         mpsc::error::TrySendError::Closed(_) => SendError::ConnectionClosed(id),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tls_peers_map_to_their_connection_and_back() {
+        let addr: SocketAddr = "192.0.2.9:40000".parse().unwrap();
+        let peer = peer_of(addr, Link::Tls(7));
+        assert_eq!((peer.transport, peer.conn), (Transport::Tls, Some(7)));
+        assert_eq!(link_of(&peer), Link::Tls(7));
+        assert_eq!(link_of(&peer_of(addr, Link::Tcp(8))), Link::Tcp(8));
+        // Without a connection: TLS is not opened by the edge, and never falls back to plain TCP.
+        let lost = Peer {
+            addr,
+            transport: Transport::Tls,
+            conn: None,
+        };
+        assert_eq!(link_of(&lost), Link::ConnectTls);
+        let out = Outbound::new(None, Arc::new(TransportStats::default()));
+        let t = Transmit {
+            to: lost,
+            bytes: Bytes::from_static(b"BYE"),
+            key: None,
+        };
+        assert_eq!(out.send(t).unwrap_err().error, SendError::NoTlsConnector);
+    }
 }

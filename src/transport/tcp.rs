@@ -2,6 +2,10 @@
 //! caps, per source address), frame by Content-Length with a size cap, answer RFC 5626 double-CRLF
 //! keep-alives, close connections that say nothing in SIP in time or go idle. Responses return on the
 //! same connection.
+//!
+//! TLS listeners ([`tls`](super::tls)) are run by the same code: the handshake is done in the connection's
+//! task, within the first-message deadline, and the connection task is generic over the stream
+//! ([`Stream`]), so TLS gets the same framing, limits, time-outs and budgets.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,13 +14,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use sip_core::framing::{starts_with_sip_line, Frame, StreamFramer};
-use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::OwnedReadHalf;
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::tcp_budget::{Classifier, TcpBudget, TcpSlots};
+use super::tls::TlsCerts;
 use super::{Inbound, Link, Outbound, Queued, SendError, SendFailure, TransportStats};
 
 /// Limits that keep one peer from exhausting the edge.
@@ -42,14 +47,20 @@ const READ_BUFFER: usize = 16 * 1024;
 static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
 
 /// Accepts connections until the engine goes away. `classify` tells each source's class for the budgets.
+/// With `tls`, every connection is TLS (the `sip.tls` listener): its handshake must end, and its first
+/// SIP message arrive, within `first_message_timeout` of the accept.
+///
+/// `slots` are the budgets the connections take; the TCP and TLS listeners share one (a source's
+/// connections are counted together whichever listener they reach).
 pub async fn run(
     listener: TcpListener,
     engine: crate::shard::Dispatch,
     out: Outbound,
     limits: TcpLimits,
     classify: Classifier,
+    slots: TcpSlots,
+    tls: Option<Arc<TlsCerts>>,
 ) {
-    let slots = TcpSlots::new(limits.budget.clone(), out.stats.clone());
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(s) => s,
@@ -76,15 +87,53 @@ pub async fn run(
             }
         };
         let (engine, out, limits) = (engine.clone(), out.clone(), limits.clone());
+        // Fixed at accept: the TLS handshake counts against it.
+        let first = Instant::now() + limits.first_message_timeout;
+        // Taken now: a handshake that starts after a reload uses the new certificate.
+        let acceptor = tls.as_ref().map(|c| tokio_rustls::TlsAcceptor::from(c.current()));
         tokio::spawn(async move {
             let id = NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed);
-            let (wtx, wrx) = mpsc::channel::<Queued>(WRITE_QUEUE);
-            out.tcp_conns().insert(id, wtx.clone());
-            let first = Some(limits.first_message_timeout);
-            run_stream(stream, peer, id, (wtx, wrx), engine, &out, &limits, first).await;
+            match acceptor {
+                None => serve_accepted(stream, peer, Link::Tcp(id), engine, &out, &limits, first).await,
+                Some(acceptor) => {
+                    let _ = stream.set_nodelay(true);
+                    match tokio::time::timeout_at(first, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => {
+                            out.stats.tls_handshakes.fetch_add(1, Ordering::Relaxed);
+                            serve_accepted(stream, peer, Link::Tls(id), engine, &out, &limits, first).await
+                        }
+                        Ok(Err(e)) => {
+                            out.stats.tls_handshake_failures.fetch_add(1, Ordering::Relaxed);
+                            tracing::debug!(%peer, error = %e, "tls handshake failed");
+                        }
+                        Err(_) => {
+                            out.stats.tcp_first_message_timeouts.fetch_add(1, Ordering::Relaxed);
+                            tracing::debug!(%peer, "tls connection closed: no handshake before the first-message deadline");
+                        }
+                    }
+                }
+            }
             drop(slot);
         });
     }
+}
+
+/// Registers an accepted connection's writer and runs it until either side ends.
+async fn serve_accepted<S: Stream>(
+    stream: S,
+    peer: SocketAddr,
+    link: Link,
+    engine: crate::shard::Dispatch,
+    out: &Outbound,
+    limits: &TcpLimits,
+    first: Instant,
+) {
+    let (Link::Tcp(id) | Link::Tls(id)) = link else {
+        return;
+    };
+    let (wtx, wrx) = mpsc::channel::<Queued>(WRITE_QUEUE);
+    out.tcp_conns().insert(id, wtx.clone());
+    run_stream(stream, peer, link, (wtx, wrx), engine, out, limits, Some(first)).await;
 }
 
 /// Connections the edge opens itself (to trunks and agents over TCP), one per destination, reused while
@@ -160,7 +209,7 @@ impl Connector {
                 Ok(Ok(stream)) => {
                     out.stats.tcp_connections_opened.fetch_add(1, Ordering::Relaxed);
                     // We spoke first: the peer owes us nothing but answers, so no first-message deadline.
-                    run_stream(stream, to, id, (wtx, wrx), engine, &out, &limits, None).await;
+                    run_stream(stream, to, Link::Tcp(id), (wtx, wrx), engine, &out, &limits, None).await;
                     return finish(&out, &by_addr, to, id, slot);
                 }
                 Ok(Err(e)) => {
@@ -224,26 +273,101 @@ enum Deadline {
     Idle,
 }
 
-/// Reads frames into the engine and writes queued bytes until either side ends; `id` is already registered.
-/// `first_message`: how long the peer has to deliver a message with a SIP start line (`None`: no such
-/// deadline, for connections the edge opened).
+/// A connected byte stream a connection's task runs on: plain TCP, or TLS over it.
+pub trait Stream: Send + 'static {
+    type Reader: ReadSome + Send + 'static;
+    type Writer: AsyncWrite + Unpin + Send + 'static;
+    /// The two halves, for the reader loop and the writer task.
+    fn split(self) -> (Self::Reader, Self::Writer);
+}
+
+/// Reading what has arrived into a buffer allocated on first use.
+pub trait ReadSome {
+    /// Waits for bytes, then reads at most `room` of them into `buf` (allocated here when empty).
+    fn read_some(
+        &mut self,
+        buf: &mut Vec<u8>,
+        room: usize,
+    ) -> impl std::future::Future<Output = std::io::Result<usize>> + Send;
+}
+
+impl Stream for TcpStream {
+    type Reader = OwnedReadHalf;
+    type Writer = OwnedWriteHalf;
+    fn split(self) -> (OwnedReadHalf, OwnedWriteHalf) {
+        let _ = self.set_nodelay(true);
+        self.into_split()
+    }
+}
+
+impl ReadSome for OwnedReadHalf {
+    /// Waits until the socket is readable before allocating: a connection that never sends anything
+    /// costs no buffer.
+    async fn read_some(&mut self, buf: &mut Vec<u8>, room: usize) -> std::io::Result<usize> {
+        loop {
+            self.readable().await?;
+            if buf.is_empty() {
+                buf.resize(READ_BUFFER, 0);
+            }
+            let n = room.min(buf.len());
+            match self.try_read(&mut buf[..n]) {
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// An accepted TLS connection.
+pub type TlsStream = tokio_rustls::server::TlsStream<TcpStream>;
+
+impl Stream for TlsStream {
+    type Reader = tokio::io::ReadHalf<TlsStream>;
+    type Writer = tokio::io::WriteHalf<TlsStream>;
+    fn split(self) -> (Self::Reader, Self::Writer) {
+        tokio::io::split(self)
+    }
+}
+
+impl ReadSome for tokio::io::ReadHalf<TlsStream> {
+    /// The buffer is allocated at once: the handshake has already cost the connection rustls' own.
+    async fn read_some(&mut self, buf: &mut Vec<u8>, room: usize) -> std::io::Result<usize> {
+        if buf.is_empty() {
+            buf.resize(READ_BUFFER, 0);
+        }
+        let n = room.min(buf.len());
+        self.read(&mut buf[..n]).await
+    }
+}
+
+/// Reads frames into the engine and writes queued bytes until either side ends; the connection (`link`,
+/// [`Link::Tcp`] or [`Link::Tls`]) is already registered. `first_message`: by when the peer must deliver
+/// a message with a SIP start line (`None`: no such deadline, for connections the edge opened).
 #[allow(clippy::too_many_arguments)]
-async fn run_stream(
-    stream: TcpStream,
+async fn run_stream<S: Stream>(
+    stream: S,
     peer: SocketAddr,
-    id: u64,
+    link: Link,
     (wtx, mut wrx): (mpsc::Sender<Queued>, mpsc::Receiver<Queued>),
     engine: crate::shard::Dispatch,
     out: &Outbound,
     limits: &TcpLimits,
-    first_message: Option<Duration>,
+    first_message: Option<Instant>,
 ) {
-    let _ = stream.set_nodelay(true);
-    let (rd, mut wr) = stream.into_split();
+    let (Link::Tcp(id) | Link::Tls(id)) = link else {
+        return;
+    };
+    let (mut rd, mut wr) = stream.split();
     let (failures, stats) = (engine.clone(), out.stats.clone());
     let writer = tokio::spawn(async move {
         while let Some(q) = wrx.recv().await {
-            if let Err(e) = wr.write_all(&q.bytes).await {
+            // A TLS writer holds records until flushed; a TCP one has nothing to flush.
+            let written = match wr.write_all(&q.bytes).await {
+                Ok(()) => wr.flush().await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = written {
                 // The connection broke (reset, closed by the peer): this message and those queued behind it
                 // never leave; their transactions end now instead of at their timeouts.
                 tracing::debug!(%peer, error = %e, "tcp write failed");
@@ -256,7 +380,7 @@ async fn run_stream(
     });
 
     // Fixed at accept: keep-alives and garbage do not move it, only a SIP message lifts it.
-    let mut first_deadline = first_message.map(|d| Instant::now() + d);
+    let mut first_deadline = first_message;
     let mut framer = StreamFramer::new(limits.max_message_size);
     let mut buf = Vec::new();
     'conn: loop {
@@ -269,7 +393,7 @@ async fn run_stream(
         // although each of several pipelined messages in one read is within the limit. After the drain below
         // a framer that waits for more always has room (else it has failed), so this never reads zero bytes.
         let room = framer.remaining_capacity();
-        let n = match tokio::time::timeout_at(deadline, read_some(&rd, &mut buf, room)).await {
+        let n = match tokio::time::timeout_at(deadline, rd.read_some(&mut buf, room)).await {
             Err(_) => {
                 let counter = match why {
                     Deadline::FirstMessage => &out.stats.tcp_first_message_timeouts,
@@ -295,7 +419,7 @@ async fn run_stream(
                     if engine
                         .send(Inbound {
                             source: peer,
-                            link: Link::Tcp(id),
+                            link,
                             data,
                         })
                         .await
@@ -322,20 +446,4 @@ async fn run_stream(
     drop(wtx);
     // Let queued answers drain, bounded so a dead peer cannot pin the task.
     let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
-}
-
-/// Waits until the socket is readable, then reads into `buf`, allocating it on first use.
-async fn read_some(rd: &OwnedReadHalf, buf: &mut Vec<u8>, room: usize) -> std::io::Result<usize> {
-    loop {
-        rd.readable().await?;
-        if buf.is_empty() {
-            buf.resize(READ_BUFFER, 0);
-        }
-        let n = room.min(buf.len());
-        match rd.try_read(&mut buf[..n]) {
-            Ok(n) => return Ok(n),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-            Err(e) => return Err(e),
-        }
-    }
 }

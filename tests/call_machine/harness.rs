@@ -370,6 +370,7 @@ impl Harness {
             contact: format!("<sip:edge@{EDGE}>"),
             sent_by: EDGE.into(),
             server_name: cfg.sip.server_name.clone(),
+            tls_sent_by: None,
         });
         let calls = CallController::new(
             CallConfig {
