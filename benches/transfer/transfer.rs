@@ -827,7 +827,10 @@ impl Bench<'_> {
                     c.notified.push(frag.clone());
                 }
                 if code >= 300 {
+                    // The transfer failed and the caller stayed with the agent: the caller hangs up.
                     self.fail(i, format!("NOTIFY {frag}"));
+                    let bye = at + self.s.hold_ms as i64 * 1_000_000;
+                    self.at(bye, Event::Bye(i));
                 }
             }
             "BYE" => {
@@ -1012,11 +1015,11 @@ impl Bench<'_> {
             };
             // SAFETY: `fds` is a live array of pollfd of the length given.
             unsafe { libc::ppoll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, &ts, std::ptr::null()) };
-            for k in 0..fds.len() {
-                if fds[k].revents & libc::POLLIN == 0 {
+            for (k, fd) in fds.iter_mut().enumerate() {
+                if fd.revents & libc::POLLIN == 0 {
                     continue;
                 }
-                fds[k].revents = 0;
+                fd.revents = 0;
                 while let Some((len, at)) = recv_ts(&self.socks[k], &mut buf) {
                     let data = buf[..len].to_vec();
                     self.on_datagram(k, &data, at);
