@@ -490,6 +490,8 @@ struct Call {
     trunk_ok: String,
     trunk_media_at: Option<i64>,
     probes_until: i64,
+    /// Carrier packets sent for this call since the trunk's 200, until the trunk had one.
+    sent_after_answer: u32,
     failed: Option<String>,
 }
 
@@ -504,6 +506,9 @@ struct Samples {
     refer_to_dialed: Vec<i64>,
     invite_to_agent: Vec<i64>,
     answer_to_media: Vec<i64>,
+    /// Per (b) sample: the total, the carrier's send of the packet that got through (after the 200), its
+    /// way through the relay, and which of the packets the carrier sent since the 200 it was (1: the first).
+    media_detail: Vec<(i64, i64, i64, u32)>,
     relay_agent: Vec<i64>,
     relay_trunk: Vec<i64>,
     floor: Vec<i64>,
@@ -615,6 +620,10 @@ impl Bench<'_> {
 
     fn rtp(&mut self, i: usize) {
         let Some(port) = self.calls[i].edge_a_port else { return };
+        let c = &mut self.calls[i];
+        if c.trunk_answered.is_some() && c.trunk_media_at.is_none() {
+            c.sent_after_answer += 1;
+        }
         let seq = self.calls[i].seq;
         self.calls[i].seq = seq.wrapping_add(1);
         let mut p = [0u8; 172];
@@ -625,7 +634,8 @@ impl Bench<'_> {
         p[12..16].copy_from_slice(&MAGIC.to_be_bytes());
         p[16..20].copy_from_slice(&(i as u32).to_be_bytes());
         p[20..28].copy_from_slice(&now_ns().to_be_bytes());
-        p[28..].fill(0xff);
+        p[28..32].copy_from_slice(&self.calls[i].sent_after_answer.to_be_bytes());
+        p[32..].fill(0xff);
         let to = SocketAddr::from(([127, 0, 0, 1], port));
         let _ = self.socks[C_RTP].send_to(&p, to);
     }
@@ -916,13 +926,14 @@ impl Bench<'_> {
     }
 
     fn on_rtp(&mut self, sock: usize, p: &[u8], at: i64) {
-        if p.len() < 28 || p[12..16] != MAGIC.to_be_bytes() {
+        if p.len() < 32 || p[12..16] != MAGIC.to_be_bytes() {
             return;
         }
         let i = u32::from_be_bytes([p[16], p[17], p[18], p[19]]) as usize;
         let mut sent = [0u8; 8];
         sent.copy_from_slice(&p[20..28]);
         let sent = i64::from_be_bytes(sent);
+        let nth = u32::from_be_bytes([p[28], p[29], p[30], p[31]]);
         if i >= self.calls.len() {
             return;
         }
@@ -937,6 +948,7 @@ impl Bench<'_> {
                 c.trunk_media_at = Some(at);
                 c.failed = None;
                 self.x.answer_to_media.push(at - ans);
+                self.x.media_detail.push((at - ans, sent - ans, at - sent, nth));
                 let bye = at + self.s.hold_ms as i64 * 1_000_000;
                 self.at(bye, Event::Bye(i));
             }
@@ -1043,6 +1055,8 @@ struct Row {
     name: &'static str,
     n: usize,
     q: [i64; 4],
+    /// Samples over the goal (5 ms).
+    over: usize,
 }
 
 fn row(name: &'static str, v: &mut [i64]) -> Row {
@@ -1051,6 +1065,7 @@ fn row(name: &'static str, v: &mut [i64]) -> Row {
         name,
         n: v.len(),
         q: [0.5, 0.9, 0.99, 1.0].map(|p| quantile(v, p)),
+        over: v.iter().filter(|x| **x > 5_000_000).count(),
     }
 }
 
@@ -1068,6 +1083,8 @@ struct Outcome {
     ended: usize,
     failures: Vec<(String, usize)>,
     refer_rate: f64,
+    /// The three slowest (b) samples, broken down.
+    worst_media: Vec<(i64, i64, i64, u32)>,
     cpu_s: f64,
     wall_s: f64,
     rows: Vec<Row>,
@@ -1156,6 +1173,8 @@ fn run(s: &Settings, dir: &Path) -> Result<Outcome, String> {
         println!("send errors {}, datagrams matching no call {}", b.send_errors, b.strays);
     }
     let x = &mut b.x;
+    x.media_detail.sort_unstable_by_key(|d| std::cmp::Reverse(d.0));
+    let worst_media = x.media_detail.iter().take(3).copied().collect();
     let mut rows = vec![
         row("(a) REFER sent -> INVITE at the trunk", &mut x.refer_to_trunk),
         row(
@@ -1190,6 +1209,7 @@ fn run(s: &Settings, dir: &Path) -> Result<Outcome, String> {
         ended: c.iter().filter(|c| c.done).count(),
         failures,
         refer_rate,
+        worst_media,
         cpu_s,
         wall_s,
         rows,
@@ -1220,16 +1240,26 @@ fn report(s: &Settings, o: &Outcome) {
         o.wall_s,
         100.0 * o.cpu_s / o.wall_s.max(0.001)
     );
-    println!("\n| measure (ms) | n | p50 | p90 | p99 | max |\n|---|---:|---:|---:|---:|---:|");
+    println!("\n| measure (ms) | n | p50 | p90 | p99 | max | over 5 ms |\n|---|---:|---:|---:|---:|---:|---:|");
     for r in &o.rows {
         println!(
-            "| {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} |",
             r.name,
             r.n,
             ms(r.q[0]),
             ms(r.q[1]),
             ms(r.q[2]),
-            ms(r.q[3])
+            ms(r.q[3]),
+            r.over
+        );
+    }
+    for (total, sent, relay, n) in &o.worst_media {
+        println!(
+            "(b) worst: {} ms = {} ms until the carrier sent the packet that got through (its packet {n} since the \
+             200) + {} ms from the carrier to the trunk",
+            ms(*total),
+            ms(*sent),
+            ms(*relay)
         );
     }
     let q = |k: usize, p: usize| o.rows[k].q[p] as f64;
