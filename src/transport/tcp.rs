@@ -40,9 +40,14 @@ pub struct TcpLimits {
 /// Outstanding writes per connection before the peer counts as not reading.
 const WRITE_QUEUE: usize = 256;
 
-/// Read buffer of a connection, allocated when it first has bytes to read: a connection that never
-/// sends anything costs no buffer.
+/// Read buffer of a TCP connection, allocated when it has bytes to read and freed once they are in the
+/// framer: an idle connection holds none (it is never zero-filled, so allocating it costs no memset).
 const READ_BUFFER: usize = 16 * 1024;
+
+/// Read buffer of a TLS connection: rustls already holds the decrypted record, so a smaller one only
+/// means more copies out of it for a large message, and it is held while the connection idles (a TLS
+/// read needs its buffer while it waits).
+const TLS_READ_BUFFER: usize = 4 * 1024;
 
 static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -283,7 +288,8 @@ pub trait Stream: Send + 'static {
 
 /// Reading what has arrived into a buffer allocated on first use.
 pub trait ReadSome {
-    /// Waits for bytes, then reads at most `room` of them into `buf` (allocated here when empty).
+    /// Waits for bytes, then reads at most `room` of them into `buf`, which is cleared first and given
+    /// capacity here when it has none; the bytes read are `buf[..n]`.
     fn read_some(
         &mut self,
         buf: &mut Vec<u8>,
@@ -304,13 +310,12 @@ impl ReadSome for OwnedReadHalf {
     /// Waits until the socket is readable before allocating: a connection that never sends anything
     /// costs no buffer.
     async fn read_some(&mut self, buf: &mut Vec<u8>, room: usize) -> std::io::Result<usize> {
+        use bytes::BufMut;
         loop {
             self.readable().await?;
-            if buf.is_empty() {
-                buf.resize(READ_BUFFER, 0);
-            }
-            let n = room.min(buf.len());
-            match self.try_read(&mut buf[..n]) {
+            buf.clear();
+            buf.reserve(READ_BUFFER);
+            match self.try_read_buf(&mut (&mut *buf).limit(room.min(READ_BUFFER))) {
                 Ok(n) => return Ok(n),
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
                 Err(e) => return Err(e),
@@ -331,13 +336,12 @@ impl Stream for TlsStream {
 }
 
 impl ReadSome for tokio::io::ReadHalf<TlsStream> {
-    /// The buffer is allocated at once: the handshake has already cost the connection rustls' own.
+    /// The buffer is given capacity before the wait (a TLS read needs it then); see [`TLS_READ_BUFFER`].
     async fn read_some(&mut self, buf: &mut Vec<u8>, room: usize) -> std::io::Result<usize> {
-        if buf.is_empty() {
-            buf.resize(READ_BUFFER, 0);
-        }
-        let n = room.min(buf.len());
-        self.read(&mut buf[..n]).await
+        use bytes::BufMut;
+        buf.clear();
+        buf.reserve(TLS_READ_BUFFER);
+        self.read_buf(&mut (&mut *buf).limit(room.min(TLS_READ_BUFFER))).await
     }
 }
 
@@ -407,6 +411,8 @@ async fn run_stream<S: Stream>(
             Ok(Ok(n)) => n,
         };
         framer.push(&buf[..n]);
+        // An idle TCP connection holds no read buffer (the next read allocates one).
+        buf = Vec::new();
         loop {
             match framer.next() {
                 Ok(None) => break,

@@ -113,12 +113,23 @@ impl StreamFramer {
             return Ok(None);
         }
         self.scanned = 0;
-        Ok(Some(Frame::Message(self.buf.split_to(total).freeze())))
+        let message = self.buf.split_to(total).freeze();
+        self.release_if_empty();
+        Ok(Some(Frame::Message(message)))
     }
 
     fn consume(&mut self, n: usize) {
         self.buf.advance(n);
         self.scanned = 0;
+        self.release_if_empty();
+    }
+
+    /// With nothing buffered, the allocation the last message came from is let go (it is freed with
+    /// that message): an idle connection holds no framer buffer.
+    fn release_if_empty(&mut self) {
+        if self.buf.is_empty() {
+            self.buf = BytesMut::new();
+        }
     }
 
     /// Index just past the blank line ending the headers (CRLFCRLF, or bare LFs).
