@@ -31,9 +31,12 @@
 //! addresses, `reject` and `drop`; it fails unless every call succeeded, the edge created no transaction
 //! for the stranger, `reject` answered it with at most 2x its bytes and `drop` sent it nothing.
 
+#[path = "../support/process.rs"]
+mod process;
+
+use process::{cpu_ticks, free_port, free_udp_port, http, EdgeProcess};
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -92,20 +95,6 @@ impl Variant {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map_or(0, |a| a.port())
-}
-
-/// A port free for both UDP and TCP on 127.0.0.1.
-fn free_sip_port(fallback: u16) -> u16 {
-    (0..20)
-        .map(|_| free_port())
-        .find(|p| *p != 0 && UdpSocket::bind(("127.0.0.1", *p)).is_ok())
-        .unwrap_or(fallback)
-}
-
 impl Settings {
     fn smoke() -> Settings {
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
@@ -121,11 +110,11 @@ impl Settings {
                 .iter()
                 .filter_map(|v| Variant::parse(v))
                 .collect(),
-            sip_port: free_sip_port(19_360),
+            sip_port: free_udp_port(19_360),
             api_port: free_port(),
-            carrier_port: free_sip_port(19_361),
-            agent_port: free_sip_port(19_370),
-            media_port: free_sip_port(19_600),
+            carrier_port: free_udp_port(19_361),
+            agent_port: free_udp_port(19_370),
+            media_port: free_udp_port(19_600),
         }
     }
 
@@ -173,32 +162,6 @@ fn stranger_addr(i: usize, of: usize) -> IpAddr {
 // ---------------------------------------------------------------------------------------------
 // The edge process and its API
 
-struct EdgeProcess {
-    child: Child,
-    config: PathBuf,
-}
-
-impl Drop for EdgeProcess {
-    fn drop(&mut self) {
-        stop_child(&mut self.child);
-    }
-}
-
-/// SIGTERM, then SIGKILL if it lingers past 5 s.
-fn stop_child(child: &mut Child) {
-    if let Some(pid) = rustix::process::Pid::from_raw(child.id() as i32) {
-        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-    }
-    for _ in 0..50 {
-        if matches!(child.try_wait(), Ok(Some(_))) {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
 /// Bearer token of the bench edge's /metrics (`[api] metrics_token`).
 const METRICS_TOKEN: &str = "bench-metrics-token-0123456789";
 
@@ -233,40 +196,7 @@ fn start_edge(s: &Settings, dir: &Path, policy: &str) -> std::io::Result<EdgePro
             data = dir.join("data").display().to_string(),
         ),
     )?;
-    let log = std::fs::File::create(dir.join("edge.log"))?;
-    let child = Command::new(&s.edge_bin)
-        .args(["serve", "--config"])
-        .arg(&cfg)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .spawn()?;
-    Ok(EdgeProcess { child, config: cfg })
-}
-
-/// One HTTP/1.0 request on the edge's API listener; the response's status and body.
-fn http(api: SocketAddr, method: &str, path: &str, key: Option<&str>, body: Option<&str>) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect_timeout(&api, Duration::from_secs(2)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    let mut req = format!("{method} {path} HTTP/1.0\r\nHost: edge\r\n");
-    if let Some(k) = key {
-        req.push_str(&format!("Authorization: Bearer {k}\r\n"));
-    }
-    if let Some(b) = body {
-        req.push_str(&format!(
-            "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{b}",
-            b.len()
-        ));
-    } else {
-        req.push_str("\r\n");
-    }
-    s.write_all(req.as_bytes()).ok()?;
-    let mut out = Vec::new();
-    s.read_to_end(&mut out).ok()?;
-    let text = String::from_utf8_lossy(&out).into_owned();
-    let status = text.get(9..12)?.parse().ok()?;
-    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_owned();
-    Some((status, body))
+    EdgeProcess::spawn(&s.edge_bin, cfg, &dir.join("edge.log"))
 }
 
 fn wait_up(edge: &mut EdgeProcess, api: SocketAddr) -> bool {
@@ -324,15 +254,6 @@ fn metrics(api: SocketAddr) -> BTreeMap<String, f64> {
             Some((k.to_owned(), v.parse().ok()?))
         })
         .collect()
-}
-
-/// CPU time (user + system) the process has used, in clock ticks (100 a second on Linux).
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name (which is in parentheses and may hold spaces): utime is the 12th.
-    let rest = stat.rsplit_once(") ").map_or("", |(_, r)| r);
-    let f: Vec<u64> = rest.split(' ').map(|v| v.parse().unwrap_or(0)).collect();
-    f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -37,12 +37,15 @@
 //! that challenges; it fails unless every transfer put the caller's media on the trunk, every agent was
 //! told `200 OK` by NOTIFY and hung up, and every call ended.
 
+#[path = "../support/process.rs"]
+mod process;
+
+use process::{cpu_ticks, free_port, free_udp_port, http, EdgeProcess};
 use std::collections::{BinaryHeap, HashMap};
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -81,20 +84,6 @@ struct Settings {
     /// The bench's own sockets: carrier, agent, trunk SIP, then carrier, agent, trunk RTP, then two for
     /// the loopback floor, at consecutive ports from here (or free ports in the smoke test).
     ports: [u16; 8],
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map_or(0, |a| a.port())
-}
-
-/// A port free for both UDP and TCP on 127.0.0.1.
-fn free_udp_port(fallback: u16) -> u16 {
-    (0..20)
-        .map(|_| free_port())
-        .find(|p| *p != 0 && UdpSocket::bind(("127.0.0.1", *p)).is_ok())
-        .unwrap_or(fallback)
 }
 
 impl Settings {
@@ -157,27 +146,6 @@ impl Settings {
 // ---------------------------------------------------------------------------------------------
 // The edge process and its API (as benches/flood/udp_invite.rs)
 
-struct EdgeProcess {
-    child: Child,
-    config: PathBuf,
-}
-
-impl Drop for EdgeProcess {
-    fn drop(&mut self) {
-        if let Some(pid) = rustix::process::Pid::from_raw(self.child.id() as i32) {
-            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-        }
-        for _ in 0..50 {
-            if matches!(self.child.try_wait(), Ok(Some(_))) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn start_edge(s: &Settings, dir: &Path) -> std::io::Result<EdgeProcess> {
     let cfg = dir.join("edge.toml");
     std::fs::write(
@@ -202,40 +170,7 @@ fn start_edge(s: &Settings, dir: &Path) -> std::io::Result<EdgeProcess> {
             cps = s.cps,
         ),
     )?;
-    let log = std::fs::File::create(dir.join("edge.log"))?;
-    let child = Command::new(&s.edge_bin)
-        .args(["serve", "--config"])
-        .arg(&cfg)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .spawn()?;
-    Ok(EdgeProcess { child, config: cfg })
-}
-
-/// One HTTP/1.0 request on the edge's API listener; the response's status and body.
-fn http(api: SocketAddr, method: &str, path: &str, key: Option<&str>, body: Option<&str>) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect_timeout(&api, Duration::from_secs(2)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    let mut req = format!("{method} {path} HTTP/1.0\r\nHost: edge\r\n");
-    if let Some(k) = key {
-        req.push_str(&format!("Authorization: Bearer {k}\r\n"));
-    }
-    if let Some(b) = body {
-        req.push_str(&format!(
-            "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{b}",
-            b.len()
-        ));
-    } else {
-        req.push_str("\r\n");
-    }
-    s.write_all(req.as_bytes()).ok()?;
-    let mut out = Vec::new();
-    s.read_to_end(&mut out).ok()?;
-    let text = String::from_utf8_lossy(&out).into_owned();
-    let status = text.get(9..12)?.parse().ok()?;
-    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_owned();
-    Some((status, body))
+    EdgeProcess::spawn(&s.edge_bin, cfg, &dir.join("edge.log"))
 }
 
 fn wait_up(edge: &mut EdgeProcess, api: SocketAddr) -> bool {
@@ -289,14 +224,6 @@ fn provision(s: &Settings, edge: &EdgeProcess, api: SocketAddr) -> Result<(), St
         Some((st, body)) => Err(format!("POST /v1/phone-numbers: {st} {body}")),
         None => Err("POST /v1/phone-numbers: no answer".to_owned()),
     }
-}
-
-/// CPU time (user + system) the process has used, in clock ticks (100 a second on Linux).
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let rest = stat.rsplit_once(") ").map_or("", |(_, r)| r);
-    let f: Vec<u64> = rest.split(' ').map(|v| v.parse().unwrap_or(0)).collect();
-    f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0)
 }
 
 // ---------------------------------------------------------------------------------------------
