@@ -695,6 +695,18 @@ pub(super) fn uri_hostport(sip_uri: &str) -> Result<String, NotSipUri> {
 mod tests {
     use super::*;
 
+    /// A flood of refusals makes a bounded number of records: the burst, then the rate.
+    #[test]
+    fn refusal_records_are_bounded_by_a_rate() {
+        let mut b = RefusalBudget::default();
+        let t0 = Instant::now();
+        let burst = (0..1_000).filter(|_| b.take(t0)).count();
+        assert_eq!(burst as f64, REFUSAL_RECORDS_BURST);
+        let later = t0 + std::time::Duration::from_millis(500);
+        let refilled = (0..1_000).filter(|_| b.take(later)).count();
+        assert_eq!(refilled as f64, REFUSAL_RECORDS_PER_S / 2.0);
+    }
+
     #[test]
     fn agent_hostport_is_never_made_up() {
         assert_eq!(uri_hostport("sip:agent@192.0.2.4:5070").unwrap(), "192.0.2.4:5070");
