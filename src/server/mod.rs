@@ -219,16 +219,19 @@ pub async fn open_store(cfg: &Config) -> anyhow::Result<Store> {
 const NODE_HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// At a node's start: closes the records it left live ([`Store::close_left_live`], as of the last time it
-/// was seen alive) and records its start.
+/// was seen alive) and records its start. On SQLite, which one edge uses alone, every live record is a
+/// leftover whatever its node ([`Store::close_every_left_live`]: records stored before nodes were named,
+/// or under a host name that has changed since); on PostgreSQL only this node's are.
 async fn close_left_live(store: &Store, node: &str) -> anyhow::Result<()> {
     let seen = store
         .node(node)
         .await
         .context("reading this node's last heartbeat ([node] id)")?;
-    let closed = store
-        .close_left_live(node, seen.map(|s| s.last_seen_at_ms))
-        .await
-        .context("closing the call records this node left live")?;
+    let closed = match store.backend() {
+        edge_store::Backend::Sqlite => store.close_every_left_live().await,
+        edge_store::Backend::Postgres => store.close_left_live(node, seen.map(|s| s.last_seen_at_ms)).await,
+    }
+    .context("closing the call records this node left live")?;
     if closed > 0 {
         tracing::warn!(
             node,

@@ -93,27 +93,56 @@ impl Store {
     /// of `last_seen_ms`, the last time it was seen alive ([`closed`] says how); records of other nodes are
     /// untouched. Run by a node at its start, before it takes calls. The number of records closed.
     pub async fn close_left_live(&self, node: &str, last_seen_ms: Option<i64>) -> Result<u64> {
-        let sql = concat!(
+        self.close_live(Some(node), |_| last_seen_ms).await
+    }
+
+    /// Closes every live record, whatever node made it (or none: records stored before nodes were named),
+    /// each as of the last time its node was seen alive. For a store only one edge uses (SQLite: a file per
+    /// edge), where at start every live record is a leftover, even one of a node id since changed (a host
+    /// name that changed with the container). Run before the edge takes calls.
+    pub async fn close_every_left_live(&self) -> Result<u64> {
+        let rows = sqlx::query("SELECT id, last_seen_at FROM nodes")
+            .fetch_all(&self.pool)
+            .await?;
+        let mut seen = std::collections::HashMap::with_capacity(rows.len());
+        for r in &rows {
+            seen.insert(r.try_get::<String, _>("id")?, r.try_get::<i64, _>("last_seen_at")?);
+        }
+        self.close_live(None, |rec| rec.node.as_ref().and_then(|n| seen.get(n)).copied())
+            .await
+    }
+
+    /// The live records of `node` (or of every node), closed in batches as [`closed`] says, each as of
+    /// `last_seen(record)`.
+    async fn close_live(&self, node: Option<&str>, last_seen: impl Fn(&CallRecord) -> Option<i64>) -> Result<u64> {
+        let of_node = concat!(
             "SELECT ",
             call_cols!(),
             ", updated_at FROM calls WHERE node = $1 AND ended_at IS NULL AND id > $2 ORDER BY id LIMIT $3"
         );
+        let of_all = concat!(
+            "SELECT ",
+            call_cols!(),
+            ", updated_at FROM calls WHERE ended_at IS NULL AND id > $1 ORDER BY id LIMIT $2"
+        );
         let mut after = String::new();
         let mut total = 0u64;
         loop {
-            let rows = sqlx::query(sql)
-                .bind(node)
-                .bind(&after)
-                .bind(CLOSE_BATCH as i64)
-                .fetch_all(&self.pool)
-                .await?;
+            let q = match node {
+                Some(n) => sqlx::query(of_node).bind(n),
+                None => sqlx::query(of_all),
+            };
+            let rows = q.bind(&after).bind(CLOSE_BATCH as i64).fetch_all(&self.pool).await?;
             let Some(last) = rows.last() else { break };
             after = last.try_get("id")?;
             let mut recs = Vec::with_capacity(rows.len());
             for row in &rows {
                 let updated: i64 = row.try_get("updated_at")?;
                 match crate::call_log::call_from_row(row) {
-                    Ok(rec) => recs.push(closed(rec, last_seen_ms, updated)),
+                    Ok(rec) => {
+                        let seen = last_seen(&rec);
+                        recs.push(closed(rec, seen, updated));
+                    }
                     Err(e) => {
                         // A row this version cannot read is still closed, by its columns alone.
                         let id: String = row.try_get("id")?;

@@ -384,3 +384,44 @@ async fn restart_closes_what_the_node_left_live(fx: &Fixture) {
     assert_eq!(fx.store.node("edge-b").await.unwrap(), None);
 }
 on_both_backends!(restart_closes_what_the_node_left_live);
+
+/// A store one edge uses alone (SQLite): at start every live record is a leftover, whatever node made it
+/// (none, before nodes were named; another id, after the host name changed), each ended as of its own
+/// node's last heartbeat, else its last write. Ended records stay as they are.
+async fn a_lone_edge_closes_every_live_record(fx: &Fixture) {
+    let acc = account(fx).await;
+    let b_seen = edge_store::now_ms() + 3_600_000;
+    fx.store.node_started("edge-b", 1_000).await.unwrap();
+    fx.store.node_seen("edge-b", b_seen).await.unwrap();
+    let mut of_b = answered(started("call_b", &acc, "+14155551234", "phn_a", 2_000));
+    of_b.node = Some("edge-b".into());
+    let mut unnamed = started("call_unnamed", &acc, "+14155551234", "phn_a", 2_100);
+    unnamed.node = None;
+    let mut of_gone = started("call_gone", &acc, "+14155551234", "phn_a", 2_200);
+    of_gone.node = Some("host-that-was".into());
+    let done = ended(answered(started("call_done", &acc, "+14155551234", "phn_a", 1_500)));
+    fx.store
+        .upsert_calls(&[of_b.clone(), unnamed.clone(), of_gone.clone(), done.clone()])
+        .await
+        .unwrap();
+    let before_close = edge_store::now_ms();
+
+    assert_eq!(fx.store.close_every_left_live().await.unwrap(), 3);
+    let get = |id: &'static str| {
+        let acc = acc.clone();
+        async move { fx.store.get_call(&acc, id).await.unwrap().unwrap() }
+    };
+    let b = get("call_b").await;
+    assert_eq!((b.status, b.ended_at_ms), (CallStatus::Completed, Some(b_seen)));
+    for id in ["call_unnamed", "call_gone"] {
+        let r = get(id).await;
+        assert_eq!(r.status, CallStatus::Failed, "{r:?}");
+        assert_eq!(r.end_reason.as_deref(), Some("edge restarted"));
+        // No heartbeat of its node: ended at its own last write.
+        let ended = r.ended_at_ms.unwrap();
+        assert!(ended >= r.created_at_ms && ended <= before_close, "{r:?}");
+    }
+    assert_eq!(get("call_done").await, done);
+    assert_eq!(fx.store.close_every_left_live().await.unwrap(), 0);
+}
+on_both_backends!(a_lone_edge_closes_every_live_record);
