@@ -1207,3 +1207,151 @@ async fn t_store_call(dir: &tempfile::TempDir, account: &str, id: &str) -> edge_
     store.close().await;
     rec
 }
+
+/// Issue 21 with a real `kill -9`: the built binary, killed with SIGKILL while a call rings, leaves the
+/// record `ringing` (nothing ran to end it); started again on the same data directory it closes it as
+/// "edge restarted", ended no later than the kill.
+#[tokio::test]
+async fn a_sigkilled_binary_closes_its_live_record_when_it_starts_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.local_addr().unwrap().port()
+    };
+    let path = dir.path().join("edge.toml");
+    // RTP between start_edge's ranges (20000-32199) and the kernel's ephemeral ports (32768-).
+    std::fs::write(
+        &path,
+        format!(
+            "[node]\nid = \"edge-bin\"\n[sip]\nudp = \"127.0.0.1:{port}\"\ntcp = \"off\"\n[api]\nlisten = \"off\"\n\
+             [media]\nbind_ip = \"127.0.0.1\"\npublic_ip = \"127.0.0.1\"\nrtp_ports = \"32300-32399\"\n\
+             [routing]\nagent_ring_timeout_s = 60\n[storage]\ndata_dir = {:?}\n[log]\nlevel = \"warn\"\n\
+             [[carriers]]\nname = \"loopback\"\nallow = [\"127.0.0.0/8\"]\n\
+             [security]\ninternal_targets = [\"127.0.0.0/8\"]\n",
+            dir.path().join("data").display().to_string()
+        ),
+    )
+    .unwrap();
+    let cfg = oneinbox_edge::config::Config::load(&path).unwrap();
+    let slow = Agent::spawn(Mode::RingForever).await;
+    let (account, number_id) = {
+        let store = oneinbox_edge::server::open_store(&cfg).await.unwrap();
+        let (account, _) = store.create_api_key(None, "tests").await.unwrap();
+        let agent = store
+            .create_agent(
+                &account,
+                edge_store::NewAgent {
+                    name: "slow".into(),
+                    sip_uri: format!("sip:slow@{}", slow.addr),
+                    max_concurrent_calls: 5,
+                    voicemail_message: None,
+                    status: AgentStatus::Active,
+                    sip_username: None,
+                    sip_password: None,
+                },
+            )
+            .await
+            .unwrap();
+        let number = store
+            .create_number(
+                &account,
+                edge_store::NewNumber {
+                    phone_number: DID.into(),
+                    friendly_name: None,
+                    agent_id: agent.id.clone(),
+                    provider: edge_store::Provider::Local,
+                    source: edge_store::NumberSource::Purchased,
+                    provider_ref: None,
+                    inbound_routing: Some(edge_store::InboundRouting {
+                        agent_id: Some(agent.id),
+                        ..Default::default()
+                    }),
+                    provider_config: None,
+                },
+            )
+            .await
+            .unwrap();
+        store.close().await;
+        (account, number.id)
+    };
+    let serve = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_oneinbox-edge"))
+            .args(["serve", "--config"])
+            .arg(&path)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let store = oneinbox_edge::server::open_store(&cfg).await.unwrap();
+    let of_number = edge_store::CallFilter {
+        phone_number_id: Some(number_id.clone()),
+        ..Default::default()
+    };
+    let mut first = serve();
+    let edge: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let c = Carrier::new(edge, DID).await;
+    // The binary is up once it answers (the same INVITE again until then: retransmissions).
+    let mut up = false;
+    for _ in 0..100 {
+        c.invite().await;
+        if c.recv(Duration::from_millis(100)).await.is_some() {
+            up = true;
+            break;
+        }
+    }
+    assert!(up, "the edge never answered");
+    slow.expect(Method::Invite, S).await;
+    let mut ringing = None;
+    for _ in 0..100 {
+        let got = store
+            .list_calls(&account, of_number.clone(), 1, None)
+            .await
+            .unwrap()
+            .items
+            .pop();
+        if got
+            .as_ref()
+            .is_some_and(|r| r.status == edge_store::CallStatus::Ringing)
+        {
+            ringing = got;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let ringing = ringing.expect("a ringing record");
+    assert_eq!(ringing.node.as_deref(), Some("edge-bin"));
+
+    first.kill().unwrap(); // SIGKILL
+    first.wait().unwrap();
+    let killed_at = edge_store::now_ms();
+    let still = store.get_call(&account, &ringing.id).await.unwrap().unwrap();
+    assert_eq!(
+        still.status,
+        edge_store::CallStatus::Ringing,
+        "SIGKILL: nothing ended the call"
+    );
+
+    let mut second = serve();
+    let mut closed = None;
+    for _ in 0..250 {
+        let r = store.get_call(&account, &ringing.id).await.unwrap().unwrap();
+        if r.ended_at_ms.is_some() {
+            closed = Some(r);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    second.kill().unwrap();
+    second.wait().unwrap();
+    store.close().await;
+    let closed = closed.expect("the restarted edge closed the record");
+    assert_eq!(closed.status, edge_store::CallStatus::Failed);
+    assert_eq!(closed.end_reason.as_deref(), Some("edge restarted"));
+    let ended = closed.ended_at_ms.unwrap();
+    assert!(
+        ended >= closed.created_at_ms && ended <= killed_at,
+        "ended {ended}, created {}, killed {killed_at}",
+        closed.created_at_ms
+    );
+}
