@@ -231,6 +231,8 @@ async fn metrics_text(State(s): State<OpsState>, headers: axum::http::HeaderMap)
     c("edge_failovers_total", &s.calls.failovers);
     c("edge_call_records_dropped_total", &s.calls.records_dropped);
     c("edge_media_unavailable_total", &s.calls.media_unavailable);
+    c("edge_refusals_recorded_total", &s.calls.refusals_recorded);
+    c("edge_refusals_unrecorded_total", &s.calls.refusals_unrecorded);
     for (outcome, v) in [
         ("primary", &s.calls.answered_primary),
         ("fallback", &s.calls.answered_fallback),

@@ -429,6 +429,10 @@ async fn no_media_ports_is_503_and_counted() {
         .media_unavailable
         .load(std::sync::atomic::Ordering::Relaxed);
     assert_eq!(refused, 1);
+    // The refusal is on record for the operator: a failed call with the code the carrier got.
+    let rec = refused_record(&t).await;
+    assert_eq!(rec["sip_status"], 503, "{rec}");
+    assert_eq!(rec["end_reason"], "no media ports: media ports exhausted", "{rec}");
     wait_load(&t, &p, 1).await;
 
     first.cancel().await;
@@ -1052,4 +1056,302 @@ async fn agents_on_internal_addresses_are_not_called_unless_listed() {
     let _ = c.final_response(S).await;
     assert!(!primary.got(Method::Invite, Duration::from_millis(300)).await);
     assert!(!fallback.got(Method::Invite, Duration::from_millis(300)).await);
+}
+
+/// Polls `GET /v1/calls?status=failed` until a record shows; returns the newest.
+async fn refused_record(t: &common::TestEdge) -> serde_json::Value {
+    let mut last = String::new();
+    for _ in 0..100 {
+        let (code, body) = t.http("GET", "/v1/calls?status=failed", None).await;
+        assert_eq!(code, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        if let Some(c) = v["data"].as_array().and_then(|d| d.first()) {
+            return c.clone();
+        }
+        last = body;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("no failed record: {last}");
+}
+
+/// Issue 21: a carrier's INVITE the edge refuses leaves a record. An offer with no audio stream gets 488
+/// and a `failed` call with that status, why, the dialled number, the caller, the carrier and the node; a
+/// retransmission of it adds no row, and an INVITE for a number not served here none at all.
+#[tokio::test]
+async fn a_refused_carrier_invite_is_recorded() {
+    let t = start_edge(|c| c.node_id = "edge-r".into()).await;
+    let agent = Agent::spawn(Mode::Answer).await;
+    let p = t.add_agent("a", &agent, 5, AgentStatus::Active).await;
+    let number_id = t.add_number(DID, &p, None).await;
+
+    let stranger = Carrier::new(t.sip(), "+14155550199").await;
+    stranger.invite().await;
+    let c = Carrier::new(t.sip(), DID).await;
+    // Same length, so Content-Length still holds: video only, nothing the edge relays.
+    let video = c
+        .invite_bytes()
+        .replace("m=audio 40000 RTP/AVP 0 101", "m=video 40000 RTP/AVP 0 101");
+    c.send(&video).await;
+    let fin = loop {
+        let m = c.recv(S).await.expect("an answer to the INVITE");
+        if m.status().is_some_and(|s| s >= 200) {
+            break m;
+        }
+    };
+    assert_eq!(fin.status(), Some(488));
+    c.send(&video).await;
+
+    let rec = refused_record(&t).await;
+    assert!(rec["id"].as_str().unwrap().starts_with("call_"), "{rec}");
+    assert_eq!(rec["status"], "failed");
+    assert_eq!(rec["sip_status"], 488);
+    let why = rec["end_reason"].as_str().unwrap();
+    assert!(why.starts_with("SDP not acceptable: "), "{rec}");
+    assert_eq!(rec["direction"], "inbound");
+    assert_eq!(rec["to"], DID);
+    assert_eq!(rec["phone_number_id"], number_id.as_str());
+    assert_eq!(rec["from"], "+12125550000");
+    assert_eq!(rec["carrier"], "loopback");
+    assert_eq!(rec["node"], "edge-r");
+    assert!(rec["hops"].as_array().unwrap().is_empty());
+    assert_eq!(rec["created_at"], rec["ended_at"]);
+    assert!(!agent.got(Method::Invite, Duration::from_millis(200)).await);
+    let (code, body) = t.http("GET", "/v1/calls", None).await;
+    assert_eq!(code, 200);
+    let all: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        all["data"].as_array().unwrap().len(),
+        1,
+        "one row: the retransmission rewrote it and the stranger's number made none: {all}"
+    );
+}
+
+/// Issue 21: records a killed edge left live are closed at its next start, before it takes calls: the
+/// ringing call `failed`, the answered one `completed` (hung up by the edge), both "edge restarted" and
+/// ended when the node was last seen alive; each names the node.
+#[tokio::test]
+async fn a_killed_edge_closes_its_live_records_when_it_starts_again() {
+    let tweak = |c: &mut oneinbox_edge::config::Config| {
+        c.node_id = "edge-k".into();
+        c.agent_ring_timeout = Duration::from_secs(30);
+    };
+    let t = common::start_edge_at(tempfile::tempdir().unwrap(), tweak).await;
+    let slow = Agent::spawn(Mode::RingForever).await;
+    let answers = Agent::spawn(Mode::Answer).await;
+    let ps = t.add_agent("slow", &slow, 5, AgentStatus::Active).await;
+    let pa = t.add_agent("answers", &answers, 5, AgentStatus::Active).await;
+    let ringing_number = t.add_number(DID, &ps, None).await;
+    const DID2: &str = "+14155550101";
+    let answered_number = t.add_number(DID2, &pa, None).await;
+
+    let ringing_call = Carrier::new(t.sip(), DID).await;
+    ringing_call.invite().await;
+    slow.expect(Method::Invite, S).await;
+    let ringing = record_with_status(&t, &ringing_number, "ringing").await;
+    let mut answered_call = Carrier::new(t.sip(), DID2).await;
+    answered_call.invite().await;
+    let (_, ok) = answered_call.final_response(S).await;
+    assert_eq!(ok.status(), Some(200));
+    answered_call.ack(&ok).await;
+    let answered = record_with_status(&t, &answered_number, "in-progress").await;
+    assert_eq!(ringing["node"], "edge-k");
+    assert_eq!(answered["node"], "edge-k");
+
+    let (account, key) = (t.account.clone(), t.api_key.clone());
+    let dir = t.kill().await;
+    let still = t_store_call(&dir, &account, ringing["id"].as_str().unwrap()).await;
+    assert_eq!(
+        still.status,
+        edge_store::CallStatus::Ringing,
+        "killed: nothing was ended"
+    );
+
+    let before_restart = edge_store::now_ms();
+    let mut t = common::start_edge_at(dir, tweak).await;
+    t.account = account;
+    t.api_key = key;
+    let r = t.final_call(ringing["id"].as_str().unwrap(), S).await;
+    assert_eq!(r["status"], "failed", "{r}");
+    assert_eq!(r["end_reason"], "edge restarted", "{r}");
+    assert!(r["hangup_by"].is_null(), "{r}");
+    assert_eq!(r["node"], "edge-k");
+    let a = t.final_call(answered["id"].as_str().unwrap(), S).await;
+    assert_eq!(a["status"], "completed", "{a}");
+    assert_eq!(a["end_reason"], "edge restarted", "{a}");
+    assert_eq!(a["hangup_by"], "edge", "{a}");
+    assert_eq!(a["answered_at"], answered["answered_at"]);
+    // Ended when last seen alive: after the call began, before the restart.
+    for (id, rec) in [(&r["id"], &ringing), (&a["id"], &answered)] {
+        let stored = t
+            .edge
+            .store
+            .get_call(&t.account, id.as_str().unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        let ended = stored.ended_at_ms.unwrap();
+        assert!(
+            ended >= stored.created_at_ms && ended <= before_restart,
+            "{rec}: ended {ended}, restart {before_restart}"
+        );
+    }
+    let node = t.edge.store.node("edge-k").await.unwrap().unwrap();
+    assert!(node.started_at_ms >= before_restart, "{node:?}");
+}
+
+/// A call record read straight from the store under `dir` (no edge running).
+async fn t_store_call(dir: &tempfile::TempDir, account: &str, id: &str) -> edge_store::CallRecord {
+    let cfg = oneinbox_edge::config::Config::for_tests(dir.path());
+    let store = oneinbox_edge::server::open_store(&cfg).await.unwrap();
+    let rec = store.get_call(account, id).await.unwrap().unwrap();
+    store.close().await;
+    rec
+}
+
+/// Issue 21 with a real `kill -9`: the built binary, killed with SIGKILL while a call rings, leaves the
+/// record `ringing` (nothing ran to end it); started again on the same data directory it closes it as
+/// "edge restarted", ended no later than the kill.
+#[tokio::test]
+async fn a_sigkilled_binary_closes_its_live_record_when_it_starts_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.local_addr().unwrap().port()
+    };
+    let path = dir.path().join("edge.toml");
+    // RTP between start_edge's ranges (20000-32199) and the kernel's ephemeral ports (32768-).
+    std::fs::write(
+        &path,
+        format!(
+            "[node]\nid = \"edge-bin\"\n[sip]\nudp = \"127.0.0.1:{port}\"\ntcp = \"off\"\n[api]\nlisten = \"off\"\n\
+             [media]\nbind_ip = \"127.0.0.1\"\npublic_ip = \"127.0.0.1\"\nrtp_ports = \"32300-32399\"\n\
+             [routing]\nagent_ring_timeout_s = 60\n[storage]\ndata_dir = {:?}\n[log]\nlevel = \"warn\"\n\
+             [[carriers]]\nname = \"loopback\"\nallow = [\"127.0.0.0/8\"]\n\
+             [security]\ninternal_targets = [\"127.0.0.0/8\"]\n",
+            dir.path().join("data").display().to_string()
+        ),
+    )
+    .unwrap();
+    let cfg = oneinbox_edge::config::Config::load(&path).unwrap();
+    let slow = Agent::spawn(Mode::RingForever).await;
+    let (account, number_id) = {
+        let store = oneinbox_edge::server::open_store(&cfg).await.unwrap();
+        let (account, _) = store.create_api_key(None, "tests").await.unwrap();
+        let agent = store
+            .create_agent(
+                &account,
+                edge_store::NewAgent {
+                    name: "slow".into(),
+                    sip_uri: format!("sip:slow@{}", slow.addr),
+                    max_concurrent_calls: 5,
+                    voicemail_message: None,
+                    status: AgentStatus::Active,
+                    sip_username: None,
+                    sip_password: None,
+                },
+            )
+            .await
+            .unwrap();
+        let number = store
+            .create_number(
+                &account,
+                edge_store::NewNumber {
+                    phone_number: DID.into(),
+                    friendly_name: None,
+                    agent_id: agent.id.clone(),
+                    provider: edge_store::Provider::Local,
+                    source: edge_store::NumberSource::Purchased,
+                    provider_ref: None,
+                    inbound_routing: Some(edge_store::InboundRouting {
+                        agent_id: Some(agent.id),
+                        ..Default::default()
+                    }),
+                    provider_config: None,
+                },
+            )
+            .await
+            .unwrap();
+        store.close().await;
+        (account, number.id)
+    };
+    let serve = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_oneinbox-edge"))
+            .args(["serve", "--config"])
+            .arg(&path)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let store = oneinbox_edge::server::open_store(&cfg).await.unwrap();
+    let of_number = edge_store::CallFilter {
+        phone_number_id: Some(number_id.clone()),
+        ..Default::default()
+    };
+    let mut first = serve();
+    let edge: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let c = Carrier::new(edge, DID).await;
+    // The binary is up once it answers (the same INVITE again until then: retransmissions).
+    let mut up = false;
+    for _ in 0..100 {
+        c.invite().await;
+        if c.recv(Duration::from_millis(100)).await.is_some() {
+            up = true;
+            break;
+        }
+    }
+    assert!(up, "the edge never answered");
+    slow.expect(Method::Invite, S).await;
+    let mut ringing = None;
+    for _ in 0..100 {
+        let got = store
+            .list_calls(&account, of_number.clone(), 1, None)
+            .await
+            .unwrap()
+            .items
+            .pop();
+        if got
+            .as_ref()
+            .is_some_and(|r| r.status == edge_store::CallStatus::Ringing)
+        {
+            ringing = got;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let ringing = ringing.expect("a ringing record");
+    assert_eq!(ringing.node.as_deref(), Some("edge-bin"));
+
+    first.kill().unwrap(); // SIGKILL
+    first.wait().unwrap();
+    let killed_at = edge_store::now_ms();
+    let still = store.get_call(&account, &ringing.id).await.unwrap().unwrap();
+    assert_eq!(
+        still.status,
+        edge_store::CallStatus::Ringing,
+        "SIGKILL: nothing ended the call"
+    );
+
+    let mut second = serve();
+    let mut closed = None;
+    for _ in 0..250 {
+        let r = store.get_call(&account, &ringing.id).await.unwrap().unwrap();
+        if r.ended_at_ms.is_some() {
+            closed = Some(r);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    second.kill().unwrap();
+    second.wait().unwrap();
+    store.close().await;
+    let closed = closed.expect("the restarted edge closed the record");
+    assert_eq!(closed.status, edge_store::CallStatus::Failed);
+    assert_eq!(closed.end_reason.as_deref(), Some("edge restarted"));
+    let ended = closed.ended_at_ms.unwrap();
+    assert!(
+        ended >= closed.created_at_ms && ended <= killed_at,
+        "ended {ended}, created {}, killed {killed_at}",
+        closed.created_at_ms
+    );
 }

@@ -213,6 +213,37 @@ async fn full_transaction_table_answers_503_with_retry_after() {
     }
     assert_eq!(codes.iter().filter(|c| **c == 200).count(), 100);
     assert_eq!(codes.iter().filter(|c| **c == 503).count(), 20);
+
+    // A carrier's INVITE for a number served here, refused for the full table, is on record (issue 21).
+    let agent = common::Agent::spawn(common::Mode::Answer).await;
+    let p = t.add_agent("a", &agent, 5, edge_store::AgentStatus::Active).await;
+    let number_id = t.add_number("+14155550100", &p, None).await;
+    let c = common::Carrier::new(t.sip(), "+14155550100").await;
+    c.invite().await;
+    let refused = c.recv(Duration::from_secs(2)).await.expect("an answer to the INVITE");
+    assert_eq!(refused.status(), Some(503));
+    let path = format!("/v1/calls?phone_number_id={number_id}");
+    let mut body = String::new();
+    for _ in 0..100 {
+        let (code, b) = t.http("GET", &path, None).await;
+        assert_eq!(code, 200, "{b}");
+        body = b;
+        if body.contains("transaction table full") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let rec = &v["data"][0];
+    assert_eq!(rec["status"], "failed", "{v}");
+    assert_eq!(rec["sip_status"], 503, "{v}");
+    assert_eq!(rec["end_reason"], "transaction table full", "{v}");
+    assert_eq!(rec["to"], "+14155550100", "{v}");
+    assert!(
+        !agent
+            .got(sip_core::message::Method::Invite, Duration::from_millis(100))
+            .await
+    );
 }
 
 /// Carriers only at 127.0.0.1, agent networks at 127.0.2.0/24: 127.0.1.x are strangers.

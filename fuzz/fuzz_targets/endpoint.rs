@@ -102,6 +102,7 @@ fn build_endpoint(start: Instant) -> Endpoint {
             warn_agent: "203.0.113.1".into(),
             outbound: cfg.outbound.clone(),
             targets: Default::default(),
+            node: Arc::from(cfg.node_id.as_str()),
         },
         index.clone(),
         None,

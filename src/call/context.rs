@@ -31,6 +31,8 @@ pub struct CallConfig {
     /// Internal ranges agents and trunks may resolve to (`[security] internal_targets`); every
     /// other internal address is refused after DNS, so a name cannot be re-pointed at one.
     pub targets: edge_contract::TargetPolicy,
+    /// This edge node's id (`[node] id`), written on every call record it makes.
+    pub node: Arc<str>,
 }
 
 /// What the endpoint must answer for a new INVITE the controller did not take.
@@ -39,6 +41,8 @@ pub struct Reject {
     pub code: u16,
     pub reason: &'static str,
     pub headers: Vec<(&'static str, String)>,
+    /// Why, in the words a carrier's refused INVITE is recorded with; `None`: the code and reason phrase.
+    pub why: Option<crate::call::outcome::Refusal>,
 }
 
 /// Counters for /metrics.
@@ -54,6 +58,11 @@ pub struct CallStats {
     pub records_dropped: AtomicU64,
     /// New calls refused with 503 because no media port pair could be bound (range or open files used up).
     pub media_unavailable: AtomicU64,
+    /// Carriers' INVITEs refused for a number served here and recorded as `failed` calls.
+    pub refusals_recorded: AtomicU64,
+    /// Such refusals not recorded: past the rate a shard records them at (a flood of refusals must not
+    /// become a flood of rows).
+    pub refusals_unrecorded: AtomicU64,
 }
 
 /// What the store must keep, in the order produced.

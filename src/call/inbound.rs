@@ -13,11 +13,12 @@ use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Instant;
 
 use crate::call::context::{Ctx, Reject};
 use crate::call::media::{MediaRelay, Side};
 use crate::call::outbound::{ResolveJob, TrunkTarget};
-use crate::call::outcome::{Direction, Ending, HopOutcome, Unavailable};
+use crate::call::outcome::{Direction, Ending, HopOutcome, Refusal, Unavailable};
 use crate::call::registry::CallController;
 use crate::call::state::{ALeg, BLeg, Call, CallId, CallKind, ClientRef, LegTarget, TimerKind};
 use crate::call::{dialed, leg};
@@ -44,6 +45,7 @@ impl CallController {
                     code: 404,
                     reason: "Not Found",
                     headers: vec![("Warning", self.warning(&e.to_string()))],
+                    why: None,
                 });
             }
         };
@@ -53,6 +55,7 @@ impl CallController {
                 code: 404,
                 reason: "Not Found",
                 headers: vec![("Warning", self.warning(&format!("{did} is not a number served here")))],
+                why: None,
             });
         };
         let Some(inbound) = number.inbound_routing.clone() else {
@@ -64,6 +67,7 @@ impl CallController {
                     "Warning",
                     self.warning(&format!("{did} is outbound-only: it has no inbound_routing")),
                 )],
+                why: Some(Refusal::NoInboundRouting),
             });
         };
         let from = invite.from().ok();
@@ -101,6 +105,7 @@ impl CallController {
             answered_at_ms: None,
             ended_at_ms: None,
             error: None,
+            node: Some(self.cfg.node.to_string()),
         };
         let (relay, b_offer) = self.anchor_offer(&record.id, &invite)?;
         tracing::debug!(call = %record.id, sip_call_id = %a_call_id, carrier, to = %record.to, "inbound call");
@@ -146,6 +151,7 @@ impl CallController {
                     ("Retry-After", "5".into()),
                     ("Warning", self.warning(e.warning)),
                 ],
+                why: Some(Refusal::NoMediaPorts(e.warning.to_string())),
             }
         })?;
         match relay.anchor_sdp(Side::A, invite.body()) {
@@ -161,6 +167,11 @@ impl CallController {
                         "Bad Request"
                     },
                     headers: vec![("Warning", self.warning(&format!("SDP offer: {e}")))],
+                    why: Some(if code == 488 {
+                        Refusal::SdpNotAcceptable(e.to_string())
+                    } else {
+                        Refusal::SdpUnreadable(e.to_string())
+                    }),
                 })
             }
         }
@@ -488,6 +499,125 @@ impl CallController {
     }
 }
 
+/// Refused carriers' INVITEs a shard records per second at most, after a first burst of
+/// [`REFUSAL_RECORDS_BURST`]: a carrier flooding a full edge makes that many rows, not one per INVITE
+/// (the rest are counted in `edge_refusals_unrecorded_total`).
+pub(super) const REFUSAL_RECORDS_PER_S: f64 = 200.0;
+pub(super) const REFUSAL_RECORDS_BURST: f64 = 400.0;
+
+/// The token bucket of [`REFUSAL_RECORDS_PER_S`].
+#[derive(Debug)]
+pub(super) struct RefusalBudget {
+    tokens: f64,
+    at: Option<Instant>,
+}
+
+impl Default for RefusalBudget {
+    fn default() -> Self {
+        RefusalBudget {
+            tokens: REFUSAL_RECORDS_BURST,
+            at: None,
+        }
+    }
+}
+
+impl RefusalBudget {
+    /// True when one more record fits now.
+    fn take(&mut self, now: Instant) -> bool {
+        if let Some(at) = self.at {
+            let refill = now.saturating_duration_since(at).as_secs_f64() * REFUSAL_RECORDS_PER_S;
+            self.tokens = (self.tokens + refill).min(REFUSAL_RECORDS_BURST);
+        }
+        self.at = Some(now);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+impl CallController {
+    /// A carrier's INVITE the edge refused with `code` (call control, the transaction layer or the core
+    /// checks did): when it dialled a number served here, a `failed` record of it (the code, why, the
+    /// dialled number, the caller, the carrier), so that operators see refusals. Bounded: a number lookup,
+    /// and records at most at [`REFUSAL_RECORDS_PER_S`]. A retransmission of the same INVITE (same Call-ID,
+    /// From tag and CSeq) makes the same record id, so it rewrites its row rather than add one.
+    pub fn record_refusal(
+        &mut self,
+        now: Instant,
+        wall_ms: i64,
+        invite: &Message,
+        carrier: &str,
+        code: u16,
+        why: Refusal,
+    ) {
+        let Ok(did) = dialed::dialed_number(invite, self.cfg.default_country_code.as_deref()) else {
+            return;
+        };
+        let Some(number) = self.index.lookup_number(&did) else {
+            return;
+        };
+        if !self.refusal_budget.take(now) {
+            self.stats.refusals_unrecorded.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let from = invite.from().ok();
+        let caller = from
+            .as_ref()
+            .and_then(|f| f.uri.user().map(|u| u.into_owned()))
+            .unwrap_or_else(|| "anonymous".into());
+        let caller_name = from
+            .as_ref()
+            .and_then(|f| f.display_name.as_ref().map(|d| d.to_string()));
+        let sip_call_id = invite.call_id().unwrap_or("").to_owned();
+        let from_tag = from.as_ref().and_then(|f| f.tag()).unwrap_or("");
+        let cseq = invite.header(&HeaderName::CSeq).unwrap_or("");
+        let id = self.refusal_record_id(&sip_call_id, from_tag, cseq);
+        tracing::debug!(call = %id, sip_call_id = %sip_call_id, carrier, to = %did, code, why = %why, "carrier INVITE refused");
+        let record = CallRecord {
+            id,
+            account_id: number.account_id.clone(),
+            direction: Direction::Inbound.as_str().into(),
+            carrier: carrier.to_owned(),
+            from: caller,
+            caller_name,
+            to: did,
+            phone_number_id: Some(number.number_id.clone()),
+            status: CallStatus::Failed,
+            answered_by: None,
+            agent_id: None,
+            hops: Vec::new(),
+            end_reason: Some(why.to_string()),
+            hangup_by: None,
+            sip_status: Some(code),
+            sip_call_id,
+            error: None,
+            created_at_ms: wall_ms,
+            answered_at_ms: None,
+            ended_at_ms: Some(wall_ms),
+            node: Some(self.cfg.node.to_string()),
+        };
+        self.stats.refusals_recorded.fetch_add(1, Ordering::Relaxed);
+        self.write_record(record);
+    }
+
+    /// `call_r` and 32 hex digits hashed from the INVITE's Call-ID, From tag and CSeq with a key drawn
+    /// once from the controller's entropy (so outsiders cannot aim at another call's id).
+    fn refusal_record_id(&mut self, call_id: &str, from_tag: &str, cseq: &str) -> String {
+        use std::hash::{Hash, Hasher};
+        let rng = &mut self.rng;
+        let key = *self.refusal_key.get_or_insert_with(|| [rng.next_u64(), rng.next_u64()]);
+        let half = |k: u64| {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            (k, call_id, from_tag, cseq).hash(&mut h);
+            h.finish()
+        };
+        format!("call_r{:016x}{:016x}", half(key[0]), half(key[1]))
+    }
+}
+
 /// Where an agent's `sip_uri` points: an address now, or a host name to resolve first.
 pub(super) enum AgentTarget {
     Ready(Peer),
@@ -564,6 +694,18 @@ pub(super) fn uri_hostport(sip_uri: &str) -> Result<String, NotSipUri> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A flood of refusals makes a bounded number of records: the burst, then the rate.
+    #[test]
+    fn refusal_records_are_bounded_by_a_rate() {
+        let mut b = RefusalBudget::default();
+        let t0 = Instant::now();
+        let burst = (0..1_000).filter(|_| b.take(t0)).count();
+        assert_eq!(burst as f64, REFUSAL_RECORDS_BURST);
+        let later = t0 + std::time::Duration::from_millis(500);
+        let refilled = (0..1_000).filter(|_| b.take(later)).count();
+        assert_eq!(refilled as f64, REFUSAL_RECORDS_PER_S / 2.0);
+    }
 
     #[test]
     fn agent_hostport_is_never_made_up() {

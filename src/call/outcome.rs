@@ -211,6 +211,39 @@ impl fmt::Display for Ending {
     }
 }
 
+/// Why the edge refused a carrier's INVITE for a number it serves: the `end_reason` of the `failed` record
+/// such a refusal leaves (its `sip_status` is the code the carrier got).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// The number is outbound-only.
+    NoInboundRouting,
+    /// No media port pair (or socket) for the call; the media engine's words.
+    NoMediaPorts(String),
+    /// The SDP offer has nothing the edge can relay (488), or cannot be read (400); the parser's words.
+    SdpNotAcceptable(String),
+    SdpUnreadable(String),
+    /// The transaction table was full (`sip.max_transactions`).
+    TransactionTableFull,
+    /// Any other refusal: the code and reason phrase the carrier got.
+    Answered {
+        code: u16,
+        reason: String,
+    },
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Refusal::NoInboundRouting => f.write_str("number has no inbound routing"),
+            Refusal::NoMediaPorts(why) => write!(f, "no media ports: {why}"),
+            Refusal::SdpNotAcceptable(why) => write!(f, "SDP not acceptable: {why}"),
+            Refusal::SdpUnreadable(why) => write!(f, "SDP offer unreadable: {why}"),
+            Refusal::TransactionTableFull => f.write_str("transaction table full"),
+            Refusal::Answered { code, reason } => write!(f, "refused: {code} {reason}"),
+        }
+    }
+}
+
 impl fmt::Display for HopOutcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -288,6 +321,36 @@ mod tests {
         for (ending, words, by) in cases {
             assert_eq!(ending.to_string(), words);
             assert_eq!(ending.hangup_by(), by, "{words}");
+        }
+    }
+
+    #[test]
+    fn refusals_say_why() {
+        let cases = [
+            (Refusal::NoInboundRouting, "number has no inbound routing"),
+            (
+                Refusal::NoMediaPorts("media ports exhausted".into()),
+                "no media ports: media ports exhausted",
+            ),
+            (
+                Refusal::SdpNotAcceptable("no audio stream".into()),
+                "SDP not acceptable: no audio stream",
+            ),
+            (
+                Refusal::SdpUnreadable("bad line".into()),
+                "SDP offer unreadable: bad line",
+            ),
+            (Refusal::TransactionTableFull, "transaction table full"),
+            (
+                Refusal::Answered {
+                    code: 415,
+                    reason: "Unsupported Media Type".into(),
+                },
+                "refused: 415 Unsupported Media Type",
+            ),
+        ];
+        for (r, words) in cases {
+            assert_eq!(r.to_string(), words);
         }
     }
 

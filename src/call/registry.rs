@@ -66,6 +66,10 @@ pub struct CallController {
     /// Where tags, Call-IDs, branches and record ids come from (`entropy.rs`): the OS-seeded CSPRNG, or
     /// a seeded source in tests.
     pub(super) rng: Box<dyn Entropy>,
+    /// How many refused carriers' INVITEs may still be recorded (`inbound::record_refusal`).
+    pub(super) refusal_budget: crate::call::inbound::RefusalBudget,
+    /// The key of refusal record ids, drawn from `rng` at the first refusal.
+    pub(super) refusal_key: Option<[u64; 2]>,
 }
 
 /// The `Reason` of the BYEs an edge shutting down sends.
@@ -133,6 +137,8 @@ impl CallController {
             late_order: VecDeque::new(),
             rng: Box::new(OsEntropy),
             metrics: VecDeque::new(),
+            refusal_budget: Default::default(),
+            refusal_key: None,
         }
     }
 

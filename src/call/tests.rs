@@ -129,6 +129,7 @@ impl Rig {
             warn_agent: "203.0.113.1".into(),
             outbound: cfg.outbound.clone(),
             targets: Default::default(),
+            node: Arc::from(cfg.node_id.as_str()),
         };
         Rig {
             ctl: CallController::new(

@@ -53,6 +53,14 @@ struct RawConfig {
     runtime: RawRuntime,
     admission: admission::RawAdmission,
     security: security::RawSecurity,
+    node: RawNode,
+}
+
+/// `[node]`: which edge this is, when several share a database.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawNode {
+    id: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -473,6 +481,10 @@ pub struct Config {
     pub security: SecuritySettings,
     /// `[api] public_sip_uri` (default `sip:voice.oneinbox.ai:5060`).
     pub public_sip_uri: String,
+    /// `[node] id`: this edge node's name, on every call record it makes and in the `nodes` table (its
+    /// heartbeat). Unique per node sharing a database: at start a node closes the records it left live.
+    /// Default: the host name, or `edge-1`.
+    pub node_id: String,
 }
 
 impl Config {
@@ -511,6 +523,18 @@ impl Config {
         // The text above is fixed and valid; a failure here is a bug in this function, caught by its test.
         Config::parse(Path::new("<tests>"), &text).unwrap_or_else(|e| panic!("test config: {e}"))
     }
+}
+
+/// `[node] id` when the host has no usable name.
+pub const DEFAULT_NODE_ID: &str = "edge-1";
+
+/// The host's name (Linux: `/proc/sys/kernel/hostname`; else `$HOSTNAME`).
+fn host_name() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
 }
 
 struct Validator<'a> {
@@ -555,6 +579,30 @@ impl Validator<'_> {
             return self.err(key, v.span(), format!("{n} is out of range {min}..={max}"));
         }
         Ok(n)
+    }
+
+    /// `[node] id`: 1-64 of `A-Z a-z 0-9 . _ -`; left out, the host name (cut to 64), else `edge-1`.
+    fn node_id(&self, raw: &RawNode) -> Result<String, ConfigError> {
+        let valid = |s: &str| {
+            !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        };
+        match &raw.id {
+            Some(v) => {
+                let s = v.get_ref().trim();
+                if !valid(s) {
+                    return self.err(
+                        "node.id",
+                        v.span(),
+                        format!("`{s}`: expected 1-64 characters of A-Z a-z 0-9 . _ -"),
+                    );
+                }
+                Ok(s.to_owned())
+            }
+            None => Ok(host_name()
+                .map(|h| h.chars().take(64).collect::<String>())
+                .filter(|h| valid(h))
+                .unwrap_or_else(|| DEFAULT_NODE_ID.to_owned())),
+        }
     }
 
     fn finish(&self, raw: RawConfig) -> Result<Config, ConfigError> {
@@ -767,6 +815,7 @@ impl Validator<'_> {
                 internal_targets: self.cidrs("security.internal_targets", &raw.security.internal_targets)?,
             },
             public_sip_uri: self.public_sip_uri(&raw.api)?,
+            node_id: self.node_id(&raw.node)?,
         })
     }
 }
@@ -1190,6 +1239,24 @@ mod tests {
         assert!(e.contains("security.internal_targets") && e.contains(":2:"), "{e}");
         let e = parse("[api]\nmetrics_token = \"short\"\n").unwrap_err().to_string();
         assert!(e.contains("api.metrics_token"), "{e}");
+    }
+
+    #[test]
+    fn node_id_is_named_or_the_host_name() {
+        assert_eq!(
+            parse("[node]\nid = \"edge-a.fra_1\"\n").unwrap().node_id,
+            "edge-a.fra_1"
+        );
+        let default = parse("").unwrap().node_id;
+        let host = host_name().unwrap_or_else(|| DEFAULT_NODE_ID.into());
+        assert!(
+            default == host || default == DEFAULT_NODE_ID,
+            "{default} is neither the host name {host} nor {DEFAULT_NODE_ID}"
+        );
+        for bad in ["", "a b", "edge/1", &"x".repeat(65)] {
+            let e = parse(&format!("\n[node]\nid = {bad:?}\n")).unwrap_err().to_string();
+            assert!(e.contains("node.id") && e.contains(":3:"), "{bad}: {e}");
+        }
     }
 
     #[test]

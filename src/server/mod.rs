@@ -108,6 +108,20 @@ impl Edge {
         tracing::info!("shutting down");
     }
 
+    /// Stops every task at once, as a killed process would: no call is ended, hung up or recorded as
+    /// ended, and the heartbeat stops (what the record writer already holds is still stored). For tests of
+    /// what a node's next start does with the records it left live.
+    #[doc(hidden)]
+    pub async fn abort(mut self) {
+        for t in self.engines.drain(..).chain(self.tasks.drain(..)) {
+            t.abort();
+            let _ = t.await;
+        }
+        if let Some(records) = self.records.take() {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(10), records).await;
+        }
+    }
+
     /// Stops every task: the engine first ends its calls (BYE, 503) and flushes, then the sockets close.
     pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
@@ -200,6 +214,64 @@ pub async fn open_store(cfg: &Config) -> anyhow::Result<Store> {
     Store::connect(store_cfg).await.context("opening the store")
 }
 
+/// How often a node tells the store it is alive: the `ended_at` of the records it leaves live when killed
+/// is at most this much before the kill.
+const NODE_HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// At a node's start: closes the records it left live ([`Store::close_left_live`], as of the last time it
+/// was seen alive) and records its start. On SQLite, which one edge uses alone, every live record is a
+/// leftover whatever its node ([`Store::close_every_left_live`]: records stored before nodes were named,
+/// or under a host name that has changed since); on PostgreSQL only this node's are.
+async fn close_left_live(store: &Store, node: &str) -> anyhow::Result<()> {
+    let seen = store
+        .node(node)
+        .await
+        .context("reading this node's last heartbeat ([node] id)")?;
+    let closed = match store.backend() {
+        edge_store::Backend::Sqlite => store.close_every_left_live().await,
+        edge_store::Backend::Postgres => store.close_left_live(node, seen.map(|s| s.last_seen_at_ms)).await,
+    }
+    .context("closing the call records this node left live")?;
+    if closed > 0 {
+        tracing::warn!(
+            node,
+            closed,
+            last_seen_ms = seen.map(|s| s.last_seen_at_ms),
+            "closed the call records this node left live when it last stopped (end_reason \"{}\")",
+            edge_store::EDGE_RESTARTED
+        );
+    } else {
+        tracing::info!(node, "no call records left live by this node");
+    }
+    store
+        .node_started(node, edge_store::now_ms())
+        .await
+        .context("recording this node's start")?;
+    Ok(())
+}
+
+/// The node's heartbeat, off the engine: `nodes.last_seen_at` every [`NODE_HEARTBEAT`].
+async fn node_heartbeat(store: Arc<Store>, node: String) {
+    let mut every = tokio::time::interval(NODE_HEARTBEAT);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
+    loop {
+        every.tick().await;
+        match store.node_seen(&node, edge_store::now_ms()).await {
+            Ok(()) if failing => {
+                failing = false;
+                tracing::info!(node, "node heartbeat stored again");
+            }
+            Ok(()) => {}
+            Err(e) if !failing => {
+                failing = true;
+                tracing::warn!(node, error = %e, "node heartbeat not stored (logged once until it is again)");
+            }
+            Err(_) => {}
+        }
+    }
+}
+
 /// Binds everything in `cfg` and starts serving.
 pub async fn start(cfg: Config) -> anyhow::Result<Edge> {
     // The metrics recorder first: the engine keeps counter handles, which must be the recorder's.
@@ -208,6 +280,9 @@ pub async fn start(cfg: Config) -> anyhow::Result<Edge> {
     let store = Arc::new(open_store(&cfg).await?);
     let index = store.index();
     let mut tasks = Vec::new();
+    // Before any call: what this node left live when it last stopped without ending its calls is closed,
+    // and from now on it says every few seconds that it is alive.
+    close_left_live(&store, &cfg.node_id).await?;
     // Several edges share one PostgreSQL: each reloads the routing index so that a write through another
     // node's API reaches this node's INVITEs within a few seconds (a node's own writes apply at once).
     if cfg.database_url.as_deref().is_some_and(|u| u.starts_with("postgres")) {
@@ -303,6 +378,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Edge> {
         warn_agent: warn_agent.clone(),
         outbound: cfg.outbound.clone(),
         targets: edge_contract::TargetPolicy::new(cfg.security.internal_targets.clone()),
+        node: Arc::from(cfg.node_id.as_str()),
     };
     let media_ctl = || {
         media.clone().map(|engine| -> Box<dyn CallMedia> {
@@ -543,6 +619,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Edge> {
         }
         None => None,
     };
+    tasks.push(tokio::spawn(node_heartbeat(store.clone(), cfg.node_id.clone())));
 
     Ok(Edge {
         sip_udp,

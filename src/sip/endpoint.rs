@@ -22,6 +22,7 @@ use sip_core::transaction::{Incoming, TransactionLayer, TxConfig, TxError, TxEve
 use super::admission::{AdmissionConfig, SourceClass};
 use super::agent_auth::AuthOutcome;
 use super::salvage;
+use crate::call::outcome::Refusal;
 use crate::call::{AgentOrigin, CallController, Ctx};
 use crate::shard::limits::{SharedAdmission, SharedAgentAuth};
 /// Bytes to put on the wire (the SIP core's type; re-exported here for call control).
@@ -349,7 +350,13 @@ impl Endpoint {
             Incoming::Absorbed { .. } => {
                 self.stats.retransmissions_absorbed.fetch_add(1, Ordering::Relaxed);
             }
-            Incoming::Rejected { msg, error } => self.rejected(source, link, &msg, &error),
+            Incoming::Rejected { msg, error } => {
+                let carrier = match &origin {
+                    Origin::Carrier(c) => Some(c.clone()),
+                    _ => None,
+                };
+                self.rejected(now, source, link, &msg, &error, carrier.as_deref())
+            }
             Incoming::Response { .. } | Incoming::StrayResponse { .. } => {}
         }
     }
@@ -370,6 +377,7 @@ impl Endpoint {
         }
         // INVITEs already got 100 Trying from the transaction layer (AutoTrying::Immediate), which stops
         // the carrier's retransmissions (Timer A) while we decide.
+        let mut why = None;
         let (code, reason, extra) = match self.core_answer(&method, &msg) {
             Some(answer) => answer,
             None => {
@@ -406,11 +414,15 @@ impl Endpoint {
                             code: 403,
                             reason: "Forbidden",
                             headers: vec![],
+                            why: None,
                         }),
                     };
                     match taken {
                         Ok(()) => return,
-                        Err(r) => (r.code, r.reason, r.headers),
+                        Err(r) => {
+                            why = r.why;
+                            (r.code, r.reason, r.headers)
+                        }
                     }
                 } else {
                     (481, "Call/Transaction Does Not Exist", vec![])
@@ -419,6 +431,14 @@ impl Endpoint {
         };
         if method == Method::Invite {
             crate::call::count_invite_answer(origin.label(), code);
+            if let (Origin::Carrier(carrier), false) = (origin, in_dialog(&msg)) {
+                let why = why.unwrap_or_else(|| Refusal::Answered {
+                    code,
+                    reason: reason.to_owned(),
+                });
+                let wall = (self.wall)();
+                self.calls.record_refusal(now, wall, &msg, carrier, code, why);
+            }
         }
         let tag = new_token();
         let mut b = self.response(&msg, source, code, reason, &tag);
@@ -537,7 +557,16 @@ impl Endpoint {
 
     /// The transaction layer refused a request: 503 when it is full (carriers then try another edge), 400
     /// when a header it keys on is broken.
-    fn rejected(&mut self, source: SocketAddr, link: Link, msg: &Message, error: &TxError) {
+    /// A carrier's new INVITE refused for a full table is recorded (`CallController::record_refusal`).
+    fn rejected(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        link: Link,
+        msg: &Message,
+        error: &TxError,
+        carrier: Option<&str>,
+    ) {
         if !msg.is_request() || matches!(msg.method(), Some(Method::Ack)) {
             return;
         }
@@ -545,6 +574,13 @@ impl Endpoint {
         let bytes = match error {
             TxError::Overloaded => {
                 self.stats.overload_rejected.fetch_add(1, Ordering::Relaxed);
+                if let Some(carrier) =
+                    carrier.filter(|_| matches!(msg.method(), Some(Method::Invite)) && !in_dialog(msg))
+                {
+                    let wall = (self.wall)();
+                    self.calls
+                        .record_refusal(now, wall, msg, carrier, 503, Refusal::TransactionTableFull);
+                }
                 self.response(msg, source, 503, "Service Unavailable", &tag)
                     .header("Retry-After", "5")
                     .build()

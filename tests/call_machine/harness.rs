@@ -383,6 +383,7 @@ impl Harness {
                 warn_agent: "198.18.0.1".into(),
                 outbound: cfg.outbound.clone(),
                 targets: edge_contract::TargetPolicy::new(cfg.security.internal_targets.clone()),
+                node: std::sync::Arc::from(cfg.node_id.as_str()),
             },
             index.clone(),
             media,

@@ -31,7 +31,11 @@ pub struct TestEdge {
 /// `EDGE_TEST_ENGINE_SHARDS=N` runs it with N engine shards (`runtime.engine_shards`), so that any test
 /// binary can be run against a sharded engine: `EDGE_TEST_ENGINE_SHARDS=2 cargo test --test inbound_calls`.
 pub async fn start_edge(tweak: impl FnOnce(&mut Config)) -> TestEdge {
-    let dir = tempfile::tempdir().unwrap();
+    start_edge_at(tempfile::tempdir().unwrap(), tweak).await
+}
+
+/// [`start_edge`] on the store and keys under `dir` (a node restarting on its data directory).
+pub async fn start_edge_at(dir: tempfile::TempDir, tweak: impl FnOnce(&mut Config)) -> TestEdge {
     let mut cfg = Config::for_tests(dir.path());
     cfg.agent_setup_timeout = Duration::from_millis(300);
     cfg.agent_ring_timeout = Duration::from_secs(1);
@@ -55,6 +59,13 @@ pub async fn start_edge(tweak: impl FnOnce(&mut Config)) -> TestEdge {
 }
 
 impl TestEdge {
+    /// Stops the edge as a killed process stops (`Edge::abort`: no call ended); its data directory, for
+    /// [`start_edge_at`].
+    pub async fn kill(self) -> tempfile::TempDir {
+        self.edge.abort().await;
+        self._dir
+    }
+
     /// A carrier whose Call-ID the edge's engine shard `shard` owns.
     pub async fn carrier_on_shard(&self, did: &str, shard: usize) -> Carrier {
         let mut c = Carrier::new(self.sip(), did).await;

@@ -104,6 +104,10 @@ pub struct Call {
     pub created_at: String,
     pub answered_at: Option<String>,
     pub ended_at: Option<String>,
+    /// The edge node that handled the call (its `[node] id`); `null` for calls recorded before nodes
+    /// were named.
+    #[schema(example = "edge-1")]
+    pub node: Option<String>,
 }
 
 /// Body of `POST /v1/calls`.
@@ -244,6 +248,7 @@ impl From<CallRecord> for Call {
             created_at: rfc3339(c.created_at_ms),
             answered_at: c.answered_at_ms.map(rfc3339),
             ended_at: c.ended_at_ms.map(rfc3339),
+            node: c.node,
         }
     }
 }

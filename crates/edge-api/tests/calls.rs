@@ -32,6 +32,7 @@ fn record(id: &str, account: &str, to: &str, number_id: &str, created: i64) -> C
         created_at_ms: created,
         answered_at_ms: None,
         ended_at_ms: None,
+        node: Some("edge-a".into()),
     }
 }
 
@@ -102,7 +103,8 @@ async fn shape_and_tenancy(s: &Server) {
         "error": null,
         "created_at": "2026-11-27T16:00:00.000Z",
         "answered_at": "2026-11-27T16:00:02.000Z",
-        "ended_at": "2026-11-27T16:01:00.000Z"
+        "ended_at": "2026-11-27T16:01:00.000Z",
+        "node": "edge-a"
     });
     assert_eq!(r.json, expected);
 
@@ -300,6 +302,7 @@ async fn openapi_documents_calls(s: &Server) {
         "created_at",
         "answered_at",
         "ended_at",
+        "node",
     ] {
         assert!(call.get(f).is_some(), "Call.{f} missing from OpenAPI");
     }

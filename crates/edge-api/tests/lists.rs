@@ -191,6 +191,7 @@ fn call(id: &str, account: &str, direction: &str, agent: Option<&str>, created: 
         created_at_ms: created,
         answered_at_ms: None,
         ended_at_ms: None,
+        node: None,
     }
 }
 

@@ -66,6 +66,7 @@ fn fake_engine(store: Arc<Store>) -> mpsc::Sender<CallCommand> {
                         created_at_ms: now_ms(),
                         answered_at_ms: None,
                         ended_at_ms: None,
+                        node: None,
                     };
                     store.upsert_call(&rec).await.unwrap();
                     live.insert(rec.id.clone(), rec.clone());
@@ -177,6 +178,7 @@ fn stored(id: &str, account: &str, status: CallStatus) -> CallRecord {
         created_at_ms: t,
         answered_at_ms: None,
         ended_at_ms: status.is_final().then_some(t),
+        node: None,
     }
 }
 

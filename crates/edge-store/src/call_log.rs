@@ -11,9 +11,7 @@ use crate::time::now_millis;
 use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
 
-const CALL_COLS: &str = "id, account_id, direction, carrier, from_number, caller_name, to_number, \
-     phone_number_id, status, answered_by, agent_id, hops_json, end_reason, hangup_by, sip_status, \
-     sip_call_id, error_code, error_message, created_at, answered_at, ended_at";
+const CALL_COLS: &str = call_cols!();
 
 /// Longest hop list stored per call; the SIP side's plan is a handful of hops, so anything
 /// beyond this is a bug upstream and is refused rather than written unbounded.
@@ -30,7 +28,7 @@ fn opt_enum<T>(row: &AnyRow, col: &str, parse: fn(&str) -> Option<T>) -> Result<
         .transpose()
 }
 
-fn call_from_row(row: &AnyRow) -> Result<CallRecord> {
+pub(crate) fn call_from_row(row: &AnyRow) -> Result<CallRecord> {
     let hops_json: String = row.try_get("hops_json")?;
     let hops: Vec<Hop> = serde_json::from_str(&hops_json).map_err(|_| StoreError::Corrupt("bad hops_json".into()))?;
     let error_code: Option<String> = row.try_get("error_code")?;
@@ -59,12 +57,13 @@ fn call_from_row(row: &AnyRow) -> Result<CallRecord> {
         created_at_ms: row.try_get("created_at")?,
         answered_at_ms: row.try_get("answered_at")?,
         ended_at_ms: row.try_get("ended_at")?,
+        node: row.try_get("node")?,
     })
 }
 
 const UPSERT_HEAD: &str = "INSERT INTO calls (id, account_id, direction, carrier, from_number, caller_name, \
      to_number, phone_number_id, status, answered_by, agent_id, hops_json, end_reason, hangup_by, sip_status, \
-     sip_call_id, error_code, error_message, created_at, answered_at, ended_at, updated_at) VALUES ";
+     sip_call_id, error_code, error_message, created_at, answered_at, ended_at, updated_at, node) VALUES ";
 const UPSERT_TAIL: &str =
     " ON CONFLICT (id) DO UPDATE SET direction = excluded.direction, carrier = excluded.carrier, \
      from_number = excluded.from_number, caller_name = excluded.caller_name, \
@@ -75,17 +74,17 @@ const UPSERT_TAIL: &str =
      sip_call_id = excluded.sip_call_id, error_code = excluded.error_code, \
      error_message = excluded.error_message, created_at = excluded.created_at, \
      answered_at = excluded.answered_at, ended_at = excluded.ended_at, \
-     updated_at = excluded.updated_at \
+     updated_at = excluded.updated_at, node = excluded.node \
      WHERE calls.account_id = excluded.account_id \
      AND (calls.ended_at IS NULL OR excluded.ended_at IS NOT NULL)";
 /// Values bound per row of the upsert.
-const UPSERT_COLS: usize = 22;
+const UPSERT_COLS: usize = 23;
 /// Rows per upsert statement: a batch is cut into statements of these sizes, largest first, so a
-/// connection prepares and caches four statements at most (64 rows = 1,408 parameters, far below the
+/// connection prepares and caches four statements at most (64 rows = 1,472 parameters, far below the
 /// SQLite and PostgreSQL limits).
 const ROWS_PER_STATEMENT: [usize; 4] = [64, 16, 4, 1];
 
-/// The upsert of `rows` records in one statement (`$1..$22` the first row, `$23..` the next, ...).
+/// The upsert of `rows` records in one statement (`$1..$23` the first row, `$24..` the next, ...).
 ///
 /// On SQLite the placeholders are anonymous `?`: sqlx asks SQLite for every parameter's name, and SQLite
 /// finds a name by a linear scan of the statement's name list, so numbered placeholders cost O(n^2) per
@@ -171,6 +170,7 @@ fn bind_call<'q>(q: AnyQuery<'q>, rec: &'q CallRecord, hops_json: String, now: i
         .bind(rec.answered_at_ms)
         .bind(rec.ended_at_ms)
         .bind(now)
+        .bind(&rec.node)
 }
 
 /// `Conflict` for the records of `rows` whose id is stored under another account (an upsert that

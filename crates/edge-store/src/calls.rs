@@ -181,6 +181,9 @@ pub struct CallRecord {
     pub created_at_ms: i64,
     pub answered_at_ms: Option<i64>,
     pub ended_at_ms: Option<i64>,
+    /// The edge node that handled the call (`[node] id`); `None` on records stored before nodes were named.
+    #[serde(default)]
+    pub node: Option<String>,
 }
 
 /// Filters of [`Store::list_calls`](crate::Store::list_calls); `None` = no constraint.
@@ -257,6 +260,7 @@ mod tests {
             created_at_ms: 1,
             answered_at_ms: None,
             ended_at_ms: Some(7),
+            node: Some("edge-1".into()),
         };
         let v = serde_json::to_value(&rec).unwrap();
         assert_eq!(v["status"], "no-answer");
@@ -269,6 +273,9 @@ mod tests {
         // Records serialised before `error` existed still read back.
         let mut old = v;
         old.as_object_mut().unwrap().remove("error");
+        old.as_object_mut().unwrap().remove("node");
+        let mut rec = rec;
+        rec.node = None;
         assert_eq!(serde_json::from_value::<CallRecord>(old).unwrap(), rec);
     }
 }

@@ -18,6 +18,13 @@ macro_rules! number_cols {
          p_charge_info"
     };
 }
+macro_rules! call_cols {
+    () => {
+        "id, account_id, direction, carrier, from_number, caller_name, to_number, \
+         phone_number_id, status, answered_by, agent_id, hops_json, end_reason, hangup_by, sip_status, \
+         sip_call_id, error_code, error_message, created_at, answered_at, ended_at, node"
+    };
+}
 macro_rules! integration_cols {
     () => {
         "id, account_id, name, provider, metadata, created_at, updated_at"
@@ -35,6 +42,7 @@ mod ids;
 mod index;
 mod integrations;
 mod model;
+mod nodes;
 mod numbers;
 mod secret;
 mod store;
@@ -53,6 +61,7 @@ pub use model::{
     NewIntegration, NewNumber, NewProviderConfig, NumberPatch, NumberRecord, NumberSource, NumberStatus, Page,
     Provider, ProviderConfigPatch, ProviderConfigView,
 };
+pub use nodes::{NodeSeen, EDGE_RESTARTED};
 pub use numbers::NumberFilter;
 pub use secret::{Secret, SecretBox, SecretError, SecretKeyError, SECRET_KEY_ENV, SECRET_KEY_FILE};
 pub use store::{ApiKeyRecord, Backend, Store};

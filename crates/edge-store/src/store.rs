@@ -26,6 +26,7 @@ const MIGRATION_0006: &str = include_str!("../migrations/0006_idempotency.sql");
 const MIGRATION_0007: &str = include_str!("../migrations/0007_number_status.sql");
 const MIGRATION_0008: &str = include_str!("../migrations/0008_inbound_transfer.sql");
 const MIGRATION_0009: &str = include_str!("../migrations/0009_trunk_auth.sql");
+const MIGRATION_0010: &str = include_str!("../migrations/0010_nodes.sql");
 
 /// Which backend the pool talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -153,6 +154,13 @@ fn migrator() -> Migrator {
             "trunk_auth".into(),
             MigrationType::Simple,
             MIGRATION_0009.into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            10,
+            "nodes".into(),
+            MigrationType::Simple,
+            MIGRATION_0010.into_sql_str(),
             false,
         ),
     ])

@@ -4,7 +4,7 @@
 mod common;
 
 use common::Fixture;
-use edge_store::{CallError, CallFilter, CallRecord, CallStatus, Cursor, HangupBy, Hop, Route, StoreError};
+use edge_store::{CallError, CallFilter, CallRecord, CallStatus, Cursor, HangupBy, Hop, NodeSeen, Route, StoreError};
 
 async fn account(fx: &Fixture) -> String {
     fx.store.create_api_key(None, "test").await.unwrap().0
@@ -32,6 +32,7 @@ fn started(id: &str, account: &str, to: &str, number_id: &str, created: i64) -> 
         created_at_ms: created,
         answered_at_ms: None,
         ended_at_ms: None,
+        node: Some("edge-a".into()),
     }
 }
 
@@ -307,3 +308,120 @@ async fn filters_and_pagination(fx: &Fixture) {
     assert_eq!(p2.next_cursor, None);
 }
 on_both_backends!(filters_and_pagination);
+
+/// Issue 21: the records a node left live (it was killed) are closed at its next start, as of the last time
+/// it was seen alive: answered calls `completed` (hung up by the edge), the others `failed`, both "edge
+/// restarted". Its ended records and another node's live ones are untouched.
+async fn restart_closes_what_the_node_left_live(fx: &Fixture) {
+    let acc = account(fx).await;
+    assert_eq!(fx.store.node("edge-a").await.unwrap(), None);
+    // Seen alive after the records' last writes (stamped with the wall clock when stored).
+    let last_seen = edge_store::now_ms() + 3_600_000;
+    fx.store.node_started("edge-a", 1_000).await.unwrap();
+    fx.store.node_seen("edge-a", last_seen).await.unwrap();
+    let seen = fx.store.node("edge-a").await.unwrap().unwrap();
+    assert_eq!(
+        seen,
+        NodeSeen {
+            started_at_ms: 1_000,
+            last_seen_at_ms: last_seen
+        }
+    );
+
+    let ringing = started("call_ring", &acc, "+14155551234", "phn_a", 2_000);
+    let talking = answered(started("call_talk", &acc, "+14155551234", "phn_a", 3_000));
+    let done = ended(answered(started("call_done", &acc, "+14155551234", "phn_a", 1_500)));
+    let mut other = started("call_other", &acc, "+14155551234", "phn_a", 2_500);
+    other.node = Some("edge-b".into());
+    let mut old = started("call_old", &acc, "+14155551234", "phn_a", 2_600);
+    old.node = None;
+    fx.store
+        .upsert_calls(&[
+            ringing.clone(),
+            talking.clone(),
+            done.clone(),
+            other.clone(),
+            old.clone(),
+        ])
+        .await
+        .unwrap();
+
+    let n = fx
+        .store
+        .close_left_live("edge-a", Some(seen.last_seen_at_ms))
+        .await
+        .unwrap();
+    assert_eq!(n, 2);
+    let get = |id: &'static str| {
+        let acc = acc.clone();
+        async move { fx.store.get_call(&acc, id).await.unwrap().unwrap() }
+    };
+    let r = get("call_ring").await;
+    assert_eq!(r.status, CallStatus::Failed);
+    assert_eq!(r.end_reason.as_deref(), Some("edge restarted"));
+    assert_eq!(r.hangup_by, None);
+    assert_eq!(r.ended_at_ms, Some(last_seen), "ended when last seen alive");
+    assert_eq!(r.node.as_deref(), Some("edge-a"));
+    let t = get("call_talk").await;
+    assert_eq!(t.status, CallStatus::Completed);
+    assert_eq!(t.hangup_by, Some(HangupBy::Edge));
+    assert_eq!(t.end_reason.as_deref(), Some("edge restarted"));
+    assert_eq!(t.answered_at_ms, talking.answered_at_ms);
+    assert_eq!(t.ended_at_ms, Some(last_seen));
+    assert!(t.hops.iter().all(|h| h.ended_at_ms.is_some()), "{t:?}");
+    assert_eq!(get("call_done").await, done, "an ended record is untouched");
+    assert_eq!(
+        get("call_other").await,
+        other,
+        "another node's live record is untouched"
+    );
+    assert_eq!(get("call_old").await, old, "a record of no node is untouched");
+
+    // Closing again finds nothing; the next start is recorded.
+    assert_eq!(fx.store.close_left_live("edge-a", Some(last_seen)).await.unwrap(), 0);
+    fx.store.node_started("edge-a", 10_000).await.unwrap();
+    assert_eq!(fx.store.node("edge-a").await.unwrap().unwrap().started_at_ms, 10_000);
+    assert_eq!(fx.store.node("edge-b").await.unwrap(), None);
+}
+on_both_backends!(restart_closes_what_the_node_left_live);
+
+/// A store one edge uses alone (SQLite): at start every live record is a leftover, whatever node made it
+/// (none, before nodes were named; another id, after the host name changed), each ended as of its own
+/// node's last heartbeat, else its last write. Ended records stay as they are.
+async fn a_lone_edge_closes_every_live_record(fx: &Fixture) {
+    let acc = account(fx).await;
+    let b_seen = edge_store::now_ms() + 3_600_000;
+    fx.store.node_started("edge-b", 1_000).await.unwrap();
+    fx.store.node_seen("edge-b", b_seen).await.unwrap();
+    let mut of_b = answered(started("call_b", &acc, "+14155551234", "phn_a", 2_000));
+    of_b.node = Some("edge-b".into());
+    let mut unnamed = started("call_unnamed", &acc, "+14155551234", "phn_a", 2_100);
+    unnamed.node = None;
+    let mut of_gone = started("call_gone", &acc, "+14155551234", "phn_a", 2_200);
+    of_gone.node = Some("host-that-was".into());
+    let done = ended(answered(started("call_done", &acc, "+14155551234", "phn_a", 1_500)));
+    fx.store
+        .upsert_calls(&[of_b.clone(), unnamed.clone(), of_gone.clone(), done.clone()])
+        .await
+        .unwrap();
+    let before_close = edge_store::now_ms();
+
+    assert_eq!(fx.store.close_every_left_live().await.unwrap(), 3);
+    let get = |id: &'static str| {
+        let acc = acc.clone();
+        async move { fx.store.get_call(&acc, id).await.unwrap().unwrap() }
+    };
+    let b = get("call_b").await;
+    assert_eq!((b.status, b.ended_at_ms), (CallStatus::Completed, Some(b_seen)));
+    for id in ["call_unnamed", "call_gone"] {
+        let r = get(id).await;
+        assert_eq!(r.status, CallStatus::Failed, "{r:?}");
+        assert_eq!(r.end_reason.as_deref(), Some("edge restarted"));
+        // No heartbeat of its node: ended at its own last write.
+        let ended = r.ended_at_ms.unwrap();
+        assert!(ended >= r.created_at_ms && ended <= before_close, "{r:?}");
+    }
+    assert_eq!(get("call_done").await, done);
+    assert_eq!(fx.store.close_every_left_live().await.unwrap(), 0);
+}
+on_both_backends!(a_lone_edge_closes_every_live_record);

@@ -93,6 +93,7 @@ impl CallController {
         let trunk = trunk::choose(&number, &self.index, &self.cfg.outbound)
             .map_err(|e| refuse(self, 503, "Service Unavailable", &e.to_string()))?;
         let mut record = outbound_record(
+            &self.cfg.node,
             ctx.wall_ms,
             &number,
             &agent,

@@ -63,7 +63,7 @@ impl CallController {
         let Some(media) = &self.media else {
             return Err(OriginateRefusal::MediaDisabled);
         };
-        let mut record = outbound_record(ctx.wall_ms, &number, &agent, &trunk, &dest, "");
+        let mut record = outbound_record(&self.cfg.node, ctx.wall_ms, &number, &agent, &trunk, &dest, "");
         record.id = record_id;
         let relay = media
             .allocate_relay(&record.id)

@@ -103,6 +103,7 @@ pub(in crate::call) fn refuse(ctl: &CallController, code: u16, reason: &'static 
         code,
         reason,
         headers: vec![("Warning", ctl.warning(why))],
+        why: None,
     }
 }
 
@@ -183,6 +184,7 @@ pub(in crate::call) fn plan(
 }
 
 pub(in crate::call) fn outbound_record(
+    node: &str,
     wall_ms: i64,
     number: &NumberRoute,
     agent: &AgentRecord,
@@ -213,5 +215,6 @@ pub(in crate::call) fn outbound_record(
         answered_at_ms: None,
         ended_at_ms: None,
         error: None,
+        node: Some(node.to_owned()),
     }
 }
