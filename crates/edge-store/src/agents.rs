@@ -244,7 +244,7 @@ impl Store {
     /// Deletes an agent; `Conflict` while a number uses it as primary, routing or fallback.
     pub async fn delete_agent(&self, account_id: &str, id: &str) -> Result<()> {
         let _w = self.write_lock.lock().await;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let exists = sqlx::query("SELECT id FROM agents WHERE account_id = $1 AND id = $2")
             .bind(account_id)
             .bind(id)

@@ -299,7 +299,7 @@ impl Store {
                 refused.extend(foreign.into_iter().map(|i| (i, foreign_conflict())));
             }
         } else if !groups.is_empty() {
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.begin_write().await?;
             for mut rows in groups {
                 let foreign = upsert_rows(&mut tx, &mut rows).await?;
                 refused.extend(foreign.into_iter().map(|i| (i, foreign_conflict())));

@@ -254,7 +254,7 @@ impl Store {
     /// `NotFound` when it was deleted meanwhile (the caller then releases what it bought).
     pub async fn activate_number(&self, account_id: &str, id: &str, provider_ref: &str) -> Result<NumberRecord> {
         let _w = self.write_lock.lock().await;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query(
             "UPDATE phone_numbers SET status = 'active', provider_ref = $1, failure_reason = NULL, updated_at = $2 \
              WHERE account_id = $3 AND id = $4 AND status = 'pending'",
@@ -359,7 +359,7 @@ impl Store {
         let route = self.route_for(&rec, &sealed)?;
 
         let _w = self.write_lock.lock().await;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         check_agents(&mut tx, account_id, &rec.agent_id, rec.inbound_routing.as_ref()).await?;
         let dup = sqlx::query("SELECT id, status FROM phone_numbers WHERE phone_number = $1")
             .bind(&rec.phone_number)
@@ -510,7 +510,7 @@ impl Store {
     /// Applies a partial update; the index reflects it before this returns.
     pub async fn update_number(&self, account_id: &str, id: &str, patch: NumberPatch) -> Result<NumberRecord> {
         let _w = self.write_lock.lock().await;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let row = sqlx::query(concat!(
             "SELECT ",
             number_cols!(),
@@ -641,7 +641,7 @@ impl Store {
     /// provider failure leaves everything as it was).
     pub async fn delete_number(&self, account_id: &str, id: &str) -> Result<NumberRecord> {
         let _w = self.write_lock.lock().await;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let row = sqlx::query(concat!(
             "SELECT ",
             number_cols!(),

@@ -76,6 +76,8 @@ fn pool_options(backend: Backend, schema: Option<String>, max_connections: u32) 
                         // 16 MiB of page cache (default 2 MiB): call ids are random, so the upserts of
                         // a busy minute touch index pages all over the table; misses are preads.
                         sqlx::query("PRAGMA cache_size = -16384").execute(&mut *conn).await?;
+                        // A writer waits this long for another's write lock (`begin_write`) before BUSY.
+                        sqlx::query("PRAGMA busy_timeout = 5000").execute(&mut *conn).await?;
                     }
                     Backend::Postgres => {
                         if let Some(s) = schema {
@@ -241,6 +243,18 @@ impl Store {
         self.backend
     }
 
+    /// A transaction that will write. On SQLite it starts with `BEGIN IMMEDIATE`, taking the database's
+    /// write lock at once: a deferred transaction that reads first and then writes fails with
+    /// SQLITE_BUSY_SNAPSHOT (517) when another connection committed in between (the call-record writer,
+    /// the heartbeat, a CLI), and no busy time-out helps it; an immediate one makes the other writers wait
+    /// their `busy_timeout` instead. PostgreSQL needs nothing of the kind.
+    pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        })
+    }
+
     /// Raw pool, for diagnostics and tests that inspect stored rows.
     pub fn pool(&self) -> &AnyPool {
         &self.pool
@@ -272,7 +286,7 @@ impl Store {
         let key = new_api_key()?;
         let id = new_id(IdKind::ApiKey)?;
         let now = crate::time::now_millis();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query("INSERT INTO accounts (id, created_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING")
             .bind(&account_id)
             .bind(now)

@@ -425,3 +425,39 @@ async fn a_lone_edge_closes_every_live_record(fx: &Fixture) {
     assert_eq!(fx.store.close_every_left_live().await.unwrap(), 0);
 }
 on_both_backends!(a_lone_edge_closes_every_live_record);
+
+/// A write transaction that reads first (as the API's do) while the call-record writer commits on its own
+/// pool: on SQLite the writer waits for it (`begin_write` takes the write lock at BEGIN) and both land.
+/// With a deferred BEGIN the writer committed at once and the transaction's write then failed with
+/// SQLITE_BUSY_SNAPSHOT ("database is locked", 517), which is what an API PATCH met under call load.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_transaction_and_the_record_writer_both_land_on_sqlite() {
+    let fx = common::sqlite().await;
+    let acc = account(&fx).await;
+    let writer = fx.store.with_own_pool(1).await.unwrap();
+    let mut tx = fx.store.begin_write().await.unwrap();
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM calls")
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+    assert_eq!(n, 0);
+    let rec = started("call_duringtx", &acc, "+14155551234", "phn_a", 1_000);
+    let record_writer = tokio::spawn({
+        let rec = rec.clone();
+        async move { writer.upsert_calls(&[rec]).await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        !record_writer.is_finished(),
+        "the record writer waits for the open write transaction"
+    );
+    sqlx::query("INSERT INTO accounts (id, created_at) VALUES ('acct_tx_test', 1)")
+        .execute(&mut *tx)
+        .await
+        .expect("the transaction's write after its read succeeds");
+    tx.commit().await.unwrap();
+    let refused = record_writer.await.unwrap().expect("the record lands after the commit");
+    assert!(refused.is_empty());
+    assert_eq!(fx.store.get_call(&acc, "call_duringtx").await.unwrap(), Some(rec));
+    fx.cleanup().await;
+}
