@@ -199,31 +199,9 @@ fn start_edge(s: &Settings, dir: &Path, policy: &str) -> std::io::Result<EdgePro
     EdgeProcess::spawn(&s.edge_bin, cfg, &dir.join("edge.log"))
 }
 
-fn wait_up(edge: &mut EdgeProcess, api: SocketAddr) -> bool {
-    for _ in 0..300 {
-        if http(api, "GET", "/healthz", None, None).is_some_and(|(_, b)| b.contains("\"ok\"")) {
-            return true;
-        }
-        if matches!(edge.child.try_wait(), Ok(Some(_))) {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    false
-}
-
 /// An API key (`keys create`), an agent at the SIPp UAS and [`DID`] routed to it.
 fn provision(s: &Settings, edge: &EdgeProcess, api: SocketAddr) -> Result<(), String> {
-    let out = Command::new(&s.edge_bin)
-        .args(["keys", "create", "--name", "bench", "--config"])
-        .arg(&edge.config)
-        .output()
-        .map_err(|e| format!("keys create: {e}"))?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let key = stdout.lines().last().unwrap_or("").trim().to_owned();
-    if !out.status.success() || key.is_empty() {
-        return Err(format!("keys create: {}", String::from_utf8_lossy(&out.stderr)));
-    }
+    let key = edge.create_key(&s.edge_bin)?;
     let agent = format!(
         "{{\"name\":\"bench-agent\",\"sip_uri\":\"sip:agent@127.0.0.1:{}\",\"max_concurrent_calls\":10000}}",
         s.agent_port
@@ -532,7 +510,7 @@ fn run_variant(s: &Settings, v: &Variant, root: &Path) -> Result<Outcome, String
     let mut edge = start_edge(s, &dir, policy).map_err(|e| format!("starting {}: {e}", s.edge_bin.display()))?;
     let api = SocketAddr::from(([127, 0, 0, 1], s.api_port));
     let sip = SocketAddr::from(([127, 0, 0, 1], s.sip_port));
-    if !wait_up(&mut edge, api) {
+    if !edge.wait_up(api) {
         return Err(format!(
             "the edge did not come up (log: {})",
             dir.join("edge.log").display()

@@ -32,6 +32,35 @@ impl EdgeProcess {
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
+
+    /// Waits (up to 30 s) for `/healthz` on `api` to say ok; false if the edge exited or never did.
+    pub fn wait_up(&mut self, api: SocketAddr) -> bool {
+        for _ in 0..300 {
+            if http(api, "GET", "/healthz", None, None).is_some_and(|(_, b)| b.contains("\"ok\"")) {
+                return true;
+            }
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        false
+    }
+
+    /// A new API key from the binary's `keys create` on this edge's config.
+    pub fn create_key(&self, bin: &Path) -> Result<String, String> {
+        let out = Command::new(bin)
+            .args(["keys", "create", "--name", "bench", "--config"])
+            .arg(&self.config)
+            .output()
+            .map_err(|e| format!("keys create: {e}"))?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let key = stdout.lines().last().unwrap_or("").trim().to_owned();
+        if !out.status.success() || key.is_empty() {
+            return Err(format!("keys create: {}", String::from_utf8_lossy(&out.stderr)));
+        }
+        Ok(key)
+    }
 }
 
 impl Drop for EdgeProcess {

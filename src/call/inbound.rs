@@ -71,13 +71,7 @@ impl CallController {
             });
         };
         let from = invite.from().ok();
-        let caller = from
-            .as_ref()
-            .and_then(|f| f.uri.user().map(|u| u.into_owned()))
-            .unwrap_or_else(|| "anonymous".into());
-        let caller_name = from
-            .as_ref()
-            .and_then(|f| f.display_name.as_ref().map(|d| d.to_string()));
+        let (caller, caller_name) = caller_of(from.as_ref());
         let a_call_id = invite.call_id().unwrap_or("").to_owned();
         let mut plan = VecDeque::new();
         plan.push_back((inbound.agent_id.clone(), Route::Primary));
@@ -564,13 +558,7 @@ impl CallController {
             return;
         }
         let from = invite.from().ok();
-        let caller = from
-            .as_ref()
-            .and_then(|f| f.uri.user().map(|u| u.into_owned()))
-            .unwrap_or_else(|| "anonymous".into());
-        let caller_name = from
-            .as_ref()
-            .and_then(|f| f.display_name.as_ref().map(|d| d.to_string()));
+        let (caller, caller_name) = caller_of(from.as_ref());
         let sip_call_id = invite.call_id().unwrap_or("").to_owned();
         let from_tag = from.as_ref().and_then(|f| f.tag()).unwrap_or("");
         let cseq = invite.header(&HeaderName::CSeq).unwrap_or("");
@@ -689,6 +677,15 @@ pub(super) fn uri_hostport(sip_uri: &str) -> Result<String, NotSipUri> {
         }),
         _ => Err(NotSipUri(sip_uri.to_owned())),
     }
+}
+
+/// The caller as a record shows it: the From user ("anonymous" when there is none) and display name.
+fn caller_of(from: Option<&sip_core::message::NameAddr<'_>>) -> (String, Option<String>) {
+    let caller = from
+        .and_then(|f| f.uri.user().map(|u| u.into_owned()))
+        .unwrap_or_else(|| "anonymous".into());
+    let name = from.and_then(|f| f.display_name.as_ref().map(|d| d.to_string()));
+    (caller, name)
 }
 
 #[cfg(test)]
