@@ -15,6 +15,8 @@ command -v sipp >/dev/null || missing+=(sip-tester)
 command -v pg_isready >/dev/null || missing+=(postgresql)
 command -v espeak-ng >/dev/null || missing+=(espeak-ng)
 command -v curl >/dev/null || missing+=(curl)
+# tests/tls.rs checks that a TLS 1.1 client is refused with `openssl s_client`.
+command -v openssl >/dev/null || missing+=(openssl)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "== installing ${missing[*]}"
   as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
