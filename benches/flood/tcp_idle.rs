@@ -27,12 +27,11 @@ mod process;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use process::{cpu_ticks, raise_open_files, rss_kib};
+use process::{cpu_ticks, raise_open_files, rss_kib, EdgeProcess};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
@@ -306,33 +305,17 @@ async fn tcp_metrics(api: SocketAddr) -> BTreeMap<String, f64> {
         .collect()
 }
 
-struct EdgeProcess {
-    child: Child,
+/// The edge and its temporary directory (config, data, log), removed after the edge stopped.
+struct Running {
+    edge: EdgeProcess,
     _dir: tempfile::TempDir,
-}
-
-impl Drop for EdgeProcess {
-    fn drop(&mut self) {
-        // SIGTERM for a graceful stop, then SIGKILL if it lingers.
-        if let Some(pid) = rustix::process::Pid::from_raw(self.child.id() as i32) {
-            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-        }
-        for _ in 0..50 {
-            if matches!(self.child.try_wait(), Ok(Some(_))) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// Bearer token of the bench edge's /metrics (`[api] metrics_token`, since issue 17; builds older than that
 /// key need `EDGE_LEGACY_CONFIG=1`, and ignore the token).
 const METRICS_TOKEN: &str = "bench-metrics-token-0123456789";
 
-fn start_edge(s: &Settings) -> std::io::Result<EdgeProcess> {
+fn start_edge(s: &Settings) -> std::io::Result<Running> {
     let dir = tempfile::tempdir()?;
     let cfg = dir.path().join("edge.toml");
     std::fs::write(
@@ -352,15 +335,8 @@ fn start_edge(s: &Settings) -> std::io::Result<EdgeProcess> {
             data = dir.path().join("data").display().to_string(),
         ),
     )?;
-    let log = std::fs::File::create(dir.path().join("edge.log"))?;
-    let child = Command::new(&s.edge_bin)
-        .args(["serve", "--config"])
-        .arg(&cfg)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .spawn()?;
-    Ok(EdgeProcess { child, _dir: dir })
+    let edge = EdgeProcess::spawn(&s.edge_bin, cfg, &dir.path().join("edge.log"))?;
+    Ok(Running { edge, _dir: dir })
 }
 
 const STRANGERS_ACCEPTED: &str = "edge_tcp_connections_accepted_by_class_total{class=\"stranger\"}";
@@ -401,7 +377,7 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    let pid = edge.child.id();
+    let pid = edge.edge.pid();
     let sip = SocketAddr::from(([127, 0, 0, 1], s.sip_port));
     let api = SocketAddr::from(([127, 0, 0, 1], s.api_port));
     rt.block_on(async {
@@ -412,7 +388,7 @@ fn main() -> std::process::ExitCode {
                 up = true;
                 break;
             }
-            if matches!(edge.child.try_wait(), Ok(Some(_))) {
+            if matches!(edge.edge.child.try_wait(), Ok(Some(_))) {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;

@@ -70,37 +70,14 @@ impl CallController {
                 why: Some(Refusal::NoInboundRouting),
             });
         };
-        let from = invite.from().ok();
-        let (caller, caller_name) = caller_of(from.as_ref());
         let a_call_id = invite.call_id().unwrap_or("").to_owned();
         let mut plan = VecDeque::new();
         plan.push_back((inbound.agent_id.clone(), Route::Primary));
         if let Some(f) = &inbound.fallback_agent_id {
             plan.push_back((f.clone(), Route::Fallback));
         }
-        let record = CallRecord {
-            id: self.new_record_id(ctx.wall_ms),
-            account_id: number.account_id.clone(),
-            direction: Direction::Inbound.as_str().into(),
-            carrier: carrier.to_owned(),
-            from: caller,
-            caller_name,
-            to: did,
-            phone_number_id: Some(number.number_id.clone()),
-            status: CallStatus::Queued,
-            answered_by: None,
-            agent_id: None,
-            hops: Vec::new(),
-            end_reason: None,
-            hangup_by: None,
-            sip_status: None,
-            sip_call_id: a_call_id.clone(),
-            created_at_ms: ctx.wall_ms,
-            answered_at_ms: None,
-            ended_at_ms: None,
-            error: None,
-            node: Some(self.cfg.node.to_string()),
-        };
+        let id = self.new_record_id(ctx.wall_ms);
+        let record = self.carrier_record(id, &number, carrier, &invite, did, ctx.wall_ms);
         let (relay, b_offer) = self.anchor_offer(&record.id, &invite)?;
         tracing::debug!(call = %record.id, sip_call_id = %a_call_id, carrier, to = %record.to, "inbound call");
         let mut call = Call::new(
@@ -558,35 +535,16 @@ impl CallController {
             return;
         }
         let from = invite.from().ok();
-        let (caller, caller_name) = caller_of(from.as_ref());
-        let sip_call_id = invite.call_id().unwrap_or("").to_owned();
+        let sip_call_id = invite.call_id().unwrap_or("");
         let from_tag = from.as_ref().and_then(|f| f.tag()).unwrap_or("");
         let cseq = invite.header(&HeaderName::CSeq).unwrap_or("");
-        let id = self.refusal_record_id(&sip_call_id, from_tag, cseq);
+        let id = self.refusal_record_id(sip_call_id, from_tag, cseq);
         tracing::debug!(call = %id, sip_call_id = %sip_call_id, carrier, to = %did, code, why = %why, "carrier INVITE refused");
-        let record = CallRecord {
-            id,
-            account_id: number.account_id.clone(),
-            direction: Direction::Inbound.as_str().into(),
-            carrier: carrier.to_owned(),
-            from: caller,
-            caller_name,
-            to: did,
-            phone_number_id: Some(number.number_id.clone()),
-            status: CallStatus::Failed,
-            answered_by: None,
-            agent_id: None,
-            hops: Vec::new(),
-            end_reason: Some(why.to_string()),
-            hangup_by: None,
-            sip_status: Some(code),
-            sip_call_id,
-            error: None,
-            created_at_ms: wall_ms,
-            answered_at_ms: None,
-            ended_at_ms: Some(wall_ms),
-            node: Some(self.cfg.node.to_string()),
-        };
+        let mut record = self.carrier_record(id, &number, carrier, invite, did, wall_ms);
+        record.status = CallStatus::Failed;
+        record.end_reason = Some(why.to_string());
+        record.sip_status = Some(code);
+        record.ended_at_ms = Some(wall_ms);
         self.stats.refusals_recorded.fetch_add(1, Ordering::Relaxed);
         self.write_record(record);
     }
@@ -676,6 +634,44 @@ pub(super) fn uri_hostport(sip_uri: &str) -> Result<String, NotSipUri> {
             None => u.host.to_owned(),
         }),
         _ => Err(NotSipUri(sip_uri.to_owned())),
+    }
+}
+
+impl CallController {
+    /// The record of a carrier's INVITE to `number` (dialled as `did`), as it starts: queued, no hops.
+    fn carrier_record(
+        &self,
+        id: String,
+        number: &edge_store::NumberRoute,
+        carrier: &str,
+        invite: &Message,
+        did: String,
+        wall_ms: i64,
+    ) -> CallRecord {
+        let (caller, caller_name) = caller_of(invite.from().ok().as_ref());
+        CallRecord {
+            id,
+            account_id: number.account_id.clone(),
+            direction: Direction::Inbound.as_str().into(),
+            carrier: carrier.to_owned(),
+            from: caller,
+            caller_name,
+            to: did,
+            phone_number_id: Some(number.number_id.clone()),
+            status: CallStatus::Queued,
+            answered_by: None,
+            agent_id: None,
+            hops: Vec::new(),
+            end_reason: None,
+            hangup_by: None,
+            sip_status: None,
+            sip_call_id: invite.call_id().unwrap_or("").to_owned(),
+            created_at_ms: wall_ms,
+            answered_at_ms: None,
+            ended_at_ms: None,
+            error: None,
+            node: Some(self.cfg.node.to_string()),
+        }
     }
 }
 

@@ -158,6 +158,27 @@ impl Window {
     }
 }
 
+/// The packet index of `seq` on a stream whose replay window is `window` (`None`: its first packet):
+/// estimated from the highest index seen (RFC 3711 Appendix A), checked against the window, and refused past
+/// the 2^48 index space. The same rule for protecting and unprotecting.
+fn rtp_index(window: Option<Window>, ssrc: u32, seq: u16) -> Result<u64, SrtpError> {
+    let index = match window {
+        Some(window) => {
+            let index = estimate_index(window.highest, seq).ok_or(SrtpError::TooOld {
+                ssrc,
+                index: u64::from(seq),
+            })?;
+            window.check(ssrc, index)?;
+            index
+        }
+        None => u64::from(seq),
+    };
+    if index > MAX_RTP_INDEX {
+        return Err(SrtpError::KeyExhausted);
+    }
+    Ok(index)
+}
+
 /// The packet index of `seq` given the stream's highest index so far (RFC 3711 §3.3.1 and
 /// Appendix A): the ROC guess v is ROC - 1, ROC or ROC + 1, whichever puts the index nearest the
 /// highest one. `None` when it would be before index 0 (a packet from before the stream began).
@@ -320,20 +341,7 @@ impl SrtpContext {
         let seq = u16::from_be_bytes([packet[2], packet[3]]);
         self.check_lifetime()?;
         let slot = self.stream_or_insert(ssrc)?;
-        let index = match self.streams[slot].rtp {
-            Some(window) => {
-                let index = estimate_index(window.highest, seq).ok_or(SrtpError::TooOld {
-                    ssrc,
-                    index: u64::from(seq),
-                })?;
-                window.check(ssrc, index)?;
-                index
-            }
-            None => u64::from(seq),
-        };
-        if index > MAX_RTP_INDEX {
-            return Err(SrtpError::KeyExhausted);
-        }
+        let index = rtp_index(self.streams[slot].rtp, ssrc, seq)?;
         self.spend_packet()?;
         let roc = (index >> 16) as u32;
         packet.reserve(self.rtp.tag_len + self.mki.len());
@@ -382,20 +390,7 @@ impl SrtpContext {
         let seq = u16::from_be_bytes([packet[2], packet[3]]);
         self.check_lifetime()?;
         let slot = self.stream_index(ssrc);
-        let index = match slot.and_then(|i| self.streams[i].rtp) {
-            Some(window) => {
-                let index = estimate_index(window.highest, seq).ok_or(SrtpError::TooOld {
-                    ssrc,
-                    index: u64::from(seq),
-                })?;
-                window.check(ssrc, index)?;
-                index
-            }
-            None => u64::from(seq),
-        };
-        if index > MAX_RTP_INDEX {
-            return Err(SrtpError::KeyExhausted);
-        }
+        let index = rtp_index(slot.and_then(|i| self.streams[i].rtp), ssrc, seq)?;
         // AES-CM: body | MKI | tag (RFC 3711 §3.1); GCM: body | tag | MKI (RFC 7714 §8).
         let (mki_at, tag_at) = if self.suite.is_gcm() {
             (body_len + self.rtp.tag_len, body_len)
