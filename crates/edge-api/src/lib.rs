@@ -17,6 +17,7 @@ mod numbers;
 mod openapi;
 mod reconcile;
 mod serve;
+mod ui;
 mod validate;
 mod voicemails;
 mod wire;
@@ -255,4 +256,5 @@ pub fn routes(state: ApiState) -> Router {
             }
         }))
         .with_state(state)
+        .merge(ui::routes())
 }
