@@ -17,10 +17,12 @@ command -v espeak-ng >/dev/null || missing+=(espeak-ng)
 command -v curl >/dev/null || missing+=(curl)
 # tests/tls.rs checks that a TLS 1.1 client is refused with `openssl s_client`.
 command -v openssl >/dev/null || missing+=(openssl)
+# tests/ui_ladder.rs loads the ladder page in headless Chromium.
+command -v chromium >/dev/null || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "== installing ${missing[*]}"
   as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 # baresip without its recommended GUI and video front-ends: the interop suite needs only baresip-core.
 if ! command -v baresip >/dev/null; then
