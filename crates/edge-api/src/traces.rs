@@ -115,8 +115,8 @@ pub struct PcapFile(Vec<u8>);
 #[utoipa::path(get, path = "/v1/calls/{id}/trace", tag = "calls", operation_id = "get_call_trace",
     params(("id" = String, Path, description = "call_…"), TraceParams),
     responses(
-        (status = 200, body = CallTrace, description = "the trace (`format=json`, default)"),
-        (status = 200, description = "a libpcap capture (`format=pcap`)", content_type = "application/vnd.tcpdump.pcap", body = inline(PcapFile)),
+        (status = 200, description = "the trace as JSON (`format=json`, default) or a libpcap capture (`format=pcap`)",
+            content((CallTrace = "application/json"), (inline(PcapFile) = "application/vnd.tcpdump.pcap"))),
         (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody),
         (status = 404, description = "unknown call, or no trace stored for it", body = ErrorBody)))]
