@@ -17,4 +17,5 @@ pub mod ops;
 pub mod server;
 pub mod shard;
 pub mod sip;
+pub mod trace;
 pub mod transport;

@@ -49,6 +49,8 @@ pub struct OpsState {
     pub endpoint: Arc<EndpointStats>,
     pub transport: Arc<TransportStats>,
     pub calls: Arc<CallStats>,
+    /// SIP trace and HEP counters.
+    pub trace: Arc<crate::trace::TraceStats>,
     pub agent_gauge: Arc<dashmap::DashMap<String, u32>>,
     /// Read at scrape time for the port and socket gauges (`None`: media off).
     pub media: Option<edge_media::MediaEngine>,
@@ -230,6 +232,9 @@ async fn metrics_text(State(s): State<OpsState>, headers: axum::http::HeaderMap)
     c("edge_send_errors_total", &s.transport.send_errors);
     c("edge_failovers_total", &s.calls.failovers);
     c("edge_call_records_dropped_total", &s.calls.records_dropped);
+    c("edge_trace_dropped_total", &s.trace.dropped);
+    c("edge_traces_stored_total", &s.trace.stored);
+    c("edge_hep_sent_total", &s.trace.hep_sent);
     c("edge_media_unavailable_total", &s.calls.media_unavailable);
     c("edge_refusals_recorded_total", &s.calls.refusals_recorded);
     c("edge_refusals_unrecorded_total", &s.calls.refusals_unrecorded);

@@ -19,7 +19,7 @@ use crate::call::context::{Ctx, Reject};
 use crate::call::media::{MediaRelay, Side};
 use crate::call::outbound::{ResolveJob, TrunkTarget};
 use crate::call::outcome::{Direction, Ending, HopOutcome, Refusal, Unavailable};
-use crate::call::registry::CallController;
+use crate::call::registry::{note_trace_leg, CallController};
 use crate::call::state::{ALeg, BLeg, Call, CallId, CallKind, ClientRef, LegTarget, TimerKind};
 use crate::call::{dialed, leg};
 
@@ -92,6 +92,9 @@ impl CallController {
         call.b_offer = b_offer;
         let id = self.new_call(call);
         self.by_server_invite.insert(key, id);
+        if let Some(c) = self.calls.get(&id) {
+            note_trace_leg(&mut self.trace_legs, &a_call_id, &c.record.id, "carrier".into());
+        }
         self.by_dialog.insert(a_call_id, (id, Side::A));
         self.persist(ctx.now, id);
         self.next_hop(ctx, id);
@@ -394,6 +397,10 @@ impl CallController {
         call.mark_transfer_hop(hop_index);
         let gen = call.generation;
         self.by_client.insert(key.clone(), ClientRef::Invite(id));
+        if self.trace_legs.is_some() {
+            let leg = format!("agent {} ({})", agent.id, route.as_str());
+            note_trace_leg(&mut self.trace_legs, &b_call_id, &call.record.id, leg);
+        }
         self.by_dialog.insert(b_call_id, (id, Side::B));
         let leg = BLeg {
             target: LegTarget::Agent(agent),

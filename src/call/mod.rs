@@ -62,4 +62,4 @@ pub use entropy::{Entropy, OsEntropy, SeededEntropy};
 pub use media::CallMedia;
 pub use outbound::{AgentOrigin, ResolveJob, TrunkTarget};
 pub use pacing::TrunkPacer;
-pub use registry::CallController;
+pub use registry::{CallController, TraceLeg};

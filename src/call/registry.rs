@@ -70,6 +70,33 @@ pub struct CallController {
     pub(super) refusal_budget: crate::call::inbound::RefusalBudget,
     /// The key of refusal record ids, drawn from `rng` at the first refusal.
     pub(super) refusal_key: Option<[u64; 2]>,
+    /// Each leg's SIP Call-ID and what it is, for the per-call SIP trace (`crate::trace`), drained with
+    /// [`Self::poll_trace_leg`]; filled only when tracing is on ([`Self::set_tracing`]).
+    pub(super) trace_legs: Option<VecDeque<TraceLeg>>,
+}
+
+/// A leg of a call as the SIP trace names it: its SIP Call-ID belongs to the public call id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceLeg {
+    pub sip_call_id: String,
+    pub call_id: String,
+    /// `carrier`, `agent agt_... (primary)`, `trunk (transfer)`...
+    pub leg: String,
+}
+
+/// Queues a trace leg when tracing is on; past [`RECORDS_PENDING_MAX`] the oldest goes (a driver that
+/// stopped polling must not make memory grow).
+pub(super) fn note_trace_leg(q: &mut Option<VecDeque<TraceLeg>>, sip_call_id: &str, call_id: &str, leg: String) {
+    if let Some(q) = q {
+        if q.len() >= RECORDS_PENDING_MAX {
+            q.pop_front();
+        }
+        q.push_back(TraceLeg {
+            sip_call_id: sip_call_id.to_owned(),
+            call_id: call_id.to_owned(),
+            leg,
+        });
+    }
 }
 
 /// The `Reason` of the BYEs an edge shutting down sends.
@@ -139,7 +166,18 @@ impl CallController {
             metrics: VecDeque::new(),
             refusal_budget: Default::default(),
             refusal_key: None,
+            trace_legs: None,
         }
+    }
+
+    /// Turns on noting each leg's SIP Call-ID for the SIP trace ([`Self::poll_trace_leg`]).
+    pub fn set_tracing(&mut self, on: bool) {
+        self.trace_legs = on.then(VecDeque::new);
+    }
+
+    /// The next leg opened since the last poll (tracing on only).
+    pub fn poll_trace_leg(&mut self) -> Option<TraceLeg> {
+        self.trace_legs.as_mut()?.pop_front()
     }
 
     /// Replaces the source of tags, Call-IDs and branches (a seeded one makes a test's ids repeatable).

@@ -13,8 +13,10 @@ use serde::Deserialize;
 use toml::Spanned;
 
 mod admission;
+mod observability;
 pub mod outbound;
 mod security;
+pub use observability::ObservabilitySettings;
 pub use outbound::{AgentNetwork, OperatorTrunk, OutboundSettings};
 pub use security::SecuritySettings;
 
@@ -54,6 +56,7 @@ struct RawConfig {
     admission: admission::RawAdmission,
     security: security::RawSecurity,
     node: RawNode,
+    observability: observability::RawObservability,
 }
 
 /// `[node]`: which edge this is, when several share a database.
@@ -479,6 +482,8 @@ pub struct Config {
     pub admission: crate::sip::admission::AdmissionConfig,
     /// `[security]`.
     pub security: SecuritySettings,
+    /// `[observability]`: per-call SIP traces and HEP export.
+    pub observability: ObservabilitySettings,
     /// `[api] public_sip_uri` (default `sip:voice.oneinbox.ai:5060`).
     pub public_sip_uri: String,
     /// `[node] id`: this edge node's name, on every call record it makes and in the `nodes` table (its
@@ -816,6 +821,7 @@ impl Validator<'_> {
             },
             public_sip_uri: self.public_sip_uri(&raw.api)?,
             node_id: self.node_id(&raw.node)?,
+            observability: self.observability(&raw.observability)?,
         })
     }
 }

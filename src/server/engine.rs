@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, watch};
 use crate::call::{CallStats, Persist};
 use crate::shard::{Dispatch, ShardMap};
 use crate::sip::endpoint::Endpoint;
+use crate::trace::TraceTap;
 use crate::transport::{self, Input, Outbound, TransportStats};
 
 /// What the engine task listens to besides its timers.
@@ -30,6 +31,8 @@ pub(super) struct EngineInputs {
     /// Call and voicemail records, polled from the endpoint, to the record writer.
     pub(super) records: mpsc::Sender<Persist>,
     pub(super) call_stats: Arc<CallStats>,
+    /// Where every message, leg and call end goes for SIP traces and HEP (`None`: both off).
+    pub(super) trace: Option<TraceTap>,
 }
 
 /// Resolved trunk hosts coming back to the engine.
@@ -55,7 +58,9 @@ pub(super) async fn run_engine(
         dispatch,
         records,
         call_stats,
+        trace,
     } = inputs;
+    let trace = trace.as_ref();
     let mut udp_buf = transport::udp::recv_buffer();
     let (resolved_tx, mut resolved_rx) = mpsc::channel::<Resolved>(1024);
     loop {
@@ -64,8 +69,8 @@ pub(super) async fn run_engine(
             biased;
             _ = shutdown.changed() => {
                 ep.shutdown(Instant::now());
-                flush(&mut ep, &out);
-                drain_records(&mut ep, &records, &call_stats);
+                flush(&mut ep, &out, trace);
+                drain_records(&mut ep, &records, &call_stats, trace);
                 // Recordings in progress are finished and their rows written before the engine goes.
                 if let (Some(media), Some(events)) = (&media, media_events.as_mut()) {
                     media.shutdown(std::time::Duration::from_secs(5)).await;
@@ -75,7 +80,7 @@ pub(super) async fn run_engine(
                             Ok(Some(ev)) => ep.on_media_event(Instant::now(), ev),
                             _ => break,
                         }
-                        drain_records(&mut ep, &records, &call_stats);
+                        drain_records(&mut ep, &records, &call_stats, trace);
                     }
                 }
                 return;
@@ -99,10 +104,15 @@ pub(super) async fn run_engine(
                             let owner = dispatch.as_ref().map(|d| (d, d.shard_of(&m.data)));
                             match owner {
                                 Some((d, owner)) if owner != shard => d.forward(owner, m),
-                                _ => ep.handle(now, m.source, m.link, m.data),
+                                _ => {
+                                    if let Some(t) = trace {
+                                        t.inbound(m.source, m.link, &m.data);
+                                    }
+                                    ep.handle(now, m.source, m.link, m.data)
+                                }
                             }
                             if last {
-                                flush(&mut ep, &out);
+                                flush(&mut ep, &out, trace);
                             }
                         });
                     }
@@ -115,14 +125,14 @@ pub(super) async fn run_engine(
             m = rx.recv() => {
                 let Some(m) = m else { return };
                 let now = Instant::now();
-                on_input(&mut ep, now, m);
-                flush(&mut ep, &out);
+                on_input(&mut ep, now, m, trace);
+                flush(&mut ep, &out, trace);
                 // Drain what is already queued: amortises the wake-up under load.
                 for _ in 0..64 {
                     match rx.try_recv() {
                         Ok(m) => {
-                            on_input(&mut ep, now, m);
-                            flush(&mut ep, &out);
+                            on_input(&mut ep, now, m, trace);
+                            flush(&mut ep, &out, trace);
                         }
                         Err(_) => break,
                     }
@@ -158,15 +168,25 @@ pub(super) async fn run_engine(
                 let _ = tx.send((job, result)).await;
             });
         }
-        flush(&mut ep, &out);
-        drain_records(&mut ep, &records, &call_stats);
+        flush(&mut ep, &out, trace);
+        drain_records(&mut ep, &records, &call_stats, trace);
     }
 }
 
-/// Hands the endpoint's records to the record writer; a full queue counts them as dropped rather than
-/// block the engine.
-fn drain_records(ep: &mut Endpoint, records: &mpsc::Sender<Persist>, stats: &CallStats) {
+/// Hands the endpoint's records to the record writer and, when tracing, the legs opened and the calls
+/// ended to the trace writer; a full queue counts them as dropped rather than block the engine.
+fn drain_records(ep: &mut Endpoint, records: &mpsc::Sender<Persist>, stats: &CallStats, trace: Option<&TraceTap>) {
+    if let Some(t) = trace {
+        while let Some(leg) = ep.calls.poll_trace_leg() {
+            t.leg(leg);
+        }
+    }
     while let Some(p) = ep.poll_record() {
+        if let (Some(t), Persist::Call(rec)) = (trace, &p) {
+            if rec.ended_at_ms.is_some() {
+                t.end(rec.id.clone());
+            }
+        }
         if records.try_send(p).is_err() {
             stats.records_dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
@@ -177,12 +197,21 @@ fn drain_records(ep: &mut Endpoint, records: &mpsc::Sender<Persist>, stats: &Cal
 }
 
 /// Puts the endpoint's pending transmits on the wire (the UDP ones of a flush in one `sendmmsg`).
-fn flush(ep: &mut Endpoint, out: &Outbound) {
+fn flush(ep: &mut Endpoint, out: &Outbound, trace: Option<&TraceTap>) {
     let mut failed = Vec::new();
     // A send that fails at once goes back to the endpoint, which ends its transaction and may queue more
     // (the call's next hop): those leave in the same loop. Bounded: each failure ends a transaction.
     loop {
-        out.send_all(std::iter::from_fn(|| ep.poll_transmit()), &mut failed);
+        out.send_all(
+            std::iter::from_fn(|| {
+                let t = ep.poll_transmit()?;
+                if let Some(tap) = trace {
+                    tap.outbound(&t);
+                }
+                Some(t)
+            }),
+            &mut failed,
+        );
         if failed.is_empty() {
             return;
         }
@@ -194,9 +223,14 @@ fn flush(ep: &mut Endpoint, out: &Outbound) {
 }
 
 /// One input from the transport tasks (or another shard).
-fn on_input(ep: &mut Endpoint, now: Instant, input: Input) {
+fn on_input(ep: &mut Endpoint, now: Instant, input: Input, trace: Option<&TraceTap>) {
     match input {
-        Input::Message(m) => ep.handle(now, m.source, m.link, m.data),
+        Input::Message(m) => {
+            if let Some(t) = trace {
+                t.inbound(m.source, m.link, &m.data);
+            }
+            ep.handle(now, m.source, m.link, m.data)
+        }
         Input::SendFailed(f) => ep.on_send_failure(now, &f),
     }
 }

@@ -46,6 +46,8 @@ pub struct Edge {
     pub security: crate::ops::SecurityStats,
     pub transport_stats: Arc<TransportStats>,
     pub call_stats: Arc<CallStats>,
+    /// SIP trace and HEP counters.
+    pub trace_stats: Arc<crate::trace::TraceStats>,
     /// Calls in progress per agent, as the engine counts them.
     pub agent_gauge: Arc<dashmap::DashMap<String, u32>>,
     pub store: Arc<Store>,
@@ -59,6 +61,8 @@ pub struct Edge {
     shard_map: ShardMap,
     /// Fires when the record writer's thread has stored what was queued and ended.
     records: Option<tokio::sync::oneshot::Receiver<()>>,
+    /// Fires when the trace writer has stored what it held and ended.
+    traces: Option<tokio::sync::oneshot::Receiver<()>>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -131,6 +135,9 @@ impl Edge {
         // The engine is gone, so the record queue is closed: wait for the writer to store what is left.
         if let Some(records) = self.records.take() {
             let _ = tokio::time::timeout(std::time::Duration::from_secs(10), records).await;
+        }
+        if let Some(traces) = self.traces.take() {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(10), traces).await;
         }
         for t in self.tasks {
             t.abort();
@@ -361,6 +368,20 @@ pub async fn start(cfg: Config) -> anyhow::Result<Edge> {
     // Call records leave the engine over a bounded queue; one writer persists them in order.
     let (records_tx, records_rx) = mpsc::channel(RECORD_QUEUE);
     let records = spawn_record_writer(store.clone(), records_rx)?;
+    // SIP traces and HEP: the engine taps, a writer of its own does the rest.
+    let trace_stats = Arc::new(crate::trace::TraceStats::default());
+    let tracing_on = crate::trace::start(
+        &cfg,
+        store.clone(),
+        trace_stats.clone(),
+        [sip_udp, sip_tcp, sip_tls],
+        &host,
+    )
+    .await?;
+    let (trace_tap, traces) = match tracing_on {
+        Some(t) => (Some(t.tap), Some(t.done)),
+        None => (None, None),
+    };
     let (media, media_events) = start_media(&cfg, &host)?;
     let ops_media = media.clone();
     let call_cfg = CallConfig {
@@ -481,6 +502,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Edge> {
             },
         );
         calls.stats = call_stats.clone();
+        calls.set_tracing(trace_tap.is_some());
         let mut endpoint = Endpoint::new(
             endpoint_cfg.clone(),
             Box::new(CarrierPolicy { cfg: cfg.clone() }),
@@ -503,14 +525,16 @@ pub async fn start(cfg: Config) -> anyhow::Result<Edge> {
                 dispatch: (shards > 1).then(|| dispatch.clone()),
                 records: records_tx.clone(),
                 call_stats: call_stats.clone(),
+                trace: trace_tap.clone(),
             },
             media.clone(),
             out.clone(),
             shutdown_rx.clone(),
         )));
     }
-    // The writer ends once every shard's sender is gone.
+    // The writers end once every shard's sender is gone.
     drop(records_tx);
+    drop(trace_tap);
     tracing::info!(shards, "SIP engine shards started");
 
     let limits = transport::tcp::TcpLimits {
@@ -580,6 +604,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Edge> {
                 endpoint: endpoint_stats.clone(),
                 transport: transport_stats.clone(),
                 calls: call_stats.clone(),
+                trace: trace_stats.clone(),
                 agent_gauge: agent_gauge.clone(),
                 media: ops_media,
                 security: security.clone(),
@@ -630,6 +655,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Edge> {
         security,
         transport_stats,
         call_stats,
+        trace_stats,
         agent_gauge,
         store,
         index,
@@ -638,6 +664,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Edge> {
         engines,
         shard_map,
         records: Some(records),
+        traces,
         tasks,
     })
 }

@@ -15,8 +15,10 @@ mod integrations;
 mod keys;
 mod numbers;
 mod openapi;
+mod pcap;
 mod reconcile;
 mod serve;
+pub mod traces;
 mod ui;
 mod validate;
 mod voicemails;
@@ -235,6 +237,7 @@ pub fn routes(state: ApiState) -> Router {
         .route("/v1/calls", get(calls::list).post(calls::create))
         .route("/v1/calls/{id}", get(calls::get).delete(calls::hang_up))
         .route("/v1/calls/{id}/transfer", post(calls::transfer))
+        .route("/v1/calls/{id}/trace", get(traces::get))
         .route("/v1/voicemails", get(voicemails::list))
         .route("/v1/voicemails/{id}", get(voicemails::get).delete(voicemails::delete))
         .route("/v1/voicemails/{id}/recording", get(voicemails::recording))

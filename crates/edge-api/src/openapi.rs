@@ -30,6 +30,7 @@ use utoipa::{Modify, OpenApi};
         crate::calls::create,
         crate::calls::hang_up,
         crate::calls::transfer,
+        crate::traces::get,
         crate::voicemails::list,
         crate::voicemails::get,
         crate::voicemails::recording,

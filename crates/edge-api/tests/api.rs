@@ -414,6 +414,7 @@ async fn auth_and_openapi(s: &Server) {
         "/v1/calls",
         "/v1/calls/{id}",
         "/v1/calls/{id}/transfer",
+        "/v1/calls/{id}/trace",
         "/v1/voicemails",
         "/v1/voicemails/{id}",
         "/v1/voicemails/{id}/recording",
@@ -428,11 +429,11 @@ async fn auth_and_openapi(s: &Server) {
         .filter_map(|op| op["operationId"].as_str())
         .collect();
     // 24 + the set-up doctor's GET .../checks and POST .../checks/fix + /v1/api-keys (list, create, revoke)
-    // + POST /v1/calls/{id}/transfer.
-    assert_eq!(op_ids.len(), 30);
+    // + POST /v1/calls/{id}/transfer + GET /v1/calls/{id}/trace.
+    assert_eq!(op_ids.len(), 31);
     op_ids.sort();
     op_ids.dedup();
-    assert_eq!(op_ids.len(), 30, "operationIds must be unique");
+    assert_eq!(op_ids.len(), 31, "operationIds must be unique");
     let r = s.call("GET", "/v1/nope", Some(&key), None).await;
     assert_eq!(r.status, 404);
     assert_eq!(r.error().0, "not_found");

@@ -47,6 +47,7 @@ mod numbers;
 mod secret;
 mod store;
 pub mod time;
+mod traces;
 pub mod voicemails;
 
 pub use calls::{now_ms, CallError, CallFilter, CallRecord, CallStatus, HangupBy, Hop, Route};
@@ -65,4 +66,5 @@ pub use nodes::{NodeSeen, EDGE_RESTARTED};
 pub use numbers::NumberFilter;
 pub use secret::{Secret, SecretBox, SecretError, SecretKeyError, SECRET_KEY_ENV, SECRET_KEY_FILE};
 pub use store::{ApiKeyRecord, Backend, Store};
+pub use traces::StoredTrace;
 pub use voicemails::{is_safe_recording_path, new_voicemail_id, VoicemailFilter, VoicemailRecord, VOICEMAIL_ENDED_BY};

@@ -7,7 +7,7 @@ use sip_core::transaction::{Peer, TxKey};
 use crate::call::context::{Ctx, Reject};
 use crate::call::media::Side;
 use crate::call::outbound::{outbound_record, plan, refuse, refuse_agent, AgentOrigin};
-use crate::call::registry::CallController;
+use crate::call::registry::{note_trace_leg, CallController};
 use crate::call::state::{ALeg, Call, CallKind};
 use crate::call::trunk;
 
@@ -123,6 +123,9 @@ impl CallController {
             ctx.now,
         ));
         self.by_server_invite.insert(key, id);
+        if let Some(c) = self.calls.get(&id) {
+            note_trace_leg(&mut self.trace_legs, &a_call_id, &c.record.id, "agent".into());
+        }
         self.by_dialog.insert(a_call_id, (id, Side::A));
         let leg_call_id = self.new_leg_call_id();
         if let Some(call) = self.calls.get_mut(&id) {

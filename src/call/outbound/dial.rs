@@ -16,7 +16,7 @@ use crate::call::media::Side;
 use crate::call::outbound::{agent_code, error, OutboundPlan, ResolveJob, TrunkTarget};
 use crate::call::outcome::{Ending, HopOutcome};
 use crate::call::pacing::Slot;
-use crate::call::registry::CallController;
+use crate::call::registry::{note_trace_leg, CallController};
 use crate::call::state::{BLeg, CallId, CallKind, ClientRef, LegTarget, TimerKind};
 use crate::call::trunk::{TrunkChoice, TrunkTransport};
 use crate::call::{leg, trunk};
@@ -241,6 +241,10 @@ impl CallController {
         );
         call.mark_transfer_hop(hop_index);
         self.by_client.insert(key.clone(), ClientRef::Invite(id));
+        if self.trace_legs.is_some() {
+            let leg = format!("trunk ({})", route.as_str());
+            note_trace_leg(&mut self.trace_legs, &dialog_call_id, &call.record.id, leg);
+        }
         self.by_dialog.insert(dialog_call_id, (id, Side::B));
         let leg = BLeg {
             target: LegTarget::Trunk,

@@ -1,0 +1,64 @@
+//! Secrets out of stored traces and HEP: credentials in `Authorization`/`Proxy-Authorization` and SDES
+//! keys in SDP `a=crypto` lines (RFC 4568 `inline:` key material).
+
+/// A header value as the trace keeps it: credentials headers keep their scheme only.
+pub fn header_value<'a>(name: &str, value: &'a str) -> std::borrow::Cow<'a, str> {
+    if name.eq_ignore_ascii_case("authorization") || name.eq_ignore_ascii_case("proxy-authorization") {
+        let scheme = value.trim_start().split([' ', '\t']).next().unwrap_or("");
+        return format!("{scheme} [redacted]").into();
+    }
+    value.into()
+}
+
+/// The body with every `inline:` key of an `a=crypto` line replaced by `X`s of the same length (so the
+/// message's Content-Length still holds).
+pub fn body(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.contains("a=crypto") {
+        return text.into();
+    }
+    let mut out = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        if !line.starts_with("a=crypto") {
+            out.push_str(line);
+            continue;
+        }
+        let mut rest = line;
+        while let Some(i) = rest.find("inline:") {
+            let (head, tail) = rest.split_at(i + "inline:".len());
+            out.push_str(head);
+            let key_len = tail
+                .find(|c: char| c == '|' || c == ';' || c.is_ascii_whitespace())
+                .unwrap_or(tail.len());
+            out.extend(std::iter::repeat_n('X', key_len));
+            rest = &tail[key_len..];
+        }
+        out.push_str(rest);
+    }
+    out.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_keep_the_scheme_only() {
+        let v = header_value("Proxy-Authorization", "Digest username=\"u\", response=\"abc\"");
+        assert_eq!(v, "Digest [redacted]");
+        assert_eq!(header_value("authorization", "Bearer x"), "Bearer [redacted]");
+        assert_eq!(header_value("Via", "SIP/2.0/UDP a"), "SIP/2.0/UDP a");
+    }
+
+    #[test]
+    fn crypto_keys_are_masked_to_the_same_length() {
+        let sdp = "v=0\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz|2^20|1:4\r\n\
+                   a=crypto:2 AES_CM_128_HMAC_SHA1_32 inline:NzB4d1BINUAvLEw6UzF3WSJ+PSdFcGdUJShpX1Zj;inline:abc\r\nm=audio\r\n";
+        let r = body(sdp);
+        assert_eq!(r.len(), sdp.len());
+        assert!(!r.contains("WVNfX19"), "{r}");
+        assert!(!r.contains("NzB4d1"), "{r}");
+        assert!(!r.contains("inline:abc"), "{r}");
+        assert!(r.contains("|2^20|1:4\r\n"), "{r}");
+        assert!(r.ends_with("m=audio\r\n"));
+    }
+}
