@@ -151,7 +151,7 @@ function drawLadder(messages) {
     if (!peerOf.has(p) && m.peer) peerOf.set(p, m.peer + (m.transport ? " " + m.transport : ""));
   }
   const columns = parties.length ? [parties[0], "edge", ...parties.slice(1)] : ["edge"];
-  const colW = 190, top = 60, rowH = 34, left = 110;
+  const colW = 250, top = 60, rowH = 34, left = 110;
   const width = left + colW * (columns.length - 1) + 110;
   const height = top + rowH * (msgs.length + 1);
   const x = (name) => left + colW * columns.indexOf(name);
@@ -211,7 +211,9 @@ function drawSummary(call, trace) {
   }
   box.appendChild(hops);
   if (trace.truncated) {
-    box.appendChild(el("p", { class: "cut" }, "This trace was cut: " + (typeof trace.truncated === "string" ? trace.truncated : "the call exceeded the trace limits") + "."));
+    const n = trace.omitted_messages || 0, bytes = trace.omitted_bytes || 0;
+    box.appendChild(el("p", { class: "cut" },
+      "This trace was cut by the edge's trace limits: " + n + " messages (" + bytes + " bytes) are left out."));
   }
 }
 
