@@ -151,16 +151,22 @@ function drawLadder(messages) {
     if (!peerOf.has(p) && m.peer) peerOf.set(p, m.peer + (m.transport ? " " + m.transport : ""));
   }
   const columns = parties.length ? [parties[0], "edge", ...parties.slice(1)] : ["edge"];
-  const colW = 250, top = 60, rowH = 34, left = 110;
+  const colW = 250, top = 70, rowH = 34, left = 110;
   const width = left + colW * (columns.length - 1) + 110;
   const height = top + rowH * (msgs.length + 1);
   const x = (name) => left + colW * columns.indexOf(name);
   const root = svg("svg", { class: "ladder", width, height, viewBox: `0 0 ${width} ${height}` });
   for (const name of columns) {
     const g = svg("g", { class: "party", "data-party": name });
-    g.appendChild(svg("text", { x: x(name), y: 20, "text-anchor": "middle" }, name));
-    if (peerOf.has(name)) g.appendChild(svg("text", { x: x(name), y: 36, "text-anchor": "middle", class: "peer" }, peerOf.get(name)));
-    g.appendChild(svg("line", { class: "lifeline", x1: x(name), y1: 44, x2: x(name), y2: height - 8 }));
+    // A leg's name (`agent agt_… (fallback)`) in two lines, what it is over its id, so columns do not overlap.
+    const words = name.split(" ");
+    const id = words.find((w) => /^[a-z]+_[A-Za-z0-9]{6,}$/.test(w));
+    const lines = id ? [words.filter((w) => w !== id).join(" "), id] : [name];
+    if (peerOf.has(name)) lines.push(peerOf.get(name));
+    lines.forEach((line, n) => {
+      g.appendChild(svg("text", { x: x(name), y: 16 + 15 * n, "text-anchor": "middle", class: n ? "peer" : "" }, line));
+    });
+    g.appendChild(svg("line", { class: "lifeline", x1: x(name), y1: 58, x2: x(name), y2: height - 8 }));
     root.appendChild(g);
   }
   const t0 = msgs.length ? msgs[0].t : 0;
