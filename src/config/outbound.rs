@@ -560,6 +560,32 @@ mod tests {
     }
 
     #[test]
+    fn tls_client_files_are_checked_at_load() {
+        let e = parse("[outbound]\ntls_extra_roots = [\"/nonexistent/ca.pem\"]\n").unwrap_err();
+        assert!(
+            e.contains(":2: key `outbound.tls_extra_roots`") && e.contains("ca.pem"),
+            "{e}"
+        );
+        let e = parse("[outbound]\nagent_tls_client_certificate = \"/x.crt\"\n").unwrap_err();
+        assert!(
+            e.contains("outbound.agent_tls_client_key") && e.contains("private key"),
+            "{e}"
+        );
+        let e = parse(
+            "[[outbound.trunks]]\nprovider = \"twilio\"\naddress = \"sips:t.example\"\n\
+             tls_client_certificate = \"/nonexistent/c.crt\"\ntls_client_key = \"/nonexistent/c.key\"\n",
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("outbound.trunks.tls_client_certificate") && e.contains("c.crt"),
+            "{e}"
+        );
+        let c =
+            parse("[[outbound.trunks]]\nprovider = \"twilio\"\naddress = \"t.example:5061;transport=tls\"\n").unwrap();
+        assert_eq!(c.outbound.trunks[0].tls_identity, None);
+    }
+
+    #[test]
     fn outbound_errors_name_key_and_line() {
         let e = parse("[outbound]\n\ndefault_cps = 0\n").unwrap_err();
         assert!(e.contains("edge.toml:3: key `outbound.default_cps`"), "{e}");

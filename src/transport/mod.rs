@@ -417,7 +417,7 @@ mod tests {
         assert_eq!((peer.transport, peer.conn), (Transport::Tls, Some(7)));
         assert_eq!(link_of(&peer), Link::Tls(7));
         assert_eq!(link_of(&peer_of(addr, Link::Tcp(8))), Link::Tcp(8));
-        // Without a connection: TLS is not opened by the edge, and never falls back to plain TCP.
+        // Without a connection id there is no name to check a certificate against: refused, never plain TCP.
         let lost = Peer {
             addr,
             transport: Transport::Tls,
@@ -431,5 +431,12 @@ mod tests {
             key: None,
         };
         assert_eq!(out.send(t).unwrap_err().error, SendError::NoTlsConnector);
+        // An id nobody routed (an accepted connection that closed) is not opened again.
+        let t = Transmit {
+            to: peer_of(addr, Link::Tls(u64::MAX)),
+            bytes: Bytes::from_static(b"BYE"),
+            key: None,
+        };
+        assert_eq!(out.send(t).unwrap_err().error, SendError::ConnectionClosed(u64::MAX));
     }
 }
