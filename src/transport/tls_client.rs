@@ -229,7 +229,7 @@ pub fn describe(e: &std::io::Error, name: &str) -> String {
             CertificateError::NotValidYet => format!("certificate for {name} is not valid yet"),
             CertificateError::NotValidForNameContext { presented, .. } => format!(
                 "certificate presented for {name} is not valid for name {name} (it names {})",
-                presented.iter().map(|p| bare_name(p)).collect::<Vec<_>>().join(", ")
+                presented_names(presented)
             ),
             CertificateError::NotValidForName => {
                 format!("certificate presented for {name} is not valid for name {name}")
@@ -249,6 +249,20 @@ pub fn describe(e: &std::io::Error, name: &str) -> String {
         }
         other => format!("tls handshake with {name} failed: {other}"),
     }
+}
+
+/// The names a refused certificate carries, bounded (the peer chose them): four at most, each cut at 64
+/// characters.
+fn presented_names(presented: &[String]) -> String {
+    let mut names: Vec<String> = presented
+        .iter()
+        .take(4)
+        .map(|p| bare_name(p).chars().take(64).collect())
+        .collect();
+    if presented.len() > 4 {
+        names.push(format!("and {} more", presented.len() - 4));
+    }
+    names.join(", ")
 }
 
 /// A name as rustls reports it (`DnsName("x.example")`, `IpAddress(..)`), without the wrapping.
@@ -287,6 +301,8 @@ mod tests {
     fn presented_names_lose_their_wrapping() {
         assert_eq!(bare_name("DnsName(\"other.test\")"), "other.test");
         assert_eq!(bare_name("plain"), "plain");
+        let many: Vec<String> = (0..6).map(|i| format!("DnsName(\"n{i}.test\")")).collect();
+        assert_eq!(presented_names(&many), "n0.test, n1.test, n2.test, n3.test, and 2 more");
     }
 
     #[test]
