@@ -103,6 +103,7 @@ fn build_endpoint(start: Instant) -> Endpoint {
             outbound: cfg.outbound.clone(),
             targets: Default::default(),
             node: Arc::from(cfg.node_id.as_str()),
+            tls: Default::default(),
         },
         index.clone(),
         None,

@@ -257,6 +257,13 @@ impl CallController {
                     return;
                 };
                 if matches!(b.target, LegTarget::Trunk) {
+                    // A failed TLS handshake says what to fix (the certificate); kept for the call's error.
+                    if let (Some(why), Some(plan)) = (
+                        transport_error.as_deref().and_then(|w| w.strip_prefix("tls: ")),
+                        call.out.as_mut(),
+                    ) {
+                        plan.tls_failure = Some(why.to_owned());
+                    }
                     return self.on_trunk_failure(ctx, id, 408, None);
                 }
                 let outcome = match transport_error {

@@ -33,6 +33,9 @@ pub struct CallConfig {
     pub targets: edge_contract::TargetPolicy,
     /// This edge node's id (`[node] id`), written on every call record it makes.
     pub node: Arc<str>,
+    /// Connection ids of the TLS destinations the edge dials (trunks and agents over TLS), shared with the
+    /// transport that opens them.
+    pub tls: crate::transport::tls_client::TlsRoutes,
 }
 
 /// What the endpoint must answer for a new INVITE the controller did not take.

@@ -194,7 +194,12 @@ impl CallController {
             };
             let peer = match agent.1 {
                 AgentTarget::Ready(peer) => peer,
-                AgentTarget::Resolve { host, port, transport } => {
+                AgentTarget::Resolve {
+                    host,
+                    port,
+                    transport,
+                    secure,
+                } => {
                     // A host name: the driver resolves it (RFC 3263) and `on_resolved` goes on from here.
                     let gen = self.calls.get(&id).map(|c| c.generation).unwrap_or(0);
                     self.resolve_jobs.push_back(ResolveJob {
@@ -203,7 +208,7 @@ impl CallController {
                         host,
                         port,
                         transport: Some(transport),
-                        secure: false,
+                        secure,
                         agent: Some((agent.0, route)),
                     });
                     return;
@@ -260,6 +265,18 @@ impl CallController {
     ) -> bool {
         let local = self.cfg.local.clone();
         let b_call_id = self.new_leg_call_id();
+        // Over TLS: the connection that checks the agent's host name (and shows the agents' client
+        // certificate, if the config has one).
+        let mut peer = peer;
+        if peer.transport == Transport::Tls && peer.conn.is_none() {
+            if let Some(host) = uri_host(&agent.sip_uri) {
+                let dest = crate::transport::tls_client::TlsDest {
+                    name: host.into(),
+                    identity: self.cfg.outbound.agent_tls_identity().map(Into::into),
+                };
+                peer.conn = Some(self.cfg.tls.route(peer.addr, dest));
+            }
+        }
         let Some(call) = self.calls.get_mut(&id) else {
             return false;
         };
@@ -314,7 +331,7 @@ impl CallController {
         let via = format!(
             "SIP/2.0/{} {};branch={};rport",
             leg::via_transport(peer.transport),
-            local.sent_by,
+            local.sent_by_for(peer.transport),
             self.rng.branch()
         );
         let mf = a
@@ -334,7 +351,7 @@ impl CallController {
             ("X-OneInbox-Route", route.as_str()),
             ("X-OneInbox-Carrier", call.record.carrier.as_str()),
         ];
-        let contact = local.contact_for(peer.transport);
+        let contact = local.contact_on(peer.transport, &agent.sip_uri);
         let supported = leg::supported_across(a);
         let mut b = sip_core::build::RequestBuilder::new(Method::Invite, &agent.sip_uri)
             .header("Via", &via)
@@ -578,6 +595,8 @@ pub(super) enum AgentTarget {
         host: String,
         port: Option<u16>,
         transport: Transport,
+        /// `sips:`: only TLS targets.
+        secure: bool,
     },
 }
 
@@ -590,18 +609,19 @@ pub(super) fn agent_peer(sip_uri: &str, targets: &edge_contract::TargetPolicy) -
         return Err(refuse(format!("sip_uri {sip_uri} is not a sip: URI")));
     };
     let transport = match u.param("transport") {
+        // `sips:` is TLS whatever else the URI says (RFC 3261 19.1.2).
+        _ if u.secure => Transport::Tls,
         None => Transport::Udp,
         Some(t) if t.eq_ignore_ascii_case("udp") => Transport::Udp,
         Some(t) if t.eq_ignore_ascii_case("tcp") => Transport::Tcp,
+        Some(t) if t.eq_ignore_ascii_case("tls") => Transport::Tls,
         Some(t) => {
             return Err(refuse(format!(
-                "transport={t} toward agents is not supported (udp, tcp)"
+                "transport={t} toward agents is not supported (udp, tcp, tls)"
             )))
         }
     };
-    if u.secure {
-        return Err(refuse(format!("sip_uri {sip_uri} asks for TLS, not supported yet")));
-    }
+    let default_port = if transport == Transport::Tls { 5061 } else { 5060 };
     let host = u.host.trim_start_matches('[').trim_end_matches(']');
     let ip: IpAddr = match host {
         "localhost" => IpAddr::from([127, 0, 0, 1]),
@@ -612,6 +632,7 @@ pub(super) fn agent_peer(sip_uri: &str, targets: &edge_contract::TargetPolicy) -
                     host: h.to_owned(),
                     port: u.port,
                     transport,
+                    secure: u.secure,
                 })
             }
         },
@@ -622,7 +643,7 @@ pub(super) fn agent_peer(sip_uri: &str, targets: &edge_contract::TargetPolicy) -
         )));
     }
     Ok(AgentTarget::Ready(Peer {
-        addr: SocketAddr::new(ip, u.port.unwrap_or(5060)),
+        addr: SocketAddr::new(ip, u.port.unwrap_or(default_port)),
         transport,
         conn: None,
     }))
@@ -632,6 +653,14 @@ pub(super) fn agent_peer(sip_uri: &str, targets: &edge_contract::TargetPolicy) -
 #[derive(Debug, thiserror::Error)]
 #[error("sip_uri {0} is not a sip: URI")]
 pub(super) struct NotSipUri(String);
+
+/// The host of a SIP URI as written (an IPv6 in brackets), for the name an agent's TLS certificate must carry.
+pub(super) fn uri_host(sip_uri: &str) -> Option<String> {
+    match Uri::parse(sip_uri) {
+        Ok(Uri::Sip(u)) => Some(u.host.to_owned()),
+        _ => None,
+    }
+}
 
 /// `host[:port]` of a SIP URI, for the To header toward the agent.
 pub(super) fn uri_hostport(sip_uri: &str) -> Result<String, NotSipUri> {

@@ -130,6 +130,7 @@ impl Rig {
             outbound: cfg.outbound.clone(),
             targets: Default::default(),
             node: Arc::from(cfg.node_id.as_str()),
+            tls: Default::default(),
         };
         Rig {
             ctl: CallController::new(

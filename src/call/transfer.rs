@@ -313,7 +313,12 @@ impl CallController {
                             self.transfer_failed(ctx, id, 503, "Service Unavailable", &why);
                         }
                     }
-                    Ok(AgentTarget::Resolve { host, port, transport }) => {
+                    Ok(AgentTarget::Resolve {
+                        host,
+                        port,
+                        transport,
+                        secure,
+                    }) => {
                         let generation = self.calls.get(&id).map(|c| c.generation).unwrap_or(0);
                         self.resolve_jobs.push_back(ResolveJob {
                             call: id,
@@ -321,7 +326,7 @@ impl CallController {
                             host,
                             port,
                             transport: Some(transport),
-                            secure: false,
+                            secure,
                             agent: Some((agent, Route::Transfer)),
                         });
                     }

@@ -47,6 +47,8 @@ pub struct TrunkChoice {
     pub token: Option<String>,
     /// Send `P-Charge-Info` with the caller's number (Telnyx IP connections).
     pub p_charge_info: bool,
+    /// The client certificate shown over TLS (the operator trunk's `tls_client_certificate`).
+    pub tls_identity: Option<String>,
 }
 
 impl std::fmt::Debug for TrunkChoice {
@@ -60,6 +62,7 @@ impl std::fmt::Debug for TrunkChoice {
             .field("tech_prefix", &self.tech_prefix)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("p_charge_info", &self.p_charge_info)
+            .field("tls_identity", &self.tls_identity)
             .finish_non_exhaustive()
     }
 }
@@ -141,6 +144,7 @@ pub fn choose(number: &NumberRoute, index: &RoutingIndex, cfg: &OutboundSettings
             tech_prefix: pc.tech_prefix.clone(),
             token: pc.ip_auth_token.as_ref().map(|s| s.expose().to_owned()),
             p_charge_info: pc.p_charge_info,
+            tls_identity: None,
         });
     }
     if let Some(host) = index.integration_trunk(&number.account_id, number.provider) {
@@ -155,6 +159,7 @@ pub fn choose(number: &NumberRoute, index: &RoutingIndex, cfg: &OutboundSettings
             tech_prefix: None,
             token: None,
             p_charge_info: false,
+            tls_identity: None,
         });
     }
     if let Some(t) = cfg.operator_trunk(number.provider) {
@@ -169,6 +174,7 @@ pub fn choose(number: &NumberRoute, index: &RoutingIndex, cfg: &OutboundSettings
             tech_prefix: None,
             token: None,
             p_charge_info: false,
+            tls_identity: t.tls_identity.clone(),
         });
     }
     Err(TrunkRefusal::Missing {
@@ -310,6 +316,7 @@ mod tests {
             tech_prefix: None,
             token: None,
             p_charge_info: false,
+            tls_identity: None,
         }
     }
 

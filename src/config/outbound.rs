@@ -41,6 +41,9 @@ pub(super) struct RawOutbound {
     trunk_ring_timeout_s: Spanned<u64>,
     nameservers: Option<Vec<Spanned<String>>>,
     dns_timeout_ms: Spanned<u64>,
+    tls_extra_roots: Vec<Spanned<String>>,
+    agent_tls_client_certificate: Option<Spanned<String>>,
+    agent_tls_client_key: Option<Spanned<String>>,
     trunks: Vec<RawTrunk>,
 }
 
@@ -63,6 +66,9 @@ impl Default for RawOutbound {
             trunk_ring_timeout_s: Spanned::new(0..0, 60),
             nameservers: None,
             dns_timeout_ms: Spanned::new(0..0, 2_000),
+            tls_extra_roots: Vec::new(),
+            agent_tls_client_certificate: None,
+            agent_tls_client_key: None,
             trunks: Vec::new(),
         }
     }
@@ -76,6 +82,8 @@ pub(super) struct RawTrunk {
     username: Option<String>,
     password: Option<String>,
     cps: Option<Spanned<f64>>,
+    tls_client_certificate: Option<Spanned<String>>,
+    tls_client_key: Option<Spanned<String>>,
 }
 
 /// Sources whose INVITEs are agents placing outbound calls, trusted without a digest challenge.
@@ -95,6 +103,9 @@ pub struct OperatorTrunk {
     pub password: Option<String>,
     /// Overrides the provider's default calls per second.
     pub cps: Option<f64>,
+    /// Name of the client certificate presented to it over TLS (mutual TLS), in
+    /// [`OutboundSettings::tls`]; `None`: none.
+    pub tls_identity: Option<String>,
 }
 
 impl std::fmt::Debug for OperatorTrunk {
@@ -105,6 +116,7 @@ impl std::fmt::Debug for OperatorTrunk {
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("cps", &self.cps)
+            .field("tls_identity", &self.tls_identity)
             .finish()
     }
 }
@@ -137,6 +149,17 @@ pub struct OutboundSettings {
     pub nameservers: Option<Vec<SocketAddr>>,
     pub dns_timeout: Duration,
     pub trunks: Vec<OperatorTrunk>,
+    /// TLS toward trunks and agents: extra roots, client certificates (`tls_extra_roots`,
+    /// `agent_tls_client_*`, `[[outbound.trunks]] tls_client_*`), checked at load.
+    pub tls: crate::transport::tls_client::TlsClientSettings,
+}
+
+impl OutboundSettings {
+    /// Whether agents reached over TLS are shown a client certificate (`agent_tls_client_certificate`).
+    pub fn agent_tls_identity(&self) -> Option<&str> {
+        use crate::transport::tls_client::AGENTS;
+        self.tls.identities.iter().any(|(n, _)| n == AGENTS).then_some(AGENTS)
+    }
 }
 
 impl OutboundSettings {
@@ -276,6 +299,15 @@ impl Validator<'_> {
                 Some(v)
             }
         };
+        let mut identities = Vec::new();
+        if let Some(f) = self.client_pair(
+            "outbound.agent_tls_client",
+            &o.agent_tls_client_certificate,
+            &o.agent_tls_client_key,
+            0..0,
+        )? {
+            identities.push((crate::transport::tls_client::AGENTS.to_owned(), f));
+        }
         let mut trunks: Vec<OperatorTrunk> = Vec::with_capacity(o.trunks.len());
         for (i, t) in o.trunks.iter().enumerate() {
             let provider = match Provider::parse(t.provider.get_ref().trim()) {
@@ -314,12 +346,24 @@ impl Validator<'_> {
                 Some(c) => Some(self.cps(&format!("outbound.trunks[{i}].cps"), c)?),
                 None => None,
             };
+            let files = self.client_pair(
+                &format!("outbound.trunks[{i}].tls_client"),
+                &t.tls_client_certificate,
+                &t.tls_client_key,
+                t.address.span(),
+            )?;
+            let tls_identity = files.map(|f| {
+                let name = crate::transport::tls_client::trunk_identity(provider.as_str());
+                identities.push((name.clone(), f));
+                name
+            });
             trunks.push(OperatorTrunk {
                 provider,
                 address: address.to_owned(),
                 username: t.username.clone(),
                 password: t.password.clone(),
                 cps,
+                tls_identity,
             });
         }
         let agent_digest_from = match &o.agent_digest_from {
@@ -395,7 +439,61 @@ impl Validator<'_> {
             nameservers,
             dns_timeout: Duration::from_millis(self.range("outbound.dns_timeout_ms", &o.dns_timeout_ms, 10, 30_000)?),
             trunks,
+            tls: self.tls_client(&o.tls_extra_roots, identities)?,
         })
+    }
+
+    /// A client certificate and its key (`<key>_certificate`, `<key>_key`): both or neither.
+    fn client_pair(
+        &self,
+        key: &str,
+        cert: &Option<Spanned<String>>,
+        private_key: &Option<Spanned<String>>,
+        span: std::ops::Range<usize>,
+    ) -> Result<Option<crate::transport::tls::TlsFiles>, ConfigError> {
+        match (cert, private_key) {
+            (None, None) => Ok(None),
+            (Some(c), Some(k)) => Ok(Some(crate::transport::tls::TlsFiles {
+                certificate: c.get_ref().trim().into(),
+                private_key: k.get_ref().trim().into(),
+            })),
+            (Some(c), None) => self.err(
+                &format!("{key}_key"),
+                c.span(),
+                "a client certificate needs its private key (PEM path)",
+            ),
+            (None, Some(k)) => self.err(
+                &format!("{key}_certificate"),
+                if span.is_empty() { k.span() } else { span },
+                "a client private key needs its certificate (PEM path)",
+            ),
+        }
+    }
+
+    /// Extra roots and client certificates, read now so that a bad file stops `check` and the start.
+    fn tls_client(
+        &self,
+        roots: &[Spanned<String>],
+        identities: Vec<(String, crate::transport::tls::TlsFiles)>,
+    ) -> Result<crate::transport::tls_client::TlsClientSettings, ConfigError> {
+        use crate::transport::tls_client::{ClientTls, TlsClientSettings};
+        let settings = TlsClientSettings {
+            extra_roots: roots.iter().map(|r| r.get_ref().trim().into()).collect(),
+            identities,
+        };
+        if let Err(e) = ClientTls::load(&settings) {
+            use crate::transport::tls_client::{TlsClientError as E, AGENTS};
+            let key = match &e {
+                E::Identity { identity, .. } | E::Config { identity, .. } if identity == AGENTS => {
+                    "outbound.agent_tls_client_certificate"
+                }
+                E::Identity { .. } | E::Config { .. } => "outbound.trunks.tls_client_certificate",
+                _ => "outbound.tls_extra_roots",
+            };
+            let span = roots.first().map(|r| r.span()).unwrap_or(0..0);
+            return self.err(key, span, e.to_string());
+        }
+        Ok(settings)
     }
 }
 
@@ -459,6 +557,32 @@ mod tests {
                 "{bad}: {e}"
             );
         }
+    }
+
+    #[test]
+    fn tls_client_files_are_checked_at_load() {
+        let e = parse("[outbound]\ntls_extra_roots = [\"/nonexistent/ca.pem\"]\n").unwrap_err();
+        assert!(
+            e.contains(":2: key `outbound.tls_extra_roots`") && e.contains("ca.pem"),
+            "{e}"
+        );
+        let e = parse("[outbound]\nagent_tls_client_certificate = \"/x.crt\"\n").unwrap_err();
+        assert!(
+            e.contains("outbound.agent_tls_client_key") && e.contains("private key"),
+            "{e}"
+        );
+        let e = parse(
+            "[[outbound.trunks]]\nprovider = \"twilio\"\naddress = \"sips:t.example\"\n\
+             tls_client_certificate = \"/nonexistent/c.crt\"\ntls_client_key = \"/nonexistent/c.key\"\n",
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("outbound.trunks.tls_client_certificate") && e.contains("c.crt"),
+            "{e}"
+        );
+        let c =
+            parse("[[outbound.trunks]]\nprovider = \"twilio\"\naddress = \"t.example:5061;transport=tls\"\n").unwrap();
+        assert_eq!(c.outbound.trunks[0].tls_identity, None);
     }
 
     #[test]

@@ -149,18 +149,24 @@ pub(super) async fn run_engine(
             tokio::spawn(async move {
                 use edge_resolver::Transport as T;
                 use sip_core::message::Transport as S;
-                let want = job.transport.map(|t| if t == S::Tcp { T::Tcp } else { T::Udp });
+                let want = job.transport.map(|t| match t {
+                    S::Tcp => T::Tcp,
+                    S::Tls => T::Tls,
+                    _ => T::Udp,
+                });
                 let result = resolver
                     .resolve(&job.host, job.port, want, job.secure)
                     .await
                     .map(|targets| {
-                        // TLS toward trunks is not built yet: such targets are skipped, not misused.
                         targets
                             .into_iter()
-                            .filter_map(|t| match t.transport {
-                                T::Udp => Some((t.addr, S::Udp)),
-                                T::Tcp => Some((t.addr, S::Tcp)),
-                                _ => None,
+                            .map(|t| {
+                                let transport = match t.transport {
+                                    T::Udp => S::Udp,
+                                    T::Tcp => S::Tcp,
+                                    T::Tls => S::Tls,
+                                };
+                                (t.addr, transport)
                             })
                             .collect()
                     })

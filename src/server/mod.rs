@@ -400,6 +400,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Edge> {
         outbound: cfg.outbound.clone(),
         targets: edge_contract::TargetPolicy::new(cfg.security.internal_targets.clone()),
         node: Arc::from(cfg.node_id.as_str()),
+        tls: out.tls_routes().clone(),
     };
     let media_ctl = || {
         media.clone().map(|engine| -> Box<dyn CallMedia> {
@@ -551,6 +552,11 @@ pub async fn start(cfg: Config) -> anyhow::Result<Edge> {
     };
     // Trunks reached over TCP get connections the edge opens itself, read like accepted ones.
     out.enable_connect(dispatch.clone(), limits.clone());
+    // Trunks and agents over TLS: the bundled roots, `outbound.tls_extra_roots`, client certificates.
+    out.enable_tls(
+        transport::tls_client::ClientTls::load(&cfg.outbound.tls)
+            .context("loading outbound.tls_extra_roots and the TLS client certificates")?,
+    );
     // One budget for both listeners: a source's TCP and TLS connections count together.
     let slots = transport::tcp_budget::TcpSlots::new(limits.budget.clone(), transport_stats.clone());
     if let Some(listener) = tcp {

@@ -13,6 +13,7 @@
 pub mod tcp;
 pub mod tcp_budget;
 pub mod tls;
+pub mod tls_client;
 pub mod udp;
 
 use std::net::SocketAddr;
@@ -34,13 +35,15 @@ pub enum Link {
     Udp,
     /// A TCP connection, by the id the TCP driver gave it.
     Tcp(u64),
-    /// A TLS connection (accepted on `sip.tls`), by its id; ids are shared with TCP's, and so is the
-    /// table of connection writers.
+    /// A TLS connection (accepted on `sip.tls`, or one the edge opens to a destination call control routed
+    /// through [`tls_client::TlsRoutes`]), by its id; ids are shared with TCP's, and so is the table of
+    /// connection writers.
     Tls(u64),
     /// TCP to the destination address: the open connection to it, else a new one (trunks over TCP).
     Connect,
-    /// TLS to a destination without a connection to it: the edge does not open TLS connections yet, so
-    /// sends here fail at once ([`SendError::NoTlsConnector`]).
+    /// TLS to a peer without a connection id: nothing says which name its certificate must carry, so
+    /// sends here fail at once ([`SendError::NoTlsConnector`]). Call control routes every TLS destination
+    /// it dials ([`tls_client::TlsRoutes::route`]) and so never sends here.
     ConnectTls,
 }
 
@@ -118,8 +121,11 @@ pub enum SendError {
     WriteQueueFull,
     #[error("tcp to new destinations is not enabled")]
     NoConnector,
-    #[error("tls to a peer without an open connection from it: the edge does not open tls connections yet")]
+    #[error("tls to a peer without a connection and no name to check its certificate against")]
     NoTlsConnector,
+    /// The TLS handshake failed: the words of [`tls_client::describe`].
+    #[error("tls: {0}")]
+    Tls(String),
     #[error("the edge has as many tcp connections of its own open as sip.tcp_max_connections")]
     ConnectionCap,
     #[error("tcp connect failed: {0}")]
@@ -245,6 +251,10 @@ pub struct Outbound {
     tcp_conns: Arc<DashMap<u64, mpsc::Sender<Queued>>>,
     /// Opens TCP connections on demand ([`Link::Connect`]); unset until the engine's queue exists.
     connector: Arc<std::sync::OnceLock<tcp::Connector>>,
+    /// Where call control's TLS connection ids go.
+    tls_routes: tls_client::TlsRoutes,
+    /// Roots and client certificates for the TLS connections the edge opens; unset: none are opened.
+    client_tls: Arc<std::sync::OnceLock<tls_client::ClientTls>>,
     pub stats: Arc<TransportStats>,
 }
 
@@ -254,8 +264,21 @@ impl Outbound {
             udp,
             tcp_conns: Arc::new(DashMap::new()),
             connector: Arc::new(std::sync::OnceLock::new()),
+            tls_routes: tls_client::TlsRoutes::default(),
+            client_tls: Arc::new(std::sync::OnceLock::new()),
             stats,
         }
+    }
+
+    /// Lets TLS connection ids routed by call control ([`tls_routes`](Self::tls_routes)) be opened, with
+    /// `client`'s roots and certificates (needs [`enable_connect`](Self::enable_connect) too).
+    pub fn enable_tls(&self, client: tls_client::ClientTls) {
+        let _ = self.client_tls.set(client);
+    }
+
+    /// The TLS destinations table call control routes through.
+    pub fn tls_routes(&self) -> &tls_client::TlsRoutes {
+        &self.tls_routes
     }
 
     /// Lets [`Link::Connect`] open connections whose messages go to their engine shard.
@@ -319,7 +342,7 @@ impl Outbound {
                 },
                 None => Err(SendError::NoUdpSocket),
             },
-            Link::Tcp(id) | Link::Tls(id) => match self.tcp_conns.get(&id) {
+            Link::Tcp(id) => match self.tcp_conns.get(&id) {
                 Some(w) => queue(
                     &w,
                     Queued {
@@ -330,6 +353,13 @@ impl Outbound {
                 ),
                 None => Err(SendError::ConnectionClosed(id)),
             },
+            Link::Tls(id) => self.send_tls(
+                id,
+                Queued {
+                    bytes: t.bytes,
+                    key: t.key.clone(),
+                },
+            ),
             Link::Connect => match self.connector.get() {
                 Some(c) => c.send(
                     self,
@@ -347,6 +377,24 @@ impl Outbound {
             self.stats.send_errors.fetch_add(1, Ordering::Relaxed);
             SendFailure { key: t.key, to, error }
         })
+    }
+}
+
+impl Outbound {
+    /// On TLS connection `id`: its writer when open; else, for a destination call control routed, a new
+    /// connection (opened again after the last one closed).
+    fn send_tls(&self, id: u64, q: Queued) -> Result<(), SendError> {
+        // The map's guard is dropped before a new writer is inserted under the same id.
+        if let Some(w) = self.tcp_conns.get(&id).map(|w| w.clone()) {
+            return queue(&w, q, id);
+        }
+        let (Some((to, dest)), Some(connector), Some(client)) =
+            (self.tls_routes.dest(id), self.connector.get(), self.client_tls.get())
+        else {
+            return Err(SendError::ConnectionClosed(id));
+        };
+        let config = client.config(dest.identity.as_deref());
+        connector.send_tls(self, id, to, &dest, config, q)
     }
 }
 
@@ -369,7 +417,7 @@ mod tests {
         assert_eq!((peer.transport, peer.conn), (Transport::Tls, Some(7)));
         assert_eq!(link_of(&peer), Link::Tls(7));
         assert_eq!(link_of(&peer_of(addr, Link::Tcp(8))), Link::Tcp(8));
-        // Without a connection: TLS is not opened by the edge, and never falls back to plain TCP.
+        // Without a connection id there is no name to check a certificate against: refused, never plain TCP.
         let lost = Peer {
             addr,
             transport: Transport::Tls,
@@ -383,5 +431,12 @@ mod tests {
             key: None,
         };
         assert_eq!(out.send(t).unwrap_err().error, SendError::NoTlsConnector);
+        // An id nobody routed (an accepted connection that closed) is not opened again.
+        let t = Transmit {
+            to: peer_of(addr, Link::Tls(u64::MAX)),
+            bytes: Bytes::from_static(b"BYE"),
+            key: None,
+        };
+        assert_eq!(out.send(t).unwrap_err().error, SendError::ConnectionClosed(u64::MAX));
     }
 }

@@ -51,6 +51,11 @@ const TLS_READ_BUFFER: usize = 4 * 1024;
 
 static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
 
+/// A new connection id, unique in the process (TCP, TLS, accepted or opened).
+pub(super) fn next_conn_id() -> u64 {
+    NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed)
+}
+
 /// Accepts connections until the engine goes away. `classify` tells each source's class for the budgets.
 /// With `tls`, every connection is TLS (the `sip.tls` listener): its handshake must end, and its first
 /// SIP message arrive, within `first_message_timeout` of the accept.
@@ -97,7 +102,7 @@ pub async fn run(
         // Taken now: a handshake that starts after a reload uses the new certificate.
         let acceptor = tls.as_ref().map(|c| tokio_rustls::TlsAcceptor::from(c.current()));
         tokio::spawn(async move {
-            let id = NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed);
+            let id = next_conn_id();
             match acceptor {
                 None => serve_accepted(stream, peer, Link::Tcp(id), engine, &out, &limits, first).await,
                 Some(acceptor) => {
@@ -138,7 +143,7 @@ async fn serve_accepted<S: Stream>(
     };
     let (wtx, wrx) = mpsc::channel::<Queued>(WRITE_QUEUE);
     out.tcp_conns().insert(id, wtx.clone());
-    run_stream(stream, peer, link, (wtx, wrx), engine, out, limits, Some(first)).await;
+    run_stream(stream, peer, link, (wtx, wrx), engine, out, limits, Some(first), None).await;
 }
 
 /// Connections the edge opens itself (to trunks and agents over TCP), one per destination, reused while
@@ -198,7 +203,7 @@ impl Connector {
             tracing::warn!(%to, max = self.limits.budget.max_connections, "tcp connect skipped: the edge has as many connections of its own open as sip.tcp_max_connections");
             return Err(SendError::ConnectionCap);
         };
-        let id = NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed);
+        let id = next_conn_id();
         let (wtx, mut wrx) = mpsc::channel::<Queued>(WRITE_QUEUE);
         super::queue(&wtx, q, id)?;
         out.tcp_conns().insert(id, wtx.clone());
@@ -214,7 +219,7 @@ impl Connector {
                 Ok(Ok(stream)) => {
                     out.stats.tcp_connections_opened.fetch_add(1, Ordering::Relaxed);
                     // We spoke first: the peer owes us nothing but answers, so no first-message deadline.
-                    run_stream(stream, to, Link::Tcp(id), (wtx, wrx), engine, &out, &limits, None).await;
+                    run_stream(stream, to, Link::Tcp(id), (wtx, wrx), engine, &out, &limits, None, None).await;
                     return finish(&out, &by_addr, to, id, slot);
                 }
                 Ok(Err(e)) => {
@@ -228,6 +233,82 @@ impl Connector {
             };
             // Unregistered first, so that no new bytes join the queue once it is drained.
             finish(&out, &by_addr, to, id, slot);
+            drop(wtx);
+            report_unsent(&engine, &mut wrx, None, to, &failed, &out.stats).await;
+        });
+        Ok(())
+    }
+}
+
+impl Connector {
+    /// Queues `q` on TLS connection `id` toward `to`, opening it first (TCP connect, then a handshake
+    /// checking the server's certificate against `dest`'s name, which goes as SNI). Never waits, like
+    /// [`send`](Self::send); a failed handshake is reported for every queued transaction in the words of
+    /// [`describe`](super::tls_client::describe).
+    pub fn send_tls(
+        &self,
+        out: &Outbound,
+        id: u64,
+        to: SocketAddr,
+        dest: &super::tls_client::TlsDest,
+        config: Arc<rustls::ClientConfig>,
+        q: Queued,
+    ) -> Result<(), SendError> {
+        let Some(server_name) = dest.server_name() else {
+            return Err(SendError::Tls(format!(
+                "{} is not a host name a certificate can carry",
+                dest.name
+            )));
+        };
+        let Some(slot) = OutboundSlot::take(&out.stats, self.limits.budget.max_connections) else {
+            tracing::warn!(%to, max = self.limits.budget.max_connections, "tls connect skipped: the edge has as many connections of its own open as sip.tcp_max_connections");
+            return Err(SendError::ConnectionCap);
+        };
+        let (wtx, mut wrx) = mpsc::channel::<Queued>(WRITE_QUEUE);
+        super::queue(&wtx, q, id)?;
+        out.tcp_conns().insert(id, wtx.clone());
+        let (engine, limits, out) = (self.engine.clone(), self.limits.clone(), out.clone());
+        let name = dest.name.clone();
+        tokio::spawn(async move {
+            let connector = tokio_rustls::TlsConnector::from(config);
+            let failed = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(to)).await {
+                Ok(Ok(stream)) => {
+                    let _ = stream.set_nodelay(true);
+                    match tokio::time::timeout(CONNECT_TIMEOUT, connector.connect(server_name, stream)).await {
+                        Ok(Ok(stream)) => {
+                            out.stats.tcp_connections_opened.fetch_add(1, Ordering::Relaxed);
+                            out.stats.tls_handshakes.fetch_add(1, Ordering::Relaxed);
+                            let link = Link::Tls(id);
+                            let tls = Some(name);
+                            run_stream(stream, to, link, (wtx, wrx), engine, &out, &limits, None, tls).await;
+                            out.tcp_conns().remove(&id);
+                            drop(slot);
+                            return;
+                        }
+                        Ok(Err(e)) => {
+                            out.stats.tls_handshake_failures.fetch_add(1, Ordering::Relaxed);
+                            let why = super::tls_client::describe(&e, &name);
+                            tracing::info!(%to, error = %why, "tls handshake failed");
+                            SendError::Tls(why)
+                        }
+                        Err(_) => {
+                            out.stats.tls_handshake_failures.fetch_add(1, Ordering::Relaxed);
+                            tracing::info!(%to, "tls handshake timed out");
+                            SendError::Tls(format!("tls handshake with {name} timed out"))
+                        }
+                    }
+                }
+                Ok(Err(e)) => {
+                    tracing::info!(%to, error = %e, "tcp connect failed");
+                    SendError::Connect(e.kind())
+                }
+                Err(_) => {
+                    tracing::info!(%to, "tcp connect timed out");
+                    SendError::ConnectTimeout
+                }
+            };
+            out.tcp_conns().remove(&id);
+            drop(slot);
             drop(wtx);
             report_unsent(&engine, &mut wrx, None, to, &failed, &out.stats).await;
         });
@@ -327,6 +408,27 @@ impl ReadSome for OwnedReadHalf {
 /// An accepted TLS connection.
 pub type TlsStream = tokio_rustls::server::TlsStream<TcpStream>;
 
+/// A TLS connection the edge opened (to a trunk or an agent).
+pub type ClientTlsStream = tokio_rustls::client::TlsStream<TcpStream>;
+
+impl Stream for ClientTlsStream {
+    type Reader = tokio::io::ReadHalf<ClientTlsStream>;
+    type Writer = tokio::io::WriteHalf<ClientTlsStream>;
+    fn split(self) -> (Self::Reader, Self::Writer) {
+        tokio::io::split(self)
+    }
+}
+
+impl ReadSome for tokio::io::ReadHalf<ClientTlsStream> {
+    /// As an accepted TLS connection's.
+    async fn read_some(&mut self, buf: &mut Vec<u8>, room: usize) -> std::io::Result<usize> {
+        use bytes::BufMut;
+        buf.clear();
+        buf.reserve(TLS_READ_BUFFER);
+        self.read_buf(&mut (&mut *buf).limit(room.min(TLS_READ_BUFFER))).await
+    }
+}
+
 impl Stream for TlsStream {
     type Reader = tokio::io::ReadHalf<TlsStream>;
     type Writer = tokio::io::WriteHalf<TlsStream>;
@@ -348,6 +450,10 @@ impl ReadSome for tokio::io::ReadHalf<TlsStream> {
 /// Reads frames into the engine and writes queued bytes until either side ends; the connection (`link`,
 /// [`Link::Tcp`] or [`Link::Tls`]) is already registered. `first_message`: by when the peer must deliver
 /// a message with a SIP start line (`None`: no such deadline, for connections the edge opened).
+/// `tls_name`: the server's name on a TLS connection the edge opened. Such a server may refuse us only
+/// after the handshake (TLS 1.3 checks the client's certificate then): an alert before its first message
+/// fails the transactions already written, in the words of [`describe`](super::tls_client::describe),
+/// instead of leaving them to time out.
 #[allow(clippy::too_many_arguments)]
 async fn run_stream<S: Stream>(
     stream: S,
@@ -358,14 +464,24 @@ async fn run_stream<S: Stream>(
     out: &Outbound,
     limits: &TcpLimits,
     first_message: Option<Instant>,
+    tls_name: Option<Arc<str>>,
 ) {
     let (Link::Tcp(id) | Link::Tls(id)) = link else {
         return;
     };
     let (mut rd, mut wr) = stream.split();
     let (failures, stats) = (engine.clone(), out.stats.clone());
+    // Transactions written before the peer's first message (a few at most), on connections the edge opened
+    // over TLS; `None` once the peer has said something.
+    let early = Arc::new(std::sync::Mutex::new(tls_name.is_some().then(Vec::new)));
+    let written = early.clone();
     let writer = tokio::spawn(async move {
         while let Some(q) = wrx.recv().await {
+            if let (Some(list), Some(key)) = (written.lock().unwrap_or_else(|e| e.into_inner()).as_mut(), &q.key) {
+                if list.len() < 16 {
+                    list.push(key.clone());
+                }
+            }
             // A TLS writer holds records until flushed; a TCP one has nothing to flush.
             let written = match wr.write_all(&q.bytes).await {
                 Ok(()) => wr.flush().await,
@@ -407,7 +523,29 @@ async fn run_stream<S: Stream>(
                 tracing::debug!(%peer, ?why, "tcp connection closed: deadline");
                 break;
             }
-            Ok(Err(_)) | Ok(Ok(0)) => break,
+            Ok(Err(e)) => {
+                let unanswered = early.lock().unwrap_or_else(|e| e.into_inner()).take();
+                if let (Some(keys), Some(name)) = (unanswered, &tls_name) {
+                    let is_tls = e.get_ref().is_some_and(|i| i.is::<rustls::Error>());
+                    if is_tls {
+                        let error = SendError::Tls(super::tls_client::describe(&e, name));
+                        tracing::info!(%peer, %error, "tls connection refused by the peer");
+                        for key in keys {
+                            out.stats.send_errors.fetch_add(1, Ordering::Relaxed);
+                            let failure = SendFailure {
+                                key: Some(key),
+                                to: peer,
+                                error: error.clone(),
+                            };
+                            if engine.send_failed(failure).await.is_err() {
+                                break;
+                            }
+                        }
+                    }
+                }
+                break;
+            }
+            Ok(Ok(0)) => break,
             Ok(Ok(n)) => n,
         };
         framer.push(&buf[..n]);
@@ -418,6 +556,9 @@ async fn run_stream<S: Stream>(
                 Ok(None) => break,
                 Ok(Some(Frame::Message(data))) => {
                     out.stats.tcp_frames_in.fetch_add(1, Ordering::Relaxed);
+                    if tls_name.is_some() {
+                        *early.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                    }
                     if first_deadline.is_some() && starts_with_sip_line(&data) {
                         first_deadline = None;
                     }

@@ -70,8 +70,8 @@ impl TlsError {
     }
 }
 
-/// Reads both files and builds the listener's configuration: TLS 1.3 and 1.2, no client certificate.
-pub fn load(files: &TlsFiles) -> Result<Arc<ServerConfig>, TlsError> {
+/// Reads a certificate chain and its private key (the listener's pair, or a client certificate).
+pub fn read_pair(files: &TlsFiles) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
     let read = |file: TlsFile, path: &Path| {
         std::fs::read(path).map_err(|source| TlsError::Read {
             file,
@@ -103,6 +103,12 @@ pub fn load(files: &TlsFiles) -> Result<Arc<ServerConfig>, TlsError> {
         }
         Err(e) => return Err(bad_pem(TlsFile::PrivateKey, &files.private_key, e)),
     };
+    Ok((chain, key))
+}
+
+/// Reads both files and builds the listener's configuration: TLS 1.3 and 1.2, no client certificate.
+pub fn load(files: &TlsFiles) -> Result<Arc<ServerConfig>, TlsError> {
+    let (chain, key) = read_pair(files)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let cfg = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(VERSIONS)

@@ -384,6 +384,7 @@ impl Harness {
                 outbound: cfg.outbound.clone(),
                 targets: edge_contract::TargetPolicy::new(cfg.security.internal_targets.clone()),
                 node: std::sync::Arc::from(cfg.node_id.as_str()),
+                tls: Default::default(),
             },
             index.clone(),
             media,

@@ -161,37 +161,35 @@ impl TestTrunk {
 
     /// The same trunk on TCP: answers on the connection each request came in on.
     pub async fn spawn_tcp(mode: TrunkMode, auth: Option<TrunkAuth>) -> TestTrunk {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        Self::spawn_stream(mode, auth, None).await
+    }
+
+    /// The same trunk on TLS with `acceptor`'s certificate (and client-certificate demand, if any).
+    pub async fn spawn_tls(mode: TrunkMode, auth: Option<TrunkAuth>, acceptor: tokio_rustls::TlsAcceptor) -> TestTrunk {
+        Self::spawn_stream(mode, auth, Some(acceptor)).await
+    }
+
+    async fn spawn_stream(
+        mode: TrunkMode,
+        auth: Option<TrunkAuth>,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> TestTrunk {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = mpsc::unbounded_channel();
         let verifier = verifier_for(&auth);
         tokio::spawn(async move {
-            while let Ok((mut stream, _)) = listener.accept().await {
-                let (tx, verifier, auth) = (tx.clone(), verifier.clone(), auth.clone());
+            while let Ok((stream, _)) = listener.accept().await {
+                let (tx, verifier, auth, tls) = (tx.clone(), verifier.clone(), auth.clone(), tls.clone());
                 tokio::spawn(async move {
-                    let contact = format!("<sip:trunk@{addr};transport=tcp>");
-                    let mut framer = sip_core::framing::StreamFramer::new(65536);
-                    let mut buf = vec![0u8; 65536];
-                    let mut n_tag = 0u32;
-                    loop {
-                        let n = match stream.read(&mut buf).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => n,
-                        };
-                        framer.push(&buf[..n]);
-                        while let Ok(Some(sip_core::framing::Frame::Message(data))) = framer.next() {
-                            let Ok(m) = Message::parse_stream(data) else { continue };
-                            let _ = tx.send(m.clone());
-                            if !m.is_request() {
-                                continue;
-                            }
-                            n_tag += 1;
-                            let tag = format!("tt{n_tag}");
-                            for r in answers(&m, mode, verifier.as_ref(), auth.as_ref(), &tag, &contact) {
-                                let _ = stream.write_all(&r).await;
-                            }
-                        }
+                    let Some(acceptor) = tls else {
+                        let contact = format!("<sip:trunk@{addr};transport=tcp>");
+                        return serve_conn(stream, contact, mode, verifier, auth, tx).await;
+                    };
+                    // A failed handshake (the edge refused our certificate) simply ends the connection.
+                    if let Ok(stream) = acceptor.accept(stream).await {
+                        let contact = format!("<sip:trunk@{addr};transport=tls>");
+                        serve_conn(stream, contact, mode, verifier, auth, tx).await;
                     }
                 });
             }
@@ -219,6 +217,41 @@ impl TestTrunk {
                 Ok(Some(_)) => continue,
                 _ => return None,
             }
+        }
+    }
+}
+
+/// Reads SIP messages off one stream connection and answers each on it.
+async fn serve_conn<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    mut stream: S,
+    contact: String,
+    mode: TrunkMode,
+    verifier: Option<DigestVerifier>,
+    auth: Option<TrunkAuth>,
+    tx: mpsc::UnboundedSender<Message>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut framer = sip_core::framing::StreamFramer::new(65536);
+    let mut buf = vec![0u8; 65536];
+    let mut n_tag = 0u32;
+    loop {
+        let n = match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        framer.push(&buf[..n]);
+        while let Ok(Some(sip_core::framing::Frame::Message(data))) = framer.next() {
+            let Ok(m) = Message::parse_stream(data) else { continue };
+            let _ = tx.send(m.clone());
+            if !m.is_request() {
+                continue;
+            }
+            n_tag += 1;
+            let tag = format!("tt{n_tag}");
+            for r in answers(&m, mode, verifier.as_ref(), auth.as_ref(), &tag, &contact) {
+                let _ = stream.write_all(&r).await;
+            }
+            let _ = stream.flush().await;
         }
     }
 }

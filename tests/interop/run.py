@@ -201,7 +201,7 @@ def port_free(port, ip="127.0.0.1"):
 class Edge:
     """The built edge on loopback with a config of its own."""
 
-    def __init__(self, binary, work, name, sip_port, api_port, rtp, udp=True):
+    def __init__(self, binary, work, name, sip_port, api_port, rtp, udp=True, extra=""):
         self.binary, self.dir, self.sip_port, self.api_port, self.rtp = binary, f"{work}/{name}", sip_port, api_port, rtp
         os.makedirs(self.dir)
         self.config = f"{self.dir}/edge.toml"
@@ -242,7 +242,7 @@ base_url = "http://127.0.0.1:9"
 [[carriers]]
 name = "baresip-carrier"
 allow = ["127.0.0.1/32"]
-""")
+{extra}""")
         self.proc = spawn([binary, "serve", "--config", self.config], f"{self.dir}/edge.log")
         wait_for(self._api_up, 15, f"edge {name} API on {api_port}")
         out = subprocess.run([binary, "keys", "create", "--config", self.config, "--name", "interop"],
@@ -305,7 +305,7 @@ class Baresip:
     through ctrl_tcp (netstring JSON)."""
 
     def __init__(self, work, name, ip, sip_port, ctrl_port, rtp_base, tone, answermode="manual", tcp=False,
-                 codecs="pcmu"):
+                 codecs="pcmu", certificate=None):
         self.name, self.ip, self.sip_port = name, ip, sip_port
         self.dir = f"{work}/{name}"
         self.rec = f"{self.dir}/rec"
@@ -332,6 +332,9 @@ ctrl_tcp_listen 127.0.0.1:{ctrl_port}
 snd_path {self.rec}
 statmode_default off
 """)
+            if certificate:
+                # TLS on sip_listen's port + 1 (baresip 1.0), with this certificate and key (one PEM file).
+                f.write(f"sip_certificate {certificate}\n")
         transport = ";transport=tcp" if tcp else ""
         self.aor = f"sip:{name}@{ip}:{sip_port}{transport}"
         with open(f"{self.dir}/accounts", "w") as f:
@@ -491,6 +494,7 @@ class Suite:
             "provider_config": {"trunk_address": f"127.0.0.7:{b + 16}", "auth_username": "oneinbox",
                                 "auth_password": "interop-trunk-secret"}})
         self.tcp = None  # the TCP-only edge and peers, started by their scenario
+        self.tls = None  # the TLS agent's edge and peer, started by their scenario
 
     def _pick_base(self):
         for _ in range(50):
@@ -498,7 +502,9 @@ class Suite:
             if all(port_free(b + o) for o in (0, 1, 2, 3)) and \
                all(port_free(b + o, ip) for o, ip in ((10, "127.0.0.1"), (11, "127.0.0.3"), (12, "127.0.0.4"),
                                                        (13, "127.0.0.5"), (14, "127.0.0.1"), (15, "127.0.0.6"),
-                                                       (16, "127.0.0.7"), (17, "127.0.0.8"), (18, "127.0.0.9"))):
+                                                       (16, "127.0.0.7"), (17, "127.0.0.8"), (18, "127.0.0.9"),
+                                                       (4, "127.0.0.1"), (5, "127.0.0.1"), (19, "127.0.0.10"),
+                                                       (20, "127.0.0.10"))):
                 return b
         raise Failed("no free port block")
 
@@ -780,6 +786,54 @@ class Suite:
             raise Symptom("; ".join(problems))
         return f"all SIP over TCP, edge UDP off; carrier hears {heard_c}, agent hears {heard_a}"
 
+    # -- 6b. an agent reached over TLS (agent sip_uri `sips:`): the edge checks its certificate (a test CA
+    # given as `outbound.tls_extra_roots`, made with openssl) and relays tones both ways.
+    def s_tls_agent(self):
+        b = self.base
+        if self.tls is None:
+            d = f"{self.work}/tls-pki"
+            os.makedirs(d)
+            def ossl(*args):
+                subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True, timeout=30)
+            ossl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout",
+                 "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=interop-ca", "-addext",
+                 "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,digitalSignature")
+            ossl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "agent.key",
+                 "-out", "agent.csr", "-subj", "/CN=127.0.0.10")
+            with open(f"{d}/ext.cnf", "w") as f:
+                f.write("subjectAltName=IP:127.0.0.10\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n")
+            ossl("x509", "-req", "-in", "agent.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+                 "-out", "agent.crt", "-days", "2", "-extfile", "ext.cnf")
+            with open(f"{d}/agent.pem", "w") as f:
+                f.write(open(f"{d}/agent.crt").read() + open(f"{d}/agent.key").read())
+            edge = Edge(self.binary, self.work, "edge-tls", b + 4, b + 5, (b + 460, b + 599),
+                        extra=f'[outbound]\ntls_extra_roots = ["{d}/ca.pem"]\n')
+            agent = Baresip(self.work, "agent-tls", "127.0.0.10", b + 19, b + 39, b + 420, self.tones[AGENT_HZ],
+                            "auto", certificate=f"{d}/agent.pem")
+            agent_id = edge.agent("baresip-agent-tls", f"sips:agent-tls@127.0.0.10:{b + 20}")
+            edge.number("+14155550198", agent_id)
+            self.tls = (edge, agent)
+        edge, a = self.tls
+        c = self.carrier
+        crec, arec = c.recordings(), a.recordings()
+        a_since = a.mark()
+        since = self.dial("+14155550198", edge=edge)
+        self.established(c, since)
+        self.established(a, a_since)
+        time.sleep(2.5)
+        c_since, a_since2 = c.mark(), a.mark()
+        self.hang_up(c, c_since)
+        self.closed(a, a_since2, 5)
+        heard_c = check_tone(c.new_recording(crec), AGENT_HZ, "carrier hears the TLS agent")
+        heard_a = check_tone(a.new_recording(arec), CARRIER_HZ, "TLS agent hears the carrier")
+        trace = a.sip_trace()
+        check(re.search(r"(?m)^TLS ", trace) is not None, "the agent's SIP trace shows no message over TLS")
+        vias = re.findall(r"(?im)^(?:Via|v):\s*SIP/2.0/(\w+)", trace)
+        check(vias and all(v.upper() == "TLS" for v in vias), f"Via transports at the agent: {sorted(set(vias))}")
+        rec = edge.call_record("+14155550198")
+        check(rec["status"] == "completed", f"call record status {rec['status']}")
+        return f"SIP over TLS to the agent (certificate checked); carrier hears {heard_c}, agent hears {heard_a}"
+
     # -- 7. blind transfer (REFER, issue 19 item 1). >>> PLACE FOR THE TRANSFER SCENARIOS <<<
     # REFER is being built in src/call. Until the edge accepts it, both scenarios send a real REFER from
     # the agent and, when the edge refuses it (405/501), are SKIPPED with that status printed; they never
@@ -865,6 +919,7 @@ SCENARIOS = [
     ("voicemail_dtmf", "s_voicemail_dtmf", None),
     ("hold_resume", "s_hold_resume", None),
     ("tcp_only", "s_tcp_only", None),
+    ("tls_agent", "s_tls_agent", None),
     ("transfer_to_number", "s_transfer_to_number", None),
     ("transfer_to_agent", "s_transfer_to_agent", None),
 ]

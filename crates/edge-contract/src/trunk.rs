@@ -14,12 +14,14 @@ pub const MAX_TRUNK_ADDRESS_LEN: usize = 260;
 pub enum TrunkTransport {
     Udp,
     Tcp,
+    /// `transport=tls` (as `sips:` does): TLS over TCP, the trunk's certificate checked against its host.
+    Tls,
 }
 
 /// Which URI parameters an address may carry where it is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TrunkParams {
-    /// `;transport=udp|tcp` (the operator's config and stored addresses).
+    /// `;transport=udp|tcp|tls` (the operator's config and stored addresses).
     Transport,
     /// None: the API takes `host[:port]` only.
     None,
@@ -37,6 +39,13 @@ pub struct TrunkAddress {
     pub secure: bool,
 }
 
+impl TrunkAddress {
+    /// Reached over TLS: `sips:` or `;transport=tls`.
+    pub fn tls(&self) -> bool {
+        self.secure || self.transport == Some(TrunkTransport::Tls)
+    }
+}
+
 /// Why a text is not a trunk address.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TrunkAddressError {
@@ -50,9 +59,9 @@ pub enum TrunkAddressError {
     NotHostPort,
     #[error("give host[:port] only, without parameters")]
     Parameters,
-    #[error("transport={0} is not supported (udp or tcp)")]
+    #[error("transport={0} is not supported (udp, tcp or tls)")]
     UnsupportedTransport(String),
-    #[error("parameter `{0}` is not supported (only transport=udp or transport=tcp)")]
+    #[error("parameter `{0}` is not supported (only transport=udp, tcp or tls)")]
     UnsupportedParameter(String),
     #[error("not host, host:port, [IPv6] or [IPv6]:port")]
     HostPort,
@@ -104,6 +113,8 @@ impl TrunkAddress {
                     TrunkTransport::Udp
                 } else if value.eq_ignore_ascii_case("tcp") {
                     TrunkTransport::Tcp
+                } else if value.eq_ignore_ascii_case("tls") {
+                    TrunkTransport::Tls
                 } else {
                     return Err(TrunkAddressError::UnsupportedTransport(bounded(value)));
                 });
@@ -223,7 +234,11 @@ mod tests {
         let a = p("[2001:db8::1]:5060").unwrap();
         assert_eq!((a.host.as_str(), a.port), ("[2001:db8::1]", Some(5060)));
         let a = p("sips:trunk.example.com").unwrap();
-        assert!(a.secure);
+        assert!(a.secure && a.tls());
+        let a = p("trunk.example.com:5061;transport=TLS").unwrap();
+        assert!(!a.secure && a.tls());
+        assert_eq!(a.transport, Some(TrunkTransport::Tls));
+        assert!(!p("trunk.example.com;transport=tcp").unwrap().tls());
         let a = p(" 192.0.2.1 ").unwrap();
         assert_eq!(a.hostport(), "192.0.2.1");
     }

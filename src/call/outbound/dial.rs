@@ -79,27 +79,22 @@ impl CallController {
         let Some(call) = self.calls.get(&id) else { return };
         let Some(plan) = &call.out else { return };
         let addr = plan.trunk.address.clone();
-        if addr.secure {
-            let e = error(
-                "trunk_transport",
-                format!(
-                    "trunk {} asks for TLS (sips:): this edge reaches trunks over UDP and TCP only so far",
-                    addr.host
-                ),
-            );
-            return self.fail_outbound(ctx, id, CallStatus::Failed, e, 503);
-        }
-        let transport = addr.transport.map(|t| match t {
-            TrunkTransport::Udp => Transport::Udp,
-            TrunkTransport::Tcp => Transport::Tcp,
-        });
+        // `sips:` and `transport=tls` go over TLS (a `sips:` address with another transport still does).
+        let transport = if addr.tls() {
+            Some(Transport::Tls)
+        } else {
+            addr.transport.map(|t| match t {
+                TrunkTransport::Tcp => Transport::Tcp,
+                _ => Transport::Udp,
+            })
+        };
         let job = ResolveJob {
             call: id,
             generation: call.generation,
             host: addr.host.clone(),
             port: addr.port,
             transport,
-            secure: false,
+            secure: addr.secure,
             agent: None,
         };
         match addr
@@ -109,10 +104,9 @@ impl CallController {
             .parse::<IpAddr>()
         {
             Ok(ip) => {
-                let target = (
-                    SocketAddr::new(ip, addr.port.unwrap_or(5060)),
-                    transport.unwrap_or(Transport::Udp),
-                );
+                let transport = transport.unwrap_or(Transport::Udp);
+                let port = if transport == Transport::Tls { 5061 } else { 5060 };
+                let target = (SocketAddr::new(ip, addr.port.unwrap_or(port)), transport);
                 self.on_resolved(ctx, &job, Ok(vec![target]));
             }
             Err(_) => self.resolve_jobs.push_back(job),
@@ -183,6 +177,7 @@ impl CallController {
     pub(in crate::call) fn send_trunk_invite(&mut self, ctx: &mut Ctx<'_>, id: CallId) {
         let local = self.cfg.local.clone();
         let warn_agent = self.cfg.warn_agent.clone();
+        let tls = self.cfg.tls.clone();
         let Some(call) = self.calls.get_mut(&id) else { return };
         call.generation += 1;
         let gen = call.generation;
@@ -210,10 +205,19 @@ impl CallController {
             transport,
             &branch,
         );
+        // Over TLS: the connection to this address that checks the trunk's host name (and shows the trunk's
+        // client certificate), reused by every call to the same trunk.
+        let conn = (transport == Transport::Tls).then(|| {
+            let dest = crate::transport::tls_client::TlsDest {
+                name: plan.trunk.address.host.as_str().into(),
+                identity: plan.trunk.tls_identity.as_deref().map(Into::into),
+            };
+            tls.route(target, dest)
+        });
         let peer = Peer {
             addr: target,
             transport,
-            conn: None,
+            conn,
         };
         let started = ctx.wall_ms;
         let sent = built.map_err(|e| e.to_string()).and_then(|m| {
@@ -370,7 +374,14 @@ impl CallController {
         let n = plan.targets.len();
         let (status, resp) = plan.last_failure.clone().unwrap_or((503, None));
         let (mut s, mut e) = trunk::classify(status, resp.as_ref(), &plan.trunk, &plan.dest);
-        if status == 408 {
+        if let (408, Some(why)) = (status, &plan.tls_failure) {
+            // No target answered, and TLS is why: the certificate (or ours) is what to fix.
+            s = CallStatus::Failed;
+            e = error("trunk_tls", why.clone());
+            if n > 1 {
+                e.message = format!("{} ({n} targets tried)", e.message);
+            }
+        } else if status == 408 {
             // Silence from every target is the trunk's failure, not the called party's.
             s = CallStatus::Failed;
             e = error(
@@ -432,28 +443,24 @@ pub(in crate::call) fn build_trunk_invite(
     branch: &str,
 ) -> Result<Message, sip_core::ParseError> {
     let hostport = plan.trunk.address.hostport();
-    let tcp = transport == Transport::Tcp;
-    // Over TCP the Request-URI says so, for the proxies in front of the trunk (RFC 3263 4.1).
     // The number as the trunk wants it dialled (behind a Telnyx tech prefix, if any).
     let dial = plan.trunk.dial_string(&plan.dest);
-    let ruri = if tcp && plan.trunk.address.transport.is_some() {
-        format!("sip:{dial}@{hostport};transport=tcp")
-    } else {
-        format!("sip:{dial}@{hostport}")
+    // A `sips:` trunk gets a `sips:` Request-URI; a transport the address names is named for the proxies
+    // in front of the trunk (RFC 3263 4.1).
+    let scheme = if plan.trunk.address.secure { "sips" } else { "sip" };
+    let ruri = match (leg::uri_transport(transport), plan.trunk.address.transport) {
+        (Some(t), Some(_)) if !plan.trunk.address.secure => format!("sip:{dial}@{hostport};transport={t}"),
+        _ => format!("{scheme}:{dial}@{hostport}"),
     };
     let via = format!(
         "SIP/2.0/{} {};branch={branch};rport",
         leg::via_transport(transport),
-        local.sent_by
+        local.sent_by_for(transport)
     );
-    let contact = if tcp {
-        local.contact.replace('>', ";transport=tcp>")
-    } else {
-        local.contact.clone()
-    };
+    let contact = local.contact_on(transport, &ruri);
     let caller = plan.caller_id.as_deref().unwrap_or(&record.from);
     let from = format!("<sip:{caller}@{our_host}>;tag={}", plan.from_tag);
-    let to = format!("<sip:{dial}@{hostport}>");
+    let to = format!("<{scheme}:{dial}@{hostport}>");
     let cseq = format!("{} INVITE", plan.cseq);
     // The carrier's own identification (Telnyx: X-Telnyx-Username/-Token, P-Charge-Info) on every INVITE.
     let carrier = plan.trunk.carrier_headers(caller);

@@ -75,6 +75,9 @@ pub(in crate::call) struct OutboundPlan {
     pub(in crate::call) auth_headers: Vec<(&'static str, String)>,
     /// The last failure from a target, reported when every target failed.
     pub(in crate::call) last_failure: Option<(u16, Option<Message>)>,
+    /// Why the last TLS handshake with a target failed (a certificate refused, ...): when no target
+    /// answered, the call fails with this (`trunk_tls`) rather than with silence.
+    pub(in crate::call) tls_failure: Option<String>,
     /// The caller ID to send when it is not the record's `from` (a transferred inbound call shows the
     /// call's own number, which the customer owns, not the original caller's).
     pub(in crate::call) caller_id: Option<String>,
@@ -178,6 +181,7 @@ pub(in crate::call) fn plan(
         auth: None,
         auth_headers: Vec::new(),
         last_failure: None,
+        tls_failure: None,
         caller_id: None,
         referred_by: None,
     }
