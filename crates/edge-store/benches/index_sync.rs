@@ -210,9 +210,11 @@ async fn sizes_case(backend: &str, n: u64) {
         None => println!("{backend:>6} {n:>9}: child failed"),
     }
     if backend == "pg" {
-        let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS \"{place}\" CASCADE")))
-            .execute(store.pool())
-            .await;
+        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP SCHEMA IF EXISTS \"{place}\" CASCADE"
+        )))
+        .execute(store.pool())
+        .await;
     }
     store.close().await;
 }
@@ -302,9 +304,11 @@ async fn propagation(changes: usize) {
     );
     println!("store b sync: {:?}", b.index_sync_stats());
     sync.abort();
-    let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE")))
-        .execute(a.pool())
-        .await;
+    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"
+    )))
+    .execute(a.pool())
+    .await;
     a.close().await;
     b.close().await;
 }

@@ -447,18 +447,29 @@ impl Store {
             .iter()
             .map(|r| crate::agents::agent_from_row(r, &self.secrets))
             .collect::<Result<Vec<_>>>()?;
-        // Only active numbers take calls: pending and failed purchases are never routed.
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            number_cols!(),
-            " FROM phone_numbers WHERE status = 'active'"
-        ))
-        .fetch_all(&self.pool)
-        .await?;
-        let mut routes = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let (rec, sealed) = crate::numbers::number_from_row(row)?;
-            routes.push(self.route_for(&rec, &sealed)?);
+        // Only active numbers take calls: pending and failed purchases are never routed. In pages: all rows
+        // at once held every decoded row next to the index being built (3 GB peak at a million numbers,
+        // most of it kept by the allocator afterwards; benches/README.md).
+        let mut routes = Vec::new();
+        let mut after = String::new();
+        loop {
+            let rows = sqlx::query(concat!(
+                "SELECT ",
+                number_cols!(),
+                " FROM phone_numbers WHERE status = 'active' AND id > $1 ORDER BY id LIMIT $2"
+            ))
+            .bind(&after)
+            .bind(RELOAD_PAGE)
+            .fetch_all(&self.pool)
+            .await?;
+            for row in &rows {
+                let (rec, sealed) = crate::numbers::number_from_row(row)?;
+                routes.push(self.route_for(&rec, &sealed)?);
+            }
+            match rows.last() {
+                Some(last) if rows.len() as i64 == RELOAD_PAGE => after = last.try_get("id")?,
+                _ => break,
+            }
         }
         let integrations = sqlx::query(concat!(
             "SELECT ",
@@ -474,7 +485,28 @@ impl Store {
         }
         Ok(())
     }
+
+    /// Spawns a task calling [`Store::reload_index`] every `every`, on either backend: the way nodes
+    /// followed each other before [`Store::spawn_index_sync`] (which the edge uses on PostgreSQL), kept for
+    /// stores sharing one SQLite file. Failures are logged and retried at the next tick.
+    pub fn spawn_index_refresh(self: &Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
+        let store = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every.max(Duration::from_millis(100)));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                if let Err(e) = store.reload_index().await {
+                    tracing::warn!(error = %e, "routing index refresh failed");
+                }
+            }
+        })
+    }
 }
+
+/// Numbers read per query by [`Store::reload_index`].
+const RELOAD_PAGE: i64 = 10_000;
 
 /// Decodes a stored enum column.
 pub(crate) fn parse_col<T>(row: &AnyRow, col: &str, parse: fn(&str) -> Option<T>) -> Result<T> {

@@ -7,8 +7,8 @@ mod common;
 
 use common::Fixture;
 use edge_store::{
-    AgentPatch, AgentStatus, InboundRouting, NewAgent, NewIntegration, NewNumber, NumberPatch, NumberSource,
-    Provider, Secret, Store, StoreConfig,
+    AgentPatch, AgentStatus, InboundRouting, NewAgent, NewIntegration, NewNumber, NumberPatch, NumberSource, Provider,
+    Secret, Store, StoreConfig,
 };
 use sqlx::Row;
 use std::sync::Arc;
@@ -26,7 +26,9 @@ macro_rules! on_postgres {
         mod $name {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
-                let Some(fx) = crate::common::postgres().await else { return };
+                let Some(fx) = crate::common::postgres().await else {
+                    return;
+                };
                 let fx = std::sync::Arc::new(fx);
                 let inner = std::sync::Arc::clone(&fx);
                 let res = tokio::spawn(async move { super::$name(&inner).await }).await;
@@ -95,11 +97,14 @@ fn routed_agent(store: &Store, phone: &str) -> Option<String> {
 on_postgres!(writes_through_one_store_reach_the_others_index);
 async fn writes_through_one_store_reach_the_others_index(fx: &Fixture) {
     let a = &fx.store;
-    let (b, sync) = second_node(&fx, NO_CHECK).await;
+    let (b, sync) = second_node(fx, NO_CHECK).await;
     let acc = a.create_api_key(None, "t").await.unwrap().0;
     let one = a.create_agent(&acc, new_agent("one")).await.unwrap().id;
     let two = a.create_agent(&acc, new_agent("two")).await.unwrap().id;
-    eventually!("agents on node b", b.index().agent(&one).is_some() && b.index().agent(&two).is_some());
+    eventually!(
+        "agents on node b",
+        b.index().agent(&one).is_some() && b.index().agent(&two).is_some()
+    );
 
     let n = a.create_number(&acc, new_number("+14155550101", &one)).await.unwrap();
     eventually!("new number routed on node b", {
@@ -139,9 +144,15 @@ async fn writes_through_one_store_reach_the_others_index(fx: &Fixture) {
     });
 
     // A pending purchase is never routed; once active it is.
-    let p = a.create_pending_number(&acc, new_number("+14155550102", &two)).await.unwrap();
+    let p = a
+        .create_pending_number(&acc, new_number("+14155550102", &two))
+        .await
+        .unwrap();
     a.activate_number(&acc, &p.id, "PN1").await.unwrap();
-    eventually!("activated number on node b", b.index().lookup_number("+14155550102").is_some());
+    eventually!(
+        "activated number on node b",
+        b.index().lookup_number("+14155550102").is_some()
+    );
 
     a.delete_number(&acc, &n.id).await.unwrap();
     a.delete_agent(&acc, &one).await.unwrap();
@@ -159,7 +170,7 @@ async fn writes_through_one_store_reach_the_others_index(fx: &Fixture) {
 on_postgres!(a_dropped_listener_connection_recovers_and_the_index_catches_up);
 async fn a_dropped_listener_connection_recovers_and_the_index_catches_up(fx: &Fixture) {
     let a = &fx.store;
-    let (b, sync) = second_node(&fx, NO_CHECK).await;
+    let (b, sync) = second_node(fx, NO_CHECK).await;
     let acc = a.create_api_key(None, "t").await.unwrap().0;
     let one = a.create_agent(&acc, new_agent("one")).await.unwrap().id;
     a.create_number(&acc, new_number("+14155550201", &one)).await.unwrap();
@@ -197,7 +208,7 @@ async fn a_dropped_listener_connection_recovers_and_the_index_catches_up(fx: &Fi
 on_postgres!(the_consistency_check_repairs_changes_made_without_notifications);
 async fn the_consistency_check_repairs_changes_made_without_notifications(fx: &Fixture) {
     let a = &fx.store;
-    let (b, sync) = second_node(&fx, Duration::from_millis(300)).await;
+    let (b, sync) = second_node(fx, Duration::from_millis(300)).await;
     let acc = a.create_api_key(None, "t").await.unwrap().0;
     let one = a.create_agent(&acc, new_agent("one")).await.unwrap().id;
     let two = a.create_agent(&acc, new_agent("two")).await.unwrap().id;
@@ -229,7 +240,11 @@ async fn the_consistency_check_repairs_changes_made_without_notifications(fx: &F
         routed_agent(&b, "+14155550301").as_deref() == Some(two.as_str())
             && b.index().lookup_number("+14155550302").is_none()
     });
-    assert!(b.index_sync_stats().repairs > repairs_before, "{:?}", b.index_sync_stats());
+    assert!(
+        b.index_sync_stats().repairs > repairs_before,
+        "{:?}",
+        b.index_sync_stats()
+    );
     sync.abort();
     b.close().await;
 }
@@ -271,9 +286,11 @@ async fn several_stores_opening_a_fresh_schema_at_once_all_succeed() {
     for s in &stores {
         s.close().await;
     }
-    let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE")))
-        .execute(fx.store.pool())
-        .await;
+    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"
+    )))
+    .execute(fx.store.pool())
+    .await;
     fx.cleanup().await;
     assert!(failures.is_empty(), "stores failed to open: {failures:?}");
     assert_eq!(stores.len(), 6);
