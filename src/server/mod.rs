@@ -290,11 +290,9 @@ pub async fn start(cfg: Config) -> anyhow::Result<Edge> {
     // Before any call: what this node left live when it last stopped without ending its calls is closed,
     // and from now on it says every few seconds that it is alive.
     close_left_live(&store, &cfg.node_id).await?;
-    // Several edges share one PostgreSQL: each reloads the routing index so that a write through another
-    // node's API reaches this node's INVITEs within a few seconds (a node's own writes apply at once).
-    if cfg.database_url.as_deref().is_some_and(|u| u.starts_with("postgres")) {
-        tasks.push(store.spawn_index_refresh(std::time::Duration::from_secs(2)));
-    }
+    // Several edges share one PostgreSQL: a write through another node's API reaches this node's routing
+    // index by LISTEN/NOTIFY within milliseconds (a node's own writes apply at once). Nothing on SQLite.
+    tasks.push(store.spawn_index_sync(edge_store::INDEX_CHECK_EVERY));
     let (shutdown, shutdown_rx) = watch::channel(false);
     let transport_stats = Arc::new(TransportStats::default());
 

@@ -196,6 +196,12 @@ impl RoutingIndex {
         self.numbers.remove(phone_number);
     }
 
+    /// Removes `phone_number` only while it still routes to `number_id`: a change heard from another node
+    /// (a deleted `failed` row) must not remove the number's newer row with the same phone number.
+    pub(crate) fn remove_number_if(&self, phone_number: &str, number_id: &str) {
+        self.numbers.remove_if(phone_number, |_, r| r.number_id == number_id);
+    }
+
     pub(crate) fn put_agent(&self, agent: AgentRecord) {
         let agent = Arc::new(agent);
         if let Some(old) = self.agents.insert(agent.id.clone(), Arc::clone(&agent)) {

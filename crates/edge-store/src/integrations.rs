@@ -138,7 +138,7 @@ impl Store {
 
     /// Recomputes the index's trunk for `(account_id, provider)` from the database, so that
     /// deleting the newest integration falls back to the next one. Caller holds the write lock.
-    async fn refresh_integration_trunk(&self, account_id: &str, provider: Provider) -> Result<()> {
+    pub(crate) async fn refresh_integration_trunk(&self, account_id: &str, provider: Provider) -> Result<()> {
         let rows = sqlx::query(concat!(
             "SELECT ",
             integration_cols!(),

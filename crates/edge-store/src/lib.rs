@@ -40,10 +40,12 @@ mod error;
 mod idempotency;
 mod ids;
 mod index;
+mod index_sync;
 mod integrations;
 mod model;
 mod nodes;
 mod numbers;
+mod pg_setup;
 mod secret;
 mod store;
 pub mod time;
@@ -57,6 +59,7 @@ pub use error::{Result, StoreError};
 pub use idempotency::{idempotency_request_hash, IdempotencyBegin, IDEMPOTENCY_STUCK_MS, IDEMPOTENCY_TTL_MS};
 pub use ids::IdKind;
 pub use index::{InboundRoute, NumberRoute, OutboundTrunk, RoutingIndex, TransferMode};
+pub use index_sync::{IndexSyncStats, INDEX_CHECK_EVERY};
 pub use model::{
     AgentPatch, AgentRecord, AgentStatus, InboundRouting, InboundRoutingPatch, IntegrationRecord, NewAgent,
     NewIntegration, NewNumber, NewProviderConfig, NumberPatch, NumberRecord, NumberSource, NumberStatus, Page,

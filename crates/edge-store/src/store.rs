@@ -13,7 +13,7 @@ use crate::index::RoutingIndex;
 use crate::secret::SecretBox;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::{AnyConnection, AnyPool, AssertSqlSafe, Connection, Row, SqlSafeStr};
+use sqlx::{AnyPool, AssertSqlSafe, Row, SqlSafeStr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -44,9 +44,13 @@ pub struct Store {
     /// an order different from the database's.
     pub(crate) write_lock: tokio::sync::Mutex<()>,
     backend: Backend,
-    /// Where the pool connects, for [`Store::with_own_pool`].
-    url: String,
+    /// Where the pool connects, for [`Store::with_own_pool`] and the index listener.
+    pub(crate) url: String,
     schema: Option<String>,
+    /// PostgreSQL channel the index triggers notify (`index_sync`).
+    pub(crate) channel: String,
+    /// What the index is known to hold, for the consistency check (`index_sync`).
+    pub(crate) sync: Arc<crate::index_sync::SyncState>,
 }
 
 impl std::fmt::Debug for Store {
@@ -197,19 +201,18 @@ impl Store {
             (Some(_), Backend::Sqlite) => return Err(StoreError::Config("pg_schema requires PostgreSQL".into())),
             (None, _) => None,
         };
-        if let Some(s) = &schema {
-            // Once, on a dedicated connection: concurrent `CREATE SCHEMA IF NOT EXISTS` from
-            // several pool connections can race on PostgreSQL's catalog.
-            let mut conn = AnyConnection::connect(&url).await?;
-            sqlx::query(AssertSqlSafe(format!("CREATE SCHEMA IF NOT EXISTS \"{s}\"")))
-                .execute(&mut conn)
-                .await?;
-            conn.close().await?;
-        }
+        let channel = crate::index_sync::channel_name(schema.as_deref());
+        let setup = match backend {
+            Backend::Postgres => Some(crate::pg_setup::SetupLock::acquire(&url, schema.as_deref()).await?),
+            Backend::Sqlite => None,
+        };
         let pool = pool_options(backend, schema.clone(), cfg.max_connections)
             .connect(&url)
             .await?;
         migrator().run(&pool).await?;
+        if let Some(setup) = setup {
+            setup.finish(&channel).await?;
+        }
         let store = Store {
             pool,
             secrets: cfg.secrets,
@@ -218,6 +221,8 @@ impl Store {
             backend,
             url,
             schema,
+            channel,
+            sync: Arc::default(),
         };
         store.load_index().await?;
         Ok(store)
@@ -239,6 +244,8 @@ impl Store {
             backend: self.backend,
             url: self.url.clone(),
             schema: self.schema.clone(),
+            channel: self.channel.clone(),
+            sync: Arc::default(),
         })
     }
 
@@ -431,29 +438,46 @@ impl Store {
     }
 
     /// Re-reads every agent, number and integration trunk and brings the index in line with the database
-    /// (entries replaced in place, vanished ones removed; lookups never see a gap). Needed
-    /// when several edge nodes share one PostgreSQL database: each node's API only updates
-    /// its own index. If a row cannot be decoded the index is left untouched.
+    /// (entries replaced in place, vanished ones removed; lookups never see a gap). On PostgreSQL the
+    /// index sync (`index_sync`) does this after its listener reconnects or when its consistency check
+    /// finds a difference. If a row cannot be decoded the index is left untouched.
     pub async fn reload_index(&self) -> Result<()> {
         let _w = self.write_lock.lock().await;
+        // Read before the rows: a change committed in between is then in the rows and above these marks,
+        // which the change's own notification raises (no false alarm), never the reverse.
+        let marks = match self.backend {
+            Backend::Postgres => Some(crate::index_sync::Watermarks::read(&self.pool).await?),
+            Backend::Sqlite => None,
+        };
         let agents = sqlx::query(concat!("SELECT ", agent_cols!(), " FROM agents"))
             .fetch_all(&self.pool)
             .await?
             .iter()
             .map(|r| crate::agents::agent_from_row(r, &self.secrets))
             .collect::<Result<Vec<_>>>()?;
-        // Only active numbers take calls: pending and failed purchases are never routed.
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            number_cols!(),
-            " FROM phone_numbers WHERE status = 'active'"
-        ))
-        .fetch_all(&self.pool)
-        .await?;
-        let mut routes = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let (rec, sealed) = crate::numbers::number_from_row(row)?;
-            routes.push(self.route_for(&rec, &sealed)?);
+        // Only active numbers take calls: pending and failed purchases are never routed. In pages: all rows
+        // at once held every decoded row next to the index being built (3 GB peak at a million numbers,
+        // most of it kept by the allocator afterwards; benches/README.md).
+        let mut routes = Vec::new();
+        let mut after = String::new();
+        loop {
+            let rows = sqlx::query(concat!(
+                "SELECT ",
+                number_cols!(),
+                " FROM phone_numbers WHERE status = 'active' AND id > $1 ORDER BY id LIMIT $2"
+            ))
+            .bind(&after)
+            .bind(RELOAD_PAGE)
+            .fetch_all(&self.pool)
+            .await?;
+            for row in &rows {
+                let (rec, sealed) = crate::numbers::number_from_row(row)?;
+                routes.push(self.route_for(&rec, &sealed)?);
+            }
+            match rows.last() {
+                Some(last) if rows.len() as i64 == RELOAD_PAGE => after = last.try_get("id")?,
+                _ => break,
+            }
         }
         let integrations = sqlx::query(concat!(
             "SELECT ",
@@ -464,11 +488,15 @@ impl Store {
         .await?;
         let trunks = crate::integrations::trunks_from_rows(&integrations)?;
         self.index.replace_all(agents, routes, trunks);
+        if let Some(m) = marks {
+            self.sync.reset(m);
+        }
         Ok(())
     }
 
-    /// Spawns a task calling [`Store::reload_index`] every `every` (multi-node PostgreSQL
-    /// deployments). Failures are logged and retried at the next tick.
+    /// Spawns a task calling [`Store::reload_index`] every `every`, on either backend: the way nodes
+    /// followed each other before [`Store::spawn_index_sync`] (which the edge uses on PostgreSQL), kept for
+    /// stores sharing one SQLite file. Failures are logged and retried at the next tick.
     pub fn spawn_index_refresh(self: &Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
         let store = Arc::clone(self);
         tokio::spawn(async move {
@@ -484,6 +512,9 @@ impl Store {
         })
     }
 }
+
+/// Numbers read per query by [`Store::reload_index`].
+const RELOAD_PAGE: i64 = 10_000;
 
 /// Decodes a stored enum column.
 pub(crate) fn parse_col<T>(row: &AnyRow, col: &str, parse: fn(&str) -> Option<T>) -> Result<T> {

@@ -38,7 +38,7 @@ pub async fn sqlite() -> Fixture {
     }
 }
 
-fn unique_schema() -> String {
+pub fn unique_schema() -> String {
     static N: AtomicU32 = AtomicU32::new(0);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
