@@ -328,15 +328,18 @@ fn main() {
         rt.block_on(child(backend, place));
         return;
     }
+    // `cargo test --all-targets` runs this without `--bench`: a smoke run that only proves it works.
+    let bench = args.iter().any(|a| a == "--bench");
+    let (default_sizes, default_changes) = if bench { ("100000,1000000", 500) } else { ("2000", 20) };
     let sizes: Vec<u64> = std::env::var("INDEX_BENCH_SIZES")
-        .unwrap_or_else(|_| "100000,1000000".into())
+        .unwrap_or_else(|_| default_sizes.into())
         .split(',')
         .filter_map(|s| s.trim().parse().ok())
         .collect();
     let changes: usize = std::env::var("INDEX_BENCH_CHANGES")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(500);
+        .unwrap_or(default_changes);
     rt.block_on(async {
         propagation(changes).await;
         for n in sizes {
