@@ -13,8 +13,10 @@ use serde::Deserialize;
 use toml::Spanned;
 
 mod admission;
+mod cluster;
 pub mod outbound;
 mod security;
+pub use cluster::ClusterSettings;
 pub use outbound::{AgentNetwork, OperatorTrunk, OutboundSettings};
 pub use security::SecuritySettings;
 
@@ -54,6 +56,7 @@ struct RawConfig {
     admission: admission::RawAdmission,
     security: security::RawSecurity,
     node: RawNode,
+    cluster: cluster::RawCluster,
 }
 
 /// `[node]`: which edge this is, when several share a database.
@@ -485,6 +488,8 @@ pub struct Config {
     /// heartbeat). Unique per node sharing a database: at start a node closes the records it left live.
     /// Default: the host name, or `edge-1`.
     pub node_id: String,
+    /// `[cluster]`: limits counted across nodes in Redis.
+    pub cluster: ClusterSettings,
 }
 
 impl Config {
@@ -816,6 +821,7 @@ impl Validator<'_> {
             },
             public_sip_uri: self.public_sip_uri(&raw.api)?,
             node_id: self.node_id(&raw.node)?,
+            cluster: self.cluster(&raw.cluster)?,
         })
     }
 }
