@@ -168,11 +168,7 @@ impl CallController {
     }
 
     fn pace_answer(&mut self, ctx: &mut Ctx<'_>, ask: PaceAsk, answer: LimitAnswer) {
-        if !self
-            .calls
-            .get(&ask.call)
-            .is_some_and(|c| c.generation == ask.generation)
-        {
+        if self.calls.get(&ask.call).is_none_or(|c| c.generation != ask.generation) {
             return;
         }
         match answer {
