@@ -2,7 +2,7 @@
 # Every test of oneinbox-edge, with its set-up, on a fresh Debian machine or CI:
 #   scripts/test.sh
 # 1. installs what the tests use (SIPp, baresip, espeak-ng for voicemail greetings, curl) when missing; 2. makes sure PostgreSQL is up (the store suite runs
-# against it for real); 3. cargo test for the whole workspace; 4. schemathesis against the running edge's
+# against it for real) and Redis (the cluster limits); 3. cargo test for the whole workspace; 4. schemathesis against the running edge's
 # OpenAPI; 5. SIPp scenarios against the built binary; 6. the interop suite: real SIP user agents (baresip)
 # as carrier and agents, audio checked by frequency both ways.
 set -euo pipefail
@@ -19,6 +19,9 @@ command -v curl >/dev/null || missing+=(curl)
 command -v openssl >/dev/null || missing+=(openssl)
 # tests/ui_ladder.rs loads the ladder page in headless Chromium.
 command -v chromium >/dev/null || missing+=(chromium)
+# tests/cluster_limits.rs: the [cluster] limits on Redis (127.0.0.1:6379), and a redis-server of its own
+# started on a free port to see a node recover by itself.
+command -v redis-server >/dev/null || missing+=(redis-server)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "== installing ${missing[*]}"
   as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
@@ -37,6 +40,13 @@ if ! pg_isready -h 127.0.0.1 -p 5432 -q; then
   as_root pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -1)" main start || true
   for _ in $(seq 1 50); do pg_isready -h 127.0.0.1 -p 5432 -q && break; sleep 0.2; done
   pg_isready -h 127.0.0.1 -p 5432 || { echo "PostgreSQL is not reachable on 127.0.0.1:5432"; exit 1; }
+fi
+
+if ! (exec 3<>/dev/tcp/127.0.0.1/6379) 2>/dev/null; then
+  echo "== starting Redis"
+  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no
+  for _ in $(seq 1 50); do (exec 3<>/dev/tcp/127.0.0.1/6379) 2>/dev/null && break; sleep 0.2; done
+  (exec 3<>/dev/tcp/127.0.0.1/6379) 2>/dev/null || { echo "Redis is not reachable on 127.0.0.1:6379"; exit 1; }
 fi
 
 echo "== cargo test (workspace)"

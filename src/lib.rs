@@ -10,6 +10,7 @@
 #![deny(unsafe_code)]
 
 pub mod call;
+pub mod cluster;
 pub mod config;
 pub mod logging;
 pub mod media_ctl;

@@ -20,7 +20,8 @@
 # server CPU per 1,000 calls/s, server RSS. Results: $OUT/steps.tsv, summary.jsonl, report.md.
 #
 # env knobs:
-#   SERVERS="edge kamailio" (also: edge-sig = the edge with media off; edge-base = EDGE_BASE_BIN, e.g.
+#   SERVERS="edge kamailio" (also: edge-redis = the edge with [cluster] limits on EDGE_REDIS_URL
+#   (default redis://127.0.0.1:6379), every hop asking Redis; edge-sig = the edge with media off; edge-base = EDGE_BASE_BIN, e.g.
 #   the binary before a change, so before/after alternate in one run; edge-s1 / edge-s2 = the edge with
 #   [runtime] engine_shards = 1 / 2 and as many worker threads, so the two alternate in one run)  PATHS="happy failover"  RATES="1000 2000 3000 4000 5000 6000 7000 8000"
 #   DUR=10 (seconds of call generation per step)  REFINE=2  PASS_FAIL_PCT=0.1  STOP_FAIL_PCT=5
@@ -107,6 +108,8 @@ edge_config() {  # $1 data dir, $2 media on (1/0), $3 quarantine ms -> config fi
   local media=false; [[ "$2" == 1 ]] && media=true
   local runtime=""
   [[ -n "${EDGE_SHARDS:-}" ]] && runtime=$'[runtime]\nengine_shards = '"$EDGE_SHARDS"$'\nworker_threads = '"$EDGE_SHARDS"
+  local cluster=""   # edge-redis: [cluster] limits on Redis, under a prefix of this start's own
+  [[ -n "${EDGE_CLUSTER:-}" ]] && cluster=$'[cluster]\nredis_url = "'"$EDGE_CLUSTER"$'"\nkey_prefix = "bench:'"$$:$RANDOM"$':"'
   cat > "$cfg" <<TOML
 $runtime
 [sip]
@@ -145,6 +148,7 @@ last = "+14155559999"
 [[carriers]]
 name = "sipp"
 allow = ["127.0.0.1/32"]
+$cluster
 TOML
   echo "$cfg"
 }
@@ -268,6 +272,7 @@ fresh() {  # $1 server, $2 path, [$3 hold]
     edge-sig) start_edge 0 "$EDGE_QUARANTINE_MS" ;;
     edge-s1) EDGE_SHARDS=1 start_edge "$EDGE_MEDIA" "$EDGE_QUARANTINE_MS" ;;   # EDGE_MEDIA=0: signalling only
     edge-s2) EDGE_SHARDS=2 start_edge "$EDGE_MEDIA" "$EDGE_QUARANTINE_MS" ;;
+    edge-redis) EDGE_CLUSTER="${EDGE_REDIS_URL:-redis://127.0.0.1:6379}" start_edge 1 "$EDGE_QUARANTINE_MS" ;;
     edge-base) start_edge 1 "$EDGE_QUARANTINE_MS" "${EDGE_BASE_BIN:?EDGE_BASE_BIN=another oneinbox-edge binary}" ;;
     kamailio) if [[ "${3:-}" == hold ]]; then start_kamailio -A WITH_DIALOG; else start_kamailio; fi ;;
     *) log "unknown server $1"; exit 1 ;;

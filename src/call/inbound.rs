@@ -255,7 +255,8 @@ impl CallController {
     }
 
     /// Sends the agent leg's INVITE; false when it could not even be sent (then the next hop is tried).
-    pub(super) fn start_agent_leg(
+    /// Reached through [`Self::start_agent_leg`], which asks the cluster first under `[cluster]`.
+    pub(super) fn send_agent_leg(
         &mut self,
         ctx: &mut Ctx<'_>,
         id: CallId,
@@ -404,6 +405,11 @@ impl CallController {
             Ok(k) => k,
             Err(e) => {
                 self.agent_slots.release(&agent.id);
+                if self.cluster_limits {
+                    let agent_id = agent.id.clone();
+                    self.limit_jobs
+                        .push_back(crate::call::cluster_gate::LimitJob::Sync { agent_id });
+                }
                 let outcome = HopOutcome::NotSent(format!("could not send INVITE: {e}"));
                 call.push_hop(route, Some(agent.id.clone()), None, outcome, started, Some(ctx.wall_ms));
                 return false;

@@ -35,6 +35,7 @@
 
 pub mod agents;
 mod answers;
+pub mod cluster_gate;
 mod context;
 pub mod dialed;
 mod dialog;
@@ -56,6 +57,7 @@ pub mod trunk;
 mod voicemail;
 
 pub use agents::AgentSlots;
+pub use cluster_gate::{LimitAnswer, LimitJob};
 pub use context::{count_invite_answer, CallConfig, CallStats, Ctx, MetricUpdate, Persist, Reject};
 pub use edge_store::{CallRecord, CallStatus, HangupBy, Hop, Route};
 pub use entropy::{Entropy, OsEntropy, SeededEntropy};

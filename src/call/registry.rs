@@ -53,6 +53,10 @@ pub struct CallController {
     pub(super) ids: crate::shard::ShardIds,
     /// Trunk hosts waiting to be resolved by the driver (DNS is IO).
     pub(super) resolve_jobs: VecDeque<ResolveJob>,
+    /// Questions for the cluster's limits, run by the driver (`[cluster]`; Redis is IO).
+    pub(super) limit_jobs: VecDeque<crate::call::cluster_gate::LimitJob>,
+    /// `[cluster]`: limits are counted across nodes ([`crate::call::cluster_gate`]).
+    pub(super) cluster_limits: bool,
     /// Live calls whose record changed and is not queued yet; queued at `flush_at`.
     pub(super) dirty: Vec<CallId>,
     pub(super) flush_at: Option<Instant>,
@@ -158,6 +162,8 @@ impl CallController {
             pacer: shard.pacer,
             ids: shard.ids,
             resolve_jobs: VecDeque::new(),
+            limit_jobs: VecDeque::new(),
+            cluster_limits: false,
             dirty: Vec::new(),
             flush_at: None,
             late_legs: HashMap::new(),
@@ -350,6 +356,7 @@ impl CallController {
     /// One fewer call on the agent.
     pub(super) fn release_agent(&mut self, agent_id: &str) {
         self.agent_slots.release(agent_id);
+        self.sync_agent(agent_id);
     }
 
     /// Ends a call: final status, agent released, indexes cleared, record written.

@@ -17,6 +17,8 @@ mod observability;
 pub mod outbound;
 mod security;
 pub use observability::ObservabilitySettings;
+mod cluster;
+pub use cluster::ClusterSettings;
 pub use outbound::{AgentNetwork, OperatorTrunk, OutboundSettings};
 pub use security::SecuritySettings;
 
@@ -57,6 +59,7 @@ struct RawConfig {
     security: security::RawSecurity,
     node: RawNode,
     observability: observability::RawObservability,
+    cluster: cluster::RawCluster,
 }
 
 /// `[node]`: which edge this is, when several share a database.
@@ -490,6 +493,8 @@ pub struct Config {
     /// heartbeat). Unique per node sharing a database: at start a node closes the records it left live.
     /// Default: the host name, or `edge-1`.
     pub node_id: String,
+    /// `[cluster]`: limits counted across nodes in Redis.
+    pub cluster: ClusterSettings,
 }
 
 impl Config {
@@ -822,6 +827,7 @@ impl Validator<'_> {
             public_sip_uri: self.public_sip_uri(&raw.api)?,
             node_id: self.node_id(&raw.node)?,
             observability: self.observability(&raw.observability)?,
+            cluster: self.cluster(&raw.cluster)?,
         })
     }
 }

@@ -33,6 +33,8 @@ pub(super) struct EngineInputs {
     pub(super) call_stats: Arc<CallStats>,
     /// Where every message, leg and call end goes for SIP traces and HEP (`None`: both off).
     pub(super) trace: Option<TraceTap>,
+    /// `[cluster]`: the driver that runs the calls' limit jobs against Redis.
+    pub(super) limits: Option<crate::cluster::ClusterLimits>,
 }
 
 /// Resolved trunk hosts coming back to the engine.
@@ -59,10 +61,13 @@ pub(super) async fn run_engine(
         records,
         call_stats,
         trace,
+        limits,
     } = inputs;
     let trace = trace.as_ref();
     let mut udp_buf = transport::udp::recv_buffer();
     let (resolved_tx, mut resolved_rx) = mpsc::channel::<Resolved>(1024);
+    // Answers of the cluster's limits (bounded by the driver's queue: one answer per job taken).
+    let (limit_tx, mut limit_rx) = mpsc::unbounded_channel::<(crate::call::LimitJob, crate::call::LimitAnswer)>();
     loop {
         let deadline = ep.poll_timeout();
         tokio::select! {
@@ -93,6 +98,7 @@ pub(super) async fn run_engine(
             }
             Some(cmd) = commands.recv() => on_command(&mut ep, cmd),
             Some((job, result)) = resolved_rx.recv() => ep.on_resolved(Instant::now(), &job, result),
+            Some((job, answer)) = limit_rx.recv() => ep.on_limit(Instant::now(), job, answer),
             ready = udp_readable(udp.as_deref()) => {
                 match ready {
                     Ok(mut ready) => {
@@ -140,6 +146,13 @@ pub(super) async fn run_engine(
             }
             _ = sleep_until(deadline), if deadline.is_some() => {
                 ep.handle_timeout(Instant::now());
+            }
+        }
+        // Redis is IO: the cluster's limits are asked of the driver (a full queue is answered at once by the
+        // per-node fallback, and that answer may queue more jobs).
+        while let Some(job) = ep.calls.poll_limit() {
+            if let Some((job, answer)) = limits.as_ref().and_then(|l| l.submit(job, &limit_tx)) {
+                ep.on_limit(Instant::now(), job, answer);
             }
         }
         // DNS is IO: each trunk host is resolved on its own task, bounded by the resolver's deadline.

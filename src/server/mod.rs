@@ -52,6 +52,8 @@ pub struct Edge {
     pub agent_gauge: Arc<dashmap::DashMap<String, u32>>,
     pub store: Arc<Store>,
     pub index: Arc<RoutingIndex>,
+    /// `[cluster]`: whether Redis answers, and how many limits it and the fallback decided.
+    pub cluster: Option<Arc<crate::cluster::ClusterStats>>,
     /// The TLS listener's certificate and key in use.
     tls: Option<Arc<transport::tls::TlsCerts>>,
     shutdown: watch::Sender<bool>,
@@ -257,6 +259,37 @@ async fn close_left_live(store: &Store, node: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `[cluster] redis_url`: the driver of the cluster-wide limits, and the live-node count its fallback
+/// divides by (nodes whose heartbeat is at most three beats old).
+fn start_cluster_limits(
+    cfg: &Config,
+    store: &Arc<Store>,
+    agents: &AgentSlots,
+    tasks: &mut Vec<JoinHandle<()>>,
+) -> anyhow::Result<Option<crate::cluster::ClusterLimits>> {
+    let Some(url) = &cfg.cluster.redis_url else {
+        return Ok(None);
+    };
+    let live = Arc::new(std::sync::atomic::AtomicU32::new(1));
+    let (limits, driver) = crate::cluster::ClusterLimits::start(
+        &cfg.cluster,
+        url,
+        &cfg.node_id,
+        agents.clone(),
+        cfg.outbound.max_pacing_wait,
+        live.clone(),
+    )
+    .context("[cluster] redis_url")?;
+    tasks.push(driver);
+    tasks.push(tokio::spawn(crate::cluster::count_live_nodes(
+        store.clone(),
+        live,
+        NODE_HEARTBEAT,
+        NODE_HEARTBEAT * 3,
+    )));
+    Ok(Some(limits))
+}
+
 /// The node's heartbeat, off the engine: `nodes.last_seen_at` every [`NODE_HEARTBEAT`].
 async fn node_heartbeat(store: Arc<Store>, node: String) {
     let mut every = tokio::time::interval(NODE_HEARTBEAT);
@@ -422,6 +455,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Edge> {
     let agents = AgentSlots::default();
     let agent_gauge = agents.gauge();
     let pacer = TrunkPacer::new(cfg.outbound.max_pacing_wait);
+    let cluster = start_cluster_limits(&cfg, &store, &agents, &mut tasks)?;
     let admission = SharedAdmission::new(Admission::new(cfg.admission.clone(), Instant::now()));
     let agent_auth = agent_verifier(&cfg, &host).map(|v| {
         SharedAgentAuth::new(AgentAuth::new(
@@ -502,6 +536,9 @@ pub async fn start(cfg: Config) -> anyhow::Result<Edge> {
         );
         calls.stats = call_stats.clone();
         calls.set_tracing(trace_tap.is_some());
+        if cluster.is_some() {
+            calls.use_cluster_limits();
+        }
         let mut endpoint = Endpoint::new(
             endpoint_cfg.clone(),
             Box::new(CarrierPolicy { cfg: cfg.clone() }),
@@ -525,6 +562,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Edge> {
                 records: records_tx.clone(),
                 call_stats: call_stats.clone(),
                 trace: trace_tap.clone(),
+                limits: cluster.clone(),
             },
             media.clone(),
             out.clone(),
@@ -663,6 +701,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Edge> {
         agent_gauge,
         store,
         index,
+        cluster: cluster.as_ref().map(|c| c.stats.clone()),
         tls: tls_certs,
         shutdown,
         engines,

@@ -973,6 +973,18 @@ impl Endpoint {
         self.drain_tx_events(now);
     }
 
+    /// The cluster's answer to a limit the calls asked for (`[cluster]`).
+    pub fn on_limit(&mut self, now: Instant, job: crate::call::LimitJob, answer: crate::call::LimitAnswer) {
+        let mut ctx = Ctx {
+            now,
+            wall_ms: (self.wall)(),
+            tx: &mut self.tx,
+            out: &mut self.out,
+        };
+        self.calls.on_limit(&mut ctx, job, answer);
+        self.drain_tx_events(now);
+    }
+
     /// Edge shutdown: calls are ended cleanly before the sockets close.
     pub fn shutdown(&mut self, now: Instant) {
         let mut ctx = Ctx {

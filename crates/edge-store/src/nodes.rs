@@ -89,6 +89,17 @@ impl Store {
         Ok(())
     }
 
+    /// How many nodes were seen alive at or after `since_ms` (their heartbeat): what the cluster's limits
+    /// are divided by when the nodes cannot count together.
+    pub async fn live_nodes(&self, since_ms: i64) -> Result<u64> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM nodes WHERE last_seen_at >= $1")
+            .bind(since_ms)
+            .fetch_one(&self.pool)
+            .await?;
+        let n: i64 = row.try_get("n")?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
     /// Closes the records `node` left live (no end was ever written: the node was killed or crashed), as
     /// of `last_seen_ms`, the last time it was seen alive ([`closed`] says how); records of other nodes are
     /// untouched. Run by a node at its start, before it takes calls. The number of records closed.

@@ -112,6 +112,7 @@ impl CallController {
             };
             return Err(refuse_agent(self, &e));
         }
+        self.sync_agent(&agent.id);
         tracing::debug!(call = %record.id, agent = %agent.id, to = %dest, trunk = %trunk.address.host, "outbound call from an agent");
         let a_call_id = invite.call_id().unwrap_or("").to_owned();
         let tag = self.rng.token();

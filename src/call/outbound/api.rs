@@ -57,7 +57,11 @@ impl CallController {
         let trunk = trunk::choose(&number, &self.index, &self.cfg.outbound)?;
         let fault = |reason: String| OriginateRefusal::EngineFault { reason };
         // A line too long is refused now, not after a 201: the client can retry later.
-        let slot = self.take_slot(ctx.now, &trunk)?;
+        // Under `[cluster]` the line is the cluster's: asked once the call exists (a refusal then fails it).
+        let slot = match self.cluster_limits {
+            true => None,
+            false => Some(self.take_slot(ctx.now, &trunk)?),
+        };
         let record_id = self.new_record_id(ctx.wall_ms);
         let leg_call_id = self.new_leg_call_id();
         let Some(media) = &self.media else {
@@ -98,6 +102,7 @@ impl CallController {
                 max_concurrent_calls: agent.max_concurrent_calls,
             }));
         }
+        self.sync_agent(&agent.id);
         tracing::debug!(call = %record.id, agent = %agent.id, to = %plan.dest, "outbound call through the API");
         let placeholder = Peer {
             addr: SocketAddr::new(IpAddr::from([0, 0, 0, 0]), 0),
@@ -129,7 +134,10 @@ impl CallController {
         // The agent is kept for this call from now: a call that the dialled party answers must find it free.
         self.hold_agent(id, &agent.id);
         self.persist(ctx.now, id);
-        self.schedule(ctx, id, slot);
+        match slot {
+            Some(slot) => self.schedule(ctx, id, slot),
+            None => self.start_pacing(ctx, id),
+        }
         Ok(record)
     }
 

@@ -24,6 +24,9 @@ use crate::call::{leg, trunk};
 impl CallController {
     /// Takes a slot on the trunk's pacing line, or fails the call when the line is too long.
     pub(in crate::call) fn start_pacing(&mut self, ctx: &mut Ctx<'_>, id: CallId) {
+        if self.ask_pace(id) {
+            return;
+        }
         let Some(trunk) = self
             .calls
             .get(&id)
