@@ -20,14 +20,20 @@ const S: Duration = Duration::from_secs(5);
 async fn chromium(url: &str, extra: &[&str]) -> String {
     let profile = tempfile::tempdir().unwrap();
     let mut cmd = tokio::process::Command::new("chromium");
-    cmd.args(["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--virtual-time-budget=10000"])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .args(extra)
-        .arg(url)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true);
+    cmd.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--virtual-time-budget=10000",
+    ])
+    .arg(format!("--user-data-dir={}", profile.path().display()))
+    .args(extra)
+    .arg(url)
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .kill_on_drop(true);
     let out = match tokio::time::timeout(Duration::from_secs(90), cmd.output()).await {
         Ok(Ok(out)) => out,
         Ok(Err(e)) => panic!("chromium did not start ({e}): scripts/test.sh installs Debian's `chromium`"),
@@ -73,7 +79,11 @@ async fn the_ladder_of_a_failed_over_and_transferred_call_in_chromium() {
 
     // The fallback agent's controller transfers the caller to a third agent through the API.
     let (code, body) = t
-        .http("POST", &format!("/v1/calls/{call_id}/transfer"), Some(&format!(r#"{{"to":"{x}"}}"#)))
+        .http(
+            "POST",
+            &format!("/v1/calls/{call_id}/transfer"),
+            Some(&format!(r#"{{"to":"{x}"}}"#)),
+        )
         .await;
     assert_eq!(code, 202, "{body}");
     target.expect(Method::Invite, S).await;
@@ -91,23 +101,42 @@ async fn the_ladder_of_a_failed_over_and_transferred_call_in_chromium() {
         if code == 200 {
             break serde_json::from_str::<serde_json::Value>(&body).unwrap();
         }
-        assert!(tokio::time::Instant::now() < deadline, "no trace for {call_id}: {code} {body}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no trace for {call_id}: {code} {body}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let messages = trace["messages"].as_array().expect("messages").len();
-    assert!(messages >= 12, "a failover and a transfer take more than {messages} messages");
+    assert!(
+        messages >= 12,
+        "a failover and a transfer take more than {messages} messages"
+    );
 
     let api = t.edge.api.unwrap();
     let url = format!("http://{api}/ui/calls/{call_id}#key={}", t.api_key);
     let dom = chromium(&url, &["--dump-dom"]).await;
-    assert!(dom.contains(r#"data-ready="true""#), "the page did not finish loading: {dom}");
-    let arrows = attr_values(&dom, "class").into_iter().filter(|c| c.starts_with("arrow")).count();
+    assert!(
+        dom.contains(r#"data-ready="true""#),
+        "the page did not finish loading: {dom}"
+    );
+    let arrows = attr_values(&dom, "class")
+        .into_iter()
+        .filter(|c| c.starts_with("arrow"))
+        .count();
     assert_eq!(arrows, messages, "one arrow per message of the trace");
     let parties = attr_values(&dom, "data-party");
     assert!(parties.contains(&"edge"), "{parties:?}");
-    assert_eq!(parties.len(), 5, "carrier, edge, primary, fallback and transfer target: {parties:?}");
+    assert_eq!(
+        parties.len(),
+        5,
+        "carrier, edge, primary, fallback and transfer target: {parties:?}"
+    );
     for hop in record["hops"].as_array().unwrap() {
-        assert!(dom.contains(hop["outcome"].as_str().unwrap()), "hop {hop} is above the ladder");
+        assert!(
+            dom.contains(hop["outcome"].as_str().unwrap()),
+            "hop {hop} is above the ladder"
+        );
     }
     // Nobody without the key gets anything: the page asks for one.
     let dom = chromium(&format!("http://{api}/ui/calls/{call_id}"), &["--dump-dom"]).await;
@@ -120,6 +149,10 @@ async fn the_ladder_of_a_failed_over_and_transferred_call_in_chromium() {
         &["--window-size=1400,1200", &format!("--screenshot={}", shot.display())],
     )
     .await;
-    assert!(std::fs::metadata(&shot).map(|m| m.len() > 10_000).unwrap_or(false), "no screenshot at {}", shot.display());
+    assert!(
+        std::fs::metadata(&shot).map(|m| m.len() > 10_000).unwrap_or(false),
+        "no screenshot at {}",
+        shot.display()
+    );
     println!("screenshot: {}", shot.display());
 }
