@@ -14,6 +14,7 @@ use toml::Spanned;
 
 mod admission;
 pub mod outbound;
+pub mod restart;
 mod security;
 pub use outbound::{AgentNetwork, OperatorTrunk, OutboundSettings};
 pub use security::SecuritySettings;
@@ -54,6 +55,22 @@ struct RawConfig {
     admission: admission::RawAdmission,
     security: security::RawSecurity,
     node: RawNode,
+    shutdown: RawShutdown,
+}
+
+/// `[shutdown]`: how SIGTERM drains the node (issue 21).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawShutdown {
+    drain_timeout_s: Spanned<u64>,
+}
+
+impl Default for RawShutdown {
+    fn default() -> Self {
+        RawShutdown {
+            drain_timeout_s: Spanned::new(0..0, 300),
+        }
+    }
 }
 
 /// `[node]`: which edge this is, when several share a database.
@@ -485,6 +502,9 @@ pub struct Config {
     /// heartbeat). Unique per node sharing a database: at start a node closes the records it left live.
     /// Default: the host name, or `edge-1`.
     pub node_id: String,
+    /// `[shutdown] drain_timeout_s`: after SIGTERM, how long calls in progress may go on before the edge
+    /// ends them with BYE (new calls get 503 meanwhile).
+    pub drain_timeout: Duration,
 }
 
 impl Config {
@@ -816,6 +836,12 @@ impl Validator<'_> {
             },
             public_sip_uri: self.public_sip_uri(&raw.api)?,
             node_id: self.node_id(&raw.node)?,
+            drain_timeout: Duration::from_secs(self.range(
+                "shutdown.drain_timeout_s",
+                &raw.shutdown.drain_timeout_s,
+                0,
+                86_400,
+            )?),
         })
     }
 }
