@@ -32,7 +32,10 @@ async fn answered_call(t: &common::TestEdge, agent: &Agent) -> (Carrier, String)
 /// `GET /healthz`: status code and body.
 async fn healthz(api: std::net::SocketAddr) -> (u16, serde_json::Value) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(api).await.unwrap();
+    // Not listening (yet, or any more): status 0.
+    let Ok(mut s) = tokio::net::TcpStream::connect(api).await else {
+        return (0, serde_json::Value::Null);
+    };
     s.write_all(b"GET /healthz HTTP/1.1\r\nHost: edge\r\nConnection: close\r\n\r\n")
         .await
         .unwrap();
@@ -196,5 +199,140 @@ async fn a_second_signal_ends_the_drain_at_once() {
     tokio::time::timeout(S, drain).await.expect("stopped at once").unwrap();
     assert!(started.elapsed() < S);
     let rec = store.get_call(&account, &id).await.unwrap().expect("record");
+    assert_eq!(rec.end_reason.as_deref(), Some("edge drained"));
+}
+
+/// The binary itself: SIGTERM starts the drain (the call stays up, /healthz says draining), a second
+/// SIGTERM ends it at once (BYE on both legs), and the process exits 0 with the record closed.
+#[tokio::test]
+async fn the_binary_drains_on_sigterm_and_a_second_sigterm_ends_the_calls() {
+    use edge_store::{InboundRouting, NewAgent, NewNumber, NumberSource, Provider};
+    use oneinbox_edge::config::Config;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("edge.toml");
+    let free = |udp: bool| {
+        if udp {
+            std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+        } else {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+        }
+    };
+    let (sip, api) = (free(true), free(false));
+    std::fs::write(
+        &file,
+        format!(
+            "[sip]\nudp = \"{sip}\"\ntcp = \"off\"\n[api]\nlisten = \"{api}\"\n\
+             [media]\nbind_ip = \"127.0.0.1\"\npublic_ip = \"127.0.0.1\"\nrtp_ports = \"31600-31699\"\n\
+             [storage]\ndata_dir = {:?}\n[security]\ninternal_targets = [\"127.0.0.0/8\"]\n\
+             [[carriers]]\nname = \"loopback\"\nallow = [\"127.0.0.0/8\"]\n[shutdown]\ndrain_timeout_s = 300\n",
+            dir.path().display().to_string()
+        ),
+    )
+    .unwrap();
+    // The agent and its number, written to the store before the edge starts.
+    let agent = Agent::spawn(Mode::Answer).await;
+    let cfg = Config::load(&file).unwrap();
+    let store = oneinbox_edge::server::open_store(&cfg).await.unwrap();
+    let (account, _) = store.create_api_key(None, "tests").await.unwrap();
+    let a = store
+        .create_agent(
+            &account,
+            NewAgent {
+                name: "agent".into(),
+                sip_uri: format!("sip:agent@{}", agent.addr),
+                max_concurrent_calls: 5,
+                voicemail_message: None,
+                status: AgentStatus::Active,
+                sip_username: None,
+                sip_password: None,
+            },
+        )
+        .await
+        .unwrap();
+    store
+        .create_number(
+            &account,
+            NewNumber {
+                phone_number: DID.into(),
+                friendly_name: None,
+                agent_id: a.id.clone(),
+                provider: Provider::Local,
+                source: NumberSource::Purchased,
+                provider_ref: None,
+                inbound_routing: Some(InboundRouting {
+                    agent_id: Some(a.id.clone()),
+                    fallback_agent_id: None,
+                    voicemail_message: None,
+                    transfer: Default::default(),
+                }),
+                provider_config: None,
+            },
+        )
+        .await
+        .unwrap();
+    store.close().await;
+
+    let mut edge = tokio::process::Command::new(env!("CARGO_BIN_EXE_oneinbox-edge"))
+        .args(["serve", "--config"])
+        .arg(&file)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let pid = rustix::process::Pid::from_raw(edge.id().unwrap() as i32).unwrap();
+    let mut up = false;
+    for _ in 0..200 {
+        if healthz(api).await.0 == 200 {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(up, "edge did not start");
+
+    let mut c = Carrier::new(sip, DID).await;
+    c.invite().await;
+    let (_, ok) = c.final_response(S).await;
+    assert_eq!(ok.status(), Some(200));
+    c.ack(&ok).await;
+    let inv = agent.expect(Method::Invite, S).await;
+    let id = inv
+        .header(&HeaderName::Other("X-OneInbox-Call-Id".into()))
+        .unwrap()
+        .to_owned();
+    agent.expect(Method::Ack, S).await;
+
+    // First SIGTERM: draining, the call stays up.
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    let mut draining = false;
+    for _ in 0..100 {
+        if healthz(api).await.1["status"] == "draining" {
+            draining = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(draining, "/healthz does not say draining");
+    assert!(!agent.got(Method::Bye, Duration::from_millis(300)).await);
+    assert!(edge.try_wait().unwrap().is_none(), "the edge left with a call up");
+
+    // Second SIGTERM: the call is ended now, and the process exits.
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    agent.expect(Method::Bye, S).await;
+    let bye = c.expect_request(Method::Bye, S).await;
+    c.ok(&bye, None).await;
+    let status = tokio::time::timeout(Duration::from_secs(10), edge.wait())
+        .await
+        .expect("exited after the second SIGTERM")
+        .unwrap();
+    assert!(status.success(), "{status}");
+    let store = oneinbox_edge::server::open_store(&cfg).await.unwrap();
+    let rec = store.get_call(&account, &id).await.unwrap().expect("record");
+    assert_eq!(rec.status.as_str(), "completed");
     assert_eq!(rec.end_reason.as_deref(), Some("edge drained"));
 }

@@ -92,6 +92,15 @@ impl Reloader {
             at_ms: edge_store::now_ms(),
             ..ReloadReport::default()
         };
+        // The TLS files first, whatever the config file says: a renewed certificate (its hook sends SIGHUP)
+        // must not wait on an unrelated mistake in the file.
+        if let Some(certs) = &self.tls {
+            let c = certs.clone();
+            // The outcome is logged by reload itself.
+            if let Ok(Err(e)) = tokio::task::spawn_blocking(move || c.reload()).await {
+                report.tls_error = Some(e.to_string());
+            }
+        }
         let path = running.path.clone();
         let loaded = tokio::task::spawn_blocking(move || Config::load(&path)).await;
         let mut new = match loaded {
@@ -120,13 +129,6 @@ impl Reloader {
                 Ok(true) => tracing::info!(level = %new.log_level, "log level changed"),
                 Ok(false) => tracing::info!("log.level not applied: RUST_LOG sets the level"),
                 Err(e) => tracing::warn!(error = %e, "log.level not applied"),
-            }
-        }
-        if let Some(certs) = &self.tls {
-            let c = certs.clone();
-            // The outcome is logged by reload itself.
-            if let Ok(Err(e)) = tokio::task::spawn_blocking(move || c.reload()).await {
-                report.tls_error = Some(e.to_string());
             }
         }
         self.admission.set_config(new.admission.clone());
