@@ -19,11 +19,14 @@ use tracing_subscriber::EnvFilter;
 use crate::config::LogFormat;
 
 /// Installs the global subscriber. `RUST_LOG` wins over the configured level so an operator can raise
-/// verbosity for one run without editing the file.
+/// verbosity for one run without editing the file. The level can be changed later by [`set_level`] (a
+/// config reload).
 pub fn init(format: LogFormat, level: &str) {
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(level))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let from_env = EnvFilter::try_from_default_env().ok();
+    let env_set = from_env.is_some();
+    let filter = from_env
+        .or_else(|| EnvFilter::try_new(level).ok())
+        .unwrap_or_else(|| EnvFilter::new("info"));
     let json = match format {
         LogFormat::Json => true,
         LogFormat::Human => false,
@@ -33,11 +36,40 @@ pub fn init(format: LogFormat, level: &str) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     // try_init: a second call (tests) keeps the first subscriber instead of panicking.
-    let _ = if json {
-        builder.event_format(JsonLine).try_init()
+    let (installed, setter): (bool, LevelSetter) = if json {
+        let b = builder.event_format(JsonLine).with_filter_reloading();
+        let handle = b.reload_handle();
+        (
+            b.try_init().is_ok(),
+            Box::new(move |f| handle.reload(f).map_err(|e| e.to_string())),
+        )
     } else {
-        builder.try_init()
+        let b = builder.with_filter_reloading();
+        let handle = b.reload_handle();
+        (
+            b.try_init().is_ok(),
+            Box::new(move |f| handle.reload(f).map_err(|e| e.to_string())),
+        )
     };
+    if installed && !env_set {
+        let _ = LEVEL.set(setter);
+    }
+}
+
+/// Swaps the filter of the installed subscriber.
+type LevelSetter = Box<dyn Fn(EnvFilter) -> Result<(), String> + Send + Sync>;
+
+/// Set by [`init`] when the level is the config's (not `RUST_LOG`'s) and so may be reloaded.
+static LEVEL: std::sync::OnceLock<LevelSetter> = std::sync::OnceLock::new();
+
+/// Applies a new `log.level` (a config reload). `Ok(false)`: not applied because `RUST_LOG` set the
+/// level, or no subscriber of ours is installed (tests).
+pub fn set_level(level: &str) -> Result<bool, String> {
+    let filter = EnvFilter::try_new(level).map_err(|e| format!("log.level `{level}`: {e}"))?;
+    match LEVEL.get() {
+        Some(set) => set(filter).map(|()| true),
+        None => Ok(false),
+    }
 }
 
 /// One JSON object per line: `timestamp`, `level`, `target`, `message`, the event's fields, and

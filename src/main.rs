@@ -1,4 +1,4 @@
-//! The `oneinbox-edge` binary: `serve` (default), `check`, `keys create|list|revoke`.
+//! The `oneinbox-edge` binary: `serve` (default), `check`, `reload`, `keys create|list|revoke`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -33,6 +33,15 @@ enum Command {
     Check {
         #[arg(long, default_value = "config/edge.toml")]
         config: PathBuf,
+    },
+    /// Validate a configuration file, then make the edge running from it re-read it (SIGHUP) and say
+    /// what it applied.
+    Reload {
+        #[arg(long, default_value = "config/edge.toml")]
+        config: PathBuf,
+        /// Seconds to wait for the edge's answer.
+        #[arg(long, default_value_t = 10)]
+        wait_s: u64,
     },
     /// A media worker process; the edge starts these itself (`media.workers`).
     #[command(hide = true)]
@@ -126,11 +135,49 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 .build()
                 .context("starting the tokio runtime")?;
             rt.block_on(async {
+                // Registered before the edge starts: a SIGTERM during start-up is not lost.
+                let mut signals = server::StopSignals::new();
                 let edge = server::start(cfg).await?;
-                edge.wait_for_shutdown_signal().await;
-                edge.shutdown().await;
+                signals.recv().await;
+                let timeout = edge.drain_timeout();
+                tracing::info!(
+                    timeout_s = timeout.as_secs(),
+                    "stop signal: draining (a second SIGTERM or SIGINT ends the calls at once)"
+                );
+                edge.drain_until(timeout, signals.recv()).await;
                 anyhow::Ok(())
             })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Reload { config, wait_s } => {
+            // The same validation as `check`: a bad file is reported here and the edge is not disturbed.
+            let cfg = match Config::load(&config) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            let report = server::reload::signal_running_edge(&cfg, std::time::Duration::from_secs(wait_s))?;
+            if !report.applied {
+                eprintln!(
+                    "{}: not applied, the running configuration stays: {}",
+                    config.display(),
+                    report.error.as_deref().unwrap_or("(no reason given)")
+                );
+                return Ok(ExitCode::FAILURE);
+            }
+            println!(
+                "{}: applied (configuration generation {})",
+                config.display(),
+                report.generation
+            );
+            if !report.needs_restart.is_empty() {
+                println!("needs a restart, not applied: {}", report.needs_restart.join(", "));
+            }
+            if let Some(e) = &report.tls_error {
+                println!("TLS certificate not re-read (the one in use stays): {e}");
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::MediaWorker => {

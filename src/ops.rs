@@ -59,6 +59,8 @@ pub struct OpsState {
     pub metrics_token: Option<Arc<str>>,
     /// `[api] metrics_agent_labels`: per-agent series, which name accounts' agents.
     pub agent_labels: bool,
+    /// Draining, and the configuration generation running.
+    pub lifecycle: Arc<crate::server::lifecycle::Lifecycle>,
 }
 
 /// What the edge did with outsiders and agents' digest: admission drops, digest checks and the guard.
@@ -102,13 +104,23 @@ fn token_ok(headers: &axum::http::HeaderMap, want: &str) -> bool {
 }
 
 async fn healthz(State(s): State<OpsState>) -> impl IntoResponse {
+    let draining = s.lifecycle.draining();
     let body = serde_json::json!({
-        "status": "ok",
+        "status": if draining { "draining" } else { "ok" },
+        "draining": draining,
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_s": s.started.elapsed().as_secs(),
         "active_calls": s.calls.active_calls.load(Ordering::Relaxed),
+        "config_generation": s.lifecycle.generation(),
+        "config_loaded_at": edge_store::time::rfc3339(s.lifecycle.loaded_at_ms()),
     });
-    (StatusCode::OK, axum::Json(body))
+    // A load balancer's health check takes a draining node out of rotation.
+    let code = if draining {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    (code, axum::Json(body))
 }
 
 /// Admission, outsiders' answers, transactions by who opened them, and agent digest.

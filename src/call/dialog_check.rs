@@ -2,7 +2,8 @@
 //!
 //! A request inside a dialog must carry that dialog's whole id (Call-ID, our tag as To tag, the peer's tag
 //! as From tag) *and* come from that leg's side:
-//! * the carrier leg of an inbound call: an address in that carrier's `allow` list;
+//! * the carrier leg of an inbound call: an address in that carrier's `allow` list, or the address its
+//!   INVITE came from (still the call's peer after a reload removed the carrier);
 //! * an agent leg (the agent we rang, or the agent that called out): the agent's address, or any
 //!   address of the agent network that address belongs to;
 //! * a trunk leg: one of the addresses the trunk host resolved to, or any carrier's address (carriers
@@ -100,7 +101,10 @@ fn leg_source_ok(call: &Call, side: Side, ip: IpAddr, policy: &dyn SourcePolicy)
     let trunk = || call.out.as_ref().is_some_and(|p| p.has_target(ip)) || policy.carrier_for(at(ip)).is_some();
     match side {
         Side::A => match call.kind {
-            CallKind::Inbound => policy.carrier_for(at(ip)).is_some_and(|c| *c == *call.record.carrier),
+            // The INVITE's own source too: a reload that removes its carrier leaves the call up (issue 21).
+            CallKind::Inbound => {
+                ip == call.a.peer.addr.ip() || policy.carrier_for(at(ip)).is_some_and(|c| *c == *call.record.carrier)
+            }
             CallKind::AgentOutbound => agent(call.a.peer.addr.ip()),
             CallKind::ApiOutbound => trunk(),
         },

@@ -118,6 +118,8 @@ pub enum Abandon {
     CalledPartyHungUp,
     HungUpThroughApi,
     EdgeShuttingDown,
+    /// The edge's drain time-out passed (or a second SIGTERM came) with the call still up.
+    EdgeDrained,
 }
 
 impl Abandon {
@@ -128,6 +130,7 @@ impl Abandon {
             Abandon::CalledPartyHungUp => "called party hung up first",
             Abandon::HungUpThroughApi => "hung up through the API",
             Abandon::EdgeShuttingDown => "edge shutting down",
+            Abandon::EdgeDrained => "edge drained",
         }
     }
 }
@@ -150,6 +153,8 @@ pub enum Ending {
     /// The voicemail recording ended by itself (silence, length, `#`): the edge hung up.
     VoicemailRecorded,
     EdgeShuttingDown,
+    /// Still up when the edge's drain ended (time-out or a second SIGTERM).
+    EdgeDrained,
     HungUpThroughApi,
     /// The chain ran out: no agent took the call and voicemail could not answer.
     NoAgentAvailable,
@@ -180,6 +185,7 @@ impl Ending {
             | Ending::MediaTimeout
             | Ending::VoicemailRecorded
             | Ending::EdgeShuttingDown
+            | Ending::EdgeDrained
             | Ending::HungUpThroughApi
             | Ending::AgentUnavailable
             | Ending::AnswerNotBuilt
@@ -200,6 +206,7 @@ impl fmt::Display for Ending {
             Ending::MediaTimeout => "media timeout: no RTP or RTCP from either side",
             Ending::VoicemailRecorded => "voicemail recorded",
             Ending::EdgeShuttingDown => Abandon::EdgeShuttingDown.as_str(),
+            Ending::EdgeDrained => Abandon::EdgeDrained.as_str(),
             Ending::HungUpThroughApi => Abandon::HungUpThroughApi.as_str(),
             Ending::NoAgentAvailable => "no agent available",
             Ending::AgentUnavailable => "agent unavailable",
@@ -224,6 +231,8 @@ pub enum Refusal {
     SdpUnreadable(String),
     /// The transaction table was full (`sip.max_transactions`).
     TransactionTableFull,
+    /// The edge is draining (SIGTERM): the carrier is to use another node.
+    Draining,
     /// Any other refusal: the code and reason phrase the carrier got.
     Answered {
         code: u16,
@@ -239,6 +248,7 @@ impl fmt::Display for Refusal {
             Refusal::SdpNotAcceptable(why) => write!(f, "SDP not acceptable: {why}"),
             Refusal::SdpUnreadable(why) => write!(f, "SDP offer unreadable: {why}"),
             Refusal::TransactionTableFull => f.write_str("transaction table full"),
+            Refusal::Draining => f.write_str("edge draining"),
             Refusal::Answered { code, reason } => write!(f, "refused: {code} {reason}"),
         }
     }
@@ -313,6 +323,7 @@ mod tests {
             ),
             (Ending::VoicemailRecorded, "voicemail recorded", Some(Edge)),
             (Ending::EdgeShuttingDown, "edge shutting down", Some(Edge)),
+            (Ending::EdgeDrained, "edge drained", Some(Edge)),
             (Ending::HungUpThroughApi, "hung up through the API", Some(Edge)),
             (Ending::NoAgentAvailable, "no agent available", None),
             (Ending::AgentUnavailable, "agent unavailable", Some(Edge)),

@@ -105,6 +105,8 @@ pub(super) fn note_trace_leg(q: &mut Option<VecDeque<TraceLeg>>, sip_call_id: &s
 
 /// The `Reason` of the BYEs an edge shutting down sends.
 const SHUTTING_DOWN: &str = "SIP;cause=503;text=\"edge shutting down\"";
+/// The `Reason` of the BYEs that end the calls left at the end of a drain.
+const DRAINED: &str = "SIP;cause=503;text=\"edge drained\"";
 
 /// How long after its INVITE transaction ended an agent leg's late 2xx is still ACKed and hung up: the
 /// common 180 s limit of a ringing UAS (a later answer is left to the agent's own 64*T1 ACK time-out).
@@ -474,30 +476,66 @@ impl CallController {
     /// Edge shutdown: every call ended cleanly (BYE for answered ones, 503 for ringing ones) so that agent
     /// counts and records are right and carriers retry elsewhere.
     pub fn shutdown_all(&mut self, ctx: &mut Ctx<'_>) {
+        self.end_all(ctx, Abandon::EdgeShuttingDown);
+    }
+
+    /// The end of a drain: every call still up is ended as [`Self::shutdown_all`] does, recorded as
+    /// "edge drained". The BYEs go through client transactions, retransmitted while the engine runs.
+    pub fn end_drained(&mut self, ctx: &mut Ctx<'_>) {
+        self.end_all(ctx, Abandon::EdgeDrained);
+    }
+
+    fn end_all(&mut self, ctx: &mut Ctx<'_>, why: Abandon) {
+        let (ending, reason) = match why {
+            Abandon::EdgeDrained => (Ending::EdgeDrained, DRAINED),
+            _ => (Ending::EdgeShuttingDown, SHUTTING_DOWN),
+        };
         let ids: Vec<CallId> = self.calls.keys().copied().collect();
         for id in ids {
             let Some(call) = self.calls.get(&id) else { continue };
-            let ending = Ending::EdgeShuttingDown;
+            let ending = ending.clone();
             match &call.phase {
                 Phase::Hunting(_) => {
-                    self.abandon_agent_leg(ctx, id, HopOutcome::Abandoned(Abandon::EdgeShuttingDown));
+                    self.abandon_agent_leg(ctx, id, HopOutcome::Abandoned(why));
                     self.fail_a(ctx, id, 503, "Service Unavailable", &[("Retry-After", "5")]);
                     self.finish(ctx, id, CallStatus::Failed, ending);
                 }
                 Phase::Connecting(_) => {
-                    self.abandon_agent_leg(ctx, id, HopOutcome::Abandoned(Abandon::EdgeShuttingDown));
-                    self.send_bye_a(ctx, id, Some(SHUTTING_DOWN));
+                    self.abandon_agent_leg(ctx, id, HopOutcome::Abandoned(why));
+                    self.send_bye_a(ctx, id, Some(reason));
                     self.finish(ctx, id, CallStatus::Failed, ending);
                 }
                 Phase::Transferring { .. } | Phase::AwaitingAck { .. } | Phase::Confirmed { .. } => {
                     if call.phase.is_transferring() {
-                        self.abandon_agent_leg(ctx, id, HopOutcome::Abandoned(Abandon::EdgeShuttingDown));
+                        self.abandon_agent_leg(ctx, id, HopOutcome::Abandoned(why));
                     }
-                    self.hang_up_other(ctx, id, Side::A, Some(SHUTTING_DOWN));
-                    self.send_bye_a(ctx, id, Some(SHUTTING_DOWN));
+                    self.hang_up_other(ctx, id, Side::A, Some(reason));
+                    self.send_bye_a(ctx, id, Some(reason));
                     self.finish(ctx, id, CallStatus::Completed, ending);
                 }
             }
         }
+    }
+
+    /// Our BYEs and CANCELs still waiting for a final answer (retransmitted meanwhile): a draining edge
+    /// stays up for them, bounded by Timer F.
+    pub fn requests_in_flight(&self, tx: &sip_core::transaction::TransactionLayer) -> usize {
+        use sip_core::transaction::{NonInviteClientState as S, TxState};
+        self.by_client
+            .iter()
+            .filter(|(k, r)| {
+                matches!(r, ClientRef::Fire)
+                    && matches!(tx.state(k), Some(TxState::NonInviteClient(S::Trying | S::Proceeding)))
+            })
+            .count()
+    }
+
+    /// Applies a reloaded configuration's routing and outbound settings; calls in progress keep the
+    /// timers they already armed.
+    pub fn reload(&mut self, cfg: &crate::config::Config) {
+        self.cfg.agent_setup_timeout = cfg.agent_setup_timeout;
+        self.cfg.agent_ring_timeout = cfg.agent_ring_timeout;
+        self.cfg.default_country_code = cfg.default_country_code.clone();
+        self.cfg.outbound = cfg.outbound.clone();
     }
 }

@@ -15,6 +15,7 @@ use toml::Spanned;
 mod admission;
 mod observability;
 pub mod outbound;
+pub mod restart;
 mod security;
 pub use observability::ObservabilitySettings;
 mod cluster;
@@ -60,6 +61,22 @@ struct RawConfig {
     node: RawNode,
     observability: observability::RawObservability,
     cluster: cluster::RawCluster,
+    shutdown: RawShutdown,
+}
+
+/// `[shutdown]`: how SIGTERM drains the node (issue 21).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawShutdown {
+    drain_timeout_s: Spanned<u64>,
+}
+
+impl Default for RawShutdown {
+    fn default() -> Self {
+        RawShutdown {
+            drain_timeout_s: Spanned::new(0..0, 300),
+        }
+    }
 }
 
 /// `[node]`: which edge this is, when several share a database.
@@ -495,6 +512,9 @@ pub struct Config {
     pub node_id: String,
     /// `[cluster]`: limits counted across nodes in Redis.
     pub cluster: ClusterSettings,
+    /// `[shutdown] drain_timeout_s`: after SIGTERM, how long calls in progress may go on before the edge
+    /// ends them with BYE (new calls get 503 meanwhile).
+    pub drain_timeout: Duration,
 }
 
 impl Config {
@@ -828,6 +848,12 @@ impl Validator<'_> {
             node_id: self.node_id(&raw.node)?,
             observability: self.observability(&raw.observability)?,
             cluster: self.cluster(&raw.cluster)?,
+            drain_timeout: Duration::from_secs(self.range(
+                "shutdown.drain_timeout_s",
+                &raw.shutdown.drain_timeout_s,
+                0,
+                86_400,
+            )?),
         })
     }
 }

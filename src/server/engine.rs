@@ -9,7 +9,10 @@ use std::time::Instant;
 
 use tokio::sync::{mpsc, watch};
 
+use super::drain::{Control, Idle};
+use super::CarrierPolicy;
 use crate::call::{CallStats, Persist};
+use crate::config::Config;
 use crate::shard::{Dispatch, ShardMap};
 use crate::sip::endpoint::Endpoint;
 use crate::trace::TraceTap;
@@ -35,6 +38,12 @@ pub(super) struct EngineInputs {
     pub(super) trace: Option<TraceTap>,
     /// `[cluster]`: the driver that runs the calls' limit jobs against Redis.
     pub(super) limits: Option<crate::cluster::ClusterLimits>,
+    /// The running configuration; a reload sends a new one.
+    pub(super) config: watch::Receiver<Arc<Config>>,
+    /// Drain, and its end.
+    pub(super) control: watch::Receiver<Control>,
+    /// Set after each turn while draining: no call and no request of ours left unanswered.
+    pub(super) idle: Idle,
 }
 
 /// Resolved trunk hosts coming back to the engine.
@@ -62,8 +71,13 @@ pub(super) async fn run_engine(
         call_stats,
         trace,
         limits,
+        mut config,
+        mut control,
+        idle,
     } = inputs;
     let trace = trace.as_ref();
+    // Closed channels (their sender dropped) are not polled again.
+    let (mut config_open, mut control_open) = (true, true);
     let mut udp_buf = transport::udp::recv_buffer();
     let (resolved_tx, mut resolved_rx) = mpsc::channel::<Resolved>(1024);
     // Answers of the cluster's limits (bounded by the driver's queue: one answer per job taken).
@@ -89,6 +103,31 @@ pub(super) async fn run_engine(
                     }
                 }
                 return;
+            }
+            changed = config.changed(), if config_open => {
+                match changed {
+                    Ok(()) => {
+                        let cfg = config.borrow_and_update().clone();
+                        reconfigure(&mut ep, &cfg);
+                    }
+                    Err(_) => config_open = false,
+                }
+            }
+            changed = control.changed(), if control_open => {
+                match changed {
+                    Ok(()) => {
+                        let c = *control.borrow_and_update();
+                        match c {
+                            Control::Serve => ep.set_draining(false),
+                            Control::Drain => ep.set_draining(true),
+                            Control::EndCalls => {
+                                ep.set_draining(true);
+                                ep.end_drained(Instant::now());
+                            }
+                        }
+                    }
+                    Err(_) => control_open = false,
+                }
             }
             ev = recv_media(&mut media_events) => {
                 match ev {
@@ -189,7 +228,17 @@ pub(super) async fn run_engine(
         }
         flush(&mut ep, &out, trace);
         drain_records(&mut ep, &records, &call_stats, trace);
+        if ep.is_draining() {
+            idle.store(ep.is_idle(), std::sync::atomic::Ordering::Release);
+        }
     }
+}
+
+/// A reloaded configuration, applied between two inputs: who may send what, admission's carrier share,
+/// routing and outbound settings. Transactions and calls in progress are untouched.
+fn reconfigure(ep: &mut Endpoint, cfg: &Arc<Config>) {
+    ep.reload(Box::new(CarrierPolicy::new(cfg.clone())), cfg.admission.clone());
+    ep.calls.reload(cfg);
 }
 
 /// Hands the endpoint's records to the record writer and, when tracing, the legs opened and the calls

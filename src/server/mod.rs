@@ -24,8 +24,16 @@ use crate::transport::{self, Input, Outbound, TransportStats};
 use edge_store::{RoutingIndex, SecretBox, Store, StoreConfig};
 use sip_core::transaction::{AutoTrying, TimerConfig, TxConfig};
 
+mod drain;
 mod engine;
+pub mod lifecycle;
 mod records;
+pub mod reload;
+
+pub use drain::StopSignals;
+use drain::{Control, Idle};
+use lifecycle::Lifecycle;
+use reload::{ReloadReport, Reloader};
 
 use engine::{run_engine, EngineInputs};
 use records::{spawn_record_writer, RECORD_QUEUE};
@@ -57,6 +65,16 @@ pub struct Edge {
     /// The TLS listener's certificate and key in use.
     tls: Option<Arc<transport::tls::TlsCerts>>,
     shutdown: watch::Sender<bool>,
+    /// Drain and its end, to the engine shards ([`Self::drain`]).
+    control: watch::Sender<Control>,
+    /// Per shard: nothing left to wait for (published while draining).
+    idle: Vec<Idle>,
+    /// Draining, and the configuration generation, for /healthz.
+    lifecycle: Arc<Lifecycle>,
+    reloader: Arc<Reloader>,
+    /// How long the BYEs that end a drain may take to be answered: Timer F (64*T1) and a margin.
+    bye_bound: std::time::Duration,
+    data_dir: std::path::PathBuf,
     /// One task per engine shard.
     engines: Vec<JoinHandle<()>>,
     /// Which shard owns a Call-ID or public call id.
@@ -88,6 +106,16 @@ impl Edge {
     /// does not load is refused, with the reason logged and returned, and the one in use stays.
     pub fn reload_tls(&self) -> Option<Result<(), transport::tls::TlsError>> {
         self.tls.as_ref().map(|c| c.reload())
+    }
+
+    /// Re-reads the config file, as SIGHUP does, and says what was applied.
+    pub async fn reload(&self) -> ReloadReport {
+        self.reloader.reload().await
+    }
+
+    /// The configuration generation running (1 at start, one more per reload applied).
+    pub fn config_generation(&self) -> u64 {
+        self.lifecycle.generation()
     }
 
     /// Waits for SIGINT or SIGTERM.
@@ -141,10 +169,11 @@ impl Edge {
         if let Some(traces) = self.traces.take() {
             let _ = tokio::time::timeout(std::time::Duration::from_secs(10), traces).await;
         }
-        for t in self.tasks {
+        for t in std::mem::take(&mut self.tasks) {
             t.abort();
             let _ = t.await;
         }
+        reload::remove_pid_file(&self.data_dir);
     }
 }
 
@@ -457,6 +486,12 @@ pub async fn start(cfg: Config) -> anyhow::Result<Edge> {
     let pacer = TrunkPacer::new(cfg.outbound.max_pacing_wait);
     let cluster = start_cluster_limits(&cfg, &store, &agents, &mut tasks)?;
     let admission = SharedAdmission::new(Admission::new(cfg.admission.clone(), Instant::now()));
+    // Reload: the engine shards and the TCP classifier read the running config from one shared handle.
+    let lifecycle = Arc::new(Lifecycle::new(edge_store::now_ms()));
+    let (reloader, config_rx) = Reloader::new(cfg.clone(), lifecycle.clone(), admission.clone(), tls_certs.clone());
+    let reloader = Arc::new(reloader);
+    let (control, control_rx) = watch::channel(Control::Serve);
+    let idle: Vec<Idle> = (0..shards).map(|_| Idle::default()).collect();
     let agent_auth = agent_verifier(&cfg, &host).map(|v| {
         SharedAgentAuth::new(AgentAuth::new(
             v,
@@ -563,6 +598,9 @@ pub async fn start(cfg: Config) -> anyhow::Result<Edge> {
                 call_stats: call_stats.clone(),
                 trace: trace_tap.clone(),
                 limits: cluster.clone(),
+                config: config_rx.clone(),
+                control: control_rx.clone(),
+                idle: idle[i].clone(),
             },
             media.clone(),
             out.clone(),
@@ -601,7 +639,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Edge> {
             dispatch.clone(),
             out.clone(),
             limits.clone(),
-            tcp_classifier(cfg.clone()),
+            tcp_classifier(config_rx.clone()),
             slots.clone(),
             None,
         )));
@@ -612,13 +650,13 @@ pub async fn start(cfg: Config) -> anyhow::Result<Edge> {
             dispatch.clone(),
             out.clone(),
             limits,
-            tcp_classifier(cfg.clone()),
+            tcp_classifier(config_rx.clone()),
             slots,
             Some(certs.clone()),
         )));
         tasks.push(tokio::spawn(transport::tls::watch(certs, transport::tls::WATCH_EVERY)));
     }
-    tasks.extend(on_sighup(tls_certs.clone()));
+    tasks.extend(on_sighup(reloader.clone()));
     tracing::info!(?sip_udp, ?sip_tcp, ?sip_tls, "SIP listening");
 
     let api = match cfg.api_listen {
@@ -652,6 +690,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Edge> {
                 security: security.clone(),
                 metrics_token: cfg.metrics.token.as_deref().map(Arc::from),
                 agent_labels: cfg.metrics.agent_labels,
+                lifecycle: lifecycle.clone(),
             };
             // /metrics names accounts' agents: on the API listener only behind a token.
             if let Some(maddr) = cfg.metrics.listen {
@@ -687,6 +726,9 @@ pub async fn start(cfg: Config) -> anyhow::Result<Edge> {
         None => None,
     };
     tasks.push(tokio::spawn(node_heartbeat(store.clone(), cfg.node_id.clone())));
+    reload::write_pid_file(&cfg.data_dir);
+    // A report left by an earlier process would confuse `oneinbox-edge reload` (attempts count from 0).
+    let _ = std::fs::remove_file(reload::status_file(&cfg.data_dir));
 
     Ok(Edge {
         sip_udp,
@@ -704,6 +746,12 @@ pub async fn start(cfg: Config) -> anyhow::Result<Edge> {
         cluster: cluster.as_ref().map(|c| c.stats.clone()),
         tls: tls_certs,
         shutdown,
+        control,
+        idle,
+        lifecycle,
+        reloader,
+        bye_bound: cfg.sip.t1 * 64 + std::time::Duration::from_secs(2),
+        data_dir: cfg.data_dir.clone(),
         engines,
         shard_map,
         records: Some(records),
@@ -712,49 +760,39 @@ pub async fn start(cfg: Config) -> anyhow::Result<Edge> {
     })
 }
 
-/// SIGHUP re-reads the TLS listener's certificate and key. Nothing else is reloaded yet: other changes
-/// to the file need a restart, and the log says so. (Without a handler SIGHUP would end the process.)
-fn on_sighup(tls: Option<Arc<transport::tls::TlsCerts>>) -> Option<JoinHandle<()>> {
+/// SIGHUP reloads the configuration ([`Reloader::reload`], which logs what it did). Without a handler
+/// SIGHUP would end the process.
+fn on_sighup(reloader: Arc<Reloader>) -> Option<JoinHandle<()>> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
         let mut hup = match signal(SignalKind::hangup()) {
             Ok(h) => h,
             Err(e) => {
-                tracing::warn!(error = %e, "no SIGHUP handler: the TLS certificate is re-read only when its files change");
+                tracing::warn!(error = %e, "no SIGHUP handler: the configuration cannot be reloaded");
                 return None;
             }
         };
         Some(tokio::spawn(async move {
             while hup.recv().await.is_some() {
-                match &tls {
-                    Some(certs) => {
-                        let c = certs.clone();
-                        // The outcome is logged by reload itself.
-                        let _ = tokio::task::spawn_blocking(move || c.reload()).await;
-                        tracing::info!(
-                            "SIGHUP: only the sip.tls certificate and key are re-read (outcome above); other configuration changes need a restart"
-                        );
-                    }
-                    None => {
-                        tracing::info!("SIGHUP: nothing to re-read (no sip.tls); configuration changes need a restart")
-                    }
-                }
+                tracing::info!("SIGHUP: reloading the configuration");
+                reloader.reload().await;
             }
         }))
     }
     #[cfg(not(unix))]
     {
-        let _ = tls;
+        let _ = reloader;
         None
     }
 }
 
 /// Classes a TCP connection's source for its budgets: a carrier's `allow` list, an agent network, else
 /// a stranger.
-fn tcp_classifier(cfg: Arc<Config>) -> transport::tcp_budget::Classifier {
+fn tcp_classifier(cfg: watch::Receiver<Arc<Config>>) -> transport::tcp_budget::Classifier {
     use transport::tcp_budget::PeerClass;
     Arc::new(move |ip| {
+        let cfg = cfg.borrow();
         if cfg.carrier_for(ip).is_some() {
             PeerClass::Carrier
         } else if cfg.agent_network_for(ip).is_some() {

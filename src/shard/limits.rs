@@ -50,6 +50,11 @@ impl SharedAdmission {
         lock(&self.inner).vouch(now, ip)
     }
 
+    /// [`Admission::set_config`]: one call for every shard.
+    pub fn set_config(&self, cfg: crate::sip::admission::AdmissionConfig) {
+        lock(&self.inner).set_config(cfg)
+    }
+
     /// [`Admission::shared_transaction_limit`].
     pub fn shared_transaction_limit(&self, max_transactions: usize) -> usize {
         lock(&self.inner).shared_transaction_limit(max_transactions)

@@ -161,6 +161,12 @@ impl Admission {
         &self.cfg
     }
 
+    /// New limits (a config reload); the buckets and vouchers kept so far stay and take the new rates
+    /// from their next refill.
+    pub fn set_config(&mut self, cfg: AdmissionConfig) {
+        self.cfg = cfg;
+    }
+
     /// May a packet from `ip` (of `class`) be read at `now`? `Err` names the limit it ran into;
     /// the caller drops the packet.
     pub fn admit(&mut self, now: Instant, ip: IpAddr, class: &SourceClass) -> Result<(), Refusal> {

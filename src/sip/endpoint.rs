@@ -141,7 +141,14 @@ pub struct Endpoint {
     /// The wall clock in Unix milliseconds, read each time call control is handed an event (its records
     /// are stamped with it).
     wall: WallClock,
+    /// SIGTERM's drain: new calls and OPTIONS get 503 so carriers move to other nodes; calls in progress
+    /// go on.
+    draining: bool,
 }
+
+/// `Retry-After` (seconds) of the 503s a draining edge answers new calls and OPTIONS with: by then the
+/// node is usually back from its restart.
+pub const DRAIN_RETRY_AFTER: &str = "30";
 
 /// Reads the wall clock (Unix milliseconds); tests give a fake one.
 pub type WallClock = Box<dyn Fn() -> i64 + Send>;
@@ -170,7 +177,45 @@ impl Endpoint {
             send_failure: None,
             published_live: std::cell::Cell::new(0),
             wall: Box::new(edge_store::now_ms),
+            draining: false,
         }
+    }
+
+    /// Starts (or stops) refusing new calls and OPTIONS with 503 + `Retry-After` (SIGTERM's drain).
+    pub fn set_draining(&mut self, draining: bool) {
+        self.draining = draining;
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining
+    }
+
+    /// A reloaded configuration: who may send what (`[[carriers]]`, `[[agent_networks]]`,
+    /// `routing.unknown_source`, `outbound.agent_digest_from`) and the share of the transaction table kept
+    /// for carriers. Transactions and calls in progress are untouched.
+    pub fn reload(&mut self, policy: Box<dyn SourcePolicy>, admission: AdmissionConfig) {
+        self.policy = policy;
+        self.cfg.admission = admission;
+        self.shared_limit = self.admission.shared_transaction_limit(self.cfg.tx.max_transactions);
+    }
+
+    /// Ends every call still up (the end of a drain): BYE on both legs through client transactions, which
+    /// go on retransmitting while the engine runs; records say "edge drained".
+    pub fn end_drained(&mut self, now: Instant) {
+        let mut ctx = Ctx {
+            now,
+            wall_ms: (self.wall)(),
+            tx: &mut self.tx,
+            out: &mut self.out,
+        };
+        self.calls.end_drained(&mut ctx);
+        self.drain_tx_events(now);
+    }
+
+    /// True when a draining edge has nothing left to wait for: no call, and none of our BYEs or CANCELs
+    /// still without a final answer.
+    pub fn is_idle(&self) -> bool {
+        self.calls.active() == 0 && self.calls.requests_in_flight(&self.tx) == 0
     }
 
     /// Replaces the wall clock the call records are stamped with (a fake clock in tests).
@@ -397,6 +442,13 @@ impl Endpoint {
                     }
                     // RFC 3261 12.2.2: a request in a dialog we do not hold.
                     (481, "Call/Transaction Does Not Exist", vec![])
+                } else if method == Method::Invite && self.draining && !matches!(origin, Origin::DialogPeer) {
+                    why = Some(Refusal::Draining);
+                    (
+                        503,
+                        "Service Unavailable",
+                        vec![("Retry-After", DRAIN_RETRY_AFTER.to_owned())],
+                    )
                 } else if method == Method::Invite {
                     let taken = match origin {
                         Origin::Carrier(carrier) => {
@@ -507,6 +559,12 @@ impl Endpoint {
             }
         }
         match method {
+            // Carriers' health checks: a draining node takes no more calls.
+            Method::Options if self.draining && msg.to().ok().is_none_or(|t| t.tag().is_none()) => Some((
+                503,
+                "Service Unavailable",
+                vec![("Retry-After", DRAIN_RETRY_AFTER.into())],
+            )),
             Method::Options if msg.to().ok().is_none_or(|t| t.tag().is_none()) => Some((
                 200,
                 "OK",
@@ -913,6 +971,11 @@ impl Endpoint {
         now: Instant,
         req: edge_contract::OriginateRequest,
     ) -> Result<edge_store::CallRecord, edge_contract::OriginateRefusal> {
+        if self.draining {
+            return Err(edge_contract::OriginateRefusal::EngineFault {
+                reason: "this edge node is draining (shutting down): place the call again, through another node".into(),
+            });
+        }
         let mut ctx = Ctx {
             now,
             wall_ms: (self.wall)(),

@@ -66,6 +66,12 @@ impl TestEdge {
         self._dir
     }
 
+    /// The running edge, its account and its data directory (kept alive by the caller), for tests that
+    /// end the edge themselves (`Edge::drain` takes it).
+    pub fn split(self) -> (Edge, String, tempfile::TempDir) {
+        (self.edge, self.account, self._dir)
+    }
+
     /// A carrier whose Call-ID the edge's engine shard `shard` owns.
     pub async fn carrier_on_shard(&self, did: &str, shard: usize) -> Carrier {
         let mut c = Carrier::new(self.sip(), did).await;
