@@ -43,8 +43,9 @@ const PENDING_MAX_BYTES: usize = 16 << 20;
 const MAX_CALLS: usize = 200_000;
 /// A call never seen ending (its end was dropped) is stored anyway after this long.
 const MAX_CALL_AGE: Duration = Duration::from_secs(24 * 3600);
-/// How often the writer looks at its clocks (stores ended calls, expires pending messages).
-const TICK: Duration = Duration::from_millis(100);
+/// How often the writer takes what the engine queued and looks at its clocks (stores ended calls,
+/// expires pending messages).
+const TICK: Duration = Duration::from_millis(50);
 /// How often traces past the retention are purged.
 const PURGE_EVERY: Duration = Duration::from_secs(3600);
 
@@ -138,46 +139,45 @@ pub fn spawn_trace_writer(
 }
 
 impl Writer {
+    /// The writer wakes on its clock only, never per message: a wake-up per message (a futex wake and a
+    /// context switch each) cost the edge more CPU than everything the writer does with them.
     async fn run(mut self, store: &Store, mut rx: mpsc::Receiver<TraceEvent>) {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_purge: Option<Instant> = None;
         loop {
-            tokio::select! {
-                ev = rx.recv() => match ev {
-                    Some(ev) => {
-                        self.on_event(ev, Instant::now());
-                        // Take what is queued without going back to the reactor each time.
-                        for _ in 0..1024 {
-                            match rx.try_recv() {
-                                Ok(ev) => self.on_event(ev, Instant::now()),
-                                Err(_) => break,
-                            }
-                        }
+            tick.tick().await;
+            let now = Instant::now();
+            let mut closed = false;
+            // At most a queue's worth per tick, so the clocks below are looked at even under a flood.
+            for _ in 0..super::TRACE_QUEUE {
+                match rx.try_recv() {
+                    Ok(ev) => self.on_event(ev, now),
+                    Err(mpsc::error::TryRecvError::Empty) => break,
+                    Err(mpsc::error::TryRecvError::Disconnected) => {
+                        closed = true;
+                        break;
                     }
-                    None => {
-                        // The engine is gone: store every call held, ended or not.
-                        let ids: Vec<String> = self.calls.keys().cloned().collect();
-                        for id in ids {
-                            self.finish(&id);
-                        }
-                        self.store_out(store).await;
-                        return;
-                    }
-                },
-                _ = tick.tick() => {
-                    let now = Instant::now();
-                    self.on_tick(now);
-                    self.store_out(store).await;
-                    if self.cfg.store && last_purge.is_none_or(|t| now.duration_since(t) >= PURGE_EVERY) {
-                        last_purge = Some(now);
-                        let before = edge_store::now_ms() - i64::try_from(self.cfg.retention.as_millis()).unwrap_or(i64::MAX);
-                        match store.purge_traces(before).await {
-                            Ok(0) => {}
-                            Ok(n) => tracing::info!(purged = n, "SIP traces past trace_retention_days deleted"),
-                            Err(e) => tracing::warn!(error = %e, "SIP traces not purged"),
-                        }
-                    }
+                }
+            }
+            if closed {
+                // The engine is gone: store every call held, ended or not.
+                let ids: Vec<String> = self.calls.keys().cloned().collect();
+                for id in ids {
+                    self.finish(&id);
+                }
+                self.store_out(store).await;
+                return;
+            }
+            self.on_tick(now);
+            self.store_out(store).await;
+            if self.cfg.store && last_purge.is_none_or(|t| now.duration_since(t) >= PURGE_EVERY) {
+                last_purge = Some(now);
+                let keep = i64::try_from(self.cfg.retention.as_millis()).unwrap_or(i64::MAX);
+                match store.purge_traces(edge_store::now_ms().saturating_sub(keep)).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(purged = n, "SIP traces past trace_retention_days deleted"),
+                    Err(e) => tracing::warn!(error = %e, "SIP traces not purged"),
                 }
             }
         }
