@@ -22,7 +22,8 @@
 # env knobs:
 #   SERVERS="edge kamailio" (also: edge-redis = the edge with [cluster] limits on EDGE_REDIS_URL
 #   (default redis://127.0.0.1:6379), every hop asking Redis; edge-sig = the edge with media off; edge-base = EDGE_BASE_BIN, e.g.
-#   the binary before a change, so before/after alternate in one run; edge-s1 / edge-s2 = the edge with
+#   the binary before a change, so before/after alternate in one run; edge-notrace = the edge with
+#   [observability] trace = false, so tracing's cost shows in one run; edge-s1 / edge-s2 = the edge with
 #   [runtime] engine_shards = 1 / 2 and as many worker threads, so the two alternate in one run)  PATHS="happy failover"  RATES="1000 2000 3000 4000 5000 6000 7000 8000"
 #   DUR=10 (seconds of call generation per step)  REFINE=2  PASS_FAIL_PCT=0.1  STOP_FAIL_PCT=5
 #   EDGE_BIN=target/release/oneinbox-edge  EDGE_MEDIA=1 (0: [media] enabled=false, SDP passes through; edge-s1/edge-s2 only)
@@ -104,7 +105,7 @@ SERVER_PID=""; SERVER_NAME=""; UAS_LIST=()
 # ---------------------------------------------------------------- the edge
 EDGE_DIR="$OUT/edge"
 edge_config() {  # $1 data dir, $2 media on (1/0), $3 quarantine ms -> config file path on stdout
-  local cfg="$EDGE_DIR/edge-$(basename "$1")-m$2${EDGE_SHARDS:+-s$EDGE_SHARDS}.toml"
+  local cfg="$EDGE_DIR/edge-$(basename "$1")-m$2${EDGE_SHARDS:+-s$EDGE_SHARDS}${EDGE_TRACE:+-t$EDGE_TRACE}.toml"
   local media=false; [[ "$2" == 1 ]] && media=true
   local runtime=""
   [[ -n "${EDGE_SHARDS:-}" ]] && runtime=$'[runtime]\nengine_shards = '"$EDGE_SHARDS"$'\nworker_threads = '"$EDGE_SHARDS"
@@ -135,6 +136,8 @@ port_quarantine_ms = $3
 media_timeout_s = 300
 ${EDGE_SOCKET_CACHE:+socket_cache = $EDGE_SOCKET_CACHE}
 ${EDGE_MEDIA_WORKERS:+workers = $EDGE_MEDIA_WORKERS}
+[observability]
+trace = ${EDGE_TRACE:-true}
 [security]
 # The SIPp agents listen on loopback.
 internal_targets = ["127.0.0.0/8"]
@@ -192,6 +195,7 @@ edge_metrics() {  # a few counters from /metrics, one line
   curl -sf -H "Authorization: Bearer bench-metrics-token-0123456789" "http://127.0.0.1:$EDGE_API_PORT/metrics" 2>/dev/null | awk '
     /^edge_udp_dropped_overload_total /{printf "udp_dropped=%s ", $2}
     /^edge_call_records_dropped_total /{printf "records_dropped=%s ", $2}
+    /^edge_trace_dropped_total /{printf "trace_dropped=%s ", $2}
     /^edge_sip_retransmissions_absorbed_total /{printf "retrans_absorbed=%s ", $2}
     /^edge_sip_overload_rejected_total /{printf "overload_503=%s ", $2}
     /^edge_active_calls /{printf "active_calls=%s ", $2}
@@ -273,6 +277,7 @@ fresh() {  # $1 server, $2 path, [$3 hold]
     edge-s1) EDGE_SHARDS=1 start_edge "$EDGE_MEDIA" "$EDGE_QUARANTINE_MS" ;;   # EDGE_MEDIA=0: signalling only
     edge-s2) EDGE_SHARDS=2 start_edge "$EDGE_MEDIA" "$EDGE_QUARANTINE_MS" ;;
     edge-redis) EDGE_CLUSTER="${EDGE_REDIS_URL:-redis://127.0.0.1:6379}" start_edge 1 "$EDGE_QUARANTINE_MS" ;;
+    edge-notrace) EDGE_TRACE=false start_edge 1 "$EDGE_QUARANTINE_MS" ;;   # per-call SIP traces off
     edge-base) start_edge 1 "$EDGE_QUARANTINE_MS" "${EDGE_BASE_BIN:?EDGE_BASE_BIN=another oneinbox-edge binary}" ;;
     kamailio) if [[ "${3:-}" == hold ]]; then start_kamailio -A WITH_DIALOG; else start_kamailio; fi ;;
     *) log "unknown server $1"; exit 1 ;;

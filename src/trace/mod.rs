@@ -5,7 +5,7 @@
 //! (SIP Call-ID -> public call id) and call ends follow on the same queue, in the engine's order. A full
 //! queue drops (counted on `/metrics` as `edge_trace_dropped_total`); the engine never waits. Everything
 //! else happens on the trace writer's own thread ([`writer`]): parsing, attribution to a call, bounds,
-//! redaction ([`redact`]), the stored JSON document, retention, and HEPv3 ([`hep`]).
+//! redaction ([`redact`]), the stored trace (compact text, read as JSON by the API), retention, and HEPv3 ([`hep`]).
 
 pub mod hep;
 pub mod redact;

@@ -37,9 +37,61 @@ pub fn body(text: &str) -> std::borrow::Cow<'_, str> {
     out.into()
 }
 
+/// A whole message's text with [`header_value`] applied to its header fields (a folded credentials
+/// value goes whole) and [`body`] to its body.
+pub fn message(text: &str) -> String {
+    let (head, rest) = match text.find("\r\n\r\n") {
+        Some(i) => (&text[..i], &text[i..]),
+        None => (text, ""),
+    };
+    let mut out = String::with_capacity(text.len());
+    let mut dropping = false;
+    for (i, line) in head.split("\r\n").enumerate() {
+        if i > 0 && line.starts_with([' ', '\t']) {
+            if !dropping {
+                out.push_str("\r\n");
+                out.push_str(line);
+            }
+            continue;
+        }
+        if i > 0 {
+            out.push_str("\r\n");
+        }
+        dropping = false;
+        match line.split_once(':') {
+            Some((name, value)) if i > 0 => {
+                let v = header_value(name.trim(), value.trim());
+                if let std::borrow::Cow::Owned(v) = v {
+                    dropping = true;
+                    out.push_str(name);
+                    out.push_str(": ");
+                    out.push_str(&v);
+                } else {
+                    out.push_str(line);
+                }
+            }
+            _ => out.push_str(line),
+        }
+    }
+    out.push_str(&body(rest));
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_message_loses_its_credentials_and_keys_only() {
+        let m = "INVITE sip:a@b SIP/2.0\r\nProxy-Authorization: Digest username=\"u\",\r\n response=\"abc\"\r\n\
+                 Via: SIP/2.0/UDP h\r\nContent-Length: 52\r\n\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:KEYKEYKEY|2^20\r\n";
+        let r = message(m);
+        assert_eq!(
+            r,
+            "INVITE sip:a@b SIP/2.0\r\nProxy-Authorization: Digest [redacted]\r\nVia: SIP/2.0/UDP h\r\n\
+             Content-Length: 52\r\n\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:XXXXXXXXX|2^20\r\n"
+        );
+    }
 
     #[test]
     fn credentials_keep_the_scheme_only() {

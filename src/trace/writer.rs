@@ -1,6 +1,6 @@
 //! The trace writer, on a thread of its own: attributes the engine's captured messages to calls by their
 //! SIP Call-ID (the legs the call controller named), keeps each call's within its bounds, stores a call's
-//! trace as one JSON row a little after its end, purges old ones, and sends every message as HEPv3.
+//! trace as one row (compact text) a little after its end, purges old ones, and sends every message as HEPv3.
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
@@ -9,9 +9,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use edge_api::traces::{CallTrace, TraceDirection, TraceHeader, TraceLeg, TraceMessage};
+use bytes::Bytes;
+use edge_api::traces::{stored, TraceDirection};
 use edge_store::{Store, StoredTrace};
-use sip_core::message::{Message, Transport};
+use sip_core::message::{HeaderName, Message, Transport};
 use tokio::sync::mpsc;
 
 use super::{hep, redact, Captured, Direction, TraceEvent, TraceStats};
@@ -43,22 +44,38 @@ const PENDING_MAX_BYTES: usize = 16 << 20;
 const MAX_CALLS: usize = 200_000;
 /// A call never seen ending (its end was dropped) is stored anyway after this long.
 const MAX_CALL_AGE: Duration = Duration::from_secs(24 * 3600);
-/// How often the writer looks at its clocks (stores ended calls, expires pending messages).
-const TICK: Duration = Duration::from_millis(100);
+/// How often the writer takes what the engine queued and looks at its clocks (stores ended calls,
+/// expires pending messages).
+const TICK: Duration = Duration::from_millis(50);
 /// How often traces past the retention are purged.
 const PURGE_EVERY: Duration = Duration::from_secs(3600);
 
-/// A message ready for a trace, with what HEP needs.
+/// A message ready for a trace (secrets removed), with what HEP needs.
 struct Held {
-    msg: TraceMessage,
-    src: SocketAddr,
-    dst: SocketAddr,
-    size: usize,
+    t_us: i64,
+    direction: Direction,
+    transport: Transport,
+    peer: SocketAddr,
+    local: SocketAddr,
+    /// The message as received or sent (a reference to the engine's bytes), or its redacted copy.
+    text: Bytes,
+    /// Index of its leg in the call's legs (set when attached).
+    leg: usize,
+}
+
+impl Held {
+    fn ends(&self) -> (SocketAddr, SocketAddr) {
+        match self.direction {
+            Direction::In => (self.peer, self.local),
+            Direction::Out => (self.local, self.peer),
+        }
+    }
 }
 
 struct CallBuf {
-    legs: Vec<TraceLeg>,
-    messages: Vec<TraceMessage>,
+    /// `(sip_call_id, leg)` in the order opened.
+    legs: Vec<(String, String)>,
+    messages: Vec<Held>,
     bytes: usize,
     omitted_messages: u64,
     omitted_bytes: u64,
@@ -69,8 +86,8 @@ struct CallBuf {
 struct Writer {
     cfg: TraceConfig,
     stats: Arc<TraceStats>,
-    /// SIP Call-ID -> (public call id, leg).
-    leg_of: HashMap<String, (String, String)>,
+    /// SIP Call-ID -> (public call id, index of the leg in its call's legs).
+    leg_of: HashMap<String, (String, usize)>,
     calls: HashMap<String, CallBuf>,
     /// SIP Call-ID -> (first seen, messages).
     pending: HashMap<String, (Instant, Vec<Held>)>,
@@ -138,46 +155,45 @@ pub fn spawn_trace_writer(
 }
 
 impl Writer {
+    /// The writer wakes on its clock only, never per message: a wake-up per message (a futex wake and a
+    /// context switch each) cost the edge more CPU than everything the writer does with them.
     async fn run(mut self, store: &Store, mut rx: mpsc::Receiver<TraceEvent>) {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_purge: Option<Instant> = None;
         loop {
-            tokio::select! {
-                ev = rx.recv() => match ev {
-                    Some(ev) => {
-                        self.on_event(ev, Instant::now());
-                        // Take what is queued without going back to the reactor each time.
-                        for _ in 0..1024 {
-                            match rx.try_recv() {
-                                Ok(ev) => self.on_event(ev, Instant::now()),
-                                Err(_) => break,
-                            }
-                        }
+            tick.tick().await;
+            let now = Instant::now();
+            let mut closed = false;
+            // At most a queue's worth per tick, so the clocks below are looked at even under a flood.
+            for _ in 0..super::TRACE_QUEUE {
+                match rx.try_recv() {
+                    Ok(ev) => self.on_event(ev, now),
+                    Err(mpsc::error::TryRecvError::Empty) => break,
+                    Err(mpsc::error::TryRecvError::Disconnected) => {
+                        closed = true;
+                        break;
                     }
-                    None => {
-                        // The engine is gone: store every call held, ended or not.
-                        let ids: Vec<String> = self.calls.keys().cloned().collect();
-                        for id in ids {
-                            self.finish(&id);
-                        }
-                        self.store_out(store).await;
-                        return;
-                    }
-                },
-                _ = tick.tick() => {
-                    let now = Instant::now();
-                    self.on_tick(now);
-                    self.store_out(store).await;
-                    if self.cfg.store && last_purge.is_none_or(|t| now.duration_since(t) >= PURGE_EVERY) {
-                        last_purge = Some(now);
-                        let before = edge_store::now_ms() - i64::try_from(self.cfg.retention.as_millis()).unwrap_or(i64::MAX);
-                        match store.purge_traces(before).await {
-                            Ok(0) => {}
-                            Ok(n) => tracing::info!(purged = n, "SIP traces past trace_retention_days deleted"),
-                            Err(e) => tracing::warn!(error = %e, "SIP traces not purged"),
-                        }
-                    }
+                }
+            }
+            if closed {
+                // The engine is gone: store every call held, ended or not.
+                let ids: Vec<String> = self.calls.keys().cloned().collect();
+                for id in ids {
+                    self.finish(&id);
+                }
+                self.store_out(store).await;
+                return;
+            }
+            self.on_tick(now);
+            self.store_out(store).await;
+            if self.cfg.store && last_purge.is_none_or(|t| now.duration_since(t) >= PURGE_EVERY) {
+                last_purge = Some(now);
+                let keep = i64::try_from(self.cfg.retention.as_millis()).unwrap_or(i64::MAX);
+                match store.purge_traces(edge_store::now_ms().saturating_sub(keep)).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(purged = n, "SIP traces past trace_retention_days deleted"),
+                    Err(e) => tracing::warn!(error = %e, "SIP traces not purged"),
                 }
             }
         }
@@ -199,18 +215,18 @@ impl Writer {
                     opened: now,
                     ended: None,
                 });
-                if !buf.legs.iter().any(|x| x.sip_call_id == l.sip_call_id) {
-                    buf.legs.push(TraceLeg {
-                        leg: l.leg.clone(),
-                        sip_call_id: l.sip_call_id.clone(),
-                    });
-                }
-                self.leg_of
-                    .insert(l.sip_call_id.clone(), (l.call_id.clone(), l.leg.clone()));
+                let leg = match buf.legs.iter().position(|(c, _)| *c == l.sip_call_id) {
+                    Some(i) => i,
+                    None => {
+                        buf.legs.push((l.sip_call_id.clone(), l.leg));
+                        buf.legs.len() - 1
+                    }
+                };
+                self.leg_of.insert(l.sip_call_id.clone(), (l.call_id.clone(), leg));
                 if let Some((_, held)) = self.pending.remove(&l.sip_call_id) {
                     for h in held {
-                        self.pending_bytes = self.pending_bytes.saturating_sub(h.size);
-                        self.attach(&l.call_id, &l.leg, h);
+                        self.pending_bytes = self.pending_bytes.saturating_sub(h.text.len());
+                        self.attach(&l.call_id, leg, h);
                     }
                 }
             }
@@ -223,28 +239,25 @@ impl Writer {
     }
 
     fn on_message(&mut self, c: Captured, now: Instant) {
-        let size = c.data.len();
         let Ok(msg) = Message::parse(c.data.clone()) else {
-            // Not SIP we can read: HEP still gets the bytes as they were (nothing to redact by structure).
-            let (src, dst) = self.ends(&c);
-            self.send_hep(src, dst, &c, None, &c.data);
+            // Not SIP we can read: HEP still gets the bytes as they were.
+            let h = self.held(c, None);
+            self.send_hep(&h, None);
             return;
         };
-        let Ok(sip_call_id) = msg.call_id().map(str::to_owned) else {
-            let (src, dst) = self.ends(&c);
-            let held = self.held(&c, &msg, size);
-            let wire = held.msg.to_wire();
-            self.send_hep(src, dst, &c, None, &wire);
+        let sip_call_id = msg.call_id().ok().map(str::to_owned);
+        let h = self.held(c, Some(&msg));
+        let Some(sip_call_id) = sip_call_id else {
+            self.send_hep(&h, None);
             return;
         };
-        let held = self.held(&c, &msg, size);
         if let Some((call_id, leg)) = self.leg_of.get(&sip_call_id).cloned() {
-            self.attach(&call_id, &leg, held);
+            self.attach(&call_id, leg, h);
             return;
         }
+        let size = h.text.len();
         if self.pending_bytes + size > PENDING_MAX_BYTES {
-            let wire = held.msg.to_wire();
-            self.send_hep(held.src, held.dst, &c, None, &wire);
+            self.send_hep(&h, None);
             return;
         }
         self.pending_bytes += size;
@@ -252,16 +265,7 @@ impl Writer {
             .entry(sip_call_id)
             .or_insert_with(|| (now, Vec::new()))
             .1
-            .push(held);
-    }
-
-    /// Source and destination of a captured message.
-    fn ends(&self, c: &Captured) -> (SocketAddr, SocketAddr) {
-        let local = self.local(c.transport);
-        match c.direction {
-            Direction::In => (c.peer, local),
-            Direction::Out => (local, c.peer),
-        }
+            .push(h);
     }
 
     fn local(&self, t: Transport) -> SocketAddr {
@@ -275,94 +279,61 @@ impl Writer {
             .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 5060)))
     }
 
-    /// The message as a trace keeps it: start line, headers and body, secrets removed.
-    fn held(&self, c: &Captured, msg: &Message, size: usize) -> Held {
-        let raw = msg.bytes();
-        let line_end = raw.iter().position(|&b| b == b'\r' || b == b'\n').unwrap_or(raw.len());
-        let start_line = String::from_utf8_lossy(&raw[..line_end]).into_owned();
-        let headers = msg
-            .fields()
-            .map(|(_, name, value)| TraceHeader {
-                name: name.to_owned(),
-                value: redact::header_value(name, value).into_owned(),
-            })
-            .collect();
-        let body_text = String::from_utf8_lossy(msg.body());
-        let body = redact::body(&body_text).into_owned();
-        let (src, dst) = self.ends(c);
-        let local = self.local(c.transport);
+    /// The message as a trace keeps it: the engine's bytes as they were, or, when they hold credentials
+    /// or SDES keys, a copy with those removed.
+    fn held(&self, c: Captured, msg: Option<&Message>) -> Held {
+        let secret = msg.is_some_and(|m| {
+            m.header(&HeaderName::Authorization).is_some()
+                || m.header(&HeaderName::ProxyAuthorization).is_some()
+                || m.body().windows(8).any(|w| w == b"a=crypto")
+        });
+        let text = match msg {
+            Some(m) if secret => Bytes::from(redact::message(&String::from_utf8_lossy(m.bytes())).into_bytes()),
+            Some(m) => m.bytes().clone(),
+            None => c.data,
+        };
         Held {
-            msg: TraceMessage {
-                t_us: c.t_us,
-                leg: String::new(),
-                direction: match c.direction {
-                    Direction::In => TraceDirection::In,
-                    Direction::Out => TraceDirection::Out,
-                },
-                peer: c.peer.to_string(),
-                local: local.to_string(),
-                transport: match c.transport {
-                    Transport::Tls => "tls",
-                    Transport::Tcp => "tcp",
-                    _ => "udp",
-                }
-                .to_owned(),
-                start_line,
-                headers,
-                body,
-            },
-            src,
-            dst,
-            size,
+            t_us: c.t_us,
+            direction: c.direction,
+            transport: c.transport,
+            peer: c.peer,
+            local: self.local(c.transport),
+            text,
+            leg: 0,
         }
     }
 
     /// Adds a message to its call's trace (within the bounds) and sends it to HEP with the call id.
-    fn attach(&mut self, call_id: &str, leg: &str, mut h: Held) {
-        if self.hep.is_some() {
-            let wire = h.msg.to_wire();
-            let ip_proto = if h.msg.transport == "udp" { 17 } else { 6 };
-            self.hep_packet(h.src, h.dst, ip_proto, h.msg.t_us, Some(call_id), &wire);
-        }
+    fn attach(&mut self, call_id: &str, leg: usize, mut h: Held) {
+        self.send_hep(&h, Some(call_id));
         if !self.cfg.store {
             return;
         }
         let Some(buf) = self.calls.get_mut(call_id) else { return };
-        if buf.messages.len() >= self.cfg.max_messages || buf.bytes + h.size > self.cfg.max_bytes {
+        let size = h.text.len();
+        if buf.messages.len() >= self.cfg.max_messages || buf.bytes + size > self.cfg.max_bytes {
             buf.omitted_messages += 1;
-            buf.omitted_bytes += h.size as u64;
+            buf.omitted_bytes += size as u64;
             return;
         }
-        buf.bytes += h.size;
-        h.msg.leg = leg.to_owned();
-        buf.messages.push(h.msg);
+        buf.bytes += size;
+        h.leg = leg;
+        buf.messages.push(h);
     }
 
-    fn send_hep(&self, src: SocketAddr, dst: SocketAddr, c: &Captured, corr: Option<&str>, payload: &[u8]) {
-        let ip_proto = if c.transport == Transport::Udp { 17 } else { 6 };
-        self.hep_packet(src, dst, ip_proto, c.t_us, corr, payload);
-    }
-
-    fn hep_packet(
-        &self,
-        src: SocketAddr,
-        dst: SocketAddr,
-        ip_proto: u8,
-        t_us: i64,
-        corr: Option<&str>,
-        payload: &[u8],
-    ) {
+    fn send_hep(&self, h: &Held, corr: Option<&str>) {
         let (Some(sock), Some(to)) = (&self.hep, self.cfg.hep) else {
             return;
         };
+        let (src, dst) = h.ends();
         let packet = hep::encode(&hep::HepMessage {
             src,
             dst,
-            ip_proto,
-            t_us,
+            ip_proto: if h.transport == Transport::Udp { 17 } else { 6 },
+            t_us: h.t_us,
             capture_id: self.cfg.hep_capture_id,
             correlation_id: corr,
-            payload,
+            payload: &h.text,
         });
         // Fire and forget: a collector that is away must not hold traces back.
         if let Some(p) = packet {
@@ -393,47 +364,59 @@ impl Writer {
         for k in expired {
             if let Some((_, held)) = self.pending.remove(&k) {
                 for h in held {
-                    self.pending_bytes = self.pending_bytes.saturating_sub(h.size);
-                    if self.hep.is_some() {
-                        let wire = h.msg.to_wire();
-                        let ip_proto = if h.msg.transport == "udp" { 17 } else { 6 };
-                        self.hep_packet(h.src, h.dst, ip_proto, h.msg.t_us, None, &wire);
-                    }
+                    self.pending_bytes = self.pending_bytes.saturating_sub(h.text.len());
+                    self.send_hep(&h, None);
                 }
             }
         }
     }
 
-    /// Builds the call's trace document and queues it for the store; forgets the call.
+    /// Builds the call's stored trace and queues it for the store; forgets the call.
     fn finish(&mut self, call_id: &str) {
         let Some(mut buf) = self.calls.remove(call_id) else {
             return;
         };
-        for l in &buf.legs {
-            self.leg_of.remove(&l.sip_call_id);
+        for (sip_call_id, _) in &buf.legs {
+            self.leg_of.remove(sip_call_id);
         }
         if !self.cfg.store {
             return;
         }
         // Stable: messages of one instant keep the engine's order.
         buf.messages.sort_by_key(|m| m.t_us);
-        let trace = CallTrace {
-            call_id: call_id.to_owned(),
-            legs: buf.legs,
-            truncated: buf.omitted_messages > 0,
-            omitted_messages: buf.omitted_messages,
-            omitted_bytes: buf.omitted_bytes,
-            messages: buf.messages,
-        };
-        match serde_json::to_string(&trace) {
-            Ok(body) => self.out.push(StoredTrace {
-                call_id: trace.call_id,
-                created_at_ms: edge_store::now_ms(),
-                messages: i64::try_from(trace.messages.len()).unwrap_or(i64::MAX),
-                body,
-            }),
-            Err(e) => tracing::error!(call = %call_id, error = %e, "SIP trace not serialised"),
+        let mut body = stored::begin(
+            &buf.legs,
+            buf.omitted_messages,
+            buf.omitted_bytes,
+            buf.bytes + 96 * buf.messages.len(),
+        );
+        for m in &buf.messages {
+            stored::push(
+                &mut body,
+                &stored::StoredMessage {
+                    t_us: m.t_us,
+                    direction: match m.direction {
+                        Direction::In => TraceDirection::In,
+                        Direction::Out => TraceDirection::Out,
+                    },
+                    transport: match m.transport {
+                        Transport::Tls => "tls",
+                        Transport::Tcp => "tcp",
+                        _ => "udp",
+                    },
+                    peer: m.peer,
+                    local: m.local,
+                    leg: m.leg,
+                    text: &String::from_utf8_lossy(&m.text),
+                },
+            );
         }
+        self.out.push(StoredTrace {
+            call_id: call_id.to_owned(),
+            created_at_ms: edge_store::now_ms(),
+            messages: i64::try_from(buf.messages.len()).unwrap_or(i64::MAX),
+            body,
+        });
     }
 
     async fn store_out(&mut self, store: &Store) {

@@ -141,19 +141,14 @@ pub async fn get(
         .get_call(&account, &id)
         .await?
         .ok_or_else(ApiError::not_found)?;
-    let stored = state.store.get_trace(&id).await?.ok_or_else(no_trace)?;
-    if !pcap {
-        return Ok((
-            StatusCode::OK,
-            [(header::CONTENT_TYPE, "application/json")],
-            stored.body,
-        )
-            .into_response());
-    }
-    let trace: CallTrace = serde_json::from_str(&stored.body).map_err(|e| {
-        tracing::error!(call = %id, error = %e, "stored trace unreadable");
+    let row = state.store.get_trace(&id).await?.ok_or_else(no_trace)?;
+    let trace = stored::decode(&id, &row.body).ok_or_else(|| {
+        tracing::error!(call = %id, "stored trace unreadable");
         ApiError::internal()
     })?;
+    if !pcap {
+        return Ok(axum::Json(trace).into_response());
+    }
     let file = crate::pcap::write(&trace.messages);
     Ok((
         StatusCode::OK,
@@ -175,4 +170,177 @@ fn no_trace() -> ApiError {
         "not_found",
         "no trace stored for this call (live, older than the retention, or traced off)",
     )
+}
+
+/// The stored form of a trace: compact text the trace writer appends to without parsing headers or
+/// escaping JSON (building JSON on the writer doubled what tracing cost the edge); turned into [`CallTrace`]
+/// when read. Lines: `SIPTRACE1`, one `L <sip_call_id>\t<leg>` per leg, `O <messages> <bytes>` left
+/// out, then per message `M <t_us> <in|out> <transport> <peer> <local> <leg index> <length>` followed by
+/// the message's `length` bytes and a newline.
+pub mod stored {
+    use super::{CallTrace, TraceDirection, TraceHeader, TraceLeg, TraceMessage};
+    use std::fmt::Write as _;
+
+    const MAGIC: &str = "SIPTRACE1\n";
+
+    /// One message to store (already redacted).
+    pub struct StoredMessage<'a> {
+        pub t_us: i64,
+        pub direction: TraceDirection,
+        pub transport: &'a str,
+        pub peer: std::net::SocketAddr,
+        pub local: std::net::SocketAddr,
+        pub leg: usize,
+        pub text: &'a str,
+    }
+
+    /// Starts a stored trace with its legs (`(sip_call_id, leg)`) and what was left out.
+    pub fn begin(legs: &[(String, String)], omitted_messages: u64, omitted_bytes: u64, capacity: usize) -> String {
+        let mut out = String::with_capacity(capacity + 64 * legs.len() + 32);
+        out.push_str(MAGIC);
+        for (sip_call_id, leg) in legs {
+            let _ = writeln!(out, "L {sip_call_id}\t{leg}");
+        }
+        let _ = writeln!(out, "O {omitted_messages} {omitted_bytes}");
+        out
+    }
+
+    /// Appends one message.
+    pub fn push(out: &mut String, m: &StoredMessage<'_>) {
+        let dir = match m.direction {
+            TraceDirection::In => "in",
+            TraceDirection::Out => "out",
+        };
+        let _ = writeln!(
+            out,
+            "M {} {dir} {} {} {} {} {}",
+            m.t_us,
+            m.transport,
+            m.peer,
+            m.local,
+            m.leg,
+            m.text.len()
+        );
+        out.push_str(m.text);
+        out.push('\n');
+    }
+
+    /// The trace of `call_id` from its stored form; `None` when it is not one.
+    pub fn decode(call_id: &str, s: &str) -> Option<CallTrace> {
+        let mut rest = s.strip_prefix(MAGIC)?;
+        let mut trace = CallTrace {
+            call_id: call_id.to_owned(),
+            ..CallTrace::default()
+        };
+        while !rest.is_empty() {
+            let (line, after) = rest.split_once('\n')?;
+            rest = after;
+            if let Some(l) = line.strip_prefix("L ") {
+                let (sip_call_id, leg) = l.split_once('\t')?;
+                trace.legs.push(TraceLeg {
+                    leg: leg.to_owned(),
+                    sip_call_id: sip_call_id.to_owned(),
+                });
+            } else if let Some(o) = line.strip_prefix("O ") {
+                let (m, b) = o.split_once(' ')?;
+                trace.omitted_messages = m.parse().ok()?;
+                trace.omitted_bytes = b.parse().ok()?;
+                trace.truncated = trace.omitted_messages > 0;
+            } else if let Some(m) = line.strip_prefix("M ") {
+                let f: Vec<&str> = m.split(' ').collect();
+                let [t_us, dir, transport, peer, local, leg, len] = f.as_slice() else {
+                    return None;
+                };
+                let len: usize = len.parse().ok()?;
+                let text = rest.get(..len)?;
+                rest = rest.get(len..)?.strip_prefix('\n')?;
+                let leg = trace
+                    .legs
+                    .get(leg.parse::<usize>().ok()?)
+                    .map(|l| l.leg.clone())
+                    .unwrap_or_default();
+                let (start_line, headers, body) = split_message(text);
+                trace.messages.push(TraceMessage {
+                    t_us: t_us.parse().ok()?,
+                    leg,
+                    direction: if *dir == "in" {
+                        TraceDirection::In
+                    } else {
+                        TraceDirection::Out
+                    },
+                    peer: (*peer).to_owned(),
+                    local: (*local).to_owned(),
+                    transport: (*transport).to_owned(),
+                    start_line,
+                    headers,
+                    body,
+                });
+            } else {
+                return None;
+            }
+        }
+        Some(trace)
+    }
+
+    /// Start line, header fields (folded lines joined) and body of a message's text.
+    fn split_message(text: &str) -> (String, Vec<TraceHeader>, String) {
+        let (head, body) = match text.find("\r\n\r\n") {
+            Some(i) => (&text[..i], &text[i + 4..]),
+            None => (text, ""),
+        };
+        let mut lines = head.split("\r\n");
+        let start_line = lines.next().unwrap_or("").to_owned();
+        let mut headers: Vec<TraceHeader> = Vec::new();
+        for line in lines {
+            if line.starts_with([' ', '\t']) {
+                if let Some(h) = headers.last_mut() {
+                    h.value.push(' ');
+                    h.value.push_str(line.trim());
+                }
+                continue;
+            }
+            let (name, value) = line.split_once(':').unwrap_or((line, ""));
+            headers.push(TraceHeader {
+                name: name.trim().to_owned(),
+                value: value.trim().to_owned(),
+            });
+        }
+        (start_line, headers, body.to_owned())
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn a_trace_reads_back_as_written() {
+            let legs = vec![("abc@h".to_owned(), "carrier".to_owned())];
+            let mut s = begin(&legs, 2, 300, 0);
+            let text = "INVITE sip:x@y SIP/2.0\r\nVia: SIP/2.0/UDP a\r\nSubject: one\r\n two\r\nContent-Length: 4\r\n\r\nv=0\n";
+            push(
+                &mut s,
+                &StoredMessage {
+                    t_us: 17,
+                    direction: TraceDirection::In,
+                    transport: "udp",
+                    peer: "127.0.0.1:5080".parse().unwrap(),
+                    local: "[::1]:5060".parse().unwrap(),
+                    leg: 0,
+                    text,
+                },
+            );
+            let t = decode("call_x", &s).unwrap();
+            assert_eq!(t.legs[0].sip_call_id, "abc@h");
+            assert!(t.truncated && t.omitted_messages == 2 && t.omitted_bytes == 300);
+            let m = &t.messages[0];
+            assert_eq!(
+                (m.t_us, m.leg.as_str(), m.local.as_str()),
+                (17, "carrier", "[::1]:5060")
+            );
+            assert_eq!(m.start_line, "INVITE sip:x@y SIP/2.0");
+            assert_eq!(m.headers[1].value, "one two");
+            assert_eq!(m.body, "v=0\n");
+            assert!(decode("call_x", "{}").is_none());
+        }
+    }
 }

@@ -1,4 +1,4 @@
-//! Per-call SIP traces (issue 22): one row per call, the JSON document the trace writer built when the
+//! Per-call SIP traces (issue 22): one row per call, the compact text the trace writer built when the
 //! call ended (secrets already removed). Read through the API only after the call's own record was found
 //! for the caller's account, so the table needs no account column.
 
@@ -6,7 +6,7 @@ use crate::error::Result;
 use crate::store::Store;
 use sqlx::Row;
 
-/// A stored trace: when it was stored, how many messages it holds, and the JSON document.
+/// A stored trace: when it was stored, how many messages it holds, and its text (`edge_api::traces::stored`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredTrace {
     pub call_id: String,
