@@ -65,14 +65,17 @@ impl EdgeProcess {
 
 impl Drop for EdgeProcess {
     fn drop(&mut self) {
-        if let Some(pid) = rustix::process::Pid::from_raw(self.child.id() as i32) {
-            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-        }
-        for _ in 0..50 {
-            if matches!(self.child.try_wait(), Ok(Some(_))) {
-                return;
+        // The first SIGTERM drains (calls up may finish); the second ends what is left at once.
+        for wait_tenths in [20, 50] {
+            if let Some(pid) = rustix::process::Pid::from_raw(self.child.id() as i32) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
             }
-            std::thread::sleep(Duration::from_millis(100));
+            for _ in 0..wait_tenths {
+                if matches!(self.child.try_wait(), Ok(Some(_))) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
         }
         let _ = self.child.kill();
         let _ = self.child.wait();

@@ -39,7 +39,16 @@ allow = ["127.0.0.2/32"]
 TOML
 "$bin" serve --config "$work/edge.toml" > "$work/edge.log" 2>&1 &
 edge_pid=$!
-stop_edge() { kill "$edge_pid" 2>/dev/null || true; wait "$edge_pid" 2>/dev/null || true; }
+# SIGTERM drains (calls up may finish); a second one after 5 s ends what is left with BYE, and whatever
+# still runs after the BYEs' Timer F is killed.
+stop_edge() {
+  kill "$edge_pid" 2>/dev/null || true
+  for _ in $(seq 50); do kill -0 "$edge_pid" 2>/dev/null || break; sleep 0.1; done
+  kill "$edge_pid" 2>/dev/null || true
+  for _ in $(seq 400); do kill -0 "$edge_pid" 2>/dev/null || break; sleep 0.1; done
+  kill -9 "$edge_pid" 2>/dev/null || true
+  wait "$edge_pid" 2>/dev/null || true
+}
 trap stop_edge EXIT
 for _ in $(seq 1 100); do
   if (exec 3<>/dev/tcp/127.0.0.1/$api) 2>/dev/null; then break; fi
