@@ -18,3 +18,4 @@ pub mod server;
 pub mod shard;
 pub mod sip;
 pub mod transport;
+pub mod webhooks;

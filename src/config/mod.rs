@@ -15,8 +15,10 @@ use toml::Spanned;
 mod admission;
 pub mod outbound;
 mod security;
+mod webhooks;
 pub use outbound::{AgentNetwork, OperatorTrunk, OutboundSettings};
 pub use security::SecuritySettings;
+pub use webhooks::WebhookSettings;
 
 /// A configuration problem, always naming the key and (where the file has it) the line.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +56,7 @@ struct RawConfig {
     admission: admission::RawAdmission,
     security: security::RawSecurity,
     node: RawNode,
+    webhooks: webhooks::RawWebhooks,
 }
 
 /// `[node]`: which edge this is, when several share a database.
@@ -485,6 +488,8 @@ pub struct Config {
     /// heartbeat). Unique per node sharing a database: at start a node closes the records it left live.
     /// Default: the host name, or `edge-1`.
     pub node_id: String,
+    /// `[webhooks]`: the delivery worker.
+    pub webhooks: WebhookSettings,
 }
 
 impl Config {
@@ -816,6 +821,7 @@ impl Validator<'_> {
             },
             public_sip_uri: self.public_sip_uri(&raw.api)?,
             node_id: self.node_id(&raw.node)?,
+            webhooks: self.webhooks(&raw.webhooks)?,
         })
     }
 }

@@ -48,6 +48,8 @@ mod secret;
 mod store;
 pub mod time;
 pub mod voicemails;
+pub mod webhook_outbox;
+pub mod webhooks;
 
 pub use calls::{now_ms, CallError, CallFilter, CallRecord, CallStatus, HangupBy, Hop, Route};
 pub use config::{Database, StoreConfig, SQLITE_FILE_NAME};
@@ -65,4 +67,5 @@ pub use nodes::{NodeSeen, EDGE_RESTARTED};
 pub use numbers::NumberFilter;
 pub use secret::{Secret, SecretBox, SecretError, SecretKeyError, SECRET_KEY_ENV, SECRET_KEY_FILE};
 pub use store::{ApiKeyRecord, Backend, Store};
+pub use webhooks::{AttemptOutcome, ClaimedDelivery, DeliveryRecord, DeliveryStatus, WebhookEvent, WebhookRecord};
 pub use voicemails::{is_safe_recording_path, new_voicemail_id, VoicemailFilter, VoicemailRecord, VOICEMAIL_ENDED_BY};
