@@ -64,7 +64,7 @@ impl Worker {
     async fn run(self, mut stop: watch::Receiver<bool>) {
         let this = Arc::new(self);
         // Longer than an attempt can take, so a live worker never loses its claim mid-send.
-        let lease_ms = (this.settings.timeout.as_millis() as i64).saturating_mul(2) + 30_000;
+        let lease_ms = (this.settings.timeout.as_millis() as i64).saturating_mul(2) + 5_000;
         let slots = this.settings.concurrency.max(1);
         let mut backlog_at = tokio::time::Instant::now();
         let mut warned = false;
