@@ -38,9 +38,19 @@ fn every_queried_metric_exists() {
     names.dedup();
     assert!(names.len() >= 15, "{names:?}");
     for n in &names {
-        assert!(src.contains(&format!("\"{n}\"")), "{n} is not a metric the edge exports");
+        assert!(
+            src.contains(&format!("\"{n}\"")),
+            "{n} is not a metric the edge exports"
+        );
     }
-    for must in ["edge_calls_total", "edge_call_setup_seconds", "edge_failovers_total", "edge_media_port_pairs", "edge_admission_dropped_total", "edge_webhook_backlog"] {
+    for must in [
+        "edge_calls_total",
+        "edge_call_setup_seconds",
+        "edge_failovers_total",
+        "edge_media_port_pairs",
+        "edge_admission_dropped_total",
+        "edge_webhook_backlog",
+    ] {
         assert!(names.contains(&must), "the dashboard shows {must}");
     }
 }

@@ -68,8 +68,11 @@ impl Receiver {
             };
             let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
             let header = |name: &str| {
-                head.lines()
-                    .find_map(|l| l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.trim().to_owned()))
+                head.lines().find_map(|l| {
+                    l.split_once(':')
+                        .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+                        .map(|(_, v)| v.trim().to_owned())
+                })
             };
             let len: usize = header("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
             while buf.len() < head_end + len {
@@ -135,7 +138,10 @@ async fn create_webhook(t: &TestEdge, addr: SocketAddr) -> (String, String) {
     let (status, text) = t.http("POST", "/v1/webhooks", Some(&body)).await;
     assert_eq!(status, 201, "{text}");
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-    (v["id"].as_str().unwrap().to_owned(), v["secret"].as_str().unwrap().to_owned())
+    (
+        v["id"].as_str().unwrap().to_owned(),
+        v["secret"].as_str().unwrap().to_owned(),
+    )
 }
 
 /// A call answered by the agent and hung up by the caller; its record's id.
@@ -161,11 +167,19 @@ async fn answered_call(t: &TestEdge, agent: &Agent) -> String {
 fn assert_once_each(seen: &[Seen], call_id: &str) {
     let mut types: Vec<&str> = seen.iter().map(|s| s.event.as_str()).collect();
     types.sort_unstable();
-    assert_eq!(types, ["call.answered", "call.completed", "call.ringing"], "{call_id}: {seen:?}");
+    assert_eq!(
+        types,
+        ["call.answered", "call.completed", "call.ringing"],
+        "{call_id}: {seen:?}"
+    );
     for s in seen {
         assert!(s.signed, "signature does not verify: {s:?}");
         assert_eq!(s.body["type"], s.event.as_str());
-        assert_eq!(s.body["id"], s.delivery.as_str(), "the body's id is the delivery header");
+        assert_eq!(
+            s.body["id"],
+            s.delivery.as_str(),
+            "the body's id is the delivery header"
+        );
         assert!(s.delivery.starts_with("whd_"));
     }
     let mut ids: Vec<&str> = seen.iter().map(|s| s.delivery.as_str()).collect();
@@ -266,7 +280,11 @@ async fn events_wait_for_a_receiver_that_is_down_and_survive_an_edge_restart() {
     let seen = rx.wait_for(&second, 3).await;
     assert_once_each(&seen, &second);
     // Nothing of the first call was sent again.
-    let first_again: Vec<Seen> = rx.seen().into_iter().filter(|s| s.body["data"]["call_id"] == first.as_str()).collect();
+    let first_again: Vec<Seen> = rx
+        .seen()
+        .into_iter()
+        .filter(|s| s.body["data"]["call_id"] == first.as_str())
+        .collect();
     assert_eq!(first_again.len(), 3, "{first_again:?}");
     let by_delivery: HashMap<String, usize> = rx.seen().iter().fold(HashMap::new(), |mut m, s| {
         *m.entry(s.delivery.clone()).or_default() += 1;

@@ -52,7 +52,10 @@ async fn receiver(count: Arc<AtomicU64>) -> std::net::SocketAddr {
                     }
                     buf.drain(..end + 4 + len);
                     count.fetch_add(1, Ordering::Relaxed);
-                    if s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n").await.is_err() {
+                    if s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
                 }
@@ -91,7 +94,11 @@ fn completed(i: usize, account: &str) -> CallRecord {
 async fn wait_for(count: &AtomicU64, n: u64) {
     let deadline = Instant::now() + Duration::from_secs(600);
     while count.load(Ordering::Relaxed) < n {
-        assert!(Instant::now() < deadline, "only {} of {n} arrived", count.load(Ordering::Relaxed));
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {n} arrived",
+            count.load(Ordering::Relaxed)
+        );
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
 }
@@ -170,10 +177,20 @@ async fn baseline_run(n: usize, concurrency: usize) -> f64 {
 }
 
 fn main() {
-    let n: usize = std::env::var("WEBHOOK_BENCH_N").ok().and_then(|v| v.parse().ok()).unwrap_or(5000);
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let n: usize = std::env::var("WEBHOOK_BENCH_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5000);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     println!("webhook deliveries, N={n} per run, receiver on loopback answering 200 (SQLite store)");
-    println!("{:>11} {:>16} {:>16} {:>7}", "concurrency", "worker /s", "plain HTTP /s", "ratio");
+    println!(
+        "{:>11} {:>16} {:>16} {:>7}",
+        "concurrency", "worker /s", "plain HTTP /s", "ratio"
+    );
     for concurrency in [1usize, 16, 64] {
         let worker = rt.block_on(worker_run(n, concurrency));
         let base = rt.block_on(baseline_run(n, concurrency));

@@ -66,9 +66,8 @@ impl Default for WebhookSettings {
 
 impl super::Validator<'_> {
     pub(super) fn webhooks(&self, raw: &RawWebhooks) -> Result<WebhookSettings, super::ConfigError> {
-        let ms = |key: &str, v: &Spanned<u64>, min: u64, max: u64| {
-            self.range(key, v, min, max).map(Duration::from_millis)
-        };
+        let ms =
+            |key: &str, v: &Spanned<u64>, min: u64, max: u64| self.range(key, v, min, max).map(Duration::from_millis);
         let retry_initial = ms("webhooks.retry_initial_ms", &raw.retry_initial_ms, 10, 86_400_000)?;
         let retry_max = ms("webhooks.retry_max_ms", &raw.retry_max_ms, 10, 86_400_000)?;
         if retry_max < retry_initial {

@@ -622,7 +622,12 @@ pub async fn start(cfg: Config) -> anyhow::Result<Edge> {
     tasks.push(tokio::spawn(node_heartbeat(store.clone(), cfg.node_id.clone())));
     if cfg.webhooks.enabled {
         let policy = edge_contract::TargetPolicy::new(cfg.security.internal_targets.clone());
-        tasks.push(crate::webhooks::spawn_worker(store.clone(), cfg.webhooks.clone(), policy, shutdown_rx.clone())?);
+        tasks.push(crate::webhooks::spawn_worker(
+            store.clone(),
+            cfg.webhooks.clone(),
+            policy,
+            shutdown_rx.clone(),
+        )?);
     }
 
     Ok(Edge {

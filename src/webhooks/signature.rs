@@ -58,7 +58,7 @@ pub fn verify(header: &str, secret: &str, body: &[u8], now_s: i64, tolerance_s: 
 }
 
 fn decode_hex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len())

@@ -19,7 +19,11 @@ impl Resolve for PolicyResolver {
         let host = name.as_str().to_owned();
         Box::pin(async move {
             let found: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let allowed: Vec<SocketAddr> = found.iter().copied().filter(|a| policy.refusal(a.ip()).is_none()).collect();
+            let allowed: Vec<SocketAddr> = found
+                .iter()
+                .copied()
+                .filter(|a| policy.refusal(a.ip()).is_none())
+                .collect();
             if allowed.is_empty() {
                 let why = found
                     .first()

@@ -262,7 +262,10 @@ fn tighten_schemas(doc: &mut serde_json::Value) {
 const LINKS: &[(&str, &[&str])] = &[
     ("/v1/agents", &["get_agent", "update_agent", "delete_agent"]),
     ("/v1/api-keys", &["revoke_api_key"]),
-    ("/v1/webhooks", &["get_webhook", "delete_webhook", "list_webhook_deliveries"]),
+    (
+        "/v1/webhooks",
+        &["get_webhook", "delete_webhook", "list_webhook_deliveries"],
+    ),
     ("/v1/integrations", &["get_integration", "delete_integration"]),
     ("/v1/calls", &["get_call", "hang_up_call", "transfer_call"]),
     (

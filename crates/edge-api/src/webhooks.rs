@@ -10,8 +10,8 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
-use edge_store::time::rfc3339;
 use edge_contract::TargetPolicy;
+use edge_store::time::rfc3339;
 use edge_store::{DeliveryRecord, DeliveryStatus, IdKind, WebhookEvent, WebhookRecord};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -41,7 +41,10 @@ pub enum WebhookEventName {
 pub struct CreateWebhookRequest {
     /// `https://` (or `http://`) URL the events are POSTed to. Internal addresses (loopback, private,
     /// link-local) are refused unless the operator allows them (`[security] internal_targets`).
-    #[schema(max_length = 2048, pattern = r"^[hH][tT][tT][pP][sS]?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/-]*)?$")]
+    #[schema(
+        max_length = 2048,
+        pattern = r"^[hH][tT][tT][pP][sS]?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/-]*)?$"
+    )]
     pub url: String,
     /// The events to send, at least one.
     #[schema(value_type = Vec<WebhookEventName>, min_items = 1, max_items = 6)]
@@ -161,7 +164,10 @@ impl From<DeliveryRecord> for WebhookDelivery {
 pub fn webhook_url(field: &str, v: &str, policy: &TargetPolicy) -> Result<String, ApiError> {
     let v = v.trim();
     if v.is_empty() || v.len() > MAX_URL_LEN {
-        return Err(ApiError::field(field, format!("must be a URL of 1 to {MAX_URL_LEN} characters")));
+        return Err(ApiError::field(
+            field,
+            format!("must be a URL of 1 to {MAX_URL_LEN} characters"),
+        ));
     }
     let url = url::Url::parse(v).map_err(|e| ApiError::field(field, format!("not a URL: {e}")))?;
     if !matches!(url.scheme(), "https" | "http") {
@@ -225,7 +231,11 @@ async fn find(state: &ApiState, account: &str, id: &str) -> ApiResult<WebhookRec
     if !IdKind::Webhook.is_valid(id) {
         return Err(ApiError::not_found());
     }
-    state.store.get_webhook(account, id).await?.ok_or_else(ApiError::not_found)
+    state
+        .store
+        .get_webhook(account, id)
+        .await?
+        .ok_or_else(ApiError::not_found)
 }
 
 /// Create a webhook: the signing secret is in this answer only.
@@ -369,7 +379,12 @@ mod tests {
             let e = webhook_url("url", bad, &none).unwrap_err();
             assert_eq!(e.field.as_deref(), Some("url"), "{bad}");
         }
-        for internal in ["http://127.0.0.1:9/", "http://localhost/", "http://[::1]/", "http://10.1.2.3/"] {
+        for internal in [
+            "http://127.0.0.1:9/",
+            "http://localhost/",
+            "http://[::1]/",
+            "http://10.1.2.3/",
+        ] {
             let e = webhook_url("url", internal, &none).unwrap_err();
             assert_eq!(e.code, "internal_target", "{internal}");
         }

@@ -65,7 +65,11 @@ async fn create_list_get_delete(s: &Server) {
     assert!(r.json.get("secret").is_none());
 
     // Another account sees nothing of it.
-    for (m, p) in [("GET", format!("/v1/webhooks/{id}")), ("GET", format!("/v1/webhooks/{id}/deliveries")), ("DELETE", format!("/v1/webhooks/{id}"))] {
+    for (m, p) in [
+        ("GET", format!("/v1/webhooks/{id}")),
+        ("GET", format!("/v1/webhooks/{id}/deliveries")),
+        ("DELETE", format!("/v1/webhooks/{id}")),
+    ] {
         let r = s.call(m, &p, Some(&other), None).await;
         assert_eq!(r.status, 404, "{m} {p}: {}", r.text);
         assert_eq!(r.error().0, "not_found");
@@ -91,11 +95,19 @@ async fn create_list_get_delete(s: &Server) {
         .finish_webhook_delivery(&did, &AttemptOutcome::Delivered { response_code: 204 })
         .await
         .unwrap();
-    let r = s.call("GET", &format!("/v1/webhooks/{id}/deliveries?limit=1"), k, None).await;
+    let r = s
+        .call("GET", &format!("/v1/webhooks/{id}/deliveries?limit=1"), k, None)
+        .await;
     assert_eq!(r.json["data"].as_array().unwrap().len(), 1);
     assert_eq!(r.json["has_more"], true);
     let r = s.call("GET", &format!("/v1/webhooks/{id}/deliveries"), k, None).await;
-    let done = r.json["data"].as_array().unwrap().iter().find(|d| d["id"] == did.as_str()).unwrap().clone();
+    let done = r.json["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["id"] == did.as_str())
+        .unwrap()
+        .clone();
     assert_eq!(done["status"], "delivered");
     assert_eq!(done["attempts"], 1);
     assert_eq!(done["response_code"], 204);
@@ -117,14 +129,42 @@ async fn validation_names_the_field(s: &Server) {
     let (_, key) = s.key().await;
     let k = Some(key.as_str());
     let cases = [
-        (json!({"url": "https://x.example/h", "events": ["call.exploded"]}), "invalid_field", "events"),
-        (json!({"url": "https://x.example/h", "events": []}), "invalid_field", "events"),
-        (json!({"url": "ftp://x.example/h", "events": ["call.failed"]}), "invalid_field", "url"),
-        (json!({"url": "not a url", "events": ["call.failed"]}), "invalid_field", "url"),
-        (json!({"url": "https://u:p@x.example/h", "events": ["call.failed"]}), "invalid_field", "url"),
+        (
+            json!({"url": "https://x.example/h", "events": ["call.exploded"]}),
+            "invalid_field",
+            "events",
+        ),
+        (
+            json!({"url": "https://x.example/h", "events": []}),
+            "invalid_field",
+            "events",
+        ),
+        (
+            json!({"url": "ftp://x.example/h", "events": ["call.failed"]}),
+            "invalid_field",
+            "url",
+        ),
+        (
+            json!({"url": "not a url", "events": ["call.failed"]}),
+            "invalid_field",
+            "url",
+        ),
+        (
+            json!({"url": "https://u:p@x.example/h", "events": ["call.failed"]}),
+            "invalid_field",
+            "url",
+        ),
         // Private space outside the operator's internal_targets (these tests allow 10/8 and loopback).
-        (json!({"url": "http://192.168.1.10/h", "events": ["call.failed"]}), "internal_target", "url"),
-        (json!({"url": "http://169.254.169.254/latest", "events": ["call.failed"]}), "internal_target", "url"),
+        (
+            json!({"url": "http://192.168.1.10/h", "events": ["call.failed"]}),
+            "internal_target",
+            "url",
+        ),
+        (
+            json!({"url": "http://169.254.169.254/latest", "events": ["call.failed"]}),
+            "internal_target",
+            "url",
+        ),
     ];
     for (body, code, field) in cases {
         let r = s.call("POST", "/v1/webhooks", k, Some(body.clone())).await;
@@ -135,8 +175,19 @@ async fn validation_names_the_field(s: &Server) {
             assert_eq!(c, code, "{body}: {}", r.text);
         }
     }
-    let r = s.call("POST", "/v1/webhooks", k, Some(json!({"url": "https://x.example/h", "events": ["call.exploded"]}))).await;
-    assert!(r.json["error"]["message"].as_str().unwrap().contains("call.exploded"), "{}", r.text);
+    let r = s
+        .call(
+            "POST",
+            "/v1/webhooks",
+            k,
+            Some(json!({"url": "https://x.example/h", "events": ["call.exploded"]})),
+        )
+        .await;
+    assert!(
+        r.json["error"]["message"].as_str().unwrap().contains("call.exploded"),
+        "{}",
+        r.text
+    );
     // Missing and unknown fields, wrong types.
     for body in [
         json!({"events": ["call.failed"]}),
@@ -150,7 +201,12 @@ async fn validation_names_the_field(s: &Server) {
     }
     // Loopback is in this operator's internal_targets: allowed.
     let r = s
-        .call("POST", "/v1/webhooks", k, Some(json!({"url": "http://127.0.0.1:9/h", "events": ["call.failed"]})))
+        .call(
+            "POST",
+            "/v1/webhooks",
+            k,
+            Some(json!({"url": "http://127.0.0.1:9/h", "events": ["call.failed"]})),
+        )
         .await;
     assert_eq!(r.status, 201, "{}", r.text);
     // No key: 401.

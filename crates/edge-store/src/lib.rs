@@ -67,5 +67,5 @@ pub use nodes::{NodeSeen, EDGE_RESTARTED};
 pub use numbers::NumberFilter;
 pub use secret::{Secret, SecretBox, SecretError, SecretKeyError, SECRET_KEY_ENV, SECRET_KEY_FILE};
 pub use store::{ApiKeyRecord, Backend, Store};
-pub use webhooks::{AttemptOutcome, ClaimedDelivery, DeliveryRecord, DeliveryStatus, WebhookEvent, WebhookRecord};
 pub use voicemails::{is_safe_recording_path, new_voicemail_id, VoicemailFilter, VoicemailRecord, VOICEMAIL_ENDED_BY};
+pub use webhooks::{AttemptOutcome, ClaimedDelivery, DeliveryRecord, DeliveryStatus, WebhookEvent, WebhookRecord};

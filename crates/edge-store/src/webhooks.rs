@@ -73,9 +73,13 @@ impl DeliveryStatus {
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        [DeliveryStatus::Pending, DeliveryStatus::Delivered, DeliveryStatus::Failed]
-            .into_iter()
-            .find(|v| v.as_str() == s)
+        [
+            DeliveryStatus::Pending,
+            DeliveryStatus::Delivered,
+            DeliveryStatus::Failed,
+        ]
+        .into_iter()
+        .find(|v| v.as_str() == s)
     }
 }
 
@@ -124,7 +128,9 @@ pub struct ClaimedDelivery {
 /// What a delivery attempt came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AttemptOutcome {
-    Delivered { response_code: u16 },
+    Delivered {
+        response_code: u16,
+    },
     /// Try again at `next_attempt_at`.
     Retry {
         response_code: Option<u16>,
@@ -132,7 +138,10 @@ pub enum AttemptOutcome {
         next_attempt_at: i64,
     },
     /// Give up (retry window over).
-    GaveUp { response_code: Option<u16>, error: String },
+    GaveUp {
+        response_code: Option<u16>,
+        error: String,
+    },
 }
 
 /// Longest stored error text.
@@ -394,14 +403,17 @@ impl Store {
     pub async fn finish_webhook_delivery(&self, id: &str, outcome: &AttemptOutcome) -> Result<()> {
         let now = now_millis();
         let (status, code, error, next) = match outcome {
-            AttemptOutcome::Delivered { response_code } => {
-                (DeliveryStatus::Delivered, Some(*response_code), None, now)
-            }
+            AttemptOutcome::Delivered { response_code } => (DeliveryStatus::Delivered, Some(*response_code), None, now),
             AttemptOutcome::Retry {
                 response_code,
                 error,
                 next_attempt_at,
-            } => (DeliveryStatus::Pending, *response_code, Some(bounded(error)), *next_attempt_at),
+            } => (
+                DeliveryStatus::Pending,
+                *response_code,
+                Some(bounded(error)),
+                *next_attempt_at,
+            ),
             AttemptOutcome::GaveUp { response_code, error } => {
                 (DeliveryStatus::Failed, *response_code, Some(bounded(error)), now)
             }

@@ -54,7 +54,11 @@ async fn events_are_queued_once_with_their_records(fx: &Fixture) {
     let a = account(fx).await;
     let b = account(fx).await;
     let all = WebhookEvent::ALL;
-    let (hook, secret) = fx.store.create_webhook(&a, "https://hooks.example.com/a", &all).await.unwrap();
+    let (hook, secret) = fx
+        .store
+        .create_webhook(&a, "https://hooks.example.com/a", &all)
+        .await
+        .unwrap();
     assert!(secret.expose().starts_with("whsec_"));
     let (only_done, _) = fx
         .store
@@ -79,7 +83,10 @@ async fn events_are_queued_once_with_their_records(fx: &Fixture) {
     );
     assert_eq!(types(fx, &only_done.id).await, ["call.completed"]);
     // A call that never rang and was refused: call.failed only.
-    fx.store.upsert_call(&call("call_a2", &a, CallStatus::Busy)).await.unwrap();
+    fx.store
+        .upsert_call(&call("call_a2", &a, CallStatus::Busy))
+        .await
+        .unwrap();
     assert_eq!(types(fx, &hook.id).await.last().unwrap(), "call.failed");
 
     // Voicemail: queued with the row.
@@ -149,9 +156,18 @@ async fn claims_lease_retry_and_finish(fx: &Fixture) {
     let second = fx.store.claim_webhook_deliveries(t0, 60_000, 10).await.unwrap();
     assert_eq!(second.len(), 1);
     assert!(first.iter().all(|d| d.id != second[0].id));
-    assert!(fx.store.claim_webhook_deliveries(t0, 60_000, 10).await.unwrap().is_empty());
+    assert!(fx
+        .store
+        .claim_webhook_deliveries(t0, 60_000, 10)
+        .await
+        .unwrap()
+        .is_empty());
     // The workers died: after their leases the deliveries are claimable again.
-    let again = fx.store.claim_webhook_deliveries(t0 + 60_001, 60_000, 10).await.unwrap();
+    let again = fx
+        .store
+        .claim_webhook_deliveries(t0 + 60_001, 60_000, 10)
+        .await
+        .unwrap();
     assert_eq!(again.len(), 3);
 
     fx.store
@@ -180,43 +196,83 @@ async fn claims_lease_retry_and_finish(fx: &Fixture) {
         .await
         .unwrap();
     let done = delivery(fx, &hook.id, &first[0].id).await;
-    assert_eq!((done.status, done.attempts, done.response_code), (DeliveryStatus::Delivered, 1, Some(204)));
+    assert_eq!(
+        (done.status, done.attempts, done.response_code),
+        (DeliveryStatus::Delivered, 1, Some(204))
+    );
     let retry = delivery(fx, &hook.id, &first[1].id).await;
     assert_eq!(retry.status, DeliveryStatus::Pending);
     assert_eq!(retry.response_code, Some(503));
     assert_eq!(retry.next_attempt_at, t0 + 500_000);
-    assert_eq!(delivery(fx, &hook.id, &second[0].id).await.status, DeliveryStatus::Failed);
+    assert_eq!(
+        delivery(fx, &hook.id, &second[0].id).await.status,
+        DeliveryStatus::Failed
+    );
     assert_eq!(fx.store.webhook_backlog().await.unwrap(), 1);
     // Not due before its time; due after, lease released by the outcome.
-    assert!(fx.store.claim_webhook_deliveries(t0 + 400_000, 1_000, 10).await.unwrap().is_empty());
-    assert_eq!(fx.store.claim_webhook_deliveries(t0 + 500_000, 1_000, 10).await.unwrap().len(), 1);
+    assert!(fx
+        .store
+        .claim_webhook_deliveries(t0 + 400_000, 1_000, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        fx.store
+            .claim_webhook_deliveries(t0 + 500_000, 1_000, 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 }
 on_both_backends!(claims_lease_retry_and_finish);
 
 async fn webhooks_list_get_delete_by_account(fx: &Fixture) {
     let a = account(fx).await;
     let b = account(fx).await;
-    let (h1, _) = fx.store.create_webhook(&a, "https://x.example/1", &[WebhookEvent::CallRinging]).await.unwrap();
-    let (h2, _) = fx.store.create_webhook(&a, "https://x.example/2", &WebhookEvent::ALL).await.unwrap();
+    let (h1, _) = fx
+        .store
+        .create_webhook(&a, "https://x.example/1", &[WebhookEvent::CallRinging])
+        .await
+        .unwrap();
+    let (h2, _) = fx
+        .store
+        .create_webhook(&a, "https://x.example/2", &WebhookEvent::ALL)
+        .await
+        .unwrap();
     assert!(fx.store.get_webhook(&b, &h1.id).await.unwrap().is_none());
-    assert_eq!(fx.store.get_webhook(&a, &h2.id).await.unwrap().unwrap().events, WebhookEvent::ALL.to_vec());
+    assert_eq!(
+        fx.store.get_webhook(&a, &h2.id).await.unwrap().unwrap().events,
+        WebhookEvent::ALL.to_vec()
+    );
     let page = fx.store.list_webhooks(&a, 1, None).await.unwrap();
     assert_eq!(page.items.len(), 1);
     let rest = fx
         .store
-        .list_webhooks(&a, 10, edge_store::Cursor::decode(page.next_cursor.as_deref().unwrap()).as_ref())
+        .list_webhooks(
+            &a,
+            10,
+            edge_store::Cursor::decode(page.next_cursor.as_deref().unwrap()).as_ref(),
+        )
         .await
         .unwrap();
     assert_eq!(rest.items.len(), 1);
     assert_ne!(rest.items[0].id, page.items[0].id);
-    fx.store.upsert_call(&call("call_r", &a, CallStatus::Ringing)).await.unwrap();
+    fx.store
+        .upsert_call(&call("call_r", &a, CallStatus::Ringing))
+        .await
+        .unwrap();
     assert_eq!(fx.store.webhook_backlog().await.unwrap(), 2);
     assert!(matches!(
         fx.store.delete_webhook(&b, &h1.id).await,
         Err(edge_store::StoreError::NotFound)
     ));
     fx.store.delete_webhook(&a, &h1.id).await.unwrap();
-    assert_eq!(fx.store.webhook_backlog().await.unwrap(), 1, "its deliveries went with it");
+    assert_eq!(
+        fx.store.webhook_backlog().await.unwrap(),
+        1,
+        "its deliveries went with it"
+    );
     assert!(fx.store.get_webhook(&a, &h1.id).await.unwrap().is_none());
 }
 on_both_backends!(webhooks_list_get_delete_by_account);
