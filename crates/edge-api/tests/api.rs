@@ -417,6 +417,9 @@ async fn auth_and_openapi(s: &Server) {
         "/v1/voicemails",
         "/v1/voicemails/{id}",
         "/v1/voicemails/{id}/recording",
+        "/v1/webhooks",
+        "/v1/webhooks/{id}",
+        "/v1/webhooks/{id}/deliveries",
     ] {
         assert!(r.json["paths"].get(p).is_some(), "{p} missing from OpenAPI");
     }
@@ -428,11 +431,11 @@ async fn auth_and_openapi(s: &Server) {
         .filter_map(|op| op["operationId"].as_str())
         .collect();
     // 24 + the set-up doctor's GET .../checks and POST .../checks/fix + /v1/api-keys (list, create, revoke)
-    // + POST /v1/calls/{id}/transfer.
-    assert_eq!(op_ids.len(), 30);
+    // + POST /v1/calls/{id}/transfer + /v1/webhooks (create, list, get, delete, deliveries).
+    assert_eq!(op_ids.len(), 35);
     op_ids.sort();
     op_ids.dedup();
-    assert_eq!(op_ids.len(), 30, "operationIds must be unique");
+    assert_eq!(op_ids.len(), 35, "operationIds must be unique");
     let r = s.call("GET", "/v1/nope", Some(&key), None).await;
     assert_eq!(r.status, 404);
     assert_eq!(r.error().0, "not_found");
