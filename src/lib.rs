@@ -20,3 +20,4 @@ pub mod shard;
 pub mod sip;
 pub mod trace;
 pub mod transport;
+pub mod webhooks;

@@ -20,8 +20,10 @@ mod security;
 pub use observability::ObservabilitySettings;
 mod cluster;
 pub use cluster::ClusterSettings;
+mod webhooks;
 pub use outbound::{AgentNetwork, OperatorTrunk, OutboundSettings};
 pub use security::SecuritySettings;
+pub use webhooks::WebhookSettings;
 
 /// A configuration problem, always naming the key and (where the file has it) the line.
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +64,7 @@ struct RawConfig {
     observability: observability::RawObservability,
     cluster: cluster::RawCluster,
     shutdown: RawShutdown,
+    webhooks: webhooks::RawWebhooks,
 }
 
 /// `[shutdown]`: how SIGTERM drains the node (issue 21).
@@ -515,6 +518,8 @@ pub struct Config {
     /// `[shutdown] drain_timeout_s`: after SIGTERM, how long calls in progress may go on before the edge
     /// ends them with BYE (new calls get 503 meanwhile).
     pub drain_timeout: Duration,
+    /// `[webhooks]`: the delivery worker.
+    pub webhooks: WebhookSettings,
 }
 
 impl Config {
@@ -854,6 +859,7 @@ impl Validator<'_> {
                 0,
                 86_400,
             )?),
+            webhooks: self.webhooks(&raw.webhooks)?,
         })
     }
 }

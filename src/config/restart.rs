@@ -1,7 +1,7 @@
 //! Which keys a reload may apply (issue 21): a running edge takes a new file's carriers, agent networks,
 //! routing and outbound settings, admission limits, log level and drain time-out; keys bound to what
 //! was built at start (listeners, store, data directory, shards, media, the API's settings, the digest
-//! verifier, the DNS resolver, trunk pacing, the TLS client, traces and HEP, the Redis limits) keep their
+//! verifier, the DNS resolver, trunk pacing, the TLS client, traces and HEP, the Redis limits, the webhook worker) keep their
 //! running value until a restart, and are named.
 
 use super::Config;
@@ -77,6 +77,7 @@ pub fn keep_restart_bound(running: &Config, new: &mut Config) -> Vec<&'static st
     );
     keep!("observability", observability);
     keep!("cluster", cluster);
+    keep!("webhooks", webhooks);
     changed
 }
 

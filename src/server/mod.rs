@@ -729,6 +729,15 @@ pub async fn start(cfg: Config) -> anyhow::Result<Edge> {
     reload::write_pid_file(&cfg.data_dir);
     // A report left by an earlier process would confuse `oneinbox-edge reload` (attempts count from 0).
     let _ = std::fs::remove_file(reload::status_file(&cfg.data_dir));
+    if cfg.webhooks.enabled {
+        let policy = edge_contract::TargetPolicy::new(cfg.security.internal_targets.clone());
+        tasks.push(crate::webhooks::spawn_worker(
+            store.clone(),
+            cfg.webhooks.clone(),
+            policy,
+            shutdown_rx.clone(),
+        )?);
+    }
 
     Ok(Edge {
         sip_udp,

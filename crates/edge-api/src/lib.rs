@@ -22,6 +22,7 @@ pub mod traces;
 mod ui;
 mod validate;
 mod voicemails;
+mod webhooks;
 mod wire;
 
 use axum::extract::DefaultBodyLimit;
@@ -241,6 +242,9 @@ pub fn routes(state: ApiState) -> Router {
         .route("/v1/voicemails", get(voicemails::list))
         .route("/v1/voicemails/{id}", get(voicemails::get).delete(voicemails::delete))
         .route("/v1/voicemails/{id}/recording", get(voicemails::recording))
+        .route("/v1/webhooks", get(webhooks::list).post(webhooks::create))
+        .route("/v1/webhooks/{id}", get(webhooks::get).delete(webhooks::delete))
+        .route("/v1/webhooks/{id}/deliveries", get(webhooks::deliveries))
         .route("/v1/api-keys", get(keys::list).post(keys::create))
         .route("/v1/api-keys/{id}", axum::routing::delete(keys::revoke))
         .route("/v1/agents", get(agents::list).post(agents::create))

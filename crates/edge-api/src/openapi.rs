@@ -5,7 +5,7 @@ use utoipa::{Modify, OpenApi};
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "oneinbox-edge API", description = "Phone numbers, agents, integrations, calls and voicemails."),
+    info(title = "oneinbox-edge API", description = "Phone numbers, agents, integrations, calls, voicemails and webhooks."),
     paths(
         crate::numbers::search,
         crate::numbers::purchase,
@@ -38,6 +38,11 @@ use utoipa::{Modify, OpenApi};
         crate::keys::list,
         crate::keys::create,
         crate::keys::revoke,
+        crate::webhooks::create,
+        crate::webhooks::list,
+        crate::webhooks::get,
+        crate::webhooks::delete,
+        crate::webhooks::deliveries,
     ),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
@@ -258,6 +263,10 @@ fn tighten_schemas(doc: &mut serde_json::Value) {
 const LINKS: &[(&str, &[&str])] = &[
     ("/v1/agents", &["get_agent", "update_agent", "delete_agent"]),
     ("/v1/api-keys", &["revoke_api_key"]),
+    (
+        "/v1/webhooks",
+        &["get_webhook", "delete_webhook", "list_webhook_deliveries"],
+    ),
     ("/v1/integrations", &["get_integration", "delete_integration"]),
     ("/v1/calls", &["get_call", "hang_up_call", "transfer_call"]),
     (

@@ -418,6 +418,9 @@ async fn auth_and_openapi(s: &Server) {
         "/v1/voicemails",
         "/v1/voicemails/{id}",
         "/v1/voicemails/{id}/recording",
+        "/v1/webhooks",
+        "/v1/webhooks/{id}",
+        "/v1/webhooks/{id}/deliveries",
     ] {
         assert!(r.json["paths"].get(p).is_some(), "{p} missing from OpenAPI");
     }
@@ -429,11 +432,12 @@ async fn auth_and_openapi(s: &Server) {
         .filter_map(|op| op["operationId"].as_str())
         .collect();
     // 24 + the set-up doctor's GET .../checks and POST .../checks/fix + /v1/api-keys (list, create, revoke)
-    // + POST /v1/calls/{id}/transfer + GET /v1/calls/{id}/trace.
-    assert_eq!(op_ids.len(), 31);
+    // + POST /v1/calls/{id}/transfer + GET /v1/calls/{id}/trace + /v1/webhooks (create, list, get, delete,
+    // deliveries).
+    assert_eq!(op_ids.len(), 36);
     op_ids.sort();
     op_ids.dedup();
-    assert_eq!(op_ids.len(), 31, "operationIds must be unique");
+    assert_eq!(op_ids.len(), 36, "operationIds must be unique");
     let r = s.call("GET", "/v1/nope", Some(&key), None).await;
     assert_eq!(r.status, 404);
     assert_eq!(r.error().0, "not_found");

@@ -8,6 +8,7 @@ use crate::ids::IdKind;
 use crate::model::Page;
 use crate::store::{fetch_limit, into_page, on_write, parse_col, Store};
 use crate::time::now_millis;
+use crate::webhook_outbox::{accounts_of, call_events, enqueue, subscriptions, PendingEvent};
 use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
 
@@ -263,13 +264,10 @@ impl Store {
     /// live one is ignored (a stale copy arriving late must not resurrect it); an id that
     /// belongs to another account is a `Conflict`.
     pub async fn upsert_call(&self, rec: &CallRecord) -> Result<()> {
-        let hops_json = checked_hops(rec)?;
-        let mut conn = self.pool.acquire().await?;
-        let refused = upsert_rows(&mut conn, &mut [(0, rec, hops_json)]).await?;
-        if refused.is_empty() {
-            Ok(())
-        } else {
-            Err(foreign_conflict())
+        checked_hops(rec)?;
+        match self.upsert_calls(std::slice::from_ref(rec)).await?.pop() {
+            None => Ok(()),
+            Some((_, e)) => Err(e),
         }
     }
 
@@ -289,9 +287,25 @@ impl Store {
                 Err(e) => refused.push((i, e)),
             }
         }
+        // Webhooks of these accounts: their events go in the records' transaction (the outbox).
+        let subs = if valid.is_empty() {
+            Vec::new()
+        } else {
+            let accounts = accounts_of(valid.iter().map(|(_, r, _)| r.account_id.as_str()));
+            let mut conn = self.pool.acquire().await?;
+            subscriptions(&mut conn, &accounts).await?
+        };
+        let events: Vec<(usize, PendingEvent)> = if subs.is_empty() {
+            Vec::new()
+        } else {
+            valid
+                .iter()
+                .flat_map(|(i, r, _)| call_events(r).into_iter().map(move |e| (*i, e)))
+                .collect()
+        };
         let groups = coalesce(valid);
         // One statement is atomic on its own: then no BEGIN/COMMIT round trips.
-        let single = matches!(groups.as_slice(), [one] if ROWS_PER_STATEMENT.contains(&one.len()));
+        let single = events.is_empty() && matches!(groups.as_slice(), [one] if ROWS_PER_STATEMENT.contains(&one.len()));
         if single {
             let mut conn = self.pool.acquire().await?;
             for mut rows in groups {
@@ -303,6 +317,14 @@ impl Store {
             for mut rows in groups {
                 let foreign = upsert_rows(&mut tx, &mut rows).await?;
                 refused.extend(foreign.into_iter().map(|i| (i, foreign_conflict())));
+            }
+            if !events.is_empty() {
+                let stored: Vec<PendingEvent> = events
+                    .into_iter()
+                    .filter(|(i, _)| !refused.iter().any(|(r, _)| r == i))
+                    .map(|(_, e)| e)
+                    .collect();
+                enqueue(&mut tx, &subs, &stored).await?;
             }
             tx.commit().await?;
         }

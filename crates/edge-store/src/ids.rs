@@ -17,6 +17,8 @@ pub enum IdKind {
     Integration,
     Call,
     Voicemail,
+    Webhook,
+    WebhookDelivery,
 }
 
 impl IdKind {
@@ -29,6 +31,8 @@ impl IdKind {
             IdKind::Integration => "crd_",
             IdKind::Call => "call_",
             IdKind::Voicemail => "vm_",
+            IdKind::Webhook => "whk_",
+            IdKind::WebhookDelivery => "whd_",
         }
     }
 

@@ -51,6 +51,8 @@ mod store;
 pub mod time;
 mod traces;
 pub mod voicemails;
+pub mod webhook_outbox;
+pub mod webhooks;
 
 pub use calls::{now_ms, CallError, CallFilter, CallRecord, CallStatus, HangupBy, Hop, Route};
 pub use config::{Database, StoreConfig, SQLITE_FILE_NAME};
@@ -71,3 +73,4 @@ pub use secret::{Secret, SecretBox, SecretError, SecretKeyError, SECRET_KEY_ENV,
 pub use store::{ApiKeyRecord, Backend, Store};
 pub use traces::StoredTrace;
 pub use voicemails::{is_safe_recording_path, new_voicemail_id, VoicemailFilter, VoicemailRecord, VOICEMAIL_ENDED_BY};
+pub use webhooks::{AttemptOutcome, ClaimedDelivery, DeliveryRecord, DeliveryStatus, WebhookEvent, WebhookRecord};

@@ -28,6 +28,7 @@ const MIGRATION_0008: &str = include_str!("../migrations/0008_inbound_transfer.s
 const MIGRATION_0009: &str = include_str!("../migrations/0009_trunk_auth.sql");
 const MIGRATION_0010: &str = include_str!("../migrations/0010_nodes.sql");
 const MIGRATION_0011: &str = include_str!("../migrations/0011_call_traces.sql");
+const MIGRATION_0012: &str = include_str!("../migrations/0012_webhooks.sql");
 
 /// Which backend the pool talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -175,6 +176,13 @@ fn migrator() -> Migrator {
             "call_traces".into(),
             MigrationType::Simple,
             MIGRATION_0011.into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            12,
+            "webhooks".into(),
+            MigrationType::Simple,
+            MIGRATION_0012.into_sql_str(),
             false,
         ),
     ])

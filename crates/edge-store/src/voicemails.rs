@@ -7,6 +7,7 @@ use crate::error::{Result, StoreError};
 use crate::ids::{new_id, IdKind};
 use crate::model::Page;
 use crate::store::{fetch_limit, into_page, on_write, Store};
+use crate::webhook_outbox::{enqueue, subscriptions, voicemail_event};
 use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
@@ -128,44 +129,63 @@ fn voicemail_from_row(row: &AnyRow) -> Result<VoicemailRecord> {
     })
 }
 
+/// Inserts `rec` unless its id is stored already (then `Conflict` if another account's).
+async fn insert_row(conn: &mut sqlx::AnyConnection, rec: &VoicemailRecord) -> Result<()> {
+    let res = sqlx::query(
+        "INSERT INTO voicemails (id, account_id, call_id, phone_number_id, caller, to_number, \
+         duration_ms, ended_by, recording_path, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(&rec.id)
+    .bind(&rec.account_id)
+    .bind(&rec.call_id)
+    .bind(&rec.phone_number_id)
+    .bind(&rec.caller)
+    .bind(&rec.to)
+    .bind(rec.duration_ms)
+    .bind(&rec.ended_by)
+    .bind(&rec.recording_path)
+    .bind(rec.created_at_ms)
+    .execute(&mut *conn)
+    .await
+    .map_err(on_write(Some("id")))?;
+    if res.rows_affected() == 0 {
+        let owner: Option<String> = sqlx::query("SELECT account_id FROM voicemails WHERE id = $1")
+            .bind(&rec.id)
+            .fetch_optional(&mut *conn)
+            .await?
+            .map(|r| r.try_get("account_id"))
+            .transpose()?;
+        if owner.is_some_and(|o| o != rec.account_id) {
+            return Err(StoreError::Conflict {
+                field: Some("id"),
+                message: "voicemail id belongs to another account".into(),
+            });
+        }
+    }
+    Ok(())
+}
+
 impl Store {
     /// Stores `rec`. Inserting the same id again is a no-op (the SIP side may retry after
     /// a timeout whose write did land); an id that belongs to another account is a
     /// `Conflict`. Invalid fields are `InvalidField` and never reach the table.
+    /// With webhooks subscribed to `voicemail.recorded` in the account, the event is queued in the same
+    /// transaction as the row.
     pub async fn insert_voicemail(&self, rec: &VoicemailRecord) -> Result<()> {
         validate(rec)?;
-        let res = sqlx::query(
-            "INSERT INTO voicemails (id, account_id, call_id, phone_number_id, caller, to_number, \
-             duration_ms, ended_by, recording_path, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(&rec.id)
-        .bind(&rec.account_id)
-        .bind(&rec.call_id)
-        .bind(&rec.phone_number_id)
-        .bind(&rec.caller)
-        .bind(&rec.to)
-        .bind(rec.duration_ms)
-        .bind(&rec.ended_by)
-        .bind(&rec.recording_path)
-        .bind(rec.created_at_ms)
-        .execute(&self.pool)
-        .await
-        .map_err(on_write(Some("id")))?;
-        if res.rows_affected() == 0 {
-            let owner: Option<String> = sqlx::query("SELECT account_id FROM voicemails WHERE id = $1")
-                .bind(&rec.id)
-                .fetch_optional(&self.pool)
-                .await?
-                .map(|r| r.try_get("account_id"))
-                .transpose()?;
-            if owner.is_some_and(|o| o != rec.account_id) {
-                return Err(StoreError::Conflict {
-                    field: Some("id"),
-                    message: "voicemail id belongs to another account".into(),
-                });
-            }
+        let subs = {
+            let mut conn = self.pool.acquire().await?;
+            subscriptions(&mut conn, &[rec.account_id.as_str()]).await?
+        };
+        if subs.is_empty() {
+            let mut conn = self.pool.acquire().await?;
+            return insert_row(&mut conn, rec).await;
         }
+        let mut tx = self.begin_write().await?;
+        insert_row(&mut tx, rec).await?;
+        enqueue(&mut tx, &subs, &[voicemail_event(rec)]).await?;
+        tx.commit().await?;
         Ok(())
     }
 
