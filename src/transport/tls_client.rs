@@ -60,11 +60,18 @@ pub enum TlsClientError {
     Config { identity: String, source: rustls::Error },
 }
 
-/// The client configurations: one without a client certificate, one per identity.
+/// The client configurations: one without a client certificate, one per identity of the config, and one
+/// per customer trunk certificate in use (built on its first connection).
 pub struct ClientTls {
+    roots: Arc<RootCertStore>,
     plain: Arc<ClientConfig>,
     by_identity: HashMap<String, Arc<ClientConfig>>,
+    by_pem: DashMap<String, Arc<ClientConfig>>,
 }
+
+/// Customer certificates' configurations kept at most; beyond, the cache starts again (rebuilding one is a
+/// PEM parse, done only when a connection is opened).
+const MAX_PEM_CONFIGS: usize = 1024;
 
 impl ClientTls {
     /// Reads the extra roots and every client certificate and key.
@@ -119,8 +126,10 @@ impl ClientTls {
             by_identity.insert(name.clone(), Arc::new(config));
         }
         Ok(ClientTls {
+            roots,
             plain: Arc::new(plain),
             by_identity,
+            by_pem: DashMap::new(),
         })
     }
 
@@ -132,6 +141,61 @@ impl ClientTls {
             .unwrap_or(&self.plain)
             .clone()
     }
+
+    /// The configuration for a connection to `dest`: its customer certificate's when it has one, else its
+    /// identity's. A customer pair rustls cannot use (the API checked it, so only a corrupt row) is an
+    /// error naming the field, rather than a connection without the certificate the trunk asks for.
+    pub fn config_for(&self, dest: &TlsDest) -> Result<Arc<ClientConfig>, String> {
+        let Some(pem) = &dest.pem else {
+            return Ok(self.config(dest.identity.as_deref()));
+        };
+        if let Some(c) = self.by_pem.get(&pem.0.fingerprint) {
+            return Ok(c.clone());
+        }
+        let unusable = |what: &str| format!("provider_config.tls_client_certificate of this trunk cannot be used: {what}");
+        let chain = CertificateDer::pem_slice_iter(pem.0.certificate.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| unusable(&e.to_string()))?;
+        let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(pem.0.key.expose().as_bytes())
+            .map_err(|e| unusable(&e.to_string()))?;
+        let config = ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_protocol_versions(VERSIONS)
+            .map(|b| b.with_root_certificates(self.roots.clone()))
+            .and_then(|b| b.with_client_auth_cert(chain, key))
+            .map_err(|e| unusable(&e.to_string()))?;
+        let config = Arc::new(config);
+        if self.by_pem.len() >= MAX_PEM_CONFIGS {
+            self.by_pem.clear();
+        }
+        self.by_pem.insert(pem.0.fingerprint.clone(), config.clone());
+        Ok(config)
+    }
+}
+
+/// A client certificate given as PEM text (a customer trunk's `provider_config`), carried with its
+/// destination since the config does not know it. Its fingerprint alone decides equality, so calls showing
+/// the same pair share connections and a new pair opens its own.
+#[derive(Clone)]
+pub struct PemIdentity(pub Arc<edge_store::TrunkClientCert>);
+
+impl PartialEq for PemIdentity {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.fingerprint == other.0.fingerprint
+    }
+}
+
+impl Eq for PemIdentity {}
+
+impl std::hash::Hash for PemIdentity {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.fingerprint.hash(state);
+    }
+}
+
+impl std::fmt::Debug for PemIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PemIdentity({})", &self.0.fingerprint)
+    }
 }
 
 /// Where a TLS connection goes, beyond its address: the name its certificate must carry, and the client
@@ -142,6 +206,8 @@ pub struct TlsDest {
     pub name: Arc<str>,
     /// Client certificate's identity name; `None`: no client certificate.
     pub identity: Option<Arc<str>>,
+    /// A customer trunk's own client certificate (then `identity` is `None`).
+    pub pem: Option<PemIdentity>,
 }
 
 impl TlsDest {
@@ -281,6 +347,7 @@ mod tests {
         TlsDest {
             name: name.into(),
             identity: identity.map(Into::into),
+            pem: None,
         }
     }
 

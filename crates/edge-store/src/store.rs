@@ -27,6 +27,7 @@ const MIGRATION_0007: &str = include_str!("../migrations/0007_number_status.sql"
 const MIGRATION_0008: &str = include_str!("../migrations/0008_inbound_transfer.sql");
 const MIGRATION_0009: &str = include_str!("../migrations/0009_trunk_auth.sql");
 const MIGRATION_0010: &str = include_str!("../migrations/0010_nodes.sql");
+const MIGRATION_0013: &str = include_str!("../migrations/0013_trunk_client_certificate.sql");
 
 /// Which backend the pool talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -163,6 +164,13 @@ fn migrator() -> Migrator {
             "nodes".into(),
             MigrationType::Simple,
             MIGRATION_0010.into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            13,
+            "trunk_client_certificate".into(),
+            MigrationType::Simple,
+            MIGRATION_0013.into_sql_str(),
             false,
         ),
     ])
