@@ -390,9 +390,7 @@ async fn mutual_tls_with_a_customer_trunks_client_certificate() {
     let t = edge(&pki, None, |_| {}).await;
     let agent = Agent::spawn(Mode::Answer).await;
     let agent_id = t.add_agent("bot", &agent, 5, AgentStatus::Active).await;
-    let number = t
-        .add_byo_number(DID, &agent_id, Provider::Twilio, &address, None)
-        .await;
+    let number = t.add_byo_number(DID, &agent_id, Provider::Twilio, &address, None).await;
     let path = format!("/v1/phone-numbers/{number}");
     let set_pair = |cert: String, key: String| {
         serde_json::json!({"provider_config": {"tls_client_certificate": cert, "tls_client_key": key}}).to_string()

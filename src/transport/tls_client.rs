@@ -152,7 +152,8 @@ impl ClientTls {
         if let Some(c) = self.by_pem.get(&pem.0.fingerprint) {
             return Ok(c.clone());
         }
-        let unusable = |what: &str| format!("provider_config.tls_client_certificate of this trunk cannot be used: {what}");
+        let unusable =
+            |what: &str| format!("provider_config.tls_client_certificate of this trunk cannot be used: {what}");
         let chain = CertificateDer::pem_slice_iter(pem.0.certificate.as_bytes())
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| unusable(&e.to_string()))?;

@@ -17,7 +17,10 @@ const MAX_PEM_LEN: usize = 32 * 1024;
 pub fn check(certificate: &str, key: &str, now_ms: i64) -> Result<(String, String), ApiError> {
     for (field, v) in [(CERT_FIELD, certificate), (KEY_FIELD, key)] {
         if v.len() > MAX_PEM_LEN {
-            return Err(ApiError::field(field, format!("must be at most {MAX_PEM_LEN} bytes of PEM")));
+            return Err(ApiError::field(
+                field,
+                format!("must be at most {MAX_PEM_LEN} bytes of PEM"),
+            ));
         }
     }
     let chain = CertificateDer::pem_slice_iter(certificate.as_bytes())

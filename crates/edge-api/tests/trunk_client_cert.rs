@@ -56,7 +56,11 @@ async fn trunk_client_certificate(s: &Server) {
         )
         .await;
     assert_eq!(r.status, 201, "{}", r.text);
-    assert!(!r.text.contains(key_body(&key)), "the key is never returned: {}", r.text);
+    assert!(
+        !r.text.contains(key_body(&key)),
+        "the key is never returned: {}",
+        r.text
+    );
     let pc = &r.json["provider_config"];
     assert_eq!(pc["tls_client_certificate"], cert.as_str());
     assert_eq!(pc["tls_client_key_set"], true);
@@ -78,14 +82,46 @@ async fn trunk_client_certificate(s: &Server) {
     let (other_cert, other_key) = pair(false);
     let (old_cert, old_key) = pair(true);
     let cases = [
-        (json!({"tls_client_certificate": "not a certificate", "tls_client_key": key}), "provider_config.tls_client_certificate", "not PEM"),
-        (json!({"tls_client_certificate": cert, "tls_client_key": "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"}), "provider_config.tls_client_key", "private key"),
-        (json!({"tls_client_certificate": cert, "tls_client_key": other_key}), "provider_config.tls_client_key", "does not match the certificate"),
-        (json!({"tls_client_certificate": other_cert, "tls_client_key": key}), "provider_config.tls_client_key", "does not match the certificate"),
-        (json!({"tls_client_certificate": old_cert, "tls_client_key": old_key}), "provider_config.tls_client_certificate", "certificate expired at 2021-01-01"),
-        (json!({"tls_client_certificate": cert}), "provider_config.tls_client_key", "required"),
-        (json!({"tls_client_key": key}), "provider_config.tls_client_certificate", "required"),
-        (json!({"tls_client_certificate": "x".repeat(40_000), "tls_client_key": key}), "provider_config.tls_client_certificate", "at most"),
+        (
+            json!({"tls_client_certificate": "not a certificate", "tls_client_key": key}),
+            "provider_config.tls_client_certificate",
+            "not PEM",
+        ),
+        (
+            json!({"tls_client_certificate": cert, "tls_client_key": "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"}),
+            "provider_config.tls_client_key",
+            "private key",
+        ),
+        (
+            json!({"tls_client_certificate": cert, "tls_client_key": other_key}),
+            "provider_config.tls_client_key",
+            "does not match the certificate",
+        ),
+        (
+            json!({"tls_client_certificate": other_cert, "tls_client_key": key}),
+            "provider_config.tls_client_key",
+            "does not match the certificate",
+        ),
+        (
+            json!({"tls_client_certificate": old_cert, "tls_client_key": old_key}),
+            "provider_config.tls_client_certificate",
+            "certificate expired at 2021-01-01",
+        ),
+        (
+            json!({"tls_client_certificate": cert}),
+            "provider_config.tls_client_key",
+            "required",
+        ),
+        (
+            json!({"tls_client_key": key}),
+            "provider_config.tls_client_certificate",
+            "required",
+        ),
+        (
+            json!({"tls_client_certificate": "x".repeat(40_000), "tls_client_key": key}),
+            "provider_config.tls_client_certificate",
+            "at most",
+        ),
     ];
     for (extra, field, words) in &cases {
         let mut pc = json!({"trunk_address": "sips:trunk.customer.example"});
@@ -113,7 +149,12 @@ async fn trunk_client_certificate(s: &Server) {
         assert!(r.text.contains(words), "{field}: {}", r.text);
     }
     let r = s
-        .call("PATCH", &path, k, Some(json!({"provider_config": {"tls_client_key": null}})))
+        .call(
+            "PATCH",
+            &path,
+            k,
+            Some(json!({"provider_config": {"tls_client_key": null}})),
+        )
         .await;
     assert_eq!(r.status, 400, "{}", r.text);
     let r = s
@@ -133,12 +174,27 @@ async fn trunk_client_certificate(s: &Server) {
     assert_ne!(t2.fingerprint, t.fingerprint);
     // Other changes keep the pair.
     let r = s
-        .call("PATCH", &path, k, Some(json!({"provider_config": {"auth_username": "u", "auth_password": "p"}})))
+        .call(
+            "PATCH",
+            &path,
+            k,
+            Some(json!({"provider_config": {"auth_username": "u", "auth_password": "p"}})),
+        )
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.json["provider_config"]["tls_client_key_set"], true);
     let route = s.store.index().lookup_number("+15005550141").unwrap();
-    assert_eq!(route.provider_config.as_ref().unwrap().tls_client.as_ref().unwrap().fingerprint, t2.fingerprint);
+    assert_eq!(
+        route
+            .provider_config
+            .as_ref()
+            .unwrap()
+            .tls_client
+            .as_ref()
+            .unwrap()
+            .fingerprint,
+        t2.fingerprint
+    );
     let r = s
         .call(
             "PATCH",
