@@ -311,7 +311,14 @@ pub fn describe(e: &std::io::Error, name: &str) -> String {
         rustls::Error::AlertReceived(A::CertificateRequired) => {
             format!("{name} requires a client certificate and none is configured for it")
         }
-        rustls::Error::AlertReceived(a @ (A::BadCertificate | A::UnknownCA | A::CertificateUnknown | A::AccessDenied)) => {
+        rustls::Error::AlertReceived(
+            a @ (A::BadCertificate
+            | A::UnknownCA
+            | A::CertificateUnknown
+            | A::AccessDenied
+            | A::CertificateExpired
+            | A::CertificateRevoked),
+        ) => {
             format!("{name} refused our client certificate ({a:?})")
         }
         other => format!("tls handshake with {name} failed: {other}"),
@@ -395,5 +402,47 @@ mod tests {
         .err()
         .unwrap();
         assert!(e.to_string().contains("roots.pem"), "{e}");
+    }
+
+    fn customer_pem(cert: &str, key: &str) -> PemIdentity {
+        PemIdentity(Arc::new(edge_store::TrunkClientCert::new(
+            cert.to_owned(),
+            edge_store::Secret::new(key),
+        )))
+    }
+
+    #[test]
+    fn a_customer_pair_is_its_own_destination_and_config() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["edge.customer.example".to_owned()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let (cert, key) = (cert.pem(), key.serialize_pem());
+        let routes = TlsRoutes::default();
+        let addr: SocketAddr = "192.0.2.1:5061".parse().unwrap();
+        let with = |pem: Option<PemIdentity>| TlsDest {
+            pem,
+            ..dest("trunk.example", None)
+        };
+        let a = routes.route(addr, with(Some(customer_pem(&cert, &key))));
+        // The same pair (another copy of it) shares the connection; no pair, or another, does not.
+        assert_eq!(a, routes.route(addr, with(Some(customer_pem(&cert, &key)))));
+        assert_ne!(a, routes.route(addr, with(None)));
+        let other = customer_pem(&cert, "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n");
+        assert_ne!(a, routes.route(addr, with(Some(other.clone()))));
+
+        let client = ClientTls::load(&TlsClientSettings::default()).unwrap();
+        let good = with(Some(customer_pem(&cert, &key)));
+        let c = client.config_for(&good).unwrap();
+        assert!(c.client_auth_cert_resolver.has_certs());
+        assert!(Arc::ptr_eq(&c, &client.config_for(&good).unwrap()), "built once");
+        assert!(!client
+            .config_for(&with(None))
+            .unwrap()
+            .client_auth_cert_resolver
+            .has_certs());
+        let e = client.config_for(&with(Some(other))).unwrap_err();
+        assert!(e.contains("provider_config.tls_client_certificate"), "{e}");
     }
 }
