@@ -378,3 +378,50 @@ async fn inbound_call_reaches_an_agent_over_tls() {
     let first = hops[0]["outcome"].as_str().unwrap_or_default();
     assert!(first.contains("unknown issuer"), "{hops}");
 }
+
+/// A customer's own trunk demanding a client certificate (issue 20 item 2): the pair given in
+/// `provider_config` through the API is shown by the dialler; calls with the same pair share the connection;
+/// a new pair (PATCH) gets its own connection, and one the trunk does not trust fails the call in words.
+#[tokio::test]
+async fn mutual_tls_with_a_customer_trunks_client_certificate() {
+    let pki = Pki::new("test-ca");
+    let trunk = TestTrunk::spawn_tls(TrunkMode::Answer, None, pki.acceptor(&["127.0.0.1"], false, Some(&pki))).await;
+    let address = format!("sips:127.0.0.1:{}", trunk.addr.port());
+    let t = edge(&pki, None, |_| {}).await;
+    let agent = Agent::spawn(Mode::Answer).await;
+    let agent_id = t.add_agent("bot", &agent, 5, AgentStatus::Active).await;
+    let number = t.add_byo_number(DID, &agent_id, Provider::Twilio, &address, None).await;
+    let path = format!("/v1/phone-numbers/{number}");
+    let set_pair = |cert: String, key: String| {
+        serde_json::json!({"provider_config": {"tls_client_certificate": cert, "tls_client_key": key}}).to_string()
+    };
+    let (cert, key) = pki.leaf(&["edge.customer.example"], Use::Client, false);
+    let (code, body) = json(&t, "PATCH", &path, Some(&set_pair(cert.pem(), key.serialize_pem()))).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["provider_config"]["tls_client_key_set"], true);
+    assert!(!body.to_string().contains(key.serialize_pem().lines().nth(1).unwrap()));
+
+    let id = api_call(&t, DID, &agent_id).await;
+    trunk.expect(Method::Invite, S).await;
+    trunk.expect(Method::Ack, S).await;
+    agent.expect(Method::Invite, S).await;
+    t.wait_status(&id, "in-progress", S).await;
+    assert_eq!(metric(&t, "edge_tls_handshakes_total").await, 1);
+
+    // A second call with the same pair reuses the connection.
+    let id = api_call(&t, DID, &agent_id).await;
+    trunk.expect(Method::Invite, S).await;
+    t.wait_status(&id, "in-progress", S).await;
+    assert_eq!(metric(&t, "edge_tls_handshakes_total").await, 1, "connection reused");
+
+    // A pair from a CA the trunk does not trust: a connection of its own, refused by the trunk.
+    let other = Pki::new("other-ca");
+    let (cert, key) = other.leaf(&["edge.customer.example"], Use::Client, false);
+    let (code, body) = json(&t, "PATCH", &path, Some(&set_pair(cert.pem(), key.serialize_pem()))).await;
+    assert_eq!(code, 200, "{body}");
+    let id = api_call(&t, DID, &agent_id).await;
+    let done = t.final_call(&id, S).await;
+    assert_eq!(done["error"]["code"], "trunk_tls", "{done}");
+    let msg = done["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("refused our client certificate"), "{msg}");
+}

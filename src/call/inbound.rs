@@ -274,6 +274,7 @@ impl CallController {
                 let dest = crate::transport::tls_client::TlsDest {
                     name: host.into(),
                     identity: self.cfg.outbound.agent_tls_identity().map(Into::into),
+                    pem: None,
                 };
                 peer.conn = Some(self.cfg.tls.route(peer.addr, dest));
             }

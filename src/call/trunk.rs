@@ -49,6 +49,8 @@ pub struct TrunkChoice {
     pub p_charge_info: bool,
     /// The client certificate shown over TLS (the operator trunk's `tls_client_certificate`).
     pub tls_identity: Option<String>,
+    /// A customer trunk's own client certificate (`provider_config.tls_client_certificate`).
+    pub tls_client: Option<std::sync::Arc<edge_store::TrunkClientCert>>,
 }
 
 impl std::fmt::Debug for TrunkChoice {
@@ -63,6 +65,7 @@ impl std::fmt::Debug for TrunkChoice {
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("p_charge_info", &self.p_charge_info)
             .field("tls_identity", &self.tls_identity)
+            .field("tls_client", &self.tls_client.as_ref().map(|c| &c.fingerprint))
             .finish_non_exhaustive()
     }
 }
@@ -145,6 +148,7 @@ pub fn choose(number: &NumberRoute, index: &RoutingIndex, cfg: &OutboundSettings
             token: pc.ip_auth_token.as_ref().map(|s| s.expose().to_owned()),
             p_charge_info: pc.p_charge_info,
             tls_identity: None,
+            tls_client: pc.tls_client.clone(),
         });
     }
     if let Some(host) = index.integration_trunk(&number.account_id, number.provider) {
@@ -160,6 +164,7 @@ pub fn choose(number: &NumberRoute, index: &RoutingIndex, cfg: &OutboundSettings
             token: None,
             p_charge_info: false,
             tls_identity: None,
+            tls_client: None,
         });
     }
     if let Some(t) = cfg.operator_trunk(number.provider) {
@@ -175,6 +180,7 @@ pub fn choose(number: &NumberRoute, index: &RoutingIndex, cfg: &OutboundSettings
             token: None,
             p_charge_info: false,
             tls_identity: t.tls_identity.clone(),
+            tls_client: None,
         });
     }
     Err(TrunkRefusal::Missing {
@@ -317,6 +323,7 @@ mod tests {
             token: None,
             p_charge_info: false,
             tls_identity: None,
+            tls_client: None,
         }
     }
 

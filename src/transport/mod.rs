@@ -393,7 +393,7 @@ impl Outbound {
         else {
             return Err(SendError::ConnectionClosed(id));
         };
-        let config = client.config(dest.identity.as_deref());
+        let config = client.config_for(&dest).map_err(SendError::Tls)?;
         connector.send_tls(self, id, to, &dest, config, q)
     }
 }

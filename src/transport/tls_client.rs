@@ -60,11 +60,18 @@ pub enum TlsClientError {
     Config { identity: String, source: rustls::Error },
 }
 
-/// The client configurations: one without a client certificate, one per identity.
+/// The client configurations: one without a client certificate, one per identity of the config, and one
+/// per customer trunk certificate in use (built on its first connection).
 pub struct ClientTls {
+    roots: Arc<RootCertStore>,
     plain: Arc<ClientConfig>,
     by_identity: HashMap<String, Arc<ClientConfig>>,
+    by_pem: DashMap<String, Arc<ClientConfig>>,
 }
+
+/// Customer certificates' configurations kept at most; beyond, the cache starts again (rebuilding one is a
+/// PEM parse, done only when a connection is opened).
+const MAX_PEM_CONFIGS: usize = 1024;
 
 impl ClientTls {
     /// Reads the extra roots and every client certificate and key.
@@ -119,8 +126,10 @@ impl ClientTls {
             by_identity.insert(name.clone(), Arc::new(config));
         }
         Ok(ClientTls {
+            roots,
             plain: Arc::new(plain),
             by_identity,
+            by_pem: DashMap::new(),
         })
     }
 
@@ -132,6 +141,62 @@ impl ClientTls {
             .unwrap_or(&self.plain)
             .clone()
     }
+
+    /// The configuration for a connection to `dest`: its customer certificate's when it has one, else its
+    /// identity's. A customer pair rustls cannot use (the API checked it, so only a corrupt row) is an
+    /// error naming the field, rather than a connection without the certificate the trunk asks for.
+    pub fn config_for(&self, dest: &TlsDest) -> Result<Arc<ClientConfig>, String> {
+        let Some(pem) = &dest.pem else {
+            return Ok(self.config(dest.identity.as_deref()));
+        };
+        if let Some(c) = self.by_pem.get(&pem.0.fingerprint) {
+            return Ok(c.clone());
+        }
+        let unusable =
+            |what: &str| format!("provider_config.tls_client_certificate of this trunk cannot be used: {what}");
+        let chain = CertificateDer::pem_slice_iter(pem.0.certificate.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| unusable(&e.to_string()))?;
+        let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(pem.0.key.expose().as_bytes())
+            .map_err(|e| unusable(&e.to_string()))?;
+        let config = ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_protocol_versions(VERSIONS)
+            .map(|b| b.with_root_certificates(self.roots.clone()))
+            .and_then(|b| b.with_client_auth_cert(chain, key))
+            .map_err(|e| unusable(&e.to_string()))?;
+        let config = Arc::new(config);
+        if self.by_pem.len() >= MAX_PEM_CONFIGS {
+            self.by_pem.clear();
+        }
+        self.by_pem.insert(pem.0.fingerprint.clone(), config.clone());
+        Ok(config)
+    }
+}
+
+/// A client certificate given as PEM text (a customer trunk's `provider_config`), carried with its
+/// destination since the config does not know it. Its fingerprint alone decides equality, so calls showing
+/// the same pair share connections and a new pair opens its own.
+#[derive(Clone)]
+pub struct PemIdentity(pub Arc<edge_store::TrunkClientCert>);
+
+impl PartialEq for PemIdentity {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.fingerprint == other.0.fingerprint
+    }
+}
+
+impl Eq for PemIdentity {}
+
+impl std::hash::Hash for PemIdentity {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.fingerprint.hash(state);
+    }
+}
+
+impl std::fmt::Debug for PemIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PemIdentity({})", &self.0.fingerprint)
+    }
 }
 
 /// Where a TLS connection goes, beyond its address: the name its certificate must carry, and the client
@@ -142,6 +207,8 @@ pub struct TlsDest {
     pub name: Arc<str>,
     /// Client certificate's identity name; `None`: no client certificate.
     pub identity: Option<Arc<str>>,
+    /// A customer trunk's own client certificate (then `identity` is `None`).
+    pub pem: Option<PemIdentity>,
 }
 
 impl TlsDest {
@@ -244,7 +311,14 @@ pub fn describe(e: &std::io::Error, name: &str) -> String {
         rustls::Error::AlertReceived(A::CertificateRequired) => {
             format!("{name} requires a client certificate and none is configured for it")
         }
-        rustls::Error::AlertReceived(a @ (A::BadCertificate | A::UnknownCA | A::CertificateUnknown | A::AccessDenied)) => {
+        rustls::Error::AlertReceived(
+            a @ (A::BadCertificate
+            | A::UnknownCA
+            | A::CertificateUnknown
+            | A::AccessDenied
+            | A::CertificateExpired
+            | A::CertificateRevoked),
+        ) => {
             format!("{name} refused our client certificate ({a:?})")
         }
         other => format!("tls handshake with {name} failed: {other}"),
@@ -281,6 +355,7 @@ mod tests {
         TlsDest {
             name: name.into(),
             identity: identity.map(Into::into),
+            pem: None,
         }
     }
 
@@ -327,5 +402,47 @@ mod tests {
         .err()
         .unwrap();
         assert!(e.to_string().contains("roots.pem"), "{e}");
+    }
+
+    fn customer_pem(cert: &str, key: &str) -> PemIdentity {
+        PemIdentity(Arc::new(edge_store::TrunkClientCert::new(
+            cert.to_owned(),
+            edge_store::Secret::new(key),
+        )))
+    }
+
+    #[test]
+    fn a_customer_pair_is_its_own_destination_and_config() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["edge.customer.example".to_owned()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let (cert, key) = (cert.pem(), key.serialize_pem());
+        let routes = TlsRoutes::default();
+        let addr: SocketAddr = "192.0.2.1:5061".parse().unwrap();
+        let with = |pem: Option<PemIdentity>| TlsDest {
+            pem,
+            ..dest("trunk.example", None)
+        };
+        let a = routes.route(addr, with(Some(customer_pem(&cert, &key))));
+        // The same pair (another copy of it) shares the connection; no pair, or another, does not.
+        assert_eq!(a, routes.route(addr, with(Some(customer_pem(&cert, &key)))));
+        assert_ne!(a, routes.route(addr, with(None)));
+        let other = customer_pem(&cert, "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n");
+        assert_ne!(a, routes.route(addr, with(Some(other.clone()))));
+
+        let client = ClientTls::load(&TlsClientSettings::default()).unwrap();
+        let good = with(Some(customer_pem(&cert, &key)));
+        let c = client.config_for(&good).unwrap();
+        assert!(c.client_auth_cert_resolver.has_certs());
+        assert!(Arc::ptr_eq(&c, &client.config_for(&good).unwrap()), "built once");
+        assert!(!client
+            .config_for(&with(None))
+            .unwrap()
+            .client_auth_cert_resolver
+            .has_certs());
+        let e = client.config_for(&with(Some(other))).unwrap_err();
+        assert!(e.contains("provider_config.tls_client_certificate"), "{e}");
     }
 }

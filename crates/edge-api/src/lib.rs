@@ -7,6 +7,7 @@
 mod agents;
 mod calls;
 mod checks;
+mod client_cert;
 mod error;
 mod extract;
 mod idempotency;

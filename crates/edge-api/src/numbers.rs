@@ -116,6 +116,10 @@ pub struct ProviderConfigOut {
     pub ip_auth_token_set: bool,
     /// Telnyx IP connection: whether INVITEs carry `P-Charge-Info` with the number.
     pub p_charge_info: bool,
+    /// PEM client certificate (and chain) shown to the trunk over TLS; `null` when none.
+    pub tls_client_certificate: Option<String>,
+    /// Whether its private key is stored (the key is never returned).
+    pub tls_client_key_set: bool,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -242,6 +246,13 @@ pub struct ProviderConfigIn {
     /// Telnyx IP connection with P-Charge-Info authentication: INVITEs carry
     /// `P-Charge-Info: <sip:+E164@trunk host>` with this number (default `false`).
     pub p_charge_info: Option<bool>,
+    /// Mutual TLS: PEM client certificate (then any intermediates) shown to the trunk when it is reached
+    /// over TLS (`sips:`, `;transport=tls`). With `tls_client_key`; must be valid now.
+    #[schema(max_length = 32768, pattern = "-----BEGIN CERTIFICATE-----")]
+    pub tls_client_certificate: Option<String>,
+    /// The certificate's PEM private key. Write-only; stored encrypted, never returned.
+    #[schema(max_length = 32768, pattern = "-----BEGIN ([A-Z]+ )?PRIVATE KEY-----", write_only)]
+    pub tls_client_key: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -306,6 +317,19 @@ pub struct ProviderConfigPatchIn {
     /// Cannot be null.
     #[serde(default, deserialize_with = "non_null")]
     pub p_charge_info: Option<bool>,
+    /// Replaced together with `tls_client_key`; `null` (both) removes the client certificate.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>, max_length = 32768, pattern = "-----BEGIN CERTIFICATE-----")]
+    pub tls_client_certificate: Option<Option<String>>,
+    /// Write-only; replaced or removed together with `tls_client_certificate`.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(
+        value_type = Option<String>,
+        max_length = 32768,
+        pattern = "-----BEGIN ([A-Z]+ )?PRIVATE KEY-----",
+        write_only
+    )]
+    pub tls_client_key: Option<Option<String>>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -374,6 +398,8 @@ impl From<NumberRecord> for PhoneNumber {
                 tech_prefix: p.tech_prefix,
                 ip_auth_token_set: p.ip_auth_token_set,
                 p_charge_info: p.p_charge_info,
+                tls_client_certificate: p.tls_client_certificate,
+                tls_client_key_set: p.tls_client_key_set,
             }),
             created_at: edge_store::time::rfc3339(r.created_at),
             updated_at: edge_store::time::rfc3339(r.updated_at),
@@ -856,6 +882,9 @@ pub async fn register(
         .as_deref()
         .map(|t| validate::ip_auth_token("provider_config.ip_auth_token", t))
         .transpose()?;
+    let tls_client = crate::client_cert::pair(pc.tls_client_certificate.as_deref(), pc.tls_client_key.as_deref())?
+        .map(|(c, k)| crate::client_cert::check(c, k, edge_store::time::now_millis()))
+        .transpose()?;
     let ib = inbound_routing(req.inbound_routing)?;
     let provider: edge_store::Provider = req.provider.into();
     // Whoever registers a number receives its calls: prove it is in the caller's own
@@ -880,6 +909,8 @@ pub async fn register(
             tech_prefix,
             ip_auth_token: ip_auth_token.map(Secret::new),
             p_charge_info: pc.p_charge_info.unwrap_or(false),
+            tls_client_certificate: tls_client.as_ref().map(|(c, _)| c.clone()),
+            tls_client_key: tls_client.map(|(_, k)| Secret::new(k)),
         }),
     };
     let rec = state.store.create_number(&account, new).await?;
@@ -1069,6 +1100,21 @@ pub async fn update(
                     })
                     .transpose()?,
                 p_charge_info: p.p_charge_info,
+                tls_client: crate::client_cert::pair(p.tls_client_certificate, p.tls_client_key)?
+                    .map(|pair| match pair {
+                        (Some(c), Some(k)) => crate::client_cert::check(&c, &k, edge_store::time::now_millis())
+                            .map(|(c, k)| Some((c, Secret::new(k)))),
+                        (None, None) => Ok(None),
+                        (Some(_), None) => Err(ApiError::field(
+                            crate::client_cert::KEY_FIELD,
+                            "null only together with tls_client_certificate",
+                        )),
+                        (None, Some(_)) => Err(ApiError::field(
+                            crate::client_cert::CERT_FIELD,
+                            "null only together with tls_client_key",
+                        )),
+                    })
+                    .transpose()?,
             })
         })
         .transpose()?;

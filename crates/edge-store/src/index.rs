@@ -61,6 +61,38 @@ pub struct OutboundTrunk {
     pub ip_auth_token: Option<Secret>,
     /// Send `P-Charge-Info: <sip:+DID@trunk host>` (a Telnyx IP connection identifying calls by number).
     pub p_charge_info: bool,
+    /// The client certificate shown to the trunk over TLS (mutual TLS).
+    pub tls_client: Option<std::sync::Arc<TrunkClientCert>>,
+}
+
+/// A customer trunk's client certificate: PEM text as the API took it, the key decrypted (redacted in
+/// `Debug`), and a fingerprint naming the pair, so TLS connections are shared only by calls that show the
+/// same certificate (a new pair after a PATCH opens new connections).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrunkClientCert {
+    /// PEM: the certificate, then any intermediates.
+    pub certificate: String,
+    /// PEM private key.
+    pub key: Secret,
+    /// Hex SHA-256 over the certificate and key PEM (collision-resistant: a customer cannot craft a pair
+    /// that rides another customer's authenticated connection).
+    pub fingerprint: String,
+}
+
+impl TrunkClientCert {
+    pub fn new(certificate: String, key: Secret) -> Self {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(certificate.as_bytes());
+        h.update([0u8]);
+        h.update(key.expose().as_bytes());
+        let fingerprint = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        Self {
+            certificate,
+            key,
+            fingerprint,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -15,7 +15,7 @@ macro_rules! number_cols {
          provider_ref, inbound_enabled, inbound_agent_id, inbound_fallback_agent_id, \
          inbound_voicemail_message, trunk_address, auth_username, auth_password_sealed, \
          created_at, updated_at, failure_reason, inbound_transfer, tech_prefix, ip_auth_token_sealed, \
-         p_charge_info"
+         p_charge_info, tls_client_certificate, tls_client_key_sealed"
     };
 }
 macro_rules! call_cols {
@@ -60,7 +60,7 @@ pub use cursor::Cursor;
 pub use error::{Result, StoreError};
 pub use idempotency::{idempotency_request_hash, IdempotencyBegin, IDEMPOTENCY_STUCK_MS, IDEMPOTENCY_TTL_MS};
 pub use ids::IdKind;
-pub use index::{InboundRoute, NumberRoute, OutboundTrunk, RoutingIndex, TransferMode};
+pub use index::{InboundRoute, NumberRoute, OutboundTrunk, RoutingIndex, TransferMode, TrunkClientCert};
 pub use index_sync::{IndexSyncStats, INDEX_CHECK_EVERY};
 pub use model::{
     AgentPatch, AgentRecord, AgentStatus, InboundRouting, InboundRoutingPatch, IntegrationRecord, NewAgent,

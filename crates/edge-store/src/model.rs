@@ -117,6 +117,10 @@ pub struct ProviderConfigView {
     pub ip_auth_token_set: bool,
     /// Send `P-Charge-Info` with the number (Telnyx IP connections).
     pub p_charge_info: bool,
+    /// PEM client certificate shown to the trunk over TLS (public: returned as stored).
+    pub tls_client_certificate: Option<String>,
+    /// Its private key is only reported as set.
+    pub tls_client_key_set: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -127,6 +131,9 @@ pub struct NewProviderConfig {
     pub tech_prefix: Option<String>,
     pub ip_auth_token: Option<Secret>,
     pub p_charge_info: bool,
+    /// PEM certificate and private key, both or neither (the API checks they match).
+    pub tls_client_certificate: Option<String>,
+    pub tls_client_key: Option<Secret>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -181,6 +188,8 @@ pub struct ProviderConfigPatch {
     pub tech_prefix: Option<Option<String>>,
     pub ip_auth_token: Option<Option<Secret>>,
     pub p_charge_info: Option<bool>,
+    /// Certificate and key change together (`Some(None)` removes both).
+    pub tls_client: Option<Option<(String, Secret)>>,
 }
 
 /// Stored provider credentials. The API key itself is sealed and never part of this record.

@@ -3,7 +3,7 @@
 use crate::cursor::Cursor;
 use crate::error::{Result, StoreError};
 use crate::ids::{new_id, IdKind};
-use crate::index::{InboundRoute, NumberRoute, OutboundTrunk};
+use crate::index::{InboundRoute, NumberRoute, OutboundTrunk, TrunkClientCert};
 use crate::model::{
     InboundRouting, NewNumber, NumberPatch, NumberRecord, NumberSource, NumberStatus, Page, Provider,
     ProviderConfigPatch, ProviderConfigView,
@@ -34,11 +34,17 @@ fn token_context(number_id: &str) -> String {
     format!("phone_numbers.ip_auth_token:{number_id}")
 }
 
+/// AEAD context binding a sealed TLS client key to its number row.
+fn tls_key_context(number_id: &str) -> String {
+    format!("phone_numbers.tls_client_key:{number_id}")
+}
+
 /// The sealed secret columns of a number row (needed to rebuild the route).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct SealedCols {
     pub(crate) password: Option<String>,
     pub(crate) token: Option<String>,
+    pub(crate) tls_key: Option<String>,
 }
 
 /// A record plus its sealed secret columns.
@@ -61,6 +67,7 @@ pub(crate) fn number_from_row(row: &AnyRow) -> Result<(NumberRecord, SealedCols)
     let sealed = SealedCols {
         password: row.try_get("auth_password_sealed")?,
         token: row.try_get("ip_auth_token_sealed")?,
+        tls_key: row.try_get("tls_client_key_sealed")?,
     };
     let trunk: Option<String> = row.try_get("trunk_address")?;
     let provider_config = trunk.map(|trunk_address| -> Result<ProviderConfigView> {
@@ -72,6 +79,8 @@ pub(crate) fn number_from_row(row: &AnyRow) -> Result<(NumberRecord, SealedCols)
             tech_prefix: row.try_get("tech_prefix")?,
             ip_auth_token_set: sealed.token.is_some(),
             p_charge_info: p_charge_info != 0,
+            tls_client_certificate: row.try_get("tls_client_certificate")?,
+            tls_client_key_set: sealed.tls_key.is_some(),
         })
     });
     let rec = NumberRecord {
@@ -191,6 +200,17 @@ impl Store {
             .as_deref()
             .map(|s| self.secrets.open(&token_context(&rec.id), s))
             .transpose()?;
+        let tls_key = sealed
+            .tls_key
+            .as_deref()
+            .map(|s| self.secrets.open(&tls_key_context(&rec.id), s))
+            .transpose()?;
+        let tls_client = rec
+            .provider_config
+            .as_ref()
+            .and_then(|p| p.tls_client_certificate.clone())
+            .zip(tls_key)
+            .map(|(c, k)| std::sync::Arc::new(TrunkClientCert::new(c, k)));
         Ok(NumberRoute {
             number_id: rec.id.clone(),
             account_id: rec.account_id.clone(),
@@ -211,6 +231,7 @@ impl Store {
                 tech_prefix: p.tech_prefix.clone(),
                 ip_auth_token,
                 p_charge_info: p.p_charge_info,
+                tls_client,
             }),
         })
     }
@@ -329,6 +350,10 @@ impl Store {
                 .and_then(|p| p.ip_auth_token.as_ref())
                 .map(|t| self.secrets.seal(&token_context(&id), t))
                 .transpose()?,
+            tls_key: pc
+                .and_then(|p| p.tls_client_key.as_ref())
+                .map(|k| self.secrets.seal(&tls_key_context(&id), k))
+                .transpose()?,
         };
         let rec = NumberRecord {
             id,
@@ -348,6 +373,8 @@ impl Store {
                 tech_prefix: p.tech_prefix.clone(),
                 ip_auth_token_set: sealed.token.is_some(),
                 p_charge_info: p.p_charge_info,
+                tls_client_certificate: p.tls_client_certificate.clone().filter(|_| sealed.tls_key.is_some()),
+                tls_client_key_set: sealed.tls_key.is_some(),
             }),
             created_at: now,
             updated_at: now,
@@ -398,8 +425,10 @@ impl Store {
             "INSERT INTO phone_numbers (id, account_id, phone_number, friendly_name, agent_id, \
              status, provider, source, provider_ref, inbound_enabled, inbound_agent_id, \
              inbound_fallback_agent_id, inbound_voicemail_message, trunk_address, auth_username, \
-             auth_password_sealed, created_at, updated_at, tech_prefix, ip_auth_token_sealed, p_charge_info) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)",
+             auth_password_sealed, created_at, updated_at, tech_prefix, ip_auth_token_sealed, p_charge_info, \
+             tls_client_certificate, tls_client_key_sealed) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, \
+             $22, $23)",
         )
         .bind(&rec.id)
         .bind(&rec.account_id)
@@ -422,6 +451,8 @@ impl Store {
         .bind(pcv.and_then(|p| p.tech_prefix.clone()))
         .bind(&sealed.token)
         .bind(i64::from(pcv.is_some_and(|p| p.p_charge_info)))
+        .bind(pcv.and_then(|p| p.tls_client_certificate.clone()))
+        .bind(&sealed.tls_key)
         .execute(&mut *tx)
         .await
         .map_err(on_write(Some("phone_number")))?;
@@ -561,7 +592,8 @@ impl Store {
              inbound_agent_id = $4, inbound_fallback_agent_id = $5, \
              inbound_voicemail_message = $6, updated_at = $7, trunk_address = $8, \
              auth_username = $9, auth_password_sealed = $10, tech_prefix = $11, ip_auth_token_sealed = $12, \
-             p_charge_info = $13 WHERE account_id = $14 AND id = $15",
+             p_charge_info = $13, tls_client_certificate = $14, tls_client_key_sealed = $15 \
+             WHERE account_id = $16 AND id = $17",
         )
         .bind(&rec.friendly_name)
         .bind(&rec.agent_id)
@@ -576,6 +608,8 @@ impl Store {
         .bind(pcv.and_then(|p| p.tech_prefix.clone()))
         .bind(&sealed.token)
         .bind(i64::from(pcv.is_some_and(|p| p.p_charge_info)))
+        .bind(pcv.and_then(|p| p.tls_client_certificate.clone()))
+        .bind(&sealed.tls_key)
         .bind(account_id)
         .bind(id)
         .execute(&mut *tx)
@@ -624,6 +658,17 @@ impl Store {
             Some(None) => None,
             Some(Some(t)) => Some(self.secrets.seal(&token_context(&rec.id), &t)?),
         };
+        let tls_key = match patch.tls_client {
+            None => sealed.tls_key,
+            Some(None) => {
+                pc.tls_client_certificate = None;
+                None
+            }
+            Some(Some((cert, key))) => {
+                pc.tls_client_certificate = Some(cert);
+                Some(self.secrets.seal(&tls_key_context(&rec.id), &key)?)
+            }
+        };
         if password.is_some() && pc.auth_username.is_none() {
             return Err(StoreError::InvalidField {
                 field: "provider_config.auth_username",
@@ -632,8 +677,13 @@ impl Store {
         }
         pc.auth_password_set = password.is_some();
         pc.ip_auth_token_set = token.is_some();
+        pc.tls_client_key_set = tls_key.is_some();
         check_provider_fields(rec.provider, pc)?;
-        Ok(SealedCols { password, token })
+        Ok(SealedCols {
+            password,
+            token,
+            tls_key,
+        })
     }
 
     /// Removes a number from the account and the index, returning what was removed.

@@ -29,6 +29,7 @@ const MIGRATION_0009: &str = include_str!("../migrations/0009_trunk_auth.sql");
 const MIGRATION_0010: &str = include_str!("../migrations/0010_nodes.sql");
 const MIGRATION_0011: &str = include_str!("../migrations/0011_call_traces.sql");
 const MIGRATION_0012: &str = include_str!("../migrations/0012_webhooks.sql");
+const MIGRATION_0013: &str = include_str!("../migrations/0013_trunk_client_certificate.sql");
 
 /// Which backend the pool talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -183,6 +184,13 @@ fn migrator() -> Migrator {
             "webhooks".into(),
             MigrationType::Simple,
             MIGRATION_0012.into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            13,
+            "trunk_client_certificate".into(),
+            MigrationType::Simple,
+            MIGRATION_0013.into_sql_str(),
             false,
         ),
     ])

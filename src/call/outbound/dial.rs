@@ -214,6 +214,11 @@ impl CallController {
             let dest = crate::transport::tls_client::TlsDest {
                 name: plan.trunk.address.host.as_str().into(),
                 identity: plan.trunk.tls_identity.as_deref().map(Into::into),
+                pem: plan
+                    .trunk
+                    .tls_client
+                    .clone()
+                    .map(crate::transport::tls_client::PemIdentity),
             };
             tls.route(target, dest)
         });
