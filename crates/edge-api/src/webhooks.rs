@@ -43,7 +43,7 @@ pub struct CreateWebhookRequest {
     /// link-local) are refused unless the operator allows them (`[security] internal_targets`).
     #[schema(
         max_length = 2048,
-        pattern = r"^[hH][tT][tT][pP][sS]?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/-]*)?$"
+        pattern = r"^[hH][tT][tT][pP][sS]?://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?(/[A-Za-z0-9._~%/-]*)?(\?[A-Za-z0-9._~%=&+-]*)?$"
     )]
     pub url: String,
     /// The events to send, at least one.
@@ -162,11 +162,17 @@ impl From<DeliveryRecord> for WebhookDelivery {
 /// `url` checked: http(s), a host, no credentials or fragment, at most [`MAX_URL_LEN`], and a host the
 /// edge may send to (literal addresses and `localhost` judged now; names again by the worker after DNS).
 pub fn webhook_url(field: &str, v: &str, policy: &TargetPolicy) -> Result<String, ApiError> {
-    let v = v.trim();
     if v.is_empty() || v.len() > MAX_URL_LEN {
         return Err(ApiError::field(
             field,
             format!("must be a URL of 1 to {MAX_URL_LEN} characters"),
+        ));
+    }
+    if !has_url_shape(v) {
+        return Err(ApiError::field(
+            field,
+            "must be http(s)://host[:port][/path][?query] with a DNS name or IP address as host and only \
+             letters, digits and . _ ~ % / - in the path (= & + too in the query)",
         ));
     }
     let url = url::Url::parse(v).map_err(|e| ApiError::field(field, format!("not a URL: {e}")))?;
@@ -197,6 +203,45 @@ pub fn webhook_url(field: &str, v: &str, policy: &TargetPolicy) -> Result<String
         });
     }
     Ok(url.to_string())
+}
+
+/// The shape the OpenAPI pattern states, checked here too: a URL parser accepts hosts such as `c7m*` that
+/// no DNS name can be, and the document must not promise a refusal the API does not make.
+fn has_url_shape(v: &str) -> bool {
+    let lower = v.get(..8).map(str::to_ascii_lowercase).unwrap_or_default();
+    let rest = if lower.starts_with("https://") {
+        &v[8..]
+    } else if lower.starts_with("http://") {
+        &v[7..]
+    } else {
+        return false;
+    };
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(':') && (!h.starts_with('[') || h.ends_with(']')) => (h, Some(p)),
+        _ => (authority, None),
+    };
+    let host_ok = if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        !inner.is_empty() && inner.bytes().all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+    } else {
+        !host.is_empty()
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+    };
+    let port_ok = port.is_none_or(|p| (1..=5).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit()));
+    let (path, query) = match tail.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (tail, None),
+    };
+    let path_ok = path.is_empty()
+        || (path.starts_with('/')
+            && path
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._~%/-".contains(&b)));
+    let query_ok = query.is_none_or(|q| q.bytes().all(|b| b.is_ascii_alphanumeric() || b"._~%=&+-".contains(&b)));
+    host_ok && port_ok && path_ok && query_ok
 }
 
 /// `events` checked: at least one, each a known name (duplicates folded).
@@ -368,6 +413,7 @@ mod tests {
             webhook_url("url", "https://hooks.example.com/x?y=1", &none).unwrap(),
             "https://hooks.example.com/x?y=1"
         );
+        assert!(webhook_url("url", "HTTPS://Hooks.Example.com:8443/a/b-c_d.e~f%20?k=v&x=1+2", &none).is_ok());
         for bad in [
             "",
             "ftp://example.com/",
@@ -375,6 +421,12 @@ mod tests {
             "https://example.com/#frag",
             "not a url",
             "https://",
+            "httP://C7m*",
+            " https://example.com/",
+            "https://exa mple.com/",
+            "https://example.com:123456/",
+            "https://example.com/a b",
+            "https://example.com/x?y=<script>",
         ] {
             let e = webhook_url("url", bad, &none).unwrap_err();
             assert_eq!(e.field.as_deref(), Some("url"), "{bad}");
