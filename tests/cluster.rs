@@ -3,7 +3,9 @@
 //! `EDGE_TEST_POSTGRES_URL` and dropped at the end: NOTIFY channels are per database, so no other test's
 //! index changes reach these nodes) and the real Redis on 127.0.0.1:6379 (a key prefix of each test's own),
 //! each node started from its own config file as the binary would be. Calls are spread over the nodes by
-//! in-process carriers; what is asserted is what a carrier, an agent and an API user see.
+//! SIPp carriers (tests/sipp/uac_inbound.xml, one per node) and by in-process carriers; what is asserted
+//! is what a carrier, an agent and an API user see. (The edge has no `[database]` schema key, hence a
+//! database rather than a schema of the test's own; `psql` creates and drops it.)
 
 mod common;
 
