@@ -86,8 +86,9 @@ struct CallBuf {
 struct Writer {
     cfg: TraceConfig,
     stats: Arc<TraceStats>,
-    /// SIP Call-ID -> (public call id, index of the leg in its call's legs).
-    leg_of: HashMap<String, (String, usize)>,
+    /// SIP Call-ID -> (public call id, index of the leg in its call's legs); shared, so a message's
+    /// lookup costs a reference count, not a copy.
+    leg_of: HashMap<String, (Arc<str>, usize)>,
     calls: HashMap<String, CallBuf>,
     /// SIP Call-ID -> (first seen, messages).
     pending: HashMap<String, (Instant, Vec<Held>)>,
@@ -222,7 +223,8 @@ impl Writer {
                         buf.legs.len() - 1
                     }
                 };
-                self.leg_of.insert(l.sip_call_id.clone(), (l.call_id.clone(), leg));
+                self.leg_of
+                    .insert(l.sip_call_id.clone(), (Arc::from(l.call_id.as_str()), leg));
                 if let Some((_, held)) = self.pending.remove(&l.sip_call_id) {
                     for h in held {
                         self.pending_bytes = self.pending_bytes.saturating_sub(h.text.len());
@@ -238,20 +240,27 @@ impl Writer {
         }
     }
 
+    /// Finds the message's Call-ID with the dispatcher's header scan rather than a second full parse (the
+    /// engine parses every message already; parsing it again here was most of what tracing cost). Only a
+    /// message that may hold a secret is parsed, to redact it.
     fn on_message(&mut self, c: Captured, now: Instant) {
-        let Ok(msg) = Message::parse(c.data.clone()) else {
-            // Not SIP we can read: HEP still gets the bytes as they were.
-            let h = self.held(c, None);
+        let h = if may_hold_secret(&c.data) {
+            let Ok(msg) = Message::parse(c.data.clone()) else {
+                // Not SIP we can read: HEP still gets the bytes as they were.
+                let h = self.held(c, None);
+                self.send_hep(&h, None);
+                return;
+            };
+            self.held(c, Some(&msg))
+        } else {
+            self.held(c, None)
+        };
+        let Some(sip_call_id) = sip_core::scan::call_id(&h.text).and_then(|v| std::str::from_utf8(v).ok()) else {
             self.send_hep(&h, None);
             return;
         };
-        let sip_call_id = msg.call_id().ok().map(str::to_owned);
-        let h = self.held(c, Some(&msg));
-        let Some(sip_call_id) = sip_call_id else {
-            self.send_hep(&h, None);
-            return;
-        };
-        if let Some((call_id, leg)) = self.leg_of.get(&sip_call_id).cloned() {
+        if let Some((call_id, leg)) = self.leg_of.get(sip_call_id) {
+            let (call_id, leg) = (call_id.clone(), *leg);
             self.attach(&call_id, leg, h);
             return;
         }
@@ -261,6 +270,7 @@ impl Writer {
             return;
         }
         self.pending_bytes += size;
+        let sip_call_id = sip_call_id.to_owned();
         self.pending
             .entry(sip_call_id)
             .or_insert_with(|| (now, Vec::new()))
@@ -407,7 +417,11 @@ impl Writer {
                     peer: m.peer,
                     local: m.local,
                     leg: m.leg,
-                    text: &String::from_utf8_lossy(&m.text),
+                    // The whole-slice check is vectorised; `from_utf8_lossy` goes byte by byte.
+                    text: &match std::str::from_utf8(&m.text) {
+                        Ok(t) => std::borrow::Cow::Borrowed(t),
+                        Err(_) => String::from_utf8_lossy(&m.text),
+                    },
                 },
             );
         }
@@ -430,5 +444,44 @@ impl Writer {
             }
             Err(e) => tracing::warn!(traces = batch.len(), error = %e, "SIP traces not stored"),
         }
+    }
+}
+
+/// Whether a message may carry credentials or SDES keys: any `authorization` (any case) or `a=crypto` in
+/// its bytes. A false alarm only costs a parse; a message without either has nothing to redact.
+fn may_hold_secret(data: &[u8]) -> bool {
+    const AUTH: &[u8] = b"authorization";
+    // `z` is rare in SIP (a Via branch's `z9hG4bK`), so finding each (vectorised) and looking around it
+    // is much cheaper than comparing at every byte.
+    const Z_AT: usize = 7;
+    memchr::memmem::find(data, b"a=crypto").is_some()
+        || memchr::memchr2_iter(b'z', b'Z', data).any(|z| {
+            z >= Z_AT
+                && data
+                    .get(z - Z_AT..z - Z_AT + AUTH.len())
+                    .is_some_and(|w| w.eq_ignore_ascii_case(AUTH))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::may_hold_secret;
+
+    #[test]
+    fn secrets_are_suspected_in_any_case_and_nothing_else_is() {
+        assert!(may_hold_secret(
+            b"INVITE sip:a SIP/2.0\r\nAuthorization: Digest x\r\n\r\n"
+        ));
+        assert!(may_hold_secret(
+            b"INVITE sip:a SIP/2.0\r\nPROXY-AUTHORIZATION: Digest x\r\n\r\n"
+        ));
+        assert!(may_hold_secret(
+            b"INVITE sip:a SIP/2.0\r\n\r\nv=0\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:k\r\n"
+        ));
+        assert!(!may_hold_secret(
+            b"INVITE sip:a SIP/2.0\r\nCall-ID: a@b\r\n\r\nv=0\r\na=rtpmap:0 PCMU/8000\r\n"
+        ));
+        assert!(!may_hold_secret(b"authorizatio"));
+        assert!(!may_hold_secret(b""));
     }
 }

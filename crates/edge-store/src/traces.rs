@@ -16,24 +16,41 @@ pub struct StoredTrace {
 }
 
 impl Store {
-    /// Stores (or replaces) traces in one transaction.
+    /// Stores (or replaces) traces in one transaction, many rows per statement: a statement per trace
+    /// (a round trip to the connection's thread each, a thousand a second under load) cost more than
+    /// the rows.
     pub async fn put_traces(&self, traces: &[StoredTrace]) -> Result<()> {
         if traces.is_empty() {
             return Ok(());
         }
+        // One statement may not touch a row twice (PostgreSQL refuses): the last of a call id wins, as
+        // one statement per trace had it.
+        let mut last = std::collections::HashMap::with_capacity(traces.len());
+        for (i, t) in traces.iter().enumerate() {
+            last.insert(t.call_id.as_str(), i);
+        }
+        let rows: Vec<&StoredTrace> = traces
+            .iter()
+            .enumerate()
+            .filter(|(i, t)| last.get(t.call_id.as_str()) == Some(i))
+            .map(|(_, t)| t)
+            .collect();
         let mut tx = self.begin_write().await?;
-        for t in traces {
-            sqlx::query(
-                "INSERT INTO call_traces (call_id, created_at, messages, body) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (call_id) DO UPDATE SET created_at = excluded.created_at, \
-                 messages = excluded.messages, body = excluded.body",
-            )
-            .bind(&t.call_id)
-            .bind(t.created_at_ms)
-            .bind(t.messages)
-            .bind(&t.body)
-            .execute(&mut *tx)
-            .await?;
+        let numbered = tx.backend_name() != "SQLite";
+        let mut rest = rows.as_slice();
+        while !rest.is_empty() {
+            let n = ROWS_PER_STATEMENT
+                .iter()
+                .copied()
+                .find(|&n| n <= rest.len())
+                .unwrap_or(1);
+            let (chunk, tail) = rest.split_at(n);
+            let mut q = sqlx::query(put_sql(n, numbered));
+            for t in chunk {
+                q = q.bind(&t.call_id).bind(t.created_at_ms).bind(t.messages).bind(&t.body);
+            }
+            q.execute(&mut *tx).await?;
+            rest = tail;
         }
         tx.commit().await?;
         Ok(())
@@ -65,4 +82,49 @@ impl Store {
             .await?;
         Ok(r.rows_affected())
     }
+}
+
+/// Rows per insert statement: a batch is cut into statements of these sizes, largest first, so a
+/// connection prepares and caches four statements at most (64 rows = 256 parameters).
+const ROWS_PER_STATEMENT: [usize; 4] = [64, 16, 4, 1];
+
+/// The upsert of `rows` traces in one statement. SQLite gets anonymous `?` placeholders (it looks up
+/// numbered ones by a linear scan, see `call_log`); PostgreSQL needs the numbers.
+fn put_sql(rows: usize, numbered: bool) -> &'static str {
+    static SQL: std::sync::OnceLock<[Vec<String>; 2]> = std::sync::OnceLock::new();
+    let all = SQL.get_or_init(|| {
+        [false, true].map(|numbered| {
+            ROWS_PER_STATEMENT
+                .iter()
+                .map(|&n| {
+                    let mut sql = String::from("INSERT INTO call_traces (call_id, created_at, messages, body) VALUES ");
+                    for r in 0..n {
+                        sql.push_str(if r == 0 { "(" } else { ", (" });
+                        for c in 0..4 {
+                            if c > 0 {
+                                sql.push_str(", ");
+                            }
+                            if numbered {
+                                sql.push('$');
+                                sql.push_str(&(r * 4 + c + 1).to_string());
+                            } else {
+                                sql.push('?');
+                            }
+                        }
+                        sql.push(')');
+                    }
+                    sql.push_str(
+                        " ON CONFLICT (call_id) DO UPDATE SET created_at = excluded.created_at, \
+                         messages = excluded.messages, body = excluded.body",
+                    );
+                    sql
+                })
+                .collect()
+        })
+    });
+    let i = ROWS_PER_STATEMENT
+        .iter()
+        .position(|&n| n == rows)
+        .unwrap_or(ROWS_PER_STATEMENT.len() - 1);
+    all[usize::from(numbered)].get(i).map_or("", String::as_str)
 }

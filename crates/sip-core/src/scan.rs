@@ -24,7 +24,7 @@ fn header<'a>(msg: &'a [u8], name: &[u8], compact: Option<u8>) -> Option<&'a [u8
             // The blank line: end of the headers.
             return None;
         }
-        if let Some(colon) = line.iter().position(|&b| b == b':') {
+        if let Some(colon) = memchr::memchr(b':', line) {
             let n = trim_end(&line[..colon]);
             let matches = n.eq_ignore_ascii_case(name) || (n.len() == 1 && Some(n[0].to_ascii_lowercase()) == compact);
             // A line starting with a blank continues the previous header: never a name.
@@ -63,10 +63,7 @@ fn value(msg: &[u8], mut from: usize) -> Option<&[u8]> {
 /// Where the line starting at `at` ends (at its CR or LF, or the end of the input).
 fn line_end(msg: &[u8], at: usize) -> usize {
     let rest = msg.get(at..).unwrap_or(&[]);
-    at + rest
-        .iter()
-        .position(|b| matches!(b, b'\r' | b'\n'))
-        .unwrap_or(rest.len())
+    at + memchr::memchr2(b'\r', b'\n', rest).unwrap_or(rest.len())
 }
 
 /// The start of the line after the one starting at `at` (CRLF, or a bare LF), or `None` at the end.
