@@ -341,3 +341,98 @@ async fn without_redis_each_node_takes_its_share_and_recovers_by_itself() {
     assert!(field.starts_with("node-b:"), "{field}");
     assert_eq!(n, 2, "node B's two calls on the primary");
 }
+
+/// Sends an agent's INVITE to `dest` from `ip` (an agent network); the socket hears the answers.
+async fn agent_invite(t: &TestEdge, ip: &str, from: &str, dest: &str) -> tokio::net::UdpSocket {
+    let sock = tokio::net::UdpSocket::bind(format!("{ip}:0")).await.unwrap();
+    let me = sock.local_addr().unwrap();
+    let edge = t.sip();
+    let n = me.port();
+    let raw = format!(
+        "INVITE sip:{dest}@{edge} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKol{n};rport\r\nMax-Forwards: 70\r\n\
+         From: <sip:{from}@{me}>;tag=ol{n}\r\nTo: <sip:{dest}@{edge}>\r\nCall-ID: outlim-{n}@{ip}\r\n\
+         CSeq: 1 INVITE\r\nContact: <sip:agent@{me}>\r\nContent-Type: application/sdp\r\nContent-Length: {l}\r\n\r\n{sdp}",
+        l = common::SDP.len(),
+        sdp = common::SDP,
+    );
+    sock.send_to(raw.as_bytes(), edge).await.unwrap();
+    sock
+}
+
+/// The final response the agent's socket gets.
+async fn final_response(sock: &tokio::net::UdpSocket) -> Message {
+    let mut buf = vec![0u8; 65536];
+    loop {
+        let len = tokio::time::timeout(S, sock.recv(&mut buf))
+            .await
+            .expect("a final response in time")
+            .unwrap();
+        let m = common::parse(&buf[..len]);
+        if m.status().is_some_and(|c| c >= 200) {
+            return m;
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_agents_own_outbound_call_is_refused_at_its_limit_across_nodes() {
+    let p = prefix("outbound");
+    // The trunk rings and never answers: a call to it holds the agent until it is hung up.
+    let trunk = TestTrunk::spawn(TrunkMode::Ring, None).await;
+    let agent = Agent::spawn(Mode::Answer).await;
+    let mut id = String::new();
+    let tweak = |c: &mut Config| {
+        // Carriers on 127.0.0.1 only: 127.0.0.2 is the agents' network.
+        c.carriers = vec![oneinbox_edge::config::Carrier {
+            name: "loopback".into(),
+            allow: vec!["127.0.0.1/32".parse().unwrap()],
+        }];
+        c.agent_networks = vec![oneinbox_edge::config::AgentNetwork {
+            name: "agents".into(),
+            allow: vec!["127.0.0.2/32".parse().unwrap()],
+        }];
+        c.outbound.twilio_cps = 100.0;
+    };
+    let (a, b) = two_nodes(REDIS, &p, tweak, async |a| {
+        id = agent_id(a, "bot", &agent, 1).await;
+        a.add_byo_number(DID, &id, Provider::Twilio, &trunk.addr.to_string(), None)
+            .await;
+    })
+    .await;
+    wait_redis_up(&a, true).await;
+    wait_redis_up(&b, true).await;
+
+    // The agent's one call: through the API of node A (it asks the cluster too, and is granted).
+    let body = format!(r#"{{"from": "{DID}", "to": "+447700900123", "agent_id": "{id}"}}"#);
+    let (code, held) = a.http("POST", "/v1/calls", Some(&body)).await;
+    assert_eq!(code, 201, "{held}");
+    trunk.expect(Method::Invite, S).await;
+    wait_load(&a, &id, 1).await;
+    assert_eq!(b.edge.agent_load(&id), 0);
+
+    // Node B alone has no call on the agent, yet the agent's own call through B is refused as on one node.
+    let sock = agent_invite(&b, "127.0.0.2", DID, "+447700900124").await;
+    let refused = final_response(&sock).await;
+    assert_eq!(refused.status(), Some(486), "{refused:?}");
+    let warning = refused.header(&HeaderName::Other("Warning".into())).unwrap_or("");
+    assert!(warning.contains("max_concurrent_calls"), "{warning}");
+    assert!(
+        trunk
+            .try_expect(Method::Invite, Duration::from_millis(300))
+            .await
+            .is_none(),
+        "nothing reaches the trunk"
+    );
+    wait_load(&b, &id, 0).await;
+
+    // The call on A is hung up: B's outbound call goes to the trunk.
+    let held: serde_json::Value = serde_json::from_str(&held).unwrap();
+    let path = format!("/v1/calls/{}", held["id"].as_str().unwrap());
+    let (code, gone) = a.http("DELETE", &path, None).await;
+    assert_eq!(code, 200, "{gone}");
+    wait_load(&a, &id, 0).await;
+    let _sock = agent_invite(&b, "127.0.0.2", DID, "+447700900125").await;
+    let inv = trunk.expect(Method::Invite, S).await;
+    assert!(inv.request_uri_raw().unwrap_or("").contains("+447700900125"), "{inv:?}");
+    wait_load(&b, &id, 1).await;
+}

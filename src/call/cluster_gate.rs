@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use edge_contract::PacingRefusal;
+use edge_contract::{AgentRefusal, PacingRefusal};
 use edge_store::{AgentRecord, CallStatus, Route};
 use sip_core::transaction::Peer;
 
@@ -24,6 +24,8 @@ use crate::call::state::CallId;
 pub enum LimitJob {
     /// May this agent take one more call across the cluster?
     Agent(AgentAsk),
+    /// May this agent place one more call of its own (its INVITE, or `POST /v1/calls`) across the cluster?
+    Outbound(OutboundAsk),
     /// A slot on the trunk's pacing line shared by every node.
     Pace(PaceAsk),
     /// This node's count of calls on the agent changed (a call ended, or was taken without asking):
@@ -39,6 +41,14 @@ pub struct AgentAsk {
     pub agent: Arc<AgentRecord>,
     peer: Peer,
     route: Route,
+}
+
+/// An agent's own outbound call waiting for the cluster's word before it takes its pacing slot.
+#[derive(Debug, Clone)]
+pub struct OutboundAsk {
+    call: CallId,
+    generation: u32,
+    pub agent: Arc<AgentRecord>,
 }
 
 /// An outbound call (or transfer to a number) waiting for its pacing slot.
@@ -109,6 +119,21 @@ impl CallController {
         }
     }
 
+    /// Asks the cluster whether the agent may place this outbound call before it dials; false without
+    /// `[cluster]` (the caller then counts the call on this node, as it already did).
+    pub(super) fn ask_outbound(&mut self, id: CallId, agent: Arc<AgentRecord>) -> bool {
+        if !self.cluster_limits {
+            return false;
+        }
+        let Some(call) = self.calls.get(&id) else { return true };
+        self.limit_jobs.push_back(LimitJob::Outbound(OutboundAsk {
+            call: id,
+            generation: call.generation,
+            agent,
+        }));
+        true
+    }
+
     /// Asks the cluster for a pacing slot on the call's trunk; false without `[cluster]` (the caller then
     /// takes a slot on this node's line).
     pub(super) fn ask_pace(&mut self, id: CallId) -> bool {
@@ -130,6 +155,7 @@ impl CallController {
     pub fn on_limit(&mut self, ctx: &mut Ctx<'_>, job: LimitJob, answer: LimitAnswer) {
         match job {
             LimitJob::Agent(ask) => self.agent_answer(ctx, ask, answer),
+            LimitJob::Outbound(ask) => self.outbound_answer(ctx, ask, answer),
             LimitJob::Pace(ask) => self.pace_answer(ctx, ask, answer),
             LimitJob::Sync { .. } => {}
         }
@@ -165,6 +191,33 @@ impl CallController {
             call.push_hop(ask.route, Some(ask.agent.id.clone()), None, outcome, now, Some(now));
         }
         self.next_hop(ctx, ask.call);
+    }
+
+    /// Granted: the call holds the slot the driver counted and goes on to its pacing slot. At the limit:
+    /// the same refusal as on one node (`486 Busy Here` to a calling agent; the record's error for an API
+    /// call, which was answered `201` already).
+    fn outbound_answer(&mut self, ctx: &mut Ctx<'_>, ask: OutboundAsk, answer: LimitAnswer) {
+        let granted = answer == LimitAnswer::Granted;
+        if self.calls.get(&ask.call).is_none_or(|c| c.generation != ask.generation) {
+            // The call ended while the cluster was asked: give the slot back.
+            if granted {
+                self.agent_slots.release(&ask.agent.id);
+                self.sync_agent(&ask.agent.id);
+            }
+            return;
+        }
+        if granted {
+            self.hold_agent(ask.call, &ask.agent.id);
+            self.sync_agent(&ask.agent.id);
+            self.start_pacing(ctx, ask.call);
+            return;
+        }
+        let refusal = AgentRefusal::AtCapacity {
+            agent_id: ask.agent.id.clone(),
+            max_concurrent_calls: ask.agent.max_concurrent_calls,
+        };
+        let e = error("agent_at_capacity", refusal.to_string());
+        self.fail_outbound(ctx, ask.call, CallStatus::Failed, e, 486)
     }
 
     fn pace_answer(&mut self, ctx: &mut Ctx<'_>, ask: PaceAsk, answer: LimitAnswer) {

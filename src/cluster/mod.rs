@@ -117,6 +117,7 @@ impl ClusterLimits {
 fn local_answer(fallback: &Fallback, job: &LimitJob) -> Option<LimitAnswer> {
     match job {
         LimitJob::Agent(ask) => Some(fallback.agent(&ask.agent.id, ask.agent.max_concurrent_calls)),
+        LimitJob::Outbound(ask) => Some(fallback.agent(&ask.agent.id, ask.agent.max_concurrent_calls)),
         LimitJob::Pace(ask) => Some(fallback.pace(Instant::now(), &ask.trunk, ask.cps)),
         LimitJob::Sync { .. } => None,
     }
@@ -211,6 +212,7 @@ impl Driver {
                 return None;
             }
             LimitJob::Agent(ask) => self.acquire(&ask.agent.id, ask.agent.max_concurrent_calls).await,
+            LimitJob::Outbound(ask) => self.acquire(&ask.agent.id, ask.agent.max_concurrent_calls).await,
             LimitJob::Pace(ask) => self.pace(&ask.trunk, ask.cps).await,
         };
         match answer {

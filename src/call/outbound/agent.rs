@@ -105,14 +105,14 @@ impl CallController {
         let (relay, b_offer) = self.anchor_offer(&record.id, &invite)?;
         // Checked and counted at once (`agent_may_call` above only looked): another shard may have taken
         // the agent's last slot meanwhile.
-        if !self.agent_slots.try_take(&agent.id, agent.max_concurrent_calls) {
+        // Under `[cluster]` the cluster is asked instead, once the call exists (`ask_outbound` below).
+        if !self.cluster_limits && !self.agent_slots.try_take(&agent.id, agent.max_concurrent_calls) {
             let e = edge_contract::AgentRefusal::AtCapacity {
                 agent_id: agent.id.clone(),
                 max_concurrent_calls: agent.max_concurrent_calls,
             };
             return Err(refuse_agent(self, &e));
         }
-        self.sync_agent(&agent.id);
         tracing::debug!(call = %record.id, agent = %agent.id, to = %dest, trunk = %trunk.address.host, "outbound call from an agent");
         let a_call_id = invite.call_id().unwrap_or("").to_owned();
         let tag = self.rng.token();
@@ -140,9 +140,11 @@ impl CallController {
                 self.rng.token(),
             )));
         }
-        self.hold_agent(id, &agent.id);
         self.persist(ctx.now, id);
-        self.start_pacing(ctx, id);
+        if !self.ask_outbound(id, agent.clone()) {
+            self.hold_agent(id, &agent.id);
+            self.start_pacing(ctx, id);
+        }
         Ok(())
     }
 }

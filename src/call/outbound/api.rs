@@ -96,13 +96,14 @@ impl CallController {
         };
         // Checked and counted at once (`agent_may_call` above only looked): another shard may have taken
         // the agent's last slot meanwhile.
-        if !self.agent_slots.try_take(&agent.id, agent.max_concurrent_calls) {
+        // Under `[cluster]` the cluster is asked instead, once the call exists (`ask_outbound` below).
+        let counted = !self.cluster_limits;
+        if counted && !self.agent_slots.try_take(&agent.id, agent.max_concurrent_calls) {
             return Err(OriginateRefusal::Agent(AgentRefusal::AtCapacity {
                 agent_id: agent.id.clone(),
                 max_concurrent_calls: agent.max_concurrent_calls,
             }));
         }
-        self.sync_agent(&agent.id);
         tracing::debug!(call = %record.id, agent = %agent.id, to = %plan.dest, "outbound call through the API");
         let placeholder = Peer {
             addr: SocketAddr::new(IpAddr::from([0, 0, 0, 0]), 0),
@@ -124,7 +125,9 @@ impl CallController {
             ctx.now,
         ));
         let Some(call) = self.calls.get_mut(&id) else {
-            self.agent_slots.release(&agent.id);
+            if counted {
+                self.agent_slots.release(&agent.id);
+            }
             return Err(fault("call vanished".into()));
         };
         call.relay = Some(relay);
@@ -132,8 +135,12 @@ impl CallController {
         call.out = Some(Box::new(plan));
         let record = call.record.clone();
         // The agent is kept for this call from now: a call that the dialled party answers must find it free.
-        self.hold_agent(id, &agent.id);
         self.persist(ctx.now, id);
+        if self.ask_outbound(id, agent.clone()) {
+            // Under `[cluster]` the answer holds the agent and asks for the pacing slot.
+            return Ok(record);
+        }
+        self.hold_agent(id, &agent.id);
         match slot {
             Some(slot) => self.schedule(ctx, id, slot),
             None => self.start_pacing(ctx, id),
