@@ -1,7 +1,8 @@
 //! Webhooks end to end (issue 22 item 4): a real call through the edge on loopback, a webhook receiver
 //! (raw HTTP/1.1 on a loopback TCP socket) that verifies every signature, sees each event once, gets the
 //! events queued while it was down once it is back, and those left queued by an edge that was killed from
-//! the edge started again on the same data directory.
+//! the edge started again on the same data directory; a call transferred through the API sends
+//! `call.transferred` naming the target, and a call that ends in voicemail sends `voicemail.recorded`.
 
 mod common;
 
@@ -291,5 +292,208 @@ async fn events_wait_for_a_receiver_that_is_down_and_survive_an_edge_restart() {
         m
     });
     assert!(by_delivery.values().all(|&n| n == 1), "{by_delivery:?}");
+    server.abort();
+}
+
+/// A receiver serving on a fresh loopback port, with a webhook for every event pointing at it.
+async fn receiver_with_webhook(t: &TestEdge) -> (Receiver, tokio::task::JoinHandle<()>) {
+    let rx = Receiver::default();
+    let probe = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = probe.local_addr().unwrap();
+    drop(probe);
+    let server = rx.serve(addr).await;
+    let (_, secret) = create_webhook(t, addr).await;
+    *rx.secret.lock().unwrap() = secret;
+    (rx, server)
+}
+
+#[tokio::test]
+async fn a_transferred_call_sends_call_transferred_once_naming_the_target() {
+    let t = start_edge_at(tempfile::tempdir().unwrap(), quick).await;
+    let first = Agent::spawn(Mode::Answer).await;
+    let target = Agent::spawn(Mode::Answer).await;
+    let a = t.add_agent("first", &first, 5, AgentStatus::Active).await;
+    let x = t.add_agent("target", &target, 5, AgentStatus::Active).await;
+    t.add_number(DID, &a, None).await;
+    let (rx, server) = receiver_with_webhook(&t).await;
+
+    // The first agent answers; its controller transfers the caller to the target through the API.
+    let mut c = Carrier::new(t.sip(), DID).await;
+    c.invite().await;
+    let (_, ok) = c.final_response(S).await;
+    assert_eq!(ok.status(), Some(200));
+    c.ack(&ok).await;
+    let inv = first.expect(Method::Invite, S).await;
+    let call_id = inv
+        .header(&sip_core::message::HeaderName::Other("X-OneInbox-Call-Id".into()))
+        .unwrap()
+        .to_owned();
+    t.wait_status(&call_id, "in-progress", S).await;
+    let (code, body) = t
+        .http(
+            "POST",
+            &format!("/v1/calls/{call_id}/transfer"),
+            Some(&format!(r#"{{"to":"{x}"}}"#)),
+        )
+        .await;
+    assert_eq!(code, 202, "{body}");
+    target.expect(Method::Invite, S).await;
+    first.expect(Method::Bye, S).await;
+    // The caller hangs up on the target.
+    c.in_dialog("BYE", false).await;
+    target.expect(Method::Bye, S).await;
+    let record = t.final_call(&call_id, S).await;
+    assert_eq!(record["status"], "completed", "{record}");
+
+    let seen = rx.wait_for(&call_id, 4).await;
+    let mut types: Vec<&str> = seen.iter().map(|s| s.event.as_str()).collect();
+    types.sort_unstable();
+    assert_eq!(
+        types,
+        ["call.answered", "call.completed", "call.ringing", "call.transferred"],
+        "{seen:?}"
+    );
+    for s in &seen {
+        assert!(s.signed, "signature does not verify: {s:?}");
+        assert_eq!(s.body["type"], s.event.as_str());
+        assert_eq!(s.body["id"], s.delivery.as_str());
+    }
+    let moved = seen.iter().find(|s| s.event == "call.transferred").unwrap();
+    let hop = &moved.body["data"]["transfer"];
+    assert_eq!(hop["route"], "transfer", "{hop}");
+    assert_eq!(hop["target"], x.as_str(), "the payload names the target: {hop}");
+    assert_eq!(hop["outcome"], "answered", "{hop}");
+    let done = seen.iter().find(|s| s.event == "call.completed").unwrap();
+    assert_eq!(done.body["data"]["status"], "completed");
+    assert_eq!(done.body["data"]["ended_by"], "caller");
+    server.abort();
+}
+
+#[tokio::test]
+async fn a_voicemail_sends_voicemail_recorded_once_with_its_recording() {
+    let t = start_edge_at(tempfile::tempdir().unwrap(), quick).await;
+    let busy = Agent::spawn(Mode::Reject(486)).await;
+    let down = Agent::spawn(Mode::Reject(503)).await;
+    let p = t.add_agent("busy", &busy, 5, AgentStatus::Active).await;
+    let f = t.add_agent("down", &down, 5, AgentStatus::Active).await;
+    let number_id = t
+        .add_number_routing(
+            DID,
+            &p,
+            Some(edge_store::InboundRouting {
+                agent_id: Some(p.clone()),
+                fallback_agent_id: Some(f.clone()),
+                voicemail_message: Some("Leave a message.".into()),
+                transfer: Default::default(),
+            }),
+        )
+        .await;
+    let (rx, server) = receiver_with_webhook(&t).await;
+
+    // The caller's media: it hears the greeting, speaks for half a second, and hangs up.
+    let rtp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let sdp = common::SDP.replace("40000", &rtp.local_addr().unwrap().port().to_string());
+    let mut c = Carrier::new(t.sip(), DID).await;
+    c.send(&c.invite_bytes().replace(common::SDP, &sdp)).await;
+    let (_, ok) = c.final_response(S).await;
+    assert_eq!(ok.status(), Some(200), "the edge answers for voicemail");
+    c.ack(&ok).await;
+    let answer = String::from_utf8_lossy(ok.body()).into_owned();
+    let port: u16 = answer
+        .lines()
+        .find_map(|l| l.strip_prefix("m=audio "))
+        .and_then(|l| l.split(' ').next())
+        .and_then(|p| p.parse().ok())
+        .expect("the edge's media port");
+    let edge_media: SocketAddr = ([127, 0, 0, 1], port).into();
+    // The edge records once its prompt (greeting, then a 1 kHz beep) has played: wait for the beep (a
+    // payload repeating every 8 samples), then for the silence after it.
+    let mut buf = [0u8; 2048];
+    let mut beeped = false;
+    loop {
+        let n = tokio::time::timeout(S, rtp.recv(&mut buf))
+            .await
+            .expect("greeting RTP")
+            .unwrap();
+        let payload = &buf[12..n];
+        let silent = payload.iter().all(|&b| b == 0xff);
+        if beeped && silent {
+            break;
+        }
+        let periodic = payload.len() > 8
+            && (0..payload.len() - 8).filter(|&i| payload[i] == payload[i + 8]).count() * 10 >= (payload.len() - 8) * 9;
+        beeped |= !silent && periodic;
+    }
+    for seq in 0..25u16 {
+        let mut p = vec![0x80, 0x00];
+        p.extend_from_slice(&seq.to_be_bytes());
+        p.extend_from_slice(&(u32::from(seq) * 160).to_be_bytes());
+        p.extend_from_slice(&[0xde, 0xad, 0xbe, 0xef]);
+        p.extend_from_slice(&[0x55; 160]);
+        rtp.send_to(&p, edge_media).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    c.in_dialog("BYE", false).await;
+    assert_eq!(c.recv(S).await.unwrap().status(), Some(200));
+
+    // The stored voicemail, as the API lists it.
+    let mut vm = None;
+    for _ in 0..100 {
+        let (_, body) = t
+            .http("GET", &format!("/v1/voicemails?phone_number_id={number_id}"), None)
+            .await;
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        if let Some(first) = v["data"].as_array().and_then(|d| d.first()) {
+            vm = Some(first.clone());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let vm = vm.expect("a voicemail row");
+    let vm_id = vm["id"].as_str().unwrap();
+
+    // Its event arrives once, signed, with the recording's id and URL; the call's own event is
+    // `call.completed`, answered by voicemail (no `call.answered`: no agent answered).
+    for _ in 0..200 {
+        if rx.seen().len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut types: Vec<String> = rx.seen().into_iter().map(|s| s.event).collect();
+    types.sort_unstable();
+    assert_eq!(types, ["call.completed", "voicemail.recorded"], "{:?}", rx.seen());
+    let done = rx.seen().into_iter().find(|s| s.event == "call.completed").unwrap();
+    assert_eq!(done.body["data"]["answered_by"], "voicemail", "{done:?}");
+    let got: Vec<Seen> = rx
+        .seen()
+        .into_iter()
+        .filter(|s| s.event == "voicemail.recorded")
+        .collect();
+    assert_eq!(got[0].body["data"]["call_id"], done.body["data"]["call_id"], "{got:?}");
+    let e = &got[0];
+    assert!(e.signed, "signature does not verify: {e:?}");
+    assert_eq!(e.body["type"], "voicemail.recorded");
+    assert_eq!(e.body["id"], e.delivery.as_str());
+    let d = &e.body["data"];
+    assert_eq!(d["voicemail_id"], vm_id, "{d}");
+    assert_eq!(d["phone_number_id"], number_id.as_str(), "{d}");
+    assert_eq!(d["caller"], "+12125550000", "{d}");
+    assert_eq!(d["recording_url"], format!("/v1/voicemails/{vm_id}/recording"), "{d}");
+    assert_eq!(d["recording_url"], vm["recording_url"], "the URL the API lists");
+    let ms = d["duration_ms"].as_i64().unwrap_or(0);
+    assert!((400..=2000).contains(&ms), "the caller's half second was recorded: {d}");
+    assert_eq!(d["duration_ms"], vm["duration_ms"], "{d} {vm}");
+    let (status, wav) = t.http("GET", d["recording_url"].as_str().unwrap(), None).await;
+    assert_eq!(status, 200);
+    assert!(wav.starts_with("RIFF"), "a WAV file");
+    // Every delivery was signed, and no delivery came twice.
+    assert!(rx.seen().iter().all(|s| s.signed), "{:?}", rx.seen());
+    let mut ids: Vec<String> = rx.seen().into_iter().map(|s| s.delivery).collect();
+    let n = ids.len();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), n, "{:?}", rx.seen());
     server.abort();
 }
