@@ -62,8 +62,8 @@ fn call_data(rec: &CallRecord) -> Value {
 
 /// The events `rec` implies in the order they happened: `call.ringing` once it rang (status `ringing`, or
 /// answered since), `call.answered` once a leg other than voicemail answered, `call.transferred` per
-/// transfer leg that answered, then `call.completed` (answered and ended) or `call.failed` (any other
-/// end: busy, no answer, canceled, failed, voicemail).
+/// transfer leg that answered, then `call.completed` (answered and ended, voicemail included) or
+/// `call.failed` (any other end: busy, no answer, canceled, failed).
 pub fn call_events(rec: &CallRecord) -> Vec<PendingEvent> {
     let mut out = Vec::new();
     let answered_by_leg = rec.answered_at_ms.is_some() && rec.answered_by != Some(Route::Voicemail);
