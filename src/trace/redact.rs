@@ -38,43 +38,48 @@ pub fn body(text: &str) -> std::borrow::Cow<'_, str> {
 }
 
 /// A whole message's text with [`header_value`] applied to its header fields (a folded credentials
-/// value goes whole) and [`body`] to its body.
+/// value goes whole) and [`body`] to its body. Lines may end in CRLF or a bare LF (parsers accept both, so a
+/// peer's LF-only message must not keep its credentials).
 pub fn message(text: &str) -> String {
-    let (head, rest) = match text.find("\r\n\r\n") {
-        Some(i) => (&text[..i], &text[i..]),
-        None => (text, ""),
-    };
     let mut out = String::with_capacity(text.len());
     let mut dropping = false;
-    for (i, line) in head.split("\r\n").enumerate() {
-        if i > 0 && line.starts_with([' ', '\t']) {
+    let mut consumed = 0;
+    for (i, line) in text.split_inclusive('\n').enumerate() {
+        consumed += line.len();
+        let bare = line.trim_end_matches(['\r', '\n']);
+        if i > 0 && bare.is_empty() {
+            // The blank line: the body follows.
+            out.push_str(line);
+            out.push_str(&body(&text[consumed..]));
+            return out;
+        }
+        if i > 0 && bare.starts_with([' ', '\t']) {
             if !dropping {
-                out.push_str("\r\n");
                 out.push_str(line);
             }
             continue;
         }
-        if i > 0 {
-            out.push_str("\r\n");
-        }
         dropping = false;
-        match line.split_once(':') {
-            Some((name, value)) if i > 0 => {
-                let v = header_value(name.trim(), value.trim());
-                if let std::borrow::Cow::Owned(v) = v {
+        match bare.split_once(':') {
+            Some((name, value)) if i > 0 => match header_value(name.trim(), value.trim()) {
+                std::borrow::Cow::Owned(v) => {
                     dropping = true;
                     out.push_str(name);
                     out.push_str(": ");
                     out.push_str(&v);
-                } else {
-                    out.push_str(line);
+                    out.push_str(&line[bare.len()..]);
                 }
-            }
+                std::borrow::Cow::Borrowed(_) => out.push_str(line),
+            },
             _ => out.push_str(line),
         }
     }
-    out.push_str(&body(rest));
     out
+}
+
+/// Whether bytes that did not parse as SIP may still hold what [`message`] removes.
+pub fn may_hold_secrets(bytes: &[u8]) -> bool {
+    bytes.windows(8).any(|w| w == b"a=crypto") || bytes.windows(13).any(|w| w.eq_ignore_ascii_case(b"authorization"))
 }
 
 #[cfg(test)]
@@ -112,5 +117,17 @@ mod tests {
         assert!(!r.contains("inline:abc"), "{r}");
         assert!(r.contains("|2^20|1:4\r\n"), "{r}");
         assert!(r.ends_with("m=audio\r\n"));
+    }
+
+    #[test]
+    fn bare_lf_messages_lose_their_credentials_too() {
+        let m = "REGISTER sip:a SIP/2.0\nAuthorization: Digest username=\"u\", response=\"abc\"\nVia: x\n\n";
+        let r = message(m);
+        assert_eq!(
+            r,
+            "REGISTER sip:a SIP/2.0\nAuthorization: Digest [redacted]\nVia: x\n\n"
+        );
+        assert!(may_hold_secrets(m.as_bytes()));
+        assert!(!may_hold_secrets(b"OPTIONS sip:a SIP/2.0\r\n\r\n"));
     }
 }

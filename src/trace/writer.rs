@@ -300,6 +300,10 @@ impl Writer {
         let text = match msg {
             Some(m) if secret => Bytes::from(redact::message(&String::from_utf8_lossy(m.bytes())).into_bytes()),
             Some(m) => m.bytes().clone(),
+            // Bytes that did not parse are kept as they came, less anything that looks like a secret.
+            None if redact::may_hold_secrets(&c.data) => {
+                Bytes::from(redact::message(&String::from_utf8_lossy(&c.data)).into_bytes())
+            }
             None => c.data,
         };
         Held {
