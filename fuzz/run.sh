@@ -15,7 +15,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-all=(sip_message tcp_framer sdp digest endpoint srtp)
+all=(sip_message tcp_framer sdp digest endpoint srtp stored_trace)
 targets=("${@:-${all[@]}}")
 seconds=${FUZZ_SECONDS:-60}
 rss_mb=${FUZZ_RSS_MB:-2048}

@@ -369,9 +369,17 @@ async fn a_transferred_call_sends_call_transferred_once_naming_the_target() {
     server.abort();
 }
 
+/// The API's address as API users reach it, in the voicemail test's `[api] public_url`.
+const PUBLIC_API: &str = "https://api.example.test/edge";
+
 #[tokio::test]
 async fn a_voicemail_sends_voicemail_recorded_once_with_its_recording() {
-    let t = start_edge_at(tempfile::tempdir().unwrap(), quick).await;
+    // `[api] public_url`: the event's `recording_url` is absolute under it, so the receiver can fetch it.
+    let t = start_edge_at(tempfile::tempdir().unwrap(), |c| {
+        quick(c);
+        c.public_api_url = Some(PUBLIC_API.into());
+    })
+    .await;
     let busy = Agent::spawn(Mode::Reject(486)).await;
     let down = Agent::spawn(Mode::Reject(503)).await;
     let p = t.add_agent("busy", &busy, 5, AgentStatus::Active).await;
@@ -480,12 +488,14 @@ async fn a_voicemail_sends_voicemail_recorded_once_with_its_recording() {
     assert_eq!(d["voicemail_id"], vm_id, "{d}");
     assert_eq!(d["phone_number_id"], number_id.as_str(), "{d}");
     assert_eq!(d["caller"], "+12125550000", "{d}");
-    assert_eq!(d["recording_url"], format!("/v1/voicemails/{vm_id}/recording"), "{d}");
-    assert_eq!(d["recording_url"], vm["recording_url"], "the URL the API lists");
+    let url = d["recording_url"].as_str().unwrap_or_default();
+    assert_eq!(url, format!("{PUBLIC_API}/v1/voicemails/{vm_id}/recording"), "{d}");
+    let path = url.strip_prefix(PUBLIC_API).unwrap_or_default();
+    assert_eq!(path, vm["recording_url"], "the API lists the same recording, by its path");
     let ms = d["duration_ms"].as_i64().unwrap_or(0);
     assert!((400..=2000).contains(&ms), "the caller's half second was recorded: {d}");
     assert_eq!(d["duration_ms"], vm["duration_ms"], "{d} {vm}");
-    let (status, wav) = t.http("GET", d["recording_url"].as_str().unwrap(), None).await;
+    let (status, wav) = t.http("GET", path, None).await;
     assert_eq!(status, 200);
     assert!(wav.starts_with("RIFF"), "a WAV file");
     // Every delivery was signed, and no delivery came twice.

@@ -309,6 +309,8 @@ struct RawApi {
     listen: Option<Spanned<String>>,
     /// Where carriers must send inbound calls; the set-up checks compare trunks against it.
     public_sip_uri: Option<Spanned<String>>,
+    /// Where API users reach the API, for absolute URLs in webhook events.
+    public_url: Option<Spanned<String>>,
     metrics_token: Option<Spanned<String>>,
     metrics_listen: Option<Spanned<String>>,
     metrics_agent_labels: bool,
@@ -319,6 +321,7 @@ impl Default for RawApi {
         RawApi {
             listen: Some(Spanned::new(0..0, "127.0.0.1:8080".into())),
             public_sip_uri: None,
+            public_url: None,
             metrics_token: None,
             metrics_listen: None,
             metrics_agent_labels: false,
@@ -509,6 +512,9 @@ pub struct Config {
     pub observability: ObservabilitySettings,
     /// `[api] public_sip_uri` (default `sip:voice.oneinbox.ai:5060`).
     pub public_sip_uri: String,
+    /// `[api] public_url`: the API's address as API users reach it (`https://api.example.com`, stored
+    /// without a trailing slash); webhook events carry absolute URLs under it. `None`: API paths alone.
+    pub public_api_url: Option<String>,
     /// `[node] id`: this edge node's name, on every call record it makes and in the `nodes` table (its
     /// heartbeat). Unique per node sharing a database: at start a node closes the records it left live.
     /// Default: the host name, or `edge-1`.
@@ -850,6 +856,7 @@ impl Validator<'_> {
                 internal_targets: self.cidrs("security.internal_targets", &raw.security.internal_targets)?,
             },
             public_sip_uri: self.public_sip_uri(&raw.api)?,
+            public_api_url: self.public_api_url(&raw.api)?,
             node_id: self.node_id(&raw.node)?,
             observability: self.observability(&raw.observability)?,
             cluster: self.cluster(&raw.cluster)?,
@@ -1120,6 +1127,32 @@ impl Validator<'_> {
             );
         }
         Ok(uri.to_owned())
+    }
+
+    /// `http(s)://host[:port][/prefix]`, nothing else: it is put in front of API paths in what receivers get.
+    fn public_api_url(&self, api: &RawApi) -> Result<Option<String>, ConfigError> {
+        let Some(v) = &api.public_url else {
+            return Ok(None);
+        };
+        let url = v.get_ref().trim().trim_end_matches('/');
+        let rest = url
+            .strip_prefix("https://")
+            .or_else(|| url.strip_prefix("http://"))
+            .unwrap_or("");
+        let host = rest.split('/').next().unwrap_or("");
+        let ok = !host.is_empty()
+            && url.len() <= 255
+            && rest
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b".-_~:/[]%".contains(&b));
+        if !ok {
+            return self.err(
+                "api.public_url",
+                v.span(),
+                "expected the API's public address such as \"https://api.example.com\" (no query or fragment)",
+            );
+        }
+        Ok(Some(url.to_owned()))
     }
 
     fn media(&self, m: &RawMedia) -> Result<MediaSettings, ConfigError> {
@@ -1621,6 +1654,25 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("api.public_sip_uri"), "{e}");
+    }
+
+    #[test]
+    fn public_url_is_an_http_address_kept_without_its_trailing_slash() {
+        let dir = Path::new("/tmp/x");
+        let parse = |v: &str| parse(&format!("[api]\npublic_url = {v:?}\n"));
+        assert_eq!(
+            parse("https://api.example.com/").unwrap().public_api_url.as_deref(),
+            Some("https://api.example.com")
+        );
+        assert_eq!(
+            parse("http://10.0.0.2:8080/edge").unwrap().public_api_url.as_deref(),
+            Some("http://10.0.0.2:8080/edge")
+        );
+        for bad in ["api.example.com", "https://", "ftp://x", "https://a.com/?k=1", "https://a.com/#x", "https://a b"] {
+            let e = parse(bad).unwrap_err().to_string();
+            assert!(e.contains("api.public_url") && e.contains(":2:"), "{bad}: {e}");
+        }
+        assert!(Config::for_tests(dir).public_api_url.is_none());
     }
 
     #[test]

@@ -48,6 +48,7 @@ pub fn keep_restart_bound(running: &Config, new: &mut Config) -> Vec<&'static st
     keep!("api.listen", api_listen);
     keep!("api.metrics_*", metrics);
     keep!("api.public_sip_uri", public_sip_uri);
+    keep!("api.public_url", public_api_url);
     keep!("database.url", database_url);
     keep!("storage.data_dir", data_dir);
     keep!("secrets.key", secret_key);

@@ -247,8 +247,9 @@ fn providers(cfg: &Config) -> anyhow::Result<edge_api::ProviderSet> {
 pub async fn open_store(cfg: &Config) -> anyhow::Result<Store> {
     let secrets = SecretBox::load_or_create(cfg.secret_key.as_deref(), &cfg.data_dir)
         .context("loading the secrets key ([secrets] key, ONEINBOX_SECRET_KEY or data_dir/secret.key)")?;
-    let store_cfg =
+    let mut store_cfg =
         StoreConfig::new(cfg.database_url.as_deref(), &cfg.data_dir, secrets).context("store configuration")?;
+    store_cfg.public_api_url = cfg.public_api_url.clone();
     Store::connect(store_cfg).await.context("opening the store")
 }
 

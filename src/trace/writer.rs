@@ -96,7 +96,14 @@ struct Writer {
     hep: Option<UdpSocket>,
     /// Traces built, waiting to be stored.
     out: Vec<StoredTrace>,
+    /// Addresses as text: a call's messages go to a handful of addresses, and formatting a `SocketAddr`
+    /// per message was a quarter of what building a trace cost. Cleared when it grows past
+    /// [`ADDR_TEXT_MAX`].
+    addr_text: HashMap<SocketAddr, Box<str>>,
 }
+
+/// Distinct addresses kept formatted at most.
+const ADDR_TEXT_MAX: usize = 4_096;
 
 /// Starts the writer on a thread of its own with a single-threaded runtime and a one-connection pool of
 /// its own (as the call-record writer: it must not compete with the engine's workers). Ends when every
@@ -146,6 +153,7 @@ pub fn spawn_trace_writer(
                     pending_bytes: 0,
                     hep,
                     out: Vec::new(),
+                    addr_text: HashMap::new(),
                 };
                 w.run(&own, rx).await;
             });
@@ -404,7 +412,14 @@ impl Writer {
             buf.omitted_bytes,
             buf.bytes + 96 * buf.messages.len(),
         );
+        if self.addr_text.len() > ADDR_TEXT_MAX {
+            self.addr_text.clear();
+        }
         for m in &buf.messages {
+            for a in [m.peer, m.local] {
+                self.addr_text.entry(a).or_insert_with(|| a.to_string().into());
+            }
+            let addr = |a: &SocketAddr| self.addr_text.get(a).map_or("", |t| &**t);
             stored::push(
                 &mut body,
                 &stored::StoredMessage {
@@ -418,8 +433,8 @@ impl Writer {
                         Transport::Tcp => "tcp",
                         _ => "udp",
                     },
-                    peer: m.peer,
-                    local: m.local,
+                    peer: addr(&m.peer),
+                    local: addr(&m.local),
                     leg: m.leg,
                     // The whole-slice check is vectorised; `from_utf8_lossy` goes byte by byte.
                     text: &match std::str::from_utf8(&m.text) {
@@ -433,7 +448,7 @@ impl Writer {
             call_id: call_id.to_owned(),
             created_at_ms: edge_store::now_ms(),
             messages: i64::try_from(buf.messages.len()).unwrap_or(i64::MAX),
-            body,
+            body: stored::pack(&body),
         });
     }
 

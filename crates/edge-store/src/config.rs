@@ -24,6 +24,10 @@ pub struct StoreConfig {
     /// PostgreSQL only: schema to create (if missing) and use via `search_path`, so several
     /// deployments or test runs can share one database. `[a-z_][a-z0-9_]{0,62}`.
     pub pg_schema: Option<String>,
+    /// Where API users reach the REST API (`[api] public_url`, e.g. `https://api.example.com`, no trailing
+    /// slash): webhook events carry absolute URLs under it (`voicemail.recorded`'s `recording_url`), since
+    /// a receiver has nothing to resolve an API path against. `None`: the API path alone.
+    pub public_api_url: Option<String>,
 }
 
 impl StoreConfig {
@@ -48,6 +52,7 @@ impl StoreConfig {
             secrets,
             max_connections: 8,
             pg_schema: None,
+            public_api_url: None,
         })
     }
 }

@@ -53,6 +53,8 @@ pub struct Store {
     pub(crate) channel: String,
     /// What the index is known to hold, for the consistency check (`index_sync`).
     pub(crate) sync: Arc<crate::index_sync::SyncState>,
+    /// `StoreConfig::public_api_url`, for the URLs in webhook events.
+    pub(crate) public_api_url: Option<Arc<str>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -239,6 +241,7 @@ impl Store {
             schema,
             channel,
             sync: Arc::default(),
+            public_api_url: cfg.public_api_url.as_deref().map(Arc::from),
         };
         store.load_index().await?;
         Ok(store)
@@ -262,6 +265,7 @@ impl Store {
             schema: self.schema.clone(),
             channel: self.channel.clone(),
             sync: Arc::default(),
+            public_api_url: self.public_api_url.clone(),
         })
     }
 

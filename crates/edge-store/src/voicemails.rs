@@ -184,7 +184,7 @@ impl Store {
         }
         let mut tx = self.begin_write().await?;
         insert_row(&mut tx, rec).await?;
-        enqueue(&mut tx, &subs, &[voicemail_event(rec)]).await?;
+        enqueue(&mut tx, &subs, &[voicemail_event(rec, self.public_api_url.as_deref())]).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -106,9 +106,9 @@ pub fn call_events(rec: &CallRecord) -> Vec<PendingEvent> {
     out
 }
 
-/// The `voicemail.recorded` event of a stored voicemail; the recording is at `recording_url` (the API
-/// path, with the API key of the account).
-pub fn voicemail_event(vm: &VoicemailRecord) -> PendingEvent {
+/// The `voicemail.recorded` event of a stored voicemail; the recording is at `recording_url`, fetched with
+/// the account's API key: under `public_api_url` (`[api] public_url`) when it is set, else the API path.
+pub fn voicemail_event(vm: &VoicemailRecord, public_api_url: Option<&str>) -> PendingEvent {
     PendingEvent {
         account_id: vm.account_id.clone(),
         event: WebhookEvent::VoicemailRecorded,
@@ -121,7 +121,7 @@ pub fn voicemail_event(vm: &VoicemailRecord) -> PendingEvent {
             "to": vm.to,
             "duration_ms": vm.duration_ms,
             "ended_by": vm.ended_by,
-            "recording_url": format!("/v1/voicemails/{}/recording", vm.id),
+            "recording_url": format!("{}/v1/voicemails/{}/recording", public_api_url.unwrap_or(""), vm.id),
             "created_at": rfc3339(vm.created_at_ms),
         }),
     }
