@@ -491,7 +491,10 @@ async fn a_voicemail_sends_voicemail_recorded_once_with_its_recording() {
     let url = d["recording_url"].as_str().unwrap_or_default();
     assert_eq!(url, format!("{PUBLIC_API}/v1/voicemails/{vm_id}/recording"), "{d}");
     let path = url.strip_prefix(PUBLIC_API).unwrap_or_default();
-    assert_eq!(path, vm["recording_url"], "the API lists the same recording, by its path");
+    assert_eq!(
+        path, vm["recording_url"],
+        "the API lists the same recording, by its path"
+    );
     let ms = d["duration_ms"].as_i64().unwrap_or(0);
     assert!((400..=2000).contains(&ms), "the caller's half second was recorded: {d}");
     assert_eq!(d["duration_ms"], vm["duration_ms"], "{d} {vm}");

@@ -177,10 +177,13 @@ async fn baseline_run(n: usize, concurrency: usize) -> f64 {
 }
 
 fn main() {
+    // `cargo test --all-targets` runs this too (without `--bench`): a smoke run there, the figures under
+    // `cargo bench`.
+    let bench = std::env::args().any(|a| a == "--bench");
     let n: usize = std::env::var("WEBHOOK_BENCH_N")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(5000);
+        .unwrap_or(if bench { 5000 } else { 200 });
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

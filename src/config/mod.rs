@@ -1668,7 +1668,14 @@ mod tests {
             parse("http://10.0.0.2:8080/edge").unwrap().public_api_url.as_deref(),
             Some("http://10.0.0.2:8080/edge")
         );
-        for bad in ["api.example.com", "https://", "ftp://x", "https://a.com/?k=1", "https://a.com/#x", "https://a b"] {
+        for bad in [
+            "api.example.com",
+            "https://",
+            "ftp://x",
+            "https://a.com/?k=1",
+            "https://a.com/#x",
+            "https://a b",
+        ] {
             let e = parse(bad).unwrap_err().to_string();
             assert!(e.contains("api.public_url") && e.contains(":2:"), "{bad}: {e}");
         }

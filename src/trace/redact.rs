@@ -77,9 +77,22 @@ pub fn message(text: &str) -> String {
     out
 }
 
-/// Whether bytes that did not parse as SIP may still hold what [`message`] removes.
-pub fn may_hold_secrets(bytes: &[u8]) -> bool {
-    bytes.windows(8).any(|w| w == b"a=crypto") || bytes.windows(13).any(|w| w.eq_ignore_ascii_case(b"authorization"))
+/// Whether a message may hold what [`message`] removes: any `authorization` (any case, so
+/// `Proxy-Authorization` too) or `a=crypto` in its bytes. Run on every traced message, so it is a
+/// vectorised search, not a comparison at every byte (that one cost more than the rest of tracing); a
+/// false alarm only costs a parse.
+pub fn may_hold_secrets(data: &[u8]) -> bool {
+    const AUTH: &[u8] = b"authorization";
+    // `z` is rare in SIP (a Via branch's `z9hG4bK`), so finding each (vectorised) and looking around it
+    // is much cheaper than comparing at every byte.
+    const Z_AT: usize = 7;
+    memchr::memmem::find(data, b"a=crypto").is_some()
+        || memchr::memchr2_iter(b'z', b'Z', data).any(|z| {
+            z >= Z_AT
+                && data
+                    .get(z - Z_AT..z - Z_AT + AUTH.len())
+                    .is_some_and(|w| w.eq_ignore_ascii_case(AUTH))
+        })
 }
 
 #[cfg(test)]
@@ -129,5 +142,24 @@ mod tests {
         );
         assert!(may_hold_secrets(m.as_bytes()));
         assert!(!may_hold_secrets(b"OPTIONS sip:a SIP/2.0\r\n\r\n"));
+    }
+
+    #[test]
+    fn secrets_are_suspected_in_any_case_and_nothing_else_is() {
+        assert!(may_hold_secrets(
+            b"INVITE sip:a SIP/2.0\r\nAuthorization: Digest x\r\n\r\n"
+        ));
+        assert!(may_hold_secrets(
+            b"INVITE sip:a SIP/2.0\r\nPROXY-AUTHORIZATION: Digest x\r\n\r\n"
+        ));
+        assert!(may_hold_secrets(b"authorization"));
+        assert!(may_hold_secrets(
+            b"INVITE sip:a SIP/2.0\r\n\r\nv=0\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:k\r\n"
+        ));
+        assert!(!may_hold_secrets(
+            b"INVITE sip:a SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bKz\r\nCall-ID: a@b\r\n\r\nv=0\r\na=rtpmap:0 PCMU/8000\r\n"
+        ));
+        assert!(!may_hold_secrets(b"authorizatio"));
+        assert!(!may_hold_secrets(b""));
     }
 }

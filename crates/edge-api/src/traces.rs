@@ -177,23 +177,11 @@ fn no_trace() -> ApiError {
 /// when read. Lines: `SIPTRACE1`, one `L <sip_call_id>\t<leg>` per leg, `O <messages> <bytes>` left
 /// out, then per message `M <t_us> <in|out> <transport> <peer> <local> <leg index> <length>` followed by
 /// the message's `length` bytes and a newline.
-///
-/// What is stored is that text LZ4-compressed ([`pack`]): a call's messages repeat each other (the same
-/// Call-ID, From, To, Via and SDP in every message, and a forwarded message is nearly the one received),
-/// so it shrinks about 4 to 8 times, and the store's write of ~10 MB/s at 1,000 calls/s was most of what
-/// tracing cost; compressing costs a few microseconds a call. Base64 keeps it a text column, portable on
-/// SQLite and PostgreSQL. Rows stored uncompressed (before this) still read.
 pub mod stored {
     use super::{CallTrace, TraceDirection, TraceHeader, TraceLeg, TraceMessage};
-    use base64::Engine as _;
     use std::fmt::Write as _;
 
     const MAGIC: &str = "SIPTRACE1\n";
-    /// A packed trace: this, then base64 of the LZ4 block (its length prepended) of the text.
-    const PACKED: &str = "SIPTRACE1Z\n";
-    /// A packed trace never unpacks to more than this (what `trace_max_bytes` and `trace_max_messages`
-    /// allow is about 74 MiB): a damaged row cannot make the API allocate what it claims.
-    const MAX_UNPACKED: usize = 128 << 20;
 
     /// One message to store (already redacted). Addresses come formatted: the writer formats each
     /// distinct one once, not once per message.
@@ -205,29 +193,6 @@ pub mod stored {
         pub local: &'a str,
         pub leg: usize,
         pub text: &'a str,
-    }
-
-    /// The stored form of a trace's text ([`begin`] and [`push`]).
-    pub fn pack(text: &str) -> String {
-        let z = lz4_flex::block::compress_prepend_size(text.as_bytes());
-        let mut out = String::with_capacity(PACKED.len() + z.len().div_ceil(3) * 4);
-        out.push_str(PACKED);
-        base64::engine::general_purpose::STANDARD.encode_string(&z, &mut out);
-        out
-    }
-
-    /// The trace's text from its stored form (packed or not); `None` when it is neither.
-    pub fn unpack(stored: &str) -> Option<std::borrow::Cow<'_, str>> {
-        let Some(b64) = stored.strip_prefix(PACKED) else {
-            return stored.starts_with(MAGIC).then_some(std::borrow::Cow::Borrowed(stored));
-        };
-        let z = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
-        let (size, block) = lz4_flex::block::uncompressed_size(&z).ok()?;
-        if size > MAX_UNPACKED {
-            return None;
-        }
-        let text = lz4_flex::block::decompress(block, size).ok()?;
-        String::from_utf8(text).ok().map(std::borrow::Cow::Owned)
     }
 
     /// Starts a stored trace with its legs (`(sip_call_id, leg)`) and what was left out.
@@ -270,9 +235,8 @@ pub mod stored {
     }
 
     /// The trace of `call_id` from its stored form; `None` when it is not one.
-    pub fn decode(call_id: &str, stored: &str) -> Option<CallTrace> {
-        let text = unpack(stored)?;
-        let mut rest = text.strip_prefix(MAGIC)?;
+    pub fn decode(call_id: &str, s: &str) -> Option<CallTrace> {
+        let mut rest = s.strip_prefix(MAGIC)?;
         let mut trace = CallTrace {
             call_id: call_id.to_owned(),
             ..CallTrace::default()
@@ -374,12 +338,7 @@ pub mod stored {
                     text,
                 },
             );
-            let packed = pack(&s);
-            assert!(packed.starts_with(PACKED), "{packed}");
-            assert_eq!(unpack(&packed).as_deref(), Some(s.as_str()));
-            // Both forms read back the same: rows stored before packing still read.
-            assert_eq!(decode("call_x", &packed), decode("call_x", &s));
-            let t = decode("call_x", &packed).unwrap();
+            let t = decode("call_x", &s).unwrap();
             assert_eq!(t.legs[0].sip_call_id, "abc@h");
             assert!(t.truncated && t.omitted_messages == 2 && t.omitted_bytes == 300);
             let m = &t.messages[0];
@@ -391,50 +350,6 @@ pub mod stored {
             assert_eq!(m.headers[1].value, "one two");
             assert_eq!(m.body, "v=0\n");
             assert!(decode("call_x", "{}").is_none());
-        }
-
-        #[test]
-        fn a_call_of_repeating_messages_is_stored_in_a_fraction_of_its_text() {
-            let legs = vec![("abc@h".to_owned(), "carrier".to_owned())];
-            let mut s = begin(&legs, 0, 0, 0);
-            for (i, start) in ["INVITE sip:x@y SIP/2.0", "SIP/2.0 100 Trying", "SIP/2.0 200 OK", "ACK sip:x@y SIP/2.0"]
-                .iter()
-                .enumerate()
-            {
-                let text = format!(
-                    "{start}\r\nVia: SIP/2.0/UDP 127.0.0.1:5080;branch=z9hG4bK-1-{i}\r\nFrom: <sip:+14155550100@127.0.0.1>;tag=1\r\n\
-                     To: <sip:+14155550123@127.0.0.1>\r\nCall-ID: abc@h\r\nCSeq: 1 INVITE\r\nContact: <sip:127.0.0.1:5080>\r\n\
-                     Content-Type: application/sdp\r\nContent-Length: 30\r\n\r\nv=0\r\nc=IN IP4 127.0.0.1\r\nm=audio 4000\r\n"
-                );
-                let m = StoredMessage {
-                    t_us: 1_733_350_000_000_000 + i as i64 * 1_700,
-                    direction: TraceDirection::In,
-                    transport: "udp",
-                    peer: "127.0.0.1:5080",
-                    local: "127.0.0.1:5060",
-                    leg: 0,
-                    text: &text,
-                };
-                push(&mut s, &m);
-            }
-            let packed = pack(&s);
-            // Base64 adds a third; LZ4 of a trace's repeated headers still takes most of it away.
-            assert!(packed.len() * 2 < s.len(), "{} of {}", packed.len(), s.len());
-            assert_eq!(decode("call_x", &packed).unwrap().messages.len(), 4);
-        }
-
-        #[test]
-        fn a_damaged_packed_trace_is_refused_without_allocating_what_it_claims() {
-            // Prepended size 0xFFFFFFFF (4 GiB), then junk.
-            let mut z = vec![0xFF, 0xFF, 0xFF, 0xFF];
-            z.extend_from_slice(b"\x10a");
-            let claim = format!("{PACKED}{}", base64::engine::general_purpose::STANDARD.encode(&z));
-            assert!(unpack(&claim).is_none());
-            assert!(unpack("SIPTRACE1Z\nnot base64!").is_none());
-            let good = pack("SIPTRACE1\nO 0 0\n");
-            let cut = &good[..good.len() - 4];
-            assert!(decode("call_x", cut).is_none());
-            assert!(decode("call_x", &good).is_some());
         }
     }
 }
