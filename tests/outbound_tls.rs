@@ -345,12 +345,27 @@ async fn tls_trunk_registered_through_the_api_is_dialled_over_tls() {
     // PATCH keeps it as well; a transport the edge does not speak is refused in words.
     let patch = |addr: &str| serde_json::json!({"provider_config": {"trunk_address": addr}}).to_string();
     let path = format!("/v1/phone-numbers/{}", ids[0]);
-    let (code, n) = json(&t, "PATCH", &path, Some(&patch(&format!("127.0.0.1:{port};transport=tls")))).await;
+    let (code, n) = json(
+        &t,
+        "PATCH",
+        &path,
+        Some(&patch(&format!("127.0.0.1:{port};transport=tls"))),
+    )
+    .await;
     assert_eq!(code, 200, "{n}");
-    assert_eq!(n["provider_config"]["trunk_address"], format!("127.0.0.1:{port};transport=tls"));
+    assert_eq!(
+        n["provider_config"]["trunk_address"],
+        format!("127.0.0.1:{port};transport=tls")
+    );
     let (code, e) = json(&t, "PATCH", &path, Some(&patch("127.0.0.1;transport=sctp"))).await;
     assert_eq!(code, 400, "{e}");
-    assert!(e["error"]["message"].as_str().unwrap().contains("transport=sctp is not supported"), "{e}");
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("transport=sctp is not supported"),
+        "{e}"
+    );
 }
 
 #[tokio::test]

@@ -370,7 +370,10 @@ mod tests {
             trunk_address("t", "sip:10.0.0.1:5061;Transport=TLS").unwrap(),
             "10.0.0.1:5061;transport=tls"
         );
-        assert_eq!(trunk_address("t", "x.com;transport=tcp").unwrap(), "x.com;transport=tcp");
+        assert_eq!(
+            trunk_address("t", "x.com;transport=tcp").unwrap(),
+            "x.com;transport=tcp"
+        );
         assert_eq!(
             trunk_address("t", "sips:x.com;transport=tls").unwrap(),
             "sips:x.com;transport=tls"
