@@ -254,14 +254,15 @@ tls_certs() {
 }
 start_tunnel() {
   command -v stunnel >/dev/null || { log "edge-tls needs stunnel (apt-get install -y stunnel4)"; exit 1; }
-  printf 'foreground = yes\npid =\ndebug = 4\n[carrier]\nclient = yes\naccept = 127.0.0.1:%s\nconnect = 127.0.0.1:%s\nCAfile = %s\nverifyChain = yes\ncheckIP = 127.0.0.1\n' \
+  printf 'foreground = yes\npid =\ndebug = 5\n[carrier]\nclient = yes\naccept = 127.0.0.1:%s\nconnect = 127.0.0.1:%s\nCAfile = %s\nverifyChain = yes\ncheckIP = 127.0.0.1\n' \
     "$TUNNEL_PORT" "$TLS_PORT" "$TLS_DIR/ca.crt" > "$TLS_DIR/stunnel.conf"
   local pin=(); [[ -n "${TUNNEL_CPUS:-}" ]] && pin=(taskset -c "$TUNNEL_CPUS")
-  ( exec "${pin[@]}" stunnel "$TLS_DIR/stunnel.conf" >> "$TLS_DIR/stunnel.log" 2>&1 ) &
+  : > "$TLS_DIR/stunnel.log"
+  ( exec "${pin[@]}" stunnel "$TLS_DIR/stunnel.conf" > "$TLS_DIR/stunnel.log" 2>&1 ) &
   TUNNEL_PID=$!
   local _
   for _ in $(seq 50); do
-    ss -ltn "sport = :$TUNNEL_PORT" 2>/dev/null | grep -q LISTEN && return 0
+    grep -q 'Configuration successful' "$TLS_DIR/stunnel.log" && return 0
     sleep 0.1
   done
   log "stunnel failed to start"; tail "$TLS_DIR/stunnel.log"; exit 1
