@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Every test of oneinbox-edge, with its set-up, on a fresh Debian machine or CI:
 #   scripts/test.sh
-# 1. installs what the tests use (SIPp, baresip, espeak-ng for voicemail greetings, curl) when missing; 2. makes sure PostgreSQL is up (the store suite runs
+# 1. installs what the tests use (SIPp, stunnel, baresip, espeak-ng for voicemail greetings, curl) when missing; 2. makes sure PostgreSQL is up (the store suite runs
 # against it for real) and Redis (the cluster limits); 3. cargo test for the whole workspace; 4. schemathesis against the running edge's
-# OpenAPI; 5. SIPp scenarios against the built binary; 6. the interop suite: real SIP user agents (baresip)
+# OpenAPI; 5. SIPp scenarios against the built binary (over UDP, TCP and, through stunnel, TLS); 6. the interop suite: real SIP user agents (baresip)
 # as carrier and agents, audio checked by frequency both ways.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +12,8 @@ as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
 missing=()
 command -v sipp >/dev/null || missing+=(sip-tester)
+# tests/sipp/tls.sh: Debian's SIPp has no TLS; stunnel carries its TCP over TLS to and from the edge.
+command -v stunnel >/dev/null || missing+=(stunnel4)
 command -v pg_isready >/dev/null || missing+=(postgresql)
 command -v espeak-ng >/dev/null || missing+=(espeak-ng)
 command -v curl >/dev/null || missing+=(curl)
@@ -62,6 +64,9 @@ tests/sipp/run.sh target/debug/oneinbox-edge
 
 echo "== SIPp trunks enforcing each carrier's own outbound authentication"
 tests/sipp/carriers.sh target/debug/oneinbox-edge
+
+echo "== SIPp over TLS (through stunnel) as a carrier and as a trunk"
+timeout 300 tests/sipp/tls.sh target/debug/oneinbox-edge
 
 echo "== interop: baresip as carrier and agents (tests/interop)"
 timeout 300 python3 tests/interop/run.py target/debug/oneinbox-edge

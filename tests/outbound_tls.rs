@@ -307,6 +307,67 @@ async fn sips_srv_target_is_dialled_over_tls_and_checked_against_the_trunk_name(
     assert!(header(&inv, "Via").starts_with("SIP/2.0/TLS "), "{inv:?}");
 }
 
+/// A customer registers a TLS trunk through the API as the README says (`sips:` or `;transport=tls`): the
+/// address keeps what makes it TLS (the API used to strip `sips:` and refuse `;transport=`, so a TLS trunk
+/// was dialled over UDP in the clear) and calls go out over TLS. Found by SIPp + stunnel (tests/sipp/tls.sh).
+#[tokio::test]
+async fn tls_trunk_registered_through_the_api_is_dialled_over_tls() {
+    let pki = Pki::new("test-ca");
+    let trunk = TestTrunk::spawn_tls(TrunkMode::Answer, None, pki.acceptor(&["127.0.0.1"], false, None)).await;
+    let t = edge(&pki, None, |c| c.security.verify_number_ownership = false).await;
+    let agent = Agent::spawn(Mode::Answer).await;
+    let agent_id = t.add_agent("bot", &agent, 5, AgentStatus::Active).await;
+    let port = trunk.addr.port();
+    let numbers = [
+        (DID, format!("SIPS:127.0.0.1:{port}"), format!("sips:127.0.0.1:{port}")),
+        (
+            "+14155550121",
+            format!("sip:127.0.0.1:{port};Transport=TLS"),
+            format!("127.0.0.1:{port};transport=tls"),
+        ),
+    ];
+    let mut ids = Vec::new();
+    for (did, written, stored) in &numbers {
+        let body = serde_json::json!({
+            "phone_number": did, "provider": "telnyx", "agent_id": agent_id,
+            "provider_config": {"trunk_address": written},
+        });
+        let (code, n) = json(&t, "POST", "/v1/phone-numbers", Some(&body.to_string())).await;
+        assert_eq!(code, 201, "{n}");
+        assert_eq!(n["provider_config"]["trunk_address"], stored.as_str(), "{n}");
+        ids.push(n["id"].as_str().unwrap().to_owned());
+        let id = api_call(&t, did, &agent_id).await;
+        let inv = trunk.expect(Method::Invite, S).await;
+        assert!(header(&inv, "Via").starts_with("SIP/2.0/TLS "), "{inv:?}");
+        agent.expect(Method::Invite, S).await;
+        t.wait_status(&id, "in-progress", S).await;
+    }
+    // PATCH keeps it as well; a transport the edge does not speak is refused in words.
+    let patch = |addr: &str| serde_json::json!({"provider_config": {"trunk_address": addr}}).to_string();
+    let path = format!("/v1/phone-numbers/{}", ids[0]);
+    let (code, n) = json(
+        &t,
+        "PATCH",
+        &path,
+        Some(&patch(&format!("127.0.0.1:{port};transport=tls"))),
+    )
+    .await;
+    assert_eq!(code, 200, "{n}");
+    assert_eq!(
+        n["provider_config"]["trunk_address"],
+        format!("127.0.0.1:{port};transport=tls")
+    );
+    let (code, e) = json(&t, "PATCH", &path, Some(&patch("127.0.0.1;transport=sctp"))).await;
+    assert_eq!(code, 400, "{e}");
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("transport=sctp is not supported"),
+        "{e}"
+    );
+}
+
 #[tokio::test]
 async fn mutual_tls_with_the_operator_trunks_client_certificate() {
     let pki = Pki::new("test-ca");

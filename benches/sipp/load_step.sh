@@ -15,6 +15,11 @@
 #   EXTRA="k=v ..."           extra fields copied into the JSON summary
 #   RECV_TIMEOUT_MS=8000      a call that waits longer for a response fails
 #   SIPP_CPUS=1               optional: pin the UAC with taskset -c
+#   SIPP_TRANSPORT=u1         SIPp -t (t1: one TCP connection)
+#   RSA=host:port             optional: SIPp -rsa, where it sends (a TLS tunnel) when TARGET is the server's
+#                             own address (the Request-URI's)
+#   UAC_SCENARIO=uac_inbound.xml   (uac_inbound_tls.xml: the same saying TLS in Via and Contact)
+#   TUNNEL_PID=...            optional: a TLS tunnel's PID, its CPU sampled as group "tunnel"
 #
 # Bounded: SIPp stops after COUNT calls (-m) or after COUNT/RATE + hold + 40 s (-timeout), whichever is
 # first. Writes OUTDIR/LABEL.{stat.csv,rtt.csv,mon.csv,sipp.out} and appends one JSON line to
@@ -29,6 +34,9 @@ UAC_MEDIA_PORT="${UAC_MEDIA_PORT:-9600}"
 HOLD_MS="${HOLD_MS:-0}"
 DIDS="${DIDS:?DIDS=path/to/dids.csv (gen_data.sh)}"
 RECV_TIMEOUT_MS="${RECV_TIMEOUT_MS:-8000}"
+SIPP_TRANSPORT="${SIPP_TRANSPORT:-u1}"
+UAC_SCENARIO="${UAC_SCENARIO:-uac_inbound.xml}"
+RSA_ARGS=(); [[ -n "${RSA:-}" ]] && RSA_ARGS=(-rsa "$RSA")
 mkdir -p "$OUTDIR"
 OUTDIR="$(cd "$OUTDIR" && pwd)"
 cd "$OUTDIR"   # sipp writes its rtt trace into the cwd
@@ -39,7 +47,7 @@ limit=$(( RATE * (HOLD_MS / 1000 + 10) ))
 gtimeout=$(( dur_s + HOLD_MS / 1000 + 40 ))
 
 PIN=(); [[ -n "${SIPP_CPUS:-}" ]] && PIN=(taskset -c "$SIPP_CPUS")
-"${PIN[@]}" sipp -sf "$HERE/scenarios/uac_inbound.xml" -inf "$DIDS" "$TARGET" \
+"${PIN[@]}" sipp -sf "$HERE/scenarios/$UAC_SCENARIO" -inf "$DIDS" "$TARGET" "${RSA_ARGS[@]}" -t "$SIPP_TRANSPORT" \
   -i "$LOCAL_IP" -p "$UAC_PORT" -mp "$UAC_MEDIA_PORT" \
   -r "$RATE" -m "$COUNT" -d "$HOLD_MS" -l "$limit" \
   -recv_timeout "$RECV_TIMEOUT_MS" -timeout "${gtimeout}s" \
@@ -52,13 +60,14 @@ MON_PID=""
 if [[ -n "${SERVER_PID:-}" ]]; then
   groups=("server=$SERVER_PID" "uac=$SIPP_PID")
   [[ -n "${UAS_PIDS:-}" ]] && groups+=("uas=$UAS_PIDS")
+  [[ -n "${TUNNEL_PID:-}" ]] && groups+=("tunnel=$TUNNEL_PID")
   python3 "$HERE/lib/procmon.py" "$OUTDIR/$LABEL.mon.csv" "${groups[@]}" &
   MON_PID=$!
 fi
 wait "$SIPP_PID"
 rc=$?
 # sipp names the rtt file after the scenario + its pid, in the cwd
-rttf="$(ls -t uac_inbound_${SIPP_PID}_rtt.csv 2>/dev/null | head -1)"
+rttf="$(ls -t "${UAC_SCENARIO%.xml}_${SIPP_PID}_rtt.csv" 2>/dev/null | head -1)"
 [[ -n "$rttf" ]] && mv "$rttf" "$OUTDIR/$LABEL.rtt.csv"
 [[ -n "$MON_PID" ]] && { kill "$MON_PID"; wait "$MON_PID" 2>/dev/null; }
 

@@ -24,7 +24,10 @@
 #   (default redis://127.0.0.1:6379), every hop asking Redis; edge-sig = the edge with media off; edge-base = EDGE_BASE_BIN, e.g.
 #   the binary before a change, so before/after alternate in one run; edge-notrace = the edge with
 #   [observability] trace = false, so tracing's cost shows in one run; edge-s1 / edge-s2 = the edge with
-#   [runtime] engine_shards = 1 / 2 and as many worker threads, so the two alternate in one run)  PATHS="happy failover"  RATES="1000 2000 3000 4000 5000 6000 7000 8000"
+#   [runtime] engine_shards = 1 / 2 and as many worker threads, so the two alternate in one run; edge-tcp /
+#   edge-tls = the edge with the carrier over TCP (SIPp -t t1 to [sip] tcp) / over TLS (SIPp -t t1 through a
+#   stunnel client to [sip] tls, TUNNEL_CPUS optional pinning; Debian's SIPp has no TLS), agents over UDP
+#   as always, so UDP, TCP and TLS carriers alternate in one run; stunnel's CPU is reported apart)  PATHS="happy failover"  RATES="1000 2000 3000 4000 5000 6000 7000 8000"
 #   DUR=10 (seconds of call generation per step)  REFINE=2  PASS_FAIL_PCT=0.1  STOP_FAIL_PCT=5
 #   EDGE_BIN=target/release/oneinbox-edge  EDGE_MEDIA=1 (0: [media] enabled=false, SDP passes through; edge-s1/edge-s2 only)
 #   EDGE_RTP_PORTS=10000-65000  EDGE_QUARANTINE_MS=1000 (port reuse quarantine; see README)
@@ -90,6 +93,8 @@ export UAC_MEDIA_PORT="${UAC_MEDIA_PORT:-9600}"   # SIPp's default 6000 is taken
 PRIMARY_PORT="${PRIMARY_PORT:-9070}"
 FALLBACK_PORT="${FALLBACK_PORT:-9080}"
 EDGE_API_PORT="${EDGE_API_PORT:-18080}"
+TLS_PORT="${TLS_PORT:-9062}"          # edge-tls: the edge's TLS listener
+TUNNEL_PORT="${TUNNEL_PORT:-9063}"    # edge-tls: the stunnel client SIPp connects to
 CTL="unix:/tmp/kamailio_bench_ctl"
 mkdir -p "$OUT"
 OUT="$(cd "$OUT" && pwd)"
@@ -105,17 +110,24 @@ SERVER_PID=""; SERVER_NAME=""; UAS_LIST=()
 # ---------------------------------------------------------------- the edge
 EDGE_DIR="$OUT/edge"
 edge_config() {  # $1 data dir, $2 media on (1/0), $3 quarantine ms -> config file path on stdout
-  local cfg="$EDGE_DIR/edge-$(basename "$1")-m$2${EDGE_SHARDS:+-s$EDGE_SHARDS}${EDGE_TRACE:+-t$EDGE_TRACE}.toml"
+  local cfg="$EDGE_DIR/edge-$(basename "$1")-m$2${EDGE_SHARDS:+-s$EDGE_SHARDS}${EDGE_TRACE:+-t$EDGE_TRACE}${EDGE_CARRIER:+-$EDGE_CARRIER}.toml"
   local media=false; [[ "$2" == 1 ]] && media=true
   local runtime=""
   [[ -n "${EDGE_SHARDS:-}" ]] && runtime=$'[runtime]\nengine_shards = '"$EDGE_SHARDS"$'\nworker_threads = '"$EDGE_SHARDS"
+  # edge-tcp / edge-tls: the carrier's listener (the agents stay on UDP)
+  local tcp=off tls=""
+  [[ "${EDGE_CARRIER:-udp}" == tcp ]] && tcp="127.0.0.1:$SIP_PORT"
+  [[ "${EDGE_CARRIER:-udp}" == tls ]] && tls="tls = \"127.0.0.1:$TLS_PORT\"
+tls_certificate = \"$TLS_DIR/server.crt\"
+tls_private_key = \"$TLS_DIR/server.key\""
   local cluster=""   # edge-redis: [cluster] limits on Redis, under a prefix of this start's own
   [[ -n "${EDGE_CLUSTER:-}" ]] && cluster=$'[cluster]\nredis_url = "'"$EDGE_CLUSTER"$'"\nkey_prefix = "bench:'"$$:$RANDOM"$':"'
   cat > "$cfg" <<TOML
 $runtime
 [sip]
 udp = "127.0.0.1:$SIP_PORT"
-tcp = "off"
+tcp = "$tcp"
+$tls
 max_transactions = $EDGE_MAX_TX
 [api]
 listen = "127.0.0.1:$EDGE_API_PORT"
@@ -199,6 +211,7 @@ edge_metrics() {  # a few counters from /metrics, one line
     /^edge_sip_retransmissions_absorbed_total /{printf "retrans_absorbed=%s ", $2}
     /^edge_sip_overload_rejected_total /{printf "overload_503=%s ", $2}
     /^edge_active_calls /{printf "active_calls=%s ", $2}
+    /^edge_tls_handshakes_total /{printf "tls_handshakes=%s ", $2}
     /^edge_calls_total\{outcome="(primary|fallback|voicemail|rejected)"\}/{
       o=$1; sub(/.*outcome="/, "", o); sub(/".*/, "", o); printf "%s=%s ", o, $2}'
 }
@@ -223,7 +236,45 @@ kam_metrics() {
   kamcmd -s "$CTL" core.shmmem 2>/dev/null | awk '/max_used/{printf "shm_max_used_kb=%d ", $2/1024}'
 }
 
+# ---------------------------------------------------------------- edge-tls: the carrier's TLS tunnel
+# Debian's SIPp is built without TLS: SIPp speaks TCP to a local stunnel in client mode, which holds the one
+# TLS connection to the edge (certificate checked against the run's own CA) as a TLS carrier would.
+TLS_DIR="$OUT/tls"; TUNNEL_PID=""
+tls_certs() {
+  [[ -s "$TLS_DIR/server.crt" ]] && return 0
+  mkdir -p "$TLS_DIR"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj "/CN=bench CA" \
+    -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign \
+    -keyout "$TLS_DIR/ca.key" -out "$TLS_DIR/ca.crt" 2>/dev/null
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=127.0.0.1" \
+    -keyout "$TLS_DIR/server.key" -out "$TLS_DIR/server.csr" 2>/dev/null
+  printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' > "$TLS_DIR/ext"
+  openssl x509 -req -in "$TLS_DIR/server.csr" -CA "$TLS_DIR/ca.crt" -CAkey "$TLS_DIR/ca.key" -CAcreateserial \
+    -days 2 -extfile "$TLS_DIR/ext" -out "$TLS_DIR/server.crt" 2>/dev/null
+}
+start_tunnel() {
+  command -v stunnel >/dev/null || { log "edge-tls needs stunnel (apt-get install -y stunnel4)"; exit 1; }
+  printf 'foreground = yes\npid =\ndebug = 5\n[carrier]\nclient = yes\naccept = 127.0.0.1:%s\nconnect = 127.0.0.1:%s\nCAfile = %s\nverifyChain = yes\ncheckIP = 127.0.0.1\n' \
+    "$TUNNEL_PORT" "$TLS_PORT" "$TLS_DIR/ca.crt" > "$TLS_DIR/stunnel.conf"
+  local pin=(); [[ -n "${TUNNEL_CPUS:-}" ]] && pin=(taskset -c "$TUNNEL_CPUS")
+  : > "$TLS_DIR/stunnel.log"
+  ( exec "${pin[@]}" stunnel "$TLS_DIR/stunnel.conf" > "$TLS_DIR/stunnel.log" 2>&1 ) &
+  TUNNEL_PID=$!
+  local _
+  for _ in $(seq 50); do
+    grep -q 'Configuration successful' "$TLS_DIR/stunnel.log" && return 0
+    sleep 0.1
+  done
+  log "stunnel failed to start"; tail "$TLS_DIR/stunnel.log"; exit 1
+}
+stop_tunnel() {
+  [[ -n "$TUNNEL_PID" ]] || return 0
+  kill "$TUNNEL_PID" 2>/dev/null; wait "$TUNNEL_PID" 2>/dev/null
+  TUNNEL_PID=""
+}
+
 stop_server() {
+  stop_tunnel
   [[ -n "$SERVER_PID" ]] || return 0
   kill "$SERVER_PID" 2>/dev/null
   local _
@@ -279,6 +330,8 @@ fresh() {  # $1 server, $2 path, [$3 hold]
     edge-redis) EDGE_CLUSTER="${EDGE_REDIS_URL:-redis://127.0.0.1:6379}" start_edge 1 "$EDGE_QUARANTINE_MS" ;;
     edge-notrace) EDGE_TRACE=false start_edge 1 "$EDGE_QUARANTINE_MS" ;;   # per-call SIP traces off
     edge-base) start_edge 1 "$EDGE_QUARANTINE_MS" "${EDGE_BASE_BIN:?EDGE_BASE_BIN=another oneinbox-edge binary}" ;;
+    edge-tcp) EDGE_CARRIER=tcp start_edge 1 "$EDGE_QUARANTINE_MS" ;;
+    edge-tls) tls_certs; EDGE_CARRIER=tls start_edge 1 "$EDGE_QUARANTINE_MS"; start_tunnel ;;
     kamailio) if [[ "${3:-}" == hold ]]; then start_kamailio -A WITH_DIALOG; else start_kamailio; fi ;;
     *) log "unknown server $1"; exit 1 ;;
   esac
@@ -319,10 +372,18 @@ step() {  # $1 server $2 path $3 rate $4 tag
   fresh "$srv" "$path"
   log "step $label (load: $(cut -d' ' -f1-3 /proc/loadavg))"
   local json stats
-  json=$(SERVER_PID="$SERVER_PID" UAS_PIDS="$(IFS=,; echo "${UAS_LIST[*]}")" \
+  local carrier=()   # edge-tcp / edge-tls: SIPp over TCP, to the edge or into the tunnel
+  case "$srv" in
+    edge-tcp) carrier=(SIPP_TRANSPORT=t1) ;;
+    edge-tls) carrier=(SIPP_TRANSPORT=t1 TARGET="127.0.0.1:$TLS_PORT" RSA="127.0.0.1:$TUNNEL_PORT"
+                       UAC_SCENARIO=uac_inbound_tls.xml TUNNEL_PID="$TUNNEL_PID") ;;
+  esac
+  json=$(env "${carrier[@]}" SERVER_PID="$SERVER_PID" UAS_PIDS="$(IFS=,; echo "${UAS_LIST[*]}")" \
          EXTRA="server=$srv path=$path phase=$tag" \
          "$HERE/load_step.sh" "$rate" $(( rate * DUR )) "$OUT" "$label" | tail -1)
   if [[ "$srv" == edge* ]]; then stats=$(edge_metrics); else stats=$(kam_metrics); fi
+  # stunnel's CPU (% of one core), apart from the server's
+  [[ "$srv" == edge-tls ]] && stats+="$(python3 -c 'import json,sys; print("tunnel_cpu=%s " % json.loads(sys.argv[1]).get("cpu_tunnel_mean"))' "$json" 2>/dev/null)"
   stop_uas; stop_server
   python3 - "$json" "$PASS_FAIL_PCT" "$STOP_FAIL_PCT" "$stats" "$label" "$srv" "$path" "$rate" <<'PY' >> "$OUT/steps.tsv"
 import json, sys

@@ -1,13 +1,15 @@
 # Sourced by the shell test runners: starts the built edge on loopback with a fresh data dir.
 # Sets: work (temp dir), port (SIP UDP+TCP), api (API port), edge_pid, key (an API key); stops the edge on exit.
-# Needs: bin (path to oneinbox-edge).
+# Needs: bin (path to oneinbox-edge). Optional: edge_port (the SIP port, else a random one), edge_sip_extra
+# and edge_outbound_extra (TOML lines added to [sip] and [outbound], e.g. the TLS listener).
 work=$(mktemp -d /tmp/edge-test.XXXXXX)
-port=$((20000 + RANDOM % 20000))
+port=${edge_port:-$((20000 + RANDOM % 20000))}
 api=$((port + 1))
 cat > "$work/edge.toml" <<TOML
 [sip]
 udp = "127.0.0.1:$port"
 tcp = "127.0.0.1:$port"
+${edge_sip_extra:-}
 [api]
 listen = "127.0.0.1:$api"
 [storage]
@@ -19,6 +21,7 @@ level = "warn"
 telnyx_cps = 500
 twilio_cps = 500
 default_cps = 500
+${edge_outbound_extra:-}
 # The scripts register loopback BYO numbers as the operator would, with no provider account.
 [security]
 verify_number_ownership = false

@@ -45,7 +45,8 @@ pub struct CreateIntegrationRequest {
     #[schema(min_length = 1, max_length = 512, write_only)]
     pub api_key: String,
     /// Free-form object, at most 8 KiB as JSON. `sip_trunk` (`host[:port]`, a leading `sip:`
-    /// is stripped) is where outbound calls from this provider's numbers are sent.
+    /// is stripped; `sips:` or `;transport=tls` for TLS) is where outbound calls from this provider's
+    /// numbers are sent.
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<Map<String, Value>>,
 }

@@ -223,9 +223,10 @@ pub struct PurchaseRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderConfigIn {
-    /// Termination host, `host[:port]`; a leading `sip:`/`sips:` is stripped.
+    /// Termination host, `host[:port]`; a leading `sip:` is stripped. `sips:host[:port]` or
+    /// `host[:port];transport=tls` reach the trunk over TLS (`;transport=tcp` over TCP); kept as written.
     #[schema(
-        pattern = r"^\s*([Ss][Ii][Pp][Ss]?:)?([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]|[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*)(:[0-9]{1,5})?\s*$",
+        pattern = r"^\s*([Ss][Ii][Pp][Ss]?:)?([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]|[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*)(:[0-9]{1,5})?(;[Tt][Rr][Aa][Nn][Ss][Pp][Oo][Rr][Tt]=([Uu][Dd][Pp]|[Tt][Cc][Pp]|[Tt][Ll][Ss]))*\s*$",
         example = "yourtrunk.pstn.twilio.com"
     )]
     pub trunk_address: String,
@@ -296,7 +297,7 @@ pub struct ProviderConfigPatchIn {
     /// Cannot be null.
     #[serde(default, deserialize_with = "non_null")]
     #[schema(
-        pattern = r"^\s*([Ss][Ii][Pp][Ss]?:)?([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]|[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*)(:[0-9]{1,5})?\s*$"
+        pattern = r"^\s*([Ss][Ii][Pp][Ss]?:)?([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]|[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*)(:[0-9]{1,5})?(;[Tt][Rr][Aa][Nn][Ss][Pp][Oo][Rr][Tt]=([Uu][Dd][Pp]|[Tt][Cc][Pp]|[Tt][Ll][Ss]))*\s*$"
     )]
     pub trunk_address: Option<String>,
     #[serde(default, deserialize_with = "double_option")]

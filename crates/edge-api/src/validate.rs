@@ -2,7 +2,7 @@
 
 use crate::error::ApiError;
 use edge_contract::trunk::{split_host_port, valid_host};
-use edge_contract::{TargetPolicy, TrunkAddress, TrunkAddressError, TrunkParams};
+use edge_contract::{TargetPolicy, TrunkAddress, TrunkAddressError, TrunkParams, TrunkTransport};
 use edge_store::IdKind;
 use sip_core::e164::{self, E164Error};
 
@@ -183,34 +183,45 @@ pub fn sip_password(field: &str, v: &str) -> Result<String, ApiError> {
     Ok(v.to_owned())
 }
 
-/// Trunk address: `host`, `host:port`, `IPv4[:port]`, `[IPv6][:port]`, parsed by
-/// [`TrunkAddress::parse`] (the parser call control uses) without parameters. A leading `sip:` or
-/// `sips:` is accepted and stripped (people paste the Termination SIP URI); any other scheme, user
-/// part, path or URI parameter is rejected. Returned lower-cased.
+/// Trunk address: `host`, `host:port`, `IPv4[:port]`, `[IPv6][:port]`, with an optional leading `sip:` or
+/// `sips:` and `;transport=udp|tcp|tls`, parsed by [`TrunkAddress::parse`] (the parser call control uses).
+/// A leading `sip:` says nothing and is stripped (people paste the Termination SIP URI); `sips:` and
+/// `;transport=` choose how the trunk is reached and are kept (stripping `sips:` would dial a TLS trunk in
+/// the clear). Any other scheme, user part, path or URI parameter is rejected. Returned lower-cased, the
+/// transport parameter written once as `;transport=udp|tcp|tls`.
 pub fn trunk_address(field: &str, v: &str) -> Result<String, ApiError> {
-    TrunkAddress::parse(v, TrunkParams::None).map_err(|e| {
+    let parsed = TrunkAddress::parse(v, TrunkParams::Transport).map_err(|e| {
         let m = match e {
-            TrunkAddressError::Length => "must be a hostname or IP with optional :port",
+            TrunkAddressError::Length => "must be a hostname or IP with optional :port".to_owned(),
             TrunkAddressError::Scheme
             | TrunkAddressError::UserPart
             | TrunkAddressError::NotHostPort
-            | TrunkAddressError::Parameters
-            | TrunkAddressError::UnsupportedTransport(_)
-            | TrunkAddressError::UnsupportedParameter(_) => {
-                "must be host[:port] only (no scheme other than sip:, user, path or parameters)"
+            | TrunkAddressError::Parameters => {
+                "must be host[:port] only (no scheme other than sip: or sips:, user, path or parameters other \
+                 than transport=)"
+                    .to_owned()
             }
-            TrunkAddressError::HostPort => "invalid host[:port]",
-            TrunkAddressError::Port => "port must be 1-65535",
-            TrunkAddressError::Host => "host must be a DNS name or IP address",
+            TrunkAddressError::UnsupportedTransport(_) | TrunkAddressError::UnsupportedParameter(_) => e.to_string(),
+            TrunkAddressError::HostPort => "invalid host[:port]".to_owned(),
+            TrunkAddressError::Port => "port must be 1-65535".to_owned(),
+            TrunkAddressError::Host => "host must be a DNS name or IP address".to_owned(),
         };
         ApiError::field(field, m)
     })?;
     let lower = v.trim().to_ascii_lowercase();
-    let stored = lower
-        .strip_prefix("sips:")
-        .or_else(|| lower.strip_prefix("sip:"))
-        .unwrap_or(&lower);
-    Ok(stored.to_owned())
+    let main = lower.split(';').next().unwrap_or(&lower).trim_end();
+    let main = main.strip_prefix("sip:").unwrap_or(main);
+    Ok(match parsed.transport {
+        None => main.to_owned(),
+        Some(t) => format!(
+            "{main};transport={}",
+            match t {
+                TrunkTransport::Udp => "udp",
+                TrunkTransport::Tcp => "tcp",
+                TrunkTransport::Tls => "tls",
+            }
+        ),
+    })
 }
 
 /// `sip:` / `sips:` URI with optional `user@`, a valid host, optional `:port` and
@@ -257,8 +268,8 @@ pub fn sip_uri(field: &str, v: &str) -> Result<String, ApiError> {
 /// must not call.
 pub fn trunk_target(field: &str, v: &str, policy: &TargetPolicy) -> Result<String, ApiError> {
     let t = trunk_address(field, v)?;
-    let host = split_host_port(&t).map_or(t.as_str(), |(h, _)| h);
-    allowed_target(field, host, policy)?;
+    let parsed = TrunkAddress::parse(&t, TrunkParams::Transport).map_err(|e| ApiError::field(field, e.to_string()))?;
+    allowed_target(field, &parsed.host, policy)?;
     Ok(t)
 }
 
@@ -350,6 +361,31 @@ mod tests {
         assert!(trunk_address("t", "192.0.2.1:5060").is_ok());
         assert!(trunk_address("t", "[2001:db8::1]:5060").is_ok());
         assert!(trunk_address("t", "2001:db8::1").is_ok());
+        // TLS (and TCP) trunks: sips: and ;transport= are what make them so, and are kept.
+        assert_eq!(
+            trunk_address("t", "SIPS:Trunk.example.com:5061").unwrap(),
+            "sips:trunk.example.com:5061"
+        );
+        assert_eq!(
+            trunk_address("t", "sip:10.0.0.1:5061;Transport=TLS").unwrap(),
+            "10.0.0.1:5061;transport=tls"
+        );
+        assert_eq!(
+            trunk_address("t", "x.com;transport=tcp").unwrap(),
+            "x.com;transport=tcp"
+        );
+        assert_eq!(
+            trunk_address("t", "sips:x.com;transport=tls").unwrap(),
+            "sips:x.com;transport=tls"
+        );
+        for stored in ["sips:trunk.example.com:5061", "10.0.0.1:5061;transport=tls"] {
+            let a = TrunkAddress::parse(stored, TrunkParams::Transport).unwrap();
+            assert!(a.tls(), "{stored}");
+        }
+        assert!(trunk_address("t", "x.com;transport=sctp")
+            .unwrap_err()
+            .message
+            .contains("transport=sctp is not supported"));
         for bad in [
             "https://x.com",
             "user@x.com",
@@ -358,7 +394,8 @@ mod tests {
             "-x.com",
             "x..com",
             "999.1.1.1",
-            "x.com;transport=tcp",
+            "x.com;maddr=10.0.0.1",
+            "x.com;transport=sctp",
             "",
         ] {
             assert!(trunk_address("t", bad).is_err(), "{bad}");
