@@ -385,6 +385,8 @@ impl Default for RawLog {
 struct RawCarrier {
     name: Spanned<String>,
     allow: Vec<Spanned<String>>,
+    #[serde(default)]
+    media_encryption: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -433,6 +435,9 @@ pub enum UnknownSource {
 pub struct Carrier {
     pub name: String,
     pub allow: Vec<IpNet>,
+    /// SRTP toward this carrier's leg (`media_encryption`, default `none`): `srtp` offers RTP/SAVP with the
+    /// edge's keys, `srtp_required` also refuses its plain offers with 488.
+    pub media_encryption: edge_media::MediaEncryption,
 }
 
 /// SIP listener and protocol settings.
@@ -770,9 +775,23 @@ impl Validator<'_> {
                 );
             }
             let allow = self.cidrs(&format!("carriers[{i}].allow"), &c.allow)?;
+            let media_encryption = match &c.media_encryption {
+                None => edge_media::MediaEncryption::None,
+                Some(v) => match edge_media::MediaEncryption::parse(v.get_ref()) {
+                    Some(m) => m,
+                    None => {
+                        return self.err(
+                            &format!("carriers[{i}].media_encryption"),
+                            v.span(),
+                            format!("`{}`: expected \"none\", \"srtp\" or \"srtp_required\"", v.get_ref()),
+                        )
+                    }
+                },
+            };
             carriers.push(Carrier {
                 name: name.to_owned(),
                 allow,
+                media_encryption,
             });
         }
         let agent_networks = self.agent_networks(&raw.agent_networks, &carriers)?;
