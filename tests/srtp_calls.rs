@@ -188,6 +188,29 @@ async fn srtp_carrier_to_plain_agent_audio_both_ways_and_replay_dropped() {
     }
     let call = t.http("GET", "/v1/calls?limit=5", None).await.1;
     assert!(!call.contains("inline:"), "a key in a call record: {call}");
+
+    // The call's SIP trace keeps the a=crypto lines but none of the keys (src/trace/redact.rs).
+    c.in_dialog("BYE", false).await;
+    let id = offer
+        .header(&HeaderName::Other("X-OneInbox-Call-Id".into()))
+        .unwrap()
+        .to_owned();
+    let mut trace = None;
+    for _ in 0..200 {
+        let (code, body) = t.http("GET", &format!("/v1/calls/{id}/trace"), None).await;
+        if code == 200 {
+            trace = Some(body);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let trace = trace.expect("trace stored");
+    assert!(trace.contains("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:"), "{trace}");
+    for k in [&carrier_key, &keys[0]] {
+        let value = k.to_sdp_value();
+        let inline = value.split("inline:").nth(1).unwrap();
+        assert!(!trace.contains(inline), "a key in the trace");
+    }
 }
 
 #[tokio::test]
