@@ -69,22 +69,31 @@ async fn recv(sock: &UdpSocket, wait: Duration) -> Option<Vec<u8>> {
 async fn invite_with(c: &Carrier, body: &str) {
     let raw = c
         .invite_bytes()
-        .replace(&format!("Content-Length: {}", SDP.len()), &format!("Content-Length: {}", body.len()))
+        .replace(
+            &format!("Content-Length: {}", SDP.len()),
+            &format!("Content-Length: {}", body.len()),
+        )
         .replace(SDP, body);
     c.send(&raw).await;
 }
 
 /// An agent UAS that answers its first INVITE with `answer(offer)` and 200s everything else; the INVITE
 /// it got comes back on the channel.
-async fn agent(answer: impl Fn(&Message) -> String + Send + 'static) -> (SocketAddr, tokio::sync::mpsc::Receiver<Message>) {
+async fn agent(
+    answer: impl Fn(&Message) -> String + Send + 'static,
+) -> (SocketAddr, tokio::sync::mpsc::Receiver<Message>) {
     let sock = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
     let addr = sock.local_addr().unwrap();
     let (tx, rx) = tokio::sync::mpsc::channel(8);
     tokio::spawn(async move {
         let mut buf = vec![0u8; 65536];
         loop {
-            let Ok((n, from)) = sock.recv_from(&mut buf).await else { return };
-            let Ok(m) = Message::parse(Bytes::copy_from_slice(&buf[..n])) else { continue };
+            let Ok((n, from)) = sock.recv_from(&mut buf).await else {
+                return;
+            };
+            let Ok(m) = Message::parse(Bytes::copy_from_slice(&buf[..n])) else {
+                continue;
+            };
             if !m.is_request() {
                 continue;
             }
@@ -171,7 +180,9 @@ async fn srtp_carrier_to_plain_agent_audio_both_ways_and_replay_dropped() {
         assert_eq!(got, rtp(seq, 0xCA11, seq as u8), "decrypted, payload intact");
         agent_media.send_to(&rtp(seq, 0xA6E7, 0x5A), to_edge_b).await.unwrap();
         let mut back = recv(&carrier_media, S).await.expect("agent's audio at the carrier");
-        carrier_rx.unprotect_rtp(&mut back).expect("encrypted with the edge's key");
+        carrier_rx
+            .unprotect_rtp(&mut back)
+            .expect("encrypted with the edge's key");
         assert_eq!(back, rtp(seq, 0xA6E7, 0x5A));
     }
     carrier_media.send_to(&sent[10], to_edge_a).await.unwrap();
@@ -252,19 +263,27 @@ async fn plain_carrier_to_srtp_agent() {
     c.ack(&ok).await;
     let (m, to_edge_a) = media(ok.body());
     assert!(m.contains(" RTP/AVP "), "plain toward the plain carrier: {m}");
-    assert!(crypto_lines(ok.body()).is_empty(), "the agent's key stays with the edge");
+    assert!(
+        crypto_lines(ok.body()).is_empty(),
+        "the agent's key stays with the edge"
+    );
 
     let (edge_key, mine) = agent_key.lock().unwrap().clone().unwrap();
     let (mut agent_rx, mut agent_tx) = (SrtpContext::from_crypto(&edge_key), SrtpContext::from_crypto(&mine));
     for seq in 1..=10u16 {
         carrier_media.send_to(&rtp(seq, 0xC, 0x11), to_edge_a).await.unwrap();
         let mut got = recv(&agent_media, S).await.expect("caller's audio at the agent");
-        agent_rx.unprotect_rtp(&mut got).expect("encrypted with the edge's key for the agent");
+        agent_rx
+            .unprotect_rtp(&mut got)
+            .expect("encrypted with the edge's key for the agent");
         assert_eq!(got, rtp(seq, 0xC, 0x11));
         let mut p = rtp(seq, 0xD, 0x22);
         agent_tx.protect_rtp(&mut p).unwrap();
         agent_media.send_to(&p, to_edge_b).await.unwrap();
-        assert_eq!(recv(&carrier_media, S).await.expect("agent's audio at the carrier"), rtp(seq, 0xD, 0x22));
+        assert_eq!(
+            recv(&carrier_media, S).await.expect("agent's audio at the carrier"),
+            rtp(seq, 0xD, 0x22)
+        );
     }
 }
 
@@ -290,7 +309,9 @@ async fn srtp_required_carrier_with_a_plain_offer_gets_488() {
     assert!(warning.contains("SRTP required"), "{warning}");
     c.ack(&resp).await;
     assert!(
-        tokio::time::timeout(Duration::from_millis(300), invites.recv()).await.is_err(),
+        tokio::time::timeout(Duration::from_millis(300), invites.recv())
+            .await
+            .is_err(),
         "no agent rung"
     );
     // An SRTP offer from the same carrier goes through.

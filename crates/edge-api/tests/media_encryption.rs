@@ -50,7 +50,9 @@ async fn media_encryption(s: &Server) {
     assert!(r.text.contains("media_encryption"), "{}", r.text);
 
     let path = format!("/v1/agents/{plain}");
-    let r = s.call("PATCH", &path, k, Some(json!({"media_encryption": "srtp"}))).await;
+    let r = s
+        .call("PATCH", &path, k, Some(json!({"media_encryption": "srtp"})))
+        .await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.json["media_encryption"], "srtp");
     let r = s.call("PATCH", &path, k, Some(json!({"media_encryption": null}))).await;
@@ -83,7 +85,12 @@ async fn media_encryption(s: &Server) {
     );
     let path = format!("/v1/phone-numbers/{id}");
     let r = s
-        .call("PATCH", &path, k, Some(json!({"provider_config": {"media_encryption": "none"}})))
+        .call(
+            "PATCH",
+            &path,
+            k,
+            Some(json!({"provider_config": {"media_encryption": "none"}})),
+        )
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.json["provider_config"]["media_encryption"], "none");

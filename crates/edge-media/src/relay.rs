@@ -21,8 +21,8 @@ use crate::latch::{Latch, LatchVerdict, RelatchRule};
 use crate::ports::{BoundPair, PortPool};
 use crate::ringback::{Ringback, RingbackCodec, PACKET, PTIME};
 use crate::sdp::{crypto_of, rewrite_sdp_srtp, RemoteMedia, SdpError};
-use crate::srtp::{LegCrypto, LegUpdate, MediaEncryption, Negotiation, MAX_OVERHEAD};
 use crate::socket::ReadableUdp;
+use crate::srtp::{LegCrypto, LegUpdate, MediaEncryption, Negotiation, MAX_OVERHEAD};
 use crate::transcode::{self, LawRule};
 use crate::worker::RemoteRelay;
 
@@ -482,7 +482,8 @@ impl RelayHandle {
             trial.take_in(from.index(), &crypto, offer)?;
             let out_offer = trial.out_is_offer(to.index(), offer);
             let out = trial.out_for(to.index(), out_offer, &crypto.proto)?;
-            if matches!(self.backend, Backend::Worker(_)) && (trial.is_srtp(from.index()) || trial.is_srtp(to.index())) {
+            if matches!(self.backend, Backend::Worker(_)) && (trial.is_srtp(from.index()) || trial.is_srtp(to.index()))
+            {
                 return Err(SdpError::SrtpUnavailable);
             }
             *n = trial;

@@ -980,7 +980,16 @@ pub fn rewrite_sdp(
         buf: Vec::with_capacity(sdp.len() + sdp.len() / 8 + 128),
         on: true,
     };
-    let scanned = scan(sdp, addr, port, allowed_codecs, &mut out, None, &mut CryptoIn::default(), |_| {})?;
+    let scanned = scan(
+        sdp,
+        addr,
+        port,
+        allowed_codecs,
+        &mut out,
+        None,
+        &mut CryptoIn::default(),
+        |_| {},
+    )?;
     Ok((Bytes::from(out.buf), scanned.remote))
 }
 
@@ -992,7 +1001,16 @@ pub(crate) fn crypto_of(sdp: &[u8]) -> Result<CryptoIn, SdpError> {
         on: false,
     };
     let mut crypto = CryptoIn::default();
-    scan(sdp, IpAddr::from([0, 0, 0, 0]), 0, None, &mut discard, None, &mut crypto, |_| {})?;
+    scan(
+        sdp,
+        IpAddr::from([0, 0, 0, 0]),
+        0,
+        None,
+        &mut discard,
+        None,
+        &mut crypto,
+        |_| {},
+    )?;
     Ok(crypto)
 }
 
@@ -1009,7 +1027,16 @@ pub(crate) fn rewrite_sdp_srtp(
         buf: Vec::with_capacity(sdp.len() + sdp.len() / 8 + 256),
         on: true,
     };
-    let scanned = scan(sdp, addr, port, allowed_codecs, &mut out, Some(srtp), &mut CryptoIn::default(), |_| {})?;
+    let scanned = scan(
+        sdp,
+        addr,
+        port,
+        allowed_codecs,
+        &mut out,
+        Some(srtp),
+        &mut CryptoIn::default(),
+        |_| {},
+    )?;
     Ok((Bytes::from(out.buf), scanned.remote))
 }
 
@@ -1035,7 +1062,12 @@ pub fn build_offer_sdp(local: IpAddr, port: u16, allowed_codecs: Option<&[String
 }
 
 /// [`build_offer_sdp`], `RTP/SAVP` with the edge's `a=crypto` lines when `srtp` says so.
-pub(crate) fn offer_sdp(local: IpAddr, port: u16, allowed_codecs: Option<&[String]>, srtp: Option<&CryptoOut>) -> Bytes {
+pub(crate) fn offer_sdp(
+    local: IpAddr,
+    port: u16,
+    allowed_codecs: Option<&[String]>,
+    srtp: Option<&CryptoOut>,
+) -> Bytes {
     let pts: Vec<(u8, &str)> = offered_laws(allowed_codecs)
         .into_iter()
         .map(|law| (law.payload_type(), law.encoding_name()))

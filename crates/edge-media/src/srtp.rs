@@ -312,7 +312,11 @@ impl Negotiation {
             if offer {
                 // The line of the session already agreed if it is offered again (a refresh keeps its
                 // keys), else the peer's first usable line.
-                let same = |a: &CryptoAttribute| s.ours.as_ref().is_some_and(|o| o.tag == a.tag && o.suite() == a.suite());
+                let same = |a: &CryptoAttribute| {
+                    s.ours
+                        .as_ref()
+                        .is_some_and(|o| o.tag == a.tag && o.suite() == a.suite())
+                };
                 let chosen = usable
                     .iter()
                     .find(|a| same(a))

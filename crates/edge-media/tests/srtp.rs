@@ -114,15 +114,27 @@ async fn srtp_carrier_to_plain_agent_both_ways_with_replay_and_forgery_dropped()
     let carrier_32 = CryptoAttribute::generate(2, SrtpSuite::AesCm128HmacSha1_32).unwrap();
     let offer = sdp(&a, &a_rtcp, "RTP/SAVP", &[&carrier_80, &carrier_32]);
     let (to_agent, _) = relay.anchor(Side::A, offer.as_bytes(), None, true).unwrap();
-    assert_eq!(m_line(&to_agent), format!("m=audio {} RTP/AVP 0 101", relay.local_port(Side::B)));
+    assert_eq!(
+        m_line(&to_agent),
+        format!("m=audio {} RTP/AVP 0 101", relay.local_port(Side::B))
+    );
     assert!(crypto_lines(&to_agent).is_empty(), "no key reaches the plain agent");
     let answer = sdp(&b, &b_rtcp, "RTP/AVP", &[]);
     let (to_carrier, _) = relay.anchor(Side::B, answer.as_bytes(), None, false).unwrap();
-    assert_eq!(m_line(&to_carrier), format!("m=audio {} RTP/SAVP 0 101", relay.local_port(Side::A)));
+    assert_eq!(
+        m_line(&to_carrier),
+        format!("m=audio {} RTP/SAVP 0 101", relay.local_port(Side::A))
+    );
     let edge_keys = crypto_lines(&to_carrier);
     assert_eq!(edge_keys.len(), 1, "one line in an answer");
-    assert_eq!((edge_keys[0].tag, edge_keys[0].suite()), (1, SrtpSuite::AesCm128HmacSha1_80));
-    assert_ne!(edge_keys[0].key, carrier_80.key, "a fresh key of the edge's, not the carrier's");
+    assert_eq!(
+        (edge_keys[0].tag, edge_keys[0].suite()),
+        (1, SrtpSuite::AesCm128HmacSha1_80)
+    );
+    assert_ne!(
+        edge_keys[0].key, carrier_80.key,
+        "a fresh key of the edge's, not the carrier's"
+    );
     // A 183 then the 200 with the same answer: the same key again.
     let (again, _) = relay.anchor(Side::B, answer.as_bytes(), None, false).unwrap();
     assert_eq!(crypto_lines(&again), edge_keys);
@@ -139,11 +151,23 @@ async fn srtp_carrier_to_plain_agent_both_ways_with_replay_and_forgery_dropped()
         carrier_tx.protect_rtp(&mut p).unwrap();
         a.send_to(&p, to_a).await.unwrap();
         sent.push(p);
-        let got = recv(&b, Duration::from_secs(2)).await.expect("decrypted toward the agent");
-        assert_eq!(got, rtp(seq, 0xCA11, seq as u8), "plain RTP at the agent, payload intact");
+        let got = recv(&b, Duration::from_secs(2))
+            .await
+            .expect("decrypted toward the agent");
+        assert_eq!(
+            got,
+            rtp(seq, 0xCA11, seq as u8),
+            "plain RTP at the agent, payload intact"
+        );
         b.send_to(&rtp(seq, 0xA6E7, 0x55), to_b).await.unwrap();
-        let mut back = recv(&a, Duration::from_secs(2)).await.expect("encrypted toward the carrier");
-        assert_ne!(back[12..172], [0x55; 160][..], "the payload is encrypted on the carrier leg");
+        let mut back = recv(&a, Duration::from_secs(2))
+            .await
+            .expect("encrypted toward the carrier");
+        assert_ne!(
+            back[12..172],
+            [0x55; 160][..],
+            "the payload is encrypted on the carrier leg"
+        );
         carrier_rx.unprotect_rtp(&mut back).unwrap();
         assert_eq!(back, rtp(seq, 0xA6E7, 0x55));
     }
@@ -163,7 +187,10 @@ async fn srtp_carrier_to_plain_agent_both_ways_with_replay_and_forgery_dropped()
     assert!(dropped("auth_failed") > auth);
     // Nor plain RTP on the SRTP leg.
     a.send_to(&rtp(201, 0xCA11, 1), to_a).await.unwrap();
-    assert!(recv(&b, Duration::from_millis(200)).await.is_none(), "plain RTP on an SRTP leg relayed");
+    assert!(
+        recv(&b, Duration::from_millis(200)).await.is_none(),
+        "plain RTP on an SRTP leg relayed"
+    );
 
     // RTCP as SRTCP.
     let mut report = rtcp_rr(0xCA11);
@@ -199,10 +226,18 @@ async fn plain_carrier_to_srtp_agent() {
     let suites: Vec<SrtpSuite> = offered.iter().map(|c| c.suite()).collect();
     assert_eq!(suites, SrtpSuite::ALL, "every suite, each with its own key");
     // The agent takes AES_CM_128_HMAC_SHA1_32 and sends with a key of its own.
-    let chosen = offered.iter().find(|c| c.suite() == SrtpSuite::AesCm128HmacSha1_32).unwrap();
+    let chosen = offered
+        .iter()
+        .find(|c| c.suite() == SrtpSuite::AesCm128HmacSha1_32)
+        .unwrap();
     let agent_key = CryptoAttribute::generate(chosen.tag, chosen.suite()).unwrap();
     let (to_carrier, _) = relay
-        .anchor(Side::B, sdp(&b, &b_rtcp, "RTP/SAVP", &[&agent_key]).as_bytes(), None, false)
+        .anchor(
+            Side::B,
+            sdp(&b, &b_rtcp, "RTP/SAVP", &[&agent_key]).as_bytes(),
+            None,
+            false,
+        )
         .unwrap();
     assert!(m_line(&to_carrier).contains(" RTP/AVP "));
     assert!(crypto_lines(&to_carrier).is_empty());
@@ -316,6 +351,13 @@ async fn voicemail_on_srtp_encrypts_the_prompt_and_records_decrypted_audio() {
         panic!("{event:?}")
     };
     let samples = read_wav(&outcome.unwrap().path);
-    let loud = samples.chunks(80).filter(|f| edge_media::resample::rms(f) > 1000.0).count();
-    assert!(loud * 10 >= 900, "about 1 s of the caller's tone recorded, got {} ms", loud * 10);
+    let loud = samples
+        .chunks(80)
+        .filter(|f| edge_media::resample::rms(f) > 1000.0)
+        .count();
+    assert!(
+        loud * 10 >= 900,
+        "about 1 s of the caller's tone recorded, got {} ms",
+        loud * 10
+    );
 }

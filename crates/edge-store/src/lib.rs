@@ -63,9 +63,9 @@ pub use ids::IdKind;
 pub use index::{InboundRoute, NumberRoute, OutboundTrunk, RoutingIndex, TransferMode, TrunkClientCert};
 pub use index_sync::{IndexSyncStats, INDEX_CHECK_EVERY};
 pub use model::{
-    AgentPatch, AgentRecord, AgentStatus, MediaEncryption, InboundRouting, InboundRoutingPatch, IntegrationRecord, NewAgent,
-    NewIntegration, NewNumber, NewProviderConfig, NumberPatch, NumberRecord, NumberSource, NumberStatus, Page,
-    Provider, ProviderConfigPatch, ProviderConfigView,
+    AgentPatch, AgentRecord, AgentStatus, InboundRouting, InboundRoutingPatch, IntegrationRecord, MediaEncryption,
+    NewAgent, NewIntegration, NewNumber, NewProviderConfig, NumberPatch, NumberRecord, NumberSource, NumberStatus,
+    Page, Provider, ProviderConfigPatch, ProviderConfigView,
 };
 pub use nodes::{NodeSeen, EDGE_RESTARTED};
 pub use numbers::NumberFilter;
