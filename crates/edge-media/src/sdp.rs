@@ -675,6 +675,8 @@ fn once(seen: &mut bool, line: &Line<'_>) -> Result<(), SdpError> {
 /// The single pass behind [`rewrite_sdp`] and [`build_voicemail_answer_sdp`]: validates every line
 /// (refusing exactly what the `sdp-types` parser refused), copies it to `out` with our address/port
 /// edits, and reports each `m=` line to `on_media`.
+// The SRTP pair (what to write, what was read) rides along the pass rather than make a second one.
+#[allow(clippy::too_many_arguments)]
 fn scan<'a>(
     sdp: &'a [u8],
     addr: IpAddr,
@@ -749,7 +751,8 @@ fn scan<'a>(
             }
             b'a' => {
                 let (name, _) = attribute(line.text()?);
-                if !leaks_addresses(name) && !(srtp.is_some() && is_crypto(name)) {
+                let dropped = leaks_addresses(name) || (srtp.is_some() && is_crypto(name));
+                if !dropped {
                     out.line(line.raw);
                 }
             }

@@ -47,6 +47,8 @@ str_enum!(
     MediaEncryption { None => "none", Srtp => "srtp", SrtpRequired => "srtp_required" }
 );
 
+// By hand: `str_enum!` derives for the enum and has no way to mark a variant `#[default]`.
+#[allow(clippy::derivable_impls)]
 impl Default for MediaEncryption {
     fn default() -> Self {
         MediaEncryption::None
