@@ -475,7 +475,8 @@ mod tests {
         let mut n = Negotiation::default();
         n.set_policy(1, MediaEncryption::None);
         let carrier = CryptoAttribute::generate(1, SrtpSuite::AesCm128HmacSha1_80).unwrap();
-        n.take_in(0, &input("RTP/SAVP", std::slice::from_ref(&carrier)), true).unwrap();
+        n.take_in(0, &input("RTP/SAVP", std::slice::from_ref(&carrier)), true)
+            .unwrap();
         assert!(n.out_is_offer(1, true));
         let to_b = n.out_for(1, true, "RTP/AVP").unwrap();
         assert_eq!(to_b.proto, "RTP/AVP");
