@@ -349,19 +349,22 @@ fn memory(calls: u16) {
 }
 
 fn main() {
-    let mut secs = 3.0;
+    // `cargo bench` passes `--bench`; without it (`cargo test --all-targets`) a short smoke run.
+    let full = std::env::args().any(|a| a == "--bench");
+    let mut secs = if full { 3.0 } else { 0.2 };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         if a == "--measurement-time" {
             secs = args.next().and_then(|v| v.parse().ok()).unwrap_or(secs);
         }
     }
-    memory(1000);
+    let (calls, samples) = if full { (1000, 10_000) } else { (50, 500) };
+    memory(calls);
     throughput(secs, Mode::Plain);
     throughput(secs, Mode::Convert);
     throughput(secs, Mode::Srtp);
     throughput(secs, Mode::Plain);
     throughput(secs, Mode::Srtp);
-    latency(10_000, Mode::Plain);
-    latency(10_000, Mode::Srtp);
+    latency(samples, Mode::Plain);
+    latency(samples, Mode::Srtp);
 }
