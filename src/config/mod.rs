@@ -1332,6 +1332,23 @@ mod tests {
     }
 
     #[test]
+    fn carrier_media_encryption_is_read_and_a_bad_one_named_by_key_and_line() {
+        let text =
+            "[[carriers]]\nname = \"twilio\"\nallow = [\"54.172.60.0/30\"]\nmedia_encryption = \"srtp_required\"\n";
+        let c = parse(text).unwrap();
+        assert_eq!(
+            c.carriers[0].media_encryption,
+            edge_media::MediaEncryption::SrtpRequired
+        );
+        let c = parse("[[carriers]]\nname = \"t\"\nallow = [\"192.0.2.1\"]\n").unwrap();
+        assert_eq!(c.carriers[0].media_encryption, edge_media::MediaEncryption::None);
+        let text = "[[carriers]]\nname = \"twilio\"\nallow = [\"54.172.60.0/30\"]\nmedia_encryption = \"dtls\"\n";
+        let e = parse(text).unwrap_err().to_string();
+        assert!(e.contains("edge.toml:4: key `carriers[0].media_encryption`"), "{e}");
+        assert!(e.contains("srtp_required"), "{e}");
+    }
+
+    #[test]
     fn an_agent_network_inside_a_carrier_range_is_refused_by_key_and_line() {
         let text = "[[carriers]]\nname = \"twilio\"\nallow = [\"54.172.60.0/30\", \"10.0.0.0/8\"]\n\n\
                     [[agent_networks]]\nname = \"agents\"\nallow = [\"192.0.2.0/24\",\n  \"10.20.0.0/16\"]\n";
