@@ -34,9 +34,9 @@ fn media_side(s: Side) -> edge_media::Side {
 }
 
 impl MediaRelay for Relay {
-    fn anchor_sdp(&self, from: Side, sdp: &[u8]) -> Result<Bytes, SdpRefused> {
+    fn anchor_sdp(&self, from: Side, sdp: &[u8], offer: bool) -> Result<Bytes, SdpRefused> {
         self.handle
-            .anchor_sdp(media_side(from), sdp, self.codecs.as_deref())
+            .anchor(media_side(from), sdp, self.codecs.as_deref(), offer)
             .map(|(sdp, _)| sdp)
             .map_err(|e| SdpRefused {
                 status: e.sip_status(),
@@ -52,6 +52,10 @@ impl MediaRelay for Relay {
                 status: e.sip_status(),
                 detail: e.to_string(),
             })
+    }
+
+    fn set_encryption(&self, side: Side, policy: crate::call::media::MediaEncryption, new_peer: bool) {
+        self.handle.set_encryption(media_side(side), policy, new_peer);
     }
 
     fn offer_sdp(&self, to: Side) -> Bytes {

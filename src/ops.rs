@@ -270,6 +270,10 @@ async fn metrics_text(State(s): State<OpsState>, headers: axum::http::HeaderMap)
             metrics::gauge!("edge_media_sockets_max").set(max as f64);
         }
         metrics::gauge!("edge_media_workers_up").set(m.workers_alive() as f64);
+        // SRTP/SRTCP packets the relays and voicemail dropped, by why (counts only: no key, no address).
+        for (reason, v) in edge_media::srtp_dropped() {
+            metrics::counter!("edge_srtp_dropped_total", "reason" => reason).absolute(v);
+        }
     }
     if s.agent_labels {
         for e in s.agent_gauge.iter() {

@@ -386,6 +386,7 @@ async fn an_agents_own_outbound_call_is_refused_at_its_limit_across_nodes() {
         c.carriers = vec![oneinbox_edge::config::Carrier {
             name: "loopback".into(),
             allow: vec!["127.0.0.1/32".parse().unwrap()],
+            media_encryption: Default::default(),
         }];
         c.agent_networks = vec![oneinbox_edge::config::AgentNetwork {
             name: "agents".into(),

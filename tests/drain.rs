@@ -248,6 +248,7 @@ async fn the_binary_drains_on_sigterm_and_a_second_sigterm_ends_the_calls() {
                 status: AgentStatus::Active,
                 sip_username: None,
                 sip_password: None,
+                media_encryption: Default::default(),
             },
         )
         .await

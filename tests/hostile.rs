@@ -26,10 +26,12 @@ fn carriers() -> Vec<CarrierCfg> {
         CarrierCfg {
             name: "twilio".into(),
             allow: vec!["127.0.0.1/32".parse().unwrap()],
+            media_encryption: Default::default(),
         },
         CarrierCfg {
             name: "telnyx".into(),
             allow: vec!["127.0.0.2/32".parse().unwrap()],
+            media_encryption: Default::default(),
         },
     ]
 }

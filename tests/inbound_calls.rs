@@ -199,6 +199,7 @@ async fn refused_tcp_connect_fails_over_at_once() {
                 status: AgentStatus::Active,
                 sip_username: None,
                 sip_password: None,
+                media_encryption: Default::default(),
             },
         )
         .await
@@ -818,6 +819,7 @@ async fn agent_host_names_are_resolved_and_a_dead_name_fails_over() {
         status: AgentStatus::Active,
         sip_username: None,
         sip_password: None,
+        media_encryption: Default::default(),
     };
     let store = &t.edge.store;
     let gone = store
@@ -1248,6 +1250,7 @@ async fn a_sigkilled_binary_closes_its_live_record_when_it_starts_again() {
                     status: AgentStatus::Active,
                     sip_username: None,
                     sip_password: None,
+                    media_encryption: Default::default(),
                 },
             )
             .await

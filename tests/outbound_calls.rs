@@ -25,6 +25,7 @@ async fn edge() -> TestEdge {
         c.carriers = vec![oneinbox_edge::config::Carrier {
             name: "loopback".into(),
             allow: vec!["127.0.0.1/32".parse().unwrap()],
+            media_encryption: Default::default(),
         }];
         c.agent_networks = vec![oneinbox_edge::config::AgentNetwork {
             name: "agents".into(),

@@ -156,6 +156,7 @@ async fn add_agent_uri(t: &TestEdge, name: &str, sip_uri: &str) -> String {
                 status: AgentStatus::Active,
                 sip_username: None,
                 sip_password: None,
+                media_encryption: Default::default(),
             },
         )
         .await

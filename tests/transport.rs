@@ -173,6 +173,7 @@ async fn unknown_sources_get_403_or_silence() {
             c.carriers = vec![oneinbox_edge::config::Carrier {
                 name: "twilio".into(),
                 allow: vec!["54.172.60.0/30".parse().unwrap()],
+                media_encryption: Default::default(),
             }];
             c.unknown_source = mode;
         })
@@ -251,6 +252,7 @@ fn carrier_at_127_0_0_1(c: &mut oneinbox_edge::config::Config) {
     c.carriers = vec![oneinbox_edge::config::Carrier {
         name: "carrier".into(),
         allow: vec!["127.0.0.1/32".parse().unwrap()],
+        media_encryption: Default::default(),
     }];
     c.agent_networks = vec![oneinbox_edge::config::AgentNetwork {
         name: "agents".into(),

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::call::context::{Ctx, Reject};
-use crate::call::media::{MediaRelay, Side};
+use crate::call::media::{encryption_of, MediaEncryption, MediaRelay, Side};
 use crate::call::outbound::{ResolveJob, TrunkTarget};
 use crate::call::outcome::{Direction, Ending, HopOutcome, Refusal, Unavailable};
 use crate::call::registry::{note_trace_leg, CallController};
@@ -36,6 +36,19 @@ impl CallController {
         invite: Message,
         peer: Peer,
         carrier: &str,
+    ) -> Result<(), Reject> {
+        self.on_carrier_invite(ctx, key, invite, peer, carrier, MediaEncryption::None)
+    }
+
+    /// [`Self::on_invite`] from a carrier whose `media_encryption` is `encryption`.
+    pub fn on_carrier_invite(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        key: TxKey,
+        invite: Message,
+        peer: Peer,
+        carrier: &str,
+        encryption: MediaEncryption,
     ) -> Result<(), Reject> {
         let did = match dialed::dialed_number(&invite, self.cfg.default_country_code.as_deref()) {
             Ok(d) => d,
@@ -78,7 +91,8 @@ impl CallController {
         }
         let id = self.new_record_id(ctx.wall_ms);
         let record = self.carrier_record(id, &number, carrier, &invite, did, ctx.wall_ms);
-        let (relay, b_offer) = self.anchor_offer(&record.id, &invite)?;
+        // The agent's policy is set when its leg starts (`start_agent_leg` rebuilds the offer for it).
+        let (relay, b_offer) = self.anchor_offer(&record.id, &invite, [encryption, MediaEncryption::None])?;
         tracing::debug!(call = %record.id, sip_call_id = %a_call_id, carrier, to = %record.to, "inbound call");
         let mut call = Call::new(
             CallKind::Inbound,
@@ -102,12 +116,14 @@ impl CallController {
     }
 
     /// Anchors a caller's SDP offer on a new relay: the relay and the offer rewritten for the other leg.
-    /// No ports is a clean 503 and an unusable offer a 488, never a half-set-up call.
+    /// No ports is a clean 503 and an unusable offer a 488 (a plain offer from a leg whose `encryption`
+    /// is `srtp_required` too), never a half-set-up call. `encryption`: the policies of legs A and B.
     #[allow(clippy::type_complexity)]
     pub(super) fn anchor_offer(
         &self,
         record_id: &str,
         invite: &Message,
+        encryption: [MediaEncryption; 2],
     ) -> Result<(Option<Box<dyn MediaRelay>>, Option<Bytes>), Reject> {
         let Some(m) = self.media.as_ref().filter(|_| !invite.body().is_empty()) else {
             return Ok((None, None));
@@ -128,7 +144,9 @@ impl CallController {
                 why: Some(Refusal::NoMediaPorts(e.warning.to_string())),
             }
         })?;
-        match relay.anchor_sdp(Side::A, invite.body()) {
+        relay.set_encryption(Side::A, encryption[0], false);
+        relay.set_encryption(Side::B, encryption[1], false);
+        match relay.anchor_sdp(Side::A, invite.body(), true) {
             Ok(sdp) => Ok((Some(relay), Some(sdp))),
             Err(e) => {
                 self.stats.rejected.fetch_add(1, Ordering::Relaxed);
@@ -297,6 +315,17 @@ impl CallController {
                 return false;
             }
         };
+        if call.kind == CallKind::Inbound && !call.phase.is_transferring() {
+            // The carrier's offer, made again for this agent: SRTP or plain as its `media_encryption` says,
+            // with keys of the edge's for this agent (the carrier's key and answer stay as they are).
+            if let Some(relay) = call.relay.as_deref() {
+                relay.set_encryption(Side::B, encryption_of(agent.media_encryption), true);
+                match relay.anchor_sdp(Side::A, call.a.invite.body(), true) {
+                    Ok(sdp) => call.b_offer = Some(sdp),
+                    Err(e) => tracing::warn!(call = %call.record.id, error = %e, "offer not rebuilt for the agent"),
+                }
+            }
+        }
         let a = &call.a.invite;
         let from_tag = self.rng.token();
         let host = &local.sent_by;

@@ -5,6 +5,16 @@
 use std::path::Path;
 
 use bytes::Bytes;
+pub use edge_media::MediaEncryption;
+
+/// The media policy of a stored agent or trunk.
+pub fn encryption_of(m: edge_store::MediaEncryption) -> MediaEncryption {
+    match m {
+        edge_store::MediaEncryption::None => MediaEncryption::None,
+        edge_store::MediaEncryption::Srtp => MediaEncryption::Srtp,
+        edge_store::MediaEncryption::SrtpRequired => MediaEncryption::SrtpRequired,
+    }
+}
 
 /// A leg of a call: A is the caller's (carrier, calling agent, or an API call's dialled party), B the other.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,8 +53,13 @@ pub struct SdpRefused {
 
 /// One call's RTP relay. Dropping it releases its ports.
 pub trait MediaRelay: Send {
-    /// `sdp` received from `from`, rewritten so the other side sends its media to the relay.
-    fn anchor_sdp(&self, from: Side, sdp: &[u8]) -> Result<Bytes, SdpRefused>;
+    /// `sdp` received from `from` (an offer when `offer`, else an answer), rewritten so the other side
+    /// sends its media to the relay; SRTP per leg: `from`'s keys stay with the relay, the body carries the
+    /// edge's own for the other leg as its policy says ([`MediaRelay::set_encryption`]).
+    fn anchor_sdp(&self, from: Side, sdp: &[u8], offer: bool) -> Result<Bytes, SdpRefused>;
+    /// `side`'s media encryption policy, for the next SDP exchanged with it; `new_peer`: another peer
+    /// (a fallback agent, a transfer target) whose keys start afresh.
+    fn set_encryption(&self, side: Side, policy: MediaEncryption, new_peer: bool);
     /// An answer from `from`'s new peer (a fallback agent after the first one's 183, a transfer target)
     /// that the other side must not see: it keeps the session the edge already gave it (RFC 3261
     /// 13.2.1), and the relay sends to the new peer, converting G.711 law where the two differ.
@@ -102,7 +117,7 @@ pub(crate) mod fake {
         }
     }
     impl MediaRelay for Relay {
-        fn anchor_sdp(&self, from: Side, sdp: &[u8]) -> Result<Bytes, SdpRefused> {
+        fn anchor_sdp(&self, from: Side, sdp: &[u8], _offer: bool) -> Result<Bytes, SdpRefused> {
             Ok(Bytes::from(format!(
                 "{}a=anchored:{from:?}\r\n",
                 String::from_utf8_lossy(sdp)
@@ -111,6 +126,7 @@ pub(crate) mod fake {
         fn keep_answer(&self, _from: Side, _sdp: &[u8]) -> Result<(), SdpRefused> {
             Ok(())
         }
+        fn set_encryption(&self, _side: Side, _policy: MediaEncryption, _new_peer: bool) {}
         fn offer_sdp(&self, to: Side) -> Bytes {
             Bytes::from(format!("v=0\r\na=offer:{to:?}\r\n"))
         }
@@ -151,7 +167,7 @@ pub(crate) mod fake {
         let media = FakeMedia::default();
         let relay = media.allocate_relay("call_1").expect("relay");
         assert_eq!(media.relays.load(Ordering::Relaxed), 1);
-        let sdp = relay.anchor_sdp(Side::A, b"v=0\r\n").expect("anchored");
+        let sdp = relay.anchor_sdp(Side::A, b"v=0\r\n", true).expect("anchored");
         assert!(sdp.ends_with(b"a=anchored:A\r\n"));
         assert!(relay.offer_sdp(Side::B).ends_with(b"a=offer:B\r\n"));
         relay.ringback(Side::A, true);

@@ -6,7 +6,7 @@
 
 use bytes::Bytes;
 use edge_store::{AgentRecord, CallRecord, Hop, NumberRoute, Route};
-use sip_core::message::{HeaderName, Message};
+use sip_core::message::{HeaderName, Message, Method};
 use sip_core::transaction::{Peer, TxKey};
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -266,7 +266,9 @@ pub(super) fn dialog_from_answer(local_from: &str, call_id: &str, resp: &Message
 /// (no relay, no body, or a body that is not SDP: a NOTIFY's sipfrag, an INFO's DTMF).
 pub(super) fn anchor(relay: Option<&dyn MediaRelay>, from: Side, msg: &Message) -> Option<Bytes> {
     let (relay, sdp) = sdp_for_relay(relay, msg)?;
-    match relay.anchor_sdp(from, sdp) {
+    // A request's SDP is an offer (an ACK's, the answer to a 2xx's offer); a response's an answer.
+    let offer = msg.is_request() && !matches!(msg.method(), Some(Method::Ack));
+    match relay.anchor_sdp(from, sdp, offer) {
         Ok(sdp) => Some(sdp),
         Err(e) => {
             // Never leak the other leg's addresses: drop the body rather than pass it through.

@@ -94,6 +94,7 @@ impl Rig {
             status: agent_status,
             sip_username: None,
             sip_password: None,
+            media_encryption: Default::default(),
             created_at: 0,
             updated_at: 0,
         };

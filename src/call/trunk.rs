@@ -51,6 +51,8 @@ pub struct TrunkChoice {
     pub tls_identity: Option<String>,
     /// A customer trunk's own client certificate (`provider_config.tls_client_certificate`).
     pub tls_client: Option<std::sync::Arc<edge_store::TrunkClientCert>>,
+    /// SRTP toward the trunk (`provider_config.media_encryption`; `none` for the other kinds of trunk).
+    pub media_encryption: edge_store::MediaEncryption,
 }
 
 impl std::fmt::Debug for TrunkChoice {
@@ -149,6 +151,7 @@ pub fn choose(number: &NumberRoute, index: &RoutingIndex, cfg: &OutboundSettings
             p_charge_info: pc.p_charge_info,
             tls_identity: None,
             tls_client: pc.tls_client.clone(),
+            media_encryption: pc.media_encryption,
         });
     }
     if let Some(host) = index.integration_trunk(&number.account_id, number.provider) {
@@ -165,6 +168,7 @@ pub fn choose(number: &NumberRoute, index: &RoutingIndex, cfg: &OutboundSettings
             p_charge_info: false,
             tls_identity: None,
             tls_client: None,
+            media_encryption: edge_store::MediaEncryption::None,
         });
     }
     if let Some(t) = cfg.operator_trunk(number.provider) {
@@ -181,6 +185,7 @@ pub fn choose(number: &NumberRoute, index: &RoutingIndex, cfg: &OutboundSettings
             p_charge_info: false,
             tls_identity: t.tls_identity.clone(),
             tls_client: None,
+            media_encryption: edge_store::MediaEncryption::None,
         });
     }
     Err(TrunkRefusal::Missing {
@@ -324,6 +329,7 @@ mod tests {
             p_charge_info: false,
             tls_identity: None,
             tls_client: None,
+            media_encryption: edge_store::MediaEncryption::None,
         }
     }
 

@@ -388,6 +388,8 @@ impl Default for RawLog {
 struct RawCarrier {
     name: Spanned<String>,
     allow: Vec<Spanned<String>>,
+    #[serde(default)]
+    media_encryption: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -436,6 +438,9 @@ pub enum UnknownSource {
 pub struct Carrier {
     pub name: String,
     pub allow: Vec<IpNet>,
+    /// SRTP toward this carrier's leg (`media_encryption`, default `none`): `srtp` offers RTP/SAVP with the
+    /// edge's keys, `srtp_required` also refuses its plain offers with 488.
+    pub media_encryption: edge_media::MediaEncryption,
 }
 
 /// SIP listener and protocol settings.
@@ -776,9 +781,23 @@ impl Validator<'_> {
                 );
             }
             let allow = self.cidrs(&format!("carriers[{i}].allow"), &c.allow)?;
+            let media_encryption = match &c.media_encryption {
+                None => edge_media::MediaEncryption::None,
+                Some(v) => match edge_media::MediaEncryption::parse(v.get_ref()) {
+                    Some(m) => m,
+                    None => {
+                        return self.err(
+                            &format!("carriers[{i}].media_encryption"),
+                            v.span(),
+                            format!("`{}`: expected \"none\", \"srtp\" or \"srtp_required\"", v.get_ref()),
+                        )
+                    }
+                },
+            };
             carriers.push(Carrier {
                 name: name.to_owned(),
                 allow,
+                media_encryption,
             });
         }
         let agent_networks = self.agent_networks(&raw.agent_networks, &carriers)?;
@@ -1343,6 +1362,23 @@ mod tests {
         assert_eq!(c.sip.tcp, Some("0.0.0.0:5060".parse().unwrap()));
         assert_eq!(c.api_listen, Some("127.0.0.1:8080".parse().unwrap()));
         assert_eq!(c.sip.t1, Duration::from_millis(500));
+    }
+
+    #[test]
+    fn carrier_media_encryption_is_read_and_a_bad_one_named_by_key_and_line() {
+        let text =
+            "[[carriers]]\nname = \"twilio\"\nallow = [\"54.172.60.0/30\"]\nmedia_encryption = \"srtp_required\"\n";
+        let c = parse(text).unwrap();
+        assert_eq!(
+            c.carriers[0].media_encryption,
+            edge_media::MediaEncryption::SrtpRequired
+        );
+        let c = parse("[[carriers]]\nname = \"t\"\nallow = [\"192.0.2.1\"]\n").unwrap();
+        assert_eq!(c.carriers[0].media_encryption, edge_media::MediaEncryption::None);
+        let text = "[[carriers]]\nname = \"twilio\"\nallow = [\"54.172.60.0/30\"]\nmedia_encryption = \"dtls\"\n";
+        let e = parse(text).unwrap_err().to_string();
+        assert!(e.contains("edge.toml:4: key `carriers[0].media_encryption`"), "{e}");
+        assert!(e.contains("srtp_required"), "{e}");
     }
 
     #[test]

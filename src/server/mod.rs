@@ -214,6 +214,13 @@ impl SourcePolicy for CarrierPolicy {
             None => self.reject_unknown(),
         }
     }
+    fn carrier_media_encryption(&self, carrier: &str) -> edge_media::MediaEncryption {
+        self.cfg
+            .carriers
+            .iter()
+            .find(|c| c.name == carrier)
+            .map_or(edge_media::MediaEncryption::None, |c| c.media_encryption)
+    }
 }
 
 /// The number providers of `[inventory]`: the default one serves search and purchase; the others release

@@ -49,6 +49,10 @@ pub trait SourcePolicy: Send {
     fn reject_unknown(&self) -> bool;
     /// May an outsider at `source` be offered digest (`outbound.agent_digest_from`)?
     fn digest_offered_to(&self, source: SocketAddr) -> bool;
+    /// The carrier's `media_encryption` (SRTP toward its leg); `none` unless configured.
+    fn carrier_media_encryption(&self, _carrier: &str) -> edge_media::MediaEncryption {
+        edge_media::MediaEncryption::None
+    }
 }
 
 /// Counters exported on /metrics; atomics so the API task reads them without locking the engine.
@@ -452,8 +456,15 @@ impl Endpoint {
                 } else if method == Method::Invite {
                     let taken = match origin {
                         Origin::Carrier(carrier) => {
-                            self.calls
-                                .on_invite(&mut ctx, key.clone(), msg.clone(), peer(source, link), carrier)
+                            let encryption = self.policy.carrier_media_encryption(carrier);
+                            self.calls.on_carrier_invite(
+                                &mut ctx,
+                                key.clone(),
+                                msg.clone(),
+                                peer(source, link),
+                                carrier,
+                                encryption,
+                            )
                         }
                         Origin::Agent(how) => self.calls.on_agent_invite(
                             &mut ctx,

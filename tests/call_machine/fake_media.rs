@@ -105,7 +105,7 @@ impl Drop for FakeRelay {
 }
 
 impl MediaRelay for FakeRelay {
-    fn anchor_sdp(&self, from: Side, sdp: &[u8]) -> Result<Bytes, SdpRefused> {
+    fn anchor_sdp(&self, from: Side, sdp: &[u8], _offer: bool) -> Result<Bytes, SdpRefused> {
         Ok(Bytes::from(format!(
             "{}a=x-anchored:{from:?}\r\n",
             String::from_utf8_lossy(sdp)
@@ -117,6 +117,8 @@ impl MediaRelay for FakeRelay {
         p.kept.push((from, Bytes::copy_from_slice(sdp)));
         Ok(())
     }
+
+    fn set_encryption(&self, _side: Side, _policy: oneinbox_edge::call::media::MediaEncryption, _new_peer: bool) {}
 
     fn ringback(&self, to: Side, on: bool) {
         let mut p = self.plane.lock().unwrap_or_else(|e| e.into_inner());

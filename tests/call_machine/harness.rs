@@ -123,6 +123,7 @@ impl Routing {
             status,
             sip_username: None,
             sip_password: None,
+            media_encryption: Default::default(),
             created_at: 0,
             updated_at: 0,
         });

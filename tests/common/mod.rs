@@ -103,6 +103,7 @@ impl TestEdge {
                     status,
                     sip_username: None,
                     sip_password: None,
+                    media_encryption: Default::default(),
                 },
             )
             .await

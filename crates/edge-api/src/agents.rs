@@ -3,7 +3,7 @@
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{query_error, Account, ApiJson};
 use crate::validate::{self, MAX_MESSAGE_LEN, MAX_NAME_LEN};
-use crate::wire::{double_option, non_null, AgentStatusName, ListParams};
+use crate::wire::{double_option, non_null, AgentStatusName, ListParams, MediaEncryptionName};
 use crate::ApiState;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
@@ -31,6 +31,8 @@ pub struct Agent {
     pub sip_username: Option<String>,
     /// Whether a SIP password is stored (it is never returned).
     pub sip_password_set: bool,
+    /// SRTP on the agent's leg (`none`, `srtp`, `srtp_required`).
+    pub media_encryption: MediaEncryptionName,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -66,6 +68,8 @@ pub struct CreateAgentRequest {
     /// Write-only; stored encrypted, never returned. Requires `sip_username`.
     #[schema(min_length = 8, max_length = 128, write_only)]
     pub sip_password: Option<String>,
+    /// SRTP on the agent's leg; default `none`.
+    pub media_encryption: Option<MediaEncryptionName>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -100,6 +104,9 @@ pub struct UpdateAgentRequest {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<String>, min_length = 8, max_length = 128, write_only)]
     pub sip_password: Option<Option<String>>,
+    /// Cannot be null.
+    #[serde(default, deserialize_with = "non_null")]
+    pub media_encryption: Option<MediaEncryptionName>,
 }
 
 impl From<AgentRecord> for Agent {
@@ -113,6 +120,7 @@ impl From<AgentRecord> for Agent {
             status: a.status.into(),
             sip_password_set: a.sip_password.is_some(),
             sip_username: a.sip_username,
+            media_encryption: a.media_encryption.into(),
             created_at: edge_store::time::rfc3339(a.created_at),
             updated_at: edge_store::time::rfc3339(a.updated_at),
         }
@@ -155,6 +163,7 @@ pub async fn create(
             .sip_password
             .map(|p| validate::sip_password("sip_password", &p).map(Secret::new))
             .transpose()?,
+        media_encryption: req.media_encryption.unwrap_or_default().into(),
     };
     let rec = state.store.create_agent(&account, new).await?;
     Ok((StatusCode::CREATED, Json(rec.into())))
@@ -246,6 +255,7 @@ pub async fn update(
                     .transpose()
             })
             .transpose()?,
+        media_encryption: req.media_encryption.map(Into::into),
     };
     let rec = state.store.update_agent(&account, &id, patch).await?;
     Ok(Json(rec.into()))

@@ -120,6 +120,8 @@ pub struct ProviderConfigOut {
     pub tls_client_certificate: Option<String>,
     /// Whether its private key is stored (the key is never returned).
     pub tls_client_key_set: bool,
+    /// SRTP on the trunk's leg (`none`, `srtp`, `srtp_required`).
+    pub media_encryption: crate::wire::MediaEncryptionName,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -254,6 +256,9 @@ pub struct ProviderConfigIn {
     /// The certificate's PEM private key. Write-only; stored encrypted, never returned.
     #[schema(max_length = 32768, pattern = "-----BEGIN ([A-Z]+ )?PRIVATE KEY-----", write_only)]
     pub tls_client_key: Option<String>,
+    /// SRTP on the trunk's leg: `srtp` offers `RTP/SAVP` with the edge's keys, `srtp_required` also refuses a
+    /// plain answer; default `none`.
+    pub media_encryption: Option<crate::wire::MediaEncryptionName>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -331,6 +336,9 @@ pub struct ProviderConfigPatchIn {
         write_only
     )]
     pub tls_client_key: Option<Option<String>>,
+    /// SRTP on the trunk's leg. Cannot be null.
+    #[serde(default, deserialize_with = "non_null")]
+    pub media_encryption: Option<crate::wire::MediaEncryptionName>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -401,6 +409,7 @@ impl From<NumberRecord> for PhoneNumber {
                 p_charge_info: p.p_charge_info,
                 tls_client_certificate: p.tls_client_certificate,
                 tls_client_key_set: p.tls_client_key_set,
+                media_encryption: p.media_encryption.into(),
             }),
             created_at: edge_store::time::rfc3339(r.created_at),
             updated_at: edge_store::time::rfc3339(r.updated_at),
@@ -912,6 +921,7 @@ pub async fn register(
             p_charge_info: pc.p_charge_info.unwrap_or(false),
             tls_client_certificate: tls_client.as_ref().map(|(c, _)| c.clone()),
             tls_client_key: tls_client.map(|(_, k)| Secret::new(k)),
+            media_encryption: pc.media_encryption.unwrap_or_default().into(),
         }),
     };
     let rec = state.store.create_number(&account, new).await?;
@@ -1116,6 +1126,7 @@ pub async fn update(
                         )),
                     })
                     .transpose()?,
+                media_encryption: p.media_encryption.map(Into::into),
             })
         })
         .transpose()?;

@@ -196,6 +196,8 @@ const NON_NULL_FIELDS: &[(&str, &str)] = &[
     ("UpdateNumberRequest", "provider_config"),
     ("ProviderConfigPatchIn", "trunk_address"),
     ("ProviderConfigPatchIn", "p_charge_info"),
+    ("ProviderConfigPatchIn", "media_encryption"),
+    ("UpdateAgentRequest", "media_encryption"),
 ];
 
 /// What the validators enforce and the derive cannot say: the text rules of names and

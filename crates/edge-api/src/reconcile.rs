@@ -241,6 +241,7 @@ mod tests {
                     status: AgentStatus::Active,
                     sip_username: None,
                     sip_password: None,
+                    media_encryption: Default::default(),
                 },
             )
             .await

@@ -72,6 +72,38 @@ pub enum AgentStatusName {
     Disabled,
 }
 
+/// SRTP on the leg toward an agent or a trunk: `none` offers plain RTP (an `RTP/SAVP` offer from it is
+/// still answered with SRTP), `srtp` offers `RTP/SAVP` with the edge's own keys (SDES), `srtp_required`
+/// also refuses its plain SDP with 488.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum MediaEncryptionName {
+    #[default]
+    None,
+    Srtp,
+    SrtpRequired,
+}
+
+impl From<edge_store::MediaEncryption> for MediaEncryptionName {
+    fn from(m: edge_store::MediaEncryption) -> Self {
+        match m {
+            edge_store::MediaEncryption::None => MediaEncryptionName::None,
+            edge_store::MediaEncryption::Srtp => MediaEncryptionName::Srtp,
+            edge_store::MediaEncryption::SrtpRequired => MediaEncryptionName::SrtpRequired,
+        }
+    }
+}
+
+impl From<MediaEncryptionName> for edge_store::MediaEncryption {
+    fn from(m: MediaEncryptionName) -> Self {
+        match m {
+            MediaEncryptionName::None => edge_store::MediaEncryption::None,
+            MediaEncryptionName::Srtp => edge_store::MediaEncryption::Srtp,
+            MediaEncryptionName::SrtpRequired => edge_store::MediaEncryption::SrtpRequired,
+        }
+    }
+}
+
 impl From<Provider> for ProviderName {
     fn from(p: Provider) -> Self {
         match p {

@@ -43,6 +43,7 @@ pub mod resample;
 mod ringback;
 mod sdp;
 pub mod socket;
+mod srtp;
 mod transcode;
 mod tts;
 mod voicemail;
@@ -57,6 +58,7 @@ pub use g711::G711Law;
 pub use latch::RelatchRule;
 pub use relay::{RelayHandle, RelayStats, Side};
 pub use sdp::{build_offer_sdp, build_voicemail_answer_sdp, rewrite_sdp, Codec, RemoteMedia, SdpError, VoicemailMedia};
+pub use srtp::{srtp_dropped, MediaEncryption};
 pub use tts::{Tts, TtsError};
 pub use voicemail::{
     EndedBy, VoicemailConfig, VoicemailError, VoicemailOutcome, VoicemailSession, VoicemailStartError,

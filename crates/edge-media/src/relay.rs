@@ -20,8 +20,9 @@ use crate::g711::G711Law;
 use crate::latch::{Latch, LatchVerdict, RelatchRule};
 use crate::ports::{BoundPair, PortPool};
 use crate::ringback::{Ringback, RingbackCodec, PACKET, PTIME};
-use crate::sdp::{rewrite_sdp, RemoteMedia, SdpError};
+use crate::sdp::{crypto_of, rewrite_sdp_srtp, RemoteMedia, SdpError};
 use crate::socket::ReadableUdp;
+use crate::srtp::{LegCrypto, LegUpdate, MediaEncryption, Negotiation, MAX_OVERHEAD};
 use crate::transcode::{self, LawRule};
 use crate::worker::RemoteRelay;
 
@@ -70,6 +71,8 @@ pub struct RelayStats {
     pub dropped_malformed: u64,
     /// Packets with no known destination yet (other leg's SDP not set, nothing latched).
     pub dropped_no_destination: u64,
+    /// SRTP/SRTCP packets that did not authenticate, were replayed, or came before keys were agreed.
+    pub dropped_srtp: u64,
 }
 
 #[derive(Debug, Default)]
@@ -78,6 +81,7 @@ struct Counters {
     foreign: AtomicU64,
     malformed: AtomicU64,
     no_destination: AtomicU64,
+    srtp_dropped: AtomicU64,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -101,12 +105,20 @@ pub(crate) struct Shared {
     ringback: Mutex<[Option<RingbackCodec>; 2]>,
     /// Wakes the relay task when `ringback` changed.
     control: tokio::sync::Notify,
+    /// SRTP contexts for each side, taken by the task (`srtp.rs`).
+    srtp: Mutex<[Option<LegUpdate>; 2]>,
+    /// Bumped when `srtp` has something for the task.
+    srtp_generation: AtomicU64,
 }
 
 impl Shared {
     fn remotes(&self) -> MutexGuard<'_, Remotes> {
         // Plain data, no invariants across fields: poisoning is harmless.
         self.remotes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn srtp(&self) -> MutexGuard<'_, [Option<LegUpdate>; 2]> {
+        self.srtp.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn ringback(&self) -> MutexGuard<'_, [Option<RingbackCodec>; 2]> {
@@ -121,6 +133,7 @@ impl Shared {
             dropped_foreign: c.foreign.load(Ordering::Relaxed),
             dropped_malformed: c.malformed.load(Ordering::Relaxed),
             dropped_no_destination: c.no_destination.load(Ordering::Relaxed),
+            dropped_srtp: c.srtp_dropped.load(Ordering::Relaxed),
         }
     }
 }
@@ -176,6 +189,8 @@ pub struct RelayHandle {
     backend: Backend,
     /// The session (`o=`) the edge presents to each side (`origin.rs`).
     origins: Mutex<crate::origin::Origins>,
+    /// The SRTP keys agreed with each side (`srtp.rs`).
+    srtp: Mutex<Negotiation>,
 }
 
 /// Codecs per side, from the SDP given to [`RelayHandle::set_remote`].
@@ -293,6 +308,7 @@ impl RelayHandle {
             rtp_ports,
             backend: Backend::InProcess { shared, task },
             origins: Mutex::default(),
+            srtp: Mutex::default(),
         }
     }
 
@@ -309,6 +325,7 @@ impl RelayHandle {
             rtp_ports,
             backend: Backend::Worker(remote),
             origins: Mutex::default(),
+            srtp: Mutex::default(),
         }
     }
 
@@ -443,8 +460,37 @@ impl RelayHandle {
         sdp: &[u8],
         allowed_codecs: Option<&[String]>,
     ) -> Result<(Bytes, RemoteMedia), SdpError> {
+        self.anchor(from, sdp, allowed_codecs, true)
+    }
+
+    /// [`Self::anchor_sdp`] for an offer (`offer`) or an answer from `from`, with SRTP: the keys in
+    /// `from`'s SDP are taken for its leg (an `RTP/SAVP` offer is answered with a fresh key of the edge's,
+    /// a plain one from a `srtp_required` side refused), and the body for the other side carries the
+    /// edge's own keys for that leg as its policy ([`Self::set_encryption`]) says, never `from`'s.
+    pub fn anchor(
+        &self,
+        from: Side,
+        sdp: &[u8],
+        allowed_codecs: Option<&[String]>,
+        offer: bool,
+    ) -> Result<(Bytes, RemoteMedia), SdpError> {
         let to = from.other();
-        let (body, remote) = rewrite_sdp(sdp, self.public_ip, self.local_port(to), allowed_codecs)?;
+        let crypto = crypto_of(sdp)?;
+        let out = {
+            let mut n = self.negotiation();
+            let mut trial = n.clone();
+            trial.take_in(from.index(), &crypto, offer)?;
+            let out_offer = trial.out_is_offer(to.index(), offer);
+            let out = trial.out_for(to.index(), out_offer, &crypto.proto)?;
+            if matches!(self.backend, Backend::Worker(_)) && (trial.is_srtp(from.index()) || trial.is_srtp(to.index()))
+            {
+                return Err(SdpError::SrtpUnavailable);
+            }
+            *n = trial;
+            out
+        };
+        let (body, remote) = rewrite_sdp_srtp(sdp, self.public_ip, self.local_port(to), allowed_codecs, &out)?;
+        self.push_srtp();
         // The body names the codecs `remote` lists: that is the session `to` now has.
         self.negotiated().presented[to.index()] = Some(laws_of(&g711_codecs(&remote)));
         self.set_remote(from, &remote);
@@ -462,9 +508,66 @@ impl RelayHandle {
         sdp: &[u8],
         allowed_codecs: Option<&[String]>,
     ) -> Result<RemoteMedia, SdpError> {
-        let (_, remote) = rewrite_sdp(sdp, self.public_ip, self.local_port(from.other()), allowed_codecs)?;
+        let crypto = crypto_of(sdp)?;
+        {
+            let mut n = self.negotiation();
+            let mut trial = n.clone();
+            trial.take_in(from.index(), &crypto, false)?;
+            if matches!(self.backend, Backend::Worker(_)) && trial.is_srtp(from.index()) {
+                return Err(SdpError::SrtpUnavailable);
+            }
+            *n = trial;
+        }
+        let (_, remote) = crate::sdp::rewrite_sdp(sdp, self.public_ip, self.local_port(from.other()), allowed_codecs)?;
         self.set_remote(from, &remote);
+        self.push_srtp();
         Ok(remote)
+    }
+
+    /// The media encryption policy of `side`'s leg (default `none`), for the next SDP exchanged with it.
+    /// `new_peer`: a new peer on that side (another agent, a transfer target), whose keys start afresh.
+    pub fn set_encryption(&self, side: Side, policy: MediaEncryption, new_peer: bool) {
+        let mut n = self.negotiation();
+        if new_peer {
+            n.new_peer(side.index(), policy);
+        } else {
+            n.set_policy(side.index(), policy);
+        }
+    }
+
+    /// Whether `side`'s leg uses SRTP (or is offered it).
+    pub fn is_srtp(&self, side: Side) -> bool {
+        self.negotiation().is_srtp(side.index())
+    }
+
+    fn negotiation(&self) -> MutexGuard<'_, Negotiation> {
+        // Keys and flags; a panic cannot leave them half-changed (changes are made on a copy).
+        self.srtp.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Gives the relay task the contexts the negotiation now calls for.
+    fn push_srtp(&self) {
+        let Backend::InProcess { shared, .. } = &self.backend else {
+            return;
+        };
+        let updates = {
+            let mut n = self.negotiation();
+            [n.update(0), n.update(1)]
+        };
+        if updates.iter().all(Option::is_none) {
+            return;
+        }
+        let mut pending = shared.srtp();
+        for (slot, update) in pending.iter_mut().zip(updates) {
+            if let Some(update) = update {
+                match slot {
+                    Some(old) => old.merge(update),
+                    None => *slot = Some(update),
+                }
+            }
+        }
+        drop(pending);
+        shared.srtp_generation.fetch_add(1, Ordering::Release);
     }
 
     /// The edge's own `o=` line toward `to` in `body`, version bumped only on a real change.
@@ -481,7 +584,13 @@ impl RelayHandle {
 
     /// The edge's own offer toward `to` (calls the edge originates): our port facing that leg.
     pub fn offer_sdp(&self, to: Side, allowed_codecs: Option<&[String]>) -> Bytes {
-        let offer = crate::sdp::build_offer_sdp(self.public_ip, self.local_port(to), allowed_codecs);
+        let srtp = match &self.backend {
+            // Keys do not travel to media workers: their relays stay plain (README, "SRTP").
+            Backend::Worker(_) => None,
+            Backend::InProcess { .. } => self.negotiation().out_for(to.index(), true, "RTP/AVP").ok(),
+        };
+        let offer = crate::sdp::offer_sdp(self.public_ip, self.local_port(to), allowed_codecs, srtp.as_ref());
+        self.push_srtp();
         self.negotiated().presented[to.index()] = Some(crate::sdp::offered_laws(allowed_codecs));
         self.update_laws();
         self.stamp_origin(to, &offer)
@@ -578,6 +687,11 @@ async fn run(io: RelayIo, shared: Arc<Shared>, params: RelayParams) {
     let mut ticker: Option<tokio::time::Interval> = None;
     let control = shared.control.notified();
     tokio::pin!(control);
+    // SRTP per side (`srtp.rs`); plain until the SDP says otherwise. `work` holds the packet being
+    // transformed, with room for the tag.
+    let mut crypto: [LegCrypto; 2] = Default::default();
+    let mut crypto_generation = 0u64;
+    let mut work: Vec<u8> = Vec::with_capacity(RECV_BUF + MAX_OVERHEAD);
 
     loop {
         let wake = poll_fn(|cx| {
@@ -632,6 +746,7 @@ async fn run(io: RelayIo, shared: Arc<Shared>, params: RelayParams) {
             }
             Wake::Tick => {
                 router.refresh(&shared);
+                refresh_crypto(&shared, &mut crypto, &mut crypto_generation);
                 let now = Instant::now();
                 for (side, r) in ringback.iter_mut().enumerate() {
                     // Built even with nowhere to send it, so the timestamps keep to the clock.
@@ -639,7 +754,12 @@ async fn run(io: RelayIo, shared: Arc<Shared>, params: RelayParams) {
                     let (Some(dest), Some(socket)) = (router.rtp_dest(side), io.socket(side * 2)) else {
                         continue;
                     };
-                    if let Err(e) = socket.send_to(&tx[..len], dest) {
+                    work.clear();
+                    work.extend_from_slice(&tx[..len]);
+                    if crypto[side].protect(&mut work, false).is_err() {
+                        continue;
+                    }
+                    if let Err(e) = socket.send_to(&work, dest) {
                         tracing::debug!(error = %e, %dest, "ringback send failed");
                     }
                 }
@@ -669,8 +789,22 @@ async fn run(io: RelayIo, shared: Arc<Shared>, params: RelayParams) {
         // the others), bounded so the other sockets and the timer get their turn.
         let mut next = Some((from, len));
         let mut handled = 0;
+        refresh_crypto(&shared, &mut crypto, &mut crypto_generation);
         while let Some((from, len)) = next {
-            let packet = &mut buf[..len];
+            let secure = !crypto[0].is_plain() || !crypto[1].is_plain();
+            if secure {
+                // Authenticated and decrypted before it may latch anything.
+                work.clear();
+                work.extend_from_slice(&buf[..len]);
+                let rtcp = !is_rtp_socket(index) || is_muxed_rtcp(&work);
+                if crypto[index / 2].unprotect(&mut work, rtcp).is_err() {
+                    shared.counters.srtp_dropped.fetch_add(1, Ordering::Relaxed);
+                    handled += 1;
+                    next = next_packet(&io, index, &mut buf, handled);
+                    continue;
+                }
+            }
+            let packet: &mut [u8] = if secure { &mut work[..] } else { &mut buf[..len] };
             if let Some((out, dest)) = router.route(&shared, params.relatch, index, from, packet) {
                 let audio = is_rtp_socket(index) && !is_muxed_rtcp(packet);
                 let toward = &mut ringback[out / 2];
@@ -690,6 +824,16 @@ async fn run(io: RelayIo, shared: Arc<Shared>, params: RelayParams) {
                     packet[1] |= 0x80;
                     toward.mark_resume = false;
                 }
+                let packet: &[u8] = if secure {
+                    if crypto[out / 2].protect(&mut work, !audio).is_err() {
+                        handled += 1;
+                        next = next_packet(&io, index, &mut buf, handled);
+                        continue;
+                    }
+                    &work
+                } else {
+                    packet
+                };
                 // Never waits: a full send buffer drops the packet (real-time media has no use for
                 // a late one, and waiting would stall the other direction).
                 match io.socket(out).map(|s| s.send_to(packet, dest)) {
@@ -702,6 +846,21 @@ async fn run(io: RelayIo, shared: Arc<Shared>, params: RelayParams) {
             }
             handled += 1;
             next = next_packet(&io, index, &mut buf, handled);
+        }
+    }
+}
+
+/// Takes the SRTP contexts the handle left for the task (one atomic load when there are none).
+fn refresh_crypto(shared: &Shared, crypto: &mut [LegCrypto; 2], seen: &mut u64) {
+    let generation = shared.srtp_generation.load(Ordering::Acquire);
+    if generation == *seen {
+        return;
+    }
+    *seen = generation;
+    let updates = std::mem::take(&mut *shared.srtp());
+    for (leg, update) in crypto.iter_mut().zip(updates) {
+        if let Some(update) = update {
+            update.apply(leg);
         }
     }
 }

@@ -12,6 +12,7 @@ use bytes::Bytes;
 use sdp_types::{Connection, Media, Origin, Session};
 
 use crate::g711::G711Law;
+use crate::srtp::{CryptoIn, CryptoOut};
 
 /// Why an SDP body was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -31,6 +32,18 @@ pub enum SdpError {
     /// Nothing left after codec filtering (SIP: 488).
     #[error("no acceptable codec offered")]
     NoCommonCodec,
+    /// `RTP/SAVP` without an `a=crypto` line the edge can use (SIP: 488).
+    #[error("no usable a=crypto line (AES_CM_128_HMAC_SHA1_80, AES_CM_128_HMAC_SHA1_32 or AEAD_AES_128_GCM with an inline key)")]
+    NoUsableCrypto,
+    /// An SRTP answer whose `a=crypto` matches no line the edge offered (SIP: 488).
+    #[error("the answer's a=crypto matches no offered line")]
+    CryptoMismatch,
+    /// Plain RTP from a leg whose policy is `srtp_required` (SIP: 488).
+    #[error("SRTP required: plain RTP/AVP refused (media_encryption = srtp_required)")]
+    SrtpRequired,
+    /// SRTP on a call whose relay runs in a media worker, which is not given keys (SIP: 488).
+    #[error("SRTP is not available on this edge now (relay in a media worker)")]
+    SrtpUnavailable,
 }
 
 impl SdpError {
@@ -41,7 +54,11 @@ impl SdpError {
             SdpError::NoAudio
             | SdpError::UnsupportedTransport(_)
             | SdpError::NoConnectionAddress
-            | SdpError::NoCommonCodec => 488,
+            | SdpError::NoCommonCodec
+            | SdpError::NoUsableCrypto
+            | SdpError::CryptoMismatch
+            | SdpError::SrtpRequired
+            | SdpError::SrtpUnavailable => 488,
         }
     }
 }
@@ -408,6 +425,11 @@ fn attribute(text: &str) -> (&str, Option<&str>) {
     }
 }
 
+/// `a=crypto` (RFC 4568).
+fn is_crypto(name: &str) -> bool {
+    name.eq_ignore_ascii_case("crypto")
+}
+
 /// Attributes that would leak the peer's addresses past the anchor.
 fn leaks_addresses(name: &str) -> bool {
     [
@@ -653,12 +675,16 @@ fn once(seen: &mut bool, line: &Line<'_>) -> Result<(), SdpError> {
 /// The single pass behind [`rewrite_sdp`] and [`build_voicemail_answer_sdp`]: validates every line
 /// (refusing exactly what the `sdp-types` parser refused), copies it to `out` with our address/port
 /// edits, and reports each `m=` line to `on_media`.
+// The SRTP pair (what to write, what was read) rides along the pass rather than make a second one.
+#[allow(clippy::too_many_arguments)]
 fn scan<'a>(
     sdp: &'a [u8],
     addr: IpAddr,
     port: u16,
     allowed_codecs: Option<&[String]>,
     out: &mut Out,
+    srtp: Option<&CryptoOut>,
+    crypto_in: &mut CryptoIn,
     mut on_media: impl FnMut(&MediaLine<'a>),
 ) -> Result<Scanned, SdpError> {
     let ours = ConnText::new(addr);
@@ -725,7 +751,8 @@ fn scan<'a>(
             }
             b'a' => {
                 let (name, _) = attribute(line.text()?);
-                if !leaks_addresses(name) {
+                let dropped = leaks_addresses(name) || (srtp.is_some() && is_crypto(name));
+                if !dropped {
                     out.line(line.raw);
                 }
             }
@@ -763,9 +790,10 @@ fn scan<'a>(
         out.put(b" ");
         if anchored {
             let a = anchor.insert(choose_codecs(&m, index, lines, allowed_codecs));
+            crypto_in.proto = m.proto.to_owned();
             out.num(u64::from(port));
             out.put(b" ");
-            out.put(m.proto.as_bytes());
+            out.put(srtp.map_or(m.proto, |s| s.proto.as_str()).as_bytes());
             out.put(b" ");
             if a.filtered {
                 for (i, c) in a.codecs.iter().enumerate() {
@@ -812,8 +840,13 @@ fn scan<'a>(
                 }
                 b'a' => {
                     let (name, value) = attribute(line.text()?);
+                    if anchored && is_crypto(name) {
+                        crypto_in.lines.push(value.unwrap_or_default().to_owned());
+                    }
                     let verbatim = match section.as_deref_mut() {
                         _ if leaks_addresses(name) => false,
+                        // The peer's keys stay with the edge; its own go in below.
+                        _ if srtp.is_some() && is_crypto(name) => false,
                         Some(a) if name.eq_ignore_ascii_case("rtcp") => {
                             a.rtcp.get_or_insert(value.unwrap_or_default());
                             out.put(b"a=");
@@ -834,6 +867,12 @@ fn scan<'a>(
                 _ => {}
             }
             next = lines.next_line()?;
+        }
+        if let Some(srtp) = srtp.filter(|_| anchored) {
+            for value in &srtp.lines {
+                out.put(b"a=crypto:");
+                out.line(value.as_bytes());
+            }
         }
         index += 1;
     }
@@ -944,7 +983,63 @@ pub fn rewrite_sdp(
         buf: Vec::with_capacity(sdp.len() + sdp.len() / 8 + 128),
         on: true,
     };
-    let scanned = scan(sdp, addr, port, allowed_codecs, &mut out, |_| {})?;
+    let scanned = scan(
+        sdp,
+        addr,
+        port,
+        allowed_codecs,
+        &mut out,
+        None,
+        &mut CryptoIn::default(),
+        |_| {},
+    )?;
+    Ok((Bytes::from(out.buf), scanned.remote))
+}
+
+/// What the SRTP part of `sdp` says (transport and `a=crypto` of the stream the edge would anchor),
+/// without writing anything.
+pub(crate) fn crypto_of(sdp: &[u8]) -> Result<CryptoIn, SdpError> {
+    let mut discard = Out {
+        buf: Vec::new(),
+        on: false,
+    };
+    let mut crypto = CryptoIn::default();
+    scan(
+        sdp,
+        IpAddr::from([0, 0, 0, 0]),
+        0,
+        None,
+        &mut discard,
+        None,
+        &mut crypto,
+        |_| {},
+    )?;
+    Ok(crypto)
+}
+
+/// [`rewrite_sdp`] with the SRTP part of the edge's SDP given: the anchored `m=` line gets
+/// `srtp.proto` and `srtp.lines` as its `a=crypto` lines; every `a=crypto` of the peer is left out.
+pub(crate) fn rewrite_sdp_srtp(
+    sdp: &[u8],
+    addr: IpAddr,
+    port: u16,
+    allowed_codecs: Option<&[String]>,
+    srtp: &CryptoOut,
+) -> Result<(Bytes, RemoteMedia), SdpError> {
+    let mut out = Out {
+        buf: Vec::with_capacity(sdp.len() + sdp.len() / 8 + 256),
+        on: true,
+    };
+    let scanned = scan(
+        sdp,
+        addr,
+        port,
+        allowed_codecs,
+        &mut out,
+        Some(srtp),
+        &mut CryptoIn::default(),
+        |_| {},
+    )?;
     Ok((Bytes::from(out.buf), scanned.remote))
 }
 
@@ -966,6 +1061,16 @@ pub struct VoicemailMedia {
 /// [`rewrite_sdp`], whose result is the offer for the other leg, so both legs end up on the codec the
 /// answerer chose and the relay never transcodes.
 pub fn build_offer_sdp(local: IpAddr, port: u16, allowed_codecs: Option<&[String]>) -> Bytes {
+    offer_sdp(local, port, allowed_codecs, None)
+}
+
+/// [`build_offer_sdp`], `RTP/SAVP` with the edge's `a=crypto` lines when `srtp` says so.
+pub(crate) fn offer_sdp(
+    local: IpAddr,
+    port: u16,
+    allowed_codecs: Option<&[String]>,
+    srtp: Option<&CryptoOut>,
+) -> Bytes {
     let pts: Vec<(u8, &str)> = offered_laws(allowed_codecs)
         .into_iter()
         .map(|law| (law.payload_type(), law.encoding_name()))
@@ -996,6 +1101,12 @@ pub fn build_offer_sdp(local: IpAddr, port: u16, allowed_codecs: Option<&[String
     media.add_attribute_with_value("fmtp", "101 0-16");
     media.add_attribute_with_value("ptime", "20");
     media.add_attribute_from_str("sendrecv");
+    if let Some(srtp) = srtp {
+        media.proto = srtp.proto.clone();
+        for line in &srtp.lines {
+            media.add_attribute_with_value("crypto", line.clone());
+        }
+    }
     offer.add_media(media);
     serialize(&offer)
 }
@@ -1018,13 +1129,31 @@ pub(crate) fn offered_laws(allowed_codecs: Option<&[String]>) -> Vec<G711Law> {
 /// G.711 codec (PCMU or PCMA) plus telephone-event if offered; every other
 /// `m=` line is rejected with port 0 as RFC 3264 requires.
 pub fn build_voicemail_answer_sdp(local: IpAddr, port: u16, offer: &[u8]) -> Result<(Bytes, VoicemailMedia), SdpError> {
+    voicemail_answer(local, port, offer, false).map(|(answer, media, _)| (answer, media))
+}
+
+/// [`build_voicemail_answer_sdp`] with SRTP (`srtp`): an `RTP/SAVP` offer is answered `RTP/SAVP` with a fresh key
+/// of the edge's, and the caller's and the edge's contexts come back for the session.
+pub(crate) fn voicemail_answer(
+    local: IpAddr,
+    port: u16,
+    offer: &[u8],
+    srtp: bool,
+) -> Result<(Bytes, VoicemailMedia, Option<crate::srtp::LegCrypto>), SdpError> {
     // The offer is read by the same pass as `rewrite_sdp`, with its output switched off.
     let mut offered: Vec<MediaLine<'_>> = Vec::new();
     let mut discard = Out {
         buf: Vec::new(),
         on: false,
     };
-    let Scanned { remote, index } = scan(offer, local, port, None, &mut discard, |m| offered.push(*m))?;
+    let mut crypto = CryptoIn::default();
+    let Scanned { remote, index } = scan(offer, local, port, None, &mut discard, None, &mut crypto, |m| {
+        offered.push(*m)
+    })?;
+    let srtp = match srtp {
+        true => crate::srtp::voicemail_keys(&crypto)?,
+        false => None,
+    };
     let (law, payload_type) = remote
         .codecs
         .iter()
@@ -1075,6 +1204,12 @@ pub fn build_voicemail_answer_sdp(local: IpAddr, port: u16, offer: &[u8]) -> Res
             }
             media.add_attribute_with_value("ptime", "20");
             media.add_attribute_from_str("sendrecv");
+            if let Some((out, _)) = &srtp {
+                media.proto = out.proto.clone();
+                for line in &out.lines {
+                    media.add_attribute_with_value("crypto", line.clone());
+                }
+            }
         }
         answer.add_media(media);
     }
@@ -1086,6 +1221,7 @@ pub fn build_voicemail_answer_sdp(local: IpAddr, port: u16, offer: &[u8]) -> Res
             telephone_event_pt,
             remote,
         },
+        srtp.map(|(_, leg)| leg),
     ))
 }
 

@@ -24,7 +24,8 @@ use crate::g711::G711Law;
 use crate::latch::{Latch, LatchVerdict, RelatchRule};
 use crate::recorder::Recorder;
 use crate::resample::{rms, tone};
-use crate::sdp::{build_voicemail_answer_sdp, SdpError, VoicemailMedia};
+use crate::sdp::{voicemail_answer, SdpError, VoicemailMedia};
+use crate::srtp::{LegCrypto, MAX_OVERHEAD};
 use crate::tts::{Tts, RATE};
 use crate::wav::write_wav_atomic;
 use crate::MediaError;
@@ -176,7 +177,7 @@ impl MediaEngine {
     ) -> Result<(Bytes, VoicemailSession), VoicemailStartError> {
         let token = self.session_token()?;
         let endpoint = self.allocate_endpoint()?;
-        let (answer, media) = build_voicemail_answer_sdp(self.config().public_ip, endpoint.port(), offer)?;
+        let (answer, media, crypto) = voicemail_answer(self.config().public_ip, endpoint.port(), offer, true)?;
         let call_id: Arc<str> = Arc::from(call_id);
         let (stop, stop_rx) = watch::channel(None);
         let port = endpoint.port();
@@ -188,6 +189,7 @@ impl MediaEngine {
             relatch: self.config().relatch,
             stop: stop_rx,
             shutdown: self.shutdown_signal(),
+            crypto: crypto.unwrap_or_default(),
         };
         let events = self.events();
         let event_call_id = call_id.clone();
@@ -222,6 +224,8 @@ struct Context {
     relatch: RelatchRule,
     stop: watch::Receiver<Option<EndedBy>>,
     shutdown: watch::Receiver<bool>,
+    /// SRTP toward and from the caller (plain when its offer was).
+    crypto: LegCrypto,
 }
 
 /// Resolves when the session is told to end (hang-up, drop or shutdown).
@@ -388,6 +392,7 @@ async fn session(endpoint: &MediaEndpoint, ctx: &mut Context, recorder: &mut Rec
     ticker.set_missed_tick_behavior(MissedTickBehavior::Burst);
     let mut rx = [0u8; MAX_DATAGRAM];
     let mut tx = [0u8; MAX_DATAGRAM];
+    let mut work: Vec<u8> = Vec::with_capacity(MAX_DATAGRAM + MAX_OVERHEAD);
     let mut pcm = [0i16; MAX_DATAGRAM];
     loop {
         tokio::select! {
@@ -416,7 +421,12 @@ async fn session(endpoint: &MediaEndpoint, ctx: &mut Context, recorder: &mut Rec
                 }
                 if let Some(dest) = latch.latched().or(declared) {
                     let len = out.next(&frame, &mut tx);
-                    if let Err(e) = endpoint.rtp.send_to(&tx[..len], dest).await {
+                    work.clear();
+                    work.extend_from_slice(&tx[..len]);
+                    if ctx.crypto.protect(&mut work, false).is_err() {
+                        continue;
+                    }
+                    if let Err(e) = endpoint.rtp.send_to(&work, dest).await {
                         tracing::debug!(error = %e, "voicemail send failed");
                     }
                 }
@@ -424,10 +434,19 @@ async fn session(endpoint: &MediaEndpoint, ctx: &mut Context, recorder: &mut Rec
             received = endpoint.rtp.recv_from(&mut rx) => {
                 let Ok((len, from)) = received else { continue };
                 let now = Instant::now();
+                work.clear();
+                work.extend_from_slice(&rx[..len]);
+                // RTCP multiplexed here (RFC 5761) is not wanted: only RTP is unprotected.
+                if work.get(1).is_some_and(|pt| (192..=223).contains(pt)) {
+                    continue;
+                }
+                if ctx.crypto.unprotect(&mut work, false).is_err() {
+                    continue;
+                }
                 if latch.offer(from, now, ctx.relatch) == LatchVerdict::Drop {
                     continue;
                 }
-                let Ok(packet) = RtpReader::new(&rx[..len]) else { continue };
+                let Ok(packet) = RtpReader::new(&work) else { continue };
                 let recording = matches!(phase, Phase::Recording { .. });
                 if Some(packet.payload_type()) == ctx.media.telephone_event_pt {
                     let ended = dtmf.on_packet(packet.timestamp(), packet.payload());

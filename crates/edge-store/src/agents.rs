@@ -30,6 +30,7 @@ pub(crate) fn agent_from_row(row: &AnyRow, secrets: &SecretBox) -> Result<AgentR
         status: parse_col(row, "status", AgentStatus::parse)?,
         sip_username: row.try_get("sip_username")?,
         sip_password,
+        media_encryption: crate::model::media_encryption_col(row.try_get("media_encryption")?)?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
         id,
@@ -73,6 +74,7 @@ impl Store {
             status: new.status,
             sip_username: new.sip_username,
             sip_password: new.sip_password,
+            media_encryption: new.media_encryption,
             created_at: now,
             updated_at: now,
         };
@@ -82,8 +84,8 @@ impl Store {
         }
         sqlx::query(
             "INSERT INTO agents (id, account_id, name, sip_uri, max_concurrent_calls, \
-             voicemail_message, status, sip_username, sip_password_sealed, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+             voicemail_message, status, sip_username, sip_password_sealed, created_at, updated_at, \
+             media_encryption) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
         .bind(&rec.id)
         .bind(&rec.account_id)
@@ -96,6 +98,7 @@ impl Store {
         .bind(&sealed)
         .bind(rec.created_at)
         .bind(rec.updated_at)
+        .bind(rec.media_encryption.as_str())
         .execute(&self.pool)
         .await
         // The id is fresh, so the only unique constraint a race can hit is the username.
@@ -192,6 +195,9 @@ impl Store {
         if let Some(v) = patch.status {
             rec.status = v;
         }
+        if let Some(v) = patch.media_encryption {
+            rec.media_encryption = v;
+        }
         let password = match (&patch.sip_username, patch.sip_password) {
             (Some(None), None) => Some(None),
             (_, p) => p,
@@ -219,7 +225,7 @@ impl Store {
         let res = sqlx::query(
             "UPDATE agents SET name = $1, sip_uri = $2, max_concurrent_calls = $3, \
              voicemail_message = $4, status = $5, sip_username = $6, sip_password_sealed = $7, \
-             updated_at = $8 WHERE account_id = $9 AND id = $10",
+             updated_at = $8, media_encryption = $9 WHERE account_id = $10 AND id = $11",
         )
         .bind(&rec.name)
         .bind(&rec.sip_uri)
@@ -229,6 +235,7 @@ impl Store {
         .bind(&rec.sip_username)
         .bind(&sealed)
         .bind(rec.updated_at)
+        .bind(rec.media_encryption.as_str())
         .bind(account_id)
         .bind(id)
         .execute(&self.pool)

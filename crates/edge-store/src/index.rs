@@ -63,6 +63,8 @@ pub struct OutboundTrunk {
     pub p_charge_info: bool,
     /// The client certificate shown to the trunk over TLS (mutual TLS).
     pub tls_client: Option<std::sync::Arc<TrunkClientCert>>,
+    /// SRTP toward the trunk's leg (`provider_config.media_encryption`).
+    pub media_encryption: crate::model::MediaEncryption,
 }
 
 /// A customer trunk's client certificate: PEM text as the API took it, the key decrypted (redacted in

@@ -6,7 +6,7 @@
 macro_rules! agent_cols {
     () => {
         "id, account_id, name, sip_uri, max_concurrent_calls, voicemail_message, status, \
-         sip_username, sip_password_sealed, created_at, updated_at"
+         sip_username, sip_password_sealed, created_at, updated_at, media_encryption"
     };
 }
 macro_rules! number_cols {
@@ -15,7 +15,7 @@ macro_rules! number_cols {
          provider_ref, inbound_enabled, inbound_agent_id, inbound_fallback_agent_id, \
          inbound_voicemail_message, trunk_address, auth_username, auth_password_sealed, \
          created_at, updated_at, failure_reason, inbound_transfer, tech_prefix, ip_auth_token_sealed, \
-         p_charge_info, tls_client_certificate, tls_client_key_sealed"
+         p_charge_info, tls_client_certificate, tls_client_key_sealed, media_encryption"
     };
 }
 macro_rules! call_cols {
@@ -63,9 +63,9 @@ pub use ids::IdKind;
 pub use index::{InboundRoute, NumberRoute, OutboundTrunk, RoutingIndex, TransferMode, TrunkClientCert};
 pub use index_sync::{IndexSyncStats, INDEX_CHECK_EVERY};
 pub use model::{
-    AgentPatch, AgentRecord, AgentStatus, InboundRouting, InboundRoutingPatch, IntegrationRecord, NewAgent,
-    NewIntegration, NewNumber, NewProviderConfig, NumberPatch, NumberRecord, NumberSource, NumberStatus, Page,
-    Provider, ProviderConfigPatch, ProviderConfigView,
+    AgentPatch, AgentRecord, AgentStatus, InboundRouting, InboundRoutingPatch, IntegrationRecord, MediaEncryption,
+    NewAgent, NewIntegration, NewNumber, NewProviderConfig, NumberPatch, NumberRecord, NumberSource, NumberStatus,
+    Page, Provider, ProviderConfigPatch, ProviderConfigView,
 };
 pub use nodes::{NodeSeen, EDGE_RESTARTED};
 pub use numbers::NumberFilter;

@@ -40,6 +40,29 @@ str_enum!(
     /// A disabled agent stays referenced but the SIP side should not send it calls.
     AgentStatus { Active => "active", Disabled => "disabled" }
 );
+str_enum!(
+    /// SRTP on a leg (issue 20): `none` offers plain RTP toward it, `srtp` offers RTP/SAVP with the edge's
+    /// keys, `srtp_required` also refuses its plain SDP with 488. An RTP/SAVP offer from the leg is answered
+    /// with SRTP whatever this says.
+    MediaEncryption { None => "none", Srtp => "srtp", SrtpRequired => "srtp_required" }
+);
+
+// By hand: `str_enum!` derives for the enum and has no way to mark a variant `#[default]`.
+#[allow(clippy::derivable_impls)]
+impl Default for MediaEncryption {
+    fn default() -> Self {
+        MediaEncryption::None
+    }
+}
+
+/// A stored `media_encryption` column: NULL (rows from before it) is `none`.
+pub(crate) fn media_encryption_col(v: Option<String>) -> crate::error::Result<MediaEncryption> {
+    match v {
+        None => Ok(MediaEncryption::None),
+        Some(s) => MediaEncryption::parse(&s)
+            .ok_or_else(|| crate::error::StoreError::Corrupt(format!("bad media_encryption {s:?}"))),
+    }
+}
 
 /// An AI voice agent reachable at a SIP URI.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +79,8 @@ pub struct AgentRecord {
     pub sip_username: Option<String>,
     /// Decrypted (the SIP side verifies digests with it); redacted in `Debug`.
     pub sip_password: Option<Secret>,
+    /// SRTP toward the agent's leg.
+    pub media_encryption: MediaEncryption,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -70,6 +95,7 @@ pub struct NewAgent {
     /// Both or neither (`InvalidField` naming the missing one otherwise).
     pub sip_username: Option<String>,
     pub sip_password: Option<Secret>,
+    pub media_encryption: MediaEncryption,
 }
 
 /// Partial update: `None` = unchanged; `Some(None)` = cleared (nullable fields only).
@@ -84,6 +110,7 @@ pub struct AgentPatch {
     /// result must still be both or neither.
     pub sip_username: Option<Option<String>>,
     pub sip_password: Option<Option<Secret>>,
+    pub media_encryption: Option<MediaEncryption>,
 }
 
 /// Inbound routing as stored. `agent_id: None` means "the number's own agent_id".
@@ -121,6 +148,8 @@ pub struct ProviderConfigView {
     pub tls_client_certificate: Option<String>,
     /// Its private key is only reported as set.
     pub tls_client_key_set: bool,
+    /// SRTP toward the trunk's leg (issue 20).
+    pub media_encryption: MediaEncryption,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -134,6 +163,7 @@ pub struct NewProviderConfig {
     /// PEM certificate and private key, both or neither (the API checks they match).
     pub tls_client_certificate: Option<String>,
     pub tls_client_key: Option<Secret>,
+    pub media_encryption: MediaEncryption,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -190,6 +220,7 @@ pub struct ProviderConfigPatch {
     pub p_charge_info: Option<bool>,
     /// Certificate and key change together (`Some(None)` removes both).
     pub tls_client: Option<Option<(String, Secret)>>,
+    pub media_encryption: Option<MediaEncryption>,
 }
 
 /// Stored provider credentials. The API key itself is sealed and never part of this record.

@@ -81,6 +81,7 @@ pub(crate) fn number_from_row(row: &AnyRow) -> Result<(NumberRecord, SealedCols)
             p_charge_info: p_charge_info != 0,
             tls_client_certificate: row.try_get("tls_client_certificate")?,
             tls_client_key_set: sealed.tls_key.is_some(),
+            media_encryption: crate::model::media_encryption_col(row.try_get("media_encryption")?)?,
         })
     });
     let rec = NumberRecord {
@@ -232,6 +233,7 @@ impl Store {
                 ip_auth_token,
                 p_charge_info: p.p_charge_info,
                 tls_client,
+                media_encryption: p.media_encryption,
             }),
         })
     }
@@ -375,6 +377,7 @@ impl Store {
                 p_charge_info: p.p_charge_info,
                 tls_client_certificate: p.tls_client_certificate.clone().filter(|_| sealed.tls_key.is_some()),
                 tls_client_key_set: sealed.tls_key.is_some(),
+                media_encryption: p.media_encryption,
             }),
             created_at: now,
             updated_at: now,
@@ -426,9 +429,9 @@ impl Store {
              status, provider, source, provider_ref, inbound_enabled, inbound_agent_id, \
              inbound_fallback_agent_id, inbound_voicemail_message, trunk_address, auth_username, \
              auth_password_sealed, created_at, updated_at, tech_prefix, ip_auth_token_sealed, p_charge_info, \
-             tls_client_certificate, tls_client_key_sealed) \
+             tls_client_certificate, tls_client_key_sealed, media_encryption) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, \
-             $22, $23)",
+             $22, $23, $24)",
         )
         .bind(&rec.id)
         .bind(&rec.account_id)
@@ -453,6 +456,7 @@ impl Store {
         .bind(i64::from(pcv.is_some_and(|p| p.p_charge_info)))
         .bind(pcv.and_then(|p| p.tls_client_certificate.clone()))
         .bind(&sealed.tls_key)
+        .bind(pcv.map(|p| p.media_encryption.as_str()))
         .execute(&mut *tx)
         .await
         .map_err(on_write(Some("phone_number")))?;
@@ -592,8 +596,8 @@ impl Store {
              inbound_agent_id = $4, inbound_fallback_agent_id = $5, \
              inbound_voicemail_message = $6, updated_at = $7, trunk_address = $8, \
              auth_username = $9, auth_password_sealed = $10, tech_prefix = $11, ip_auth_token_sealed = $12, \
-             p_charge_info = $13, tls_client_certificate = $14, tls_client_key_sealed = $15 \
-             WHERE account_id = $16 AND id = $17",
+             p_charge_info = $13, tls_client_certificate = $14, tls_client_key_sealed = $15, \
+             media_encryption = $16 WHERE account_id = $17 AND id = $18",
         )
         .bind(&rec.friendly_name)
         .bind(&rec.agent_id)
@@ -610,6 +614,7 @@ impl Store {
         .bind(i64::from(pcv.is_some_and(|p| p.p_charge_info)))
         .bind(pcv.and_then(|p| p.tls_client_certificate.clone()))
         .bind(&sealed.tls_key)
+        .bind(pcv.map(|p| p.media_encryption.as_str()))
         .bind(account_id)
         .bind(id)
         .execute(&mut *tx)
@@ -644,6 +649,9 @@ impl Store {
         }
         if let Some(t) = patch.tech_prefix {
             pc.tech_prefix = t;
+        }
+        if let Some(m) = patch.media_encryption {
+            pc.media_encryption = m;
         }
         if let Some(c) = patch.p_charge_info {
             pc.p_charge_info = c;

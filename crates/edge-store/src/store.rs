@@ -30,6 +30,7 @@ const MIGRATION_0010: &str = include_str!("../migrations/0010_nodes.sql");
 const MIGRATION_0011: &str = include_str!("../migrations/0011_call_traces.sql");
 const MIGRATION_0012: &str = include_str!("../migrations/0012_webhooks.sql");
 const MIGRATION_0013: &str = include_str!("../migrations/0013_trunk_client_certificate.sql");
+const MIGRATION_0014: &str = include_str!("../migrations/0014_media_encryption.sql");
 
 /// Which backend the pool talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -193,6 +194,13 @@ fn migrator() -> Migrator {
             "trunk_client_certificate".into(),
             MigrationType::Simple,
             MIGRATION_0013.into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            14,
+            "media_encryption".into(),
+            MigrationType::Simple,
+            MIGRATION_0014.into_sql_str(),
             false,
         ),
     ])

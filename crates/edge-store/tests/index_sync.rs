@@ -71,6 +71,7 @@ fn new_agent(name: &str) -> NewAgent {
         status: AgentStatus::Active,
         sip_username: None,
         sip_password: None,
+        media_encryption: Default::default(),
     }
 }
 

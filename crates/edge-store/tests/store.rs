@@ -26,6 +26,7 @@ async fn agent(fx: &Fixture, account: &str, name: &str) -> String {
                 status: AgentStatus::Active,
                 sip_username: None,
                 sip_password: None,
+                media_encryption: Default::default(),
             },
         )
         .await
@@ -571,6 +572,7 @@ async fn agent_with_credentials(
                 status: AgentStatus::Active,
                 sip_username: Some(username.into()),
                 sip_password: Some(Secret::new(password)),
+                media_encryption: Default::default(),
             },
         )
         .await
@@ -633,6 +635,7 @@ async fn agent_sip_credentials(fx: &Fixture) {
                     status: AgentStatus::Active,
                     sip_username: u.map(Into::into),
                     sip_password: p.map(Secret::new),
+                    media_encryption: Default::default(),
                 },
             )
             .await;

@@ -102,7 +102,13 @@ impl CallController {
             invite.call_id().unwrap_or(""),
         );
         record.id = self.new_record_id(ctx.wall_ms);
-        let (relay, b_offer) = self.anchor_offer(&record.id, &invite)?;
+        // SRTP: the agent's policy on its own leg (a plain offer from a `srtp_required` agent is a 488), the
+        // trunk's toward the trunk.
+        let encryption = [
+            crate::call::media::encryption_of(agent.media_encryption),
+            crate::call::media::encryption_of(trunk.media_encryption),
+        ];
+        let (relay, b_offer) = self.anchor_offer(&record.id, &invite, encryption)?;
         // Checked and counted at once (`agent_may_call` above only looked): another shard may have taken
         // the agent's last slot meanwhile.
         // Under `[cluster]` the cluster is asked instead, once the call exists (`ask_outbound` below).

@@ -72,6 +72,12 @@ impl CallController {
         let relay = media
             .allocate_relay(&record.id)
             .map_err(|e| OriginateRefusal::NoMediaPorts { reason: e.to_string() })?;
+        // SRTP toward the trunk as its `provider_config.media_encryption` says.
+        relay.set_encryption(
+            Side::A,
+            crate::call::media::encryption_of(trunk.media_encryption),
+            false,
+        );
         let offer = relay.offer_sdp(Side::A);
         let plan = plan(trunk, dest, agent.clone(), leg_call_id, self.rng.token());
         record.sip_call_id = plan.call_id.clone();
@@ -191,7 +197,15 @@ impl CallController {
     ) {
         let Some(call) = self.calls.get_mut(&id) else { return };
         call.phase.connecting();
-        // The trunk's answer is side A's media; rewritten, it is the offer the agent gets.
+        // The trunk's answer is side A's media; rewritten, it is the offer the agent gets (SRTP or plain as
+        // the agent's `media_encryption` says).
+        if let (Some(relay), Some(plan)) = (call.relay.as_deref(), call.out.as_ref()) {
+            relay.set_encryption(
+                Side::B,
+                crate::call::media::encryption_of(plan.agent.media_encryption),
+                true,
+            );
+        }
         call.b_offer = anchor(call.relay.as_deref(), Side::A, resp);
         self.by_dialog.insert(dialog.call_id.clone(), (id, Side::A));
         call.a.dialog = dialog;

@@ -227,6 +227,8 @@ impl FromWorker {
                     dropped_foreign: r.u64()?,
                     dropped_malformed: r.u64()?,
                     dropped_no_destination: r.u64()?,
+                    // Workers carry no SRTP (their relays stay plain).
+                    dropped_srtp: 0,
                 },
             },
             TIMEOUT => FromWorker::Timeout { id: r.u64()? },
@@ -426,6 +428,7 @@ mod tests {
             dropped_foreign: 3,
             dropped_malformed: 4,
             dropped_no_destination: 5,
+            dropped_srtp: 0,
         };
         for m in [FromWorker::Stopped { id: 1, stats }, FromWorker::Timeout { id: 2 }] {
             assert_eq!(FromWorker::decode(&m.encode()), Ok(m));

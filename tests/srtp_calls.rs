@@ -1,0 +1,324 @@
+//! SRTP calls end to end (issue 20 item 3): a carrier and agents on loopback, the SRTP side played with
+//! `edge-srtp` and keys of its own. The edge must terminate SRTP per leg: decrypt what a leg sends, encrypt
+//! what it relays with a key of its own per leg, never pass a peer's key on, and drop replays.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::{start_edge, Carrier, TestEdge, SDP};
+use edge_srtp::{CryptoAttribute, SrtpContext, SrtpSuite};
+use sip_core::message::{HeaderName, Message, Method};
+use tokio::net::UdpSocket;
+
+const S: Duration = Duration::from_secs(5);
+
+/// SDP for a peer whose media socket is `rtp`, `proto` with these `a=crypto` lines.
+fn sdp(rtp: &UdpSocket, proto: &str, crypto: &[&CryptoAttribute]) -> String {
+    let mut s = format!(
+        "v=0\r\no=peer 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+         m=audio {} {proto} 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n",
+        rtp.local_addr().unwrap().port()
+    );
+    for c in crypto {
+        s.push_str(&format!("a=crypto:{}\r\n", c.to_sdp_value()));
+    }
+    s
+}
+
+fn crypto_lines(body: &[u8]) -> Vec<CryptoAttribute> {
+    String::from_utf8_lossy(body)
+        .lines()
+        .filter_map(|l| l.strip_prefix("a=crypto:"))
+        .map(|v| CryptoAttribute::parse(v).unwrap())
+        .collect()
+}
+
+/// The `m=audio` line and the edge's media address in it.
+fn media(body: &[u8]) -> (String, SocketAddr) {
+    let (_, port) = common::media_of(body);
+    let text = String::from_utf8_lossy(body);
+    let m = text.lines().find(|l| l.starts_with("m=audio")).unwrap().to_owned();
+    (m, SocketAddr::from(([127, 0, 0, 1], port)))
+}
+
+fn rtp(seq: u16, ssrc: u32, fill: u8) -> Vec<u8> {
+    let mut p = vec![0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    p[2..4].copy_from_slice(&seq.to_be_bytes());
+    p[4..8].copy_from_slice(&(u32::from(seq) * 160).to_be_bytes());
+    p[8..12].copy_from_slice(&ssrc.to_be_bytes());
+    p.extend(std::iter::repeat_n(fill, 160));
+    p
+}
+
+async fn recv(sock: &UdpSocket, wait: Duration) -> Option<Vec<u8>> {
+    let mut buf = vec![0u8; 2048];
+    match tokio::time::timeout(wait, sock.recv(&mut buf)).await {
+        Ok(Ok(n)) => {
+            buf.truncate(n);
+            Some(buf)
+        }
+        _ => None,
+    }
+}
+
+/// The carrier's INVITE with `body` as its SDP.
+async fn invite_with(c: &Carrier, body: &str) {
+    let raw = c
+        .invite_bytes()
+        .replace(
+            &format!("Content-Length: {}", SDP.len()),
+            &format!("Content-Length: {}", body.len()),
+        )
+        .replace(SDP, body);
+    c.send(&raw).await;
+}
+
+/// An agent UAS that answers its first INVITE with `answer(offer)` and 200s everything else; the INVITE
+/// it got comes back on the channel.
+async fn agent(
+    answer: impl Fn(&Message) -> String + Send + 'static,
+) -> (SocketAddr, tokio::sync::mpsc::Receiver<Message>) {
+    let sock = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    let addr = sock.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 65536];
+        loop {
+            let Ok((n, from)) = sock.recv_from(&mut buf).await else {
+                return;
+            };
+            let Ok(m) = Message::parse(Bytes::copy_from_slice(&buf[..n])) else {
+                continue;
+            };
+            if !m.is_request() {
+                continue;
+            }
+            let reply = |code: u16, body: Option<String>| {
+                let b = sip_core::build::ResponseBuilder::for_request(&m, code, "OK").to_tag("agt1");
+                let contact = format!("<sip:agent@{addr}>");
+                let b = b.header("Contact", &contact);
+                match body {
+                    Some(body) => b.body("application/sdp", Bytes::from(body)).build(),
+                    None => b.build(),
+                }
+            };
+            match m.method() {
+                Some(Method::Invite) => {
+                    let body = answer(&m);
+                    let _ = tx.send(m.clone()).await;
+                    let _ = sock.send_to(&reply(200, Some(body)), from).await;
+                }
+                Some(Method::Ack) | None => {}
+                Some(_) => {
+                    let _ = sock.send_to(&reply(200, None), from).await;
+                }
+            }
+        }
+    });
+    (addr, rx)
+}
+
+async fn agent_via_api(t: &TestEdge, addr: SocketAddr, encryption: &str) -> String {
+    let body = format!(r#"{{"name":"srtp-agent","sip_uri":"sip:agent@{addr}","media_encryption":"{encryption}"}}"#);
+    let (status, text) = t.http("POST", "/v1/agents", Some(&body)).await;
+    assert_eq!(status, 201, "{text}");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["media_encryption"], encryption);
+    v["id"].as_str().unwrap().to_owned()
+}
+
+async fn metric(t: &TestEdge, needle: &str) -> u64 {
+    let (_, text) = t.http("GET", "/metrics", None).await;
+    text.lines()
+        .find(|l| l.starts_with(needle))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
+}
+
+#[tokio::test]
+async fn srtp_carrier_to_plain_agent_audio_both_ways_and_replay_dropped() {
+    let t = start_edge(|_| {}).await;
+    let agent_media = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let agent_sdp = sdp(&agent_media, "RTP/AVP", &[]);
+    let (agent_addr, mut invites) = agent(move |_| agent_sdp.clone()).await;
+    let agent_id = agent_via_api(&t, agent_addr, "none").await;
+    t.add_number("+14155550140", &agent_id, None).await;
+
+    let carrier_media = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let carrier_key = CryptoAttribute::generate(1, SrtpSuite::AesCm128HmacSha1_80).unwrap();
+    let mut c = Carrier::new(t.sip(), "+14155550140").await;
+    invite_with(&c, &sdp(&carrier_media, "RTP/SAVP", &[&carrier_key])).await;
+
+    let offer = tokio::time::timeout(S, invites.recv()).await.unwrap().unwrap();
+    let (m, to_edge_b) = media(offer.body());
+    assert!(m.contains(" RTP/AVP "), "plain toward the plain agent: {m}");
+    assert!(crypto_lines(offer.body()).is_empty(), "no key reaches the agent");
+    let (_, ok) = c.final_response(S).await;
+    assert_eq!(ok.status(), Some(200));
+    c.ack(&ok).await;
+    let (m, to_edge_a) = media(ok.body());
+    assert!(m.contains(" RTP/SAVP "), "SRTP answered to the carrier: {m}");
+    let keys = crypto_lines(ok.body());
+    assert_eq!(keys.len(), 1);
+    assert_eq!((keys[0].tag, keys[0].suite()), (1, SrtpSuite::AesCm128HmacSha1_80));
+    assert_ne!(keys[0].key, carrier_key.key, "the edge's own key, not the carrier's");
+
+    let mut carrier_tx = SrtpContext::from_crypto(&carrier_key);
+    let mut carrier_rx = SrtpContext::from_crypto(&keys[0]);
+    let mut sent = Vec::new();
+    for seq in 1..=20u16 {
+        let mut p = rtp(seq, 0xCA11, seq as u8);
+        carrier_tx.protect_rtp(&mut p).unwrap();
+        carrier_media.send_to(&p, to_edge_a).await.unwrap();
+        sent.push(p);
+        let got = recv(&agent_media, S).await.expect("caller's audio at the agent");
+        assert_eq!(got, rtp(seq, 0xCA11, seq as u8), "decrypted, payload intact");
+        agent_media.send_to(&rtp(seq, 0xA6E7, 0x5A), to_edge_b).await.unwrap();
+        let mut back = recv(&carrier_media, S).await.expect("agent's audio at the carrier");
+        carrier_rx
+            .unprotect_rtp(&mut back)
+            .expect("encrypted with the edge's key");
+        assert_eq!(back, rtp(seq, 0xA6E7, 0x5A));
+    }
+    carrier_media.send_to(&sent[10], to_edge_a).await.unwrap();
+    assert!(
+        recv(&agent_media, Duration::from_millis(300)).await.is_none(),
+        "a replayed SRTP packet was relayed"
+    );
+    assert!(metric(&t, "edge_srtp_dropped_total{reason=\"replayed\"}").await >= 1);
+    let (_, text) = t.http("GET", "/metrics", None).await;
+    for k in [&carrier_key, &keys[0]] {
+        let b64 = k.to_sdp_value();
+        let inline = b64.split("inline:").nth(1).unwrap();
+        assert!(!text.contains(inline), "a key on /metrics");
+    }
+    let call = t.http("GET", "/v1/calls?limit=5", None).await.1;
+    assert!(!call.contains("inline:"), "a key in a call record: {call}");
+
+    // The call's SIP trace keeps the a=crypto lines but none of the keys (src/trace/redact.rs).
+    c.in_dialog("BYE", false).await;
+    let id = offer
+        .header(&HeaderName::Other("X-OneInbox-Call-Id".into()))
+        .unwrap()
+        .to_owned();
+    let mut trace = None;
+    for _ in 0..200 {
+        let (code, body) = t.http("GET", &format!("/v1/calls/{id}/trace"), None).await;
+        if code == 200 {
+            trace = Some(body);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let trace = trace.expect("trace stored");
+    assert!(trace.contains("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:"), "{trace}");
+    for k in [&carrier_key, &keys[0]] {
+        let value = k.to_sdp_value();
+        let inline = value.split("inline:").nth(1).unwrap();
+        assert!(!trace.contains(inline), "a key in the trace");
+    }
+}
+
+#[tokio::test]
+async fn plain_carrier_to_srtp_agent() {
+    let t = start_edge(|_| {}).await;
+    let agent_media = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let agent_key: Arc<std::sync::Mutex<Option<(CryptoAttribute, CryptoAttribute)>>> = Arc::default();
+    let (keys, am) = (agent_key.clone(), agent_media.local_addr().unwrap());
+    let (agent_addr, mut invites) = agent(move |offer| {
+        // Take the AES_CM_128_HMAC_SHA1_80 line and answer with a key of our own.
+        let offered = crypto_lines(offer.body());
+        let line = offered
+            .iter()
+            .find(|c| c.suite() == SrtpSuite::AesCm128HmacSha1_80)
+            .expect("AES_CM_128_HMAC_SHA1_80 offered")
+            .clone();
+        let mine = CryptoAttribute::generate(line.tag, line.suite()).unwrap();
+        let body = format!(
+            "v=0\r\no=agent 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+             m=audio {} RTP/SAVP 0\r\na=rtpmap:0 PCMU/8000\r\na=crypto:{}\r\n",
+            am.port(),
+            mine.to_sdp_value()
+        );
+        *keys.lock().unwrap() = Some((line, mine));
+        body
+    })
+    .await;
+    let agent_id = agent_via_api(&t, agent_addr, "srtp").await;
+    t.add_number("+14155550141", &agent_id, None).await;
+
+    let carrier_media = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let mut c = Carrier::new(t.sip(), "+14155550141").await;
+    invite_with(&c, &sdp(&carrier_media, "RTP/AVP", &[])).await;
+    let offer = tokio::time::timeout(S, invites.recv()).await.unwrap().unwrap();
+    let (m, to_edge_b) = media(offer.body());
+    assert!(m.contains(" RTP/SAVP "), "SRTP offered to the srtp agent: {m}");
+    let (_, ok) = c.final_response(S).await;
+    assert_eq!(ok.status(), Some(200));
+    c.ack(&ok).await;
+    let (m, to_edge_a) = media(ok.body());
+    assert!(m.contains(" RTP/AVP "), "plain toward the plain carrier: {m}");
+    assert!(
+        crypto_lines(ok.body()).is_empty(),
+        "the agent's key stays with the edge"
+    );
+
+    let (edge_key, mine) = agent_key.lock().unwrap().clone().unwrap();
+    let (mut agent_rx, mut agent_tx) = (SrtpContext::from_crypto(&edge_key), SrtpContext::from_crypto(&mine));
+    for seq in 1..=10u16 {
+        carrier_media.send_to(&rtp(seq, 0xC, 0x11), to_edge_a).await.unwrap();
+        let mut got = recv(&agent_media, S).await.expect("caller's audio at the agent");
+        agent_rx
+            .unprotect_rtp(&mut got)
+            .expect("encrypted with the edge's key for the agent");
+        assert_eq!(got, rtp(seq, 0xC, 0x11));
+        let mut p = rtp(seq, 0xD, 0x22);
+        agent_tx.protect_rtp(&mut p).unwrap();
+        agent_media.send_to(&p, to_edge_b).await.unwrap();
+        assert_eq!(
+            recv(&carrier_media, S).await.expect("agent's audio at the carrier"),
+            rtp(seq, 0xD, 0x22)
+        );
+    }
+}
+
+#[tokio::test]
+async fn srtp_required_carrier_with_a_plain_offer_gets_488() {
+    let t = start_edge(|c| {
+        for carrier in &mut c.carriers {
+            carrier.media_encryption = edge_media::MediaEncryption::SrtpRequired;
+        }
+    })
+    .await;
+    let agent_media = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let agent_sdp = sdp(&agent_media, "RTP/AVP", &[]);
+    let (agent_addr, mut invites) = agent(move |_| agent_sdp.clone()).await;
+    let agent_id = agent_via_api(&t, agent_addr, "none").await;
+    t.add_number("+14155550142", &agent_id, None).await;
+    let carrier_media = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let mut c = Carrier::new(t.sip(), "+14155550142").await;
+    invite_with(&c, &sdp(&carrier_media, "RTP/AVP", &[])).await;
+    let (_, resp) = c.final_response(S).await;
+    assert_eq!(resp.status(), Some(488));
+    let warning = resp.header(&HeaderName::Warning).unwrap_or_default();
+    assert!(warning.contains("SRTP required"), "{warning}");
+    c.ack(&resp).await;
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), invites.recv())
+            .await
+            .is_err(),
+        "no agent rung"
+    );
+    // An SRTP offer from the same carrier goes through.
+    let key = CryptoAttribute::generate(1, SrtpSuite::AesCm128HmacSha1_32).unwrap();
+    let mut c = Carrier::new(t.sip(), "+14155550142").await;
+    invite_with(&c, &sdp(&carrier_media, "RTP/SAVP", &[&key])).await;
+    let (_, ok) = c.final_response(S).await;
+    assert_eq!(ok.status(), Some(200));
+    c.ack(&ok).await;
+}
