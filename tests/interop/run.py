@@ -201,7 +201,7 @@ def port_free(port, ip="127.0.0.1"):
 class Edge:
     """The built edge on loopback with a config of its own."""
 
-    def __init__(self, binary, work, name, sip_port, api_port, rtp, udp=True, extra=""):
+    def __init__(self, binary, work, name, sip_port, api_port, rtp, udp=True, extra="", sip_extra=""):
         self.binary, self.dir, self.sip_port, self.api_port, self.rtp = binary, f"{work}/{name}", sip_port, api_port, rtp
         os.makedirs(self.dir)
         self.config = f"{self.dir}/edge.toml"
@@ -210,7 +210,7 @@ class Edge:
             f.write(f"""[sip]
 udp = {udp_line}
 tcp = "127.0.0.1:{sip_port}"
-[api]
+{sip_extra}[api]
 listen = "127.0.0.1:{api_port}"
 [storage]
 data_dir = "{self.dir}/data"
@@ -270,8 +270,9 @@ allow = ["127.0.0.1/32"]
             raise Failed(f"{method} {path}: HTTP {e.code} {e.read()[:300]!r}")
         return data if raw else json.loads(data)
 
-    def agent(self, name, uri):
-        return self.api("POST", "/v1/agents", {"name": name, "sip_uri": uri, "max_concurrent_calls": 10})["id"]
+    def agent(self, name, uri, **fields):
+        return self.api("POST", "/v1/agents", {"name": name, "sip_uri": uri, "max_concurrent_calls": 10,
+                                               **fields})["id"]
 
     def number(self, e164, primary, fallback=None, voicemail_message=None):
         routing = {"agent_id": primary}
@@ -305,7 +306,7 @@ class Baresip:
     through ctrl_tcp (netstring JSON)."""
 
     def __init__(self, work, name, ip, sip_port, ctrl_port, rtp_base, tone, answermode="manual", tcp=False,
-                 codecs="pcmu", certificate=None):
+                 codecs="pcmu", certificate=None, mediaenc=None, cafile=None, rtp_span=40):
         self.name, self.ip, self.sip_port = name, ip, sip_port
         self.dir = f"{work}/{name}"
         self.rec = f"{self.dir}/rec"
@@ -317,7 +318,7 @@ call_local_timeout 60
 call_max_calls 4
 audio_source aufile,{tone}
 audio_buffer 20
-rtp_ports {rtp_base}-{rtp_base + 39}
+rtp_ports {rtp_base}-{rtp_base + rtp_span - 1}
 rtcp_mux no
 jitter_buffer_delay 1-5
 net_interface 127.0.0.1
@@ -335,10 +336,16 @@ statmode_default off
             if certificate:
                 # TLS on sip_listen's port + 1 (baresip 1.0), with this certificate and key (one PEM file).
                 f.write(f"sip_certificate {certificate}\n")
+            if cafile:
+                # Trusted for the TLS connections it opens (the edge's listener).
+                f.write(f"sip_cafile {cafile}\n")
+            if mediaenc:
+                f.write("module srtp.so\n")
         transport = ";transport=tcp" if tcp else ""
         self.aor = f"sip:{name}@{ip}:{sip_port}{transport}"
         with open(f"{self.dir}/accounts", "w") as f:
-            f.write(f"<{self.aor}>;regint=0;answermode={answermode};audio_codecs={codecs}\n")
+            enc = f";mediaenc={mediaenc}" if mediaenc else ""
+            f.write(f"<{self.aor}>;regint=0;answermode={answermode};audio_codecs={codecs}{enc}\n")
         self.log = f"{self.dir}/baresip.log"
         # -s: SIP trace in the log (the TCP and hold scenarios read it).
         self.proc = spawn(["baresip", "-s", "-f", self.dir], self.log)
@@ -438,8 +445,10 @@ def rtp_received(ua):
 
 class Suite:
     """Port block b (a free multiple of 1,000 in 41000-57000): b SIP and b+1 API of the edge, b+2/b+3 of the
-    TCP-only edge; b+10.. SIP and b+30.. ctrl_tcp of the baresips; b+100..b+419 their RTP (40 each);
-    b+600..b+799 and b+800..b+999 the two edges' media.rtp_ports."""
+    TCP-only edge, b+4/b+5 of the TLS-agent edge, b+6/b+7 and b+8 (TLS) of the SRTP edge; b+10..b+24 SIP
+    (a TLS port is a baresip's SIP port + 1) and b+30..b+41 ctrl_tcp of the baresips; b+42..b+81 the RTP of
+    the SRTP carrier and agent (20 each), b+100..b+459 the others' (40 each); media.rtp_ports: b+460..b+529
+    the TLS-agent edge, b+530..b+599 the SRTP edge, b+600..b+799 the main edge, b+800..b+999 the TCP-only one."""
 
     def __init__(self, binary, work):
         self.binary, self.work = binary, work
@@ -479,6 +488,9 @@ class Suite:
             "transfer": "+14155550106",
             "unreachable": "+14155550107",
             "early": "+14155550108",
+            "srtp_both": "+14155550197",
+            "srtp_carrier": "+14155550196",
+            "srtp_agent": "+14155550109",
         }
         e.number(self.did["bridge"], self.agent_id)
         e.number(self.did["hold"], self.agent_id)
@@ -495,6 +507,7 @@ class Suite:
                                 "auth_password": "interop-trunk-secret"}})
         self.tcp = None  # the TCP-only edge and peers, started by their scenario
         self.tls = None  # the TLS agent's edge and peer, started by their scenario
+        self.srtp = None  # the SRTP edge (TLS listener), SRTP carrier and SRTP agent, started by their scenarios
 
     def _pick_base(self):
         for _ in range(50):
@@ -504,13 +517,46 @@ class Suite:
                                                        (13, "127.0.0.5"), (14, "127.0.0.1"), (15, "127.0.0.6"),
                                                        (16, "127.0.0.7"), (17, "127.0.0.8"), (18, "127.0.0.9"),
                                                        (4, "127.0.0.1"), (5, "127.0.0.1"), (19, "127.0.0.10"),
-                                                       (20, "127.0.0.10"))):
+                                                       (20, "127.0.0.10"), (6, "127.0.0.1"), (7, "127.0.0.1"),
+                                                       (8, "127.0.0.1"), (21, "127.0.0.1"), (22, "127.0.0.1"),
+                                                       (23, "127.0.0.11"), (24, "127.0.0.11"), (40, "127.0.0.1"),
+                                                       (41, "127.0.0.1"))):
                 return b
         raise Failed("no free port block")
 
-    def dial(self, did, edge=None, tcp=False, carrier=None):
+    def pki(self):
+        """The test CA (made with openssl once per run): its directory, with ca.pem."""
+        d = f"{self.work}/tls-pki"
+        if not os.path.exists(f"{d}/ca.pem"):
+            os.makedirs(d, exist_ok=True)
+            self._ossl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout",
+                       "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=interop-ca", "-addext",
+                       "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,digitalSignature")
+        return d
+
+    def _ossl(self, *args):
+        subprocess.run(["openssl", *args], cwd=f"{self.work}/tls-pki", check=True, capture_output=True, timeout=30)
+
+    def pki_issue(self, name, ip):
+        """A certificate for `ip` from the test CA: writes name.crt, name.key and name.pem (both, for
+        baresip's sip_certificate); returns the .pem path."""
+        d = self.pki()
+        self._ossl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", f"{name}.key",
+                   "-out", f"{name}.csr", "-subj", f"/CN={ip}")
+        with open(f"{d}/{name}.cnf", "w") as f:
+            f.write(f"subjectAltName=IP:{ip}\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n")
+        self._ossl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+                   "-out", f"{name}.crt", "-days", "2", "-extfile", f"{name}.cnf")
+        with open(f"{d}/{name}.pem", "w") as f:
+            f.write(open(f"{d}/{name}.crt").read() + open(f"{d}/{name}.key").read())
+        return f"{d}/{name}.pem"
+
+    def dial(self, did, edge=None, tcp=False, carrier=None, tls=False):
         edge, carrier = edge or self.edge, carrier or self.carrier
-        uri = f"sip:{did}@127.0.0.1:{edge.sip_port}" + (";transport=tcp" if tcp else "")
+        if tls:
+            uri = f"sip:{did}@127.0.0.1:{edge.tls_port};transport=tls"
+        else:
+            uri = f"sip:{did}@127.0.0.1:{edge.sip_port}" + (";transport=tcp" if tcp else "")
         since = carrier.mark()
         carrier.cmd("dial", uri)
         return since
@@ -791,25 +837,12 @@ class Suite:
     def s_tls_agent(self):
         b = self.base
         if self.tls is None:
-            d = f"{self.work}/tls-pki"
-            os.makedirs(d)
-            def ossl(*args):
-                subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True, timeout=30)
-            ossl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout",
-                 "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=interop-ca", "-addext",
-                 "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,digitalSignature")
-            ossl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "agent.key",
-                 "-out", "agent.csr", "-subj", "/CN=127.0.0.10")
-            with open(f"{d}/ext.cnf", "w") as f:
-                f.write("subjectAltName=IP:127.0.0.10\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n")
-            ossl("x509", "-req", "-in", "agent.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-                 "-out", "agent.crt", "-days", "2", "-extfile", "ext.cnf")
-            with open(f"{d}/agent.pem", "w") as f:
-                f.write(open(f"{d}/agent.crt").read() + open(f"{d}/agent.key").read())
-            edge = Edge(self.binary, self.work, "edge-tls", b + 4, b + 5, (b + 460, b + 599),
+            d = self.pki()
+            agent_pem = self.pki_issue("agent", "127.0.0.10")
+            edge = Edge(self.binary, self.work, "edge-tls", b + 4, b + 5, (b + 460, b + 529),
                         extra=f'[outbound]\ntls_extra_roots = ["{d}/ca.pem"]\n')
             agent = Baresip(self.work, "agent-tls", "127.0.0.10", b + 19, b + 39, b + 420, self.tones[AGENT_HZ],
-                            "auto", certificate=f"{d}/agent.pem")
+                            "auto", certificate=agent_pem)
             agent_id = edge.agent("baresip-agent-tls", f"sips:agent-tls@127.0.0.10:{b + 20}")
             edge.number("+14155550198", agent_id)
             self.tls = (edge, agent)
@@ -833,6 +866,119 @@ class Suite:
         rec = edge.call_record("+14155550198")
         check(rec["status"] == "completed", f"call record status {rec['status']}")
         return f"SIP over TLS to the agent (certificate checked); carrier hears {heard_c}, agent hears {heard_a}"
+
+    # -- 6c. SRTP (SDES) per leg, issue 20. A fourth edge with a TLS listener (a certificate for 127.0.0.1
+    # from the test CA) whose carrier has `media_encryption = "srtp_required"`; the SRTP carrier is a
+    # baresip with `mediaenc=srtp-mand` that trusts the CA and dials that listener; the SRTP agent is a
+    # baresip with `mediaenc=srtp-mand` and a certificate for 127.0.0.11, created with
+    # `media_encryption: "srtp_required"` (on this edge as `sips:`, on the main edge, whose carrier is
+    # plain, as `sip:` over UDP). The plain agent behind the SRTP carrier is the main `agent`.
+    def srtp_peers(self):
+        b = self.base
+        if self.srtp is None:
+            d = self.pki()
+            self.pki_issue("edge", "127.0.0.1")
+            agent_pem = self.pki_issue("agent-srtp", "127.0.0.11")
+            edge = Edge(self.binary, self.work, "edge-srtp", b + 6, b + 7, (b + 530, b + 599),
+                        sip_extra=f'tls = "127.0.0.1:{b + 8}"\ntls_certificate = "{d}/edge.crt"\n'
+                                  f'tls_private_key = "{d}/edge.key"\n',
+                        extra=f'media_encryption = "srtp_required"\n[outbound]\ntls_extra_roots = ["{d}/ca.pem"]\n')
+            edge.tls_port = b + 8
+            carrier = Baresip(self.work, "carrier-srtp", "127.0.0.1", b + 21, b + 40, b + 42, self.tones[CARRIER_HZ],
+                              codecs="pcmu,pcma", mediaenc="srtp-mand", cafile=f"{d}/ca.pem", rtp_span=20)
+            agent = Baresip(self.work, "agent-srtp", "127.0.0.11", b + 23, b + 41, b + 62, self.tones[AGENT_HZ],
+                            "auto", certificate=agent_pem, mediaenc="srtp-mand", rtp_span=20)
+            srtp_id = edge.agent("baresip-agent-srtp", f"sips:agent-srtp@127.0.0.11:{b + 24}",
+                                 media_encryption="srtp_required")
+            edge.number(self.did["srtp_both"], srtp_id)
+            plain_id = edge.agent("baresip-agent-plain", f"sip:agent@127.0.0.3:{b + 11}")
+            edge.number(self.did["srtp_carrier"], plain_id)
+            main_srtp_id = self.edge.agent("baresip-agent-srtp", f"sip:agent-srtp@127.0.0.11:{b + 23}",
+                                           media_encryption="srtp_required")
+            self.edge.number(self.did["srtp_agent"], main_srtp_id)
+            self.srtp = (edge, carrier, agent)
+        return self.srtp
+
+    def _srtp_call(self, edge, c, a, did, tls, carrier_srtp, agent_srtp):
+        """A call from c through edge to a: tones both ways; the SDP each side sent and got is RTP/SAVP with
+        a=crypto exactly where its leg is SRTP; no key crosses the edge (baresip's traces show them in
+        clear); the edge's stored trace has the agent's offer with the key masked and no key in clear."""
+        crec, arec = c.recordings(), a.recordings()
+        clog, alog = len(c.sip_trace()), len(a.sip_trace())
+        a_since = a.mark()
+        since = self.dial(did, edge=edge, carrier=c, tls=tls)
+        self.established(c, since)
+        self.established(a, a_since)
+        time.sleep(2.5)
+        c_since, a_since2 = c.mark(), a.mark()
+        self.hang_up(c, c_since)
+        self.closed(a, a_since2, 5)
+        heard_c = check_tone(c.new_recording(crec), AGENT_HZ, "carrier hears the agent")
+        heard_a = check_tone(a.new_recording(arec), CARRIER_HZ, "agent hears the carrier")
+
+        def sdp(trace, first_re):
+            """The body of the first message whose first line matches and that carries SDP."""
+            for first, method, body in sip_messages(trace, bodies=True):
+                if method == "INVITE" and re.match(first_re, first) and "m=audio" in body:
+                    return body
+            raise Failed(f"no {first_re!r} with SDP in the trace")
+        legs = {"carrier's offer": (sdp(c.sip_trace()[clog:], r"INVITE "), carrier_srtp),
+                "edge's answer to the carrier": (sdp(c.sip_trace()[clog:], r"SIP/2\.0 200"), carrier_srtp),
+                "edge's offer to the agent": (sdp(a.sip_trace()[alog:], r"INVITE "), agent_srtp),
+                "agent's answer": (sdp(a.sip_trace()[alog:], r"SIP/2\.0 200"), agent_srtp)}
+        keys = {}
+        for what, (body, srtp) in legs.items():
+            m = re.search(r"(?m)^m=audio \d+ (\S+)", body)
+            proto = m.group(1) if m else None
+            crypto = re.findall(r"(?m)^a=crypto:\d+ (\S+) inline:([A-Za-z0-9+/=]+)", body)
+            want = "RTP/SAVP" if srtp else "RTP/AVP"
+            check(proto == want, f"{what}: m=audio with {proto}, want {want}")
+            check(bool(crypto) == srtp, f"{what}: {len(crypto)} a=crypto lines on a {want} leg")
+            keys[what] = {k for _, k in crypto}
+        carrier_keys = keys["carrier's offer"] | keys["edge's answer to the carrier"]
+        agent_keys = keys["edge's offer to the agent"] | keys["agent's answer"]
+        check(not carrier_keys & agent_keys, "a key of the carrier's leg was used on the agent's leg")
+        check(not keys["carrier's offer"] & keys["edge's answer to the carrier"]
+              and not keys["edge's offer to the agent"] & keys["agent's answer"], "the edge answered with the peer's own key")
+        rec = edge.call_record(did)
+        check(rec["status"] == "completed", f"call record status {rec['status']}")
+
+        def stored_trace():
+            try:
+                return edge.api("GET", f"/v1/calls/{rec['id']}/trace")
+            except Failed:
+                return None  # 404 until it is stored, about 1.5 s after the end
+        trace = wait_for(stored_trace, 6, "the call's stored SIP trace", step=0.3)
+        text = json.dumps(trace)
+        for k in carrier_keys | agent_keys:
+            check(k not in text and k.rstrip("=") not in text, "a key in clear in the edge's stored trace")
+        offers = [m for m in trace["messages"] if m["direction"] == "out" and m["leg"].startswith("agent")
+                  and m["start_line"].startswith("INVITE ")]
+        check(offers, f"no INVITE to the agent in the stored trace (legs {[l['leg'] for l in trace['legs']]})")
+        body = offers[0].get("body") or ""
+        if agent_srtp:
+            check("RTP/SAVP" in body and re.search(r"(?m)^a=crypto:\d+ \S+ inline:X{20,}", body),
+                  f"the stored offer to the agent is not RTP/SAVP with a masked a=crypto: {body[-300:]!r}")
+        enc = lambda on: "SRTP" if on else "plain"
+        return (f"carrier {enc(carrier_srtp)}{' over TLS' if tls else ''}, agent {enc(agent_srtp)}; carrier hears "
+                f"{heard_c}, agent hears {heard_a}; {len(carrier_keys)} + {len(agent_keys)} keys, none shared; "
+                f"stored trace masks them")
+
+    def s_srtp_tls_both(self):
+        edge, c, a = self.srtp_peers()
+        detail = self._srtp_call(edge, c, a, self.did["srtp_both"], True, True, True)
+        vias = re.findall(r"(?im)^(?:Via|v):\s*SIP/2.0/(\w+)", c.sip_trace()) + \
+            re.findall(r"(?im)^(?:Via|v):\s*SIP/2.0/(\w+)", a.sip_trace())
+        check(vias and all(v.upper() == "TLS" for v in vias), f"Via transports at carrier and agent: {sorted(set(vias))}")
+        return detail + "; all SIP over TLS"
+
+    def s_srtp_carrier_plain_agent(self):
+        edge, c, _ = self.srtp_peers()
+        return self._srtp_call(edge, c, self.agent, self.did["srtp_carrier"], True, True, False)
+
+    def s_plain_carrier_srtp_agent(self):
+        _, _, a = self.srtp_peers()
+        return self._srtp_call(self.edge, self.carrier, a, self.did["srtp_agent"], False, False, True)
 
     # -- 7. blind transfer (REFER, issue 19 item 1). >>> PLACE FOR THE TRANSFER SCENARIOS <<<
     # REFER is being built in src/call. Until the edge accepts it, both scenarios send a real REFER from
@@ -920,6 +1066,9 @@ SCENARIOS = [
     ("hold_resume", "s_hold_resume", None),
     ("tcp_only", "s_tcp_only", None),
     ("tls_agent", "s_tls_agent", None),
+    ("srtp_tls_both", "s_srtp_tls_both", None),
+    ("srtp_carrier_plain_agent", "s_srtp_carrier_plain_agent", None),
+    ("plain_carrier_srtp_agent", "s_plain_carrier_srtp_agent", None),
     ("transfer_to_number", "s_transfer_to_number", None),
     ("transfer_to_agent", "s_transfer_to_agent", None),
 ]
@@ -991,13 +1140,13 @@ def main():
                     args.keep = True
             # Whatever happened, no call is left up for the next scenario.
             for ua in [suite.carrier, suite.agent, suite.fallback, suite.ringer, suite.trunk, suite.alaw] + \
-                      (list(suite.tcp[1:]) if suite.tcp else []):
+                      (list(suite.tcp[1:]) if suite.tcp else []) + (list(suite.srtp[1:]) if suite.srtp else []):
                 try:
                     ua.cmd("hangup", timeout=2)
                 except Exception:
                     pass
             time.sleep(0.3)
-        for edge in [suite.edge] + ([suite.tcp[0]] if suite.tcp else []):
+        for edge in [suite.edge] + [x[0] for x in (suite.tcp, suite.tls, suite.srtp) if x]:
             if edge.proc.poll() is not None:
                 print(f"FAIL  the edge exited during the runs:\n{tail(edge.dir + '/edge.log')}")
                 failed += 1
