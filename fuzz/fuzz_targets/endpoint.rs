@@ -183,6 +183,7 @@ fn routing_index() -> edge_store::RoutingIndex {
         status: AgentStatus::Active,
         sip_username: user.map(Into::into),
         sip_password: user.map(|_| Secret::new("secret")),
+        media_encryption: Default::default(),
         created_at: 0,
         updated_at: 0,
     };

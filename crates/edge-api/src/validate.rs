@@ -94,7 +94,8 @@ pub fn text(field: &str, v: &str, max: usize) -> Result<String, ApiError> {
     if t.is_empty() {
         return Err(ApiError::field(field, "must not be empty"));
     }
-    if t.chars().count() > max {
+    // Counted before trimming, as the OpenAPI `maxLength` counts what the client sent.
+    if v.chars().count() > max {
         return Err(ApiError::field(field, format!("must be at most {max} characters")));
     }
     let multiline = max > MAX_NAME_LEN;
@@ -473,6 +474,10 @@ mod tests {
     #[test]
     fn names_refuse_controls_and_bidi() {
         assert_eq!(text("n", " Sales bot ", MAX_NAME_LEN).unwrap(), "Sales bot");
+        // The limit is the schema's `maxLength`: what was sent, spaces included.
+        let padded = format!("\u{2006}{}", "*".repeat(MAX_NAME_LEN));
+        assert!(text("n", &padded, MAX_NAME_LEN).is_err());
+        assert!(text("n", &"*".repeat(MAX_NAME_LEN), MAX_NAME_LEN).is_ok());
         assert!(text("n", "Zoë – 客服", MAX_NAME_LEN).is_ok());
         for bad in ["a\u{202E}gpj.exe", "a\u{2066}b", "a\nb", "a\u{7}b", "a\u{200F}"] {
             assert!(text("n", bad, MAX_NAME_LEN).is_err(), "{bad:?}");
