@@ -15,7 +15,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-all=(sip_message tcp_framer sdp digest endpoint srtp stored_trace)
+all=(sip_message tcp_framer sdp sdp_srtp digest endpoint srtp stored_trace)
 targets=("${@:-${all[@]}}")
 seconds=${FUZZ_SECONDS:-60}
 rss_mb=${FUZZ_RSS_MB:-2048}
@@ -27,13 +27,14 @@ max_len() {
     sip_message) echo 8192 ;;
     tcp_framer | endpoint) echo 16384 ;;
     sdp) echo 4096 ;;
+    sdp_srtp) echo 8192 ;;
     digest) echo 2048 ;;
     *) echo 4096 ;;
   esac
 }
 dict() {
   case $1 in
-    sdp) echo dict/sdp.dict ;;
+    sdp | sdp_srtp) echo dict/sdp.dict ;;
     digest) echo dict/digest.dict ;;
     *) echo dict/sip.dict ;;
   esac

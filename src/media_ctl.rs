@@ -54,6 +54,20 @@ impl MediaRelay for Relay {
             })
     }
 
+    fn offer_new_peer(
+        &self,
+        to: Side,
+        policy: crate::call::media::MediaEncryption,
+        sdp: &[u8],
+    ) -> Result<Bytes, SdpRefused> {
+        self.handle
+            .offer_new_peer(media_side(to), policy, sdp, self.codecs.as_deref())
+            .map_err(|e| SdpRefused {
+                status: e.sip_status(),
+                detail: e.to_string(),
+            })
+    }
+
     fn set_encryption(&self, side: Side, policy: crate::call::media::MediaEncryption, new_peer: bool) {
         self.handle.set_encryption(media_side(side), policy, new_peer);
     }

@@ -385,6 +385,7 @@ async fn mutual_tls_with_the_operator_trunks_client_certificate() {
             password: None,
             cps: None,
             tls_identity: Some(name),
+            media_encryption: edge_media::MediaEncryption::None,
         }];
     })
     .await;

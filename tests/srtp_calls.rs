@@ -322,3 +322,164 @@ async fn srtp_required_carrier_with_a_plain_offer_gets_488() {
     assert_eq!(ok.status(), Some(200));
     c.ack(&ok).await;
 }
+
+/// The keys an SRTP agent ended up with: the edge's line it took (the edge sends with it) and its own.
+type AgentKeys = Arc<std::sync::Mutex<Option<(CryptoAttribute, CryptoAttribute)>>>;
+
+/// An agent that answers the edge's `RTP/SAVP` offer on the AES_CM_128_HMAC_SHA1_80 line with a key of its
+/// own, its media on `media`; the keys land in the returned holder.
+async fn srtp_agent(media: SocketAddr) -> (SocketAddr, tokio::sync::mpsc::Receiver<Message>, AgentKeys) {
+    let holder: AgentKeys = Arc::default();
+    let keys = holder.clone();
+    let (addr, invites) = agent(move |offer| {
+        let line = crypto_lines(offer.body())
+            .into_iter()
+            .find(|c| c.suite() == SrtpSuite::AesCm128HmacSha1_80)
+            .expect("AES_CM_128_HMAC_SHA1_80 offered");
+        let mine = CryptoAttribute::generate(line.tag, line.suite()).unwrap();
+        let body = format!(
+            "v=0\r\no=agent 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+             m=audio {} RTP/SAVP 0\r\na=rtpmap:0 PCMU/8000\r\na=crypto:{}\r\n",
+            media.port(),
+            mine.to_sdp_value()
+        );
+        *keys.lock().unwrap() = Some((line, mine));
+        body
+    })
+    .await;
+    (addr, invites, holder)
+}
+
+/// A `srtp_required` agent that answers the edge's SRTP offer with plain RTP cannot carry the call: the
+/// edge ends its leg (ACK + BYE) and the fallback takes the caller, who gets an answer with media (before,
+/// the caller got a 200 without SDP: a call with no audio).
+#[tokio::test]
+async fn plain_answer_from_a_srtp_required_agent_fails_its_hop_and_the_fallback_answers() {
+    let t = start_edge(|_| {}).await;
+    let primary = common::Agent::spawn(common::Mode::Answer).await;
+    let fallback = common::Agent::spawn(common::Mode::Answer).await;
+    let p = agent_via_api(&t, primary.addr, "srtp_required").await;
+    let f = agent_via_api(&t, fallback.addr, "none").await;
+    t.add_number("+14155550143", &p, Some(&f)).await;
+
+    let mut c = Carrier::new(t.sip(), "+14155550143").await;
+    c.invite().await;
+    let offer = primary.expect(Method::Invite, S).await;
+    assert!(
+        media(offer.body()).0.contains(" RTP/SAVP "),
+        "SRTP offered to the primary"
+    );
+    assert!(!crypto_lines(offer.body()).is_empty());
+    let call_id = offer
+        .header(&HeaderName::Other("X-OneInbox-Call-Id".into()))
+        .unwrap()
+        .to_owned();
+    primary.expect(Method::Ack, S).await;
+    let bye = primary.expect(Method::Bye, S).await;
+    assert_eq!(
+        bye.call_id().unwrap(),
+        offer.call_id().unwrap(),
+        "the primary's own leg is ended"
+    );
+    let to_fallback = fallback.expect(Method::Invite, S).await;
+    assert!(
+        media(to_fallback.body()).0.contains(" RTP/AVP "),
+        "plain toward the plain fallback"
+    );
+    let (_, ok) = c.final_response(S).await;
+    assert_eq!(ok.status(), Some(200));
+    let (m, _) = media(ok.body());
+    assert!(
+        m.contains(" RTP/AVP "),
+        "the caller's 200 carries the fallback's session: {m}"
+    );
+    c.ack(&ok).await;
+    c.in_dialog("BYE", false).await;
+    let rec = t.final_call(&call_id, S).await;
+    assert_eq!(rec["status"], "completed", "{rec}");
+    assert_eq!(rec["answered_by"], "fallback", "{rec}");
+    let hops = rec["hops"].as_array().unwrap();
+    assert_eq!(hops.len(), 2, "{rec}");
+    assert_eq!(hops[0]["route"], "primary");
+    let outcome = hops[0]["outcome"].as_str().unwrap();
+    assert!(outcome.starts_with("media refused: SRTP required"), "{outcome}");
+    assert_eq!(hops[1]["outcome"], "answered");
+}
+
+/// A transfer's target gets an offer of its own policy with fresh keys of the edge's: the agent it
+/// replaces never held a key the target uses, and the caller's audio reaches the target encrypted with the
+/// target's key alone.
+#[tokio::test]
+async fn a_transfer_target_gets_its_own_srtp_keys() {
+    let t = start_edge(|_| {}).await;
+    let first_media = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let target_media = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let (first_addr, mut first_invites, first_keys) = srtp_agent(first_media.local_addr().unwrap()).await;
+    let (target_addr, mut target_invites, target_keys) = srtp_agent(target_media.local_addr().unwrap()).await;
+    let first = agent_via_api(&t, first_addr, "srtp").await;
+    let target = agent_via_api(&t, target_addr, "srtp_required").await;
+    t.add_number("+14155550144", &first, None).await;
+
+    let carrier_media = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let mut c = Carrier::new(t.sip(), "+14155550144").await;
+    invite_with(&c, &sdp(&carrier_media, "RTP/AVP", &[])).await;
+    let offer = tokio::time::timeout(S, first_invites.recv()).await.unwrap().unwrap();
+    let call_id = offer
+        .header(&HeaderName::Other("X-OneInbox-Call-Id".into()))
+        .unwrap()
+        .to_owned();
+    let (_, ok) = c.final_response(S).await;
+    assert_eq!(ok.status(), Some(200));
+    c.ack(&ok).await;
+    let (_, to_edge_a) = media(ok.body());
+    t.wait_status(&call_id, "in-progress", S).await;
+    let first_offered = crypto_lines(offer.body());
+
+    let (code, body) = t
+        .http(
+            "POST",
+            &format!("/v1/calls/{call_id}/transfer"),
+            Some(&format!(r#"{{"to":"{target}"}}"#)),
+        )
+        .await;
+    assert_eq!(code, 202, "{body}");
+    let target_offer = tokio::time::timeout(S, target_invites.recv()).await.unwrap().unwrap();
+    let (m, _) = media(target_offer.body());
+    assert!(
+        m.contains(" RTP/SAVP "),
+        "SRTP offered to the srtp_required target: {m}"
+    );
+    let target_offered = crypto_lines(target_offer.body());
+    assert!(!target_offered.is_empty());
+    for k in &target_offered {
+        for old in &first_offered {
+            assert_ne!(k.key, old.key, "a key the first agent was given reached the target");
+        }
+    }
+    // The caller's audio reaches the target under the target's own key, not the first agent's.
+    let (edge_key, _) = target_keys.lock().unwrap().clone().unwrap();
+    let (first_edge_key, _) = first_keys.lock().unwrap().clone().unwrap();
+    let mut target_rx = SrtpContext::from_crypto(&edge_key);
+    let mut heard = 0;
+    for seq in 1..=40u16 {
+        carrier_media.send_to(&rtp(seq, 0xC, 0x33), to_edge_a).await.unwrap();
+        if let Some(mut got) = recv(&target_media, Duration::from_millis(100)).await {
+            let mut with_old = got.clone();
+            assert!(
+                SrtpContext::from_crypto(&first_edge_key)
+                    .unprotect_rtp(&mut with_old)
+                    .is_err(),
+                "the first agent's key opens the target's audio"
+            );
+            target_rx
+                .unprotect_rtp(&mut got)
+                .expect("encrypted with the target's key");
+            assert_eq!(got, rtp(seq, 0xC, 0x33));
+            heard += 1;
+            if heard == 5 {
+                break;
+            }
+        }
+    }
+    assert_eq!(heard, 5, "the target never heard the caller");
+}

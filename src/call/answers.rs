@@ -11,11 +11,16 @@ use std::time::Instant;
 
 use crate::call::context::{Ctx, MetricUpdate};
 use crate::call::leg;
+use crate::call::media::SdpRefused;
 use crate::call::media::Side;
+use crate::call::outbound::error;
 use crate::call::outcome::{Ending, HopOutcome};
 use crate::call::phase::{Answerer, SentAnswer};
 use crate::call::registry::{queue_metric, CallController, LATE_ANSWER_WINDOW, LATE_LEGS_MAX};
-use crate::call::state::{anchor, answer_for_a, dialog_from_answer, CallId, CallKind, ClientRef, LegTarget, Orphan};
+use crate::call::state::{
+    anchor, answer_for_a, dialog_from_answer, keep_answer, try_anchor, BLeg, CallId, CallKind, ClientRef, LegTarget,
+    Orphan,
+};
 
 impl CallController {
     /// A final non-2xx answer to the carrier's INVITE.
@@ -136,7 +141,10 @@ impl CallController {
                 }
                 if status > 100 && call.phase.is_hunting() {
                     if call.a.key.is_some() {
-                        let sdp = answer_for_a(call, &resp);
+                        let sdp = match answer_for_a(call, &resp) {
+                            Ok(sdp) => sdp,
+                            Err(e) => return self.b_media_refused(ctx, id, e, None),
+                        };
                         let answer = leg::relay_response(&call.a.invite, &resp, &call.a.tag, &local, sdp);
                         if let Some(a_key) = &call.a.key {
                             ctx.respond(a_key, answer, "provisional answer");
@@ -154,6 +162,23 @@ impl CallController {
             }
             200..=299 => {
                 let Some(b) = call.phase.take_ringing() else { return };
+                // B's SDP first: an answer the relay refuses (a plain one from a `srtp_required` leg) ends
+                // this leg like a refusal would, never connects the caller to no audio.
+                let a_sdp = match (call.phase.is_transferring(), call.kind, to_trunk) {
+                    // The transfer's target: the caller keeps its session, the relay sends to the target.
+                    (true, ..) => keep_answer(call.relay.as_deref(), Side::B, &resp).map(|_| None),
+                    // The trunk's answer becomes side A's media (`api_trunk_answered`).
+                    (false, CallKind::ApiOutbound, true) => Ok(None),
+                    // The agent took the dialled party: media flows both ways through the relay.
+                    (false, CallKind::ApiOutbound, false) => {
+                        try_anchor(call.relay.as_deref(), Side::B, &resp).map(|_| None)
+                    }
+                    _ => answer_for_a(call, &resp),
+                };
+                let a_sdp = match a_sdp {
+                    Ok(sdp) => sdp,
+                    Err(e) => return self.b_media_refused(ctx, id, e, Some((b, &resp))),
+                };
                 let mut d = dialog_from_answer(
                     b.invite.header(&HeaderName::From).unwrap_or(""),
                     b.invite.call_id().unwrap_or(""),
@@ -173,8 +198,6 @@ impl CallController {
                 match (call.kind, to_trunk) {
                     (CallKind::ApiOutbound, true) => return self.api_trunk_answered(ctx, id, b, d, &resp),
                     (CallKind::ApiOutbound, false) => {
-                        // The agent took the dialled party: media flows both ways through the relay.
-                        let _ = anchor(call.relay.as_deref(), Side::B, &resp);
                         call.phase.confirmed(Answerer::Leg { leg: b, dialog: d });
                         self.persist(ctx.now, id);
                         return;
@@ -192,8 +215,7 @@ impl CallController {
                     Route::Fallback => self.stats.answered_fallback.fetch_add(1, Ordering::Relaxed),
                     _ => 0,
                 };
-                let sdp = answer_for_a(call, &resp);
-                let answer = match leg::relay_response(&call.a.invite, &resp, &call.a.tag, &local, sdp) {
+                let answer = match leg::relay_response(&call.a.invite, &resp, &call.a.tag, &local, a_sdp) {
                     Ok(m) => m,
                     Err(e) => {
                         // Cannot happen for a 2xx we parsed; end the call rather than answer half of it.
@@ -358,6 +380,49 @@ impl CallController {
         ctx.send_raw(&o.peer, leg::ack_2xx(&d, &self.cfg.local, cseq, &self.rng.branch()));
         d.local_cseq = cseq;
         self.send_bye(ctx, &mut d, o.peer, None);
+    }
+
+    /// B's SDP (in a 1xx while the leg rings, or in its 2xx: `answered`) was refused by the relay: the
+    /// leg is over (CANCEL, or ACK + BYE) with the relay's words on its hop, and the call goes on as after
+    /// any failed hop: the next agent (or the end of the chain, or the transfer failing), or for a trunk
+    /// the outbound call failing with `trunk_media`.
+    pub(super) fn b_media_refused(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        id: CallId,
+        e: SdpRefused,
+        answered: Option<(BLeg, &Message)>,
+    ) {
+        let outcome = HopOutcome::MediaRefused(e.detail.clone());
+        let Some(call) = self.calls.get_mut(&id) else { return };
+        tracing::info!(call = %call.record.id, error = %e, "the leg's SDP answer was refused: leg ended");
+        let to_trunk = match answered {
+            None => {
+                let to_trunk = call
+                    .phase
+                    .ringing_mut()
+                    .is_some_and(|b| matches!(b.target, LegTarget::Trunk));
+                self.abandon_agent_leg(ctx, id, outcome);
+                to_trunk
+            }
+            Some((b, resp)) => {
+                call.end_hop(b.hop, resp.status(), outcome, ctx.wall_ms);
+                let to_trunk = matches!(b.target, LegTarget::Trunk);
+                self.forget_leg(b.invite_call_id());
+                if let Some(agent_id) = b.agent_id() {
+                    let agent_id = agent_id.to_owned();
+                    self.release_agent(&agent_id);
+                }
+                self.ack_and_bye(ctx, &Self::orphan_of(b), resp);
+                to_trunk
+            }
+        };
+        if to_trunk {
+            let why = format!("the trunk's SDP answer was refused: {}", e.detail);
+            self.fail_outbound(ctx, id, CallStatus::Failed, error("trunk_media", why), e.status);
+        } else {
+            self.next_hop(ctx, id);
+        }
     }
 
     /// Gives up on the current agent leg without ending the call.

@@ -64,6 +64,10 @@ pub trait MediaRelay: Send {
     /// that the other side must not see: it keeps the session the edge already gave it (RFC 3261
     /// 13.2.1), and the relay sends to the new peer, converting G.711 law where the two differ.
     fn keep_answer(&self, from: Side, sdp: &[u8]) -> Result<(), SdpRefused>;
+    /// An offer toward a new peer on `to` (a transfer target) under its own `policy`, made from `sdp` (the
+    /// edge's last offer toward `to`) with fresh keys: the peer now on `to` keeps its keys until the new
+    /// one answers ([`MediaRelay::keep_answer`]).
+    fn offer_new_peer(&self, to: Side, policy: MediaEncryption, sdp: &[u8]) -> Result<Bytes, SdpRefused>;
     /// The edge's own offer toward `to` (calls the edge originates).
     fn offer_sdp(&self, to: Side) -> Bytes;
     /// Ringback toward `to` on or off (the caller while a transfer target rings): while on, `to` hears
@@ -125,6 +129,9 @@ pub(crate) mod fake {
         }
         fn keep_answer(&self, _from: Side, _sdp: &[u8]) -> Result<(), SdpRefused> {
             Ok(())
+        }
+        fn offer_new_peer(&self, _to: Side, _policy: MediaEncryption, sdp: &[u8]) -> Result<Bytes, SdpRefused> {
+            Ok(Bytes::copy_from_slice(sdp))
         }
         fn set_encryption(&self, _side: Side, _policy: MediaEncryption, _new_peer: bool) {}
         fn offer_sdp(&self, to: Side) -> Bytes {

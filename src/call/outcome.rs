@@ -71,6 +71,9 @@ pub enum HopOutcome {
     Abandoned(Abandon),
     /// A transfer the REFER of which went on to the carrier (`inbound_routing.transfer = carrier`).
     PassedToCarrier,
+    /// The leg's SDP answer could not be used (a plain answer from a `srtp_required` leg, no codec in
+    /// common): the edge ended the leg rather than connect the caller to no audio. The relay's words.
+    MediaRefused(String),
 }
 
 impl HopOutcome {
@@ -80,6 +83,7 @@ impl HopOutcome {
         match self {
             HopOutcome::NoFinalAnswer => Some(408),
             HopOutcome::Unreachable { .. } => Some(503),
+            HopOutcome::MediaRefused(_) => Some(488),
             _ => None,
         }
     }
@@ -280,6 +284,7 @@ impl fmt::Display for HopOutcome {
             HopOutcome::NotSent(words) => f.write_str(words),
             HopOutcome::Abandoned(a) => f.write_str(a.as_str()),
             HopOutcome::PassedToCarrier => f.write_str("referred to the carrier"),
+            HopOutcome::MediaRefused(why) => write!(f, "media refused: {why}"),
         }
     }
 }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::call::leg::DialogSide;
-use crate::call::media::{MediaRelay, Side};
+use crate::call::media::{MediaRelay, SdpRefused, Side};
 use crate::call::outcome::HopOutcome;
 use crate::call::phase::Phase;
 use crate::call::{leg, outbound};
@@ -265,17 +265,29 @@ pub(super) fn dialog_from_answer(local_from: &str, call_id: &str, resp: &Message
 /// The SDP of `msg` (sent by `from`) rewritten by the call's relay; `None` passes the body through
 /// (no relay, no body, or a body that is not SDP: a NOTIFY's sipfrag, an INFO's DTMF).
 pub(super) fn anchor(relay: Option<&dyn MediaRelay>, from: Side, msg: &Message) -> Option<Bytes> {
-    let (relay, sdp) = sdp_for_relay(relay, msg)?;
-    // A request's SDP is an offer (an ACK's, the answer to a 2xx's offer); a response's an answer.
-    let offer = msg.is_request() && !matches!(msg.method(), Some(Method::Ack));
-    match relay.anchor_sdp(from, sdp, offer) {
-        Ok(sdp) => Some(sdp),
+    match try_anchor(relay, from, msg) {
+        Ok(sdp) => sdp,
         Err(e) => {
             // Never leak the other leg's addresses: drop the body rather than pass it through.
             tracing::warn!(call_id = msg.call_id().unwrap_or("-"), error = %e, "SDP not anchored; body dropped");
             Some(Bytes::new())
         }
     }
+}
+
+/// [`anchor`], with the relay's refusal (a plain answer from a `srtp_required` leg, an answer with no
+/// codec in common) given back, for a caller that fails the leg on it rather than relay an empty body.
+pub(super) fn try_anchor(
+    relay: Option<&dyn MediaRelay>,
+    from: Side,
+    msg: &Message,
+) -> Result<Option<Bytes>, SdpRefused> {
+    let Some((relay, sdp)) = sdp_for_relay(relay, msg) else {
+        return Ok(None);
+    };
+    // A request's SDP is an offer (an ACK's, the answer to a 2xx's offer); a response's an answer.
+    let offer = msg.is_request() && !matches!(msg.method(), Some(Method::Ack));
+    relay.anchor_sdp(from, sdp, offer).map(Some)
 }
 
 /// The relay and `msg`'s SDP, when there is a relay and the body is SDP.
@@ -293,25 +305,24 @@ fn sdp_for_relay<'a>(relay: Option<&'a dyn MediaRelay>, msg: &'a Message) -> Opt
 }
 
 /// The relay takes `msg`'s SDP (sent by `from`'s new peer) without a body for the other side, which keeps
-/// the session it has ([`MediaRelay::keep_answer`]). True when there was SDP to take.
-pub(super) fn keep_answer(relay: Option<&dyn MediaRelay>, from: Side, msg: &Message) -> bool {
+/// the session it has ([`MediaRelay::keep_answer`]). `Ok(true)` when there was SDP and the relay took it;
+/// `Err` when the relay refused it (the new peer's media cannot be used: its leg is a failed one).
+pub(super) fn keep_answer(relay: Option<&dyn MediaRelay>, from: Side, msg: &Message) -> Result<bool, SdpRefused> {
     let Some((relay, sdp)) = sdp_for_relay(relay, msg) else {
-        return false;
+        return Ok(false);
     };
-    if let Err(e) = relay.keep_answer(from, sdp) {
-        tracing::warn!(call_id = msg.call_id().unwrap_or("-"), error = %e, "answer not taken by the relay");
-    }
-    true
+    relay.keep_answer(from, sdp).map(|()| true)
 }
 
 /// The SDP for a response to leg A's INVITE that relays `msg` (from leg B): the first anchored answer is
 /// the one A keeps; any later SDP (a fallback agent's after the first agent's 183) goes to the relay only
 /// and A gets its answer again, with the relay converting G.711 law where the agents chose differently.
-pub(super) fn answer_for_a(call: &mut Call, msg: &Message) -> Option<Bytes> {
+/// `Err`: the relay refused B's SDP, so B's leg cannot carry the call (A is told nothing of it).
+pub(super) fn answer_for_a(call: &mut Call, msg: &Message) -> Result<Option<Bytes>, SdpRefused> {
     if let Some(kept) = &call.a_answer {
-        return keep_answer(call.relay.as_deref(), Side::B, msg).then(|| kept.clone());
+        return Ok(keep_answer(call.relay.as_deref(), Side::B, msg)?.then(|| kept.clone()));
     }
-    let sdp = anchor(call.relay.as_deref(), Side::B, msg);
+    let sdp = try_anchor(call.relay.as_deref(), Side::B, msg)?;
     call.a_answer = sdp.clone().filter(|s| !s.is_empty());
-    sdp
+    Ok(sdp)
 }

@@ -26,7 +26,7 @@ use sip_core::transaction::{Peer, TxKey};
 use crate::call::context::Ctx;
 use crate::call::inbound::{agent_peer, AgentTarget};
 use crate::call::leg::{self, DialogSide};
-use crate::call::media::Side;
+use crate::call::media::{encryption_of, MediaEncryption, Side};
 use crate::call::outbound::{plan, ResolveJob};
 use crate::call::outcome::{Ending, HopOutcome};
 use crate::call::phase::{ReferSubscription, Transfer, TransferTarget};
@@ -45,6 +45,7 @@ fn refer_answer(why: &TransferRefusal) -> (u16, &'static str) {
         | TransferRefusal::NotTheAgent
         | TransferRefusal::MediaRequired
         | TransferRefusal::NoTrunk { .. } => (403, "Forbidden"),
+        TransferRefusal::MediaNotOffered(_) => (488, "Not Acceptable Here"),
     }
 }
 
@@ -233,6 +234,20 @@ impl CallController {
             }
             TransferTarget::Agent(_) => None,
         };
+        // The target gets its own media policy (the agent's `media_encryption`, the trunk's) and keys of
+        // its own: the agent on the call never holds a key the target uses, and keeps its own if the
+        // target never answers.
+        let policy = match (&target, &out) {
+            (TransferTarget::Agent(a), _) => encryption_of(a.media_encryption),
+            (TransferTarget::Number(_), Some(p)) => encryption_of(p.trunk.media_encryption),
+            (TransferTarget::Number(_), None) => MediaEncryption::None,
+        };
+        if let (Some(relay), Some(offer)) = (call.relay.as_deref(), call.b_offer.as_ref()) {
+            let sdp = relay
+                .offer_new_peer(Side::B, policy, offer)
+                .map_err(|e| TransferRefusal::MediaNotOffered(e.detail))?;
+            call.b_offer = Some(sdp);
+        }
         let transfer = Box::new(Transfer {
             target,
             refer: by_refer.then_some(ReferSubscription { last_reported: 0 }),
@@ -344,7 +359,9 @@ impl CallController {
         if !resp.body().is_empty() {
             // Early media from the target (a carrier's own ringback, an announcement): the caller hears it,
             // in the session the caller already has (the relay converts G.711 law if need be).
-            keep_answer(call.relay.as_deref(), Side::B, resp);
+            if let Err(e) = keep_answer(call.relay.as_deref(), Side::B, resp) {
+                return self.b_media_refused(ctx, id, e, None);
+            }
             if let Some(relay) = &call.relay {
                 relay.ringback(Side::A, false);
             }
@@ -367,8 +384,8 @@ impl CallController {
         let status = resp.status().unwrap_or(200);
         let reason = resp.reason().unwrap_or("OK").to_owned();
         let Some(call) = self.calls.get_mut(&id) else { return };
-        // The target's SDP is where the relay now sends the caller's audio; the caller keeps its session.
-        keep_answer(call.relay.as_deref(), Side::B, resp);
+        // The relay took the target's SDP (`on_agent_response`): it now sends the caller's audio there, and
+        // the caller keeps its session.
         if let Some(relay) = &call.relay {
             relay.ringback(Side::A, false);
         }

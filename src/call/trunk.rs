@@ -51,7 +51,8 @@ pub struct TrunkChoice {
     pub tls_identity: Option<String>,
     /// A customer trunk's own client certificate (`provider_config.tls_client_certificate`).
     pub tls_client: Option<std::sync::Arc<edge_store::TrunkClientCert>>,
-    /// SRTP toward the trunk (`provider_config.media_encryption`; `none` for the other kinds of trunk).
+    /// SRTP toward the trunk (`provider_config.media_encryption`, an operator trunk's `media_encryption`;
+    /// `none` for integration trunks).
     pub media_encryption: edge_store::MediaEncryption,
 }
 
@@ -185,7 +186,11 @@ pub fn choose(number: &NumberRoute, index: &RoutingIndex, cfg: &OutboundSettings
             p_charge_info: false,
             tls_identity: t.tls_identity.clone(),
             tls_client: None,
-            media_encryption: edge_store::MediaEncryption::None,
+            media_encryption: match t.media_encryption {
+                edge_media::MediaEncryption::None => edge_store::MediaEncryption::None,
+                edge_media::MediaEncryption::Srtp => edge_store::MediaEncryption::Srtp,
+                edge_media::MediaEncryption::SrtpRequired => edge_store::MediaEncryption::SrtpRequired,
+            },
         });
     }
     Err(TrunkRefusal::Missing {

@@ -594,6 +594,25 @@ impl Validator<'_> {
         self.text.as_bytes()[..end].iter().filter(|&&b| b == b'\n').count() + 1
     }
 
+    /// A `media_encryption` value (`none` when absent), or the error naming `key` and its line.
+    fn media_encryption(
+        &self,
+        key: &str,
+        v: &Option<Spanned<String>>,
+    ) -> Result<edge_media::MediaEncryption, ConfigError> {
+        let Some(v) = v else {
+            return Ok(edge_media::MediaEncryption::None);
+        };
+        match edge_media::MediaEncryption::parse(v.get_ref()) {
+            Some(m) => Ok(m),
+            None => self.err(
+                key,
+                v.span(),
+                format!("`{}`: expected \"none\", \"srtp\" or \"srtp_required\"", v.get_ref()),
+            ),
+        }
+    }
+
     fn err<T>(&self, key: &str, span: std::ops::Range<usize>, message: impl Into<String>) -> Result<T, ConfigError> {
         Err(ConfigError::Invalid {
             path: self.path.to_owned(),
@@ -781,19 +800,8 @@ impl Validator<'_> {
                 );
             }
             let allow = self.cidrs(&format!("carriers[{i}].allow"), &c.allow)?;
-            let media_encryption = match &c.media_encryption {
-                None => edge_media::MediaEncryption::None,
-                Some(v) => match edge_media::MediaEncryption::parse(v.get_ref()) {
-                    Some(m) => m,
-                    None => {
-                        return self.err(
-                            &format!("carriers[{i}].media_encryption"),
-                            v.span(),
-                            format!("`{}`: expected \"none\", \"srtp\" or \"srtp_required\"", v.get_ref()),
-                        )
-                    }
-                },
-            };
+            let media_encryption =
+                self.media_encryption(&format!("carriers[{i}].media_encryption"), &c.media_encryption)?;
             carriers.push(Carrier {
                 name: name.to_owned(),
                 allow,

@@ -84,6 +84,7 @@ pub(super) struct RawTrunk {
     cps: Option<Spanned<f64>>,
     tls_client_certificate: Option<Spanned<String>>,
     tls_client_key: Option<Spanned<String>>,
+    media_encryption: Option<Spanned<String>>,
 }
 
 /// Sources whose INVITEs are agents placing outbound calls, trusted without a digest challenge.
@@ -106,6 +107,9 @@ pub struct OperatorTrunk {
     /// Name of the client certificate presented to it over TLS (mutual TLS), in
     /// [`OutboundSettings::tls`]; `None`: none.
     pub tls_identity: Option<String>,
+    /// SRTP toward this trunk's leg (`media_encryption`, default `none`), as a customer trunk's
+    /// `provider_config.media_encryption`.
+    pub media_encryption: edge_media::MediaEncryption,
 }
 
 impl std::fmt::Debug for OperatorTrunk {
@@ -117,6 +121,7 @@ impl std::fmt::Debug for OperatorTrunk {
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("cps", &self.cps)
             .field("tls_identity", &self.tls_identity)
+            .field("media_encryption", &self.media_encryption)
             .finish()
     }
 }
@@ -357,6 +362,8 @@ impl Validator<'_> {
                 identities.push((name.clone(), f));
                 name
             });
+            let media_encryption =
+                self.media_encryption(&format!("outbound.trunks[{i}].media_encryption"), &t.media_encryption)?;
             trunks.push(OperatorTrunk {
                 provider,
                 address: address.to_owned(),
@@ -364,6 +371,7 @@ impl Validator<'_> {
                 password: t.password.clone(),
                 cps,
                 tls_identity,
+                media_encryption,
             });
         }
         let agent_digest_from = match &o.agent_digest_from {
@@ -583,6 +591,27 @@ mod tests {
         let c =
             parse("[[outbound.trunks]]\nprovider = \"twilio\"\naddress = \"t.example:5061;transport=tls\"\n").unwrap();
         assert_eq!(c.outbound.trunks[0].tls_identity, None);
+    }
+
+    #[test]
+    fn an_operator_trunks_media_encryption_is_read_and_a_bad_one_named_by_key_and_line() {
+        let c = parse("[[outbound.trunks]]\nprovider = \"twilio\"\naddress = \"t.example\"\n").unwrap();
+        assert_eq!(c.outbound.trunks[0].media_encryption, edge_media::MediaEncryption::None);
+        let c = parse(
+            "[[outbound.trunks]]\nprovider = \"twilio\"\naddress = \"t.example\"\nmedia_encryption = \"srtp_required\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.outbound.trunks[0].media_encryption,
+            edge_media::MediaEncryption::SrtpRequired
+        );
+        let e =
+            parse("[[outbound.trunks]]\nprovider = \"twilio\"\naddress = \"t.example\"\nmedia_encryption = \"zrtp\"\n")
+                .unwrap_err();
+        assert!(
+            e.contains("edge.toml:4: key `outbound.trunks[0].media_encryption`") && e.contains("srtp_required"),
+            "{e}"
+        );
     }
 
     #[test]

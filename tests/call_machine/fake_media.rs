@@ -104,15 +104,41 @@ impl Drop for FakeRelay {
     }
 }
 
+/// An SDP line that makes the fake relay refuse the body, as the real one refuses a plain answer from a
+/// `srtp_required` leg.
+pub const REFUSE: &str = "a=x-refuse\r\n";
+
+fn refused(sdp: &[u8]) -> Result<(), SdpRefused> {
+    if String::from_utf8_lossy(sdp).contains(REFUSE) {
+        return Err(SdpRefused {
+            status: 488,
+            detail: "refused by the fake relay".into(),
+        });
+    }
+    Ok(())
+}
+
 impl MediaRelay for FakeRelay {
     fn anchor_sdp(&self, from: Side, sdp: &[u8], _offer: bool) -> Result<Bytes, SdpRefused> {
+        refused(sdp)?;
         Ok(Bytes::from(format!(
             "{}a=x-anchored:{from:?}\r\n",
             String::from_utf8_lossy(sdp)
         )))
     }
 
+    fn offer_new_peer(
+        &self,
+        _to: Side,
+        _policy: oneinbox_edge::call::media::MediaEncryption,
+        sdp: &[u8],
+    ) -> Result<Bytes, SdpRefused> {
+        // The last offer toward that side, as it was: the fake has no keys to renew.
+        Ok(Bytes::copy_from_slice(sdp))
+    }
+
     fn keep_answer(&self, from: Side, sdp: &[u8]) -> Result<(), SdpRefused> {
+        refused(sdp)?;
         let mut p = self.plane.lock().unwrap_or_else(|e| e.into_inner());
         p.kept.push((from, Bytes::copy_from_slice(sdp)));
         Ok(())

@@ -820,3 +820,46 @@ fn a_fallback_after_early_media_repeats_the_carriers_answer() {
         "the fallback's SDP went to the relay, not to the carrier"
     );
 }
+
+/// Early media the relay cannot use (a plain 183 from a `srtp_required` agent, here the fake relay's
+/// refusal) fails the primary's hop: the edge CANCELs it, the carrier never sees that SDP, and the
+/// fallback's answer is the carrier's session.
+#[test]
+fn early_media_the_relay_refuses_fails_the_hop() {
+    let (mut h, media) = Harness::with_media(two_agents(true, AgentStatus::Active, 5), |_| {});
+    h.agent(AGENT1, Mode::Silent);
+    h.agent(AGENT2, Mode::Answer);
+    let c = CarrierCall::new(CARRIER, DID);
+    h.send(CARRIER, c.invite());
+    let inv = h.expect(AGENT1, Method::Invite).msg;
+    let refused = format!("{}{}", super::harness::SDP, super::fake_media::REFUSE);
+    let early = ResponseBuilder::for_request(&inv, 183, "Session Progress")
+        .to_tag("primary")
+        .header("Contact", &format!("<sip:p@{AGENT1}>"))
+        .body("application/sdp", bytes::Bytes::from(refused))
+        .build();
+    h.send(AGENT1, early);
+    let cancel = h.expect(AGENT1, Method::Cancel).msg;
+    assert_eq!(cancel.call_id().unwrap(), inv.call_id().unwrap());
+    let inv2 = h.expect(AGENT2, Method::Invite).msg;
+    assert_eq!(
+        inv2.header(&HeaderName::Other("X-OneInbox-Route".into())),
+        Some("fallback")
+    );
+    let (prov, ok) = h.final_response(CARRIER, S);
+    assert!(
+        !prov.contains(&183),
+        "the refused early media never reached the carrier: {prov:?}"
+    );
+    assert_eq!(ok.msg.status(), Some(200));
+    let body = String::from_utf8_lossy(ok.msg.body()).into_owned();
+    assert!(body.contains("a=x-anchored:B") && !body.contains("x-refuse"), "{body}");
+    assert!(
+        media.kept_answers().is_empty(),
+        "the fallback's answer is the carrier's session"
+    );
+    h.advance(Duration::from_secs(1));
+    let rec = h.record_by_sip_call_id(&c.call_id).expect("a record");
+    assert_eq!(rec.hops[0].outcome, "media refused: refused by the fake relay");
+    assert_eq!(rec.hops[1].outcome, "answered");
+}

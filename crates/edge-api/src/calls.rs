@@ -608,7 +608,7 @@ pub fn transfer_refusal(e: &TransferRefusal) -> ApiError {
         R::BadReferTo | R::Attended | R::UnknownTarget(_) => (StatusCode::BAD_REQUEST, "invalid_reference", Some("to")),
         R::AgentDisabled(_) => (StatusCode::CONFLICT, "agent_unavailable", Some("to")),
         R::NotConnected | R::NotTheAgent => (StatusCode::CONFLICT, "call_not_transferable", None),
-        R::MediaRequired => (StatusCode::CONFLICT, "call_not_transferable", None),
+        R::MediaRequired | R::MediaNotOffered(_) => (StatusCode::CONFLICT, "call_not_transferable", None),
         R::NoTrunk { .. } => (StatusCode::CONFLICT, "no_trunk", Some("to")),
     };
     ApiError {

@@ -66,6 +66,10 @@ pub enum TransferRefusal {
     MediaRequired,
     #[error("no trunk to dial {number}: {why}")]
     NoTrunk { number: String, why: String },
+    /// The target's media cannot be offered as its policy asks (SRTP where the call's relay runs in a
+    /// media worker): the relay's words.
+    #[error("the target's media cannot be offered: {0}")]
+    MediaNotOffered(String),
 }
 
 /// Which number of an [`OriginateRequest`] a refusal is about.

@@ -33,6 +33,8 @@ pub mod dtmf;
 mod engine;
 mod error;
 mod event;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod g711;
 pub mod latch;
 mod origin;

@@ -512,7 +512,7 @@ impl RelayHandle {
         {
             let mut n = self.negotiation();
             let mut trial = n.clone();
-            trial.take_in(from.index(), &crypto, false)?;
+            trial.take_new_peer_answer(from.index(), &crypto)?;
             if matches!(self.backend, Backend::Worker(_)) && trial.is_srtp(from.index()) {
                 return Err(SdpError::SrtpUnavailable);
             }
@@ -522,6 +522,33 @@ impl RelayHandle {
         self.set_remote(from, &remote);
         self.push_srtp();
         Ok(remote)
+    }
+
+    /// An offer toward a new peer on `to` (a transfer target), made from `sdp` (the session the other
+    /// side has, as it last sent it) with the edge's fresh keys for that peer as `policy` says. The peer
+    /// now on `to` keeps its keys and media until the new one answers ([`Self::keep_answer`]): a transfer
+    /// that fails leaves the call as it was, and the old peer never holds a key the new one uses. Nothing
+    /// is changed on error.
+    pub fn offer_new_peer(
+        &self,
+        to: Side,
+        policy: MediaEncryption,
+        sdp: &[u8],
+        allowed_codecs: Option<&[String]>,
+    ) -> Result<Bytes, SdpError> {
+        let crypto = crypto_of(sdp)?;
+        let out = {
+            let mut n = self.negotiation();
+            let mut trial = n.clone();
+            let out = trial.offer_new_peer(to.index(), policy, &crypto.proto)?;
+            if matches!(self.backend, Backend::Worker(_)) && !out.lines.is_empty() {
+                return Err(SdpError::SrtpUnavailable);
+            }
+            *n = trial;
+            out
+        };
+        let (body, _) = rewrite_sdp_srtp(sdp, self.public_ip, self.local_port(to), allowed_codecs, &out)?;
+        Ok(self.stamp_origin(to, &body))
     }
 
     /// The media encryption policy of `side`'s leg (default `none`), for the next SDP exchanged with it.

@@ -286,9 +286,45 @@ struct SideKeys {
 #[derive(Default, Clone, Debug)]
 pub(crate) struct Negotiation {
     sides: [SideKeys; 2],
+    /// A new peer offered on a side (a transfer target) while the current peer keeps its keys: it takes
+    /// that side's place on its answer ([`Self::take_new_peer_answer`]).
+    pending: [Option<Box<SideKeys>>; 2],
 }
 
 impl Negotiation {
+    /// The SRTP part of an offer toward a new peer on `to` (a transfer target) under `policy`, with fresh
+    /// keys of the edge's: the peer now on `to` keeps its own keys (the call goes on with it if the new
+    /// one never answers), and never learns a key the new peer uses. A later call replaces it.
+    pub(crate) fn offer_new_peer(
+        &mut self,
+        to: usize,
+        policy: MediaEncryption,
+        in_proto: &str,
+    ) -> Result<CryptoOut, SdpError> {
+        let mut fresh = Negotiation::default();
+        fresh.sides[to].policy = policy;
+        let out = fresh.out_for(to, true, in_proto)?;
+        let mut keys = std::mem::take(&mut fresh.sides[to]);
+        // The task still has the current peer's contexts: the new ones replace them on the answer.
+        keys.installed = self.sides[to].installed.clone();
+        self.pending[to] = Some(Box::new(keys));
+        Ok(out)
+    }
+
+    /// Takes an answer from `from`: the pending new peer's ([`Self::offer_new_peer`]), which then takes
+    /// the side's place, or else the current peer's. Nothing changes on error.
+    pub(crate) fn take_new_peer_answer(&mut self, from: usize, input: &CryptoIn) -> Result<(), SdpError> {
+        let Some(pending) = self.pending[from].as_deref() else {
+            return self.take_in(from, input, false);
+        };
+        let mut trial = Negotiation::default();
+        trial.sides[from] = pending.clone();
+        trial.take_in(from, input, false)?;
+        self.sides[from] = std::mem::take(&mut trial.sides[from]);
+        self.pending[from] = None;
+        Ok(())
+    }
+
     pub(crate) fn set_policy(&mut self, side: usize, policy: MediaEncryption) {
         self.sides[side].policy = policy;
     }
@@ -529,5 +565,43 @@ mod tests {
             lines: vec!["1 AES_256_CM_HMAC_SHA1_80 inline:AAAA".into()],
         };
         assert_eq!(n.take_in(0, &input, true), Err(SdpError::NoUsableCrypto));
+    }
+
+    #[test]
+    fn a_new_peer_gets_fresh_keys_and_the_old_one_keeps_its_own_until_the_new_one_answers() {
+        let mut n = Negotiation::default();
+        n.set_policy(1, MediaEncryption::Srtp);
+        let first = n.out_for(1, true, "RTP/AVP").unwrap();
+        let agent = CryptoAttribute::parse(&first.lines[0]).unwrap().answer().unwrap();
+        n.take_in(1, &input("RTP/SAVP", &[agent]), false).unwrap();
+        assert!(n.update(1).is_some(), "the first agent's contexts installed");
+
+        let out = n.offer_new_peer(1, MediaEncryption::SrtpRequired, "RTP/SAVP").unwrap();
+        assert_eq!(out.proto, "RTP/SAVP");
+        assert!(!out.lines.is_empty());
+        assert!(
+            out.lines.iter().all(|l| !first.lines.contains(l)),
+            "fresh keys for the new peer"
+        );
+        assert!(
+            n.update(1).is_none(),
+            "the first agent keeps its contexts while the new one rings"
+        );
+        assert_eq!(
+            n.take_new_peer_answer(1, &input("RTP/AVP", &[])),
+            Err(SdpError::SrtpRequired),
+            "the new peer's own policy holds"
+        );
+        assert!(n.update(1).is_none(), "a refused answer changes nothing");
+        let target = CryptoAttribute::parse(&out.lines[0]).unwrap().answer().unwrap();
+        n.take_new_peer_answer(1, &input("RTP/SAVP", &[target])).unwrap();
+        let u = n.update(1).expect("the new peer's contexts replace the first agent's");
+        assert!(matches!(
+            (&u.inbound, &u.outbound),
+            (Update::Set(Dir::Srtp(_)), Update::Set(Dir::Srtp(_)))
+        ));
+        // A later answer on that side (the 200 after a 183) is the new peer's own again.
+        let again = CryptoAttribute::parse(&out.lines[0]).unwrap().answer().unwrap();
+        n.take_new_peer_answer(1, &input("RTP/SAVP", &[again])).unwrap();
     }
 }
