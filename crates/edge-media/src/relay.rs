@@ -482,10 +482,6 @@ impl RelayHandle {
             trial.take_in(from.index(), &crypto, offer)?;
             let out_offer = trial.out_is_offer(to.index(), offer);
             let out = trial.out_for(to.index(), out_offer, &crypto.proto)?;
-            if matches!(self.backend, Backend::Worker(_)) && (trial.is_srtp(from.index()) || trial.is_srtp(to.index()))
-            {
-                return Err(SdpError::SrtpUnavailable);
-            }
             *n = trial;
             out
         };
@@ -513,9 +509,6 @@ impl RelayHandle {
             let mut n = self.negotiation();
             let mut trial = n.clone();
             trial.take_new_peer_answer(from.index(), &crypto)?;
-            if matches!(self.backend, Backend::Worker(_)) && trial.is_srtp(from.index()) {
-                return Err(SdpError::SrtpUnavailable);
-            }
             *n = trial;
         }
         let (_, remote) = crate::sdp::rewrite_sdp(sdp, self.public_ip, self.local_port(from.other()), allowed_codecs)?;
@@ -541,9 +534,6 @@ impl RelayHandle {
             let mut n = self.negotiation();
             let mut trial = n.clone();
             let out = trial.offer_new_peer(to.index(), policy, &crypto.proto)?;
-            if matches!(self.backend, Backend::Worker(_)) && !out.lines.is_empty() {
-                return Err(SdpError::SrtpUnavailable);
-            }
             *n = trial;
             out
         };
@@ -574,13 +564,42 @@ impl RelayHandle {
 
     /// Gives the relay task the contexts the negotiation now calls for.
     fn push_srtp(&self) {
-        let Backend::InProcess { shared, .. } = &self.backend else {
-            return;
+        let shared = match &self.backend {
+            Backend::InProcess { shared, .. } => shared,
+            Backend::Worker(remote) => {
+                // The worker makes the contexts from the keys (`ToWorker::Keys`).
+                let updates = {
+                    let mut n = self.negotiation();
+                    [n.key_update(0), n.key_update(1)]
+                };
+                for (side, update) in [Side::A, Side::B].into_iter().zip(updates) {
+                    if let Some(update) = update {
+                        remote.set_keys(side, update);
+                    }
+                }
+                return;
+            }
         };
         let updates = {
             let mut n = self.negotiation();
             [n.update(0), n.update(1)]
         };
+        Self::install_srtp(shared, updates);
+    }
+
+    /// In a media worker: the keys the edge sent for `side` (`ToWorker::Keys`), installed as
+    /// [`Self::push_srtp`] installs the edge's own.
+    pub(crate) fn set_keys(&self, side: Side, update: crate::srtp::KeyUpdate) {
+        let Backend::InProcess { shared, .. } = &self.backend else {
+            return;
+        };
+        let mut updates = [None, None];
+        updates[side.index()] = Some(update.contexts());
+        Self::install_srtp(shared, updates);
+    }
+
+    /// Hands context changes to the relay task (merged with any it has not taken yet).
+    fn install_srtp(shared: &Shared, updates: [Option<LegUpdate>; 2]) {
         if updates.iter().all(Option::is_none) {
             return;
         }
@@ -611,11 +630,7 @@ impl RelayHandle {
 
     /// The edge's own offer toward `to` (calls the edge originates): our port facing that leg.
     pub fn offer_sdp(&self, to: Side, allowed_codecs: Option<&[String]>) -> Bytes {
-        let srtp = match &self.backend {
-            // Keys do not travel to media workers: their relays stay plain (README, "SRTP").
-            Backend::Worker(_) => None,
-            Backend::InProcess { .. } => self.negotiation().out_for(to.index(), true, "RTP/AVP").ok(),
-        };
+        let srtp = self.negotiation().out_for(to.index(), true, "RTP/AVP").ok();
         let offer = crate::sdp::offer_sdp(self.public_ip, self.local_port(to), allowed_codecs, srtp.as_ref());
         self.push_srtp();
         self.negotiated().presented[to.index()] = Some(crate::sdp::offered_laws(allowed_codecs));

@@ -41,9 +41,6 @@ pub enum SdpError {
     /// Plain RTP from a leg whose policy is `srtp_required` (SIP: 488).
     #[error("SRTP required: plain RTP/AVP refused (media_encryption = srtp_required)")]
     SrtpRequired,
-    /// SRTP on a call whose relay runs in a media worker, which is not given keys (SIP: 488).
-    #[error("SRTP is not available on this edge now (relay in a media worker)")]
-    SrtpUnavailable,
 }
 
 impl SdpError {
@@ -57,8 +54,7 @@ impl SdpError {
             | SdpError::NoCommonCodec
             | SdpError::NoUsableCrypto
             | SdpError::CryptoMismatch
-            | SdpError::SrtpRequired
-            | SdpError::SrtpUnavailable => 488,
+            | SdpError::SrtpRequired => 488,
         }
     }
 }

@@ -196,10 +196,38 @@ impl LegUpdate {
             self.outbound = Update::Set(d);
         }
     }
+}
 
-    /// Whether it changes nothing.
-    pub(crate) fn is_keep(&self) -> bool {
-        matches!((&self.inbound, &self.outbound), (Update::Keep, Update::Keep))
+/// One direction's change as keys rather than contexts: what travels to a media worker, which makes the
+/// contexts itself ([`KeyUpdate::contexts`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum KeyDir {
+    Keep,
+    Plain,
+    Blocked,
+    Srtp(CryptoAttribute),
+}
+
+/// A leg's change as keys ([`KeyDir`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct KeyUpdate {
+    pub(crate) inbound: KeyDir,
+    pub(crate) outbound: KeyDir,
+}
+
+impl KeyUpdate {
+    /// The contexts the relay task installs.
+    pub(crate) fn contexts(self) -> LegUpdate {
+        let make = |d: KeyDir| match d {
+            KeyDir::Keep => Update::Keep,
+            KeyDir::Plain => Update::Set(Dir::Plain),
+            KeyDir::Blocked => Update::Set(Dir::Blocked),
+            KeyDir::Srtp(k) => Update::Set(Dir::Srtp(Box::new(SrtpContext::from_crypto(&k)))),
+        };
+        LegUpdate {
+            inbound: make(self.inbound),
+            outbound: make(self.outbound),
+        }
     }
 }
 
@@ -436,12 +464,17 @@ impl Negotiation {
 
     /// What the relay task must change for `side` now, if anything.
     pub(crate) fn update(&mut self, side: usize) -> Option<LegUpdate> {
+        self.key_update(side).map(KeyUpdate::contexts)
+    }
+
+    /// [`Self::update`] as keys (for a relay in a media worker).
+    pub(crate) fn key_update(&mut self, side: usize) -> Option<KeyUpdate> {
         let s = &mut self.sides[side];
         if s.blocked && s.peer.is_none() {
             s.installed = None;
-            return Some(LegUpdate {
-                inbound: Update::Set(Dir::Blocked),
-                outbound: Update::Set(Dir::Blocked),
+            return Some(KeyUpdate {
+                inbound: KeyDir::Blocked,
+                outbound: KeyDir::Blocked,
             });
         }
         let want = (s.peer.clone(), s.ours.clone());
@@ -450,22 +483,27 @@ impl Negotiation {
             None => (None, None),
         };
         let make = |k: &Option<CryptoAttribute>| match k {
-            Some(k) => Dir::Srtp(Box::new(SrtpContext::from_crypto(k))),
-            None => Dir::Plain,
+            Some(k) => KeyDir::Srtp(k.clone()),
+            None => KeyDir::Plain,
         };
         let inbound = if old_in.as_ref() == Some(&want.0) {
-            Update::Keep
+            KeyDir::Keep
         } else {
-            Update::Set(make(&want.0))
+            make(&want.0)
         };
         let outbound = if old_out.as_ref() == Some(&want.1) {
-            Update::Keep
+            KeyDir::Keep
         } else {
-            Update::Set(make(&want.1))
+            make(&want.1)
         };
         s.installed = Some(want);
-        let update = LegUpdate { inbound, outbound };
-        (!update.is_keep()).then_some(update)
+        let update = KeyUpdate { inbound, outbound };
+        (update
+            != KeyUpdate {
+                inbound: KeyDir::Keep,
+                outbound: KeyDir::Keep,
+            })
+        .then_some(update)
     }
 
     /// Whether `side` carries SRTP (or is being offered it).

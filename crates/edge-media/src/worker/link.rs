@@ -337,6 +337,18 @@ impl RemoteRelay {
         );
     }
 
+    /// New SRTP keys for `side`: the worker makes the contexts (`KeyUpdate::contexts`).
+    pub(crate) fn set_keys(&self, side: Side, update: crate::srtp::KeyUpdate) {
+        let _ = self.link.inner.send(
+            &ToWorker::Keys {
+                id: self.id,
+                side,
+                update,
+            },
+            Vec::new(),
+        );
+    }
+
     pub(crate) fn is_finished(&self) -> bool {
         self.finished.load(Ordering::Acquire)
     }

@@ -99,6 +99,12 @@ async fn serve(control: OwnedFd) -> Result<(), MediaError> {
                         }
                         None
                     }
+                    Ok(ToWorker::Keys { id, side, update }) => {
+                        if let Some(relay) = relays.get(&id) {
+                            relay.set_keys(side, update);
+                        }
+                        None
+                    }
                     Ok(ToWorker::Stop { id }) => {
                         let stats = match relays.remove(&id) {
                             Some(relay) => relay.release().await,

@@ -11,10 +11,14 @@ use crate::g711::G711Law;
 use crate::latch::RelatchRule;
 use crate::relay::{RelayStats, Side};
 use crate::ringback::RingbackCodec;
+use crate::srtp::{KeyDir, KeyUpdate};
 use crate::transcode::LawRule;
 
-/// Longest message (a `Remote` is 49 bytes).
-pub(crate) const MAX_FRAME: usize = 64;
+/// Longest message (a `Keys` with two SRTP lines carrying MKI and lifetime is under 200 bytes).
+pub(crate) const MAX_FRAME: usize = 256;
+
+/// Longest `a=crypto` value a `Keys` carries (the edge's own lines and the peers' it took are far shorter).
+const MAX_KEY_LINE: usize = 110;
 
 /// Sockets sent with a `Start`: side A's RTP and RTCP, then side B's.
 pub(crate) const START_FDS: usize = 4;
@@ -44,6 +48,9 @@ pub(crate) enum ToWorker {
     },
     /// G.711 law conversion of the audio sent toward `side` (`None`: none).
     Law { id: u64, side: Side, rule: Option<LawRule> },
+    /// New SRTP keys for `side` (the control socket is a socketpair to the edge's own child: keys cross
+    /// no network).
+    Keys { id: u64, side: Side, update: KeyUpdate },
 }
 
 /// From a worker to the edge.
@@ -68,6 +75,7 @@ const REMOTE: u8 = 2;
 const STOP: u8 = 3;
 const RINGBACK: u8 = 4;
 const LAW: u8 = 5;
+const KEYS: u8 = 6;
 const STOPPED: u8 = 11;
 const TIMEOUT: u8 = 12;
 
@@ -129,6 +137,13 @@ impl ToWorker {
                     Some(r) => b.extend_from_slice(&[1, law_byte(r.to_law), r.to_pt, r.from_pt]),
                 }
             }
+            ToWorker::Keys { id, side, update } => {
+                b.push(KEYS);
+                b.extend_from_slice(&id.to_le_bytes());
+                b.push(side_byte(*side));
+                put_key_dir(&mut b, &update.inbound);
+                put_key_dir(&mut b, &update.outbound);
+            }
         }
         b
     }
@@ -184,10 +199,43 @@ impl ToWorker {
                     _ => return Err(r.malformed()),
                 },
             },
+            KEYS => ToWorker::Keys {
+                id: r.u64()?,
+                side: r.side()?,
+                update: KeyUpdate {
+                    inbound: r.key_dir()?,
+                    outbound: r.key_dir()?,
+                },
+            },
             _ => return Err(r.malformed()),
         };
         r.end()?;
         Ok(msg)
+    }
+}
+
+/// 0 keep, 1 plain, 2 blocked, 3 SRTP followed by the `a=crypto` value (length byte, then the text).
+fn put_key_dir(b: &mut Vec<u8>, d: &KeyDir) {
+    match d {
+        KeyDir::Keep => b.push(0),
+        KeyDir::Plain => b.push(1),
+        KeyDir::Blocked => b.push(2),
+        KeyDir::Srtp(k) => {
+            let line = k.to_sdp_value();
+            // Lines the edge made or took are far under the limit; a longer one would not decode, so it
+            // goes as blocked (nothing passes) rather than as a frame the worker drops.
+            match u8::try_from(line.len())
+                .ok()
+                .filter(|&n| usize::from(n) <= MAX_KEY_LINE)
+            {
+                Some(n) => {
+                    b.push(3);
+                    b.push(n);
+                    b.extend_from_slice(line.as_bytes());
+                }
+                None => b.push(2),
+            }
+        }
     }
 }
 
@@ -204,6 +252,7 @@ impl FromWorker {
                     stats.dropped_foreign,
                     stats.dropped_malformed,
                     stats.dropped_no_destination,
+                    stats.dropped_srtp,
                 ] {
                     b.extend_from_slice(&v.to_le_bytes());
                 }
@@ -227,8 +276,7 @@ impl FromWorker {
                     dropped_foreign: r.u64()?,
                     dropped_malformed: r.u64()?,
                     dropped_no_destination: r.u64()?,
-                    // Workers carry no SRTP (their relays stay plain).
-                    dropped_srtp: 0,
+                    dropped_srtp: r.u64()?,
                 },
             },
             TIMEOUT => FromWorker::Timeout { id: r.u64()? },
@@ -342,6 +390,29 @@ impl<'a> Reader<'a> {
         Ok(SocketAddr::new(ip, port))
     }
 
+    fn key_dir(&mut self) -> Result<KeyDir, Malformed> {
+        Ok(match self.u8()? {
+            0 => KeyDir::Keep,
+            1 => KeyDir::Plain,
+            2 => KeyDir::Blocked,
+            3 => {
+                let n = usize::from(self.u8()?);
+                if n > MAX_KEY_LINE {
+                    return Err(self.malformed());
+                }
+                let line = self
+                    .frame
+                    .get(self.at..self.at + n)
+                    .and_then(|l| std::str::from_utf8(l).ok())
+                    .ok_or_else(|| self.malformed())?;
+                let key = edge_srtp::CryptoAttribute::parse(line).map_err(|_| self.malformed())?;
+                self.at += n;
+                KeyDir::Srtp(key)
+            }
+            _ => return Err(self.malformed()),
+        })
+    }
+
     /// Trailing bytes are an error too: both ends are the same build.
     fn end(&self) -> Result<(), Malformed> {
         if self.at == self.frame.len() {
@@ -417,6 +488,39 @@ mod tests {
                 side: Side::B,
                 rule: None,
             },
+            ToWorker::Keys {
+                id: 10,
+                side: Side::A,
+                update: KeyUpdate {
+                    inbound: KeyDir::Srtp(
+                        edge_srtp::CryptoAttribute::parse(
+                            "1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz|2^31|1:4",
+                        )
+                        .unwrap(),
+                    ),
+                    outbound: KeyDir::Srtp(
+                        edge_srtp::CryptoAttribute::generate(7, edge_srtp::SrtpSuite::AeadAes128Gcm).unwrap(),
+                    ),
+                },
+            },
+            ToWorker::Keys {
+                id: 11,
+                side: Side::B,
+                update: KeyUpdate {
+                    inbound: KeyDir::Blocked,
+                    outbound: KeyDir::Plain,
+                },
+            },
+            ToWorker::Keys {
+                id: 12,
+                side: Side::B,
+                update: KeyUpdate {
+                    inbound: KeyDir::Keep,
+                    outbound: KeyDir::Srtp(
+                        edge_srtp::CryptoAttribute::generate(2, edge_srtp::SrtpSuite::AesCm128HmacSha1_32).unwrap(),
+                    ),
+                },
+            },
         ] {
             let b = m.encode();
             assert!(b.len() <= MAX_FRAME, "{m:?}: {} bytes", b.len());
@@ -428,7 +532,7 @@ mod tests {
             dropped_foreign: 3,
             dropped_malformed: 4,
             dropped_no_destination: 5,
-            dropped_srtp: 0,
+            dropped_srtp: 6,
         };
         for m in [FromWorker::Stopped { id: 1, stats }, FromWorker::Timeout { id: 2 }] {
             assert_eq!(FromWorker::decode(&m.encode()), Ok(m));
@@ -453,6 +557,23 @@ mod tests {
         bad_family[11] = 5;
         assert!(ToWorker::decode(&bad_family).is_err());
         assert!(ToWorker::decode(&[99, 0, 0]).is_err());
+        // A key line that does not parse is malformed, never a panic nor a plain leg.
+        let mut keys = ToWorker::Keys {
+            id: 1,
+            side: Side::A,
+            update: KeyUpdate {
+                inbound: KeyDir::Srtp(
+                    edge_srtp::CryptoAttribute::generate(1, edge_srtp::SrtpSuite::AesCm128HmacSha1_80).unwrap(),
+                ),
+                outbound: KeyDir::Keep,
+            },
+        }
+        .encode();
+        for n in 0..keys.len() {
+            assert!(ToWorker::decode(&keys[..n]).is_err(), "{n} bytes");
+        }
+        keys[13] = b'x';
+        assert!(ToWorker::decode(&keys).is_err());
         assert!(FromWorker::decode(&[START]).is_err());
         assert!(FromWorker::decode(&[]).is_err());
     }
