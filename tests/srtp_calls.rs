@@ -483,3 +483,60 @@ async fn a_transfer_target_gets_its_own_srtp_keys() {
     }
     assert_eq!(heard, 5, "the target never heard the caller");
 }
+
+/// An API call through a trunk whose `provider_config.media_encryption` is `srtp_required`: a plain answer
+/// from it is not a call with no audio. The edge hangs up the dialled party, rings no agent, and the call
+/// fails with `trunk_media`.
+#[tokio::test]
+async fn an_api_call_through_a_srtp_required_trunk_that_answers_plain_fails_with_trunk_media() {
+    use common::trunk::{TestTrunk, TrunkMode};
+    let t = start_edge(|_| {}).await;
+    let trunk = TestTrunk::spawn(TrunkMode::Answer, None).await;
+    let agent = common::Agent::spawn(common::Mode::Answer).await;
+    let agent_id = agent_via_api(&t, agent.addr, "none").await;
+    let did = "+14155550145";
+    t.edge
+        .store
+        .create_number(
+            &t.account,
+            edge_store::NewNumber {
+                phone_number: did.into(),
+                friendly_name: None,
+                agent_id: agent_id.clone(),
+                provider: edge_store::Provider::Twilio,
+                source: edge_store::NumberSource::Byo,
+                provider_ref: None,
+                inbound_routing: None,
+                provider_config: Some(edge_store::NewProviderConfig {
+                    trunk_address: trunk.addr.to_string(),
+                    media_encryption: edge_store::MediaEncryption::SrtpRequired,
+                    ..Default::default()
+                }),
+            },
+        )
+        .await
+        .unwrap();
+    let body = format!(r#"{{"from": "{did}", "to": "+14155550999", "agent_id": "{agent_id}"}}"#);
+    let (code, text) = t.http("POST", "/v1/calls", Some(&body)).await;
+    assert_eq!(code, 201, "{text}");
+    let id = serde_json::from_str::<serde_json::Value>(&text).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let offer = trunk.expect(Method::Invite, S).await;
+    assert!(
+        media(offer.body()).0.contains(" RTP/SAVP "),
+        "SRTP offered to the trunk"
+    );
+    // The test trunk answers with plain RTP/AVP: the edge ends its leg.
+    trunk.expect(Method::Bye, S).await;
+    let rec = t.final_call(&id, S).await;
+    assert_eq!(rec["status"], "failed", "{rec}");
+    assert_eq!(rec["error"]["code"], "trunk_media", "{rec}");
+    let message = rec["error"]["message"].as_str().unwrap();
+    assert!(message.contains("SRTP required"), "{message}");
+    assert!(
+        !agent.got(Method::Invite, Duration::from_millis(300)).await,
+        "no agent rung without media"
+    );
+}

@@ -15,7 +15,7 @@ use crate::call::outbound::{error, outbound_record, plan};
 use crate::call::outcome::{Abandon, Ending, HopOutcome};
 use crate::call::phase::Phase;
 use crate::call::registry::CallController;
-use crate::call::state::{anchor, ALeg, BLeg, Call, CallId, CallKind};
+use crate::call::state::{try_anchor, ALeg, BLeg, Call, CallId, CallKind};
 use crate::call::trunk;
 
 /// The `Reason` of the BYEs of `DELETE /v1/calls/{id}`.
@@ -206,11 +206,22 @@ impl CallController {
                 true,
             );
         }
-        call.b_offer = anchor(call.relay.as_deref(), Side::A, resp);
+        let offer = try_anchor(call.relay.as_deref(), Side::A, resp);
         self.by_dialog.insert(dialog.call_id.clone(), (id, Side::A));
         call.a.dialog = dialog;
         call.a.peer = b.peer;
         call.a.invite = b.invite;
+        call.b_offer = match offer {
+            Ok(sdp) => sdp,
+            Err(e) => {
+                // A plain answer from a `srtp_required` trunk (or one with nothing usable): no agent gets a
+                // call without media; the dialled party is hung up on and the call fails saying why.
+                let why = format!("the trunk's SDP answer was refused: {}", e.detail);
+                call.record.error = Some(error("trunk_media", why.clone()));
+                self.send_bye_a(ctx, id, Some("SIP;cause=488;text=\"media refused\""));
+                return self.finish(ctx, id, CallStatus::Failed, Ending::OutboundFailed(why));
+            }
+        };
         call.record.status = CallStatus::InProgress;
         call.record.answered_by = Some(Route::Trunk);
         call.record.answered_at_ms = Some(ctx.wall_ms);
