@@ -540,3 +540,83 @@ async fn an_api_call_through_a_srtp_required_trunk_that_answers_plain_fails_with
         "no agent rung without media"
     );
 }
+
+/// A transfer target that requires SRTP and answers plain cannot take the caller: the edge ends its leg
+/// (ACK + BYE), the transfer fails with 488, and the caller stays with the first agent, whose keys the
+/// target's offer never touched: its audio still arrives under them.
+#[tokio::test]
+async fn a_transfer_to_a_srtp_required_agent_that_answers_plain_fails_and_the_caller_stays() {
+    let t = start_edge(|_| {}).await;
+    let first_media = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let (first_addr, mut first_invites, first_keys) = srtp_agent(first_media.local_addr().unwrap()).await;
+    let first = agent_via_api(&t, first_addr, "srtp").await;
+    let target = common::Agent::spawn(common::Mode::Answer).await;
+    let target_id = agent_via_api(&t, target.addr, "srtp_required").await;
+    t.add_number("+14155550146", &first, None).await;
+
+    let carrier_media = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let mut c = Carrier::new(t.sip(), "+14155550146").await;
+    invite_with(&c, &sdp(&carrier_media, "RTP/AVP", &[])).await;
+    let offer = tokio::time::timeout(S, first_invites.recv()).await.unwrap().unwrap();
+    let call_id = offer
+        .header(&HeaderName::Other("X-OneInbox-Call-Id".into()))
+        .unwrap()
+        .to_owned();
+    let (_, ok) = c.final_response(S).await;
+    c.ack(&ok).await;
+    let (_, to_edge_a) = media(ok.body());
+    t.wait_status(&call_id, "in-progress", S).await;
+
+    let (code, body) = t
+        .http(
+            "POST",
+            &format!("/v1/calls/{call_id}/transfer"),
+            Some(&format!(r#"{{"to":"{target_id}"}}"#)),
+        )
+        .await;
+    assert_eq!(code, 202, "{body}");
+    let to_target = target.expect(Method::Invite, S).await;
+    assert!(media(to_target.body()).0.contains(" RTP/SAVP "));
+    target.expect(Method::Ack, S).await;
+    target.expect(Method::Bye, S).await;
+    // The call goes on with the first agent, the transfer's hop saying why it failed.
+    let deadline = tokio::time::Instant::now() + S;
+    let rec = loop {
+        let (_, text) = t.http("GET", &format!("/v1/calls/{call_id}"), None).await;
+        let rec: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let done = rec["hops"]
+            .as_array()
+            .is_some_and(|h| h.iter().any(|h| h["route"] == "transfer" && h["outcome"] != "trying"));
+        if done || tokio::time::Instant::now() > deadline {
+            break rec;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(rec["status"], "in-progress", "{rec}");
+    let hop = rec["hops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["route"] == "transfer")
+        .unwrap();
+    assert!(
+        hop["outcome"]
+            .as_str()
+            .unwrap()
+            .starts_with("media refused: SRTP required"),
+        "{hop}"
+    );
+    let (edge_key, _) = first_keys.lock().unwrap().clone().unwrap();
+    let mut rx = SrtpContext::from_crypto(&edge_key);
+    let mut heard = false;
+    for seq in 1..=30u16 {
+        carrier_media.send_to(&rtp(seq, 0xC, 0x44), to_edge_a).await.unwrap();
+        if let Some(mut got) = recv(&first_media, Duration::from_millis(100)).await {
+            rx.unprotect_rtp(&mut got).expect("still under the first agent's keys");
+            assert_eq!(got, rtp(seq, 0xC, 0x44));
+            heard = true;
+            break;
+        }
+    }
+    assert!(heard, "the first agent no longer hears the caller");
+}

@@ -178,7 +178,11 @@ impl CallController {
                 .last()
                 .map(|o| (o.synthetic_status().unwrap_or(480), o.to_string()))
                 .unwrap_or((480, "unavailable".into()));
-            let status = call.record.hops.last().and_then(|h| h.sip_status).unwrap_or(status);
+            // An answer whose media was refused carries a 200 on its hop; the transfer failed with 488.
+            let status = match call.hop_outcomes.last() {
+                Some(HopOutcome::MediaRefused(_)) => 488,
+                _ => call.record.hops.last().and_then(|h| h.sip_status).unwrap_or(status),
+            };
             let (code, reason) = crate::call::outbound::agent_code(status);
             return self.transfer_failed(ctx, id, code, reason, &why);
         }

@@ -122,6 +122,8 @@ pub(in crate::call) fn agent_code(status: u16) -> (u16, &'static str) {
         408 => (408, "Request Timeout"),
         480 => (480, "Temporarily Unavailable"),
         487 => (487, "Request Terminated"),
+        // Its media could not be used (a plain answer where SRTP is required).
+        488 => (488, "Not Acceptable Here"),
         _ => (503, "Service Unavailable"),
     }
 }
