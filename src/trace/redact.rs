@@ -86,7 +86,10 @@ pub fn may_hold_secrets(data: &[u8]) -> bool {
     // `z` is rare in SIP (a Via branch's `z9hG4bK`), so finding each (vectorised) and looking around it
     // is much cheaper than comparing at every byte.
     const Z_AT: usize = 7;
-    memchr::memmem::find(data, b"a=crypto").is_some()
+    // Built once: `memmem::find` builds its searcher on every call, which cost more than the search.
+    static CRYPTO: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"a=crypto"));
+    CRYPTO.find(data).is_some()
         || memchr::memchr2_iter(b'z', b'Z', data).any(|z| {
             z >= Z_AT
                 && data

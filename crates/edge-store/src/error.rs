@@ -30,6 +30,9 @@ pub enum StoreError {
     Secret(#[from] SecretError),
     #[error("stored row is corrupt: {0}")]
     Corrupt(String),
+    /// A file of the store's own (trace segments) could not be written or read.
+    #[error("store file error: {0}")]
+    Io(String),
     #[error("system random source failed")]
     Random,
 }

@@ -49,6 +49,7 @@ mod pg_setup;
 mod secret;
 mod store;
 pub mod time;
+mod trace_files;
 mod traces;
 pub mod voicemails;
 pub mod webhook_outbox;

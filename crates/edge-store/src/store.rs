@@ -31,6 +31,7 @@ const MIGRATION_0011: &str = include_str!("../migrations/0011_call_traces.sql");
 const MIGRATION_0012: &str = include_str!("../migrations/0012_webhooks.sql");
 const MIGRATION_0013: &str = include_str!("../migrations/0013_trunk_client_certificate.sql");
 const MIGRATION_0014: &str = include_str!("../migrations/0014_media_encryption.sql");
+const MIGRATION_0015: &str = include_str!("../migrations/0015_trace_files.sql");
 
 /// Which backend the pool talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +57,9 @@ pub struct Store {
     pub(crate) sync: Arc<crate::index_sync::SyncState>,
     /// `StoreConfig::public_api_url`, for the URLs in webhook events.
     pub(crate) public_api_url: Option<Arc<str>>,
+    /// SQLite: traces' text in segment files under `<data_dir>/traces` (`trace_files`); PostgreSQL: none,
+    /// the text is in the row, where every node reads it.
+    pub(crate) trace_files: Option<Arc<crate::trace_files::TraceFiles>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -203,6 +207,13 @@ fn migrator() -> Migrator {
             MIGRATION_0014.into_sql_str(),
             false,
         ),
+        Migration::new(
+            15,
+            "trace_files".into(),
+            MigrationType::Simple,
+            MIGRATION_0015.into_sql_str(),
+            false,
+        ),
     ])
 }
 
@@ -211,15 +222,16 @@ impl Store {
     /// applies the embedded migrations and loads the routing index.
     pub async fn connect(cfg: StoreConfig) -> Result<Store> {
         sqlx::any::install_default_drivers();
-        let (url, backend) = match &cfg.database {
+        let (url, backend, trace_files) = match &cfg.database {
             Database::Sqlite { data_dir } => {
                 tokio::fs::create_dir_all(data_dir)
                     .await
                     .map_err(|e| StoreError::Config(format!("cannot create data_dir {}: {e}", data_dir.display())))?;
                 let path = data_dir.join(crate::config::SQLITE_FILE_NAME);
-                (sqlite_url(&path)?, Backend::Sqlite)
+                let files = crate::trace_files::TraceFiles::new(data_dir.join("traces"));
+                (sqlite_url(&path)?, Backend::Sqlite, Some(Arc::new(files)))
             }
-            Database::Postgres { url } => (url.clone(), Backend::Postgres),
+            Database::Postgres { url } => (url.clone(), Backend::Postgres, None),
         };
         let schema = match (&cfg.pg_schema, backend) {
             (Some(s), Backend::Postgres) if valid_schema_name(s) => Some(s.clone()),
@@ -250,6 +262,7 @@ impl Store {
             channel,
             sync: Arc::default(),
             public_api_url: cfg.public_api_url.as_deref().map(Arc::from),
+            trace_files,
         };
         store.load_index().await?;
         Ok(store)
@@ -274,6 +287,7 @@ impl Store {
             channel: self.channel.clone(),
             sync: Arc::default(),
             public_api_url: self.public_api_url.clone(),
+            trace_files: self.trace_files.clone(),
         })
     }
 

@@ -36,3 +36,46 @@ async fn a_batch_is_stored_whole(fx: &Fixture) {
     assert!(fx.store.get_trace("call_t50").await.unwrap().is_some());
 }
 on_both_backends!(a_batch_is_stored_whole);
+
+/// On SQLite a trace's text lives in the hour's segment file under `<data_dir>/traces`, its row keeps only
+/// where (an empty body); the retention removes rows first, then the segments no row can point at; a
+/// segment that went missing reads as no trace, never as an error or a panic.
+#[tokio::test]
+async fn sqlite_keeps_the_text_in_segment_files() {
+    let fx = common::sqlite().await;
+    let edge_store::Database::Sqlite { data_dir } = &fx.config.database else {
+        panic!("a SQLite fixture");
+    };
+    let dir = data_dir.join("traces");
+    let body = "INVITE sip:+14155550100@edge SIP/2.0\r\n".repeat(200);
+    let now = edge_store::now_ms();
+    let t = StoredTrace {
+        call_id: "call_file".into(),
+        created_at_ms: now,
+        messages: 1,
+        body: body.clone(),
+    };
+    fx.store.put_traces(&[t.clone(), trace(1, "short")]).await.unwrap();
+    assert_eq!(fx.store.get_trace("call_file").await.unwrap(), Some(t.clone()));
+    let stored: String = sqlx::query_scalar("SELECT body FROM call_traces WHERE call_id = 'call_file'")
+        .fetch_one(fx.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(stored, "", "the text is not in the row");
+    let segments: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(segments.len(), 1, "{segments:?}");
+    let size = std::fs::metadata(&segments[0]).unwrap().len();
+    assert_eq!(size, (body.len() + "short".len()) as u64);
+
+    // Retention a day on: the rows go, then the segment.
+    assert_eq!(fx.store.purge_traces(now + 86_400_000).await.unwrap(), 2);
+    assert_eq!(fx.store.get_trace("call_file").await.unwrap(), None);
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "the segment is removed");
+
+    // Stored again, then its segment removed behind the store's back: not found, not an error.
+    fx.store.put_traces(&[t]).await.unwrap();
+    for e in std::fs::read_dir(&dir).unwrap() {
+        std::fs::remove_file(e.unwrap().path()).unwrap();
+    }
+    assert_eq!(fx.store.get_trace("call_file").await.unwrap(), None);
+}
