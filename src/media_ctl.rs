@@ -33,25 +33,27 @@ fn media_side(s: Side) -> edge_media::Side {
     }
 }
 
+/// The relay's refusal as call control sees it: the status to answer with and the words.
+fn refused(e: edge_media::SdpError) -> SdpRefused {
+    SdpRefused {
+        status: e.sip_status(),
+        detail: e.to_string(),
+    }
+}
+
 impl MediaRelay for Relay {
     fn anchor_sdp(&self, from: Side, sdp: &[u8], offer: bool) -> Result<Bytes, SdpRefused> {
         self.handle
             .anchor(media_side(from), sdp, self.codecs.as_deref(), offer)
             .map(|(sdp, _)| sdp)
-            .map_err(|e| SdpRefused {
-                status: e.sip_status(),
-                detail: e.to_string(),
-            })
+            .map_err(refused)
     }
 
     fn keep_answer(&self, from: Side, sdp: &[u8]) -> Result<(), SdpRefused> {
         self.handle
             .keep_answer(media_side(from), sdp, self.codecs.as_deref())
             .map(drop)
-            .map_err(|e| SdpRefused {
-                status: e.sip_status(),
-                detail: e.to_string(),
-            })
+            .map_err(refused)
     }
 
     fn offer_new_peer(
@@ -62,10 +64,7 @@ impl MediaRelay for Relay {
     ) -> Result<Bytes, SdpRefused> {
         self.handle
             .offer_new_peer(media_side(to), policy, sdp, self.codecs.as_deref())
-            .map_err(|e| SdpRefused {
-                status: e.sip_status(),
-                detail: e.to_string(),
-            })
+            .map_err(refused)
     }
 
     fn set_encryption(&self, side: Side, policy: crate::call::media::MediaEncryption, new_peer: bool) {

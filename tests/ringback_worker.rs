@@ -30,12 +30,13 @@ fn remote(sock: &UdpSocket, name: &str, pt: u8) -> RemoteMedia {
     }
 }
 
-#[tokio::test]
-async fn ringback_from_a_relay_in_a_media_worker() {
-    let (engine, _events) = MediaEngine::new(MediaConfig {
+/// A media engine whose every relay goes to one worker process (no socket of the edge's own), on
+/// `ports` of its own so the tests of this file can run side by side.
+fn worker_engine(ports: (u16, u16)) -> (MediaEngine, edge_media::MediaEvents) {
+    MediaEngine::new(MediaConfig {
         public_ip: LO,
         bind_ip: LO,
-        port_range: (31500, 31507),
+        port_range: ports,
         quarantine: Duration::ZERO,
         // No socket of the edge's own: every relay goes to the worker.
         max_sockets: 0,
@@ -43,7 +44,12 @@ async fn ringback_from_a_relay_in_a_media_worker() {
         worker_command: vec![env!("CARGO_BIN_EXE_oneinbox-edge").into(), "media-worker".into()],
         ..MediaConfig::default()
     })
-    .unwrap();
+    .unwrap()
+}
+
+#[tokio::test]
+async fn ringback_from_a_relay_in_a_media_worker() {
+    let (engine, _events) = worker_engine((31500, 31507));
     let relay = engine.allocate_relay("call-worker-ringback").unwrap();
     assert_eq!(engine.workers_alive(), 1);
     let a = Arc::new(UdpSocket::bind((LO, 0)).await.unwrap());
@@ -79,17 +85,7 @@ async fn ringback_from_a_relay_in_a_media_worker() {
 /// G.711 law conversion in a worker: the rule travels over the control socket like ringback does.
 #[tokio::test]
 async fn law_conversion_in_a_media_worker() {
-    let (engine, _events) = MediaEngine::new(MediaConfig {
-        public_ip: LO,
-        bind_ip: LO,
-        port_range: (31510, 31517),
-        quarantine: Duration::ZERO,
-        max_sockets: 0,
-        workers: 1,
-        worker_command: vec![env!("CARGO_BIN_EXE_oneinbox-edge").into(), "media-worker".into()],
-        ..MediaConfig::default()
-    })
-    .unwrap();
+    let (engine, _events) = worker_engine((31510, 31517));
     let relay = engine.allocate_relay("call-worker-law").unwrap();
     let a = Arc::new(UdpSocket::bind((LO, 0)).await.unwrap());
     let b = Arc::new(UdpSocket::bind((LO, 0)).await.unwrap());
@@ -124,17 +120,7 @@ async fn law_conversion_in_a_media_worker() {
 #[tokio::test]
 async fn srtp_in_a_media_worker() {
     use edge_srtp::{CryptoAttribute, SrtpContext, SrtpSuite};
-    let (engine, _events) = MediaEngine::new(MediaConfig {
-        public_ip: LO,
-        bind_ip: LO,
-        port_range: (31520, 31527),
-        quarantine: Duration::ZERO,
-        max_sockets: 0,
-        workers: 1,
-        worker_command: vec![env!("CARGO_BIN_EXE_oneinbox-edge").into(), "media-worker".into()],
-        ..MediaConfig::default()
-    })
-    .unwrap();
+    let (engine, _events) = worker_engine((31520, 31527));
     let relay = engine.allocate_relay("call-worker-srtp").unwrap();
     assert_eq!(engine.workers_alive(), 1);
     let a = Arc::new(UdpSocket::bind((LO, 0)).await.unwrap());

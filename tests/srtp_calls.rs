@@ -228,27 +228,7 @@ async fn srtp_carrier_to_plain_agent_audio_both_ways_and_replay_dropped() {
 async fn plain_carrier_to_srtp_agent() {
     let t = start_edge(|_| {}).await;
     let agent_media = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let agent_key: Arc<std::sync::Mutex<Option<(CryptoAttribute, CryptoAttribute)>>> = Arc::default();
-    let (keys, am) = (agent_key.clone(), agent_media.local_addr().unwrap());
-    let (agent_addr, mut invites) = agent(move |offer| {
-        // Take the AES_CM_128_HMAC_SHA1_80 line and answer with a key of our own.
-        let offered = crypto_lines(offer.body());
-        let line = offered
-            .iter()
-            .find(|c| c.suite() == SrtpSuite::AesCm128HmacSha1_80)
-            .expect("AES_CM_128_HMAC_SHA1_80 offered")
-            .clone();
-        let mine = CryptoAttribute::generate(line.tag, line.suite()).unwrap();
-        let body = format!(
-            "v=0\r\no=agent 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
-             m=audio {} RTP/SAVP 0\r\na=rtpmap:0 PCMU/8000\r\na=crypto:{}\r\n",
-            am.port(),
-            mine.to_sdp_value()
-        );
-        *keys.lock().unwrap() = Some((line, mine));
-        body
-    })
-    .await;
+    let (agent_addr, mut invites, agent_key) = srtp_agent(agent_media.local_addr().unwrap()).await;
     let agent_id = agent_via_api(&t, agent_addr, "srtp").await;
     t.add_number("+14155550141", &agent_id, None).await;
 
