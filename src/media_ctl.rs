@@ -67,6 +67,16 @@ impl MediaRelay for Relay {
             .map_err(refused)
     }
 
+    fn early_media(&self, from: Side, sdp: &[u8]) -> Result<bool, SdpRefused> {
+        self.handle
+            .early_media(media_side(from), sdp, self.codecs.as_deref())
+            .map_err(refused)
+    }
+
+    fn forget_new_peer(&self, side: Side) {
+        self.handle.forget_new_peer(media_side(side));
+    }
+
     fn set_encryption(&self, side: Side, policy: crate::call::media::MediaEncryption, new_peer: bool) {
         self.handle.set_encryption(media_side(side), policy, new_peer);
     }

@@ -600,3 +600,99 @@ async fn a_transfer_to_a_srtp_required_agent_that_answers_plain_fails_and_the_ca
     }
     assert!(heard, "the first agent no longer hears the caller");
 }
+
+/// A transfer target that sends SRTP early media (a carrier's ringback in a 183) and then is busy: the
+/// first agent must get the caller back under its own keys. (The target's keys are not taken from a 183
+/// on an SRTP side: taking them replaced the agent's, and a failed transfer left the agent unable to hear
+/// or be heard.)
+#[tokio::test]
+async fn a_transfer_target_with_srtp_early_media_then_busy_leaves_the_agent_its_keys() {
+    let t = start_edge(|_| {}).await;
+    let first_media = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let (first_addr, mut first_invites, first_keys) = srtp_agent(first_media.local_addr().unwrap()).await;
+    let first = agent_via_api(&t, first_addr, "srtp").await;
+    // The target: 183 with an SRTP answer of its own, then 486.
+    let target_sock = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    let target_media = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let target_addr = target_sock.local_addr().unwrap();
+    let media_port = target_media.local_addr().unwrap().port();
+    let (busy_tx, mut busy_rx) = tokio::sync::mpsc::channel::<()>(1);
+    let sock = target_sock.clone();
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 65536];
+        loop {
+            let Ok((n, from)) = sock.recv_from(&mut buf).await else {
+                return;
+            };
+            let Ok(m) = Message::parse(Bytes::copy_from_slice(&buf[..n])) else {
+                continue;
+            };
+            if m.method() != Some(&Method::Invite) {
+                continue;
+            }
+            let line = crypto_lines(m.body())
+                .into_iter()
+                .next()
+                .expect("SRTP offered to the target");
+            let mine = CryptoAttribute::generate(line.tag, line.suite()).unwrap();
+            let body = format!(
+                "v=0\r\no=t 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+                 m=audio {media_port} RTP/SAVP 0\r\na=rtpmap:0 PCMU/8000\r\na=crypto:{}\r\n",
+                mine.to_sdp_value()
+            );
+            let early = sip_core::build::ResponseBuilder::for_request(&m, 183, "Session Progress")
+                .to_tag("tgt")
+                .body("application/sdp", Bytes::from(body))
+                .build();
+            let _ = sock.send_to(&early, from).await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let busy = sip_core::build::ResponseBuilder::for_request(&m, 486, "Busy Here")
+                .to_tag("tgt")
+                .build();
+            let _ = sock.send_to(&busy, from).await;
+            let _ = busy_tx.send(()).await;
+        }
+    });
+    let target = agent_via_api(&t, target_addr, "srtp").await;
+    t.add_number("+14155550147", &first, None).await;
+
+    let carrier_media = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let mut c = Carrier::new(t.sip(), "+14155550147").await;
+    invite_with(&c, &sdp(&carrier_media, "RTP/AVP", &[])).await;
+    let offer = tokio::time::timeout(S, first_invites.recv()).await.unwrap().unwrap();
+    let call_id = offer
+        .header(&HeaderName::Other("X-OneInbox-Call-Id".into()))
+        .unwrap()
+        .to_owned();
+    let (_, ok) = c.final_response(S).await;
+    c.ack(&ok).await;
+    let (_, to_edge_a) = media(ok.body());
+    t.wait_status(&call_id, "in-progress", S).await;
+    let (code, body) = t
+        .http(
+            "POST",
+            &format!("/v1/calls/{call_id}/transfer"),
+            Some(&format!(r#"{{"to":"{target}"}}"#)),
+        )
+        .await;
+    assert_eq!(code, 202, "{body}");
+    tokio::time::timeout(S, busy_rx.recv()).await.unwrap();
+    // The transfer failed on the 486; the first agent has the caller again, under its own keys.
+    let (edge_key, _) = first_keys.lock().unwrap().clone().unwrap();
+    let mut rx = SrtpContext::from_crypto(&edge_key);
+    let mut heard = false;
+    for seq in 1..=40u16 {
+        carrier_media.send_to(&rtp(seq, 0xC, 0x55), to_edge_a).await.unwrap();
+        if let Some(mut got) = recv(&first_media, Duration::from_millis(100)).await {
+            if rx.unprotect_rtp(&mut got).is_ok() {
+                assert_eq!(got, rtp(seq, 0xC, 0x55));
+                heard = true;
+                break;
+            }
+        }
+    }
+    assert!(
+        heard,
+        "after the failed transfer the first agent no longer hears the caller under its keys"
+    );
+}

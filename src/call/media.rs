@@ -68,6 +68,13 @@ pub trait MediaRelay: Send {
     /// edge's last offer toward `to`) with fresh keys: the peer now on `to` keeps its keys until the new
     /// one answers ([`MediaRelay::keep_answer`]).
     fn offer_new_peer(&self, to: Side, policy: MediaEncryption, sdp: &[u8]) -> Result<Bytes, SdpRefused>;
+    /// Early media from `from`'s new peer (offered with [`MediaRelay::offer_new_peer`], not answered yet):
+    /// taken like [`MediaRelay::keep_answer`] (`Ok(true)`) when no SRTP is involved on that side; with
+    /// SRTP it is not taken (`Ok(false)`): the peer now on that side keeps its keys and address, so a new
+    /// peer that never answers leaves it as it was.
+    fn early_media(&self, from: Side, sdp: &[u8]) -> Result<bool, SdpRefused>;
+    /// The new peer offered on `side` will not answer (the transfer failed): its pending keys are dropped.
+    fn forget_new_peer(&self, side: Side);
     /// The edge's own offer toward `to` (calls the edge originates).
     fn offer_sdp(&self, to: Side) -> Bytes;
     /// Ringback toward `to` on or off (the caller while a transfer target rings): while on, `to` hears
@@ -133,6 +140,10 @@ pub(crate) mod fake {
         fn offer_new_peer(&self, _to: Side, _policy: MediaEncryption, sdp: &[u8]) -> Result<Bytes, SdpRefused> {
             Ok(Bytes::copy_from_slice(sdp))
         }
+        fn early_media(&self, _from: Side, _sdp: &[u8]) -> Result<bool, SdpRefused> {
+            Ok(true)
+        }
+        fn forget_new_peer(&self, _side: Side) {}
         fn set_encryption(&self, _side: Side, _policy: MediaEncryption, _new_peer: bool) {}
         fn offer_sdp(&self, to: Side) -> Bytes {
             Bytes::from(format!("v=0\r\na=offer:{to:?}\r\n"))

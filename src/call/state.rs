@@ -314,6 +314,16 @@ pub(super) fn keep_answer(relay: Option<&dyn MediaRelay>, from: Side, msg: &Mess
     relay.keep_answer(from, sdp).map(|()| true)
 }
 
+/// Early media from `from`'s new peer (a transfer target's 18x), for the relay: `Ok(true)` when taken (the
+/// caller hears it), `Ok(false)` when there was no SDP or the relay keeps the current peer's keys until
+/// the new one answers ([`MediaRelay::early_media`]).
+pub(super) fn early_media(relay: Option<&dyn MediaRelay>, from: Side, msg: &Message) -> Result<bool, SdpRefused> {
+    let Some((relay, sdp)) = sdp_for_relay(relay, msg) else {
+        return Ok(false);
+    };
+    relay.early_media(from, sdp)
+}
+
 /// The SDP for a response to leg A's INVITE that relays `msg` (from leg B): the first anchored answer is
 /// the one A keeps; any later SDP (a fallback agent's after the first agent's 183) goes to the relay only
 /// and A gets its answer again, with the relay converting G.711 law where the agents chose differently.

@@ -31,7 +31,7 @@ use crate::call::outbound::{plan, ResolveJob};
 use crate::call::outcome::{Ending, HopOutcome};
 use crate::call::phase::{ReferSubscription, Transfer, TransferTarget};
 use crate::call::registry::CallController;
-use crate::call::state::{keep_answer, BLeg, CallId, CallKind, ClientRef};
+use crate::call::state::{early_media, BLeg, CallId, CallKind, ClientRef};
 use crate::call::trunk;
 
 /// The SIP answer to a REFER refused for `why`.
@@ -242,12 +242,6 @@ impl CallController {
             (TransferTarget::Number(_), Some(p)) => encryption_of(p.trunk.media_encryption),
             (TransferTarget::Number(_), None) => MediaEncryption::None,
         };
-        if let (Some(relay), Some(offer)) = (call.relay.as_deref(), call.b_offer.as_ref()) {
-            let sdp = relay
-                .offer_new_peer(Side::B, policy, offer)
-                .map_err(|e| TransferRefusal::MediaNotOffered(e.detail))?;
-            call.b_offer = Some(sdp);
-        }
         let transfer = Box::new(Transfer {
             target,
             refer: by_refer.then_some(ReferSubscription { last_reported: 0 }),
@@ -255,9 +249,20 @@ impl CallController {
             leg: None,
             has_hop: false,
         });
+        // The phase first: a refused transfer (ringing, already transferring) must leave the relay's keys
+        // and the offer it made as they are.
         call.phase
             .start_transfer(transfer)
             .map_err(|_| TransferRefusal::NotConnected)?;
+        if let (Some(relay), Some(offer)) = (call.relay.as_deref(), call.b_offer.as_ref()) {
+            match relay.offer_new_peer(Side::B, policy, offer) {
+                Ok(sdp) => call.b_offer = Some(sdp),
+                Err(e) => {
+                    call.phase.end_transfer(None);
+                    return Err(TransferRefusal::MediaNotOffered(e.detail));
+                }
+            }
+        }
         call.generation += 1;
         // The caller hears ringback, not silence nor the agent, until the target answers or sends its own
         // early media.
@@ -359,11 +364,16 @@ impl CallController {
         if !resp.body().is_empty() {
             // Early media from the target (a carrier's own ringback, an announcement): the caller hears it,
             // in the session the caller already has (the relay converts G.711 law if need be).
-            if let Err(e) = keep_answer(call.relay.as_deref(), Side::B, resp) {
-                return self.b_media_refused(ctx, id, e, None);
-            }
-            if let Some(relay) = &call.relay {
-                relay.ringback(Side::A, false);
+            match early_media(call.relay.as_deref(), Side::B, resp) {
+                Ok(true) => {
+                    if let Some(relay) = &call.relay {
+                        relay.ringback(Side::A, false);
+                    }
+                }
+                // SRTP on that side: the agent keeps its keys until the target answers; the caller keeps
+                // hearing the edge's ringback meanwhile.
+                Ok(false) => {}
+                Err(e) => return self.b_media_refused(ctx, id, e, None),
             }
         }
         let report = match call.phase.transfer_mut().and_then(|t| t.refer.as_mut()) {
@@ -426,6 +436,7 @@ impl CallController {
         };
         if let Some(relay) = &call.relay {
             relay.ringback(Side::A, false);
+            relay.forget_new_peer(Side::B);
         }
         tracing::info!(call = %call.record.id, target = %transfer.target.label(), status, why, "transfer failed");
         call.generation += 1;

@@ -137,6 +137,13 @@ impl MediaRelay for FakeRelay {
         Ok(Bytes::copy_from_slice(sdp))
     }
 
+    fn early_media(&self, from: Side, sdp: &[u8]) -> Result<bool, SdpRefused> {
+        // No keys in the fake: early media is always taken, as a plain relay takes it.
+        self.keep_answer(from, sdp).map(|()| true)
+    }
+
+    fn forget_new_peer(&self, _side: Side) {}
+
     fn keep_answer(&self, from: Side, sdp: &[u8]) -> Result<(), SdpRefused> {
         refused(sdp)?;
         let mut p = self.plane.lock().unwrap_or_else(|e| e.into_inner());

@@ -476,16 +476,18 @@ impl RelayHandle {
     ) -> Result<(Bytes, RemoteMedia), SdpError> {
         let to = from.other();
         let crypto = crypto_of(sdp)?;
-        let out = {
+        let (body, remote) = {
             let mut n = self.negotiation();
             let mut trial = n.clone();
             trial.take_in(from.index(), &crypto, offer)?;
             let out_offer = trial.out_is_offer(to.index(), offer);
             let out = trial.out_for(to.index(), out_offer, &crypto.proto)?;
+            // Rewritten before the keys are committed: a body refused here (no codec in common) changes
+            // nothing.
+            let rewritten = rewrite_sdp_srtp(sdp, self.public_ip, self.local_port(to), allowed_codecs, &out)?;
             *n = trial;
-            out
+            rewritten
         };
-        let (body, remote) = rewrite_sdp_srtp(sdp, self.public_ip, self.local_port(to), allowed_codecs, &out)?;
         self.push_srtp();
         // The body names the codecs `remote` lists: that is the session `to` now has.
         self.negotiated().presented[to.index()] = Some(laws_of(&g711_codecs(&remote)));
@@ -505,13 +507,15 @@ impl RelayHandle {
         allowed_codecs: Option<&[String]>,
     ) -> Result<RemoteMedia, SdpError> {
         let crypto = crypto_of(sdp)?;
-        {
+        let remote = {
             let mut n = self.negotiation();
             let mut trial = n.clone();
             trial.take_new_peer_answer(from.index(), &crypto)?;
+            let (_, remote) =
+                crate::sdp::rewrite_sdp(sdp, self.public_ip, self.local_port(from.other()), allowed_codecs)?;
             *n = trial;
-        }
-        let (_, remote) = crate::sdp::rewrite_sdp(sdp, self.public_ip, self.local_port(from.other()), allowed_codecs)?;
+            remote
+        };
         self.set_remote(from, &remote);
         self.push_srtp();
         Ok(remote)
@@ -530,15 +534,36 @@ impl RelayHandle {
         allowed_codecs: Option<&[String]>,
     ) -> Result<Bytes, SdpError> {
         let crypto = crypto_of(sdp)?;
-        let out = {
+        let body = {
             let mut n = self.negotiation();
             let mut trial = n.clone();
             let out = trial.offer_new_peer(to.index(), policy, &crypto.proto)?;
+            let (body, _) = rewrite_sdp_srtp(sdp, self.public_ip, self.local_port(to), allowed_codecs, &out)?;
             *n = trial;
-            out
+            body
         };
-        let (body, _) = rewrite_sdp_srtp(sdp, self.public_ip, self.local_port(to), allowed_codecs, &out)?;
         Ok(self.stamp_origin(to, &body))
+    }
+
+    /// Early media from `from`'s new peer (offered with [`Self::offer_new_peer`], not answered yet). With
+    /// no SRTP on that side, now or offered, it is taken as [`Self::keep_answer`] takes an answer
+    /// (`Ok(true)`). With SRTP it is not taken (`Ok(false)`): taking it would put the new peer's keys in
+    /// place of the current peer's, and a new peer that then fails (busy, no answer) would leave the
+    /// current one with keys it does not have. Nothing is changed then; the caller keeps its ringback.
+    pub fn early_media(&self, from: Side, sdp: &[u8], allowed_codecs: Option<&[String]>) -> Result<bool, SdpError> {
+        let keyed = {
+            let n = self.negotiation();
+            n.is_srtp(from.index()) || n.new_peer_is_srtp(from.index()) || crypto_of(sdp)?.secure()
+        };
+        if keyed {
+            return Ok(false);
+        }
+        self.keep_answer(from, sdp, allowed_codecs).map(|_| true)
+    }
+
+    /// The new peer offered on `side` will not answer: its pending keys are dropped.
+    pub fn forget_new_peer(&self, side: Side) {
+        self.negotiation().forget_new_peer(side.index());
     }
 
     /// The media encryption policy of `side`'s leg (default `none`), for the next SDP exchanged with it.

@@ -339,6 +339,18 @@ impl Negotiation {
         Ok(out)
     }
 
+    /// Whether the new peer offered on `side` was offered SRTP.
+    pub(crate) fn new_peer_is_srtp(&self, side: usize) -> bool {
+        self.pending[side]
+            .as_deref()
+            .is_some_and(|p| p.offered.as_ref().is_some_and(|o| !o.is_empty()))
+    }
+
+    /// The new peer offered on `side` will not answer.
+    pub(crate) fn forget_new_peer(&mut self, side: usize) {
+        self.pending[side] = None;
+    }
+
     /// Takes an answer from `from`: the pending new peer's ([`Self::offer_new_peer`]), which then takes
     /// the side's place, or else the current peer's. Nothing changes on error.
     pub(crate) fn take_new_peer_answer(&mut self, from: usize, input: &CryptoIn) -> Result<(), SdpError> {

@@ -218,6 +218,9 @@ impl CallController {
                 // call without media; the dialled party is hung up on and the call fails saying why.
                 let why = format!("the trunk's SDP answer was refused: {}", e.detail);
                 call.record.error = Some(error("trunk_media", why.clone()));
+                self.metric(MetricUpdate::OutboundFailed {
+                    code: "trunk_media".into(),
+                });
                 self.send_bye_a(ctx, id, Some("SIP;cause=488;text=\"media refused\""));
                 return self.finish(ctx, id, CallStatus::Failed, Ending::OutboundFailed(why));
             }

@@ -14,11 +14,12 @@ use crate::ringback::RingbackCodec;
 use crate::srtp::{KeyDir, KeyUpdate};
 use crate::transcode::LawRule;
 
-/// Longest message (a `Keys` with two SRTP lines carrying MKI and lifetime is under 200 bytes).
-pub(crate) const MAX_FRAME: usize = 256;
+/// Longest message: a `Keys` with two key lines at their longest (2 x (2 + 255) + 10 bytes).
+pub(crate) const MAX_FRAME: usize = 528;
 
-/// Longest `a=crypto` value a `Keys` carries (the edge's own lines and the peers' it took are far shorter).
-const MAX_KEY_LINE: usize = 110;
+/// Longest `a=crypto` value a `Keys` carries. Any line `CryptoAttribute::parse` takes is shorter (a
+/// 9-digit tag, the longest suite, 60 base64 characters of key, a 20-digit lifetime and MKI: about 130).
+const MAX_KEY_LINE: usize = 255;
 
 /// Sockets sent with a `Start`: side A's RTP and RTCP, then side B's.
 pub(crate) const START_FDS: usize = 4;
@@ -222,8 +223,8 @@ fn put_key_dir(b: &mut Vec<u8>, d: &KeyDir) {
         KeyDir::Blocked => b.push(2),
         KeyDir::Srtp(k) => {
             let line = k.to_sdp_value();
-            // Lines the edge made or took are far under the limit; a longer one would not decode, so it
-            // goes as blocked (nothing passes) rather than as a frame the worker drops.
+            // Every line `parse` takes fits; were one longer, it goes as blocked (nothing passes) rather
+            // than as a frame the worker drops.
             match u8::try_from(line.len())
                 .ok()
                 .filter(|&n| usize::from(n) <= MAX_KEY_LINE)
@@ -500,6 +501,27 @@ mod tests {
                     ),
                     outbound: KeyDir::Srtp(
                         edge_srtp::CryptoAttribute::generate(7, edge_srtp::SrtpSuite::AeadAes128Gcm).unwrap(),
+                    ),
+                },
+            },
+            // The longest line a peer may send: 9-digit tag, 48-bit lifetime, MKI 2^63-1 of 128 bytes.
+            ToWorker::Keys {
+                id: 13,
+                side: Side::B,
+                update: KeyUpdate {
+                    inbound: KeyDir::Srtp(
+                        edge_srtp::CryptoAttribute::parse(
+                            "123456789 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz\
+                             |281474976710655|9223372036854775807:128",
+                        )
+                        .unwrap(),
+                    ),
+                    outbound: KeyDir::Srtp(
+                        edge_srtp::CryptoAttribute::parse(
+                            "123456789 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz\
+                             |281474976710655|9223372036854775807:128",
+                        )
+                        .unwrap(),
                     ),
                 },
             },
