@@ -298,7 +298,7 @@ async fn close_left_live(store: &Store, node: &str) -> anyhow::Result<()> {
 
 /// `[cluster] redis_url`: the driver of the cluster-wide limits, and the live-node count its fallback
 /// divides by (nodes whose heartbeat is at most three beats old).
-fn start_cluster_limits(
+async fn start_cluster_limits(
     cfg: &Config,
     store: &Arc<Store>,
     agents: &AgentSlots,
@@ -307,7 +307,18 @@ fn start_cluster_limits(
     let Some(url) = &cfg.cluster.redis_url else {
         return Ok(None);
     };
-    let live = Arc::new(std::sync::atomic::AtomicU32::new(1));
+    // Counted before the first call: a node starting while Redis is down would otherwise think itself
+    // alone (until the count's next tick) and give each agent its whole limit on this node.
+    let window = NODE_HEARTBEAT * 3;
+    let since = edge_store::now_ms() - i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
+    let first = match store.live_nodes(since).await {
+        Ok(n) => u32::try_from(n).unwrap_or(u32::MAX).max(1),
+        Err(e) => {
+            tracing::warn!(error = %e, "live nodes not counted at start: this node counts as alone until the next count");
+            1
+        }
+    };
+    let live = Arc::new(std::sync::atomic::AtomicU32::new(first));
     let (limits, driver) = crate::cluster::ClusterLimits::start(
         &cfg.cluster,
         url,
@@ -322,7 +333,7 @@ fn start_cluster_limits(
         store.clone(),
         live,
         NODE_HEARTBEAT,
-        NODE_HEARTBEAT * 3,
+        window,
     )));
     Ok(Some(limits))
 }
@@ -492,7 +503,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Edge> {
     let agents = AgentSlots::default();
     let agent_gauge = agents.gauge();
     let pacer = TrunkPacer::new(cfg.outbound.max_pacing_wait);
-    let cluster = start_cluster_limits(&cfg, &store, &agents, &mut tasks)?;
+    let cluster = start_cluster_limits(&cfg, &store, &agents, &mut tasks).await?;
     let admission = SharedAdmission::new(Admission::new(cfg.admission.clone(), Instant::now()));
     // Reload: the engine shards and the TCP classifier read the running config from one shared handle.
     let lifecycle = Arc::new(Lifecycle::new(edge_store::now_ms()));
