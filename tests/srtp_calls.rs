@@ -386,22 +386,27 @@ async fn plain_answer_from_a_srtp_required_agent_fails_its_hop_and_the_fallback_
     assert_eq!(hops[1]["outcome"], "answered");
 }
 
-/// A transfer's target gets an offer of its own policy with fresh keys of the edge's: the agent it
-/// replaces never held a key the target uses, and the caller's audio reaches the target encrypted with the
-/// target's key alone.
-#[tokio::test]
-async fn a_transfer_target_gets_its_own_srtp_keys() {
-    let t = start_edge(|_| {}).await;
-    let first_media = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let target_media = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let (first_addr, mut first_invites, first_keys) = srtp_agent(first_media.local_addr().unwrap()).await;
-    let (target_addr, mut target_invites, target_keys) = srtp_agent(target_media.local_addr().unwrap()).await;
-    let first = agent_via_api(&t, first_addr, "srtp").await;
-    let target = agent_via_api(&t, target_addr, "srtp_required").await;
-    t.add_number("+14155550144", &first, None).await;
+/// A plain carrier's call answered by an SRTP agent (`media_encryption = "srtp"`), up and ready to be
+/// transferred: what the transfer tests start from.
+struct AnsweredBySrtpAgent {
+    call_id: String,
+    /// The INVITE the first agent got (the edge's offer, its keys).
+    offer: Message,
+    first_media: UdpSocket,
+    first_keys: AgentKeys,
+    carrier_media: UdpSocket,
+    /// Where the carrier sends its RTP: the edge's port facing it.
+    to_edge_a: SocketAddr,
+    _carrier: Carrier,
+}
 
+async fn answered_by_srtp_agent(t: &TestEdge, did: &str) -> AnsweredBySrtpAgent {
+    let first_media = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let (first_addr, mut first_invites, first_keys) = srtp_agent(first_media.local_addr().unwrap()).await;
+    let first = agent_via_api(t, first_addr, "srtp").await;
+    t.add_number(did, &first, None).await;
     let carrier_media = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let mut c = Carrier::new(t.sip(), "+14155550144").await;
+    let mut c = Carrier::new(t.sip(), did).await;
     invite_with(&c, &sdp(&carrier_media, "RTP/AVP", &[])).await;
     let offer = tokio::time::timeout(S, first_invites.recv()).await.unwrap().unwrap();
     let call_id = offer
@@ -413,16 +418,62 @@ async fn a_transfer_target_gets_its_own_srtp_keys() {
     c.ack(&ok).await;
     let (_, to_edge_a) = media(ok.body());
     t.wait_status(&call_id, "in-progress", S).await;
-    let first_offered = crypto_lines(offer.body());
+    AnsweredBySrtpAgent {
+        call_id,
+        offer,
+        first_media,
+        first_keys,
+        carrier_media,
+        to_edge_a,
+        _carrier: c,
+    }
+}
 
+/// `POST /v1/calls/{id}/transfer` to `to`, accepted.
+async fn transfer(t: &TestEdge, call_id: &str, to: &str) {
     let (code, body) = t
         .http(
             "POST",
             &format!("/v1/calls/{call_id}/transfer"),
-            Some(&format!(r#"{{"to":"{target}"}}"#)),
+            Some(&format!(r#"{{"to":"{to}"}}"#)),
         )
         .await;
     assert_eq!(code, 202, "{body}");
+}
+
+/// The caller's RTP until a packet reaches the first agent, which must open it with the key the edge gave
+/// it: whether one came.
+async fn first_agent_hears_the_caller(call: &AnsweredBySrtpAgent, fill: u8) -> bool {
+    let (edge_key, _) = call.first_keys.lock().unwrap().clone().unwrap();
+    let mut rx = SrtpContext::from_crypto(&edge_key);
+    for seq in 1..=40u16 {
+        call.carrier_media
+            .send_to(&rtp(seq, 0xC, fill), call.to_edge_a)
+            .await
+            .unwrap();
+        if let Some(mut got) = recv(&call.first_media, Duration::from_millis(100)).await {
+            rx.unprotect_rtp(&mut got).expect("still under the first agent's keys");
+            assert_eq!(got, rtp(seq, 0xC, fill));
+            return true;
+        }
+    }
+    false
+}
+
+/// A transfer's target gets an offer of its own policy with fresh keys of the edge's: the agent it
+/// replaces never held a key the target uses, and the caller's audio reaches the target encrypted with the
+/// target's key alone.
+#[tokio::test]
+async fn a_transfer_target_gets_its_own_srtp_keys() {
+    let t = start_edge(|_| {}).await;
+    let target_media = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let (target_addr, mut target_invites, target_keys) = srtp_agent(target_media.local_addr().unwrap()).await;
+    let target = agent_via_api(&t, target_addr, "srtp_required").await;
+    let call = answered_by_srtp_agent(&t, "+14155550144").await;
+    let (carrier_media, to_edge_a, first_keys) = (&call.carrier_media, call.to_edge_a, &call.first_keys);
+    let first_offered = crypto_lines(call.offer.body());
+
+    transfer(&t, &call.call_id, &target).await;
     let target_offer = tokio::time::timeout(S, target_invites.recv()).await.unwrap().unwrap();
     let (m, _) = media(target_offer.body());
     assert!(
@@ -527,34 +578,12 @@ async fn an_api_call_through_a_srtp_required_trunk_that_answers_plain_fails_with
 #[tokio::test]
 async fn a_transfer_to_a_srtp_required_agent_that_answers_plain_fails_and_the_caller_stays() {
     let t = start_edge(|_| {}).await;
-    let first_media = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let (first_addr, mut first_invites, first_keys) = srtp_agent(first_media.local_addr().unwrap()).await;
-    let first = agent_via_api(&t, first_addr, "srtp").await;
     let target = common::Agent::spawn(common::Mode::Answer).await;
     let target_id = agent_via_api(&t, target.addr, "srtp_required").await;
-    t.add_number("+14155550146", &first, None).await;
+    let call = answered_by_srtp_agent(&t, "+14155550146").await;
+    let call_id = &call.call_id;
 
-    let carrier_media = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let mut c = Carrier::new(t.sip(), "+14155550146").await;
-    invite_with(&c, &sdp(&carrier_media, "RTP/AVP", &[])).await;
-    let offer = tokio::time::timeout(S, first_invites.recv()).await.unwrap().unwrap();
-    let call_id = offer
-        .header(&HeaderName::Other("X-OneInbox-Call-Id".into()))
-        .unwrap()
-        .to_owned();
-    let (_, ok) = c.final_response(S).await;
-    c.ack(&ok).await;
-    let (_, to_edge_a) = media(ok.body());
-    t.wait_status(&call_id, "in-progress", S).await;
-
-    let (code, body) = t
-        .http(
-            "POST",
-            &format!("/v1/calls/{call_id}/transfer"),
-            Some(&format!(r#"{{"to":"{target_id}"}}"#)),
-        )
-        .await;
-    assert_eq!(code, 202, "{body}");
+    transfer(&t, call_id, &target_id).await;
     let to_target = target.expect(Method::Invite, S).await;
     assert!(media(to_target.body()).0.contains(" RTP/SAVP "));
     target.expect(Method::Ack, S).await;
@@ -586,19 +615,10 @@ async fn a_transfer_to_a_srtp_required_agent_that_answers_plain_fails_and_the_ca
             .starts_with("media refused: SRTP required"),
         "{hop}"
     );
-    let (edge_key, _) = first_keys.lock().unwrap().clone().unwrap();
-    let mut rx = SrtpContext::from_crypto(&edge_key);
-    let mut heard = false;
-    for seq in 1..=30u16 {
-        carrier_media.send_to(&rtp(seq, 0xC, 0x44), to_edge_a).await.unwrap();
-        if let Some(mut got) = recv(&first_media, Duration::from_millis(100)).await {
-            rx.unprotect_rtp(&mut got).expect("still under the first agent's keys");
-            assert_eq!(got, rtp(seq, 0xC, 0x44));
-            heard = true;
-            break;
-        }
-    }
-    assert!(heard, "the first agent no longer hears the caller");
+    assert!(
+        first_agent_hears_the_caller(&call, 0x44).await,
+        "the first agent no longer hears the caller"
+    );
 }
 
 /// A transfer target that sends SRTP early media (a carrier's ringback in a 183) and then is busy: the
@@ -608,9 +628,6 @@ async fn a_transfer_to_a_srtp_required_agent_that_answers_plain_fails_and_the_ca
 #[tokio::test]
 async fn a_transfer_target_with_srtp_early_media_then_busy_leaves_the_agent_its_keys() {
     let t = start_edge(|_| {}).await;
-    let first_media = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let (first_addr, mut first_invites, first_keys) = srtp_agent(first_media.local_addr().unwrap()).await;
-    let first = agent_via_api(&t, first_addr, "srtp").await;
     // The target: 183 with an SRTP answer of its own, then 486.
     let target_sock = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
     let target_media = UdpSocket::bind("127.0.0.1:0").await.unwrap();
@@ -654,45 +671,12 @@ async fn a_transfer_target_with_srtp_early_media_then_busy_leaves_the_agent_its_
         }
     });
     let target = agent_via_api(&t, target_addr, "srtp").await;
-    t.add_number("+14155550147", &first, None).await;
-
-    let carrier_media = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let mut c = Carrier::new(t.sip(), "+14155550147").await;
-    invite_with(&c, &sdp(&carrier_media, "RTP/AVP", &[])).await;
-    let offer = tokio::time::timeout(S, first_invites.recv()).await.unwrap().unwrap();
-    let call_id = offer
-        .header(&HeaderName::Other("X-OneInbox-Call-Id".into()))
-        .unwrap()
-        .to_owned();
-    let (_, ok) = c.final_response(S).await;
-    c.ack(&ok).await;
-    let (_, to_edge_a) = media(ok.body());
-    t.wait_status(&call_id, "in-progress", S).await;
-    let (code, body) = t
-        .http(
-            "POST",
-            &format!("/v1/calls/{call_id}/transfer"),
-            Some(&format!(r#"{{"to":"{target}"}}"#)),
-        )
-        .await;
-    assert_eq!(code, 202, "{body}");
+    let call = answered_by_srtp_agent(&t, "+14155550147").await;
+    transfer(&t, &call.call_id, &target).await;
     tokio::time::timeout(S, busy_rx.recv()).await.unwrap();
     // The transfer failed on the 486; the first agent has the caller again, under its own keys.
-    let (edge_key, _) = first_keys.lock().unwrap().clone().unwrap();
-    let mut rx = SrtpContext::from_crypto(&edge_key);
-    let mut heard = false;
-    for seq in 1..=40u16 {
-        carrier_media.send_to(&rtp(seq, 0xC, 0x55), to_edge_a).await.unwrap();
-        if let Some(mut got) = recv(&first_media, Duration::from_millis(100)).await {
-            if rx.unprotect_rtp(&mut got).is_ok() {
-                assert_eq!(got, rtp(seq, 0xC, 0x55));
-                heard = true;
-                break;
-            }
-        }
-    }
     assert!(
-        heard,
+        first_agent_hears_the_caller(&call, 0x55).await,
         "after the failed transfer the first agent no longer hears the caller under its keys"
     );
 }
